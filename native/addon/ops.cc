@@ -1,0 +1,352 @@
+// N-API glue for the CPU ops: check every argument (again: src/validate.ts checks first),
+// allocate the outputs, and hand a Task (task.h) to the sync or async runner. No math here.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <sys/mman.h>
+#include <memory>
+#include <vector>
+
+#include "../kernels.h"
+#include "args.h"
+#include "ops.h"
+#include "task.h"
+
+namespace gvpo {
+
+namespace {
+
+// Logits and their per-token companions, shaped either rows x vocab or sequences x tokens x vocab.
+struct LogitsIn {
+  View<void> logits;
+  DType dtype;
+  View<int32_t> targets;
+  View<float> mask;
+  int64_t N = 1, T = 1, V = 1, rows = 1;
+  float tau = 1.0f;
+  int threads = 0;
+};
+
+LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
+  LogitsIn in;
+  in.dtype = a.dtype("dtype");
+  if (sequences) {
+    in.N = a.dim("sequences");
+    in.T = a.dim("tokens");
+    in.rows = (int64_t)a.product({in.N, in.T}, "sequences*tokens");
+  } else {
+    in.rows = a.dim("rows");
+  }
+  in.V = a.dim("vocab");
+  size_t total = a.product({in.rows, in.V}, "logits");
+  in.logits = a.logits("logits", in.dtype);
+  a.expect_length("logits", in.logits.length, total, sequences ? "sequences*tokens*vocab" : "rows*vocab");
+  in.targets = a.i32("targets");
+  a.expect_length("targets", in.targets.length, (size_t)in.rows, sequences ? "sequences*tokens" : "rows");
+  in.mask = a.f32("mask", !mask_required);
+  if (in.mask.data) a.expect_length("mask", in.mask.length, (size_t)in.rows, sequences ? "sequences*tokens" : "rows");
+  in.tau = (float)a.positive("temperature", 1.0, true);
+  in.threads = a.threads();
+  a.check_targets("targets", in.targets.data, in.mask.data, (size_t)in.rows, in.V);
+  return in;
+}
+
+// A float32 array of N*T*V elements. Fresh pages cost a fault each on first write (about 9 us
+// per 4 KiB page on the VMs measured: 0.6 s for 256 MiB, 20x the kernel itself), so large
+// buffers are 2 MiB-aligned and advised as huge pages. Allocation failure is a RangeError, not
+// the process abort that a failed V8 allocation would be.
+Napi::Float32Array new_large_f32(const Args& a, size_t n) {
+  size_t bytes = n * sizeof(float);
+  if (bytes < (4u << 20)) return Napi::Float32Array::New(a.env(), n);
+  const size_t huge = 2u << 20;
+  size_t rounded = (bytes + huge - 1) / huge * huge;
+  void* p = nullptr;
+  if (posix_memalign(&p, huge, rounded) != 0 || !p)
+    a.range_error("gradLogits", "an allocation that fits in memory", std::to_string(bytes) + " bytes refused");
+#ifdef MADV_HUGEPAGE
+  madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(a.env(), p, bytes, [](Napi::Env, void* d) { std::free(d); });
+  return Napi::Float32Array::New(a.env(), n, ab, 0);
+}
+
+// The gradient's destination: the logits themselves (inPlace), a caller's buffer, or a new one.
+float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result) {
+  bool in_place = a.boolean("inPlace", false);
+  size_t total = (size_t)in.rows * (size_t)in.V;
+  if (in_place) {
+    if (in.dtype != DType::f32)
+      a.range_error("inPlace", "false for 16-bit logits (the gradient is float32)", "true");
+    result.Set("gradLogits", a.object().Get("logits"));
+    return (float*)in.logits.data;
+  }
+  View<float> out = a.f32("out", true);
+  if (out.data) {
+    a.expect_length("out", out.length, total, "the logits' length");
+    result.Set("gradLogits", a.object().Get("out"));
+    return out.data;
+  }
+  Napi::Float32Array g = new_large_f32(a, total);
+  result.Set("gradLogits", g);
+  return g.Data();
+}
+
+Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n) {
+  Napi::Float32Array a = Napi::Float32Array::New(result.Env(), n);
+  result.Set(name, a);
+  return a;
+}
+Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n) {
+  Napi::Float64Array a = Napi::Float64Array::New(result.Env(), n);
+  result.Set(name, a);
+  return a;
+}
+
+void set_terms(Napi::Object r, const GvpoTerms& t) {
+  Napi::Env env = r.Env();
+  r.Set("loss", Napi::Number::New(env, t.loss));
+  Napi::Object terms = Napi::Object::New(env);
+  terms.Set("advantage", Napi::Number::New(env, t.advantage));
+  terms.Set("trustRegion", Napi::Number::New(env, t.trust_region));
+  terms.Set("variance", Napi::Number::New(env, t.variance));
+  terms.Set("constant", Napi::Number::New(env, t.constant));
+  r.Set("terms", terms);
+}
+
+// Sequence-level GVPO inputs: rewards, groups (offsets), beta, reduction.
+struct LossIn {
+  View<double> rewards;
+  View<int32_t> offsets;
+  double beta;
+  bool mean;
+};
+
+LossIn parse_loss(const Args& a, int64_t N) {
+  LossIn l;
+  l.rewards = a.f64("rewards");
+  a.expect_length("rewards", l.rewards.length, (size_t)N, "sequences");
+  a.check_finite("rewards", l.rewards.data, l.rewards.length);
+  l.offsets = a.i32("offsets");
+  a.check_offsets("offsets", l.offsets.data, l.offsets.length, N);
+  l.beta = a.positive("beta", 0, false);
+  l.mean = a.reduction() == "mean";
+  return l;
+}
+
+// Phase 1 inputs and outputs shared by gvpoForward and gvpoFromLogits.
+struct Forward {
+  LogitsIn in;
+  View<double> ref_tokens, ref_seq;
+  float *lp, *lz;
+  double *seq, *ref;
+  std::shared_ptr<int64_t> nonfinite = std::make_shared<int64_t>(0);
+};
+
+Forward parse_forward(const Args& a, Napi::Object r) {
+  Forward f;
+  f.in = parse_logits(a, true, true);
+  f.ref_tokens = a.f64("referenceTokenLogprobs", true);
+  f.ref_seq = a.f64("referenceLogprobs", true);
+  if (f.ref_tokens.data && f.ref_seq.data)
+    a.range_error("referenceLogprobs", "absent when referenceTokenLogprobs is given", "both");
+  if (f.ref_tokens.data) {
+    a.expect_length("referenceTokenLogprobs", f.ref_tokens.length, (size_t)f.in.rows, "sequences*tokens");
+    for (int64_t i = 0; i < f.in.rows; i++)  // only positions under the mask must be finite
+      if (f.in.mask.data[i] != 0.0f && !std::isfinite(f.ref_tokens.data[i]))
+        a.range_error("referenceTokenLogprobs", "finite numbers where the mask is non-zero",
+                      "a non-finite value at index " + std::to_string(i));
+  }
+  if (f.ref_seq.data) {
+    a.expect_length("referenceLogprobs", f.ref_seq.length, (size_t)f.in.N, "sequences");
+    a.check_finite("referenceLogprobs", f.ref_seq.data, f.ref_seq.length);
+  }
+  f.lp = new_f32(r, "tokenLogprobs", f.in.rows).Data();
+  f.lz = new_f32(r, "logZ", f.in.rows).Data();
+  f.seq = new_f64(r, "policyLogprobs", f.in.N).Data();
+  f.ref = new_f64(r, "referenceLogprobs", f.in.N).Data();
+  return f;
+}
+
+void run_forward(const Forward& f) {
+  const LogitsIn& in = f.in;
+  *f.nonfinite = token_logprobs_forward_cpu(f.lp, f.lz, in.logits.data, in.dtype, in.targets.data,
+                                            in.mask.data, in.rows, in.V, in.tau, in.threads);
+  sequence_logprobs_cpu(f.seq, f.lp, in.mask.data, in.N, in.T);
+  if (f.ref_tokens.data)
+    sequence_logprobs_f64_cpu(f.ref, f.ref_tokens.data, in.mask.data, in.N, in.T);
+  else if (f.ref_seq.data)
+    std::memcpy(f.ref, f.ref_seq.data, in.N * sizeof(double));
+  else  // no reference given: pi_theta' is the current policy (on-policy, first epoch)
+    std::memcpy(f.ref, f.seq, in.N * sizeof(double));
+}
+
+// Phase 2: g[r] = m[r] * dL/dS[n(r)], then the gradient pass.
+void run_backward(float* grad, const LogitsIn& in, const float* lz, const double* grad_seq) {
+  std::vector<float> g((size_t)in.rows);
+  for (int64_t r = 0; r < in.rows; r++) g[r] = (float)(in.mask.data[r] * grad_seq[r / in.T]);
+  token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, lz, g.data(),
+                              in.rows, in.V, in.tau, in.threads);
+}
+
+std::unique_ptr<Task> prepare_token_logprobs(const Napi::CallbackInfo& info) {
+  Args a(info, "tokenLogprobs");
+  LogitsIn in = parse_logits(a, false, false);
+  Napi::Object r = Napi::Object::New(a.env());
+  float* lp = new_f32(r, "logprobs", in.rows).Data();
+  float* lz = new_f32(r, "logZ", in.rows).Data();
+  auto t = make_task(a.object(), r);
+  auto bad = std::make_shared<int64_t>(0);
+  t->work = [=] {
+    *bad = token_logprobs_forward_cpu(lp, lz, in.logits.data, in.dtype, in.targets.data,
+                                      in.mask.data, in.rows, in.V, in.tau, in.threads);
+  };
+  t->finish = [bad](Napi::Object r) { r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*bad)); };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_token_logprobs_backward(const Napi::CallbackInfo& info) {
+  Args a(info, "tokenLogprobsBackward");
+  LogitsIn in = parse_logits(a, false, false);
+  View<float> lz = a.f32("logZ"), g = a.f32("gradLogprobs");
+  a.expect_length("logZ", lz.length, (size_t)in.rows, "rows");
+  a.expect_length("gradLogprobs", g.length, (size_t)in.rows, "rows");
+  Napi::Object r = Napi::Object::New(a.env());
+  float* grad = grad_destination(a, in, r);
+  auto t = make_task(a.object(), r);
+  t->work = [=] {
+    token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, lz.data, g.data,
+                                in.rows, in.V, in.tau, in.threads);
+  };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_sequence_logprobs(const Napi::CallbackInfo& info) {
+  Args a(info, "sequenceLogprobs");
+  int64_t N = a.dim("sequences"), T = a.dim("tokens");
+  size_t rows = a.product({N, T}, "sequences*tokens");
+  View<float> mask = a.f32("mask");
+  a.expect_length("mask", mask.length, rows, "sequences*tokens");
+  Napi::Value lpv = a.object().Get("tokenLogprobs");
+  bool f64 = lpv.IsTypedArray() && lpv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
+  View<float> lp32;
+  View<double> lp64;
+  if (f64) lp64 = a.f64("tokenLogprobs"); else lp32 = a.f32("tokenLogprobs");
+  a.expect_length("tokenLogprobs", f64 ? lp64.length : lp32.length, rows, "sequences*tokens");
+  Napi::Object r = Napi::Object::New(a.env());
+  double* out = new_f64(r, "values", N).Data();
+  auto t = make_task(a.object(), r);
+  t->work = [=] {
+    if (f64) sequence_logprobs_f64_cpu(out, lp64.data, mask.data, N, T);
+    else sequence_logprobs_cpu(out, lp32.data, mask.data, N, T);
+  };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_group_center(const Napi::CallbackInfo& info) {
+  Args a(info, "groupCenter");
+  View<double> v = a.f64("values");
+  if (v.length == 0) a.range_error("values", "a non-empty Float64Array", "length 0");
+  a.check_finite("values", v.data, v.length);
+  View<int32_t> off = a.i32("offsets");
+  a.check_offsets("offsets", off.data, off.length, (int64_t)v.length);
+  Napi::Object r = Napi::Object::New(a.env());
+  double* c = new_f64(r, "centered", v.length).Data();
+  double* m = new_f64(r, "means", off.length - 1).Data();
+  auto t = make_task(a.object(), r);
+  t->work = [=] { group_center_cpu(c, m, v.data, off.data, (int64_t)off.length - 1); };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_gvpo_loss(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoLoss");
+  View<double> S = a.f64("policyLogprobs");
+  if (S.length == 0) a.range_error("policyLogprobs", "a non-empty Float64Array", "length 0");
+  int64_t N = (int64_t)S.length;
+  a.check_finite("policyLogprobs", S.data, S.length);
+  View<double> Q = a.f64("referenceLogprobs");
+  a.expect_length("referenceLogprobs", Q.length, S.length, "policyLogprobs.length");
+  a.check_finite("referenceLogprobs", Q.data, Q.length);
+  LossIn l = parse_loss(a, N);
+  Napi::Object r = Napi::Object::New(a.env());
+  double* gs = new_f64(r, "gradLogprobs", N).Data();
+  double* c = new_f64(r, "residuals", N).Data();
+  auto t = make_task(a.object(), r);
+  auto terms = std::make_shared<GvpoTerms>();
+  t->work = [=] {
+    *terms = gvpo_loss_cpu(gs, c, S.data, Q.data, l.rewards.data, l.offsets.data,
+                           (int64_t)l.offsets.length - 1, l.beta, l.mean);
+  };
+  t->finish = [terms](Napi::Object r) { set_terms(r, *terms); };
+  return t;
+}
+
+void set_nonfinite(Napi::Object r, const Forward& f) {
+  r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*f.nonfinite));
+}
+
+std::unique_ptr<Task> prepare_gvpo_forward(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoForward");
+  Napi::Object r = Napi::Object::New(a.env());
+  Forward f = parse_forward(a, r);
+  auto t = make_task(a.object(), r);
+  t->work = [f] { run_forward(f); };
+  t->finish = [f](Napi::Object r) { set_nonfinite(r, f); };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_gvpo_backward(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoBackward");
+  LogitsIn in = parse_logits(a, true, true);
+  View<float> lz = a.f32("logZ");
+  a.expect_length("logZ", lz.length, (size_t)in.rows, "sequences*tokens");
+  View<double> gs = a.f64("gradLogprobs");
+  a.expect_length("gradLogprobs", gs.length, (size_t)in.N, "sequences");
+  Napi::Object r = Napi::Object::New(a.env());
+  float* grad = grad_destination(a, in, r);
+  auto t = make_task(a.object(), r);
+  t->work = [=] { run_backward(grad, in, lz.data, gs.data); };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_gvpo_from_logits(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromLogits");
+  Napi::Object r = Napi::Object::New(a.env());
+  Forward f = parse_forward(a, r);
+  LossIn l = parse_loss(a, f.in.N);
+  float* grad = grad_destination(a, f.in, r);
+  double* gs = new_f64(r, "gradLogprobs", f.in.N).Data();
+  double* c = new_f64(r, "residuals", f.in.N).Data();
+  auto t = make_task(a.object(), r);
+  auto terms = std::make_shared<GvpoTerms>();
+  t->work = [=] {
+    run_forward(f);
+    *terms = gvpo_loss_cpu(gs, c, f.seq, f.ref, l.rewards.data, l.offsets.data,
+                           (int64_t)l.offsets.length - 1, l.beta, l.mean);
+    run_backward(grad, f.in, f.lz, gs);
+  };
+  t->finish = [f, terms](Napi::Object r) {
+    set_terms(r, *terms);
+    set_nonfinite(r, f);
+  };
+  return t;
+}
+
+}  // namespace
+
+void register_cpu_ops(Napi::Env env, Napi::Object exports) {
+#define GVPO_EXPORT(name, prepare)                                         \
+  exports.Set(name, Napi::Function::New(env, run_sync<prepare>, name));    \
+  exports.Set(name "Async", Napi::Function::New(env, run_async<prepare>, name "Async"));
+  GVPO_EXPORT("tokenLogprobs", prepare_token_logprobs)
+  GVPO_EXPORT("tokenLogprobsBackward", prepare_token_logprobs_backward)
+  GVPO_EXPORT("sequenceLogprobs", prepare_sequence_logprobs)
+  GVPO_EXPORT("groupCenter", prepare_group_center)
+  GVPO_EXPORT("gvpoLoss", prepare_gvpo_loss)
+  GVPO_EXPORT("gvpoForward", prepare_gvpo_forward)
+  GVPO_EXPORT("gvpoBackward", prepare_gvpo_backward)
+  GVPO_EXPORT("gvpoFromLogits", prepare_gvpo_from_logits)
+#undef GVPO_EXPORT
+}
+
+}  // namespace gvpo

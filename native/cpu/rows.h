@@ -1,0 +1,157 @@
+// Row kernels of token_logprobs, written once with GCC vector extensions and compiled once per
+// instruction set (rows_avx512.cc, rows_avx2.cc, rows_generic.cc set GVPO_VW and the target).
+// token_logprobs.cc picks one at run time, so one build runs on machines with and without AVX-512.
+//
+// Forward, per row of V logits (x = z / tau):
+//   for each tile of TILE elements: convert + scale into a stack tile (L1), take the tile max,
+//   rescale the running sum if the max grew, add sum exp(x - max) over the tile.
+//   -> the logits are read from memory once; exp is evaluated once per element.
+// Backward, per row: grad[v] = -g/tau * exp(x[v] - logZ), then grad[y] += g/tau.
+//
+// Expects GVPO_VW (floats per vector) and GVPO_ISA (namespace name) to be defined.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../kernels.h"
+
+namespace gvpo {
+namespace GVPO_ISA {
+
+typedef float vf __attribute__((vector_size(GVPO_VW * 4)));
+typedef int32_t vi __attribute__((vector_size(GVPO_VW * 4)));
+typedef uint16_t vh __attribute__((vector_size(GVPO_VW * 2)));
+typedef uint32_t vu __attribute__((vector_size(GVPO_VW * 4)));
+// Unaligned views for loads and stores.
+typedef float vf_u __attribute__((vector_size(GVPO_VW * 4), aligned(4)));
+typedef uint16_t vh_u __attribute__((vector_size(GVPO_VW * 2), aligned(2)));
+
+constexpr int W = GVPO_VW;
+constexpr int TILE = 2048;  // 8 KiB of float32: stays in L1 between the max and the exp sweep
+
+static inline vf splat(float a) { return vf{} + a; }
+
+// exp(x) for x <= 0 (Cephes polynomial, ~2 ulp): x < -86 gives exactly 0 (so -inf -> 0),
+// NaN propagates. Scaling by 2^n is a multiply, so NaN in the polynomial stays NaN.
+static inline vf vexp(vf x) {
+  const vf lo = splat(-86.0f);
+  vf xc = x < lo ? lo : x;
+  const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  vf t = xc * splat(1.44269504088896341f) + magic;
+  vf n = t - magic;
+  vf r = xc - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * (r * r) + r + splat(1.0f);
+  vi ni = (vi)t - (vi)magic;
+  vf scale = (vf)((ni + 127) << 23);
+  vf y = p * scale;
+  return x < lo ? splat(0.0f) : y;
+}
+
+static inline float sexp(float x) { return vexp(splat(x))[0]; }
+
+// Load W logits as float32.
+static inline vf load(const float* p) { return (vf) * (const vf_u*)p; }
+static inline vf load(const uint16_t* p, DType d) {
+  vu h = __builtin_convertvector(*(const vh_u*)p, vu);
+  if (d == DType::bf16) return (vf)(h << 16);
+  // float16 -> float32: shift exponent+mantissa into place and rescale by 2^112, which turns
+  // normals and subnormals alike into the right float; inf and NaN keep an all-ones exponent.
+  vu sign = (h & 0x8000u) << 16;
+  vu em = h & 0x7fffu;
+  vf f = (vf)(em << 13) * splat(0x1p112f);
+  vu bits = (vu)f;
+  bits = em >= 0x7c00u ? ((em << 13) | 0x7f800000u) : bits;
+  return (vf)(bits | sign);
+}
+
+static inline float load1(const void* logits, DType d, int64_t i) {
+  if (d == DType::f32) return ((const float*)logits)[i];
+  uint16_t h = ((const uint16_t*)logits)[i];
+  vh hv{};
+  hv[0] = h;
+  return load((const uint16_t*)&hv, d)[0];
+}
+
+static inline float hmax(vf v) {
+  float m = v[0];
+  for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+static inline double hsum(vf v) {
+  double s = 0;
+  for (int i = 0; i < W; i++) s += v[i];
+  return s;
+}
+
+// Convert and scale n (<= TILE) logits into tile, padded with -inf to a multiple of W.
+// Returns the tile max (a NaN logit may or may not win; the sum then turns NaN anyway).
+static inline float fill_tile(float* tile, const void* src, DType d, int64_t n, float inv_tau) {
+  vf vmax = splat(-INFINITY);
+  const vf s = splat(inv_tau);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    vf x = (d == DType::f32 ? load((const float*)src + i) : load((const uint16_t*)src + i, d)) * s;
+    *(vf*)(tile + i) = x;
+    vmax = x > vmax ? x : vmax;
+  }
+  if (i < n) {
+    vf x = splat(-INFINITY);
+    for (int j = 0; i + j < n; j++) x[j] = load1(src, d, i + j) * inv_tau;
+    *(vf*)(tile + i) = x;
+    vmax = x > vmax ? x : vmax;
+  }
+  return hmax(vmax);
+}
+
+// logZ of one row.
+double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
+  alignas(64) float tile[TILE];
+  const size_t esz = dtype_bytes(d);
+  double m = -INFINITY, s = 0.0;
+  for (int64_t base = 0; base < V; base += TILE) {
+    int64_t n = V - base < TILE ? V - base : TILE;
+    float bm = fill_tile(tile, (const char*)row + base * esz, d, n, inv_tau);
+    if (bm > m) {  // grew (false for NaN): rescale what we had
+      s *= std::exp(m - (double)bm);
+      m = bm;
+    }
+    if (m == -INFINITY) continue;  // everything so far is -inf: contributes 0
+    if (std::isnan(bm)) return NAN;
+    // Two accumulators hide the FMA latency; the sum is reduced in double per tile.
+    const vf vm = splat((float)m);
+    vf a0 = splat(0.0f), a1 = splat(0.0f);
+    int64_t padded = (n + W - 1) / W * W, i = 0;
+    for (; i + 2 * W <= padded; i += 2 * W) {
+      a0 += vexp(*(vf*)(tile + i) - vm);
+      a1 += vexp(*(vf*)(tile + i + W) - vm);
+    }
+    if (i < padded) a0 += vexp(*(vf*)(tile + i) - vm);
+    s += hsum(a0 + a1);
+  }
+  return m + std::log(s);
+}
+
+// grad[v] = coef * ([v == y] - exp(x[v] - logZ)) for one row; grad may alias row (f32).
+void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float logZ,
+                  int32_t y, float coef) {
+  const vf s = splat(inv_tau), lz = splat(logZ), nc = splat(-coef);
+  int64_t i = 0;
+  if (d == DType::f32) {
+    const float* z = (const float*)row;
+    for (; i + W <= V; i += W) *(vf_u*)(grad + i) = nc * vexp(load(z + i) * s - lz);
+  } else {
+    const uint16_t* z = (const uint16_t*)row;
+    for (; i + W <= V; i += W) *(vf_u*)(grad + i) = nc * vexp(load(z + i, d) * s - lz);
+  }
+  for (; i < V; i++) grad[i] = -coef * sexp(load1(row, d, i) * inv_tau - logZ);
+  grad[y] += coef;
+}
+
+}  // namespace GVPO_ISA
+}  // namespace gvpo

@@ -1,0 +1,11 @@
+// Row kernels of token_logprobs for the avx512 instruction set (see rows.h).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")
+#define GVPO_VW 16
+#define GVPO_ISA avx512
+#include "rows.h"
+#endif

@@ -1,0 +1,103 @@
+// Backend choice: cuda -> cpu -> js. The native addon is looked for in each place in turn and
+// every failure is kept; GVPO_BACKEND=cuda|cpu|js forces one, and a forced backend that cannot
+// load throws one error listing every attempt and what to do.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BackendInfo } from './types.js';
+
+/** The addon's exports (native/addon): ops take the normalised options of normalized.ts. */
+export interface NativeAddon {
+  nativeInfo(): { threads: number; simd: string; compiled: string[]; cudaDevices?: number; device?: string; cudaError?: string };
+  [op: string]: unknown;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+
+function candidates(): string[] {
+  const list: string[] = [];
+  if (process.env.GVPO_ADDON_PATH) list.push(process.env.GVPO_ADDON_PATH);
+  list.push(join(root, 'build', 'Release', 'gvpo.node'), join(root, 'build', 'Debug', 'gvpo.node'));
+  return list;
+}
+
+interface Loaded {
+  addon?: NativeAddon;
+  errors: string[];
+}
+
+let loaded: Loaded | undefined;
+
+function loadAddon(): Loaded {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  const errors: string[] = [];
+  for (const path of candidates()) {
+    try {
+      const addon = require(path) as NativeAddon;
+      loaded = { addon, errors };
+      return loaded;
+    } catch (e) {
+      errors.push(`${path}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  loaded = { errors };
+  return loaded;
+}
+
+type Active = BackendInfo['active'];
+
+let chosen: { active: Active; addon?: NativeAddon; info: BackendInfo } | undefined;
+
+function choose() {
+  if (chosen) return chosen;
+  const { addon, errors } = loadAddon();
+  const forced = process.env.GVPO_BACKEND;
+  const loadErrors = [...errors];
+  const ni = addon?.nativeInfo();
+  const compiled = ni ? ['js', ...ni.compiled] : ['js'];
+  const cudaReady = !!ni && ni.compiled.includes('cuda') && (ni.cudaDevices ?? 0) > 0 && typeof addon?.cudaGvpoFromLogits === 'function';
+  if (ni && ni.compiled.includes('cuda') && !cudaReady) {
+    loadErrors.push(`cuda: compiled in, but ${ni.cudaError ? `the CUDA runtime said: ${ni.cudaError}` : 'no CUDA device is present'}`);
+  } else if (ni && !ni.compiled.includes('cuda')) {
+    loadErrors.push('cuda: not compiled in (build with `npm run build:cuda` where nvcc is available)');
+  }
+  if (!addon) loadErrors.push('cpu: the native addon did not load (run `npm run build:native`)');
+
+  let active: Active;
+  if (forced !== undefined && forced !== '') {
+    if (forced !== 'cuda' && forced !== 'cpu' && forced !== 'js') {
+      throw new RangeError(`GVPO_BACKEND must be 'cuda' | 'cpu' | 'js', got '${forced}'`);
+    }
+    const ok = forced === 'js' || (forced === 'cpu' && !!addon) || (forced === 'cuda' && cudaReady);
+    if (!ok) {
+      throw new Error(`GVPO_BACKEND=${forced} cannot be used. Load attempts:\n  ${loadErrors.join('\n  ')}\n` +
+        'Build the addon with `npm run build:native` (or `npm run build:cuda`), or set GVPO_BACKEND=js.');
+    }
+    active = forced;
+  } else {
+    active = cudaReady ? 'cuda' : addon ? 'cpu' : 'js';
+  }
+  const info: BackendInfo = {
+    active,
+    compiled,
+    threads: ni?.threads ?? 1,
+    loadErrors,
+    ...(ni?.simd ? { simd: ni.simd } : {}),
+    ...(ni?.device ? { device: ni.device } : {}),
+  };
+  chosen = { active, addon: active === 'js' ? undefined : addon, info };
+  return chosen;
+}
+
+/** Which backend runs, what was compiled in, threads, SIMD level, and why anything is missing. */
+export function backendInfo(): BackendInfo {
+  const c = choose().info;
+  return { ...c, compiled: [...c.compiled], loadErrors: [...c.loadErrors] };
+}
+
+/** The native addon when a native backend is active, else undefined (use the reference). */
+export function nativeAddon(): NativeAddon | undefined {
+  return choose().addon;
+}

@@ -1,0 +1,11 @@
+// gvpo: the GVPO loss and its gradient, fused (SPEC section 2). The public surface, nothing else.
+export { tokenLogprobs, tokenLogprobsAsync, tokenLogprobsBackward, tokenLogprobsBackwardAsync } from './ops/tokenLogprobs.js';
+export { sequenceLogprobs, sequenceLogprobsAsync } from './ops/sequenceLogprobs.js';
+export { groupCenter, groupCenterAsync } from './ops/groupCenter.js';
+export { gvpoLoss, gvpoLossAsync } from './ops/gvpoLoss.js';
+export {
+  gvpoFromLogits, gvpoFromLogitsAsync, gvpoForward, gvpoForwardAsync, gvpoBackward, gvpoBackwardAsync,
+} from './ops/gvpoFromLogits.js';
+export { backendInfo } from './backend.js';
+export { toHalf, fromHalf } from './reference/dtype.js';
+export type * from './types.js';

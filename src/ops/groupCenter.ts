@@ -1,0 +1,25 @@
+// groupCenter: values minus their group's mean, for equal ({ size }) or ragged ({ offsets }) groups.
+import { groupCenterRef } from '../reference/groupCenter.js';
+import type { GroupCenterArgs, GroupCenterResult } from '../types.js';
+import { checkOptions, numbersOf, offsetsOf, rangeError } from '../validate.js';
+import { runAsync, runSync } from './run.js';
+
+const FN = 'groupCenter';
+
+function normalize(a: unknown) {
+  checkOptions(FN, a);
+  const values = numbersOf(FN, 'values', a.values);
+  if (values.length === 0) rangeError(FN, 'values', 'a non-empty array', 'length 0');
+  const offsets = offsetsOf(FN, a.groups, values.length);
+  return { values, offsets };
+}
+
+export function groupCenter(args: GroupCenterArgs): GroupCenterResult {
+  const o = normalize(args);
+  return runSync(FN, o, () => groupCenterRef(o.values, o.offsets));
+}
+
+export function groupCenterAsync(args: GroupCenterArgs): Promise<GroupCenterResult> {
+  const o = normalize(args);
+  return runAsync(FN, o, () => groupCenterRef(o.values, o.offsets));
+}

@@ -1,0 +1,67 @@
+// gvpoFromLogits: the fused drop-in (token log-probs, S, centring, loss, dL/dz), and its two
+// phases for sharded batches: gvpoForward (logits -> S, logZ) and gvpoBackward (dL/dS -> dL/dz).
+import { gvpoBackwardRef, gvpoForwardRef, gvpoFromLogitsRef } from '../reference/gvpoFromLogits.js';
+import type { BackwardOpts, ForwardOpts, FromLogitsOpts } from '../normalized.js';
+import type {
+  GvpoBackwardArgs, GvpoForwardArgs, GvpoForwardResult, GvpoFromLogitsArgs, GvpoFromLogitsResult,
+} from '../types.js';
+import { expectLength, numbersOf, typed } from '../validate.js';
+import { normalizeBatch, normalizeDest, normalizeForward, normalizeLoss } from './normalize.js';
+import { runAsync, runSync } from './run.js';
+
+function normalizeFromLogits(a: GvpoFromLogitsArgs): FromLogitsOpts {
+  const fn = 'gvpoFromLogits';
+  const f = normalizeForward(fn, a);
+  const rec = a as unknown as Record<string, unknown>;
+  return { ...f, ...normalizeLoss(fn, rec, f.sequences), ...normalizeDest(fn, rec, f) };
+}
+
+function normalizeBackward(a: GvpoBackwardArgs): BackwardOpts {
+  const fn = 'gvpoBackward';
+  const b = normalizeBatch(fn, a);
+  const logZ = typed(fn, 'logZ', a.logZ, Float32Array);
+  expectLength(fn, 'logZ', logZ.length, b.sequences * b.tokens, 'sequences*tokens');
+  const gradLogprobs = numbersOf(fn, 'gradLogprobs', a.gradLogprobs, b.sequences, 'sequences');
+  return { ...b, logZ, gradLogprobs, ...normalizeDest(fn, a as unknown as Record<string, unknown>, b) };
+}
+
+/** Forward, loss and gradient with respect to the logits in one call (two reads, one write). */
+export function gvpoFromLogits(args: GvpoFromLogitsArgs): GvpoFromLogitsResult {
+  const o = normalizeFromLogits(args);
+  return runSync('gvpoFromLogits', o, () => gvpoFromLogitsRef(o));
+}
+
+export function gvpoFromLogitsAsync(args: GvpoFromLogitsArgs): Promise<GvpoFromLogitsResult> {
+  try {
+    const o = normalizeFromLogits(args);
+    return runAsync('gvpoFromLogits', o, () => gvpoFromLogitsRef(o));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2. */
+export function gvpoForward(args: GvpoForwardArgs): GvpoForwardResult {
+  const o: ForwardOpts = normalizeForward('gvpoForward', args);
+  return runSync('gvpoForward', o, () => gvpoForwardRef(o));
+}
+
+export function gvpoForwardAsync(args: GvpoForwardArgs): Promise<GvpoForwardResult> {
+  try {
+    const o = normalizeForward('gvpoForward', args);
+    return runAsync('gvpoForward', o, () => gvpoForwardRef(o));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** Phase 2: dL/dS (from gvpoLoss, possibly over combined shards) to dL/dz. */
+export function gvpoBackward(args: GvpoBackwardArgs): Float32Array {
+  const o = normalizeBackward(args);
+  return runSync('gvpoBackward', o, () => ({ gradLogits: gvpoBackwardRef(o) })).gradLogits;
+}
+
+export async function gvpoBackwardAsync(args: GvpoBackwardArgs): Promise<Float32Array> {
+  const o = normalizeBackward(args);
+  return (await runAsync('gvpoBackward', o, () => ({ gradLogits: gvpoBackwardRef(o) }))).gradLogits;
+}

@@ -1,0 +1,36 @@
+// Dispatch to the native addon or the TypeScript reference, sync or async. Async native
+// errors surface on the libuv thread's completion, with no JavaScript frames of the caller; the
+// caller's stack is captured before the call and grafted onto the error (sharp's pattern).
+import { nativeAddon } from '../backend.js';
+
+type NativeFn<R> = (opts: object) => R;
+
+export function runSync<R>(op: string, opts: object, reference: () => R): R {
+  const addon = nativeAddon();
+  if (!addon) return reference();
+  return (addon[op] as NativeFn<R>)(opts);
+}
+
+export async function runAsync<R>(op: string, opts: object, reference: () => R): Promise<R> {
+  const caller = new Error();
+  const addon = nativeAddon();
+  if (!addon) {
+    // The reference runs on the main thread; yield once so the call is never synchronous.
+    await new Promise((resolve) => setImmediate(resolve));
+    return reference();
+  }
+  try {
+    return await (addon[`${op}Async`] as NativeFn<Promise<R>>)(opts);
+  } catch (e) {
+    throw graft(e, caller);
+  }
+}
+
+function graft(e: unknown, caller: Error): unknown {
+  if (!(e instanceof Error)) return e;
+  const Ctor = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : Error;
+  const out = new Ctor(e.message);
+  const frames = (caller.stack ?? '').split('\n').slice(1).join('\n');
+  out.stack = `${Ctor.name}: ${e.message}\n${frames}`;
+  return out;
+}

@@ -1,0 +1,35 @@
+// sequenceLogprobs: S[n] = sum_t m[n,t] * l[n,t] (float64).
+import { sequenceLogprobsRef } from '../reference/sequenceLogprobs.js';
+import type { SequenceLogprobsArgs } from '../types.js';
+import { checkOptions, dim, expectLength, maskOf, product, typeError } from '../validate.js';
+import { runAsync, runSync } from './run.js';
+
+const FN = 'sequenceLogprobs';
+
+function normalize(a: unknown) {
+  checkOptions(FN, a);
+  const sequences = dim(FN, 'sequences', a.sequences);
+  const tokens = dim(FN, 'tokens', a.tokens);
+  const rows = product(FN, 'sequences*tokens', [sequences, tokens]);
+  const mask = maskOf(FN, a.mask, false) as Float32Array;
+  expectLength(FN, 'mask', mask.length, rows, 'sequences*tokens');
+  const lp = a.tokenLogprobs;
+  if (!(lp instanceof Float32Array || lp instanceof Float64Array)) {
+    typeError(FN, 'tokenLogprobs', 'a Float32Array or Float64Array', lp);
+  }
+  expectLength(FN, 'tokenLogprobs', lp.length, rows, 'sequences*tokens');
+  return { tokenLogprobs: lp, mask, sequences, tokens };
+}
+
+type Norm = ReturnType<typeof normalize>;
+const reference = (o: Norm) => ({ values: sequenceLogprobsRef(o.tokenLogprobs, o.mask, o.sequences, o.tokens) });
+
+export function sequenceLogprobs(args: SequenceLogprobsArgs): Float64Array {
+  const o = normalize(args);
+  return runSync(FN, o, () => reference(o)).values;
+}
+
+export async function sequenceLogprobsAsync(args: SequenceLogprobsArgs): Promise<Float64Array> {
+  const o = normalize(args);
+  return (await runAsync(FN, o, () => reference(o))).values;
+}

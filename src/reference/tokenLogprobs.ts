@@ -1,0 +1,74 @@
+// Reference token log-probs: plain float64 loops, the oracle for every native path.
+//   logZ[r] = logsumexp_v z[r,v]/tau,  l[r] = z[r,y[r]]/tau - logZ[r]
+//   backward: grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r]))
+import type { RowsOpts } from '../normalized.js';
+import { reader } from './dtype.js';
+
+export interface TokenLogprobsF64 {
+  logprobs: Float64Array;
+  logZ: Float64Array;
+  nonFiniteRows: number;
+}
+
+export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
+  const { rows, vocab: V, targets, mask } = o;
+  const z = reader(o.logits, o.dtype);
+  const invTau = 1 / o.temperature;
+  const logprobs = new Float64Array(rows);
+  const logZ = new Float64Array(rows);
+  let nonFiniteRows = 0;
+  for (let r = 0; r < rows; r++) {
+    if (mask && mask[r] === 0) continue; // masked: 0, 0 and no exp
+    const base = r * V;
+    let m = -Infinity;
+    let nan = false;
+    for (let v = 0; v < V; v++) {
+      const x = z(base + v) * invTau;
+      if (x > m) m = x;
+      else if (Number.isNaN(x)) nan = true;
+    }
+    let lz: number;
+    if (nan) lz = NaN;
+    else if (m === -Infinity || m === Infinity) lz = m; // all -inf, or a +inf logit
+    else {
+      let s = 0;
+      for (let v = 0; v < V; v++) s += Math.exp(z(base + v) * invTau - m);
+      lz = m + Math.log(s);
+    }
+    logZ[r] = lz;
+    if (Number.isFinite(lz)) logprobs[r] = z(base + targets[r]) * invTau - lz;
+    else {
+      logprobs[r] = NaN;
+      nonFiniteRows++;
+    }
+  }
+  return { logprobs, logZ, nonFiniteRows };
+}
+
+/**
+ * Writes grad[r,v] for rows with g[r] != 0 (zeros elsewhere) into `out`, which may be the
+ * float32 logits themselves: each element is read before it is written.
+ */
+export function tokenLogprobsBackwardInto(
+  out: Float32Array | Float64Array, o: RowsOpts, logZ: ArrayLike<number>, g: ArrayLike<number>,
+): void {
+  const { rows, vocab: V, targets } = o;
+  const z = reader(o.logits, o.dtype);
+  const invTau = 1 / o.temperature;
+  for (let r = 0; r < rows; r++) {
+    const base = r * V;
+    const gr = g[r];
+    if (gr === 0) {
+      out.fill(0, base, base + V);
+      continue;
+    }
+    if (!Number.isFinite(logZ[r])) {
+      out.fill(NaN, base, base + V);
+      continue;
+    }
+    const c = gr * invTau;
+    const lz = logZ[r];
+    for (let v = 0; v < V; v++) out[base + v] = -c * Math.exp(z(base + v) * invTau - lz);
+    out[base + targets[r]] += c;
+  }
+}

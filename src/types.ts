@@ -1,0 +1,127 @@
+// The argument and result types of the public surface (SPEC section 2).
+
+export type DType = 'float32' | 'bfloat16' | 'float16';
+/** float32 logits as Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array. */
+export type Logits = Float32Array | Uint16Array;
+/** Equal groups of `size` consecutive sequences, or ragged groups by offsets (length G+1). */
+export type Groups = { size: number } | { offsets: Int32Array };
+export type Reduction = 'mean' | 'sum';
+/** A mask: 0 skips a token, anything else weights it. Converted to Float32Array once. */
+export type MaskLike = Float32Array | Float64Array | Uint8Array | Int32Array;
+export type NumbersLike = Float64Array | Float32Array | number[];
+
+export interface TokenLogprobsArgs {
+  logits: Logits;
+  dtype?: DType;
+  targets: Int32Array;
+  mask?: MaskLike;
+  rows: number;
+  vocab: number;
+  temperature?: number;
+  threads?: number;
+}
+export interface TokenLogprobsResult {
+  logprobs: Float32Array;
+  logZ: Float32Array;
+  /** Rows whose log-normaliser is not finite (their logprob is NaN). */
+  nonFiniteRows: number;
+}
+
+export interface SequenceLogprobsArgs {
+  tokenLogprobs: Float32Array | Float64Array;
+  mask: MaskLike;
+  sequences: number;
+  tokens: number;
+}
+
+export interface GroupCenterArgs {
+  values: NumbersLike;
+  groups: Groups;
+}
+export interface GroupCenterResult {
+  centered: Float64Array;
+  means: Float64Array;
+}
+
+export interface GvpoTerms {
+  advantage: number;
+  trustRegion: number;
+  variance: number;
+  constant: number;
+}
+
+export interface GvpoLossArgs {
+  policyLogprobs: NumbersLike;
+  referenceLogprobs: NumbersLike;
+  rewards: NumbersLike;
+  groups: Groups;
+  beta: number;
+  reduction?: Reduction;
+}
+export interface GvpoLossResult {
+  loss: number;
+  gradLogprobs: Float64Array;
+  residuals: Float64Array;
+  terms: GvpoTerms;
+}
+
+export interface LogitsBatchArgs {
+  logits: Logits;
+  dtype?: DType;
+  targets: Int32Array;
+  mask: MaskLike;
+  sequences: number;
+  tokens: number;
+  vocab: number;
+  temperature?: number;
+  threads?: number;
+}
+
+export interface GvpoForwardArgs extends LogitsBatchArgs {
+  /** Per-token log-probs under pi_theta' (N*T); summed under the mask into Sref. */
+  referenceTokenLogprobs?: Float32Array | Float64Array;
+  /** Or Sref per sequence (N). With neither, Sref = S: pi_theta' is the current policy. */
+  referenceLogprobs?: NumbersLike;
+}
+export interface GvpoForwardResult {
+  policyLogprobs: Float64Array;
+  referenceLogprobs: Float64Array;
+  tokenLogprobs: Float32Array;
+  logZ: Float32Array;
+  nonFiniteRows: number;
+}
+
+export interface GvpoBackwardArgs extends LogitsBatchArgs {
+  logZ: Float32Array;
+  /** dL/dS per sequence (N). */
+  gradLogprobs: NumbersLike;
+  inPlace?: boolean;
+  /** Where to write the gradient (N*T*V float32); reused buffers skip first-touch page faults. */
+  out?: Float32Array;
+}
+
+export interface GvpoFromLogitsArgs extends GvpoForwardArgs {
+  rewards: NumbersLike;
+  groups: Groups;
+  beta: number;
+  reduction?: Reduction;
+  inPlace?: boolean;
+  out?: Float32Array;
+}
+export interface GvpoFromLogitsResult extends GvpoLossResult {
+  gradLogits: Float32Array;
+  policyLogprobs: Float64Array;
+  referenceLogprobs: Float64Array;
+  tokenLogprobs: Float32Array;
+  logZ: Float32Array;
+  nonFiniteRows: number;
+}
+
+export interface BackendInfo {
+  active: 'cuda' | 'cpu' | 'js';
+  compiled: string[];
+  device?: string;
+  threads: number;
+  simd?: string;
+  loadErrors: string[];
+}

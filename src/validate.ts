@@ -1,0 +1,191 @@
+// Argument checks shared by every op, before any work (SPEC section 3). Messages read
+// "<fn>: <field> must be <expected>, got <what came>", word for word as native/addon/args.cc
+// writes them, so a refusal reads the same whichever backend runs. Checks never modify inputs;
+// normalisation (mask to Float32Array, groups to offsets) makes copies.
+import type { DType, Groups, Logits, MaskLike, NumbersLike, Reduction } from './types.js';
+
+const TYPED_NAMES = new Set([
+  'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array',
+  'Uint32Array', 'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array',
+]);
+
+export function describe(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'boolean') return String(v);
+  if (ArrayBuffer.isView(v)) {
+    const name = v.constructor?.name;
+    return name && TYPED_NAMES.has(name) ? name : 'TypedArray';
+  }
+  if (Array.isArray(v)) return 'Array';
+  if (typeof v === 'function') return 'function';
+  return typeof v === 'bigint' ? `${v}n` : 'object';
+}
+
+export function typeError(fn: string, name: string, expected: string, got: unknown): never {
+  throw new TypeError(`${fn}: ${name} must be ${expected}, got ${describe(got)}`);
+}
+export function rangeError(fn: string, name: string, expected: string, got: string): never {
+  throw new RangeError(`${fn}: ${name} must be ${expected}, got ${got}`);
+}
+
+export function checkOptions(fn: string, opts: unknown): asserts opts is Record<string, unknown> {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
+  }
+}
+
+type TypedCtor = Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor | Uint16ArrayConstructor;
+
+export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown, ctor: C): InstanceType<C> {
+  if (!(v instanceof ctor)) typeError(fn, name, `a ${ctor.name}`, v);
+  if (isDetached(v as ArrayBufferView)) {
+    typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
+  }
+  return v as InstanceType<C>;
+}
+
+function isDetached(v: ArrayBufferView): boolean {
+  const b = v.buffer as ArrayBuffer & { detached?: boolean };
+  if (typeof b.detached === 'boolean') return b.detached;
+  try {
+    new Uint8Array(b);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+export function dim(fn: string, name: string, v: unknown): number {
+  if (typeof v !== 'number') typeError(fn, name, 'an integer >= 1', v);
+  if (!(v >= 1) || !Number.isInteger(v) || v > 2147483647) {
+    rangeError(fn, name, 'an integer in [1, 2147483647]', String(v));
+  }
+  return v;
+}
+
+export function positive(fn: string, name: string, v: unknown, fallback?: number): number {
+  if (v === undefined && fallback !== undefined) return fallback;
+  if (typeof v !== 'number') typeError(fn, name, 'a finite number > 0', v);
+  if (!(v > 0) || !Number.isFinite(v)) rangeError(fn, name, 'a finite number > 0', String(v));
+  return v;
+}
+
+export function threads(fn: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number') typeError(fn, 'threads', 'an integer >= 0', v);
+  if (!(v >= 0) || !Number.isInteger(v) || v > 1024) rangeError(fn, 'threads', 'an integer in [0, 1024]', String(v));
+  return v;
+}
+
+export function boolean(fn: string, name: string, v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') typeError(fn, name, 'a boolean', v);
+  return v;
+}
+
+export function dtypeOf(fn: string, v: unknown): DType {
+  if (v === undefined) return 'float32';
+  if (v === 'float32' || v === 'bfloat16' || v === 'float16') return v;
+  const expected = "'float32' | 'bfloat16' | 'float16'";
+  if (typeof v !== 'string') typeError(fn, 'dtype', expected, v);
+  return rangeError(fn, 'dtype', expected, describe(v));
+}
+
+export function reductionOf(fn: string, v: unknown): Reduction {
+  if (v === undefined) return 'mean';
+  if (v === 'mean' || v === 'sum') return v;
+  if (typeof v !== 'string') typeError(fn, 'reduction', "'mean' | 'sum'", v);
+  return rangeError(fn, 'reduction', "'mean' | 'sum'", describe(v));
+}
+
+export function product(fn: string, what: string, dims: number[]): number {
+  let p = 1;
+  for (const d of dims) {
+    p *= d;
+    if (p > 2 ** 53) rangeError(fn, what, 'a product of sizes below 2^53', 'an overflowing product');
+  }
+  return p;
+}
+
+export function expectLength(fn: string, name: string, got: number, want: number, what: string): void {
+  if (got !== want) rangeError(fn, name, `of length ${what} = ${want}`, `length ${got}`);
+}
+
+export function logitsOf(fn: string, v: unknown, dtype: DType): Logits {
+  return dtype === 'float32' ? typed(fn, 'logits', v, Float32Array) : typed(fn, 'logits', v, Uint16Array);
+}
+
+const MASK_KINDS = [Float32Array, Float64Array, Uint8Array, Int32Array];
+
+/** The mask as a Float32Array (the caller's own array when it already is one). */
+export function maskOf(fn: string, v: unknown, optional: boolean): Float32Array | undefined {
+  if (optional && (v === undefined || v === null)) return undefined;
+  if (!MASK_KINDS.some((k) => v instanceof k)) {
+    typeError(fn, 'mask', 'a Float32Array, Float64Array, Uint8Array or Int32Array', v);
+  }
+  const m = v as MaskLike;
+  for (let i = 0; i < m.length; i++) {
+    if (!Number.isFinite(m[i])) rangeError(fn, 'mask', 'finite weights', `${m[i]} at index ${i}`);
+  }
+  return m instanceof Float32Array ? m : Float32Array.from(m);
+}
+
+/** Numbers as a Float64Array (copied), all finite. */
+export function numbersOf(fn: string, name: string, v: unknown, length?: number, what?: string): Float64Array {
+  if (!(v instanceof Float64Array || v instanceof Float32Array || Array.isArray(v))) {
+    typeError(fn, name, 'a Float64Array, Float32Array or number[]', v);
+  }
+  const src = v as NumbersLike;
+  if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');
+  const out = new Float64Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = src[i];
+    if (typeof x !== 'number') typeError(fn, `${name}[${i}]`, 'a number', x);
+    if (!Number.isFinite(x)) rangeError(fn, name, 'finite numbers', `${x} at index ${i}`);
+    out[i] = x;
+  }
+  return out;
+}
+
+export function checkTargets(fn: string, y: Int32Array, mask: Float32Array | undefined, vocab: number): void {
+  for (let r = 0; r < y.length; r++) {
+    if ((!mask || mask[r] !== 0) && (y[r] < 0 || y[r] >= vocab)) {
+      rangeError(fn, 'targets', `token ids in [0, ${vocab}) where the mask is non-zero`, `${y[r]} at index ${r}`);
+    }
+  }
+}
+
+export function checkOffsets(fn: string, name: string, off: Int32Array, n: number): void {
+  if (off.length < 2) rangeError(fn, name, 'group offsets of length G+1 >= 2', `length ${off.length}`);
+  if (off[0] !== 0) rangeError(fn, name, 'offsets starting at 0', `${off[0]} at index 0`);
+  for (let g = 1; g < off.length; g++) {
+    if (off[g] <= off[g - 1]) {
+      rangeError(fn, name, 'strictly increasing offsets', `${off[g]} after ${off[g - 1]} at index ${g}`);
+    }
+  }
+  if (off[off.length - 1] !== n) {
+    rangeError(fn, name, `offsets ending at the number of sequences ${n}`, String(off[off.length - 1]));
+  }
+}
+
+/** Either layout as offsets (length G+1). */
+export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
+  if (typeof groups !== 'object' || groups === null) typeError(fn, 'groups', '{ size } or { offsets }', groups);
+  const g = groups as Partial<{ size: unknown; offsets: unknown }>;
+  if (g.offsets !== undefined) {
+    const off = typed(fn, 'groups.offsets', g.offsets, Int32Array);
+    checkOffsets(fn, 'groups.offsets', off, n);
+    return off;
+  }
+  if (g.size === undefined) typeError(fn, 'groups', '{ size } or { offsets }', groups);
+  const k = dim(fn, 'groups.size', g.size);
+  if (n % k !== 0) rangeError(fn, 'groups.size', `a divisor of the number of sequences ${n}`, String(k));
+  const off = new Int32Array(n / k + 1);
+  for (let i = 0; i < off.length; i++) off[i] = i * k;
+  return off;
+}
+
+export type { Groups };

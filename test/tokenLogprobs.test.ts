@@ -1,0 +1,104 @@
+// tokenLogprobs and its gradient: the active backend against the float64 reference over a grid
+// of shapes (awkward sizes included) and all dtypes; -inf / NaN rows; thread independence.
+import { describe, expect, it } from 'vitest';
+import { tokenLogprobs, tokenLogprobsAsync, tokenLogprobsBackward } from '../src/index.js';
+import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../src/reference/tokenLogprobs.js';
+import type { DType } from '../src/types.js';
+import { allclose, gradClose, TOL } from './helpers/allclose.js';
+import { batch, rng } from './helpers/data.js';
+
+const SHAPES: Array<[number, number]> = [
+  [1, 1], [1, 2], [3, 7], [5, 123], [7, 16], [2, 4095], [4, 4097], [33, 2048], [3, 5000],
+];
+const DTYPES: DType[] = ['float32', 'bfloat16', 'float16'];
+
+function rowsArgs(rows: number, V: number, dtype: DType, seed: number, masked: boolean, temperature = 1) {
+  const b = batch(seed, rows, 1, V, dtype);
+  const r = rng(seed + 1);
+  const mask = masked ? Float32Array.from({ length: rows }, () => (r() < 0.3 ? 0 : 1)) : undefined;
+  return { logits: b.logits, dtype, targets: b.targets, mask, rows, vocab: V, temperature };
+}
+
+describe('tokenLogprobs', () => {
+  for (const dtype of DTYPES) {
+    for (const [R, V] of SHAPES) {
+      it(`${dtype} ${R}x${V} matches the float64 reference (mask, temperature)`, () => {
+        for (const [masked, tau] of [[false, 1], [true, 0.7]] as const) {
+          const a = rowsArgs(R, V, dtype, R * 1000 + V, masked, tau);
+          const got = tokenLogprobs(a);
+          const want = tokenLogprobsF64({ ...a, temperature: tau });
+          allclose(got.logZ, want.logZ, TOL[dtype], 'logZ');
+          allclose(got.logprobs, want.logprobs, { atol: 1e-5 * (1 + Math.max(...Array.from(want.logZ, Math.abs))), rtol: 1e-5 }, 'logprobs');
+          expect(got.nonFiniteRows).toBe(0);
+          if (masked) for (let r = 0; r < R; r++) if (a.mask![r] === 0) expect([got.logprobs[r], got.logZ[r]]).toEqual([0, 0]);
+        }
+      });
+    }
+  }
+
+  it('-inf logits are exact zeros of probability; an all -inf row and a NaN row give NaN for that row only', () => {
+    const V = 37;
+    const z = new Float32Array(4 * V).map((_, i) => 0.01 * (i % 13));
+    z[5] = -Infinity;
+    for (let v = 0; v < V; v++) z[V + v] = -Infinity;
+    z[2 * V + 3] = NaN;
+    const targets = Int32Array.from([1, 0, 2, 4]);
+    const a = { logits: z, targets, rows: 4, vocab: V };
+    const got = tokenLogprobs(a);
+    const want = tokenLogprobsF64({ ...a, dtype: 'float32', temperature: 1 });
+    expect(got.nonFiniteRows).toBe(2);
+    expect(Number.isNaN(got.logprobs[1]) && Number.isNaN(got.logprobs[2])).toBe(true);
+    allclose([got.logprobs[0], got.logprobs[3]], [want.logprobs[0], want.logprobs[3]], TOL.float32);
+    const grad = tokenLogprobsBackward({ ...a, logZ: got.logZ, gradLogprobs: new Float32Array(4).fill(1) });
+    expect(Math.abs(grad[5])).toBe(0);
+    expect(Number.isNaN(grad[V]) && Number.isNaN(grad[2 * V])).toBe(true);
+    expect(grad.subarray(3 * V).every(Number.isFinite)).toBe(true);
+  });
+
+  it('does not depend on the thread count', () => {
+    const a = rowsArgs(64, 3001, 'float32', 7, true);
+    const one = tokenLogprobs({ ...a, threads: 1 });
+    for (const threads of [2, 3, 8]) {
+      const many = tokenLogprobs({ ...a, threads });
+      expect(Buffer.from(many.logprobs.buffer).equals(Buffer.from(one.logprobs.buffer))).toBe(true);
+      expect(Buffer.from(many.logZ.buffer).equals(Buffer.from(one.logZ.buffer))).toBe(true);
+    }
+  });
+
+  it('the async twin gives the sync result and leaves inputs untouched', async () => {
+    const a = rowsArgs(16, 999, 'bfloat16', 3, true);
+    const copy = Uint16Array.from(a.logits as Uint16Array);
+    const sync = tokenLogprobs(a);
+    const asyncR = await tokenLogprobsAsync(a);
+    expect(Array.from(asyncR.logprobs)).toEqual(Array.from(sync.logprobs));
+    expect(Array.from(a.logits)).toEqual(Array.from(copy));
+  });
+});
+
+describe('tokenLogprobsBackward', () => {
+  for (const dtype of DTYPES) {
+    it(`${dtype}: matches the float64 reference gradient`, () => {
+      for (const [R, V] of [[5, 123], [3, 4097], [1, 1]]) {
+        const a = rowsArgs(R, V, dtype, R + V, true, 0.9);
+        const r = rng(5);
+        const g = Float32Array.from({ length: R }, (_, i) => (a.mask![i] ? r() - 0.5 : 0));
+        const lz = tokenLogprobs(a).logZ;
+        const got = tokenLogprobsBackward({ ...a, logZ: lz, gradLogprobs: g });
+        const want = new Float64Array(R * V);
+        tokenLogprobsBackwardInto(want, { ...a, temperature: 0.9 }, tokenLogprobsF64({ ...a, mask: undefined, temperature: 0.9 }).logZ, g);
+        gradClose(got, want);
+      }
+    });
+  }
+
+  it('in place writes the same gradient over the logits', () => {
+    const a = rowsArgs(6, 1000, 'float32', 11, false);
+    const lz = tokenLogprobs(a).logZ;
+    const g = new Float32Array(6).fill(0.3);
+    const fresh = tokenLogprobsBackward({ ...a, logZ: lz, gradLogprobs: g });
+    const z = Float32Array.from(a.logits as Float32Array);
+    const inPlace = tokenLogprobsBackward({ ...a, logits: z, logZ: lz, gradLogprobs: g, inPlace: true });
+    expect(inPlace).toBe(z);
+    expect(Array.from(z)).toEqual(Array.from(fresh));
+  });
+});
