@@ -1,0 +1,117 @@
+// The fused op: against the float64 reference (all dtypes, ragged groups, masks), its gradient
+// against central finite differences of the reference loss in float64, the two phases against
+// the fused call, in place, the async twin, and no reference (Sref = S).
+import { describe, expect, it } from 'vitest';
+import {
+  gvpoBackward, gvpoForward, gvpoFromLogits, gvpoFromLogitsAsync, gvpoLoss, tokenLogprobs,
+} from '../src/index.js';
+import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
+import type { FromLogitsOpts } from '../src/normalized.js';
+import type { DType } from '../src/types.js';
+import { allclose, gradClose } from './helpers/allclose.js';
+import { batch, normal, randomRewards, rng } from './helpers/data.js';
+
+function args(seed: number, N: number, T: number, V: number, dtype: DType, offsets: Int32Array, prompt = 1) {
+  const b = batch(seed, N, T, V, dtype, 2, prompt);
+  const r = rng(seed + 9);
+  const referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -Math.abs(normal(r)) * 3);
+  return { ...b, referenceTokenLogprobs, rewards: randomRewards(seed, N), groups: { offsets }, beta: 0.1, temperature: 0.8 };
+}
+
+function refOpts(a: ReturnType<typeof args>, reduction: 'mean' | 'sum' = 'mean'): FromLogitsOpts {
+  return { ...a, offsets: a.groups.offsets, reduction, inPlace: false };
+}
+
+describe('gvpoFromLogits', () => {
+  const cases: Array<[number, number, number, number[]]> = [
+    [4, 3, 17, [0, 2, 4]], [6, 5, 123, [0, 3, 4, 6]], [5, 1, 2049, [0, 5]], [3, 2, 1, [0, 3]], [8, 4, 500, [0, 1, 4, 8]],
+  ];
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    for (const [N, T, V, off] of cases) {
+      it(`${dtype} N=${N} T=${T} V=${V} groups ${off.join(',')}: matches the reference`, () => {
+        const a = args(N * 100 + V, N, T, V, dtype, Int32Array.from(off));
+        const got = gvpoFromLogits(a);
+        const want = gvpoFromLogitsRef(refOpts(a));
+        expect(got.loss).toBeCloseTo(want.loss, 6);
+        allclose(got.policyLogprobs, want.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
+        allclose(got.gradLogprobs, want.gradLogprobs, { atol: 1e-6, rtol: 1e-4 }, 'dL/dS');
+        gradClose(got.gradLogits, want.gradLogits, 1e-4);
+        for (const k of ['advantage', 'trustRegion', 'variance', 'constant'] as const) {
+          expect(got.terms[k]).toBeCloseTo(want.terms[k], 6);
+        }
+      });
+    }
+  }
+
+  it('gradient equals central finite differences of the float64 reference loss', () => {
+    const N = 4, T = 3, V = 7;
+    const a = args(42, N, T, V, 'float32', Int32Array.from([0, 2, 4]));
+    const z = Float64Array.from(a.logits as Float32Array);
+    const lossAt = (zz: Float64Array) =>
+      gvpoFromLogitsRef({ ...refOpts(a, 'sum'), logits: zz as unknown as Float32Array }).loss;
+    const analytic = gvpoFromLogitsRef({ ...refOpts(a, 'sum'), logits: z as unknown as Float32Array }).gradLogits;
+    const h = 1e-6;
+    const fd = new Float64Array(z.length);
+    for (let i = 0; i < z.length; i++) {
+      const up = z.slice(); up[i] += h;
+      const dn = z.slice(); dn[i] -= h;
+      fd[i] = (lossAt(up) - lossAt(dn)) / (2 * h);
+    }
+    gradClose(analytic, fd, 1e-5, 1e-9);
+    // and the active backend's gradient is the reference's
+    gradClose(gvpoFromLogits({ ...a, reduction: 'sum' }).gradLogits, analytic, 1e-5);
+    // masked (prompt) tokens get exactly zero gradient
+    for (let n = 0; n < N; n++) for (let v = 0; v < V; v++) expect(analytic[n * T * V + v]).toBe(0);
+  });
+
+  it('phase 1 + gvpoLoss + phase 2 equals the fused call', () => {
+    const a = args(5, 6, 4, 300, 'bfloat16', Int32Array.from([0, 3, 6]));
+    const fused = gvpoFromLogits(a);
+    const f = gvpoForward(a);
+    const l = gvpoLoss({ policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards, groups: a.groups, beta: a.beta });
+    const g = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
+    expect(l.loss).toBe(fused.loss);
+    // native: bit-identical; the reference rounds the handed-over logZ to float32
+    gradClose(g, fused.gradLogits, 1e-6);
+  });
+
+  it('in place overwrites the float32 logits with the same gradient, and is refused for 16-bit logits', () => {
+    const a = args(8, 4, 3, 1000, 'float32', Int32Array.from([0, 4]));
+    const expected = gvpoFromLogits(a).gradLogits;
+    const z = Float32Array.from(a.logits as Float32Array);
+    const r = gvpoFromLogits({ ...a, logits: z, inPlace: true });
+    expect(r.gradLogits).toBe(z);
+    expect(Array.from(z)).toEqual(Array.from(expected));
+    const h = args(8, 4, 3, 10, 'bfloat16', Int32Array.from([0, 4]));
+    expect(() => gvpoFromLogits({ ...h, inPlace: true })).toThrow(RangeError);
+  });
+
+  it('without a reference, Sref = S: the gradient is the pure advantage term', () => {
+    const a = args(9, 4, 2, 50, 'float32', Int32Array.from([0, 4]));
+    const { referenceTokenLogprobs: _unused, ...noRef } = a;
+    const r = gvpoFromLogits({ ...noRef, reduction: 'sum' });
+    const mean = a.rewards.reduce((x, y) => x + y) / 4;
+    allclose(r.gradLogprobs, Array.from(a.rewards, (R) => (-a.beta * (R - mean)) / 3), { atol: 1e-12, rtol: 1e-9 });
+  });
+
+  it('the async twin equals the sync call; inputs are untouched', async () => {
+    const a = args(10, 6, 3, 700, 'float16', Int32Array.from([0, 2, 6]));
+    const before = Uint16Array.from(a.logits as Uint16Array);
+    const s = gvpoFromLogits(a);
+    const p = await gvpoFromLogitsAsync(a);
+    expect(p.loss).toBe(s.loss);
+    expect(Array.from(p.gradLogits)).toEqual(Array.from(s.gradLogits));
+    expect(Array.from(a.logits)).toEqual(Array.from(before));
+  });
+
+  it('a non-finite row is NaN in its own sequence only and is counted', () => {
+    const a = args(11, 4, 2, 20, 'float32', Int32Array.from([0, 2, 4]));
+    const z = Float32Array.from(a.logits as Float32Array);
+    z.fill(-Infinity, (2 * 2 + 1) * 20, (2 * 2 + 2) * 20); // sequence 2, token 1
+    const r = gvpoFromLogits({ ...a, logits: z });
+    expect(r.nonFiniteRows).toBe(1);
+    expect(Number.isNaN(r.policyLogprobs[2])).toBe(true);
+    expect(Number.isFinite(r.policyLogprobs[0]) && Number.isFinite(r.policyLogprobs[1])).toBe(true);
+    expect(tokenLogprobs({ logits: z, targets: a.targets, rows: 8, vocab: 20 }).nonFiniteRows).toBe(1);
+  });
+});
