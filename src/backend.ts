@@ -15,11 +15,10 @@ export interface NativeAddon {
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 
+/** GVPO_ADDON_PATH, when set, is the only place tried. */
 function candidates(): string[] {
-  const list: string[] = [];
-  if (process.env.GVPO_ADDON_PATH) list.push(process.env.GVPO_ADDON_PATH);
-  list.push(join(root, 'build', 'Release', 'gvpo.node'), join(root, 'build', 'Debug', 'gvpo.node'));
-  return list;
+  if (process.env.GVPO_ADDON_PATH) return [process.env.GVPO_ADDON_PATH];
+  return [join(root, 'build', 'Release', 'gvpo.node'), join(root, 'build', 'Debug', 'gvpo.node')];
 }
 
 interface Loaded {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The C++ harness (native/tests, no Node) built plainly and with AddressSanitizer +
+# UndefinedBehaviorSanitizer, run once per instruction set this machine has (GVPO_SIMD).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cmake >/dev/null; then echo "test-native: cmake not found, C++ harness skipped"; exit 0; fi
+for variant in plain asan; do
+  dir=build-tests-$variant
+  flag=OFF; [ "$variant" = asan ] && flag=ON
+  cmake -S . -B "$dir" -DGVPO_SANITIZE=$flag -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$dir" -j 2 --target gvpo_test_cpu >/dev/null
+  for simd in avx512 avx2 generic; do
+    echo "== $variant GVPO_SIMD=$simd"
+    GVPO_SIMD=$simd ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_cpu"
+  done
+done

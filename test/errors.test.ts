@@ -1,0 +1,143 @@
+// SPEC section 3: every bad-input row refused before any work, with the exact error class and
+// message, through the public API (whichever backend is active) and again by the native addon
+// called directly (its own checks), with inputs untouched and the process alive.
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { gvpoBackward, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs } from '../src/index.js';
+import { batch } from './helpers/data.js';
+
+const N = 4, T = 3, V = 11;
+function good() {
+  const b = batch(1, N, T, V);
+  return { ...b, rewards: [1, 0, 1, 0], groups: { size: 2 } as { size: number } | { offsets: Int32Array }, beta: 0.1 };
+}
+
+type Row = [string, (a: ReturnType<typeof good>) => Record<string, unknown>, ErrorConstructor, string];
+
+const FN = 'gvpoFromLogits';
+// [what, how the arguments are broken, class, exact message]
+const TABLE: Row[] = [
+  ['options not an object', () => 42 as never, TypeError, `${FN}: options must be an object, got 42`],
+  ['logits of the wrong kind', (a) => ({ ...a, logits: new Float64Array(N * T * V) }), TypeError, `${FN}: logits must be a Float32Array, got Float64Array`],
+  ['16-bit logits as Float32Array', (a) => ({ ...a, dtype: 'bfloat16' }), TypeError, `${FN}: logits must be a Uint16Array, got Float32Array`],
+  ['unknown dtype', (a) => ({ ...a, dtype: 'fp8' }), RangeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got 'fp8'`],
+  ['logits length off by one', (a) => ({ ...a, logits: new Float32Array(N * T * V - 1) }), RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * V - 1}`],
+  ['targets of the wrong kind', (a) => ({ ...a, targets: new Float32Array(N * T) }), TypeError, `${FN}: targets must be a Int32Array, got Float32Array`],
+  ['targets length', (a) => ({ ...a, targets: new Int32Array(N * T + 1) }), RangeError, `${FN}: targets must be of length sequences*tokens = ${N * T}, got length ${N * T + 1}`],
+  ['mask length', (a) => ({ ...a, mask: new Float32Array(2) }), RangeError, `${FN}: mask must be of length sequences*tokens = ${N * T}, got length 2`],
+  ['mask of the wrong kind', (a) => ({ ...a, mask: [1, 1] }), TypeError, `${FN}: mask must be a Float32Array, Float64Array, Uint8Array or Int32Array, got Array`],
+  ['zero sequences', (a) => ({ ...a, sequences: 0 }), RangeError, `${FN}: sequences must be an integer in [1, 2147483647], got 0`],
+  ['zero vocab', (a) => ({ ...a, vocab: 0 }), RangeError, `${FN}: vocab must be an integer in [1, 2147483647], got 0`],
+  ['fractional tokens', (a) => ({ ...a, tokens: 2.5 }), RangeError, `${FN}: tokens must be an integer in [1, 2147483647], got 2.5`],
+  ['tokens as a string', (a) => ({ ...a, tokens: '3' }), TypeError, `${FN}: tokens must be an integer >= 1, got '3'`],
+  ['sizes whose product overflows (N*T)', (a) => ({ ...a, sequences: 2147483647, tokens: 2147483647 }), RangeError, `${FN}: sequences*tokens must be a product of sizes below 2^53, got an overflowing product`],
+  ['sizes whose product overflows (N*T*V)', (a) => ({ ...a, sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 }), RangeError, `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`],
+  ['target out of range under the mask', (a) => ({ ...a, targets: Int32Array.from({ length: N * T }, (_, i) => (i === 4 ? V : 0)) }), RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 4`],
+  ['negative target under the mask', (a) => ({ ...a, targets: Int32Array.from({ length: N * T }, (_, i) => (i === 2 ? -1 : 0)) }), RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got -1 at index 2`],
+  ['temperature 0', (a) => ({ ...a, temperature: 0 }), RangeError, `${FN}: temperature must be a finite number > 0, got 0`],
+  ['temperature NaN', (a) => ({ ...a, temperature: NaN }), RangeError, `${FN}: temperature must be a finite number > 0, got NaN`],
+  ['beta 0', (a) => ({ ...a, beta: 0 }), RangeError, `${FN}: beta must be a finite number > 0, got 0`],
+  ['beta negative', (a) => ({ ...a, beta: -0.1 }), RangeError, `${FN}: beta must be a finite number > 0, got -0.1`],
+  ['beta infinite', (a) => ({ ...a, beta: Infinity }), RangeError, `${FN}: beta must be a finite number > 0, got Infinity`],
+  ['beta missing', (a) => ({ ...a, beta: undefined }), TypeError, `${FN}: beta must be a finite number > 0, got undefined`],
+  ['rewards length', (a) => ({ ...a, rewards: [1, 2, 3] }), RangeError, `${FN}: rewards must be of length sequences = ${N}, got length 3`],
+  ['non-finite reward', (a) => ({ ...a, rewards: [1, NaN, 0, 0] }), RangeError, `${FN}: rewards must be finite numbers, got NaN at index 1`],
+  ['non-finite reference log-prob', (a) => ({ ...a, referenceLogprobs: [0, 0, -Infinity, 0] }), RangeError, `${FN}: referenceLogprobs must be finite numbers, got -Infinity at index 2`],
+  ['reference of the wrong length', (a) => ({ ...a, referenceLogprobs: [0, 0] }), RangeError, `${FN}: referenceLogprobs must be of length sequences = ${N}, got length 2`],
+  ['group size not dividing N', (a) => ({ ...a, groups: { size: 3 } }), RangeError, `${FN}: groups.size must be a divisor of the number of sequences ${N}, got 3`],
+  ['offsets not covering N', (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 3]) } }), RangeError, `${FN}: groups.offsets must be offsets ending at the number of sequences ${N}, got 3`],
+  ['offsets not starting at 0', (a) => ({ ...a, groups: { offsets: Int32Array.from([1, 2, 4]) } }), RangeError, `${FN}: groups.offsets must be offsets starting at 0, got 1 at index 0`],
+  ['offsets not increasing', (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 2, 4]) } }), RangeError, `${FN}: groups.offsets must be strictly increasing offsets, got 2 after 2 at index 2`],
+  ['offsets of the wrong kind', (a) => ({ ...a, groups: { offsets: [0, 4] } }), TypeError, `${FN}: groups.offsets must be a Int32Array, got Array`],
+  ['reduction unknown', (a) => ({ ...a, reduction: 'max' }), RangeError, `${FN}: reduction must be 'mean' | 'sum', got 'max'`],
+  ['inPlace for 16-bit logits', (a) => ({ ...batch(1, N, T, V, 'bfloat16'), rewards: a.rewards, groups: a.groups, beta: 0.1, inPlace: true }), RangeError, `${FN}: inPlace must be false for 16-bit logits (the gradient is float32), got true`],
+  ['threads negative', (a) => ({ ...a, threads: -1 }), RangeError, `${FN}: threads must be an integer in [0, 1024], got -1`],
+];
+
+describe('bad input (public API)', () => {
+  for (const [what, broken, cls, message] of TABLE) {
+    it(`${what}: ${cls.name}`, () => {
+      const a = good();
+      const snapshot = Float32Array.from(a.logits as Float32Array);
+      const args = broken(a);
+      let err: unknown;
+      try {
+        gvpoFromLogits(args as never);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(cls);
+      expect((err as Error).message).toBe(message);
+      expect(Array.from(a.logits as Float32Array)).toEqual(Array.from(snapshot));
+    });
+  }
+
+  it('the other entry points name themselves and their arguments', () => {
+    expect(() => tokenLogprobs({ logits: new Float32Array(6), targets: new Int32Array(2), rows: 2, vocab: 4 })).toThrow(
+      new RangeError('tokenLogprobs: logits must be of length rows*vocab = 8, got length 6'));
+    expect(() => sequenceLogprobs({ tokenLogprobs: new Int32Array(4) as never, mask: new Float32Array(4), sequences: 2, tokens: 2 })).toThrow(
+      new TypeError('sequenceLogprobs: tokenLogprobs must be a Float32Array or Float64Array, got Int32Array'));
+    expect(() => groupCenter({ values: [1, 2, 3], groups: { size: 2 } })).toThrow(
+      new RangeError('groupCenter: groups.size must be a divisor of the number of sequences 3, got 2'));
+    expect(() => gvpoLoss({ policyLogprobs: [1, 2], referenceLogprobs: [1], rewards: [0, 1], groups: { size: 2 }, beta: 1 })).toThrow(
+      new RangeError('gvpoLoss: referenceLogprobs must be of length policyLogprobs.length = 2, got length 1'));
+    expect(() => gvpoLoss({ policyLogprobs: [1, NaN], referenceLogprobs: [1, 1], rewards: [0, 1], groups: { size: 2 }, beta: 1 })).toThrow(
+      new RangeError('gvpoLoss: policyLogprobs must be finite numbers, got NaN at index 1'));
+    const a = good();
+    expect(() => gvpoBackward({ ...a, logZ: new Float32Array(N * T), gradLogprobs: [1, 2] })).toThrow(
+      new RangeError('gvpoBackward: gradLogprobs must be of length sequences = 4, got length 2'));
+  });
+
+  it('async twins reject (never throw synchronously) with the same errors', async () => {
+    const { gvpoFromLogitsAsync } = await import('../src/index.js');
+    const a = good();
+    await expect(gvpoFromLogitsAsync({ ...a, beta: -1 })).rejects.toThrow(new RangeError(`${FN}: beta must be a finite number > 0, got -1`));
+  });
+});
+
+// The addon checks again on its own: call it directly with normalised options broken the same way.
+const require = createRequire(import.meta.url);
+let addon: Record<string, (o: unknown) => unknown> | undefined;
+try {
+  addon = require('../build/Release/gvpo.node');
+} catch {
+  addon = undefined;
+}
+
+describe.skipIf(!addon)('bad input (native addon called directly)', () => {
+  function nativeOpts() {
+    const b = batch(1, N, T, V);
+    return { ...b, dtype: 'float32', temperature: 1, rewards: Float64Array.from([1, 0, 1, 0]), offsets: Int32Array.from([0, 2, 4]), beta: 0.1, reduction: 'mean' };
+  }
+  const NATIVE: Array<[string, Record<string, unknown>, ErrorConstructor, string]> = [
+    ['logits kind', { logits: new Float64Array(N * T * V) }, TypeError, `${FN}: logits must be a Float32Array, got Float64Array`],
+    ['logits length', { logits: new Float32Array(5) }, RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length 5`],
+    ['targets range', { targets: new Int32Array(N * T).fill(V) }, RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 0`],
+    ['beta', { beta: 0 }, RangeError, `${FN}: beta must be a finite number > 0, got 0`],
+    ['temperature', { temperature: -2 }, RangeError, `${FN}: temperature must be a finite number > 0, got -2`],
+    ['rewards', { rewards: Float64Array.from([1, Infinity, 0, 0]) }, RangeError, `${FN}: rewards must be finite numbers, got Infinity at index 1`],
+    ['offsets', { offsets: Int32Array.from([0, 3, 3, 4]) }, RangeError, `${FN}: offsets must be strictly increasing offsets, got 3 after 3 at index 2`],
+    ['offsets cover', { offsets: Int32Array.from([0, 2]) }, RangeError, `${FN}: offsets must be offsets ending at the number of sequences ${N}, got 2`],
+    ['vocab 0', { vocab: 0 }, RangeError, `${FN}: vocab must be an integer in [1, 2147483647], got 0`],
+    ['overflow', { sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 }, RangeError, `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`],
+    ['dtype', { dtype: 'int8' }, RangeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got 'int8'`],
+    ['reference', { referenceLogprobs: Float64Array.from([0, NaN, 0, 0]) }, RangeError, `${FN}: referenceLogprobs must be finite numbers, got NaN at index 1`],
+    ['mask kind', { mask: new Uint8Array(N * T) }, TypeError, `${FN}: mask must be a Float32Array, got Uint8Array`],
+  ];
+  for (const [what, patch, cls, message] of NATIVE) {
+    it(`${what}: ${cls.name}`, () => {
+      const o = { ...nativeOpts(), ...patch };
+      let err: unknown;
+      try {
+        addon!.gvpoFromLogits(o);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(cls);
+      expect((err as Error).message).toBe(message);
+    });
+  }
+  it('refuses a non-object', () => {
+    expect(() => addon!.tokenLogprobs(undefined)).toThrow(new TypeError('tokenLogprobs: options must be an object, got undefined'));
+  });
+});
