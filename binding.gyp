@@ -12,7 +12,8 @@
         "native/cpu/rows_avx512.cc",
         "native/cpu/sequence_logprobs.cc",
         "native/cpu/group_center.cc",
-        "native/cpu/gvpo_loss.cc"
+        "native/cpu/gvpo_loss.cc",
+        "native/cpu/bandwidth.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -66,6 +66,10 @@ GvpoTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, const d
                         const int32_t* offsets /*G+1*/, int64_t groups, double beta,
                         bool mean_reduction);
 
+// Roofline probes (bandwidth.cc): one streaming pass over n floats, read or written.
+double stream_read_cpu(const float* data, int64_t n, int threads);
+void stream_write_cpu(float* data, int64_t n, float value, int threads);
+
 // Thread and SIMD facts, for backendInfo().
 int cpu_default_threads();
 const char* cpu_simd_level();  // "avx512" | "avx2" | "sse2" | "generic"

@@ -1,5 +1,6 @@
 // N-API glue for the CPU ops: check every argument (again: src/validate.ts checks first),
 // allocate the outputs, and hand a Task (task.h) to the sync or async runner. No math here.
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -332,6 +333,23 @@ std::unique_ptr<Task> prepare_gvpo_from_logits(const Napi::CallbackInfo& info) {
   return t;
 }
 
+// Roofline probes for bench/: {data: Float32Array, threads?, write?: boolean} -> seconds taken.
+Napi::Value stream_probe(const Napi::CallbackInfo& info) {
+  Args a(info, "streamProbe");
+  View<float> d = a.f32("data");
+  int threads = a.threads();
+  bool write = a.boolean("write", false);
+  auto t0 = std::chrono::steady_clock::now();
+  double sink = 0;
+  if (write) stream_write_cpu(d.data, (int64_t)d.length, 1.0f, threads);
+  else sink = stream_read_cpu(d.data, (int64_t)d.length, threads);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Napi::Object r = Napi::Object::New(a.env());
+  r.Set("seconds", Napi::Number::New(a.env(), s));
+  r.Set("checksum", Napi::Number::New(a.env(), sink));
+  return r;
+}
+
 }  // namespace
 
 void register_cpu_ops(Napi::Env env, Napi::Object exports) {
@@ -347,6 +365,7 @@ void register_cpu_ops(Napi::Env env, Napi::Object exports) {
   GVPO_EXPORT("gvpoBackward", prepare_gvpo_backward)
   GVPO_EXPORT("gvpoFromLogits", prepare_gvpo_from_logits)
 #undef GVPO_EXPORT
+  exports.Set("streamProbe", Napi::Function::New(env, stream_probe, "streamProbe"));
 }
 
 }  // namespace gvpo

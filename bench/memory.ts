@@ -1,0 +1,20 @@
+// Peak resident memory of one gvpoFromLogits path, in a child process of its own:
+//   tsx bench/memory.ts <native-inplace|native|js|tfjs-cpu> N T V k
+// Prints JSON: the peak RSS after the inputs exist (baseline) and after one call, in bytes.
+import { gvpoFromLogits } from '../src/index.js';
+import { makeInputs } from './lib.js';
+import { loadTf, tfjsPeer } from './peers/tfjs.js';
+
+const [path, ...dims] = process.argv.slice(2);
+const [N, T, V, k] = dims.map(Number);
+const x = makeInputs(N, T, V, k, 'float32');
+const peak = () => process.resourceUsage().maxRSS * 1024;
+const baseline = peak();
+const args = { ...x, sequences: N, tokens: T, vocab: V, groups: { size: k } };
+if (path === 'native-inplace') gvpoFromLogits({ ...args, inPlace: true });
+else if (path === 'native' || path === 'js') gvpoFromLogits(args);
+else if (path === 'tfjs-cpu') {
+  const tf = await loadTf('cpu');
+  await tfjsPeer(tf, x, 'cpu').gvpoFromLogits();
+} else throw new Error(`unknown path ${path}`);
+console.log(JSON.stringify({ path, baselineRssBytes: baseline, peakRssBytes: peak(), logitsBytes: x.logits.byteLength }));

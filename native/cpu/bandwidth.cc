@@ -1,0 +1,53 @@
+// Roofline probes for the benchmarks: stream a buffer once (read: a vectorised sum; write: a
+// vectorised fill) with the same thread split as the kernels. Bytes moved / time is the ceiling
+// the kernels are measured against in the same run.
+#include <atomic>
+#include <cstring>
+
+#include "../kernels.h"
+#include "parallel.h"
+
+namespace gvpo {
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16_u __attribute__((vector_size(64), aligned(4)));
+
+#if defined(__x86_64__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static double sum_range(const float* p, int64_t n) {
+  v16 a0{}, a1{}, a2{}, a3{};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 += *(const v16_u*)(p + i);
+    a1 += *(const v16_u*)(p + i + 16);
+    a2 += *(const v16_u*)(p + i + 32);
+    a3 += *(const v16_u*)(p + i + 48);
+  }
+  v16 a = a0 + a1 + a2 + a3;
+  double s = 0;
+  for (int j = 0; j < 16; j++) s += a[j];
+  for (; i < n; i++) s += p[i];
+  return s;
+}
+
+double stream_read_cpu(const float* data, int64_t n, int threads) {
+  const int64_t rows = (n + 4095) / 4096;  // split in 16 KiB rows like a kernel's rows
+  std::atomic<int64_t> bits{0};
+  parallel_rows(rows, 4096, threads, [&](int64_t b, int64_t e) {
+    int64_t lo = b * 4096, hi = e * 4096 < n ? e * 4096 : n;
+    double s = sum_range(data + lo, hi - lo);
+    bits += (int64_t)s;  // keep the sum alive
+  });
+  return (double)bits.load();
+}
+
+void stream_write_cpu(float* data, int64_t n, float value, int threads) {
+  const int64_t rows = (n + 4095) / 4096;
+  parallel_rows(rows, 4096, threads, [&](int64_t b, int64_t e) {
+    int64_t lo = b * 4096, hi = e * 4096 < n ? e * 4096 : n;
+    for (int64_t i = lo; i < hi; i++) data[i] = value;
+  });
+}
+
+}  // namespace gvpo
