@@ -5,6 +5,7 @@
       "sources": [
         "native/addon/addon.cc",
         "native/addon/args.cc",
+        "native/addon/parse.cc",
         "native/addon/ops.cc",
         "native/cpu/token_logprobs.cc",
         "native/cpu/rows_generic.cc",

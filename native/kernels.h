@@ -93,8 +93,29 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* grad
                    const double* rewards, const int32_t* offsets, int64_t groups,
                    int64_t sequences, int64_t tokens, double beta, bool mean_reduction,
                    void* stream);
-// Device count and the name of device 0; returns a CUDA error code (0 = success).
+// Device count and the name of device 0 (or the error's text); returns a CUDA error code.
 int cuda_device_info(int* count, char* name, int name_len);
+
+// Host-array entry points (host.cu): copy in, run, copy out on one stream with reused device
+// buffers; copy and kernel times reported separately. Return 0 or a CUDA error (text in err).
+struct CudaTimings {
+  double h2d_ms, kernel_ms, d2h_ms;
+};
+struct GvpoCudaOut {
+  float* grad;  // R*V host; == logits (f32) for in place
+  float *logprobs, *logZ;  // R
+  double *seq, *grad_seq, *residuals;  // N
+  double* terms;  // 5: loss, advantage, trustRegion, variance, constant
+};
+int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits,
+                             DType dtype, const int32_t* targets, const float* mask, int64_t rows,
+                             int64_t vocab, float temperature, char* err, int err_len);
+int gvpo_from_logits_cuda_host(const GvpoCudaOut& out, CudaTimings* t, const void* logits,
+                               DType dtype, const int32_t* targets, const float* mask,
+                               const double* ref_seq, const double* rewards,
+                               const int32_t* offsets, int64_t groups, int64_t sequences,
+                               int64_t tokens, int64_t vocab, float temperature, double beta,
+                               bool mean_reduction, char* err, int err_len);
 #endif
 
 }  // namespace gvpo

@@ -96,6 +96,11 @@ export function backendInfo(): BackendInfo {
   return { ...c, compiled: [...c.compiled], loadErrors: [...c.loadErrors] };
 }
 
+/** The active backend, without copying backendInfo(). */
+export function activeBackend(): Active {
+  return choose().active;
+}
+
 /** The native addon when a native backend is active, else undefined (use the reference). */
 export function nativeAddon(): NativeAddon | undefined {
   return choose().addon;

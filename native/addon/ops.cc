@@ -7,167 +7,18 @@
 #include <string>
 #include <sys/mman.h>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "../kernels.h"
 #include "args.h"
+#include "parse.h"
 #include "ops.h"
 #include "task.h"
 
 namespace gvpo {
 
 namespace {
-
-// Logits and their per-token companions, shaped either rows x vocab or sequences x tokens x vocab.
-struct LogitsIn {
-  View<void> logits;
-  DType dtype;
-  View<int32_t> targets;
-  View<float> mask;
-  int64_t N = 1, T = 1, V = 1, rows = 1;
-  float tau = 1.0f;
-  int threads = 0;
-};
-
-LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
-  LogitsIn in;
-  in.dtype = a.dtype("dtype");
-  if (sequences) {
-    in.N = a.dim("sequences");
-    in.T = a.dim("tokens");
-    in.rows = (int64_t)a.product({in.N, in.T}, "sequences*tokens");
-  } else {
-    in.rows = a.dim("rows");
-  }
-  in.V = a.dim("vocab");
-  size_t total = a.product({in.rows, in.V}, "logits");
-  in.logits = a.logits("logits", in.dtype);
-  a.expect_length("logits", in.logits.length, total, sequences ? "sequences*tokens*vocab" : "rows*vocab");
-  in.targets = a.i32("targets");
-  a.expect_length("targets", in.targets.length, (size_t)in.rows, sequences ? "sequences*tokens" : "rows");
-  in.mask = a.f32("mask", !mask_required);
-  if (in.mask.data) a.expect_length("mask", in.mask.length, (size_t)in.rows, sequences ? "sequences*tokens" : "rows");
-  in.tau = (float)a.positive("temperature", 1.0, true);
-  in.threads = a.threads();
-  a.check_targets("targets", in.targets.data, in.mask.data, (size_t)in.rows, in.V);
-  return in;
-}
-
-// A float32 array of N*T*V elements. Fresh pages cost a fault each on first write (about 9 us
-// per 4 KiB page on the VMs measured: 0.6 s for 256 MiB, 20x the kernel itself), so large
-// buffers are 2 MiB-aligned and advised as huge pages. Allocation failure is a RangeError, not
-// the process abort that a failed V8 allocation would be.
-Napi::Float32Array new_large_f32(const Args& a, size_t n) {
-  size_t bytes = n * sizeof(float);
-  if (bytes < (4u << 20)) return Napi::Float32Array::New(a.env(), n);
-  const size_t huge = 2u << 20;
-  size_t rounded = (bytes + huge - 1) / huge * huge;
-  void* p = nullptr;
-  if (posix_memalign(&p, huge, rounded) != 0 || !p)
-    a.range_error("gradLogits", "an allocation that fits in memory", std::to_string(bytes) + " bytes refused");
-#ifdef MADV_HUGEPAGE
-  madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(a.env(), p, bytes, [](Napi::Env, void* d) { std::free(d); });
-  return Napi::Float32Array::New(a.env(), n, ab, 0);
-}
-
-// The gradient's destination: the logits themselves (inPlace), a caller's buffer, or a new one.
-float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result) {
-  bool in_place = a.boolean("inPlace", false);
-  size_t total = (size_t)in.rows * (size_t)in.V;
-  if (in_place) {
-    if (in.dtype != DType::f32)
-      a.range_error("inPlace", "false for 16-bit logits (the gradient is float32)", "true");
-    result.Set("gradLogits", a.object().Get("logits"));
-    return (float*)in.logits.data;
-  }
-  View<float> out = a.f32("out", true);
-  if (out.data) {
-    a.expect_length("out", out.length, total, "the logits' length");
-    result.Set("gradLogits", a.object().Get("out"));
-    return out.data;
-  }
-  Napi::Float32Array g = new_large_f32(a, total);
-  result.Set("gradLogits", g);
-  return g.Data();
-}
-
-Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n) {
-  Napi::Float32Array a = Napi::Float32Array::New(result.Env(), n);
-  result.Set(name, a);
-  return a;
-}
-Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n) {
-  Napi::Float64Array a = Napi::Float64Array::New(result.Env(), n);
-  result.Set(name, a);
-  return a;
-}
-
-void set_terms(Napi::Object r, const GvpoTerms& t) {
-  Napi::Env env = r.Env();
-  r.Set("loss", Napi::Number::New(env, t.loss));
-  Napi::Object terms = Napi::Object::New(env);
-  terms.Set("advantage", Napi::Number::New(env, t.advantage));
-  terms.Set("trustRegion", Napi::Number::New(env, t.trust_region));
-  terms.Set("variance", Napi::Number::New(env, t.variance));
-  terms.Set("constant", Napi::Number::New(env, t.constant));
-  r.Set("terms", terms);
-}
-
-// Sequence-level GVPO inputs: rewards, groups (offsets), beta, reduction.
-struct LossIn {
-  View<double> rewards;
-  View<int32_t> offsets;
-  double beta;
-  bool mean;
-};
-
-LossIn parse_loss(const Args& a, int64_t N) {
-  LossIn l;
-  l.rewards = a.f64("rewards");
-  a.expect_length("rewards", l.rewards.length, (size_t)N, "sequences");
-  a.check_finite("rewards", l.rewards.data, l.rewards.length);
-  l.offsets = a.i32("offsets");
-  a.check_offsets("offsets", l.offsets.data, l.offsets.length, N);
-  l.beta = a.positive("beta", 0, false);
-  l.mean = a.reduction() == "mean";
-  return l;
-}
-
-// Phase 1 inputs and outputs shared by gvpoForward and gvpoFromLogits.
-struct Forward {
-  LogitsIn in;
-  View<double> ref_tokens, ref_seq;
-  float *lp, *lz;
-  double *seq, *ref;
-  std::shared_ptr<int64_t> nonfinite = std::make_shared<int64_t>(0);
-};
-
-Forward parse_forward(const Args& a, Napi::Object r) {
-  Forward f;
-  f.in = parse_logits(a, true, true);
-  f.ref_tokens = a.f64("referenceTokenLogprobs", true);
-  f.ref_seq = a.f64("referenceLogprobs", true);
-  if (f.ref_tokens.data && f.ref_seq.data)
-    a.range_error("referenceLogprobs", "absent when referenceTokenLogprobs is given", "both");
-  if (f.ref_tokens.data) {
-    a.expect_length("referenceTokenLogprobs", f.ref_tokens.length, (size_t)f.in.rows, "sequences*tokens");
-    for (int64_t i = 0; i < f.in.rows; i++)  // only positions under the mask must be finite
-      if (f.in.mask.data[i] != 0.0f && !std::isfinite(f.ref_tokens.data[i]))
-        a.range_error("referenceTokenLogprobs", "finite numbers where the mask is non-zero",
-                      "a non-finite value at index " + std::to_string(i));
-  }
-  if (f.ref_seq.data) {
-    a.expect_length("referenceLogprobs", f.ref_seq.length, (size_t)f.in.N, "sequences");
-    a.check_finite("referenceLogprobs", f.ref_seq.data, f.ref_seq.length);
-  }
-  f.lp = new_f32(r, "tokenLogprobs", f.in.rows).Data();
-  f.lz = new_f32(r, "logZ", f.in.rows).Data();
-  f.seq = new_f64(r, "policyLogprobs", f.in.N).Data();
-  f.ref = new_f64(r, "referenceLogprobs", f.in.N).Data();
-  return f;
-}
 
 void run_forward(const Forward& f) {
   const LogitsIn& in = f.in;
@@ -282,9 +133,6 @@ std::unique_ptr<Task> prepare_gvpo_loss(const Napi::CallbackInfo& info) {
   return t;
 }
 
-void set_nonfinite(Napi::Object r, const Forward& f) {
-  r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*f.nonfinite));
-}
 
 std::unique_ptr<Task> prepare_gvpo_forward(const Napi::CallbackInfo& info) {
   Args a(info, "gvpoForward");
@@ -349,6 +197,7 @@ Napi::Value stream_probe(const Napi::CallbackInfo& info) {
   r.Set("checksum", Napi::Number::New(a.env(), sink));
   return r;
 }
+
 
 }  // namespace
 

@@ -1,7 +1,10 @@
-// Registration of the ops on the module's exports (ops.cc: CPU).
+// Registration of the ops on the module's exports (ops.cc: CPU; cuda_ops.cc: CUDA).
 #pragma once
 #include <napi.h>
 
 namespace gvpo {
 void register_cpu_ops(Napi::Env env, Napi::Object exports);
+#ifdef GVPO_WITH_CUDA
+void register_cuda_ops(Napi::Env env, Napi::Object exports);
+#endif
 }

@@ -1,14 +1,21 @@
 // Dispatch to the native addon or the TypeScript reference, sync or async. Async native
 // errors surface on the libuv thread's completion, with no JavaScript frames of the caller; the
 // caller's stack is captured before the call and grafted onto the error (sharp's pattern).
-import { nativeAddon } from '../backend.js';
+import { activeBackend, nativeAddon } from '../backend.js';
 
 type NativeFn<R> = (opts: object) => R;
+
+/** The addon's name for an op: its CUDA twin (cudaTokenLogprobs, cudaGvpoFromLogits) when the
+ *  CUDA backend is active and has one, else the CPU op. */
+function nativeName(op: string): string {
+  const cuda = `cuda${op[0].toUpperCase()}${op.slice(1)}`;
+  return activeBackend() === 'cuda' && typeof nativeAddon()?.[cuda] === 'function' ? cuda : op;
+}
 
 export function runSync<R>(op: string, opts: object, reference: () => R): R {
   const addon = nativeAddon();
   if (!addon) return reference();
-  return (addon[op] as NativeFn<R>)(opts);
+  return (addon[nativeName(op)] as NativeFn<R>)(opts);
 }
 
 export async function runAsync<R>(op: string, opts: object, reference: () => R): Promise<R> {
@@ -20,7 +27,7 @@ export async function runAsync<R>(op: string, opts: object, reference: () => R):
     return reference();
   }
   try {
-    return await (addon[`${op}Async`] as NativeFn<Promise<R>>)(opts);
+    return await (addon[`${nativeName(op)}Async`] as NativeFn<Promise<R>>)(opts);
   } catch (e) {
     throw graft(e, caller);
   }

@@ -1,0 +1,111 @@
+// N-API glue for the CUDA twins of tokenLogprobs and gvpoFromLogits over host arrays
+// (native/cuda/host.cu): the same checks and outputs as the CPU ops, plus cudaTimings
+// {h2dMs, kernelMs, d2hMs}. Compiled only when GVPO_WITH_CUDA is defined.
+#ifdef GVPO_WITH_CUDA
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "../kernels.h"
+#include "args.h"
+#include "ops.h"
+#include "parse.h"
+#include "task.h"
+
+namespace gvpo {
+
+namespace {
+
+struct CudaError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void set_timings(Napi::Object r, const CudaTimings& t) {
+  Napi::Object o = Napi::Object::New(r.Env());
+  o.Set("h2dMs", t.h2d_ms);
+  o.Set("kernelMs", t.kernel_ms);
+  o.Set("d2hMs", t.d2h_ms);
+  r.Set("cudaTimings", o);
+}
+
+int64_t count_nonfinite(const float* lp, const float* mask, int64_t rows) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < rows; r++) n += (!mask || mask[r] != 0.0f) && std::isnan(lp[r]);
+  return n;
+}
+
+std::unique_ptr<Task> prepare_cuda_token_logprobs(const Napi::CallbackInfo& info) {
+  Args a(info, "tokenLogprobs");
+  LogitsIn in = parse_logits(a, false, false);
+  Napi::Object r = Napi::Object::New(a.env());
+  float* lp = new_f32(r, "logprobs", in.rows).Data();
+  float* lz = new_f32(r, "logZ", in.rows).Data();
+  auto t = make_task(a.object(), r);
+  auto timings = std::make_shared<CudaTimings>();
+  auto bad = std::make_shared<int64_t>(0);
+  t->work = [=] {
+    char err[512] = {0};
+    if (token_logprobs_cuda_host(lp, lz, timings.get(), in.logits.data, in.dtype, in.targets.data, in.mask.data,
+                                 in.rows, in.V, in.tau, err, sizeof(err)))
+      throw CudaError(std::string("tokenLogprobs (cuda): ") + err);
+    *bad = count_nonfinite(lp, in.mask.data, in.rows);
+  };
+  t->finish = [timings, bad](Napi::Object r) {
+    set_timings(r, *timings);
+    r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*bad));
+  };
+  return t;
+}
+
+std::unique_ptr<Task> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromLogits");
+  Napi::Object r = Napi::Object::New(a.env());
+  Forward f = parse_forward(a, r);
+  LossIn l = parse_loss(a, f.in.N);
+  float* grad = grad_destination(a, f.in, r);
+  double* gs = new_f64(r, "gradLogprobs", f.in.N).Data();
+  double* c = new_f64(r, "residuals", f.in.N).Data();
+  auto t = make_task(a.object(), r);
+  auto terms = std::make_shared<GvpoTerms>();
+  auto timings = std::make_shared<CudaTimings>();
+  t->work = [=] {
+    const LogitsIn& in = f.in;
+    const double* ref = nullptr;  // Sref on the host: from reference tokens, given, or S itself
+    if (f.ref_tokens.data) {
+      sequence_logprobs_f64_cpu(f.ref, f.ref_tokens.data, in.mask.data, in.N, in.T);
+      ref = f.ref;
+    } else if (f.ref_seq.data) {
+      std::memcpy(f.ref, f.ref_seq.data, in.N * sizeof(double));
+      ref = f.ref;
+    }
+    double t5[5];
+    GvpoCudaOut out{grad, f.lp, f.lz, f.seq, gs, c, t5};
+    char err[512] = {0};
+    if (gvpo_from_logits_cuda_host(out, timings.get(), in.logits.data, in.dtype, in.targets.data, in.mask.data, ref,
+                                   l.rewards.data, l.offsets.data, (int64_t)l.offsets.length - 1, in.N, in.T, in.V,
+                                   in.tau, l.beta, l.mean, err, sizeof(err)))
+      throw CudaError(std::string("gvpoFromLogits (cuda): ") + err);
+    if (!ref) std::memcpy(f.ref, f.seq, in.N * sizeof(double));
+    *terms = {t5[0], t5[1], t5[2], t5[3], t5[4]};
+    *f.nonfinite = count_nonfinite(f.lp, in.mask.data, in.rows);
+  };
+  t->finish = [f, terms, timings](Napi::Object r) {
+    set_terms(r, *terms);
+    set_nonfinite(r, f);
+    set_timings(r, *timings);
+  };
+  return t;
+}
+}  // namespace
+
+void register_cuda_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaTokenLogprobs", Napi::Function::New(env, run_sync<prepare_cuda_token_logprobs>, "cudaTokenLogprobs"));
+  exports.Set("cudaTokenLogprobsAsync", Napi::Function::New(env, run_async<prepare_cuda_token_logprobs>, "cudaTokenLogprobsAsync"));
+  exports.Set("cudaGvpoFromLogits", Napi::Function::New(env, run_sync<prepare_cuda_gvpo_from_logits>, "cudaGvpoFromLogits"));
+  exports.Set("cudaGvpoFromLogitsAsync", Napi::Function::New(env, run_async<prepare_cuda_gvpo_from_logits>, "cudaGvpoFromLogitsAsync"));
+}
+
+}  // namespace gvpo
+#endif

@@ -1,0 +1,121 @@
+// GPU figures (no Node): the fused forward + loss + gradient at N*T = 16384, V = 151936,
+// bfloat16 logits, against three passes at the device-to-device copy bandwidth measured in the
+// same run (SPEC section 4). Napkin math: the fused step reads the bf16 logits twice and writes a
+// float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
+//   gvpo_bench_cuda [N T V]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "../kernels.h"
+
+using namespace gvpo;
+
+#define CUDA_OK(call)                                                                      \
+  do {                                                                                     \
+    cudaError_t e_ = (cudaError_t)(call);                                                  \
+    if (e_ != cudaSuccess) {                                                               \
+      std::printf("CUDA error %s at %s:%d: %s\n", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
+      return 1;                                                                            \
+    }                                                                                      \
+  } while (0)
+
+__global__ void fill_kernel1(__nv_bfloat16* z, int32_t* y, float* m, int64_t n, int64_t R, int64_t V, int64_t T) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i >> 13);  // cheap hash: not zeros
+    z[i] = __float2bfloat16(((h & 0xffff) / 65536.0f - 0.5f) * 8.0f);
+    if (i < R) {
+      y[i] = (int32_t)(h % V);
+      m[i] = (i % T) >= T / 4 ? 1.0f : 0.0f;
+    }
+  }
+}
+
+static float median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int main(int argc, char** argv) {
+  const int64_t N = argc > 3 ? atoll(argv[1]) : 64, T = argc > 3 ? atoll(argv[2]) : 256, V = argc > 3 ? atoll(argv[3]) : 151936;
+  const int64_t R = N * T, k = 8, G = N / k, n = R * V;
+  int count = 0;
+  char name[256];
+  int err = cuda_device_info(&count, name, sizeof(name));
+  if (err || count == 0) {
+    std::printf("no CUDA device (%s): nothing measured\n", err ? name : "none found");
+    return 0;
+  }
+  const size_t zb = (size_t)n * 2, gb = (size_t)n * 4;
+  __nv_bfloat16* z;
+  float *grad, *mask, *lp, *lz, *g;
+  int32_t *y, *off;
+  double *seq, *gs, *res, *ref, *rew, *terms;
+  CUDA_OK(cudaMalloc(&z, zb));
+  CUDA_OK(cudaMalloc(&grad, gb));
+  CUDA_OK(cudaMalloc(&y, R * 4));
+  CUDA_OK(cudaMalloc(&mask, R * 4));
+  CUDA_OK(cudaMalloc(&lp, R * 4));
+  CUDA_OK(cudaMalloc(&lz, R * 4));
+  CUDA_OK(cudaMalloc(&g, R * 4));
+  CUDA_OK(cudaMalloc(&seq, N * 8));
+  CUDA_OK(cudaMalloc(&gs, N * 8));
+  CUDA_OK(cudaMalloc(&res, N * 8));
+  CUDA_OK(cudaMalloc(&ref, N * 8));
+  CUDA_OK(cudaMalloc(&rew, N * 8));
+  CUDA_OK(cudaMalloc(&terms, 40));
+  CUDA_OK(cudaMalloc(&off, (G + 1) * 4));
+  fill_kernel1<<<4096, 256>>>(z, y, mask, n, R, V, T);
+  CUDA_OK(cudaGetLastError());
+  std::vector<int32_t> hoff(G + 1);
+  std::vector<double> hr(N), hq(N);
+  for (int64_t i = 0; i <= G; i++) hoff[i] = (int32_t)(i * k);
+  for (int64_t i = 0; i < N; i++) hr[i] = (double)(i % 3 == 0), hq[i] = -1000.0 - i;
+  CUDA_OK(cudaMemcpy(off, hoff.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(rew, hr.data(), N * 8, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(ref, hq.data(), N * 8, cudaMemcpyHostToDevice));
+
+  cudaEvent_t a, b;
+  CUDA_OK(cudaEventCreate(&a));
+  CUDA_OK(cudaEventCreate(&b));
+  auto time_it = [&](auto fn, int reps) {
+    std::vector<float> t;
+    fn();
+    for (int i = 0; i < reps; i++) {
+      cudaEventRecord(a);
+      fn();
+      cudaEventRecord(b);
+      cudaEventSynchronize(b);
+      float ms;
+      cudaEventElapsedTime(&ms, a, b);
+      t.push_back(ms);
+    }
+    return median(t);
+  };
+  // roofline: device-to-device copy of the gradient-sized buffer into itself's twin, bytes read + written
+  float copy_ms = time_it([&] { cudaMemcpyAsync(grad, z, zb, cudaMemcpyDeviceToDevice); }, 20);
+  double copy_bw = 2.0 * zb / (copy_ms * 1e-3);
+  float fwd_ms = time_it([&] { token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr); }, 20);
+  float step_ms = time_it([&] {
+    token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr);
+    gvpo_loss_cuda(seq, gs, res, g, terms, lp, mask, ref, rew, off, G, N, T, 0.1, true, nullptr);
+    token_logprobs_backward_cuda(grad, z, DType::bf16, y, lz, g, R, V, 1.0f, nullptr);
+  }, 20);
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaDeviceSynchronize());
+  const double step_bytes = 2.0 * zb + gb, floor_ms = step_bytes / copy_bw * 1e3;
+  const double fwd_floor_ms = zb / copy_bw * 1e3;
+  std::printf("# gvpo CUDA figures\n\nDevice: %s. N*T = %lld (N = %lld, T = %lld, k = %lld), V = %lld, bfloat16 logits (%.2f GB). "
+              "Medians of 20 timed runs (CUDA events) after a warm-up; one run of `gvpo_bench_cuda`.\n\n",
+              name, (long long)R, (long long)N, (long long)T, (long long)k, (long long)V, zb / 1e9);
+  std::printf("Device-to-device copy bandwidth, same run (bytes read + written): %.0f GB/s\n\n", copy_bw / 1e9);
+  std::printf("| kernel | median ms | bytes moved (GB) | achieved GB/s | floor ms | of floor |\n| --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| tokenLogprobs forward | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", fwd_ms, zb / 1e9, zb / (fwd_ms * 1e-3) / 1e9, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms);
+  std::printf("| gvpoFromLogits forward + loss + gradient | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", step_ms, step_bytes / 1e9,
+              step_bytes / (step_ms * 1e-3) / 1e9, floor_ms, 100 * floor_ms / step_ms);
+  return 0;
+}

@@ -1,0 +1,225 @@
+// CUDA harness (no Node): every CUDA kernel against the CPU kernels (themselves checked against
+// float64 in test_cpu.cc) on a grid of shapes with awkward sizes, all dtypes, masks, -inf/NaN
+// rows and ragged groups; the host-array entry points too, in place included. Poisons outputs
+// first so an unwritten element fails. Prints "N passed, M failed"; exit 0 when all passed.
+// Without a CUDA device it says so and exits 0 (nothing to check).
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../kernels.h"
+#include "reference.h"
+
+using namespace gvpo;
+
+static int checks = 0, failures = 0;
+#define CHECK(cond, ...)                                            \
+  do {                                                              \
+    checks++;                                                       \
+    if (!(cond)) {                                                  \
+      if (++failures < 20) {                                        \
+        std::printf("FAIL %s:%d ", __FILE__, __LINE__);             \
+        std::printf(__VA_ARGS__);                                   \
+        std::printf("\n");                                          \
+      }                                                             \
+    }                                                               \
+  } while (0)
+#define CUDA_OK(call)                                                                      \
+  do {                                                                                     \
+    cudaError_t e_ = (cudaError_t)(call);                                                  \
+    if (e_ != cudaSuccess) {                                                               \
+      std::printf("CUDA error %s at %s:%d: %s\n", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+template <typename T>
+static T* to_device(const T* h, size_t n) {
+  T* d = nullptr;
+  CUDA_OK(cudaMalloc(&d, n * sizeof(T) + 16));
+  CUDA_OK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+template <typename T>
+static std::vector<T> to_host(const T* d, size_t n) {
+  std::vector<T> h(n);
+  CUDA_OK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+static bool near(double got, double want, double atol, double rtol) {
+  if (std::isnan(want)) return std::isnan(got);
+  if (std::isinf(want)) return got == want;
+  return std::fabs(got - want) <= atol + rtol * std::fabs(want);
+}
+
+static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType d, float tau) {
+  Logits L = random_logits(rng, R, V, d, 3.0f);
+  std::vector<int32_t> y(R);
+  std::vector<float> mask(R), g(R);
+  for (int64_t r = 0; r < R; r++) {
+    y[r] = (int32_t)(rng() % V);
+    mask[r] = (rng() % 4) ? 1.0f : 0.0f;
+    g[r] = mask[r] * ((float)(rng() % 1000) / 500.0f - 1.0f);
+  }
+  const size_t n = (size_t)(R * V);
+  std::vector<float> lp(R), lz(R), grad(n);
+  token_logprobs_forward_cpu(lp.data(), lz.data(), L.data(), d, y.data(), mask.data(), R, V, tau, 0);
+  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), lz.data(), g.data(), R, V, tau, 0);
+
+  void* dz = d == DType::f32 ? (void*)to_device(L.f32.data(), n) : (void*)to_device(L.h16.data(), n);
+  int32_t* dy = to_device(y.data(), R);
+  float* dm = to_device(mask.data(), R);
+  float* dg = to_device(g.data(), R);
+  float *dlp, *dlz, *dgrad;
+  CUDA_OK(cudaMalloc(&dlp, R * 4));
+  CUDA_OK(cudaMalloc(&dlz, R * 4));
+  CUDA_OK(cudaMalloc(&dgrad, n * 4));
+  CUDA_OK(cudaMemset(dlp, 0xff, R * 4));  // NaN poison
+  CUDA_OK(cudaMemset(dgrad, 0xff, n * 4));
+  CUDA_OK(token_logprobs_forward_cuda(dlp, dlz, dz, d, dy, dm, R, V, tau, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> clp = to_host(dlp, R), clz = to_host(dlz, R);
+  for (int64_t r = 0; r < R; r++) {
+    CHECK(near(clz[r], lz[r], 2e-5, 2e-5), "logZ R=%lld V=%lld d=%d r=%lld cuda %.8g cpu %.8g", (long long)R, (long long)V, (int)d, (long long)r, clz[r], lz[r]);
+    CHECK(near(clp[r], lp[r], 2e-5 * (1 + std::fabs(lz[r])), 2e-5), "logprob r=%lld cuda %.8g cpu %.8g", (long long)r, clp[r], lp[r]);
+  }
+  // backward from the CPU's logZ, so only the gradient pass is compared
+  float* dlz_cpu = to_device(lz.data(), R);
+  CUDA_OK(token_logprobs_backward_cuda(dgrad, dz, d, dy, dlz_cpu, dg, R, V, tau, nullptr));
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> cg = to_host(dgrad, n);
+  double err = 0, norm = 0;
+  bool written = true;
+  for (size_t i = 0; i < n; i++) {
+    written &= !std::isnan(cg[i]);
+    err += (cg[i] - grad[i]) * (cg[i] - grad[i]);
+    norm += (double)grad[i] * grad[i];
+  }
+  CHECK(written, "gradient not fully written R=%lld V=%lld", (long long)R, (long long)V);
+  CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-6, "grad R=%lld V=%lld d=%d rel err %.3g", (long long)R, (long long)V, (int)d, std::sqrt(err / (norm + 1e-300)));
+  if (d == DType::f32) {  // in place over the device logits
+    CUDA_OK(token_logprobs_backward_cuda((float*)dz, dz, d, dy, dlz_cpu, dg, R, V, tau, nullptr));
+    std::vector<float> ip = to_host((float*)dz, n);
+    CHECK(std::memcmp(ip.data(), cg.data(), n * 4) == 0, "in place differs R=%lld V=%lld", (long long)R, (long long)V);
+  }
+  for (void* p : {dz, (void*)dy, (void*)dm, (void*)dg, (void*)dlp, (void*)dlz, (void*)dgrad, (void*)dlz_cpu}) cudaFree(p);
+}
+
+static void check_nonfinite() {
+  const int64_t V = 37;
+  std::vector<float> z(3 * V);
+  for (int64_t i = 0; i < 3 * V; i++) z[i] = 0.01f * (float)(i % 13);
+  z[5] = -INFINITY;
+  for (int64_t v = 0; v < V; v++) z[V + v] = -INFINITY;
+  z[2 * V + 3] = NAN;
+  int32_t y[3] = {1, 0, 2};
+  float* dz = to_device(z.data(), z.size());
+  int32_t* dy = to_device(y, 3);
+  float *dlp, *dlz;
+  CUDA_OK(cudaMalloc(&dlp, 12));
+  CUDA_OK(cudaMalloc(&dlz, 12));
+  CUDA_OK(token_logprobs_forward_cuda(dlp, dlz, dz, DType::f32, dy, nullptr, 3, V, 1.0f, nullptr));
+  std::vector<float> lp = to_host(dlp, 3);
+  CHECK(std::isfinite(lp[0]) && std::isnan(lp[1]) && std::isnan(lp[2]), "non-finite rows: %g %g %g", lp[0], lp[1], lp[2]);
+  cudaFree(dz), cudaFree(dy), cudaFree(dlp), cudaFree(dlz);
+}
+
+static void check_loss(std::mt19937& rng) {
+  std::vector<int32_t> off = {0, 3, 4, 9, 11};
+  const int64_t G = 4, N = 11, T = 5;
+  std::normal_distribution<float> nd;
+  std::vector<float> lp(N * T), mask(N * T);
+  std::vector<double> Q(N), R(N);
+  for (int64_t i = 0; i < N * T; i++) lp[i] = -std::fabs(nd(rng)) * 3, mask[i] = (i % T) ? 1.0f : 0.0f;
+  for (int64_t n = 0; n < N; n++) Q[n] = -10 + nd(rng), R[n] = (double)(rng() % 3);
+  for (int mean = 0; mean < 2; mean++) {
+    std::vector<double> S(N), gs(N), c(N);
+    sequence_logprobs_cpu(S.data(), lp.data(), mask.data(), N, T);
+    GvpoTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
+    float* dlp = to_device(lp.data(), N * T);
+    float* dm = to_device(mask.data(), N * T);
+    double* dQ = to_device(Q.data(), N);
+    double* dR = to_device(R.data(), N);
+    int32_t* doff = to_device(off.data(), G + 1);
+    double *dS, *dgs, *dc, *dterms;
+    float* dg;
+    CUDA_OK(cudaMalloc(&dS, N * 8));
+    CUDA_OK(cudaMalloc(&dgs, N * 8));
+    CUDA_OK(cudaMalloc(&dc, N * 8));
+    CUDA_OK(cudaMalloc(&dterms, 40));
+    CUDA_OK(cudaMalloc(&dg, N * T * 4));
+    CUDA_OK(gvpo_loss_cuda(dS, dgs, dc, dg, dterms, dlp, dm, dQ, dR, doff, G, N, T, 0.1, mean, nullptr));
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<double> cS = to_host(dS, N), cgs = to_host(dgs, N), terms = to_host(dterms, 5);
+    std::vector<float> cg = to_host(dg, N * T);
+    CHECK(near(terms[0], t.loss, 1e-12, 1e-9), "loss cuda %.12g cpu %.12g", terms[0], t.loss);
+    CHECK(near(terms[1] + terms[2] + terms[3] + terms[4], terms[0], 1e-12, 1e-9), "terms do not sum to the loss");
+    for (int64_t n = 0; n < N; n++) {
+      CHECK(near(cS[n], S[n], 1e-9, 1e-9), "S n=%lld", (long long)n);
+      CHECK(near(cgs[n], gs[n], 1e-12, 1e-9), "dL/dS n=%lld", (long long)n);
+      for (int64_t t2 = 0; t2 < T; t2++) CHECK(near(cg[n * T + t2], (float)(mask[n * T + t2] * gs[n]), 1e-9, 1e-6), "g n=%lld", (long long)n);
+    }
+    for (void* p : {(void*)dlp, (void*)dm, (void*)dQ, (void*)dR, (void*)doff, (void*)dS, (void*)dgs, (void*)dc, (void*)dterms, (void*)dg}) cudaFree(p);
+  }
+}
+
+static void check_host_entry(std::mt19937& rng, DType d) {
+  const int64_t N = 6, T = 4, V = 5003, G = 3;
+  std::vector<int32_t> off = {0, 2, 3, 6}, y(N * T);
+  std::vector<float> mask(N * T);
+  std::vector<double> Q(N), R(N);
+  Logits L = random_logits(rng, N * T, V, d, 2.0f);
+  for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
+  for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
+  // CPU composition
+  std::vector<float> lp(N * T), lz(N * T), g(N * T), grad(N * T * V);
+  std::vector<double> S(N), gs(N), c(N);
+  token_logprobs_forward_cpu(lp.data(), lz.data(), L.data(), d, y.data(), mask.data(), N * T, V, 1.0f, 0);
+  sequence_logprobs_cpu(S.data(), lp.data(), mask.data(), N, T);
+  GvpoTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, true);
+  for (int64_t r = 0; r < N * T; r++) g[r] = (float)(mask[r] * gs[r / T]);
+  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), lz.data(), g.data(), N * T, V, 1.0f, 0);
+  // CUDA host entry
+  std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
+  std::vector<double> hS(N), hgs(N), hc(N), terms(5);
+  CudaTimings tm{};
+  char err[512] = {0};
+  GvpoCudaOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hgs.data(), hc.data(), terms.data()};
+  int e = gvpo_from_logits_cuda_host(out, &tm, L.data(), d, y.data(), mask.data(), Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true, err, sizeof(err));
+  CHECK(e == 0, "host entry failed: %s", err);
+  CHECK(near(terms[0], t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", terms[0], t.loss);
+  double er = 0, nr = 0;
+  for (size_t i = 0; i < grad.size(); i++) er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
+  CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
+  if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
+    std::vector<float> z = L.f32;
+    GvpoCudaOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hgs.data(), hc.data(), terms.data()};
+    e = gvpo_from_logits_cuda_host(ip, &tm, z.data(), d, y.data(), mask.data(), Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true, err, sizeof(err));
+    CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
+  }
+}
+
+int main() {
+  int count = 0;
+  char name[256];
+  int err = cuda_device_info(&count, name, sizeof(name));
+  if (err || count == 0) {
+    std::printf("no CUDA device (%s): nothing checked\n", err ? name : "none found");
+    return 0;
+  }
+  std::printf("device: %s\n", name);
+  std::mt19937 rng(4321);
+  const int64_t shapes[][2] = {{1, 1}, {1, 2}, {3, 7}, {5, 123}, {7, 16}, {2, 4095}, {4, 4097}, {9, 2048}, {64, 1000}, {3, 32768}, {2, 151936}};
+  for (auto& s : shapes)
+    for (int d = 0; d < 3; d++) check_token_logprobs(rng, s[0], s[1], (DType)d, d == 1 ? 0.7f : 1.0f);
+  check_nonfinite();
+  check_loss(rng);
+  for (int d = 0; d < 3; d++) check_host_entry(rng, (DType)d);
+  std::printf("%d checks, %d failures\n%d passed, %d failed\n", checks, failures, checks - failures, failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,72 @@
+// The GVPO losses as TensorFlow.js ops with exact gradients through tf.customGrad, computed by
+// gvpo's kernels (native when loaded, TypeScript otherwise): the tfjs graph never materialises
+// softmax, log-softmax or one-hot arrays of size N*T*V.
+import type * as TF from '@tensorflow/tfjs';
+import { gvpoFromLogits } from '../ops/gvpoFromLogits.js';
+import { gvpoLoss } from '../ops/gvpoLoss.js';
+import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
+import type { GvpoFromLogitsArgs, GvpoFromLogitsResult, GvpoLossArgs, GvpoLossResult } from '../types.js';
+
+type Tf = typeof TF;
+
+type OneInput = (x: TF.Tensor) => { value: TF.Tensor; gradFunc: (dy: TF.Tensor) => TF.Tensor };
+
+/** tf.customGrad for a function of one tensor. */
+function customGrad1(tf: Tf, f: OneInput): (x: TF.Tensor) => TF.Tensor {
+  const g = tf.customGrad(((x: TF.Tensor) => f(x)) as unknown as Parameters<Tf['customGrad']>[0]);
+  return (x) => g(x) as TF.Tensor;
+}
+
+/** Float32 values of a tensor (copied only where the backend must). */
+function values(t: TF.Tensor): Float32Array {
+  return t.dataSync() as Float32Array;
+}
+
+/**
+ * GVPO loss of sequence log-probs S (a tensor, differentiated) against fixed Sref and rewards.
+ * Returns the scalar loss and, once evaluated, the kernel's full result (terms, residuals).
+ */
+export function gvpoLossTf(tf: Tf, S: TF.Tensor1D, args: Omit<GvpoLossArgs, 'policyLogprobs'>): { loss: TF.Scalar; result: () => GvpoLossResult } {
+  let result: GvpoLossResult | undefined;
+  const op = customGrad1(tf, (s) => {
+    const r = gvpoLoss({ ...args, policyLogprobs: values(s) });
+    result = r;
+    return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor1d(Float32Array.from(r.gradLogprobs)).mul(dy) };
+  });
+  const loss = op(S) as TF.Scalar;
+  return { loss, result: () => result! };
+}
+
+export type GvpoFromLogitsTfArgs = Omit<GvpoFromLogitsArgs, 'logits' | 'dtype' | 'inPlace' | 'out'>;
+
+/**
+ * The fused GVPO loss from float32 logits (a tensor of N*T*V elements, any shape), with the
+ * gradient to the logits computed in the same kernel call as the loss.
+ */
+export function gvpoFromLogitsTf(tf: Tf, logits: TF.Tensor, args: GvpoFromLogitsTfArgs): { loss: TF.Scalar; result: () => GvpoFromLogitsResult } {
+  let result: GvpoFromLogitsResult | undefined;
+  const op = customGrad1(tf, (z) => {
+    const r = gvpoFromLogits({ ...args, logits: values(z) });
+    result = r;
+    return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor(r.gradLogits, z.shape).mul(dy) };
+  });
+  const loss = op(logits) as TF.Scalar;
+  return { loss, result: () => result! };
+}
+
+/** Token log-probs l[r] of float32 logits [R, V] (a tensor), differentiable. */
+export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array, temperature = 1): TF.Tensor1D {
+  const [rows, vocab] = logits.shape;
+  const op = customGrad1(tf, (z) => {
+    const zv = values(z);
+    const r = tokenLogprobs({ logits: zv, targets, rows, vocab, temperature });
+    return {
+      value: tf.tensor1d(r.logprobs),
+      gradFunc: (dy) => {
+        const g = tokenLogprobsBackward({ logits: zv, targets, rows, vocab, temperature, logZ: r.logZ, gradLogprobs: values(dy) });
+        return tf.tensor2d(g, [rows, vocab]);
+      },
+    };
+  });
+  return op(logits) as TF.Tensor1D;
+}

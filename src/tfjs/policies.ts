@@ -1,0 +1,184 @@
+// Policies behind one interface: teacher-forced logits for every response position (what the
+// losses need), sampling, variables, cloning and save/load.
+//   TabularPolicy: one logit per response per prompt (a response is one token); pi = softmax.
+//   CharPolicy:    a small autoregressive character model: an MLP over a window of the last
+//                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
+import { readFileSync, writeFileSync } from 'node:fs';
+import type * as TF from '@tensorflow/tfjs';
+
+type Tf = typeof TF;
+
+export interface Policy {
+  readonly kind: string;
+  readonly vocab: number;
+  /** T: every response is padded to this many tokens. */
+  readonly maxTokens: number;
+  readonly variables: TF.Variable[];
+  /** Logits [N*T, V] for each response position, given prompts and responses (N*T, padded). */
+  logits(prompts: number[][], responses: Int32Array): TF.Tensor2D;
+  /** One response per prompt, sampled at `temperature`; stops at EOS or after maxTokens. */
+  sample(prompts: number[][], temperature: number, rand: () => number): number[][];
+  clone(): Policy;
+  getWeights(): Float32Array[];
+  setWeights(w: Float32Array[]): void;
+  save(path: string): void;
+}
+
+function drawFrom(logits: Float32Array, offset: number, V: number, temperature: number, rand: () => number): number {
+  let m = -Infinity;
+  for (let v = 0; v < V; v++) m = Math.max(m, logits[offset + v] / temperature);
+  let s = 0;
+  const p = new Float64Array(V);
+  for (let v = 0; v < V; v++) s += p[v] = Math.exp(logits[offset + v] / temperature - m);
+  let u = rand() * s;
+  for (let v = 0; v < V; v++) if ((u -= p[v]) <= 0) return v;
+  return V - 1;
+}
+
+abstract class Base {
+  abstract readonly variables: TF.Variable[];
+  getWeights(): Float32Array[] {
+    return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+  }
+  setWeights(w: Float32Array[]): void {
+    this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
+  }
+  constructor(protected readonly tf: Tf) {}
+  protected dump(kind: string, config: object): string {
+    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
+    return JSON.stringify({ kind, config, weights });
+  }
+}
+
+export class TabularPolicy extends Base implements Policy {
+  readonly kind = 'tabular';
+  readonly maxTokens = 1;
+  readonly theta: TF.Variable;
+  get variables() {
+    return [this.theta];
+  }
+  constructor(tf: Tf, readonly prompts: number, readonly vocab: number, init?: Float32Array) {
+    super(tf);
+    this.theta = tf.variable(init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab]));
+  }
+  logits(prompts: number[][]): TF.Tensor2D {
+    return this.tf.gather(this.theta, this.tf.tensor1d(prompts.map((p) => p[0]), 'int32')) as TF.Tensor2D;
+  }
+  /** pi(.|prompt) as probabilities, from the current logits. */
+  probs(): Float64Array[] {
+    const t = this.theta.dataSync();
+    return Array.from({ length: this.prompts }, (_, p) => {
+      const row = Float64Array.from(t.subarray(p * this.vocab, (p + 1) * this.vocab));
+      const m = Math.max(...row);
+      let s = 0;
+      for (let v = 0; v < row.length; v++) s += row[v] = Math.exp(row[v] - m);
+      return row.map((x) => x / s);
+    });
+  }
+  sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    const t = this.theta.dataSync() as Float32Array;
+    return prompts.map((p) => [drawFrom(t, p[0] * this.vocab, this.vocab, temperature, rand)]);
+  }
+  clone(): TabularPolicy {
+    return new TabularPolicy(this.tf, this.prompts, this.vocab, this.getWeights()[0]);
+  }
+  save(path: string): void {
+    writeFileSync(path, this.dump(this.kind, { prompts: this.prompts, vocab: this.vocab }));
+  }
+}
+
+export interface CharPolicyConfig {
+  vocab: number;
+  window: number;
+  hidden: number;
+  maxTokens: number;
+  eos: number;
+  /** Token that fills the window before the prompt starts. */
+  pad: number;
+}
+
+export class CharPolicy extends Base implements Policy {
+  readonly kind = 'char-mlp';
+  readonly variables: TF.Variable[];
+  get vocab() {
+    return this.config.vocab;
+  }
+  get maxTokens() {
+    return this.config.maxTokens;
+  }
+  constructor(tf: Tf, readonly config: CharPolicyConfig, seed = 1, weights?: Float32Array[]) {
+    super(tf);
+    const { vocab: V, window: W, hidden: H } = config;
+    const shapes = [[W * V, H], [H], [H, H], [H], [H, V], [V]];
+    this.variables = shapes.map((shape, i) => {
+      if (weights) return tf.variable(tf.tensor(weights[i], shape));
+      if (shape.length === 1) return tf.variable(tf.zeros(shape));
+      return tf.variable(tf.randomNormal(shape, 0, Math.sqrt(2 / shape[0]), 'float32', seed + i));
+    });
+  }
+
+  /** One-hot window rows [rows, W*V]: for each row, the W tokens before the predicted one. */
+  private windows(contexts: number[][]): TF.Tensor2D {
+    const { vocab: V, window: W, pad } = this.config;
+    const x = new Float32Array(contexts.length * W * V);
+    contexts.forEach((ctx, r) => {
+      for (let j = 0; j < W; j++) {
+        const i = ctx.length - W + j;
+        x[r * W * V + j * V + (i >= 0 ? ctx[i] : pad)] = 1;
+      }
+    });
+    return this.tf.tensor2d(x, [contexts.length, W * V]);
+  }
+
+  private forward(x: TF.Tensor2D): TF.Tensor2D {
+    const [w1, b1, w2, b2, w3, b3] = this.variables;
+    const tf = this.tf;
+    const h1 = tf.relu(tf.matMul(x, w1).add(b1));
+    const h2 = tf.relu(tf.matMul(h1, w2).add(b2));
+    return tf.matMul(h2, w3).add(b3) as TF.Tensor2D;
+  }
+
+  logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    const T = this.maxTokens;
+    const contexts: number[][] = [];
+    prompts.forEach((p, n) => {
+      for (let t = 0; t < T; t++) contexts.push([...p, ...Array.from(responses.subarray(n * T, n * T + t))]);
+    });
+    return this.tf.tidy(() => this.forward(this.windows(contexts)));
+  }
+
+  sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    const out = prompts.map(() => [] as number[]);
+    const live = prompts.map((_, i) => i);
+    for (let t = 0; t < this.maxTokens && live.length; t++) {
+      const logits = this.tf.tidy(() => this.forward(this.windows(live.map((i) => [...prompts[i], ...out[i]]))));
+      const data = logits.dataSync() as Float32Array;
+      logits.dispose();
+      for (let j = live.length - 1; j >= 0; j--) {
+        const tok = drawFrom(data, j * this.vocab, this.vocab, temperature, rand);
+        out[live[j]].push(tok);
+        if (tok === this.config.eos) live.splice(j, 1);
+      }
+    }
+    return out;
+  }
+
+  clone(): CharPolicy {
+    return new CharPolicy(this.tf, this.config, 1, this.getWeights());
+  }
+  save(path: string): void {
+    writeFileSync(path, this.dump(this.kind, this.config));
+  }
+}
+
+/** Load a policy written by save(). */
+export function loadPolicy(tf: Tf, path: string): Policy {
+  const j = JSON.parse(readFileSync(path, 'utf8')) as { kind: string; config: Record<string, number>; weights: Array<{ data: string }> };
+  const w = j.weights.map((x) => {
+    const b = Buffer.from(x.data, 'base64');
+    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  });
+  if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
+  if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
+  throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
+}

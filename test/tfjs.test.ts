@@ -1,0 +1,77 @@
+// gvpo/tfjs: the kernel-backed ops' values and gradients equal TensorFlow.js's own autodiff of a
+// plain tfjs formulation of the SPEC formulas, on the cpu and wasm backends.
+import type * as TF from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { gvpoFromLogitsTf, gvpoLossTf, loadTf, tokenLogprobsTf } from '../src/tfjs/index.js';
+import { allclose, gradClose } from './helpers/allclose.js';
+import { batch, randomRewards } from './helpers/data.js';
+
+// SPEC section 1 in tfjs ops, nothing from gvpo: logSoftmax, one-hot gather, masked sums,
+// group centring by reshape, the loss ('mean' over groups of equal size k).
+function plainLoss(tf: typeof TF, z: TF.Tensor, a: { targets: Int32Array; mask: Float32Array; N: number; T: number; V: number; k: number; Sref: Float64Array; R: Float64Array; beta: number; tau: number }) {
+  const lp = tf.logSoftmax(z.reshape([a.N * a.T, a.V]).div(a.tau)).mul(tf.oneHot(tf.tensor1d(a.targets, 'int32'), a.V)).sum(1);
+  const S = lp.reshape([a.N, a.T]).mul(tf.tensor2d(a.mask, [a.N, a.T])).sum(1);
+  const r = S.sub(tf.tensor1d(Float32Array.from(a.Sref))).mul(a.beta).reshape([a.N / a.k, a.k]);
+  const R = tf.tensor2d(Float32Array.from(a.R), [a.N / a.k, a.k]);
+  const c = r.sub(r.mean(1, true)).sub(R.sub(R.mean(1, true)));
+  return c.square().sum().div(2 * (a.k - 1)).div(a.N / a.k) as TF.Scalar;
+}
+
+for (const backend of ['cpu', 'wasm'] as const) {
+  describe(`gvpo/tfjs on the ${backend} backend`, async () => {
+    const { tf } = await loadTf(backend);
+
+    it('gvpoFromLogitsTf: loss and gradient equal tfjs autodiff of the plain formulation', () => {
+      const N = 6, T = 3, V = 11, k = 3;
+      const b = batch(21, N, T, V, 'float32', 2, 1);
+      const Sref = Float64Array.from({ length: N }, (_, n) => -8 - n * 0.3);
+      const R = randomRewards(4, N);
+      const a = { targets: b.targets, mask: b.mask, N, T, V, k, Sref, R, beta: 0.5, tau: 0.9 };
+      const z = tf.tensor3d(b.logits as Float32Array, [N, T, V]);
+      const ours = tf.valueAndGrad((x: TF.Tensor) =>
+        gvpoFromLogitsTf(tf, x, { targets: b.targets, mask: b.mask, sequences: N, tokens: T, vocab: V, referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta: 0.5, temperature: 0.9 }).loss)(z);
+      const theirs = tf.valueAndGrad((x: TF.Tensor) => plainLoss(tf, x, a))(z);
+      expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 5);
+      gradClose(ours.grad.dataSync(), theirs.grad.dataSync(), 1e-4, 1e-7);
+    });
+
+    it('gvpoLossTf: dL/dS equals tfjs autodiff', () => {
+      const S = tf.tensor1d([-3, -4, -2.5, -7, -1, -2]);
+      const Sref = Float64Array.from([-3.2, -3.9, -2, -6, -1.5, -2.2]);
+      const R = [1, 0, 0.5, 0, 1, 1];
+      const ours = tf.valueAndGrad((s: TF.Tensor) => gvpoLossTf(tf, s as TF.Tensor1D, { referenceLogprobs: Sref, rewards: R, groups: { size: 3 }, beta: 0.2 }).loss)(S);
+      const theirs = tf.valueAndGrad((s: TF.Tensor) => {
+        const r = s.sub(tf.tensor1d(Float32Array.from(Sref))).mul(0.2).reshape([2, 3]);
+        const Rt = tf.tensor2d(R, [2, 3]);
+        return r.sub(r.mean(1, true)).sub(Rt.sub(Rt.mean(1, true))).square().sum().div(4).div(2) as TF.Scalar;
+      })(S);
+      expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 6);
+      allclose(ours.grad.dataSync(), theirs.grad.dataSync(), { atol: 1e-6, rtol: 1e-5 }, 'dL/dS');
+    });
+
+    it('tokenLogprobsTf: values and vector-Jacobian product equal autodiff', () => {
+      const R = 7, V = 9;
+      const b = batch(3, R, 1, V, 'float32', 2);
+      const z = tf.tensor2d(b.logits as Float32Array, [R, V]);
+      const dy = tf.tensor1d(Float32Array.from({ length: R }, (_, i) => Math.sin(i)));
+      const f1 = (x: TF.Tensor) => tokenLogprobsTf(tf, x as TF.Tensor2D, b.targets).mul(dy).sum() as TF.Scalar;
+      const f2 = (x: TF.Tensor) => tf.logSoftmax(x as TF.Tensor2D).mul(tf.oneHot(tf.tensor1d(b.targets, 'int32'), V)).sum(1).mul(dy).sum() as TF.Scalar;
+      expect(tf.grad(f1)(z).dataSync().length).toBe(R * V);
+      gradClose(tf.grad(f1)(z).dataSync(), tf.grad(f2)(z).dataSync(), 1e-5, 1e-7);
+      expect(f1(z).dataSync()[0]).toBeCloseTo(f2(z).dataSync()[0], 5);
+    });
+  });
+}
+
+describe('optional peers', () => {
+  it('asking for @tensorflow/tfjs-node when it is absent says what to do', async () => {
+    let installed = true;
+    try {
+      await import('@tensorflow/tfjs-node' as string);
+    } catch {
+      installed = false;
+    }
+    if (installed) return; // nothing to check where the peer is really there
+    await expect(loadTf('node')).rejects.toThrow(/@tensorflow\/tfjs-node was asked for but is not installed/);
+  });
+});
