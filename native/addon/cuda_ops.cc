@@ -62,15 +62,11 @@ std::unique_ptr<Task> prepare_cuda_token_logprobs(const Napi::CallbackInfo& info
 std::unique_ptr<Task> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& info) {
   Args a(info, "gvpoFromLogits");
   Napi::Object r = Napi::Object::New(a.env());
-  Forward f = parse_forward(a, r);
-  LossIn l = parse_loss(a, f.in.N);
-  float* grad = grad_destination(a, f.in, r);
-  double* gs = new_f64(r, "gradLogprobs", f.in.N).Data();
-  double* c = new_f64(r, "residuals", f.in.N).Data();
+  FromLogits x = parse_from_logits(a, r);
   auto t = make_task(a.object(), r);
-  auto terms = std::make_shared<GvpoTerms>();
   auto timings = std::make_shared<CudaTimings>();
-  t->work = [=] {
+  t->work = [x, timings] {
+    const Forward& f = x.f;
     const LogitsIn& in = f.in;
     const double* ref = nullptr;  // Sref on the host: from reference tokens, given, or S itself
     if (f.ref_tokens.data) {
@@ -81,23 +77,24 @@ std::unique_ptr<Task> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& in
       ref = f.ref;
     }
     double t5[5];
-    GvpoCudaOut out{grad, f.lp, f.lz, f.seq, gs, c, t5};
+    GvpoCudaOut out{x.grad, f.lp, f.lz, f.seq, x.grad_seq, x.residuals, t5};
     char err[512] = {0};
     if (gvpo_from_logits_cuda_host(out, timings.get(), in.logits.data, in.dtype, in.targets.data, in.mask.data, ref,
-                                   l.rewards.data, l.offsets.data, (int64_t)l.offsets.length - 1, in.N, in.T, in.V,
-                                   in.tau, l.beta, l.mean, err, sizeof(err)))
+                                   x.l.rewards.data, x.l.offsets.data, (int64_t)x.l.offsets.length - 1, in.N, in.T,
+                                   in.V, in.tau, x.l.beta, x.l.mean, err, sizeof(err)))
       throw CudaError(std::string("gvpoFromLogits (cuda): ") + err);
     if (!ref) std::memcpy(f.ref, f.seq, in.N * sizeof(double));
-    *terms = {t5[0], t5[1], t5[2], t5[3], t5[4]};
+    *x.terms = {t5[0], t5[1], t5[2], t5[3], t5[4]};
     *f.nonfinite = count_nonfinite(f.lp, in.mask.data, in.rows);
   };
-  t->finish = [f, terms, timings](Napi::Object r) {
-    set_terms(r, *terms);
-    set_nonfinite(r, f);
+  t->finish = [x, timings](Napi::Object r) {
+    set_terms(r, *x.terms);
+    set_nonfinite(r, x.f);
     set_timings(r, *timings);
   };
   return t;
 }
+
 }  // namespace
 
 void register_cuda_ops(Napi::Env env, Napi::Object exports) {

@@ -161,22 +161,17 @@ std::unique_ptr<Task> prepare_gvpo_backward(const Napi::CallbackInfo& info) {
 std::unique_ptr<Task> prepare_gvpo_from_logits(const Napi::CallbackInfo& info) {
   Args a(info, "gvpoFromLogits");
   Napi::Object r = Napi::Object::New(a.env());
-  Forward f = parse_forward(a, r);
-  LossIn l = parse_loss(a, f.in.N);
-  float* grad = grad_destination(a, f.in, r);
-  double* gs = new_f64(r, "gradLogprobs", f.in.N).Data();
-  double* c = new_f64(r, "residuals", f.in.N).Data();
+  FromLogits x = parse_from_logits(a, r);
   auto t = make_task(a.object(), r);
-  auto terms = std::make_shared<GvpoTerms>();
-  t->work = [=] {
-    run_forward(f);
-    *terms = gvpo_loss_cpu(gs, c, f.seq, f.ref, l.rewards.data, l.offsets.data,
-                           (int64_t)l.offsets.length - 1, l.beta, l.mean);
-    run_backward(grad, f.in, f.lz, gs);
+  t->work = [x] {
+    run_forward(x.f);
+    *x.terms = gvpo_loss_cpu(x.grad_seq, x.residuals, x.f.seq, x.f.ref, x.l.rewards.data, x.l.offsets.data,
+                             (int64_t)x.l.offsets.length - 1, x.l.beta, x.l.mean);
+    run_backward(x.grad, x.f.in, x.f.lz, x.grad_seq);
   };
-  t->finish = [f, terms](Napi::Object r) {
-    set_terms(r, *terms);
-    set_nonfinite(r, f);
+  t->finish = [x](Napi::Object r) {
+    set_terms(r, *x.terms);
+    set_nonfinite(r, x.f);
   };
   return t;
 }

@@ -137,6 +137,16 @@ Forward parse_forward(const Args& a, Napi::Object r) {
   return f;
 }
 
+FromLogits parse_from_logits(const Args& a, Napi::Object r) {
+  FromLogits x;
+  x.f = parse_forward(a, r);
+  x.l = parse_loss(a, x.f.in.N);
+  x.grad = grad_destination(a, x.f.in, r);
+  x.grad_seq = new_f64(r, "gradLogprobs", x.f.in.N).Data();
+  x.residuals = new_f64(r, "residuals", x.f.in.N).Data();
+  return x;
+}
+
 void set_nonfinite(Napi::Object r, const Forward& f) {
   r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*f.nonfinite));
 }

@@ -38,6 +38,17 @@ struct Forward {
   std::shared_ptr<int64_t> nonfinite = std::make_shared<int64_t>(0);
 };
 
+// Everything gvpoFromLogits (CPU or CUDA) needs: phase-1 outputs, loss inputs, the gradient's
+// destination and the sequence-level outputs, all allocated on `result`.
+struct FromLogits {
+  Forward f;
+  LossIn l;
+  float* grad;
+  double *grad_seq, *residuals;
+  std::shared_ptr<GvpoTerms> terms = std::make_shared<GvpoTerms>();
+};
+FromLogits parse_from_logits(const Args& a, Napi::Object result);
+
 LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required);
 LossIn parse_loss(const Args& a, int64_t N);
 // Checks the reference inputs and allocates phase 1's outputs on `r`.

@@ -14,6 +14,9 @@
 #include <cstring>
 
 #include "../kernels.h"
+#if GVPO_VW == 16
+#include <immintrin.h>
+#endif
 
 namespace gvpo {
 namespace GVPO_ISA {
@@ -31,15 +34,15 @@ constexpr int TILE = 2048;  // 8 KiB of float32: stays in L1 between the max and
 
 static inline vf splat(float a) { return vf{} + a; }
 
-// exp(x) for x <= 0 (Cephes polynomial, ~2 ulp): x < -86 gives exactly 0 (so -inf -> 0),
-// NaN propagates. Scaling by 2^n is a multiply, so NaN in the polynomial stays NaN.
+// exp(x) for x <= 0 (Cephes polynomial, ~2 ulp): x < -86 gives exactly 0 (so -inf -> 0), and
+// NaN propagates. No input clamp: what the polynomial makes of -inf or tiny x is discarded by
+// the final select. 2^n is applied by vscalefps under AVX-512 (one op instead of four).
 static inline vf vexp(vf x) {
   const vf lo = splat(-86.0f);
-  vf xc = x < lo ? lo : x;
   const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  vf t = xc * splat(1.44269504088896341f) + magic;
+  vf t = x * splat(1.44269504088896341f) + magic;
   vf n = t - magic;
-  vf r = xc - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
+  vf r = x - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
   vf p = splat(1.9875691500e-4f);
   p = p * r + splat(1.3981999507e-3f);
   p = p * r + splat(8.3334519073e-3f);
@@ -47,9 +50,12 @@ static inline vf vexp(vf x) {
   p = p * r + splat(1.6666665459e-1f);
   p = p * r + splat(5.0000001201e-1f);
   p = p * (r * r) + r + splat(1.0f);
+#if GVPO_VW == 16
+  vf y = (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
   vi ni = (vi)t - (vi)magic;
-  vf scale = (vf)((ni + 127) << 23);
-  vf y = p * scale;
+  vf y = p * (vf)((ni + 127) << 23);
+#endif
   return x < lo ? splat(0.0f) : y;
 }
 
@@ -109,32 +115,71 @@ static inline float fill_tile(float* tile, const void* src, DType d, int64_t n, 
   return hmax(vmax);
 }
 
-// logZ of one row.
+// Adds sum exp(x[i] - m) over n elements (n a multiple of W) to s, two accumulators deep to
+// hide the FMA latency, reduced in double. load(i) gives x[i .. i+W).
+template <typename Load>
+static inline double sum_exp(Load load, int64_t n, float m) {
+  const vf vm = splat(m);
+  vf a0 = splat(0.0f), a1 = splat(0.0f);
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    a0 += vexp(load(i) - vm);
+    a1 += vexp(load(i + W) - vm);
+  }
+  if (i < n) a0 += vexp(load(i) - vm);
+  return hsum(a0 + a1);
+}
+
+// logZ of one row. float32 rows are read in place (max of z, then exp(z/tau - m) from L1);
+// 16-bit rows are converted once into the stack tile.
 double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
   alignas(64) float tile[TILE];
   const size_t esz = dtype_bytes(d);
-  double m = -INFINITY, s = 0.0;
+  const vf s = splat(inv_tau);
+  double m = -INFINITY, sum = 0.0;
   for (int64_t base = 0; base < V; base += TILE) {
     int64_t n = V - base < TILE ? V - base : TILE;
-    float bm = fill_tile(tile, (const char*)row + base * esz, d, n, inv_tau);
+    const int64_t full = n / W * W;
+    float bm;
+    if (d == DType::f32) {
+      const float* z = (const float*)row + base;
+      vf vmax = splat(-INFINITY);
+      for (int64_t i = 0; i < full; i += W) {
+        vf x = load(z + i);
+        vmax = x > vmax ? x : vmax;
+      }
+      bm = hmax(vmax);
+      for (int64_t i = full; i < n; i++) bm = z[i] > bm ? z[i] : bm;
+      bm *= inv_tau;  // tau > 0: max commutes with the scaling
+    } else {
+      bm = fill_tile(tile, (const char*)row + base * esz, d, n, inv_tau);
+    }
     if (bm > m) {  // grew (false for NaN): rescale what we had
-      s *= std::exp(m - (double)bm);
+      sum *= std::exp(m - (double)bm);
       m = bm;
     }
     if (m == -INFINITY) continue;  // everything so far is -inf: contributes 0
     if (std::isnan(bm)) return NAN;
-    // Two accumulators hide the FMA latency; the sum is reduced in double per tile.
-    const vf vm = splat((float)m);
-    vf a0 = splat(0.0f), a1 = splat(0.0f);
-    int64_t padded = (n + W - 1) / W * W, i = 0;
-    for (; i + 2 * W <= padded; i += 2 * W) {
-      a0 += vexp(*(vf*)(tile + i) - vm);
-      a1 += vexp(*(vf*)(tile + i + W) - vm);
+    if (d == DType::f32) {
+      const float* z = (const float*)row + base;
+      sum += sum_exp([&](int64_t i) { return load(z + i) * s; }, full, (float)m);
+      for (int64_t i = full; i < n; i++) sum += sexp(z[i] * inv_tau - (float)m);
+    } else {
+      sum += sum_exp([&](int64_t i) { return *(vf*)(tile + i); }, (n + W - 1) / W * W, (float)m);
     }
-    if (i < padded) a0 += vexp(*(vf*)(tile + i) - vm);
-    s += hsum(a0 + a1);
   }
-  return m + std::log(s);
+  return m + std::log(sum);
+}
+
+// Stores one vector of gradient. Under AVX-512 the stores are non-temporal when 64-byte aligned:
+// the gradient is written once and not read back here, so streaming it past the cache saves the
+// read-for-ownership of every line (a third of the gradient's memory traffic).
+static inline void store_grad(float* p, vf v) {
+#if GVPO_VW == 16
+  _mm512_stream_ps(p, (__m512)v);
+#else
+  *(vf_u*)p = v;
+#endif
 }
 
 // grad[v] = coef * ([v == y] - exp(x[v] - logZ)) for one row; grad may alias row (f32).
@@ -142,14 +187,21 @@ void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_ta
                   int32_t y, float coef) {
   const vf s = splat(inv_tau), lz = splat(logZ), nc = splat(-coef);
   int64_t i = 0;
+#if GVPO_VW == 16
+  for (; i < V && ((uintptr_t)(grad + i) & 63) != 0; i++)  // up to the first 64-byte boundary
+    grad[i] = -coef * sexp(load1(row, d, i) * inv_tau - logZ);
+#endif
   if (d == DType::f32) {
     const float* z = (const float*)row;
-    for (; i + W <= V; i += W) *(vf_u*)(grad + i) = nc * vexp(load(z + i) * s - lz);
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp(load(z + i) * s - lz));
   } else {
     const uint16_t* z = (const uint16_t*)row;
-    for (; i + W <= V; i += W) *(vf_u*)(grad + i) = nc * vexp(load(z + i, d) * s - lz);
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp(load(z + i, d) * s - lz));
   }
   for (; i < V; i++) grad[i] = -coef * sexp(load1(row, d, i) * inv_tau - logZ);
+#if GVPO_VW == 16
+  _mm_sfence();  // streaming stores are ordered before the ordinary one below (and the caller's reads)
+#endif
   grad[y] += coef;
 }
 

@@ -5,6 +5,8 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")
+// GCC 12 flags the undefined-on-purpose pass-through operand of _mm512_scalef_ps.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define GVPO_VW 16
 #define GVPO_ISA avx512
 #include "rows.h"

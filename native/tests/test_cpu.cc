@@ -10,24 +10,10 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "check.h"
 #include "reference.h"
 
 using namespace gvpo;
-
-static int failures = 0, checks = 0;
-
-#define CHECK(cond, ...)                        \
-  do {                                          \
-    checks++;                                   \
-    if (!(cond)) {                              \
-      failures++;                               \
-      if (failures < 20) {                      \
-        std::printf("FAIL %s:%d ", __FILE__, __LINE__); \
-        std::printf(__VA_ARGS__);               \
-        std::printf("\n");                      \
-      }                                         \
-    }                                           \
-  } while (0)
 
 static bool close(double got, double want, double atol, double rtol) {
   if (std::isnan(want)) return std::isnan(got);

@@ -12,22 +12,11 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "check.h"
 #include "reference.h"
 
 using namespace gvpo;
 
-static int checks = 0, failures = 0;
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    checks++;                                                       \
-    if (!(cond)) {                                                  \
-      if (++failures < 20) {                                        \
-        std::printf("FAIL %s:%d ", __FILE__, __LINE__);             \
-        std::printf(__VA_ARGS__);                                   \
-        std::printf("\n");                                          \
-      }                                                             \
-    }                                                               \
-  } while (0)
 #define CUDA_OK(call)                                                                      \
   do {                                                                                     \
     cudaError_t e_ = (cudaError_t)(call);                                                  \

@@ -1,6 +1,6 @@
 // Two-digit addition as a verifiable text task: the prompt "37+45=" as characters, the response
-// the sum's digits then EOS. Reward: the fraction of the answer's positions (digits and EOS) that
-// are right, so 1 exactly for the right digits; exact-match accuracy is reported separately.
+// the sum's digits then EOS; reward 1 for exactly the right digits, else 0. (A per-digit partial
+// credit was tried: it raised the reward while greedy exact-match fell; bench/NOTES.md.)
 import type { Task } from './task.js';
 
 export const DIGITS = 10;
@@ -32,10 +32,7 @@ export class AdditionTask implements Task {
   }
   reward(prompt: number[], response: number[]): number {
     const want = this.answer(prompt);
-    let right = 0;
-    for (let i = 0; i < want.length; i++) right += response[i] === want[i] ? 1 : 0;
-    // a longer response than the answer is wrong past its end
-    return right / Math.max(want.length, response.length);
+    return want.length === response.length && want.every((t, i) => t === response[i]) ? 1 : 0;
   }
   decode(tokens: number[]): string {
     return tokens.map((t) => CHARS[t] ?? '?').join('');

@@ -1,17 +1,10 @@
 // Seeded random inputs (mulberry32 + Box-Muller), so a failing case can be re-run exactly.
 import { toHalf } from '../../src/reference/dtype.js';
+import { seeded } from '../../src/tasks/task.js';
 import type { DType } from '../../src/types.js';
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the package's own seeded generator. */
+export const rng = seeded;
 
 export function normal(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
