@@ -13,7 +13,8 @@ import type { Algo } from './tfjs/trainer.js';
 const USAGE = `usage:
   gvpo info
   gvpo train   [--task addition|bandit] [--algo gvpo|grpo|drgrpo] [--steps N] [--group-size K]
-               [--beta B] [--prompts P] [--lr LR] [--seed S] [--out DIR] [--tf auto|cpu|wasm|node|node-gpu]
+               [--beta B] [--prompts P] [--lr LR] [--temperature T] [--seed S] [--out DIR]
+               [--tf auto|cpu|wasm|node|node-gpu]
   gvpo compare [same options] [--algos gvpo,grpo] [--seeds 3]
   gvpo warmup  [--out FILE] [--steps N]`;
 
@@ -26,7 +27,8 @@ const { positionals, values } = parseArgs({
     steps: { type: 'string' },
     'group-size': { type: 'string', default: '8' },
     beta: { type: 'string', default: '0.1' },
-    prompts: { type: 'string', default: '16' },
+    prompts: { type: 'string' },
+    temperature: { type: 'string' },
     lr: { type: 'string' },
     seed: { type: 'string', default: '1' },
     seeds: { type: 'string', default: '3' },
@@ -76,7 +78,8 @@ async function main() {
     steps: num('steps', values.steps, task === 'addition' ? 150 : 100, true),
     groupSize: num('group-size', values['group-size'], 8, true),
     beta: num('beta', values.beta, 0.1),
-    promptsPerStep: num('prompts', values.prompts, 16, true),
+    promptsPerStep: values.prompts === undefined ? undefined : num('prompts', values.prompts, 0, true),
+    temperature: values.temperature === undefined ? undefined : num('temperature', values.temperature, 1),
     learningRate: values.lr === undefined ? undefined : num('lr', values.lr, 0),
     tf: oneOf('tf', values.tf!, ['auto', 'cpu', 'wasm', 'node', 'node-gpu'] as const) as TfChoice,
     out: values.out ?? `runs/${task}-${cmd === 'compare' ? 'compare' : values.algo}`,

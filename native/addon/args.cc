@@ -63,18 +63,26 @@ void Args::range_error(const char* name, const std::string& expected, const std:
   throw Napi::RangeError::New(env_, fn_ + ": " + name + " must be " + expected + ", got " + got);
 }
 
+// A typed array's data pointer and element count, read through napi_get_typedarray_info so that
+// views over SharedArrayBuffers and views at any byte offset work; detached buffers are refused.
 template <typename T>
 static View<T> typed(const Args& a, Napi::Value v, const char* name, napi_typedarray_type want,
                      bool optional) {
   if (optional && (v.IsUndefined() || v.IsNull())) return {};
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
     a.type_error(name, std::string("a ") + typed_array_name(want), v);
-  Napi::TypedArray t = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer buf = t.ArrayBuffer();
-  if (buf.IsDetached()) a.type_error(name, "a typed array over a live (not detached) buffer", v);
-  if (t.ByteOffset() % sizeof(T) != 0)
-    a.range_error(name, "aligned to its element size", "byte offset " + std::to_string(t.ByteOffset()));
-  return {(T*)((char*)buf.Data() + t.ByteOffset()), t.ElementLength()};
+  napi_env env = a.env();
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  bool detached = false;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, &buffer, &offset) != napi_ok ||
+      napi_is_detached_arraybuffer(env, buffer, &detached) != napi_ok || detached)
+    a.type_error(name, "a typed array over a live (not detached) buffer", v);
+  if (offset % sizeof(T) != 0)
+    a.range_error(name, "aligned to its element size", "byte offset " + std::to_string(offset));
+  return {(T*)data, length};
 }
 
 View<float> Args::f32(const char* name, bool optional) const {

@@ -3,8 +3,6 @@
 // before anything is allocated or written.
 #include "parse.h"
 
-#include <sys/mman.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -36,24 +34,9 @@ LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
   return in;
 }
 
-// A float32 array of N*T*V elements. Fresh pages cost a fault each on first write (about 9 us
-// per 4 KiB page on the VMs measured: 0.6 s for 256 MiB, 20x the kernel itself), so large
-// buffers are 2 MiB-aligned and advised as huge pages. Allocation failure is a RangeError, not
-// the process abort that a failed V8 allocation would be.
-Napi::Float32Array new_large_f32(const Args& a, size_t n) {
-  size_t bytes = n * sizeof(float);
-  if (bytes < (4u << 20)) return Napi::Float32Array::New(a.env(), n);
-  const size_t huge = 2u << 20;
-  size_t rounded = (bytes + huge - 1) / huge * huge;
-  void* p = nullptr;
-  if (posix_memalign(&p, huge, rounded) != 0 || !p)
-    a.range_error("gradLogits", "an allocation that fits in memory", std::to_string(bytes) + " bytes refused");
-#ifdef MADV_HUGEPAGE
-  madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(a.env(), p, bytes, [](Napi::Env, void* d) { std::free(d); });
-  return Napi::Float32Array::New(a.env(), n, ab, 0);
-}
+// A float32 array of N*T*V elements when the caller gave no `out` (the TypeScript layer always
+// does: its own allocation turns an impossible size into a RangeError).
+Napi::Float32Array new_large_f32(const Args& a, size_t n) { return Napi::Float32Array::New(a.env(), n); }
 
 // The gradient's destination: the logits themselves (inPlace), a caller's buffer, or a new one.
 float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result) {

@@ -5,10 +5,14 @@
 // result, so neither can be collected while the work runs.
 #pragma once
 #include <napi.h>
+#include <v8.h>
 
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <cstring>
+#include <vector>
 
 namespace gvpo {
 
@@ -17,6 +21,26 @@ struct Task {
   std::function<void(Napi::Object)> finish;     // main thread; may be empty
   Napi::ObjectReference inputs;
   Napi::ObjectReference result;
+  // The memory of every typed array in the inputs, owned until the work is done: a buffer the
+  // caller transfers (detaches) mid-call keeps its bytes alive here even if its new owner is
+  // collected. N-API cannot hold a backing store, so this one reaches into V8 (napi_value is a
+  // v8::Local<v8::Value> in Node's implementation).
+  std::vector<std::shared_ptr<v8::BackingStore>> pinned;
+
+  void pin_inputs(Napi::Env env) {
+    Napi::Object in = inputs.Value();
+    Napi::Array keys = in.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      Napi::Value v = in.Get(keys.Get(i));
+      if (!v.IsTypedArray()) continue;
+      napi_value raw = v;
+      v8::Local<v8::Value> local;
+      static_assert(sizeof(raw) == sizeof(local), "napi_value is a v8::Local");
+      std::memcpy(static_cast<void*>(&local), &raw, sizeof(raw));
+      pinned.push_back(local.As<v8::TypedArray>()->Buffer()->GetBackingStore());
+    }
+    (void)env;
+  }
 };
 
 class Job : public Napi::AsyncWorker {
@@ -34,6 +58,24 @@ class Job : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
+    // The inputs were read in place (their memory pinned). One that was detached (transferred)
+    // while the work ran changed owner mid-read: the result is not trusted.
+    Napi::Object in = task_->inputs.Value();
+    Napi::Array keys = in.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      Napi::Value v = in.Get(keys.Get(i));
+      if (!v.IsTypedArray()) continue;
+      napi_value ab;
+      bool detached = false;
+      napi_get_typedarray_info(Env(), v, nullptr, nullptr, nullptr, &ab, nullptr);
+      napi_is_detached_arraybuffer(Env(), ab, &detached);
+      if (detached) {
+        std::string name = keys.Get(i).As<Napi::String>().Utf8Value();
+        deferred_.Reject(Napi::Error::New(Env(), name + " was detached (transferred) while the call was running; "
+                                                         "the result is discarded").Value());
+        return;
+      }
+    }
     Napi::Object r = task_->result.Value();
     if (task_->finish) task_->finish(r);
     deferred_.Resolve(r);
@@ -59,6 +101,7 @@ Napi::Value run_sync(const Napi::CallbackInfo& info) {
 template <Prepare P>
 Napi::Value run_async(const Napi::CallbackInfo& info) {
   std::unique_ptr<Task> t = P(info);  // argument errors throw here, synchronously
+  t->pin_inputs(info.Env());
   Job* job = new Job(info.Env(), std::move(t));
   Napi::Promise p = job->promise();
   job->Queue();

@@ -83,10 +83,21 @@ export function normalizeDest(fn: string, a: Record<string, unknown>, b: BatchOp
   if (inPlace && b.dtype !== 'float32') {
     rangeError(fn, 'inPlace', 'false for 16-bit logits (the gradient is float32)', 'true');
   }
-  if (inPlace || a.out === undefined) return { inPlace };
+  if (inPlace) return { inPlace };
+  if (a.out === undefined) return { inPlace, out: allocate(fn, b.logits.length) };
   const out = typed(fn, 'out', a.out, Float32Array);
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
   return { inPlace, out };
+}
+
+/** The gradient buffer, allocated here so that a size the machine cannot hold is a RangeError
+ *  thrown by JavaScript rather than an out-of-memory abort inside V8's native allocation. */
+function allocate(fn: string, n: number): Float32Array {
+  try {
+    return new Float32Array(n);
+  } catch {
+    return rangeError(fn, 'gradLogits', 'an allocation that fits in memory', `${n * 4} bytes refused`);
+  }
 }
 
 export { checkOffsets };
