@@ -21,11 +21,11 @@ const THREADS = threadsArg >= 0 ? Number(argv[threadsArg + 1]) : os.cpus().lengt
 const here = dirname(fileURLToPath(import.meta.url));
 const PY = '/usr/bin/python3';
 
-interface Case { label: string; N: number; T: number; V: number; k: number; reference: boolean; peers: boolean }
+interface Case { label: string; N: number; T: number; V: number; k: number; reference: boolean; torch: boolean; tfjs: boolean; memory: boolean }
 const CASES: Case[] = [
-  { label: 'small', N: 16, T: 16, V: 4096, k: 4, reference: true, peers: false },
-  { label: 'main', N: 16, T: 128, V: 32768, k: 4, reference: true, peers: true },
-  ...(QUICK ? [] : [{ label: 'large vocab', N: 8, T: 64, V: 151936, k: 4, reference: false, peers: false }]),
+  { label: 'small', N: 16, T: 16, V: 4096, k: 4, reference: true, torch: false, tfjs: false, memory: false },
+  { label: 'main', N: 16, T: 128, V: 32768, k: 4, reference: true, torch: true, tfjs: true, memory: true },
+  ...(QUICK ? [] : [{ label: 'large vocab', N: 8, T: 64, V: 151936, k: 4, reference: false, torch: false, tfjs: false, memory: false }]),
 ];
 
 const out: string[] = [];
@@ -89,11 +89,12 @@ async function tfjsPeers(x: Inputs): Promise<Array<{ path: string; tok?: Timing;
     try {
       const tf = await loadTf(backend);
       const p = tfjsPeer(tf, x, backend);
-      // seconds per call: one warm-up and few repetitions
-      const tok = await timeSlowAsync(() => p.tokenLogprobs(), backend === 'cpu' ? 1 : 3);
-      const step = await timeSlowAsync(() => p.gvpoFromLogits(), backend === 'cpu' || QUICK ? 1 : 3);
+      // wasm: one warm-up and 3 timed calls; cpu (a gradient call takes tens of seconds): one cold call
+      const slow = backend === 'cpu';
+      const tok = await timeSlowAsync(() => p.tokenLogprobs(), slow ? 1 : 3, !slow);
+      const step = await timeSlowAsync(() => p.gvpoFromLogits(), slow || QUICK ? 1 : 3, !slow);
       p.dispose();
-      res.push({ path: `TensorFlow.js ${backend} (1 thread)`, tok, step });
+      res.push({ path: `TensorFlow.js ${backend} (1 thread${slow ? ', 1 cold call' : ''})`, tok, step });
     } catch (e) {
       res.push({ path: `TensorFlow.js ${backend}`, note: `failed: ${(e as Error).message.split('\n')[0]}` });
     }
@@ -112,7 +113,8 @@ function memoryRows(c: Case): Array<Array<string | number>> {
     }
     const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
     const added = m.peakRssBytes - m.baselineRssBytes;
-    rows.push([path, (added / 2 ** 20).toFixed(0), (added / m.logitsBytes).toFixed(2), '']);
+    const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+    rows.push([path, mib(added), (added / m.logitsBytes).toFixed(2), `peak ${mib(m.peakRssBytes)} MiB over ${mib(m.baselineRssBytes)} MiB with the inputs`]);
   }
   return rows;
 }
@@ -140,10 +142,8 @@ async function main() {
       const step = benchGvpoFromLogits(x, THREADS, c.reference && dtype === 'float32');
       let torch: TorchResult | string | undefined;
       let tf: Awaited<ReturnType<typeof tfjsPeers>> = [];
-      if (c.peers) {
-        torch = torchPeer(x);
-        if (dtype === 'float32') tf = await tfjsPeers(x);
-      }
+      if (c.torch) torch = torchPeer(x);
+      if (c.tfjs && dtype === 'float32') tf = await tfjsPeers(x);
       const nativeTok = tok[0].t.median;
       const nativeStep = step[0].t.median;
       const rowsTok: Array<Array<string | number>> = tok.map((r) => [r.path, fmtMs(r.t.median), fmtMs(r.t.spread), fmtGB(bytes / r.t.median), `${((floorTok / r.t.median) * 100).toFixed(0)}%`, (r.t.median / nativeTok).toFixed(1)]);
@@ -169,14 +169,14 @@ async function main() {
       log(table(head, rowsStep));
       if (typeof torch === 'string') log(`\nPyTorch peer skipped: ${torch}`);
       for (const p of tf) if (p.note) log(`\n${p.path} ${p.note}`);
-      if (c.peers && dtype === 'float32' && !QUICK) {
+      if (c.memory && dtype === 'float32' && !QUICK) {
         log();
         log('### Peak memory added by one gvpoFromLogits call (child process per path, resident set)');
         log();
         const mem = memoryRows(c);
         if (typeof torch === 'object') {
           const added = torch.peakRssBytes - torch.baselineRssBytes;
-          mem.push([`PyTorch ${torch.torch} eager`, (added / 2 ** 20).toFixed(0), (added / bytes).toFixed(2), '']);
+          mem.push([`PyTorch ${torch.torch} eager`, (added / 2 ** 20).toFixed(0), (added / bytes).toFixed(2), `peak ${(torch.peakRssBytes / 2 ** 20).toFixed(0)} MiB over ${(torch.baselineRssBytes / 2 ** 20).toFixed(0)} MiB with the inputs`]);
         }
         log(table(['path', 'MiB added', 'x logits size', 'note'], mem));
       }

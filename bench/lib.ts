@@ -33,8 +33,9 @@ export function timeSlow(fn: () => void, reps: number): Timing {
   return { median: t[Math.floor(t.length / 2)], spread: t[t.length - 1] - t[0], samples: reps };
 }
 
-export async function timeSlowAsync(fn: () => Promise<void>, reps: number): Promise<Timing> {
-  await fn();
+/** Like timeSlow for async work; `warmup: false` for peers whose single call takes minutes. */
+export async function timeSlowAsync(fn: () => Promise<void>, reps: number, warmup = true): Promise<Timing> {
+  if (warmup) await fn();
   const t: number[] = [];
   for (let i = 0; i < reps; i++) {
     const t0 = process.hrtime.bigint();
@@ -101,8 +102,4 @@ export function roofline(bytes: number, threads: number): { read: number; write:
 export const fmtMs = (s: number) => (s * 1e3).toFixed(s < 0.01 ? 2 : 1);
 export const fmtGB = (bps: number) => (bps / 1e9).toFixed(1);
 
-export function table(head: string[], rows: Array<Array<string | number>>): string {
-  const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
-  for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
-  return lines.join('\n');
-}
+export { markdownTable as table } from '../src/report.js';

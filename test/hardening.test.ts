@@ -182,7 +182,7 @@ describe('hostile input', () => {
         }
         if (snapshot && !a.inPlace) expect(Array.from(a.logits as Float32Array)).toEqual(snapshot);
         if (result) {
-          const want = gvpoFromLogitsRef({ ...(a as never), offsets: Int32Array.from([0, 2, 4]), dtype: 'float32', temperature: (a.temperature as number) ?? 1, reduction: (a.reduction as 'mean') ?? 'mean', inPlace: false, rewards: Float64Array.from(a.rewards as number[]), mask: a.mask as Float32Array, referenceLogprobs: a.referenceLogprobs as Float64Array });
+          const want = gvpoFromLogitsRef({ ...a, offsets: Int32Array.from([0, 2, 4]), dtype: 'float32', temperature: (a.temperature as number) ?? 1, reduction: (a.reduction as 'mean') ?? 'mean', inPlace: false, rewards: Float64Array.from(a.rewards as number[]), mask: a.mask as Float32Array, referenceLogprobs: a.referenceLogprobs as Float64Array } as never);
           if (!a.inPlace) gradClose(result.gradLogits, want.gradLogits, 1e-4, 1e-6);
         }
       }),

@@ -1,8 +1,8 @@
-// TensorFlow.js peer: the fastest formulation found of token log-probs and the GVPO step as tfjs
-// ops: logSoftmax over the vocabulary, then a flat gather at r*V + y (cheaper than a one-hot
-// product, which materialises another N*T*V array), masked sums, the loss, tf.grad to the logits.
-// The wasm backend has no UnsortedSegmentSum kernel (the gather's gradient), so its gradient
-// path multiplies by a one-hot mask instead: the formulation that runs there.
+// TensorFlow.js peer: the fastest formulations found. Token log-probs: logSoftmax over the
+// vocabulary, then a flat gather at r*V + y (no one-hot array). The GVPO step differentiates a
+// one-hot product instead: the gather's gradient (UnsortedSegmentSum) does not exist on wasm, and
+// on the cpu backend it ran for minutes and held over 20 GiB at the main size, where the one-hot
+// form takes tens of seconds.
 import type * as TF from '@tensorflow/tfjs';
 import type { Inputs } from '../lib.js';
 
@@ -33,7 +33,7 @@ export function tfjsPeer(tf: typeof TF, x: Inputs, backend: 'cpu' | 'wasm') {
   const tokenLpOneHot = (zz: TF.Tensor2D) =>
     tf.logSoftmax(zz.div(x.temperature)).mul(tf.oneHot(targets, V)).sum(1).reshape([N, T]);
   const lossOf = (zz: TF.Tensor) => {
-    const lp = backend === 'wasm' ? tokenLpOneHot(zz as TF.Tensor2D) : tokenLp(zz as TF.Tensor2D);
+    const lp = tokenLpOneHot(zz as TF.Tensor2D);
     const S = lp.mul(mask).sum(1);
     const r = S.sub(refSeq).mul(x.beta);
     const rc = r.sub(r.reshape([N / k, k]).mean(1, true).tile([1, k]).reshape([N]));
