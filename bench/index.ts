@@ -23,7 +23,7 @@ const PY = '/usr/bin/python3';
 
 interface Case { label: string; N: number; T: number; V: number; k: number; reference: boolean; torch: boolean; tfjs: boolean; memory: boolean }
 const CASES: Case[] = [
-  { label: 'small', N: 16, T: 16, V: 4096, k: 4, reference: true, torch: false, tfjs: false, memory: false },
+  { label: 'small', N: 16, T: 16, V: 4096, k: 4, reference: true, torch: true, tfjs: true, memory: false },
   { label: 'main', N: 16, T: 128, V: 32768, k: 4, reference: true, torch: true, tfjs: true, memory: true },
   ...(QUICK ? [] : [{ label: 'large vocab', N: 8, T: 64, V: 151936, k: 4, reference: false, torch: false, tfjs: false, memory: false }]),
 ];

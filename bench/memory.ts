@@ -1,6 +1,7 @@
 // Peak resident memory of one gvpoFromLogits path, in a child process of its own:
 //   tsx bench/memory.ts <native-inplace|native|js|tfjs-cpu> N T V k
 // Prints JSON: the peak RSS after the inputs exist (baseline) and after one call, in bytes.
+import { readFileSync } from 'node:fs';
 import { gvpoFromLogits } from '../src/index.js';
 import { makeInputs } from './lib.js';
 import { loadTf, tfjsPeer } from './peers/tfjs.js';
@@ -8,7 +9,10 @@ import { loadTf, tfjsPeer } from './peers/tfjs.js';
 const [path, ...dims] = process.argv.slice(2);
 const [N, T, V, k] = dims.map(Number);
 const x = makeInputs(N, T, V, k, 'float32');
-const peak = () => process.resourceUsage().maxRSS * 1024;
+// VmHWM, the resident high-water mark of this process image. (getrusage's maxrss is not usable
+// here: Linux carries it across exec from the forking parent, so a child of a large bench process
+// starts with the parent's peak.)
+const peak = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 const baseline = peak();
 const args = { ...x, sequences: N, tokens: T, vocab: V, groups: { size: k } };
 if (path === 'native-inplace') gvpoFromLogits({ ...args, inPlace: true });

@@ -16,6 +16,15 @@ import numpy as np
 import torch
 
 
+def peak_rss():
+    """VmHWM of this process image (getrusage's maxrss carries the forking parent's peak on Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main():
     cfg = json.loads(sys.argv[1])
     torch.set_num_threads(cfg["threads"])
@@ -31,7 +40,7 @@ def main():
     ref_tok = torch.from_numpy(np.fromfile(cfg["ref"], dtype=np.float64)).view(N, T).float()
     rewards = torch.from_numpy(np.fromfile(cfg["rewards"], dtype=np.float64)).float()
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = peak_rss()
 
     def token_logprobs():
         with torch.no_grad():
@@ -65,7 +74,7 @@ def main():
     print(json.dumps({
         "tokenLogprobs": tok_med, "tokenLogprobsSpread": tok_spread,
         "gvpoFromLogits": step_med, "gvpoFromLogitsSpread": step_spread,
-        "loss": loss, "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "loss": loss, "peakRssBytes": peak_rss(),
         "baselineRssBytes": baseline,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }))
