@@ -188,4 +188,3 @@ export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
   return off;
 }
 
-export type { Groups };

@@ -2,7 +2,7 @@
 // order as native/addon/ops.cc checks them.
 import type { BatchOpts, ForwardOpts, GradDest, LossOpts, RowsOpts } from '../normalized.js';
 import {
-  checkOffsets, checkOptions, checkTargets, dim, dtypeOf, expectLength, logitsOf, maskOf, numbersOf, offsetsOf,
+  checkOptions, checkTargets, dim, dtypeOf, expectLength, logitsOf, maskOf, numbersOf, offsetsOf,
   positive, product, rangeError, reductionOf, threads, typed, boolean,
 } from '../validate.js';
 
@@ -100,4 +100,3 @@ function allocate(fn: string, n: number): Float32Array {
   }
 }
 
-export { checkOffsets };
