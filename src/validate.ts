@@ -2,7 +2,7 @@
 // "<fn>: <field> must be <expected>, got <what came>", word for word as native/addon/args.cc
 // writes them, so a refusal reads the same whichever backend runs. Checks never modify inputs;
 // normalisation (mask to Float32Array, groups to offsets) makes copies.
-import type { DType, Groups, Logits, MaskLike, NumbersLike, Reduction } from './types.js';
+import type { DType, Logits, MaskLike, NumbersLike, Reduction } from './types.js';
 
 const TYPED_NAMES = new Set([
   'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array',
