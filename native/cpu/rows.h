@@ -130,9 +130,10 @@ static inline double sum_exp(Load load, int64_t n, float m) {
   return hsum(a0 + a1);
 }
 
-// logZ of one row. float32 rows are read in place (max of z, then exp(z/tau - m) from L1);
-// 16-bit rows are converted once into the stack tile.
-double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
+// logZ of one row, and x_target = z[y]/tau. float32 rows are read in place (max of z, then
+// exp(z/tau - m) from L1); 16-bit rows are converted once into the stack tile.
+double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau, int32_t y, float* x_target) {
+  *x_target = load1(row, d, y) * inv_tau;
   alignas(64) float tile[TILE];
   const size_t esz = dtype_bytes(d);
   const vf s = splat(inv_tau);

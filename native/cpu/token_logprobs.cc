@@ -19,7 +19,8 @@ namespace gvpo {
 
 #define GVPO_DECLARE_ROWS(isa)                                                                 \
   namespace isa {                                                                              \
-  double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau);                    \
+  double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau, int32_t y,          \
+                       float* x_target);                                                       \
   void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau,           \
                     float logZ, int32_t y, float coef);                                        \
   }
@@ -33,7 +34,7 @@ namespace {
 
 struct RowKernels {
   const char* name;
-  double (*logsumexp)(const void*, DType, int64_t, float);
+  double (*logsumexp)(const void*, DType, int64_t, float, int32_t, float*);
   void (*backward)(float*, const void*, DType, int64_t, float, float, int32_t, float);
 };
 
@@ -57,27 +58,6 @@ RowKernels pick_kernels() {
 const RowKernels& kernels() {
   static const RowKernels k = pick_kernels();
   return k;
-}
-
-inline float load_one(const void* logits, DType d, int64_t i) {
-  if (d == DType::f32) return ((const float*)logits)[i];
-  uint16_t h = ((const uint16_t*)logits)[i];
-  uint32_t bits;
-  if (d == DType::bf16) {
-    bits = (uint32_t)h << 16;
-  } else {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff;
-    float f;
-    uint32_t shifted = em << 13;
-    std::memcpy(&f, &shifted, 4);
-    f *= 0x1p112f;
-    std::memcpy(&bits, &f, 4);
-    if (em >= 0x7c00) bits = shifted | 0x7f800000u;
-    bits |= sign;
-  }
-  float out;
-  std::memcpy(&out, &bits, 4);
-  return out;
 }
 
 }  // namespace
@@ -111,11 +91,11 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, const void* log
         continue;
       }
       const void* row = (const char*)logits + (size_t)r * row_bytes;
-      double lz = k.logsumexp(row, dtype, vocab, inv_tau);
+      float x_target;
+      double lz = k.logsumexp(row, dtype, vocab, inv_tau, targets[r], &x_target);
       logZ[r] = (float)lz;
       if (std::isfinite(lz)) {
-        float zy = load_one(logits, dtype, r * vocab + targets[r]);
-        logprobs[r] = (float)((double)(zy * inv_tau) - lz);
+        logprobs[r] = (float)((double)x_target - lz);
       } else {
         logprobs[r] = NAN;
         nonfinite++;

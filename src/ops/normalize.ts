@@ -1,6 +1,7 @@
 // Arguments of the logits ops, checked (validate.ts) and normalised (normalized.ts), in the same
 // order as native/addon/ops.cc checks them.
 import type { BatchOpts, ForwardOpts, GradDest, LossOpts, RowsOpts } from '../normalized.js';
+import type { DType, Logits } from '../types.js';
 import {
   checkOptions, checkTargets, dim, dtypeOf, expectLength, logitsOf, maskOf, numbersOf, offsetsOf,
   positive, product, rangeError, reductionOf, threads, typed, boolean,
@@ -78,7 +79,7 @@ export function normalizeLoss(fn: string, a: Record<string, unknown>, sequences:
   return { rewards, offsets, beta, reduction };
 }
 
-export function normalizeDest(fn: string, a: Record<string, unknown>, b: BatchOpts): GradDest {
+export function normalizeDest(fn: string, a: Record<string, unknown>, b: { logits: Logits; dtype: DType }): GradDest {
   const inPlace = boolean(fn, 'inPlace', a.inPlace);
   if (inPlace && b.dtype !== 'float32') {
     rangeError(fn, 'inPlace', 'false for 16-bit logits (the gradient is float32)', 'true');

@@ -44,7 +44,7 @@ function normalizeBackward(args: TokenLogprobsBackwardArgs) {
   expectLength(BFN, 'logZ', logZ.length, o.rows, 'rows');
   const gradLogprobs = typed(BFN, 'gradLogprobs', args.gradLogprobs, Float32Array);
   expectLength(BFN, 'gradLogprobs', gradLogprobs.length, o.rows, 'rows');
-  const dest = normalizeDest(BFN, args as unknown as Record<string, unknown>, { ...o, mask: new Float32Array(0), sequences: 1, tokens: o.rows });
+  const dest = normalizeDest(BFN, args as unknown as Record<string, unknown>, o);
   return { ...o, ...dest, logZ, gradLogprobs };
 }
 
