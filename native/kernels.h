@@ -66,6 +66,51 @@ GvpoTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, const d
                         const int32_t* offsets /*G+1*/, int64_t groups, double beta,
                         bool mean_reduction);
 
+// The fused LM head (gvpo_from_hidden.cc): the logits z[r, v] = sum_h hidden[r, h] * weight[v, h]
+// (hidden R x H, weight V x H vocab-major, no bias; both in `dtype`) exist one tile (row block x
+// vocab chunk) at a time and are recomputed by the backward; nothing of size R*V is allocated.
+// Rows with mask == 0 cost nothing: l = 0, logZ = 0, zero gradient. l = min(0, x[y] - logZ), and
+// 0 for V == 1; a row whose logZ is not finite gets l = NaN (counted in the return value).
+//
+// Phase 1: token log-probs, logZ and S[n] = sum_t m * l. Returns the number of non-finite rows.
+int64_t gvpo_from_hidden_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, double* seq /*N*/,
+                                     const void* hidden /*R*H*/, const void* weight /*V*H*/,
+                                     DType dtype, const int32_t* targets /*R*/,
+                                     const float* mask /*R*/, int64_t sequences, int64_t tokens,
+                                     int64_t hidden_size, int64_t vocab, float temperature,
+                                     int threads);
+// Phase 2: dL/dS (grad_seq) to dL/dhidden and dL/dweight (both overwritten), with
+//   dL/dz[r, v] = m[r] * dL/dS[n(r)] / tau * ([v == y[r]] - exp(z[r, v]/tau - logZ[r])).
+void gvpo_from_hidden_backward_cpu(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
+                                   const void* hidden /*R*H*/, const void* weight /*V*H*/,
+                                   DType dtype, const int32_t* targets /*R*/,
+                                   const float* mask /*R*/, const float* logZ /*R*/,
+                                   const double* grad_seq /*N*/, int64_t sequences,
+                                   int64_t tokens, int64_t hidden_size, int64_t vocab,
+                                   float temperature, int threads);
+
+struct FromHiddenIn {
+  const void* hidden;  // R*H
+  const void* weight;  // V*H
+  DType dtype;
+  const int32_t* targets;  // R
+  const float* mask;  // R
+  int64_t sequences, tokens, hidden_size, vocab;
+  float temperature;
+  int threads;
+};
+struct FromHiddenOut {
+  float *grad_hidden /*R*H*/, *grad_weight /*V*H*/, *logprobs /*R*/, *logZ /*R*/;
+  double *seq, *ref_seq, *grad_seq, *residuals;  // N each
+  int64_t* nonfinite_rows;
+};
+// The whole op: phase 1, Sref (summed from ref_token_logprobs /*N*T*/, else ref_seq /*N*/, else
+// S itself), the loss over the groups, phase 2.
+GvpoTerms gvpo_from_hidden_cpu(const FromHiddenOut& out, const FromHiddenIn& in,
+                               const double* ref_token_logprobs, const double* ref_seq,
+                               const double* rewards /*N*/, const int32_t* offsets /*G+1*/,
+                               int64_t groups, double beta, bool mean_reduction);
+
 // Roofline probes (bandwidth.cc): one streaming pass over n floats, read or written.
 double stream_read_cpu(const float* data, int64_t n, int threads);
 void stream_write_cpu(float* data, int64_t n, float value, int threads);

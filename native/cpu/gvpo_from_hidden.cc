@@ -1,0 +1,236 @@
+// gvpo_from_hidden: the fused LM head. The logits z = hidden * weight^T (R x V, R = N*T rows,
+// hidden R x H, weight V x H vocab-major, no bias) exist only one tile (row block x vocab chunk)
+// at a time; then everything of gvpo_from_logits (kernels.h).
+//
+//   phase 1  per row block, per vocab chunk c: Z = Hb * W_c^T (GEMM, K = H), lse_c = logsumexp of
+//            Z/tau per row; logZ = logsumexp_c lse_c, l = min(0, x_target - logZ), S = sum m*l
+//   phase 2  per row block: recompute Z, dZ = g/tau * (onehot - exp(Z/tau - logZ)) in the tile,
+//            dW_c += dZ^T * Hb (K = rows of the block), and dZ is kept packed for
+//            dHb = dZ * W (K = V) once every chunk of the block is done.
+// Flops: each of the 4 GEMM passes is 2*R*H*V. Extra memory: the packed dZ of one row block
+// (rb x V floats, rb <= H/2, so at most V*H/2) plus per-thread tiles; no array of R*V.
+// Ownership (no atomics, no order that depends on the thread count): a vocab chunk's lse and dW
+// rows belong to one thread per row block and row blocks run in order; dH columns belong to one
+// thread; every sum runs over k in one fixed order.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../kernels.h"
+#include "gemm.h"
+#include "parallel.h"
+
+namespace gvpo {
+
+const GemmKernels& gemm_kernels() {
+  static const GemmKernels* k = [] {
+    const std::string s = cpu_simd_level();
+#if defined(__x86_64__) || defined(__i386__)
+    if (s == "avx512") return &avx512::gemm_kernels;
+    if (s == "avx2") return &avx2::gemm_kernels;
+#endif
+    return &generic::gemm_kernels;
+  }();
+  return *k;
+}
+
+namespace {
+
+constexpr int64_t KC = 256;  // k block of the H-deep GEMMs: a B micro-panel KC x NR stays in L1
+constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
+constexpr int64_t RB_FORWARD = 252;  // rows per block (a multiple of every MR: 14 and 6)
+
+struct Head {
+  const void* hidden;
+  const void* weight;
+  DType d;
+  int64_t H, V;
+  float inv_tau;
+  const GemmKernels& k;
+  Head(const void* h, const void* w, DType d_, int64_t H_, int64_t V_, float tau)
+      : hidden(h), weight(w), d(d_), H(H_), V(V_), inv_tau(1.0f / tau), k(gemm_kernels()) {}
+
+  // Hidden rows rows[0..m) packed as GEMM A for every k block (block k0 at offset mpad * k0).
+  std::vector<float> pack_hidden(const int32_t* rows, int64_t m) const {
+    const int64_t mpad = round_up(m, k.mr);
+    std::vector<float> Ap((size_t)(mpad * H));
+    for (int64_t k0 = 0; k0 < H; k0 += KC)
+      k.pack_a(Ap.data() + mpad * k0, Mat{hidden, d, H, 1, rows}, m, k0, std::min(KC, H - k0));
+    return Ap;
+  }
+
+  // Z (m x vc, leading dimension VC) = logits of the block's rows for vocab v0 .. v0+vc.
+  void logits_tile(float* Z, float* Bw, const float* Ah, int64_t m, int64_t v0, int64_t vc) const {
+    const int64_t mpad = round_up(m, k.mr);
+    const void* w = (const char*)weight + (size_t)(v0 * H) * dtype_bytes(d);
+    for (int64_t k0 = 0; k0 < H; k0 += KC) {
+      const int64_t kc = std::min(KC, H - k0);
+      k.pack_b(Bw, Mat{w, d, 1, H, nullptr}, k0, kc, vc);  // B(h, v) = W[v, h]
+      k.gemm(Z, VC, Ah + mpad * k0, Bw, m, vc, kc, k0 > 0);
+    }
+  }
+
+  size_t bw_size() const { return (size_t)(KC * round_up(VC, k.nr)); }
+};
+
+int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
+
+// logZ and x_target = z[y]/tau for the rows rows[0..m).
+void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* rows,
+                   const int32_t* targets, int64_t m, int threads) {
+  const std::vector<float> Ah = h.pack_hidden(rows, m);
+  const int64_t nc = chunks(h.V);
+  std::vector<double> lse((size_t)(nc * m));
+  parallel_rows(nc, m * VC * h.H / 64, threads, [&](int64_t c0, int64_t c1) {
+    std::vector<float> Bw(h.bw_size()), Z((size_t)(m * VC));
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t v0 = c * VC, vc = std::min(VC, h.V - v0);
+      h.logits_tile(Z.data(), Bw.data(), Ah.data(), m, v0, vc);
+      h.k.tile_logsumexp(lse.data() + c * m, Z.data(), VC, m, vc, h.inv_tau);
+      for (int64_t i = 0; i < m; i++) {
+        const int64_t y = targets[rows[i]] - v0;
+        if (y >= 0 && y < vc) x_target[i] = Z[i * VC + y] * h.inv_tau;
+      }
+    }
+  });
+  for (int64_t i = 0; i < m; i++) {  // chunk order: the same whatever the thread count
+    double mx = -INFINITY;
+    for (int64_t c = 0; c < nc; c++) mx = lse[c * m + i] > mx ? lse[c * m + i] : mx;
+    double s = 0;
+    for (int64_t c = 0; c < nc; c++) s += std::exp(lse[c * m + i] - mx);
+    logZ[i] = (float)(mx > -INFINITY ? mx + std::log(s) : mx);
+  }
+}
+
+// dH rows (into dH, m x H) and dW += for the rows rows[0..m) with coefficients coef = g/tau.
+void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, const float* logZ,
+                    const float* coef, const int32_t* targets, int64_t m, int threads) {
+  const GemmKernels& k = h.k;
+  const int64_t mpad = round_up(m, k.mr), H = h.H, V = h.V, nc = chunks(V);
+  const std::vector<float> Ah = h.pack_hidden(rows, m);
+  std::vector<float> Bh((size_t)(m * round_up(H, k.nr)));
+  k.pack_b(Bh.data(), Mat{h.hidden, h.d, H, 1, rows}, 0, m, H);  // B(r, h) = hidden[row r, h]
+  std::vector<float> Adz((size_t)(mpad * V));  // dZ as GEMM A, chunk c at offset mpad * c*VC
+  parallel_rows(nc, m * VC * H / 32, threads, [&](int64_t c0, int64_t c1) {
+    std::vector<float> Bw(h.bw_size()), Z((size_t)(m * VC));
+    std::vector<float> AdzT((size_t)(round_up(VC, k.mr) * m));
+    std::vector<int32_t> y((size_t)m);
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t v0 = c * VC, vc = std::min(VC, V - v0);
+      h.logits_tile(Z.data(), Bw.data(), Ah.data(), m, v0, vc);
+      for (int64_t i = 0; i < m; i++) y[i] = (int32_t)(targets[rows[i]] - v0);
+      k.tile_softmax_grad(Z.data(), VC, m, vc, h.inv_tau, logZ, coef, y.data());
+      k.pack_a(Adz.data() + mpad * v0, Mat{Z.data(), DType::f32, VC, 1, nullptr}, m, 0, vc);
+      k.pack_a(AdzT.data(), Mat{Z.data(), DType::f32, 1, VC, nullptr}, vc, 0, m);
+      k.gemm(dW + v0 * H, H, AdzT.data(), Bh.data(), vc, H, m, true);
+    }
+  });
+  const int64_t panels = (H + k.nr - 1) / k.nr;
+  parallel_rows(panels, m * V * k.nr / 32, threads, [&](int64_t p0, int64_t p1) {
+    const int64_t h0 = p0 * k.nr, hn = std::min(H, p1 * k.nr) - h0;
+    std::vector<float> Bw((size_t)(VC * round_up(hn, k.nr)));
+    const void* w = (const char*)h.weight + (size_t)h0 * dtype_bytes(h.d);
+    for (int64_t c = 0; c < nc; c++) {
+      const int64_t v0 = c * VC, vc = std::min(VC, V - v0);
+      k.pack_b(Bw.data(), Mat{w, h.d, H, 1, nullptr}, v0, vc, hn);  // B(v, h) = W[v, h0 + h]
+      k.gemm(dH + h0, H, Adz.data() + mpad * v0, Bw.data(), m, hn, vc, c > 0);
+    }
+  });
+}
+
+// Rows with a non-zero weight, in order.
+std::vector<int32_t> live_rows(const float* w, int64_t rows) {
+  std::vector<int32_t> idx;
+  for (int64_t r = 0; r < rows; r++)
+    if (w[r] != 0.0f) idx.push_back((int32_t)r);
+  return idx;
+}
+
+}  // namespace
+
+int64_t gvpo_from_hidden_forward_cpu(float* logprobs, float* logZ, double* seq, const void* hidden,
+                                     const void* weight, DType dtype, const int32_t* targets,
+                                     const float* mask, int64_t sequences, int64_t tokens,
+                                     int64_t hidden_size, int64_t vocab, float temperature,
+                                     int threads) {
+  const int64_t R = sequences * tokens;
+  const Head h(hidden, weight, dtype, hidden_size, vocab, temperature);
+  for (int64_t r = 0; r < R; r++) logprobs[r] = logZ[r] = 0.0f;  // masked rows
+  const std::vector<int32_t> idx = live_rows(mask, R);
+  const int64_t live = (int64_t)idx.size();
+  std::vector<float> lz((size_t)std::min(live, RB_FORWARD)), xt(lz.size());
+  int64_t nonfinite = 0;
+  for (int64_t b = 0; b < live; b += RB_FORWARD) {
+    const int64_t m = std::min(RB_FORWARD, live - b);
+    forward_block(h, lz.data(), xt.data(), idx.data() + b, targets, m, threads);
+    for (int64_t i = 0; i < m; i++) {
+      const int32_t r = idx[b + i];
+      logZ[r] = lz[i];
+      if (!std::isfinite(lz[i])) {
+        logprobs[r] = NAN;
+        nonfinite++;
+      } else {  // never positive, and exactly 0 for a one-token vocabulary
+        const float l = xt[i] - lz[i];
+        logprobs[r] = vocab == 1 || l > 0.0f ? 0.0f : l;
+      }
+    }
+  }
+  sequence_logprobs_cpu(seq, logprobs, mask, sequences, tokens);
+  return nonfinite;
+}
+
+void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const void* hidden,
+                                   const void* weight, DType dtype, const int32_t* targets,
+                                   const float* mask, const float* logZ, const double* grad_seq,
+                                   int64_t sequences, int64_t tokens, int64_t hidden_size,
+                                   int64_t vocab, float temperature, int threads) {
+  const int64_t R = sequences * tokens, H = hidden_size;
+  std::memset(grad_hidden, 0, (size_t)(R * H) * sizeof(float));
+  std::memset(grad_weight, 0, (size_t)(vocab * H) * sizeof(float));
+  if (vocab == 1) return;  // l = 0 whatever the logits: no gradient
+  std::vector<float> g((size_t)R);
+  for (int64_t r = 0; r < R; r++)  // a masked row stays out even when its dL/dS is NaN
+    g[r] = mask[r] == 0.0f ? 0.0f : (float)(mask[r] * grad_seq[r / tokens]);
+  const std::vector<int32_t> idx = live_rows(g.data(), R);
+  const int64_t live = (int64_t)idx.size();
+  const Head h(hidden, weight, dtype, H, vocab, temperature);
+  // Rows per block: the packed dZ (rb x V) stays within V*H/2 floats.
+  const int64_t rb = std::max<int64_t>(42, std::min<int64_t>(RB_FORWARD, H / 2 / 42 * 42));
+  const int64_t n = std::min(live, rb);
+  std::vector<float> coef((size_t)n), lz((size_t)n), dH((size_t)(n * H));
+  for (int64_t b = 0; b < live; b += rb) {
+    const int64_t m = std::min(rb, live - b);
+    for (int64_t i = 0; i < m; i++) {
+      coef[i] = g[idx[b + i]] * h.inv_tau;
+      lz[i] = logZ[idx[b + i]];
+    }
+    backward_block(h, grad_weight, dH.data(), idx.data() + b, lz.data(), coef.data(), targets, m,
+                   threads);
+    for (int64_t i = 0; i < m; i++)
+      std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));
+  }
+}
+
+GvpoTerms gvpo_from_hidden_cpu(const FromHiddenOut& out, const FromHiddenIn& in,
+                               const double* ref_token_logprobs, const double* ref_seq,
+                               const double* rewards, const int32_t* offsets, int64_t groups,
+                               double beta, bool mean_reduction) {
+  *out.nonfinite_rows = gvpo_from_hidden_forward_cpu(
+      out.logprobs, out.logZ, out.seq, in.hidden, in.weight, in.dtype, in.targets, in.mask,
+      in.sequences, in.tokens, in.hidden_size, in.vocab, in.temperature, in.threads);
+  if (ref_token_logprobs)
+    sequence_logprobs_f64_cpu(out.ref_seq, ref_token_logprobs, in.mask, in.sequences, in.tokens);
+  else if (ref_seq)
+    std::memcpy(out.ref_seq, ref_seq, (size_t)in.sequences * sizeof(double));
+  else  // no reference given: pi_theta' is the current policy (on-policy, first epoch)
+    std::memcpy(out.ref_seq, out.seq, (size_t)in.sequences * sizeof(double));
+  GvpoTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, rewards, offsets,
+                              groups, beta, mean_reduction);
+  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, in.hidden, in.weight, in.dtype,
+                                in.targets, in.mask, out.logZ, out.grad_seq, in.sequences,
+                                in.tokens, in.hidden_size, in.vocab, in.temperature, in.threads);
+  return t;
+}
+
+}  // namespace gvpo
