@@ -115,6 +115,10 @@ GvpoTerms gvpo_from_hidden_cpu(const FromHiddenOut& out, const FromHiddenIn& in,
 double stream_read_cpu(const float* data, int64_t n, int threads);
 void stream_write_cpu(float* data, int64_t n, float value, int threads);
 
+// The FMA peak probe: `iterations` steps of register-resident FMAs on each of `threads` threads
+// with the GEMM's instruction set. Returns the flops performed (time it to get the peak).
+double fma_probe_cpu(int64_t iterations, int threads);
+
 // Thread and SIMD facts, for backendInfo().
 int cpu_default_threads();
 const char* cpu_simd_level();  // "avx512" | "avx2" | "sse2" | "generic"

@@ -40,6 +40,8 @@ struct GemmKernels {
   // outside [0, n) (the target is in another tile).
   void (*tile_softmax_grad)(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau,
                             const float* logZ, const float* coef, const int32_t* y);
+  // Register-resident FMAs for the peak probe; returns the flops performed.
+  double (*fma_probe)(int64_t iterations, float seed);
 };
 
 #define GVPO_DECLARE_GEMM(isa) \

@@ -27,6 +27,22 @@ static inline vf fmadd(vf a, vf b, vf c) { return a * b + c; }
 #endif
 constexpr int NR = 2 * W;
 
+// A true broadcast (splat() adds to +0.0, which the compiler must keep for -0.0 inputs): with
+// the value in memory it becomes one vbroadcastss on a load port, off the FMA ports.
+static inline vf bcast(float a) {
+#if GVPO_VW == 16
+  return (vf)_mm512_set1_ps(a);
+#elif GVPO_VW == 8
+  return (vf)_mm256_set1_ps(a);
+#elif GVPO_VW == 4 && defined(__SSE2__)
+  return (vf)_mm_set1_ps(a);
+#else
+  vf v;
+  for (int i = 0; i < W; i++) v[i] = a;
+  return v;
+#endif
+}
+
 // One element of a Mat as float32 (scalar: packing is O(size), the GEMM O(size * k)).
 static inline float f16_bits_to_f32(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16, em = h & 0x7fffu;
@@ -62,17 +78,77 @@ template <int D>
 static void pack_a_t(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
   for (int64_t p = 0; p * MR < M; p++) {
     float* dst = Ap + p * MR * kc;
-    for (int i = 0; i < MR; i++) {
-      const int64_t row = p * MR + i;
-      if (row >= M) {
+    const int mi = (int)(M - p * MR < MR ? M - p * MR : MR);
+    if (A.rs == 1 && !A.rows) {  // a column of the panel is contiguous (dZ^T): copy MR at a time
+      for (int64_t k = 0; k < kc; k++) {
+        const int64_t base = p * MR + (k0 + k) * A.cs;
+        for (int i = 0; i < mi; i++) dst[k * MR + i] = elem<D>(A.p, base + i);
+        for (int i = mi; i < MR; i++) dst[k * MR + i] = 0.0f;
+      }
+      continue;
+    }
+    for (int i = 0; i < MR; i++) {  // a row is contiguous: walk each row along k
+      if (i >= mi) {
         for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
         continue;
       }
+      const int64_t row = p * MR + i;
       const int64_t base = (A.rows ? A.rows[row] : row) * A.rs + k0 * A.cs;
       for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = elem<D>(A.p, base + k * A.cs);
     }
   }
 }
+
+// W consecutive elements from element i on, as float32.
+template <int D>
+static inline vf load_elems(const void* p, int64_t i) {
+  if (D == 0) return load((const float*)p + i);
+  return load((const uint16_t*)p + i, D == 1 ? DType::bf16 : DType::f16);
+}
+
+#if GVPO_VW == 16
+// r[t][c] -> r[c][t] for a 16 x 16 block: unpack pairs, shuffle quads, then exchange 128-bit
+// lanes twice (64 shuffles for 256 elements).
+static inline void transpose(vf* r) {
+  __m512 t[16], s[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {  // lane L of s[4i + c]: column 4L + c of rows 4i .. 4i+3
+    s[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    s[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    s[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    s[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    __m512 x0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), x1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xDD);
+    __m512 x2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88), x3 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xDD);
+    r[c] = (vf)_mm512_shuffle_f32x4(x0, x2, 0x88);
+    r[8 + c] = (vf)_mm512_shuffle_f32x4(x0, x2, 0xDD);
+    r[4 + c] = (vf)_mm512_shuffle_f32x4(x1, x3, 0x88);
+    r[12 + c] = (vf)_mm512_shuffle_f32x4(x1, x3, 0xDD);
+  }
+}
+#elif GVPO_VW == 8
+static inline void transpose(vf* r) {  // 8 x 8: unpack, shuffle, exchange 128-bit halves
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++) {
+    s[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    r[c] = (vf)_mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+    r[4 + c] = (vf)_mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+  }
+}
+#endif
 
 template <int D>
 static void pack_b_t(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
@@ -86,15 +162,22 @@ static void pack_b_t(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N)
         for (int64_t j = 0; j < nj; j++) d[j] = elem<D>(B.p, base + j);
         for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
       }
-    } else {  // a column is contiguous (the weight read as W^T): walk each column down k
+    } else {  // a column is contiguous (the weight read as W^T)
+      int64_t k = 0;
+#if GVPO_VW >= 8
+      if (nj == NR && !B.rows)  // W x W blocks through registers: W loads, a transpose, W stores
+        for (; k + W <= kc; k += W)
+          for (int h = 0; h < 2; h++) {
+            vf r[W];
+            for (int t = 0; t < W; t++) r[t] = load_elems<D>(B.p, (k0 + k) * B.rs + (j0 + h * W + t) * B.cs);
+            transpose(r);
+            for (int t = 0; t < W; t++) *(vf*)(dst + (k + t) * NR + h * W) = r[t];
+          }
+#endif
       for (int64_t j = 0; j < NR; j++) {
-        if (j >= nj) {
-          for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
-          continue;
-        }
-        for (int64_t k = 0; k < kc; k++) {
-          const int64_t row = B.rows ? B.rows[k0 + k] : k0 + k;
-          dst[k * NR + j] = elem<D>(B.p, row * B.rs + (j0 + j) * B.cs);
+        for (int64_t kk = k; kk < kc; kk++) {
+          const int64_t row = B.rows ? B.rows[k0 + kk] : k0 + kk;
+          dst[kk * NR + j] = j < nj ? elem<D>(B.p, row * B.rs + (j0 + j) * B.cs) : 0.0f;
         }
       }
     }
@@ -118,12 +201,12 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
                          float* C, int64_t ldc, int m, int n, bool accumulate) {
   vf c0[MR], c1[MR];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; i++) c0[i] = c1[i] = splat(0.0f);
+  for (int i = 0; i < MR; i++) c0[i] = c1[i] = bcast(0.0f);
   for (int64_t k = 0; k < kc; k++) {
-    const vf b0 = *(const vf_u*)b, b1 = *(const vf_u*)(b + W);
+    const vf b0 = *(const vf*)b, b1 = *(const vf*)(b + W);  // 64-byte aligned panels
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
-      const vf ai = splat(a[i]);
+      const vf ai = bcast(a[i]);
       c0[i] = fmadd(ai, b0, c0[i]);
       c1[i] = fmadd(ai, b1, c1[i]);
     }
@@ -154,15 +237,15 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
     for (int j = 0; j < n; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
 }
 
-// Loop order: each B panel (kc x NR, L1) meets every A panel (MR x kc, L2) in turn.
+// Loop order: each A micro-panel (MR x kc, L1) meets every B micro-panel (kc x NR, from L2).
 static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N,
                  int64_t kc, bool accumulate) {
-  for (int64_t j0 = 0; j0 < N; j0 += NR) {
-    const float* b = Bp + (j0 / NR) * NR * kc;
-    const int n = (int)(N - j0 < NR ? N - j0 : NR);
-    for (int64_t i0 = 0; i0 < M; i0 += MR) {
-      const int m = (int)(M - i0 < MR ? M - i0 : MR);
-      micro(kc, Ap + (i0 / MR) * MR * kc, b, C + i0 * ldc + j0, ldc, m, n, accumulate);
+  for (int64_t i0 = 0; i0 < M; i0 += MR) {
+    const float* a = Ap + (i0 / MR) * MR * kc;
+    const int m = (int)(M - i0 < MR ? M - i0 : MR);
+    for (int64_t j0 = 0; j0 < N; j0 += NR) {
+      const int n = (int)(N - j0 < NR ? N - j0 : NR);
+      micro(kc, a, Bp + (j0 / NR) * NR * kc, C + i0 * ldc + j0, ldc, m, n, accumulate);
     }
   }
 }
@@ -209,9 +292,33 @@ static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float
   }
 }
 
+// The FMA peak probe: 2*MR independent chains (as many as the micro-kernel keeps, enough to
+// cover the FMA latency on two ports), all in registers, no memory traffic. Returns the flops.
+static double fma_probe(int64_t iterations, float seed) {
+  vf c0[MR], c1[MR];
+  const vf a = splat(1.0f - seed * 1e-7f), b = splat(seed * 1e-7f);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++) {  // distinct chains: equal ones would be merged by the compiler
+    c0[i] = bcast(seed + (float)i);
+    c1[i] = bcast(seed - (float)i - 0.5f);
+  }
+  for (int64_t k = 0; k < iterations; k++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      c0[i] = fmadd(c0[i], a, b);
+      c1[i] = fmadd(c1[i], a, b);
+    }
+  }
+  vf s = splat(0.0f);
+  for (int i = 0; i < MR; i++) s += c0[i] + c1[i];
+  volatile float sink = s[0];  // keeps the loop
+  (void)sink;
+  return (double)iterations * MR * 2 * W * 2;
+}
+
 extern const GemmKernels gemm_kernels;
 const GemmKernels gemm_kernels = {MR,   NR, pack_a, pack_b, gemm, tile_logsumexp,
-                                  tile_softmax_grad};
+                                  tile_softmax_grad, fma_probe};
 
 }  // namespace GVPO_ISA
 }  // namespace gvpo

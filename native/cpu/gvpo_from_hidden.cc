@@ -13,7 +13,10 @@
 // rows belong to one thread per row block and row blocks run in order; dH columns belong to one
 // thread; every sum runs over k in one fixed order.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -35,11 +38,43 @@ const GemmKernels& gemm_kernels() {
   return *k;
 }
 
+double fma_probe_cpu(int64_t iterations, int threads) {
+  const GemmKernels& k = gemm_kernels();
+  const int t = resolve_threads(threads);
+  std::vector<double> flops((size_t)t);
+  std::vector<std::thread> pool;
+  for (int i = 1; i < t; i++)
+    pool.emplace_back([&, i] { flops[i] = k.fma_probe(iterations, (float)i + 1.0f); });
+  flops[0] = k.fma_probe(iterations, 1.0f);
+  for (auto& th : pool) th.join();
+  double sum = 0;
+  for (double f : flops) sum += f;
+  return sum;
+}
+
 namespace {
+
+// float32 scratch aligned to 64 bytes: packed panels are read with whole-vector loads, and a
+// load that straddles two cache lines costs two.
+class Floats {
+ public:
+  explicit Floats(size_t n) : p_((float*)std::aligned_alloc(64, (size_t)round_up((int64_t)(n ? n : 1) * 4, 64))) {
+    if (!p_) throw std::bad_alloc();
+  }
+  ~Floats() { std::free(p_); }
+  Floats(const Floats&) = delete;
+  Floats& operator=(const Floats&) = delete;
+  float* data() const { return p_; }
+
+ private:
+  float* p_;
+};
 
 constexpr int64_t KC = 256;  // k block of the H-deep GEMMs: a B micro-panel KC x NR stays in L1
 constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
-constexpr int64_t RB_FORWARD = 252;  // rows per block (a multiple of every MR: 14 and 6)
+// Rows per block, a multiple of every MR (14 and 6). Each block packs (transposes) the whole
+// weight once for the H-deep GEMM, so blocks are as tall as the caches allow.
+constexpr int64_t RB_FORWARD = 504;
 
 struct Head {
   const void* hidden;
@@ -52,12 +87,10 @@ struct Head {
       : hidden(h), weight(w), d(d_), H(H_), V(V_), inv_tau(1.0f / tau), k(gemm_kernels()) {}
 
   // Hidden rows rows[0..m) packed as GEMM A for every k block (block k0 at offset mpad * k0).
-  std::vector<float> pack_hidden(const int32_t* rows, int64_t m) const {
+  void pack_hidden(float* Ap, const int32_t* rows, int64_t m) const {
     const int64_t mpad = round_up(m, k.mr);
-    std::vector<float> Ap((size_t)(mpad * H));
     for (int64_t k0 = 0; k0 < H; k0 += KC)
-      k.pack_a(Ap.data() + mpad * k0, Mat{hidden, d, H, 1, rows}, m, k0, std::min(KC, H - k0));
-    return Ap;
+      k.pack_a(Ap + mpad * k0, Mat{hidden, d, H, 1, rows}, m, k0, std::min(KC, H - k0));
   }
 
   // Z (m x vc, leading dimension VC) = logits of the block's rows for vocab v0 .. v0+vc.
@@ -79,18 +112,19 @@ int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
 // logZ and x_target = z[y]/tau for the rows rows[0..m).
 void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* rows,
                    const int32_t* targets, int64_t m, int threads) {
-  const std::vector<float> Ah = h.pack_hidden(rows, m);
+  Floats Ah((size_t)(round_up(m, h.k.mr) * h.H));
+  h.pack_hidden(Ah.data(), rows, m);
   const int64_t nc = chunks(h.V);
   std::vector<double> lse((size_t)(nc * m));
   parallel_rows(nc, m * VC * h.H / 64, threads, [&](int64_t c0, int64_t c1) {
-    std::vector<float> Bw(h.bw_size()), Z((size_t)(m * VC));
+    Floats Bw(h.bw_size()), Z((size_t)(m * VC));
     for (int64_t c = c0; c < c1; c++) {
       const int64_t v0 = c * VC, vc = std::min(VC, h.V - v0);
       h.logits_tile(Z.data(), Bw.data(), Ah.data(), m, v0, vc);
       h.k.tile_logsumexp(lse.data() + c * m, Z.data(), VC, m, vc, h.inv_tau);
       for (int64_t i = 0; i < m; i++) {
         const int64_t y = targets[rows[i]] - v0;
-        if (y >= 0 && y < vc) x_target[i] = Z[i * VC + y] * h.inv_tau;
+        if (y >= 0 && y < vc) x_target[i] = Z.data()[i * VC + y] * h.inv_tau;
       }
     }
   });
@@ -108,13 +142,13 @@ void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, co
                     const float* coef, const int32_t* targets, int64_t m, int threads) {
   const GemmKernels& k = h.k;
   const int64_t mpad = round_up(m, k.mr), H = h.H, V = h.V, nc = chunks(V);
-  const std::vector<float> Ah = h.pack_hidden(rows, m);
-  std::vector<float> Bh((size_t)(m * round_up(H, k.nr)));
+  Floats Ah((size_t)(mpad * H));
+  h.pack_hidden(Ah.data(), rows, m);
+  Floats Bh((size_t)(m * round_up(H, k.nr)));
   k.pack_b(Bh.data(), Mat{h.hidden, h.d, H, 1, rows}, 0, m, H);  // B(r, h) = hidden[row r, h]
-  std::vector<float> Adz((size_t)(mpad * V));  // dZ as GEMM A, chunk c at offset mpad * c*VC
+  Floats Adz((size_t)(mpad * V));  // dZ as GEMM A, chunk c at offset mpad * c*VC
   parallel_rows(nc, m * VC * H / 32, threads, [&](int64_t c0, int64_t c1) {
-    std::vector<float> Bw(h.bw_size()), Z((size_t)(m * VC));
-    std::vector<float> AdzT((size_t)(round_up(VC, k.mr) * m));
+    Floats Bw(h.bw_size()), Z((size_t)(m * VC)), AdzT((size_t)(round_up(VC, k.mr) * m));
     std::vector<int32_t> y((size_t)m);
     for (int64_t c = c0; c < c1; c++) {
       const int64_t v0 = c * VC, vc = std::min(VC, V - v0);
@@ -129,7 +163,7 @@ void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, co
   const int64_t panels = (H + k.nr - 1) / k.nr;
   parallel_rows(panels, m * V * k.nr / 32, threads, [&](int64_t p0, int64_t p1) {
     const int64_t h0 = p0 * k.nr, hn = std::min(H, p1 * k.nr) - h0;
-    std::vector<float> Bw((size_t)(VC * round_up(hn, k.nr)));
+    Floats Bw((size_t)(VC * round_up(hn, k.nr)));
     const void* w = (const char*)h.weight + (size_t)h0 * dtype_bytes(h.d);
     for (int64_t c = 0; c < nc; c++) {
       const int64_t v0 = c * VC, vc = std::min(VC, V - v0);
