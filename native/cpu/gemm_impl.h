@@ -15,17 +15,21 @@
 namespace gvpo {
 namespace GVPO_ISA {
 
+#ifndef GVPO_MR16
+#define GVPO_MR16 6
+#define GVPO_NV16 4
+#endif
 #if GVPO_VW == 16
-constexpr int MR = 14;
+constexpr int MR = GVPO_MR16, NV = GVPO_NV16;
 static inline vf fmadd(vf a, vf b, vf c) { return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
 #elif GVPO_VW == 8
-constexpr int MR = 6;
+constexpr int MR = 6, NV = 2;
 static inline vf fmadd(vf a, vf b, vf c) { return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
 #else
-constexpr int MR = 6;
+constexpr int MR = 6, NV = 2;
 static inline vf fmadd(vf a, vf b, vf c) { return a * b + c; }
 #endif
-constexpr int NR = 2 * W;
+constexpr int NR = NV * W;
 
 // A true broadcast (splat() adds to +0.0, which the compiler must keep for -0.0 inputs): with
 // the value in memory it becomes one vbroadcastss on a load port, off the FMA ports.
@@ -167,7 +171,7 @@ static void pack_b_t(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N)
 #if GVPO_VW >= 8
       if (nj == NR && !B.rows)  // W x W blocks through registers: W loads, a transpose, W stores
         for (; k + W <= kc; k += W)
-          for (int h = 0; h < 2; h++) {
+          for (int h = 0; h < NV; h++) {
             vf r[W];
             for (int t = 0; t < W; t++) r[t] = load_elems<D>(B.p, (k0 + k) * B.rs + (j0 + h * W + t) * B.cs);
             transpose(r);
@@ -199,40 +203,37 @@ static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
 // C[m x n] (=|+=) sum_k a[k*MR + i] * b[k*NR + j], m <= MR, n <= NR.
 static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b,
                          float* C, int64_t ldc, int m, int n, bool accumulate) {
-  vf c0[MR], c1[MR];
+  vf c[MR][NV];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; i++) c0[i] = c1[i] = bcast(0.0f);
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = bcast(0.0f);
   for (int64_t k = 0; k < kc; k++) {
-    const vf b0 = *(const vf*)b, b1 = *(const vf*)(b + W);  // 64-byte aligned panels
+    vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) bv[v] = *(const vf*)(b + v * W);  // 64-byte aligned panels
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
       const vf ai = bcast(a[i]);
-      c0[i] = fmadd(ai, b0, c0[i]);
-      c1[i] = fmadd(ai, b1, c1[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) c[i][v] = fmadd(ai, bv[v], c[i][v]);
     }
     a += MR;
     b += NR;
   }
   if (m == MR && n == NR) {
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-      vf_u* p0 = (vf_u*)(C + i * ldc);
-      vf_u* p1 = (vf_u*)(C + i * ldc + W);
-      if (accumulate) {
-        *p0 = *p0 + c0[i];
-        *p1 = *p1 + c1[i];
-      } else {
-        *p0 = c0[i];
-        *p1 = c1[i];
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) {
+        vf_u* p = (vf_u*)(C + i * ldc + v * W);
+        *p = accumulate ? *p + c[i][v] : c[i][v];
       }
-    }
     return;
   }
   alignas(64) float t[MR * NR];
-  for (int i = 0; i < MR; i++) {
-    *(vf*)(t + i * NR) = c0[i];
-    *(vf*)(t + i * NR + W) = c1[i];
-  }
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) *(vf*)(t + i * NR + v * W) = c[i][v];
   for (int i = 0; i < m; i++)
     for (int j = 0; j < n; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
 }
@@ -292,28 +293,23 @@ static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float
   }
 }
 
-// The FMA peak probe: 2*MR independent chains (as many as the micro-kernel keeps, enough to
-// cover the FMA latency on two ports), all in registers, no memory traffic. Returns the flops.
+// The FMA peak probe: 24 independent chains (at least latency x ports on every target), all
+// in registers, no memory traffic. Returns the flops performed.
 static double fma_probe(int64_t iterations, float seed) {
-  vf c0[MR], c1[MR];
-  const vf a = splat(1.0f - seed * 1e-7f), b = splat(seed * 1e-7f);
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; i++) {  // distinct chains: equal ones would be merged by the compiler
-    c0[i] = bcast(seed + (float)i);
-    c1[i] = bcast(seed - (float)i - 0.5f);
-  }
+  constexpr int CHAINS = 24;
+  vf c[CHAINS];
+  const vf a = bcast(1.0f - seed * 1e-7f), b = bcast(seed * 1e-7f);
+#pragma GCC unroll 24
+  for (int i = 0; i < CHAINS; i++) c[i] = bcast(seed + (float)i);  // distinct: equal chains would be merged
   for (int64_t k = 0; k < iterations; k++) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-      c0[i] = fmadd(c0[i], a, b);
-      c1[i] = fmadd(c1[i], a, b);
-    }
+#pragma GCC unroll 24
+    for (int i = 0; i < CHAINS; i++) c[i] = fmadd(c[i], a, b);
   }
-  vf s = splat(0.0f);
-  for (int i = 0; i < MR; i++) s += c0[i] + c1[i];
+  vf s = bcast(0.0f);
+  for (int i = 0; i < CHAINS; i++) s += c[i];
   volatile float sink = s[0];  // keeps the loop
   (void)sink;
-  return (double)iterations * MR * 2 * W * 2;
+  return (double)iterations * CHAINS * W * 2;
 }
 
 extern const GemmKernels gemm_kernels;
