@@ -251,27 +251,20 @@ static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_
   }
 }
 
+// As rows.h's row_logsumexp: exponents (z - max) * inv_tau, never positive.
 static void tile_logsumexp(double* lse, const float* Z, int64_t ldz, int64_t m, int64_t n,
                            float inv_tau) {
-  const vf s = splat(inv_tau);
   const int64_t full = n / W * W;
   for (int64_t i = 0; i < m; i++) {
     const float* z = Z + i * ldz;
-    vf vmax = splat(-INFINITY);
-    for (int64_t j = 0; j < full; j += W) {
-      vf x = load(z + j);
-      vmax = x > vmax ? x : vmax;
-    }
-    float mx = hmax(vmax);
-    for (int64_t j = full; j < n; j++) mx = z[j] > mx ? z[j] : mx;
-    mx *= inv_tau;  // tau > 0: the max commutes with the scaling
+    const float mx = max_f32(z, n);
     if (!(mx > -INFINITY)) {  // all -inf: -inf (a NaN in the row turns the sum NaN below)
       lse[i] = mx;
       continue;
     }
-    double sum = sum_exp([&](int64_t j) { return load(z + j) * s; }, full, mx);
-    for (int64_t j = full; j < n; j++) sum += sexp(z[j] * inv_tau - mx);
-    lse[i] = (double)mx + std::log(sum);
+    double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);
+    for (int64_t j = full; j < n; j++) sum += sexp((z[j] - mx) * inv_tau);
+    lse[i] = (double)mx * inv_tau + std::log(sum);
   }
 }
 

@@ -75,6 +75,7 @@ constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
 // Rows per block, a multiple of every MR (14 and 6). Each block packs (transposes) the whole
 // weight once for the H-deep GEMM, so blocks are as tall as the caches allow.
 constexpr int64_t RB_FORWARD = 504;
+constexpr int64_t RB_BACKWARD = 252;  // and at most H/2: the packed dZ of a block is rb x V
 
 struct Head {
   const void* hidden;
@@ -183,87 +184,87 @@ std::vector<int32_t> live_rows(const float* w, int64_t rows) {
 
 }  // namespace
 
-int64_t gvpo_from_hidden_forward_cpu(float* logprobs, float* logZ, double* seq, const void* hidden,
-                                     const void* weight, DType dtype, const int32_t* targets,
-                                     const float* mask, int64_t sequences, int64_t tokens,
-                                     int64_t hidden_size, int64_t vocab, float temperature,
-                                     int threads) {
-  const int64_t R = sequences * tokens;
-  const Head h(hidden, weight, dtype, hidden_size, vocab, temperature);
-  for (int64_t r = 0; r < R; r++) logprobs[r] = logZ[r] = 0.0f;  // masked rows
-  const std::vector<int32_t> idx = live_rows(mask, R);
+namespace {
+
+// Phase 1 over the live rows: logZ, l = min(0, x_target - logZ) (0 for V = 1), S and Sref.
+void forward(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
+  const int64_t R = in.sequences * in.tokens, V = in.vocab;
+  const Head h(in.hidden, in.weight, in.dtype, in.hidden_size, V, in.temperature);
+  for (int64_t r = 0; r < R; r++) out.token_logprobs[r] = out.logZ[r] = 0.0f;  // masked rows
+  const std::vector<int32_t> idx = live_rows(in.mask, R);
   const int64_t live = (int64_t)idx.size();
   std::vector<float> lz((size_t)std::min(live, RB_FORWARD)), xt(lz.size());
-  int64_t nonfinite = 0;
+  out.nonfinite_rows = 0;
   for (int64_t b = 0; b < live; b += RB_FORWARD) {
     const int64_t m = std::min(RB_FORWARD, live - b);
-    forward_block(h, lz.data(), xt.data(), idx.data() + b, targets, m, threads);
+    std::fill(xt.begin(), xt.end(), NAN);  // stays NaN for a target outside [0, V)
+    forward_block(h, lz.data(), xt.data(), idx.data() + b, in.targets, m, threads);
     for (int64_t i = 0; i < m; i++) {
       const int32_t r = idx[b + i];
-      logZ[r] = lz[i];
-      if (!std::isfinite(lz[i])) {
-        logprobs[r] = NAN;
-        nonfinite++;
-      } else {  // never positive, and exactly 0 for a one-token vocabulary
-        const float l = xt[i] - lz[i];
-        logprobs[r] = vocab == 1 || l > 0.0f ? 0.0f : l;
+      const float l = xt[i] - lz[i];
+      out.logZ[r] = lz[i];
+      if (!std::isfinite(l)) {
+        out.token_logprobs[r] = NAN;
+        out.nonfinite_rows++;
+      } else {  // never positive, whatever the rounding
+        out.token_logprobs[r] = V == 1 || l > 0.0f ? 0.0f : l;
       }
     }
   }
-  sequence_logprobs_cpu(seq, logprobs, mask, sequences, tokens);
-  return nonfinite;
+  sequence_logprobs_cpu(out.seq, out.token_logprobs, in.mask, in.sequences, in.tokens);
+  if (in.ref_token_logprobs)
+    sequence_logprobs_f64_cpu(out.ref_seq, in.ref_token_logprobs, in.mask, in.sequences, in.tokens);
+  else if (in.ref_seq)
+    std::memcpy(out.ref_seq, in.ref_seq, (size_t)in.sequences * sizeof(double));
+  else  // no reference given: pi_theta' is the current policy (on-policy, first epoch)
+    std::memcpy(out.ref_seq, out.seq, (size_t)in.sequences * sizeof(double));
 }
 
-void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const void* hidden,
-                                   const void* weight, DType dtype, const int32_t* targets,
-                                   const float* mask, const float* logZ, const double* grad_seq,
-                                   int64_t sequences, int64_t tokens, int64_t hidden_size,
-                                   int64_t vocab, float temperature, int threads) {
-  const int64_t R = sequences * tokens, H = hidden_size;
+}  // namespace
+
+void gvpo_from_hidden_forward_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
+  forward(out, in, threads);
+}
+
+// Phase 2 over the rows with a non-zero weight w = m * dL/dS[n(r)], in blocks of rb rows.
+void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ,
+                                   const double* grad_seq, const GvpoHiddenBatch& in,
+                                   int threads) {
+  const int64_t R = in.sequences * in.tokens, H = in.hidden_size, V = in.vocab;
   std::memset(grad_hidden, 0, (size_t)(R * H) * sizeof(float));
-  std::memset(grad_weight, 0, (size_t)(vocab * H) * sizeof(float));
-  if (vocab == 1) return;  // l = 0 whatever the logits: no gradient
-  std::vector<float> g((size_t)R);
+  std::memset(grad_weight, 0, (size_t)(V * H) * sizeof(float));
+  if (V == 1) return;  // l = 0 whatever the logits: no gradient
+  std::vector<float> w((size_t)R);
   for (int64_t r = 0; r < R; r++)  // a masked row stays out even when its dL/dS is NaN
-    g[r] = mask[r] == 0.0f ? 0.0f : (float)(mask[r] * grad_seq[r / tokens]);
-  const std::vector<int32_t> idx = live_rows(g.data(), R);
+    w[r] = in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[r / in.tokens]);
+  const std::vector<int32_t> idx = live_rows(w.data(), R);
   const int64_t live = (int64_t)idx.size();
-  const Head h(hidden, weight, dtype, H, vocab, temperature);
+  const Head h(in.hidden, in.weight, in.dtype, H, V, in.temperature);
   // Rows per block: the packed dZ (rb x V) stays within V*H/2 floats.
-  const int64_t rb = std::max<int64_t>(42, std::min<int64_t>(RB_FORWARD, H / 2 / 42 * 42));
+  const int64_t rb = std::max<int64_t>(42, std::min<int64_t>(RB_BACKWARD, H / 2 / 42 * 42));
   const int64_t n = std::min(live, rb);
   std::vector<float> coef((size_t)n), lz((size_t)n), dH((size_t)(n * H));
   for (int64_t b = 0; b < live; b += rb) {
     const int64_t m = std::min(rb, live - b);
     for (int64_t i = 0; i < m; i++) {
-      coef[i] = g[idx[b + i]] * h.inv_tau;
-      lz[i] = logZ[idx[b + i]];
+      const int32_t r = idx[b + i];
+      coef[i] = w[r] * h.inv_tau;
+      const bool bad_target = in.targets[r] < 0 || in.targets[r] >= V;
+      lz[i] = bad_target ? NAN : logZ[r];  // a NaN statistic writes the row as NaN
     }
-    backward_block(h, grad_weight, dH.data(), idx.data() + b, lz.data(), coef.data(), targets, m,
-                   threads);
+    backward_block(h, grad_weight, dH.data(), idx.data() + b, lz.data(), coef.data(), in.targets,
+                   m, threads);
     for (int64_t i = 0; i < m; i++)
       std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));
   }
 }
 
-GvpoTerms gvpo_from_hidden_cpu(const FromHiddenOut& out, const FromHiddenIn& in,
-                               const double* ref_token_logprobs, const double* ref_seq,
-                               const double* rewards, const int32_t* offsets, int64_t groups,
-                               double beta, bool mean_reduction) {
-  *out.nonfinite_rows = gvpo_from_hidden_forward_cpu(
-      out.logprobs, out.logZ, out.seq, in.hidden, in.weight, in.dtype, in.targets, in.mask,
-      in.sequences, in.tokens, in.hidden_size, in.vocab, in.temperature, in.threads);
-  if (ref_token_logprobs)
-    sequence_logprobs_f64_cpu(out.ref_seq, ref_token_logprobs, in.mask, in.sequences, in.tokens);
-  else if (ref_seq)
-    std::memcpy(out.ref_seq, ref_seq, (size_t)in.sequences * sizeof(double));
-  else  // no reference given: pi_theta' is the current policy (on-policy, first epoch)
-    std::memcpy(out.ref_seq, out.seq, (size_t)in.sequences * sizeof(double));
-  GvpoTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, rewards, offsets,
-                              groups, beta, mean_reduction);
-  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, in.hidden, in.weight, in.dtype,
-                                in.targets, in.mask, out.logZ, out.grad_seq, in.sequences,
-                                in.tokens, in.hidden_size, in.vocab, in.temperature, in.threads);
+GvpoTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
+  forward(out, in, threads);
+  GvpoTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards,
+                              in.offsets, in.groups, in.beta, in.mean_reduction);
+  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, out.logZ, out.grad_seq, in,
+                                threads);
   return t;
 }
 

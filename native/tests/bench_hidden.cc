@@ -54,17 +54,21 @@ int main(int argc, char** argv) {
   }
   std::vector<int32_t> y(R);
   std::vector<float> mask(R, 1.0f), lp(R), lz(R), dH((size_t)(R * H)), dW((size_t)(V * H));
-  std::vector<double> S(R), gs(R, 0.01);
+  std::vector<double> S(R), Q(R), gs(R, 0.01);
+  GvpoHiddenBatch in{hid.data(), w.data(), d, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, R, 1, H, V, 1.0f, 0.1, true};
+  GvpoFromHiddenOut out{dH.data(), dW.data(), lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
+  auto fwd = [&] { gvpo_from_hidden_forward_cpu(out, in, threads); };
+  auto bwd = [&] { gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, threads); };
   for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V);
   const char* only = argc > 6 ? argv[6] : "";  // "f", "b" or "p": one part alone (for perf stat)
   const int reps = only[0] ? 1 : 3;
   const double pass = 2.0 * R * H * V;
-  if (only[0] == 'f') return gvpo_from_hidden_forward_cpu(lp.data(), lz.data(), S.data(), hid.data(), w.data(), d, y.data(), mask.data(), R, 1, H, V, 1.0f, threads) != 0;
-  if (only[0] == 'b') return gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), hid.data(), w.data(), d, y.data(), mask.data(), lz.data(), gs.data(), R, 1, H, V, 1.0f, threads), 0;
+  if (only[0] == 'f') return fwd(), 0;
+  if (only[0] == 'b') return bwd(), 0;
   if (only[0] == 'p') return fma_probe_cpu(20000000, threads) < 0;
   double fc, bc, pc;
-  double f = median_s([&] { gvpo_from_hidden_forward_cpu(lp.data(), lz.data(), S.data(), hid.data(), w.data(), d, y.data(), mask.data(), R, 1, H, V, 1.0f, threads); }, reps, &fc);
-  double b = median_s([&] { gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), hid.data(), w.data(), d, y.data(), mask.data(), lz.data(), gs.data(), R, 1, H, V, 1.0f, threads); }, reps, &bc);
+  double f = median_s(fwd, reps, &fc);
+  double b = median_s(bwd, reps, &bc);
   const int64_t it = 20000000;
   double flops = 0;
   double p = median_s([&] { flops = fma_probe_cpu(it, threads); }, 5, &pc);

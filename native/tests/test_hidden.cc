@@ -47,13 +47,14 @@ Result run(const Case& k, const Logits& hid, const Logits& w, const std::vector<
   r.lp.resize(rows);
   r.lz.resize(rows);
   r.S.resize(k.N), r.Q.resize(k.N), r.gs.resize(k.N), r.c.resize(k.N);
-  FromHiddenOut out{r.dH.data(), r.dW.data(), r.lp.data(), r.lz.data(), r.S.data(),
-                    r.Q.data(),  r.gs.data(), r.c.data(),  &r.bad};
-  FromHiddenIn in{hid.data(), w.data(), k.d, y.data(), mask.data(), k.N, k.T, k.H, k.V, k.tau,
-                  threads};
-  r.t = gvpo_from_hidden_cpu(out, in, k.ref == 1 ? refTok.data() : nullptr,
-                             k.ref == 2 ? refSeq.data() : nullptr, R.data(), off.data(),
-                             (int64_t)off.size() - 1, 0.1, true);
+  GvpoFromHiddenOut out{r.dH.data(), r.dW.data(), r.lp.data(), r.lz.data(), r.S.data(),
+                        r.Q.data(),  r.gs.data(), r.c.data(),  0};
+  GvpoHiddenBatch in{hid.data(), w.data(), k.d, y.data(), mask.data(),
+                     k.ref == 1 ? refTok.data() : nullptr, k.ref == 2 ? refSeq.data() : nullptr,
+                     R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T, k.H, k.V, k.tau,
+                     0.1, true};
+  r.t = gvpo_from_hidden_cpu(out, in, threads);
+  r.bad = out.nonfinite_rows;
   return r;
 }
 
@@ -134,15 +135,28 @@ void check_case(std::mt19937& rng, const Case& k) {
             std::memcmp(a.lp.data(), b.lp.data(), a.lp.size() * 4) == 0,
         "%s thread count changed the result", at);
 
-  // The logits kernels on the materialised float32 logits agree to float32 rounding.
+  // The fused op on the materialised float32 logits agrees to float32 rounding, gradients
+  // carried through the head in double.
   if (k.d == DType::f32) {
-    std::vector<float> zf(rows * V), lp2(rows), lz2(rows);
+    std::vector<float> zf(rows * V), g2(rows * V), lp2(rows), lz2(rows);
+    std::vector<double> S2(k.N), Q2(k.N), gs2(k.N), c2(k.N);
     for (size_t i = 0; i < zf.size(); i++) zf[i] = (float)z[i];
-    token_logprobs_forward_cpu(lp2.data(), lz2.data(), zf.data(), DType::f32, y.data(), mask.data(),
-                               rows, V, k.tau, 1);
+    GvpoBatch lb{zf.data(), DType::f32, y.data(), mask.data(),
+                 k.ref == 1 ? refTok.data() : nullptr, k.ref == 2 ? refSeq.data() : nullptr,
+                 R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T, V, k.tau, 0.1, true};
+    GvpoFromLogitsOut lo{g2.data(), lp2.data(), lz2.data(), S2.data(), Q2.data(), gs2.data(), c2.data(), 0};
+    GvpoTerms t2 = gvpo_from_logits_cpu(lo, lb, 1);
+    CHECK(std::fabs(a.t.loss - t2.loss) <= 1e-4 * (1 + std::fabs(t2.loss)), "%s loss vs logits op %.9g %.9g", at, a.t.loss, t2.loss);
     for (int64_t r = 0; r < rows; r++)
-      CHECK(std::fabs(a.lz[r] - lz2[r]) <= 1e-5 * (1 + std::fabs(lz2[r])),
-            "%s logZ vs token_logprobs r=%lld: %.8g vs %.8g", at, (long long)r, a.lz[r], lz2[r]);
+      CHECK(std::fabs(a.lp[r] - lp2[r]) <= 2e-5 * (1 + std::fabs(lz2[r])),
+            "%s logprob vs logits op r=%lld: %.8g vs %.8g", at, (long long)r, a.lp[r], lp2[r]);
+    std::vector<double> dH2(rows * H, 0.0);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t v = 0; v < V; v++)
+        for (int64_t h = 0; h < H; h++) dH2[r * H + h] += g2[r * V + v] * w.f64[v * H + h];
+    double e2 = 0;
+    for (size_t i = 0; i < dH2.size(); i++) e2 = std::fmax(e2, std::fabs(a.dH[i] - dH2[i]));
+    CHECK(e2 <= 1e-4 * max_abs(dH2) + 1e-9, "%s dH vs logits op max err %.3g", at, e2);
   }
 }
 
@@ -153,14 +167,23 @@ void check_nonfinite(std::mt19937& rng) {
   Logits w = random_logits(rng, V, H, DType::f32, 1.0f);
   hid.f32[4 * H + 2] = NAN;
   std::vector<int32_t> y(rows, 3);
+  y[1] = V;  // out of range under the mask: NaN, never a read outside the tile
   std::vector<float> mask(rows, 1.0f), lp(rows), lz(rows);
-  std::vector<double> S(N);
-  int64_t bad = gvpo_from_hidden_forward_cpu(lp.data(), lz.data(), S.data(), hid.data(), w.data(),
-                                             DType::f32, y.data(), mask.data(), N, T, H, V, 1.0f, 2);
-  CHECK(bad == 1 && std::isnan(lp[4]) && !std::isfinite(lz[4]), "NaN row not reported (%lld)", (long long)bad);
+  std::vector<double> S(N), Q(N);
+  GvpoHiddenBatch in{hid.data(), w.data(), DType::f32, y.data(), mask.data(), nullptr, nullptr,
+                     nullptr, nullptr, 0, N, T, H, V, 1.0f, 0.1, true};
+  GvpoFromHiddenOut out{nullptr, nullptr, lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
+  gvpo_from_hidden_forward_cpu(out, in, 2);
+  const int64_t bad = out.nonfinite_rows;
+  CHECK(bad == 2 && std::isnan(lp[4]) && !std::isfinite(lz[4]) && std::isnan(lp[1]),
+        "NaN rows not reported (%lld)", (long long)bad);
+  std::vector<double> gs(N, 0.5);
+  std::vector<float> dH(rows * H), dW(V * H);
+  gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, 2);
+  CHECK(std::isnan(dH[1 * H]) && std::isnan(dH[4 * H]) && std::isfinite(dH[0]), "NaN rows' dH");
   for (int64_t r = 0; r < rows; r++)
-    if (r != 4) CHECK(std::isfinite(lp[r]) && lp[r] <= 0.0f, "finite row %lld got %g", (long long)r, lp[r]);
-  CHECK(std::isfinite(S[0]) && std::isnan(S[1]), "S: %g %g", S[0], S[1]);
+    if (r != 4 && r != 1) CHECK(std::isfinite(lp[r]) && lp[r] <= 0.0f, "finite row %lld got %g", (long long)r, lp[r]);
+  CHECK(std::isnan(S[0]) && std::isnan(S[1]), "S: %g %g", S[0], S[1]);
 }
 
 }  // namespace
