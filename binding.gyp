@@ -7,6 +7,7 @@
         "native/addon/args.cc",
         "native/addon/parse.cc",
         "native/addon/ops.cc",
+        "native/addon/hidden_ops.cc",
         "native/cpu/token_logprobs.cc",
         "native/cpu/rows_generic.cc",
         "native/cpu/rows_avx2.cc",

@@ -7,6 +7,10 @@ export { gvpoLoss, gvpoLossAsync } from './ops/gvpoLoss.js';
 export {
   gvpoFromLogits, gvpoFromLogitsAsync, gvpoForward, gvpoForwardAsync, gvpoBackward, gvpoBackwardAsync,
 } from './ops/gvpoFromLogits.js';
+export {
+  gvpoFromHidden, gvpoFromHiddenAsync, gvpoFromHiddenForward, gvpoFromHiddenForwardAsync,
+  gvpoFromHiddenBackward, gvpoFromHiddenBackwardAsync,
+} from './ops/gvpoFromHidden.js';
 export { backendInfo } from './backend.js';
 export { toHalf, fromHalf } from './ops/half.js';
 export type * from './types.js';

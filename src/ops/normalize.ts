@@ -105,8 +105,15 @@ export function normalizeBatch(fn: string, a: unknown, keys: readonly string[]):
 
 export function normalizeForward(fn: string, a: unknown, keys: readonly string[]): ForwardOpts {
   const b = normalizeBatch(fn, a, keys);
-  const o = a as Record<string, unknown>;
-  const out: ForwardOpts = { ...b };
+  return { ...b, ...normalizeReference(fn, a as Record<string, unknown>, b) };
+}
+
+/** The reference policy's log-probs: per token (summed under the mask later) or per sequence,
+ *  at most one of them; with neither, Sref = S. */
+export function normalizeReference(
+  fn: string, o: Record<string, unknown>, b: { mask: Float32Array; rows: number; sequences: number },
+): { referenceTokenLogprobs?: Float64Array; referenceLogprobs?: Float64Array } {
+  const out: { referenceTokenLogprobs?: Float64Array; referenceLogprobs?: Float64Array } = {};
   const hasTok = o.referenceTokenLogprobs !== undefined && o.referenceTokenLogprobs !== null;
   const hasSeq = o.referenceLogprobs !== undefined && o.referenceLogprobs !== null;
   if (hasTok && hasSeq) rangeError(fn, 'referenceLogprobs', 'absent when referenceTokenLogprobs is given', 'both');
@@ -165,7 +172,7 @@ function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
 
 /** The gradient buffer, allocated here so that a size the machine cannot hold is a RangeError
  *  thrown by JavaScript rather than an out-of-memory abort inside V8's native allocation. */
-function allocate(fn: string, n: number): Float32Array {
+export function allocate(fn: string, n: number): Float32Array {
   try {
     return new Float32Array(n);
   } catch {
