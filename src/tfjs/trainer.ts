@@ -11,6 +11,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs } from '../ops/tokenLogprobs.js';
 import { seeded, type Task } from '../tasks/task.js';
+import { hasFusedHead } from './fusedHeadPolicy.js';
 import { gvpoFromLogitsTf, tokenLogprobsTf } from './ops.js';
 import type { Policy } from './policies.js';
 
@@ -253,6 +254,12 @@ export class GVPOTrainer {
     const tf = this.tf;
     const N = mb.prompts.length;
     const T = this.policy.maxTokens;
+    if (this.algo === 'gvpo' && hasFusedHead(this.policy)) {  // the logits never materialise
+      return this.policy.fusedLoss(mb.prompts, mb.targets, {
+        targets: mb.targets, mask: mb.mask, sequences: N, referenceLogprobs: mb.Sref, rewards: mb.rewards,
+        groups: { size: this.k }, beta: this.beta,
+      });
+    }
     const logits = this.policy.logits(mb.prompts, mb.targets);
     if (this.algo === 'gvpo') {
       return gvpoFromLogitsTf(tf, logits, {
