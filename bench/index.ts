@@ -8,6 +8,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo } from '../src/index.js';
+import { benchGvpoFromHidden } from './gvpoFromHidden.bench.js';
 import { benchGvpoFromLogits } from './gvpoFromLogits.bench.js';
 import { fmtGB, fmtMs, makeInputs, roofline, table, type Inputs, type Timing, timeSlowAsync } from './lib.js';
 import { loadTf, tfjsPeer } from './peers/tfjs.js';
@@ -182,6 +183,7 @@ async function main() {
       }
     }
   }
+  await benchGvpoFromHidden(log, THREADS, QUICK);
   if (WRITE) {
     writeFileSync(join(here, 'RESULTS.md'), `${out.join('\n')}\n`);
     console.log(`\nwrote ${join(here, 'RESULTS.md')}`);

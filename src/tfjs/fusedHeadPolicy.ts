@@ -32,6 +32,23 @@ export function hasFusedHead(p: Policy): p is Policy & FusedHead {
   return typeof (p as Partial<FusedHead>).fusedLoss === 'function';
 }
 
+/** Rows of `table` [V, E] at `ids`, with a scatter-add gradient: tfjs-cpu's own gather gradient
+ *  (UnsortedSegmentSum) takes minutes on a V = 32768 table. */
+function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
+  const [V, E] = table.shape as [number, number];
+  const op = tf.customGrad(((t: TF.Tensor) => ({
+    value: tf.gather(t, tf.tensor1d(ids, 'int32')),
+    gradFunc: (dy: TF.Tensor) => {
+      const g = new Float32Array(V * E), d = dy.dataSync();
+      ids.forEach((id, r) => {
+        for (let e = 0; e < E; e++) g[id * E + e] += d[r * E + e];
+      });
+      return tf.tensor2d(g, [V, E]);
+    },
+  })) as unknown as Parameters<Tf['customGrad']>[0]);
+  return op(table) as TF.Tensor2D;
+}
+
 export class FusedHeadPolicy implements Policy, FusedHead {
   readonly kind = 'fused-head';
   readonly variables: TF.Variable[];
@@ -57,8 +74,8 @@ export class FusedHeadPolicy implements Policy, FusedHead {
     });
   }
 
-  /** Token ids of the window before each predicted token: [rows, W]. */
-  private windows(contexts: number[][]): TF.Tensor2D {
+  /** Token ids of the window before each predicted token, row-major [rows, W]. */
+  private windows(contexts: number[][]): Int32Array {
     const { window: W, pad } = this.config;
     const ids = new Int32Array(contexts.length * W);
     contexts.forEach((ctx, r) => {
@@ -67,7 +84,7 @@ export class FusedHeadPolicy implements Policy, FusedHead {
         ids[r * W + j] = i >= 0 ? ctx[i] : pad;
       }
     });
-    return this.tf.tensor2d(ids, [contexts.length, W], 'int32');
+    return ids;
   }
 
   /** Hidden states [rows, H] of the contexts. */
@@ -75,7 +92,7 @@ export class FusedHeadPolicy implements Policy, FusedHead {
     const tf = this.tf;
     const [emb, w1, b1] = this.variables;
     const { window: W, embed: E } = this.config;
-    const x = tf.gather(emb, this.windows(contexts).flatten()).reshape([contexts.length, W * E]);
+    const x = embed(tf, emb, this.windows(contexts)).reshape([contexts.length, W * E]);
     return tf.relu(tf.matMul(x as TF.Tensor2D, w1 as TF.Tensor2D).add(b1)) as TF.Tensor2D;
   }
 
