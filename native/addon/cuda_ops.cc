@@ -42,7 +42,7 @@ std::unique_ptr<Baton> prepare_cuda_token_logprobs(const Napi::CallbackInfo& inf
   Napi::Object r = Napi::Object::New(a.env());
   float* lp = new_f32(r, "logprobs", in.rows).Data();
   float* lz = new_f32(r, "logZ", in.rows).Data();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   auto timings = std::make_shared<CudaTimings>();
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
@@ -66,7 +66,7 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& i
   auto out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, x.in, r, true));
   auto terms = std::make_shared<GvpoTerms>();
   auto timings = std::make_shared<CudaTimings>();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [out, terms, timings, x] {
     char err[512] = {0};
     if (gvpo_from_logits_cuda_host(*out, terms.get(), timings.get(), x.batch, err, sizeof(err)))
