@@ -1,4 +1,4 @@
-// SPEC section 5 and issue 6: no leak over 10,000 calls, identical results from worker threads and
+// Reliability: no leak over 10,000 calls, identical results from worker threads and
 // many in-flight async calls, a responsive event loop during a large async call, hostile input
 // drawn at random (every call returns the reference's answer or throws the documented error,
 // inputs untouched), and what happens to inputs mutated or detached during an async call.
