@@ -98,7 +98,7 @@ export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown,
   return v as InstanceType<C>;
 }
 
-function isDetached(v: ArrayBufferView): boolean {
+export function isDetached(v: ArrayBufferView): boolean {
   const b = v.buffer as ArrayBuffer & { detached?: boolean };
   if (typeof b.detached === 'boolean') return b.detached;
   try {
