@@ -1,14 +1,15 @@
 // The package's `install` step (also what `npm rebuild gvpo` runs):
 //   GVPO_CUDA=1                 build the CUDA variant from source (CMake + nvcc); a failure fails
 //   a prebuilt binary that loads prebuilds/<platform>-<arch>/gvpo.node (made by `npm pack`):
-//                               nothing to build (GVPO_BUILD_FROM_SOURCE=1 or npm's
-//                               --build-from-source builds anyway)
+//                               nothing to build, and an earlier source build (build/, which
+//                               the loader would try first) is removed (GVPO_BUILD_FROM_SOURCE=1
+//                               or npm's --build-from-source builds anyway)
 //   otherwise                   a source build with node-gyp
 // A failed source build does not fail the install (gvpo then runs on its TypeScript backend and
 // backendInfo().loadErrors says why) unless GVPO_REQUIRE_NATIVE=1, as CI sets it. A checkout of
 // the repository always builds from source, so a stale prebuilt binary never stands in for it.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +38,8 @@ function build(args, why) {
   if (r.status === 0) return;
   const help = cuda ? 'the CUDA build needs cmake (>= 3.18), nvcc and a C++ compiler'
     : 'a source build needs a C++ compiler, make and python3';
-  console.warn(`gvpo: the native build failed (${help})${strict ? '' : '; gvpo will run on its TypeScript backend'}`);
+  const instead = cuda ? '' : prebuiltProblem() ? '; gvpo will run on its TypeScript backend' : '; the prebuilt binary stays in use';
+  console.warn(`gvpo: the native build failed (${help})${strict ? '' : instead}`);
   process.exit(strict ? 1 : 0);
 }
 
@@ -47,4 +49,5 @@ else if (fromSource) build([], 'a source build was asked for');
 else {
   const problem = prebuiltProblem();
   if (problem) build([], problem);
+  else rmSync(join(root, 'build'), { recursive: true, force: true });
 }
