@@ -12,14 +12,14 @@
 // purpose: linking it statically on Debian 12 pulls in glibc 2.34-2.36 symbols (arc4random,
 // pthread_create, _dl_find_object), a higher floor than the dynamic build's.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const target = `${process.platform}-${process.arch}`;
 const out = join(root, 'prebuilds', target, 'gvpo.node');
-const inputs = ['binding.gyp', 'native', 'scripts/build-native.mjs', 'scripts/prebuild.mjs'];
+const inputs = ['binding.gyp', 'native', 'package.json', 'scripts/build-native.mjs', 'scripts/prebuild.mjs'];
 // The newest symbol versions the Linux binary may need; README's install section states them.
 // Debian 12 and g++ 12 give glibc 2.32 (__libc_single_threaded, from libstdc++'s headers) and
 // GLIBCXX 3.4.29 (the libstdc++ of GCC 11: std::to_chars for double).
@@ -67,9 +67,17 @@ if (!process.argv.includes('--force') && existsSync(out) &&
 const scratch = join(root, 'build-prebuild');
 rmSync(scratch, { recursive: true, force: true });
 for (const p of ['binding.gyp', 'native', 'scripts/build-native.mjs']) cpSync(join(root, p), join(scratch, p), { recursive: true });
-const r = spawnSync(process.execPath, [join(scratch, 'scripts', 'build-native.mjs')], { cwd: scratch, stdio: 'inherit' });
+// The compiler flags are binding.gyp's alone: none from this shell (a CXXFLAGS=-march=native here
+// would make a binary that faults on older CPUs).
+const env = { ...process.env };
+for (const k of ['CFLAGS', 'CXXFLAGS', 'CPPFLAGS', 'LDFLAGS']) delete env[k];
+const r = spawnSync(process.execPath, [join(scratch, 'scripts', 'build-native.mjs')], { cwd: scratch, env, stdio: 'inherit' });
 if (r.status !== 0) fail('the native build failed');
 const built = join(scratch, 'build', 'Release', 'gvpo.node');
+const makefiles = readdirSync(join(scratch, 'build')).filter((f) => f.endsWith('.mk') || f === 'Makefile');
+for (const f of makefiles) {
+  if (/-m(arch|tune|cpu)=native/.test(readFileSync(join(scratch, 'build', f), 'utf8'))) fail(`build/${f} builds for this machine's CPU only (-march=native)`);
+}
 
 const info = JSON.parse(execFileSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(built)}).nativeInfo())`], { encoding: 'utf8' }));
 if (info.compiled.includes('cuda')) fail('the prebuilt binary must be the CPU build');

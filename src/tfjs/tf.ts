@@ -47,7 +47,8 @@ async function load(choice: TfChoice): Promise<LoadedTf> {
       }
     }
   }
-  const tf = (await importPeer('@tensorflow/tfjs', 'gvpo/tfjs and the gvpo trainer run on TensorFlow.js, an optional peer dependency of gvpo')) as typeof TF;
+  const why = 'gvpo/tfjs and the gvpo trainer run on TensorFlow.js, an optional peer dependency of gvpo';
+  const tf = (await importPeer('@tensorflow/tfjs', why)) as typeof TF;
   const backend = choice === 'wasm' ? 'wasm' : 'cpu';
   if (backend === 'wasm') await importPeer('@tensorflow/tfjs-backend-wasm', "the 'wasm' backend of TensorFlow.js");
   await tf.setBackend(backend);
