@@ -14,6 +14,7 @@
         "native/cpu/sequence_logprobs.cc",
         "native/cpu/group_center.cc",
         "native/cpu/gvpo_loss.cc",
+        "native/cpu/gvpo_from_logits.cc",
         "native/cpu/bandwidth.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

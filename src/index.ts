@@ -1,4 +1,5 @@
-// gvpo: the GVPO loss and its gradient, fused (SPEC section 2). The public surface, nothing else.
+// gvpo: the GVPO loss and its gradient, fused (docs/DESIGN.md, "The public surface"). The
+// public surface, nothing else.
 export { tokenLogprobs, tokenLogprobsAsync, tokenLogprobsBackward, tokenLogprobsBackwardAsync } from './ops/tokenLogprobs.js';
 export { sequenceLogprobs, sequenceLogprobsAsync } from './ops/sequenceLogprobs.js';
 export { groupCenter, groupCenterAsync } from './ops/groupCenter.js';
@@ -7,5 +8,5 @@ export {
   gvpoFromLogits, gvpoFromLogitsAsync, gvpoForward, gvpoForwardAsync, gvpoBackward, gvpoBackwardAsync,
 } from './ops/gvpoFromLogits.js';
 export { backendInfo } from './backend.js';
-export { toHalf, fromHalf } from './reference/dtype.js';
+export { toHalf, fromHalf } from './ops/half.js';
 export type * from './types.js';

@@ -1,4 +1,4 @@
-// The argument and result types of the public surface (SPEC section 2).
+// The argument and result types of the public surface (docs/DESIGN.md, "The public surface").
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
 /** float32 logits as Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array. */

@@ -63,7 +63,7 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
     return {
       value: tf.tensor1d(r.logprobs),
       gradFunc: (dy) => {
-        const g = tokenLogprobsBackward({ logits: zv, targets, rows, vocab, temperature, logZ: r.logZ, gradLogprobs: values(dy) });
+        const g = tokenLogprobsBackward({ logits: zv, targets, rows, vocab, temperature, logZ: r.logZ, gradTokenLogprobs: values(dy) });
         return tf.tensor2d(g, [rows, vocab]);
       },
     };

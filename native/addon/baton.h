@@ -1,7 +1,7 @@
 // The baton: an op's prepare step runs on the main thread (checks, output allocation) and
-// returns a Task; `work` then runs either inline (sync form) or in an AsyncWorker (async form,
+// returns a Baton; `work` then runs either inline (sync form) or in an AsyncWorker (async form,
 // on the libuv pool, touching no N-API), and `finish` copies scalars into the result object
-// back on the main thread. The Task holds references to the caller's options object and to the
+// back on the main thread. The Baton holds references to the caller's options object and to the
 // result, so neither can be collected while the work runs.
 #pragma once
 #include <napi.h>
@@ -16,7 +16,7 @@
 
 namespace gvpo {
 
-struct Task {
+struct Baton {
   std::function<void()> work;                   // no N-API in here
   std::function<void(Napi::Object)> finish;     // main thread; may be empty
   Napi::ObjectReference inputs;
@@ -45,7 +45,7 @@ struct Task {
 
 class Job : public Napi::AsyncWorker {
  public:
-  Job(Napi::Env env, std::unique_ptr<Task> task)
+  Job(Napi::Env env, std::unique_ptr<Baton> task)
       : Napi::AsyncWorker(env, "gvpo"), task_(std::move(task)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -83,15 +83,15 @@ class Job : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  std::unique_ptr<Task> task_;
+  std::unique_ptr<Baton> task_;
   Napi::Promise::Deferred deferred_;
 };
 
-using Prepare = std::unique_ptr<Task> (*)(const Napi::CallbackInfo&);
+using Prepare = std::unique_ptr<Baton> (*)(const Napi::CallbackInfo&);
 
 template <Prepare P>
 Napi::Value run_sync(const Napi::CallbackInfo& info) {
-  std::unique_ptr<Task> t = P(info);
+  std::unique_ptr<Baton> t = P(info);
   t->work();
   Napi::Object r = t->result.Value();
   if (t->finish) t->finish(r);
@@ -100,7 +100,7 @@ Napi::Value run_sync(const Napi::CallbackInfo& info) {
 
 template <Prepare P>
 Napi::Value run_async(const Napi::CallbackInfo& info) {
-  std::unique_ptr<Task> t = P(info);  // argument errors throw here, synchronously
+  std::unique_ptr<Baton> t = P(info);  // argument errors throw here (the TypeScript layer turns them into rejections)
   t->pin_inputs(info.Env());
   Job* job = new Job(info.Env(), std::move(t));
   Napi::Promise p = job->promise();
@@ -108,8 +108,8 @@ Napi::Value run_async(const Napi::CallbackInfo& info) {
   return p;
 }
 
-inline std::unique_ptr<Task> make_task(Napi::Object inputs, Napi::Object result) {
-  auto t = std::make_unique<Task>();
+inline std::unique_ptr<Baton> make_baton(Napi::Object inputs, Napi::Object result) {
+  auto t = std::make_unique<Baton>();
   t->inputs = Napi::Persistent(inputs);
   t->result = Napi::Persistent(result);
   return t;
