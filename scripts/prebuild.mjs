@@ -21,8 +21,8 @@ const target = `${process.platform}-${process.arch}`;
 const out = join(root, 'prebuilds', target, 'gvpo.node');
 const inputs = ['binding.gyp', 'native', 'package.json', 'scripts/build-native.mjs', 'scripts/prebuild.mjs'];
 // The newest symbol versions the Linux binary may need; README's install section states them.
-// Debian 12 and g++ 12 give glibc 2.32 (__libc_single_threaded, from libstdc++'s headers) and
-// GLIBCXX 3.4.29 (the libstdc++ of GCC 11: std::to_chars for double).
+// Built on Debian 12 with g++ 12 it needs glibc 2.32 (__libc_single_threaded, from libstdc++'s
+// headers) and GLIBCXX 3.4.26 (GCC 9); 3.4.29 is GCC 11's, older than any glibc-2.32 system's.
 const FLOOR = { GLIBC: '2.32', GLIBCXX: '3.4.29' };
 
 function fail(msg) {
