@@ -5,8 +5,9 @@
 //                               the loader would try first) is removed (GVPO_BUILD_FROM_SOURCE=1
 //                               or npm's --build-from-source builds anyway)
 //   otherwise                   a source build with node-gyp
-// A failed source build does not fail the install (gvpo then runs on its TypeScript backend and
-// backendInfo().loadErrors says why) unless GVPO_REQUIRE_NATIVE=1, as CI sets it. A checkout of
+// A failed source build does not fail the install (gvpo then uses the prebuilt binary if it
+// loads, else its TypeScript backend, and backendInfo().loadErrors says why) unless
+// GVPO_REQUIRE_NATIVE=1, as CI sets it. A checkout of
 // the repository always builds from source, so a stale prebuilt binary never stands in for it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
