@@ -125,18 +125,9 @@ std::unique_ptr<Baton> prepare_gvpo_backward(const Napi::CallbackInfo& info) {
 }
 
 std::unique_ptr<Baton> prepare_gvpo_from_logits(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromLogits");
-  BatchIn x = parse_batch(a, true);
-  Napi::Object r = Napi::Object::New(a.env());
-  auto out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, x.in, r, true));
-  auto terms = std::make_shared<GvpoTerms>();
-  auto t = make_baton(a, r);
-  t->work = [out, terms, x] { *terms = gvpo_from_logits_cpu(*out, x.batch, x.in.threads); };
-  t->finish = [out, terms](Napi::Object r) {
-    set_terms(r, *terms);
-    set_nonfinite(r, out->nonfinite_rows);
-  };
-  return t;
+  FusedCall c = prepare_fused(info);
+  c.baton->work = [out = c.out, terms = c.terms, x = c.x] { *terms = gvpo_from_logits_cpu(*out, x.batch, x.in.threads); };
+  return std::move(c.baton);
 }
 
 // Roofline probes for bench/: {data: Float32Array, threads?, write?: boolean} -> seconds taken.

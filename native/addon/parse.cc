@@ -67,6 +67,21 @@ GvpoFromLogitsOut allocate_outputs(const Args& a, const LogitsIn& in, Napi::Obje
   return o;
 }
 
+FusedCall prepare_fused(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromLogits");
+  FusedCall c;
+  c.x = parse_batch(a, true);
+  Napi::Object r = Napi::Object::New(a.env());
+  c.out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, c.x.in, r, true));
+  c.terms = std::make_shared<GvpoTerms>();
+  c.baton = make_baton(a, r);
+  c.baton->finish = [out = c.out, terms = c.terms](Napi::Object r) {
+    set_terms(r, *terms);
+    set_nonfinite(r, out->nonfinite_rows);
+  };
+  return c;
+}
+
 float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result) {
   const size_t total = (size_t)in.rows * (size_t)in.V;
   if (a.boolean("inPlace", false)) {
