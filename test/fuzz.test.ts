@@ -141,7 +141,7 @@ describe.runIf(backendInfo().active !== 'js')('the addon called directly: getter
   for (const mode of modes) {
     it(`${mode}: the process lives and the call answers`, async () => {
       const c = await new Promise<Child>((resolve) => {
-        const p = spawn(process.execPath, ['--expose-gc', 'test/helpers/addon-getters.mjs', mode], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+        const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', 'test/helpers/addon-getters.mjs', mode], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '', stderr = '';
         p.stdout.on('data', (d) => (out += d));
         p.stderr.on('data', (d) => (stderr += d));

@@ -1,9 +1,9 @@
 // Calls the native addon directly with options whose getters change arrays under it, one mode per
-// process (run by test/fuzz.test.ts with --expose-gc). Prints the outcome as its last line. The
+// process (run by test/fuzz.test.ts with --expose-gc --import tsx). Prints the outcome as its last line. The
 // logits are 4 MiB, memory the allocator maps and unmaps, so a stale read faults.
-import { createRequire } from 'node:module';
+import { nativeAddon } from '../../src/backend.ts';
 
-const addon = createRequire(import.meta.url)('../../build/Release/gvpo.node');
+const addon = nativeAddon(); // the addon the backend loaded
 const R = 16, V = 65536;
 const targets = new Int32Array(R);
 const mode = process.argv[2];

@@ -8,9 +8,9 @@
 // (async: rejects) a TypeError or RangeError, with its inputs unmodified when refused or not
 // written in place.
 import { writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { types } from 'node:util';
 import vm from 'node:vm';
+import { nativeAddon } from '../../src/backend.ts';
 import * as gvpo from '../../src/index.ts';
 import { hostileCall } from './fuzz-cases.mjs';
 
@@ -18,7 +18,7 @@ const SEED = Number(process.env.GVPO_FUZZ_SEED ?? 20261122);
 const START = Number(process.env.FUZZ_START ?? 0);
 const COUNT = Number(process.env.FUZZ_COUNT ?? 100);
 const info = gvpo.backendInfo();
-const addon = info.active === 'js' ? undefined : createRequire(import.meta.url)('../../build/Release/gvpo.node');
+const addon = nativeAddon(); // the addon the backend loaded (undefined on the TypeScript backend)
 const line = (s) => writeSync(1, `${s.replace(/\n/g, ' ')}\n`);
 
 /** Every typed array among the arguments, read without running getters. */
