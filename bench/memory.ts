@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { gvpoFromHidden, gvpoFromLogits } from '../src/index.js';
 import { makeHiddenInputs } from './hiddenInputs.js';
 import { makeInputs } from './lib.js';
-import { loadTf, tfjsPeer } from './peers/tfjs.js';
+import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 
 const [path, ...dims] = process.argv.slice(2);
 const [N, T, V, k, H] = dims.map(Number);
@@ -30,7 +30,7 @@ const args = { ...x, sequences: N, tokens: T, vocab: V, groups: { size: k } };
 if (path === 'native-inplace') gvpoFromLogits({ ...args, inPlace: true });
 else if (path === 'native' || path === 'js') gvpoFromLogits(args);
 else if (path === 'tfjs-cpu') {
-  const tf = await loadTf('cpu');
+  const tf = await tfjsWithBackend('cpu');
   await tfjsPeer(tf, x, 'cpu').gvpoFromLogits();
 } else throw new Error(`unknown path ${path}`);
 console.log(JSON.stringify({ path, baselineRssBytes: baseline, peakRssBytes: peak(), logitsBytes: x.logits.byteLength }));

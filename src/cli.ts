@@ -62,8 +62,10 @@ async function main() {
     return;
   }
   if (cmd === 'info') {
-    const { backend } = await loadTf(oneOf('tf', values.tf!, ['auto', 'cpu', 'wasm', 'node', 'node-gpu'] as const));
-    console.log(JSON.stringify({ ...backendInfo(), tfjs: backend }, null, 2));
+    // The kernels need no TensorFlow.js: without it, info says what to install instead.
+    const tfjs = await loadTf(oneOf('tf', values.tf!, ['auto', 'cpu', 'wasm', 'node', 'node-gpu'] as const))
+      .then((t) => t.backend, (e: Error) => e.message);
+    console.log(JSON.stringify({ ...backendInfo(), tfjs }, null, 2));
     return;
   }
   if (cmd === 'warmup') {

@@ -90,10 +90,15 @@ export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown,
   if (isDetached(v as ArrayBufferView)) {
     typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
   }
+  // A resizable ArrayBuffer may be shrunk while a native kernel reads it (the addon refuses it too).
+  const buf = (v as ArrayBufferView).buffer as ArrayBuffer & { resizable?: boolean };
+  if (buf.resizable === true && !types.isSharedArrayBuffer(buf)) {
+    typeError(fn, name, 'a typed array over a fixed-length ArrayBuffer (not resizable)', v);
+  }
   return v as InstanceType<C>;
 }
 
-function isDetached(v: ArrayBufferView): boolean {
+export function isDetached(v: ArrayBufferView): boolean {
   const b = v.buffer as ArrayBuffer & { detached?: boolean };
   if (typeof b.detached === 'boolean') return b.detached;
   try {

@@ -142,6 +142,21 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
       expect((err as Error).message).toBe(message);
     });
   }
+  it('tokenLogprobsBackward: a masked row may hold any target and gets no gradient; a live one is checked', () => {
+    const o = (y0: number, m0: number) => ({
+      logits: Float32Array.of(1, 2, 3, 4, 0.1, 0.2, 0.3, 0.4), targets: Int32Array.of(y0, 0), mask: Float32Array.of(m0, 1),
+      rows: 2, vocab: 4, logZ: Float32Array.of(4.5, 1.6), gradTokenLogprobs: Float32Array.of(1, 1),
+    });
+    for (const y of [-1, 4, 2147483647, -2147483648]) {
+      const r = addon!.tokenLogprobsBackward(o(y, 0)) as { gradLogits: Float32Array };
+      expect(Array.from(r.gradLogits.slice(0, 4))).toEqual([0, 0, 0, 0]);
+      expect(() => addon!.tokenLogprobsBackward(o(y, 1))).toThrow(RangeError);
+    }
+    // no mask at all: every row is live, so every target is checked
+    expect(() => addon!.tokenLogprobsBackward({ ...o(-1, 1), mask: undefined })).toThrow(
+      new RangeError('tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 0'));
+  });
+
   it('refuses a non-object', () => {
     expect(() => addon!.tokenLogprobs(undefined)).toThrow(new TypeError('tokenLogprobs: options must be an object'));
   });

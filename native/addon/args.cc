@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace gvpo {
 
@@ -53,7 +54,47 @@ static View<T> typed(const Args& a, const char* name, napi_typedarray_type want,
       napi_is_detached_arraybuffer(a.env(), buffer, &detached) != napi_ok || detached)
     a.type_error(name, "a typed array over a live (not detached) buffer", v);
   if (offset % sizeof(T) != 0) a.range_error(name, "aligned to its element size", "byte offset " + std::to_string(offset));
+  a.record(name, v, data, length * sizeof(T));
   return {(T*)data, length};
+}
+
+// napi_value is a v8::Local<v8::Value> in Node's implementation; N-API itself cannot hold a
+// backing store.
+static v8::Local<v8::TypedArray> as_v8(Napi::Value v) {
+  napi_value raw = v;
+  v8::Local<v8::Value> local;
+  static_assert(sizeof(raw) == sizeof(local), "napi_value is a v8::Local");
+  std::memcpy(static_cast<void*>(&local), &raw, sizeof(raw));
+  return local.As<v8::TypedArray>();
+}
+
+void Args::record(const char* name, Napi::Value v, void* data, size_t bytes) const {
+  std::shared_ptr<v8::BackingStore> memory = as_v8(v)->Buffer()->GetBackingStore();
+  // A resizable ArrayBuffer can be shrunk (its pages given back) while the kernels read it.
+  if (memory->IsResizableByUserJavaScript() && !memory->IsShared())
+    type_error(name, "a typed array over a fixed-length ArrayBuffer (not resizable)", v);
+  reads_.push_back({name, Napi::Persistent(v.As<Napi::Object>()), std::move(memory), data, bytes});
+}
+
+Napi::Value Args::read_array(const char* name) const {
+  for (const ReadArray& r : reads_)
+    if (r.name == name) return r.array.Value();
+  return env_.Undefined();
+}
+
+void Args::check_unchanged() const {
+  for (const ReadArray& r : reads_) {
+    Napi::Value v = r.array.Value();
+    napi_value buffer;
+    size_t length = 0;
+    void* data = nullptr;
+    bool detached = false;
+    napi_typedarray_type type;
+    if (napi_get_typedarray_info(env_, v, &type, &length, &data, &buffer, nullptr) != napi_ok ||
+        napi_is_detached_arraybuffer(env_, buffer, &detached) != napi_ok || detached || data != r.data ||
+        length * v.As<Napi::TypedArray>().ElementSize() != r.bytes)
+      type_error(r.name.c_str(), "a typed array that stays as it was while the options are read (a getter detached or resized it)", v);
+  }
 }
 
 View<float> Args::f32(const char* name, bool optional) const { return typed<float>(*this, name, napi_float32_array, optional); }

@@ -6,9 +6,12 @@
 // "<fn>: <field> must be <expected>, got <what came>".
 #pragma once
 #include <napi.h>
+#include <v8.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "../kernels.h"
 
@@ -18,6 +21,18 @@ template <typename T>
 struct View {
   T* data = nullptr;
   size_t length = 0;
+};
+
+// A typed array as it was read: the kernels use `data` and `bytes`, so the array must still hold
+// them when the work starts (a getter read later may have detached or resized its buffer) and its
+// memory must outlive the work (an async caller may transfer the buffer, or a getter may have
+// returned a fresh array that nothing else keeps).
+struct ReadArray {
+  std::string name;
+  Napi::ObjectReference array;
+  std::shared_ptr<v8::BackingStore> memory;
+  void* data;
+  size_t bytes;
 };
 
 class Args {
@@ -52,7 +67,16 @@ class Args {
   // offsets[0] = 0 < offsets[1] < ... < offsets[G] = n
   void check_offsets(const int32_t* off, size_t len, int64_t n) const;
 
+  // Called by typed(): remembers the array and pins its memory.
+  void record(const char* name, Napi::Value array, void* data, size_t bytes) const;
+  // The typed array read under `name` (the one the kernels use), or undefined.
+  Napi::Value read_array(const char* name) const;
+  // After the last read: every array read still holds the memory it was read with.
+  void check_unchanged() const;
+  std::vector<ReadArray> take_reads() const { return std::move(reads_); }
+
  private:
+  mutable std::vector<ReadArray> reads_;
   Napi::Env env_;
   std::string fn_;
   Napi::Object opts_;

@@ -42,7 +42,7 @@ std::unique_ptr<Baton> prepare_cuda_token_logprobs(const Napi::CallbackInfo& inf
   Napi::Object r = Napi::Object::New(a.env());
   float* lp = new_f32(r, "logprobs", in.rows).Data();
   float* lz = new_f32(r, "logZ", in.rows).Data();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   auto timings = std::make_shared<CudaTimings>();
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
@@ -60,24 +60,18 @@ std::unique_ptr<Baton> prepare_cuda_token_logprobs(const Napi::CallbackInfo& inf
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromLogits");
-  BatchIn x = parse_batch(a, true);
-  Napi::Object r = Napi::Object::New(a.env());
-  auto out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, x.in, r, true));
-  auto terms = std::make_shared<GvpoTerms>();
+  FusedCall c = prepare_fused(info);
   auto timings = std::make_shared<CudaTimings>();
-  auto t = make_baton(a.object(), r);
-  t->work = [out, terms, timings, x] {
+  c.baton->work = [out = c.out, terms = c.terms, x = c.x, timings] {
     char err[512] = {0};
     if (gvpo_from_logits_cuda_host(*out, terms.get(), timings.get(), x.batch, err, sizeof(err)))
       throw CudaError(std::string("gvpoFromLogits (cuda): ") + err);
   };
-  t->finish = [out, terms, timings](Napi::Object r) {
-    set_terms(r, *terms);
-    set_nonfinite(r, out->nonfinite_rows);
+  c.baton->finish = [base = c.baton->finish, timings](Napi::Object r) {
+    base(r);
     set_timings(r, *timings);
   };
-  return t;
+  return std::move(c.baton);
 }
 
 }  // namespace

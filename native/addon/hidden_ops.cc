@@ -71,7 +71,7 @@ float* grad_out(const Args& a, Napi::Object r, const char* name, size_t n) {
   View<float> out = a.f32(name, true);
   if (!out.data) return new_f32(r, name, n).Data();
   a.expect_length(name, out.length, n);
-  r.Set(name, a.object().Get(name));
+  r.Set(name, a.read_array(name));
   return out.data;
 }
 
@@ -96,7 +96,7 @@ std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(a.env());
   auto out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, x, r, true));
   auto terms = std::make_shared<GvpoTerms>();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [out, terms, x] { *terms = gvpo_from_hidden_cpu(*out, x.batch, x.threads); };
   t->finish = [out, terms](Napi::Object r) {
     set_terms(r, *terms);
@@ -110,7 +110,7 @@ std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& inf
   HiddenIn x = parse_hidden(a, false);
   Napi::Object r = Napi::Object::New(a.env());
   auto out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, x, r, false));
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [out, x] { gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads); };
   t->finish = [out](Napi::Object r) { set_nonfinite(r, out->nonfinite_rows); };
   return t;
@@ -126,7 +126,7 @@ std::unique_ptr<Baton> prepare_from_hidden_backward(const Napi::CallbackInfo& in
   Napi::Object r = Napi::Object::New(a.env());
   float* gh = grad_out(a, r, "gradHidden", (size_t)x.rows * x.batch.hidden_size);
   float* gw = grad_out(a, r, "gradWeight", (size_t)x.batch.vocab * x.batch.hidden_size);
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [=] { gvpo_from_hidden_backward_cpu(gh, gw, lz.data, gs.data, x.batch, x.threads); };
   return t;
 }
@@ -136,6 +136,7 @@ Napi::Value fma_probe(const Napi::CallbackInfo& info) {
   Args a(info, "fmaProbe");
   const int64_t iterations = a.dim("iterations");
   const int threads = a.threads();
+  a.check_unchanged();
   auto t0 = std::chrono::steady_clock::now();
   const double flops = fma_probe_cpu(iterations, threads);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -19,7 +19,7 @@ std::unique_ptr<Baton> prepare_token_logprobs(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(a.env());
   float* lp = new_f32(r, "logprobs", in.rows).Data();
   float* lz = new_f32(r, "logZ", in.rows).Data();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
     *bad = token_logprobs_forward_cpu(lp, lz, nullptr, nullptr, in.logits.data, in.dtype, in.targets.data,
@@ -37,7 +37,7 @@ std::unique_ptr<Baton> prepare_token_logprobs_backward(const Napi::CallbackInfo&
   a.expect_length("gradTokenLogprobs", w.length, (size_t)in.rows);
   Napi::Object r = Napi::Object::New(a.env());
   float* grad = grad_destination(a, in, r);
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [=] {
     token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, in.mask.data, nullptr,
                                 lz.data, w.data, in.rows, in.V, in.tau, in.threads);
@@ -59,7 +59,7 @@ std::unique_ptr<Baton> prepare_sequence_logprobs(const Napi::CallbackInfo& info)
   a.expect_length("tokenLogprobs", f64 ? lp64.length : lp32.length, rows);
   Napi::Object r = Napi::Object::New(a.env());
   double* out = new_f64(r, "values", N).Data();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [=] {
     if (f64) sequence_logprobs_f64_cpu(out, lp64.data, mask.data, N, T);
     else sequence_logprobs_cpu(out, lp32.data, mask.data, N, T);
@@ -75,7 +75,7 @@ std::unique_ptr<Baton> prepare_group_center(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(a.env());
   double* c = new_f64(r, "centered", v.length).Data();
   double* m = new_f64(r, "means", off.length - 1).Data();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [=] { group_center_cpu(c, m, v.data, off.data, (int64_t)off.length - 1); };
   return t;
 }
@@ -92,7 +92,7 @@ std::unique_ptr<Baton> prepare_gvpo_loss(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(a.env());
   double* gs = new_f64(r, "gradLogprobs", S.length).Data();
   double* c = new_f64(r, "residuals", S.length).Data();
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   auto terms = std::make_shared<GvpoTerms>();
   t->work = [=] { *terms = gvpo_loss_cpu(gs, c, S.data, Q.data, R.data, off.data, (int64_t)off.length - 1, beta, mean); };
   t->finish = [terms](Napi::Object r) { set_terms(r, *terms); };
@@ -104,7 +104,7 @@ std::unique_ptr<Baton> prepare_gvpo_forward(const Napi::CallbackInfo& info) {
   BatchIn x = parse_batch(a, false);
   Napi::Object r = Napi::Object::New(a.env());
   auto out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, x.in, r, false));
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [out, x] { gvpo_forward_cpu(*out, x.batch, x.in.threads); };
   t->finish = [out](Napi::Object r) { set_nonfinite(r, out->nonfinite_rows); };
   return t;
@@ -119,24 +119,15 @@ std::unique_ptr<Baton> prepare_gvpo_backward(const Napi::CallbackInfo& info) {
   a.expect_length("gradLogprobs", gs.length, (size_t)x.in.N);
   Napi::Object r = Napi::Object::New(a.env());
   float* grad = grad_destination(a, x.in, r);
-  auto t = make_baton(a.object(), r);
+  auto t = make_baton(a, r);
   t->work = [=] { gvpo_backward_cpu(grad, lz.data, gs.data, x.batch, x.in.threads); };
   return t;
 }
 
 std::unique_ptr<Baton> prepare_gvpo_from_logits(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromLogits");
-  BatchIn x = parse_batch(a, true);
-  Napi::Object r = Napi::Object::New(a.env());
-  auto out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, x.in, r, true));
-  auto terms = std::make_shared<GvpoTerms>();
-  auto t = make_baton(a.object(), r);
-  t->work = [out, terms, x] { *terms = gvpo_from_logits_cpu(*out, x.batch, x.in.threads); };
-  t->finish = [out, terms](Napi::Object r) {
-    set_terms(r, *terms);
-    set_nonfinite(r, out->nonfinite_rows);
-  };
-  return t;
+  FusedCall c = prepare_fused(info);
+  c.baton->work = [out = c.out, terms = c.terms, x = c.x] { *terms = gvpo_from_logits_cpu(*out, x.batch, x.in.threads); };
+  return std::move(c.baton);
 }
 
 // Roofline probes for bench/: {data: Float32Array, threads?, write?: boolean} -> seconds taken.
@@ -145,6 +136,7 @@ Napi::Value stream_probe(const Napi::CallbackInfo& info) {
   View<float> d = a.f32("data");
   int threads = a.threads();
   bool write = a.boolean("write", false);
+  a.check_unchanged();  // a getter of threads or write may have detached data
   auto t0 = std::chrono::steady_clock::now();
   double sink = 0;
   if (write) stream_write_cpu(d.data, (int64_t)d.length, 1.0f, threads);

@@ -67,17 +67,32 @@ GvpoFromLogitsOut allocate_outputs(const Args& a, const LogitsIn& in, Napi::Obje
   return o;
 }
 
+FusedCall prepare_fused(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromLogits");
+  FusedCall c;
+  c.x = parse_batch(a, true);
+  Napi::Object r = Napi::Object::New(a.env());
+  c.out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, c.x.in, r, true));
+  c.terms = std::make_shared<GvpoTerms>();
+  c.baton = make_baton(a, r);
+  c.baton->finish = [out = c.out, terms = c.terms](Napi::Object r) {
+    set_terms(r, *terms);
+    set_nonfinite(r, out->nonfinite_rows);
+  };
+  return c;
+}
+
 float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result) {
   const size_t total = (size_t)in.rows * (size_t)in.V;
   if (a.boolean("inPlace", false)) {
     if (in.dtype != DType::f32) a.range_error("inPlace", "false for 16-bit logits", "true");
-    result.Set("gradLogits", a.object().Get("logits"));
+    result.Set("gradLogits", a.read_array("logits"));
     return (float*)in.logits.data;
   }
   View<float> out = a.f32("out", true);
   if (out.data) {
     a.expect_length("out", out.length, total);
-    result.Set("gradLogits", a.object().Get("out"));
+    result.Set("gradLogits", a.read_array("out"));
     return out.data;
   }
   // The TypeScript layer always passes `out` (its allocation turns an impossible size into a

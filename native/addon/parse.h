@@ -9,6 +9,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "baton.h"
 
 namespace gvpo {
 
@@ -39,6 +40,17 @@ GvpoFromLogitsOut allocate_outputs(const Args& a, const LogitsIn& in, Napi::Obje
 // The gradient's destination: the float32 logits themselves (inPlace), the caller's `out`, or a
 // new array; set on `result` as gradLogits.
 float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result);
+
+// The fused op's call, for either backend: the batch read and checked, every output allocated on
+// the result, and a baton whose `finish` sets the loss, the terms and nonFiniteRows. The caller
+// sets the baton's work.
+struct FusedCall {
+  BatchIn x;
+  std::shared_ptr<GvpoFromLogitsOut> out;
+  std::shared_ptr<GvpoTerms> terms;
+  std::unique_ptr<Baton> baton;
+};
+FusedCall prepare_fused(const Napi::CallbackInfo& info);
 
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);

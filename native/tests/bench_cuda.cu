@@ -1,6 +1,6 @@
 // GPU figures (no Node): the fused forward + loss + gradient at N*T = 16384, V = 151936,
 // bfloat16 logits, against three passes at the device-to-device copy bandwidth measured in the
-// same run (SPEC section 4). Napkin math: the fused step reads the bf16 logits twice and writes a
+// same run (bench/NOTES.md). Napkin math: the fused step reads the bf16 logits twice and writes a
 // float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
 //   gvpo_bench_cuda [N T V]
 #include <cuda_bf16.h>

@@ -20,6 +20,8 @@ export function toHalf(values: Float32Array | Float64Array | number[], dtype: Ha
   if (!ok) typeError(fn, 'values', 'a Float32Array, Float64Array or number[]', values);
   if (Array.isArray(values)) {
     values.forEach((x, i) => typeof x !== 'number' && typeError(fn, `values[${i}]`, 'a number', x));
+  } else {
+    typed(fn, 'values', values, isKind(values, Float32Array) ? Float32Array : Float64Array); // not detached
   }
   return encodeHalf(values, d);
 }
