@@ -8,10 +8,10 @@
 import { readFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, gvpoFromLogitsTf } from '../src/tfjs/index.js';
-import { loadTf } from './peers/tfjs.js';
+import { tfjsWithBackend } from './peers/tfjs.js';
 
 const head = process.argv[2];
-const tf = await loadTf('cpu');
+const tf = await tfjsWithBackend('cpu');
 const V = 32768, N = 32, T = 16, k = 4;
 const policy = new FusedHeadPolicy(tf, { vocab: V, window: 4, embed: 16, hidden: 64, maxTokens: T, eos: 0, pad: 1 }, 7);
 let s = 3;
