@@ -93,16 +93,19 @@ function child(script: string, args: string[]): Record<string, number> | string 
 
 export async function benchGvpoFromHidden(log: (s?: string) => void, threads: number, quick: boolean): Promise<void> {
   const N = 16, T = 256, H = 512, V = 32768, k = 4;
-  const passFlops = 2 * N * T * H * V;
   const logitsBytes = N * T * V * 4;
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const x = makeHiddenInputs(N, T, H, V, k, dtype);
+    // Flops of the rows that count: prompt rows (mask 0) cost the kernel nothing.
+    const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
+    const passFlops = 2 * live * H * V;
     const peak = fmaPeak(threads);
     log();
     log(`## gvpoFromHidden (fused LM head): N*T = ${N * T} (N = ${N}, T = ${T}, k = ${k}), H = ${H}, V = ${V}, ${dtype}`);
     log();
     log(`FMA peak, same run, ${threads} threads (register-resident FMA loop, the GEMM's instruction set): ${(peak / 1e9).toFixed(0)} GFLOP/s. ` +
-      `Work: 4 GEMM-sized passes (forward, recompute, dH, dW) of 2*N*T*H*V = ${(passFlops / 1e9).toFixed(1)} GFLOP each.`);
+      `Work: 4 GEMM-sized passes (forward, recompute, dH, dW) of 2*rows*H*V = ${(passFlops / 1e9).toFixed(1)} GFLOP each over the ${live} rows ` +
+      `with a non-zero mask (the other ${N * T - live} are prompt tokens and cost nothing); every rate below counts these flops.`);
     const reps = quick ? 1 : 3;
     const full = timeSlow(() => void gvpoFromHidden({ ...x.args, threads }), reps);
     const fwd = timeSlow(() => void gvpoFromHiddenForward({ ...x.args, threads }), reps);
@@ -111,9 +114,9 @@ export async function benchGvpoFromHidden(log: (s?: string) => void, threads: nu
       ['native cpu, forward + loss + both gradients', fmtMs(full.median), fmtMs(full.spread), rate(4 * passFlops, full), '1.0'],
       ['native cpu, phase 1 only (forward)', fmtMs(fwd.median), fmtMs(fwd.spread), rate(passFlops, fwd), ''],
     ];
-    // PyTorch: float32 only, one timed step after a warm-up; its CPU build runs this matmul at a
-    // few GFLOP/s, so a step takes minutes (bench/NOTES.md).
-    const torch = dtype === 'float32' ? torchPeer(x, threads, 1) : 'run for float32 only (each step takes minutes)';
+    // PyTorch: float32 only, one timed step after a warm-up, to bound the run time (its peak
+    // memory is over 2 GiB and one of the runs here stalled for minutes in it; bench/NOTES.md).
+    const torch = dtype === 'float32' ? torchPeer(x, threads, 1) : 'run for float32 only, to bound the run time';
     if (typeof torch === 'object') {
       rows.push([`PyTorch ${torch.torch} eager (linear + log_softmax + gather + loss + backward)`, fmtMs(torch.t.median), fmtMs(torch.t.spread), rate(4 * passFlops, torch.t), (torch.t.median / full.median).toFixed(1)]);
     }
