@@ -111,7 +111,8 @@ describe('async twins', () => {
   const twins = Object.entries(gvpo).filter(([name]) => name.endsWith('Async')) as Array<[string, (a: never) => Promise<unknown>]>;
   it('there is one for every heavy op', () => {
     expect(twins.map(([n]) => n).sort()).toEqual([
-      'groupCenterAsync', 'gvpoBackwardAsync', 'gvpoForwardAsync', 'gvpoFromLogitsAsync', 'gvpoLossAsync',
+      'groupCenterAsync', 'gvpoBackwardAsync', 'gvpoForwardAsync', 'gvpoFromHiddenAsync', 'gvpoFromHiddenBackwardAsync',
+      'gvpoFromHiddenForwardAsync', 'gvpoFromLogitsAsync', 'gvpoLossAsync',
       'sequenceLogprobsAsync', 'tokenLogprobsAsync', 'tokenLogprobsBackwardAsync',
     ]);
   });
