@@ -5,6 +5,7 @@
 //   g++ -O2 bench/openblas_head.cc -lopenblas -o /tmp/ob && OPENBLAS_NUM_THREADS=2 /tmp/ob
 #include <cblas.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -17,14 +18,15 @@ int main() {
   auto t0 = now();
   for (int b = 0; b < R; b += RBF)  // phase 1: Z = Hb W_c^T per chunk
     for (int v = 0; v < V; v += VC)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, RBF, VC, H, 1.f, &hid[(size_t)b * H], H, &w[(size_t)v * H], H, 0.f, Z.data(), VC);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, std::min(RBF, R - b), VC, H, 1.f, &hid[(size_t)b * H], H, &w[(size_t)v * H], H, 0.f, Z.data(), VC);
   auto t1 = now();
   for (int b = 0; b < R; b += RBB) {  // phase 2: recompute, dW_c += dZ^T Hb, then dHb = dZ W
+    const int m = std::min(RBB, R - b);
     for (int v = 0; v < V; v += VC) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, RBB, VC, H, 1.f, &hid[(size_t)b * H], H, &w[(size_t)v * H], H, 0.f, &dZ[v], V);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, VC, H, RBB, 1.f, &dZ[v], V, &hid[(size_t)b * H], H, 1.f, &dW[(size_t)v * H], H);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, VC, H, 1.f, &hid[(size_t)b * H], H, &w[(size_t)v * H], H, 0.f, &dZ[v], V);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, VC, H, m, 1.f, &dZ[v], V, &hid[(size_t)b * H], H, 1.f, &dW[(size_t)v * H], H);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, RBB, H, V, 1.f, dZ.data(), V, w.data(), H, 0.f, dH.data(), H);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, H, V, 1.f, dZ.data(), V, w.data(), H, 0.f, dH.data(), H);
   }
   auto t2 = now();
   const double pass = 2.0 * R * H * V, f = std::chrono::duration<double>(t1 - t0).count(), b = std::chrono::duration<double>(t2 - t1).count();
