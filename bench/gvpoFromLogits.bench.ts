@@ -3,11 +3,11 @@
 // the same-run bandwidths.
 import { gvpoFromLogits } from '../src/index.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
-import { type Inputs, time, timeSlow } from './lib.js';
+import { fusedArgs, type Inputs, time, timeSlow } from './lib.js';
 import type { OpResult } from './tokenLogprobs.bench.js';
 
 export function benchGvpoFromLogits(x: Inputs, threads: number, withReference: boolean): OpResult[] {
-  const args = { ...x, sequences: x.N, tokens: x.T, vocab: x.V, groups: { size: x.k }, threads };
+  const args = fusedArgs(x, threads);
   const out = new Float32Array(x.N * x.T * x.V); // reused: fresh pages cost a fault each
   const res: OpResult[] = [{ path: 'native cpu', t: time('gvpoFromLogits native', () => void gvpoFromLogits({ ...args, out })) }];
   if (x.dtype === 'float32') {

@@ -76,6 +76,12 @@ export function makeInputs(N: number, T: number, V: number, k: number, dtype: DT
   return { N, T, V, k, dtype, logits: dtype === 'float32' ? f : toHalf(f, dtype), targets, mask, referenceTokenLogprobs, rewards, beta: 0.1, temperature: 1 };
 }
 
+/** The fused op's options for these inputs (only the fields it knows: unknown ones are refused). */
+export function fusedArgs(x: Inputs, threads?: number) {
+  const { logits, dtype, targets, mask, referenceTokenLogprobs, rewards, beta, temperature } = x;
+  return { logits, dtype, targets, mask, referenceTokenLogprobs, rewards, beta, temperature, sequences: x.N, tokens: x.T, vocab: x.V, groups: { size: x.k }, threads };
+}
+
 interface Probe { streamProbe(o: { data: Float32Array; threads?: number; write?: boolean }): { seconds: number } }
 
 export function addon(): Probe | undefined {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { gvpoFromHidden, gvpoFromLogits } from '../src/index.js';
 import { makeHiddenInputs } from './hiddenInputs.js';
-import { makeInputs } from './lib.js';
+import { fusedArgs, makeInputs } from './lib.js';
 import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 
 const [path, ...dims] = process.argv.slice(2);
@@ -26,7 +26,7 @@ const x = makeInputs(N, T, V, k, 'float32');
 // starts with the parent's peak.)
 const peak = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 const baseline = peak();
-const args = { ...x, sequences: N, tokens: T, vocab: V, groups: { size: k } };
+const args = fusedArgs(x);
 if (path === 'native-inplace') gvpoFromLogits({ ...args, inPlace: true });
 else if (path === 'native' || path === 'js') gvpoFromLogits(args);
 else if (path === 'tfjs-cpu') {

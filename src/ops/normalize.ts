@@ -18,10 +18,12 @@ export interface RowsOpts {
   threads?: number;
 }
 
-export interface BatchOpts extends RowsOpts {
+export interface BatchOpts extends Omit<RowsOpts, 'rows'> {
   mask: Float32Array;
   sequences: number;
   tokens: number;
+  /** sequences * tokens (set by normalizeBatch; options built by hand may leave it out) */
+  rows?: number;
 }
 
 export interface ForwardOpts extends BatchOpts {
@@ -105,7 +107,7 @@ export function normalizeBatch(fn: string, a: unknown, keys: readonly string[]):
 
 export function normalizeForward(fn: string, a: unknown, keys: readonly string[]): ForwardOpts {
   const b = normalizeBatch(fn, a, keys);
-  return { ...b, ...normalizeReference(fn, a as Record<string, unknown>, b) };
+  return { ...b, ...normalizeReference(fn, a as Record<string, unknown>, { ...b, rows: b.sequences * b.tokens }) };
 }
 
 /** The reference policy's log-probs: per token (summed under the mask later) or per sequence,

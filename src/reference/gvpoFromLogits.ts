@@ -9,7 +9,7 @@ import { sequenceLogprobsRef } from './sequenceLogprobs.js';
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from './tokenLogprobs.js';
 
 // Rows are sequences x tokens (callers that build the options by hand may leave `rows` out).
-function rows<O extends ForwardOpts | BackwardOpts>(o: O): O {
+function rows<O extends ForwardOpts | BackwardOpts>(o: O): O & { rows: number } {
   return { ...o, rows: o.sequences * o.tokens };
 }
 
