@@ -83,10 +83,11 @@ export interface Tuned {
  * seeds (not the reported ones) and keeps the rate with the highest final sampled reward. The
  * choice is stored in experiments/text/tuned.json so that the other text experiments reuse it.
  */
-export async function tuneText(ctx: ExperimentContext, algos: Algo[], log: (l: string) => void): Promise<Tuned> {
+export async function tuneText(ctx: ExperimentContext, algos: Algo[], log: (l: string) => void, variant?: { tag: string; over: Partial<RunOptions> }): Promise<Tuned> {
   const path = join(ctx.out, 'experiments', 'text', `tuned${ctx.quick ? '-quick' : ''}.json`);
   const stored: Tuned = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as Tuned : { lr: {}, table: '' };
-  const missing = algos.filter((a) => stored.lr[a] === undefined);
+  const key = (a: Algo) => `${a}${variant?.tag ?? ''}`;
+  const missing = algos.filter((a) => stored.lr[key(a)] === undefined);
   if (!missing.length) return stored;
   const grid = ctx.quick ? TEXT_LR_GRID.slice(0, 1) : TEXT_LR_GRID;
   const seeds = ctx.quick ? TUNING_SEEDS.slice(0, 1) : TUNING_SEEDS;
@@ -94,13 +95,13 @@ export async function tuneText(ctx: ExperimentContext, algos: Algo[], log: (l: s
   for (const algo of missing) {
     let best = { lr: grid[0], score: -Infinity };
     for (const lr of grid) {
-      const runs = await overSeeds(textBase(ctx, { algo, learningRate: lr }), seeds, log);
+      const runs = await overSeeds(textBase(ctx, { ...variant?.over, algo, learningRate: lr }), seeds, log);
       const score = meanCi(runs.map(finalReward)).mean;
-      rows.push([algo, lr, score.toFixed(3), meanCi(runs.map((r) => r.accuracyAfter)).mean.toFixed(3)]);
+      rows.push([key(algo), lr, score.toFixed(3), meanCi(runs.map((r) => r.accuracyAfter)).mean.toFixed(3)]);
       if (score > best.score) best = { lr, score };
     }
-    stored.lr[algo] = best.lr;
-    rows.push([`**${algo} keeps ${best.lr}**`, '', '', '']);
+    stored.lr[key(algo)] = best.lr;
+    rows.push([`**${key(algo)} keeps ${best.lr}**`, '', '', '']);
   }
   stored.table = [stored.table, markdownTable(['algorithm', 'learning rate', `final sampled reward (mean of seeds ${seeds.join(', ')})`, 'greedy accuracy after'], rows)].filter(Boolean).join('\n\n');
   mkdirSync(join(ctx.out, 'experiments', 'text'), { recursive: true });

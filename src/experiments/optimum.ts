@@ -11,7 +11,7 @@ import { type Algo, GVPOTrainer, type TrainerOptions } from '../tfjs/trainer.js'
 import { commandOf, type Experiment, type ExperimentContext, seedsOf, TUNING_SEEDS } from './common.js';
 import { curveCi, fmtCi, meanCi } from './stats.js';
 
-const BETA = 0.5;
+export const BETA = 0.5;
 const ALGOS: Algo[] = ['gvpo', 'grpo', 'drgrpo'];
 const LR_GRID = [0.02, 0.05, 0.1];
 type Sampler = 'on-policy' | 'uniform' | 'skewed fixed' | 'demonstrations' | 'half replay';
@@ -43,13 +43,16 @@ function samplerOptions(s: Sampler, task: BanditTask): Partial<TrainerOptions> {
   return {};
 }
 
-interface Curve {
+export interface Curve {
+  /** KL(pi* || pi) and KL(pi || pi_ref) over steps. */
   points: Array<[number, number]>;
+  fromRef: Array<[number, number]>;
   final: number;
   reward: number;
 }
 
-async function banditRun(ctx: ExperimentContext, algo: Algo, sampler: Sampler, lr: number, seed: number, steps: number): Promise<Curve> {
+/** One bandit run from a seeded random initial policy, KL(pi* || pi) every 5 steps. */
+export async function banditRun(ctx: ExperimentContext, algo: Algo, sampler: Sampler, lr: number, seed: number, steps: number, extra: Partial<TrainerOptions> = {}): Promise<Curve> {
   const { tf } = await loadTf(ctx.tf);
   const task = new BanditTask(4, 6, 7);
   const r = seeded(seed * 7919);
@@ -58,18 +61,23 @@ async function banditRun(ctx: ExperimentContext, algo: Algo, sampler: Sampler, l
   const trainer = new GVPOTrainer({
     tf, policy, task, algo, beta: BETA, groupSize: 8, promptsPerStep: 8, miniBatches: 4, learningRate: lr, reference: 'frozen',
     // GRPO and Dr.GRPO get the same KL strength to the same frozen reference, as a k3 penalty
-    klCoef: algo === 'gvpo' ? 0 : BETA, seed, ...samplerOptions(sampler, task),
+    klCoef: algo === 'gvpo' ? 0 : BETA, seed, ...samplerOptions(sampler, task), ...extra,
   });
-  const points: Array<[number, number]> = [[0, meanKl(target, policy.probs())]];
+  const ref = policy.probs();
+  const points: Array<[number, number]> = [[0, meanKl(target, ref)]];
+  const fromRef: Array<[number, number]> = [[0, 0]];
   for (let s = 1; s <= steps; s++) {
     await trainer.step();
-    if (s % 5 === 0 || s === steps) points.push([s, meanKl(target, policy.probs())]);
+    if (s % 5 === 0 || s === steps) {
+      points.push([s, meanKl(target, policy.probs())]);
+      fromRef.push([s, meanKl(policy.probs(), ref)]);
+    }
   }
   const probs = policy.probs();
   const reward = probs.reduce((a, p, i) => a + p.reduce((b, q, k) => b + q * task.rewards[i][k], 0), 0) / probs.length;
   const optimum = target.reduce((a, p, i) => a + p.reduce((b, q, k) => b + q * task.rewards[i][k], 0), 0) / target.length;
   policy.theta.dispose();
-  return { points, final: points.at(-1)![1], reward: reward - optimum };
+  return { points, fromRef, final: points.at(-1)![1], reward: reward - optimum };
 }
 
 async function run(ctx: ExperimentContext, log: (l: string) => void) {

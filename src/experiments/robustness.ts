@@ -6,6 +6,8 @@
 import { markdownTable, svgChart } from '../report.js';
 import type { RunOptions, RunSummary } from '../tfjs/runs.js';
 import { commandOf, type Experiment, type ExperimentContext, overSeeds, RESULT_HEAD, resultCells, seedsOf, settingsLine, textBase, tuneText } from './common.js';
+import { banditRun, BETA, type Curve } from './optimum.js';
+import { curveCi, fmtCi, meanCi } from './stats.js';
 import { band, standardPanels } from './text.js';
 
 async function robustness(ctx: ExperimentContext, log: (l: string) => void) {
@@ -59,15 +61,37 @@ async function terms(ctx: ExperimentContext, log: (l: string) => void) {
     ...standardPanels(variants.map((t) => [t, runs[t]])).slice(0, 3),
     { title: 'entropy of the policy (nats per token)', yLabel: 'nats', series: variants.map((t) => band(t, runs[t], (m) => m.entropy)) },
   ]);
+  // the same ablations where the policy must travel far from a frozen reference: the bandit
+  const banditSteps = ctx.quick ? 10 : 150;
+  const bandit: Record<string, Curve[]> = {};
+  for (const t of variants) {
+    bandit[t] = [];
+    for (const seed of seeds) bandit[t].push(await banditRun(ctx, 'gvpo', 'on-policy', 0.05, seed, banditSteps, { terms: t }));
+    log(`bandit ${t}: KL(pi* || pi) ${fmtCi(meanCi(bandit[t].map((c) => c.final)), 4)}`);
+  }
+  const banditTable = markdownTable(['GVPO terms kept', `KL(pi* ‖ pi) after ${banditSteps} steps`, 'KL(pi ‖ pi_ref) at the end', 'E_pi[R] - E_pi*[R]'],
+    variants.map((t) => [t, fmtCi(meanCi(bandit[t].map((c) => c.final)), 4), fmtCi(meanCi(bandit[t].map((c) => c.fromRef.at(-1)![1])), 3), fmtCi(meanCi(bandit[t].map((c) => c.reward)), 3)]));
+  const banditSvg = svgChart([
+    { title: 'bandit, frozen reference: distance to pi*', yLabel: 'KL(pi* || pi)', logY: true, series: variants.map((t) => ({ name: t, ...bandOf(bandit[t].map((c) => c.points)) })) },
+    { title: 'bandit: distance from the reference', yLabel: 'KL(pi || pi_ref)', series: variants.map((t) => ({ name: t, ...bandOf(bandit[t].map((c) => c.fromRef)) })) },
+  ]);
   const markdown = [
     `Command: \`${commandOf('terms', ctx)}\``, '', settingsLine(base, seeds), '',
     'The ablations keep the loss on S written as its decomposition (advantage + trust region + variance + constant, each scaled by 1/(k-1) per group) and drop one term: ' +
     'without the variance term dL/dS = -beta/(k-1) (a + beta q) no longer depends on S, a policy gradient with no restoring force; without the trust-region term ' +
     'dL/dS = beta/(k-1) (beta p - a) pulls the centred log-probs to R/beta with no anchor to pi_theta\'. The terms shown are GVPO\'s at each update, whatever loss was minimised. ' +
     `Learning rate from the text experiment's tuning: ${tuned.lr.gvpo}.`, '',
-    table, '', '![terms, loss, accuracy, reward, KL and entropy over steps](experiments/terms/terms.svg)',
+    table, '', '![terms, loss, accuracy, reward, KL and entropy over steps](experiments/terms/terms.svg)', '',
+    `**On the bandit** (the optimum experiment's set-up: 4 prompts x 6 responses, tabular policy, reference frozen at the initial policy, beta ${BETA}, ` +
+    `8 prompts x k = 8 per step, 4 mini-batches, Adam at 0.05, on-policy sampling, ${banditSteps} steps, seeds ${seeds.join(', ')}), where the policy has to move far from pi_ref:`, '',
+    banditTable, '', '![the ablations on the bandit](experiments/terms/bandit.svg)',
   ].join('\n');
-  return { markdown, charts: { 'terms.svg': diag } };
+  return { markdown, charts: { 'terms.svg': diag, 'bandit.svg': banditSvg } };
+}
+
+function bandOf(curves: Array<Array<[number, number]>>) {
+  const c = curveCi(curves);
+  return { points: c.mean, band: c.band };
 }
 
 export const robustnessExperiment: Experiment = { title: '4. Robustness: group size and beta', run: robustness };

@@ -27,27 +27,44 @@ export function standardPanels(groups: Array<[string, RunSummary[]]>): Panel[] {
   ];
 }
 
-async function compare(ctx: ExperimentContext, log: (l: string) => void) {
-  const algos: Algo[] = ['gvpo', 'grpo', 'drgrpo'];
-  const tuned = await tuneText(ctx, algos, log);
-  const seeds = seedsOf(ctx);
+/** The algorithms over seeds at one structure (each at its tuned learning rate). */
+async function compareAt(ctx: ExperimentContext, algos: Algo[], log: (l: string) => void, variant?: { tag: string; over: Partial<RunOptions> }) {
+  const tuned = await tuneText(ctx, algos, log, variant);
   const runs: Record<string, RunSummary[]> = {};
   let base: RunOptions = textBase(ctx);
   for (const algo of algos) {
-    base = textBase(ctx, { algo, learningRate: tuned.lr[algo] });
-    runs[algo] = await overSeeds(base, seeds, log);
+    base = textBase(ctx, { ...variant?.over, algo, learningRate: tuned.lr[`${algo}${variant?.tag ?? ''}`] });
+    runs[algo] = await overSeeds(base, seedsOf(ctx), log);
   }
   const clip = (rs: RunSummary[]) => rs.flatMap((r) => r.metrics.map((m) => m.clipFraction));
   const table = markdownTable(['algorithm (learning rate)', ...RESULT_HEAD, 'clip fraction (mean over steps)'],
-    algos.map((a) => [`${a} (${tuned.lr[a]})`, ...resultCells(runs[a]), a === 'gvpo' ? 'n/a' : (clip(runs[a]).reduce((x, y) => x + y, 0) / clip(runs[a]).length).toFixed(3)]));
-  const before = runs.gvpo[0].accuracyBefore;
+    algos.map((a) => [`${a} (${tuned.lr[`${a}${variant?.tag ?? ''}`]})`, ...resultCells(runs[a]), a === 'gvpo' ? 'n/a' : (clip(runs[a]).reduce((x, y) => x + y, 0) / clip(runs[a]).length).toFixed(3)]));
+  return { runs, table, tuned, base };
+}
+
+async function compare(ctx: ExperimentContext, log: (l: string) => void) {
+  const algos: Algo[] = ['gvpo', 'grpo', 'drgrpo'];
+  const recipe = await compareAt(ctx, algos, log);
+  // 4 epochs: 16 updates per sampled batch, so pi_theta' is stale for 15 of them
+  const stale = await compareAt(ctx, algos, log, { tag: '@epochs4', over: { epochs: ctx.quick ? 2 : 4 } });
+  const seeds = seedsOf(ctx);
+  const before = recipe.runs.gvpo[0].accuracyBefore;
   const markdown = [
-    `Command: \`${commandOf('text', ctx)}\``, '', settingsLine(base, seeds), '',
+    `Command: \`${commandOf('text', ctx)}\``, '', settingsLine(recipe.base, seeds), '',
     `Greedy accuracy of the starting checkpoint on the evaluation prompts: ${before.toFixed(3)}. GRPO: advantages divided by the group's std, ratio clipped at 1 ± 0.2 against the policy that sampled the group, per-sequence token mean; Dr.GRPO: mean-centred advantages, constant normaliser; neither has a KL penalty here (as in the official GVPO script, which sets use_kl_loss=False).`, '',
-    `Learning rates, tuned per algorithm on the same grid (final sampled reward at tuning seeds, not the reported ones):`, '', tuned.table, '',
-    table, '', '![accuracy, reward and KL over steps](experiments/text/curves.svg)',
+    `Learning rates, tuned per algorithm and per structure on the same grid (final reward of the policy's samples at tuning seeds, not the reported ones):`, '', stale.tuned.table, '',
+    `**The official structure** (${recipe.base.miniBatches} mini-batches, 1 epoch: ${recipe.base.miniBatches} updates per sampled batch):`, '',
+    recipe.table, '', '![accuracy, reward and KL over steps](experiments/text/curves.svg)', '',
+    `**Staler** (${stale.base.miniBatches} mini-batches, ${stale.base.epochs} epochs: ${stale.base.miniBatches * stale.base.epochs} updates per sampled batch):`, '',
+    stale.table, '', '![the same with more updates per batch](experiments/text/curves-epochs.svg)',
   ].join('\n');
-  return { markdown, charts: { 'curves.svg': svgChart(standardPanels(algos.map((a) => [a, runs[a]]))) } };
+  return {
+    markdown,
+    charts: {
+      'curves.svg': svgChart(standardPanels(algos.map((a) => [a, recipe.runs[a]]))),
+      'curves-epochs.svg': svgChart(standardPanels(algos.map((a) => [a, stale.runs[a]]))),
+    },
+  };
 }
 
 async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {

@@ -71,19 +71,22 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
   };
 }
 
-/** Token log-probs [N*T], sequence log-probs [N] and mean entropy under `policy`, no gradient. */
-export function logprobsOf(policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
+/**
+ * Token log-probs [N*T], sequence log-probs [N] and mean entropy under `policy` at `temperature`
+ * (the logits divided by it), no gradient.
+ */
+export function logprobsOf(policy: Policy, b: Packed, temperature = 1): { token: Float32Array; seq: Float64Array; entropy: number } {
   const logits = policy.logits(b.prompts, b.targets);
   const z = logits.dataSync() as Float32Array;
   const [rows, vocab] = logits.shape;
   logits.dispose();
-  const tok = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab });
+  const tok = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab, temperature });
   let ent = 0;
   let count = 0;
   for (let r = 0; r < rows; r++) {
     if (!b.mask[r]) continue;
     for (let v = 0; v < vocab; v++) {
-      const lp = z[r * vocab + v] - tok.logZ[r];
+      const lp = z[r * vocab + v] / temperature - tok.logZ[r];
       ent -= Math.exp(lp) * lp;
     }
     count++;

@@ -194,11 +194,14 @@ export class GVPOTrainer {
     const current = logprobsOf(this.policy, b);
     const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
     const T = this.policy.maxTokens;
-    const behaviour = Float32Array.from(current.token);
+    // the policy sampled at its temperature: GRPO's ratio is against that distribution
+    const temperature = this.o.temperature ?? TRAINER_DEFAULTS.temperature;
+    const sampler = this.algo !== 'gvpo' && temperature !== 1 ? logprobsOf(this.policy, b, temperature) : current;
+    const behaviour = Float32Array.from(sampler.token);
     groups.forEach((g, i) => {
       const span = [i * this.k * T, (i + 1) * this.k * T] as const;
       if (g.source === 'replay') behaviour.set(g.behaviourTokens!, span[0]);
-      else if (this.o.replay && g.source === 'policy') this.remember({ ...g, behaviourTokens: current.token.slice(...span) });
+      else if (this.o.replay && g.source === 'policy') this.remember({ ...g, behaviourTokens: sampler.token.slice(...span) });
     });
     const init = logprobsOf(this.initial, b);
     return { ...b, refSeq: ref.seq, refTok: ref.token, behaviourTok: behaviour, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
