@@ -7,6 +7,7 @@
         "native/addon/args.cc",
         "native/addon/parse.cc",
         "native/addon/ops.cc",
+        "native/addon/hidden_ops.cc",
         "native/cpu/token_logprobs.cc",
         "native/cpu/rows_generic.cc",
         "native/cpu/rows_avx2.cc",
@@ -14,6 +15,8 @@
         "native/cpu/sequence_logprobs.cc",
         "native/cpu/group_center.cc",
         "native/cpu/gvpo_loss.cc",
+        "native/cpu/gvpo_from_logits.cc",
+        "native/cpu/gvpo_from_hidden.cc",
         "native/cpu/bandwidth.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -8,9 +8,10 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backendInfo } from '../src/index.js';
+import { benchGvpoFromHidden } from './gvpoFromHidden.bench.js';
 import { benchGvpoFromLogits } from './gvpoFromLogits.bench.js';
 import { fmtGB, fmtMs, makeInputs, roofline, table, type Inputs, type Timing, timeSlowAsync } from './lib.js';
-import { loadTf, tfjsPeer } from './peers/tfjs.js';
+import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 import { benchTokenLogprobs } from './tokenLogprobs.bench.js';
 
 const argv = process.argv.slice(2);
@@ -87,7 +88,7 @@ async function tfjsPeers(x: Inputs): Promise<Array<{ path: string; tok?: Timing;
   const res: Array<{ path: string; tok?: Timing; step?: Timing; note?: string }> = [];
   for (const backend of ['wasm', 'cpu'] as const) {
     try {
-      const tf = await loadTf(backend);
+      const tf = await tfjsWithBackend(backend);
       const p = tfjsPeer(tf, x, backend);
       // wasm: one warm-up and 3 timed calls; cpu (a gradient call takes tens of seconds): one cold call
       const slow = backend === 'cpu';
@@ -182,6 +183,7 @@ async function main() {
       }
     }
   }
+  await benchGvpoFromHidden(log, THREADS, QUICK);
   if (WRITE) {
     writeFileSync(join(here, 'RESULTS.md'), `${out.join('\n')}\n`);
     console.log(`\nwrote ${join(here, 'RESULTS.md')}`);

@@ -2,7 +2,7 @@
 // the native roofline probe, and table formatting.
 import Benchmark from 'benchmark';
 import { createRequire } from 'node:module';
-import { toHalf } from '../src/reference/dtype.js';
+import { encodeHalf as toHalf } from '../src/reference/dtype.js';
 import type { DType } from '../src/types.js';
 
 export interface Timing {

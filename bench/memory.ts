@@ -1,13 +1,25 @@
 // Peak resident memory of one gvpoFromLogits path, in a child process of its own:
 //   tsx bench/memory.ts <native-inplace|native|js|tfjs-cpu> N T V k
+// or of one gvpoFromHidden call (logitsBytes: the float32 logits it never materialises):
+//   tsx bench/memory.ts hidden N T V k H
 // Prints JSON: the peak RSS after the inputs exist (baseline) and after one call, in bytes.
 import { readFileSync } from 'node:fs';
-import { gvpoFromLogits } from '../src/index.js';
+import { gvpoFromHidden, gvpoFromLogits } from '../src/index.js';
+import { makeHiddenInputs } from './hiddenInputs.js';
 import { makeInputs } from './lib.js';
-import { loadTf, tfjsPeer } from './peers/tfjs.js';
+import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 
 const [path, ...dims] = process.argv.slice(2);
-const [N, T, V, k] = dims.map(Number);
+const [N, T, V, k, H] = dims.map(Number);
+// VmHWM, the resident high-water mark of this process image.
+const vmhwm = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+if (path === 'hidden') {
+  const h = makeHiddenInputs(N, T, H, V, k, 'float32');
+  const base = vmhwm();
+  gvpoFromHidden(h.args);
+  console.log(JSON.stringify({ path, baselineRssBytes: base, peakRssBytes: vmhwm(), logitsBytes: N * T * V * 4 }));
+  process.exit(0);
+}
 const x = makeInputs(N, T, V, k, 'float32');
 // VmHWM, the resident high-water mark of this process image. (getrusage's maxrss is not usable
 // here: Linux carries it across exec from the forking parent, so a child of a large bench process
@@ -18,7 +30,7 @@ const args = { ...x, sequences: N, tokens: T, vocab: V, groups: { size: k } };
 if (path === 'native-inplace') gvpoFromLogits({ ...args, inPlace: true });
 else if (path === 'native' || path === 'js') gvpoFromLogits(args);
 else if (path === 'tfjs-cpu') {
-  const tf = await loadTf('cpu');
+  const tf = await tfjsWithBackend('cpu');
   await tfjsPeer(tf, x, 'cpu').gvpoFromLogits();
 } else throw new Error(`unknown path ${path}`);
 console.log(JSON.stringify({ path, baselineRssBytes: baseline, peakRssBytes: peak(), logitsBytes: x.logits.byteLength }));

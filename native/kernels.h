@@ -5,7 +5,7 @@
 //   targets y[R] int32, mask m[R] float (0 = skipped, else a weight)
 //   groups  offsets[G+1] int32: group g holds sequences offsets[g] .. offsets[g+1]-1
 //
-// Math (SPEC section 1), with x = z / tau:
+// Math (docs/DESIGN.md, "The math"), with x = z / tau:
 //   logZ[r] = logsumexp_v x[r, v]          l[r] = x[r, y[r]] - logZ[r]
 //   S[n]    = sum_t m[n,t] * l[n,t]
 //   c[n]    = beta*(S - Sref)[n] centred in its group - (R[n] - group mean R)
@@ -13,7 +13,8 @@
 //   dL/dS[n] = beta * c[n] / (k_g - 1)
 //   dL/dz[r, v] = m[r] * dL/dS[n(r)] / tau * ([v == y[r]] - softmax(x[r, :])[v])
 //
-// Nothing here knows about Node. Callers validate; kernels trust their arguments.
+// Nothing here knows about Node. Callers validate; kernels trust sizes and offsets, and guard
+// only the one index that comes per row from data (targets): out of range, the row is NaN.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,18 +31,24 @@ inline size_t dtype_bytes(DType d) { return d == DType::f32 ? 4 : 2; }
 
 // Fused log-softmax + gather, one pass over the logits with a cache-sized tile.
 // Rows with mask == 0 (mask may be null: all rows live) cost no exp and get l = 0, logZ = 0.
-// A row whose logZ is not finite gets l = NaN. Returns the number of such rows.
-int64_t token_logprobs_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, const void* logits /*R*V*/,
+// l <= 0 always, and l = 0 when V = 1. A row whose logZ is not finite, or whose target lies
+// outside [0, V) (callers refuse that first; this is the last line), gets l = NaN; returns the
+// number of such rows. row_max / row_lse (each R, or null) receive the row's max logit and
+// log sum exp((z - max)/tau): the backward's exponent at full precision (logZ = max/tau + lse).
+int64_t token_logprobs_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, float* row_max /*R|null*/,
+                                   float* row_lse /*R|null*/, const void* logits /*R*V*/,
                                    DType dtype, const int32_t* targets /*R*/, const float* mask /*R|null*/,
                                    int64_t rows, int64_t vocab, float temperature, int threads);
 
-// Gradient of sum_r g[r] * l[r] with respect to the logits:
-//   grad[r, v] = g[r] / tau * ([v == y[r]] - exp(x[r, v] - logZ[r]))
-// Rows with g == 0 are written as zeros without any exp; a row with non-finite logZ and g != 0
-// is written as NaN. `grad` may alias `logits` when dtype is f32 (in place).
+// Gradient of sum_r w[r] * l[r] with respect to the logits (w: per-token weights dL/dl):
+//   grad[r, v] = w[r] / tau * ([v == y[r]] - exp((z[r, v] - m[r])/tau - lse[r]))
+// with (m, lse) from the forward, or m = null and lse = logZ. Rows with w == 0, mask == 0 or
+// V == 1 are written as zeros without any exp; a row with non-finite statistics or weight, or
+// a target outside [0, V), is written as NaN. `grad` may alias `logits` when dtype is f32.
 void token_logprobs_backward_cpu(float* grad /*R*V*/, const void* logits /*R*V*/, DType dtype,
-                                 const int32_t* targets /*R*/, const float* logZ /*R*/,
-                                 const float* grad_logprobs /*R*/, int64_t rows, int64_t vocab,
+                                 const int32_t* targets /*R*/, const float* mask /*R|null*/,
+                                 const float* row_max /*R|null*/, const float* row_lse /*R*/,
+                                 const float* token_weights /*R*/, int64_t rows, int64_t vocab,
                                  float temperature, int threads);
 
 // S[n] = sum_t m[n,t] * l[n,t], accumulated in double; masked tokens are skipped (a NaN there
@@ -66,6 +73,86 @@ GvpoTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, const d
                         const int32_t* offsets /*G+1*/, int64_t groups, double beta,
                         bool mean_reduction);
 
+// The fused op (gvpo_from_logits.cc): token log-probs, S, Sref, the group loss and dL/dz, the
+// logits read twice and the gradient written once. Inputs of one batch of N sequences x T tokens:
+struct GvpoBatch {
+  const void* logits;               // N*T*V
+  DType dtype;
+  const int32_t* targets;           // N*T, in [0, V) where mask != 0
+  const float* mask;                // N*T
+  const double* ref_token_logprobs; // N*T or null: Sref[n] = sum_t m * ref
+  const double* ref_seq;            // N or null: Sref given; with neither, Sref = S
+  const double* rewards;            // N
+  const int32_t* offsets;           // G+1, strictly increasing from 0 to N
+  int64_t groups, sequences, tokens, vocab;
+  float temperature;
+  double beta;
+  bool mean_reduction;
+};
+struct GvpoFromLogitsOut {
+  float* grad;            // N*T*V; may be the float32 logits themselves (in place)
+  float* token_logprobs;  // N*T
+  float* logZ;            // N*T
+  double* seq;            // N: S
+  double* ref_seq;        // N: the Sref used
+  double* grad_seq;       // N: dL/dS
+  double* residuals;      // N: c
+  int64_t nonfinite_rows; // written: live rows whose logZ is not finite
+};
+GvpoTerms gvpo_from_logits_cpu(GvpoFromLogitsOut& out, const GvpoBatch& in, int threads);
+
+// Its two phases, for batches whose groups span shards: phase 1 (rewards, offsets, beta unused)
+// fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows; phase 2 turns dL/dS into dL/dz
+// from the logits and the logZ of phase 1.
+void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoBatch& in, int threads);
+void gvpo_backward_cpu(float* grad /*N*T*V*/, const float* logZ /*N*T*/, const double* grad_seq /*N*/,
+                       const GvpoBatch& in, int threads);
+
+// The fused LM head (gvpo_from_hidden.cc): the logits z[r, v] = sum_h hidden[r, h] * weight[v, h]
+// (an lm_head without bias, weight vocab-major) exist one tile (row block x vocab chunk) at a
+// time and are recomputed by the backward; nothing of size N*T*V is allocated (extra memory:
+// at most V*H/2 floats of packed gradient tile plus per-thread tiles). Then everything of the
+// fused op above. Rows with mask == 0 cost nothing: l = 0, logZ = 0, zero gradient. l <= 0, and
+// l = 0 with no gradient when V = 1. A live row whose logZ is not finite or whose target lies
+// outside [0, V) gets l = NaN (counted in nonfinite_rows) and a NaN gradient.
+struct GvpoHiddenBatch {
+  const void* hidden;               // N*T*H, in dtype
+  const void* weight;               // V*H, in dtype
+  DType dtype;
+  const int32_t* targets;           // N*T
+  const float* mask;                // N*T
+  const double* ref_token_logprobs; // N*T or null
+  const double* ref_seq;            // N or null; with neither, Sref = S
+  const double* rewards;            // N
+  const int32_t* offsets;           // G+1
+  int64_t groups, sequences, tokens, hidden_size, vocab;
+  float temperature;
+  double beta;
+  bool mean_reduction;
+};
+struct GvpoFromHiddenOut {
+  float* grad_hidden;     // N*T*H
+  float* grad_weight;     // V*H
+  float* token_logprobs;  // N*T
+  float* logZ;            // N*T
+  double* seq;            // N: S
+  double* ref_seq;        // N: the Sref used
+  double* grad_seq;       // N: dL/dS
+  double* residuals;      // N: c
+  int64_t nonfinite_rows; // written
+};
+GvpoTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
+// Its two phases: phase 1 fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows (rewards,
+// offsets, beta unused); phase 2 turns dL/dS into dL/dhidden and dL/dweight (both overwritten).
+void gvpo_from_hidden_forward_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
+void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_weight /*V*H*/,
+                                   const float* logZ /*N*T*/, const double* grad_seq /*N*/,
+                                   const GvpoHiddenBatch& in, int threads);
+
+// The FMA peak probe: `iterations` steps of register-resident FMAs on each of `threads` threads
+// with the GEMM's instruction set. Returns the flops performed (time it to get the peak).
+double fma_probe_cpu(int64_t iterations, int threads);
+
 // Roofline probes (bandwidth.cc): one streaming pass over n floats, read or written.
 double stream_read_cpu(const float* data, int64_t n, int threads);
 void stream_write_cpu(float* data, int64_t n, float value, int threads);
@@ -82,12 +169,12 @@ int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits
                                 const int32_t* targets, const float* mask, int64_t rows,
                                 int64_t vocab, float temperature, void* stream);
 int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype,
-                                 const int32_t* targets, const float* logZ,
-                                 const float* grad_logprobs, int64_t rows, int64_t vocab,
+                                 const int32_t* targets, const float* mask, const float* logZ,
+                                 const float* token_weights, int64_t rows, int64_t vocab,
                                  float temperature, void* stream);
 // Per-sequence sums, group centring, residuals and dL/dS in one small kernel (one block per
-// group). grad_logprobs[r] = m[r] * dL/dS[n(r)] is written for the backward pass.
-int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* grad_logprobs,
+// group). token_weights[r] = m[r] * dL/dS[n(r)] is written for the backward pass.
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights,
                    double* terms /*5: loss, advantage, trustRegion, variance, constant*/,
                    const float* token_logprobs, const float* mask, const double* ref_seq,
                    const double* rewards, const int32_t* offsets, int64_t groups,
@@ -96,26 +183,17 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* grad
 // Device count and the name of device 0 (or the error's text); returns a CUDA error code.
 int cuda_device_info(int* count, char* name, int name_len);
 
-// Host-array entry points (host.cu): copy in, run, copy out on one stream with reused device
+// Host-array entry points (cuda/workspace.h): copy in, run, copy out on one stream with reused device
 // buffers; copy and kernel times reported separately. Return 0 or a CUDA error (text in err).
 struct CudaTimings {
   double h2d_ms, kernel_ms, d2h_ms;
 };
-struct GvpoCudaOut {
-  float* grad;  // R*V host; == logits (f32) for in place
-  float *logprobs, *logZ;  // R
-  double *seq, *grad_seq, *residuals;  // N
-  double* terms;  // 5: loss, advantage, trustRegion, variance, constant
-};
 int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits,
                              DType dtype, const int32_t* targets, const float* mask, int64_t rows,
                              int64_t vocab, float temperature, char* err, int err_len);
-int gvpo_from_logits_cuda_host(const GvpoCudaOut& out, CudaTimings* t, const void* logits,
-                               DType dtype, const int32_t* targets, const float* mask,
-                               const double* ref_seq, const double* rewards,
-                               const int32_t* offsets, int64_t groups, int64_t sequences,
-                               int64_t tokens, int64_t vocab, float temperature, double beta,
-                               bool mean_reduction, char* err, int err_len);
+// The fused op over host arrays (gvpo_from_logits.cu), the CUDA twin of gvpo_from_logits_cpu.
+int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, GvpoTerms* terms, CudaTimings* t,
+                               const GvpoBatch& in, char* err, int err_len);
 #endif
 
 }  // namespace gvpo

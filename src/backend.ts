@@ -1,12 +1,14 @@
-// Backend choice: cuda -> cpu -> js. The native addon is looked for in each place in turn and
-// every failure is kept; GVPO_BACKEND=cuda|cpu|js forces one, and a forced backend that cannot
-// load throws one error listing every attempt and what to do.
+// Backend choice: cuda -> cpu -> js. The native addon is looked for in each place in turn (a
+// source build in build/, then the prebuilt binary the npm package ships for this platform and
+// architecture) and every failure is kept; GVPO_BACKEND=cuda|cpu|js forces one, and a forced
+// backend that cannot load throws one error listing every attempt and what to do.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BackendInfo } from './types.js';
 
-/** The addon's exports (native/addon): ops take the normalised options of normalized.ts. */
+/** The addon's exports (native/addon): ops take the normalised options of src/ops/normalize.ts. */
 export interface NativeAddon {
   nativeInfo(): { threads: number; simd: string; compiled: string[]; cudaDevices?: number; device?: string; cudaError?: string };
   [op: string]: unknown;
@@ -15,11 +17,18 @@ export interface NativeAddon {
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 
-/** GVPO_ADDON_PATH, when set, is the only place tried. */
+/** GVPO_ADDON_PATH, when set, is the only place tried. A source build comes first: it is what
+ * `npm rebuild gvpo` or a CUDA build made, and the prebuilt binary is the CPU build. */
 function candidates(): string[] {
   if (process.env.GVPO_ADDON_PATH) return [process.env.GVPO_ADDON_PATH];
-  return [join(root, 'build', 'Release', 'gvpo.node'), join(root, 'build', 'Debug', 'gvpo.node')];
+  const build = [join(root, 'build', 'Release', 'gvpo.node'), join(root, 'build', 'Debug', 'gvpo.node')];
+  const prebuilt = join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'gvpo.node');
+  return [...build.filter((p) => existsSync(p)), prebuilt];
 }
+
+// What to run, from an app (first) or in a checkout of the repository.
+const BUILD_CPU = '`npm rebuild gvpo`, or `npm run build:native` in the repository';
+const BUILD_CUDA = '`GVPO_CUDA=1 npm rebuild gvpo`, or `npm run build:cuda` in the repository';
 
 interface Loaded {
   addon?: NativeAddon;
@@ -60,9 +69,9 @@ function choose() {
   if (ni && ni.compiled.includes('cuda') && !cudaReady) {
     loadErrors.push(`cuda: compiled in, but ${ni.cudaError ? `the CUDA runtime said: ${ni.cudaError}` : 'no CUDA device is present'}`);
   } else if (ni && !ni.compiled.includes('cuda')) {
-    loadErrors.push('cuda: not compiled in (build with `npm run build:cuda` where nvcc is available)');
+    loadErrors.push(`cuda: not compiled in (where cmake and nvcc are: ${BUILD_CUDA})`);
   }
-  if (!addon) loadErrors.push('cpu: the native addon did not load (run `npm run build:native`)');
+  if (!addon) loadErrors.push(`cpu: no native addon loaded (with a C++ compiler, make and python3: ${BUILD_CPU})`);
 
   let active: Active;
   if (forced !== undefined && forced !== '') {
@@ -72,7 +81,7 @@ function choose() {
     const ok = forced === 'js' || (forced === 'cpu' && !!addon) || (forced === 'cuda' && cudaReady);
     if (!ok) {
       throw new Error(`GVPO_BACKEND=${forced} cannot be used. Load attempts:\n  ${loadErrors.join('\n  ')}\n` +
-        'Build the addon with `npm run build:native` (or `npm run build:cuda`), or set GVPO_BACKEND=js.');
+        `Build the addon from source (${BUILD_CPU}; CUDA: ${BUILD_CUDA}), or set GVPO_BACKEND=js.`);
     }
     active = forced;
   } else {

@@ -88,9 +88,10 @@ async function experimentCommand(p: Parsed): Promise<void> {
 
 async function info(p: Parsed): Promise<void> {
   const { quietTf } = await import('./tfjs/runs.js');
-  const backend = await quietTf((p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf']);
+  // The kernels need no TensorFlow.js: without it, info says what to install instead.
+  const tfjs = await quietTf((p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf']).catch((e: Error) => e.message);
   const { backendInfo } = await import('./backend.js');
-  console.log(JSON.stringify({ ...backendInfo(), tfjs: backend }, null, 2));
+  console.log(JSON.stringify({ ...backendInfo(), tfjs }, null, 2));
 }
 
 async function main(argv: string[]): Promise<void> {

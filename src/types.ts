@@ -1,4 +1,4 @@
-// The argument and result types of the public surface (SPEC section 2).
+// The argument and result types of the public surface (docs/DESIGN.md, "The public surface").
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
 /** float32 logits as Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array. */
@@ -110,6 +110,51 @@ export interface GvpoFromLogitsArgs extends GvpoForwardArgs {
 }
 export interface GvpoFromLogitsResult extends GvpoLossResult {
   gradLogits: Float32Array;
+  policyLogprobs: Float64Array;
+  referenceLogprobs: Float64Array;
+  tokenLogprobs: Float32Array;
+  logZ: Float32Array;
+  nonFiniteRows: number;
+}
+
+/** The fused LM head: hidden states and the head's weight instead of logits. */
+export interface HiddenBatchArgs {
+  /** N*T*H hidden states (float32, or 16-bit bit patterns as Uint16Array). */
+  hidden: Logits;
+  /** V*H, vocab-major (an lm_head's weight as checkpoints store it), same dtype as hidden. */
+  weight: Logits;
+  dtype?: DType;
+  targets: Int32Array;
+  mask: MaskLike;
+  sequences: number;
+  tokens: number;
+  hiddenSize: number;
+  vocab: number;
+  temperature?: number;
+  threads?: number;
+  referenceTokenLogprobs?: Float32Array | Float64Array;
+  referenceLogprobs?: NumbersLike;
+}
+export type GvpoFromHiddenForwardArgs = HiddenBatchArgs;
+export type GvpoFromHiddenForwardResult = GvpoForwardResult;
+export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs {
+  logZ: Float32Array;
+  /** dL/dS per sequence (N). */
+  gradLogprobs: NumbersLike;
+}
+export interface GvpoFromHiddenGrads {
+  /** dL/dhidden, N*T*H float32. */
+  gradHidden: Float32Array;
+  /** dL/dweight, V*H float32. */
+  gradWeight: Float32Array;
+}
+export interface GvpoFromHiddenArgs extends HiddenBatchArgs {
+  rewards: NumbersLike;
+  groups: Groups;
+  beta: number;
+  reduction?: Reduction;
+}
+export interface GvpoFromHiddenResult extends GvpoLossResult, GvpoFromHiddenGrads {
   policyLogprobs: Float64Array;
   referenceLogprobs: Float64Array;
   tokenLogprobs: Float32Array;

@@ -1,7 +1,10 @@
-// Argument checks shared by every op, before any work (SPEC section 3). Messages read
-// "<fn>: <field> must be <expected>, got <what came>", word for word as native/addon/args.cc
-// writes them, so a refusal reads the same whichever backend runs. Checks never modify inputs;
-// normalisation (mask to Float32Array, groups to offsets) makes copies.
+// Argument checks shared by every op, before any work (docs/DESIGN.md, "Bad input"). This layer
+// owns every rule and every message: "<fn>: <field> must be <expected>, got <what came>". The
+// native addon re-checks only what addresses memory. Checks never modify inputs; normalisation
+// (mask to Float32Array, groups to offsets) makes copies. Typed arrays are recognised by their
+// internal kind (node:util types), so arrays from another realm (a vm context, a worker) pass
+// and a Proxy around one does not reach native code.
+import { types } from 'node:util';
 import type { DType, Logits, MaskLike, NumbersLike, Reduction } from './types.js';
 
 const TYPED_NAMES = new Set([
@@ -10,6 +13,7 @@ const TYPED_NAMES = new Set([
 ]);
 
 export function describe(v: unknown): string {
+  if (types.isProxy(v)) return 'a Proxy';
   if (v === undefined) return 'undefined';
   if (v === null) return 'null';
   if (typeof v === 'number') return String(v);
@@ -31,23 +35,70 @@ export function rangeError(fn: string, name: string, expected: string, got: stri
   throw new RangeError(`${fn}: ${name} must be ${expected}, got ${got}`);
 }
 
-export function checkOptions(fn: string, opts: unknown): asserts opts is Record<string, unknown> {
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+/** An options object whose every key is one of `known`: a typo such as `temprature` is refused
+ *  with the closest known name rather than silently ignored. */
+export function checkOptions(fn: string, opts: unknown, known: readonly string[]): asserts opts is Record<string, unknown> {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts) || types.isProxy(opts)) {
     throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`${fn}: options has no field '${key}' (did you mean '${closest(key, known)}'?)`);
+    }
   }
 }
 
-type TypedCtor = Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor | Uint16ArrayConstructor;
+/** The known name nearest to `key` in edit distance. */
+export function closest(key: string, known: readonly string[]): string {
+  let best = known[0], bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+type TypedCtor = Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor;
+
+const IS_KIND = new Map<TypedCtor, (v: unknown) => boolean>([
+  [Float32Array, types.isFloat32Array],
+  [Float64Array, types.isFloat64Array],
+  [Int32Array, types.isInt32Array],
+  [Uint16Array, types.isUint16Array],
+  [Uint8Array, types.isUint8Array],
+]);
+
+/** Whether v is a typed array of this kind, from this realm or another. */
+export function isKind(v: unknown, ctor: TypedCtor): boolean {
+  return !types.isProxy(v) && IS_KIND.get(ctor)!(v);
+}
 
 export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown, ctor: C): InstanceType<C> {
-  if (!(v instanceof ctor)) typeError(fn, name, `a ${ctor.name}`, v);
+  if (!isKind(v, ctor)) typeError(fn, name, `a ${ctor.name}`, v);
   if (isDetached(v as ArrayBufferView)) {
     typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
+  }
+  // A resizable ArrayBuffer may be shrunk while a native kernel reads it (the addon refuses it too).
+  const buf = (v as ArrayBufferView).buffer as ArrayBuffer & { resizable?: boolean };
+  if (buf.resizable === true && !types.isSharedArrayBuffer(buf)) {
+    typeError(fn, name, 'a typed array over a fixed-length ArrayBuffer (not resizable)', v);
   }
   return v as InstanceType<C>;
 }
 
-function isDetached(v: ArrayBufferView): boolean {
+export function isDetached(v: ArrayBufferView): boolean {
   const b = v.buffer as ArrayBuffer & { detached?: boolean };
   if (typeof b.detached === 'boolean') return b.detached;
   try {
@@ -118,24 +169,28 @@ export function logitsOf(fn: string, v: unknown, dtype: DType): Logits {
   return dtype === 'float32' ? typed(fn, 'logits', v, Float32Array) : typed(fn, 'logits', v, Uint16Array);
 }
 
-const MASK_KINDS = [Float32Array, Float64Array, Uint8Array, Int32Array];
+const MASK_KINDS = [Float32Array, Float64Array, Uint8Array, Int32Array] as const;
 
-/** The mask as a Float32Array (the caller's own array when it already is one). */
+/** The mask as a Float32Array (the caller's own array when it already is one). A weight that
+ *  rounds to 0 in float32 becomes 0, and the token is then masked everywhere, targets included. */
 export function maskOf(fn: string, v: unknown, optional: boolean): Float32Array | undefined {
   if (optional && (v === undefined || v === null)) return undefined;
-  if (!MASK_KINDS.some((k) => v instanceof k)) {
+  if (!MASK_KINDS.some((k) => isKind(v, k))) {
     typeError(fn, 'mask', 'a Float32Array, Float64Array, Uint8Array or Int32Array', v);
   }
   const m = v as MaskLike;
   for (let i = 0; i < m.length; i++) {
     if (!Number.isFinite(m[i])) rangeError(fn, 'mask', 'finite weights', `${m[i]} at index ${i}`);
   }
-  return m instanceof Float32Array ? m : Float32Array.from(m);
+  if (isKind(m, Float32Array)) return m as Float32Array;
+  const f = new Float32Array(m.length);
+  for (let i = 0; i < m.length; i++) f[i] = m[i];
+  return f;
 }
 
 /** Numbers as a Float64Array (copied), all finite. */
 export function numbersOf(fn: string, name: string, v: unknown, length?: number, what?: string): Float64Array {
-  if (!(v instanceof Float64Array || v instanceof Float32Array || Array.isArray(v))) {
+  if (!(isKind(v, Float64Array) || isKind(v, Float32Array) || (Array.isArray(v) && !types.isProxy(v)))) {
     typeError(fn, name, 'a Float64Array, Float32Array or number[]', v);
   }
   const src = v as NumbersLike;
@@ -175,6 +230,14 @@ export function checkOffsets(fn: string, name: string, off: Int32Array, n: numbe
 export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
   if (typeof groups !== 'object' || groups === null) typeError(fn, 'groups', '{ size } or { offsets }', groups);
   const g = groups as Partial<{ size: unknown; offsets: unknown }>;
+  for (const key of Object.keys(g)) {
+    if (key !== 'size' && key !== 'offsets') {
+      typeError(fn, 'groups', `{ size } or { offsets } (no field '${key}')`, groups);
+    }
+  }
+  if (g.offsets !== undefined && g.size !== undefined) {
+    rangeError(fn, 'groups', 'either { size } or { offsets }', 'both');
+  }
   if (g.offsets !== undefined) {
     const off = typed(fn, 'groups.offsets', g.offsets, Int32Array);
     checkOffsets(fn, 'groups.offsets', off, n);

@@ -1,6 +1,6 @@
-// SPEC section 3: every bad-input row refused before any work, with the exact error class and
-// message, through the public API (whichever backend is active) and again by the native addon
-// called directly (its own checks), with inputs untouched and the process alive.
+// Bad input (docs/DESIGN.md, "Bad input"): every row refused before any work, with the exact
+// error class and message, through the public API (whichever backend is active); and the native
+// addon called directly, which re-checks what addresses memory, with the process alive.
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { gvpoBackward, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs } from '../src/index.js';
@@ -84,7 +84,7 @@ describe('bad input (public API)', () => {
     expect(() => gvpoLoss({ policyLogprobs: [1, NaN], referenceLogprobs: [1, 1], rewards: [0, 1], groups: { size: 2 }, beta: 1 })).toThrow(
       new RangeError('gvpoLoss: policyLogprobs must be finite numbers, got NaN at index 1'));
     const a = good();
-    expect(() => gvpoBackward({ ...a, logZ: new Float32Array(N * T), gradLogprobs: [1, 2] })).toThrow(
+    expect(() => gvpoBackward({ ...a, groups: undefined, logZ: new Float32Array(N * T), gradLogprobs: [1, 2] } as never)).toThrow(
       new RangeError('gvpoBackward: gradLogprobs must be of length sequences = 4, got length 2'));
   });
 
@@ -109,20 +109,25 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
     const b = batch(1, N, T, V);
     return { ...b, dtype: 'float32', temperature: 1, rewards: Float64Array.from([1, 0, 1, 0]), offsets: Int32Array.from([0, 2, 4]), beta: 0.1, reduction: 'mean' };
   }
+  // Only what addresses memory is checked here (kinds, lengths, sizes, targets, offsets): the
+  // rules about values (beta > 0, finite rewards, ...) belong to the TypeScript layer alone.
   const NATIVE: Array<[string, Record<string, unknown>, ErrorConstructor, string]> = [
     ['logits kind', { logits: new Float64Array(N * T * V) }, TypeError, `${FN}: logits must be a Float32Array, got Float64Array`],
-    ['logits length', { logits: new Float32Array(5) }, RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length 5`],
+    ['logits length', { logits: new Float32Array(5) }, RangeError, `${FN}: logits must be of length ${N * T * V}, got length 5`],
     ['targets range', { targets: new Int32Array(N * T).fill(V) }, RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 0`],
-    ['beta', { beta: 0 }, RangeError, `${FN}: beta must be a finite number > 0, got 0`],
-    ['temperature', { temperature: -2 }, RangeError, `${FN}: temperature must be a finite number > 0, got -2`],
-    ['rewards', { rewards: Float64Array.from([1, Infinity, 0, 0]) }, RangeError, `${FN}: rewards must be finite numbers, got Infinity at index 1`],
-    ['offsets', { offsets: Int32Array.from([0, 3, 3, 4]) }, RangeError, `${FN}: offsets must be strictly increasing offsets, got 3 after 3 at index 2`],
-    ['offsets cover', { offsets: Int32Array.from([0, 2]) }, RangeError, `${FN}: offsets must be offsets ending at the number of sequences ${N}, got 2`],
-    ['vocab 0', { vocab: 0 }, RangeError, `${FN}: vocab must be an integer in [1, 2147483647], got 0`],
+    ['targets 2^31-1', { targets: new Int32Array(N * T).fill(2147483647) }, RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got 2147483647 at index 0`],
+    ['offsets', { offsets: Int32Array.from([0, 3, 3, 4]) }, RangeError, `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`],
+    ['offsets cover', { offsets: Int32Array.from([0, 2]) }, RangeError, `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`],
+    ['offsets past N', { offsets: Int32Array.from([0, 2, 400]) }, RangeError, `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`],
+    ['rewards length', { rewards: new Float64Array(2) }, RangeError, `${FN}: rewards must be of length ${N}, got length 2`],
+    ['reference length', { referenceLogprobs: new Float64Array(1) }, RangeError, `${FN}: referenceLogprobs must be of length ${N}, got length 1`],
+    ['vocab 0', { vocab: 0 }, RangeError, `${FN}: vocab must be an integer in [1, 2147483647], got 0.000000`],
     ['overflow', { sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 }, RangeError, `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`],
-    ['dtype', { dtype: 'int8' }, RangeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got 'int8'`],
-    ['reference', { referenceLogprobs: Float64Array.from([0, NaN, 0, 0]) }, RangeError, `${FN}: referenceLogprobs must be finite numbers, got NaN at index 1`],
-    ['mask kind', { mask: new Uint8Array(N * T) }, TypeError, `${FN}: mask must be a Float32Array, got Uint8Array`],
+    ['dtype', { dtype: 'int8' }, TypeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got a string`],
+    ['bfloat16 over Float32Array', { dtype: 'bfloat16' }, TypeError, `${FN}: logits must be a Uint16Array, got Float32Array`],
+    ['mask kind', { mask: new Uint8Array(N * T) }, TypeError, `${FN}: mask must be a Float32Array, got another typed array`],
+    ['out length', { out: new Float32Array(3) }, RangeError, `${FN}: out must be of length ${N * T * V}, got length 3`],
+    ['threads', { threads: 1e9 }, RangeError, `${FN}: threads must be an integer in [0, 1024], got 1000000000.000000`],
   ];
   for (const [what, patch, cls, message] of NATIVE) {
     it(`${what}: ${cls.name}`, () => {
@@ -137,7 +142,22 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
       expect((err as Error).message).toBe(message);
     });
   }
+  it('tokenLogprobsBackward: a masked row may hold any target and gets no gradient; a live one is checked', () => {
+    const o = (y0: number, m0: number) => ({
+      logits: Float32Array.of(1, 2, 3, 4, 0.1, 0.2, 0.3, 0.4), targets: Int32Array.of(y0, 0), mask: Float32Array.of(m0, 1),
+      rows: 2, vocab: 4, logZ: Float32Array.of(4.5, 1.6), gradTokenLogprobs: Float32Array.of(1, 1),
+    });
+    for (const y of [-1, 4, 2147483647, -2147483648]) {
+      const r = addon!.tokenLogprobsBackward(o(y, 0)) as { gradLogits: Float32Array };
+      expect(Array.from(r.gradLogits.slice(0, 4))).toEqual([0, 0, 0, 0]);
+      expect(() => addon!.tokenLogprobsBackward(o(y, 1))).toThrow(RangeError);
+    }
+    // no mask at all: every row is live, so every target is checked
+    expect(() => addon!.tokenLogprobsBackward({ ...o(-1, 1), mask: undefined })).toThrow(
+      new RangeError('tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 0'));
+  });
+
   it('refuses a non-object', () => {
-    expect(() => addon!.tokenLogprobs(undefined)).toThrow(new TypeError('tokenLogprobs: options must be an object, got undefined'));
+    expect(() => addon!.tokenLogprobs(undefined)).toThrow(new TypeError('tokenLogprobs: options must be an object'));
   });
 });

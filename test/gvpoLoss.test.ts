@@ -13,7 +13,7 @@ function layout(sizes: number[]): Int32Array {
   return off;
 }
 
-// The loss straight from SPEC section 1, with nothing shared with the implementation.
+// The loss straight from its definition (docs/DESIGN.md, "The math"), sharing nothing with the implementation.
 function definition(S: number[], Q: number[], R: number[], sizes: number[], beta: number, reduction: 'mean' | 'sum') {
   let L = 0;
   let live = 0;

@@ -1,4 +1,4 @@
-// SPEC section 5 and issue 6: no leak over 10,000 calls, identical results from worker threads and
+// Reliability: no leak over 10,000 calls, identical results from worker threads and
 // many in-flight async calls, a responsive event loop during a large async call, hostile input
 // drawn at random (every call returns the reference's answer or throws the documented error,
 // inputs untouched), and what happens to inputs mutated or detached during an async call.
@@ -37,7 +37,7 @@ describe.runIf(native)('leaks: resident memory stays flat', () => {
   const f = gvpo.gvpoForward(a);
   const ops: Array<[string, () => unknown, () => Promise<unknown>]> = [
     ['tokenLogprobs', () => gvpo.tokenLogprobs(rows), () => gvpo.tokenLogprobsAsync(rows)],
-    ['tokenLogprobsBackward', () => gvpo.tokenLogprobsBackward({ ...rows, logZ: lz, gradLogprobs: new Float32Array(32).fill(1) }), () => gvpo.tokenLogprobsBackwardAsync({ ...rows, logZ: lz, gradLogprobs: new Float32Array(32).fill(1) })],
+    ['tokenLogprobsBackward', () => gvpo.tokenLogprobsBackward({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) }), () => gvpo.tokenLogprobsBackwardAsync({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) })],
     ['sequenceLogprobs', () => gvpo.sequenceLogprobs({ tokenLogprobs: f.tokenLogprobs, mask: a.mask, sequences: 4, tokens: 8 }), () => gvpo.sequenceLogprobsAsync({ tokenLogprobs: f.tokenLogprobs, mask: a.mask, sequences: 4, tokens: 8 })],
     ['groupCenter', () => gvpo.groupCenter({ values: a.rewards, groups: a.groups }), () => gvpo.groupCenterAsync({ values: a.rewards, groups: a.groups })],
     ['gvpoLoss', () => gvpo.gvpoLoss({ policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards, groups: a.groups, beta: 0.1 }), () => gvpo.gvpoLossAsync({ policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards, groups: a.groups, beta: 0.1 })],

@@ -1,12 +1,12 @@
 // gvpo/tfjs: the kernel-backed ops' values and gradients equal TensorFlow.js's own autodiff of a
-// plain tfjs formulation of the SPEC formulas, on the cpu and wasm backends.
+// plain tfjs formulation of the formulas in docs/DESIGN.md, on the cpu and wasm backends.
 import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { gvpoFromLogitsTf, gvpoLossTf, loadTf, tokenLogprobsTf } from '../src/tfjs/index.js';
 import { allclose, gradClose } from './helpers/allclose.js';
 import { batch, randomRewards } from './helpers/data.js';
 
-// SPEC section 1 in tfjs ops, nothing from gvpo: logSoftmax, one-hot gather, masked sums,
+// The math of docs/DESIGN.md in tfjs ops, nothing from gvpo: logSoftmax, one-hot gather, masked sums,
 // group centring by reshape, the loss ('mean' over groups of equal size k).
 function plainLoss(tf: typeof TF, z: TF.Tensor, a: { targets: Int32Array; mask: Float32Array; N: number; T: number; V: number; k: number; Sref: Float64Array; R: Float64Array; beta: number; tau: number }) {
   const lp = tf.logSoftmax(z.reshape([a.N * a.T, a.V]).div(a.tau)).mul(tf.oneHot(tf.tensor1d(a.targets, 'int32'), a.V)).sum(1);

@@ -49,7 +49,7 @@ describe('tokenLogprobs', () => {
     expect(got.nonFiniteRows).toBe(2);
     expect(Number.isNaN(got.logprobs[1]) && Number.isNaN(got.logprobs[2])).toBe(true);
     allclose([got.logprobs[0], got.logprobs[3]], [want.logprobs[0], want.logprobs[3]], TOL.float32);
-    const grad = tokenLogprobsBackward({ ...a, logZ: got.logZ, gradLogprobs: new Float32Array(4).fill(1) });
+    const grad = tokenLogprobsBackward({ ...a, logZ: got.logZ, gradTokenLogprobs: new Float32Array(4).fill(1) });
     expect(Math.abs(grad[5])).toBe(0);
     expect(Number.isNaN(grad[V]) && Number.isNaN(grad[2 * V])).toBe(true);
     expect(grad.subarray(3 * V).every(Number.isFinite)).toBe(true);
@@ -83,7 +83,7 @@ describe('tokenLogprobsBackward', () => {
         const r = rng(5);
         const g = Float32Array.from({ length: R }, (_, i) => (a.mask![i] ? r() - 0.5 : 0));
         const lz = tokenLogprobs(a).logZ;
-        const got = tokenLogprobsBackward({ ...a, logZ: lz, gradLogprobs: g });
+        const got = tokenLogprobsBackward({ ...a, logZ: lz, gradTokenLogprobs: g });
         const want = new Float64Array(R * V);
         tokenLogprobsBackwardInto(want, { ...a, temperature: 0.9 }, tokenLogprobsF64({ ...a, mask: undefined, temperature: 0.9 }).logZ, g);
         gradClose(got, want);
@@ -95,9 +95,9 @@ describe('tokenLogprobsBackward', () => {
     const a = rowsArgs(6, 1000, 'float32', 11, false);
     const lz = tokenLogprobs(a).logZ;
     const g = new Float32Array(6).fill(0.3);
-    const fresh = tokenLogprobsBackward({ ...a, logZ: lz, gradLogprobs: g });
+    const fresh = tokenLogprobsBackward({ ...a, logZ: lz, gradTokenLogprobs: g });
     const z = Float32Array.from(a.logits as Float32Array);
-    const inPlace = tokenLogprobsBackward({ ...a, logits: z, logZ: lz, gradLogprobs: g, inPlace: true });
+    const inPlace = tokenLogprobsBackward({ ...a, logits: z, logZ: lz, gradTokenLogprobs: g, inPlace: true });
     expect(inPlace).toBe(z);
     expect(Array.from(z)).toEqual(Array.from(fresh));
   });

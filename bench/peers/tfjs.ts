@@ -6,7 +6,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { Inputs } from '../lib.js';
 
-export async function loadTf(backend: 'cpu' | 'wasm'): Promise<typeof TF> {
+export async function tfjsWithBackend(backend: 'cpu' | 'wasm'): Promise<typeof TF> {
   const tf = await import('@tensorflow/tfjs');
   if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   await tf.setBackend(backend);

@@ -30,6 +30,7 @@ static Napi::Value native_info(const Napi::CallbackInfo& info) {
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("nativeInfo", Napi::Function::New(env, native_info, "nativeInfo"));
   register_cpu_ops(env, exports);
+  register_hidden_ops(env, exports);
 #ifdef GVPO_WITH_CUDA
   register_cuda_ops(env, exports);
 #endif

@@ -1,12 +1,17 @@
-// Argument checks for the N-API glue. Every op takes one options object; each getter reads a
-// field by name and throws a JS TypeError (wrong kind) or RangeError (value out of bounds) whose
-// message names the function, the field, what was expected and what came -- the same wording as
-// src/validate.ts, which checks first.
+// Reading an op's options object in the N-API glue. The TypeScript layer (src/ops/) owns every
+// argument rule and message and passes its checked, normalised values; this layer re-checks only
+// what addresses memory -- typed-array kinds, lengths against the sizes, sizes and their
+// products, target ids and group offsets -- so that a bug above, or a direct call of the addon,
+// costs a TypeError or RangeError, never a read or write outside a buffer. Messages are brief:
+// "<fn>: <field> must be <expected>, got <what came>".
 #pragma once
 #include <napi.h>
+#include <v8.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "../kernels.h"
 
@@ -16,7 +21,18 @@ template <typename T>
 struct View {
   T* data = nullptr;
   size_t length = 0;
-  bool present() const { return data != nullptr || length != 0; }
+};
+
+// A typed array as it was read: the kernels use `data` and `bytes`, so the array must still hold
+// them when the work starts (a getter read later may have detached or resized its buffer) and its
+// memory must outlive the work (an async caller may transfer the buffer, or a getter may have
+// returned a fresh array that nothing else keeps).
+struct ReadArray {
+  std::string name;
+  Napi::ObjectReference array;
+  std::shared_ptr<v8::BackingStore> memory;
+  void* data;
+  size_t bytes;
 };
 
 class Args {
@@ -25,39 +41,45 @@ class Args {
 
   Napi::Env env() const { return env_; }
   Napi::Object object() const { return opts_; }
-  bool has(const char* name) const;
 
   [[noreturn]] void type_error(const char* name, const std::string& expected, Napi::Value got) const;
   [[noreturn]] void range_error(const char* name, const std::string& expected, const std::string& got) const;
 
+  // Typed arrays of exactly this kind over a live buffer; optional ones may be absent (null data).
   View<float> f32(const char* name, bool optional = false) const;
   View<double> f64(const char* name, bool optional = false) const;
   View<int32_t> i32(const char* name, bool optional = false) const;
   // Logits: Float32Array for float32, Uint16Array (bit patterns) for bfloat16/float16.
   View<void> logits(const char* name, DType dtype) const;
-  DType dtype(const char* name) const;  // optional, default float32
+  DType dtype(const char* name) const;  // optional, default float32: it sets the element size
 
-  int64_t dim(const char* name) const;                         // integer >= 1, <= 2^31-1
-  double positive(const char* name, double fallback, bool optional) const;  // finite, > 0
+  int64_t dim(const char* name) const;  // integer in [1, 2^31-1]
+  double number(const char* name, double fallback) const;  // any number; absent: fallback
   bool boolean(const char* name, bool fallback) const;
-  int threads() const;                                          // optional, integer >= 0
-  std::string reduction() const;                               // 'mean' | 'sum'
+  int threads() const;  // optional, integer in [0, 1024]
+  bool mean_reduction() const;  // reduction !== 'sum'
 
-  void expect_length(const char* name, size_t got, size_t want, const char* what) const;
-  // product of dims, checked against size_t and 2^53 overflow
+  void expect_length(const char* name, size_t got, size_t want) const;
+  // product of dims, refused past 2^53 (and so past size_t)
   size_t product(std::initializer_list<int64_t> dims, const char* what) const;
+  // y[r] in [0, vocab) on every row whose mask is non-zero (every row without a mask)
+  void check_targets(const int32_t* y, const float* mask, size_t rows, int64_t vocab) const;
+  // offsets[0] = 0 < offsets[1] < ... < offsets[G] = n
+  void check_offsets(const int32_t* off, size_t len, int64_t n) const;
 
-  void check_targets(const char* name, const int32_t* y, const float* mask, size_t rows, int64_t vocab) const;
-  void check_finite(const char* name, const double* v, size_t n) const;
-  void check_offsets(const char* name, const int32_t* off, size_t len, int64_t n) const;
+  // Called by typed(): remembers the array and pins its memory.
+  void record(const char* name, Napi::Value array, void* data, size_t bytes) const;
+  // The typed array read under `name` (the one the kernels use), or undefined.
+  Napi::Value read_array(const char* name) const;
+  // After the last read: every array read still holds the memory it was read with.
+  void check_unchanged() const;
+  std::vector<ReadArray> take_reads() const { return std::move(reads_); }
 
  private:
+  mutable std::vector<ReadArray> reads_;
   Napi::Env env_;
   std::string fn_;
   Napi::Object opts_;
-  Napi::Value get(const char* name) const;
 };
-
-std::string describe(Napi::Value v);
 
 }  // namespace gvpo

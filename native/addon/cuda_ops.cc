@@ -1,5 +1,5 @@
 // N-API glue for the CUDA twins of tokenLogprobs and gvpoFromLogits over host arrays
-// (native/cuda/host.cu): the same checks and outputs as the CPU ops, plus cudaTimings
+// (native/cuda): the same checks and outputs as the CPU ops, plus cudaTimings
 // {h2dMs, kernelMs, d2hMs}. Compiled only when GVPO_WITH_CUDA is defined.
 #ifdef GVPO_WITH_CUDA
 #include <cmath>
@@ -12,7 +12,7 @@
 #include "args.h"
 #include "ops.h"
 #include "parse.h"
-#include "task.h"
+#include "baton.h"
 
 namespace gvpo {
 
@@ -36,13 +36,13 @@ int64_t count_nonfinite(const float* lp, const float* mask, int64_t rows) {
   return n;
 }
 
-std::unique_ptr<Task> prepare_cuda_token_logprobs(const Napi::CallbackInfo& info) {
+std::unique_ptr<Baton> prepare_cuda_token_logprobs(const Napi::CallbackInfo& info) {
   Args a(info, "tokenLogprobs");
   LogitsIn in = parse_logits(a, false, false);
   Napi::Object r = Napi::Object::New(a.env());
   float* lp = new_f32(r, "logprobs", in.rows).Data();
   float* lz = new_f32(r, "logZ", in.rows).Data();
-  auto t = make_task(a.object(), r);
+  auto t = make_baton(a, r);
   auto timings = std::make_shared<CudaTimings>();
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
@@ -54,45 +54,24 @@ std::unique_ptr<Task> prepare_cuda_token_logprobs(const Napi::CallbackInfo& info
   };
   t->finish = [timings, bad](Napi::Object r) {
     set_timings(r, *timings);
-    r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*bad));
+    set_nonfinite(r, *bad);
   };
   return t;
 }
 
-std::unique_ptr<Task> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromLogits");
-  Napi::Object r = Napi::Object::New(a.env());
-  FromLogits x = parse_from_logits(a, r);
-  auto t = make_task(a.object(), r);
+std::unique_ptr<Baton> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& info) {
+  FusedCall c = prepare_fused(info);
   auto timings = std::make_shared<CudaTimings>();
-  t->work = [x, timings] {
-    const Forward& f = x.f;
-    const LogitsIn& in = f.in;
-    const double* ref = nullptr;  // Sref on the host: from reference tokens, given, or S itself
-    if (f.ref_tokens.data) {
-      sequence_logprobs_f64_cpu(f.ref, f.ref_tokens.data, in.mask.data, in.N, in.T);
-      ref = f.ref;
-    } else if (f.ref_seq.data) {
-      std::memcpy(f.ref, f.ref_seq.data, in.N * sizeof(double));
-      ref = f.ref;
-    }
-    double t5[5];
-    GvpoCudaOut out{x.grad, f.lp, f.lz, f.seq, x.grad_seq, x.residuals, t5};
+  c.baton->work = [out = c.out, terms = c.terms, x = c.x, timings] {
     char err[512] = {0};
-    if (gvpo_from_logits_cuda_host(out, timings.get(), in.logits.data, in.dtype, in.targets.data, in.mask.data, ref,
-                                   x.l.rewards.data, x.l.offsets.data, (int64_t)x.l.offsets.length - 1, in.N, in.T,
-                                   in.V, in.tau, x.l.beta, x.l.mean, err, sizeof(err)))
+    if (gvpo_from_logits_cuda_host(*out, terms.get(), timings.get(), x.batch, err, sizeof(err)))
       throw CudaError(std::string("gvpoFromLogits (cuda): ") + err);
-    if (!ref) std::memcpy(f.ref, f.seq, in.N * sizeof(double));
-    *x.terms = {t5[0], t5[1], t5[2], t5[3], t5[4]};
-    *f.nonfinite = count_nonfinite(f.lp, in.mask.data, in.rows);
   };
-  t->finish = [x, timings](Napi::Object r) {
-    set_terms(r, *x.terms);
-    set_nonfinite(r, x.f);
+  c.baton->finish = [base = c.baton->finish, timings](Napi::Object r) {
+    base(r);
     set_timings(r, *timings);
   };
-  return t;
+  return std::move(c.baton);
 }
 
 }  // namespace

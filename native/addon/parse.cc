@@ -1,14 +1,8 @@
-// Argument parsing shared by the CPU (ops.cc) and CUDA (cuda_ops.cc) glue: the logits batch,
-// the GVPO loss inputs, phase-1 outputs and the gradient's destination, all checked (args.h)
-// before anything is allocated or written.
+// See parse.h. The order of reads follows src/ops/normalize.ts, which has refused everything
+// wrong before the addon is called.
 #include "parse.h"
 
-#include <cmath>
-#include <cstdlib>
-#include <string>
-
 namespace gvpo {
-
 
 LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
   LogitsIn in;
@@ -21,40 +15,89 @@ LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
     in.rows = a.dim("rows");
   }
   in.V = a.dim("vocab");
-  size_t total = a.product({in.rows, in.V}, "logits");
+  const size_t total = a.product({in.rows, in.V}, "logits");
   in.logits = a.logits("logits", in.dtype);
-  a.expect_length("logits", in.logits.length, total, sequences ? "sequences*tokens*vocab" : "rows*vocab");
+  a.expect_length("logits", in.logits.length, total);
   in.targets = a.i32("targets");
-  a.expect_length("targets", in.targets.length, (size_t)in.rows, sequences ? "sequences*tokens" : "rows");
+  a.expect_length("targets", in.targets.length, (size_t)in.rows);
   in.mask = a.f32("mask", !mask_required);
-  if (in.mask.data) a.expect_length("mask", in.mask.length, (size_t)in.rows, sequences ? "sequences*tokens" : "rows");
-  in.tau = (float)a.positive("temperature", 1.0, true);
+  if (in.mask.data) a.expect_length("mask", in.mask.length, (size_t)in.rows);
+  in.tau = (float)a.number("temperature", 1.0);
   in.threads = a.threads();
-  a.check_targets("targets", in.targets.data, in.mask.data, (size_t)in.rows, in.V);
+  a.check_targets(in.targets.data, in.mask.data, (size_t)in.rows, in.V);
   return in;
 }
 
-// A float32 array of N*T*V elements when the caller gave no `out` (the TypeScript layer always
-// does: its own allocation turns an impossible size into a RangeError).
-Napi::Float32Array new_large_f32(const Args& a, size_t n) { return Napi::Float32Array::New(a.env(), n); }
+BatchIn parse_batch(const Args& a, bool loss) {
+  BatchIn x;
+  x.in = parse_logits(a, true, true);
+  const LogitsIn& in = x.in;
+  View<double> ref_tokens = a.f64("referenceTokenLogprobs", true), ref_seq = a.f64("referenceLogprobs", true);
+  if (ref_tokens.data) a.expect_length("referenceTokenLogprobs", ref_tokens.length, (size_t)in.rows);
+  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)in.N);
+  GvpoBatch& b = x.batch;
+  b = GvpoBatch{in.logits.data, in.dtype, in.targets.data, in.mask.data, ref_tokens.data,
+                ref_tokens.data ? nullptr : ref_seq.data, nullptr, nullptr, 0, in.N, in.T, in.V,
+                in.tau, 0.0, true};
+  if (loss) {
+    View<double> rewards = a.f64("rewards");
+    a.expect_length("rewards", rewards.length, (size_t)in.N);
+    View<int32_t> offsets = a.i32("offsets");
+    a.check_offsets(offsets.data, offsets.length, in.N);
+    b.rewards = rewards.data;
+    b.offsets = offsets.data;
+    b.groups = (int64_t)offsets.length - 1;
+    b.beta = a.number("beta", 0.0);
+    b.mean_reduction = a.mean_reduction();
+  }
+  return x;
+}
 
-// The gradient's destination: the logits themselves (inPlace), a caller's buffer, or a new one.
+GvpoFromLogitsOut allocate_outputs(const Args& a, const LogitsIn& in, Napi::Object r, bool loss) {
+  GvpoFromLogitsOut o{};
+  o.token_logprobs = new_f32(r, "tokenLogprobs", in.rows).Data();
+  o.logZ = new_f32(r, "logZ", in.rows).Data();
+  o.seq = new_f64(r, "policyLogprobs", in.N).Data();
+  o.ref_seq = new_f64(r, "referenceLogprobs", in.N).Data();
+  if (loss) {
+    o.grad = grad_destination(a, in, r);
+    o.grad_seq = new_f64(r, "gradLogprobs", in.N).Data();
+    o.residuals = new_f64(r, "residuals", in.N).Data();
+  }
+  return o;
+}
+
+FusedCall prepare_fused(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromLogits");
+  FusedCall c;
+  c.x = parse_batch(a, true);
+  Napi::Object r = Napi::Object::New(a.env());
+  c.out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, c.x.in, r, true));
+  c.terms = std::make_shared<GvpoTerms>();
+  c.baton = make_baton(a, r);
+  c.baton->finish = [out = c.out, terms = c.terms](Napi::Object r) {
+    set_terms(r, *terms);
+    set_nonfinite(r, out->nonfinite_rows);
+  };
+  return c;
+}
+
 float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result) {
-  bool in_place = a.boolean("inPlace", false);
-  size_t total = (size_t)in.rows * (size_t)in.V;
-  if (in_place) {
-    if (in.dtype != DType::f32)
-      a.range_error("inPlace", "false for 16-bit logits (the gradient is float32)", "true");
-    result.Set("gradLogits", a.object().Get("logits"));
+  const size_t total = (size_t)in.rows * (size_t)in.V;
+  if (a.boolean("inPlace", false)) {
+    if (in.dtype != DType::f32) a.range_error("inPlace", "false for 16-bit logits", "true");
+    result.Set("gradLogits", a.read_array("logits"));
     return (float*)in.logits.data;
   }
   View<float> out = a.f32("out", true);
   if (out.data) {
-    a.expect_length("out", out.length, total, "the logits' length");
-    result.Set("gradLogits", a.object().Get("out"));
+    a.expect_length("out", out.length, total);
+    result.Set("gradLogits", a.read_array("out"));
     return out.data;
   }
-  Napi::Float32Array g = new_large_f32(a, total);
+  // The TypeScript layer always passes `out` (its allocation turns an impossible size into a
+  // RangeError); a direct call gets a new array.
+  Napi::Float32Array g = Napi::Float32Array::New(a.env(), total);
   result.Set("gradLogits", g);
   return g.Data();
 }
@@ -81,57 +124,8 @@ void set_terms(Napi::Object r, const GvpoTerms& t) {
   r.Set("terms", terms);
 }
 
-
-LossIn parse_loss(const Args& a, int64_t N) {
-  LossIn l;
-  l.rewards = a.f64("rewards");
-  a.expect_length("rewards", l.rewards.length, (size_t)N, "sequences");
-  a.check_finite("rewards", l.rewards.data, l.rewards.length);
-  l.offsets = a.i32("offsets");
-  a.check_offsets("offsets", l.offsets.data, l.offsets.length, N);
-  l.beta = a.positive("beta", 0, false);
-  l.mean = a.reduction() == "mean";
-  return l;
-}
-
-
-Forward parse_forward(const Args& a, Napi::Object r) {
-  Forward f;
-  f.in = parse_logits(a, true, true);
-  f.ref_tokens = a.f64("referenceTokenLogprobs", true);
-  f.ref_seq = a.f64("referenceLogprobs", true);
-  if (f.ref_tokens.data && f.ref_seq.data)
-    a.range_error("referenceLogprobs", "absent when referenceTokenLogprobs is given", "both");
-  if (f.ref_tokens.data) {
-    a.expect_length("referenceTokenLogprobs", f.ref_tokens.length, (size_t)f.in.rows, "sequences*tokens");
-    for (int64_t i = 0; i < f.in.rows; i++)  // only positions under the mask must be finite
-      if (f.in.mask.data[i] != 0.0f && !std::isfinite(f.ref_tokens.data[i]))
-        a.range_error("referenceTokenLogprobs", "finite numbers where the mask is non-zero",
-                      "a non-finite value at index " + std::to_string(i));
-  }
-  if (f.ref_seq.data) {
-    a.expect_length("referenceLogprobs", f.ref_seq.length, (size_t)f.in.N, "sequences");
-    a.check_finite("referenceLogprobs", f.ref_seq.data, f.ref_seq.length);
-  }
-  f.lp = new_f32(r, "tokenLogprobs", f.in.rows).Data();
-  f.lz = new_f32(r, "logZ", f.in.rows).Data();
-  f.seq = new_f64(r, "policyLogprobs", f.in.N).Data();
-  f.ref = new_f64(r, "referenceLogprobs", f.in.N).Data();
-  return f;
-}
-
-FromLogits parse_from_logits(const Args& a, Napi::Object r) {
-  FromLogits x;
-  x.f = parse_forward(a, r);
-  x.l = parse_loss(a, x.f.in.N);
-  x.grad = grad_destination(a, x.f.in, r);
-  x.grad_seq = new_f64(r, "gradLogprobs", x.f.in.N).Data();
-  x.residuals = new_f64(r, "residuals", x.f.in.N).Data();
-  return x;
-}
-
-void set_nonfinite(Napi::Object r, const Forward& f) {
-  r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)*f.nonfinite));
+void set_nonfinite(Napi::Object r, int64_t rows) {
+  r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)rows));
 }
 
 }  // namespace gvpo

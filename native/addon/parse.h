@@ -1,4 +1,6 @@
-// Argument parsing shared by the CPU and CUDA glue (parse.cc).
+// Reading the options shared by the CPU (ops.cc) and CUDA (cuda_ops.cc) glue into the kernel
+// layer's structs (kernels.h), with the memory checks of args.h, and allocating the outputs on
+// the result object.
 #pragma once
 #include <napi.h>
 
@@ -7,10 +9,11 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "baton.h"
 
 namespace gvpo {
 
-// Logits and their per-token companions, shaped either rows x vocab or sequences x tokens x vocab.
+// Logits and their per-token companions, shaped rows x vocab or sequences x tokens x vocab.
 struct LogitsIn {
   View<void> logits;
   DType dtype;
@@ -20,45 +23,38 @@ struct LogitsIn {
   float tau = 1.0f;
   int threads = 0;
 };
-
-// Sequence-level GVPO inputs: rewards, groups (offsets), beta, reduction.
-struct LossIn {
-  View<double> rewards;
-  View<int32_t> offsets;
-  double beta;
-  bool mean;
-};
-
-// Phase 1 inputs and outputs shared by gvpoForward and gvpoFromLogits.
-struct Forward {
-  LogitsIn in;
-  View<double> ref_tokens, ref_seq;
-  float *lp, *lz;
-  double *seq, *ref;
-  std::shared_ptr<int64_t> nonfinite = std::make_shared<int64_t>(0);
-};
-
-// Everything gvpoFromLogits (CPU or CUDA) needs: phase-1 outputs, loss inputs, the gradient's
-// destination and the sequence-level outputs, all allocated on `result`.
-struct FromLogits {
-  Forward f;
-  LossIn l;
-  float* grad;
-  double *grad_seq, *residuals;
-  std::shared_ptr<GvpoTerms> terms = std::make_shared<GvpoTerms>();
-};
-FromLogits parse_from_logits(const Args& a, Napi::Object result);
-
 LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required);
-LossIn parse_loss(const Args& a, int64_t N);
-// Checks the reference inputs and allocates phase 1's outputs on `r`.
-Forward parse_forward(const Args& a, Napi::Object r);
-// The gradient's destination (logits for inPlace, `out`, or a new array), set on `result`.
+
+// A whole batch for the fused op or its phases: the logits, the reference (referenceTokenLogprobs
+// or referenceLogprobs, at most one) and, with `loss`, rewards, offsets, beta and the reduction.
+struct BatchIn {
+  LogitsIn in;
+  GvpoBatch batch;
+};
+BatchIn parse_batch(const Args& a, bool loss);
+
+// Phase 1's outputs (token log-probs, logZ, S, Sref) allocated on the result; with `loss` also
+// dL/dS and the residuals, and the gradient's destination (see grad_destination).
+GvpoFromLogitsOut allocate_outputs(const Args& a, const LogitsIn& in, Napi::Object result, bool loss);
+
+// The gradient's destination: the float32 logits themselves (inPlace), the caller's `out`, or a
+// new array; set on `result` as gradLogits.
 float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result);
-Napi::Float32Array new_large_f32(const Args& a, size_t n);
+
+// The fused op's call, for either backend: the batch read and checked, every output allocated on
+// the result, and a baton whose `finish` sets the loss, the terms and nonFiniteRows. The caller
+// sets the baton's work.
+struct FusedCall {
+  BatchIn x;
+  std::shared_ptr<GvpoFromLogitsOut> out;
+  std::shared_ptr<GvpoTerms> terms;
+  std::unique_ptr<Baton> baton;
+};
+FusedCall prepare_fused(const Napi::CallbackInfo& info);
+
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);
 void set_terms(Napi::Object r, const GvpoTerms& t);
-void set_nonfinite(Napi::Object r, const Forward& f);
+void set_nonfinite(Napi::Object r, int64_t rows);
 
 }  // namespace gvpo

@@ -2,18 +2,18 @@
 // instruction set (rows_avx512.cc, rows_avx2.cc, rows_generic.cc set GVPO_VW and the target).
 // token_logprobs.cc picks one at run time, so one build runs on machines with and without AVX-512.
 //
-// Forward, per row of V logits (x = z / tau):
-//   for each tile of TILE elements: convert + scale into a stack tile (L1), take the tile max,
-//   rescale the running sum if the max grew, add sum exp(x - max) over the tile.
-//   -> the logits are read from memory once; exp is evaluated once per element.
-// Backward, per row: grad[v] = -g/tau * exp(x[v] - logZ), then grad[y] += g/tau.
+// Forward, per row of V logits: for each tile of TILE elements take the tile max (16-bit logits
+//   are first converted into a stack tile in L1), rescale the running sum if the max grew, add
+//   sum exp((z - max) / tau) over the tile: the logits are read from memory once and exp is
+//   evaluated once per element.
+// Backward, per row: grad[v] = -g/tau * exp((z[v] - m)/tau - lse), then grad[y] += g/tau.
 //
 // Expects GVPO_VW (floats per vector) and GVPO_ISA (namespace name) to be defined.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#include "../kernels.h"
+#include "row_kernels.h"
 #if GVPO_VW == 16
 #include <immintrin.h>
 #endif
@@ -95,81 +95,86 @@ static inline double hsum(vf v) {
   return s;
 }
 
-// Convert and scale n (<= TILE) logits into tile, padded with -inf to a multiple of W.
+// Convert n (<= TILE) 16-bit logits into tile as float32, padded with -inf to a multiple of W.
 // Returns the tile max (a NaN logit may or may not win; the sum then turns NaN anyway).
-static inline float fill_tile(float* tile, const void* src, DType d, int64_t n, float inv_tau) {
+static inline float fill_tile(float* tile, const uint16_t* src, DType d, int64_t n) {
   vf vmax = splat(-INFINITY);
-  const vf s = splat(inv_tau);
   int64_t i = 0;
   for (; i + W <= n; i += W) {
-    vf x = (d == DType::f32 ? load((const float*)src + i) : load((const uint16_t*)src + i, d)) * s;
-    *(vf*)(tile + i) = x;
-    vmax = x > vmax ? x : vmax;
+    vf z = load(src + i, d);
+    *(vf*)(tile + i) = z;
+    vmax = z > vmax ? z : vmax;
   }
   if (i < n) {
-    vf x = splat(-INFINITY);
-    for (int j = 0; i + j < n; j++) x[j] = load1(src, d, i + j) * inv_tau;
-    *(vf*)(tile + i) = x;
-    vmax = x > vmax ? x : vmax;
+    vf z = splat(-INFINITY);
+    for (int j = 0; i + j < n; j++) z[j] = load1(src, d, i + j);
+    *(vf*)(tile + i) = z;
+    vmax = z > vmax ? z : vmax;
   }
   return hmax(vmax);
 }
 
-// Adds sum exp(x[i] - m) over n elements (n a multiple of W) to s, two accumulators deep to
-// hide the FMA latency, reduced in double. load(i) gives x[i .. i+W).
+static inline float max_f32(const float* z, int64_t n) {
+  vf vmax = splat(-INFINITY);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    vf x = load(z + i);
+    vmax = x > vmax ? x : vmax;
+  }
+  float m = hmax(vmax);
+  for (; i < n; i++) m = z[i] > m ? z[i] : m;
+  return m;
+}
+
+// Adds sum exp((z[i] - m) * s) over n elements (n a multiple of W), two accumulators deep to
+// hide the FMA latency, reduced in double. load(i) gives z[i .. i+W).
 template <typename Load>
-static inline double sum_exp(Load load, int64_t n, float m) {
-  const vf vm = splat(m);
+static inline double sum_exp(Load load, int64_t n, float m, float inv_tau) {
+  const vf vm = splat(m), s = splat(inv_tau);
   vf a0 = splat(0.0f), a1 = splat(0.0f);
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
-    a0 += vexp(load(i) - vm);
-    a1 += vexp(load(i + W) - vm);
+    a0 += vexp((load(i) - vm) * s);
+    a1 += vexp((load(i + W) - vm) * s);
   }
-  if (i < n) a0 += vexp(load(i) - vm);
+  if (i < n) a0 += vexp((load(i) - vm) * s);
   return hsum(a0 + a1);
 }
 
-// logZ of one row, and x_target = z[y]/tau. float32 rows are read in place (max of z, then
-// exp(z/tau - m) from L1); 16-bit rows are converted once into the stack tile.
-double row_logsumexp(const void* row, DType d, int64_t V, float inv_tau, int32_t y, float* x_target) {
-  *x_target = load1(row, d, y) * inv_tau;
+// The row's statistics: m = max_v z[v] (unscaled) and lse = log sum_v exp((z[v] - m) / tau),
+// so that logZ = m / tau + lse. Every exponent is (z - m) * inv_tau: a subtraction then a
+// product, rounded the same way for every element, the target included, and never positive;
+// the maximum's term is exactly 1, so lse >= 0 and l = (z[y] - m) * inv_tau - lse <= 0.
+// float32 rows are read in place (max, then the exp sweep from L1); 16-bit rows are converted
+// once into a stack tile. A row of -inf gives m = -inf; a NaN anywhere gives lse = NaN.
+RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
   alignas(64) float tile[TILE];
-  const size_t esz = dtype_bytes(d);
-  const vf s = splat(inv_tau);
-  double m = -INFINITY, sum = 0.0;
+  double sum = 0.0;
+  float m = -INFINITY;
   for (int64_t base = 0; base < V; base += TILE) {
-    int64_t n = V - base < TILE ? V - base : TILE;
+    const int64_t n = V - base < TILE ? V - base : TILE;
     const int64_t full = n / W * W;
-    float bm;
-    if (d == DType::f32) {
-      const float* z = (const float*)row + base;
-      vf vmax = splat(-INFINITY);
-      for (int64_t i = 0; i < full; i += W) {
-        vf x = load(z + i);
-        vmax = x > vmax ? x : vmax;
-      }
-      bm = hmax(vmax);
-      for (int64_t i = full; i < n; i++) bm = z[i] > bm ? z[i] : bm;
-      bm *= inv_tau;  // tau > 0: max commutes with the scaling
-    } else {
-      bm = fill_tile(tile, (const char*)row + base * esz, d, n, inv_tau);
-    }
+    const float* z = d == DType::f32 ? (const float*)row + base : tile;
+    const float bm = d == DType::f32 ? max_f32(z, n) : fill_tile(tile, (const uint16_t*)row + base, d, n);
     if (bm > m) {  // grew (false for NaN): rescale what we had
-      sum *= std::exp(m - (double)bm);
+      if (sum != 0.0) sum *= std::exp((double)(m - bm) * inv_tau);
       m = bm;
     }
     if (m == -INFINITY) continue;  // everything so far is -inf: contributes 0
-    if (std::isnan(bm)) return NAN;
+    if (m == INFINITY || std::isnan(bm)) return {m, NAN};
     if (d == DType::f32) {
-      const float* z = (const float*)row + base;
-      sum += sum_exp([&](int64_t i) { return load(z + i) * s; }, full, (float)m);
-      for (int64_t i = full; i < n; i++) sum += sexp(z[i] * inv_tau - (float)m);
+      sum += sum_exp([&](int64_t i) { return load(z + i); }, full, m, inv_tau);
+      for (int64_t i = full; i < n; i++) sum += sexp((z[i] - m) * inv_tau);
     } else {
-      sum += sum_exp([&](int64_t i) { return *(vf*)(tile + i); }, (n + W - 1) / W * W, (float)m);
+      sum += sum_exp([&](int64_t i) { return *(vf*)(tile + i); }, (n + W - 1) / W * W, m, inv_tau);
     }
   }
-  return m + std::log(sum);
+  return {m, m == -INFINITY ? -INFINITY : std::log(sum)};
+}
+
+// (z[y] - m) * inv_tau, rounded exactly as row_logsumexp rounds the target's term.
+float row_target(const void* row, DType d, int32_t y, float m, float inv_tau) {
+  return (load1(row, d, y) - m) * inv_tau;
 }
 
 // Stores one vector of gradient. Under AVX-512 the stores are non-temporal when 64-byte aligned:
@@ -183,23 +188,25 @@ static inline void store_grad(float* p, vf v) {
 #endif
 }
 
-// grad[v] = coef * ([v == y] - exp(x[v] - logZ)) for one row; grad may alias row (f32).
-void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float logZ,
-                  int32_t y, float coef) {
-  const vf s = splat(inv_tau), lz = splat(logZ), nc = splat(-coef);
+// grad[v] = coef * ([v == y] - exp((z[v] - m) * inv_tau - lse)) for one row; grad may alias row
+// (f32). With m = 0 and lse = logZ this is exp(z/tau - logZ); with the row's own (m, lse) the
+// exponent keeps full precision however large |z/tau| is.
+void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m,
+                  float lse, int32_t y, float coef) {
+  const vf s = splat(inv_tau), vm = splat(m), vl = splat(lse), nc = splat(-coef);
+  auto one = [&](int64_t i) { return -coef * sexp((load1(row, d, i) - m) * inv_tau - lse); };
   int64_t i = 0;
 #if GVPO_VW == 16
-  for (; i < V && ((uintptr_t)(grad + i) & 63) != 0; i++)  // up to the first 64-byte boundary
-    grad[i] = -coef * sexp(load1(row, d, i) * inv_tau - logZ);
+  for (; i < V && ((uintptr_t)(grad + i) & 63) != 0; i++) grad[i] = one(i);  // to a 64-byte boundary
 #endif
   if (d == DType::f32) {
     const float* z = (const float*)row;
-    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp(load(z + i) * s - lz));
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp((load(z + i) - vm) * s - vl));
   } else {
     const uint16_t* z = (const uint16_t*)row;
-    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp(load(z + i, d) * s - lz));
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp((load(z + i, d) - vm) * s - vl));
   }
-  for (; i < V; i++) grad[i] = -coef * sexp(load1(row, d, i) * inv_tau - logZ);
+  for (; i < V; i++) grad[i] = one(i);
 #if GVPO_VW == 16
   _mm_sfence();  // streaming stores are ordered before the ordinary one below (and the caller's reads)
 #endif

@@ -1,4 +1,5 @@
-// Row kernels of token_logprobs for the avx512 instruction set (see rows.h).
+// Row kernels of token_logprobs and the fused head's GEMM for the avx512 instruction set (see rows.h,
+// gemm_impl.h).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -10,4 +11,5 @@
 #define GVPO_VW 16
 #define GVPO_ISA avx512
 #include "rows.h"
+#include "gemm_impl.h"
 #endif

@@ -1,4 +1,5 @@
-// Row kernels of token_logprobs for the generic instruction set (see rows.h).
+// Row kernels of token_logprobs and the fused head's GEMM for the generic instruction set (see rows.h,
+// gemm_impl.h).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -8,4 +9,5 @@
 #define GVPO_VW 4
 #define GVPO_ISA generic
 #include "rows.h"
+#include "gemm_impl.h"
 #endif

@@ -1,7 +1,7 @@
 // token_logprobs on CUDA: fused log-softmax + gather, and the gradient pass.
 //
-//   forward   logZ[r] = logsumexp_v z[r,v]/tau, l[r] = z[r,y[r]]/tau - logZ[r]    z: R x V
-//   backward  grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r]))
+//   forward   logZ[r] = logsumexp_v z[r,v]/tau, l[r] = z[r,y[r]]/tau - logZ[r] <= 0   z: R x V
+//   backward  grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r])), 0 on masked rows
 //
 // One block per row (R = N*T is thousands; V is 32k-152k, so a row is 64-600 KB: enough work per
 // block, and no cross-block reduction). Each thread walks the row with 16-byte loads (4 float32
@@ -16,6 +16,7 @@
 #include <cstdio>
 
 #include "../kernels.h"
+#include "workspace.h"
 
 namespace gvpo {
 
@@ -82,7 +83,7 @@ __device__ __forceinline__ void load16(const T* p, float* out) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) token_logprobs_forward_kernel1(
+__global__ void __launch_bounds__(kThreads) token_logprobs_forward_kernel(
     float* logprobs, float* logZ, const T* logits, const int32_t* targets, const float* mask,
     int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
@@ -111,20 +112,27 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_forward_kernel1(
     float lz = tot.m + logf(tot.s);
     if (tot.m == -INFINITY) lz = -INFINITY;
     logZ[r] = lz;
-    logprobs[r] = isfinite(lz) ? to_f32(row[targets[r]]) * inv_tau - lz : NAN;
+    const int32_t y = targets[r];  // checked by the callers; out of range here gives NaN, not a read
+    const bool ok = isfinite(lz) && y >= 0 && y < V;
+    // one token: l = 0 exactly; otherwise never positive, whatever the rounding of lz
+    logprobs[r] = !ok ? NAN : V == 1 ? 0.0f : fminf(to_f32(row[y]) * inv_tau - lz, 0.0f);
   }
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel1(
-    float* grad, const T* logits, const int32_t* targets, const float* logZ, const float* g,
-    int64_t V, float inv_tau) {
+__global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel(
+    float* grad, const T* logits, const int32_t* targets, const float* mask, const float* logZ,
+    const float* g, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   float* out = grad + r * V;
   const T* row = logits + r * V;
   const float gr = g[r], lz = logZ[r];
   const float coef = gr * inv_tau;
-  const bool zero = gr == 0.0f, bad = !isfinite(lz);
+  const int32_t y = targets[r];
+  // A masked row, a zero weight or a one-token vocabulary: l is constant, its gradient 0. A
+  // target out of range (the callers refuse it first) or a non-finite logZ: a NaN row.
+  const bool zero = gr == 0.0f || (mask && mask[r] == 0.0f) || V == 1;
+  const bool bad = !zero && (!isfinite(lz) || !isfinite(gr) || y < 0 || y >= V);
   constexpr int E = Vec<T>::E;
   // 16-byte loads need the logits row aligned; 16-byte stores need the float row aligned (E floats
   // of output per load when T is float; 2 float4 stores per 8 half values otherwise).
@@ -149,20 +157,21 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel1(
   for (int64_t v = v0 + threadIdx.x; v < V; v += blockDim.x)
     out[v] = zero ? 0.0f : bad ? NAN : -coef * __expf(to_f32(row[v]) * inv_tau - lz);
   __syncthreads();  // the target element is written last, by one thread
-  if (threadIdx.x == 0 && !zero && !bad) out[targets[r]] += coef;
+  if (threadIdx.x == 0 && !zero && !bad) out[y] += coef;
 }
 
 template <typename T>
 static int launch_forward(float* lp, float* lz, const void* z, const int32_t* y, const float* m,
                           int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
-  token_logprobs_forward_kernel1<T><<<(unsigned)R, kThreads, 0, s>>>(lp, lz, (const T*)z, y, m, V, inv_tau);
+  token_logprobs_forward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(lp, lz, (const T*)z, y, m, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
 template <typename T>
-static int launch_backward(float* grad, const void* z, const int32_t* y, const float* lz,
-                           const float* g, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
-  token_logprobs_backward_kernel1<T><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, lz, g, V, inv_tau);
+static int launch_backward(float* grad, const void* z, const int32_t* y, const float* m,
+                           const float* lz, const float* g, int64_t R, int64_t V, float inv_tau,
+                           cudaStream_t s) {
+  token_logprobs_backward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, m, lz, g, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
@@ -180,15 +189,15 @@ int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits
 }
 
 int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype,
-                                 const int32_t* targets, const float* logZ,
-                                 const float* grad_logprobs, int64_t rows, int64_t vocab,
+                                 const int32_t* targets, const float* mask, const float* logZ,
+                                 const float* grad_token_logprobs, int64_t rows, int64_t vocab,
                                  float temperature, void* stream) {
   cudaStream_t s = (cudaStream_t)stream;
   const float inv = 1.0f / temperature;
   switch (dtype) {
-    case DType::f32: return launch_backward<float>(grad, logits, targets, logZ, grad_logprobs, rows, vocab, inv, s);
-    case DType::bf16: return launch_backward<__nv_bfloat16>(grad, logits, targets, logZ, grad_logprobs, rows, vocab, inv, s);
-    case DType::f16: return launch_backward<__half>(grad, logits, targets, logZ, grad_logprobs, rows, vocab, inv, s);
+    case DType::f32: return launch_backward<float>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
+    case DType::bf16: return launch_backward<__nv_bfloat16>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
+    case DType::f16: return launch_backward<__half>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
   }
   return (int)cudaErrorInvalidValue;
 }
@@ -206,6 +215,39 @@ int cuda_device_info(int* count, char* name, int name_len) {
     if (e != cudaSuccess) return (int)e;
     snprintf(name, name_len, "%s", p.name);
   }
+  return 0;
+}
+
+// Host arrays in, log-probs and logZ out (workspace.h).
+int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits,
+                             DType dtype, const int32_t* targets, const float* mask, int64_t R,
+                             int64_t V, float tau, char* err, int err_len) {
+  using namespace cuda_host;
+  Workspace& w = ws();
+  std::lock_guard<std::mutex> guard(w.lock);
+  if (int e = prepare(w, err, err_len)) return e;
+  const size_t zb = (size_t)R * V * dtype_bytes(dtype);
+  GVPO_CUDA_TRY(w.logits.reserve(zb));
+  GVPO_CUDA_TRY(w.targets.reserve(R * 4));
+  GVPO_CUDA_TRY(w.mask.reserve(R * 4));
+  GVPO_CUDA_TRY(w.lp.reserve(R * 4));
+  GVPO_CUDA_TRY(w.lz.reserve(R * 4));
+  Pin pin(logits, zb);
+  cudaStream_t s = w.stream;
+  GVPO_CUDA_TRY(cudaEventRecord(w.ev[0], s));
+  GVPO_CUDA_TRY(cudaMemcpyAsync(w.logits.ptr, logits, zb, cudaMemcpyHostToDevice, s));
+  GVPO_CUDA_TRY(cudaMemcpyAsync(w.targets.ptr, targets, R * 4, cudaMemcpyHostToDevice, s));
+  if (mask) GVPO_CUDA_TRY(cudaMemcpyAsync(w.mask.ptr, mask, R * 4, cudaMemcpyHostToDevice, s));
+  GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], s));
+  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, w.logits.ptr, dtype,
+                                            (const int32_t*)w.targets.ptr, mask ? (const float*)w.mask.ptr : nullptr,
+                                            R, V, tau, s));
+  GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], s));
+  GVPO_CUDA_TRY(cudaMemcpyAsync(logprobs, w.lp.ptr, R * 4, cudaMemcpyDeviceToHost, s));
+  GVPO_CUDA_TRY(cudaMemcpyAsync(logZ, w.lz.ptr, R * 4, cudaMemcpyDeviceToHost, s));
+  GVPO_CUDA_TRY(cudaEventRecord(w.ev[3], s));
+  GVPO_CUDA_TRY(cudaStreamSynchronize(s));
+  if (t) *t = {elapsed(w.ev[0], w.ev[1]), elapsed(w.ev[1], w.ev[2]), elapsed(w.ev[2], w.ev[3])};
   return 0;
 }
 

@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
   for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7 % V);
   const double n = (double)R * V;
   for (int threads : {1, cpu_default_threads()}) {
-    double f = best_ms([&] { token_logprobs_forward_cpu(lp.data(), lz.data(), z.data(), DType::f32, y.data(), nullptr, R, V, 1.0f, threads); }, 7);
-    double b = best_ms([&] { token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, y.data(), lz.data(), g.data(), R, V, 1.0f, threads); }, 7);
+    double f = best_ms([&] { token_logprobs_forward_cpu(lp.data(), lz.data(), nullptr, nullptr, z.data(), DType::f32, y.data(), nullptr, R, V, 1.0f, threads); }, 7);
+    double b = best_ms([&] { token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, y.data(), nullptr, nullptr, lz.data(), g.data(), R, V, 1.0f, threads); }, 7);
     double rd = best_ms([&] { stream_read_cpu(z.data(), (int64_t)z.size(), threads); }, 7);
     std::printf("simd=%s threads=%d R=%lld V=%lld: forward %.2f ms (%.3f ns/logit, %.1f GB/s), backward %.2f ms (%.3f ns/logit), stream read %.2f ms (%.1f GB/s)\n",
                 cpu_simd_level(), threads, (long long)R, (long long)V, f, f * 1e6 / n, n * 4 / f / 1e6, b, b * 1e6 / n, rd, n * 4 / rd / 1e6);

@@ -1,6 +1,6 @@
 // GPU figures (no Node): the fused forward + loss + gradient at N*T = 16384, V = 151936,
 // bfloat16 logits, against three passes at the device-to-device copy bandwidth measured in the
-// same run (SPEC section 4). Napkin math: the fused step reads the bf16 logits twice and writes a
+// same run (bench/NOTES.md). Napkin math: the fused step reads the bf16 logits twice and writes a
 // float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
 //   gvpo_bench_cuda [N T V]
 #include <cuda_bf16.h>
@@ -24,7 +24,7 @@ using namespace gvpo;
     }                                                                                      \
   } while (0)
 
-__global__ void fill_kernel1(__nv_bfloat16* z, int32_t* y, float* m, int64_t n, int64_t R, int64_t V, int64_t T) {
+__global__ void fill_kernel(__nv_bfloat16* z, int32_t* y, float* m, int64_t n, int64_t R, int64_t V, int64_t T) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     uint32_t h = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i >> 13);  // cheap hash: not zeros
     z[i] = __float2bfloat16(((h & 0xffff) / 65536.0f - 0.5f) * 8.0f);
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   CUDA_OK(cudaMalloc(&rew, N * 8));
   CUDA_OK(cudaMalloc(&terms, 40));
   CUDA_OK(cudaMalloc(&off, (G + 1) * 4));
-  fill_kernel1<<<4096, 256>>>(z, y, mask, n, R, V, T);
+  fill_kernel<<<4096, 256>>>(z, y, mask, n, R, V, T);
   CUDA_OK(cudaGetLastError());
   std::vector<int32_t> hoff(G + 1);
   std::vector<double> hr(N), hq(N);
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   float step_ms = time_it([&] {
     token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr);
     gvpo_loss_cuda(seq, gs, res, g, terms, lp, mask, ref, rew, off, G, N, T, 0.1, true, nullptr);
-    token_logprobs_backward_cuda(grad, z, DType::bf16, y, lz, g, R, V, 1.0f, nullptr);
+    token_logprobs_backward_cuda(grad, z, DType::bf16, y, mask, lz, g, R, V, 1.0f, nullptr);
   }, 20);
   CUDA_OK(cudaGetLastError());
   CUDA_OK(cudaDeviceSynchronize());

@@ -33,33 +33,40 @@ static void check_shape(std::mt19937& rng, int64_t R, int64_t V, DType d, float 
     mask[r] = masked ? (float)(rng() % 3 != 0) : 1.0f;
     g[r] = mask[r] * u(rng);
   }
-  std::vector<float> lp(R), lz(R), grad((size_t)(R * V));
-  token_logprobs_forward_cpu(lp.data(), lz.data(), L.data(), d, y.data(), mask.data(), R, V, tau,
-                             threads);
+  std::vector<float> lp(R), lz(R), rm(R), rl(R), grad((size_t)(R * V)), grad2((size_t)(R * V));
+  token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), L.data(), d, y.data(),
+                             mask.data(), R, V, tau, threads);
   std::vector<double> rlp(R), rlz(R), rgrad((size_t)(R * V));
   ref_token_logprobs(rlp.data(), rlz.data(), L.f64.data(), y.data(), mask.data(), R, V, tau);
   for (int64_t r = 0; r < R; r++) {
+    CHECK(lp[r] <= 0.0f, "positive logprob %.8g R=%lld V=%lld r=%lld", lp[r], (long long)R, (long long)V, (long long)r);
     CHECK(close(lp[r], rlp[r], 1e-5 * (1 + std::fabs(rlz[r])), 1e-5),
           "logprob R=%lld V=%lld dtype=%d r=%lld got %.8g want %.8g", (long long)R, (long long)V,
           (int)d, (long long)r, lp[r], rlp[r]);
     CHECK(close(lz[r], rlz[r], 1e-5, 1e-5), "logZ r=%lld got %.8g want %.8g", (long long)r, lz[r],
           rlz[r]);
   }
-  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), lz.data(), g.data(), R, V, tau,
-                              threads);
+  // Both forms of the backward: from logZ, and from the row's (max, lse).
+  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), mask.data(), nullptr, lz.data(),
+                              g.data(), R, V, tau, threads);
+  token_logprobs_backward_cpu(grad2.data(), L.data(), d, y.data(), mask.data(), rm.data(), rl.data(),
+                              g.data(), R, V, tau, threads);
   ref_token_logprobs_backward(rgrad.data(), L.f64.data(), y.data(), g.data(), R, V, tau);
-  double err = 0, norm = 0;
-  for (size_t i = 0; i < grad.size(); i++) {
-    err += (grad[i] - rgrad[i]) * (grad[i] - rgrad[i]);
-    norm += rgrad[i] * rgrad[i];
+  if (V == 1) std::fill(rgrad.begin(), rgrad.end(), 0.0);  // l = 0 exactly: no gradient
+  for (const std::vector<float>* gv : {&grad, &grad2}) {
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < gv->size(); i++) {
+      err += ((*gv)[i] - rgrad[i]) * ((*gv)[i] - rgrad[i]);
+      norm += rgrad[i] * rgrad[i];
+    }
+    CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "grad R=%lld V=%lld rel err %.3g",
+          (long long)R, (long long)V, std::sqrt(err / (norm + 1e-300)));
   }
-  CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "grad R=%lld V=%lld rel err %.3g",
-        (long long)R, (long long)V, std::sqrt(err / (norm + 1e-300)));
   // In place (f32 only): the same numbers written over the logits.
   if (d == DType::f32) {
     std::vector<float> z = L.f32;
-    token_logprobs_backward_cpu(z.data(), z.data(), d, y.data(), lz.data(), g.data(), R, V, tau,
-                                threads);
+    token_logprobs_backward_cpu(z.data(), z.data(), d, y.data(), mask.data(), nullptr, lz.data(),
+                                g.data(), R, V, tau, threads);
     CHECK(std::memcmp(z.data(), grad.data(), z.size() * 4) == 0, "in-place differs R=%lld V=%lld",
           (long long)R, (long long)V);
   }
@@ -75,13 +82,13 @@ static void check_nonfinite() {
   z[2 * V + 3] = NAN;
   int32_t y[4] = {1, 0, 2, 4};
   float lp[4], lz[4];
-  int64_t bad = token_logprobs_forward_cpu(lp, lz, z.data(), DType::f32, y, nullptr, 4, V, 1.0f, 1);
+  int64_t bad = token_logprobs_forward_cpu(lp, lz, nullptr, nullptr, z.data(), DType::f32, y, nullptr, 4, V, 1.0f, 1);
   CHECK(bad == 2, "nonfinite rows %lld", (long long)bad);
   CHECK(std::isfinite(lp[0]) && std::isfinite(lp[3]), "finite rows got NaN");
   CHECK(std::isnan(lp[1]) && std::isnan(lp[2]), "nonfinite rows not NaN");
   float g[4] = {1, 1, 1, 1};
   std::vector<float> grad(4 * V);
-  token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, y, lz, g, 4, V, 1.0f, 1);
+  token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, y, nullptr, nullptr, lz, g, 4, V, 1.0f, 1);
   CHECK(grad[0 * V + 5] == 0.0f, "-inf logit grad %g", grad[5]);
   CHECK(std::isnan(grad[1 * V]) && std::isnan(grad[2 * V]), "NaN rows grad not NaN");
   for (int64_t v = 0; v < V; v++) CHECK(std::isfinite(grad[3 * V + v]), "row 3 grad");
@@ -111,6 +118,114 @@ static void check_loss(std::mt19937& rng) {
   }
 }
 
+// Log-probs are never positive, on every instruction set, where rounding used to make them so:
+// one-token rows, a dominant target at a small temperature, temperatures so small that z/tau
+// leaves float32's comfortable range, and large logits.
+static void check_sign() {
+  struct Case { std::vector<float> z; int32_t y; float tau; double want; };
+  const Case cases[] = {
+      {{-80.0f}, 0, 0.3f, 0.0},
+      {{30000.0f, 0.0f}, 0, 0.3f, 0.0},
+      {{-80.0f}, 0, 1e-30f, 0.0},
+      {{1.0f, 2.0f, 3.0f}, 2, 1e-30f, 0.0},
+      {{1.0f, 2.0f, 3.0f}, 0, 1e-30f, -2e30},
+      {{1e4f, -1e4f, 9999.0f}, 0, 1e-6f, -std::log1p(std::exp(-1e6))},
+      {{1e4f, -1e4f, 9999.0f}, 2, 1e-6f, -1e6},
+      {{80.0f, 80.0f}, 1, 2.7f, -std::log(2.0)},
+  };
+  for (const Case& c : cases) {
+    const int64_t V = (int64_t)c.z.size();
+    float lp, lz, m, lse;
+    token_logprobs_forward_cpu(&lp, &lz, &m, &lse, c.z.data(), DType::f32, &c.y, nullptr, 1, V, c.tau, 1);
+    CHECK(lp <= 0.0f, "positive logprob %.9g V=%lld tau=%g", lp, (long long)V, c.tau);
+    CHECK(close(lp, c.want, 1e-6, 1e-6), "logprob V=%lld tau=%g got %.9g want %.9g", (long long)V, c.tau, lp, c.want);
+    // The gradient from the row's own statistics sums to ~0 and is exactly 0 for one token.
+    std::vector<float> grad(V);
+    float w = 1.0f;
+    token_logprobs_backward_cpu(grad.data(), c.z.data(), DType::f32, &c.y, nullptr, &m, &lse, &w, 1, V, c.tau, 1);
+    double sum = 0, scale = 0;
+    for (float x : grad) sum += x, scale = std::fmax(scale, std::fabs(x));
+    CHECK(V > 1 || grad[0] == 0.0f, "one-token gradient %.9g", grad[0]);
+    CHECK(std::fabs(sum) <= 1e-5 * scale + 1e-30, "gradient row sum %.3g (scale %.3g)", sum, scale);
+    for (float x : grad) CHECK(std::isfinite(x), "non-finite gradient, tau=%g", c.tau);
+  }
+}
+
+// A masked row's target may hold anything and its gradient is 0; a live row's bad target (the
+// callers refuse it first) gives a NaN row and is never used as an index. ASan watches.
+static void check_bad_targets() {
+  const int64_t V = 4;
+  std::vector<float> z = {1, 2, 3, 4, .1f, .2f, .3f, .4f, 5, 6, 7, 8};
+  const int32_t y[3] = {-1, 0, 2147483647};
+  const float mask[3] = {0, 1, 1};
+  float lp[3], lz[3];
+  int64_t bad = token_logprobs_forward_cpu(lp, lz, nullptr, nullptr, z.data(), DType::f32, y, mask, 3, V, 1.0f, 1);
+  CHECK(bad == 1 && lp[0] == 0.0f && std::isfinite(lp[1]) && std::isnan(lp[2]), "bad targets forward");
+  const float w[3] = {1, 1, 1};
+  std::vector<float> grad(3 * V, 7.0f);
+  token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, y, mask, nullptr, lz, w, 3, V, 1.0f, 1);
+  for (int64_t v = 0; v < V; v++) {
+    CHECK(grad[v] == 0.0f, "masked row gradient %g", grad[v]);
+    CHECK(std::isnan(grad[2 * V + v]), "bad-target row not NaN");
+  }
+  double s = 0;
+  for (int64_t v = 0; v < V; v++) s += grad[V + v];
+  CHECK(std::fabs(s) < 1e-6, "live row gradient sum %g", s);
+}
+
+// The fused op against its own composition from the reference: S, Sref (three ways), the loss,
+// and dL/dz = m * dL/dS / tau * (onehot - softmax).
+static void check_fused(std::mt19937& rng, DType d, int ref_kind) {
+  const int64_t N = 5, T = 3, V = 37, R = N * T;
+  const float tau = 0.8f;
+  const double beta = 0.3;
+  Logits L = random_logits(rng, R, V, d, 3.0f);
+  std::vector<int32_t> y(R), off = {0, 2, 3, 5};
+  std::vector<float> mask(R);
+  std::vector<double> rtok(R), rseq(N), rew(N);
+  std::normal_distribution<double> nd;
+  for (int64_t r = 0; r < R; r++) {
+    y[r] = (int32_t)(rng() % V);
+    mask[r] = r % T == 0 ? 0.0f : (r % 4 == 1 ? 0.5f : 1.0f);
+    rtok[r] = -std::fabs(nd(rng));
+  }
+  for (int64_t n = 0; n < N; n++) rseq[n] = -std::fabs(nd(rng)) * 3, rew[n] = nd(rng);
+  GvpoBatch in{L.data(), d, y.data(), mask.data(), ref_kind == 1 ? rtok.data() : nullptr,
+               ref_kind == 2 ? rseq.data() : nullptr, rew.data(), off.data(), 3, N, T, V, tau, beta, true};
+  std::vector<float> grad(R * V), lp(R), lz(R);
+  std::vector<double> S(N), Q(N), gs(N), c(N);
+  GvpoFromLogitsOut out{grad.data(), lp.data(), lz.data(), S.data(), Q.data(), gs.data(), c.data(), 0};
+  GvpoTerms t = gvpo_from_logits_cpu(out, in, 2);
+  // reference
+  std::vector<double> rlp(R), rlz(R), rS(N, 0), rQ(N, 0), rgs(N), rc(N), rgrad(R * V);
+  ref_token_logprobs(rlp.data(), rlz.data(), L.f64.data(), y.data(), mask.data(), R, V, tau);
+  for (int64_t r = 0; r < R; r++) rS[r / T] += mask[r] * rlp[r], rQ[r / T] += mask[r] * rtok[r];
+  if (ref_kind == 0) rQ = rS;
+  if (ref_kind == 2) rQ = rseq;
+  double rl = ref_gvpo_loss(rgs.data(), rc.data(), rS.data(), rQ.data(), rew.data(), off.data(), 3, beta, true);
+  std::vector<float> w(R);
+  for (int64_t r = 0; r < R; r++) w[r] = (float)(mask[r] * rgs[r / T]);
+  ref_token_logprobs_backward(rgrad.data(), L.f64.data(), y.data(), w.data(), R, V, tau);
+  CHECK(close(t.loss, rl, 1e-9, 1e-5), "fused loss %.10g vs %.10g (ref %d)", t.loss, rl, ref_kind);
+  for (int64_t n = 0; n < N; n++) {
+    CHECK(close(S[n], rS[n], 1e-5, 1e-5), "fused S[%lld]", (long long)n);
+    CHECK(close(Q[n], rQ[n], 1e-5, 1e-5), "fused Sref[%lld]", (long long)n);
+  }
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < grad.size(); i++) err += (grad[i] - rgrad[i]) * (grad[i] - rgrad[i]), norm += rgrad[i] * rgrad[i];
+  CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-9, "fused grad rel err %.3g", std::sqrt(err / (norm + 1e-300)));
+  // The two phases give the same numbers.
+  std::vector<float> grad2(R * V), lp2(R), lz2(R);
+  std::vector<double> S2(N), Q2(N);
+  GvpoFromLogitsOut o2{nullptr, lp2.data(), lz2.data(), S2.data(), Q2.data(), nullptr, nullptr, 0};
+  gvpo_forward_cpu(o2, in, 1);
+  gvpo_backward_cpu(grad2.data(), lz2.data(), gs.data(), in, 1);
+  CHECK(S2 == S && Q2 == Q, "phase 1 differs from the fused op");
+  double e2 = 0;
+  for (size_t i = 0; i < grad.size(); i++) e2 = std::fmax(e2, std::fabs(grad2[i] - grad[i]));
+  CHECK(e2 <= 1e-6, "phase 2 differs from the fused op by %.3g", e2);
+}
+
 int main() {
   std::mt19937 rng(1234);
   std::printf("simd=%s threads=%d\n", cpu_simd_level(), cpu_default_threads());
@@ -124,6 +239,10 @@ int main() {
       }
   check_nonfinite();
   check_loss(rng);
+  check_sign();
+  check_bad_targets();
+  for (int d = 0; d < 3; d++)
+    for (int ref = 0; ref < 3; ref++) check_fused(rng, (DType)d, ref);
   std::printf("%d checks, %d failures\n", checks, failures);
   std::printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;

@@ -57,8 +57,8 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
   }
   const size_t n = (size_t)(R * V);
   std::vector<float> lp(R), lz(R), grad(n);
-  token_logprobs_forward_cpu(lp.data(), lz.data(), L.data(), d, y.data(), mask.data(), R, V, tau, 0);
-  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), lz.data(), g.data(), R, V, tau, 0);
+  token_logprobs_forward_cpu(lp.data(), lz.data(), nullptr, nullptr, L.data(), d, y.data(), mask.data(), R, V, tau, 0);
+  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), mask.data(), nullptr, lz.data(), g.data(), R, V, tau, 0);
 
   void* dz = d == DType::f32 ? (void*)to_device(L.f32.data(), n) : (void*)to_device(L.h16.data(), n);
   int32_t* dy = to_device(y.data(), R);
@@ -79,7 +79,7 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
   }
   // backward from the CPU's logZ, so only the gradient pass is compared
   float* dlz_cpu = to_device(lz.data(), R);
-  CUDA_OK(token_logprobs_backward_cuda(dgrad, dz, d, dy, dlz_cpu, dg, R, V, tau, nullptr));
+  CUDA_OK(token_logprobs_backward_cuda(dgrad, dz, d, dy, dm, dlz_cpu, dg, R, V, tau, nullptr));
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<float> cg = to_host(dgrad, n);
   double err = 0, norm = 0;
@@ -92,7 +92,7 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
   CHECK(written, "gradient not fully written R=%lld V=%lld", (long long)R, (long long)V);
   CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-6, "grad R=%lld V=%lld d=%d rel err %.3g", (long long)R, (long long)V, (int)d, std::sqrt(err / (norm + 1e-300)));
   if (d == DType::f32) {  // in place over the device logits
-    CUDA_OK(token_logprobs_backward_cuda((float*)dz, dz, d, dy, dlz_cpu, dg, R, V, tau, nullptr));
+    CUDA_OK(token_logprobs_backward_cuda((float*)dz, dz, d, dy, dm, dlz_cpu, dg, R, V, tau, nullptr));
     std::vector<float> ip = to_host((float*)dz, n);
     CHECK(std::memcmp(ip.data(), cg.data(), n * 4) == 0, "in place differs R=%lld V=%lld", (long long)R, (long long)V);
   }
@@ -165,30 +165,30 @@ static void check_host_entry(std::mt19937& rng, DType d) {
   Logits L = random_logits(rng, N * T, V, d, 2.0f);
   for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
   for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
-  // CPU composition
-  std::vector<float> lp(N * T), lz(N * T), g(N * T), grad(N * T * V);
-  std::vector<double> S(N), gs(N), c(N);
-  token_logprobs_forward_cpu(lp.data(), lz.data(), L.data(), d, y.data(), mask.data(), N * T, V, 1.0f, 0);
-  sequence_logprobs_cpu(S.data(), lp.data(), mask.data(), N, T);
-  GvpoTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, true);
-  for (int64_t r = 0; r < N * T; r++) g[r] = (float)(mask[r] * gs[r / T]);
-  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), lz.data(), g.data(), N * T, V, 1.0f, 0);
-  // CUDA host entry
+  // The CPU twin, then the CUDA one on the same batch.
+  GvpoBatch in{L.data(), d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true};
+  std::vector<float> grad(N * T * V), lp(N * T), lz(N * T);
+  std::vector<double> S(N), Sq(N), gs(N), c(N);
+  GvpoFromLogitsOut cpu{grad.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
+  GvpoTerms t = gvpo_from_logits_cpu(cpu, in, 0);
   std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
-  std::vector<double> hS(N), hgs(N), hc(N), terms(5);
+  std::vector<double> hS(N), hQ(N), hgs(N), hc(N);
   CudaTimings tm{};
+  GvpoTerms ct{};
   char err[512] = {0};
-  GvpoCudaOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hgs.data(), hc.data(), terms.data()};
-  int e = gvpo_from_logits_cuda_host(out, &tm, L.data(), d, y.data(), mask.data(), Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true, err, sizeof(err));
+  GvpoFromLogitsOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+  int e = gvpo_from_logits_cuda_host(out, &ct, &tm, in, err, sizeof(err));
   CHECK(e == 0, "host entry failed: %s", err);
-  CHECK(near(terms[0], t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", terms[0], t.loss);
+  CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
   double er = 0, nr = 0;
   for (size_t i = 0; i < grad.size(); i++) er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
   CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
   if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
     std::vector<float> z = L.f32;
-    GvpoCudaOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hgs.data(), hc.data(), terms.data()};
-    e = gvpo_from_logits_cuda_host(ip, &tm, z.data(), d, y.data(), mask.data(), Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true, err, sizeof(err));
+    GvpoBatch zin = in;
+    zin.logits = z.data();
+    GvpoFromLogitsOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+    e = gvpo_from_logits_cuda_host(ip, &ct, &tm, zin, err, sizeof(err));
     CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
   }
 }

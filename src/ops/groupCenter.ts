@@ -7,7 +7,7 @@ import { runAsync, runSync } from './run.js';
 const FN = 'groupCenter';
 
 function normalize(a: unknown) {
-  checkOptions(FN, a);
+  checkOptions(FN, a, ['values', 'groups']);
   const values = numbersOf(FN, 'values', a.values);
   if (values.length === 0) rangeError(FN, 'values', 'a non-empty array', 'length 0');
   const offsets = offsetsOf(FN, a.groups, values.length);
@@ -19,7 +19,7 @@ export function groupCenter(args: GroupCenterArgs): GroupCenterResult {
   return runSync(FN, o, () => groupCenterRef(o.values, o.offsets));
 }
 
-export function groupCenterAsync(args: GroupCenterArgs): Promise<GroupCenterResult> {
+export async function groupCenterAsync(args: GroupCenterArgs): Promise<GroupCenterResult> {
   const o = normalize(args);
   return runAsync(FN, o, () => groupCenterRef(o.values, o.offsets));
 }

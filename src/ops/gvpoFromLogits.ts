@@ -1,24 +1,26 @@
 // gvpoFromLogits: the fused drop-in (token log-probs, S, centring, loss, dL/dz), and its two
 // phases for sharded batches: gvpoForward (logits -> S, logZ) and gvpoBackward (dL/dS -> dL/dz).
 import { gvpoBackwardRef, gvpoForwardRef, gvpoFromLogitsRef } from '../reference/gvpoFromLogits.js';
-import type { BackwardOpts, ForwardOpts, FromLogitsOpts } from '../normalized.js';
 import type {
   GvpoBackwardArgs, GvpoForwardArgs, GvpoForwardResult, GvpoFromLogitsArgs, GvpoFromLogitsResult,
 } from '../types.js';
 import { expectLength, numbersOf, typed } from '../validate.js';
-import { normalizeBatch, normalizeDest, normalizeForward, normalizeLoss } from './normalize.js';
+import {
+  KEYS, normalizeBatch, normalizeDest, normalizeForward, normalizeLoss, type BackwardOpts, type ForwardOpts,
+  type FromLogitsOpts,
+} from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
 function normalizeFromLogits(a: GvpoFromLogitsArgs): FromLogitsOpts {
   const fn = 'gvpoFromLogits';
-  const f = normalizeForward(fn, a);
+  const f = normalizeForward(fn, a, KEYS.gvpoFromLogits);
   const rec = a as unknown as Record<string, unknown>;
   return { ...f, ...normalizeLoss(fn, rec, f.sequences), ...normalizeDest(fn, rec, f) };
 }
 
 function normalizeBackward(a: GvpoBackwardArgs): BackwardOpts {
   const fn = 'gvpoBackward';
-  const b = normalizeBatch(fn, a);
+  const b = normalizeBatch(fn, a, KEYS.gvpoBackward);
   const logZ = typed(fn, 'logZ', a.logZ, Float32Array);
   expectLength(fn, 'logZ', logZ.length, b.sequences * b.tokens, 'sequences*tokens');
   const gradLogprobs = numbersOf(fn, 'gradLogprobs', a.gradLogprobs, b.sequences, 'sequences');
@@ -31,28 +33,20 @@ export function gvpoFromLogits(args: GvpoFromLogitsArgs): GvpoFromLogitsResult {
   return runSync('gvpoFromLogits', o, () => gvpoFromLogitsRef(o));
 }
 
-export function gvpoFromLogitsAsync(args: GvpoFromLogitsArgs): Promise<GvpoFromLogitsResult> {
-  try {
-    const o = normalizeFromLogits(args);
-    return runAsync('gvpoFromLogits', o, () => gvpoFromLogitsRef(o));
-  } catch (e) {
-    return Promise.reject(e);
-  }
+export async function gvpoFromLogitsAsync(args: GvpoFromLogitsArgs): Promise<GvpoFromLogitsResult> {
+  const o = normalizeFromLogits(args);
+  return runAsync('gvpoFromLogits', o, () => gvpoFromLogitsRef(o));
 }
 
 /** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2. */
 export function gvpoForward(args: GvpoForwardArgs): GvpoForwardResult {
-  const o: ForwardOpts = normalizeForward('gvpoForward', args);
+  const o: ForwardOpts = normalizeForward('gvpoForward', args, KEYS.gvpoForward);
   return runSync('gvpoForward', o, () => gvpoForwardRef(o));
 }
 
-export function gvpoForwardAsync(args: GvpoForwardArgs): Promise<GvpoForwardResult> {
-  try {
-    const o = normalizeForward('gvpoForward', args);
-    return runAsync('gvpoForward', o, () => gvpoForwardRef(o));
-  } catch (e) {
-    return Promise.reject(e);
-  }
+export async function gvpoForwardAsync(args: GvpoForwardArgs): Promise<GvpoForwardResult> {
+  const o = normalizeForward('gvpoForward', args, KEYS.gvpoForward);
+  return runAsync('gvpoForward', o, () => gvpoForwardRef(o));
 }
 
 /** Phase 2: dL/dS (from gvpoLoss, possibly over combined shards) to dL/dz. */

@@ -8,7 +8,7 @@ import { runAsync, runSync } from './run.js';
 const FN = 'gvpoLoss';
 
 function normalize(a: unknown) {
-  checkOptions(FN, a);
+  checkOptions(FN, a, ['policyLogprobs', 'referenceLogprobs', 'rewards', 'groups', 'beta', 'reduction']);
   const policyLogprobs = numbersOf(FN, 'policyLogprobs', a.policyLogprobs);
   const N = policyLogprobs.length;
   if (N === 0) rangeError(FN, 'policyLogprobs', 'a non-empty array', 'length 0');
@@ -25,7 +25,7 @@ export function gvpoLoss(args: GvpoLossArgs): GvpoLossResult {
   return runSync(FN, o, () => reference(o));
 }
 
-export function gvpoLossAsync(args: GvpoLossArgs): Promise<GvpoLossResult> {
+export async function gvpoLossAsync(args: GvpoLossArgs): Promise<GvpoLossResult> {
   const o = normalize(args);
   return runAsync(FN, o, () => reference(o));
 }

@@ -51,8 +51,8 @@ export function numberToFloat16(x: number): number {
   return sign | ((e + 15) << 10) | m;
 }
 
-/** Encode a Float32Array (or numbers) as 16-bit bit patterns. */
-export function toHalf(values: ArrayLike<number>, dtype: 'bfloat16' | 'float16'): Uint16Array {
+/** Encode numbers as 16-bit bit patterns (unchecked: the public toHalf in src/ops/half.ts checks). */
+export function encodeHalf(values: ArrayLike<number>, dtype: 'bfloat16' | 'float16'): Uint16Array {
   const enc = dtype === 'bfloat16' ? numberToBfloat16 : numberToFloat16;
   const out = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = enc(values[i]);
@@ -60,7 +60,7 @@ export function toHalf(values: ArrayLike<number>, dtype: 'bfloat16' | 'float16')
 }
 
 /** Decode 16-bit bit patterns to a Float32Array (exact: every bfloat16/float16 is a float32). */
-export function fromHalf(bits: Uint16Array, dtype: 'bfloat16' | 'float16'): Float32Array {
+export function decodeHalf(bits: Uint16Array, dtype: 'bfloat16' | 'float16'): Float32Array {
   const dec = dtype === 'bfloat16' ? bfloat16ToNumber : float16ToNumber;
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = dec(bits[i]);

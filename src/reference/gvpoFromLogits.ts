@@ -2,13 +2,14 @@
 //   phase 1 (forward):  token log-probs and logZ, S, Sref
 //   phase 2 (backward): dL/dS -> dL/dz[r,v] = m[r] dL/dS[n(r)] / tau ([v==y] - softmax)
 // with the loss in between. Float64 throughout; outputs rounded to the public dtypes.
-import type { BackwardOpts, ForwardOpts, FromLogitsOpts, GradDest } from '../normalized.js';
+import type { BackwardOpts, ForwardOpts, FromLogitsOpts, GradDest } from '../ops/normalize.js';
 import type { GvpoForwardResult, GvpoFromLogitsResult } from '../types.js';
 import { gvpoLossRef } from './gvpoLoss.js';
 import { sequenceLogprobsRef } from './sequenceLogprobs.js';
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from './tokenLogprobs.js';
 
-function rows(o: ForwardOpts | BackwardOpts) {
+// Rows are sequences x tokens (callers that build the options by hand may leave `rows` out).
+function rows<O extends ForwardOpts | BackwardOpts>(o: O): O {
   return { ...o, rows: o.sequences * o.tokens };
 }
 

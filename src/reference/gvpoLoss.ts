@@ -1,4 +1,4 @@
-// Reference GVPO loss (SPEC section 1), from the definition:
+// Reference GVPO loss (docs/DESIGN.md, "The math"), from the definition:
 //   r = beta (S - Sref);  c = (r - mean_g r) - (R - mean_g R)
 //   L = sum_g 1/(k_g-1) sum c^2/2;  dL/dS = beta c/(k_g-1);  'mean' divides by #groups with k>=2
 // and the paper's three-term reading with a = R - mean R, p = S - mean S, q = Sref - mean Sref.

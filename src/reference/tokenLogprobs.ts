@@ -1,7 +1,9 @@
 // Reference token log-probs: plain float64 loops, the oracle for every native path.
-//   logZ[r] = logsumexp_v z[r,v]/tau,  l[r] = z[r,y[r]]/tau - logZ[r]
+//   logZ[r] = logsumexp_v z[r,v]/tau,  l[r] = z[r,y[r]]/tau - logZ[r] <= 0
 //   backward: grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r]))
-import type { RowsOpts } from '../normalized.js';
+// Masked rows are never read: l = 0, logZ = 0, gradient 0. With V = 1, l = 0 and the gradient is
+// 0 exactly. Targets are checked by the callers; one out of range here gives a NaN row.
+import type { RowsOpts } from '../ops/normalize.js';
 import { reader } from './dtype.js';
 
 export interface TokenLogprobsF64 {
@@ -36,7 +38,8 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
       lz = m + Math.log(s);
     }
     logZ[r] = lz;
-    if (Number.isFinite(lz)) logprobs[r] = z(base + targets[r]) * invTau - lz;
+    const y = targets[r];
+    if (Number.isFinite(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(z(base + y) * invTau - lz, 0);
     else {
       logprobs[r] = NaN;
       nonFiniteRows++;
@@ -46,23 +49,23 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
 }
 
 /**
- * Writes grad[r,v] for rows with g[r] != 0 (zeros elsewhere) into `out`, which may be the
+ * Writes grad[r,v] for live rows with g[r] != 0 (zeros elsewhere) into `out`, which may be the
  * float32 logits themselves: each element is read before it is written.
  */
 export function tokenLogprobsBackwardInto(
   out: Float32Array | Float64Array, o: RowsOpts, logZ: ArrayLike<number>, g: ArrayLike<number>,
 ): void {
-  const { rows, vocab: V, targets } = o;
+  const { rows, vocab: V, targets, mask } = o;
   const z = reader(o.logits, o.dtype);
   const invTau = 1 / o.temperature;
   for (let r = 0; r < rows; r++) {
     const base = r * V;
     const gr = g[r];
-    if (gr === 0) {
+    if (gr === 0 || (mask && mask[r] === 0) || V === 1) {
       out.fill(0, base, base + V);
       continue;
     }
-    if (!Number.isFinite(logZ[r])) {
+    if (!Number.isFinite(logZ[r]) || !Number.isFinite(gr) || !(targets[r] >= 0 && targets[r] < V)) {
       out.fill(NaN, base, base + V);
       continue;
     }

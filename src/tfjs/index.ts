@@ -1,5 +1,7 @@
 // gvpo/tfjs: the GVPO losses as differentiable TensorFlow.js ops, policies, tasks and the trainer.
-export { gvpoLossTf, gvpoFromLogitsTf, tokenLogprobsTf } from './ops.js';
+export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf } from './ops.js';
+export { FusedHeadPolicy, hasFusedHead } from './fusedHeadPolicy.js';
+export type { FusedHead, FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
 export { GVPOTrainer } from './trainer.js';
 export type { Algo, RewardSpec, StepMetrics, TrainerOptions } from './trainer.js';
 export { CharPolicy, TabularPolicy, loadPolicy } from './policies.js';

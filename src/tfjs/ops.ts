@@ -2,10 +2,13 @@
 // gvpo's kernels (native when loaded, TypeScript otherwise): the tfjs graph never materialises
 // softmax, log-softmax or one-hot arrays of size N*T*V.
 import type * as TF from '@tensorflow/tfjs';
+import { gvpoFromHidden } from '../ops/gvpoFromHidden.js';
 import { gvpoFromLogits } from '../ops/gvpoFromLogits.js';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
-import type { GvpoFromLogitsArgs, GvpoFromLogitsResult, GvpoLossArgs, GvpoLossResult } from '../types.js';
+import type {
+  GvpoFromHiddenArgs, GvpoFromHiddenResult, GvpoFromLogitsArgs, GvpoFromLogitsResult, GvpoLossArgs, GvpoLossResult,
+} from '../types.js';
 
 type Tf = typeof TF;
 
@@ -54,6 +57,28 @@ export function gvpoFromLogitsTf(tf: Tf, logits: TF.Tensor, args: GvpoFromLogits
   return { loss, result: () => result! };
 }
 
+export type GvpoFromHiddenTfArgs = Omit<GvpoFromHiddenArgs, 'hidden' | 'weight' | 'dtype' | 'hiddenSize' | 'vocab'>;
+
+/**
+ * The fused LM head: the GVPO loss of the logits hidden * weight^T (hidden: N*T*H float32, any
+ * shape ending in H; weight: [V, H], vocab-major, no bias) without the logits ever existing as a
+ * tensor, with gradients for both inputs from the same kernel call.
+ */
+export function gvpoFromHiddenTf(tf: Tf, hidden: TF.Tensor, weight: TF.Tensor2D, args: GvpoFromHiddenTfArgs): { loss: TF.Scalar; result: () => GvpoFromHiddenResult } {
+  let result: GvpoFromHiddenResult | undefined;
+  const [vocab, hiddenSize] = weight.shape;
+  const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
+    const r = gvpoFromHidden({ ...args, hidden: values(h), weight: values(w), hiddenSize, vocab });
+    result = r;
+    return {
+      value: tf.scalar(r.loss),
+      gradFunc: (dy: TF.Tensor) => [tf.tensor(r.gradHidden, h.shape).mul(dy), tf.tensor(r.gradWeight, w.shape).mul(dy)],
+    };
+  }) as unknown as Parameters<Tf['customGrad']>[0]);
+  const loss = op(hidden, weight) as TF.Scalar;
+  return { loss, result: () => result! };
+}
+
 /** Token log-probs l[r] of float32 logits [R, V] (a tensor), differentiable. */
 export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array, temperature = 1): TF.Tensor1D {
   const [rows, vocab] = logits.shape;
@@ -63,7 +88,7 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
     return {
       value: tf.tensor1d(r.logprobs),
       gradFunc: (dy) => {
-        const g = tokenLogprobsBackward({ logits: zv, targets, rows, vocab, temperature, logZ: r.logZ, gradLogprobs: values(dy) });
+        const g = tokenLogprobsBackward({ logits: zv, targets, rows, vocab, temperature, logZ: r.logZ, gradTokenLogprobs: values(dy) });
         return tf.tensor2d(g, [rows, vocab]);
       },
     };

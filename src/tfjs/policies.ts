@@ -5,6 +5,7 @@
 //                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
+import { FusedHeadPolicy, type FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
 
 type Tf = typeof TF;
 
@@ -180,5 +181,6 @@ export function loadPolicy(tf: Tf, path: string): Policy {
   });
   if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
   if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
+  if (j.kind === 'fused-head') return new FusedHeadPolicy(tf, j.config as unknown as FusedHeadPolicyConfig, 1, w);
   throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
 }

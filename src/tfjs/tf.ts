@@ -1,6 +1,7 @@
 // Which TensorFlow.js runs: @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node when installed
 // (optional peers, detected at run time, never required), else @tensorflow/tfjs on its 'cpu'
-// backend, with 'wasm' from @tensorflow/tfjs-backend-wasm on request.
+// backend, with 'wasm' from @tensorflow/tfjs-backend-wasm on request. TensorFlow.js is an optional
+// peer of the package (the kernels need none of it): when missing, the error says what to install.
 import type * as TF from '@tensorflow/tfjs';
 
 export type TfChoice = 'auto' | 'node-gpu' | 'node' | 'cpu' | 'wasm';
@@ -22,6 +23,18 @@ async function tryImport(name: string): Promise<typeof TF | undefined> {
   }
 }
 
+/** Import an optional peer; when it is not installed, say so and what to run. */
+async function importPeer(pkg: string, forWhat: string): Promise<unknown> {
+  try {
+    return await import(pkg);
+  } catch (e) {
+    const { code, message } = e as { code?: string; message?: string };
+    const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String(message).includes(pkg);
+    if (!missing) throw e;
+    throw new Error(`${pkg} is not installed: \`npm install ${pkg}\` (${forWhat})`);
+  }
+}
+
 async function load(choice: TfChoice): Promise<LoadedTf> {
   if (choice === 'node-gpu' || choice === 'node' || choice === 'auto') {
     const order = choice === 'auto' ? ['node-gpu', 'node'] : [choice];
@@ -34,9 +47,10 @@ async function load(choice: TfChoice): Promise<LoadedTf> {
       }
     }
   }
-  const tf = (await import('@tensorflow/tfjs')) as typeof TF;
+  const why = 'gvpo/tfjs and the gvpo trainer run on TensorFlow.js, an optional peer dependency of gvpo';
+  const tf = (await importPeer('@tensorflow/tfjs', why)) as typeof TF;
   const backend = choice === 'wasm' ? 'wasm' : 'cpu';
-  if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  if (backend === 'wasm') await importPeer('@tensorflow/tfjs-backend-wasm', "the 'wasm' backend of TensorFlow.js");
   await tf.setBackend(backend);
   await tf.ready();
   return { tf, backend: `@tensorflow/tfjs (${backend})` };

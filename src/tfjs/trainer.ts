@@ -13,6 +13,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
 import { TRAINER_DEFAULTS } from './defaults.js';
+import { hasFusedHead } from './fusedHeadPolicy.js';
 import { gvpoTermsLoss, type GvpoTerms, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
 import { gvpoFromLogitsTf } from './ops.js';
 import type { Policy } from './policies.js';
@@ -232,7 +233,17 @@ export class GVPOTrainer {
   /** One optimizer update on one mini-batch; adds its loss and GVPO's terms at that point to `t`. */
   private updateOn(mb: Batch, t: UpdateTotals): void {
     let S: Float64Array | undefined;
+    const fused = this.algo === 'gvpo' && (this.o.terms ?? TRAINER_DEFAULTS.terms) === 'all' && hasFusedHead(this.policy);
+    // the fused LM head never materialises the logits in its loss: S for the diagnostics comes
+    // from a separate no-gradient pass, at the same weights the gradient is taken at
+    if (fused) S = logprobsOf(this.policy, mb).seq;
     const loss = this.optimizer.minimize(() => {
+      if (fused && hasFusedHead(this.policy)) {
+        return this.policy.fusedLoss(mb.prompts, mb.targets, {
+          targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, referenceLogprobs: mb.refSeq, rewards: mb.rewards,
+          groups: { size: this.k }, beta: this.beta,
+        });
+      }
       const logits = this.policy.logits(mb.prompts, mb.targets);
       const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens };
       if (this.algo !== 'gvpo') {

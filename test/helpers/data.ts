@@ -1,5 +1,5 @@
 // Seeded random inputs (mulberry32 + Box-Muller), so a failing case can be re-run exactly.
-import { toHalf } from '../../src/reference/dtype.js';
+import { encodeHalf as toHalf } from '../../src/reference/dtype.js';
 import { seeded } from '../../src/tasks/task.js';
 import type { DType } from '../../src/types.js';
 

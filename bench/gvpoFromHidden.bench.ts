@@ -1,0 +1,175 @@
+// gvpoFromHidden (the fused LM head) at N*T = 4096, H = 512, V = 32768, float32 and bfloat16:
+// native time against the same-run FMA peak probe (4 GEMM-sized passes of 2*N*T*H*V flops:
+// forward, recompute, dH, dW), PyTorch CPU eager (linear + log_softmax + gather + loss +
+// backward), TensorFlow.js (matMul + the loss, autodiff) on wasm and cpu at smaller N*T with the
+// time scaled linearly in N*T, peak memory against the float32 logits, and a whole tfjs training
+// step at V = 32768 (bench/trainStep.ts) with the fused head, a Dense head + gvpoFromLogitsTf and a
+// plain tfjs loss.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as TF from '@tensorflow/tfjs';
+import { gvpoFromHidden, gvpoFromHiddenForward } from '../src/index.js';
+import { makeHiddenInputs, type HiddenInputs } from './hiddenInputs.js';
+import { fmtMs, table, timeSlow, timeSlowAsync, type Timing } from './lib.js';
+import { tfjsWithBackend } from './peers/tfjs.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const PY = '/usr/bin/python3';
+type Row = Array<string | number>;
+
+interface FmaAddon { fmaProbe(o: { iterations: number; threads?: number }): { seconds: number; flops: number } }
+
+/** Same-run FMA peak (flop/s) with the GEMM's instruction set and the same threads. */
+export function fmaPeak(threads: number): number {
+  const a = createRequire(import.meta.url)('../build/Release/gvpo.node') as FmaAddon;
+  a.fmaProbe({ iterations: 1e6, threads });
+  const r = Array.from({ length: 7 }, () => a.fmaProbe({ iterations: 2e7, threads })).map((x) => x.flops / x.seconds).sort((x, y) => x - y);
+  return r[3];
+}
+
+function torchPeer(x: HiddenInputs, threads: number, reps: number): { t: Timing; torch: string; added: number } | string {
+  if (!existsSync(PY) || spawnSync(PY, ['-c', 'import torch']).status !== 0) return 'python3-torch is not installed';
+  const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-bench-'));
+  try {
+    const f = (name: string, a: ArrayBufferView) => {
+      writeFileSync(join(dir, name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+      return join(dir, name);
+    };
+    const a = x.args;
+    const cfg = {
+      hidden: f('hidden.bin', a.hidden), weight: f('weight.bin', a.weight), targets: f('targets.bin', a.targets),
+      mask: f('mask.bin', a.mask), ref: f('ref.bin', x.referenceTokenLogprobs), rewards: f('rewards.bin', a.rewards as Float64Array),
+      N: x.N, T: x.T, H: x.H, V: x.V, k: x.k, beta: a.beta, tau: 1, threads, reps, dtype: x.dtype,
+    };
+    const r = spawnSync(PY, [join(here, 'peers', 'torch_gvpo_hidden.py'), JSON.stringify(cfg)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
+    if (r.status !== 0) return `PyTorch peer failed: ${r.stderr.split('\n').slice(-3).join(' ')}`;
+    const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    return { t: { median: j.gvpoFromHidden, spread: j.spread, samples: reps }, torch: j.torch, added: j.peakRssBytes - j.baselineRssBytes };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** tfjs: matMul(hidden, weight^T) + logSoftmax + one-hot gather + the loss, differentiated to both. */
+async function tfjsPeer(backend: 'cpu' | 'wasm', x: HiddenInputs): Promise<Timing> {
+  const tf = await tfjsWithBackend(backend);
+  const { N, T, H, V, k } = x;
+  const a = x.args;
+  const h = tf.tensor2d(a.hidden as Float32Array, [N * T, H]), w = tf.tensor2d(a.weight as Float32Array, [V, H]);
+  const oneHot = tf.oneHot(tf.tensor1d(a.targets, 'int32'), V);
+  const mask = tf.tensor2d(a.mask as Float32Array, [N, T]);
+  const refSeq = tf.tensor1d(Float32Array.from({ length: N }, (_, n) => {
+    let s = 0;
+    for (let t = 0; t < T; t++) s += (a.mask as Float32Array)[n * T + t] * x.referenceTokenLogprobs[n * T + t];
+    return s;
+  }));
+  const R = tf.tensor1d(Float32Array.from(a.rewards as Float64Array));
+  const loss = (hh: TF.Tensor, ww: TF.Tensor) => {
+    const lp = tf.logSoftmax(tf.matMul(hh as TF.Tensor2D, ww as TF.Tensor2D, false, true)).mul(oneHot).sum(1).reshape([N, T]);
+    const r = lp.mul(mask).sum(1).sub(refSeq).mul(a.beta);
+    const rc = r.sub(r.reshape([N / k, k]).mean(1, true).tile([1, k]).reshape([N]));
+    const adv = R.sub(R.reshape([N / k, k]).mean(1, true).tile([1, k]).reshape([N]));
+    return rc.sub(adv).square().sum().mul(0.5 / (k - 1) / (N / k)) as TF.Scalar;
+  };
+  const grads = tf.grads(loss);
+  const t = await timeSlowAsync(async () => {
+    const g = tf.tidy(() => grads([h, w]));
+    await Promise.all(g.map((t: TF.Tensor) => t.data()));
+    tf.dispose(g);
+  }, 1, backend === 'wasm');
+  tf.dispose([h, w, oneHot, mask, refSeq, R]);
+  return t;
+}
+
+function child(script: string, args: string[]): Record<string, number> | string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, script), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) return `failed: ${r.stderr.split('\n').filter(Boolean).pop() ?? ''}`;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+export async function benchGvpoFromHidden(log: (s?: string) => void, threads: number, quick: boolean): Promise<void> {
+  const N = 16, T = 256, H = 512, V = 32768, k = 4;
+  const logitsBytes = N * T * V * 4;
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const x = makeHiddenInputs(N, T, H, V, k, dtype);
+    // Flops of the rows that count: prompt rows (mask 0) cost the kernel nothing.
+    const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
+    const passFlops = 2 * live * H * V;
+    const peak = fmaPeak(threads);
+    log();
+    log(`## gvpoFromHidden (fused LM head): N*T = ${N * T} (N = ${N}, T = ${T}, k = ${k}), H = ${H}, V = ${V}, ${dtype}`);
+    log();
+    log(`FMA peak, same run, ${threads} threads (register-resident FMA loop, the GEMM's instruction set): ${(peak / 1e9).toFixed(0)} GFLOP/s. ` +
+      `Work: 4 GEMM-sized passes (forward, recompute, dH, dW) of 2*rows*H*V = ${(passFlops / 1e9).toFixed(1)} GFLOP each over the ${live} rows ` +
+      `with a non-zero mask (the other ${N * T - live} are prompt tokens and cost nothing); every rate below counts these flops.`);
+    const reps = quick ? 1 : 3;
+    const full = timeSlow(() => void gvpoFromHidden({ ...x.args, threads }), reps);
+    const fwd = timeSlow(() => void gvpoFromHiddenForward({ ...x.args, threads }), reps);
+    const rate = (flops: number, t: Timing) => `${(flops / t.median / 1e9).toFixed(0)} GFLOP/s, ${((flops / t.median / peak) * 100).toFixed(0)}% of peak`;
+    const rows: Row[] = [
+      ['native cpu, forward + loss + both gradients', fmtMs(full.median), fmtMs(full.spread), rate(4 * passFlops, full), '1.0'],
+      ['native cpu, phase 1 only (forward)', fmtMs(fwd.median), fmtMs(fwd.spread), rate(passFlops, fwd), ''],
+    ];
+    // PyTorch: float32 only, one timed step after a warm-up, to bound the run time (its peak
+    // memory is over 2 GiB and one of the runs here stalled for minutes in it; bench/NOTES.md).
+    const torch = dtype === 'float32' ? torchPeer(x, threads, 1) : 'run for float32 only, to bound the run time';
+    if (typeof torch === 'object') {
+      rows.push([`PyTorch ${torch.torch} eager (linear + log_softmax + gather + loss + backward)`, fmtMs(torch.t.median), fmtMs(torch.t.spread), rate(4 * passFlops, torch.t), (torch.t.median / full.median).toFixed(1)]);
+    }
+    if (dtype === 'float32' && !quick) {
+      // tfjs takes minutes at full size: a fraction of the rows, time scaled linearly in N*T.
+      // tfjs-cpu's matMul runs at about 0.1 GFLOP/s: 64 rows; wasm: 256 rows.
+      for (const [backend, n, t] of [['wasm', 4, 64], ['cpu', 4, 16]] as const) {
+        try {
+          const small = makeHiddenInputs(n, t, H, V, k, 'float32');
+          const tt = await tfjsPeer(backend, small);
+          const scale = (N * T) / (n * t);
+          const est: Timing = { median: tt.median * scale, spread: tt.spread * scale, samples: tt.samples };
+          rows.push([`TensorFlow.js ${backend} (matMul + loss, autodiff, 1 thread; N*T = ${n * t}, time x${scale})`, fmtMs(est.median), fmtMs(est.spread), rate(4 * passFlops, est), (est.median / full.median).toFixed(0)]);
+        } catch (e) {
+          rows.push([`TensorFlow.js ${backend}`, 'failed', '', (e as Error).message.split('\n')[0], '']);
+        }
+      }
+    }
+    log();
+    log(table(['path', 'median ms', 'spread ms', 'rate', 'x native time'], rows));
+    if (typeof torch === 'string') log(`\nPyTorch peer skipped: ${torch}`);
+    if (dtype === 'float32' && !quick) {
+      const mem: Row[] = [];
+      const m = child('memory.ts', ['hidden', String(N), String(T), String(V), String(k), String(H)]);
+      const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+      if (typeof m === 'string') mem.push(['native cpu', m, '', '']);
+      else {
+        const added = m.peakRssBytes - m.baselineRssBytes;
+        mem.push(['native cpu', mib(added), (added / logitsBytes).toFixed(2), `includes the outputs: dL/dweight ${mib(V * H * 4)} MiB, dL/dhidden ${mib(N * T * H * 4)} MiB`]);
+      }
+      if (typeof torch === 'object') mem.push([`PyTorch ${torch.torch} eager`, mib(torch.added), (torch.added / logitsBytes).toFixed(2), '']);
+      log();
+      log(`### Peak memory added by one gvpoFromHidden call (child process per path; float32 logits of this batch: ${mib(logitsBytes)} MiB)`);
+      log();
+      log(table(['path', 'MiB added', 'x float32 logits', 'note'], mem));
+    }
+  }
+  if (quick) return;
+  log();
+  log('## A tfjs GVPO training step with V = 32768 (tfjs cpu backend; gvpo native; child process per head)');
+  log();
+  const rows: Row[] = [];
+  let base: Record<string, number> | undefined;
+  for (const head of ['fused', 'dense', 'plain']) {
+    const r = child('trainStep.ts', [head]);
+    if (typeof r === 'string') {
+      rows.push([head, r, '', '', '']);
+      continue;
+    }
+    base ??= r;
+    const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+    rows.push([r.label as unknown as string, fmtMs(r.stepSeconds), mib(r.peakRssBytes - r.baselineRssBytes),
+      (r.stepSeconds / base.stepSeconds).toFixed(1), ((r.peakRssBytes - r.baselineRssBytes) / (base.peakRssBytes - base.baselineRssBytes)).toFixed(1)]);
+  }
+  log(table(['LM head and loss', 'median step ms', 'peak MiB added', 'x fused time', 'x fused memory'], rows));
+}

@@ -1,0 +1,162 @@
+// N-API glue for the fused LM head (gvpoFromHidden and its two phases) and the FMA peak probe:
+// read the options src/ops/gvpoFromHidden.ts has checked and normalised, re-check what addresses
+// memory (args.h), allocate the outputs, hand a Baton to the sync or async runner. No math here.
+#include <chrono>
+#include <memory>
+
+#include "../kernels.h"
+#include "args.h"
+#include "baton.h"
+#include "ops.h"
+#include "parse.h"
+
+namespace gvpo {
+
+namespace {
+
+struct HiddenIn {
+  GvpoHiddenBatch batch;
+  int64_t rows;
+  int threads;
+};
+
+// hidden (N*T x H) and weight (V x H) share `dtype`; then the per-token arrays, the reference and,
+// with `loss`, the group loss's inputs.
+HiddenIn parse_hidden(const Args& a, bool loss) {
+  HiddenIn x{};
+  GvpoHiddenBatch& b = x.batch;
+  b.dtype = a.dtype("dtype");
+  b.sequences = a.dim("sequences");
+  b.tokens = a.dim("tokens");
+  x.rows = (int64_t)a.product({b.sequences, b.tokens}, "sequences*tokens");
+  b.hidden_size = a.dim("hiddenSize");
+  b.vocab = a.dim("vocab");
+  View<void> hidden = a.logits("hidden", b.dtype), weight = a.logits("weight", b.dtype);
+  a.expect_length("hidden", hidden.length, a.product({x.rows, b.hidden_size}, "hidden"));
+  a.expect_length("weight", weight.length, a.product({b.vocab, b.hidden_size}, "weight"));
+  b.hidden = hidden.data;
+  b.weight = weight.data;
+  View<int32_t> targets = a.i32("targets");
+  a.expect_length("targets", targets.length, (size_t)x.rows);
+  View<float> mask = a.f32("mask");
+  a.expect_length("mask", mask.length, (size_t)x.rows);
+  a.check_targets(targets.data, mask.data, (size_t)x.rows, b.vocab);
+  b.targets = targets.data;
+  b.mask = mask.data;
+  b.temperature = (float)a.number("temperature", 1.0);
+  x.threads = a.threads();
+  View<double> ref_tokens = a.f64("referenceTokenLogprobs", true), ref_seq = a.f64("referenceLogprobs", true);
+  if (ref_tokens.data) a.expect_length("referenceTokenLogprobs", ref_tokens.length, (size_t)x.rows);
+  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)b.sequences);
+  b.ref_token_logprobs = ref_tokens.data;
+  b.ref_seq = ref_tokens.data ? nullptr : ref_seq.data;
+  b.mean_reduction = true;
+  if (loss) {
+    View<double> rewards = a.f64("rewards");
+    a.expect_length("rewards", rewards.length, (size_t)b.sequences);
+    View<int32_t> offsets = a.i32("offsets");
+    a.check_offsets(offsets.data, offsets.length, b.sequences);
+    b.rewards = rewards.data;
+    b.offsets = offsets.data;
+    b.groups = (int64_t)offsets.length - 1;
+    b.beta = a.number("beta", 0.0);
+    b.mean_reduction = a.mean_reduction();
+  }
+  return x;
+}
+
+// The gradients go into the caller's gradHidden / gradWeight (TypeScript allocates them, so an
+// impossible size is a RangeError there) or into new arrays.
+float* grad_out(const Args& a, Napi::Object r, const char* name, size_t n) {
+  View<float> out = a.f32(name, true);
+  if (!out.data) return new_f32(r, name, n).Data();
+  a.expect_length(name, out.length, n);
+  r.Set(name, a.read_array(name));
+  return out.data;
+}
+
+GvpoFromHiddenOut allocate_hidden(const Args& a, const HiddenIn& x, Napi::Object r, bool loss) {
+  GvpoFromHiddenOut o{};
+  o.token_logprobs = new_f32(r, "tokenLogprobs", x.rows).Data();
+  o.logZ = new_f32(r, "logZ", x.rows).Data();
+  o.seq = new_f64(r, "policyLogprobs", x.batch.sequences).Data();
+  o.ref_seq = new_f64(r, "referenceLogprobs", x.batch.sequences).Data();
+  if (loss) {
+    o.grad_hidden = grad_out(a, r, "gradHidden", (size_t)x.rows * x.batch.hidden_size);
+    o.grad_weight = grad_out(a, r, "gradWeight", (size_t)x.batch.vocab * x.batch.hidden_size);
+    o.grad_seq = new_f64(r, "gradLogprobs", x.batch.sequences).Data();
+    o.residuals = new_f64(r, "residuals", x.batch.sequences).Data();
+  }
+  return o;
+}
+
+std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromHidden");
+  HiddenIn x = parse_hidden(a, true);
+  Napi::Object r = Napi::Object::New(a.env());
+  auto out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, x, r, true));
+  auto terms = std::make_shared<GvpoTerms>();
+  auto t = make_baton(a, r);
+  t->work = [out, terms, x] { *terms = gvpo_from_hidden_cpu(*out, x.batch, x.threads); };
+  t->finish = [out, terms](Napi::Object r) {
+    set_terms(r, *terms);
+    set_nonfinite(r, out->nonfinite_rows);
+  };
+  return t;
+}
+
+std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromHiddenForward");
+  HiddenIn x = parse_hidden(a, false);
+  Napi::Object r = Napi::Object::New(a.env());
+  auto out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, x, r, false));
+  auto t = make_baton(a, r);
+  t->work = [out, x] { gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads); };
+  t->finish = [out](Napi::Object r) { set_nonfinite(r, out->nonfinite_rows); };
+  return t;
+}
+
+std::unique_ptr<Baton> prepare_from_hidden_backward(const Napi::CallbackInfo& info) {
+  Args a(info, "gvpoFromHiddenBackward");
+  HiddenIn x = parse_hidden(a, false);
+  View<float> lz = a.f32("logZ");
+  a.expect_length("logZ", lz.length, (size_t)x.rows);
+  View<double> gs = a.f64("gradLogprobs");
+  a.expect_length("gradLogprobs", gs.length, (size_t)x.batch.sequences);
+  Napi::Object r = Napi::Object::New(a.env());
+  float* gh = grad_out(a, r, "gradHidden", (size_t)x.rows * x.batch.hidden_size);
+  float* gw = grad_out(a, r, "gradWeight", (size_t)x.batch.vocab * x.batch.hidden_size);
+  auto t = make_baton(a, r);
+  t->work = [=] { gvpo_from_hidden_backward_cpu(gh, gw, lz.data, gs.data, x.batch, x.threads); };
+  return t;
+}
+
+// The FMA peak probe for bench/: {iterations, threads?} -> {seconds, flops}.
+Napi::Value fma_probe(const Napi::CallbackInfo& info) {
+  Args a(info, "fmaProbe");
+  const int64_t iterations = a.dim("iterations");
+  const int threads = a.threads();
+  a.check_unchanged();
+  auto t0 = std::chrono::steady_clock::now();
+  const double flops = fma_probe_cpu(iterations, threads);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Napi::Object r = Napi::Object::New(a.env());
+  r.Set("seconds", Napi::Number::New(a.env(), s));
+  r.Set("flops", Napi::Number::New(a.env(), flops));
+  return r;
+}
+
+}  // namespace
+
+void register_hidden_ops(Napi::Env env, Napi::Object exports) {
+#define GVPO_EXPORT(name, prepare)                                         \
+  exports.Set(name, Napi::Function::New(env, run_sync<prepare>, name));    \
+  exports.Set(name "Async", Napi::Function::New(env, run_async<prepare>, name "Async"));
+  GVPO_EXPORT("gvpoFromHidden", prepare_from_hidden)
+  GVPO_EXPORT("gvpoFromHiddenForward", prepare_from_hidden_forward)
+  GVPO_EXPORT("gvpoFromHiddenBackward", prepare_from_hidden_backward)
+#undef GVPO_EXPORT
+  exports.Set("fmaProbe", Napi::Function::New(env, fma_probe, "fmaProbe"));
+}
+
+}  // namespace gvpo

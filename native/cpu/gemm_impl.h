@@ -1,0 +1,313 @@
+// The GEMM of gemm.h for one instruction set: included by rows_<isa>.cc after rows.h (it uses
+// that file's vector type vf, W, vexp and the 16-bit loads), so GVPO_VW and GVPO_ISA are set.
+//
+// Micro-kernel MR x NR with NR = 2 vectors: MR*2 accumulators + 2 B vectors + 1 broadcast must
+// fit the register file (AVX-512: 14 x 32 uses 28 + 3 of 32 zmm; AVX2 and SSE2: 6 x 16 / 6 x 8
+// use 12 + 3 of 16). Per k step: 2 loads, MR broadcasts, 2*MR FMAs.
+#include <cmath>
+#include <cstring>
+
+#include "gemm.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace gvpo {
+namespace GVPO_ISA {
+
+#ifndef GVPO_MR16
+#define GVPO_MR16 6
+#define GVPO_NV16 4
+#endif
+#if GVPO_VW == 16
+constexpr int MR = GVPO_MR16, NV = GVPO_NV16;
+static inline vf fmadd(vf a, vf b, vf c) { return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
+#elif GVPO_VW == 8
+constexpr int MR = 6, NV = 2;
+static inline vf fmadd(vf a, vf b, vf c) { return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+#else
+constexpr int MR = 6, NV = 2;
+static inline vf fmadd(vf a, vf b, vf c) { return a * b + c; }
+#endif
+constexpr int NR = NV * W;
+
+// A true broadcast (splat() adds to +0.0, which the compiler must keep for -0.0 inputs): with
+// the value in memory it becomes one vbroadcastss on a load port, off the FMA ports.
+static inline vf bcast(float a) {
+#if GVPO_VW == 16
+  return (vf)_mm512_set1_ps(a);
+#elif GVPO_VW == 8
+  return (vf)_mm256_set1_ps(a);
+#elif GVPO_VW == 4 && defined(__SSE2__)
+  return (vf)_mm_set1_ps(a);
+#else
+  vf v;
+  for (int i = 0; i < W; i++) v[i] = a;
+  return v;
+#endif
+}
+
+// One element of a Mat as float32 (scalar: packing is O(size), the GEMM O(size * k)).
+static inline float f16_bits_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, em = h & 0x7fffu;
+  float f;
+  uint32_t bits;
+  if (em >= 0x7c00u) {
+    bits = (em << 13) | 0x7f800000u;
+  } else {
+    uint32_t b = em << 13;
+    std::memcpy(&f, &b, 4);
+    f *= 0x1p112f;  // normals and subnormals alike (see rows.h)
+    std::memcpy(&bits, &f, 4);
+  }
+  bits |= sign;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <int D>
+static inline float elem(const void* p, int64_t i) {
+  if (D == 0) return ((const float*)p)[i];
+  uint16_t h = ((const uint16_t*)p)[i];
+  if (D == 1) {
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+  }
+  return f16_bits_to_f32(h);
+}
+
+template <int D>
+static void pack_a_t(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
+  for (int64_t p = 0; p * MR < M; p++) {
+    float* dst = Ap + p * MR * kc;
+    const int mi = (int)(M - p * MR < MR ? M - p * MR : MR);
+    if (A.rs == 1 && !A.rows) {  // a column of the panel is contiguous (dZ^T): copy MR at a time
+      for (int64_t k = 0; k < kc; k++) {
+        const int64_t base = p * MR + (k0 + k) * A.cs;
+        for (int i = 0; i < mi; i++) dst[k * MR + i] = elem<D>(A.p, base + i);
+        for (int i = mi; i < MR; i++) dst[k * MR + i] = 0.0f;
+      }
+      continue;
+    }
+    for (int i = 0; i < MR; i++) {  // a row is contiguous: walk each row along k
+      if (i >= mi) {
+        for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
+        continue;
+      }
+      const int64_t row = p * MR + i;
+      const int64_t base = (A.rows ? A.rows[row] : row) * A.rs + k0 * A.cs;
+      for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = elem<D>(A.p, base + k * A.cs);
+    }
+  }
+}
+
+// W consecutive elements from element i on, as float32.
+template <int D>
+static inline vf load_elems(const void* p, int64_t i) {
+  if (D == 0) return load((const float*)p + i);
+  return load((const uint16_t*)p + i, D == 1 ? DType::bf16 : DType::f16);
+}
+
+#if GVPO_VW == 16
+// r[t][c] -> r[c][t] for a 16 x 16 block: unpack pairs, shuffle quads, then exchange 128-bit
+// lanes twice (64 shuffles for 256 elements).
+static inline void transpose(vf* r) {
+  __m512 t[16], s[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {  // lane L of s[4i + c]: column 4L + c of rows 4i .. 4i+3
+    s[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    s[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    s[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    s[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    __m512 x0 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88), x1 = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xDD);
+    __m512 x2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88), x3 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xDD);
+    r[c] = (vf)_mm512_shuffle_f32x4(x0, x2, 0x88);
+    r[8 + c] = (vf)_mm512_shuffle_f32x4(x0, x2, 0xDD);
+    r[4 + c] = (vf)_mm512_shuffle_f32x4(x1, x3, 0x88);
+    r[12 + c] = (vf)_mm512_shuffle_f32x4(x1, x3, 0xDD);
+  }
+}
+#elif GVPO_VW == 8
+static inline void transpose(vf* r) {  // 8 x 8: unpack, shuffle, exchange 128-bit halves
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++) {
+    s[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    r[c] = (vf)_mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+    r[4 + c] = (vf)_mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+  }
+}
+#endif
+
+template <int D>
+static void pack_b_t(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
+  for (int64_t q = 0; q * NR < N; q++) {
+    float* dst = Bp + q * NR * kc;
+    const int64_t j0 = q * NR, nj = N - j0 < NR ? N - j0 : NR;
+    if (B.cs == 1) {  // a row of the panel is contiguous: copy (and convert) NR at a time
+      for (int64_t k = 0; k < kc; k++) {
+        const int64_t base = (B.rows ? B.rows[k0 + k] : k0 + k) * B.rs + j0;
+        float* d = dst + k * NR;
+        for (int64_t j = 0; j < nj; j++) d[j] = elem<D>(B.p, base + j);
+        for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
+      }
+    } else {  // a column is contiguous (the weight read as W^T)
+      int64_t k = 0;
+#if GVPO_VW >= 8
+      if (nj == NR && !B.rows)  // W x W blocks through registers: W loads, a transpose, W stores
+        for (; k + W <= kc; k += W)
+          for (int h = 0; h < NV; h++) {
+            vf r[W];
+            for (int t = 0; t < W; t++) r[t] = load_elems<D>(B.p, (k0 + k) * B.rs + (j0 + h * W + t) * B.cs);
+            transpose(r);
+            for (int t = 0; t < W; t++) *(vf*)(dst + (k + t) * NR + h * W) = r[t];
+          }
+#endif
+      for (int64_t j = 0; j < NR; j++) {
+        for (int64_t kk = k; kk < kc; kk++) {
+          const int64_t row = B.rows ? B.rows[k0 + kk] : k0 + kk;
+          dst[kk * NR + j] = j < nj ? elem<D>(B.p, row * B.rs + (j0 + j) * B.cs) : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+static void pack_a(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
+  if (A.d == DType::f32) pack_a_t<0>(Ap, A, M, k0, kc);
+  else if (A.d == DType::bf16) pack_a_t<1>(Ap, A, M, k0, kc);
+  else pack_a_t<2>(Ap, A, M, k0, kc);
+}
+
+static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
+  if (B.d == DType::f32) pack_b_t<0>(Bp, B, k0, kc, N);
+  else if (B.d == DType::bf16) pack_b_t<1>(Bp, B, k0, kc, N);
+  else pack_b_t<2>(Bp, B, k0, kc, N);
+}
+
+// C[m x n] (=|+=) sum_k a[k*MR + i] * b[k*NR + j], m <= MR, n <= NR.
+static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b,
+                         float* C, int64_t ldc, int m, int n, bool accumulate) {
+  vf c[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = bcast(0.0f);
+  for (int64_t k = 0; k < kc; k++) {
+    vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) bv[v] = *(const vf*)(b + v * W);  // 64-byte aligned panels
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      const vf ai = bcast(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) c[i][v] = fmadd(ai, bv[v], c[i][v]);
+    }
+    a += MR;
+    b += NR;
+  }
+  if (m == MR && n == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) {
+        vf_u* p = (vf_u*)(C + i * ldc + v * W);
+        *p = accumulate ? *p + c[i][v] : c[i][v];
+      }
+    return;
+  }
+  alignas(64) float t[MR * NR];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) *(vf*)(t + i * NR + v * W) = c[i][v];
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+}
+
+// Loop order: each A micro-panel (MR x kc, L1) meets every B micro-panel (kc x NR, from L2).
+static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N,
+                 int64_t kc, bool accumulate) {
+  for (int64_t i0 = 0; i0 < M; i0 += MR) {
+    const float* a = Ap + (i0 / MR) * MR * kc;
+    const int m = (int)(M - i0 < MR ? M - i0 : MR);
+    for (int64_t j0 = 0; j0 < N; j0 += NR) {
+      const int n = (int)(N - j0 < NR ? N - j0 : NR);
+      micro(kc, a, Bp + (j0 / NR) * NR * kc, C + i0 * ldc + j0, ldc, m, n, accumulate);
+    }
+  }
+}
+
+// As rows.h's row_logsumexp: exponents (z - max) * inv_tau, never positive.
+static void tile_logsumexp(double* lse, const float* Z, int64_t ldz, int64_t m, int64_t n,
+                           float inv_tau) {
+  const int64_t full = n / W * W;
+  for (int64_t i = 0; i < m; i++) {
+    const float* z = Z + i * ldz;
+    const float mx = max_f32(z, n);
+    if (!(mx > -INFINITY)) {  // all -inf: -inf (a NaN in the row turns the sum NaN below)
+      lse[i] = mx;
+      continue;
+    }
+    double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);
+    for (int64_t j = full; j < n; j++) sum += sexp((z[j] - mx) * inv_tau);
+    lse[i] = (double)mx * inv_tau + std::log(sum);
+  }
+}
+
+static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau,
+                              const float* logZ, const float* coef, const int32_t* y) {
+  const vf s = splat(inv_tau);
+  const int64_t full = n / W * W;
+  for (int64_t i = 0; i < m; i++) {
+    float* z = Z + i * ldz;
+    const float c = coef[i], lz = logZ[i];
+    if (!std::isfinite(lz)) {  // a non-finite row yields NaN, never a silent zero
+      for (int64_t j = 0; j < n; j++) z[j] = NAN;
+      continue;
+    }
+    const vf vlz = splat(lz), nc = splat(-c);
+    for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp(load(z + j) * s - vlz);
+    for (int64_t j = full; j < n; j++) z[j] = -c * sexp(z[j] * inv_tau - lz);
+    if (y[i] >= 0 && y[i] < n) z[y[i]] += c;
+  }
+}
+
+// The FMA peak probe: 24 independent chains (at least latency x ports on every target), all
+// in registers, no memory traffic. Returns the flops performed.
+static double fma_probe(int64_t iterations, float seed) {
+  constexpr int CHAINS = 24;
+  vf c[CHAINS];
+  const vf a = bcast(1.0f - seed * 1e-7f), b = bcast(seed * 1e-7f);
+#pragma GCC unroll 24
+  for (int i = 0; i < CHAINS; i++) c[i] = bcast(seed + (float)i);  // distinct: equal chains would be merged
+  for (int64_t k = 0; k < iterations; k++) {
+#pragma GCC unroll 24
+    for (int i = 0; i < CHAINS; i++) c[i] = fmadd(c[i], a, b);
+  }
+  vf s = bcast(0.0f);
+  for (int i = 0; i < CHAINS; i++) s += c[i];
+  volatile float sink = s[0];  // keeps the loop
+  (void)sink;
+  return (double)iterations * CHAINS * W * 2;
+}
+
+extern const GemmKernels gemm_kernels;
+const GemmKernels gemm_kernels = {MR,   NR, pack_a, pack_b, gemm, tile_logsumexp,
+                                  tile_softmax_grad, fma_probe};
+
+}  // namespace GVPO_ISA
+}  // namespace gvpo

@@ -1,0 +1,81 @@
+// The fused LM head's timings without Node, for bench/NOTES.md: phase 1 (forward: 1 GEMM pass)
+// and phase 2 (recompute, dW, dH: 3 passes), each pass 2*R*H*V flops, against the same-run FMA
+// peak probe (fma_probe_cpu) with the same threads and instruction set (GVPO_SIMD).
+//   gvpo_bench_hidden [rows hidden vocab [dtype 0|1|2 [threads]]]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <vector>
+
+#include "../kernels.h"
+
+using namespace gvpo;
+
+static double cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Median wall seconds; *cpu gets the median process CPU seconds (all threads), which other
+// tenants of a shared machine disturb less than the wall time.
+template <typename F>
+static double median_s(F f, int reps, double* cpu) {
+  std::vector<double> t, c;
+  for (int i = 0; i < reps; i++) {
+    auto a = std::chrono::steady_clock::now();
+    double c0 = cpu_s();
+    f();
+    c.push_back(cpu_s() - c0);
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  std::sort(c.begin(), c.end());
+  *cpu = c[c.size() / 2];
+  return t[t.size() / 2];
+}
+
+int main(int argc, char** argv) {
+  const int64_t R = argc > 3 ? atoll(argv[1]) : 4096, H = argc > 3 ? atoll(argv[2]) : 512,
+                V = argc > 3 ? atoll(argv[3]) : 32768;
+  const DType d = (DType)(argc > 4 ? atoi(argv[4]) : 0);
+  const int threads = argc > 5 ? atoi(argv[5]) : cpu_default_threads();
+  const size_t esz = dtype_bytes(d);
+  std::vector<uint8_t> hid((size_t)(R * H) * esz), w((size_t)(V * H) * esz);
+  for (size_t i = 0; i < hid.size() / esz; i++) {
+    float x = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    if (d == DType::f32) ((float*)hid.data())[i] = x; else ((uint16_t*)hid.data())[i] = d == DType::bf16 ? 0x3f00 + (uint16_t)(i % 97) : 0x3800 + (uint16_t)(i % 97);
+  }
+  for (size_t i = 0; i < w.size() / esz; i++) {
+    float x = (float)((i * 40503u) % 1000) / 5000.0f - 0.1f;
+    if (d == DType::f32) ((float*)w.data())[i] = x; else ((uint16_t*)w.data())[i] = d == DType::bf16 ? 0x3c00 + (uint16_t)(i % 89) : 0x2c00 + (uint16_t)(i % 89);
+  }
+  std::vector<int32_t> y(R);
+  std::vector<float> mask(R, 1.0f), lp(R), lz(R), dH((size_t)(R * H)), dW((size_t)(V * H));
+  std::vector<double> S(R), Q(R), gs(R, 0.01);
+  GvpoHiddenBatch in{hid.data(), w.data(), d, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, R, 1, H, V, 1.0f, 0.1, true};
+  GvpoFromHiddenOut out{dH.data(), dW.data(), lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
+  auto fwd = [&] { gvpo_from_hidden_forward_cpu(out, in, threads); };
+  auto bwd = [&] { gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, threads); };
+  for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V);
+  const char* only = argc > 6 ? argv[6] : "";  // "f", "b" or "p": one part alone (for perf stat)
+  const int reps = only[0] ? 1 : 3;
+  const double pass = 2.0 * R * H * V;
+  if (only[0] == 'f') return fwd(), 0;
+  if (only[0] == 'b') return bwd(), 0;
+  if (only[0] == 'p') return fma_probe_cpu(20000000, threads) < 0;
+  double fc, bc, pc;
+  double f = median_s(fwd, reps, &fc);
+  double b = median_s(bwd, reps, &bc);
+  const int64_t it = 20000000;
+  double flops = 0;
+  double p = median_s([&] { flops = fma_probe_cpu(it, threads); }, 5, &pc);
+  const double peak = flops / p / 1e9, total = 4 * pass / (f + b) / 1e9;
+  std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; FMA probe %.1f GFLOP/s -> %.0f%% of peak\n",
+              cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, peak, 100 * total / peak);
+  std::printf("  by CPU time: 4 passes %.1f GFLOP/s per thread, probe %.1f GFLOP/s per thread -> %.0f%%\n",
+              4 * pass / ((fc + bc) / threads) / 1e9, flops / (pc / threads) / 1e9, 100 * (4 * pass / (fc + bc)) / (flops / pc));
+  return 0;
+}

@@ -1,0 +1,34 @@
+// toHalf / fromHalf: float32 values <-> bfloat16 or float16 bit patterns (Uint16Array), the form
+// 16-bit logits take. Checked like every entry point: the wrong dtype name or the wrong kind of
+// array is refused rather than silently encoded or reinterpreted.
+import { decodeHalf, encodeHalf } from '../reference/dtype.js';
+import { describe, isKind, rangeError, typed, typeError } from '../validate.js';
+
+type HalfDType = 'bfloat16' | 'float16';
+
+function halfDtype(fn: string, v: unknown): HalfDType {
+  if (v === 'bfloat16' || v === 'float16') return v;
+  if (typeof v !== 'string') typeError(fn, 'dtype', "'bfloat16' | 'float16'", v);
+  return rangeError(fn, 'dtype', "'bfloat16' | 'float16'", describe(v));
+}
+
+/** Round float32 values (or finite or non-finite numbers) to 16-bit bit patterns, to nearest even. */
+export function toHalf(values: Float32Array | Float64Array | number[], dtype: HalfDType): Uint16Array {
+  const fn = 'toHalf';
+  const d = halfDtype(fn, dtype);
+  const ok = isKind(values, Float32Array) || isKind(values, Float64Array) || Array.isArray(values);
+  if (!ok) typeError(fn, 'values', 'a Float32Array, Float64Array or number[]', values);
+  if (Array.isArray(values)) {
+    values.forEach((x, i) => typeof x !== 'number' && typeError(fn, `values[${i}]`, 'a number', x));
+  } else {
+    typed(fn, 'values', values, isKind(values, Float32Array) ? Float32Array : Float64Array); // not detached
+  }
+  return encodeHalf(values, d);
+}
+
+/** Decode 16-bit bit patterns (a Uint16Array) to float32, exactly. */
+export function fromHalf(bits: Uint16Array, dtype: HalfDType): Float32Array {
+  const fn = 'fromHalf';
+  const d = halfDtype(fn, dtype);
+  return decodeHalf(typed(fn, 'bits', bits, Uint16Array), d);
+}

@@ -1,0 +1,152 @@
+// A policy whose LM head goes through gvpoFromHiddenTf: token embeddings of the last `window`
+// tokens, concatenated, one ReLU layer to hidden states h [rows, H], and a bias-free head
+// weight [V, H] (vocab-major, as LLM checkpoints store it). The GVPO trainer calls fusedLoss(),
+// so the [N*T, V] logits and their gradient never exist as tensors; logits() still gives them
+// for sampling and for the reference policy's log-probs.
+import { writeFileSync } from 'node:fs';
+import type * as TF from '@tensorflow/tfjs';
+import type { Policy } from './policies.js';
+import { gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
+
+type Tf = typeof TF;
+
+export interface FusedHeadPolicyConfig {
+  vocab: number;
+  window: number;
+  /** Embedding width per window token. */
+  embed: number;
+  /** H: the width of the hidden states the head reads. */
+  hidden: number;
+  maxTokens: number;
+  eos: number;
+  /** Token that fills the window before the prompt starts. */
+  pad: number;
+}
+
+/** A policy that computes the GVPO loss from its hidden states and head weight directly. */
+export interface FusedHead {
+  fusedLoss(prompts: number[][], responses: Int32Array, args: Omit<GvpoFromHiddenTfArgs, 'tokens'>): TF.Scalar;
+}
+
+export function hasFusedHead(p: Policy): p is Policy & FusedHead {
+  return typeof (p as Partial<FusedHead>).fusedLoss === 'function';
+}
+
+/** Rows of `table` [V, E] at `ids`, with a scatter-add gradient: tfjs-cpu's own gather gradient
+ *  (UnsortedSegmentSum) takes minutes on a V = 32768 table. */
+function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
+  const [V, E] = table.shape as [number, number];
+  const op = tf.customGrad(((t: TF.Tensor) => ({
+    value: tf.gather(t, tf.tensor1d(ids, 'int32')),
+    gradFunc: (dy: TF.Tensor) => {
+      const g = new Float32Array(V * E), d = dy.dataSync();
+      ids.forEach((id, r) => {
+        for (let e = 0; e < E; e++) g[id * E + e] += d[r * E + e];
+      });
+      return tf.tensor2d(g, [V, E]);
+    },
+  })) as unknown as Parameters<Tf['customGrad']>[0]);
+  return op(table) as TF.Tensor2D;
+}
+
+export class FusedHeadPolicy implements Policy, FusedHead {
+  readonly kind = 'fused-head';
+  readonly variables: TF.Variable[];
+  get vocab() {
+    return this.config.vocab;
+  }
+  get maxTokens() {
+    return this.config.maxTokens;
+  }
+  /** The head's weight [V, H]. */
+  get head(): TF.Variable {
+    return this.variables[3];
+  }
+
+  constructor(private readonly tf: Tf, readonly config: FusedHeadPolicyConfig, seed = 1, weights?: Float32Array[]) {
+    const { vocab: V, window: W, embed: E, hidden: H } = config;
+    const shapes = [[V, E], [W * E, H], [H], [V, H]];
+    const scales = [1, Math.sqrt(2 / (W * E)), 0, Math.sqrt(1 / H)];
+    this.variables = shapes.map((shape, i) => {
+      if (weights) return tf.variable(tf.tensor(weights[i], shape));
+      if (scales[i] === 0) return tf.variable(tf.zeros(shape));
+      return tf.variable(tf.randomNormal(shape, 0, scales[i], 'float32', seed + i));
+    });
+  }
+
+  /** Token ids of the window before each predicted token, row-major [rows, W]. */
+  private windows(contexts: number[][]): Int32Array {
+    const { window: W, pad } = this.config;
+    const ids = new Int32Array(contexts.length * W);
+    contexts.forEach((ctx, r) => {
+      for (let j = 0; j < W; j++) {
+        const i = ctx.length - W + j;
+        ids[r * W + j] = i >= 0 ? ctx[i] : pad;
+      }
+    });
+    return ids;
+  }
+
+  /** Hidden states [rows, H] of the contexts. */
+  private hiddenStates(contexts: number[][]): TF.Tensor2D {
+    const tf = this.tf;
+    const [emb, w1, b1] = this.variables;
+    const { window: W, embed: E } = this.config;
+    const x = embed(tf, emb, this.windows(contexts)).reshape([contexts.length, W * E]);
+    return tf.relu(tf.matMul(x as TF.Tensor2D, w1 as TF.Tensor2D).add(b1)) as TF.Tensor2D;
+  }
+
+  private contexts(prompts: number[][], responses: Int32Array): number[][] {
+    const T = this.maxTokens, out: number[][] = [];
+    prompts.forEach((p, n) => {
+      for (let t = 0; t < T; t++) out.push([...p, ...Array.from(responses.subarray(n * T, n * T + t))]);
+    });
+    return out;
+  }
+
+  logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(this.contexts(prompts, responses)), this.head, false, true));
+  }
+
+  fusedLoss(prompts: number[][], responses: Int32Array, args: Omit<GvpoFromHiddenTfArgs, 'tokens'>): TF.Scalar {
+    const h = this.hiddenStates(this.contexts(prompts, responses));
+    return gvpoFromHiddenTf(this.tf, h, this.head as TF.Tensor2D, { ...args, tokens: this.maxTokens }).loss;
+  }
+
+  sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    const out = prompts.map(() => [] as number[]);
+    const live = prompts.map((_, i) => i);
+    const V = this.vocab;
+    for (let t = 0; t < this.maxTokens && live.length; t++) {
+      const logits = this.tf.tidy(() => this.tf.matMul(this.hiddenStates(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true));
+      const z = logits.dataSync() as Float32Array;
+      logits.dispose();
+      for (let j = live.length - 1; j >= 0; j--) {
+        let m = -Infinity;
+        for (let v = 0; v < V; v++) m = Math.max(m, z[j * V + v] / temperature);
+        let s = 0;
+        const p = new Float64Array(V);
+        for (let v = 0; v < V; v++) s += p[v] = Math.exp(z[j * V + v] / temperature - m);
+        let u = rand() * s, tok = V - 1;
+        for (let v = 0; v < V; v++) if ((u -= p[v]) <= 0) { tok = v; break; }
+        out[live[j]].push(tok);
+        if (tok === this.config.eos) live.splice(j, 1);
+      }
+    }
+    return out;
+  }
+
+  clone(): FusedHeadPolicy {
+    return new FusedHeadPolicy(this.tf, this.config, 1, this.getWeights());
+  }
+  getWeights(): Float32Array[] {
+    return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+  }
+  setWeights(w: Float32Array[]): void {
+    this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
+  }
+  save(path: string): void {
+    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
+    writeFileSync(path, JSON.stringify({ kind: this.kind, config: this.config, weights }));
+  }
+}

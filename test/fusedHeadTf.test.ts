@@ -1,0 +1,76 @@
+// gvpoFromHiddenTf and the fused-head policy: values and gradients (to the hidden states and to
+// the head's weight) equal TensorFlow.js's own autodiff of the plain formulation (matMul,
+// logSoftmax, one-hot gather, the GVPO loss in tfjs ops) on the cpu backend; the policy's fused
+// loss has the same variable gradients as its materialised logits through gvpoFromLogitsTf; a
+// trainer step runs through it.
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import type * as TF from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import {
+  AdditionTask, FusedHeadPolicy, GVPOTrainer, gvpoFromHiddenTf, gvpoFromLogitsTf, loadPolicy, loadTf,
+} from '../src/tfjs/index.js';
+import { EOS, PAD } from '../src/tasks/addition.js';
+import { gradClose } from './helpers/allclose.js';
+import { normal, randomRewards, rng } from './helpers/data.js';
+
+describe('gvpoFromHiddenTf on the cpu backend', async () => {
+  const { tf } = await loadTf('cpu');
+
+  it('loss and gradients for hidden and weight equal tfjs autodiff of matMul + logSoftmax + loss', () => {
+    const N = 6, T = 3, H = 10, V = 13, k = 3, beta = 0.5, tau = 0.9;
+    const r = rng(8);
+    const h = tf.tensor2d(Float32Array.from({ length: N * T * H }, () => normal(r)), [N * T, H]);
+    const w = tf.tensor2d(Float32Array.from({ length: V * H }, () => normal(r) * 0.5), [V, H]);
+    const targets = Int32Array.from({ length: N * T }, () => Math.floor(r() * V));
+    const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T === 0 ? 0 : 1));
+    const Sref = Float64Array.from({ length: N }, (_, n) => -6 - n * 0.4);
+    const R = randomRewards(5, N);
+    const ours = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => gvpoFromHiddenTf(tf, x, y as TF.Tensor2D, {
+      targets, mask, sequences: N, tokens: T, referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta, temperature: tau,
+    }).loss)([h, w]);
+    const theirs = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => {
+      const z = tf.matMul(x as TF.Tensor2D, y as TF.Tensor2D, false, true).div(tau);
+      const lp = tf.logSoftmax(z).mul(tf.oneHot(tf.tensor1d(targets, 'int32'), V)).sum(1);
+      const S = lp.reshape([N, T]).mul(tf.tensor2d(mask, [N, T])).sum(1);
+      const rr = S.sub(tf.tensor1d(Float32Array.from(Sref))).mul(beta).reshape([N / k, k]);
+      const Rt = tf.tensor2d(Float32Array.from(R), [N / k, k]);
+      const c = rr.sub(rr.mean(1, true)).sub(Rt.sub(Rt.mean(1, true)));
+      return c.square().sum().div(2 * (k - 1)).div(N / k) as TF.Scalar;
+    })([h, w]);
+    expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 5);
+    gradClose(ours.grads[0].dataSync(), theirs.grads[0].dataSync(), 1e-4, 1e-7);
+    gradClose(ours.grads[1].dataSync(), theirs.grads[1].dataSync(), 1e-4, 1e-7);
+  });
+
+  const task = new AdditionTask();
+  const config = { vocab: task.vocab, window: 4, embed: 6, hidden: 12, maxTokens: task.maxTokens, eos: EOS, pad: PAD };
+
+  it('the policy: fused loss and materialised logits + gvpoFromLogitsTf give the same variable gradients', () => {
+    const p = new FusedHeadPolicy(tf, config, 3);
+    const N = 4, T = p.maxTokens, r = rng(2);
+    const prompts = Array.from({ length: N }, () => [2, 3, 4]);
+    const responses = Int32Array.from({ length: N * T }, () => Math.floor(r() * p.vocab));
+    const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T < 3 ? 1 : 0));
+    const loss = { targets: responses, mask, sequences: N, referenceLogprobs: new Float64Array(N).fill(-9), rewards: [1, 0, 0, 1], groups: { size: 2 }, beta: 0.3 };
+    const fused = tf.variableGrads(() => p.fusedLoss(prompts, responses, loss), p.variables);
+    const dense = tf.variableGrads(() => gvpoFromLogitsTf(tf, p.logits(prompts, responses), { ...loss, tokens: T, vocab: p.vocab }).loss, p.variables);
+    expect(fused.value.dataSync()[0]).toBeCloseTo(dense.value.dataSync()[0], 5);
+    for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), dense.grads[v.name].dataSync(), 1e-4, 1e-7);
+  });
+
+  it('a GVPO trainer step goes through the fused head; save and load keep the policy', async () => {
+    const p = new FusedHeadPolicy(tf, config, 4);
+    const before = p.getWeights();
+    const t = new GVPOTrainer({ tf, policy: p, task, groupSize: 4, promptsPerStep: 2, learningRate: 0.05, seed: 3 });
+    const m = await t.step();
+    expect(Number.isFinite(m.loss)).toBe(true);
+    expect(p.getWeights()[3].some((x, i) => x !== before[3][i])).toBe(true); // the head moved
+    const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-')), 'fused.json');
+    p.save(path);
+    const q = loadPolicy(tf, path);
+    expect(q.kind).toBe('fused-head');
+    expect(q.getWeights()[3]).toEqual(p.getWeights()[3]);
+  });
+});

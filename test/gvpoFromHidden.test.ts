@@ -1,0 +1,212 @@
+// The fused LM head: against the float64 reference over awkward shapes and every dtype, against
+// PyTorch float64 autograd fixtures (scripts/make-fixtures-hidden.py), against central finite
+// differences, against gvpoFromLogits on the materialised logits; the two phases, the async
+// twin, masked rows, V = 1, non-finite rows, thread-count independence and bad input.
+// Gradients are compared relative to their scale: max |got - want| <= tol * max |want|.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  backendInfo, gvpoFromHidden, gvpoFromHiddenAsync, gvpoFromHiddenBackward, gvpoFromHiddenForward,
+  gvpoFromLogits, gvpoLoss,
+} from '../src/index.js';
+import type { FromHiddenOpts } from '../src/ops/gvpoFromHidden.js';
+import { encodeHalf } from '../src/reference/dtype.js';
+import { gvpoFromHiddenRef } from '../src/reference/gvpoFromHidden.js';
+import type { DType, GvpoFromHiddenArgs } from '../src/types.js';
+import { allclose } from './helpers/allclose.js';
+import { normal, rng } from './helpers/data.js';
+
+type Ref = 'token' | 'sequence' | 'none';
+
+function args(seed: number, N: number, T: number, H: number, V: number, offsets: number[], dtype: DType,
+  o: { tau?: number; ref?: Ref; prompt?: number } = {}): GvpoFromHiddenArgs {
+  const r = rng(seed);
+  const h = Float32Array.from({ length: N * T * H }, () => normal(r));
+  const w = Float32Array.from({ length: V * H }, () => normal(r) * 1.5 / Math.sqrt(H));
+  const targets = new Int32Array(N * T), mask = new Float32Array(N * T);
+  const prompt = o.prompt ?? 1;
+  for (let i = 0; i < N * T; i++) {
+    mask[i] = i % T >= prompt || T === 1 ? 1 : 0;
+    targets[i] = mask[i] ? Math.floor(r() * V) : -5; // masked targets may hold anything
+  }
+  const a: GvpoFromHiddenArgs = {
+    hidden: dtype === 'float32' ? h : encodeHalf(h, dtype), weight: dtype === 'float32' ? w : encodeHalf(w, dtype),
+    dtype, targets, mask, sequences: N, tokens: T, hiddenSize: H, vocab: V,
+    rewards: Float64Array.from({ length: N }, () => Math.round(r() * 4) / 4),
+    groups: { offsets: Int32Array.from(offsets) }, beta: 0.1, temperature: o.tau ?? 1,
+  };
+  if (o.ref === 'token') a.referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -Math.abs(normal(r)) * 2);
+  if (o.ref === 'sequence') a.referenceLogprobs = Float64Array.from({ length: N }, () => -Math.abs(normal(r)) * 5);
+  return a;
+}
+
+function refOpts(a: GvpoFromHiddenArgs, reduction: 'mean' | 'sum' = 'mean'): FromHiddenOpts {
+  const rows = a.sequences * a.tokens;
+  return {
+    ...a, dtype: a.dtype ?? 'float32', mask: a.mask as Float32Array, rows, temperature: a.temperature ?? 1,
+    referenceTokenLogprobs: a.referenceTokenLogprobs as Float64Array | undefined,
+    referenceLogprobs: a.referenceLogprobs as Float64Array | undefined,
+    rewards: a.rewards as Float64Array, offsets: (a.groups as { offsets: Int32Array }).offsets, reduction,
+    gradHidden: new Float32Array(rows * a.hiddenSize), gradWeight: new Float32Array(a.vocab * a.hiddenSize),
+  };
+}
+
+/** max |got - want| <= tol * max |want| (+ a floor for gradients that are zero). */
+function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  let scale = 0, err = 0, at = -1;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= err)) { err = e; at = i; }
+  }
+  if (!(err <= tol * scale + 1e-12)) {
+    throw new Error(`${what}[${at}]: got ${got[at]}, want ${want[at]} (max err ${err}, scale ${scale}, tol ${tol})`);
+  }
+}
+
+describe('gvpoFromHidden', () => {
+  // [N, T, H, V, offsets]: H and V off the vector widths, V = 1, T = 1, size-1 groups.
+  const shapes: Array<[number, number, number, number, number[]]> = [
+    [4, 3, 17, 37, [0, 2, 4]], [5, 1, 33, 129, [0, 1, 3, 5]], [3, 2, 5, 1, [0, 3]], [6, 4, 70, 300, [0, 3, 4, 6]],
+  ];
+  const refs: Ref[] = ['token', 'sequence', 'none'];
+  let i = 0;
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    for (const [N, T, H, V, off] of shapes) {
+      const ref = refs[i % 3], tau = i % 2 ? 0.7 : 1;
+      i++;
+      it(`${dtype} N=${N} T=${T} H=${H} V=${V} groups ${off} tau=${tau} Sref ${ref}: matches the float64 reference`, () => {
+        const a = args(N * 1000 + V + H, N, T, H, V, off, dtype, { tau, ref });
+        const got = gvpoFromHidden(a);
+        const want = gvpoFromHiddenRef(refOpts(a));
+        expect(got.loss).toBeCloseTo(want.loss, 6);
+        expect(got.nonFiniteRows).toBe(0);
+        allclose(got.tokenLogprobs, want.tokenLogprobs, { atol: 2e-5, rtol: 2e-5 }, 'l');
+        allclose(got.policyLogprobs, want.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
+        scaleClose(got.gradHidden, want.gradHidden, 1e-4, 'dL/dhidden');
+        scaleClose(got.gradWeight, want.gradWeight, 1e-4, 'dL/dweight');
+        for (const k of ['advantage', 'trustRegion', 'variance', 'constant'] as const) {
+          expect(got.terms[k]).toBeCloseTo(want.terms[k], 6);
+        }
+        for (let r = 0; r < N * T; r++) {
+          expect(got.tokenLogprobs[r]).toBeLessThanOrEqual(0);
+          if ((a.mask as Float32Array)[r] === 0 || V === 1) {
+            expect(got.tokenLogprobs[r]).toBe(0);
+            expect(got.gradHidden.subarray(r * H, (r + 1) * H).every((x) => x === 0)).toBe(true);
+          }
+        }
+      });
+    }
+  }
+
+  const fixtures = JSON.parse(readFileSync(new URL('./fixtures/gvpoFromHidden.json', import.meta.url), 'utf8'));
+  for (const f of fixtures.cases) {
+    it(`matches PyTorch float64 autograd: ${f.name}`, () => {
+      const bf = f.dtype === 'bfloat16';
+      const got = gvpoFromHidden({
+        hidden: bf ? Uint16Array.from(f.hiddenBits) : Float32Array.from(f.hidden),
+        weight: bf ? Uint16Array.from(f.weightBits) : Float32Array.from(f.weight),
+        dtype: f.dtype, targets: Int32Array.from(f.targets), mask: Float32Array.from(f.mask),
+        sequences: f.sequences, tokens: f.tokens, hiddenSize: f.hiddenSize, vocab: f.vocab,
+        temperature: f.temperature, beta: f.beta, rewards: f.rewards, groups: { offsets: Int32Array.from(f.offsets) },
+        ...(f.referenceTokenLogprobs ? { referenceTokenLogprobs: Float64Array.from(f.referenceTokenLogprobs) } : {}),
+        ...(f.referenceLogprobs ? { referenceLogprobs: f.referenceLogprobs } : {}),
+      });
+      expect(Math.abs(got.loss - f.loss)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(f.loss)));
+      allclose(got.policyLogprobs, f.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
+      scaleClose(got.gradHidden, f.gradHidden, 1e-4, 'dL/dhidden');
+      scaleClose(got.gradWeight, f.gradWeight, 1e-4, 'dL/dweight');
+    });
+  }
+
+  it('gradients equal central finite differences of the float64 reference loss', () => {
+    const a = args(7, 4, 2, 3, 5, [0, 2, 4], 'float32', { tau: 0.8, ref: 'token', prompt: 0 });
+    const h = Float64Array.from(a.hidden as Float32Array), w = Float64Array.from(a.weight as Float32Array);
+    const lossAt = (hh: Float64Array, ww: Float64Array) =>
+      gvpoFromHiddenRef({ ...refOpts(a, 'sum'), hidden: hh as unknown as Float32Array, weight: ww as unknown as Float32Array }).loss;
+    const analytic = gvpoFromHiddenRef({ ...refOpts(a, 'sum'), hidden: h as unknown as Float32Array, weight: w as unknown as Float32Array });
+    const eps = 1e-6;
+    const fd = (x: Float64Array, at: (y: Float64Array) => number) => Float64Array.from(x, (_, i) => {
+      const up = x.slice(); up[i] += eps;
+      const dn = x.slice(); dn[i] -= eps;
+      return (at(up) - at(dn)) / (2 * eps);
+    });
+    scaleClose(analytic.gradHidden, fd(h, (y) => lossAt(y, w)), 1e-5, 'dL/dhidden vs FD');
+    scaleClose(analytic.gradWeight, fd(w, (y) => lossAt(h, y)), 1e-5, 'dL/dweight vs FD');
+  });
+
+  it('agrees with gvpoFromLogits on the materialised logits', () => {
+    const a = args(11, 4, 3, 24, 200, [0, 2, 4], 'float32', { tau: 0.9, ref: 'token' });
+    const rows = 12, H = 24, V = 200, hid = a.hidden as Float32Array, w = a.weight as Float32Array;
+    const logits = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) {
+        let s = 0;
+        for (let k = 0; k < H; k++) s += hid[r * H + k] * w[v * H + k];
+        logits[r * V + v] = s;
+      }
+    }
+    const { hidden: _h, weight: _w, hiddenSize: _H, ...rest } = a;
+    const viaLogits = gvpoFromLogits({ ...rest, logits });
+    const got = gvpoFromHidden(a);
+    expect(got.loss).toBeCloseTo(viaLogits.loss, 6);
+    allclose(got.tokenLogprobs, viaLogits.tokenLogprobs, { atol: 3e-5, rtol: 3e-5 }, 'l');
+    const dH = new Float64Array(rows * H); // dL/dhidden = dL/dz * W
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) for (let k = 0; k < H; k++) dH[r * H + k] += viaLogits.gradLogits[r * V + v] * w[v * H + k];
+    }
+    scaleClose(got.gradHidden, dH, 1e-4, 'dL/dhidden via the logits op');
+  });
+
+  it('the two phases reproduce the fused call; the async twin matches the sync call', async () => {
+    const a = args(5, 6, 3, 40, 90, [0, 3, 6], 'bfloat16', { tau: 1.2, ref: 'sequence' });
+    const fused = gvpoFromHidden(a);
+    const f = gvpoFromHiddenForward({ ...a });
+    allclose(f.policyLogprobs, fused.policyLogprobs, { atol: 0, rtol: 0 }, 'S');
+    const loss = gvpoLoss({
+      policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards,
+      groups: a.groups, beta: a.beta,
+    });
+    const g = gvpoFromHiddenBackward({ ...a, logZ: f.logZ, gradLogprobs: loss.gradLogprobs });
+    scaleClose(g.gradHidden, fused.gradHidden, 1e-6, 'phase 2 dL/dhidden');
+    scaleClose(g.gradWeight, fused.gradWeight, 1e-6, 'phase 2 dL/dweight');
+    const b = await gvpoFromHiddenAsync(a);
+    expect(b.loss).toBe(fused.loss);
+    expect(Buffer.from(b.gradWeight.buffer).equals(Buffer.from(fused.gradWeight.buffer))).toBe(true);
+  });
+
+  it('results do not depend on the thread count', () => {
+    const a = args(9, 8, 40, 64, 700, [0, 4, 8], 'float32');
+    const one = gvpoFromHidden({ ...a, threads: 1 }), three = gvpoFromHidden({ ...a, threads: 3 });
+    expect(Buffer.from(one.gradHidden.buffer).equals(Buffer.from(three.gradHidden.buffer))).toBe(true);
+    expect(Buffer.from(one.gradWeight.buffer).equals(Buffer.from(three.gradWeight.buffer))).toBe(true);
+    expect(one.loss).toBe(three.loss);
+  });
+
+  it('a NaN in a hidden row gives that row NaN, reported', () => {
+    const a = args(3, 2, 3, 6, 20, [0, 2], 'float32', { prompt: 0 });
+    (a.hidden as Float32Array)[4 * 6 + 1] = NaN;
+    const got = gvpoFromHiddenForward(a);
+    expect(got.nonFiniteRows).toBe(1);
+    expect(Number.isNaN(got.tokenLogprobs[4])).toBe(true);
+    expect(Number.isFinite(got.tokenLogprobs[0])).toBe(true);
+  });
+
+  it('refuses bad input with the argument named, before any work', async () => {
+    const a = args(1, 2, 2, 4, 6, [0, 2], 'float32');
+    expect(() => gvpoFromHidden({ ...a, temprature: 2 } as GvpoFromHiddenArgs)).toThrow(/did you mean 'temperature'/);
+    expect(() => gvpoFromHidden({ ...a, weight: new Float32Array(23) })).toThrow(RangeError);
+    expect(() => gvpoFromHidden({ ...a, weight: new Float32Array(23) })).toThrow(/weight.*vocab\*hiddenSize/);
+    expect(() => gvpoFromHidden({ ...a, hidden: new Float64Array(16) as unknown as Float32Array })).toThrow(TypeError);
+    expect(() => gvpoFromHidden({ ...a, dtype: 'bfloat16' })).toThrow(/hidden/);
+    expect(() => gvpoFromHidden({ ...a, hiddenSize: 0 })).toThrow(RangeError);
+    const t = Int32Array.from(a.targets); t[3] = 6;
+    expect(() => gvpoFromHidden({ ...a, targets: t })).toThrow(/targets/);
+    await expect(gvpoFromHiddenAsync({ ...a, beta: -1 })).rejects.toThrow(RangeError);
+  });
+
+  it('runs on the backend it reports', () => {
+    expect(['cuda', 'cpu', 'js']).toContain(backendInfo().active);
+  });
+});
