@@ -1,113 +1,127 @@
 #!/usr/bin/env node
-// The `gvpo` command:
-//   gvpo info                      backendInfo() and the TensorFlow.js backend
-//   gvpo train [options]           one run: progress bar, metrics.jsonl, plot.svg, report.md in --out
-//   gvpo compare [options]         --algos a,b --seeds n: the same runs side by side, one table and chart
-//   gvpo warmup [--out file]       the supervised warm-up that makes the addition reference policy
-import { parseArgs } from 'node:util';
-import { backendInfo } from './backend.js';
-import { CHECKPOINT, compareRuns, summaryTable, trainRun, warmup } from './tfjs/runs.js';
-import { loadTf, type TfChoice } from './tfjs/tf.js';
+// The `gvpo` command: `gvpo help` lists its commands, `gvpo help <command>` their options. Usage errors (an unknown flag, a missing or out-of-range value) are found
+// before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
+import { CLI_DEFAULTS, WARMUP_DEFAULTS } from './tfjs/defaults.js';
+import type { RunOptions } from './tfjs/runs.js';
 import type { Algo } from './tfjs/trainer.js';
 
-const USAGE = `usage:
-  gvpo info
-  gvpo train   [--task addition|bandit] [--algo gvpo|grpo|drgrpo] [--steps N] [--group-size K]
-               [--beta B] [--prompts P] [--lr LR] [--temperature T] [--seed S] [--out DIR]
-               [--tf auto|cpu|wasm|node|node-gpu]
-  gvpo compare [same options] [--algos gvpo,grpo] [--seeds 3]
-  gvpo warmup  [--out FILE] [--steps N]`;
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const { positionals, values } = parseArgs({
-  allowPositionals: true,
-  options: {
-    task: { type: 'string', default: 'addition' },
-    algo: { type: 'string', default: 'gvpo' },
-    algos: { type: 'string', default: 'gvpo,grpo' },
-    steps: { type: 'string' },
-    'group-size': { type: 'string', default: '8' },
-    beta: { type: 'string', default: '0.1' },
-    prompts: { type: 'string' },
-    temperature: { type: 'string' },
-    lr: { type: 'string' },
-    seed: { type: 'string', default: '1' },
-    seeds: { type: 'string', default: '3' },
-    out: { type: 'string' },
-    tf: { type: 'string', default: 'auto' },
-    help: { type: 'boolean', default: false },
-  },
-});
-
-function num(name: string, v: string | undefined, fallback: number, integer = false): number {
-  const x = v === undefined ? fallback : Number(v);
-  if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) {
-    console.error(`gvpo: --${name} must be a${integer ? 'n integer' : ' number'}, got '${v}'`);
-    process.exit(2);
-  }
-  return x;
+function version(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
-  if (!allowed.includes(v as T)) {
-    console.error(`gvpo: --${name} must be one of ${allowed.join(', ')}, got '${v}'`);
-    process.exit(2);
-  }
-  return v as T;
-}
-
-async function main() {
-  const cmd = positionals[0];
-  if (values.help || !cmd) {
-    console.log(USAGE);
-    return;
-  }
-  if (cmd === 'info') {
-    // The kernels need no TensorFlow.js: without it, info says what to install instead.
-    const tfjs = await loadTf(oneOf('tf', values.tf!, ['auto', 'cpu', 'wasm', 'node', 'node-gpu'] as const))
-      .then((t) => t.backend, (e: Error) => e.message);
-    console.log(JSON.stringify({ ...backendInfo(), tfjs }, null, 2));
-    return;
-  }
-  if (cmd === 'warmup') {
-    const out = values.out ?? CHECKPOINT;
-    const acc = await warmup(out, num('steps', values.steps, 300, true));
-    console.log(`wrote ${out}; exact-match accuracy of the reference policy: ${acc.toFixed(3)}`);
-    return;
-  }
-  const task = oneOf('task', values.task!, ['addition', 'bandit'] as const);
-  const base = {
-    task,
-    steps: num('steps', values.steps, task === 'addition' ? 150 : 100, true),
-    groupSize: num('group-size', values['group-size'], 8, true),
-    beta: num('beta', values.beta, 0.1),
-    promptsPerStep: values.prompts === undefined ? undefined : num('prompts', values.prompts, 0, true),
-    temperature: values.temperature === undefined ? undefined : num('temperature', values.temperature, 1),
-    learningRate: values.lr === undefined ? undefined : num('lr', values.lr, 0),
-    tf: oneOf('tf', values.tf!, ['auto', 'cpu', 'wasm', 'node', 'node-gpu'] as const) as TfChoice,
-    out: values.out ?? `runs/${task}-${cmd === 'compare' ? 'compare' : values.algo}`,
+/** The run options the flags give; what they leave out is filled by resolveRunOptions. */
+function runOptions(p: Parsed): Partial<RunOptions> {
+  const v = p.values;
+  const n = (k: string) => (v[k] === undefined ? undefined : Number(v[k]));
+  const o: Partial<RunOptions> = {
+    task: v.task as RunOptions['task'], algo: v.algo as Algo, steps: n('steps'), groupSize: n('group-size'), beta: n('beta'), promptsPerStep: n('prompts'),
+    miniBatches: n('mini-batches'), epochs: n('epochs'), learningRate: n('lr'), temperature: n('temperature'),
+    reference: v.reference as RunOptions['reference'], replayRatio: n('replay-ratio'), replayCapacity: n('replay-capacity'),
+    demonstrations: n('demonstrations'), clip: n('clip'), klCoef: n('kl-coef'), terms: v.terms as RunOptions['terms'],
+    evalEvery: n('eval-every'), evalPrompts: n('eval-prompts'), init: v.init, seed: n('seed'), out: v.out, tf: v.tf as RunOptions['tf'],
   };
-  const info = backendInfo();
-  console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads`);
-  if (cmd === 'train') {
-    const algo = oneOf('algo', values.algo!, ['gvpo', 'grpo', 'drgrpo'] as const);
-    const r = await trainRun({ ...base, algo, seed: num('seed', values.seed, 1, true) });
-    console.log(summaryTable([r]));
-    console.log(`\nreport: ${base.out}/report.md, metrics: ${base.out}/metrics.jsonl, plot: ${base.out}/plot.svg`);
-    return;
-  }
-  if (cmd === 'compare') {
-    const algos = values.algos!.split(',').map((a) => oneOf('algos', a, ['gvpo', 'grpo', 'drgrpo'] as const)) as Algo[];
-    const n = num('seeds', values.seeds, 3, true);
-    const runs = await compareRuns(base, algos, Array.from({ length: n }, (_, i) => i + 1));
-    console.log(summaryTable(runs));
-    console.log(`\nreport: ${base.out}/compare.md, chart: ${base.out}/compare.svg`);
-    return;
-  }
-  console.error(`gvpo: unknown command '${cmd}'\n${USAGE}`);
-  process.exit(2);
+  if (o.init && o.task === 'bandit') throw new UsageError('--init applies to --task addition only');
+  return o;
 }
 
-main().catch((e) => {
-  console.error(`gvpo: ${(e as Error).message}`);
+function progressMode(p: Parsed): RunOptions['progress'] {
+  if (p.bools.has('quiet')) return 'none';
+  return process.stderr.isTTY ? 'bar' : 'lines';
+}
+
+async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
+  const { resolveRunOptions, summaryTable } = await import('./tfjs/runs.js');
+  const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
+  if (o.miniBatches > o.promptsPerStep) throw new UsageError(`--mini-batches (${o.miniBatches}) must not exceed the groups per step, --prompts (${o.promptsPerStep})`);
+  o.out ??= `runs/${o.task}-${cmd === 'compare' ? 'compare' : o.algo}`;
+  const { compareRuns, quietTf, trainRun } = await import('./tfjs/runs.js');
+  const backend = await quietTf(o.tf);
+  const { backendInfo } = await import('./backend.js');
+  const info = backendInfo();
+  if (o.progress !== 'none') console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`);
+  if (cmd === 'train') {
+    console.log(summaryTable([await trainRun(o)]));
+    console.log(`\nreport: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
+    return;
+  }
+  const algos = (p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[];
+  const seeds = Array.from({ length: Number(p.values.seeds ?? CLI_DEFAULTS.seeds) }, (_, i) => i + 1);
+  await compareRuns(o, algos, seeds);
+  console.log(`report: ${o.out}/report.md  chart: ${o.out}/chart.svg`);
+}
+
+async function warmupCommand(p: Parsed): Promise<void> {
+  const out = resolve(p.values.out ?? WARMUP_DEFAULTS.out);
+  if (existsSync(out) && !p.bools.has('force')) {
+    throw new UsageError(`${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`);
+  }
+  const { quietTf, warmup } = await import('./tfjs/runs.js');
+  const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
+  await quietTf(tf);
+  const acc = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.hidden));
+  console.log(`wrote ${out}; greedy exact-match accuracy of this policy on 500 prompts: ${acc.toFixed(3)}`);
+}
+
+async function experimentCommand(p: Parsed): Promise<void> {
+  const { EXPERIMENTS, runExperiment } = await import('./experiments/index.js');
+  const name = p.positionals[0];
+  const names = [...Object.keys(EXPERIMENTS), 'all'];
+  if (!name) throw new UsageError(`gvpo experiment needs a name: ${names.join(', ')}`);
+  if (!names.includes(name)) {
+    const near = closest(name, names);
+    throw new UsageError(`unknown experiment '${name}'${near ? `; did you mean '${near}'?` : ''} (one of ${names.join(', ')})`);
+  }
+  if (p.positionals.length > 1) throw new UsageError(`unexpected argument '${p.positionals[1]}'`);
+  const { quietTf } = await import('./tfjs/runs.js');
+  const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
+  await quietTf(tf);
+  for (const n of name === 'all' ? Object.keys(EXPERIMENTS) : [name]) {
+    await runExperiment(n, { quick: p.bools.has('quick'), seeds: p.values.seeds ? Number(p.values.seeds) : undefined, out: p.values.out ?? '.', tf, progress: progressMode(p) });
+  }
+}
+
+async function info(p: Parsed): Promise<void> {
+  const { quietTf } = await import('./tfjs/runs.js');
+  // The kernels need no TensorFlow.js: without it, info says what to install instead.
+  const tfjs = await quietTf((p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf']).catch((e: Error) => e.message);
+  const { backendInfo } = await import('./backend.js');
+  console.log(JSON.stringify({ ...backendInfo(), tfjs }, null, 2));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help') return void console.log(generalHelp());
+  if (cmd === '--version' || cmd === '-v') return void console.log(version());
+  if (!COMMANDS[cmd]) {
+    const near = closest(cmd, Object.keys(COMMANDS));
+    throw new UsageError(`unknown command '${cmd}'${near ? `; did you mean '${near}'?` : ''}\n${generalHelp()}`);
+  }
+  if (cmd === 'help') {
+    const topic = rest[0];
+    if (topic && !COMMANDS[topic]) throw new UsageError(`no help for '${topic}': commands are ${Object.keys(COMMANDS).join(', ')}`);
+    return void console.log(topic ? commandHelp(topic) : generalHelp());
+  }
+  const p = parseFlags(cmd, rest, COMMANDS[cmd].flags);
+  if (p.bools.has('help')) return void console.log(commandHelp(cmd));
+  if (cmd !== 'experiment' && p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}' for \`gvpo ${cmd}\``);
+  if (cmd === 'train' || cmd === 'compare') return train(p, cmd);
+  if (cmd === 'warmup') return warmupCommand(p);
+  if (cmd === 'experiment') return experimentCommand(p);
+  return info(p);
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof UsageError) {
+    console.error(`gvpo: ${e.message}`);
+    process.exit(2);
+  }
+  console.error(`gvpo: ${(e as Error).message ?? e}`);
+  if (process.env.GVPO_DEBUG) console.error((e as Error).stack);
   process.exit(1);
 });

@@ -36,7 +36,7 @@ describe('Theorems 1 and 2: convergence to pi_ref exp(R/beta)/Z from any samplin
       const ref = policy.probs();
       const target = tiltedOptimum(ref, task.rewards, beta);
       const trainer = new GVPOTrainer({
-        tf, policy, task, beta, groupSize: 8, promptsPerStep: 8, learningRate: 0.05, reference: 'frozen',
+        tf, policy, task, beta, groupSize: 8, promptsPerStep: 8, miniBatches: 1, learningRate: 0.05, reference: 'frozen',
         externalResponses: sampler, seed: 11,
       });
       const start = meanKl(target, policy.probs());
@@ -55,7 +55,7 @@ describe('Theorem 3: iterated exact steps against the previous policy', () => {
     const pi0 = policy.probs();
     // every response once per group: each step's loss pins every ratio, so many epochs solve it
     const trainer = new GVPOTrainer({
-      tf, policy, task, beta, groupSize: 6, promptsPerStep: 16, epochs: 400, learningRate: 0.05, reference: 'previous',
+      tf, policy, task, beta, groupSize: 6, promptsPerStep: 16, miniBatches: 1, epochs: 400, learningRate: 0.05, reference: 'previous',
       externalResponses: (_p, k) => Array.from({ length: k }, (_, i) => [i]), seed: 2,
     });
     const n = 3;

@@ -37,7 +37,7 @@ describe('GVPOTrainer', () => {
     const metrics: StepMetrics[] = [];
     let calls = 0;
     const t = new GVPOTrainer({
-      tf, policy, task, learningRate: 0.05, seed: 5, replay: { ratio: 0.5, capacity: 16 },
+      tf, policy, task, groupSize: 8, learningRate: 0.05, seed: 5, replay: { ratio: 0.5, capacity: 16 },
       externalResponses: (p) => [[task.answer(p)[0]], [0], [1], [2], [3], [4], [5], [task.answer(p)[0]]],
       externalRatio: 0.25,
       rewards: [
@@ -51,7 +51,7 @@ describe('GVPOTrainer', () => {
     expect(calls).toBeGreaterThan(0);
     expect(expectedReward(task, policy)).toBeGreaterThan(before + 0.1);
     const m = metrics.at(-1)!;
-    for (const k of ['loss', 'rewardMean', 'rewardStd', 'advantage', 'trustRegion', 'variance', 'constant', 'klPrevious', 'klInitial', 'entropy', 'tokensPerSecond']) {
+    for (const k of ['loss', 'rewardMean', 'rewardStd', 'rewardPolicy', 'advantage', 'trustRegion', 'variance', 'constant', 'klPrevious', 'klInitial', 'entropy', 'clipFraction', 'tokensPerSecond']) {
       expect(Number.isFinite(m[k as keyof StepMetrics] as number), k).toBe(true);
     }
     // weighted sum: 2 * R - 0.5, so rewards live in [-0.5, 1.5]

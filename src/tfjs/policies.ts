@@ -21,7 +21,6 @@ export interface Policy {
   sample(prompts: number[][], temperature: number, rand: () => number): number[][];
   clone(): Policy;
   getWeights(): Float32Array[];
-  setWeights(w: Float32Array[]): void;
   save(path: string): void;
 }
 
@@ -40,9 +39,6 @@ abstract class Base {
   abstract readonly variables: TF.Variable[];
   getWeights(): Float32Array[] {
     return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
-  }
-  setWeights(w: Float32Array[]): void {
-    this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
   }
   constructor(protected readonly tf: Tf) {}
   protected dump(kind: string, config: object): string {
@@ -63,7 +59,11 @@ export class TabularPolicy extends Base implements Policy {
     this.theta = tf.variable(init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab]));
   }
   logits(prompts: number[][]): TF.Tensor2D {
-    return this.tf.gather(this.theta, this.tf.tensor1d(prompts.map((p) => p[0]), 'int32')) as TF.Tensor2D;
+    // a one-hot [N, P] times theta [P, V] rather than tf.gather, whose gradient (a segment sum)
+    // the wasm backend lacks
+    const onehot = new Float32Array(prompts.length * this.prompts);
+    prompts.forEach((p, n) => { onehot[n * this.prompts + p[0]] = 1; });
+    return this.tf.tidy(() => this.tf.matMul(this.tf.tensor2d(onehot, [prompts.length, this.prompts]), this.theta));
   }
   /** pi(.|prompt) as probabilities, from the current logits. */
   probs(): Float64Array[] {

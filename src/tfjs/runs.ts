@@ -1,35 +1,66 @@
-// What the `gvpo` command runs: a training run on a shipped task (metrics JSONL, SVG, report),
-// the supervised warm-up that makes the addition task's reference policy, and comparisons of
-// algorithms over seeds.
+// What the `gvpo` command runs: a training run on a shipped task (metrics JSONL, SVG chart,
+// report.md), comparisons of algorithms over seeds, and the supervised warm-up that makes the
+// addition task's starting policy.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { backendInfo } from '../backend.js';
-import { markdownTable, progressLine, type Series, smooth, svgChart } from '../report.js';
+import { markdownTable, progressLine } from '../report.js';
 import { AdditionTask, ADDITION_VOCAB, EOS, PAD } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
 import { seeded, type Task } from '../tasks/task.js';
+import { CLI_DEFAULTS, TASK_DEFAULTS, TRAINER_DEFAULTS, type TaskName, WARMUP_DEFAULTS } from './defaults.js';
 import { tokenLogprobsTf } from './ops.js';
 import { CharPolicy, loadPolicy, type Policy, TabularPolicy } from './policies.js';
+import { compareReport, runReport } from './runReport.js';
 import { loadTf, type TfChoice } from './tf.js';
-import { type Algo, GVPOTrainer, type StepMetrics } from './trainer.js';
+import { type Algo, GVPOTrainer, type GvpoTerms, type StepMetrics } from './trainer.js';
 
 export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
 
+/** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
 export interface RunOptions {
-  task: 'addition' | 'bandit';
+  task: TaskName;
   algo: Algo;
   steps: number;
   groupSize: number;
   beta: number;
   seed: number;
+  promptsPerStep: number;
+  miniBatches: number;
+  epochs: number;
+  learningRate: number;
+  temperature: number;
+  reference: 'previous' | 'frozen';
+  replayRatio: number;
+  replayCapacity: number;
+  /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
+  demonstrations: number;
+  clip: number;
+  klCoef: number;
+  terms: GvpoTerms;
+  evalEvery: number;
+  evalPrompts: number;
+  /** Starting policy (addition: the shipped warm-up checkpoint). */
+  init?: string;
   out?: string;
-  learningRate?: number;
-  promptsPerStep?: number;
-  temperature?: number;
-  tf?: TfChoice;
-  evalPrompts?: number;
-  quiet?: boolean;
+  tf: TfChoice;
+  progress: 'bar' | 'lines' | 'none';
+}
+
+export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }): RunOptions {
+  const task = o.task ?? 'addition';
+  const t = TASK_DEFAULTS[task];
+  const d = TRAINER_DEFAULTS;
+  const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
+  return {
+    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', d.groupSize), beta: pick('beta', d.beta),
+    seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
+    epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
+    reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
+    demonstrations: pick('demonstrations', d.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), terms: pick('terms', d.terms),
+    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
+    tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
+  };
 }
 
 export interface RunSummary {
@@ -44,126 +75,105 @@ export interface RunSummary {
   metrics: StepMetrics[];
 }
 
-async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
-  const { tf, backend } = await loadTf(o.tf ?? 'auto');
+/** The task and its starting policy: a random tabular one for the bandit, a checkpoint for addition. */
+export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
+  const { tf, backend } = await loadTf(o.tf);
   if (o.task === 'bandit') {
     const task = new BanditTask();
+    if (o.init) return { policy: loadPolicy(tf, o.init), task, backend };
     const r = seeded(o.seed + 99);
     const init = Float32Array.from({ length: task.prompts * task.vocab }, () => r() * 2 - 1);
     return { policy: new TabularPolicy(tf, task.prompts, task.vocab, init), task, backend };
   }
-  if (!existsSync(CHECKPOINT)) throw new Error(`the addition reference policy ${CHECKPOINT} is missing: run \`gvpo warmup\``);
-  return { policy: loadPolicy(tf, CHECKPOINT), task: new AdditionTask(), backend };
+  const path = o.init ?? CHECKPOINT;
+  if (!existsSync(path)) throw new Error(`the addition starting policy ${path} is missing: run \`gvpo warmup --out ${path}\``);
+  return { policy: loadPolicy(tf, path), task: new AdditionTask(), backend };
 }
 
-/** One training run; writes metrics.jsonl, plot.svg and report.md to `out` when given. */
+/** Demonstrations: the task's right answer as one of the k responses, the rest sampled. */
+function demonstrationSampler(task: Task, policy: Policy, temperature: number) {
+  return (prompt: number[], k: number, rand: () => number): number[][] =>
+    [task.answer!(prompt), ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+}
+
+function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
+  const fields = { reward: m.rewardMean, loss: m.loss, 'kl(init)': m.klInitial, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }) };
+  const line = progressLine(m.step, o.steps, (performance.now() - t0) / 1000, fields);
+  if (o.progress === 'bar') process.stderr.write(`\r${line}`);
+  else if (o.progress === 'lines' && (m.step % Math.max(1, Math.round(o.steps / 10)) === 0 || m.step === o.steps)) process.stderr.write(`${line}\n`);
+}
+
+/** One training run; writes metrics.jsonl, chart.svg and report.md to `o.out` when given. */
 export async function trainRun(o: RunOptions): Promise<RunSummary> {
   const { policy, task, backend } = await setup(o);
-  const { tf } = await loadTf(o.tf ?? 'auto');
+  const { tf } = await loadTf(o.tf);
   const metrics: StepMetrics[] = [];
-  if (o.out) mkdirSync(o.out, { recursive: true });
-  const lines: string[] = [];
   const trainer = new GVPOTrainer({
-    tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed,
-    promptsPerStep: o.promptsPerStep ?? (o.task === 'bandit' ? 16 : 32),
-    learningRate: o.learningRate ?? (o.task === 'bandit' ? 0.05 : 3e-4),
-    // Addition samples below temperature 1: the warm-up policy is over-dispersed at 1, and GVPO
-    // reaches the same optimum from any sampling distribution (Theorem 2), with no weights.
-    temperature: o.temperature ?? (o.task === 'bandit' ? 1 : 0.6),
-    onMetrics: (m) => {
-      metrics.push(m);
-      lines.push(JSON.stringify(m));
-    },
+    tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed, promptsPerStep: o.promptsPerStep,
+    miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
+    replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
+    externalResponses: o.demonstrations > 0 ? demonstrationSampler(task, policy, o.temperature) : undefined,
+    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    onMetrics: (m) => metrics.push(m),
   });
-  const evalN = o.evalPrompts ?? 500;
-  const accuracyBefore = trainer.evaluate(evalN);
+  const accuracyBefore = trainer.evaluate(o.evalPrompts);
   const t0 = performance.now();
-  for (let s = 0; s < o.steps; s++) {
-    const m = await trainer.step();
-    if (!o.quiet) {
-      process.stderr.write(`\r${progressLine(s + 1, o.steps, (performance.now() - t0) / 1000, { reward: m.rewardMean, loss: m.loss, kl: m.klInitial })}`);
-    }
-  }
-  if (!o.quiet) process.stderr.write('\n');
-  const accuracyAfter = trainer.evaluate(evalN);
+  for (let s = 0; s < o.steps; s++) showProgress(o, await trainer.step(), t0);
+  if (o.progress === 'bar') process.stderr.write('\n');
+  const last = metrics.at(-1)!;
+  const accuracyAfter = last.accuracy ?? trainer.evaluate(o.evalPrompts);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
   const tail = Math.max(1, Math.floor(metrics.length / 10));
   const summary: RunSummary = {
     algo: o.algo, seed: o.seed, accuracyBefore, accuracyAfter,
     rewardFirst: mean(metrics.slice(0, tail).map((m) => m.rewardMean)),
     rewardLast: mean(metrics.slice(-tail).map((m) => m.rewardMean)),
-    klInitial: metrics.at(-1)?.klInitial ?? 0,
-    seconds: (performance.now() - t0) / 1000,
-    metrics,
+    klInitial: last.klInitial, seconds: (performance.now() - t0) / 1000, metrics,
   };
   if (o.out) {
-    writeFileSync(join(o.out, 'metrics.jsonl'), `${lines.join('\n')}\n`);
-    writeFileSync(join(o.out, 'plot.svg'), chart([summary]));
-    writeFileSync(join(o.out, 'report.md'), report(o, [summary], backend));
+    mkdirSync(o.out, { recursive: true });
+    writeFileSync(join(o.out, 'metrics.jsonl'), `${metrics.map((m) => JSON.stringify(m)).join('\n')}\n`);
+    const r = runReport(o, [summary], backend);
+    writeFileSync(join(o.out, 'chart.svg'), r.svg);
+    writeFileSync(join(o.out, 'report.md'), r.markdown);
   }
   return summary;
 }
 
-function chart(runs: RunSummary[]): string {
-  const series = (f: (m: StepMetrics) => number, smoothIt: boolean): Series[] =>
-    runs.map((r) => {
-      const pts = r.metrics.map((m): [number, number] => [m.step, f(m)]);
-      return { name: `${r.algo} seed ${r.seed}`, points: smoothIt ? smooth(pts) : pts };
-    });
-  return svgChart([
-    { title: 'reward (mean per step, smoothed)', series: series((m) => m.rewardMean, true) },
-    { title: 'KL to the initial policy', series: series((m) => m.klInitial, false) },
-  ]);
-}
-
-export function summaryTable(runs: RunSummary[]): string {
-  return markdownTable(
-    ['algo', 'seed', 'exact match before', 'exact match after', 'reward (first 10%)', 'reward (last 10%)', 'KL to initial', 'seconds'],
-    runs.map((r) => [r.algo, r.seed, r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.klInitial.toFixed(4), r.seconds.toFixed(0)]),
-  );
-}
-
-function report(o: RunOptions, runs: RunSummary[], backend: string): string {
-  const info = backendInfo();
-  return [
-    `# gvpo ${o.task} run`,
-    '',
-    `Command options: ${JSON.stringify({ ...o, out: undefined })}`,
-    `Kernels: ${info.active} (${info.simd ?? 'no SIMD'}, ${info.threads} threads); TensorFlow.js: ${backend}.`,
-    '',
-    summaryTable(runs),
-    '',
-    '![reward and KL](plot.svg)',
-    '',
-  ].join('\n');
-}
-
-/** Runs each algorithm over seeds on the same task and writes one table and one chart. */
-export async function compareRuns(base: Omit<RunOptions, 'algo' | 'seed'>, algos: Algo[], seeds: number[]): Promise<RunSummary[]> {
+/** Runs each algorithm over seeds with the same options; one report.md and chart.svg for all. */
+export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number[]): Promise<RunSummary[]> {
   const runs: RunSummary[] = [];
   for (const algo of algos) {
     for (const seed of seeds) {
-      if (!base.quiet) process.stderr.write(`${algo} seed ${seed}\n`);
+      if (base.progress !== 'none') process.stderr.write(`${algo} seed ${seed}\n`);
       runs.push(await trainRun({ ...base, algo, seed, out: base.out ? join(base.out, `${algo}-seed${seed}`) : undefined }));
     }
   }
   if (base.out) {
-    const { backend } = await loadTf(base.tf ?? 'auto');
-    writeFileSync(join(base.out, 'compare.svg'), chart(runs));
-    writeFileSync(join(base.out, 'compare.md'), report({ ...base, algo: algos.join(',') as Algo, seed: seeds[0] }, runs, backend).replace('plot.svg', 'compare.svg'));
+    const { backend } = await loadTf(base.tf);
+    const r = compareReport(base, algos, seeds, runs, backend);
+    writeFileSync(join(base.out, 'chart.svg'), r.svg);
+    writeFileSync(join(base.out, 'report.md'), r.markdown);
   }
   return runs;
 }
 
+export function summaryTable(runs: RunSummary[]): string {
+  return markdownTable(
+    ['algo', 'seed', 'greedy accuracy before', 'greedy accuracy after', 'sampled reward (first 10% of steps)', 'sampled reward (last 10%)', 'KL to initial', 'seconds'],
+    runs.map((r) => [r.algo, r.seed, r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.klInitial.toFixed(4), r.seconds.toFixed(0)]),
+  );
+}
+
 /**
- * The supervised warm-up that makes the addition reference policy: cross-entropy on correct
+ * The supervised warm-up that makes the addition starting policy: cross-entropy on correct
  * answers (through gvpo's token log-prob kernel), stopped early on purpose so that the policy
  * is right on some prompts only and RL has something to improve.
  */
-export async function warmup(out: string, steps = 300, seed = 1, tfChoice: TfChoice = 'auto'): Promise<number> {
+export async function warmup(out: string, steps = WARMUP_DEFAULTS.steps, seed = WARMUP_DEFAULTS.seed, tfChoice: TfChoice = CLI_DEFAULTS.tf, hidden = WARMUP_DEFAULTS.hidden): Promise<number> {
   const { tf } = await loadTf(tfChoice);
   const task = new AdditionTask();
-  const policy = new CharPolicy(tf, { vocab: ADDITION_VOCAB, window: 8, hidden: 128, maxTokens: task.maxTokens, eos: EOS, pad: PAD }, seed);
+  const policy = new CharPolicy(tf, { vocab: ADDITION_VOCAB, window: 8, hidden, maxTokens: task.maxTokens, eos: EOS, pad: PAD }, seed);
   const opt = tf.train.adam(3e-3);
   const rand = seeded(seed);
   const T = task.maxTokens;
@@ -178,11 +188,29 @@ export async function warmup(out: string, steps = 300, seed = 1, tfChoice: TfCho
     const m = tf.tensor1d(mask);
     opt.minimize(() => tokenLogprobsTf(tf, policy.logits(prompts, targets), targets).mul(m).sum().div(m.sum()).neg() as never, false, policy.variables);
     m.dispose();
-    if (s % 50 === 0) process.stderr.write(`\rwarm-up step ${s}/${steps}`);
+    if (s % 50 === 0 && process.stderr.isTTY) process.stderr.write(`\rwarm-up step ${s}/${steps}`);
   }
-  process.stderr.write('\n');
+  if (process.stderr.isTTY) process.stderr.write('\n');
   mkdirSync(dirname(out), { recursive: true });
   policy.save(out);
-  const trainer = new GVPOTrainer({ tf, policy, task });
-  return trainer.evaluate(500);
+  return new GVPOTrainer({ tf, policy, task }).evaluate(500);
+}
+
+/**
+ * Loads TensorFlow.js and makes its first tensor at once, with tfjs's own "install tfjs-node"
+ * banner filtered out, so that it never lands in the middle of a progress bar; returns the
+ * backend's name. Progress output names the backend instead.
+ */
+export async function quietTf(choice: TfChoice): Promise<string> {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (!args.some((a) => typeof a === 'string' && a.includes('tfjs-node'))) warn(...args);
+  };
+  try {
+    const { tf, backend } = await loadTf(choice);
+    tf.tensor1d([0]).dispose();
+    return backend;
+  } finally {
+    console.warn = warn;
+  }
 }

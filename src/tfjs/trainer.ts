@@ -1,22 +1,27 @@
-// GVPOTrainer: the paper's Algorithm 1 on a tfjs policy, with GRPO and Dr.GRPO as baseline
-// losses in the same loop so that one flag switches algorithm and runs compare fairly.
+// GVPOTrainer: the paper's Algorithm 1 on a tfjs policy, structured as the official recipe runs
+// it, with GRPO and Dr.GRPO in the same loop so that one option switches algorithm.
 //
-// Per step: snapshot pi_theta' (the current policy for reference 'previous', a fixed model for
-// 'frozen'); draw prompts; sample k responses per prompt from the sampling distribution (the
-// policy at a temperature, a replay buffer of earlier groups, or externally supplied responses);
-// score them (several reward functions, sync or async, weighted); compute Sref under pi_theta'
-// without gradient; then `epochs` passes of mini-batches made of whole groups, each one
-// optimizer step. No importance weights anywhere for GVPO.
+// Per step: draw prompts; for each, a group of k responses from the current policy (at a
+// temperature), from a replay buffer of earlier policies' groups, or from an external sampler
+// (demonstrations, a fixed distribution); score them; compute, once and without gradient, the
+// token log-probs of pi_theta' (the policy as it is before this step's updates, or a frozen
+// model); then `epochs` passes over `miniBatches` mini-batches of whole groups, one optimizer
+// update each. After the first update pi_theta' is stale, which is where GVPO's trust region
+// acts. GVPO uses no importance weights; GRPO's ratio is against the policy that sampled each
+// group (for a replayed group, the policy that generated it, whose log-probs the buffer keeps).
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
-import { tokenLogprobs } from '../ops/tokenLogprobs.js';
 import { seeded, type Task } from '../tasks/task.js';
+import { TRAINER_DEFAULTS } from './defaults.js';
 import { hasFusedHead } from './fusedHeadPolicy.js';
-import { gvpoFromLogitsTf, tokenLogprobsTf } from './ops.js';
+import { gvpoTermsLoss, type GvpoTerms, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
+import { gvpoFromLogitsTf } from './ops.js';
 import type { Policy } from './policies.js';
+import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
 
 type Tf = typeof TF;
 export type Algo = 'gvpo' | 'grpo' | 'drgrpo';
+export type { GvpoTerms };
 
 export interface RewardSpec {
   fn: (prompt: number[], response: number[]) => number | Promise<number>;
@@ -31,9 +36,9 @@ export interface TrainerOptions {
   beta?: number;
   groupSize?: number;
   promptsPerStep?: number;
+  /** Optimizer updates per pass over the step's groups (whole groups per mini-batch). */
+  miniBatches?: number;
   epochs?: number;
-  /** Groups per mini-batch (never splits a group); default: all groups of the step. */
-  groupsPerMiniBatch?: number;
   learningRate?: number;
   optimizer?: TF.Optimizer;
   /** Sampling temperature of the current policy. */
@@ -42,40 +47,60 @@ export interface TrainerOptions {
   /** The frozen reference (default: a copy of the policy at construction). */
   referencePolicy?: Policy;
   rewards?: RewardSpec[];
-  /** Fraction of each step's groups drawn from a buffer of earlier groups (Sref recomputed). */
+  /** Share of each step's groups drawn from a buffer of earlier policies' groups. */
   replay?: { ratio: number; capacity?: number };
   /** Externally supplied responses (demonstrations, a fixed distribution): k per prompt. */
   externalResponses?: (prompt: number[], k: number, rand: () => number) => number[][];
-  /** Fraction of groups taken from externalResponses (1: all). */
+  /** Share of the non-replayed groups taken from externalResponses (1: all). */
   externalRatio?: number;
-  /** GRPO / Dr.GRPO: clip range and KL coefficient (to pi_theta'). */
+  /** GRPO / Dr.GRPO: clip range of the ratio and k3 KL coefficient to pi_theta'. */
   clip?: number;
   klCoef?: number;
+  /** GVPO: keep all terms, or drop the variance or trust-region term (ablations). */
+  terms?: GvpoTerms;
   seed?: number;
+  /** Greedy accuracy on `evalPrompts` prompts every `evalEvery` steps (0: never). */
+  evalEvery?: number;
+  evalPrompts?: number;
   onMetrics?: (m: StepMetrics) => void;
 }
 
 export interface StepMetrics {
   step: number;
   algo: Algo;
+  /** The loss minimised, averaged over the step's mini-batch updates. */
   loss: number;
-  rewardMean: number;
-  rewardStd: number;
+  /** GVPO's terms at each update (for every algorithm: a diagnostic), averaged like the loss. */
   advantage: number;
   trustRegion: number;
   variance: number;
   constant: number;
+  /** Mean and std of the rewards of all the step's groups (replayed and external included). */
+  rewardMean: number;
+  rewardStd: number;
+  /** Mean reward of the groups the current policy sampled this step (NaN when none). */
+  rewardPolicy: number;
+  /** KL(pi_theta' || pi) after the step's updates and KL to the initial policy (k3 estimates). */
   klPrevious: number;
   klInitial: number;
   entropy: number;
+  /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]. */
+  clipFraction: number;
+  updates: number;
+  /** Greedy exact-match accuracy, on steps where it was measured. */
+  accuracy?: number;
   tokensPerSecond: number;
   seconds: number;
 }
 
-interface Group {
-  prompt: number[];
-  responses: number[][];
-  rewards: number[];
+interface UpdateTotals {
+  loss: number;
+  advantage: number;
+  trustRegion: number;
+  variance: number;
+  constant: number;
+  clipFraction: number;
+  updates: number;
 }
 
 export class GVPOTrainer {
@@ -94,81 +119,59 @@ export class GVPOTrainer {
   private stepCount = 0;
 
   constructor(o: TrainerOptions) {
+    const d = TRAINER_DEFAULTS;
     this.o = o;
     this.tf = o.tf;
     this.policy = o.policy;
     this.task = o.task;
-    this.algo = o.algo ?? 'gvpo';
-    this.beta = o.beta ?? 0.1;
-    this.k = o.groupSize ?? 8;
-    if (this.k < 2) throw new RangeError(`GVPOTrainer: groupSize must be an integer >= 2, got ${this.k}`);
-    this.optimizer = o.optimizer ?? o.tf.train.adam(o.learningRate ?? 1e-3);
-    this.rand = seeded(o.seed ?? 1);
+    this.algo = o.algo ?? d.algo;
+    this.beta = o.beta ?? d.beta;
+    this.k = o.groupSize ?? d.groupSize;
+    if (!Number.isInteger(this.k) || this.k < 2) throw new RangeError(`GVPOTrainer: groupSize must be an integer >= 2, got ${this.k}`);
+    if (!(this.beta > 0)) throw new RangeError(`GVPOTrainer: beta must be > 0, got ${this.beta}`);
+    const mb = o.miniBatches ?? d.miniBatches;
+    if (!Number.isInteger(mb) || mb < 1) throw new RangeError(`GVPOTrainer: miniBatches must be an integer >= 1, got ${mb}`);
+    const ratio = o.replay?.ratio ?? 0;
+    if (!(ratio >= 0 && ratio < 1)) throw new RangeError(`GVPOTrainer: replay.ratio must lie in [0, 1), got ${ratio}`);
+    this.optimizer = o.optimizer ?? o.tf.train.adam(o.learningRate ?? d.learningRate);
+    this.rand = seeded(o.seed ?? d.seed);
     this.initial = o.policy.clone();
-    if ((o.reference ?? 'previous') === 'frozen') this.frozen = o.referencePolicy ?? o.policy.clone();
+    if ((o.reference ?? d.reference) === 'frozen') this.frozen = o.referencePolicy ?? o.policy.clone();
   }
 
-  /** Pads responses to T tokens: targets (padding 0) and the mask (1 on response tokens). */
-  private pack(responses: number[][]): { targets: Int32Array; mask: Float32Array } {
-    const T = this.policy.maxTokens;
-    const targets = new Int32Array(responses.length * T);
-    const mask = new Float32Array(responses.length * T);
-    responses.forEach((r, n) => r.slice(0, T).forEach((tok, t) => {
-      targets[n * T + t] = tok;
-      mask[n * T + t] = 1;
-    }));
-    return { targets, mask };
+  /** One step: sample and score groups, log-probs of pi_theta', the updates, the metrics. */
+  async step(): Promise<StepMetrics> {
+    const t0 = performance.now();
+    const groups = await this.sampleGroups();
+    const batch = this.prepare(groups);
+    const totals = this.update(batch);
+    return this.measure(batch, totals, t0);
   }
 
-  /** Token and sequence log-probs of the batch under `policy`, without gradient. */
-  private logprobs(policy: Policy, prompts: number[][], targets: Int32Array, mask: Float32Array) {
-    const logits = policy.logits(prompts, targets);
-    const z = logits.dataSync() as Float32Array;
-    const [rows, vocab] = logits.shape;
-    const tok = tokenLogprobs({ logits: z, targets, mask, rows, vocab });
-    // mean entropy over response tokens, from the same logits
-    let ent = 0;
-    let count = 0;
-    for (let r = 0; r < rows; r++) {
-      if (!mask[r]) continue;
-      let h = 0;
-      for (let v = 0; v < vocab; v++) {
-        const lp = z[r * vocab + v] - tok.logZ[r];
-        h -= Math.exp(lp) * lp;
-      }
-      ent += h;
-      count++;
-    }
-    logits.dispose();
-    const T = this.policy.maxTokens;
-    const seq = new Float64Array(prompts.length);
-    for (let r = 0; r < rows; r++) if (mask[r]) seq[Math.floor(r / T)] += mask[r] * tok.logprobs[r];
-    return { token: tok.logprobs, seq, entropy: count ? ent / count : 0 };
-  }
-
+  /** Fresh groups from the policy or the external sampler, then replayed ones (not rescored). */
   private async sampleGroups(): Promise<Group[]> {
-    const P = this.o.promptsPerStep ?? 8;
-    const prompts = this.task.samplePrompts(P, this.rand);
-    const groups: Group[] = [];
+    const P = this.o.promptsPerStep ?? TRAINER_DEFAULTS.promptsPerStep;
     const nReplay = Math.min(this.buffer.length, Math.round((this.o.replay?.ratio ?? 0) * P));
-    const nExternal = this.o.externalResponses ? Math.round((this.o.externalRatio ?? 1) * P) : 0;
-    for (let i = 0; i < P; i++) {
-      if (i < nReplay) {
-        groups.push(this.buffer[Math.floor(this.rand() * this.buffer.length)]);
-        continue;
-      }
-      const prompt = prompts[i];
-      const responses = i < nReplay + nExternal
-        ? this.o.externalResponses!(prompt, this.k, this.rand)
-        : this.policy.sample(Array.from({ length: this.k }, () => prompt), this.o.temperature ?? 1, this.rand);
-      groups.push({ prompt, responses, rewards: await this.score(prompt, responses) });
+    const fresh = P - nReplay;
+    const prompts = this.task.samplePrompts(fresh, this.rand);
+    const nExternal = this.o.externalResponses ? Math.round((this.o.externalRatio ?? TRAINER_DEFAULTS.externalRatio) * fresh) : 0;
+    const groups: Group[] = [];
+    for (let i = 0; i < nExternal; i++) {
+      const responses = this.o.externalResponses!(prompts[i], this.k, this.rand);
+      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external' });
     }
-    if (this.o.replay) {
-      const cap = this.o.replay.capacity ?? 256;
-      for (const g of groups.slice(nReplay)) {
-        this.buffer.push(g);
-        if (this.buffer.length > cap) this.buffer.shift();
-      }
+    const own = prompts.slice(nExternal);
+    const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.o.temperature ?? TRAINER_DEFAULTS.temperature, this.rand);
+    for (let i = 0; i < own.length; i++) {
+      const responses = sampled.slice(i * this.k, (i + 1) * this.k);
+      groups.push({ prompt: own[i], responses, rewards: await this.score(own[i], responses), source: 'policy' });
+    }
+    // replayed groups: distinct, drawn uniformly from the buffer
+    const idx = this.buffer.map((_, i) => i);
+    for (let i = 0; i < nReplay; i++) {
+      const j = i + Math.floor(this.rand() * (idx.length - i));
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+      groups.push({ ...this.buffer[idx[i]], source: 'replay' });
     }
     return groups;
   }
@@ -182,129 +185,134 @@ export class GVPOTrainer {
     }));
   }
 
-  /** One step of Algorithm 1. */
-  async step(): Promise<StepMetrics> {
-    const t0 = performance.now();
-    const groups = await this.sampleGroups();
-    const prompts = groups.flatMap((g) => g.responses.map(() => g.prompt));
-    const responses = groups.flatMap((g) => g.responses);
-    const rewards = Float64Array.from(groups.flatMap((g) => g.rewards));
-    const { targets, mask } = this.pack(responses);
-    const offsets = Int32Array.from({ length: groups.length + 1 }, (_, g) => g * this.k);
-    // pi_theta': the policy as it is now ('previous') or the fixed model ('frozen')
-    const ref = this.logprobs(this.frozen ?? this.policy, prompts, targets, mask);
-    const before = this.frozen ? this.logprobs(this.policy, prompts, targets, mask) : ref;
-    const init = this.logprobs(this.initial, prompts, targets, mask);
-
+  /**
+   * Packs the groups and computes, before any update, the log-probs of pi_theta' (Sref), of the
+   * policy that sampled each group (GRPO's ratio) and of the initial policy; fresh groups enter
+   * the replay buffer with their generating policy's token log-probs.
+   */
+  private prepare(groups: Group[]): Batch {
+    const b = packBatch(groups, this.k, this.policy.maxTokens);
+    const current = logprobsOf(this.policy, b);
+    const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
     const T = this.policy.maxTokens;
-    const order = groups.map((_, g) => g);
-    const perBatch = this.o.groupsPerMiniBatch ?? groups.length;
-    let lossSum = 0;
-    let lossCount = 0;
-    for (let e = 0; e < (this.o.epochs ?? 1); e++) {
-      for (let i = order.length - 1; i > 0; i--) {
+    // the policy sampled at its temperature: GRPO's ratio is against that distribution
+    const temperature = this.o.temperature ?? TRAINER_DEFAULTS.temperature;
+    const sampler = this.algo !== 'gvpo' && temperature !== 1 ? logprobsOf(this.policy, b, temperature) : current;
+    const behaviour = Float32Array.from(sampler.token);
+    groups.forEach((g, i) => {
+      const span = [i * this.k * T, (i + 1) * this.k * T] as const;
+      if (g.source === 'replay') behaviour.set(g.behaviourTokens!, span[0]);
+      else if (this.o.replay && g.source === 'policy') this.remember({ ...g, behaviourTokens: sampler.token.slice(...span) });
+    });
+    const init = logprobsOf(this.initial, b);
+    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviourTok: behaviour, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
+  }
+
+  private remember(g: Group): void {
+    this.buffer.push(g);
+    if (this.buffer.length > (this.o.replay?.capacity ?? TRAINER_DEFAULTS.replayCapacity)) this.buffer.shift();
+  }
+
+  /** `epochs` shuffled passes over the groups, `miniBatches` optimizer updates per pass. */
+  private update(b: Batch): UpdateTotals {
+    const G = b.rewards.length / this.k;
+    const order = Array.from({ length: G }, (_, g) => g);
+    const perBatch = Math.ceil(G / (this.o.miniBatches ?? TRAINER_DEFAULTS.miniBatches));
+    const t: UpdateTotals = { loss: 0, advantage: 0, trustRegion: 0, variance: 0, constant: 0, clipFraction: 0, updates: 0 };
+    for (let e = 0; e < (this.o.epochs ?? TRAINER_DEFAULTS.epochs); e++) {
+      for (let i = G - 1; i > 0; i--) {
         const j = Math.floor(this.rand() * (i + 1));
         [order[i], order[j]] = [order[j], order[i]];
       }
-      for (let b = 0; b < order.length; b += perBatch) {
-        const gs = order.slice(b, b + perBatch);
-        const rows = gs.flatMap((g) => Array.from({ length: this.k }, (_, i) => g * this.k + i));
-        const pick = <A extends Float64Array | Float32Array | Int32Array>(a: A, width: number) => {
-          const out = new (a.constructor as { new (n: number): A })(rows.length * width);
-          rows.forEach((n, i) => out.set(a.subarray(n * width, (n + 1) * width), i * width));
-          return out;
-        };
-        const mb = {
-          prompts: rows.map((n) => prompts[n]),
-          targets: pick(targets, T),
-          mask: pick(mask, T),
-          rewards: pick(rewards, 1),
-          Sref: pick(ref.seq, 1),
-          refTok: pick(ref.token, T),
-        };
-        const loss = this.optimizer.minimize(() => this.loss(mb), true, this.policy.variables);
-        lossSum += loss!.dataSync()[0];
-        lossCount++;
-        loss!.dispose();
-      }
+      for (let s = 0; s < G; s += perBatch) this.updateOn(subset(b, order.slice(s, s + perBatch), this.k), t);
     }
-    const after = this.logprobs(this.policy, prompts, targets, mask);
-    const terms = gvpoLoss({ policyLogprobs: after.seq, referenceLogprobs: ref.seq, rewards, groups: { offsets }, beta: this.beta }).terms;
-    const seconds = (performance.now() - t0) / 1000;
-    const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio; // KL(q||p), x ~ q, logRatio = log p/q
+    for (const key of ['loss', 'advantage', 'trustRegion', 'variance', 'constant', 'clipFraction'] as const) t[key] /= Math.max(t.updates, 1);
+    return t;
+  }
+
+  /** One optimizer update on one mini-batch; adds its loss and GVPO's terms at that point to `t`. */
+  private updateOn(mb: Batch, t: UpdateTotals): void {
+    let S: Float64Array | undefined;
+    const fused = this.algo === 'gvpo' && (this.o.terms ?? TRAINER_DEFAULTS.terms) === 'all' && hasFusedHead(this.policy);
+    // the fused LM head never materialises the logits in its loss: S for the diagnostics comes
+    // from a separate no-gradient pass, at the same weights the gradient is taken at
+    if (fused) S = logprobsOf(this.policy, mb).seq;
+    const loss = this.optimizer.minimize(() => {
+      if (fused && hasFusedHead(this.policy)) {
+        return this.policy.fusedLoss(mb.prompts, mb.targets, {
+          targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, referenceLogprobs: mb.refSeq, rewards: mb.rewards,
+          groups: { size: this.k }, beta: this.beta,
+        });
+      }
+      const logits = this.policy.logits(mb.prompts, mb.targets);
+      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens };
+      if (this.algo !== 'gvpo') {
+        S = Float64Array.from(sequenceLogprobsTf(this.tf, tensors).dataSync());
+        return policyGradientLoss(this.tf, tensors, {
+          algo: this.algo, behaviourTokens: mb.behaviourTok, referenceTokens: mb.refTok,
+          clip: this.o.clip ?? TRAINER_DEFAULTS.clip, klCoef: this.o.klCoef ?? TRAINER_DEFAULTS.klCoef,
+          onClipFraction: (f) => { t.clipFraction += f; },
+        });
+      }
+      const terms = this.o.terms ?? TRAINER_DEFAULTS.terms;
+      if (terms !== 'all') {
+        const s = sequenceLogprobsTf(this.tf, tensors);
+        S = Float64Array.from(s.dataSync());
+        return gvpoTermsLoss(this.tf, s, mb.refSeq, tensors, this.beta, terms);
+      }
+      const r = gvpoFromLogitsTf(this.tf, logits, {
+        targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, tokens: this.policy.maxTokens, vocab: this.policy.vocab,
+        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta,
+      });
+      S = r.result().policyLogprobs; // the kernel ran in the forward pass
+      return r.loss;
+    }, true, this.policy.variables);
+    t.loss += loss!.dataSync()[0];
+    loss!.dispose();
+    const terms = gvpoLoss({ policyLogprobs: S!, referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta }).terms;
+    t.advantage += terms.advantage;
+    t.trustRegion += terms.trustRegion;
+    t.variance += terms.variance;
+    t.constant += terms.constant;
+    t.updates++;
+  }
+
+  private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
+    const after = logprobsOf(this.policy, b);
+    // k3 estimates on the step's sequences: r - 1 - log r with r = pi_other / pi
+    const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio;
+    const N = b.rewards.length;
     let klPrev = 0;
     let klInit = 0;
-    for (let n = 0; n < rewards.length; n++) {
-      klPrev += k3(ref.seq[n] - after.seq[n]);
-      klInit += k3(init.seq[n] - after.seq[n]);
+    for (let n = 0; n < N; n++) {
+      klPrev += k3(b.currentSeq[n] - after.seq[n]);
+      klInit += k3(b.initSeq[n] - after.seq[n]);
     }
-    const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
-    const std = Math.sqrt(rewards.reduce((a, b) => a + (b - mean) ** 2, 0) / rewards.length);
-    const tokens = mask.reduce((a, b) => a + (b ? 1 : 0), 0);
+    const mean = b.rewards.reduce((a, x) => a + x, 0) / N;
+    const std = Math.sqrt(b.rewards.reduce((a, x) => a + (x - mean) ** 2, 0) / N);
+    let own = 0;
+    let ownCount = 0;
+    b.sources.forEach((s, g) => {
+      if (s !== 'policy') return;
+      for (let i = 0; i < this.k; i++) own += b.rewards[g * this.k + i];
+      ownCount += this.k;
+    });
+    const tokens = b.mask.reduce((a, x) => a + (x ? 1 : 0), 0);
+    const step = ++this.stepCount;
+    const every = this.o.evalEvery ?? TRAINER_DEFAULTS.evalEvery;
+    const seconds = (performance.now() - t0) / 1000;
     const m: StepMetrics = {
-      step: ++this.stepCount, algo: this.algo, loss: lossSum / Math.max(lossCount, 1), rewardMean: mean, rewardStd: std,
-      ...terms, klPrevious: klPrev / rewards.length, klInitial: klInit / rewards.length, entropy: before.entropy,
-      tokensPerSecond: (tokens * (this.o.epochs ?? 1)) / seconds, seconds,
+      step, algo: this.algo, loss: t.loss, advantage: t.advantage, trustRegion: t.trustRegion, variance: t.variance, constant: t.constant,
+      rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
+      clipFraction: t.clipFraction, updates: t.updates, tokensPerSecond: (tokens * (this.o.epochs ?? TRAINER_DEFAULTS.epochs)) / seconds, seconds,
     };
+    if (every > 0 && step % every === 0) m.accuracy = this.evaluate(this.o.evalPrompts ?? TRAINER_DEFAULTS.evalPrompts);
     this.o.onMetrics?.(m);
     return m;
   }
 
-  private loss(mb: { prompts: number[][]; targets: Int32Array; mask: Float32Array; rewards: Float64Array; Sref: Float64Array; refTok: Float32Array }): TF.Scalar {
-    const tf = this.tf;
-    const N = mb.prompts.length;
-    const T = this.policy.maxTokens;
-    if (this.algo === 'gvpo' && hasFusedHead(this.policy)) {  // the logits never materialise
-      return this.policy.fusedLoss(mb.prompts, mb.targets, {
-        targets: mb.targets, mask: mb.mask, sequences: N, referenceLogprobs: mb.Sref, rewards: mb.rewards,
-        groups: { size: this.k }, beta: this.beta,
-      });
-    }
-    const logits = this.policy.logits(mb.prompts, mb.targets);
-    if (this.algo === 'gvpo') {
-      return gvpoFromLogitsTf(tf, logits, {
-        targets: mb.targets, mask: mb.mask, sequences: N, tokens: T, vocab: this.policy.vocab,
-        referenceLogprobs: mb.Sref, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta,
-      }).loss;
-    }
-    // GRPO / Dr.GRPO: token-level clipped ratio to pi_theta' with group advantages
-    const adv = new Float32Array(N * T);
-    for (let g = 0; g < N / this.k; g++) {
-      const r = mb.rewards.subarray(g * this.k, (g + 1) * this.k);
-      const mean = r.reduce((a, b) => a + b, 0) / this.k;
-      const std = Math.sqrt(r.reduce((a, b) => a + (b - mean) ** 2, 0) / (this.k - 1));
-      for (let i = 0; i < this.k; i++) {
-        const a = this.algo === 'grpo' ? (r[i] - mean) / (std + 1e-6) : r[i] - mean;
-        for (let t = 0; t < T; t++) adv[(g * this.k + i) * T + t] = a;
-      }
-    }
-    const clip = this.o.clip ?? 0.2;
-    const lp = tokenLogprobsTf(tf, logits, mb.targets).reshape([N, T]);
-    const old = tf.tensor2d(mb.refTok, [N, T]);
-    const mask = tf.tensor2d(mb.mask, [N, T]);
-    const A = tf.tensor2d(adv, [N, T]);
-    const ratio = tf.exp(lp.sub(old));
-    let perTok = tf.minimum(ratio.mul(A), tf.clipByValue(ratio, 1 - clip, 1 + clip).mul(A)).neg();
-    if (this.o.klCoef) {
-      const d = old.sub(lp); // k3 estimator of KL(pi || pi_theta')
-      perTok = perTok.add(tf.exp(d).sub(d).sub(1).mul(this.o.klCoef));
-    }
-    const masked = perTok.mul(mask);
-    if (this.algo === 'grpo') return masked.sum(1).div(mask.sum(1).maximum(1)).mean() as TF.Scalar;
-    return masked.sum().div(N * T) as TF.Scalar; // Dr.GRPO: a constant normaliser
-  }
-
-  /** Exact-match accuracy of greedy-ish (low temperature) answers on `n` prompts. */
-  evaluate(n: number, seed = 12345, temperature = 1e-3): number {
-    if (!this.task.answer) return NaN;
-    const rand = seeded(seed);
-    const prompts = this.task.samplePrompts(n, rand);
-    const out = this.policy.sample(prompts, temperature, rand);
-    let ok = 0;
-    prompts.forEach((p, i) => {
-      const want = this.task.answer!(p);
-      if (want.length === out[i].length && want.every((t, j) => t === out[i][j])) ok++;
-    });
-    return ok / n;
+  /** Exact-match accuracy of greedy answers on `n` prompts drawn with a fixed seed. */
+  evaluate(n: number, seed = 12345): number {
+    return evaluateGreedy(this.policy, this.task, n, seed);
   }
 }

@@ -1,0 +1,180 @@
+// The `gvpo` command's flags: one table (name, value kind, rule, help), a parser that refuses
+// unknown flags (naming the closest), missing values and out-of-range values with exit code 2,
+// all before TensorFlow.js loads.
+import { existsSync } from 'node:fs';
+import { CLI_DEFAULTS, TASK_DEFAULTS, TRAINER_DEFAULTS, WARMUP_DEFAULTS } from './tfjs/defaults.js';
+
+export class UsageError extends Error {}
+
+type Rule = (v: string) => string | undefined; // an error message, or undefined when valid
+
+interface Flag {
+  /** 'bool' flags take no value. */
+  kind: 'bool' | 'value';
+  help: string;
+  rule?: Rule;
+  /** Shown in help; the value itself comes from defaults.ts. */
+  shown?: string;
+}
+
+const int = (min: number, max = Infinity): Rule => (v) => {
+  const x = Number(v);
+  return Number.isInteger(x) && x >= min && x <= max && v.trim() !== '' ? undefined : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
+};
+const real = (test: (x: number) => boolean, what: string): Rule => (v) => (v.trim() !== '' && Number.isFinite(Number(v)) && test(Number(v)) ? undefined : what);
+const oneOf = (...allowed: string[]): Rule => (v) => (allowed.includes(v) ? undefined : `one of ${allowed.join(', ')}`);
+const listOf = (...allowed: string[]): Rule => (v) => (v.split(',').every((x) => allowed.includes(x)) ? undefined : `a comma-separated list of ${allowed.join(', ')}`);
+const file: Rule = (v) => (existsSync(v) ? undefined : 'an existing file');
+
+const d = TRAINER_DEFAULTS;
+const byTask = (k: keyof (typeof TASK_DEFAULTS)['addition']) => `addition ${TASK_DEFAULTS.addition[k]}, bandit ${TASK_DEFAULTS.bandit[k]}`;
+const ALGOS = ['gvpo', 'grpo', 'drgrpo'];
+
+export const RUN_FLAGS: Record<string, Flag> = {
+  task: { kind: 'value', rule: oneOf('addition', 'bandit'), shown: 'addition', help: 'the task: two-digit addition (a char policy) or a 4-prompt bandit (tabular)' },
+  algo: { kind: 'value', rule: oneOf(...ALGOS), shown: d.algo, help: 'the loss: gvpo, grpo (clipped ratio, std-normalised), drgrpo' },
+  steps: { kind: 'value', rule: int(1), shown: byTask('steps'), help: 'sampled steps' },
+  'group-size': { kind: 'value', rule: int(2), shown: String(d.groupSize), help: 'k, responses per prompt' },
+  beta: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: String(d.beta), help: "GVPO's KL coefficient" },
+  prompts: { kind: 'value', rule: int(1), shown: byTask('promptsPerStep'), help: 'prompts (groups) per step' },
+  'mini-batches': { kind: 'value', rule: int(1), shown: String(d.miniBatches), help: 'optimizer updates per pass over a step (whole groups each)' },
+  epochs: { kind: 'value', rule: int(1), shown: String(d.epochs), help: 'passes over each step\'s groups' },
+  lr: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: byTask('learningRate'), help: 'Adam learning rate' },
+  temperature: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: byTask('temperature'), help: 'sampling temperature' },
+  reference: { kind: 'value', rule: oneOf('previous', 'frozen'), shown: d.reference, help: "pi_theta': the policy before each step's updates, or the initial one" },
+  'replay-ratio': { kind: 'value', rule: real((x) => x >= 0 && x < 1, 'a number in [0, 1)'), shown: String(d.replayRatio), help: "share of each step's groups replayed from earlier policies' samples" },
+  'replay-capacity': { kind: 'value', rule: int(1), shown: String(d.replayCapacity), help: 'groups the replay buffer holds' },
+  demonstrations: { kind: 'value', rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'), shown: String(d.demonstrations), help: 'share of fresh groups that include the right answer as a response' },
+  clip: { kind: 'value', rule: real((x) => x > 0 && x < 1, 'a number in (0, 1)'), shown: String(d.clip), help: "GRPO / Dr.GRPO ratio clip range" },
+  'kl-coef': { kind: 'value', rule: real((x) => x >= 0, 'a number >= 0'), shown: String(d.klCoef), help: "GRPO / Dr.GRPO k3 KL penalty to pi_theta'" },
+  terms: { kind: 'value', rule: oneOf('all', 'no-variance', 'no-trust-region'), shown: d.terms, help: "GVPO's terms kept (the paper's ablations)" },
+  'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'greedy accuracy every N steps (0: before and after only)' },
+  'eval-prompts': { kind: 'value', rule: int(1), shown: String(d.evalPrompts), help: 'prompts in the greedy accuracy set' },
+  init: { kind: 'value', rule: file, shown: 'checkpoints/addition-warmup.json', help: 'starting policy (a file written by gvpo warmup)' },
+  seed: { kind: 'value', rule: int(0), shown: String(d.seed), help: 'random seed' },
+  out: { kind: 'value', shown: 'runs/<task>-<algo>', help: 'folder for report.md, chart.svg, metrics.jsonl' },
+  tf: { kind: 'value', rule: oneOf('auto', 'cpu', 'wasm', 'node', 'node-gpu'), shown: CLI_DEFAULTS.tf, help: 'TensorFlow.js package/backend' },
+  quiet: { kind: 'bool', help: 'no progress output' },
+  help: { kind: 'bool', help: 'this help' },
+};
+
+export const COMMANDS: Record<string, { summary: string; usage: string; flags: Record<string, Flag> }> = {
+  train: { summary: 'one training run: progress, report.md, chart.svg, metrics.jsonl', usage: 'gvpo train [options]', flags: RUN_FLAGS },
+  compare: {
+    summary: 'algorithms side by side over seeds, one report with 95% intervals', usage: 'gvpo compare [options] [--algos gvpo,grpo] [--seeds N]',
+    flags: {
+      ...RUN_FLAGS,
+      algos: { kind: 'value', rule: listOf(...ALGOS), shown: CLI_DEFAULTS.algos, help: 'algorithms to compare' },
+      seeds: { kind: 'value', rule: int(1), shown: String(CLI_DEFAULTS.seeds), help: 'seeds 1..N per algorithm' },
+      out: { kind: 'value', shown: 'runs/<task>-compare', help: 'folder for report.md, chart.svg and one folder per run' },
+    },
+  },
+  experiment: {
+    summary: 'one of the experiments: writes its EXPERIMENTS.md section and charts', usage: 'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick]',
+    flags: {
+      quick: { kind: 'bool', help: 'a small size (a smoke test, numbers not meaningful)' },
+      seeds: { kind: 'value', rule: int(2), shown: '5', help: 'seeds per configuration' },
+      out: { kind: 'value', shown: '.', help: 'folder that receives EXPERIMENTS.md and experiments/<name>/' },
+      tf: RUN_FLAGS.tf, quiet: RUN_FLAGS.quiet, help: RUN_FLAGS.help,
+    },
+  },
+  warmup: {
+    summary: 'the supervised warm-up that makes an addition starting policy', usage: 'gvpo warmup [--out FILE] [--steps N] [--force]',
+    flags: {
+      out: { kind: 'value', shown: WARMUP_DEFAULTS.out, help: 'checkpoint to write' },
+      steps: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.steps), help: 'supervised steps' },
+      hidden: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.hidden), help: 'hidden width of the char MLP' },
+      seed: RUN_FLAGS.seed, tf: RUN_FLAGS.tf,
+      force: { kind: 'bool', help: 'overwrite --out if it exists (the shipped checkpoint included)' },
+      help: RUN_FLAGS.help,
+    },
+  },
+  info: { summary: 'backendInfo() and the TensorFlow.js backend', usage: 'gvpo info [--tf auto|cpu|wasm|node|node-gpu]', flags: { tf: RUN_FLAGS.tf, help: RUN_FLAGS.help } },
+  help: { summary: 'this text, or one command\'s options', usage: 'gvpo help [command]', flags: {} },
+};
+
+/** Edit distance with adjacent transpositions (optimal string alignment): "setps" is 1 from "steps". */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The known name nearest to `name` (edit distance), if it is near enough to be a typo. */
+export function closest(name: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const dd = k.startsWith(name) || name.startsWith(k) ? 1 : distance(name, k);
+    if (dd < bestD) [best, bestD] = [k, dd];
+  }
+  return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+export interface Parsed {
+  positionals: string[];
+  values: Record<string, string>;
+  bools: Set<string>;
+}
+
+/** Parses `args` against a command's flags; throws UsageError on anything it cannot accept. */
+export function parseFlags(cmd: string, args: string[], flags: Record<string, Flag>): Parsed {
+  const out: Parsed = { positionals: [], values: {}, bools: new Set() };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '-h') {
+      out.bools.add('help');
+      continue;
+    }
+    if (!a.startsWith('--')) {
+      if (a.startsWith('-') && !/^-\d/.test(a)) throw new UsageError(`unknown option '${a}' (options are spelled --name)`);
+      out.positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = a.slice(2, eq < 0 ? undefined : eq);
+    const flag = flags[name];
+    if (!flag) {
+      const near = closest(name, Object.keys(flags));
+      throw new UsageError(`unknown option --${name} for \`gvpo ${cmd}\`${near ? `; did you mean --${near}?` : ''}`);
+    }
+    if (flag.kind === 'bool') {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      out.bools.add(name);
+      continue;
+    }
+    let v: string | undefined = eq >= 0 ? a.slice(eq + 1) : args[i + 1];
+    if (eq < 0 && (v === undefined || (v.startsWith('-') && !/^-\.?\d/.test(v)))) v = undefined;
+    else if (eq < 0) i++;
+    if (v === undefined || v === '') throw new UsageError(`--${name} needs a value (${flag.help})`);
+    const bad = flag.rule?.(v);
+    if (bad) throw new UsageError(`--${name} must be ${bad}, got '${v}'`);
+    out.values[name] = v;
+  }
+  return out;
+}
+
+export function commandHelp(cmd: string): string {
+  const c = COMMANDS[cmd];
+  const lines = [`usage: ${c.usage}`, '', c.summary];
+  const entries = Object.entries(c.flags);
+  if (entries.length) lines.push('', 'options:');
+  for (const [name, f] of entries) {
+    const left = `  --${name}${f.kind === 'value' ? ' V' : ''}`;
+    lines.push(`${left.padEnd(22)} ${f.help}${f.shown ? ` (default: ${f.shown})` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+export function generalHelp(): string {
+  return [
+    'usage: gvpo <command> [options]', '', 'commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`),
+    '', '`gvpo help <command>` or `gvpo <command> --help` lists its options; `gvpo --version` prints the version.',
+  ].join('\n');
+}

@@ -1,0 +1,87 @@
+// report.md and chart.svg for `gvpo train` (one run) and `gvpo compare` (algorithms over seeds):
+// every effective option, the kernels and TensorFlow.js backend, what the two reward figures mean,
+// the table and the chart.
+import { backendInfo } from '../backend.js';
+import { curveCi, fmtCi, meanCi } from '../experiments/stats.js';
+import { markdownTable, type Panel, type Series, svgChart, trailingMean } from '../report.js';
+import type { RunOptions, RunSummary } from './runs.js';
+import type { Algo, StepMetrics } from './trainer.js';
+
+const READING = [
+  '**Sampled reward** is the mean reward of the responses the trainer sampled at each step (at the',
+  'sampling temperature, and including replayed or demonstration groups when those are on): it is',
+  'what the loss sees, and it is noisy. **Greedy accuracy** is the share of a fixed set of',
+  'evaluation prompts whose argmax answer is exactly right: what the policy would answer if',
+  'deployed. The two can move apart: a lower temperature raises sampled reward without changing',
+  'the greedy answer, and a policy can grow more confident in answers it already gives.',
+  '',
+  'The loss is the mean over the step\'s mini-batch updates. With one update per batch and the',
+  'previous step\'s policy as reference, S == Sref when the gradient is taken, so the GVPO loss is',
+  'the constant sum (R - mean R)^2 / 2(k-1) and only its gradient, -beta (R - mean R)/(k-1) dS,',
+  'moves the policy; with several mini-batches the later ones see S != Sref and the loss moves.',
+].join('\n');
+
+export function optionsTable(o: RunOptions, extra: Record<string, string> = {}): string {
+  const rows = Object.entries({ ...o, ...extra }).filter(([k, v]) => v !== undefined && k !== 'progress').map(([k, v]) => [k, `\`${String(v)}\``]);
+  return markdownTable(['option', 'value'], rows);
+}
+
+function setupLine(backend: string): string {
+  const info = backendInfo();
+  return `Kernels: ${info.active} (${info.simd ?? 'no SIMD'}, ${info.threads} threads); TensorFlow.js: ${backend}.`;
+}
+
+function perRunSeries(runs: RunSummary[], f: (m: StepMetrics) => number | undefined, smoothIt: boolean): Series[] {
+  return runs.map((r) => {
+    const pts = r.metrics.map((m): [number, number] => [m.step, f(m) ?? NaN]).filter(([, y]) => Number.isFinite(y));
+    return { name: `${r.algo} seed ${r.seed}`, points: smoothIt ? trailingMean(pts) : pts, markers: !smoothIt && pts.length < 40 };
+  });
+}
+
+export function runReport(o: RunOptions, runs: RunSummary[], backend: string): { svg: string; markdown: string } {
+  const r = runs[0];
+  const acc: Array<[number, number]> = [[0, r.accuracyBefore], ...r.metrics.filter((m) => m.accuracy !== undefined).map((m): [number, number] => [m.step, m.accuracy!])];
+  const panels: Panel[] = [
+    { title: 'sampled reward', yLabel: 'mean reward', series: [{ name: 'per step', points: r.metrics.map((m) => [m.step, m.rewardMean]), dashed: true }, { name: 'trailing mean of 10 steps', points: trailingMean(r.metrics.map((m) => [m.step, m.rewardMean])) }] },
+    { title: 'greedy exact-match accuracy', yLabel: 'accuracy', series: [{ name: `${o.evalPrompts} fixed prompts`, points: acc, markers: true }] },
+    { title: 'loss and GVPO terms (mean over updates)', yLabel: 'value', series: (['loss', 'advantage', 'trustRegion', 'variance'] as const).map((k) => ({ name: k, points: r.metrics.map((m): [number, number] => [m.step, m[k]]) })) },
+    { title: 'KL estimates', yLabel: 'nats', series: [{ name: "KL(pi_theta' || pi) after the step", points: r.metrics.map((m) => [m.step, m.klPrevious]) }, { name: 'KL to the initial policy', points: r.metrics.map((m) => [m.step, m.klInitial]) }] },
+  ];
+  const last = r.metrics.at(-1)!;
+  const markdown = [
+    `# gvpo train: ${o.algo} on ${o.task}`, '', setupLine(backend), '', '## Result', '',
+    markdownTable(['greedy accuracy before', 'after', 'sampled reward (first 10% of steps)', 'last 10%', 'KL to initial', 'entropy (last step)', ...(o.algo === 'gvpo' ? [] : ['clip fraction (last step)']), 'seconds'],
+      [[r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.klInitial.toFixed(4), last.entropy.toFixed(3), ...(o.algo === 'gvpo' ? [] : [last.clipFraction.toFixed(3)]), r.seconds.toFixed(1)]]),
+    '', '![reward, accuracy, loss terms and KL over steps](chart.svg)', '', '## How to read it', '', READING, '',
+    '## Every option of this run (defaults included)', '', optionsTable(o), '',
+  ].join('\n');
+  return { svg: svgChart(panels), markdown };
+}
+
+export function compareReport(o: RunOptions, algos: Algo[], seeds: number[], runs: RunSummary[], backend: string): { svg: string; markdown: string } {
+  const byAlgo = (a: Algo) => runs.filter((r) => r.algo === a);
+  const curve = (a: Algo, f: (r: RunSummary) => Array<[number, number]>): Series => {
+    const c = curveCi(byAlgo(a).map(f));
+    return { name: `${a} (mean, 95% band)`, points: c.mean, band: c.band, markers: c.mean.length < 40 };
+  };
+  const accCurve = (r: RunSummary): Array<[number, number]> => [[0, r.accuracyBefore], ...r.metrics.filter((m) => m.accuracy !== undefined).map((m): [number, number] => [m.step, m.accuracy!])];
+  const panels: Panel[] = [
+    { title: 'sampled reward (trailing mean of 10)', yLabel: 'mean reward', series: algos.map((a) => curve(a, (r) => trailingMean(r.metrics.map((m) => [m.step, m.rewardMean])))) },
+    { title: 'greedy exact-match accuracy', yLabel: 'accuracy', series: algos.map((a) => curve(a, accCurve)) },
+    { title: 'KL to the initial policy', yLabel: 'nats', series: algos.map((a) => curve(a, (r) => r.metrics.map((m) => [m.step, m.klInitial]))) },
+    { title: 'loss (mean over updates)', yLabel: 'value', series: algos.map((a) => curve(a, (r) => r.metrics.map((m) => [m.step, m.loss]))) },
+  ];
+  const table = markdownTable(['algo', 'greedy accuracy after (95% CI)', 'change from before', 'sampled reward, last 10%', 'KL to initial', 'seconds per run'],
+    algos.map((a) => {
+      const rs = byAlgo(a);
+      return [a, fmtCi(meanCi(rs.map((r) => r.accuracyAfter))), fmtCi(meanCi(rs.map((r) => r.accuracyAfter - r.accuracyBefore))),
+        fmtCi(meanCi(rs.map((r) => r.rewardLast))), fmtCi(meanCi(rs.map((r) => r.klInitial)), 4), meanCi(rs.map((r) => r.seconds)).mean.toFixed(1)];
+    }));
+  const markdown = [
+    `# gvpo compare: ${algos.join(' vs ')} on ${o.task}, seeds ${seeds.join(', ')}`, '', setupLine(backend), '',
+    '## Result (mean ± 95% interval over seeds, t-distribution)', '', table, '', '![reward, accuracy, KL and loss over steps](chart.svg)', '',
+    'Each run has its own report in `<algo>-seed<seed>/report.md`.', '', '## How to read it', '', READING, '',
+    '## Every option of these runs (defaults included)', '', optionsTable(o, { algos: algos.join(','), seeds: seeds.join(',') }), '',
+  ].join('\n');
+  return { svg: svgChart(panels), markdown };
+}

@@ -1,0 +1,110 @@
+// The `gvpo` command as a user meets it, spawned as a child process from the built package:
+// usage errors end with one line and exit code 2 (no stack trace), before TensorFlow.js loads;
+// help and version; progress on a pipe as plain lines; warmup never overwrites without --force;
+// a run writes its report with every option.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+
+// each case spawns node; on 2 loaded cores a spawn can take a second or more
+vi.setConfig({ testTimeout: 90_000 });
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+
+function gvpo(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function expectUsageError(r: ReturnType<typeof gvpo>, message: RegExp) {
+  expect(r.code).toBe(2);
+  expect(r.err).toMatch(message);
+  expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+}
+
+describe('gvpo usage errors', () => {
+  it('an unknown flag names the closest one', () => {
+    expectUsageError(gvpo('train', '--setps', '5'), /unknown option --setps .*did you mean --steps\?/);
+    expectUsageError(gvpo('compare', '--algo', 'gvpo', '--seed', '1', '--sedes', '2'), /did you mean --seeds\?/);
+  });
+  it('an unknown command names the closest one', () => {
+    expectUsageError(gvpo('trian'), /unknown command 'trian'; did you mean 'train'\?/);
+    expectUsageError(gvpo('experiment', 'optimun'), /unknown experiment 'optimun'; did you mean 'optimum'\?/);
+  });
+  it('a missing value', () => {
+    expectUsageError(gvpo('train', '--steps'), /--steps needs a value/);
+    expectUsageError(gvpo('train', '--beta', '--steps', '3'), /--beta needs a value/);
+  });
+  // --tf node-gpu is not installed here: had TensorFlow.js loaded first, that would be the error
+  it('values out of range are refused before TensorFlow.js loads', () => {
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--steps', '0'), /--steps must be an integer >= 1, got '0'/);
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--beta', '0'), /--beta must be a number > 0, got '0'/);
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--group-size', '1'), /--group-size must be an integer >= 2, got '1'/);
+    expectUsageError(gvpo('train', '--replay-ratio', '1'), /--replay-ratio must be a number in \[0, 1\)/);
+    expectUsageError(gvpo('train', '--algo', 'ppo'), /--algo must be one of gvpo, grpo, drgrpo, got 'ppo'/);
+    expectUsageError(gvpo('train', '--prompts', '2', '--mini-batches', '4'), /--mini-batches \(4\) must not exceed/);
+    expectUsageError(gvpo('compare', '--algos', 'gvpo,ppo'), /--algos must be a comma-separated list/);
+    expectUsageError(gvpo('train', '--init', '/no/such/file.json'), /--init must be an existing file/);
+    expectUsageError(gvpo('train', 'extra'), /unexpected argument 'extra'/);
+    expectUsageError(gvpo('train', '--quiet=yes'), /--quiet takes no value/);
+  });
+  it('help and version', () => {
+    for (const args of [[], ['--help'], ['-h'], ['help']]) {
+      const r = gvpo(...args);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/usage: gvpo <command>/);
+    }
+    for (const args of [['help', 'train'], ['train', '--help'], ['train', '-h']]) {
+      const r = gvpo(...args);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/--mini-batches V +optimizer updates per pass .*\(default: 4\)/);
+    }
+    const v = gvpo('--version');
+    expect(v.code).toBe(0);
+    expect(v.out.trim()).toBe(JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version);
+    expectUsageError(gvpo('help', 'nope'), /no help for 'nope'/);
+  });
+  it('warmup refuses to overwrite a checkpoint without --force', () => {
+    const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-cli-')), 'w.json');
+    writeFileSync(path, 'keep');
+    expectUsageError(gvpo('warmup', '--out', path, '--steps', '1'), /exists; pass --force/);
+    expect(readFileSync(path, 'utf8')).toBe('keep');
+    expectUsageError(gvpo('warmup', '--out', join(import.meta.dirname, '..', 'checkpoints', 'addition-warmup.json')), /the shipped checkpoint/);
+  });
+});
+
+describe('gvpo train and experiment', () => {
+  it('on a pipe: plain progress lines, no tfjs banner, a report with every option and the chart', () => {
+    const out = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const r = gvpo('train', '--task', 'bandit', '--steps', '4', '--eval-every', '2', '--out', out);
+    expect(r.code).toBe(0);
+    expect(r.err).not.toMatch(/\r/);
+    expect(r.err).toMatch(/step 4\/4/);
+    expect(r.err).not.toMatch(/Hi, looks like|tfjs-node/);
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'clip', 'terms', 'learningRate']) expect(report).toMatch(new RegExp(`\\| ${option} \\|`));
+    expect(report).toMatch(/!\[.*\]\(chart\.svg\)/);
+    expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toMatch(/greedy exact-match accuracy/);
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
+    const quiet = gvpo('train', '--task', 'bandit', '--steps', '2', '--quiet', '--out', out);
+    expect(quiet.code).toBe(0);
+    expect(quiet.err).toBe('');
+  });
+
+  it('every experiment at --quick size writes its section and charts', () => {
+    const out = mkdtempSync(join(os.tmpdir(), 'gvpo-exp-'));
+    writeFileSync(join(out, 'EXPERIMENTS.md'), '# Experiments\n\nkept by hand\n');
+    const r = gvpo('experiment', 'all', '--quick', '--quiet', '--out', out);
+    expect(r.code, r.err).toBe(0);
+    const doc = readFileSync(join(out, 'EXPERIMENTS.md'), 'utf8');
+    expect(doc).toMatch(/kept by hand/);
+    const charts: Record<string, string[]> = { optimum: ['kl.svg'], text: ['curves.svg', 'curves-epochs.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
+    for (const [name, files] of Object.entries(charts)) {
+      expect(doc).toContain(`<!-- begin experiment ${name} -->`);
+      expect(doc).toContain(`gvpo experiment ${name} --quick`);
+      for (const f of files) expect(existsSync(join(out, 'experiments', name, f)), `${name}/${f}`).toBe(true);
+    }
+  }, 180_000);
+});

@@ -1,0 +1,53 @@
+// Reporting helpers against hand-computed values: the t-interval, the trailing mean (no invented
+// climb from step 1), round axis ticks, and the EXPERIMENTS.md section replacement.
+import { describe, expect, it } from 'vitest';
+import { replaceSection } from '../src/experiments/index.js';
+import { fmtCi, meanCi, tQuantile975 } from '../src/experiments/stats.js';
+import { svgChart, ticks, trailingMean } from '../src/report.js';
+
+describe('report helpers', () => {
+  it('meanCi gives the t-distribution 95% interval', () => {
+    // 1..5: mean 3, sample sd sqrt(2.5), t(0.975, 4) = 2.776
+    const c = meanCi([1, 2, 3, 4, 5]);
+    expect(c.mean).toBe(3);
+    expect(c.half).toBeCloseTo((2.776 * Math.sqrt(2.5)) / Math.sqrt(5), 10);
+    expect(tQuantile975(1)).toBe(12.706);
+    expect(Number.isNaN(meanCi([7]).half)).toBe(true);
+    expect(fmtCi(meanCi([1e-6, 3e-6]))).toMatch(/^2\.0e-6 ± /);
+    expect(() => tQuantile975(0)).toThrow(RangeError);
+  });
+
+  it('trailingMean starts at the first point and averages only points that exist', () => {
+    const got = trailingMean([[1, 0.5], [2, 0.7], [3, 0.9], [4, 0.1]], 3);
+    const want = [[1, 0.5], [2, 0.6], [3, 0.7], [4, (0.7 + 0.9 + 0.1) / 3]];
+    got.forEach(([x, y], i) => {
+      expect(x).toBe(want[i][0]);
+      expect(y).toBeCloseTo(want[i][1], 12);
+    });
+  });
+
+  it('ticks are round and cover the range', () => {
+    expect(ticks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(ticks(3, 47, 5)).toEqual([10, 20, 30, 40]);
+  });
+
+  it('svgChart draws ticks, gridlines, labels, legend and bands', () => {
+    const svg = svgChart([{ title: 'reward', yLabel: 'mean reward', series: [{ name: 'gvpo', points: [[1, 0.2], [2, 0.4]], band: [[1, 0.1, 0.3], [2, 0.3, 0.5]] }] }]);
+    expect(svg).toContain('>reward<');
+    expect(svg).toContain('mean reward');
+    expect(svg).toContain('>gvpo<');
+    expect(svg).toContain('<polygon');
+    expect((svg.match(/stroke="#e4e4e4"/g) ?? []).length).toBeGreaterThan(4);
+  });
+
+  it('replaceSection replaces only the text between its markers', () => {
+    const doc = replaceSection('# E\n\nintro\n', 'text', '2. Text', 'first');
+    expect(doc).toContain('## 2. Text\n\n<!-- begin experiment text -->\nfirst\n<!-- end experiment text -->');
+    const withNote = `${doc}\n**Conclusion.** by hand\n`;
+    const again = replaceSection(withNote, 'text', '2. Text', 'second');
+    expect(again).toContain('second');
+    expect(again).not.toContain('first');
+    expect(again).toContain('**Conclusion.** by hand');
+    expect(again.match(/## 2\. Text/g)).toHaveLength(1);
+  });
+});
