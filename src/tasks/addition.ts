@@ -3,8 +3,7 @@
 // credit was tried: it raised the reward while greedy exact-match fell; bench/NOTES.md.)
 import type { Task } from './task.js';
 
-export const DIGITS = 10;
-export const PLUS = 10;
+export const PLUS = 10; // tokens 0-9 are the digits
 export const EQUALS = 11;
 export const EOS = 12;
 export const PAD = 13;
