@@ -45,23 +45,14 @@ HiddenIn parse_hidden(const Args& a, bool loss) {
   b.mask = mask.data;
   b.temperature = (float)a.number("temperature", 1.0);
   x.threads = a.threads();
-  View<double> ref_tokens = a.f64("referenceTokenLogprobs", true), ref_seq = a.f64("referenceLogprobs", true);
-  if (ref_tokens.data) a.expect_length("referenceTokenLogprobs", ref_tokens.length, (size_t)x.rows);
-  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)b.sequences);
-  b.ref_token_logprobs = ref_tokens.data;
-  b.ref_seq = ref_tokens.data ? nullptr : ref_seq.data;
-  b.mean_reduction = true;
-  if (loss) {
-    View<double> rewards = a.f64("rewards");
-    a.expect_length("rewards", rewards.length, (size_t)b.sequences);
-    View<int32_t> offsets = a.i32("offsets");
-    a.check_offsets(offsets.data, offsets.length, b.sequences);
-    b.rewards = rewards.data;
-    b.offsets = offsets.data;
-    b.groups = (int64_t)offsets.length - 1;
-    b.beta = a.number("beta", 0.0);
-    b.mean_reduction = a.mean_reduction();
-  }
+  const SequenceIn q = parse_sequence_inputs(a, x.rows, b.sequences, loss);
+  b.ref_token_logprobs = q.ref_tokens;
+  b.ref_seq = q.ref_seq;
+  b.rewards = q.rewards;
+  b.offsets = q.offsets;
+  b.groups = q.groups;
+  b.beta = q.beta;
+  b.mean_reduction = q.mean_reduction;
   return x;
 }
 

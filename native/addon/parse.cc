@@ -28,28 +28,34 @@ LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
   return in;
 }
 
+SequenceIn parse_sequence_inputs(const Args& a, int64_t rows, int64_t sequences, bool loss) {
+  SequenceIn q;
+  View<double> ref_tokens = a.f64("referenceTokenLogprobs", true), ref_seq = a.f64("referenceLogprobs", true);
+  if (ref_tokens.data) a.expect_length("referenceTokenLogprobs", ref_tokens.length, (size_t)rows);
+  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)sequences);
+  q.ref_tokens = ref_tokens.data;
+  q.ref_seq = ref_tokens.data ? nullptr : ref_seq.data;
+  if (loss) {
+    View<double> rewards = a.f64("rewards");
+    a.expect_length("rewards", rewards.length, (size_t)sequences);
+    View<int32_t> offsets = a.i32("offsets");
+    a.check_offsets(offsets.data, offsets.length, sequences);
+    q.rewards = rewards.data;
+    q.offsets = offsets.data;
+    q.groups = (int64_t)offsets.length - 1;
+    q.beta = a.number("beta", 0.0);
+    q.mean_reduction = a.mean_reduction();
+  }
+  return q;
+}
+
 BatchIn parse_batch(const Args& a, bool loss) {
   BatchIn x;
   x.in = parse_logits(a, true, true);
   const LogitsIn& in = x.in;
-  View<double> ref_tokens = a.f64("referenceTokenLogprobs", true), ref_seq = a.f64("referenceLogprobs", true);
-  if (ref_tokens.data) a.expect_length("referenceTokenLogprobs", ref_tokens.length, (size_t)in.rows);
-  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)in.N);
-  GvpoBatch& b = x.batch;
-  b = GvpoBatch{in.logits.data, in.dtype, in.targets.data, in.mask.data, ref_tokens.data,
-                ref_tokens.data ? nullptr : ref_seq.data, nullptr, nullptr, 0, in.N, in.T, in.V,
-                in.tau, 0.0, true};
-  if (loss) {
-    View<double> rewards = a.f64("rewards");
-    a.expect_length("rewards", rewards.length, (size_t)in.N);
-    View<int32_t> offsets = a.i32("offsets");
-    a.check_offsets(offsets.data, offsets.length, in.N);
-    b.rewards = rewards.data;
-    b.offsets = offsets.data;
-    b.groups = (int64_t)offsets.length - 1;
-    b.beta = a.number("beta", 0.0);
-    b.mean_reduction = a.mean_reduction();
-  }
+  const SequenceIn q = parse_sequence_inputs(a, in.rows, in.N, loss);
+  x.batch = GvpoBatch{in.logits.data, in.dtype, in.targets.data, in.mask.data, q.ref_tokens, q.ref_seq,
+                      q.rewards, q.offsets, q.groups, in.N, in.T, in.V, in.tau, q.beta, q.mean_reduction};
   return x;
 }
 

@@ -25,6 +25,20 @@ struct LogitsIn {
 };
 LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required);
 
+// The per-sequence inputs shared by the logits and hidden-state ops: the reference
+// (referenceTokenLogprobs or referenceLogprobs, at most one used) and, with `loss`, rewards,
+// offsets, beta and the reduction.
+struct SequenceIn {
+  const double* ref_tokens = nullptr;
+  const double* ref_seq = nullptr;
+  const double* rewards = nullptr;
+  const int32_t* offsets = nullptr;
+  int64_t groups = 0;
+  double beta = 0.0;
+  bool mean_reduction = true;
+};
+SequenceIn parse_sequence_inputs(const Args& a, int64_t rows, int64_t sequences, bool loss);
+
 // A whole batch for the fused op or its phases: the logits, the reference (referenceTokenLogprobs
 // or referenceLogprobs, at most one) and, with `loss`, rewards, offsets, beta and the reduction.
 struct BatchIn {
