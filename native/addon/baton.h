@@ -89,6 +89,13 @@ Napi::Value run_async(const Napi::CallbackInfo& info) {
 
 // After the last read of the options (getters run JavaScript, which may detach or resize what
 // was read before): every array read is checked unchanged and handed to the baton.
+// Exports an op under `name` (sync) and `name`Async (a Promise), both from one prepare step.
+template <Prepare P>
+void export_op(Napi::Env env, Napi::Object exports, const std::string& name) {
+  exports.Set(name, Napi::Function::New(env, run_sync<P>, name));
+  exports.Set(name + "Async", Napi::Function::New(env, run_async<P>, name + "Async"));
+}
+
 inline std::unique_ptr<Baton> make_baton(const Args& a, Napi::Object result) {
   a.check_unchanged();
   auto t = std::make_unique<Baton>();

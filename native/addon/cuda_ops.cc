@@ -77,10 +77,8 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& i
 }  // namespace
 
 void register_cuda_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaTokenLogprobs", Napi::Function::New(env, run_sync<prepare_cuda_token_logprobs>, "cudaTokenLogprobs"));
-  exports.Set("cudaTokenLogprobsAsync", Napi::Function::New(env, run_async<prepare_cuda_token_logprobs>, "cudaTokenLogprobsAsync"));
-  exports.Set("cudaGvpoFromLogits", Napi::Function::New(env, run_sync<prepare_cuda_gvpo_from_logits>, "cudaGvpoFromLogits"));
-  exports.Set("cudaGvpoFromLogitsAsync", Napi::Function::New(env, run_async<prepare_cuda_gvpo_from_logits>, "cudaGvpoFromLogitsAsync"));
+  export_op<prepare_cuda_token_logprobs>(env, exports, "cudaTokenLogprobs");
+  export_op<prepare_cuda_gvpo_from_logits>(env, exports, "cudaGvpoFromLogits");
 }
 
 }  // namespace gvpo

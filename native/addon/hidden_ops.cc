@@ -140,13 +140,9 @@ Napi::Value fma_probe(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_hidden_ops(Napi::Env env, Napi::Object exports) {
-#define GVPO_EXPORT(name, prepare)                                         \
-  exports.Set(name, Napi::Function::New(env, run_sync<prepare>, name));    \
-  exports.Set(name "Async", Napi::Function::New(env, run_async<prepare>, name "Async"));
-  GVPO_EXPORT("gvpoFromHidden", prepare_from_hidden)
-  GVPO_EXPORT("gvpoFromHiddenForward", prepare_from_hidden_forward)
-  GVPO_EXPORT("gvpoFromHiddenBackward", prepare_from_hidden_backward)
-#undef GVPO_EXPORT
+  export_op<prepare_from_hidden>(env, exports, "gvpoFromHidden");
+  export_op<prepare_from_hidden_forward>(env, exports, "gvpoFromHiddenForward");
+  export_op<prepare_from_hidden_backward>(env, exports, "gvpoFromHiddenBackward");
   exports.Set("fmaProbe", Napi::Function::New(env, fma_probe, "fmaProbe"));
 }
 

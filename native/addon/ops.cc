@@ -151,18 +151,14 @@ Napi::Value stream_probe(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_cpu_ops(Napi::Env env, Napi::Object exports) {
-#define GVPO_EXPORT(name, prepare)                                         \
-  exports.Set(name, Napi::Function::New(env, run_sync<prepare>, name));    \
-  exports.Set(name "Async", Napi::Function::New(env, run_async<prepare>, name "Async"));
-  GVPO_EXPORT("tokenLogprobs", prepare_token_logprobs)
-  GVPO_EXPORT("tokenLogprobsBackward", prepare_token_logprobs_backward)
-  GVPO_EXPORT("sequenceLogprobs", prepare_sequence_logprobs)
-  GVPO_EXPORT("groupCenter", prepare_group_center)
-  GVPO_EXPORT("gvpoLoss", prepare_gvpo_loss)
-  GVPO_EXPORT("gvpoForward", prepare_gvpo_forward)
-  GVPO_EXPORT("gvpoBackward", prepare_gvpo_backward)
-  GVPO_EXPORT("gvpoFromLogits", prepare_gvpo_from_logits)
-#undef GVPO_EXPORT
+  export_op<prepare_token_logprobs>(env, exports, "tokenLogprobs");
+  export_op<prepare_token_logprobs_backward>(env, exports, "tokenLogprobsBackward");
+  export_op<prepare_sequence_logprobs>(env, exports, "sequenceLogprobs");
+  export_op<prepare_group_center>(env, exports, "groupCenter");
+  export_op<prepare_gvpo_loss>(env, exports, "gvpoLoss");
+  export_op<prepare_gvpo_forward>(env, exports, "gvpoForward");
+  export_op<prepare_gvpo_backward>(env, exports, "gvpoBackward");
+  export_op<prepare_gvpo_from_logits>(env, exports, "gvpoFromLogits");
   exports.Set("streamProbe", Napi::Function::New(env, stream_probe, "streamProbe"));
 }
 
