@@ -1,8 +1,8 @@
-// The host code of the CUDA fused LM head (native/cuda/gvpo_from_hidden.cu: chunking, the lists of
-// live rows, per-row arrays, gathers and scatters, the phases and the group loss between them)
-// run on the CPU, with no GPU: the runtime is a stand-in (fake_cuda/cuda_runtime.h: "device"
+// The host code of the CUDA fused ops (native/cuda/gvpo_from_logits.cu: copies, the reference,
+// in place; native/cuda/gvpo_from_hidden.cu: chunking, the lists of live rows, per-row arrays,
+// gathers and scatters, the phases and the group loss between them) run on the CPU, with no GPU: the runtime is a stand-in (fake_cuda/cuda_runtime.h: "device"
 // memory is host memory filled with garbage) and the device kernels are replaced by CPU
-// equivalents (the CPU token log-prob kernels, a plain float32 product, row copies). The CUDA
+// equivalents (the CPU token log-prob kernels and group loss, a plain float32 product, row copies). The CUDA
 // kernels themselves are checked on a GPU by test_cuda.cu, the GEMM tile on the CPU by
 // test_gemm_tile.cc. Built with AddressSanitizer by scripts/test-native.sh, so a buffer sized too
 // small on the "device" is caught here. Prints "N passed, M failed"; exit 0 when all passed.
@@ -14,7 +14,7 @@
 
 #include "../kernels.h"
 #include "check.h"
-#include "hidden_twin.h"
+#include "twins.h"
 #include "reference.h"
 
 namespace gvpo {
@@ -37,6 +37,18 @@ int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, c
                                  const float* logZ, const float* token_weights, int64_t rows, int64_t vocab,
                                  float temperature, void*) {
   token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, nullptr, logZ, token_weights, rows, vocab, temperature, 1);
+  return 0;
+}
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights, double* terms,
+                   const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+                   const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
+                   bool mean_reduction, void*) {
+  sequence_logprobs_cpu(seq, token_logprobs, mask, sequences, tokens);
+  const GvpoTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
+                                    mean_reduction);
+  const double t5[5] = {t.loss, t.advantage, t.trust_region, t.variance, t.constant};
+  std::memcpy(terms, t5, sizeof(t5));
+  for (int64_t r = 0; r < sequences * tokens; r++) token_weights[r] = (float)(mask[r] * grad_seq[r / tokens]);
   return 0;
 }
 int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b, DType tb,
@@ -63,9 +75,11 @@ int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t 
 }  // namespace gvpo
 
 #include "../cuda/gvpo_from_hidden.cu"
+#include "../cuda/gvpo_from_logits.cu"
 
 int main() {
   std::mt19937 rng(4321);
+  for (int d = 0; d < 3; d++) gvpo::check_host_entry(rng, (gvpo::DType)d);
   gvpo::check_hidden_twins(rng);
   std::printf("cuda host code on the CPU: %d checks, %d failures\n%d passed, %d failed\n", checks, failures,
               checks - failures, failures);

@@ -1,6 +1,7 @@
-// The CUDA fused LM head's host entry points against the CPU twin (itself checked against float64
-// in test_hidden.cc), shared by test_cuda.cu (on a GPU) and test_cuda_host.cc (the same host code
-// over a stand-in runtime on the CPU). Needs check.h's CHECK and reference.h.
+// The CUDA host-array entry points of the fused ops (gvpo_from_logits_cuda_host,
+// gvpo_from_hidden_cuda_host and its phases) against their CPU twins (themselves checked against
+// float64 in test_cpu.cc and test_hidden.cc), shared by test_cuda.cu (on a GPU) and
+// test_cuda_host.cc (the same host code over a stand-in runtime on the CPU).
 #pragma once
 #include <cmath>
 #include <cstring>
@@ -17,6 +18,42 @@ inline bool near(double got, double want, double atol, double rtol) {
   if (std::isnan(want)) return std::isnan(got);
   if (std::isinf(want)) return got == want;
   return std::fabs(got - want) <= atol + rtol * std::fabs(want);
+}
+
+inline void check_host_entry(std::mt19937& rng, DType d) {
+  const int64_t N = 6, T = 4, V = 5003, G = 3;
+  std::vector<int32_t> off = {0, 2, 3, 6}, y(N * T);
+  std::vector<float> mask(N * T);
+  std::vector<double> Q(N), R(N);
+  Logits L = random_logits(rng, N * T, V, d, 2.0f);
+  for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
+  for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
+  // The CPU twin, then the CUDA one on the same batch.
+  GvpoBatch in{L.data(), d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true};
+  std::vector<float> grad(N * T * V), lp(N * T), lz(N * T);
+  std::vector<double> S(N), Sq(N), gs(N), c(N);
+  GvpoFromLogitsOut cpu{grad.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
+  GvpoTerms t = gvpo_from_logits_cpu(cpu, in, 0);
+  std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
+  std::vector<double> hS(N), hQ(N), hgs(N), hc(N);
+  CudaTimings tm{};
+  GvpoTerms ct{};
+  char err[512] = {0};
+  GvpoFromLogitsOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+  int e = gvpo_from_logits_cuda_host(out, &ct, &tm, in, err, sizeof(err));
+  CHECK(e == 0, "host entry failed: %s", err);
+  CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
+  double er = 0, nr = 0;
+  for (size_t i = 0; i < grad.size(); i++) er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
+  CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
+  if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
+    std::vector<float> z = L.f32;
+    GvpoBatch zin = in;
+    zin.logits = z.data();
+    GvpoFromLogitsOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+    e = gvpo_from_logits_cuda_host(ip, &ct, &tm, zin, err, sizeof(err));
+    CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
+  }
 }
 
 // Relative error of `got` against `want`, over the elements where want is finite; NaN where the
