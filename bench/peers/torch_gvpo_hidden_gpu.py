@@ -4,6 +4,8 @@ bfloat16 hidden states and weight): linear, log_softmax in float32, gather, the 
 backward to both. Appends a markdown row to RESULTS-gpu.md (scripts/gpu-check.sh)."""
 import torch
 
+from gpu_timing import median_ms
+
 N, T, H, V, k, beta = 16, 256, 2048, 32768, 8, 0.1
 dev = "cuda"
 g = torch.Generator(device=dev).manual_seed(0)
@@ -28,19 +30,9 @@ def step():
     return h.grad, w.grad
 
 
-step()
-torch.cuda.reset_peak_memory_stats()
-times = []
-for _ in range(5):
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    step()
-    b.record()
-    torch.cuda.synchronize()
-    times.append(a.elapsed_time(b))
-times.sort()
+ms = median_ms(step, 5)
 live = int(mask.sum().item())
-tflops = 4 * 2 * live * H * V / (times[len(times) // 2] * 1e-3) / 1e12
+tflops = 4 * 2 * live * H * V / (ms * 1e-3) / 1e12
 peak = torch.cuda.max_memory_allocated() / 1e9
 print(f"| PyTorch {torch.__version__} eager, linear + log_softmax + loss + backward, device tensors (peak {peak:.1f} GB) "
-      f"| {times[len(times) // 2]:.3f} | {tflops:.1f} |")
+      f"| {ms:.3f} | {tflops:.1f} |")
