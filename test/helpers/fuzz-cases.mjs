@@ -1,6 +1,7 @@
 // The hostile calls of the fuzzer (test/helpers/fuzz-worker.mjs): a valid call of one entry point
 // (public op, async twin, helper, or the native addon called directly with the normalised options
 // of src/ops/normalize.ts and src/ops/gvpoFromHidden.ts), then up to three hostile edits. Case i of a seed is always the same call.
+import { types } from 'node:util';
 import { encodeHalf as toHalf } from '../../src/reference/dtype.ts';
 
 function mulberry32(a) {
@@ -22,8 +23,8 @@ const SCALARS = [undefined, null, NaN, Infinity, -Infinity, -0, 0, 1, -1, 0.5, 1
 const BAD_TARGETS = [-1, 'V', 2 ** 31 - 1, -(2 ** 31)];
 
 export function detach(v) {
-  const b = v.buffer;
-  if (b instanceof ArrayBuffer && !(b.detached ?? false)) structuredClone(b, { transfer: [b] });
+  const b = v.buffer;  // (an array from a vm context has that realm's ArrayBuffer: no instanceof)
+  if (types.isArrayBuffer(b) && !(b.detached ?? false)) structuredClone(b, { transfer: [b] });
 }
 
 function resizable(v) {
