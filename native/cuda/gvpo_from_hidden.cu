@@ -28,11 +28,13 @@ namespace {
 
 using namespace cuda_host;
 
-// Rows per chunk: c x V floats of logits within 1/8 of the batch's (>= 4 MiB, <= 256 MiB).
+// Rows per chunk: c x V floats of logits within 1/8 of the batch's (>= 4 MiB, <= 256 MiB), and
+// at most 65535 row tiles of the GEMM (its grid's y extent; reached only when V <= 8).
 int64_t chunk_rows(int64_t rows, int64_t live, int64_t V) {
   const double logits = (double)rows * V * 4;
   const double cap = std::min(256.0 * (1 << 20), std::max(4.0 * (1 << 20), logits / 8));
-  return std::max<int64_t>(1, std::min<int64_t>(live, (int64_t)(cap / ((double)V * 4))));
+  const int64_t c = std::min<int64_t>(live, (int64_t)(cap / ((double)V * 4)));
+  return std::max<int64_t>(1, std::min<int64_t>(c, 65535 * 128));
 }
 
 // One call's device state: the copies of hidden and weight and the chunk buffers.
@@ -53,6 +55,7 @@ int upload(Head& h, CudaTimings& t, char* err, int err_len) {
   GVPO_CUDA_TRY(w.hidden.reserve(hb));
   GVPO_CUDA_TRY(w.weight.reserve(wb));
   Pin ph(h.in.hidden, hb), pw(h.in.weight, wb);
+  Drain drain{w.stream};  // before the pins end, even on an error return
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[0], w.stream));
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.hidden.ptr, h.in.hidden, hb, cudaMemcpyHostToDevice, w.stream));
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.weight.ptr, h.in.weight, wb, cudaMemcpyHostToDevice, w.stream));
@@ -186,6 +189,7 @@ int backward(Head& h, float* grad_hidden, float* grad_weight, const float* logZ,
   }
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], w.stream));
   Pin ph(grad_hidden, dhb), pw(grad_weight, dwb);
+  Drain drain{w.stream};
   GVPO_CUDA_TRY(cudaMemcpyAsync(grad_hidden, w.dhidden.ptr, dhb, cudaMemcpyDeviceToHost, w.stream));
   GVPO_CUDA_TRY(cudaMemcpyAsync(grad_weight, w.dweight.ptr, dwb, cudaMemcpyDeviceToHost, w.stream));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[3], w.stream));

@@ -46,6 +46,7 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, GvpoTerms* terms, CudaTim
   float* dgrad = in_place ? (float*)w.logits.ptr : (float*)w.grad.ptr;
   Pin pin_in(in.logits, zb);
   Pin pin_out(out.grad, in_place ? 0 : gb);
+  Drain drain{w.stream};  // before the pins end, even on an error return
   cudaStream_t s = w.stream;
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[0], s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.logits.ptr, in.logits, zb, cudaMemcpyHostToDevice, s));

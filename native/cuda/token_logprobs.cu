@@ -43,7 +43,9 @@ __device__ __forceinline__ Lse lse_merge(Lse a, Lse b) {
     a = b;
     b = t;
   }
-  if (b.m == -INFINITY) return a;  // nothing in b (also avoids -inf - -inf)
+  // nothing finite in b (also avoids -inf - -inf); but a lane that saw only NaN holds {-inf, NaN}
+  // and its NaN must still poison the row, as the CPU's sum does
+  if (b.m == -INFINITY) return {a.m, b.s != b.s ? b.s : a.s};
   return {a.m, a.s + b.s * __expf(b.m - a.m)};
 }
 
@@ -230,6 +232,7 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
   GVPO_CUDA_TRY(w.lp.reserve(R * 4));
   GVPO_CUDA_TRY(w.lz.reserve(R * 4));
   Pin pin(logits, zb);
+  Drain drain{w.stream};  // before the pin ends, even on an error return
   cudaStream_t s = w.stream;
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[0], s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.logits.ptr, logits, zb, cudaMemcpyHostToDevice, s));

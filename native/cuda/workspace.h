@@ -56,6 +56,14 @@ struct Pin {
   }
 };
 
+// Waits for the stream when it goes out of scope, an error return included: declared after the
+// Pins of a function, it runs first, so no copy still uses a range when its Pin unregisters it
+// (nor after the caller has been told the call failed and may free the array).
+struct Drain {
+  cudaStream_t s;
+  ~Drain() { cudaStreamSynchronize(s); }
+};
+
 #define GVPO_CUDA_TRY(call)                                                                      \
   do {                                                                                           \
     cudaError_t e_ = (cudaError_t)(call);                                                        \

@@ -111,6 +111,9 @@ static void check_nonfinite() {
   CUDA_OK(token_logprobs_forward_cuda(dlp, dlz, dz, DType::f32, dy, nullptr, 3, V, 1.0f, nullptr));
   std::vector<float> lp = to_host(dlp, 3);
   CHECK(std::isfinite(lp[0]) && std::isnan(lp[1]) && std::isnan(lp[2]), "non-finite rows: %g %g %g", lp[0], lp[1], lp[2]);
+  // row 2's one NaN (v = 3) is the only element its thread sees: it must still poison logZ
+  std::vector<float> lz = to_host(dlz, 3);
+  CHECK(std::isnan(lz[2]) && lz[1] == -INFINITY, "non-finite logZ: %g %g", lz[1], lz[2]);
   cudaFree(dz), cudaFree(dy), cudaFree(dlp), cudaFree(dlz);
 }
 

@@ -77,8 +77,43 @@ int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t 
 #include "../cuda/gvpo_from_hidden.cu"
 #include "../cuda/gvpo_from_logits.cu"
 
+// Every copy of a fused-head call made to fail in turn: the call reports an error (never a crash,
+// a leak or a write after it returned: ASan), and the next call, with nothing failing, still
+// gives the CPU twin's result (the workspace and its lock are left usable).
+static void check_error_paths() {
+  using namespace gvpo;
+  std::mt19937 rng(99);
+  const int64_t N = 4, T = 3, H = 9, V = 40, R = N * T;
+  Logits hid = random_logits(rng, R, H, DType::f32, 1.0f), W = random_logits(rng, V, H, DType::f32, 0.5f);
+  std::vector<int32_t> y(R), off = {0, 2, 4};
+  std::vector<float> mask(R, 1.0f);
+  std::vector<double> Q(N, -5.0), Rw = {1, 0, 0.5, 0};
+  for (auto& t : y) t = (int32_t)(rng() % V);
+  GvpoHiddenBatch in{hid.data(), W.data(), DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, H, V, 1.0f, 0.1, true};
+  std::vector<float> gh(R * H), gw(V * H), lp(R), lz(R), gh2(R * H), gw2(V * H);
+  std::vector<double> S(N), Sq(N), gs(N), c(N);
+  GvpoFromHiddenOut out{gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
+  GvpoTerms t{};
+  CudaTimings tm{};
+  char err[512];
+  CHECK(gvpo_from_hidden_cuda_host(out, &t, &tm, in, err, sizeof(err)) == 0, "clean call failed: %s", err);
+  gh2 = gh, gw2 = gw;
+  for (int n = 1; n <= 64; n++) {
+    fake_fail_copy = n;
+    err[0] = 0;
+    const int e = gvpo_from_hidden_cuda_host(out, &t, &tm, in, err, sizeof(err));
+    const bool failed = fake_fail_copy == 0;  // the n-th copy happened (and failed)
+    fake_fail_copy = 0;
+    if (!failed) break;  // fewer than n copies per call: every one has been made to fail
+    CHECK(e != 0 && std::strstr(err, "cudaMemcpyAsync") != nullptr, "copy %d failed but the call said %d '%s'", n, e, err);
+    CHECK(gvpo_from_hidden_cuda_host(out, &t, &tm, in, err, sizeof(err)) == 0 && gh == gh2 && gw == gw2,
+          "the call after a failed copy %d differs (%s)", n, err);
+  }
+}
+
 int main() {
   std::mt19937 rng(4321);
+  check_error_paths();
   for (int d = 0; d < 3; d++) gvpo::check_host_entry(rng, (gvpo::DType)d);
   gvpo::check_hidden_twins(rng);
   std::printf("cuda host code on the CPU: %d checks, %d failures\n%d passed, %d failed\n", checks, failures,

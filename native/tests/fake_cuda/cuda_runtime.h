@@ -1,7 +1,7 @@
 // A stand-in for the CUDA runtime, for native/tests/test_cuda_host.cc only: "device" memory is
 // host memory (filled with 0xff bytes when allocated, as garbage: NaN floats, -1 ints), every
 // copy and memset happens at once, streams and events do nothing, page-locking is refused (the
-// pageable path). It lets the host code of the CUDA ops run, and run under AddressSanitizer, on
+// pageable path), and a copy can be made to fail (fake_fail_copy). It lets the host code of the CUDA ops run, and run under AddressSanitizer, on
 // a machine without a GPU.
 #pragma once
 #include <cstddef>
@@ -22,7 +22,10 @@ inline cudaError_t cudaMalloc(void** p, size_t n) {
   return cudaSuccess;
 }
 inline cudaError_t cudaFree(void* p) { return std::free(p), cudaSuccess; }
+// Error injection: the fake_fail_copy-th copy from now on fails (0: none), for the error paths.
+inline int fake_fail_copy = 0;
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t) {
+  if (fake_fail_copy > 0 && --fake_fail_copy == 0) return cudaErrorInvalidValue;
   return std::memcpy(d, s, n), cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { return std::memset(d, v, n), cudaSuccess; }
