@@ -201,16 +201,8 @@ static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
 }
 
 // C[m x n] (=|+=) sum_k a[k*MR + i] * b[k*NR + j], m <= MR, n <= NR.
-// Prefetches: the B micro-panel (kc x NR, 64 KiB for 6 x 64 at kc = 256) does not fit L1 and
-// streams from L2 at NR floats per k step; fetched PF steps ahead, the kernel alone ran 5-10 %
-// faster than with the hardware prefetcher only. The C tile, when accumulated into, may come
-// from memory (dW: 64 MiB at the main size), so it is requested before the k loop, not after.
-constexpr int PF = 16;
 static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b,
                          float* C, int64_t ldc, int m, int n, bool accumulate) {
-  if (accumulate)
-    for (int i = 0; i < m; i++)
-      for (int l = 0; l < n; l += 16) __builtin_prefetch(C + i * ldc + l, 1, 3);
   vf c[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; i++)
@@ -220,8 +212,6 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
     vf bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) bv[v] = *(const vf*)(b + v * W);  // 64-byte aligned panels
-#pragma GCC unroll 4
-    for (int l = 0; l < NR; l += 16) __builtin_prefetch(b + PF * NR + l, 0, 3);  // one per line
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
       const vf ai = bcast(a[i]);
