@@ -2,13 +2,16 @@
 // hidden R x H, weight V x H vocab-major, no bias) exist only one tile (row block x vocab chunk)
 // at a time; then everything of gvpo_from_logits (kernels.h).
 //
-//   phase 1  per row block, per vocab chunk c: Z = Hb * W_c^T (GEMM, K = H), lse_c = logsumexp of
-//            Z/tau per row; logZ = logsumexp_c lse_c, l = min(0, x_target - logZ), S = sum m*l
+//   phase 1  per row block, per vocab chunk c (W_c^T packed once for the block): Z = Hb * W_c^T
+//            (GEMM, K = H) a few rows at a time, lse_c = logsumexp of Z/tau per row;
+//            logZ = logsumexp_c lse_c, l = min(0, x_target - logZ), S = sum m*l
 //   phase 2  per row block: recompute Z, dZ = g/tau * (onehot - exp(Z/tau - logZ)) in the tile,
 //            dW_c += dZ^T * Hb (K = rows of the block), and dZ is kept packed for
 //            dHb = dZ * W (K = V) once every chunk of the block is done.
-// Flops: each of the 4 GEMM passes is 2*R*H*V. Extra memory: the packed dZ of one row block
-// (rb x V floats, rb <= H/2, so at most V*H/2) plus per-thread tiles; no array of R*V.
+// Flops: each of the 4 GEMM passes is 2*R*H*V. Extra memory: phase 1, the packed hidden rows and
+// chunk log-sum-exps of one row block (at most V*H floats, or 512 rows); phase 2, the packed dZ
+// of one row block (rb x V floats, rb <= H/2, so at most V*H/2); plus per-thread tiles; no
+// array of R*V.
 // Ownership (no atomics, no order that depends on the thread count): a vocab chunk's lse and dW
 // rows belong to one thread per row block and row blocks run in order; dH columns belong to one
 // thread; every sum runs over k in one fixed order.
