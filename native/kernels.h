@@ -149,6 +149,10 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_wei
                                    const float* logZ /*N*T*/, const double* grad_seq /*N*/,
                                    const GvpoHiddenBatch& in, int threads);
 
+// Phase 1's tail, shared by the CPU and CUDA twins: S from the token log-probs and Sref (from
+// the reference token log-probs, given, or S itself).
+void gvpo_from_hidden_sequence_sums(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in);
+
 // The FMA peak probe: `iterations` steps of register-resident FMAs on each of `threads` threads
 // with the GEMM's instruction set. Returns the flops performed (time it to get the peak).
 double fma_probe_cpu(int64_t iterations, int threads);
@@ -194,6 +198,26 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
 // The fused op over host arrays (gvpo_from_logits.cu), the CUDA twin of gvpo_from_logits_cpu.
 int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, GvpoTerms* terms, CudaTimings* t,
                                const GvpoBatch& in, char* err, int err_len);
+// The fused LM head over host arrays (gvpo_from_hidden.cu), the CUDA twin of gvpo_from_hidden_cpu
+// and its phases: the logits exist one chunk of rows at a time in device memory (at most 1/8 of
+// the batch's float32 logits, >= 4 MiB, <= 256 MiB), nothing of size N*T*V.
+int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, GvpoTerms* terms, CudaTimings* t,
+                               const GvpoHiddenBatch& in, char* err, int err_len);
+int gvpo_from_hidden_forward_cuda_host(GvpoFromHiddenOut& out, CudaTimings* t, const GvpoHiddenBatch& in,
+                                       char* err, int err_len);
+int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t,
+                                        const float* logZ, const double* grad_seq, const GvpoHiddenBatch& in,
+                                        char* err, int err_len);
+// dst[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :] over rows of `width` elements (row_copy.cu).
+int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width,
+                     void* stream);
+int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t rows, int64_t width, void* stream);
+// C[m, n] (row-major, leading dimension ldc) = sum_k A(m, k) B(k, n), or C += it (accumulate),
+// in float32, with A(m, k) = a[m*a_m + k*a_k] and B(k, n) = b[k*b_k + n*b_n] in their dtypes
+// (gemm.cu). Device pointers.
+int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b,
+              DType tb, int64_t b_k, int64_t b_n, int64_t M, int64_t N, int64_t K, bool accumulate,
+              void* stream);
 #endif
 
 }  // namespace gvpo

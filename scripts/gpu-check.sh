@@ -12,4 +12,5 @@ cmake --build build-gpu -j 16 --target gvpo_test_cuda gvpo_bench_cuda >/dev/null
 ./build-gpu/gvpo_test_cuda | tee "$OUT/test-cuda.log"
 ./build-gpu/gvpo_bench_cuda > "$OUT/RESULTS-gpu.md"
 PYTHONUNBUFFERED=1 python3 bench/peers/torch_gvpo_gpu.py >> "$OUT/RESULTS-gpu.md"
+PYTHONUNBUFFERED=1 python3 bench/peers/torch_gvpo_hidden_gpu.py >> "$OUT/RESULTS-gpu.md"
 cat "$OUT/RESULTS-gpu.md"

@@ -35,6 +35,14 @@ describe.runIf(native)('leaks: resident memory stays flat', () => {
   const rows = { logits: a.logits, targets: a.targets, rows: 32, vocab: 2048 };
   const lz = gvpo.tokenLogprobs(rows).logZ;
   const f = gvpo.gvpoForward(a);
+  // the fused head: hidden 32 x 16, weight 256 x 16 (small: its per-thread tiles and gradients
+  // are allocated on the libuv threads' malloc arenas, whose resident size wanders with them)
+  const hb = batch(3, 4, 8, 16, 'float32', 1, 2), wb = batch(4, 256, 1, 16, 'float32', 0.25);
+  const head = {
+    hidden: hb.logits, weight: wb.logits, targets: hb.targets, mask: hb.mask, sequences: 4, tokens: 8, hiddenSize: 16, vocab: 256,
+    rewards: a.rewards, groups: a.groups, beta: 0.1, referenceLogprobs: a.referenceLogprobs,
+  };
+  const headBack = { ...head, logZ: gvpo.gvpoFromHiddenForward(head).logZ, gradLogprobs: [1, -1, 0.5, -0.5] };
   const ops: Array<[string, () => unknown, () => Promise<unknown>]> = [
     ['tokenLogprobs', () => gvpo.tokenLogprobs(rows), () => gvpo.tokenLogprobsAsync(rows)],
     ['tokenLogprobsBackward', () => gvpo.tokenLogprobsBackward({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) }), () => gvpo.tokenLogprobsBackwardAsync({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) })],
@@ -44,6 +52,9 @@ describe.runIf(native)('leaks: resident memory stays flat', () => {
     ['gvpoForward', () => gvpo.gvpoForward(a), () => gvpo.gvpoForwardAsync(a)],
     ['gvpoBackward', () => gvpo.gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: [1, -1, 0.5, -0.5] }), () => gvpo.gvpoBackwardAsync({ ...a, logZ: f.logZ, gradLogprobs: [1, -1, 0.5, -0.5] })],
     ['gvpoFromLogits', () => gvpo.gvpoFromLogits(a), () => gvpo.gvpoFromLogitsAsync(a)],
+    ['gvpoFromHidden', () => gvpo.gvpoFromHidden(head), () => gvpo.gvpoFromHiddenAsync(head)],
+    ['gvpoFromHiddenForward', () => gvpo.gvpoFromHiddenForward(head), () => gvpo.gvpoFromHiddenForwardAsync(head)],
+    ['gvpoFromHiddenBackward', () => gvpo.gvpoFromHiddenBackward(headBack), () => gvpo.gvpoFromHiddenBackwardAsync(headBack)],
   ];
   // Resident memory is sampled after each eighth of the calls (after a full GC). The allocator
   // and V8's external-memory heuristics move it by tens of MiB either way, so the test compares

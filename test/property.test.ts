@@ -2,7 +2,8 @@
 // layouts; the active backend must equal the float64 reference on every draw.
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { gvpoFromLogits, tokenLogprobs } from '../src/index.js';
+import { gvpoFromHidden, gvpoFromLogits, tokenLogprobs } from '../src/index.js';
+import { gvpoFromHiddenRef } from '../src/reference/gvpoFromHidden.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import { tokenLogprobsF64 } from '../src/reference/tokenLogprobs.js';
 import type { DType } from '../src/types.js';
@@ -45,6 +46,37 @@ describe('property: native equals reference', () => {
         },
       ),
       { numRuns: RUNS, seed: 20261121 },
+    );
+  });
+
+  it(`gvpoFromHidden on ${RUNS} random shapes and layouts`, () => {
+    fc.assert(
+      fc.property(
+        layoutArb, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 200 }), dtypeArb,
+        fc.double({ min: 0.3, max: 3, noNaN: true }), fc.double({ min: 0.01, max: 2, noNaN: true }),
+        fc.integer({ min: 0, max: 2 ** 30 }), fc.constantFrom<'mean' | 'sum'>('mean', 'sum'),
+        (sizes, T, H, V, dtype, temperature, beta, seed, reduction) => {
+          const N = sizes.reduce((a, b) => a + b);
+          const h = batch(seed, N, T, H, dtype, 1);  // N*T x H hidden states, with targets and mask
+          const w = batch(seed + 2, V, 1, H, dtype, 1 / Math.sqrt(H));  // V x H weight
+          const r = rng(seed + 1);
+          const targets = Int32Array.from({ length: N * T }, () => Math.floor(r() * V));
+          for (let i = 0; i < h.mask.length; i++) if (r() < 0.25) h.mask[i] = 0; // fully masked sequences happen
+          const a = {
+            hidden: h.logits, weight: w.logits, dtype, targets, mask: h.mask, sequences: N, tokens: T, hiddenSize: H, vocab: V,
+            rewards: randomRewards(seed, N), groups: { offsets: offsets(sizes) }, beta, temperature, reduction,
+          };
+          const got = gvpoFromHidden(a);
+          const want = gvpoFromHiddenRef({
+            ...a, rows: N * T, offsets: a.groups.offsets, gradHidden: new Float32Array(N * T * H), gradWeight: new Float32Array(V * H),
+          });
+          allclose([got.loss], [want.loss], { atol: 1e-7, rtol: 1e-4 }, 'loss');
+          allclose(got.policyLogprobs, want.policyLogprobs, { atol: 1e-5 * T * 10, rtol: 1e-5 }, 'S');
+          gradClose(got.gradHidden, want.gradHidden, 1e-4, 1e-6);
+          gradClose(got.gradWeight, want.gradWeight, 1e-4, 1e-6);
+        },
+      ),
+      { numRuns: RUNS, seed: 20261122 },
     );
   });
 

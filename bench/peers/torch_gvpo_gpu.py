@@ -3,6 +3,8 @@ bfloat16 logits): log_softmax, gather, the GVPO loss as the official recipe writ
 Appends a markdown row to RESULTS-gpu.md (scripts/gpu-check.sh)."""
 import torch
 
+from gpu_timing import median_ms
+
 N, T, V, k, beta = 64, 256, 151936, 8, 0.1
 dev = "cuda"
 g = torch.Generator(device=dev).manual_seed(0)
@@ -24,15 +26,6 @@ def step():
     return z.grad
 
 
-step()
-times = []
-for _ in range(10):
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    step()
-    b.record()
-    torch.cuda.synchronize()
-    times.append(a.elapsed_time(b))
-times.sort()
+ms = median_ms(step, 10)
 peak = torch.cuda.max_memory_allocated() / 1e9
-print(f"| PyTorch {torch.__version__} eager (same GPU, same sizes) | {times[len(times) // 2]:.3f} | | | | peak {peak:.1f} GB |")
+print(f"| PyTorch {torch.__version__} eager (same GPU, same sizes) | {ms:.3f} | | | | peak {peak:.1f} GB |")

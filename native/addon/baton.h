@@ -72,7 +72,11 @@ using Prepare = std::unique_ptr<Baton> (*)(const Napi::CallbackInfo&);
 template <Prepare P>
 Napi::Value run_sync(const Napi::CallbackInfo& info) {
   std::unique_ptr<Baton> t = P(info);
-  t->work();
+  try {  // a kernel's failure (a CUDA error, an allocation) becomes a JavaScript Error, never an abort
+    t->work();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
   Napi::Object r = t->result.Value();
   if (t->finish) t->finish(r);
   return r;

@@ -1,6 +1,6 @@
-// N-API glue for the CUDA twins of tokenLogprobs and gvpoFromLogits over host arrays
-// (native/cuda): the same checks and outputs as the CPU ops, plus cudaTimings
-// {h2dMs, kernelMs, d2hMs}. Compiled only when GVPO_WITH_CUDA is defined.
+// N-API glue for the CUDA twins of tokenLogprobs, gvpoFromLogits and gvpoFromHidden (and its
+// phases) over host arrays (native/cuda): the same checks and outputs as the CPU ops, plus
+// cudaTimings {h2dMs, kernelMs, d2hMs}. Compiled only when GVPO_WITH_CUDA is defined.
 #ifdef GVPO_WITH_CUDA
 #include <cmath>
 #include <cstring>
@@ -74,11 +74,54 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& i
   return std::move(c.baton);
 }
 
+// A hidden-state call's baton: `run` (err, err_len) -> CUDA error code as its work, with the
+// timings added to the result.
+template <typename Run>
+std::unique_ptr<Baton> with_cuda_work(HiddenCall& c, const char* op, std::shared_ptr<CudaTimings> timings, Run run) {
+  c.baton->work = [op, run] {
+    char err[512] = {0};
+    if (run(err, (int)sizeof(err))) throw CudaError(std::string(op) + " (cuda): " + err);
+  };
+  c.baton->finish = [base = c.baton->finish, timings](Napi::Object r) {
+    if (base) base(r);
+    set_timings(r, *timings);
+  };
+  return std::move(c.baton);
+}
+
+std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden(const Napi::CallbackInfo& info) {
+  HiddenCall c = prepare_hidden(info, HiddenPhase::full);
+  auto t = std::make_shared<CudaTimings>();
+  return with_cuda_work(c, "gvpoFromHidden", t, [out = c.out, terms = c.terms, x = c.x, t](char* err, int n) {
+    return gvpo_from_hidden_cuda_host(*out, terms.get(), t.get(), x.batch, err, n);
+  });
+}
+
+std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_forward(const Napi::CallbackInfo& info) {
+  HiddenCall c = prepare_hidden(info, HiddenPhase::forward);
+  auto t = std::make_shared<CudaTimings>();
+  return with_cuda_work(c, "gvpoFromHiddenForward", t, [out = c.out, x = c.x, t](char* err, int n) {
+    return gvpo_from_hidden_forward_cuda_host(*out, t.get(), x.batch, err, n);
+  });
+}
+
+std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::CallbackInfo& info) {
+  HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
+  auto t = std::make_shared<CudaTimings>();
+  return with_cuda_work(c, "gvpoFromHiddenBackward", t,
+                        [gh = c.grad_hidden, gw = c.grad_weight, lz = c.logZ, gs = c.grad_seq, x = c.x, t](char* err, int n) {
+                          return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, err, n);
+                        });
+}
+
 }  // namespace
 
 void register_cuda_ops(Napi::Env env, Napi::Object exports) {
   export_op<prepare_cuda_token_logprobs>(env, exports, "cudaTokenLogprobs");
   export_op<prepare_cuda_gvpo_from_logits>(env, exports, "cudaGvpoFromLogits");
+  export_op<prepare_cuda_gvpo_from_hidden>(env, exports, "cudaGvpoFromHidden");
+  export_op<prepare_cuda_gvpo_from_hidden_forward>(env, exports, "cudaGvpoFromHiddenForward");
+  export_op<prepare_cuda_gvpo_from_hidden_backward>(env, exports, "cudaGvpoFromHiddenBackward");
 }
 
 }  // namespace gvpo

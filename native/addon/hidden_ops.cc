@@ -1,6 +1,7 @@
 // N-API glue for the fused LM head (gvpoFromHidden and its two phases) and the FMA peak probe:
 // read the options src/ops/gvpoFromHidden.ts has checked and normalised, re-check what addresses
 // memory (args.h), allocate the outputs, hand a Baton to the sync or async runner. No math here.
+// prepare_hidden serves both backends: the CPU ops below and their CUDA twins in cuda_ops.cc.
 #include <chrono>
 #include <memory>
 
@@ -13,12 +14,6 @@
 namespace gvpo {
 
 namespace {
-
-struct HiddenIn {
-  GvpoHiddenBatch batch;
-  int64_t rows;
-  int threads;
-};
 
 // hidden (N*T x H) and weight (V x H) share `dtype`; then the per-token arrays, the reference and,
 // with `loss`, the group loss's inputs.
@@ -81,45 +76,57 @@ GvpoFromHiddenOut allocate_hidden(const Args& a, const HiddenIn& x, Napi::Object
   return o;
 }
 
-std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromHidden");
-  HiddenIn x = parse_hidden(a, true);
+}  // namespace
+
+HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
+  static const char* const names[] = {"gvpoFromHidden", "gvpoFromHiddenForward", "gvpoFromHiddenBackward"};
+  Args a(info, names[(int)phase]);
+  HiddenCall c;
+  c.x = parse_hidden(a, phase == HiddenPhase::full);
   Napi::Object r = Napi::Object::New(a.env());
-  auto out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, x, r, true));
-  auto terms = std::make_shared<GvpoTerms>();
-  auto t = make_baton(a, r);
-  t->work = [out, terms, x] { *terms = gvpo_from_hidden_cpu(*out, x.batch, x.threads); };
-  t->finish = [out, terms](Napi::Object r) {
-    set_terms(r, *terms);
+  if (phase == HiddenPhase::backward) {
+    View<float> lz = a.f32("logZ");
+    a.expect_length("logZ", lz.length, (size_t)c.x.rows);
+    View<double> gs = a.f64("gradLogprobs");
+    a.expect_length("gradLogprobs", gs.length, (size_t)c.x.batch.sequences);
+    c.logZ = lz.data;
+    c.grad_seq = gs.data;
+    c.grad_hidden = grad_out(a, r, "gradHidden", (size_t)c.x.rows * c.x.batch.hidden_size);
+    c.grad_weight = grad_out(a, r, "gradWeight", (size_t)c.x.batch.vocab * c.x.batch.hidden_size);
+    c.baton = make_baton(a, r);
+    return c;
+  }
+  const bool loss = phase == HiddenPhase::full;
+  c.out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, c.x, r, loss));
+  c.terms = std::make_shared<GvpoTerms>();
+  c.baton = make_baton(a, r);
+  c.baton->finish = [out = c.out, terms = c.terms, loss](Napi::Object r) {
+    if (loss) set_terms(r, *terms);
     set_nonfinite(r, out->nonfinite_rows);
   };
-  return t;
+  return c;
+}
+
+namespace {
+
+std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
+  HiddenCall c = prepare_hidden(info, HiddenPhase::full);
+  c.baton->work = [out = c.out, terms = c.terms, x = c.x] { *terms = gvpo_from_hidden_cpu(*out, x.batch, x.threads); };
+  return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromHiddenForward");
-  HiddenIn x = parse_hidden(a, false);
-  Napi::Object r = Napi::Object::New(a.env());
-  auto out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, x, r, false));
-  auto t = make_baton(a, r);
-  t->work = [out, x] { gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads); };
-  t->finish = [out](Napi::Object r) { set_nonfinite(r, out->nonfinite_rows); };
-  return t;
+  HiddenCall c = prepare_hidden(info, HiddenPhase::forward);
+  c.baton->work = [out = c.out, x = c.x] { gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads); };
+  return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_from_hidden_backward(const Napi::CallbackInfo& info) {
-  Args a(info, "gvpoFromHiddenBackward");
-  HiddenIn x = parse_hidden(a, false);
-  View<float> lz = a.f32("logZ");
-  a.expect_length("logZ", lz.length, (size_t)x.rows);
-  View<double> gs = a.f64("gradLogprobs");
-  a.expect_length("gradLogprobs", gs.length, (size_t)x.batch.sequences);
-  Napi::Object r = Napi::Object::New(a.env());
-  float* gh = grad_out(a, r, "gradHidden", (size_t)x.rows * x.batch.hidden_size);
-  float* gw = grad_out(a, r, "gradWeight", (size_t)x.batch.vocab * x.batch.hidden_size);
-  auto t = make_baton(a, r);
-  t->work = [=] { gvpo_from_hidden_backward_cpu(gh, gw, lz.data, gs.data, x.batch, x.threads); };
-  return t;
+  HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
+  c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, lz = c.logZ, gs = c.grad_seq, x = c.x] {
+    gvpo_from_hidden_backward_cpu(gh, gw, lz, gs, x.batch, x.threads);
+  };
+  return std::move(c.baton);
 }
 
 // The FMA peak probe for bench/: {iterations, threads?} -> {seconds, flops}.

@@ -66,6 +66,28 @@ struct FusedCall {
 };
 FusedCall prepare_fused(const Napi::CallbackInfo& info);
 
+// The fused LM head's calls (gvpoFromHidden and its phases), for either backend: the batch read
+// and checked, the outputs allocated on the result (the gradients into the caller's gradHidden /
+// gradWeight when given), and a baton whose `finish` sets the loss, the terms and nonFiniteRows
+// (phase 1 and the whole op). Defined in hidden_ops.cc; the caller sets the baton's work.
+struct HiddenIn {
+  GvpoHiddenBatch batch;
+  int64_t rows;
+  int threads;
+};
+enum class HiddenPhase { full = 0, forward = 1, backward = 2 };
+struct HiddenCall {
+  HiddenIn x;
+  std::shared_ptr<GvpoFromHiddenOut> out;  // full and forward
+  std::shared_ptr<GvpoTerms> terms;        // full
+  float* grad_hidden = nullptr;            // backward (the full op's are in `out`)
+  float* grad_weight = nullptr;
+  const float* logZ = nullptr;             // backward's inputs
+  const double* grad_seq = nullptr;
+  std::unique_ptr<Baton> baton;
+};
+HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase);
+
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);
 void set_terms(Napi::Object r, const GvpoTerms& t);

@@ -244,6 +244,12 @@ void forward(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
       }
     }
   }
+  gvpo_from_hidden_sequence_sums(out, in);
+}
+
+}  // namespace
+
+void gvpo_from_hidden_sequence_sums(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in) {
   sequence_logprobs_cpu(out.seq, out.token_logprobs, in.mask, in.sequences, in.tokens);
   if (in.ref_token_logprobs)
     sequence_logprobs_f64_cpu(out.ref_seq, in.ref_token_logprobs, in.mask, in.sequences, in.tokens);
@@ -252,8 +258,6 @@ void forward(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
   else  // no reference given: pi_theta' is the current policy (on-policy, first epoch)
     std::memcpy(out.ref_seq, out.seq, (size_t)in.sequences * sizeof(double));
 }
-
-}  // namespace
 
 void gvpo_from_hidden_forward_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
   forward(out, in, threads);

@@ -16,15 +16,12 @@
 #include <cstdio>
 
 #include "../kernels.h"
+#include "dtype.cuh"
 #include "workspace.h"
 
 namespace gvpo {
 
 constexpr int kThreads = 512;
-
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
 
 // Online log-sum-exp state: running max m and sum s of exp(x - m).
 struct Lse {

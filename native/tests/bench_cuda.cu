@@ -1,6 +1,6 @@
 // GPU figures (no Node): the fused forward + loss + gradient at N*T = 16384, V = 151936,
 // bfloat16 logits, against three passes at the device-to-device copy bandwidth measured in the
-// same run (bench/NOTES.md). Napkin math: the fused step reads the bf16 logits twice and writes a
+// same run (bench/NOTES.md); then the fused LM head (bench_head). Napkin math: the fused step reads the bf16 logits twice and writes a
 // float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
 //   gvpo_bench_cuda [N T V]
 #include <cuda_bf16.h>
@@ -38,6 +38,80 @@ __global__ void fill_kernel(__nv_bfloat16* z, int32_t* y, float* m, int64_t n, i
 static float median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// The fused LM head over host arrays at N*T = 4096 (k = 8, a quarter of each sequence masked as
+// prompt), H = 2048, V = 32768, bfloat16 hidden states and weight: the GEMM alone (float32
+// SIMT tiles, gemm.cu) and the whole op, its device time split from the copies. Flops: four
+// GEMM-sized passes of 2*R_live*H*V over the live rows.
+static int bench_head(const char* name) {
+  const int64_t N = 16, T = 256, H = 2048, V = 32768, R = N * T, k = 8;
+  std::vector<uint16_t> hid((size_t)(R * H)), w((size_t)(V * H));
+  for (size_t i = 0; i < hid.size(); i++) hid[i] = (uint16_t)(0x3c00 + (i * 2654435761u >> 20) % 512) ^ (i & 1 ? 0x8000 : 0);
+  for (size_t i = 0; i < w.size(); i++) w[i] = (uint16_t)(0x3a00 + (i * 40503u >> 7) % 512) ^ (i & 2 ? 0x8000 : 0);
+  std::vector<int32_t> y(R), off(N / k + 1);
+  std::vector<float> mask(R);
+  std::vector<double> rew(N), ref(N);
+  int64_t live = 0;
+  for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V), mask[r] = r % T >= T / 4, live += r % T >= T / 4;
+  for (int64_t g = 0; g <= N / k; g++) off[g] = (int32_t)(g * k);
+  for (int64_t n = 0; n < N; n++) rew[n] = (double)(n % 3 == 0), ref[n] = -1000.0 - n;
+  GvpoHiddenBatch in{hid.data(), w.data(), DType::bf16, y.data(), mask.data(), nullptr, ref.data(), rew.data(), off.data(),
+                     N / k, N, T, H, V, 1.0f, 0.1, true};
+  std::vector<float> gh((size_t)(R * H)), gw((size_t)(V * H)), lp(R), lz(R);
+  std::vector<double> S(N), Sq(N), gs(N), c(N);
+  GvpoFromHiddenOut out{gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
+  char err[512] = {0};
+  std::vector<float> total, kernel;
+  GvpoTerms terms{};
+  for (int i = 0; i < 6; i++) {
+    CudaTimings t{};
+    cudaEvent_t a, b;
+    CUDA_OK(cudaEventCreate(&a));
+    CUDA_OK(cudaEventCreate(&b));
+    CUDA_OK(cudaEventRecord(a));
+    if (gvpo_from_hidden_cuda_host(out, &terms, &t, in, err, sizeof(err))) {
+      std::printf("gvpoFromHidden (cuda) failed: %s\n", err);
+      return 1;
+    }
+    CUDA_OK(cudaEventRecord(b));
+    CUDA_OK(cudaEventSynchronize(b));
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    if (i > 0) total.push_back(ms), kernel.push_back((float)t.kernel_ms);  // the first run warms up
+  }
+  // The GEMM alone, float32 operands: the logits of 4096 rows (4096 x 32768 x 2048).
+  float *da, *db, *dc;
+  CUDA_OK(cudaMalloc(&da, (size_t)(R * H) * 4));
+  CUDA_OK(cudaMalloc(&db, (size_t)(V * H) * 4));
+  CUDA_OK(cudaMalloc(&dc, (size_t)(R * V) * 4));
+  CUDA_OK(cudaMemset(da, 0, (size_t)(R * H) * 4));
+  CUDA_OK(cudaMemset(db, 0, (size_t)(V * H) * 4));
+  cudaEvent_t a, b;
+  CUDA_OK(cudaEventCreate(&a));
+  CUDA_OK(cudaEventCreate(&b));
+  std::vector<float> gm;
+  for (int i = 0; i < 6; i++) {
+    cudaEventRecord(a);
+    CUDA_OK(gemm_cuda(dc, V, da, DType::f32, H, 1, db, DType::f32, 1, H, R, V, H, false, nullptr));
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    if (i > 0) gm.push_back(ms);
+  }
+  cudaFree(da), cudaFree(db), cudaFree(dc);
+  const double head_flop = 4.0 * 2.0 * live * H * V, gemm_flop = 2.0 * R * H * V;
+  std::printf("\n## Fused LM head (`gvpoFromHidden`), device: %s\n\nN*T = %lld (%lld live rows), H = %lld, V = %lld, bfloat16 "
+              "hidden and weight, host arrays; medians of 5 runs after a warm-up. Loss %.6g.\n\n",
+              name, (long long)R, (long long)live, (long long)H, (long long)V, terms.loss);
+  std::printf("| what | median ms | TFLOP/s |\n| --- | --- | --- |\n");
+  std::printf("| gemm_cuda alone, float32, %lld x %lld x %lld | %.3f | %.1f |\n", (long long)R, (long long)V, (long long)H,
+              median(gm), gemm_flop / (median(gm) * 1e-3) / 1e12);
+  std::printf("| gvpoFromHidden, device time (4 GEMM passes + log-softmax) | %.3f | %.1f |\n", median(kernel),
+              head_flop / (median(kernel) * 1e-3) / 1e12);
+  std::printf("| gvpoFromHidden, whole call with copies | %.3f | %.1f |\n", median(total), head_flop / (median(total) * 1e-3) / 1e12);
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -117,5 +191,5 @@ int main(int argc, char** argv) {
   std::printf("| tokenLogprobs forward | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", fwd_ms, zb / 1e9, zb / (fwd_ms * 1e-3) / 1e9, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms);
   std::printf("| gvpoFromLogits forward + loss + gradient | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", step_ms, step_bytes / 1e9,
               step_bytes / (step_ms * 1e-3) / 1e9, floor_ms, 100 * floor_ms / step_ms);
-  return 0;
+  return bench_head(name);
 }

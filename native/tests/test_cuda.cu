@@ -13,6 +13,7 @@
 
 #include "../kernels.h"
 #include "check.h"
+#include "twins.h"
 #include "reference.h"
 
 using namespace gvpo;
@@ -40,11 +41,6 @@ static std::vector<T> to_host(const T* d, size_t n) {
   return h;
 }
 
-static bool near(double got, double want, double atol, double rtol) {
-  if (std::isnan(want)) return std::isnan(got);
-  if (std::isinf(want)) return got == want;
-  return std::fabs(got - want) <= atol + rtol * std::fabs(want);
-}
 
 static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType d, float tau) {
   Logits L = random_logits(rng, R, V, d, 3.0f);
@@ -157,40 +153,37 @@ static void check_loss(std::mt19937& rng) {
   }
 }
 
-static void check_host_entry(std::mt19937& rng, DType d) {
-  const int64_t N = 6, T = 4, V = 5003, G = 3;
-  std::vector<int32_t> off = {0, 2, 3, 6}, y(N * T);
-  std::vector<float> mask(N * T);
-  std::vector<double> Q(N), R(N);
-  Logits L = random_logits(rng, N * T, V, d, 2.0f);
-  for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
-  for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
-  // The CPU twin, then the CUDA one on the same batch.
-  GvpoBatch in{L.data(), d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true};
-  std::vector<float> grad(N * T * V), lp(N * T), lz(N * T);
-  std::vector<double> S(N), Sq(N), gs(N), c(N);
-  GvpoFromLogitsOut cpu{grad.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
-  GvpoTerms t = gvpo_from_logits_cpu(cpu, in, 0);
-  std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
-  std::vector<double> hS(N), hQ(N), hgs(N), hc(N);
-  CudaTimings tm{};
-  GvpoTerms ct{};
-  char err[512] = {0};
-  GvpoFromLogitsOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
-  int e = gvpo_from_logits_cuda_host(out, &ct, &tm, in, err, sizeof(err));
-  CHECK(e == 0, "host entry failed: %s", err);
-  CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
-  double er = 0, nr = 0;
-  for (size_t i = 0; i < grad.size(); i++) er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
-  CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
-  if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
-    std::vector<float> z = L.f32;
-    GvpoBatch zin = in;
-    zin.logits = z.data();
-    GvpoFromLogitsOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
-    e = gvpo_from_logits_cuda_host(ip, &ct, &tm, zin, err, sizeof(err));
-    CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
-  }
+// gemm_cuda against a float64 product, for the head's three layouts and 16-bit B.
+static void check_gemm(std::mt19937& rng, int64_t M, int64_t N, int64_t K, bool a_kmajor, bool b_nmajor, DType tb,
+                       bool accumulate) {
+  Logits A = random_logits(rng, M, K, DType::f32, 1.0f), B = random_logits(rng, K, N, tb, 1.0f);
+  const int64_t a_m = a_kmajor ? K : 1, a_k = a_kmajor ? 1 : M, b_k = b_nmajor ? N : 1, b_n = b_nmajor ? 1 : K;
+  const int64_t ldc = N + 1;
+  std::vector<float> c0((size_t)(M * ldc));
+  for (auto& x : c0) x = (float)(rng() % 7);
+  float* da = to_device(A.f32.data(), A.f32.size());
+  void* db = tb == DType::f32 ? (void*)to_device(B.f32.data(), B.f32.size()) : (void*)to_device(B.h16.data(), B.h16.size());
+  float* dc = to_device(c0.data(), c0.size());
+  CUDA_OK(gemm_cuda(dc, ldc, da, DType::f32, a_m, a_k, db, tb, b_k, b_n, M, N, K, accumulate, nullptr));
+  std::vector<float> c = to_host(dc, c0.size());
+  double worst = 0;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < ldc; n++) {
+      if (n == N) {  // the padding column: untouched
+        CHECK(c[m * ldc + n] == c0[m * ldc + n], "gemm wrote outside C at (%lld, %lld)", (long long)m, (long long)n);
+        continue;
+      }
+      double want = accumulate ? c0[m * ldc + n] : 0.0, scale = 1.0;
+      for (int64_t k = 0; k < K; k++) {
+        const double p = A.f64[m * a_m + k * a_k] * B.f64[k * b_k + n * b_n];
+        want += p, scale += std::fabs(p);
+      }
+      const double e = std::fabs(c[m * ldc + n] - want) / scale;
+      worst = std::isnan(e) ? INFINITY : std::max(worst, e);
+    }
+  CHECK(worst <= 4e-7 * std::sqrt((double)K + 1), "gemm M=%lld N=%lld K=%lld layout %d%d dtype %d acc %d: error %.3g",
+        (long long)M, (long long)N, (long long)K, a_kmajor, b_nmajor, (int)tb, accumulate, worst);
+  cudaFree(da), cudaFree(db), cudaFree(dc);
 }
 
 int main() {
@@ -209,6 +202,14 @@ int main() {
   check_nonfinite();
   check_loss(rng);
   for (int d = 0; d < 3; d++) check_host_entry(rng, (DType)d);
+  const int64_t gemms[][3] = {{1, 1, 1}, {7, 5, 9}, {128, 128, 8}, {129, 130, 17}, {200, 7, 300}, {3, 257, 64}, {300, 64, 5000}};
+  for (auto& g : gemms)
+    for (int d = 0; d < 3; d++) {
+      check_gemm(rng, g[0], g[1], g[2], true, false, (DType)d, false);  // logits
+      check_gemm(rng, g[0], g[1], g[2], true, true, (DType)d, false);   // dH
+      check_gemm(rng, g[0], g[1], g[2], false, true, (DType)d, true);   // dW
+    }
+  check_hidden_twins(rng);
   std::printf("%d checks, %d failures\n%d passed, %d failed\n", checks, failures, checks - failures, failures);
   return failures ? 1 : 0;
 }

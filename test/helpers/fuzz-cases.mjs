@@ -1,6 +1,7 @@
 // The hostile calls of the fuzzer (test/helpers/fuzz-worker.mjs): a valid call of one entry point
 // (public op, async twin, helper, or the native addon called directly with the normalised options
-// of src/ops/normalize.ts), then up to three hostile edits. Case i of a seed is always the same call.
+// of src/ops/normalize.ts and src/ops/gvpoFromHidden.ts), then up to three hostile edits. Case i of a seed is always the same call.
+import { types } from 'node:util';
 import { encodeHalf as toHalf } from '../../src/reference/dtype.ts';
 
 function mulberry32(a) {
@@ -12,15 +13,18 @@ function mulberry32(a) {
   };
 }
 
-const OPS = ['tokenLogprobs', 'tokenLogprobsBackward', 'sequenceLogprobs', 'groupCenter', 'gvpoLoss', 'gvpoForward', 'gvpoBackward', 'gvpoFromLogits'];
+const HIDDEN_OPS = ['gvpoFromHidden', 'gvpoFromHiddenForward', 'gvpoFromHiddenBackward'];
+const OPS = ['tokenLogprobs', 'tokenLogprobsBackward', 'sequenceLogprobs', 'groupCenter', 'gvpoLoss', 'gvpoForward', 'gvpoBackward', 'gvpoFromLogits', ...HIDDEN_OPS];
 const LOGITS_OPS = ['tokenLogprobs', 'tokenLogprobsBackward', 'gvpoForward', 'gvpoBackward', 'gvpoFromLogits'];
+/** The op's large input: what the use-after-free probe and the mid-call transfer aim at. */
+const bigInput = (op) => (HIDDEN_OPS.includes(op) ? 'hidden' : LOGITS_OPS.includes(op) ? 'logits' : undefined);
 const SCALARS = [undefined, null, NaN, Infinity, -Infinity, -0, 0, 1, -1, 0.5, 1e-50, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), 2 ** 53, 1e308,
   'abc', '3', 'sum', 'float16', true, 5n, {}, [], [1, 2], Symbol('s'), () => 1];
 const BAD_TARGETS = [-1, 'V', 2 ** 31 - 1, -(2 ** 31)];
 
 export function detach(v) {
-  const b = v.buffer;
-  if (b instanceof ArrayBuffer && !(b.detached ?? false)) structuredClone(b, { transfer: [b] });
+  const b = v.buffer;  // (an array from a vm context has that realm's ArrayBuffer: no instanceof)
+  if (types.isArrayBuffer(b) && !(b.detached ?? false)) structuredClone(b, { transfer: [b] });
 }
 
 function resizable(v) {
@@ -71,6 +75,7 @@ function base(g, op, native, probe) {
   const grp = native ? { offsets } : { groups };
   const loss = { rewards: numbers(N, 1), ...grp, beta: g.pick([1e-3, 0.1, 10]), ...(g.r() < 0.5 ? { reduction: g.pick(['mean', 'sum']) } : {}) };
   const meta = { rows, V, N, T, dtype, grad: ['tokenLogprobsBackward', 'gvpoBackward', 'gvpoFromLogits'].includes(op) };
+  if (HIDDEN_OPS.includes(op)) return hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, numbers, loss, meta });
   switch (op) {
     case 'tokenLogprobs':
       return { a: { ...lg, rows, ...(g.r() < 0.7 ? { mask } : {}) }, meta, lp: 'logprobs' };
@@ -101,6 +106,38 @@ function base(g, op, native, probe) {
       return { a, meta, lp: 'tokenLogprobs', grad: 'gradLogits' };
     }
   }
+}
+
+/** A valid call of the fused LM head or one of its phases: hidden (N*T x H) and weight (V x H). */
+function hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, numbers, loss, meta }) {
+  // big: hidden of 1 MiB (the probes' size), with a small vocabulary so the weight stays small
+  const rows = N * T, H = big ? 4096 : g.pick([1, 3, 8, 17]);
+  if (big) {
+    V = 33;
+    targets = Int32Array.from({ length: rows }, () => g.int(V));
+    meta = { ...meta, V };
+  }
+  const mat = (n, s) => {
+    const f = Float32Array.from({ length: n }, () => g.normal() * s);
+    return dtype === 'float32' ? f : toHalf(f, dtype);
+  };
+  const a = {
+    hidden: mat(rows * H, 1), weight: mat(V * H, 1 / Math.sqrt(H)), ...(dtype !== 'float32' || g.r() < 0.5 ? { dtype } : {}),
+    targets, mask, sequences: N, tokens: T, hiddenSize: H, vocab: V, ...(native ? { rows } : {}),
+  };
+  if (g.r() < 0.5) a.temperature = g.pick([1e-6, 0.3, 1, 2.7]);
+  const ref = g.int(3);
+  if (op !== 'gvpoFromHiddenBackward' && ref === 1) a.referenceTokenLogprobs = (native ? Float64Array : g.pick([Float32Array, Float64Array])).from(f64(rows, 1, -2));
+  if (op !== 'gvpoFromHiddenBackward' && ref === 2) a.referenceLogprobs = numbers(N, 5, -20);
+  const m = { ...meta, H, grad: op !== 'gvpoFromHiddenForward' };
+  if (op === 'gvpoFromHiddenForward') return { a, meta: m, lp: 'tokenLogprobs' };
+  if (native && g.r() < 0.2) Object.assign(a, { gradHidden: new Float32Array(rows * H), gradWeight: new Float32Array(V * H) }); // the addon's destinations
+  if (op === 'gvpoFromHiddenBackward') {
+    Object.assign(a, { logZ: Float32Array.from(f64(rows, 3, Math.log(V))), gradLogprobs: numbers(N, 1) });
+    return { a, meta: m, grad: 'gradHidden', gradWidth: H };
+  }
+  Object.assign(a, loss);
+  return { a, meta: m, lp: 'tokenLogprobs', grad: 'gradHidden', gradWidth: H };
 }
 
 const typedFields = (a) => Object.keys(a).filter((k) => ArrayBuffer.isView(Object.getOwnPropertyDescriptor(a, k)?.value));
@@ -150,7 +187,7 @@ function edit(g, a, meta, ctx, native) {
       return { name: `mask[${row}]=${m[row]} with target ${t[row]}`, targets: true };
     }
     case 7: { // sizes
-      const k = g.pick(['rows', 'sequences', 'tokens', 'vocab'].filter((s) => s in a).concat(['vocab']));
+      const k = g.pick(['rows', 'sequences', 'tokens', 'vocab', 'hiddenSize'].filter((s) => s in a).concat(['vocab']));
       a[k] = g.pick([0, -1, 1.5, NaN, 2 ** 31 - 1, 2 ** 31, 2 ** 53 + 2, 1e308]);
       if (g.r() < 0.3 && 'sequences' in a) a.tokens = a.sequences = 2 ** 31 - 1;
       return { name: `${k}=${a[k]}`, refuse: true };
@@ -233,19 +270,20 @@ export function hostileCall(seed, i, ctx) {
   // read faults), read first; then a getter read later detaches them and collects the garbage,
   // or the logits getter itself returns a fresh copy on every read and the garbage is collected
   // while an async call runs.
-  const probe = native && LOGITS_OPS.includes(op) && g.r() < 0.2;
+  const large = bigInput(op);
+  const probe = native && large && g.r() < 0.2;
   const b = base(g, op, native, probe);
   let a = b.a;
   const edits = [];
   if (probe) {
-    const z = a.logits;
+    const z = a[large];
     if (g.r() < 0.5) {
       const t = a.targets;
       Object.defineProperty(a, 'targets', { get: () => { detach(z); ctx.gc(); return t; }, enumerable: true });
-      edits.push({ name: 'targets getter detaches the logits and collects them', getter: true });
+      edits.push({ name: `targets getter detaches the ${large} and collects them`, getter: true });
     } else {
-      Object.defineProperty(a, 'logits', { get: () => z.slice(), enumerable: true });
-      edits.push({ name: 'logits getter returns a fresh copy', getter: true });
+      Object.defineProperty(a, large, { get: () => z.slice(), enumerable: true });
+      edits.push({ name: `${large} getter returns a fresh copy`, getter: true });
     }
   }
   const nEdits = probe ? 0 : g.pick([0, 1, 1, 1, 2, 3]);
@@ -287,21 +325,22 @@ export function hostileCall(seed, i, ctx) {
   c.call = () => fn(a);
   if (probe && isAsync) c.afterCall = () => { ctx.gc(); ctx.gc(); };
   // a public async call whose logits are transferred (and collected) while it runs
-  if (isAsync && !native && !whole && !realEdits.length && !getter && LOGITS_OPS.includes(op) && g.r() < 0.1) {
-    const z = a.logits;
+  if (isAsync && !native && !whole && !realEdits.length && !getter && large && g.r() < 0.1) {
+    const z = a[large];
     c.afterCall = () => { detach(z); ctx.gc(); };
     c.allowDetachedError = true;
     delete c.mustAccept;
-    c.what += '; logits transferred mid-call';
+    c.what += `; ${large} transferred mid-call`;
   }
   if (!getter && a && typeof a === 'object' && !whole) {
     const m = a.mask;
-    if (b.lp || b.grad) Object.assign(c, { rows: b.meta.rows, V: b.meta.V, mask: ArrayBuffer.isView(m) && !(m instanceof BigInt64Array) ? m : undefined, lpField: b.lp, gradField: b.grad });
+    if (b.lp || b.grad) Object.assign(c, { rows: b.meta.rows, V: b.meta.V, mask: ArrayBuffer.isView(m) && !(m instanceof BigInt64Array) ? m : undefined, lpField: b.lp, gradField: b.grad, gradWidth: b.gradWidth ?? b.meta.V });
   }
   if (!whole || whole === 'vm') {
     const own = (k) => Object.getOwnPropertyDescriptor(b.a, k)?.value;
     if (b.grad && own('inPlace') === true) c.writes = ['arg0.logits'];
     if (own('out') !== undefined) c.writes = ['arg0.out', 'arg0.logits'];
+    if (own('gradHidden') !== undefined) c.writes = ['arg0.gradHidden', 'arg0.gradWeight'];
   }
   return c;
 }

@@ -67,13 +67,14 @@ function checkResult(r, c) {
       if (live && V === 1 && lp[i] !== 0 && !Number.isNaN(lp[i])) return `${c.lpField}[${i}] = ${lp[i]} with V = 1`;
     }
   }
-  const g = c.gradField === '.' ? r : c.gradField && r?.[c.gradField];
-  if (g && g.length === rows * V) {
+  // the gradient's rows: V logits, or H hidden units (the fused head)
+  const g = c.gradField === '.' ? r : c.gradField && r?.[c.gradField], W = c.gradWidth ?? V;
+  if (g && g.length === rows * W) {
     for (let i = 0; i < rows; i++) {
       const live = !mask || Math.fround(mask[i]) !== 0;
       if (live && V !== 1) continue;
-      for (let v = 0; v < V; v++) {
-        if (g[i * V + v] !== 0) return `gradient[${i * V + v}] = ${g[i * V + v]} on a ${live ? 'V = 1' : 'masked'} row`;
+      for (let v = 0; v < W; v++) {
+        if (g[i * W + v] !== 0) return `${c.gradField}[${i * W + v}] = ${g[i * W + v]} on a ${live ? 'V = 1' : 'masked'} row`;
       }
     }
   }

@@ -1,0 +1,19 @@
+"""Timing on the GPU for the PyTorch peers: CUDA events around each call, after one warm-up."""
+import torch
+
+
+def median_ms(step, reps):
+    """The median over `reps` timed calls of step(), in milliseconds; peak memory counted from the
+    first timed call."""
+    step()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        step()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2]

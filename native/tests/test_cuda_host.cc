@@ -1,0 +1,87 @@
+// The host code of the CUDA fused ops (native/cuda/gvpo_from_logits.cu: copies, the reference,
+// in place; native/cuda/gvpo_from_hidden.cu: chunking, the lists of live rows, per-row arrays,
+// gathers and scatters, the phases and the group loss between them) run on the CPU, with no GPU: the runtime is a stand-in (fake_cuda/cuda_runtime.h: "device"
+// memory is host memory filled with garbage) and the device kernels are replaced by CPU
+// equivalents (the CPU token log-prob kernels and group loss, a plain float32 product, row copies). The CUDA
+// kernels themselves are checked on a GPU by test_cuda.cu, the GEMM tile on the CPU by
+// test_gemm_tile.cc. Built with AddressSanitizer by scripts/test-native.sh, so a buffer sized too
+// small on the "device" is caught here. Prints "N passed, M failed"; exit 0 when all passed.
+#include <cuda_runtime.h>  // the stand-in: this target's include path puts fake_cuda first
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "../kernels.h"
+#include "check.h"
+#include "twins.h"
+#include "reference.h"
+
+namespace gvpo {
+
+namespace {
+float element(const void* p, DType d, int64_t i) {
+  if (d == DType::f32) return ((const float*)p)[i];
+  const uint16_t h = ((const uint16_t*)p)[i];
+  return d == DType::bf16 ? bf16_to_f32(h) : (float)f16_to_f64(h);
+}
+}  // namespace
+
+// The device kernels' CPU equivalents, with the signatures of kernels.h.
+int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
+                                const float* mask, int64_t rows, int64_t vocab, float temperature, void*) {
+  token_logprobs_forward_cpu(logprobs, logZ, nullptr, nullptr, logits, dtype, targets, mask, rows, vocab, temperature, 1);
+  return 0;
+}
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                                 const float* logZ, const float* token_weights, int64_t rows, int64_t vocab,
+                                 float temperature, void*) {
+  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, nullptr, logZ, token_weights, rows, vocab, temperature, 1);
+  return 0;
+}
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights, double* terms,
+                   const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+                   const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
+                   bool mean_reduction, void*) {
+  sequence_logprobs_cpu(seq, token_logprobs, mask, sequences, tokens);
+  const GvpoTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
+                                    mean_reduction);
+  const double t5[5] = {t.loss, t.advantage, t.trust_region, t.variance, t.constant};
+  std::memcpy(terms, t5, sizeof(t5));
+  for (int64_t r = 0; r < sequences * tokens; r++) token_weights[r] = (float)(mask[r] * grad_seq[r / tokens]);
+  return 0;
+}
+int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b, DType tb,
+              int64_t b_k, int64_t b_n, int64_t M, int64_t N, int64_t K, bool accumulate, void*) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < K; k++) s += element(a, ta, m * a_m + k * a_k) * element(b, tb, k * b_k + n * b_n);
+      c[m * ldc + n] = accumulate ? c[m * ldc + n] + s : s;
+    }
+  return 0;
+}
+int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width, void*) {
+  const size_t e = dtype_bytes(dtype);
+  for (int64_t i = 0; i < rows; i++)
+    std::memcpy((char*)dst + (size_t)(i * width) * e, (const char*)src + (size_t)((int64_t)idx[i] * width) * e, width * e);
+  return 0;
+}
+int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t rows, int64_t width, void*) {
+  for (int64_t i = 0; i < rows; i++) std::memcpy(dst + (int64_t)idx[i] * width, src + i * width, width * 4);
+  return 0;
+}
+
+}  // namespace gvpo
+
+#include "../cuda/gvpo_from_hidden.cu"
+#include "../cuda/gvpo_from_logits.cu"
+
+int main() {
+  std::mt19937 rng(4321);
+  for (int d = 0; d < 3; d++) gvpo::check_host_entry(rng, (gvpo::DType)d);
+  gvpo::check_hidden_twins(rng);
+  std::printf("cuda host code on the CPU: %d checks, %d failures\n%d passed, %d failed\n", checks, failures,
+              checks - failures, failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,151 @@
+// The CUDA host-array entry points of the fused ops (gvpo_from_logits_cuda_host,
+// gvpo_from_hidden_cuda_host and its phases) against their CPU twins (themselves checked against
+// float64 in test_cpu.cc and test_hidden.cc), shared by test_cuda.cu (on a GPU) and
+// test_cuda_host.cc (the same host code over a stand-in runtime on the CPU).
+#pragma once
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../kernels.h"
+#include "check.h"
+#include "reference.h"
+
+namespace gvpo {
+
+inline bool near(double got, double want, double atol, double rtol) {
+  if (std::isnan(want)) return std::isnan(got);
+  if (std::isinf(want)) return got == want;
+  return std::fabs(got - want) <= atol + rtol * std::fabs(want);
+}
+
+inline void check_host_entry(std::mt19937& rng, DType d) {
+  const int64_t N = 6, T = 4, V = 5003, G = 3;
+  std::vector<int32_t> off = {0, 2, 3, 6}, y(N * T);
+  std::vector<float> mask(N * T);
+  std::vector<double> Q(N), R(N);
+  Logits L = random_logits(rng, N * T, V, d, 2.0f);
+  for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
+  for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
+  // The CPU twin, then the CUDA one on the same batch.
+  GvpoBatch in{L.data(), d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true};
+  std::vector<float> grad(N * T * V), lp(N * T), lz(N * T);
+  std::vector<double> S(N), Sq(N), gs(N), c(N);
+  GvpoFromLogitsOut cpu{grad.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
+  GvpoTerms t = gvpo_from_logits_cpu(cpu, in, 0);
+  std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
+  std::vector<double> hS(N), hQ(N), hgs(N), hc(N);
+  CudaTimings tm{};
+  GvpoTerms ct{};
+  char err[512] = {0};
+  GvpoFromLogitsOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+  int e = gvpo_from_logits_cuda_host(out, &ct, &tm, in, err, sizeof(err));
+  CHECK(e == 0, "host entry failed: %s", err);
+  CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
+  double er = 0, nr = 0;
+  for (size_t i = 0; i < grad.size(); i++) er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
+  CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
+  if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
+    std::vector<float> z = L.f32;
+    GvpoBatch zin = in;
+    zin.logits = z.data();
+    GvpoFromLogitsOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+    e = gvpo_from_logits_cuda_host(ip, &ct, &tm, zin, err, sizeof(err));
+    CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
+  }
+}
+
+// Relative error of `got` against `want`, over the elements where want is finite; NaN where the
+// other is NaN must match exactly.
+inline double rel_err(const float* got, const float* want, size_t n, bool* nan_ok) {
+  double e = 0, s = 0;
+  *nan_ok = true;
+  for (size_t i = 0; i < n; i++) {
+    if (std::isnan(want[i]) || std::isnan(got[i])) {
+      *nan_ok = *nan_ok && std::isnan(want[i]) && std::isnan(got[i]);
+      continue;
+    }
+    e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+    s += (double)want[i] * want[i];
+  }
+  return std::sqrt(e / (s + 1e-30));
+}
+
+// The CUDA fused LM head against the CPU one (tested against float64 in test_hidden.cc): the whole
+// op and its two phases. Masked rows hold NaN hidden states (they must not reach anything); one
+// live row can have an out-of-range target (the kernels' last line: a NaN row).
+inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int64_t V, DType d, bool bad_target) {
+  const int64_t R = N * T;
+  Logits hid = random_logits(rng, R, H, d, 1.0f), W = random_logits(rng, V, H, d, 0.5f);
+  std::vector<int32_t> y(R), off;
+  std::vector<float> mask(R);
+  for (int64_t r = 0; r < R; r++) {
+    y[r] = (int32_t)(rng() % V);
+    mask[r] = (r % T == 0 && T > 1) ? 0.0f : (rng() % 5 == 0 ? 0.5f : 1.0f);
+    if (mask[r] == 0.0f) {  // a prompt token: NaN hidden state and any target
+      y[r] = -7;
+      for (int64_t h = 0; h < H; h++) {
+        if (d == DType::f32) hid.f32[r * H + h] = NAN; else hid.h16[r * H + h] = 0x7fc0;
+      }
+    }
+  }
+  if (bad_target) y[R - 1] = (int32_t)V, mask[R - 1] = 1.0f;
+  for (int64_t n = 0; n <= N;) off.push_back((int32_t)n), n += (n % 3) + 1;  // ragged, size-1 groups too
+  if (off.back() != N) off.push_back((int32_t)N);
+  std::vector<double> Q(N), Rw(N);
+  for (int64_t n = 0; n < N; n++) Q[n] = -3.0 * n - 1.0, Rw[n] = (double)(rng() % 5);
+  GvpoHiddenBatch in{hid.data(), W.data(), d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(),
+                     (int64_t)off.size() - 1, N, T, H, V, 0.8f, 0.3, true};
+  struct Outs {
+    std::vector<float> gh, gw, lp, lz;
+    std::vector<double> S, Sq, gs, c;
+    GvpoFromHiddenOut o;
+    Outs(int64_t R, int64_t N, int64_t H, int64_t V)
+        : gh(R * H, -1.0f), gw(V * H, -1.0f), lp(R, -1.0f), lz(R, -1.0f), S(N), Sq(N), gs(N), c(N) {
+      o = {gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), -1};
+    }
+  } cpu(R, N, H, V), gpu(R, N, H, V);
+  GvpoTerms tc = gvpo_from_hidden_cpu(cpu.o, in, 0), tg{};
+  CudaTimings tm{};
+  char err[512] = {0};
+  int e = gvpo_from_hidden_cuda_host(gpu.o, &tg, &tm, in, err, sizeof(err));
+  CHECK(e == 0, "gvpo_from_hidden_cuda_host failed: %s", err);
+  bool nan_ok;
+  const double elp = rel_err(gpu.lp.data(), cpu.lp.data(), R, &nan_ok);
+  CHECK(elp <= 2e-5 && nan_ok, "hidden N=%lld T=%lld H=%lld V=%lld d=%d: l error %.3g (NaN rows %s)", (long long)N,
+        (long long)T, (long long)H, (long long)V, (int)d, elp, nan_ok ? "match" : "differ");
+  CHECK(gpu.o.nonfinite_rows == cpu.o.nonfinite_rows, "nonfinite rows cuda %lld cpu %lld", (long long)gpu.o.nonfinite_rows,
+        (long long)cpu.o.nonfinite_rows);
+  for (int64_t r = 0; r < R; r++)
+    CHECK(!(gpu.lp[r] > 0.0f) && (mask[r] != 0.0f || (gpu.lp[r] == 0.0f && gpu.lz[r] == 0.0f)), "row %lld: l %g logZ %g",
+          (long long)r, gpu.lp[r], gpu.lz[r]);
+  CHECK(bad_target ? std::isnan(tg.loss) == std::isnan(tc.loss) : near(tg.loss, tc.loss, 1e-6, 1e-4),
+        "hidden loss cuda %.10g cpu %.10g", tg.loss, tc.loss);
+  const double egh = rel_err(gpu.gh.data(), cpu.gh.data(), cpu.gh.size(), &nan_ok);
+  CHECK(egh <= 1e-4 && nan_ok, "dL/dhidden error %.3g (NaN %s)", egh, nan_ok ? "match" : "differ");
+  const double egw = rel_err(gpu.gw.data(), cpu.gw.data(), cpu.gw.size(), &nan_ok);
+  CHECK(egw <= 1e-4 && nan_ok, "dL/dweight error %.3g (NaN %s)", egw, nan_ok ? "match" : "differ");
+  for (int64_t r = 0; r < R; r++)  // a masked row's gradient is exactly 0
+    if (mask[r] == 0.0f)
+      for (int64_t h = 0; h < H; h++) CHECK(gpu.gh[r * H + h] == 0.0f, "masked row %lld has dL/dhidden %g", (long long)r, gpu.gh[r * H + h]);
+  // The phases: forward alone, then backward from the whole op's own logZ and dL/dS (bit-equal).
+  Outs f(R, N, H, V);
+  e = gvpo_from_hidden_forward_cuda_host(f.o, &tm, in, err, sizeof(err));
+  CHECK(e == 0 && std::memcmp(f.lp.data(), gpu.lp.data(), R * 4) == 0, "forward phase differs from the whole op (%s)", err);
+  std::vector<float> gh(R * H, 5.0f), gw(V * H, 5.0f);
+  e = gvpo_from_hidden_backward_cuda_host(gh.data(), gw.data(), &tm, gpu.lz.data(), gpu.gs.data(), in, err, sizeof(err));
+  CHECK(e == 0 && (bad_target || (std::memcmp(gh.data(), gpu.gh.data(), gh.size() * 4) == 0 &&
+                                  std::memcmp(gw.data(), gpu.gw.data(), gw.size() * 4) == 0)),
+        "backward phase differs from the whole op (%s)", err);
+}
+
+// {N, T, H, V}: T = 1, V = 1, 2, H and V off every tile edge; V = 32768 with 96 rows: several chunks.
+inline void check_hidden_twins(std::mt19937& rng) {
+  const int64_t heads[][4] = {{4, 3, 5, 7}, {6, 1, 17, 130}, {3, 5, 129, 1}, {5, 4, 64, 2}, {8, 12, 33, 32768}, {2, 9, 300, 5003}};
+  for (auto& k : heads)
+    for (int d = 0; d < 3; d++) check_hidden(rng, k[0], k[1], k[2], k[3], (DType)d, false);
+  check_hidden(rng, 4, 3, 20, 50, DType::f32, true);
+}
+
+}  // namespace gvpo
