@@ -2,13 +2,16 @@
 // hidden R x H, weight V x H vocab-major, no bias) exist only one tile (row block x vocab chunk)
 // at a time; then everything of gvpo_from_logits (kernels.h).
 //
-//   phase 1  per row block, per vocab chunk c: Z = Hb * W_c^T (GEMM, K = H), lse_c = logsumexp of
-//            Z/tau per row; logZ = logsumexp_c lse_c, l = min(0, x_target - logZ), S = sum m*l
+//   phase 1  per row block, per vocab chunk c (W_c^T packed once for the block): Z = Hb * W_c^T
+//            (GEMM, K = H) a few rows at a time, lse_c = logsumexp of Z/tau per row;
+//            logZ = logsumexp_c lse_c, l = min(0, x_target - logZ), S = sum m*l
 //   phase 2  per row block: recompute Z, dZ = g/tau * (onehot - exp(Z/tau - logZ)) in the tile,
 //            dW_c += dZ^T * Hb (K = rows of the block), and dZ is kept packed for
 //            dHb = dZ * W (K = V) once every chunk of the block is done.
-// Flops: each of the 4 GEMM passes is 2*R*H*V. Extra memory: the packed dZ of one row block
-// (rb x V floats, rb <= H/2, so at most V*H/2) plus per-thread tiles; no array of R*V.
+// Flops: each of the 4 GEMM passes is 2*R*H*V. Extra memory: phase 1, the packed hidden rows and
+// chunk log-sum-exps of one row block (at most V*H floats, or 512 rows); phase 2, the packed dZ
+// of one row block (rb x V floats, rb <= H/2, so at most V*H/2); plus per-thread tiles; no
+// array of R*V.
 // Ownership (no atomics, no order that depends on the thread count): a vocab chunk's lse and dW
 // rows belong to one thread per row block and row blocks run in order; dH columns belong to one
 // thread; every sum runs over k in one fixed order.
@@ -72,10 +75,24 @@ class Floats {
 
 constexpr int64_t KC = 256;  // k block of the H-deep GEMMs: a B micro-panel KC x NR stays in L1
 constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
-// Rows per block, a multiple of every MR (14 and 6). Each block packs (transposes) the whole
-// weight once for the H-deep GEMM, so blocks are as tall as the caches allow.
-constexpr int64_t RB_FORWARD = 504;
-constexpr int64_t RB_BACKWARD = 252;  // and at most H/2: the packed dZ of a block is rb x V
+
+// Every row block packs (transposes) the whole weight for the H-deep GEMM, so blocks are as tall
+// as the memory bound allows, and the live rows are split into blocks of equal height (a short
+// last block would pay a whole weight pack for a few rows).
+//   forward: the packed hidden rows (m x H floats) and the chunk log-sum-exps (m x V/VC doubles)
+//            within V*H floats, at least 512 rows;
+//   backward: the packed dZ (m x V floats) within V*H/2 floats, so m <= H/2, at least 48 rows.
+int64_t block_rows(int64_t live, int64_t cap, int64_t mr) {
+  const int64_t blocks = std::max<int64_t>(1, (live + cap - 1) / cap);
+  return std::min(cap, round_up((live + blocks - 1) / blocks, mr));  // whole A panels if it can
+}
+int64_t forward_rows(int64_t live, int64_t H, int64_t V, int64_t mr) {
+  const int64_t nc = (V + VC - 1) / VC;
+  return block_rows(live, std::max<int64_t>(512, V * H * 4 / (4 * H + 8 * nc)), mr);
+}
+int64_t backward_rows(int64_t live, int64_t H, int64_t mr) {
+  return block_rows(live, std::max<int64_t>(48, H / 2), mr);
+}
 
 struct Head {
   const void* hidden;
@@ -110,22 +127,35 @@ struct Head {
 
 int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
 
-// logZ and x_target = z[y]/tau for the rows rows[0..m).
+// logZ and x_target = z[y]/tau for the rows rows[0..m). A thread packs the weight of its vocab
+// chunk (all of H: B(h, v) = W[v, h], H x VC floats, 512 KiB at H = 512, in L2) once and runs
+// every row of the block past it, MS rows at a time (a Z tile of MS x VC stays in L2 for the
+// log-sum-exp); the hidden rows are packed once per block.
 void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* rows,
                    const int32_t* targets, int64_t m, int threads) {
-  Floats Ah((size_t)(round_up(m, h.k.mr) * h.H));
+  const GemmKernels& k = h.k;
+  const int64_t mpad = round_up(m, k.mr), H = h.H, nc = chunks(h.V), ms = 16 * k.mr;
+  Floats Ah((size_t)(mpad * H));
   h.pack_hidden(Ah.data(), rows, m);
-  const int64_t nc = chunks(h.V);
   std::vector<double> lse((size_t)(nc * m));
-  parallel_rows(nc, m * VC * h.H / 64, threads, [&](int64_t c0, int64_t c1) {
-    Floats Bw(h.bw_size()), Z((size_t)(m * VC));
+  parallel_rows(nc, m * VC * H / 64, threads, [&](int64_t c0, int64_t c1) {
+    const int64_t bw = round_up(VC, k.nr);
+    Floats Bw((size_t)(H * bw)), Z((size_t)(ms * VC));
     for (int64_t c = c0; c < c1; c++) {
       const int64_t v0 = c * VC, vc = std::min(VC, h.V - v0);
-      h.logits_tile(Z.data(), Bw.data(), Ah.data(), m, v0, vc);
-      h.k.tile_logsumexp(lse.data() + c * m, Z.data(), VC, m, vc, h.inv_tau);
-      for (int64_t i = 0; i < m; i++) {
-        const int64_t y = targets[rows[i]] - v0;
-        if (y >= 0 && y < vc) x_target[i] = Z.data()[i * VC + y] * h.inv_tau;
+      const void* w = (const char*)h.weight + (size_t)(v0 * H) * dtype_bytes(h.d);
+      for (int64_t k0 = 0; k0 < H; k0 += KC)  // k block k0 at offset k0 * bw
+        k.pack_b(Bw.data() + k0 * bw, Mat{w, h.d, 1, H, nullptr}, k0, std::min(KC, H - k0), vc);
+      for (int64_t s = 0; s < m; s += ms) {  // rows s .. s+n: A panels at offset s * kc per k block
+        const int64_t n = std::min(ms, m - s);
+        for (int64_t k0 = 0; k0 < H; k0 += KC)
+          k.gemm(Z.data(), VC, Ah.data() + mpad * k0 + s * std::min(KC, H - k0), Bw.data() + k0 * bw,
+                 n, vc, std::min(KC, H - k0), k0 > 0);
+        k.tile_logsumexp(lse.data() + c * m + s, Z.data(), VC, n, vc, h.inv_tau);
+        for (int64_t i = 0; i < n; i++) {
+          const int64_t y = targets[rows[s + i]] - v0;
+          if (y >= 0 && y < vc) x_target[s + i] = Z.data()[i * VC + y] * h.inv_tau;
+        }
       }
     }
   });
@@ -139,8 +169,10 @@ void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* r
 }
 
 // dH rows (into dH, m x H) and dW += for the rows rows[0..m) with coefficients coef = g/tau.
+// The first block (first = true) writes dW instead of adding to it: no pass to zero it first.
 void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, const float* logZ,
-                    const float* coef, const int32_t* targets, int64_t m, int threads) {
+                    const float* coef, const int32_t* targets, int64_t m, bool first,
+                    int threads) {
   const GemmKernels& k = h.k;
   const int64_t mpad = round_up(m, k.mr), H = h.H, V = h.V, nc = chunks(V);
   Floats Ah((size_t)(mpad * H));
@@ -158,7 +190,7 @@ void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, co
       k.tile_softmax_grad(Z.data(), VC, m, vc, h.inv_tau, logZ, coef, y.data());
       k.pack_a(Adz.data() + mpad * v0, Mat{Z.data(), DType::f32, VC, 1, nullptr}, m, 0, vc);
       k.pack_a(AdzT.data(), Mat{Z.data(), DType::f32, 1, VC, nullptr}, vc, 0, m);
-      k.gemm(dW + v0 * H, H, AdzT.data(), Bh.data(), vc, H, m, true);
+      k.gemm(dW + v0 * H, H, AdzT.data(), Bh.data(), vc, H, m, !first);
     }
   });
   const int64_t panels = (H + k.nr - 1) / k.nr;
@@ -193,10 +225,11 @@ void forward(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
   for (int64_t r = 0; r < R; r++) out.token_logprobs[r] = out.logZ[r] = 0.0f;  // masked rows
   const std::vector<int32_t> idx = live_rows(in.mask, R);
   const int64_t live = (int64_t)idx.size();
-  std::vector<float> lz((size_t)std::min(live, RB_FORWARD)), xt(lz.size());
+  const int64_t rb = forward_rows(live, in.hidden_size, V, h.k.mr);
+  std::vector<float> lz((size_t)std::min(live, rb)), xt(lz.size());
   out.nonfinite_rows = 0;
-  for (int64_t b = 0; b < live; b += RB_FORWARD) {
-    const int64_t m = std::min(RB_FORWARD, live - b);
+  for (int64_t b = 0; b < live; b += rb) {
+    const int64_t m = std::min(rb, live - b);
     std::fill(xt.begin(), xt.end(), NAN);  // stays NaN for a target outside [0, V)
     forward_block(h, lz.data(), xt.data(), idx.data() + b, in.targets, m, threads);
     for (int64_t i = 0; i < m; i++) {
@@ -235,17 +268,20 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const
                                    const double* grad_seq, const GvpoHiddenBatch& in,
                                    int threads) {
   const int64_t R = in.sequences * in.tokens, H = in.hidden_size, V = in.vocab;
-  std::memset(grad_hidden, 0, (size_t)(R * H) * sizeof(float));
-  std::memset(grad_weight, 0, (size_t)(V * H) * sizeof(float));
-  if (V == 1) return;  // l = 0 whatever the logits: no gradient
   std::vector<float> w((size_t)R);
   for (int64_t r = 0; r < R; r++)  // a masked row stays out even when its dL/dS is NaN
-    w[r] = in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[r / in.tokens]);
-  const std::vector<int32_t> idx = live_rows(w.data(), R);
+    w[r] = V == 1 || in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[r / in.tokens]);
+  const std::vector<int32_t> idx = live_rows(w.data(), R);  // none for V = 1: l = 0 always
   const int64_t live = (int64_t)idx.size();
+  // Zeros where no block writes: the rows of dH that are not live, all of dW when none is.
+  for (int64_t r = 0; r < R; r++)
+    if (w[r] == 0.0f) std::memset(grad_hidden + r * H, 0, (size_t)H * sizeof(float));
+  if (live == 0) {
+    std::memset(grad_weight, 0, (size_t)(V * H) * sizeof(float));
+    return;
+  }
   const Head h(in.hidden, in.weight, in.dtype, H, V, in.temperature);
-  // Rows per block: the packed dZ (rb x V) stays within V*H/2 floats.
-  const int64_t rb = std::max<int64_t>(42, std::min<int64_t>(RB_BACKWARD, H / 2 / 42 * 42));
+  const int64_t rb = backward_rows(live, H, h.k.mr);
   const int64_t n = std::min(live, rb);
   std::vector<float> coef((size_t)n), lz((size_t)n), dH((size_t)(n * H));
   for (int64_t b = 0; b < live; b += rb) {
@@ -257,7 +293,7 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const
       lz[i] = bad_target ? NAN : logZ[r];  // a NaN statistic writes the row as NaN
     }
     backward_block(h, grad_weight, dH.data(), idx.data() + b, lz.data(), coef.data(), in.targets,
-                   m, threads);
+                   m, b == 0, threads);
     for (int64_t i = 0; i < m; i++)
       std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));
   }

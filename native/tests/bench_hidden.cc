@@ -1,7 +1,7 @@
 // The fused LM head's timings without Node, for bench/NOTES.md: phase 1 (forward: 1 GEMM pass)
 // and phase 2 (recompute, dW, dH: 3 passes), each pass 2*R*H*V flops, against the same-run FMA
 // peak probe (fma_probe_cpu) with the same threads and instruction set (GVPO_SIMD).
-//   gvpo_bench_hidden [rows hidden vocab [dtype 0|1|2 [threads]]]
+//   gvpo_bench_hidden [rows hidden vocab [dtype 0|1|2 [threads [part [rounds]]]]]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -66,15 +66,46 @@ int main(int argc, char** argv) {
   if (only[0] == 'f') return fwd(), 0;
   if (only[0] == 'b') return bwd(), 0;
   if (only[0] == 'p') return fma_probe_cpu(20000000, threads) < 0;
-  double fc, bc, pc;
-  double f = median_s(fwd, reps, &fc);
-  double b = median_s(bwd, reps, &bc);
   const int64_t it = 20000000;
-  double flops = 0;
-  double p = median_s([&] { flops = fma_probe_cpu(it, threads); }, 5, &pc);
-  const double peak = flops / p / 1e9, total = 4 * pass / (f + b) / 1e9;
-  std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; FMA probe %.1f GFLOP/s -> %.0f%% of peak\n",
-              cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, peak, 100 * total / peak);
+  const bool interleaved_only = only[0] == 'i';  // "i": the interleaved rounds alone
+  double fc = 0, bc = 0, pc = 1, f = 1, b = 1, flops = 0, p = 1;
+  if (!interleaved_only) {
+    f = median_s(fwd, reps, &fc);
+    b = median_s(bwd, reps, &bc);
+    p = median_s([&] { flops = fma_probe_cpu(it, threads); }, 5, &pc);
+    const double peak = flops / p / 1e9, total = 4 * pass / (f + b) / 1e9;
+    std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; FMA probe %.1f GFLOP/s -> %.0f%% of peak\n",
+                cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, peak, 100 * total / peak);
+  }
+  // Interleaved: probe, forward, probe, backward, probe, ... Each part against the mean of the
+  // probes on either side of it, median of the rounds: on a shared machine the FMA rate drifts
+  // within seconds, and a probe taken apart from the work it is compared with follows the drift
+  // only by chance.
+  const int rounds = argc > 7 ? atoi(argv[7]) : 5;
+  std::vector<double> ef, eb, e4;
+  auto probe = [&] {
+    auto a = std::chrono::steady_clock::now();
+    double fl = fma_probe_cpu(it / 4, threads);
+    return fl / std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+  };
+  for (int i = 0; i < rounds; i++) {
+    const double p0 = probe();
+    auto a = std::chrono::steady_clock::now();
+    fwd();
+    const double tf = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+    const double p1 = probe();
+    a = std::chrono::steady_clock::now();
+    bwd();
+    const double tb = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+    const double p2 = probe();
+    ef.push_back(pass / tf / ((p0 + p1) / 2));
+    eb.push_back(3 * pass / tb / ((p1 + p2) / 2));
+    e4.push_back(4 * pass / (tf + tb) / ((p0 * tf + p1 * (tf + tb) + p2 * tb) / (2 * (tf + tb))));
+  }
+  auto med = [](std::vector<double> x) { std::sort(x.begin(), x.end()); return x[x.size() / 2]; };
+  std::printf("  interleaved (%d rounds, medians): forward %.0f%%, backward %.0f%%, 4 passes %.0f%% of the probes around them\n",
+              rounds, 100 * med(ef), 100 * med(eb), 100 * med(e4));
+  if (interleaved_only) return 0;
   std::printf("  by CPU time: 4 passes %.1f GFLOP/s per thread, probe %.1f GFLOP/s per thread -> %.0f%%\n",
               4 * pass / ((fc + bc) / threads) / 1e9, flops / (pc / threads) / 1e9, 100 * (4 * pass / (fc + bc)) / (flops / pc));
   return 0;
