@@ -258,8 +258,10 @@ static void tile_logsumexp(double* lse, const float* Z, int64_t ldz, int64_t m, 
   for (int64_t i = 0; i < m; i++) {
     const float* z = Z + i * ldz;
     const float mx = max_f32(z, n);
-    if (!(mx > -INFINITY)) {  // all -inf: -inf (a NaN in the row turns the sum NaN below)
-      lse[i] = mx;
+    if (!(mx > -INFINITY)) {  // all -inf: -inf; only NaN and -inf: NaN (else the sum below turns NaN)
+      bool nan = false;
+      for (int64_t j = 0; j < n; j++) nan = nan || z[j] != z[j];
+      lse[i] = nan ? (double)NAN : (double)mx;
       continue;
     }
     double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);

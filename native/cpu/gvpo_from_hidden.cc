@@ -161,10 +161,14 @@ void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* r
   });
   for (int64_t i = 0; i < m; i++) {  // chunk order: the same whatever the thread count
     double mx = -INFINITY;
-    for (int64_t c = 0; c < nc; c++) mx = lse[c * m + i] > mx ? lse[c * m + i] : mx;
+    bool nan = false;  // a NaN logit: logZ is NaN, as in the logits ops (max() alone would skip it)
+    for (int64_t c = 0; c < nc; c++) {
+      mx = lse[c * m + i] > mx ? lse[c * m + i] : mx;
+      nan = nan || std::isnan(lse[c * m + i]);
+    }
     double s = 0;
     for (int64_t c = 0; c < nc; c++) s += std::exp(lse[c * m + i] - mx);
-    logZ[i] = (float)(mx > -INFINITY ? mx + std::log(s) : mx);
+    logZ[i] = nan ? NAN : (float)(mx > -INFINITY ? mx + std::log(s) : mx);
   }
 }
 
