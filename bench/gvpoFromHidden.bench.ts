@@ -12,9 +12,9 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as TF from '@tensorflow/tfjs';
-import { gvpoFromHidden, gvpoFromHiddenForward } from '../src/index.js';
+import { backendInfo, gvpoFromHidden, gvpoFromHiddenForward } from '../src/index.js';
 import { makeHiddenInputs, type HiddenInputs } from './hiddenInputs.js';
-import { fmtMs, table, timeSlow, timeSlowAsync, type Timing } from './lib.js';
+import { fmtMs, table, timeSlowAsync, type Timing } from './lib.js';
 import { tfjsWithBackend } from './peers/tfjs.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,6 +29,27 @@ export function fmaPeak(threads: number): number {
   a.fmaProbe({ iterations: 1e6, threads });
   const r = Array.from({ length: 7 }, () => a.fmaProbe({ iterations: 2e7, threads })).map((x) => x.flops / x.seconds).sort((x, y) => x - y);
   return r[3];
+}
+
+/** fn timed against the FMA probe: a probe right before and right after each call (the machine's
+ *  FMA rate drifts within seconds on a shared host), the call's rate over their mean; medians of
+ *  the times and of those ratios. */
+export function timeAgainstProbe(fn: () => void, flops: number, reps: number, threads: number): { t: Timing; ofPeak: number; peak: number } {
+  fn();
+  const times: number[] = [], ratios: number[] = [], peaks: number[] = [];
+  let before = fmaPeak(threads);
+  for (let i = 0; i < reps; i++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    const after = fmaPeak(threads);
+    times.push(s);
+    peaks.push((before + after) / 2);
+    ratios.push(flops / s / ((before + after) / 2));
+    before = after;
+  }
+  const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+  return { t: { median: med(times), spread: Math.max(...times) - Math.min(...times), samples: reps }, ofPeak: med(ratios), peak: med(peaks) };
 }
 
 function torchPeer(x: HiddenInputs, threads: number, reps: number): { t: Timing; torch: string; added: number } | string {
@@ -99,21 +120,35 @@ export async function benchGvpoFromHidden(log: (s?: string) => void, threads: nu
     // Flops of the rows that count: prompt rows (mask 0) cost the kernel nothing.
     const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
     const passFlops = 2 * live * H * V;
-    const peak = fmaPeak(threads);
+    const reps = quick ? 1 : 3;
+    const main = timeAgainstProbe(() => void gvpoFromHidden({ ...x.args, threads }), 4 * passFlops, reps, threads);
+    const full = main.t, peak = main.peak;
     log();
     log(`## gvpoFromHidden (fused LM head): N*T = ${N * T} (N = ${N}, T = ${T}, k = ${k}), H = ${H}, V = ${V}, ${dtype}`);
     log();
-    log(`FMA peak, same run, ${threads} threads (register-resident FMA loop, the GEMM's instruction set): ${(peak / 1e9).toFixed(0)} GFLOP/s. ` +
+    log(`FMA peak, same run, ${threads} threads (register-resident FMA loop, the GEMM's instruction set, ${backendInfo().simd}): ` +
+      `${(peak / 1e9).toFixed(0)} GFLOP/s, the median of probes taken right before and after each timed call (the op's % of peak is the ` +
+      `median over calls of its rate against the mean of the probes around it). ` +
       `Work: 4 GEMM-sized passes (forward, recompute, dH, dW) of 2*rows*H*V = ${(passFlops / 1e9).toFixed(1)} GFLOP each over the ${live} rows ` +
       `with a non-zero mask (the other ${N * T - live} are prompt tokens and cost nothing); every rate below counts these flops.`);
-    const reps = quick ? 1 : 3;
-    const full = timeSlow(() => void gvpoFromHidden({ ...x.args, threads }), reps);
-    const fwd = timeSlow(() => void gvpoFromHiddenForward({ ...x.args, threads }), reps);
+    const fwd = timeAgainstProbe(() => void gvpoFromHiddenForward({ ...x.args, threads }), passFlops, reps, threads);
     const rate = (flops: number, t: Timing) => `${(flops / t.median / 1e9).toFixed(0)} GFLOP/s, ${((flops / t.median / peak) * 100).toFixed(0)}% of peak`;
+    const probed = (flops: number, r: { t: Timing; ofPeak: number }) => `${(flops / r.t.median / 1e9).toFixed(0)} GFLOP/s, ${(r.ofPeak * 100).toFixed(0)}% of peak`;
+    const simd = backendInfo().simd;
     const rows: Row[] = [
-      ['native cpu, forward + loss + both gradients', fmtMs(full.median), fmtMs(full.spread), rate(4 * passFlops, full), '1.0'],
-      ['native cpu, phase 1 only (forward)', fmtMs(fwd.median), fmtMs(fwd.spread), rate(passFlops, fwd), ''],
+      [`native cpu (${simd}), forward + loss + both gradients`, fmtMs(full.median), fmtMs(full.spread), probed(4 * passFlops, main), '1.0'],
+      [`native cpu (${simd}), phase 1 only (forward)`, fmtMs(fwd.t.median), fmtMs(fwd.t.spread), probed(passFlops, fwd), ''],
     ];
+    if (simd === 'avx512') {
+      // the AVX2 kernels (and an AVX2 probe) on the same machine: a child process, the instruction set is picked at load
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'hiddenQuick.ts'), dtype, String(reps), '--json'],
+        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: 'avx2' } });
+      const last = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : undefined;
+      rows.push(last
+        ? ['native cpu (avx2, GVPO_SIMD=avx2), forward + loss + both gradients', fmtMs(last.medianSeconds), fmtMs(last.spreadSeconds),
+          `${(4 * passFlops / last.medianSeconds / 1e9).toFixed(0)} GFLOP/s, ${(last.ofPeak * 100).toFixed(0)}% of the AVX2 peak (${(last.peak / 1e9).toFixed(0)} GFLOP/s)`, '']
+        : ['native cpu (avx2)', 'failed', '', (r.stderr ?? '').split('\n').filter(Boolean).pop() ?? '', '']);
+    }
     // PyTorch: float32 only, one timed step after a warm-up, to bound the run time (its peak
     // memory is over 2 GiB and one of the runs here stalled for minutes in it; bench/NOTES.md).
     const torch = dtype === 'float32' ? torchPeer(x, threads, 1) : 'run for float32 only, to bound the run time';
