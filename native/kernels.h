@@ -18,6 +18,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace gvpo {
 
@@ -149,9 +150,22 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_wei
                                    const float* logZ /*N*T*/, const double* grad_seq /*N*/,
                                    const GvpoHiddenBatch& in, int threads);
 
-// Phase 1's tail, shared by the CPU and CUDA twins: S from the token log-probs and Sref (from
-// the reference token log-probs, given, or S itself).
+// Shared by the CPU and CUDA twins (gvpo_from_hidden.cc), so both work on the same rows with the
+// same rules. Phase 1 works on the rows with mask != 0 (in order); store_logprob writes one of
+// them: logZ, and l = NaN when not finite (counted in nonfinite_rows), 0 when V = 1, never
+// positive. Phase 1's tail: S from the token log-probs and Sref (from the reference token
+// log-probs, given, or S itself).
+std::vector<int32_t> gvpo_from_hidden_forward_rows(const GvpoHiddenBatch& in);
+void gvpo_from_hidden_store_logprob(GvpoFromHiddenOut& out, int32_t row, float l, float logZ, int64_t vocab);
 void gvpo_from_hidden_sequence_sums(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in);
+// Phase 2 works on the rows whose weight w = m * dL/dS[n(r)] is non-zero (a masked row stays out
+// even when its dL/dS is NaN; none when V = 1), each with w and its logZ, NaN for a target
+// outside [0, V) (a NaN statistic writes the row's gradient as NaN).
+struct HeadRows {
+  std::vector<int32_t> idx;
+  std::vector<float> weight, logZ;
+};
+HeadRows gvpo_from_hidden_backward_rows(const GvpoHiddenBatch& in, const float* logZ, const double* grad_seq);
 
 // The FMA peak probe: `iterations` steps of register-resident FMAs on each of `threads` threads
 // with the GEMM's instruction set. Returns the flops performed (time it to get the peak).

@@ -210,15 +210,37 @@ void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, co
   });
 }
 
-// Rows with a non-zero weight, in order.
-std::vector<int32_t> live_rows(const float* w, int64_t rows) {
+}  // namespace
+
+std::vector<int32_t> gvpo_from_hidden_forward_rows(const GvpoHiddenBatch& in) {
   std::vector<int32_t> idx;
-  for (int64_t r = 0; r < rows; r++)
-    if (w[r] != 0.0f) idx.push_back((int32_t)r);
+  for (int64_t r = 0; r < in.sequences * in.tokens; r++)
+    if (in.mask[r] != 0.0f) idx.push_back((int32_t)r);
   return idx;
 }
 
-}  // namespace
+void gvpo_from_hidden_store_logprob(GvpoFromHiddenOut& out, int32_t row, float l, float logZ, int64_t vocab) {
+  out.logZ[row] = logZ;
+  if (!std::isfinite(l)) {  // a bad target, a non-finite logZ or a -inf target logit
+    out.token_logprobs[row] = NAN;
+    out.nonfinite_rows++;
+  } else {  // never positive, whatever the rounding
+    out.token_logprobs[row] = vocab == 1 || l > 0.0f ? 0.0f : l;
+  }
+}
+
+HeadRows gvpo_from_hidden_backward_rows(const GvpoHiddenBatch& in, const float* logZ, const double* grad_seq) {
+  HeadRows h;
+  for (int64_t r = 0; r < in.sequences * in.tokens && in.vocab > 1; r++) {
+    const float w = in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[r / in.tokens]);
+    if (w == 0.0f) continue;
+    const bool bad_target = in.targets[r] < 0 || in.targets[r] >= in.vocab;
+    h.idx.push_back((int32_t)r);
+    h.weight.push_back(w);
+    h.logZ.push_back(bad_target ? NAN : logZ[r]);
+  }
+  return h;
+}
 
 namespace {
 
@@ -227,7 +249,7 @@ void forward(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
   const int64_t R = in.sequences * in.tokens, V = in.vocab;
   const Head h(in.hidden, in.weight, in.dtype, in.hidden_size, V, in.temperature);
   for (int64_t r = 0; r < R; r++) out.token_logprobs[r] = out.logZ[r] = 0.0f;  // masked rows
-  const std::vector<int32_t> idx = live_rows(in.mask, R);
+  const std::vector<int32_t> idx = gvpo_from_hidden_forward_rows(in);
   const int64_t live = (int64_t)idx.size();
   const int64_t rb = forward_rows(live, in.hidden_size, V, h.k.mr);
   std::vector<float> lz((size_t)std::min(live, rb)), xt(lz.size());
@@ -236,17 +258,7 @@ void forward(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
     const int64_t m = std::min(rb, live - b);
     std::fill(xt.begin(), xt.end(), NAN);  // stays NaN for a target outside [0, V)
     forward_block(h, lz.data(), xt.data(), idx.data() + b, in.targets, m, threads);
-    for (int64_t i = 0; i < m; i++) {
-      const int32_t r = idx[b + i];
-      const float l = xt[i] - lz[i];
-      out.logZ[r] = lz[i];
-      if (!std::isfinite(l)) {
-        out.token_logprobs[r] = NAN;
-        out.nonfinite_rows++;
-      } else {  // never positive, whatever the rounding
-        out.token_logprobs[r] = V == 1 || l > 0.0f ? 0.0f : l;
-      }
-    }
+    for (int64_t i = 0; i < m; i++) gvpo_from_hidden_store_logprob(out, idx[b + i], xt[i] - lz[i], lz[i], V);
   }
   gvpo_from_hidden_sequence_sums(out, in);
 }
@@ -272,14 +284,14 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const
                                    const double* grad_seq, const GvpoHiddenBatch& in,
                                    int threads) {
   const int64_t R = in.sequences * in.tokens, H = in.hidden_size, V = in.vocab;
-  std::vector<float> w((size_t)R);
-  for (int64_t r = 0; r < R; r++)  // a masked row stays out even when its dL/dS is NaN
-    w[r] = V == 1 || in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[r / in.tokens]);
-  const std::vector<int32_t> idx = live_rows(w.data(), R);  // none for V = 1: l = 0 always
+  const HeadRows rows = gvpo_from_hidden_backward_rows(in, logZ, grad_seq);
+  const std::vector<int32_t>& idx = rows.idx;
   const int64_t live = (int64_t)idx.size();
   // Zeros where no block writes: the rows of dH that are not live, all of dW when none is.
-  for (int64_t r = 0; r < R; r++)
-    if (w[r] == 0.0f) std::memset(grad_hidden + r * H, 0, (size_t)H * sizeof(float));
+  for (int64_t r = 0, i = 0; r < R; r++) {
+    if (i < live && idx[i] == r) i++;
+    else std::memset(grad_hidden + r * H, 0, (size_t)H * sizeof(float));
+  }
   if (live == 0) {
     std::memset(grad_weight, 0, (size_t)(V * H) * sizeof(float));
     return;
@@ -287,16 +299,11 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const
   const Head h(in.hidden, in.weight, in.dtype, H, V, in.temperature);
   const int64_t rb = backward_rows(live, H, h.k.mr);
   const int64_t n = std::min(live, rb);
-  std::vector<float> coef((size_t)n), lz((size_t)n), dH((size_t)(n * H));
+  std::vector<float> coef((size_t)n), dH((size_t)(n * H));
   for (int64_t b = 0; b < live; b += rb) {
     const int64_t m = std::min(rb, live - b);
-    for (int64_t i = 0; i < m; i++) {
-      const int32_t r = idx[b + i];
-      coef[i] = w[r] * h.inv_tau;
-      const bool bad_target = in.targets[r] < 0 || in.targets[r] >= V;
-      lz[i] = bad_target ? NAN : logZ[r];  // a NaN statistic writes the row as NaN
-    }
-    backward_block(h, grad_weight, dH.data(), idx.data() + b, lz.data(), coef.data(), in.targets,
+    for (int64_t i = 0; i < m; i++) coef[i] = rows.weight[b + i] * h.inv_tau;
+    backward_block(h, grad_weight, dH.data(), idx.data() + b, rows.logZ.data() + b, coef.data(), in.targets,
                    m, b == 0, threads);
     for (int64_t i = 0; i < m; i++)
       std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));

@@ -15,7 +15,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -103,9 +102,9 @@ int reserve_chunks(Head& h, int64_t c, bool backward, char* err, int err_len) {
 // Sref and the count of non-finite rows on the host, as the CPU twin does.
 int forward(Head& h, GvpoFromHiddenOut& out, CudaTimings& t, char* err, int err_len) {
   Workspace& w = h.w;
-  std::vector<int32_t> idx, y;
-  for (int64_t r = 0; r < h.R; r++)
-    if (h.in.mask[r] != 0.0f) idx.push_back((int32_t)r), y.push_back(h.in.targets[r]);
+  const std::vector<int32_t> idx = gvpo_from_hidden_forward_rows(h.in);
+  std::vector<int32_t> y;
+  for (int32_t r : idx) y.push_back(h.in.targets[r]);
   const int64_t live = (int64_t)idx.size(), c = chunk_rows(h.R, live, h.V);
   if (int e = upload_rows(h, idx, y, {}, {}, err, err_len)) return e;
   if (int e = reserve_chunks(h, c, false, err, err_len)) return e;
@@ -127,16 +126,7 @@ int forward(Head& h, GvpoFromHiddenOut& out, CudaTimings& t, char* err, int err_
   t.kernel_ms += elapsed(w.ev[1], w.ev[2]);
   for (int64_t r = 0; r < h.R; r++) out.token_logprobs[r] = out.logZ[r] = 0.0f;  // masked rows
   out.nonfinite_rows = 0;
-  for (int64_t i = 0; i < live; i++) {
-    const int32_t r = idx[i];
-    out.logZ[r] = lz[i];
-    if (!std::isfinite(lp[i])) {  // a bad target, a non-finite logZ or a -inf target logit
-      out.token_logprobs[r] = NAN;
-      out.nonfinite_rows++;
-    } else {
-      out.token_logprobs[r] = h.V == 1 || lp[i] > 0.0f ? 0.0f : lp[i];
-    }
-  }
+  for (int64_t i = 0; i < live; i++) gvpo_from_hidden_store_logprob(out, idx[i], lp[i], lz[i], h.V);
   gvpo_from_hidden_sequence_sums(out, h.in);
   return 0;
 }
@@ -146,25 +136,17 @@ int backward(Head& h, float* grad_hidden, float* grad_weight, const float* logZ,
              CudaTimings& t, char* err, int err_len) {
   Workspace& w = h.w;
   const size_t dhb = (size_t)(h.R * h.H) * 4, dwb = (size_t)(h.V * h.H) * 4;
-  std::vector<int32_t> idx, y;
-  std::vector<float> tw, lz;
-  for (int64_t r = 0; r < h.R && h.V > 1; r++) {  // V = 1: l = 0 whatever the logits, no gradient
-    // a masked row stays out even when its dL/dS is NaN
-    const float wr = h.in.mask[r] == 0.0f ? 0.0f : (float)(h.in.mask[r] * grad_seq[r / h.in.tokens]);
-    if (wr == 0.0f) continue;
-    const bool bad_target = h.in.targets[r] < 0 || h.in.targets[r] >= h.V;
-    idx.push_back((int32_t)r);
-    y.push_back(h.in.targets[r]);
-    tw.push_back(wr);
-    lz.push_back(bad_target ? NAN : logZ[r]);  // a NaN statistic writes the row as NaN
-  }
+  const HeadRows rows = gvpo_from_hidden_backward_rows(h.in, logZ, grad_seq);
+  const std::vector<int32_t>& idx = rows.idx;
+  std::vector<int32_t> y;
+  for (int32_t r : idx) y.push_back(h.in.targets[r]);
   const int64_t live = (int64_t)idx.size(), c = chunk_rows(h.R, live, h.V);
   if (live == 0) {
     std::memset(grad_hidden, 0, dhb);
     std::memset(grad_weight, 0, dwb);
     return 0;
   }
-  if (int e = upload_rows(h, idx, y, tw, lz, err, err_len)) return e;
+  if (int e = upload_rows(h, idx, y, rows.weight, rows.logZ, err, err_len)) return e;
   if (int e = reserve_chunks(h, c, true, err, err_len)) return e;
   GVPO_CUDA_TRY(w.dhidden.reserve(dhb));
   GVPO_CUDA_TRY(w.dweight.reserve(dwb));
