@@ -2,6 +2,7 @@
 // scaled by 1/sqrt(H) (logits of order 1), targets uniform, 1/4 of each sequence masked as prompt.
 import { encodeHalf } from '../src/reference/dtype.js';
 import type { DType, GvpoFromHiddenArgs } from '../src/types.js';
+import { seededRandom, tokenInputs } from './lib.js';
 
 export interface HiddenInputs {
   N: number; T: number; H: number; V: number; k: number;
@@ -11,18 +12,10 @@ export interface HiddenInputs {
 }
 
 export function makeHiddenInputs(N: number, T: number, H: number, V: number, k: number, dtype: DType, seed = 1): HiddenInputs {
-  let s = seed >>> 0;
-  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const next = seededRandom(seed);
   const noise = (n: number, scale: number) => Float32Array.from({ length: n }, () => (next() + next() + next() - 1.5) * 2 * scale);
   const h = noise(N * T * H, 1), w = noise(V * H, 1 / Math.sqrt(H));
-  const targets = new Int32Array(N * T), mask = new Float32Array(N * T);
-  const prompt = Math.floor(T / 4);
-  for (let i = 0; i < N * T; i++) {
-    targets[i] = Math.floor(next() * V);
-    mask[i] = i % T >= prompt ? 1 : 0;
-  }
-  const referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -10 - next());
-  const rewards = Float64Array.from({ length: N }, () => (next() < 0.5 ? 1 : 0));
+  const { targets, mask, referenceTokenLogprobs, rewards } = tokenInputs(next, N, T, V);
   const args: GvpoFromHiddenArgs = {
     hidden: dtype === 'float32' ? h : encodeHalf(h, dtype), weight: dtype === 'float32' ? w : encodeHalf(w, dtype), dtype,
     targets, mask, sequences: N, tokens: T, hiddenSize: H, vocab: V, referenceTokenLogprobs, rewards,

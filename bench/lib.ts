@@ -58,12 +58,15 @@ export interface Inputs {
   temperature: number;
 }
 
-/** Logits ~ 3 * uniform noise (fast to draw at 67M elements), targets uniform, 1/4 of each sequence masked as prompt. */
-export function makeInputs(N: number, T: number, V: number, k: number, dtype: DType, seed = 1): Inputs {
+/** A seeded uniform [0, 1) generator (an LCG: fast enough to draw tens of millions of values). */
+export function seededRandom(seed: number): () => number {
   let s = seed >>> 0;
-  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-  const f = new Float32Array(N * T * V);
-  for (let i = 0; i < f.length; i++) f[i] = (next() + next() + next() - 1.5) * 3;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+}
+
+/** The per-token and per-sequence inputs every bench batch shares: targets uniform in [0, V), 1/4
+ *  of each sequence masked as prompt, reference token log-probs near -10, 0/1 rewards. */
+export function tokenInputs(next: () => number, N: number, T: number, V: number) {
   const targets = new Int32Array(N * T);
   const mask = new Float32Array(N * T);
   const prompt = Math.floor(T / 4);
@@ -73,7 +76,15 @@ export function makeInputs(N: number, T: number, V: number, k: number, dtype: DT
   }
   const referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -10 - next());
   const rewards = Float64Array.from({ length: N }, () => (next() < 0.5 ? 1 : 0));
-  return { N, T, V, k, dtype, logits: dtype === 'float32' ? f : toHalf(f, dtype), targets, mask, referenceTokenLogprobs, rewards, beta: 0.1, temperature: 1 };
+  return { targets, mask, referenceTokenLogprobs, rewards };
+}
+
+/** Logits ~ 3 * uniform noise (fast to draw at 67M elements), then tokenInputs. */
+export function makeInputs(N: number, T: number, V: number, k: number, dtype: DType, seed = 1): Inputs {
+  const next = seededRandom(seed);
+  const f = new Float32Array(N * T * V);
+  for (let i = 0; i < f.length; i++) f[i] = (next() + next() + next() - 1.5) * 3;
+  return { N, T, V, k, dtype, logits: dtype === 'float32' ? f : toHalf(f, dtype), ...tokenInputs(next, N, T, V), beta: 0.1, temperature: 1 };
 }
 
 /** The fused op's options for these inputs (only the fields it knows: unknown ones are refused). */

@@ -2,6 +2,7 @@
 // GVPO loss under one on-policy update, the paper's ablations as losses on S (against the kernel
 // and against their closed-form gradients), GRPO's clipped ratio against the policy that sampled
 // each group (replayed groups included).
+import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { BanditTask, GVPOTrainer, gvpoLossTf, loadTf, TabularPolicy } from '../src/tfjs/index.js';
 import { gvpoTermsLoss, policyGradientLoss } from '../src/tfjs/losses.js';
@@ -37,8 +38,8 @@ describe('GVPO terms as a loss on S', () => {
   const grad = (terms: 'all' | 'no-variance' | 'no-trust-region') => Array.from(tf.grad((s) => gvpoTermsLoss(tf, s as never, Sref, mb, beta, terms))(tf.tensor1d(S)).dataSync());
 
   it("with every term equals the kernel's loss and gradient", () => {
-    const kernel = (s: never) => gvpoLossTf(tf, s, { referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta }).loss;
-    expect(gvpoTermsLoss(tf, tf.tensor1d(S), Sref, mb, beta, 'all').dataSync()[0]).toBeCloseTo(kernel(tf.tensor1d(S) as never).dataSync()[0], 5);
+    const kernel = (s: TF.Tensor) => gvpoLossTf(tf, s as TF.Tensor1D, { referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta }).loss;
+    expect(gvpoTermsLoss(tf, tf.tensor1d(S), Sref, mb, beta, 'all').dataSync()[0]).toBeCloseTo(kernel(tf.tensor1d(S)).dataSync()[0], 5);
     const want = Array.from(tf.grad(kernel)(tf.tensor1d(S)).dataSync());
     grad('all').forEach((g, i) => expect(g).toBeCloseTo(want[i], 6));
   });

@@ -6,17 +6,10 @@
 // mask weights that are not 0/1.
 import { encodeHalf } from '../../src/reference/dtype.js';
 import type { DType } from '../../src/types.js';
-import { normal, rng } from './data.js';
+import { normal, rng, type Batch } from './data.js';
 
-export interface AwkwardCase {
+export interface AwkwardCase extends Batch {
   name: string;
-  logits: Float32Array | Uint16Array;
-  dtype: DType;
-  targets: Int32Array;
-  mask: Float32Array;
-  sequences: number;
-  tokens: number;
-  vocab: number;
   temperature: number;
   beta: number;
   rewards: Float64Array;
