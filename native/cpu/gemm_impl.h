@@ -1,9 +1,10 @@
 // The GEMM of gemm.h for one instruction set: included by rows_<isa>.cc after rows.h (it uses
 // that file's vector type vf, W, vexp and the 16-bit loads), so GVPO_VW and GVPO_ISA are set.
 //
-// Micro-kernel MR x NR with NR = 2 vectors: MR*2 accumulators + 2 B vectors + 1 broadcast must
-// fit the register file (AVX-512: 14 x 32 uses 28 + 3 of 32 zmm; AVX2 and SSE2: 6 x 16 / 6 x 8
-// use 12 + 3 of 16). Per k step: 2 loads, MR broadcasts, 2*MR FMAs.
+// Micro-kernel MR x NR, NR = NV vectors: MR*NV accumulators, NV vectors of B and the broadcasts
+// must fit the register file. AVX-512: 12 x 32 (24 accumulators), its k loop in assembly
+// (micro_12x32); AVX2 and SSE2: 6 x 16 / 6 x 8 (12 accumulators + 2 B + 1 broadcast of 16
+// registers), per k step 2 loads, 6 broadcasts, 12 FMAs.
 #include <cmath>
 #include <cstring>
 
@@ -15,9 +16,11 @@
 namespace gvpo {
 namespace GVPO_ISA {
 
+// (-DGVPO_NO_ASM -DGVPO_MR16=6 -DGVPO_NV16=4: the compiler-written AVX-512 kernel that
+// bench/NOTES.md compares the assembly with.)
 #ifndef GVPO_MR16
-#define GVPO_MR16 6
-#define GVPO_NV16 4
+#define GVPO_MR16 12
+#define GVPO_NV16 2
 #endif
 #if GVPO_VW == 16
 constexpr int MR = GVPO_MR16, NV = GVPO_NV16;
@@ -78,31 +81,6 @@ static inline float elem(const void* p, int64_t i) {
   return f16_bits_to_f32(h);
 }
 
-template <int D>
-static void pack_a_t(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
-  for (int64_t p = 0; p * MR < M; p++) {
-    float* dst = Ap + p * MR * kc;
-    const int mi = (int)(M - p * MR < MR ? M - p * MR : MR);
-    if (A.rs == 1 && !A.rows) {  // a column of the panel is contiguous (dZ^T): copy MR at a time
-      for (int64_t k = 0; k < kc; k++) {
-        const int64_t base = p * MR + (k0 + k) * A.cs;
-        for (int i = 0; i < mi; i++) dst[k * MR + i] = elem<D>(A.p, base + i);
-        for (int i = mi; i < MR; i++) dst[k * MR + i] = 0.0f;
-      }
-      continue;
-    }
-    for (int i = 0; i < MR; i++) {  // a row is contiguous: walk each row along k
-      if (i >= mi) {
-        for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
-        continue;
-      }
-      const int64_t row = p * MR + i;
-      const int64_t base = (A.rows ? A.rows[row] : row) * A.rs + k0 * A.cs;
-      for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = elem<D>(A.p, base + k * A.cs);
-    }
-  }
-}
-
 // W consecutive elements from element i on, as float32.
 template <int D>
 static inline vf load_elems(const void* p, int64_t i) {
@@ -154,6 +132,77 @@ static inline void transpose(vf* r) {  // 8 x 8: unpack, shuffle, exchange 128-b
 }
 #endif
 
+// The first MR lanes of v to p (MR <= W): one packed row of an A panel.
+static inline void store_first(float* p, vf v) {
+#if GVPO_VW == 16
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << MR) - 1), (__m512)v);
+#elif GVPO_VW == 8
+  const __m256i m = _mm256_setr_epi32(0 < MR ? -1 : 0, 1 < MR ? -1 : 0, 2 < MR ? -1 : 0, 3 < MR ? -1 : 0,
+                                      4 < MR ? -1 : 0, 5 < MR ? -1 : 0, 6 < MR ? -1 : 0, 7 < MR ? -1 : 0);
+  _mm256_maskstore_ps(p, m, (__m256)v);
+#else
+  for (int i = 0; i < MR; i++) p[i] = v[i];
+#endif
+}
+// p[0..n) in the first n lanes, zeros in the others (n <= W); reads nothing past p[n-1].
+static inline vf load_first(const float* p, int n) {
+#if GVPO_VW == 16
+  return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#elif GVPO_VW == 8
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return (vf)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane));
+#else
+  vf v = bcast(0.0f);
+  for (int i = 0; i < n; i++) v[i] = p[i];
+  return v;
+#endif
+}
+static_assert(GVPO_VW < 8 || MR <= W, "an A panel's rows fit one transposed vector");
+
+template <int D>
+static void pack_a_t(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
+  for (int64_t p = 0; p * MR < M; p++) {
+    float* dst = Ap + p * MR * kc;
+    const int mi = (int)(M - p * MR < MR ? M - p * MR : MR);
+    if (A.rs == 1 && !A.rows) {  // a column of the panel is contiguous (dZ^T): copy MR at a time
+      for (int64_t k = 0; k < kc; k++) {
+        const int64_t base = p * MR + (k0 + k) * A.cs;
+#if GVPO_VW >= 8
+        if (D == 0) {  // the mi floats, zeros after them, no read past them
+          store_first(dst + k * MR, load_first((const float*)A.p + base, mi));
+          continue;
+        }
+#endif
+        for (int i = 0; i < mi; i++) dst[k * MR + i] = elem<D>(A.p, base + i);
+        for (int i = mi; i < MR; i++) dst[k * MR + i] = 0.0f;
+      }
+      continue;
+    }
+    int64_t k = 0;
+#if GVPO_VW >= 8
+    if (A.cs == 1)  // W columns of the panel's rows at a time, transposed in registers
+      for (; k + W <= kc; k += W) {
+        vf r[W];
+        for (int i = 0; i < W; i++) {
+          const int64_t row = p * MR + i;
+          r[i] = i < mi ? load_elems<D>(A.p, (A.rows ? A.rows[row] : row) * A.rs + k0 + k) : bcast(0.0f);
+        }
+        transpose(r);  // r[t][i] = A(p*MR + i, k0 + k + t)
+        for (int t = 0; t < W; t++) store_first(dst + (k + t) * MR, r[t]);
+      }
+#endif
+    for (int i = 0; i < MR; i++) {  // a row is contiguous: walk each row along k
+      if (i >= mi) {
+        for (int64_t kk = k; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
+        continue;
+      }
+      const int64_t row = p * MR + i;
+      const int64_t base = (A.rows ? A.rows[row] : row) * A.rs + k0 * A.cs;
+      for (int64_t kk = k; kk < kc; kk++) dst[kk * MR + i] = elem<D>(A.p, base + kk * A.cs);
+    }
+  }
+}
+
 template <int D>
 static void pack_b_t(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
   for (int64_t q = 0; q * NR < N; q++) {
@@ -200,10 +249,73 @@ static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
   else pack_b_t<2>(Bp, B, k0, kc, N);
 }
 
+#if GVPO_VW == 16 && defined(__x86_64__) && !defined(GVPO_NO_ASM)
+// The AVX-512 k loop, 12 x 32, in assembly: per k step 2 vector loads of B, 4 rows of A
+// broadcast into registers and 8 rows broadcast inside their FMAs ({1to16}, one fused uop for
+// the load and the FMA): 30 uops and 22 loads for 24 FMAs (the C loop the compiler writes, a
+// broadcast per row, is 38 uops). On a core whose other hyperthread is busy the front end, not
+// the FMA units, is what runs out first. Writes the tile, row-major, into t (64-byte aligned).
+#define GVPO_K_STEP(ao, bo)                                                                  \
+  "vmovaps " #bo "(%[b]), %%zmm24\n vmovaps " #bo "+64(%[b]), %%zmm25\n"                    \
+  "vbroadcastss " #ao "(%[a]), %%zmm26\n vbroadcastss " #ao "+4(%[a]), %%zmm27\n"           \
+  "vbroadcastss " #ao "+8(%[a]), %%zmm28\n vbroadcastss " #ao "+12(%[a]), %%zmm29\n"        \
+  "vfmadd231ps %%zmm24, %%zmm26, %%zmm0\n vfmadd231ps %%zmm25, %%zmm26, %%zmm1\n"           \
+  "vfmadd231ps %%zmm24, %%zmm27, %%zmm2\n vfmadd231ps %%zmm25, %%zmm27, %%zmm3\n"           \
+  "vfmadd231ps %%zmm24, %%zmm28, %%zmm4\n vfmadd231ps %%zmm25, %%zmm28, %%zmm5\n"           \
+  "vfmadd231ps %%zmm24, %%zmm29, %%zmm6\n vfmadd231ps %%zmm25, %%zmm29, %%zmm7\n"           \
+  GVPO_ROW(ao, 16, 8, 9) GVPO_ROW(ao, 20, 10, 11) GVPO_ROW(ao, 24, 12, 13)                   \
+  GVPO_ROW(ao, 28, 14, 15) GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19)                 \
+  GVPO_ROW(ao, 40, 20, 21) GVPO_ROW(ao, 44, 22, 23)
+#define GVPO_ROW(ao, off, c0, c1)                                                            \
+  "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm24, %%zmm" #c0 "\n"                     \
+  "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm25, %%zmm" #c1 "\n"
+#define GVPO_STORE(i) "vmovaps %%zmm" #i ", " #i "*64(%[t])\n"
+static_assert(MR == 12 && NV == 2, "the assembly k loop is 12 x 32");
+static inline void micro_12x32(float* t, int64_t kc, const float* a, const float* b) {
+  int64_t pairs = kc / 2;
+  asm volatile(
+      "vpxord %%zmm0, %%zmm0, %%zmm0\n"
+      "vmovaps %%zmm0, %%zmm1\n vmovaps %%zmm0, %%zmm2\n vmovaps %%zmm0, %%zmm3\n"
+      "vmovaps %%zmm0, %%zmm4\n vmovaps %%zmm0, %%zmm5\n vmovaps %%zmm0, %%zmm6\n"
+      "vmovaps %%zmm0, %%zmm7\n vmovaps %%zmm0, %%zmm8\n vmovaps %%zmm0, %%zmm9\n"
+      "vmovaps %%zmm0, %%zmm10\n vmovaps %%zmm0, %%zmm11\n vmovaps %%zmm0, %%zmm12\n"
+      "vmovaps %%zmm0, %%zmm13\n vmovaps %%zmm0, %%zmm14\n vmovaps %%zmm0, %%zmm15\n"
+      "vmovaps %%zmm0, %%zmm16\n vmovaps %%zmm0, %%zmm17\n vmovaps %%zmm0, %%zmm18\n"
+      "vmovaps %%zmm0, %%zmm19\n vmovaps %%zmm0, %%zmm20\n vmovaps %%zmm0, %%zmm21\n"
+      "vmovaps %%zmm0, %%zmm22\n vmovaps %%zmm0, %%zmm23\n"
+      "test %[pairs], %[pairs]\n jz 2f\n"
+      "1:\n" GVPO_K_STEP(0, 0) GVPO_K_STEP(48, 128)
+      "add $96, %[a]\n add $256, %[b]\n dec %[pairs]\n jnz 1b\n"
+      "2:\n test $1, %[kc]\n jz 3f\n" GVPO_K_STEP(0, 0)
+      "3:\n"
+      GVPO_STORE(0) GVPO_STORE(1) GVPO_STORE(2) GVPO_STORE(3) GVPO_STORE(4) GVPO_STORE(5)
+      GVPO_STORE(6) GVPO_STORE(7) GVPO_STORE(8) GVPO_STORE(9) GVPO_STORE(10) GVPO_STORE(11)
+      GVPO_STORE(12) GVPO_STORE(13) GVPO_STORE(14) GVPO_STORE(15) GVPO_STORE(16) GVPO_STORE(17)
+      GVPO_STORE(18) GVPO_STORE(19) GVPO_STORE(20) GVPO_STORE(21) GVPO_STORE(22) GVPO_STORE(23)
+      : [a] "+r"(a), [b] "+r"(b), [pairs] "+r"(pairs)
+      : [kc] "r"(kc), [t] "r"(t)
+      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18",
+        "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28",
+        "xmm29");
+}
+#undef GVPO_K_STEP
+#undef GVPO_ROW
+#undef GVPO_STORE
+#endif
+
 // C[m x n] (=|+=) sum_k a[k*MR + i] * b[k*NR + j], m <= MR, n <= NR.
 static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b,
                          float* C, int64_t ldc, int m, int n, bool accumulate) {
   vf c[MR][NV];
+#if defined(__x86_64__) || defined(__i386__)
+  if (accumulate)  // the C tile is read after the k loop: start its lines on their way now
+    for (int i = 0; i < m; i++)
+      for (int l = 0; l < n; l += 16) _mm_prefetch((const char*)(C + i * ldc + l), _MM_HINT_T0);
+#endif
+#if GVPO_VW == 16 && defined(__x86_64__) && !defined(GVPO_NO_ASM)
+  micro_12x32((float*)c, kc, a, b);
+#else
 #pragma GCC unroll 16
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
@@ -221,6 +333,7 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
     a += MR;
     b += NR;
   }
+#endif
   if (m == MR && n == NR) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
@@ -239,6 +352,7 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
 }
 
 // Loop order: each A micro-panel (MR x kc, L1) meets every B micro-panel (kc x NR, from L2).
+// (Blocking B by 64-256 columns, so that less of it need stay in L2, measured no different.)
 static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N,
                  int64_t kc, bool accumulate) {
   for (int64_t i0 = 0; i0 < M; i0 += MR) {

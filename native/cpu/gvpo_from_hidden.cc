@@ -5,19 +5,24 @@
 //   phase 1  per row block, per vocab chunk c (W_c^T packed once for the block): Z = Hb * W_c^T
 //            (GEMM, K = H) a few rows at a time, lse_c = logsumexp of Z/tau per row;
 //            logZ = logsumexp_c lse_c, l = min(0, x_target - logZ), S = sum m*l
-//   phase 2  per row block: recompute Z, dZ = g/tau * (onehot - exp(Z/tau - logZ)) in the tile,
-//            dW_c += dZ^T * Hb (K = rows of the block), and dZ is kept packed for
-//            dHb = dZ * W (K = V) once every chunk of the block is done.
+//   phase 2  per row block, per vocab chunk (every thread on the chunk): recompute Z,
+//            dZ = g/tau * (onehot - exp(Z/tau - logZ)) in the tile, dW_c (=|+=) dZ^T * Hb
+//            (K = rows of the block), dHb += dZ * W_c (K = the chunk).
 // Flops: each of the 4 GEMM passes is 2*R*H*V. Extra memory: phase 1, the packed hidden rows and
-// chunk log-sum-exps of one row block (at most V*H floats, or 512 rows); phase 2, the packed dZ
-// of one row block (rb x V floats, rb <= H/2, so at most V*H/2); plus per-thread tiles; no
-// array of R*V.
-// Ownership (no atomics, no order that depends on the thread count): a vocab chunk's lse and dW
-// rows belong to one thread per row block and row blocks run in order; dH columns belong to one
-// thread; every sum runs over k in one fixed order.
+// chunk log-sum-exps of one row block (at most V*H floats, or 512 rows); phase 2, the packed
+// hidden rows, two chunks' dZ and the block's dH (at most V*H floats, or SB rows); plus
+// per-thread tiles; no array of R*V.
+// Ownership (no atomic adds, no order that depends on the thread count): in phase 1 a vocab
+// chunk's lse belongs to the thread that takes the chunk; in phase 2 one thread at a time owns
+// a sub-block of the block's rows (its Z, dZ, dH) or a group of dW_c rows; row blocks and chunks
+// run in order; every sum runs over k in one fixed order. Threads take work from an atomic
+// counter, so which thread does what varies, never what is computed.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <thread>
 #include <string>
@@ -73,7 +78,8 @@ class Floats {
   float* p_;
 };
 
-constexpr int64_t KC = 256;  // k block of the H-deep GEMMs: a B micro-panel KC x NR stays in L1
+constexpr int64_t KC = 256;  // k block of the H-deep GEMMs
+constexpr int64_t SB = 256;  // rows of a backward sub-block: the K of one dW_c product
 constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
 
 // Every row block packs (transposes) the whole weight for the H-deep GEMM, so blocks are as tall
@@ -81,7 +87,8 @@ constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
 // last block would pay a whole weight pack for a few rows).
 //   forward: the packed hidden rows (m x H floats) and the chunk log-sum-exps (m x V/VC doubles)
 //            within V*H floats, at least 512 rows;
-//   backward: the packed dZ (m x V floats) within V*H/2 floats, so m <= H/2, at least 48 rows.
+//   backward: the packed hidden rows, dZ of two chunks and dH (m * (3H + 4 VC) floats) within
+//            V*H floats, at least SB rows.
 int64_t block_rows(int64_t live, int64_t cap, int64_t mr) {
   const int64_t blocks = std::max<int64_t>(1, (live + cap - 1) / cap);
   return std::min(cap, round_up((live + blocks - 1) / blocks, mr));  // whole A panels if it can
@@ -90,8 +97,8 @@ int64_t forward_rows(int64_t live, int64_t H, int64_t V, int64_t mr) {
   const int64_t nc = (V + VC - 1) / VC;
   return block_rows(live, std::max<int64_t>(512, V * H * 4 / (4 * H + 8 * nc)), mr);
 }
-int64_t backward_rows(int64_t live, int64_t H, int64_t mr) {
-  return block_rows(live, std::max<int64_t>(48, H / 2), mr);
+int64_t backward_rows(int64_t live, int64_t H, int64_t V, int64_t mr) {
+  return block_rows(live, std::max<int64_t>(SB, V * H / (3 * H + 4 * VC)), mr);
 }
 
 struct Head {
@@ -104,28 +111,35 @@ struct Head {
   Head(const void* h, const void* w, DType d_, int64_t H_, int64_t V_, float tau)
       : hidden(h), weight(w), d(d_), H(H_), V(V_), inv_tau(1.0f / tau), k(gemm_kernels()) {}
 
-  // Hidden rows rows[0..m) packed as GEMM A for every k block (block k0 at offset mpad * k0).
-  void pack_hidden(float* Ap, const int32_t* rows, int64_t m) const {
-    const int64_t mpad = round_up(m, k.mr);
-    for (int64_t k0 = 0; k0 < H; k0 += KC)
-      k.pack_a(Ap + mpad * k0, Mat{hidden, d, H, 1, rows}, m, k0, std::min(KC, H - k0));
-  }
-
-  // Z (m x vc, leading dimension VC) = logits of the block's rows for vocab v0 .. v0+vc.
-  void logits_tile(float* Z, float* Bw, const float* Ah, int64_t m, int64_t v0, int64_t vc) const {
-    const int64_t mpad = round_up(m, k.mr);
-    const void* w = (const char*)weight + (size_t)(v0 * H) * dtype_bytes(d);
+  // Hidden rows rows[r0 .. r0+n) (r0 a whole number of panels) packed as the A of an H-deep GEMM
+  // over m rows: k block k0 at offset mpad * k0, the rows' panels at r0 * kc within it.
+  void pack_hidden(float* Ah, int64_t mpad, const int32_t* rows, int64_t r0, int64_t n) const {
     for (int64_t k0 = 0; k0 < H; k0 += KC) {
       const int64_t kc = std::min(KC, H - k0);
-      k.pack_b(Bw, Mat{w, d, 1, H, nullptr}, k0, kc, vc);  // B(h, v) = W[v, h]
-      k.gemm(Z, VC, Ah + mpad * k0, Bw, m, vc, kc, k0 > 0);
+      k.pack_a(Ah + mpad * k0 + r0 * kc, Mat{hidden, d, H, 1, rows + r0}, n, k0, kc);
     }
   }
 
-  size_t bw_size() const { return (size_t)(KC * round_up(VC, k.nr)); }
+  // Panels q0 .. q1 of W_c^T, B(h, v) = W[v0 + v, h] for v < vc, as the B of an H-deep GEMM:
+  // k block k0 at offset k0 * vcols, panel q at q * nr * kc within it.
+  void pack_weight_t(float* wt, int64_t vcols, int64_t v0, int64_t vc, int64_t q0, int64_t q1) const {
+    for (int64_t q = q0; q < q1 && q * k.nr < vc; q++) {
+      const void* w = (const char*)weight + (size_t)((v0 + q * k.nr) * H) * dtype_bytes(d);
+      for (int64_t k0 = 0; k0 < H; k0 += KC) {
+        const int64_t kc = std::min(KC, H - k0);
+        k.pack_b(wt + k0 * vcols + q * k.nr * kc, Mat{w, d, 1, H, nullptr}, k0, kc, std::min<int64_t>(k.nr, vc - q * k.nr));
+      }
+    }
+  }
 };
 
 int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
+
+// Threads for a pass of `macs` multiply-adds: one per 2^20 at least (a thread start costs
+// microseconds), at most `items` (the pieces of work there are to share) and the request.
+int team_size(int64_t macs, int64_t items, int threads) {
+  return (int)std::max<int64_t>(1, std::min({(int64_t)resolve_threads(threads), macs >> 20, items}));
+}
 
 // logZ and x_target = z[y]/tau for the rows rows[0..m). A thread packs the weight of its vocab
 // chunk (all of H: B(h, v) = W[v, h], H x VC floats, 512 KiB at H = 512, in L2) once and runs
@@ -134,27 +148,34 @@ int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
 void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* rows,
                    const int32_t* targets, int64_t m, int threads) {
   const GemmKernels& k = h.k;
-  const int64_t mpad = round_up(m, k.mr), H = h.H, nc = chunks(h.V), ms = 16 * k.mr;
-  Floats Ah((size_t)(mpad * H));
-  h.pack_hidden(Ah.data(), rows, m);
+  const int64_t mpad = round_up(m, k.mr), H = h.H, nc = chunks(h.V), ms = round_up(96, k.mr);
+  const int64_t bw = round_up(VC, k.nr), panels = mpad / k.mr;
+  const int t = team_size(m * h.V * H, std::min(nc, panels), threads);
+  Floats Ah((size_t)(mpad * H));  // A: k block k0 at offset mpad * k0
   std::vector<double> lse((size_t)(nc * m));
-  parallel_rows(nc, m * VC * H / 64, threads, [&](int64_t c0, int64_t c1) {
-    const int64_t bw = round_up(VC, k.nr);
-    Floats Bw((size_t)(H * bw)), Z((size_t)(ms * VC));
-    for (int64_t c = c0; c < c1; c++) {
+  std::vector<std::unique_ptr<Floats>> Bw((size_t)t), Z((size_t)t);  // each thread's W^T, tile
+  for (int i = 0; i < t; i++) {
+    Bw[(size_t)i] = std::make_unique<Floats>((size_t)(H * bw));
+    Z[(size_t)i] = std::make_unique<Floats>((size_t)(ms * VC));
+  }
+  std::atomic<int64_t> next{0};
+  parallel_team(t, [&](int i, int t, Barrier& barrier) {
+    const int64_t r0 = part_begin(panels, i, t) * k.mr, r1 = std::min(m, part_begin(panels, i + 1, t) * k.mr);
+    if (r1 > r0) h.pack_hidden(Ah.data(), mpad, rows, r0, r1 - r0);
+    barrier.wait();
+    float *wt = Bw[(size_t)i]->data(), *z = Z[(size_t)i]->data();
+    for (int64_t c; (c = next++) < nc;) {  // chunks as threads come free
       const int64_t v0 = c * VC, vc = std::min(VC, h.V - v0);
-      const void* w = (const char*)h.weight + (size_t)(v0 * H) * dtype_bytes(h.d);
-      for (int64_t k0 = 0; k0 < H; k0 += KC)  // k block k0 at offset k0 * bw
-        k.pack_b(Bw.data() + k0 * bw, Mat{w, h.d, 1, H, nullptr}, k0, std::min(KC, H - k0), vc);
+      h.pack_weight_t(wt, bw, v0, vc, 0, bw / k.nr);
       for (int64_t s = 0; s < m; s += ms) {  // rows s .. s+n: A panels at offset s * kc per k block
         const int64_t n = std::min(ms, m - s);
         for (int64_t k0 = 0; k0 < H; k0 += KC)
-          k.gemm(Z.data(), VC, Ah.data() + mpad * k0 + s * std::min(KC, H - k0), Bw.data() + k0 * bw,
-                 n, vc, std::min(KC, H - k0), k0 > 0);
-        k.tile_logsumexp(lse.data() + c * m + s, Z.data(), VC, n, vc, h.inv_tau);
-        for (int64_t i = 0; i < n; i++) {
-          const int64_t y = targets[rows[s + i]] - v0;
-          if (y >= 0 && y < vc) x_target[s + i] = Z.data()[i * VC + y] * h.inv_tau;
+          k.gemm(z, VC, Ah.data() + mpad * k0 + s * std::min(KC, H - k0), wt + k0 * bw, n, vc,
+                 std::min(KC, H - k0), k0 > 0);
+        k.tile_logsumexp(lse.data() + c * m + s, z, VC, n, vc, h.inv_tau);
+        for (int64_t r = 0; r < n; r++) {
+          const int64_t y = targets[rows[s + r]] - v0;
+          if (y >= 0 && y < vc) x_target[s + r] = z[r * VC + y] * h.inv_tau;
         }
       }
     }
@@ -174,38 +195,93 @@ void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* r
 
 // dH rows (into dH, m x H) and dW += for the rows rows[0..m) with coefficients coef = g/tau.
 // The first block (first = true) writes dW instead of adding to it: no pass to zero it first.
+//
+// One vocab chunk at a time, every thread on it, so the chunk's weight is read from memory once
+// per block and dW_c is written once per block:
+//   1. pack the chunk's W^T (B of the recompute) and W (B of dH), split by panels;
+//   2. per sub-block of the block's rows (fixed heights, so the sums do not depend on the
+//      thread count): Z = Hs W_c^T, dZ in the tile, dZ packed for dH (A, K = vc) and dZ^T
+//      packed for dW (A, one k block per sub-block);
+//   3. dW_c (=|+=) the sum over sub-blocks, in order, of dZ_s^T Hs, in a few groups of rows;
+//      dHs += dZ_s W_c per sub-block.
+// Steps 2 and 3 are lists of items that threads take as they come free (the cores of a shared
+// machine do not run at one speed); which thread runs an item does not change its arithmetic.
+// Two barriers per chunk: the chunk's buffers are double (chunk c in set c % 2), so step 1 of
+// chunk c+1 may start while another thread finishes step 3 of chunk c.
+// Memory: the packed hidden rows twice (A of the recompute, B of dW), two chunks' dZ and dZ^T
+// and the block's dH: about m * (3H + 4 VC) floats, which backward_rows bounds.
 void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, const float* logZ,
                     const float* coef, const int32_t* targets, int64_t m, bool first,
                     int threads) {
   const GemmKernels& k = h.k;
-  const int64_t mpad = round_up(m, k.mr), H = h.H, V = h.V, nc = chunks(V);
-  Floats Ah((size_t)(mpad * H));
-  h.pack_hidden(Ah.data(), rows, m);
-  Floats Bh((size_t)(m * round_up(H, k.nr)));
-  k.pack_b(Bh.data(), Mat{h.hidden, h.d, H, 1, rows}, 0, m, H);  // B(r, h) = hidden[row r, h]
-  Floats Adz((size_t)(mpad * V));  // dZ as GEMM A, chunk c at offset mpad * c*VC
-  parallel_rows(nc, m * VC * H / 32, threads, [&](int64_t c0, int64_t c1) {
-    Floats Bw(h.bw_size()), Z((size_t)(m * VC)), AdzT((size_t)(round_up(VC, k.mr) * m));
-    std::vector<int32_t> y((size_t)m);
-    for (int64_t c = c0; c < c1; c++) {
-      const int64_t v0 = c * VC, vc = std::min(VC, V - v0);
-      h.logits_tile(Z.data(), Bw.data(), Ah.data(), m, v0, vc);
-      for (int64_t i = 0; i < m; i++) y[i] = (int32_t)(targets[rows[i]] - v0);
-      k.tile_softmax_grad(Z.data(), VC, m, vc, h.inv_tau, logZ, coef, y.data());
-      k.pack_a(Adz.data() + mpad * v0, Mat{Z.data(), DType::f32, VC, 1, nullptr}, m, 0, vc);
-      k.pack_a(AdzT.data(), Mat{Z.data(), DType::f32, 1, VC, nullptr}, vc, 0, m);
-      k.gemm(dW + v0 * H, H, AdzT.data(), Bh.data(), vc, H, m, !first);
+  const int64_t mr = k.mr, nr = k.nr, H = h.H, V = h.V, nc = chunks(V);
+  const int64_t mpad = round_up(m, mr), hpad = round_up(H, nr), vrows = round_up(VC, mr);
+  const int64_t vcols = round_up(VC, nr);
+  // Sub-blocks of at most SB rows, equal heights in whole A panels; s-th starts at s * sb.
+  const int64_t sb = round_up((m + (m + SB - 1) / SB - 1) / ((m + SB - 1) / SB), mr);
+  const int64_t ns = (m + sb - 1) / sb;
+  const int64_t vpanels = (std::min(VC, V) + mr - 1) / mr;
+  const int t = team_size(m * V * H, vpanels, threads);
+  // dW_c in groups of vocab panels: each group streams all of the packed hidden rows once, so
+  // few groups; two per thread let a fast thread take over from a slow one.
+  const int64_t groups = std::min<int64_t>(2 * t, vpanels);
+  Floats Ah((size_t)(mpad * H));    // A of the recompute: k block k0 at offset mpad * k0
+  Floats Bh((size_t)(mpad * hpad)); // B of dW: sub-block s (K = its rows) at offset s*sb * hpad
+  Floats WT[2] = {Floats((size_t)(H * vcols)), Floats((size_t)(H * vcols))};  // B of the recompute
+  Floats Wc[2] = {Floats((size_t)(VC * hpad)), Floats((size_t)(VC * hpad))};  // B of dH (K = vc)
+  Floats DZ[2] = {Floats((size_t)(mpad * VC)), Floats((size_t)(mpad * VC))};  // A of dH, K = vc
+  Floats DZT[2] = {Floats((size_t)(vrows * mpad)), Floats((size_t)(vrows * mpad))};  // A of dW
+  std::vector<std::unique_ptr<Floats>> Z((size_t)t);  // each thread's logits tile
+  for (auto& z : Z) z = std::make_unique<Floats>((size_t)(sb * VC));
+  std::vector<int32_t> y((size_t)m);
+  std::unique_ptr<std::atomic<int64_t>[]> next(new std::atomic<int64_t>[2 * nc]);  // steps 2, 3
+  for (int64_t i = 0; i < 2 * nc; i++) next[i] = 0;
+  parallel_team(t, [&](int i, int t, Barrier& barrier) {
+    for (int64_t s = part_begin(ns, i, t); s < part_begin(ns, i + 1, t); s++) {
+      const int64_t r0 = s * sb, n = std::min(sb, m - r0);
+      h.pack_hidden(Ah.data(), mpad, rows, r0, n);
+      k.pack_b(Bh.data() + r0 * hpad, Mat{h.hidden, h.d, H, 1, rows}, r0, n, H);  // B(r, h)
     }
-  });
-  const int64_t panels = (H + k.nr - 1) / k.nr;
-  parallel_rows(panels, m * V * k.nr / 32, threads, [&](int64_t p0, int64_t p1) {
-    const int64_t h0 = p0 * k.nr, hn = std::min(H, p1 * k.nr) - h0;
-    Floats Bw((size_t)(VC * round_up(hn, k.nr)));
-    const void* w = (const char*)h.weight + (size_t)h0 * dtype_bytes(h.d);
+    float* z = Z[(size_t)i]->data();
+    const int64_t wp = (VC + nr - 1) / nr, hp = hpad / nr;  // panels of W^T and of W
     for (int64_t c = 0; c < nc; c++) {
       const int64_t v0 = c * VC, vc = std::min(VC, V - v0);
-      k.pack_b(Bw.data(), Mat{w, h.d, H, 1, nullptr}, v0, vc, hn);  // B(v, h) = W[v, h0 + h]
-      k.gemm(dH + h0, H, Adz.data() + mpad * v0, Bw.data(), m, hn, vc, c > 0);
+      const char* w = (const char*)h.weight + (size_t)(v0 * H) * dtype_bytes(h.d);
+      float *wt = WT[c % 2].data(), *wc = Wc[c % 2].data(), *dz = DZ[c % 2].data(), *dzt = DZT[c % 2].data();
+      // 1. This thread's panels of W_c^T (B(h, v) = W[v0 + v, h]) and of W_c (B(v, h)).
+      h.pack_weight_t(wt, vcols, v0, vc, part_begin(wp, i, t), part_begin(wp, i + 1, t));
+      for (int64_t q = part_begin(hp, i, t), q1 = part_begin(hp, i + 1, t); q < q1; q++)
+        k.pack_b(wc + q * nr * vc, Mat{w + (size_t)(q * nr) * dtype_bytes(h.d), h.d, H, 1, nullptr}, 0,
+                 vc, std::min(nr, H - q * nr));
+      barrier.wait();
+      // 2. dZ of the sub-blocks.
+      for (int64_t s; (s = next[2 * c]++) < ns;) {
+        const int64_t r0 = s * sb, n = std::min(sb, m - r0);
+        for (int64_t k0 = 0; k0 < H; k0 += KC) {
+          const int64_t kc = std::min(KC, H - k0);
+          k.gemm(z, VC, Ah.data() + mpad * k0 + r0 * kc, wt + k0 * vcols, n, vc, kc, k0 > 0);
+        }
+        for (int64_t r = r0; r < r0 + n; r++) y[r] = (int32_t)(targets[rows[r]] - v0);
+        k.tile_softmax_grad(z, VC, n, vc, h.inv_tau, logZ + r0, coef + r0, y.data() + r0);
+        k.pack_a(dz + r0 * vc, Mat{z, DType::f32, VC, 1, nullptr}, n, 0, vc);
+        k.pack_a(dzt + vrows * r0, Mat{z, DType::f32, 1, VC, nullptr}, vc, 0, n);
+      }
+      barrier.wait();
+      // 3. dW_c by groups of vocab panels, over every sub-block in order; dH by sub-blocks.
+      const int64_t vp = (vc + mr - 1) / mr;
+      for (int64_t j; (j = next[2 * c + 1]++) < groups + ns;) {
+        if (j < groups) {
+          const int64_t p0 = part_begin(vp, (int)j, (int)groups), p1 = part_begin(vp, (int)j + 1, (int)groups);
+          for (int64_t s = 0; s < ns && p1 > p0; s++) {
+            const int64_t r0 = s * sb, n = std::min(sb, m - r0);
+            k.gemm(dW + (v0 + p0 * mr) * H, H, dzt + vrows * r0 + p0 * mr * n, Bh.data() + r0 * hpad,
+                   std::min(vc, p1 * mr) - p0 * mr, H, n, !first || s > 0);
+          }
+        } else {
+          const int64_t r0 = (j - groups) * sb, n = std::min(sb, m - r0);
+          k.gemm(dH + r0 * H, H, dz + r0 * vc, wc, n, H, vc, c > 0);
+        }
+      }
     }
   });
 }
@@ -297,7 +373,7 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const
     return;
   }
   const Head h(in.hidden, in.weight, in.dtype, H, V, in.temperature);
-  const int64_t rb = backward_rows(live, H, h.k.mr);
+  const int64_t rb = backward_rows(live, H, V, h.k.mr);
   const int64_t n = std::min(live, rb);
   std::vector<float> coef((size_t)n), dH((size_t)(n * H));
   for (int64_t b = 0; b < live; b += rb) {
