@@ -3,9 +3,8 @@
 // start costs microseconds, and no pool means no shared state between concurrent callers
 // (async workers, worker_threads). Small work runs inline on the calling thread.
 #pragma once
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -31,29 +30,27 @@ void parallel_rows(int64_t n, int64_t cost_per_row, int threads, Fn fn) {
   for (auto& th : pool) th.join();
 }
 
-// A reusable barrier for the n threads of one parallel_team call. It sleeps rather than spins:
-// on a shared machine a spinning thread takes the core from the one it waits for.
+// A reusable barrier for the n threads of one parallel_team call. Waiting threads yield the
+// core rather than spin on it (on a shared machine a spinning thread can take the core from the
+// one it waits for). Atomics, not std::condition_variable: GCC 12's libstdc++ versions
+// condition_variable::wait anew (GLIBCXX_3.4.30), which the prebuilt binary must not need.
 class Barrier {
  public:
   explicit Barrier(int n) : n_(n) {}
   void wait() {
-    std::unique_lock<std::mutex> lock(m_);
-    const uint64_t gen = gen_;
-    if (++arrived_ == n_) {
-      arrived_ = 0;
-      gen_++;
-      cv_.notify_all();
+    const uint64_t gen = gen_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_release);
     } else {
-      cv_.wait(lock, [&] { return gen_ != gen; });
+      while (gen_.load(std::memory_order_acquire) == gen) std::this_thread::yield();
     }
   }
 
  private:
-  std::mutex m_;
-  std::condition_variable cv_;
   const int n_;
-  int arrived_ = 0;
-  uint64_t gen_ = 0;
+  std::atomic<int> arrived_{0};
+  std::atomic<uint64_t> gen_{0};
 };
 
 // Runs fn(i, t, barrier) on t threads (i = 0 on the calling thread) that meet at the barrier
