@@ -217,9 +217,11 @@ void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, co
   const int64_t mr = k.mr, nr = k.nr, H = h.H, V = h.V, nc = chunks(V);
   const int64_t mpad = round_up(m, mr), hpad = round_up(H, nr), vrows = round_up(VC, mr);
   const int64_t vcols = round_up(VC, nr);
-  // Sub-blocks of at most SB rows, equal heights in whole A panels; s-th starts at s * sb.
-  const int64_t sb = round_up((m + (m + SB - 1) / SB - 1) / ((m + SB - 1) / SB), mr);
-  const int64_t ns = (m + sb - 1) / sb;
+  // Sub-blocks of at most SB rows, equal heights in whole A panels (s-th starts at s * sb); up
+  // to 4 of them in a short block, so that its threads have dZ tiles to share. Their number
+  // depends on m alone: it sets how dW's sums are split.
+  const int64_t want = std::max((m + SB - 1) / SB, std::min<int64_t>(4, m / (2 * mr)));
+  const int64_t sb = round_up((m + want - 1) / want, mr), ns = (m + sb - 1) / sb;
   const int64_t vpanels = (std::min(VC, V) + mr - 1) / mr;
   const int t = team_size(m * V * H, vpanels, threads);
   // dW_c in groups of vocab panels: each group streams all of the packed hidden rows once, so

@@ -197,7 +197,10 @@ int main() {
   const int64_t shapes[][4] = {{2, 3, 5, 7},   {3, 2, 17, 1},   {4, 1, 33, 257}, {1, 1, 1, 2},
                                {5, 3, 70, 600}, {2, 5, 300, 513}, {12, 10, 20, 300},
                                // several row blocks, forward (> 512 rows) and backward (> H/2)
-                               {8, 80, 16, 40}, {3, 35, 96, 257}};
+                               {8, 80, 16, 40}, {3, 35, 96, 257},
+                               // enough work for a team of threads (2 and 3), several
+                               // sub-blocks a block, chunk buffers used twice over, H > KC
+                               {6, 50, 130, 700}, {4, 30, 260, 520}};
   int i = 0;
   for (auto& s : shapes)
     for (int d = 0; d < 3; d++, i++)
