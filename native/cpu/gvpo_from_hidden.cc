@@ -82,6 +82,8 @@ constexpr int64_t KC = 256;  // k block of the H-deep GEMMs
 constexpr int64_t SB = 256;  // rows of a backward sub-block: the K of one dW_c product
 constexpr int64_t VC = 256;  // vocab chunk: the width of a logits tile
 
+int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
+
 // Every row block packs (transposes) the whole weight for the H-deep GEMM, so blocks are as tall
 // as the memory bound allows, and the live rows are split into blocks of equal height (a short
 // last block would pay a whole weight pack for a few rows).
@@ -94,8 +96,7 @@ int64_t block_rows(int64_t live, int64_t cap, int64_t mr) {
   return std::min(cap, round_up((live + blocks - 1) / blocks, mr));  // whole A panels if it can
 }
 int64_t forward_rows(int64_t live, int64_t H, int64_t V, int64_t mr) {
-  const int64_t nc = (V + VC - 1) / VC;
-  return block_rows(live, std::max<int64_t>(512, V * H * 4 / (4 * H + 8 * nc)), mr);
+  return block_rows(live, std::max<int64_t>(512, V * H * 4 / (4 * H + 8 * chunks(V))), mr);
 }
 int64_t backward_rows(int64_t live, int64_t H, int64_t V, int64_t mr) {
   return block_rows(live, std::max<int64_t>(SB, V * H / (3 * H + 4 * VC)), mr);
@@ -120,6 +121,16 @@ struct Head {
     }
   }
 
+  // Z (n x vc, leading dimension VC) = rows r0 .. r0+n of the packed hidden rows (pack_hidden)
+  // times the packed W_c^T (pack_weight_t): one vocab chunk's logits for those rows.
+  void logits(float* z, const float* Ah, int64_t mpad, const float* wt, int64_t vcols, int64_t r0,
+              int64_t n, int64_t vc) const {
+    for (int64_t k0 = 0; k0 < H; k0 += KC) {
+      const int64_t kc = std::min(KC, H - k0);
+      k.gemm(z, VC, Ah + mpad * k0 + r0 * kc, wt + k0 * vcols, n, vc, kc, k0 > 0);
+    }
+  }
+
   // Panels q0 .. q1 of W_c^T, B(h, v) = W[v0 + v, h] for v < vc, as the B of an H-deep GEMM:
   // k block k0 at offset k0 * vcols, panel q at q * nr * kc within it.
   void pack_weight_t(float* wt, int64_t vcols, int64_t v0, int64_t vc, int64_t q0, int64_t q1) const {
@@ -132,8 +143,6 @@ struct Head {
     }
   }
 };
-
-int64_t chunks(int64_t V) { return (V + VC - 1) / VC; }
 
 // Threads for a pass of `macs` multiply-adds: one per 2^20 at least (a thread start costs
 // microseconds), at most `items` (the pieces of work there are to share) and the request.
@@ -149,13 +158,13 @@ void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* r
                    const int32_t* targets, int64_t m, int threads) {
   const GemmKernels& k = h.k;
   const int64_t mpad = round_up(m, k.mr), H = h.H, nc = chunks(h.V), ms = round_up(96, k.mr);
-  const int64_t bw = round_up(VC, k.nr), panels = mpad / k.mr;
+  const int64_t vcols = round_up(VC, k.nr), panels = mpad / k.mr;
   const int t = team_size(m * h.V * H, std::min(nc, panels), threads);
   Floats Ah((size_t)(mpad * H));  // A: k block k0 at offset mpad * k0
   std::vector<double> lse((size_t)(nc * m));
   std::vector<std::unique_ptr<Floats>> Bw((size_t)t), Z((size_t)t);  // each thread's W^T, tile
   for (int i = 0; i < t; i++) {
-    Bw[(size_t)i] = std::make_unique<Floats>((size_t)(H * bw));
+    Bw[(size_t)i] = std::make_unique<Floats>((size_t)(H * vcols));
     Z[(size_t)i] = std::make_unique<Floats>((size_t)(ms * VC));
   }
   std::atomic<int64_t> next{0};
@@ -166,12 +175,10 @@ void forward_block(const Head& h, float* logZ, float* x_target, const int32_t* r
     float *wt = Bw[(size_t)i]->data(), *z = Z[(size_t)i]->data();
     for (int64_t c; (c = next++) < nc;) {  // chunks as threads come free
       const int64_t v0 = c * VC, vc = std::min(VC, h.V - v0);
-      h.pack_weight_t(wt, bw, v0, vc, 0, bw / k.nr);
-      for (int64_t s = 0; s < m; s += ms) {  // rows s .. s+n: A panels at offset s * kc per k block
+      h.pack_weight_t(wt, vcols, v0, vc, 0, vcols / k.nr);
+      for (int64_t s = 0; s < m; s += ms) {  // rows s .. s+n
         const int64_t n = std::min(ms, m - s);
-        for (int64_t k0 = 0; k0 < H; k0 += KC)
-          k.gemm(z, VC, Ah.data() + mpad * k0 + s * std::min(KC, H - k0), wt + k0 * bw, n, vc,
-                 std::min(KC, H - k0), k0 > 0);
+        h.logits(z, Ah.data(), mpad, wt, vcols, s, n, vc);
         k.tile_logsumexp(lse.data() + c * m + s, z, VC, n, vc, h.inv_tau);
         for (int64_t r = 0; r < n; r++) {
           const int64_t y = targets[rows[s + r]] - v0;
@@ -259,10 +266,7 @@ void backward_block(const Head& h, float* dW, float* dH, const int32_t* rows, co
       // 2. dZ of the sub-blocks.
       for (int64_t s; (s = next[2 * c]++) < ns;) {
         const int64_t r0 = s * sb, n = std::min(sb, m - r0);
-        for (int64_t k0 = 0; k0 < H; k0 += KC) {
-          const int64_t kc = std::min(KC, H - k0);
-          k.gemm(z, VC, Ah.data() + mpad * k0 + r0 * kc, wt + k0 * vcols, n, vc, kc, k0 > 0);
-        }
+        h.logits(z, Ah.data(), mpad, wt, vcols, r0, n, vc);
         for (int64_t r = r0; r < r0 + n; r++) y[r] = (int32_t)(targets[rows[r]] - v0);
         k.tile_softmax_grad(z, VC, n, vc, h.inv_tau, logZ + r0, coef + r0, y.data() + r0);
         k.pack_a(dz + r0 * vc, Mat{z, DType::f32, VC, 1, nullptr}, n, 0, vc);
