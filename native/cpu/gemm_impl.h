@@ -250,22 +250,23 @@ static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
 }
 
 #if GVPO_VW == 16 && defined(__x86_64__) && !defined(GVPO_NO_ASM)
-// The AVX-512 k loop, 12 x 32, in assembly: per k step 2 vector loads of B, 4 rows of A
-// broadcast into registers and 8 rows broadcast inside their FMAs ({1to16}, one fused uop for
-// the load and the FMA): 30 uops and 22 loads for 24 FMAs (the C loop the compiler writes, a
-// broadcast per row, is 38 uops). On a core whose other hyperthread is busy the front end, not
-// the FMA units, is what runs out first. Writes the tile, row-major, into t (64-byte aligned).
+// The AVX-512 k loop, 12 x 32, in assembly: per k step 2 vector loads of B, 8 rows of A
+// broadcast into registers (6 in rotation) and 4 rows broadcast inside their FMAs ({1to16}, one
+// fused uop for the load and the FMA): 34 uops and 18 loads for 24 FMAs. On a core whose other
+// hyperthread is busy, the load ports and the front end run out before the FMA units: all 12
+// rows folded into FMAs (26 uops, 26 loads) ran slowest, 8 folded (30 uops, 22 loads) next, 4
+// folded (this) and none (38 uops, 14 loads) fastest (bench/NOTES.md, item 9). Writes the
+// tile, row-major, into t (64-byte aligned).
 #define GVPO_K_STEP(ao, bo)                                                                  \
   "vmovaps " #bo "(%[b]), %%zmm24\n vmovaps " #bo "+64(%[b]), %%zmm25\n"                    \
-  "vbroadcastss " #ao "(%[a]), %%zmm26\n vbroadcastss " #ao "+4(%[a]), %%zmm27\n"           \
-  "vbroadcastss " #ao "+8(%[a]), %%zmm28\n vbroadcastss " #ao "+12(%[a]), %%zmm29\n"        \
-  "vfmadd231ps %%zmm24, %%zmm26, %%zmm0\n vfmadd231ps %%zmm25, %%zmm26, %%zmm1\n"           \
-  "vfmadd231ps %%zmm24, %%zmm27, %%zmm2\n vfmadd231ps %%zmm25, %%zmm27, %%zmm3\n"           \
-  "vfmadd231ps %%zmm24, %%zmm28, %%zmm4\n vfmadd231ps %%zmm25, %%zmm28, %%zmm5\n"           \
-  "vfmadd231ps %%zmm24, %%zmm29, %%zmm6\n vfmadd231ps %%zmm25, %%zmm29, %%zmm7\n"           \
-  GVPO_ROW(ao, 16, 8, 9) GVPO_ROW(ao, 20, 10, 11) GVPO_ROW(ao, 24, 12, 13)                   \
-  GVPO_ROW(ao, 28, 14, 15) GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19)                 \
+  GVPO_RROW(ao, 0, 26, 0, 1) GVPO_RROW(ao, 4, 27, 2, 3) GVPO_RROW(ao, 8, 28, 4, 5)           \
+  GVPO_RROW(ao, 12, 29, 6, 7) GVPO_RROW(ao, 16, 30, 8, 9) GVPO_RROW(ao, 20, 31, 10, 11)      \
+  GVPO_RROW(ao, 24, 26, 12, 13) GVPO_RROW(ao, 28, 27, 14, 15)                                \
+  GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19)                                          \
   GVPO_ROW(ao, 40, 20, 21) GVPO_ROW(ao, 44, 22, 23)
+#define GVPO_RROW(ao, off, x, c0, c1)                                                        \
+  "vbroadcastss " #ao "+" #off "(%[a]), %%zmm" #x "\n"                                       \
+  "vfmadd231ps %%zmm24, %%zmm" #x ", %%zmm" #c0 "\n vfmadd231ps %%zmm25, %%zmm" #x ", %%zmm" #c1 "\n"
 #define GVPO_ROW(ao, off, c0, c1)                                                            \
   "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm24, %%zmm" #c0 "\n"                     \
   "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm25, %%zmm" #c1 "\n"
@@ -297,10 +298,11 @@ static inline void micro_12x32(float* t, int64_t kc, const float* a, const float
       : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
         "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18",
         "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28",
-        "xmm29");
+        "xmm29", "xmm30", "xmm31");
 }
 #undef GVPO_K_STEP
 #undef GVPO_ROW
+#undef GVPO_RROW
 #undef GVPO_STORE
 #endif
 
