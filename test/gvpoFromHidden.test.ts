@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   backendInfo, gvpoFromHidden, gvpoFromHiddenAsync, gvpoFromHiddenBackward, gvpoFromHiddenForward,
-  gvpoFromLogits, gvpoLoss,
+  gvpoFromLogits, gvpoLoss, tokenLogprobsBackward,
 } from '../src/index.js';
 import type { FromHiddenOpts } from '../src/ops/gvpoFromHidden.js';
 import { encodeHalf } from '../src/reference/dtype.js';
@@ -182,6 +182,29 @@ describe('gvpoFromHidden', () => {
     expect(Buffer.from(one.gradHidden.buffer).equals(Buffer.from(three.gradHidden.buffer))).toBe(true);
     expect(Buffer.from(one.gradWeight.buffer).equals(Buffer.from(three.gradWeight.buffer))).toBe(true);
     expect(one.loss).toBe(three.loss);
+  });
+
+  it('a tiny temperature, or a phase-2 logZ below the true one, gives finite gradients, log-probs <= 0', () => {
+    // z/tau near 1e31: logZ's rounding is far above 1 in absolute terms, so z/tau - logZ can come
+    // out positive for the row's largest logit; a probability is still at most 1, never inf.
+    // (No reference at 1e-30: the policy is its own, so dL/dS stays finite; with one, dL/dS ~ 1e30
+    // and the true gradient, ~1e60, overflows float32.)
+    for (const [tau, ref] of [[1e-30, 'none'], [1e-6, 'sequence']] as const) {
+      const a = args(21, 4, 9, 37, 700, [0, 2, 4], 'float32', { tau, ref });
+      const got = gvpoFromHidden(a);
+      expect(got.tokenLogprobs.every((x) => x <= 0), `tau ${tau}`).toBe(true);
+      expect(got.gradHidden.every(Number.isFinite), `tau ${tau}: dL/dhidden`).toBe(true);
+      expect(got.gradWeight.every(Number.isFinite), `tau ${tau}: dL/dweight`).toBe(true);
+    }
+    const a = args(22, 4, 5, 19, 300, [0, 2, 4], 'float32', { prompt: 0 });
+    const logZ = gvpoFromHiddenForward(a).logZ.map((x) => x - 200);
+    const back = gvpoFromHiddenBackward({ ...a, logZ, gradLogprobs: [1, -1, 0.5, -0.5] });
+    expect(back.gradHidden.every(Number.isFinite)).toBe(true);
+    expect(back.gradWeight.every(Number.isFinite)).toBe(true);
+    const logits = Float32Array.from({ length: 20 * 300 }, (_, i) => Math.sin(i) * 30);
+    const g = tokenLogprobsBackward({ logits, targets: a.targets.map((t) => Math.max(t, 0)), rows: 20, vocab: 300,
+      logZ: new Float32Array(20).fill(-200), gradTokenLogprobs: new Float32Array(20).fill(1) });
+    expect(g.every(Number.isFinite)).toBe(true);
   });
 
   it('a NaN in a hidden row gives that row NaN, reported', () => {

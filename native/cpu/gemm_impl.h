@@ -398,8 +398,8 @@ static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float
       continue;
     }
     const vf vlz = splat(lz), nc = splat(-c);
-    for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp(load(z + j) * s - vlz);
-    for (int64_t j = full; j < n; j++) z[j] = -c * sexp(z[j] * inv_tau - lz);
+    for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp_p(load(z + j) * s - vlz);
+    for (int64_t j = full; j < n; j++) z[j] = -c * sexp_p(z[j] * inv_tau - lz);
     if (y[i] >= 0 && y[i] < n) z[y[i]] += c;
   }
 }

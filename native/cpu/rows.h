@@ -61,6 +61,12 @@ static inline vf vexp(vf x) {
 
 static inline float sexp(float x) { return vexp(splat(x))[0]; }
 
+// A probability exp(x) with x = z/tau - logZ, which is <= 0 in exact arithmetic: where rounding
+// of a large |z/tau| (or a caller's logZ) makes x positive, x is taken as 0, so p <= 1 and never
+// overflows to inf (vexp assumes x <= 0). NaN stays NaN.
+static inline vf vexp_p(vf x) { return vexp(x > splat(0.0f) ? splat(0.0f) : x); }
+static inline float sexp_p(float x) { return vexp_p(splat(x))[0]; }
+
 // Load W logits as float32.
 static inline vf load(const float* p) { return (vf) * (const vf_u*)p; }
 static inline vf load(const uint16_t* p, DType d) {
@@ -194,17 +200,17 @@ static inline void store_grad(float* p, vf v) {
 void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m,
                   float lse, int32_t y, float coef) {
   const vf s = splat(inv_tau), vm = splat(m), vl = splat(lse), nc = splat(-coef);
-  auto one = [&](int64_t i) { return -coef * sexp((load1(row, d, i) - m) * inv_tau - lse); };
+  auto one = [&](int64_t i) { return -coef * sexp_p((load1(row, d, i) - m) * inv_tau - lse); };
   int64_t i = 0;
 #if GVPO_VW == 16
   for (; i < V && ((uintptr_t)(grad + i) & 63) != 0; i++) grad[i] = one(i);  // to a 64-byte boundary
 #endif
   if (d == DType::f32) {
     const float* z = (const float*)row;
-    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp((load(z + i) - vm) * s - vl));
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp_p((load(z + i) - vm) * s - vl));
   } else {
     const uint16_t* z = (const uint16_t*)row;
-    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp((load(z + i, d) - vm) * s - vl));
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp_p((load(z + i, d) - vm) * s - vl));
   }
   for (; i < V; i++) grad[i] = one(i);
 #if GVPO_VW == 16
