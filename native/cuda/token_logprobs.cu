@@ -118,6 +118,11 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_forward_kernel(
   }
 }
 
+// A probability exp(x), x = z/tau - logZ <= 0 in exact arithmetic: where rounding of a large
+// |z/tau| (or a caller's logZ) makes x positive, x is taken as 0, so p <= 1, never inf; NaN
+// stays NaN (fminf would turn it into 0).
+__device__ __forceinline__ float exp_p(float x) { return __expf(x > 0.0f ? 0.0f : x); }
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel(
     float* grad, const T* logits, const int32_t* targets, const float* mask, const float* logZ,
@@ -147,14 +152,14 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel(
         float4 o;
         float* op = &o.x;
 #pragma unroll
-        for (int q = 0; q < 4; q++) op[q] = zero ? 0.0f : bad ? NAN : -coef * __expf(x[j + q] * inv_tau - lz);
+        for (int q = 0; q < 4; q++) op[q] = zero ? 0.0f : bad ? NAN : -coef * exp_p(x[j + q] * inv_tau - lz);
         *reinterpret_cast<float4*>(out + i * E + j) = o;
       }
     }
     v0 = nvec * E;
   }
   for (int64_t v = v0 + threadIdx.x; v < V; v += blockDim.x)
-    out[v] = zero ? 0.0f : bad ? NAN : -coef * __expf(to_f32(row[v]) * inv_tau - lz);
+    out[v] = zero ? 0.0f : bad ? NAN : -coef * exp_p(to_f32(row[v]) * inv_tau - lz);
   __syncthreads();  // the target element is written last, by one thread
   if (threadIdx.x == 0 && !zero && !bad) out[y] += coef;
 }
