@@ -90,7 +90,7 @@ function backwardInto(o: HiddenBatchOpts & GvpoFromHiddenGrads, logZ: ArrayLike<
     const bad = !Number.isFinite(lz) || y < 0 || y >= V;
     logits(r, z);
     for (let v = 0; v < V; v++) {
-      const dz = bad ? NaN : g * invTau * ((v === y ? 1 : 0) - Math.exp(z[v] - lz));
+      const dz = bad ? NaN : g * invTau * ((v === y ? 1 : 0) - Math.exp(Math.min(0, z[v] - lz))); // p <= 1 whatever the rounding of lz
       for (let h = 0; h < H; h++) {
         dH[r * H + h] += dz * weight[v * H + h];
         dW[v * H + h] += dz * hidden[r * H + h];
