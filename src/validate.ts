@@ -124,6 +124,16 @@ export function positive(fn: string, name: string, v: unknown, fallback?: number
   return v;
 }
 
+/** The temperature (default 1): positive, finite, and with a reciprocal that fits in float32,
+ * since the kernels scale the logits by 1/tau in float32 (below about 2.9e-39 it is infinite). */
+export function temperatureOf(fn: string, v: unknown): number {
+  const t = positive(fn, 'temperature', v, 1);
+  if (!Number.isFinite(Math.fround(1 / Math.fround(t)))) {
+    rangeError(fn, 'temperature', 'a number whose float32 reciprocal is finite (about 2.9e-39 or more)', String(t));
+  }
+  return t;
+}
+
 export function threads(fn: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number') typeError(fn, 'threads', 'an integer >= 0', v);
@@ -180,7 +190,8 @@ export function maskOf(fn: string, v: unknown, optional: boolean): Float32Array 
   }
   const m = v as MaskLike;
   for (let i = 0; i < m.length; i++) {
-    if (!Number.isFinite(m[i])) rangeError(fn, 'mask', 'finite weights', `${m[i]} at index ${i}`);
+    // finite once narrowed to the float32 the kernels read (1e300 in a Float64Array is not)
+    if (!Number.isFinite(Math.fround(m[i]))) rangeError(fn, 'mask', 'finite float32 weights', `${m[i]} at index ${i}`);
   }
   if (isKind(m, Float32Array)) return m as Float32Array;
   const f = new Float32Array(m.length);

@@ -196,6 +196,12 @@ describe('gvpoFromHidden', () => {
       expect(got.gradHidden.every(Number.isFinite), `tau ${tau}: dL/dhidden`).toBe(true);
       expect(got.gradWeight.every(Number.isFinite), `tau ${tau}: dL/dweight`).toBe(true);
     }
+    // below about 2.9e-39, 1/tau is infinite in float32: refused, as is a float64 mask weight
+    // that is infinite once narrowed to float32
+    const small = args(23, 2, 3, 5, 20, [0, 2], 'float32');
+    expect(() => gvpoFromHidden({ ...small, temperature: 1e-39 })).toThrow(/temperature must be a number whose float32 reciprocal is finite/);
+    expect(() => gvpoFromHidden({ ...small, mask: Float64Array.from(small.mask as Float32Array, (x, i) => (i === 1 ? 1e300 : x)) }))
+      .toThrow(/mask must be finite float32 weights, got 1e\+300 at index 1/);
     const a = args(22, 4, 5, 19, 300, [0, 2, 4], 'float32', { prompt: 0 });
     const logZ = gvpoFromHiddenForward(a).logZ.map((x) => x - 200);
     const back = gvpoFromHiddenBackward({ ...a, logZ, gradLogprobs: [1, -1, 0.5, -0.5] });

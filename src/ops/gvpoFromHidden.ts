@@ -10,7 +10,7 @@ import type {
   GvpoFromHiddenForwardResult, GvpoFromHiddenGrads, GvpoFromHiddenResult, Logits,
 } from '../types.js';
 import {
-  checkOptions, checkTargets, dim, dtypeOf, expectLength, maskOf, numbersOf, positive, product,
+  checkOptions, checkTargets, dim, dtypeOf, expectLength, maskOf, numbersOf, product, temperatureOf,
   threads, typed,
 } from '../validate.js';
 import { allocate, normalizeLoss, normalizeReference, type LossOpts } from './normalize.js';
@@ -67,7 +67,7 @@ function normalizeHidden(fn: string, a: unknown, keys: readonly string[]): Hidde
   expectLength(fn, 'targets', targets.length, rows, 'sequences*tokens');
   const mask = maskOf(fn, a.mask, false) as Float32Array;
   expectLength(fn, 'mask', mask.length, rows, 'sequences*tokens');
-  const temperature = positive(fn, 'temperature', a.temperature, 1);
+  const temperature = temperatureOf(fn, a.temperature);
   const th = threads(fn, a.threads);
   checkTargets(fn, targets, mask, vocab);
   const b = { hidden, weight, dtype, targets, mask, sequences, tokens, rows, hiddenSize, vocab, temperature, threads: th };

@@ -4,7 +4,7 @@
 import type { DType, Logits, Reduction } from '../types.js';
 import {
   boolean, checkOptions, checkTargets, dim, dtypeOf, expectLength, isKind, logitsOf, maskOf,
-  numbersOf, offsetsOf, positive, product, rangeError, reductionOf, threads, typed, typeError,
+  numbersOf, offsetsOf, positive, product, rangeError, temperatureOf, reductionOf, threads, typed, typeError,
 } from '../validate.js';
 
 export interface RowsOpts {
@@ -85,7 +85,7 @@ export function normalizeRows(fn: string, a: unknown, keys: readonly string[]): 
   const { dtype, vocab, logits, targets } = logitsAndTargets(fn, a, rows, 'rows');
   const mask = maskOf(fn, a.mask, true);
   if (mask) expectLength(fn, 'mask', mask.length, rows, 'rows');
-  const temperature = positive(fn, 'temperature', a.temperature, 1);
+  const temperature = temperatureOf(fn, a.temperature);
   const th = threads(fn, a.threads);
   checkTargets(fn, targets, mask, vocab);
   return { logits, dtype, targets, mask, rows, vocab, temperature, threads: th };
@@ -99,7 +99,7 @@ export function normalizeBatch(fn: string, a: unknown, keys: readonly string[]):
   const { dtype, vocab, logits, targets } = logitsAndTargets(fn, a, rows, 'sequences*tokens');
   const mask = maskOf(fn, a.mask, false) as Float32Array;
   expectLength(fn, 'mask', mask.length, rows, 'sequences*tokens');
-  const temperature = positive(fn, 'temperature', a.temperature, 1);
+  const temperature = temperatureOf(fn, a.temperature);
   const th = threads(fn, a.threads);
   checkTargets(fn, targets, mask, vocab);
   return { logits, dtype, targets, mask, rows, sequences, tokens, vocab, temperature, threads: th };
