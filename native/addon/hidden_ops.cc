@@ -40,14 +40,7 @@ HiddenIn parse_hidden(const Args& a, bool loss) {
   b.mask = mask.data;
   b.temperature = (float)a.number("temperature", 1.0);
   x.threads = a.threads();
-  const SequenceIn q = parse_sequence_inputs(a, x.rows, b.sequences, loss);
-  b.ref_token_logprobs = q.ref_tokens;
-  b.ref_seq = q.ref_seq;
-  b.rewards = q.rewards;
-  b.offsets = q.offsets;
-  b.groups = q.groups;
-  b.beta = q.beta;
-  b.mean_reduction = q.mean_reduction;
+  parse_sequence_inputs(a, b, x.rows, loss);
   return x;
 }
 
@@ -98,7 +91,7 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
   }
   const bool loss = phase == HiddenPhase::full;
   c.out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, c.x, r, loss));
-  c.terms = std::make_shared<GvpoTerms>();
+  c.terms = std::make_shared<LossAndTerms>();
   c.baton = make_baton(a, r);
   c.baton->finish = [out = c.out, terms = c.terms, loss](Napi::Object r) {
     if (loss) set_terms(r, *terms);

@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
   std::vector<int32_t> y(R);
   std::vector<float> mask(R, 1.0f), lp(R), lz(R), dH((size_t)(R * H)), dW((size_t)(V * H));
   std::vector<double> S(R), Q(R), gs(R, 0.01);
-  GvpoHiddenBatch in{hid.data(), w.data(), d, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, R, 1, H, V, 1.0f, 0.1, true};
-  GvpoFromHiddenOut out{dH.data(), dW.data(), lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
+  GvpoHiddenBatch in{{d, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, R, 1, V, 1.0f, 0.1, true},
+                     hid.data(), w.data(), H};
+  GvpoFromHiddenOut out{{lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0}, dH.data(), dW.data()};
   auto fwd = [&] { gvpo_from_hidden_forward_cpu(out, in, threads); };
   auto bwd = [&] { gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, threads); };
   for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V);

@@ -128,7 +128,7 @@ static void check_loss(std::mt19937& rng) {
   for (int mean = 0; mean < 2; mean++) {
     std::vector<double> S(N), gs(N), c(N);
     sequence_logprobs_cpu(S.data(), lp.data(), mask.data(), N, T);
-    GvpoTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
+    LossAndTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
     float* dlp = to_device(lp.data(), N * T);
     float* dm = to_device(mask.data(), N * T);
     double* dQ = to_device(Q.data(), N);

@@ -44,7 +44,7 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* toke
                    const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
                    bool mean_reduction, void*) {
   sequence_logprobs_cpu(seq, token_logprobs, mask, sequences, tokens);
-  const GvpoTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
+  const LossAndTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
                                     mean_reduction);
   const double t5[5] = {t.loss, t.advantage, t.trust_region, t.variance, t.constant};
   std::memcpy(terms, t5, sizeof(t5));
@@ -61,6 +61,29 @@ int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64
     }
   return 0;
 }
+int head_entropy_cuda(float* entropy, const float* z, const float* logZ, int64_t rows, int64_t vocab, float tau, void*) {
+  for (int64_t r = 0; r < rows; r++) {
+    double h = 0;
+    for (int64_t v = 0; v < vocab; v++) {
+      const double u = std::fmin(0.0, (double)z[r * vocab + v] / tau - logZ[r]);
+      h -= u > -INFINITY ? std::exp(u) * u : 0.0;
+    }
+    entropy[r] = std::isfinite(logZ[r]) ? (float)h : NAN;
+  }
+  return 0;
+}
+int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy, const float* gl,
+                           const float* gh, int64_t rows, int64_t vocab, float tau, void*) {
+  for (int64_t r = 0; r < rows; r++) {
+    const double ch = gh ? gh[r] / tau : 0.0, cl = gl[r] / tau, h = ch != 0.0 ? entropy[r] : 0.0;
+    const bool bad = !std::isfinite(logZ[r]) || targets[r] < 0 || targets[r] >= vocab;
+    for (int64_t v = 0; v < vocab; v++) {
+      const double u = std::fmin(0.0, (double)z[r * vocab + v] / tau - logZ[r]), p = std::exp(u);
+      z[r * vocab + v] = bad ? NAN : p == 0.0 ? 0.0f : (float)(-p * (cl + ch * (u + h)) + (v == targets[r] ? cl : 0.0));
+    }
+  }
+  return 0;
+}
 int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width, void*) {
   const size_t e = dtype_bytes(dtype);
   for (int64_t i = 0; i < rows; i++)
@@ -74,6 +97,7 @@ int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t 
 
 }  // namespace gvpo
 
+#include "../cuda/token_logprobs_from_hidden.cu"
 #include "../cuda/gvpo_from_hidden.cu"
 #include "../cuda/gvpo_from_logits.cu"
 
@@ -89,11 +113,12 @@ static void check_error_paths() {
   std::vector<float> mask(R, 1.0f);
   std::vector<double> Q(N, -5.0), Rw = {1, 0, 0.5, 0};
   for (auto& t : y) t = (int32_t)(rng() % V);
-  GvpoHiddenBatch in{hid.data(), W.data(), DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, H, V, 1.0f, 0.1, true};
+  GvpoHiddenBatch in{{DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, V, 1.0f, 0.1, true},
+                     hid.data(), W.data(), H};
   std::vector<float> gh(R * H), gw(V * H), lp(R), lz(R), gh2(R * H), gw2(V * H);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
-  GvpoFromHiddenOut out{gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
-  GvpoTerms t{};
+  GvpoFromHiddenOut out{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, gh.data(), gw.data()};
+  LossAndTerms t{};
   CudaTimings tm{};
   char err[512];
   CHECK(gvpo_from_hidden_cuda_host(out, &t, &tm, in, err, sizeof(err)) == 0, "clean call failed: %s", err);

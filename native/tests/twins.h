@@ -29,17 +29,18 @@ inline void check_host_entry(std::mt19937& rng, DType d) {
   for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
   for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
   // The CPU twin, then the CUDA one on the same batch.
-  GvpoBatch in{L.data(), d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true};
+  GvpoLogitsBatch in{{d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true},
+                     L.data()};
   std::vector<float> grad(N * T * V), lp(N * T), lz(N * T);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
-  GvpoFromLogitsOut cpu{grad.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
-  GvpoTerms t = gvpo_from_logits_cpu(cpu, in, 0);
+  GvpoFromLogitsOut cpu{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, grad.data()};
+  LossAndTerms t = gvpo_from_logits_cpu(cpu, in, 0);
   std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
   std::vector<double> hS(N), hQ(N), hgs(N), hc(N);
   CudaTimings tm{};
-  GvpoTerms ct{};
+  LossAndTerms ct{};
   char err[512] = {0};
-  GvpoFromLogitsOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+  GvpoFromLogitsOut out{{hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0}, hgrad.data()};
   int e = gvpo_from_logits_cuda_host(out, &ct, &tm, in, err, sizeof(err));
   CHECK(e == 0, "host entry failed: %s", err);
   CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
@@ -48,9 +49,9 @@ inline void check_host_entry(std::mt19937& rng, DType d) {
   CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
   if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
     std::vector<float> z = L.f32;
-    GvpoBatch zin = in;
+    GvpoLogitsBatch zin = in;
     zin.logits = z.data();
-    GvpoFromLogitsOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+    GvpoFromLogitsOut ip{{hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0}, z.data()};
     e = gvpo_from_logits_cuda_host(ip, &ct, &tm, zin, err, sizeof(err));
     CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
   }
@@ -95,18 +96,19 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   if (off.back() != N) off.push_back((int32_t)N);
   std::vector<double> Q(N), Rw(N);
   for (int64_t n = 0; n < N; n++) Q[n] = -3.0 * n - 1.0, Rw[n] = (double)(rng() % 5);
-  GvpoHiddenBatch in{hid.data(), W.data(), d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(),
-                     (int64_t)off.size() - 1, N, T, H, V, 0.8f, 0.3, true};
+  GvpoHiddenBatch in{{d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), (int64_t)off.size() - 1, N,
+                      T, V, 0.8f, 0.3, true},
+                     hid.data(), W.data(), H};
   struct Outs {
     std::vector<float> gh, gw, lp, lz;
     std::vector<double> S, Sq, gs, c;
     GvpoFromHiddenOut o;
     Outs(int64_t R, int64_t N, int64_t H, int64_t V)
         : gh(R * H, -1.0f), gw(V * H, -1.0f), lp(R, -1.0f), lz(R, -1.0f), S(N), Sq(N), gs(N), c(N) {
-      o = {gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), -1};
+      o = {{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), -1}, gh.data(), gw.data()};
     }
   } cpu(R, N, H, V), gpu(R, N, H, V);
-  GvpoTerms tc = gvpo_from_hidden_cpu(cpu.o, in, 0), tg{};
+  LossAndTerms tc = gvpo_from_hidden_cpu(cpu.o, in, 0), tg{};
   CudaTimings tm{};
   char err[512] = {0};
   int e = gvpo_from_hidden_cuda_host(gpu.o, &tg, &tm, in, err, sizeof(err));
