@@ -268,10 +268,9 @@ int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, 
                                         char* err, int err_len);
 // The head's row kernels over a chunk of float32 logits z (rows x V), the twins of the CPU head's
 // tile functions (head_rows.cu); per-row arrays are the chunk's, dense.
-// entropy[r] = -sum_v p log p, p = softmax(z[r, :]/tau) from the forward's logZ: in [0, log V],
-// NaN where logZ is not finite, 0 when V = 1.
-int head_entropy_cuda(float* entropy, const float* z, const float* logZ, int64_t rows, int64_t vocab,
-                      float temperature, void* stream);
+// entropy[r] = -sum_v p log p, p = softmax(z[r, :]/tau): in [0, log V], NaN for a row with a NaN
+// or of -inf only, 0 when V = 1.
+int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float temperature, void* stream);
 // In place: z[r, v] becomes (gl[r] ([v == y[r]] - p) - gH[r] p (log p + H[r])) / tau with
 // p = exp(min(0, z/tau - logZ)); a row with a non-finite logZ, or a target outside [0, V), is NaN.
 int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy,

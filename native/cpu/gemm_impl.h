@@ -389,14 +389,16 @@ static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz
       lse[i] = (double)mx * inv_tau + std::log(sum);
       continue;
     }
+    // The sum in sum_exp's order (two accumulators, alternate vectors), so that lse, and l, are
+    // the same bits with or without the entropy.
     const vf vm = splat(mx), s = splat(inv_tau), zero = splat(0.0f);
-    vf a = zero, b = zero;
+    vf a[2] = {zero, zero}, b = zero;
     for (int64_t j = 0; j < full; j += W) {
       const vf u = (load(z + j) - vm) * s, e = vexp(u);
-      a += e;
+      a[(j / W) & 1] += e;
       b += e > zero ? e * u : zero;  // a -inf logit adds nothing (0 * -inf would be NaN)
     }
-    double sum = hsum(a), t = hsum(b);
+    double sum = hsum(a[0] + a[1]), t = hsum(b);
     for (int64_t j = full; j < n; j++) {
       const float u = (z[j] - mx) * inv_tau, e = sexp(u);
       sum += e;

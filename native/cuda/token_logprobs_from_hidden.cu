@@ -97,8 +97,8 @@ int forward_rows_of(DeviceHead& h, const std::vector<int32_t>& idx, std::vector<
                                               (const int32_t*)w.targets.ptr + b, nullptr, m, h.V,
                                               h.in.temperature, w.stream));
     if (ent)
-      GVPO_CUDA_TRY(head_entropy_cuda((float*)w.ent.ptr + b, (const float*)w.logits.ptr, (const float*)w.lz.ptr + b,
-                                      m, h.V, h.in.temperature, w.stream));
+      GVPO_CUDA_TRY(head_entropy_cuda((float*)w.ent.ptr + b, (const float*)w.logits.ptr, m, h.V, h.in.temperature,
+                                      w.stream));
   }
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], w.stream));
   if (live) {

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <vector>
 
 #include "../kernels.h"
 #include "check.h"
@@ -53,22 +54,28 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* toke
 }
 int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b, DType tb,
               int64_t b_k, int64_t b_n, int64_t M, int64_t N, int64_t K, bool accumulate, void*) {
+  std::vector<float> A(M * K), B(N * K);  // float32 copies, k fastest: the product's loop is then plain
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t k = 0; k < K; k++) A[m * K + k] = element(a, ta, m * a_m + k * a_k);
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t k = 0; k < K; k++) B[n * K + k] = element(b, tb, k * b_k + n * b_n);
   for (int64_t m = 0; m < M; m++)
     for (int64_t n = 0; n < N; n++) {
       float s = 0.0f;
-      for (int64_t k = 0; k < K; k++) s += element(a, ta, m * a_m + k * a_k) * element(b, tb, k * b_k + n * b_n);
+      for (int64_t k = 0; k < K; k++) s += A[m * K + k] * B[n * K + k];
       c[m * ldc + n] = accumulate ? c[m * ldc + n] + s : s;
     }
   return 0;
 }
-int head_entropy_cuda(float* entropy, const float* z, const float* logZ, int64_t rows, int64_t vocab, float tau, void*) {
+int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float tau, void*) {
   for (int64_t r = 0; r < rows; r++) {
-    double h = 0;
+    double m = -INFINITY, a = 0, t = 0;
+    for (int64_t v = 0; v < vocab; v++) m = std::fmax(m, z[r * vocab + v]);
     for (int64_t v = 0; v < vocab; v++) {
-      const double u = std::fmin(0.0, (double)z[r * vocab + v] / tau - logZ[r]);
-      h -= u > -INFINITY ? std::exp(u) * u : 0.0;
+      const double u = (z[r * vocab + v] - m) / tau, e = std::exp(u);
+      a += e, t += e != 0.0 ? e * u : 0.0;
     }
-    entropy[r] = std::isfinite(logZ[r]) ? (float)h : NAN;
+    entropy[r] = (float)(std::log(a) - t / a);
   }
   return 0;
 }

@@ -142,12 +142,78 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
         "backward phase differs from the whole op (%s)", err);
 }
 
+// The CUDA head (token_logprobs_from_hidden_*_cuda_host) against the CPU one (tested against
+// float64 in test_token_logprobs_from_hidden.cc): l, logZ, H; the gradients for upstream gl and gH
+// with H given and recomputed; gradWeight accumulated. Masked rows hold NaN hidden states, any
+// target and NaN upstream.
+inline void check_head(std::mt19937& rng, int64_t R, int64_t H, int64_t V, DType d, float tau) {
+  // |z/tau| of order 10 however small tau is: a peaked softmax whose gradients are not all rounding
+  Logits hid = random_logits(rng, R, H, d, 1.0f), W = random_logits(rng, V, H, d, 0.5f * std::fmin(1.0f, 10.0f * tau));
+  std::vector<int32_t> y(R);
+  std::vector<float> mask(R), gl(R), gh(R);
+  for (int64_t r = 0; r < R; r++) {
+    mask[r] = R > 1 && rng() % 4 == 0 ? 0.0f : 1.0f;
+    y[r] = mask[r] == 0.0f ? -3 : (int32_t)(rng() % V);
+    gl[r] = mask[r] == 0.0f ? NAN : (float)(rng() % 200) / 100.0f - 1.0f;
+    gh[r] = mask[r] == 0.0f ? NAN : rng() % 3 ? (float)(rng() % 200) / 100.0f - 1.0f : 0.0f;
+    if (mask[r] == 0.0f)
+      for (int64_t h = 0; h < H; h++) {
+        if (d == DType::f32) hid.f32[r * H + h] = NAN; else hid.h16[r * H + h] = 0x7fc0;
+      }
+  }
+  const HeadInputs in{hid.data(), W.data(), d, y.data(), mask.data(), R, H, V, tau};
+  std::vector<float> lp(R), lz(R), ent(R), dH(R * H), dW(V * H);
+  const int64_t bad = token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), ent.data(), in, 0);
+  token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), ent.data(), gl.data(), gh.data(), false, 0);
+  std::vector<float> clp(R, -1.0f), clz(R, -1.0f), cent(R, -1.0f), cdH(R * H, -1.0f), cdW(V * H, -1.0f);
+  int64_t cbad = -1;
+  CudaTimings tm{};
+  char err[512] = {0};
+  int e = token_logprobs_from_hidden_forward_cuda_host(clp.data(), clz.data(), cent.data(), &cbad, &tm, in, err, sizeof(err));
+  CHECK(e == 0, "head forward (cuda) failed: %s", err);
+  bool nan_ok;
+  char at[96];
+  std::snprintf(at, sizeof at, "head R=%lld H=%lld V=%lld d=%d tau=%g:", (long long)R, (long long)H, (long long)V, (int)d, tau);
+  const double el = rel_err(clp.data(), lp.data(), R, &nan_ok);
+  CHECK(el <= 2e-5 && nan_ok && cbad == bad, "%s l error %.3g, non-finite rows cuda %lld cpu %lld", at, el, (long long)cbad,
+        (long long)bad);
+  const double eh = rel_err(cent.data(), ent.data(), R, &nan_ok);
+  CHECK(eh <= 2e-5 && nan_ok, "%s H error %.3g", at, eh);
+  for (int64_t r = 0; r < R; r++)
+    CHECK(!(clp[r] > 0.0f) && !(cent[r] < 0.0f) && (mask[r] != 0.0f || (clp[r] == 0.0f && clz[r] == 0.0f && cent[r] == 0.0f)),
+          "%s row %lld: l %g logZ %g H %g", at, (long long)r, clp[r], clz[r], cent[r]);
+  for (int given = 1; given >= 0; given--) {  // H from the forward, then recomputed by the backward
+    e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), cdW.data(), &tm, in, lz.data(), given ? ent.data() : nullptr,
+                                                      gl.data(), gh.data(), false, err, sizeof(err));
+    CHECK(e == 0, "head backward (cuda) failed: %s", err);
+    const double egh = rel_err(cdH.data(), dH.data(), dH.size(), &nan_ok);
+    CHECK(egh <= 1e-4 && nan_ok, "%s dL/dhidden error %.3g (H %s)", at, egh, given ? "given" : "recomputed");
+    const double egw = rel_err(cdW.data(), dW.data(), dW.size(), &nan_ok);
+    CHECK(egw <= 1e-4 && nan_ok, "%s dL/dweight error %.3g (H %s)", at, egw, given ? "given" : "recomputed");
+  }
+  for (int64_t r = 0; r < R; r++)
+    if (mask[r] == 0.0f)
+      for (int64_t h = 0; h < H; h++) CHECK(cdH[r * H + h] == 0.0f, "%s masked row %lld has dL/dhidden", at, (long long)r);
+  std::vector<float> acc(V * H);
+  for (size_t i = 0; i < acc.size(); i++) acc[i] = (float)(i % 7) - 3.0f;
+  std::vector<float> want = acc;
+  for (size_t i = 0; i < acc.size(); i++) want[i] += dW[i];
+  e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), acc.data(), &tm, in, lz.data(), ent.data(), gl.data(),
+                                                    gh.data(), true, err, sizeof(err));
+  CHECK(e == 0 && rel_err(acc.data(), want.data(), acc.size(), &nan_ok) <= 1e-5 && nan_ok, "%s accumulate (%s)", at, err);
+}
+
 // {N, T, H, V}: T = 1, V = 1, 2, H and V off every tile edge; V = 32768 with 96 rows: several chunks.
 inline void check_hidden_twins(std::mt19937& rng) {
   const int64_t heads[][4] = {{4, 3, 5, 7}, {6, 1, 17, 130}, {3, 5, 129, 1}, {5, 4, 64, 2}, {8, 12, 33, 32768}, {2, 9, 300, 5003}};
   for (auto& k : heads)
     for (int d = 0; d < 3; d++) check_hidden(rng, k[0], k[1], k[2], k[3], (DType)d, false);
   check_hidden(rng, 4, 3, 20, 50, DType::f32, true);
+  const int64_t heads2[][3] = {{1, 5, 1}, {1, 9, 2}, {7, 17, 130}, {40, 33, 5003}, {40, 8, 32768}};
+  const float taus[] = {1.0f, 0.001f, 30.0f};
+  int i = 0;
+  for (auto& k : heads2)
+    for (int d = 0; d < 3; d++, i++) check_head(rng, k[0], k[1], k[2], (DType)d, taus[(i + i / 3) % 3]);
 }
 
 }  // namespace gvpo
