@@ -11,7 +11,7 @@ import { describe, expect, it, vi } from 'vitest';
 // each case spawns node; on 2 loaded cores a spawn can take a second or more
 vi.setConfig({ testTimeout: 90_000 });
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+const CLI = join(import.meta.dirname, '..', 'dist', 'app', 'cli.js');
 
 function gvpo(...args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });

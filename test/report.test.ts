@@ -1,9 +1,9 @@
 // Reporting helpers against hand-computed values: the t-interval, the trailing mean (no invented
 // climb from step 1), round axis ticks, and the EXPERIMENTS.md section replacement.
 import { describe, expect, it } from 'vitest';
-import { replaceSection } from '../src/experiments/index.js';
-import { fmtCi, meanCi, tQuantile975 } from '../src/experiments/stats.js';
-import { svgChart, ticks, trailingMean } from '../src/report.js';
+import { replaceSection } from '../src/app/experiments/index.js';
+import { fmtCi, meanCi, tQuantile975 } from '../src/app/stats.js';
+import { svgChart, ticks, trailingMean } from '../src/app/report.js';
 
 describe('report helpers', () => {
   it('meanCi gives the t-distribution 95% interval', () => {

@@ -2,7 +2,8 @@
 // unknown flags (naming the closest), missing values and out-of-range values with exit code 2,
 // all before TensorFlow.js loads.
 import { existsSync } from 'node:fs';
-import { CLI_DEFAULTS, TASK_DEFAULTS, TRAINER_DEFAULTS, WARMUP_DEFAULTS } from './tfjs/defaults.js';
+import { TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_DEFAULTS } from './defaults.js';
 
 export class UsageError extends Error {}
 
@@ -44,7 +45,7 @@ export const RUN_FLAGS: Record<string, Flag> = {
   reference: { kind: 'value', rule: oneOf('previous', 'frozen'), shown: d.reference, help: "pi_theta': the policy before each step's updates, or the initial one" },
   'replay-ratio': { kind: 'value', rule: real((x) => x >= 0 && x < 1, 'a number in [0, 1)'), shown: String(d.replayRatio), help: "share of each step's groups replayed from earlier policies' samples" },
   'replay-capacity': { kind: 'value', rule: int(1), shown: String(d.replayCapacity), help: 'groups the replay buffer holds' },
-  demonstrations: { kind: 'value', rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'), shown: String(d.demonstrations), help: 'share of fresh groups that include the right answer as a response' },
+  demonstrations: { kind: 'value', rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'), shown: String(RUN_DEFAULTS.demonstrations), help: 'share of fresh groups that include the right answer as a response' },
   clip: { kind: 'value', rule: real((x) => x > 0 && x < 1, 'a number in (0, 1)'), shown: String(d.clip), help: "GRPO / Dr.GRPO ratio clip range" },
   'kl-coef': { kind: 'value', rule: real((x) => x >= 0, 'a number >= 0'), shown: String(d.klCoef), help: "GRPO / Dr.GRPO k3 KL penalty to pi_theta'" },
   terms: { kind: 'value', rule: oneOf('all', 'no-variance', 'no-trust-region'), shown: d.terms, help: "GVPO's terms kept (the paper's ablations)" },

@@ -3,7 +3,7 @@
 // mini-batches of whole groups and measure greedy accuracy.
 import { tokenLogprobs } from '../ops/tokenLogprobs.js';
 import { seeded, type Task } from '../tasks/task.js';
-import type { Policy } from './policies.js';
+import type { Policy } from './policy.js';
 
 export interface Group {
   prompt: number[];

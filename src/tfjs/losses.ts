@@ -6,11 +6,9 @@
 // Shapes: N = G*k sequences in whole groups of k, padded to T tokens; logits [N*T, V].
 import type * as TF from '@tensorflow/tfjs';
 import { tokenLogprobsTf } from './ops.js';
+import type { TermsAblation } from './trainerOptions.js';
 
 type Tf = typeof TF;
-
-/** Which of GVPO's terms the loss keeps: all (the GVPO loss), or one of the paper's ablations. */
-export type GvpoTerms = 'all' | 'no-variance' | 'no-trust-region';
 
 export interface MiniBatchTensors {
   /** Logits [N*T, V] of the policy being trained (differentiated). */
@@ -49,7 +47,7 @@ function centred(x: ArrayLike<number>, k: number): Float32Array {
  * to pi_theta'. Dropping the variance term leaves dL/dS = -beta/(k-1) (a + beta q), constant in S:
  * a policy gradient with nothing to stop it (the loss is linear in S, unbounded below).
  */
-export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, mb: MiniBatchTensors, beta: number, terms: GvpoTerms): TF.Scalar {
+export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, mb: MiniBatchTensors, beta: number, terms: TermsAblation): TF.Scalar {
   const k = mb.groupSize;
   const G = mb.rewards.length / k;
   const a = centred(mb.rewards, k);

@@ -3,10 +3,11 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { markdownTable } from '../report.js';
-import { resolveRunOptions, type RunOptions, type RunSummary, trainRun } from '../tfjs/runs.js';
-import type { TfChoice } from '../tfjs/tf.js';
-import type { Algo } from '../tfjs/trainer.js';
-import { fmtCi, meanCi } from './stats.js';
+import { resolveRunOptions, type RunOptions, type RunSummary } from '../runOptions.js';
+import { trainRun } from '../runs.js';
+import type { TfChoice } from '../../tfjs/tf.js';
+import type { Algo } from '../../tfjs/trainerOptions.js';
+import { fmtCi, meanCi } from '../stats.js';
 
 export interface ExperimentContext {
   quick: boolean;

@@ -3,13 +3,14 @@
 // over steps for GVPO, GRPO and Dr.GRPO when groups come on-policy, from a uniform or a skewed
 // fixed distribution, from demonstrations, or half from replay.
 import { markdownTable, svgChart } from '../report.js';
-import { BanditTask, meanKl, tiltedOptimum } from '../tasks/bandit.js';
-import { seeded } from '../tasks/task.js';
-import { TabularPolicy } from '../tfjs/policies.js';
-import { loadTf } from '../tfjs/tf.js';
-import { type Algo, GVPOTrainer, type TrainerOptions } from '../tfjs/trainer.js';
+import { BanditTask, meanKl, tiltedOptimum } from '../../tasks/bandit.js';
+import { seeded } from '../../tasks/task.js';
+import { TabularPolicy } from '../../tfjs/policies.js';
+import { loadTf } from '../../tfjs/tf.js';
+import { GVPOTrainer } from '../../tfjs/trainer.js';
+import type { Algo, TrainerOptions } from '../../tfjs/trainerOptions.js';
 import { commandOf, type Experiment, type ExperimentContext, seedsOf, TUNING_SEEDS } from './common.js';
-import { curveCi, fmtCi, meanCi } from './stats.js';
+import { curveCi, fmtCi, meanCi } from '../stats.js';
 
 export const BETA = 0.5;
 const ALGOS: Algo[] = ['gvpo', 'grpo', 'drgrpo'];

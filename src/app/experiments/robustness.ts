@@ -4,10 +4,10 @@
 //   "terms"       the paper's ablations (no variance term, no trust-region term) next to the full
 //                 loss, and the three terms over a run.
 import { markdownTable, svgChart } from '../report.js';
-import type { RunOptions, RunSummary } from '../tfjs/runs.js';
+import type { RunOptions, RunSummary } from '../runOptions.js';
 import { commandOf, type Experiment, type ExperimentContext, overSeeds, RESULT_HEAD, resultCells, seedsOf, settingsLine, textBase, tuneText } from './common.js';
 import { banditRun, BETA, type Curve } from './optimum.js';
-import { curveCi, fmtCi, meanCi } from './stats.js';
+import { curveCi, fmtCi, meanCi } from '../stats.js';
 import { band, standardPanels } from './text.js';
 
 async function robustness(ctx: ExperimentContext, log: (l: string) => void) {

@@ -3,10 +3,10 @@
 //   "off-policy"  a share of each step's groups replayed from earlier policies (history:current
 //                 0:8, 2:6, 4:4), GVPO with no weights vs GRPO with its clipped ratio.
 import { markdownTable, type Panel, type Series, svgChart, trailingMean } from '../report.js';
-import type { RunOptions, RunSummary } from '../tfjs/runs.js';
-import type { Algo, StepMetrics } from '../tfjs/trainer.js';
+import type { RunOptions, RunSummary } from '../runOptions.js';
+import type { Algo, StepMetrics } from '../../tfjs/trainerOptions.js';
 import { commandOf, type Experiment, type ExperimentContext, overSeeds, RESULT_HEAD, resultCells, seedsOf, settingsLine, textBase, tuneText } from './common.js';
-import { curveCi } from './stats.js';
+import { curveCi } from '../stats.js';
 
 /** Mean curve with a 95% band over runs, of a per-step metric (optionally smoothed). */
 export function band(name: string, runs: RunSummary[], f: (m: StepMetrics) => number | undefined, smooth = false, withStart?: (r: RunSummary) => number): Series {
