@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import type { Policy } from './policies.js';
+import { atTemperatures } from './losses.js';
 import { gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
 
 type Tf = typeof TF;
@@ -23,9 +24,23 @@ export interface FusedHeadPolicyConfig {
   pad: number;
 }
 
+/**
+ * The fused loss's arguments: those of gvpoFromHiddenTf, with the temperature either shared
+ * (`temperature`) or given per sequence (`temperatures`, [N]: each sequence's log-probs at the
+ * temperature it was sampled at; it wins over `temperature`).
+ */
+export type FusedLossArgs = Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array };
+
 /** A policy that computes the GVPO loss from its hidden states and head weight directly. */
 export interface FusedHead {
-  fusedLoss(prompts: number[][], responses: Int32Array, args: Omit<GvpoFromHiddenTfArgs, 'tokens'>): TF.Scalar;
+  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar;
+}
+
+/** The GVPO loss of hidden states [N*T, H] through the head [V, H], at the args' temperatures. */
+export function fusedHeadLoss(tf: Tf, hidden: TF.Tensor2D, head: TF.Tensor2D, tokens: number, args: FusedLossArgs): TF.Scalar {
+  const { temperatures, ...rest } = args;
+  const t = temperatures ? atTemperatures(tf, hidden, temperatures, tokens) : { x: hidden, temperature: args.temperature };
+  return gvpoFromHiddenTf(tf, t.x, head, { ...rest, temperature: t.temperature, tokens }).loss;
 }
 
 export function hasFusedHead(p: Policy): p is Policy & FusedHead {
@@ -108,9 +123,8 @@ export class FusedHeadPolicy implements Policy, FusedHead {
     return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(this.contexts(prompts, responses)), this.head, false, true));
   }
 
-  fusedLoss(prompts: number[][], responses: Int32Array, args: Omit<GvpoFromHiddenTfArgs, 'tokens'>): TF.Scalar {
-    const h = this.hiddenStates(this.contexts(prompts, responses));
-    return gvpoFromHiddenTf(this.tf, h, this.head as TF.Tensor2D, { ...args, tokens: this.maxTokens }).loss;
+  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar {
+    return fusedHeadLoss(this.tf, this.hiddenStates(this.contexts(prompts, responses)), this.head as TF.Tensor2D, this.maxTokens, args);
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {

@@ -21,12 +21,26 @@ export interface MiniBatchTensors {
   rewards: Float64Array;
   groupSize: number;
   tokens: number;
+  /** The temperature the log-probs are taken at (the responses' sampling temperature). */
+  temperature: number;
+}
+
+/**
+ * Rows [N*T, *] of logits, or of the hidden states of a bias-free head (z = h W^T is linear in h),
+ * ready for a kernel taking one temperature: a temperature every sequence shares is passed on as
+ * is; mixed ones (replayed groups sampled at another) divide each sequence's rows by its own, and
+ * the kernel runs at 1.
+ */
+export function atTemperatures(tf: Tf, x: TF.Tensor2D, temperatures: Float64Array, tokens: number): { x: TF.Tensor2D; temperature: number } {
+  if (temperatures.every((t) => t === temperatures[0])) return { x, temperature: temperatures[0] };
+  const inv = Float32Array.from({ length: temperatures.length * tokens }, (_, r) => 1 / temperatures[Math.floor(r / tokens)]);
+  return { x: x.mul(tf.tensor2d(inv, [inv.length, 1])) as TF.Tensor2D, temperature: 1 };
 }
 
 /** S[n] = sum_t m[n,t] l[n,t] as a differentiable [N] tensor. */
 export function sequenceLogprobsTf(tf: Tf, mb: MiniBatchTensors): TF.Tensor1D {
   const N = mb.rewards.length;
-  const l = tokenLogprobsTf(tf, mb.logits, mb.targets).reshape([N, mb.tokens]);
+  const l = tokenLogprobsTf(tf, mb.logits, mb.targets, mb.temperature).reshape([N, mb.tokens]);
   return l.mul(tf.tensor2d(mb.mask, [N, mb.tokens])).sum(1) as TF.Tensor1D;
 }
 
@@ -93,7 +107,7 @@ function advantages(rewards: Float64Array, k: number, T: number, normalise: bool
 export function policyGradientLoss(tf: Tf, mb: MiniBatchTensors, o: PolicyGradientOptions): TF.Scalar {
   const N = mb.rewards.length;
   const T = mb.tokens;
-  const lp = tokenLogprobsTf(tf, mb.logits, mb.targets).reshape([N, T]);
+  const lp = tokenLogprobsTf(tf, mb.logits, mb.targets, mb.temperature).reshape([N, T]);
   const old = tf.tensor2d(o.behaviourTokens, [N, T]);
   const mask = tf.tensor2d(mb.mask, [N, T]);
   const A = tf.tensor2d(advantages(mb.rewards, mb.groupSize, T, o.algo === 'grpo'), [N, T]);

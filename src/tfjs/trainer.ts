@@ -9,12 +9,14 @@
 // update each. After the first update pi_theta' is stale, which is where GVPO's trust region
 // acts. GVPO uses no importance weights; GRPO's ratio is against the policy that sampled each
 // group (for a replayed group, the policy that generated it, whose log-probs the buffer keeps).
+// Every log-prob a loss uses (current, sampling, reference, initial) is taken at the temperature
+// its group was sampled at, as verl and TRL do: at one update per batch GRPO's ratio is exactly 1.
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
 import { TRAINER_DEFAULTS } from './defaults.js';
 import { hasFusedHead } from './fusedHeadPolicy.js';
-import { gvpoTermsLoss, type GvpoTerms, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
+import { atTemperatures, gvpoTermsLoss, type GvpoTerms, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
 import { gvpoFromLogitsTf } from './ops.js';
 import type { Policy } from './policies.js';
 import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
@@ -41,7 +43,7 @@ export interface TrainerOptions {
   epochs?: number;
   learningRate?: number;
   optimizer?: TF.Optimizer;
-  /** Sampling temperature of the current policy. */
+  /** Sampling temperature of the current policy; the losses' log-probs are taken at it too. */
   temperature?: number;
   reference?: 'previous' | 'frozen';
   /** The frozen reference (default: a copy of the policy at construction). */
@@ -110,6 +112,11 @@ export class GVPOTrainer {
   readonly algo: Algo;
   readonly beta: number;
   readonly k: number;
+  /**
+   * The temperature fresh groups are sampled at (may be changed between steps, e.g. annealed);
+   * a group keeps the one it was sampled at, also when replayed.
+   */
+  temperature: number;
   private readonly o: TrainerOptions;
   private readonly optimizer: TF.Optimizer;
   private readonly rand: () => number;
@@ -127,6 +134,7 @@ export class GVPOTrainer {
     this.algo = o.algo ?? d.algo;
     this.beta = o.beta ?? d.beta;
     this.k = o.groupSize ?? d.groupSize;
+    this.temperature = o.temperature ?? d.temperature;
     if (!Number.isInteger(this.k) || this.k < 2) throw new RangeError(`GVPOTrainer: groupSize must be an integer >= 2, got ${this.k}`);
     if (!(this.beta > 0)) throw new RangeError(`GVPOTrainer: beta must be > 0, got ${this.beta}`);
     const mb = o.miniBatches ?? d.miniBatches;
@@ -158,13 +166,13 @@ export class GVPOTrainer {
     const groups: Group[] = [];
     for (let i = 0; i < nExternal; i++) {
       const responses = this.o.externalResponses!(prompts[i], this.k, this.rand);
-      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external' });
+      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external', temperature: this.temperature });
     }
     const own = prompts.slice(nExternal);
-    const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.o.temperature ?? TRAINER_DEFAULTS.temperature, this.rand);
+    const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.temperature, this.rand);
     for (let i = 0; i < own.length; i++) {
       const responses = sampled.slice(i * this.k, (i + 1) * this.k);
-      groups.push({ prompt: own[i], responses, rewards: await this.score(own[i], responses), source: 'policy' });
+      groups.push({ prompt: own[i], responses, rewards: await this.score(own[i], responses), source: 'policy', temperature: this.temperature });
     }
     // replayed groups: distinct, drawn uniformly from the buffer
     const idx = this.buffer.map((_, i) => i);
@@ -186,23 +194,22 @@ export class GVPOTrainer {
   }
 
   /**
-   * Packs the groups and computes, before any update, the log-probs of pi_theta' (Sref), of the
-   * policy that sampled each group (GRPO's ratio) and of the initial policy; fresh groups enter
-   * the replay buffer with their generating policy's token log-probs.
+   * Packs the groups and computes, before any update and at each group's sampling temperature,
+   * the log-probs of pi_theta' (Sref), of the policy that sampled each group (GRPO's ratio) and
+   * of the initial policy; fresh groups enter the replay buffer with their generating policy's
+   * token log-probs and their temperature.
    */
   private prepare(groups: Group[]): Batch {
     const b = packBatch(groups, this.k, this.policy.maxTokens);
+    // the current policy at the sampling temperature is the distribution fresh groups came from
     const current = logprobsOf(this.policy, b);
     const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
     const T = this.policy.maxTokens;
-    // the policy sampled at its temperature: GRPO's ratio is against that distribution
-    const temperature = this.o.temperature ?? TRAINER_DEFAULTS.temperature;
-    const sampler = this.algo !== 'gvpo' && temperature !== 1 ? logprobsOf(this.policy, b, temperature) : current;
-    const behaviour = Float32Array.from(sampler.token);
+    const behaviour = Float32Array.from(current.token);
     groups.forEach((g, i) => {
       const span = [i * this.k * T, (i + 1) * this.k * T] as const;
       if (g.source === 'replay') behaviour.set(g.behaviourTokens!, span[0]);
-      else if (this.o.replay && g.source === 'policy') this.remember({ ...g, behaviourTokens: sampler.token.slice(...span) });
+      else if (this.o.replay && g.source === 'policy') this.remember({ ...g, behaviourTokens: current.token.slice(...span) });
     });
     const init = logprobsOf(this.initial, b);
     return { ...b, refSeq: ref.seq, refTok: ref.token, behaviourTok: behaviour, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
@@ -241,11 +248,11 @@ export class GVPOTrainer {
       if (fused && hasFusedHead(this.policy)) {
         return this.policy.fusedLoss(mb.prompts, mb.targets, {
           targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, referenceLogprobs: mb.refSeq, rewards: mb.rewards,
-          groups: { size: this.k }, beta: this.beta,
+          groups: { size: this.k }, beta: this.beta, temperatures: mb.temperatures,
         });
       }
-      const logits = this.policy.logits(mb.prompts, mb.targets);
-      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens };
+      const { x: logits, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, this.policy.maxTokens);
+      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens, temperature };
       if (this.algo !== 'gvpo') {
         S = Float64Array.from(sequenceLogprobsTf(this.tf, tensors).dataSync());
         return policyGradientLoss(this.tf, tensors, {
@@ -262,7 +269,7 @@ export class GVPOTrainer {
       }
       const r = gvpoFromLogitsTf(this.tf, logits, {
         targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, tokens: this.policy.maxTokens, vocab: this.policy.vocab,
-        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta,
+        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature,
       });
       S = r.result().policyLogprobs; // the kernel ran in the forward pass
       return r.loss;
