@@ -5,8 +5,8 @@
 // for sampling and for the reference policy's log-probs.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
-import { drawToken, type FusedHead, type Policy, PolicyBase } from './policy.js';
+import { fusedHeadLoss } from './losses.js';
+import { drawToken, type FusedHead, type FusedLossArgs, type Policy, PolicyBase } from './policy.js';
 
 type Tf = typeof TF;
 
@@ -100,9 +100,8 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(this.contexts(prompts, responses)), this.head, false, true));
   }
 
-  fusedLoss(prompts: number[][], responses: Int32Array, args: Omit<GvpoFromHiddenTfArgs, 'tokens'>): TF.Scalar {
-    const h = this.hiddenStates(this.contexts(prompts, responses));
-    return gvpoFromHiddenTf(this.tf, h, this.head as TF.Tensor2D, { ...args, tokens: this.maxTokens }).loss;
+  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar {
+    return fusedHeadLoss(this.tf, this.hiddenStates(this.contexts(prompts, responses)), this.head as TF.Tensor2D, this.maxTokens, args);
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {

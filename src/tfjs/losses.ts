@@ -5,7 +5,8 @@
 //                   token mean) and Dr.GRPO (mean-centred advantages, a constant normaliser).
 // Shapes: N = G*k sequences in whole groups of k, padded to T tokens; logits [N*T, V].
 import type * as TF from '@tensorflow/tfjs';
-import { tokenLogprobsTf } from './ops.js';
+import { gvpoFromHiddenTf, tokenLogprobsTf } from './ops.js';
+import type { FusedLossArgs } from './policy.js';
 import type { TermsAblation } from './trainerOptions.js';
 
 type Tf = typeof TF;
@@ -19,12 +20,33 @@ export interface MiniBatchTensors {
   rewards: Float64Array;
   groupSize: number;
   tokens: number;
+  /** The temperature the log-probs are taken at (the responses' sampling temperature). */
+  temperature: number;
+}
+
+/**
+ * Rows [N*T, *] of logits, or of the hidden states of a bias-free head (z = h W^T is linear in h),
+ * ready for a kernel taking one temperature: a temperature every sequence shares is passed on as
+ * is; mixed ones (replayed groups sampled at another) divide each sequence's rows by its own, and
+ * the kernel runs at 1.
+ */
+export function atTemperatures(tf: Tf, x: TF.Tensor2D, temperatures: Float64Array, tokens: number): { x: TF.Tensor2D; temperature: number } {
+  if (temperatures.every((t) => t === temperatures[0])) return { x, temperature: temperatures[0] };
+  const inv = Float32Array.from({ length: temperatures.length * tokens }, (_, r) => 1 / temperatures[Math.floor(r / tokens)]);
+  return { x: x.mul(tf.tensor2d(inv, [inv.length, 1])) as TF.Tensor2D, temperature: 1 };
+}
+
+/** The GVPO loss of hidden states [N*T, H] through the head [V, H], at the args' temperatures. */
+export function fusedHeadLoss(tf: Tf, hidden: TF.Tensor2D, head: TF.Tensor2D, tokens: number, args: FusedLossArgs): TF.Scalar {
+  const { temperatures, ...rest } = args;
+  const t = temperatures ? atTemperatures(tf, hidden, temperatures, tokens) : { x: hidden, temperature: args.temperature };
+  return gvpoFromHiddenTf(tf, t.x, head, { ...rest, temperature: t.temperature, tokens }).loss;
 }
 
 /** S[n] = sum_t m[n,t] l[n,t] as a differentiable [N] tensor. */
 export function sequenceLogprobsTf(tf: Tf, mb: MiniBatchTensors): TF.Tensor1D {
   const N = mb.rewards.length;
-  const l = tokenLogprobsTf(tf, mb.logits, mb.targets).reshape([N, mb.tokens]);
+  const l = tokenLogprobsTf(tf, mb.logits, mb.targets, mb.temperature).reshape([N, mb.tokens]);
   return l.mul(tf.tensor2d(mb.mask, [N, mb.tokens])).sum(1) as TF.Tensor1D;
 }
 
@@ -91,7 +113,7 @@ function advantages(rewards: Float64Array, k: number, T: number, normalise: bool
 export function policyGradientLoss(tf: Tf, mb: MiniBatchTensors, o: PolicyGradientOptions): TF.Scalar {
   const N = mb.rewards.length;
   const T = mb.tokens;
-  const lp = tokenLogprobsTf(tf, mb.logits, mb.targets).reshape([N, T]);
+  const lp = tokenLogprobsTf(tf, mb.logits, mb.targets, mb.temperature).reshape([N, T]);
   const old = tf.tensor2d(o.behaviourTokens, [N, T]);
   const mask = tf.tensor2d(mb.mask, [N, T]);
   const A = tf.tensor2d(advantages(mb.rewards, mb.groupSize, T, o.algo === 'grpo'), [N, T]);

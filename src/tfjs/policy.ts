@@ -22,9 +22,16 @@ export interface Policy {
   save(path: string): void;
 }
 
+/**
+ * The fused loss's arguments: those of gvpoFromHiddenTf, with the temperature either shared
+ * (`temperature`) or given per sequence (`temperatures`, [N]: each sequence's log-probs at the
+ * temperature it was sampled at; it wins over `temperature`).
+ */
+export type FusedLossArgs = Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array };
+
 /** A policy that computes the GVPO loss from its hidden states and head weight directly. */
 export interface FusedHead {
-  fusedLoss(prompts: number[][], responses: Int32Array, args: Omit<GvpoFromHiddenTfArgs, 'tokens'>): TF.Scalar;
+  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar;
 }
 
 export function hasFusedHead(p: Policy): p is Policy & FusedHead {

@@ -9,11 +9,13 @@
 // update each. After the first update pi_theta' is stale, which is where GVPO's trust region
 // acts. GVPO uses no importance weights; GRPO's ratio is against the policy that sampled each
 // group (for a replayed group, the policy that generated it, whose log-probs the buffer keeps).
+// Every log-prob a loss uses (current, sampling, reference, initial) is taken at the temperature
+// its group was sampled at, as verl and TRL do: at one update per batch GRPO's ratio is exactly 1.
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
 import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
-import { gvpoTermsLoss, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
+import { atTemperatures, gvpoTermsLoss, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
 import { gvpoFromLogitsTf } from './ops.js';
 import { hasFusedHead, type Policy } from './policy.js';
 import { type Algo, resolveTrainerOptions, type StepMetrics, type TrainerConfig, type TrainerOptions } from './trainerOptions.js';
@@ -40,6 +42,11 @@ export class GVPOTrainer {
   readonly k: number;
   /** Every option, checked and resolved once. */
   readonly config: TrainerConfig;
+  /**
+   * The temperature fresh groups are sampled at (may be changed between steps, e.g. annealed);
+   * a group keeps the one it was sampled at, also when replayed.
+   */
+  temperature: number;
   private readonly optimizer: TF.Optimizer;
   private readonly rand: () => number;
   private readonly initial: Policy;
@@ -56,6 +63,7 @@ export class GVPOTrainer {
     this.algo = c.algo;
     this.beta = c.beta;
     this.k = c.groupSize;
+    this.temperature = c.temperature;
     this.optimizer = o.optimizer ?? o.tf.train.adam(c.learningRate);
     this.rand = seeded(c.seed);
     this.initial = o.policy.clone();
@@ -82,13 +90,13 @@ export class GVPOTrainer {
     const groups: Group[] = [];
     for (let i = 0; i < nExternal; i++) {
       const responses = c.externalResponses!(prompts[i], this.k, this.rand);
-      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external' });
+      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external', temperature: this.temperature });
     }
     const own = prompts.slice(nExternal);
-    const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), c.temperature, this.rand);
+    const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.temperature, this.rand);
     for (let i = 0; i < own.length; i++) {
       const responses = sampled.slice(i * this.k, (i + 1) * this.k);
-      groups.push({ prompt: own[i], responses, rewards: await this.score(own[i], responses), source: 'policy' });
+      groups.push({ prompt: own[i], responses, rewards: await this.score(own[i], responses), source: 'policy', temperature: this.temperature });
     }
     // replayed groups: distinct, drawn uniformly from the buffer
     const idx = this.buffer.map((_, i) => i);
@@ -110,23 +118,22 @@ export class GVPOTrainer {
   }
 
   /**
-   * Packs the groups and computes, before any update, the log-probs of pi_theta' (Sref), of the
-   * policy that sampled each group (GRPO's ratio) and of the initial policy; fresh groups enter
-   * the replay buffer with their generating policy's token log-probs.
+   * Packs the groups and computes, before any update and at each group's sampling temperature,
+   * the log-probs of pi_theta' (Sref), of the policy that sampled each group (GRPO's ratio) and
+   * of the initial policy; fresh groups enter the replay buffer with their generating policy's
+   * token log-probs and their temperature.
    */
   private prepare(groups: Group[]): Batch {
     const b = packBatch(groups, this.k, this.policy.maxTokens);
     const current = logprobsOf(this.policy, b);
     const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
     const T = this.policy.maxTokens;
-    // the policy sampled at its temperature: GRPO's ratio is against that distribution
-    const temperature = this.config.temperature;
-    const sampler = this.algo !== 'gvpo' && temperature !== 1 ? logprobsOf(this.policy, b, temperature) : current;
-    const behaviour = Float32Array.from(sampler.token);
+    // the current policy at the sampling temperature is the distribution fresh groups came from
+    const behaviour = Float32Array.from(current.token);
     groups.forEach((g, i) => {
       const span = [i * this.k * T, (i + 1) * this.k * T] as const;
       if (g.source === 'replay') behaviour.set(g.behaviourTokens!, span[0]);
-      else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviourTokens: sampler.token.slice(...span) });
+      else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviourTokens: current.token.slice(...span) });
     });
     const init = logprobsOf(this.initial, b);
     return { ...b, refSeq: ref.seq, refTok: ref.token, behaviourTok: behaviour, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
@@ -166,11 +173,11 @@ export class GVPOTrainer {
       if (fused && hasFusedHead(this.policy)) {
         return this.policy.fusedLoss(mb.prompts, mb.targets, {
           targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, referenceLogprobs: mb.refSeq, rewards: mb.rewards,
-          groups: { size: this.k }, beta: this.beta,
+          groups: { size: this.k }, beta: this.beta, temperatures: mb.temperatures,
         });
       }
-      const logits = this.policy.logits(mb.prompts, mb.targets);
-      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens };
+      const { x: logits, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, this.policy.maxTokens);
+      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens, temperature };
       if (this.algo !== 'gvpo') {
         S = Float64Array.from(sequenceLogprobsTf(this.tf, tensors).dataSync());
         return policyGradientLoss(this.tf, tensors, {
@@ -186,7 +193,7 @@ export class GVPOTrainer {
       }
       const r = gvpoFromLogitsTf(this.tf, logits, {
         targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, tokens: this.policy.maxTokens, vocab: this.policy.vocab,
-        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta,
+        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature,
       });
       S = r.result().policyLogprobs; // the kernel ran in the forward pass
       return r.loss;

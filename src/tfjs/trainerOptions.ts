@@ -33,7 +33,7 @@ export interface TrainerOptions {
   epochs?: number;
   learningRate?: number;
   optimizer?: TF.Optimizer;
-  /** Sampling temperature of the current policy. */
+  /** Sampling temperature of the current policy; the losses' log-probs are taken at it too. */
   temperature?: number;
   reference?: 'previous' | 'frozen';
   /** The frozen reference (default: a copy of the policy at construction). */
