@@ -23,7 +23,7 @@ function runOptions(p: Parsed): Partial<RunOptions> {
     task: v.task as RunOptions['task'], algo: v.algo as Algo, steps: n('steps'), groupSize: n('group-size'), beta: n('beta'), promptsPerStep: n('prompts'),
     miniBatches: n('mini-batches'), epochs: n('epochs'), learningRate: n('lr'), temperature: n('temperature'),
     reference: v.reference as RunOptions['reference'], replayRatio: n('replay-ratio'), replayCapacity: n('replay-capacity'),
-    demonstrations: n('demonstrations'), clip: n('clip'), klCoef: n('kl-coef'), terms: v.terms as RunOptions['terms'],
+    demonstrations: n('demonstrations'), clip: n('clip'), klCoef: n('kl-coef'), klIn: v['kl-in'] as RunOptions['klIn'], importanceCap: n('importance-cap'), terms: v.terms as RunOptions['terms'],
     evalEvery: n('eval-every'), evalPrompts: n('eval-prompts'), init: v.init, seed: n('seed'), out: v.out, tf: v.tf as RunOptions['tf'],
   };
   if (o.init && o.task === 'bandit') throw new UsageError('--init applies to --task addition only');

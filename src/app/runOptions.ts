@@ -3,7 +3,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TfChoice } from '../tfjs/tf.js';
-import { type Algo, type StepMetrics, type TermsAblation, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { type Algo, type KlPlacement, type StepMetrics, type TermsAblation, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, type TaskName } from './defaults.js';
 
 export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
@@ -28,6 +28,8 @@ export interface RunOptions {
   demonstrations: number;
   clip: number;
   klCoef: number;
+  klIn: KlPlacement;
+  importanceCap: number;
   terms: TermsAblation;
   evalEvery: number;
   evalPrompts: number;
@@ -48,7 +50,7 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
     seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
     epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
     reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
-    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), terms: pick('terms', d.terms),
+    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
     evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
     tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
   };

@@ -16,7 +16,7 @@ import type { Policy } from '../tfjs/policy.js';
 import { compareReport, runReport } from './runReport.js';
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
 import { GVPOTrainer } from '../tfjs/trainer.js';
-import type { Algo, StepMetrics } from '../tfjs/trainerOptions.js';
+import type { Algo, ExternalSampler, StepMetrics } from '../tfjs/trainerOptions.js';
 
 /** The task and its starting policy: a random tabular one for the bandit, a checkpoint for addition. */
 export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
@@ -33,10 +33,17 @@ export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task
   return { policy: loadPolicy(tf, path), task: new AdditionTask(), backend };
 }
 
-/** Demonstrations: the task's right answer as one of the k responses, the rest sampled. */
-function demonstrationSampler(task: Task, policy: Policy, temperature: number) {
-  return (prompt: number[], k: number, rand: () => number): number[][] =>
-    [task.answer!(prompt), ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+/**
+ * Demonstrations: the task's right answer as one of the k responses, the rest sampled by the
+ * policy. The solver gives its answer with probability 1 (token log-probs 0), which the
+ * baselines' importance ratios use; the sampled responses are the policy's own.
+ */
+function demonstrationSampler(task: Task, policy: Policy, temperature: number): ExternalSampler {
+  return (prompt, k, rand) => {
+    const answer = task.answer!(prompt);
+    const responses = [answer, ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+    return { responses, tokenLogprobs: responses.map((_, i) => (i === 0 ? answer.map(() => 0) : null)) };
+  };
 }
 
 function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
@@ -56,7 +63,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
     externalResponses: o.demonstrations > 0 ? demonstrationSampler(task, policy, o.temperature) : undefined,
-    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);

@@ -10,8 +10,13 @@ export interface Group {
   responses: number[][];
   rewards: number[];
   source: 'policy' | 'replay' | 'external';
-  /** Token log-probs [k*T] under the policy that generated the group (kept for replay). */
-  behaviourTokens?: Float32Array;
+  /**
+   * Token log-probs [k*T] under the distribution that generated each response: kept for replayed
+   * groups, given for external ones where the sampler's probabilities are known (`behaviorKnown`
+   * marks which responses; the others are treated as sampled by the current policy).
+   */
+  behaviorTokens?: Float32Array;
+  behaviorKnown?: boolean[];
   /**
    * The temperature the responses were sampled at. Every log-prob taken of this group (current,
    * sampling, reference policy) is taken at it, also when the group is replayed later.
@@ -37,7 +42,7 @@ export interface Batch extends Packed {
   refSeq: Float64Array;
   refTok: Float32Array;
   /** [N*T] token log-probs of the policy that sampled each sequence. */
-  behaviourTok: Float32Array;
+  behaviorTok: Float32Array;
   /** S [N] under the policy before this step's updates, and under the initial policy. */
   currentSeq: Float64Array;
   initSeq: Float64Array;
@@ -75,7 +80,7 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
   return {
     prompts: rows.map((n) => b.prompts[n]), sources: gs.map((g) => b.sources[g]), targets: pick(b.targets, T), mask: pick(b.mask, T), rewards: pick(b.rewards, 1),
     temperatures: pick(b.temperatures, 1),
-    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviourTok: pick(b.behaviourTok, T),
+    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviorTok: pick(b.behaviorTok, T),
     currentSeq: pick(b.currentSeq, 1), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
   };
 }

@@ -1,12 +1,11 @@
 // A policy whose LM head goes through gvpoFromHiddenTf: token embeddings of the last `window`
 // tokens, concatenated, one ReLU layer to hidden states h [rows, H], and a bias-free head
-// weight [V, H] (vocab-major, as LLM checkpoints store it). The GVPO trainer calls fusedLoss(),
-// so the [N*T, V] logits and their gradient never exist as tensors; logits() still gives them
-// for sampling and for the reference policy's log-probs.
+// weight [V, H] (vocab-major, as LLM checkpoints store it). The trainer hands hiddenStates() and
+// the head to the fused kernels, so the [N*T, V] logits and their gradient never exist as
+// tensors; logits() still gives them, for sampling.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { fusedHeadLoss } from './losses.js';
-import { drawToken, type FusedHead, type FusedLossArgs, type Policy, PolicyBase } from './policy.js';
+import { drawToken, type FusedHead, type Policy, PolicyBase } from './policy.js';
 
 type Tf = typeof TF;
 
@@ -80,7 +79,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   }
 
   /** Hidden states [rows, H] of the contexts. */
-  private hiddenStates(contexts: number[][]): TF.Tensor2D {
+  private hiddenOf(contexts: number[][]): TF.Tensor2D {
     const tf = this.tf;
     const [emb, w1, b1] = this.variables;
     const { window: W, embed: E } = this.config;
@@ -97,11 +96,11 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
-    return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(this.contexts(prompts, responses)), this.head, false, true));
+    return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(prompts, responses), this.head, false, true));
   }
 
-  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar {
-    return fusedHeadLoss(this.tf, this.hiddenStates(this.contexts(prompts, responses)), this.head as TF.Tensor2D, this.maxTokens, args);
+  hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    return this.hiddenOf(this.contexts(prompts, responses));
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
@@ -109,7 +108,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     const live = prompts.map((_, i) => i);
     const V = this.vocab;
     for (let t = 0; t < this.maxTokens && live.length; t++) {
-      const logits = this.tf.tidy(() => this.tf.matMul(this.hiddenStates(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true));
+      const logits = this.tf.tidy(() => this.tf.matMul(this.hiddenOf(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true));
       const z = logits.dataSync() as Float32Array;
       logits.dispose();
       for (let j = live.length - 1; j >= 0; j--) {

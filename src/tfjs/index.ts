@@ -2,8 +2,11 @@
 export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf } from './ops.js';
 export type { GvpoFromHiddenTfArgs, GvpoFromLogitsTfArgs } from './ops.js';
 export { GVPOTrainer } from './trainer.js';
+export { fusedHeadLoss } from './losses.js';
 export { TRAINER_DEFAULTS, resolveTrainerOptions } from './trainerOptions.js';
-export type { Algo, RewardSpec, StepMetrics, TermsAblation, TrainerConfig, TrainerOptions } from './trainerOptions.js';
+export type {
+  Algo, ExternalGroup, ExternalSampler, KlPlacement, RewardSpec, StepMetrics, TermsAblation, TrainerConfig, TrainerOptions,
+} from './trainerOptions.js';
 export { hasFusedHead } from './policy.js';
 export type { FusedHead, Policy } from './policy.js';
 export { CharPolicy, TabularPolicy } from './policies.js';

@@ -3,7 +3,6 @@
 // through the fused kernels offers besides (FusedHead). The shared pieces of the implementations
 // (weights as arrays, the saved JSON, drawing a token) live here too.
 import type * as TF from '@tensorflow/tfjs';
-import type { GvpoFromHiddenTfArgs } from './ops.js';
 
 type Tf = typeof TF;
 
@@ -23,19 +22,20 @@ export interface Policy {
 }
 
 /**
- * The fused loss's arguments: those of gvpoFromHiddenTf, with the temperature either shared
- * (`temperature`) or given per sequence (`temperatures`, [N]: each sequence's log-probs at the
- * temperature it was sampled at; it wins over `temperature`).
+ * A policy whose LM head is a bias-free linear map the fused kernels can take over: the trainer
+ * hands its hidden states and head weight to gvpoFromHiddenTf / tokenLogprobsFromHiddenTf, so
+ * the [N*T, V] logits and their gradient never exist as tensors. logits() still gives them (for
+ * sampling).
  */
-export type FusedLossArgs = Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array };
-
-/** A policy that computes the GVPO loss from its hidden states and head weight directly. */
 export interface FusedHead {
-  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar;
+  /** Hidden states [N*T, H] that the head reads at each response position (differentiable). */
+  hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D;
+  /** The head's weight [V, H], vocab-major (as LLM checkpoints store an lm_head). */
+  readonly head: TF.Variable;
 }
 
 export function hasFusedHead(p: Policy): p is Policy & FusedHead {
-  return typeof (p as Partial<FusedHead>).fusedLoss === 'function';
+  return typeof (p as Partial<FusedHead>).hiddenStates === 'function' && (p as Partial<FusedHead>).head !== undefined;
 }
 
 /** A token drawn from softmax(logits[offset .. offset+V) / temperature). */

@@ -15,8 +15,8 @@ import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
 import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
-import { atTemperatures, gvpoTermsLoss, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
-import { gvpoFromLogitsTf } from './ops.js';
+import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
+import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsTf } from './ops.js';
 import { hasFusedHead, type Policy } from './policy.js';
 import { type Algo, resolveTrainerOptions, type StepMetrics, type TrainerConfig, type TrainerOptions } from './trainerOptions.js';
 
@@ -88,10 +88,7 @@ export class GVPOTrainer {
     const prompts = this.task.samplePrompts(fresh, this.rand);
     const nExternal = c.externalResponses ? Math.round(c.externalRatio * fresh) : 0;
     const groups: Group[] = [];
-    for (let i = 0; i < nExternal; i++) {
-      const responses = c.externalResponses!(prompts[i], this.k, this.rand);
-      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external', temperature: this.temperature });
-    }
+    for (let i = 0; i < nExternal; i++) groups.push(await this.external(prompts[i]));
     const own = prompts.slice(nExternal);
     const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.temperature, this.rand);
     for (let i = 0; i < own.length; i++) {
@@ -106,6 +103,25 @@ export class GVPOTrainer {
       groups.push({ ...this.buffer[idx[i]], source: 'replay' });
     }
     return groups;
+  }
+
+  /** One external group: its responses and, where the sampler says, their token log-probs. */
+  private async external(prompt: number[]): Promise<Group> {
+    const T = this.policy.maxTokens;
+    const got = this.config.externalResponses!(prompt, this.k, this.rand);
+    const { responses, tokenLogprobs } = Array.isArray(got) ? { responses: got, tokenLogprobs: undefined } : got;
+    if (responses.length !== this.k) throw new RangeError(`GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${responses.length}`);
+    const group: Group = { prompt, responses, rewards: await this.score(prompt, responses), source: 'external', temperature: this.temperature };
+    if (tokenLogprobs) {
+      group.behaviorTokens = new Float32Array(this.k * T);
+      group.behaviorKnown = responses.map((r, i) => {
+        const lp = tokenLogprobs[i];
+        if (!lp) return false;
+        for (let t = 0; t < Math.min(r.length, T); t++) group.behaviorTokens![i * T + t] = lp[t];
+        return true;
+      });
+    }
+    return group;
   }
 
   private async score(prompt: number[], responses: number[][]): Promise<number[]> {
@@ -128,15 +144,18 @@ export class GVPOTrainer {
     const current = logprobsOf(this.policy, b);
     const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
     const T = this.policy.maxTokens;
-    // the current policy at the sampling temperature is the distribution fresh groups came from
-    const behaviour = Float32Array.from(current.token);
+    // the current policy at the sampling temperature is the distribution fresh groups came from;
+    // replayed groups keep their generator's log-probs, external ones their sampler's when known
+    const behavior = Float32Array.from(current.token);
     groups.forEach((g, i) => {
       const span = [i * this.k * T, (i + 1) * this.k * T] as const;
-      if (g.source === 'replay') behaviour.set(g.behaviourTokens!, span[0]);
-      else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviourTokens: current.token.slice(...span) });
+      if (g.source === 'replay') behavior.set(g.behaviorTokens!, span[0]);
+      else if (g.source === 'external' && g.behaviorTokens) {
+        g.behaviorKnown!.forEach((known, j) => known && behavior.set(g.behaviorTokens!.subarray(j * T, (j + 1) * T), span[0] + j * T));
+      } else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviorTokens: current.token.slice(...span) });
     });
     const init = logprobsOf(this.initial, b);
-    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviourTok: behaviour, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
+    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
   }
 
   private remember(g: Group): void {
@@ -163,40 +182,26 @@ export class GVPOTrainer {
 
   /** One optimizer update on one mini-batch; adds its loss and GVPO's terms at that point to `t`. */
   private updateOn(mb: Batch, t: UpdateTotals): void {
+    const c = this.config;
+    const T = this.policy.maxTokens;
+    const N = mb.rewards.length;
     let S: Float64Array | undefined;
-    const { terms: ablation, clip, klCoef } = this.config;
-    const fused = this.algo === 'gvpo' && ablation === 'all' && hasFusedHead(this.policy);
-    // the fused LM head never materialises the logits in its loss: S for the diagnostics comes
-    // from a separate no-gradient pass, at the same weights the gradient is taken at
-    if (fused) S = logprobsOf(this.policy, mb).seq;
     const loss = this.optimizer.minimize(() => {
-      if (fused && hasFusedHead(this.policy)) {
-        return this.policy.fusedLoss(mb.prompts, mb.targets, {
-          targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, referenceLogprobs: mb.refSeq, rewards: mb.rewards,
-          groups: { size: this.k }, beta: this.beta, temperatures: mb.temperatures,
-        });
+      const x = this.differentiable(mb);
+      if (this.algo === 'gvpo' && c.terms === 'all') {
+        const args = { targets: mb.targets, mask: mb.mask, sequences: N, tokens: T, referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature: x.temperature };
+        const r = 'hidden' in x ? gvpoFromHiddenTf(this.tf, x.hidden, x.head, args) : gvpoFromLogitsTf(this.tf, x.logits, { ...args, vocab: this.policy.vocab });
+        S = r.result().policyLogprobs; // the kernel ran in the forward pass
+        return r.loss;
       }
-      const { x: logits, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, this.policy.maxTokens);
-      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens, temperature };
-      if (this.algo !== 'gvpo') {
-        S = Float64Array.from(sequenceLogprobsTf(this.tf, tensors).dataSync());
-        return policyGradientLoss(this.tf, tensors, {
-          algo: this.algo, behaviourTokens: mb.behaviourTok, referenceTokens: mb.refTok,
-          clip, klCoef,
-          onClipFraction: (f) => { t.clipFraction += f; },
-        });
-      }
-      if (ablation !== 'all') {
-        const s = sequenceLogprobsTf(this.tf, tensors);
-        S = Float64Array.from(s.dataSync());
-        return gvpoTermsLoss(this.tf, s, mb.refSeq, tensors, this.beta, ablation);
-      }
-      const r = gvpoFromLogitsTf(this.tf, logits, {
-        targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, tokens: this.policy.maxTokens, vocab: this.policy.vocab,
-        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature,
+      const lp = 'hidden' in x ? this.headTokenLogprobs(x.hidden, x.head, mb, x.temperature) : tokenLogprobsTf(this.tf, x.logits, mb.targets, x.temperature);
+      const s = sequenceSums(this.tf, lp, mb.mask, T);
+      S = Float64Array.from(s.dataSync());
+      if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
+      return policyGradientLoss(this.tf, lp, { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T }, {
+        algo: this.algo, behaviorTokens: mb.behaviorTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
+        importanceCap: c.importanceCap, onClipFraction: (f) => { t.clipFraction += f; },
       });
-      S = r.result().policyLogprobs; // the kernel ran in the forward pass
-      return r.loss;
     }, true, this.policy.variables);
     t.loss += loss!.dataSync()[0];
     loss!.dispose();
@@ -208,9 +213,32 @@ export class GVPOTrainer {
     t.updates++;
   }
 
+  /**
+   * What the loss differentiates, at the mini-batch's sampling temperatures: a fused-head
+   * policy's hidden states and head weight (the logits never exist as a tensor), or the logits.
+   */
+  private differentiable(mb: Batch): { hidden: TF.Tensor2D; head: TF.Tensor2D; temperature: number } | { logits: TF.Tensor2D; temperature: number } {
+    const T = this.policy.maxTokens;
+    if (hasFusedHead(this.policy)) {
+      const { x, temperature } = atTemperatures(this.tf, this.policy.hiddenStates(mb.prompts, mb.targets), mb.temperatures, T);
+      return { hidden: x, head: this.policy.head as TF.Tensor2D, temperature };
+    }
+    const { x, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, T);
+    return { logits: x, temperature };
+  }
+
+  /**
+   * Token log-probs [N*T] of a fused-head policy, differentiable in its hidden states and head.
+   * The logits are formed here as a tensor; the per-token fused op replaces this.
+   */
+  private headTokenLogprobs(hidden: TF.Tensor2D, head: TF.Tensor2D, mb: Batch, temperature: number): TF.Tensor1D {
+    return tokenLogprobsTf(this.tf, this.tf.matMul(hidden, head, false, true), mb.targets, temperature);
+  }
+
   private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
     const after = logprobsOf(this.policy, b);
-    // k3 estimates on the step's sequences: r - 1 - log r with r = pi_other / pi
+    // k3 estimates of KL(pi || pi_other) on the step's sequences, taken as samples of pi (the
+    // updated policy): r - 1 - log r with r = pi_other / pi
     const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio;
     const N = b.rewards.length;
     let klPrev = 0;
@@ -228,6 +256,8 @@ export class GVPOTrainer {
       for (let i = 0; i < this.k; i++) own += b.rewards[g * this.k + i];
       ownCount += this.k;
     });
+    let flat = 0;
+    for (let g = 0; g < N; g += this.k) if (b.rewards.subarray(g, g + this.k).every((r) => r === b.rewards[g])) flat++;
     const tokens = b.mask.reduce((a, x) => a + (x ? 1 : 0), 0);
     const step = ++this.stepCount;
     const every = this.config.evalEvery;
@@ -235,7 +265,7 @@ export class GVPOTrainer {
     const m: StepMetrics = {
       step, algo: this.algo, loss: t.loss, advantage: t.advantage, trustRegion: t.trustRegion, variance: t.variance, constant: t.constant,
       rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
-      clipFraction: t.clipFraction, updates: t.updates, tokensPerSecond: (tokens * this.config.epochs) / seconds, seconds,
+      clipFraction: t.clipFraction, zeroVarianceGroups: flat / (N / this.k), updates: t.updates, tokensPerSecond: (tokens * this.config.epochs) / seconds, seconds,
     };
     if (every > 0 && step % every === 0) m.accuracy = this.evaluate(this.config.evalPrompts);
     this.config.onMetrics?.(m);

@@ -10,7 +10,28 @@ import type { Policy } from './policy.js';
 
 type Tf = typeof TF;
 
-export type Algo = 'gvpo' | 'grpo' | 'drgrpo';
+/**
+ * gvpo: the GVPO loss. grpo: std-normalized advantages, ratio clipped at 1 +- clip against the
+ * distribution that sampled each sequence. drgrpo: mean-centered advantages, the same clipped
+ * ratio, a constant normalizer. reinforce: the group-mean baseline policy gradient (RLOO's
+ * scaling), importance-weighted and truncated when importanceCap > 0.
+ */
+export type Algo = 'gvpo' | 'grpo' | 'drgrpo' | 'reinforce';
+/** Where the policy-gradient baselines put the KL to the reference: the k3 term of the loss, or an
+ *  exact log-ratio penalty in the reward (verl's use_kl_in_reward). */
+export type KlPlacement = 'loss' | 'reward';
+
+/**
+ * Responses from outside the policy for one prompt (demonstrations, a fixed distribution), with,
+ * where the sampler's probabilities are known, its token log-probs per response (at the tokens of
+ * that response, at the temperature it sampled at). A response whose log-probs are not given is
+ * treated as if the current policy had sampled it (its ratio is 1 at the first update).
+ */
+export interface ExternalGroup {
+  responses: number[][];
+  tokenLogprobs?: Array<ArrayLike<number> | null | undefined>;
+}
+export type ExternalSampler = (prompt: number[], k: number, rand: () => number) => number[][] | ExternalGroup;
 /** Which of GVPO's terms the loss keeps: all (the GVPO loss), or one of the paper's ablations. */
 export type TermsAblation = 'all' | 'no-variance' | 'no-trust-region';
 
@@ -42,12 +63,17 @@ export interface TrainerOptions {
   /** Share of each step's groups drawn from a buffer of earlier policies' groups. */
   replay?: { ratio: number; capacity?: number };
   /** Externally supplied responses (demonstrations, a fixed distribution): k per prompt. */
-  externalResponses?: (prompt: number[], k: number, rand: () => number) => number[][];
+  externalResponses?: ExternalSampler;
   /** Share of the non-replayed groups taken from externalResponses (1: all). */
   externalRatio?: number;
-  /** GRPO / Dr.GRPO: clip range of the ratio and k3 KL coefficient to pi_theta'. */
+  /** GRPO / Dr.GRPO: clip range of the ratio. */
   clip?: number;
+  /** GRPO / Dr.GRPO / REINFORCE: the KL coefficient to the reference (pi_theta', or the frozen
+   *  policy), and where it goes (the k3 term of the loss, or a penalty in the reward). */
   klCoef?: number;
+  klIn?: KlPlacement;
+  /** REINFORCE: truncation of the per-sequence importance weight pi/pi_b (0: no weights). */
+  importanceCap?: number;
   /** GVPO: keep all terms, or drop the variance or trust-region term (ablations). */
   terms?: TermsAblation;
   seed?: number;
@@ -72,12 +98,16 @@ export interface StepMetrics {
   rewardStd: number;
   /** Mean reward of the groups the current policy sampled this step (NaN when none). */
   rewardPolicy: number;
-  /** KL(pi_theta' || pi) after the step's updates and KL to the initial policy (k3 estimates). */
+  /** KL(pi || pi_theta') after the step's updates and KL(pi || initial policy): k3 estimates on the
+   *  step's sequences. */
   klPrevious: number;
   klInitial: number;
   entropy: number;
-  /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]. */
+  /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]; REINFORCE:
+   *  share of sequences whose importance weight was truncated. */
   clipFraction: number;
+  /** Share of the step's groups whose rewards are all equal: no learning signal in them. */
+  zeroVarianceGroups: number;
   updates: number;
   /** Greedy exact-match accuracy, on steps where it was measured. */
   accuracy?: number;
@@ -98,9 +128,11 @@ export const TRAINER_DEFAULTS = {
   replayRatio: 0,
   replayCapacity: 256,
   externalRatio: 1,
-  /** GRPO / Dr.GRPO: PPO clip range and the k3 KL coefficient to pi_theta'. */
+  /** GRPO / Dr.GRPO: PPO clip range; the baselines' KL coefficient and where it goes. */
   clip: 0.2,
   klCoef: 0,
+  klIn: 'loss' as KlPlacement,
+  importanceCap: 0,
   terms: 'all' as TermsAblation,
   seed: 1,
   /** Greedy accuracy every N steps (0: never). */
@@ -121,10 +153,12 @@ export interface TrainerConfig {
   reference: 'previous' | 'frozen';
   replayRatio: number;
   replayCapacity: number;
-  externalResponses?: TrainerOptions['externalResponses'];
+  externalResponses?: ExternalSampler;
   externalRatio: number;
   clip: number;
   klCoef: number;
+  klIn: KlPlacement;
+  importanceCap: number;
   terms: TermsAblation;
   seed: number;
   evalEvery: number;
@@ -133,7 +167,7 @@ export interface TrainerConfig {
   onMetrics?: (m: StepMetrics) => void;
 }
 
-const ALGOS: readonly Algo[] = ['gvpo', 'grpo', 'drgrpo'];
+export const ALGOS: readonly Algo[] = ['gvpo', 'grpo', 'drgrpo', 'reinforce'];
 const ABLATIONS: readonly TermsAblation[] = ['all', 'no-variance', 'no-trust-region'];
 
 function fail(name: string, expected: string, got: unknown): never {
@@ -156,6 +190,8 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
   if (!ALGOS.includes(algo)) fail('algo', ALGOS.join(' | '), algo);
   const terms = o.terms ?? d.terms;
   if (!ABLATIONS.includes(terms)) fail('terms', ABLATIONS.join(' | '), terms);
+  const klIn = o.klIn ?? d.klIn;
+  if (klIn !== 'loss' && klIn !== 'reward') fail('klIn', "'loss' | 'reward'", klIn);
   const reference = o.reference ?? d.reference;
   if (reference !== 'previous' && reference !== 'frozen') fail('reference', "'previous' | 'frozen'", reference);
   return {
@@ -174,6 +210,8 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
     externalRatio: inRange('externalRatio', o.externalRatio ?? d.externalRatio, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
     clip: inRange('clip', o.clip ?? d.clip, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
     klCoef: inRange('klCoef', o.klCoef ?? d.klCoef, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0'),
+    klIn,
+    importanceCap: inRange('importanceCap', o.importanceCap ?? d.importanceCap, (x) => x === 0 || (Number.isFinite(x) && x >= 1), '0 or a finite number >= 1'),
     terms,
     seed: integer('seed', o.seed ?? d.seed, 0),
     evalEvery: integer('evalEvery', o.evalEvery ?? d.evalEvery, 0),
