@@ -43,8 +43,9 @@ export interface Batch extends Packed {
   refTok: Float32Array;
   /** [N*T] token log-probs of the policy that sampled each sequence. */
   behaviorTok: Float32Array;
-  /** S [N] under the policy before this step's updates, and under the initial policy. */
+  /** S [N] and token log-probs [N*T] under the policy before this step's updates; S under the initial policy. */
   currentSeq: Float64Array;
+  currentTok: Float32Array;
   initSeq: Float64Array;
   /** Mean entropy (nats) of the policy before the updates, over response tokens. */
   entropy: number;
@@ -81,7 +82,7 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
     prompts: rows.map((n) => b.prompts[n]), sources: gs.map((g) => b.sources[g]), targets: pick(b.targets, T), mask: pick(b.mask, T), rewards: pick(b.rewards, 1),
     temperatures: pick(b.temperatures, 1),
     refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviorTok: pick(b.behaviorTok, T),
-    currentSeq: pick(b.currentSeq, 1), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
+    currentSeq: pick(b.currentSeq, 1), currentTok: pick(b.currentTok, T), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
   };
 }
 

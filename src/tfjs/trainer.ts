@@ -155,7 +155,7 @@ export class GVPOTrainer {
       } else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviorTokens: current.token.slice(...span) });
     });
     const init = logprobsOf(this.initial, b);
-    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
+    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, currentTok: current.token, initSeq: init.seq, entropy: current.entropy };
   }
 
   private remember(g: Group): void {
@@ -199,7 +199,7 @@ export class GVPOTrainer {
       S = Float64Array.from(s.dataSync());
       if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
       return policyGradientLoss(this.tf, lp, { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T }, {
-        algo: this.algo, behaviorTokens: mb.behaviorTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
+        algo: this.algo, behaviorTokens: mb.behaviorTok, oldTokens: mb.currentTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
         importanceCap: c.importanceCap, onClipFraction: (f) => { t.clipFraction += f; },
       });
     }, true, this.policy.variables);
