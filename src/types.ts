@@ -1,8 +1,9 @@
 // The argument and result types of the public surface (docs/DESIGN.md, "The public surface").
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
-/** float32 logits as Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array. */
-export type Logits = Float32Array | Uint16Array;
+/** float32 values as a Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array
+ *  (logits, hidden states, a head's weight: whatever `dtype` describes). */
+export type FloatArray = Float32Array | Uint16Array;
 /** Equal groups of `size` consecutive sequences, or ragged groups by offsets (length G+1). */
 export type Groups = { size: number } | { offsets: Int32Array };
 export type Reduction = 'mean' | 'sum';
@@ -11,7 +12,7 @@ export type MaskLike = Float32Array | Float64Array | Uint8Array | Int32Array;
 export type NumbersLike = Float64Array | Float32Array | number[];
 
 export interface TokenLogprobsArgs {
-  logits: Logits;
+  logits: FloatArray;
   dtype?: DType;
   targets: Int32Array;
   mask?: MaskLike;
@@ -25,6 +26,14 @@ export interface TokenLogprobsResult {
   logZ: Float32Array;
   /** Rows whose log-normaliser is not finite (their logprob is NaN). */
   nonFiniteRows: number;
+}
+
+export interface TokenLogprobsBackwardArgs extends TokenLogprobsArgs {
+  logZ: Float32Array;
+  /** dLoss/dl per row (token). Rows whose mask is 0 get no gradient whatever this holds. */
+  gradTokenLogprobs: Float32Array;
+  inPlace?: boolean;
+  out?: Float32Array;
 }
 
 export interface SequenceLogprobsArgs {
@@ -66,7 +75,7 @@ export interface GvpoLossResult {
 }
 
 export interface LogitsBatchArgs {
-  logits: Logits;
+  logits: FloatArray;
   dtype?: DType;
   targets: Int32Array;
   mask: MaskLike;
@@ -120,9 +129,9 @@ export interface GvpoFromLogitsResult extends GvpoLossResult {
 /** The fused LM head: hidden states and the head's weight instead of logits. */
 export interface HiddenBatchArgs {
   /** N*T*H hidden states (float32, or 16-bit bit patterns as Uint16Array). */
-  hidden: Logits;
+  hidden: FloatArray;
   /** V*H, vocab-major (an lm_head's weight as checkpoints store it), same dtype as hidden. */
-  weight: Logits;
+  weight: FloatArray;
   dtype?: DType;
   targets: Int32Array;
   mask: MaskLike;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import {
-  AdditionTask, FusedHeadPolicy, GVPOTrainer, gvpoFromHiddenTf, gvpoFromLogitsTf, loadPolicy, loadTf,
+  AdditionTask, FusedHeadPolicy, fusedHeadLoss, GVPOTrainer, gvpoFromHiddenTf, gvpoFromLogitsTf, loadPolicy, loadTf,
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { gradClose } from './helpers/allclose.js';
@@ -54,10 +54,30 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     const responses = Int32Array.from({ length: N * T }, () => Math.floor(r() * p.vocab));
     const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T < 3 ? 1 : 0));
     const loss = { targets: responses, mask, sequences: N, referenceLogprobs: new Float64Array(N).fill(-9), rewards: [1, 0, 0, 1], groups: { size: 2 }, beta: 0.3 };
-    const fused = tf.variableGrads(() => p.fusedLoss(prompts, responses, loss), p.variables);
+    const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, loss), p.variables);
     const dense = tf.variableGrads(() => gvpoFromLogitsTf(tf, p.logits(prompts, responses), { ...loss, tokens: T, vocab: p.vocab }).loss, p.variables);
     expect(fused.value.dataSync()[0]).toBeCloseTo(dense.value.dataSync()[0], 5);
     for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), dense.grads[v.name].dataSync(), 1e-4, 1e-7);
+  });
+
+  it('the policy: the fused loss at per-sequence temperatures equals the logits path at those temperatures', () => {
+    const p = new FusedHeadPolicy(tf, config, 5);
+    const N = 4, T = p.maxTokens, r = rng(7);
+    const prompts = Array.from({ length: N }, () => [5, 10, 6, 11]);
+    const responses = Int32Array.from({ length: N * T }, () => Math.floor(r() * p.vocab));
+    const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T < 2 ? 1 : 0));
+    const temperatures = Float64Array.from([0.6, 0.6, 1.3, 1.3]);
+    const loss = { targets: responses, mask, sequences: N, referenceLogprobs: new Float64Array(N).fill(-7), rewards: [1, 0, 0, 1], groups: { size: 2 }, beta: 0.2 };
+    const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperatures }), p.variables);
+    const scale = tf.tensor2d(Float32Array.from({ length: N * T }, (_, i) => 1 / temperatures[Math.floor(i / T)]), [N * T, 1]);
+    const dense = tf.variableGrads(() => gvpoFromLogitsTf(tf, p.logits(prompts, responses).mul(scale), { ...loss, tokens: T, vocab: p.vocab }).loss, p.variables);
+    expect(fused.value.dataSync()[0]).toBeCloseTo(dense.value.dataSync()[0], 5);
+    for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), dense.grads[v.name].dataSync(), 1e-4, 1e-7);
+    // one shared temperature goes to the kernel as is
+    const shared = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperature: 0.6 }), p.variables);
+    const shared2 = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperatures: new Float64Array(N).fill(0.6) }), p.variables);
+    expect(shared.value.dataSync()[0]).toBe(shared2.value.dataSync()[0]);
+    expect(shared.value.dataSync()[0]).not.toBeCloseTo(fused.value.dataSync()[0], 3);
   });
 
   it('a GVPO trainer step goes through the fused head; save and load keep the policy', async () => {

@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AdditionTask, BanditTask, CharPolicy, GVPOTrainer, loadPolicy, loadTf, TabularPolicy, type StepMetrics } from '../src/tfjs/index.js';
+import { AdditionTask, BanditTask, CharPolicy, GVPOTrainer, loadPolicy, loadTf, meanKl, TabularPolicy, tiltedOptimum, type StepMetrics } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
 
@@ -72,5 +72,66 @@ describe('GVPOTrainer', () => {
   it('refuses a group size below 2', () => {
     const { task, policy } = bandit();
     expect(() => new GVPOTrainer({ tf, policy, task, groupSize: 1 })).toThrow(RangeError);
+  });
+});
+
+describe('temperature: every log-prob a loss uses is taken at the sampling temperature', () => {
+  const task = new AdditionTask();
+  // a random policy never adds right: reward the first token's parity so that groups vary
+  const rewards = [{ fn: (_p: number[], r: number[]) => r[0] % 2 }];
+  const charPolicy = (seed: number) => new CharPolicy(tf, { vocab: task.vocab, window: 8, hidden: 16, maxTokens: task.maxTokens, eos: EOS, pad: PAD }, seed);
+
+  for (const algo of ['grpo', 'drgrpo'] as const) {
+    it(`${algo}: with one update per batch at T = 0.6 the ratio is exactly 1 (no token clipped, even at clip 1e-6)`, async () => {
+      const metrics: StepMetrics[] = [];
+      const t = new GVPOTrainer({
+        tf, policy: charPolicy(2), task, algo, temperature: 0.6, miniBatches: 1, epochs: 1, groupSize: 4, promptsPerStep: 4,
+        learningRate: 1e-2, clip: 1e-6, rewards, seed: 3, onMetrics: (m) => metrics.push(m),
+      });
+      for (let s = 0; s < 3; s++) await t.step();
+      expect(metrics.map((m) => m.clipFraction)).toEqual([0, 0, 0]);
+      // and a second update on the same batch does move the ratio: the check can fail
+      const two: StepMetrics[] = [];
+      const t2 = new GVPOTrainer({
+        tf, policy: charPolicy(2), task, algo, temperature: 0.6, miniBatches: 1, epochs: 2, groupSize: 4, promptsPerStep: 4,
+        learningRate: 1e-2, clip: 1e-6, rewards, seed: 3, onMetrics: (m) => two.push(m),
+      });
+      await t2.step();
+      expect(two[0].clipFraction).toBeGreaterThan(0);
+    });
+  }
+
+  it('a replayed group keeps the temperature it was sampled at', async () => {
+    // learning rate 0: the policy never moves, so every ratio must be exactly 1, the replayed
+    // groups' (sampled at 0.6) included, after fresh sampling moves to 1.3
+    const metrics: StepMetrics[] = [];
+    const t = new GVPOTrainer({
+      tf, policy: charPolicy(5), task, algo: 'grpo', temperature: 0.6, miniBatches: 1, groupSize: 4, promptsPerStep: 4,
+      optimizer: tf.train.sgd(0), clip: 1e-6, rewards, replay: { ratio: 0.5, capacity: 8 }, seed: 4, onMetrics: (m) => metrics.push(m),
+    });
+    await t.step();
+    t.temperature = 1.3;
+    for (let s = 0; s < 2; s++) await t.step();
+    expect(metrics.map((m) => m.clipFraction)).toEqual([0, 0, 0]);
+  });
+
+  it('GVPO at T = 0.5 reaches the optimum of the tempered policy: softmax(theta/T) = pi_ref,T exp(R/beta)/Z', async () => {
+    const T = 0.5, beta = 0.5;
+    const { task: bt, policy } = bandit(6);
+    const tempered = () => policy.probs().map((p) => {
+      const z = Array.from(p, (q) => Math.log(q) / T);
+      const m = Math.max(...z);
+      const e = z.map((x) => Math.exp(x - m));
+      const s = e.reduce((a, b) => a + b);
+      return Float64Array.from(e, (x) => x / s);
+    });
+    const target = tiltedOptimum(tempered(), bt.rewards, beta);
+    const trainer = new GVPOTrainer({
+      tf, policy, task: bt, beta, temperature: T, groupSize: 8, promptsPerStep: 8, miniBatches: 1, learningRate: 0.05, reference: 'frozen',
+      externalResponses: (_p, k, rand) => Array.from({ length: k }, () => [Math.floor(rand() * 6)]), seed: 12,
+    });
+    expect(meanKl(target, tempered())).toBeGreaterThan(0.05);
+    for (let s = 0; s < 300; s++) await trainer.step();
+    expect(meanKl(target, tempered())).toBeLessThan(1e-3);
   });
 });

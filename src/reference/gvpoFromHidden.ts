@@ -4,7 +4,7 @@
 //   dL/dhidden[r,:] = sum_v dz[r,v] * weight[v,:]      dL/dweight[v,:] = sum_r dz[r,v] * hidden[r,:]
 //   with dz[r,v] = m[r] dL/dS[n(r)] / tau ([v == y] - softmax(z[r,:]/tau)[v]).
 // Masked rows are never read; l <= 0, and l = 0 with no gradient when V = 1.
-import type { FromHiddenOpts, HiddenBackwardOpts, HiddenBatchOpts } from '../ops/gvpoFromHidden.js';
+import type { FromHiddenOpts, HiddenBackwardOpts, HiddenBatchOpts } from '../checked.js';
 import type { GvpoFromHiddenForwardResult, GvpoFromHiddenGrads, GvpoFromHiddenResult } from '../types.js';
 import { reader } from './dtype.js';
 import { gvpoLossRef } from './gvpoLoss.js';

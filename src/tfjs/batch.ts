@@ -3,15 +3,25 @@
 // mini-batches of whole groups and measure greedy accuracy.
 import { tokenLogprobs } from '../ops/tokenLogprobs.js';
 import { seeded, type Task } from '../tasks/task.js';
-import type { Policy } from './policies.js';
+import type { Policy } from './policy.js';
 
 export interface Group {
   prompt: number[];
   responses: number[][];
   rewards: number[];
   source: 'policy' | 'replay' | 'external';
-  /** Token log-probs [k*T] under the policy that generated the group (kept for replay). */
-  behaviourTokens?: Float32Array;
+  /**
+   * Token log-probs [k*T] under the distribution that generated each response: kept for replayed
+   * groups, given for external ones where the sampler's probabilities are known (`behaviorKnown`
+   * marks which responses; the others are treated as sampled by the current policy).
+   */
+  behaviorTokens?: Float32Array;
+  behaviorKnown?: boolean[];
+  /**
+   * The temperature the responses were sampled at. Every log-prob taken of this group (current,
+   * sampling, reference policy) is taken at it, also when the group is replayed later.
+   */
+  temperature: number;
 }
 
 export interface Packed {
@@ -23,6 +33,8 @@ export interface Packed {
   rewards: Float64Array;
   /** [G] where each group came from. */
   sources: Array<Group['source']>;
+  /** [N] the temperature each sequence was sampled at (its group's). */
+  temperatures: Float64Array;
 }
 
 export interface Batch extends Packed {
@@ -30,9 +42,10 @@ export interface Batch extends Packed {
   refSeq: Float64Array;
   refTok: Float32Array;
   /** [N*T] token log-probs of the policy that sampled each sequence. */
-  behaviourTok: Float32Array;
-  /** S [N] under the policy before this step's updates, and under the initial policy. */
+  behaviorTok: Float32Array;
+  /** S [N] and token log-probs [N*T] under the policy before this step's updates; S under the initial policy. */
   currentSeq: Float64Array;
+  currentTok: Float32Array;
   initSeq: Float64Array;
   /** Mean entropy (nats) of the policy before the updates, over response tokens. */
   entropy: number;
@@ -52,6 +65,7 @@ export function packBatch(groups: Group[], k: number, T: number): Packed {
   return {
     prompts: groups.flatMap((g) => g.responses.map(() => g.prompt)),
     targets, mask, rewards: Float64Array.from(groups.flatMap((g) => g.rewards)), sources: groups.map((g) => g.source),
+    temperatures: Float64Array.from(groups.flatMap((g) => g.responses.map(() => g.temperature))),
   };
 }
 
@@ -66,20 +80,33 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
   }
   return {
     prompts: rows.map((n) => b.prompts[n]), sources: gs.map((g) => b.sources[g]), targets: pick(b.targets, T), mask: pick(b.mask, T), rewards: pick(b.rewards, 1),
-    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviourTok: pick(b.behaviourTok, T),
-    currentSeq: pick(b.currentSeq, 1), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
+    temperatures: pick(b.temperatures, 1),
+    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviorTok: pick(b.behaviorTok, T),
+    currentSeq: pick(b.currentSeq, 1), currentTok: pick(b.currentTok, T), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
   };
 }
 
+/** The one temperature every sequence shares, or undefined when they differ. */
+export function sharedTemperature(temperatures: Float64Array): number | undefined {
+  return temperatures.every((t) => t === temperatures[0]) ? temperatures[0] : undefined;
+}
+
 /**
- * Token log-probs [N*T], sequence log-probs [N] and mean entropy under `policy` at `temperature`
- * (the logits divided by it), no gradient.
+ * Token log-probs [N*T], sequence log-probs [N] and mean entropy under `policy`, each sequence at
+ * the temperature it was sampled at (b.temperatures: the logits divided by it), no gradient.
  */
-export function logprobsOf(policy: Policy, b: Packed, temperature = 1): { token: Float32Array; seq: Float64Array; entropy: number } {
+export function logprobsOf(policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
   const logits = policy.logits(b.prompts, b.targets);
-  const z = logits.dataSync() as Float32Array;
+  let z = logits.dataSync() as Float32Array;
   const [rows, vocab] = logits.shape;
   logits.dispose();
+  const T = rows / b.rewards.length;
+  let temperature = sharedTemperature(b.temperatures);
+  if (temperature === undefined) {
+    // mixed temperatures: divide each row by its own and run the kernel at 1
+    z = Float32Array.from(z, (x, i) => x / b.temperatures[Math.floor(i / vocab / T)]);
+    temperature = 1;
+  }
   const tok = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab, temperature });
   let ent = 0;
   let count = 0;
@@ -91,7 +118,6 @@ export function logprobsOf(policy: Policy, b: Packed, temperature = 1): { token:
     }
     count++;
   }
-  const T = rows / b.rewards.length;
   const seq = new Float64Array(b.rewards.length);
   for (let r = 0; r < rows; r++) if (b.mask[r]) seq[Math.floor(r / T)] += b.mask[r] * tok.logprobs[r];
   return { token: tok.logprobs, seq, entropy: count ? ent / count : 0 };

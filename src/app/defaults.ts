@@ -1,35 +1,6 @@
-// Every default of the trainer and of the `gvpo` command, in one place. The trainer's follow the
-// official GVPO recipe (jszkc/GVPO, run_qwen2-7b_math_gvpo.sh): beta 0.1, k = 4 responses per
-// prompt, the batch split into 4 mini-batches of whole groups (one optimizer update each, so the
-// last three run against a pi_theta' that is already stale), one epoch, the previous step's policy
-// as reference, rewards centred by the group mean only.
-import type { Algo, GvpoTerms } from './trainer.js';
-
-export const TRAINER_DEFAULTS = {
-  algo: 'gvpo' as Algo,
-  beta: 0.1,
-  groupSize: 4,
-  promptsPerStep: 8,
-  miniBatches: 4,
-  epochs: 1,
-  learningRate: 1e-3,
-  temperature: 1,
-  reference: 'previous' as 'previous' | 'frozen',
-  replayRatio: 0,
-  replayCapacity: 256,
-  externalRatio: 1,
-  /** `gvpo train`: share of fresh groups that carry the task's right answer as one response. */
-  demonstrations: 0,
-  /** GRPO / Dr.GRPO: PPO clip range and the k3 KL coefficient to pi_theta'. */
-  clip: 0.2,
-  klCoef: 0,
-  terms: 'all' as GvpoTerms,
-  seed: 1,
-  /** Greedy accuracy every N steps (0: only before and after the run). */
-  evalEvery: 0,
-  evalPrompts: 200,
-};
-
+// The defaults of the `gvpo` command: per task (the size of a run and the rates tuned for its
+// policy), the supervised warm-up, and the command's own. The trainer's defaults are the
+// library's (TRAINER_DEFAULTS in src/tfjs/trainerOptions.ts).
 export type TaskName = 'addition' | 'bandit';
 
 /** What a task changes: its size of run and the learning rate tuned for its policy. */
@@ -44,6 +15,9 @@ export const TASK_DEFAULTS: Record<TaskName, { steps: number; promptsPerStep: nu
 
 /** The supervised warm-up that makes an addition starting policy. */
 export const WARMUP_DEFAULTS = { steps: 300, hidden: 128, seed: 1, out: 'runs/addition-warmup.json' };
+
+/** `gvpo train`: share of fresh groups that carry the task's right answer as one response. */
+export const RUN_DEFAULTS = { demonstrations: 0 };
 
 /** The command's own defaults: the TensorFlow.js backend (wasm's XNNPACK kernels run these small
  * policies about 15x faster than the pure-JS cpu backend) and seeds per comparison. */

@@ -2,10 +2,10 @@
 // every effective option, the kernels and TensorFlow.js backend, what the two reward figures mean,
 // the table and the chart.
 import { backendInfo } from '../backend.js';
-import { curveCi, fmtCi, meanCi } from '../experiments/stats.js';
-import { markdownTable, type Panel, type Series, svgChart, trailingMean } from '../report.js';
-import type { RunOptions, RunSummary } from './runs.js';
-import type { Algo, StepMetrics } from './trainer.js';
+import { curveCi, fmtCi, meanCi } from './stats.js';
+import { markdownTable, type Panel, type Series, svgChart, trailingMean } from './report.js';
+import type { RunOptions, RunSummary } from './runOptions.js';
+import type { Algo, StepMetrics } from '../tfjs/trainerOptions.js';
 
 const READING = [
   '**Sampled reward** is the mean reward of the responses the trainer sampled at each step (at the',

@@ -3,77 +3,20 @@
 // addition task's starting policy.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { markdownTable, progressLine } from '../report.js';
+import { markdownTable, progressLine } from './report.js';
 import { AdditionTask, ADDITION_VOCAB, EOS, PAD } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { CLI_DEFAULTS, TASK_DEFAULTS, TRAINER_DEFAULTS, type TaskName, WARMUP_DEFAULTS } from './defaults.js';
-import { tokenLogprobsTf } from './ops.js';
-import { CharPolicy, loadPolicy, type Policy, TabularPolicy } from './policies.js';
+import { CLI_DEFAULTS, WARMUP_DEFAULTS } from './defaults.js';
+import { CHECKPOINT, type RunOptions, type RunSummary } from './runOptions.js';
+import { tokenLogprobsTf } from '../tfjs/ops.js';
+import { loadPolicy } from '../tfjs/loadPolicy.js';
+import { CharPolicy, TabularPolicy } from '../tfjs/policies.js';
+import type { Policy } from '../tfjs/policy.js';
 import { compareReport, runReport } from './runReport.js';
-import { loadTf, type TfChoice } from './tf.js';
-import { type Algo, GVPOTrainer, type GvpoTerms, type StepMetrics } from './trainer.js';
-
-export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
-
-/** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
-export interface RunOptions {
-  task: TaskName;
-  algo: Algo;
-  steps: number;
-  groupSize: number;
-  beta: number;
-  seed: number;
-  promptsPerStep: number;
-  miniBatches: number;
-  epochs: number;
-  learningRate: number;
-  temperature: number;
-  reference: 'previous' | 'frozen';
-  replayRatio: number;
-  replayCapacity: number;
-  /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
-  demonstrations: number;
-  clip: number;
-  klCoef: number;
-  terms: GvpoTerms;
-  evalEvery: number;
-  evalPrompts: number;
-  /** Starting policy (addition: the shipped warm-up checkpoint). */
-  init?: string;
-  out?: string;
-  tf: TfChoice;
-  progress: 'bar' | 'lines' | 'none';
-}
-
-export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }): RunOptions {
-  const task = o.task ?? 'addition';
-  const t = TASK_DEFAULTS[task];
-  const d = TRAINER_DEFAULTS;
-  const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
-  return {
-    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', d.groupSize), beta: pick('beta', d.beta),
-    seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
-    epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
-    reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
-    demonstrations: pick('demonstrations', d.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), terms: pick('terms', d.terms),
-    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
-    tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
-  };
-}
-
-export interface RunSummary {
-  algo: Algo;
-  seed: number;
-  accuracyBefore: number;
-  accuracyAfter: number;
-  rewardFirst: number;
-  rewardLast: number;
-  klInitial: number;
-  seconds: number;
-  metrics: StepMetrics[];
-}
+import { loadTf, type TfChoice } from '../tfjs/tf.js';
+import { GVPOTrainer } from '../tfjs/trainer.js';
+import type { Algo, ExternalSampler, StepMetrics } from '../tfjs/trainerOptions.js';
 
 /** The task and its starting policy: a random tabular one for the bandit, a checkpoint for addition. */
 export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
@@ -90,10 +33,17 @@ export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task
   return { policy: loadPolicy(tf, path), task: new AdditionTask(), backend };
 }
 
-/** Demonstrations: the task's right answer as one of the k responses, the rest sampled. */
-function demonstrationSampler(task: Task, policy: Policy, temperature: number) {
-  return (prompt: number[], k: number, rand: () => number): number[][] =>
-    [task.answer!(prompt), ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+/**
+ * Demonstrations: the task's right answer as one of the k responses, the rest sampled by the
+ * policy. The solver gives its answer with probability 1 (token log-probs 0), which the
+ * baselines' importance ratios use; the sampled responses are the policy's own.
+ */
+function demonstrationSampler(task: Task, policy: Policy, temperature: number): ExternalSampler {
+  return (prompt, k, rand) => {
+    const answer = task.answer!(prompt);
+    const responses = [answer, ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+    return { responses, tokenLogprobs: responses.map((_, i) => (i === 0 ? answer.map(() => 0) : null)) };
+  };
 }
 
 function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
@@ -113,7 +63,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
     externalResponses: o.demonstrations > 0 ? demonstrationSampler(task, policy, o.temperature) : undefined,
-    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);

@@ -1,0 +1,70 @@
+// The options of a run of the `gvpo` command (train, compare, experiments), all resolved, and what
+// a run returns.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TfChoice } from '../tfjs/tf.js';
+import { type Algo, type KlPlacement, type StepMetrics, type TermsAblation, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, type TaskName } from './defaults.js';
+
+export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
+
+/** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
+export interface RunOptions {
+  task: TaskName;
+  algo: Algo;
+  steps: number;
+  groupSize: number;
+  beta: number;
+  seed: number;
+  promptsPerStep: number;
+  miniBatches: number;
+  epochs: number;
+  learningRate: number;
+  temperature: number;
+  reference: 'previous' | 'frozen';
+  replayRatio: number;
+  replayCapacity: number;
+  /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
+  demonstrations: number;
+  clip: number;
+  klCoef: number;
+  klIn: KlPlacement;
+  importanceCap: number;
+  terms: TermsAblation;
+  evalEvery: number;
+  evalPrompts: number;
+  /** Starting policy (addition: the shipped warm-up checkpoint). */
+  init?: string;
+  out?: string;
+  tf: TfChoice;
+  progress: 'bar' | 'lines' | 'none';
+}
+
+export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }): RunOptions {
+  const task = o.task ?? 'addition';
+  const t = TASK_DEFAULTS[task];
+  const d = TRAINER_DEFAULTS;
+  const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
+  return {
+    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', d.groupSize), beta: pick('beta', d.beta),
+    seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
+    epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
+    reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
+    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
+    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
+    tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
+  };
+}
+
+export interface RunSummary {
+  algo: Algo;
+  seed: number;
+  accuracyBefore: number;
+  accuracyAfter: number;
+  rewardFirst: number;
+  rewardLast: number;
+  klInitial: number;
+  seconds: number;
+  metrics: StepMetrics[];
+}
+
