@@ -79,6 +79,28 @@ struct HiddenCall {
 };
 HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase);
 
+// The fused head's rows (tokenLogprobsFromHidden and its backward), for either backend: the inputs
+// read and checked, the outputs allocated on the result (the gradients into the caller's
+// gradHidden / gradWeight when given), and a baton whose `finish` sets nonFiniteRows (forward).
+// Defined in hidden_ops.cc; the caller sets the baton's work.
+struct HeadCall {
+  HeadInputs in;
+  int threads;
+  float* logprobs = nullptr;  // forward
+  float* logZ = nullptr;
+  float* entropy = nullptr;   // null: not asked for
+  std::shared_ptr<int64_t> nonfinite;
+  const float* fwd_logZ = nullptr;  // backward's inputs
+  const float* fwd_entropy = nullptr;
+  const float* grad_logprobs = nullptr;
+  const float* grad_entropy = nullptr;
+  float* grad_hidden = nullptr;     // backward's outputs
+  float* grad_weight = nullptr;
+  bool accumulate = false;
+  std::unique_ptr<Baton> baton;
+};
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward);
+
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);
 void set_terms(Napi::Object r, const LossAndTerms& t);
