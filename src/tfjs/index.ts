@@ -1,6 +1,6 @@
 // gvpo/tfjs: the GVPO losses as differentiable TensorFlow.js ops, policies, tasks and the trainer.
-export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf } from './ops.js';
-export type { GvpoFromHiddenTfArgs, GvpoFromLogitsTfArgs } from './ops.js';
+export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf, tokenLogprobsFromHiddenTf } from './ops.js';
+export type { GvpoFromHiddenTfArgs, GvpoFromLogitsTfArgs, TokenLogprobsFromHiddenTfArgs } from './ops.js';
 export { GVPOTrainer } from './trainer.js';
 export { fusedHeadLoss } from './losses.js';
 export { TRAINER_DEFAULTS, resolveTrainerOptions } from './trainerOptions.js';
