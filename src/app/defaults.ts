@@ -16,8 +16,9 @@ export const TASK_DEFAULTS: Record<TaskName, { steps: number; promptsPerStep: nu
 /** The supervised warm-up that makes an addition starting policy. */
 export const WARMUP_DEFAULTS = { steps: 300, hidden: 128, seed: 1, out: 'runs/addition-warmup.json' };
 
-/** `gvpo train`: share of fresh groups that carry the task's right answer as one response. */
-export const RUN_DEFAULTS = { demonstrations: 0 };
+/** `gvpo train`: shares of fresh groups that carry the task's right answer as one response, or
+ *  that a fixed sampler (the starting policy, frozen) draws. */
+export const RUN_DEFAULTS = { demonstrations: 0, fixedSampler: 0 };
 
 /** The command's own defaults: the TensorFlow.js backend (wasm's XNNPACK kernels run these small
  * policies about 15x faster than the pure-JS cpu backend) and seeds per comparison. */

@@ -26,6 +26,8 @@ export interface RunOptions {
   replayCapacity: number;
   /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
   demonstrations: number;
+  /** Share of fresh groups drawn by a fixed sampler: the starting policy, frozen, at the sampling temperature. */
+  fixedSampler: number;
   clip: number;
   klCoef: number;
   klIn: KlPlacement;
@@ -50,7 +52,7 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
     seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
     epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
     reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
-    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
+    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), fixedSampler: pick('fixedSampler', RUN_DEFAULTS.fixedSampler), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
     evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
     tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
   };

@@ -13,6 +13,7 @@ import { tokenLogprobsTf } from '../tfjs/ops.js';
 import { loadPolicy } from '../tfjs/loadPolicy.js';
 import { CharPolicy, TabularPolicy } from '../tfjs/policies.js';
 import type { Policy } from '../tfjs/policy.js';
+import { logprobsOf, packBatch } from '../tfjs/batch.js';
 import { compareReport, runReport } from './runReport.js';
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
 import { GVPOTrainer } from '../tfjs/trainer.js';
@@ -46,6 +47,28 @@ function demonstrationSampler(task: Task, policy: Policy, temperature: number): 
   };
 }
 
+/**
+ * A fixed sampler: the starting policy, frozen, at the sampling temperature; its token log-probs
+ * are computed for the responses it draws, so the baselines' ratios are the correct ones.
+ */
+function fixedSampler(policy: Policy, temperature: number): ExternalSampler {
+  const T = policy.maxTokens;
+  return (prompt, k, rand) => {
+    const responses = policy.sample(Array.from({ length: k }, () => prompt), temperature, rand);
+    const packed = packBatch([{ prompt, responses, rewards: new Array(k).fill(0), source: 'external', temperature }], k, T);
+    const lp = logprobsOf(policy, packed).token;
+    return { responses, tokenLogprobs: responses.map((_, i) => lp.subarray(i * T, (i + 1) * T)) };
+  };
+}
+
+/** The external sampler of a run's options, and the share of fresh groups it draws. */
+function externalSampler(o: RunOptions, task: Task, policy: Policy): { externalResponses?: ExternalSampler; externalRatio?: number } {
+  if (o.demonstrations > 0 && o.fixedSampler > 0) throw new RangeError('a run takes demonstrations or a fixed sampler, not both');
+  if (o.demonstrations > 0) return { externalResponses: demonstrationSampler(task, policy, o.temperature), externalRatio: o.demonstrations };
+  if (o.fixedSampler > 0) return { externalResponses: fixedSampler(policy.clone(), o.temperature), externalRatio: o.fixedSampler };
+  return {};
+}
+
 function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
   const fields = { reward: m.rewardMean, loss: m.loss, 'kl(init)': m.klInitial, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }) };
   const line = progressLine(m.step, o.steps, (performance.now() - t0) / 1000, fields);
@@ -62,8 +85,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed, promptsPerStep: o.promptsPerStep,
     miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
-    externalResponses: o.demonstrations > 0 ? demonstrationSampler(task, policy, o.temperature) : undefined,
-    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    ...externalSampler(o, task, policy), clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);

@@ -104,14 +104,14 @@ function bestOf(s: Map<number, number>): number {
 const round3 = (x: number) => Number(x.toPrecision(3));
 const fmtScore = (x: number) => (Number.isFinite(x) ? (Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3)) : 'diverged');
 
-/** `mean ± half (n=…)` of a metric over runs. */
+/** `mean ± half` of a metric over runs (a run that diverged is named in the cell); tables give n in their captions. */
 export function cell(xs: number[], digits = 3): string {
-  return fmtCi(meanCi(xs), digits, { n: true });
+  return fmtCi(meanCi(xs), digits);
 }
 
-/** `mean ± half (n=…)` of b - a over the same seeds. */
+/** `mean ± half` of b - a over the same seeds. */
 export function pairedCell(a: number[], b: number[], digits = 3): string {
-  return fmtCi(pairedDiffCi(a, b), digits, { n: true });
+  return fmtCi(pairedDiffCi(a, b), digits);
 }
 
 /** A log grid from lo to hi with `per` values per decade. */

@@ -29,7 +29,7 @@ export const METHODS: Record<MethodId, Method> = {
 };
 
 /** The trainer options of `id` at KL strength `coef` (GVPO's beta; the baselines' KL coefficient). */
-export function methodOptions(id: MethodId, coef: number): Partial<TrainerOptions> {
+export function methodOptions(id: MethodId, coef: number): Required<Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap'>> {
   const m = METHODS[id];
   return {
     algo: m.algo,

@@ -82,7 +82,7 @@ async function run(ctx: ExperimentContext, log: (l: string) => void) {
     `Every method gets the same KL strength c to the same reference (GVPO's beta; the baselines' KL coefficient), so all target pi* = pi_ref exp(R/c)/Z. ` +
     `Samplers: the policy itself; uniform; a fixed skewed distribution (0.4, 0.25, 0.15, 0.1, 0.06, 0.04); demonstrations from an expert (80% softmax(R/0.1), 20% uniform); ` +
     `half of each step's groups replayed from a buffer of the 64 latest groups. The samplers' probabilities are known and handed to the trainer: GRPO's and Dr.GRPO's clipped ratios and REINFORCE's truncated importance weights (cap 5) are against the distribution that drew each response; GVPO uses none. ` +
-    `Seeds ${seeds.join(', ')}; each cell is the mean ± 95% interval (t-distribution) over n seeds.`, '',
+    `Seeds ${seeds.join(', ')}: each cell is the mean ± 95% interval (t-distribution) over n = ${seeds.length} seeds, and names any run that diverged (left out of its mean).`, '',
     `Learning rates: each method tuned on-policy at c = ${COEF} on a log grid (extended past an edge when the best rate sat on it), at tuning seeds ${tuningSeedsOf(ctx).join(', ')}, ` +
     'keeping the rate with the smallest geometric-mean KL(pi* ‖ pi).', '',
     '<details><summary>tuning runs (score: -mean log10 KL(pi* ‖ pi))</summary>', '', tuned.table, '', '</details>', '',
