@@ -16,8 +16,11 @@ import type { Policy } from '../tfjs/policy.js';
 import { logprobsOf, packBatch } from '../tfjs/batch.js';
 import { compareReport, runReport } from './runReport.js';
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
+import type * as TF from '@tensorflow/tfjs';
 import { GVPOTrainer } from '../tfjs/trainer.js';
 import type { Algo, ExternalSampler, StepMetrics } from '../tfjs/trainerOptions.js';
+
+type TfModule = typeof TF;
 
 /** The task and its starting policy: a random tabular one for the bandit, a checkpoint for addition. */
 export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
@@ -51,21 +54,21 @@ function demonstrationSampler(task: Task, policy: Policy, temperature: number): 
  * A fixed sampler: the starting policy, frozen, at the sampling temperature; its token log-probs
  * are computed for the responses it draws, so the baselines' ratios are the correct ones.
  */
-function fixedSampler(policy: Policy, temperature: number): ExternalSampler {
+function fixedSampler(tf: TfModule, policy: Policy, temperature: number): ExternalSampler {
   const T = policy.maxTokens;
   return (prompt, k, rand) => {
     const responses = policy.sample(Array.from({ length: k }, () => prompt), temperature, rand);
     const packed = packBatch([{ prompt, responses, rewards: new Array(k).fill(0), source: 'external', temperature }], k, T);
-    const lp = logprobsOf(policy, packed).token;
+    const lp = logprobsOf(tf, policy, packed).token;
     return { responses, tokenLogprobs: responses.map((_, i) => lp.subarray(i * T, (i + 1) * T)) };
   };
 }
 
 /** The external sampler of a run's options, and the share of fresh groups it draws. */
-function externalSampler(o: RunOptions, task: Task, policy: Policy): { externalResponses?: ExternalSampler; externalRatio?: number } {
+function externalSampler(tf: TfModule, o: RunOptions, task: Task, policy: Policy): { externalResponses?: ExternalSampler; externalRatio?: number } {
   if (o.demonstrations > 0 && o.fixedSampler > 0) throw new RangeError('a run takes demonstrations or a fixed sampler, not both');
   if (o.demonstrations > 0) return { externalResponses: demonstrationSampler(task, policy, o.temperature), externalRatio: o.demonstrations };
-  if (o.fixedSampler > 0) return { externalResponses: fixedSampler(policy.clone(), o.temperature), externalRatio: o.fixedSampler };
+  if (o.fixedSampler > 0) return { externalResponses: fixedSampler(tf, policy.clone(), o.temperature), externalRatio: o.fixedSampler };
   return {};
 }
 
@@ -85,7 +88,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed, promptsPerStep: o.promptsPerStep,
     miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
-    ...externalSampler(o, task, policy), clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    ...externalSampler(tf, o, task, policy), clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);
