@@ -2,6 +2,8 @@
 export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf } from './ops.js';
 export { FusedHeadPolicy, hasFusedHead } from './fusedHeadPolicy.js';
 export type { FusedHead, FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
+export { TransformerPolicy } from './transformerPolicy.js';
+export type { TransformerPolicyConfig } from './transformerPolicy.js';
 export { GVPOTrainer } from './trainer.js';
 export type { Algo, RewardSpec, StepMetrics, TrainerOptions } from './trainer.js';
 export { CharPolicy, TabularPolicy, loadPolicy } from './policies.js';

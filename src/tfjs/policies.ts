@@ -6,6 +6,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, type FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
+import { drawFrom } from './sampling.js';
+import { TransformerPolicy, type TransformerPolicyConfig } from './transformerPolicy.js';
 
 type Tf = typeof TF;
 
@@ -22,17 +24,6 @@ export interface Policy {
   clone(): Policy;
   getWeights(): Float32Array[];
   save(path: string): void;
-}
-
-function drawFrom(logits: Float32Array, offset: number, V: number, temperature: number, rand: () => number): number {
-  let m = -Infinity;
-  for (let v = 0; v < V; v++) m = Math.max(m, logits[offset + v] / temperature);
-  let s = 0;
-  const p = new Float64Array(V);
-  for (let v = 0; v < V; v++) s += p[v] = Math.exp(logits[offset + v] / temperature - m);
-  let u = rand() * s;
-  for (let v = 0; v < V; v++) if ((u -= p[v]) <= 0) return v;
-  return V - 1;
 }
 
 abstract class Base {
@@ -182,5 +173,6 @@ export function loadPolicy(tf: Tf, path: string): Policy {
   if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
   if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
   if (j.kind === 'fused-head') return new FusedHeadPolicy(tf, j.config as unknown as FusedHeadPolicyConfig, 1, w);
+  if (j.kind === 'transformer') return new TransformerPolicy(tf, j.config as unknown as TransformerPolicyConfig, 1, w);
   throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
 }
