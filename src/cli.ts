@@ -64,8 +64,8 @@ async function warmupCommand(p: Parsed): Promise<void> {
   const { quietTf, warmup } = await import('./tfjs/runs.js');
   const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
   await quietTf(tf);
-  const acc = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.hidden));
-  console.log(`wrote ${out}; greedy exact-match accuracy of this policy on 500 prompts: ${acc.toFixed(3)}`);
+  const r = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.width));
+  console.log(`wrote ${out} (${r.parameters} parameters, ${r.seconds.toFixed(0)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`);
 }
 
 async function experimentCommand(p: Parsed): Promise<void> {

@@ -33,17 +33,24 @@ export const TRAINER_DEFAULTS = {
 export type TaskName = 'addition' | 'bandit';
 
 /** What a task changes: its size of run and the learning rate tuned for its policy. */
-export const TASK_DEFAULTS: Record<TaskName, { steps: number; promptsPerStep: number; learningRate: number; temperature: number; evalEvery: number }> = {
-  // Sampled below temperature 1: the warm-up policy is over-dispersed at 1, and GVPO reaches the
-  // same optimum from any sampling distribution that covers the reference's support.
-  // 1e-4: with 4 updates per sampled batch, 3e-4 lowered the policy's own reward for GVPO, GRPO
-  // and Dr.GRPO alike in the text experiment's tuning (EXPERIMENTS.md, section 2).
-  addition: { steps: 60, promptsPerStep: 32, learningRate: 1e-4, temperature: 0.6, evalEvery: 10 },
-  bandit: { steps: 100, promptsPerStep: 16, learningRate: 0.05, temperature: 1, evalEvery: 10 },
+export const TASK_DEFAULTS: Record<TaskName, {
+  steps: number; promptsPerStep: number; groupSize: number; learningRate: number; temperature: number; evalEvery: number; evalPrompts: number;
+}> = {
+  // TODO(tuning): filled from the measured runs
+  addition: { steps: 200, promptsPerStep: 16, groupSize: 8, learningRate: 1e-4, temperature: 1, evalEvery: 10, evalPrompts: 500 },
+  bandit: { steps: 100, promptsPerStep: 16, groupSize: TRAINER_DEFAULTS.groupSize, learningRate: 0.05, temperature: 1, evalEvery: 10, evalPrompts: TRAINER_DEFAULTS.evalPrompts },
 };
 
-/** The supervised warm-up that makes an addition starting policy. */
-export const WARMUP_DEFAULTS = { steps: 300, hidden: 128, seed: 1, out: 'runs/addition-warmup.json' };
+/**
+ * The supervised warm-up that makes the addition starting policy (src/tfjs/warmup.ts): a causal
+ * transformer of width 32 (2 blocks, 4 heads, MLP 128: 26,656 parameters, a 140 KB checkpoint),
+ * 600 Adam steps of 128 demonstrations, 70% of the carry prompts' demonstrations dropping the
+ * carry. The shipped checkpoints/addition-warmup.json is this recipe with these values.
+ */
+export const WARMUP_DEFAULTS = {
+  steps: 600, width: 32, layers: 2, heads: 4, batch: 128, learningRate: 1e-2, carryDropped: 0.7, seed: 1,
+  out: 'runs/addition-warmup.json',
+};
 
 /** The command's own defaults: the TensorFlow.js backend (wasm's XNNPACK kernels run these small
  * policies about 15x faster than the pure-JS cpu backend) and seeds per comparison. */

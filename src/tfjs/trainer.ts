@@ -19,7 +19,7 @@ import { hasFusedHead } from './fusedHeadPolicy.js';
 import { atTemperatures, gvpoTermsLoss, type GvpoTerms, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
 import { gvpoFromLogitsTf } from './ops.js';
 import type { Policy } from './policies.js';
-import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
+import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, packBatch, subset } from './batch.js';
 
 type Tf = typeof TF;
 export type Algo = 'gvpo' | 'grpo' | 'drgrpo';
@@ -61,7 +61,10 @@ export interface TrainerOptions {
   /** GVPO: keep all terms, or drop the variance or trust-region term (ablations). */
   terms?: GvpoTerms;
   seed?: number;
-  /** Greedy accuracy on `evalPrompts` prompts every `evalEvery` steps (0: never). */
+  /**
+   * Every `evalEvery` steps (0: never), on `evalPrompts` evaluation prompts (the task's held-out
+   * split where it has one): greedy exact-match accuracy and the reward sampled at temperature 1.
+   */
   evalEvery?: number;
   evalPrompts?: number;
   onMetrics?: (m: StepMetrics) => void;
@@ -82,6 +85,8 @@ export interface StepMetrics {
   rewardStd: number;
   /** Mean reward of the groups the current policy sampled this step (NaN when none). */
   rewardPolicy: number;
+  /** Share of the step's groups whose k rewards are all equal: no signal for any group-relative method. */
+  zeroVariance: number;
   /** KL(pi_theta' || pi) after the step's updates and KL to the initial policy (k3 estimates). */
   klPrevious: number;
   klInitial: number;
@@ -89,8 +94,9 @@ export interface StepMetrics {
   /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]. */
   clipFraction: number;
   updates: number;
-  /** Greedy exact-match accuracy, on steps where it was measured. */
+  /** On evaluation steps: greedy exact-match accuracy and the reward sampled at temperature 1. */
   accuracy?: number;
+  evalReward?: number;
   tokensPerSecond: number;
   seconds: number;
 }
@@ -304,22 +310,33 @@ export class GVPOTrainer {
       for (let i = 0; i < this.k; i++) own += b.rewards[g * this.k + i];
       ownCount += this.k;
     });
+    let flat = 0;
+    for (let g = 0; g < N; g += this.k) if (b.rewards.subarray(g, g + this.k).every((r) => r === b.rewards[g])) flat++;
     const tokens = b.mask.reduce((a, x) => a + (x ? 1 : 0), 0);
     const step = ++this.stepCount;
     const every = this.o.evalEvery ?? TRAINER_DEFAULTS.evalEvery;
     const seconds = (performance.now() - t0) / 1000;
     const m: StepMetrics = {
       step, algo: this.algo, loss: t.loss, advantage: t.advantage, trustRegion: t.trustRegion, variance: t.variance, constant: t.constant,
-      rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
+      rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, zeroVariance: flat / (N / this.k), klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
       clipFraction: t.clipFraction, updates: t.updates, tokensPerSecond: (tokens * (this.o.epochs ?? TRAINER_DEFAULTS.epochs)) / seconds, seconds,
     };
-    if (every > 0 && step % every === 0) m.accuracy = this.evaluate(this.o.evalPrompts ?? TRAINER_DEFAULTS.evalPrompts);
+    if (every > 0 && step % every === 0) {
+      const n = this.o.evalPrompts ?? TRAINER_DEFAULTS.evalPrompts;
+      m.accuracy = this.evaluate(n);
+      m.evalReward = this.evaluateReward(n);
+    }
     this.o.onMetrics?.(m);
     return m;
   }
 
-  /** Exact-match accuracy of greedy answers on `n` prompts drawn with a fixed seed. */
+  /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has a split), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
     return evaluateGreedy(this.policy, this.task, n, seed);
+  }
+
+  /** Mean reward of one response sampled at `temperature` for each of the same `n` evaluation prompts. */
+  evaluateReward(n: number, temperature = 1, seed = 12345): number {
+    return evaluateSampled(this.policy, this.task, n, seed, temperature);
   }
 }
