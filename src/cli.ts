@@ -46,8 +46,12 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const info = backendInfo();
   if (o.progress !== 'none') console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`);
   if (cmd === 'train') {
-    console.log(summaryTable([await trainRun(o)]));
-    console.log(`\nreport: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
+    const r = await trainRun(o);
+    console.log(summaryTable([r]));
+    const held = o.task === 'addition' ? 'held-out ' : '';
+    console.log(`\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
+      `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${r.seconds.toFixed(0)} s`);
+    console.log(`report: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
     return;
   }
   const algos = (p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[];
