@@ -1,10 +1,15 @@
 // The addition task's held-out split and the warm-up's demonstrations: training never draws a
 // held-out pair (in either order), evaluation draws only those, the split is a fixed function of
 // the pair; the demonstrations drop the units carry at the asked rate and only where it carries.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdditionTask } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
-import { demonstration } from '../src/tfjs/warmup.js';
+import { loadPolicy } from '../src/tfjs/policies.js';
+import { loadTf } from '../src/tfjs/tf.js';
+import { demonstration, warmup } from '../src/tfjs/warmup.js';
 
 // The number of ordered two-digit pairs the shipped split holds out (counted once, by the loop below).
 const HELD_OUT_PAIRS = 1933;
@@ -62,5 +67,19 @@ describe('AdditionTask', () => {
     }
     expect(dropped / carries).toBeGreaterThan(0.68);
     expect(dropped / carries).toBeLessThan(0.72);
+  });
+
+  it('the warm-up is re-made exactly from its seed, and another seed makes another policy', async () => {
+    const { tf } = await loadTf('cpu');
+    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-warmup-'));
+    const run = (name: string, seed: number) => warmup({ tf, out: join(dir, name), steps: 4, seed, width: 8, batch: 16, evalPrompts: 10 });
+    const a = await run('a.json', 1);
+    await run('b.json', 1);
+    await run('c.json', 2);
+    expect(readFileSync(join(dir, 'a.json'), 'utf8')).toBe(readFileSync(join(dir, 'b.json'), 'utf8'));
+    expect(readFileSync(join(dir, 'a.json'), 'utf8')).not.toBe(readFileSync(join(dir, 'c.json'), 'utf8'));
+    expect(loadPolicy(tf, join(dir, 'a.json')).kind).toBe('transformer');
+    expect(a.parameters).toBeGreaterThan(0);
+    expect(a.accuracy).toBeGreaterThanOrEqual(0);
   });
 });

@@ -39,12 +39,14 @@ export interface WarmupOptions {
   learningRate?: number;
   /** Share of the carry prompts' demonstrations that drop the units carry. */
   carryDropped?: number;
+  /** Held-out prompts the result is measured on (default 500). */
+  evalPrompts?: number;
   /** Called every 50 steps with the step and the mean token cross-entropy. */
   onProgress?: (step: number, loss: number) => void;
 }
 
 export interface WarmupResult {
-  /** Held-out greedy exact-match accuracy and sampled reward at temperature 1 (500 prompts). */
+  /** Held-out greedy exact-match accuracy and sampled reward at temperature 1 (evalPrompts prompts). */
   accuracy: number;
   sampledReward: number;
   parameters: number;
@@ -93,8 +95,9 @@ export async function warmup(o: WarmupOptions): Promise<WarmupResult> {
   const seconds = (performance.now() - t0) / 1000;
   mkdirSync(dirname(o.out), { recursive: true });
   policy.save(o.out);
+  const n = o.evalPrompts ?? 500;
   return {
-    accuracy: evaluateGreedy(policy, task, 500, 12345), sampledReward: evaluateSampled(policy, task, 500, 12345, 1),
+    accuracy: evaluateGreedy(policy, task, n, 12345), sampledReward: evaluateSampled(policy, task, n, 12345, 1),
     parameters: policy.size, seconds,
   };
 }
