@@ -48,12 +48,12 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
   const d = TRAINER_DEFAULTS;
   const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
   return {
-    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', d.groupSize), beta: pick('beta', d.beta),
+    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', t.groupSize), beta: pick('beta', d.beta),
     seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
     epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
     reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
     demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), fixedSampler: pick('fixedSampler', RUN_DEFAULTS.fixedSampler), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
-    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
+    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', t.evalPrompts), init: o.init, out: o.out,
     tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
   };
 }
@@ -61,8 +61,14 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
 export interface RunSummary {
   algo: Algo;
   seed: number;
+  /** Greedy exact-match accuracy on the evaluation prompts (held-out for addition), before and after. */
   accuracyBefore: number;
   accuracyAfter: number;
+  /** Reward sampled at temperature 1 on the same prompts, before and after. */
+  evalRewardBefore: number;
+  evalRewardAfter: number;
+  /** Share of groups with zero reward variance, mean over the run's steps. */
+  zeroVariance: number;
   rewardFirst: number;
   rewardLast: number;
   klInitial: number;

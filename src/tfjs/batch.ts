@@ -141,17 +141,29 @@ export function logprobsOf(tf: Tf, policy: Policy, b: Packed): { token: Float32A
   return { token, seq, entropy: live ? entropy / live : 0 };
 }
 
-/** Exact-match accuracy of greedy (argmax at every token) answers on `n` prompts from `seed`. */
+/** `n` evaluation prompts from `seed`: held-out ones where the task has a split. */
+export function evaluationPrompts(task: Task, n: number, seed: number): number[][] {
+  const rand = seeded(seed);
+  return task.heldOutPrompts ? task.heldOutPrompts(n, rand) : task.samplePrompts(n, rand);
+}
+
+/** Exact-match accuracy of greedy (argmax at every token) answers on `n` evaluation prompts from `seed`. */
 export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: number): number {
   if (!task.answer) return NaN;
-  const rand = seeded(seed);
-  const prompts = task.samplePrompts(n, rand);
+  const prompts = evaluationPrompts(task, n, seed);
   // a temperature of 1e-4 makes every draw the argmax unless two logits tie to 1e-4
-  const out = policy.sample(prompts, 1e-4, rand);
+  const out = policy.sample(prompts, 1e-4, seeded(seed));
   let ok = 0;
   prompts.forEach((p, i) => {
     const want = task.answer!(p);
     if (want.length === out[i].length && want.every((t, j) => t === out[i][j])) ok++;
   });
   return ok / n;
+}
+
+/** Mean reward of `samples` responses per evaluation prompt (`n` from `seed`), sampled at `temperature`. */
+export function evaluateSampled(policy: Policy, task: Task, n: number, seed: number, temperature = 1, samples = 1): number {
+  const prompts = evaluationPrompts(task, n, seed).flatMap((p) => Array.from({ length: samples }, () => p));
+  const out = policy.sample(prompts, temperature, seeded(seed + 1));
+  return prompts.reduce((a, p, i) => a + task.reward(p, out[i]), 0) / prompts.length;
 }

@@ -14,7 +14,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
+import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, packBatch, subset } from './batch.js';
 import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
 import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsFromHiddenTf, tokenLogprobsTf } from './ops.js';
 import { hasFusedHead, type Policy } from './policy.js';
@@ -264,13 +264,21 @@ export class GVPOTrainer {
       rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
       clipFraction: t.clipFraction, zeroVarianceGroups: flat / (N / this.k), updates: t.updates, tokensPerSecond: (tokens * this.config.epochs) / seconds, seconds,
     };
-    if (every > 0 && step % every === 0) m.accuracy = this.evaluate(this.config.evalPrompts);
+    if (every > 0 && step % every === 0) {
+      m.accuracy = this.evaluate(this.config.evalPrompts);
+      m.evalReward = this.evaluateReward(this.config.evalPrompts);
+    }
     this.config.onMetrics?.(m);
     return m;
   }
 
-  /** Exact-match accuracy of greedy answers on `n` prompts drawn with a fixed seed. */
+  /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has a split), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
     return evaluateGreedy(this.policy, this.task, n, seed);
+  }
+
+  /** Mean reward of one response sampled at `temperature` for each of the same `n` evaluation prompts. */
+  evaluateReward(n: number, temperature = 1, seed = 12345): number {
+    return evaluateSampled(this.policy, this.task, n, seed, temperature);
   }
 }
