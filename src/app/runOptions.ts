@@ -3,38 +3,24 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TfChoice } from '../tfjs/tf.js';
-import { type Algo, type KlPlacement, type StepMetrics, type TermsAblation, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { type Algo, type StepMetrics, TRAINER_DEFAULTS, type TrainerConfig } from '../tfjs/trainerOptions.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, type TaskName } from './defaults.js';
 
 export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
 
+/** The trainer's options a run sets (the trainer checks them; the command's flags parse them). */
+type TrainerKnobs = Pick<TrainerConfig,
+  | 'algo' | 'beta' | 'groupSize' | 'promptsPerStep' | 'miniBatches' | 'epochs' | 'learningRate' | 'temperature' | 'reference'
+  | 'replayRatio' | 'replayCapacity' | 'clip' | 'klCoef' | 'klIn' | 'importanceCap' | 'terms' | 'seed' | 'evalEvery' | 'evalPrompts'>;
+
 /** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
-export interface RunOptions {
+export interface RunOptions extends TrainerKnobs {
   task: TaskName;
-  algo: Algo;
   steps: number;
-  groupSize: number;
-  beta: number;
-  seed: number;
-  promptsPerStep: number;
-  miniBatches: number;
-  epochs: number;
-  learningRate: number;
-  temperature: number;
-  reference: 'previous' | 'frozen';
-  replayRatio: number;
-  replayCapacity: number;
   /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
   demonstrations: number;
   /** Share of fresh groups drawn by a fixed sampler: the starting policy, frozen, at the sampling temperature. */
   fixedSampler: number;
-  clip: number;
-  klCoef: number;
-  klIn: KlPlacement;
-  importanceCap: number;
-  terms: TermsAblation;
-  evalEvery: number;
-  evalPrompts: number;
   /** Starting policy (addition: the shipped warm-up checkpoint). */
   init?: string;
   out?: string;
