@@ -174,6 +174,10 @@ double fma_probe_cpu(int64_t iterations, int threads);
 // Roofline probes (bandwidth.cc): one streaming pass over n floats, read or written.
 double stream_read_cpu(const float* data, int64_t n, int threads);
 void stream_write_cpu(float* data, int64_t n, float value, int threads);
+// The exp-throughput probe (bandwidth.cc): `iterations` steps of the row kernels' exp (the
+// instruction set cpu_simd_level() names) on register-resident vectors, on each of `threads`
+// threads. Returns the elements exponentiated (time it to get the rate).
+double exp_probe_cpu(int64_t iterations, int threads);
 
 // Thread and SIMD facts, for backendInfo().
 int cpu_default_threads();

@@ -29,12 +29,12 @@ RowKernels pick_kernels() {
   bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
   bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if ((f.empty() || f == "avx512") && has512)
-    return {"avx512", avx512::row_logsumexp, avx512::row_target, avx512::row_backward};
+    return {"avx512", avx512::row_logsumexp, avx512::row_target, avx512::row_backward, avx512::exp_probe};
   if ((f.empty() || f == "avx512" || f == "avx2") && has2)
-    return {"avx2", avx2::row_logsumexp, avx2::row_target, avx2::row_backward};
-  return {"sse2", generic::row_logsumexp, generic::row_target, generic::row_backward};
+    return {"avx2", avx2::row_logsumexp, avx2::row_target, avx2::row_backward, avx2::exp_probe};
+  return {"sse2", generic::row_logsumexp, generic::row_target, generic::row_backward, generic::exp_probe};
 #else
-  return {"generic", generic::row_logsumexp, generic::row_target, generic::row_backward};
+  return {"generic", generic::row_logsumexp, generic::row_target, generic::row_backward, generic::exp_probe};
 #endif
 }
 
