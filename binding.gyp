@@ -17,6 +17,7 @@
         "native/cpu/gvpo_loss.cc",
         "native/cpu/gvpo_from_logits.cc",
         "native/cpu/gvpo_from_hidden.cc",
+        "native/cpu/gemm_bf16.cc",
         "native/cpu/bandwidth.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -10,7 +10,7 @@ import {
   gvpoFromLogits, gvpoLoss, tokenLogprobsBackward,
 } from '../src/index.js';
 import type { FromHiddenOpts } from '../src/ops/gvpoFromHidden.js';
-import { encodeHalf } from '../src/reference/dtype.js';
+import { decodeHalf, encodeHalf } from '../src/reference/dtype.js';
 import { gvpoFromHiddenRef } from '../src/reference/gvpoFromHidden.js';
 import type { DType, GvpoFromHiddenArgs } from '../src/types.js';
 import { allclose } from './helpers/allclose.js';
@@ -65,6 +65,60 @@ function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number
   }
 }
 
+/** On the avx512bf16 level, bfloat16 hidden states and weights are multiplied in bfloat16
+ *  (vdpbf16ps) and dZ is rounded to bfloat16 where it meets them: each gradient element may be
+ *  off by 2^-9 of its sum of |products| (allowed 2^-8) on top of float32's tol * scale. */
+const bf16Products = backendInfo().simd === 'avx512bf16';
+
+/** The float64 sums of |dZ[r,v] W[v,h]| (per dH element) and |dZ[r,v] hidden[r,h]| (per dW
+ *  element), with dZ = m dL/dS / tau (onehot - softmax) from the reference's logZ and dL/dS. */
+function productSums(a: GvpoFromHiddenArgs, want: { logZ: Float32Array; gradLogprobs: Float64Array }) {
+  const { sequences: N, tokens: T, hiddenSize: H, vocab: V } = a, rows = N * T, tau = a.temperature ?? 1;
+  const dec = (x: Float32Array | Uint16Array) => (a.dtype === 'bfloat16' || a.dtype === 'float16' ? decodeHalf(x as Uint16Array, a.dtype) : x as Float32Array);
+  const h = dec(a.hidden as Float32Array | Uint16Array), w = dec(a.weight as Float32Array | Uint16Array);
+  const mask = a.mask as Float32Array;
+  const aH = new Float64Array(rows * H), aW = new Float64Array(V * H);
+  for (let r = 0; r < rows; r++) {
+    const g = mask[r] * want.gradLogprobs[Math.floor(r / T)];
+    if (g === 0) continue;
+    for (let v = 0; v < V; v++) {
+      let z = 0;
+      for (let k = 0; k < H; k++) z += h[r * H + k] * w[v * H + k];
+      const dz = Math.abs(g / tau * ((v === a.targets[r] ? 1 : 0) - Math.exp(z / tau - want.logZ[r])));
+      for (let k = 0; k < H; k++) {
+        aH[r * H + k] += dz * Math.abs(w[v * H + k]);
+        aW[v * H + k] += dz * Math.abs(h[r * H + k]);
+      }
+    }
+  }
+  return { aH, aW };
+}
+
+/** |got - want| <= 2^-8 * sum |products| + tol * max |want|, element by element. */
+function productClose(got: ArrayLike<number>, want: ArrayLike<number>, sums: Float64Array, tol: number, what: string): void {
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= 2 ** -8 * sums[i] + tol * scale + 1e-12)) {
+      throw new Error(`${what}[${i}]: got ${got[i]}, want ${want[i]} (err ${e}, |products| ${sums[i]}, scale ${scale})`);
+    }
+  }
+}
+
+/** The gradients against want: float32's tolerance, or the bfloat16 products' allowance. */
+function gradsClose(a: GvpoFromHiddenArgs, got: { gradHidden: Float32Array; gradWeight: Float32Array },
+  want: { gradHidden: ArrayLike<number>; gradWeight: ArrayLike<number>; logZ: Float32Array; gradLogprobs: Float64Array }, tol: number): void {
+  if (bf16Products && a.dtype === 'bfloat16') {
+    const { aH, aW } = productSums(a, want);
+    productClose(got.gradHidden, want.gradHidden, aH, tol, 'dL/dhidden');
+    productClose(got.gradWeight, want.gradWeight, aW, tol, 'dL/dweight');
+    return;
+  }
+  scaleClose(got.gradHidden, want.gradHidden, tol, 'dL/dhidden');
+  scaleClose(got.gradWeight, want.gradWeight, tol, 'dL/dweight');
+}
+
 describe('gvpoFromHidden', () => {
   // [N, T, H, V, offsets]: H and V off the vector widths, V = 1, T = 1, size-1 groups.
   const shapes: Array<[number, number, number, number, number[]]> = [
@@ -84,8 +138,7 @@ describe('gvpoFromHidden', () => {
         expect(got.nonFiniteRows).toBe(0);
         allclose(got.tokenLogprobs, want.tokenLogprobs, { atol: 2e-5, rtol: 2e-5 }, 'l');
         allclose(got.policyLogprobs, want.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
-        scaleClose(got.gradHidden, want.gradHidden, 1e-4, 'dL/dhidden');
-        scaleClose(got.gradWeight, want.gradWeight, 1e-4, 'dL/dweight');
+        gradsClose(a, got, want, 1e-4);
         for (const k of ['advantage', 'trustRegion', 'variance', 'constant'] as const) {
           expect(got.terms[k]).toBeCloseTo(want.terms[k], 6);
         }
@@ -104,7 +157,7 @@ describe('gvpoFromHidden', () => {
   for (const f of fixtures.cases) {
     it(`matches PyTorch float64 autograd: ${f.name}`, () => {
       const bf = f.dtype === 'bfloat16';
-      const got = gvpoFromHidden({
+      const a: GvpoFromHiddenArgs = {
         hidden: bf ? Uint16Array.from(f.hiddenBits) : Float32Array.from(f.hidden),
         weight: bf ? Uint16Array.from(f.weightBits) : Float32Array.from(f.weight),
         dtype: f.dtype, targets: Int32Array.from(f.targets), mask: Float32Array.from(f.mask),
@@ -112,11 +165,12 @@ describe('gvpoFromHidden', () => {
         temperature: f.temperature, beta: f.beta, rewards: f.rewards, groups: { offsets: Int32Array.from(f.offsets) },
         ...(f.referenceTokenLogprobs ? { referenceTokenLogprobs: Float64Array.from(f.referenceTokenLogprobs) } : {}),
         ...(f.referenceLogprobs ? { referenceLogprobs: f.referenceLogprobs } : {}),
-      });
+      };
+      const got = gvpoFromHidden(a);
       expect(Math.abs(got.loss - f.loss)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(f.loss)));
       allclose(got.policyLogprobs, f.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
-      scaleClose(got.gradHidden, f.gradHidden, 1e-4, 'dL/dhidden');
-      scaleClose(got.gradWeight, f.gradWeight, 1e-4, 'dL/dweight');
+      const stats = bf16Products && bf ? gvpoFromHiddenRef(refOpts(a)) : { logZ: got.logZ, gradLogprobs: got.gradLogprobs };
+      gradsClose(a, got, { gradHidden: f.gradHidden, gradWeight: f.gradWeight, logZ: stats.logZ, gradLogprobs: stats.gradLogprobs as Float64Array }, 1e-4);
     });
   }
 

@@ -29,7 +29,9 @@ GVPO_DECLARE_ROWS(avx512)
 #undef GVPO_DECLARE_ROWS
 
 struct RowKernels {
-  const char* name;  // "avx512" | "avx2" | "sse2" (x86-64's baseline) | "generic" (elsewhere)
+  // "avx512bf16" (avx512 with the fused head's bfloat16 products) | "avx512" | "avx2" | "sse2"
+  // (x86-64's baseline) | "generic" (elsewhere)
+  const char* name;
   RowStats (*logsumexp)(const void*, DType, int64_t, float);
   float (*target)(const void*, DType, int32_t, float, float);
   void (*backward)(float*, const void*, DType, int64_t, float, float, float, int32_t, float);
