@@ -86,8 +86,9 @@ static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 // and about half an ulp near 1, where 1 - p (a dominant target's gradient) cancels (bench/NOTES.md
 // gives the error budget: what it puts into l, logZ and the gradient). NaN stays NaN, t = -inf
 // gives 0, and t may be positive up to 127 (the forward lets terms reach 2^JUMP).
-//   AVX-512: f = t - round(t) (vreduceps), n = t - f, then p(f) * 2^n (vscalefps): 8 operations;
-//   underflow is gradual to 2^-149, then 0.
+//   AVX-512: f = t - round(t) (vreduceps), n = t - f, then p(f) * 2^n (vscalefps): 8
+//   operations (bench/NOTES.md compares the variants tried); underflow is gradual to 2^-149,
+//   then 0; vreduceps gives f = 0 for t = -inf, so 2^-inf = 0.
 //   Otherwise: t clamped at -127 (NaN kept); adding 1.5*2^23 + 127 rounds t to an integer n
 //   whose low mantissa bits are n + 127, the biased exponent of 2^n (shifted into place);
 //   11 operations; t < -126.5 gives exactly 0.
@@ -129,6 +130,11 @@ static inline float sexp_p(float x) { return vexp_p(splat(x))[0]; }
 // Load W logits as float32, in order.
 static inline vf load(const float* p) { return (vf) * (const vf_u*)p; }
 static inline vf load(const uint16_t* p, DType d) {
+#if GVPO_VW == 16  // (GCC widens a 16-lane convertvector in two halves)
+  if (d == DType::bf16) return (vf)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16);
+#elif GVPO_VW == 8
+  if (d == DType::bf16) return (vf)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16);
+#endif
   if (d == DType::bf16) return (vf)(__builtin_convertvector(*(const vh_u*)p, vu) << 16);
 #if GVPO_VW == 16
   return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
