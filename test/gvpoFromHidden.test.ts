@@ -10,10 +10,11 @@ import {
   gvpoFromLogits, gvpoLoss, tokenLogprobsBackward,
 } from '../src/index.js';
 import type { FromHiddenOpts } from '../src/ops/gvpoFromHidden.js';
-import { decodeHalf, encodeHalf } from '../src/reference/dtype.js';
+import { encodeHalf } from '../src/reference/dtype.js';
 import { gvpoFromHiddenRef } from '../src/reference/gvpoFromHidden.js';
 import type { DType, GvpoFromHiddenArgs } from '../src/types.js';
 import { allclose } from './helpers/allclose.js';
+import { bf16Products, type HeadCase, productClose, productSums } from './helpers/bf16Products.js';
 import { normal, rng } from './helpers/data.js';
 
 type Ref = 'token' | 'sequence' | 'none';
@@ -65,52 +66,11 @@ function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number
   }
 }
 
-/** On the avx512bf16 level, bfloat16 hidden states and weights are multiplied in bfloat16
- *  (vdpbf16ps) and dZ is rounded to bfloat16 where it meets them: each gradient element may be
- *  off by 2^-9 of its sum of |products| (allowed 2^-8) on top of float32's tol * scale. */
-const bf16Products = backendInfo().simd === 'avx512bf16';
-
-/** The float64 sums of |dZ[r,v] W[v,h]| (per dH element) and |dZ[r,v] hidden[r,h]| (per dW
- *  element), with dZ = m dL/dS / tau (onehot - softmax) from the reference's logZ and dL/dS. */
-function productSums(a: GvpoFromHiddenArgs, want: { logZ: Float32Array; gradLogprobs: Float64Array }) {
-  const { sequences: N, tokens: T, hiddenSize: H, vocab: V } = a, rows = N * T, tau = a.temperature ?? 1;
-  const dec = (x: Float32Array | Uint16Array) => (a.dtype === 'bfloat16' || a.dtype === 'float16' ? decodeHalf(x as Uint16Array, a.dtype) : x as Float32Array);
-  const h = dec(a.hidden as Float32Array | Uint16Array), w = dec(a.weight as Float32Array | Uint16Array);
-  const mask = a.mask as Float32Array;
-  const aH = new Float64Array(rows * H), aW = new Float64Array(V * H);
-  for (let r = 0; r < rows; r++) {
-    const g = mask[r] * want.gradLogprobs[Math.floor(r / T)];
-    if (g === 0) continue;
-    for (let v = 0; v < V; v++) {
-      let z = 0;
-      for (let k = 0; k < H; k++) z += h[r * H + k] * w[v * H + k];
-      const dz = Math.abs(g / tau * ((v === a.targets[r] ? 1 : 0) - Math.exp(z / tau - want.logZ[r])));
-      for (let k = 0; k < H; k++) {
-        aH[r * H + k] += dz * Math.abs(w[v * H + k]);
-        aW[v * H + k] += dz * Math.abs(h[r * H + k]);
-      }
-    }
-  }
-  return { aH, aW };
-}
-
-/** |got - want| <= 2^-8 * sum |products| + tol * max |want|, element by element. */
-function productClose(got: ArrayLike<number>, want: ArrayLike<number>, sums: Float64Array, tol: number, what: string): void {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]);
-    if (!(e <= 2 ** -8 * sums[i] + tol * scale + 1e-12)) {
-      throw new Error(`${what}[${i}]: got ${got[i]}, want ${want[i]} (err ${e}, |products| ${sums[i]}, scale ${scale})`);
-    }
-  }
-}
-
 /** The gradients against want: float32's tolerance, or the bfloat16 products' allowance. */
 function gradsClose(a: GvpoFromHiddenArgs, got: { gradHidden: Float32Array; gradWeight: Float32Array },
   want: { gradHidden: ArrayLike<number>; gradWeight: ArrayLike<number>; logZ: Float32Array; gradLogprobs: Float64Array }, tol: number): void {
-  if (bf16Products && a.dtype === 'bfloat16') {
-    const { aH, aW } = productSums(a, want);
+  if (bf16Products(a.dtype)) {
+    const { aH, aW } = productSums(a as HeadCase, want.logZ, want.gradLogprobs);
     productClose(got.gradHidden, want.gradHidden, aH, tol, 'dL/dhidden');
     productClose(got.gradWeight, want.gradWeight, aW, tol, 'dL/dweight');
     return;
@@ -169,7 +129,7 @@ describe('gvpoFromHidden', () => {
       const got = gvpoFromHidden(a);
       expect(Math.abs(got.loss - f.loss)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(f.loss)));
       allclose(got.policyLogprobs, f.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
-      const stats = bf16Products && bf ? gvpoFromHiddenRef(refOpts(a)) : { logZ: got.logZ, gradLogprobs: got.gradLogprobs };
+      const stats = bf16Products(a.dtype) ? gvpoFromHiddenRef(refOpts(a)) : { logZ: got.logZ, gradLogprobs: got.gradLogprobs };
       gradsClose(a, got, { gradHidden: f.gradHidden, gradWeight: f.gradWeight, logZ: stats.logZ, gradLogprobs: stats.gradLogprobs as Float64Array }, 1e-4);
     });
   }

@@ -42,8 +42,8 @@ constexpr float LOG2E = 1.44269504088896341f;
 
 static inline vf splat(float a) { return vf{} + a; }
 
-// a * b + c, fused where the instruction set has FMA: the same rounding whatever the compiler's
-// contraction setting (node-gyp builds in ISO C++ mode, which contracts nothing).
+// a * b + c, fused where the instruction set has FMA, written out rather than left to the
+// compiler's -ffp-contract setting, so that every build rounds the same way.
 static inline vf mla(vf a, vf b, vf c) {
 #if GVPO_VW == 16
   return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
