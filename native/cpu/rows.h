@@ -199,12 +199,16 @@ static inline double sum_exp(Load load, int64_t n, float m, float inv_tau) {
 }
 
 constexpr int64_t STEP = 2 * W;  // elements per load2
+#ifndef GVPO_PF
+#define GVPO_PF 4096  // bytes
+#endif
 
 // Two vectors of float32 from 2W logits, in any lane order (the forward only sums and maxes
 // them): bfloat16 pairs are split into their low and high halves with one shift and one and.
 template <int D>
 struct Src {
   const void* p;
+  int64_t ahead;  // prefetch distance in bytes (0 for a copy on the stack)
   inline void load2(int64_t i, vf& a, vf& b) const {
     if (D == 0) {
       a = load((const float*)p + i);
@@ -218,11 +222,14 @@ struct Src {
       b = load((const uint16_t*)p + i + W, DType::f16);
     }
   }
-  // Software prefetch of the step PF bytes ahead of element i (GVPO_PF = 0: none).
+  // Software prefetch into L1 of the lines `ahead` bytes past the step at element i: the sweep
+  // spends more time per line than a plain read, and this keeps the loads ahead of it
+  // (bench/NOTES.md: 1-16 KiB tried). The address is computed as an integer: past the end of
+  // the logits a prefetch is a hint that touches nothing.
   inline void prefetch(int64_t i) const {
-#if defined(GVPO_PF) && GVPO_PF > 0 && (defined(__x86_64__) || defined(__i386__))
-    const char* a = (const char*)p + i * (D == 0 ? 4 : 2) + GVPO_PF;
-    for (int64_t b = 0; b < STEP * (D == 0 ? 4 : 2); b += 64) _mm_prefetch(a + b, _MM_HINT_T0);
+#if defined(__x86_64__) || defined(__i386__)
+    const uintptr_t a = (uintptr_t)p + (uintptr_t)(i * (D == 0 ? 4 : 2) + ahead);
+    for (int64_t b = 0; b < STEP * (D == 0 ? 4 : 2); b += 64) _mm_prefetch((const char*)(a + b), _MM_HINT_T0);
 #else
     (void)i;
 #endif
@@ -312,7 +319,7 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
   if constexpr (D == 0) neg_inf = -INFINITY;
   else neg_inf = D == 1 ? 0xff80u : 0xfc00u;
   for (int64_t j = 0; j < STEP; j++) pad[j] = full * STEP + j < V ? ((const E*)row)[full * STEP + j] : neg_inf;
-  const Src<D> src{row}, tail{pad};
+  const Src<D> src{row, GVPO_PF}, tail{pad, 0};
   const int64_t steps = full + (full * STEP < V), bs = BLOCK / STEP;
   auto block_of = [&](int64_t s0, int64_t s1, float m, vf& mx) {
     vf sum = block_sum(src, s0, s1 < full ? s1 : full, splat(m), vc, mx);
