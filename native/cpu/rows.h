@@ -383,9 +383,9 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
   return {m, s < 1.0 ? 0.0 : std::log(s)};  // the max's term is 1: s >= 1 but for rounding (NaN kept)
 }
 
-// The row's statistics: a reference m (a logit of the row, near its max) and lse = log sum_v
-// exp((z[v] - m) / tau) >= 0, so that logZ = m / tau + lse. A row of -inf gives m = -inf; a NaN
-// anywhere or a +inf gives lse = NaN.
+// The row's statistics: m = its max logit and lse = log sum_v exp((z[v] - m) / tau) >= 0, so
+// that logZ = m / tau + lse. A row of -inf gives m = -inf; a NaN anywhere or a +inf gives
+// lse = NaN.
 RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
   if (!std::isfinite(inv_tau * LOG2E)) return lse_two_pass(row, d, V, inv_tau);
   if (d == DType::f32) return lse_one_pass<0>(row, V, inv_tau);
