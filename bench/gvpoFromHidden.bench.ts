@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as TF from '@tensorflow/tfjs';
 import { backendInfo, gvpoFromHidden, gvpoFromHiddenForward } from '../src/index.js';
+import type { DType } from '../src/types.js';
 import { makeHiddenInputs, type HiddenInputs } from './hiddenInputs.js';
 import { fmtMs, table, timeSlowAsync, type Timing } from './lib.js';
 import { tfjsWithBackend } from './peers/tfjs.js';
@@ -21,28 +22,46 @@ const here = dirname(fileURLToPath(import.meta.url));
 const PY = '/usr/bin/python3';
 type Row = Array<string | number>;
 
-interface FmaAddon { fmaProbe(o: { iterations: number; threads?: number }): { seconds: number; flops: number } }
+type Probe = (o: { iterations: number; threads?: number }) => { seconds: number; flops: number };
+interface PeakAddon { fmaProbe: Probe; bf16DotProbe: Probe }
+const peakAddon = () => createRequire(import.meta.url)('../build/Release/gvpo.node') as PeakAddon;
 
-/** Same-run FMA peak (flop/s) with the GEMM's instruction set and the same threads. */
-export function fmaPeak(threads: number): number {
-  const a = createRequire(import.meta.url)('../build/Release/gvpo.node') as FmaAddon;
-  a.fmaProbe({ iterations: 1e6, threads });
-  const r = Array.from({ length: 7 }, () => a.fmaProbe({ iterations: 2e7, threads })).map((x) => x.flops / x.seconds).sort((x, y) => x - y);
+function peakOf(probe: Probe, threads: number): number {
+  probe({ iterations: 1e6, threads });
+  const r = Array.from({ length: 7 }, () => probe({ iterations: 2e7, threads })).map((x) => x.flops / x.seconds).sort((x, y) => x - y);
   return r[3];
 }
 
-/** fn timed against the FMA probe: a probe right before and right after each call (the machine's
+/** Same-run FMA peak (flop/s) with the GEMM's instruction set and the same threads. */
+export function fmaPeak(threads: number): number {
+  return peakOf(peakAddon().fmaProbe, threads);
+}
+
+/** Same-run bfloat16 dot-product peak (vdpbf16ps, flop/s), same threads; 0 without AVX512_BF16. */
+export function dotPeak(threads: number): number {
+  return peakOf(peakAddon().bf16DotProbe, threads);
+}
+
+/** The peak the head's GEMM runs against: vdpbf16ps for bfloat16 inputs on the avx512bf16 level. */
+export function headPeak(dtype: DType): { peak: (threads: number) => number; name: string } {
+  return dtype === 'bfloat16' && backendInfo().simd === 'avx512bf16'
+    ? { peak: dotPeak, name: 'bf16 dot-product peak (register-resident vdpbf16ps loop)' }
+    : { peak: fmaPeak, name: "FMA peak (register-resident FMA loop, the GEMM's instruction set)" };
+}
+
+/** fn timed against a peak probe: a probe right before and right after each call (the machine's
  *  FMA rate drifts within seconds on a shared host), the call's rate over their mean; medians of
  *  the times and of those ratios. */
-export function timeAgainstProbe(fn: () => void, flops: number, reps: number, threads: number): { t: Timing; ofPeak: number; peak: number } {
+export function timeAgainstProbe(fn: () => void, flops: number, reps: number, threads: number,
+  peak: (threads: number) => number = fmaPeak): { t: Timing; ofPeak: number; peak: number } {
   fn();
   const times: number[] = [], ratios: number[] = [], peaks: number[] = [];
-  let before = fmaPeak(threads);
+  let before = peak(threads);
   for (let i = 0; i < reps; i++) {
     const t0 = process.hrtime.bigint();
     fn();
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    const after = fmaPeak(threads);
+    const after = peak(threads);
     times.push(s);
     peaks.push((before + after) / 2);
     ratios.push(flops / s / ((before + after) / 2));
@@ -115,39 +134,48 @@ function child(script: string, args: string[]): Record<string, number> | string 
 export async function benchGvpoFromHidden(log: (s?: string) => void, threads: number, quick: boolean): Promise<void> {
   const N = 16, T = 256, H = 512, V = 32768, k = 4;
   const logitsBytes = N * T * V * 4;
+  let float32Seconds = NaN; // the float32 op's median, for the bfloat16 rows' "x float32 time"
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const x = makeHiddenInputs(N, T, H, V, k, dtype);
     // Flops of the rows that count: prompt rows (mask 0) cost the kernel nothing.
     const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
     const passFlops = 2 * live * H * V;
     const reps = quick ? 1 : 7;  // the median of 7: the FMA rate of a shared machine drifts from one call to the next
-    const main = timeAgainstProbe(() => void gvpoFromHidden({ ...x.args, threads }), 4 * passFlops, reps, threads);
+    const hp = headPeak(dtype);
+    const main = timeAgainstProbe(() => void gvpoFromHidden({ ...x.args, threads }), 4 * passFlops, reps, threads, hp.peak);
     const full = main.t, peak = main.peak;
+    if (dtype === 'float32') float32Seconds = full.median;
     log();
     log(`## gvpoFromHidden (fused LM head): N*T = ${N * T} (N = ${N}, T = ${T}, k = ${k}), H = ${H}, V = ${V}, ${dtype}`);
     log();
-    log(`FMA peak, same run, ${threads} threads (register-resident FMA loop, the GEMM's instruction set, ${backendInfo().simd}): ` +
+    log(`${hp.name[0].toUpperCase()}${hp.name.slice(1)}, same run, ${threads} threads, ${backendInfo().simd}: ` +
       `${(peak / 1e9).toFixed(0)} GFLOP/s, the median of probes taken right before and after each timed call (the op's % of peak is the ` +
       `median over calls of its rate against the mean of the probes around it). ` +
       `Work: 4 GEMM-sized passes (forward, recompute, dH, dW) of 2*rows*H*V = ${(passFlops / 1e9).toFixed(1)} GFLOP each over the ${live} rows ` +
       `with a non-zero mask (the other ${N * T - live} are prompt tokens and cost nothing); every rate below counts these flops.`);
-    const fwd = timeAgainstProbe(() => void gvpoFromHiddenForward({ ...x.args, threads }), passFlops, reps, threads);
+    const fwd = timeAgainstProbe(() => void gvpoFromHiddenForward({ ...x.args, threads }), passFlops, reps, threads, hp.peak);
     const rate = (flops: number, t: Timing) => `${(flops / t.median / 1e9).toFixed(0)} GFLOP/s, ${((flops / t.median / peak) * 100).toFixed(0)}% of peak`;
     const probed = (flops: number, r: { t: Timing; ofPeak: number }) => `${(flops / r.t.median / 1e9).toFixed(0)} GFLOP/s, ${(r.ofPeak * 100).toFixed(0)}% of peak`;
     const simd = backendInfo().simd;
+    const vs32 = dtype === 'float32' ? '' : `, ${(full.median / float32Seconds).toFixed(2)}x the float32 op's time`;
     const rows: Row[] = [
-      [`native cpu (${simd}), forward + loss + both gradients`, fmtMs(full.median), fmtMs(full.spread), probed(4 * passFlops, main), '1.0'],
+      [`native cpu (${simd}), forward + loss + both gradients`, fmtMs(full.median), fmtMs(full.spread), probed(4 * passFlops, main) + vs32, '1.0'],
       [`native cpu (${simd}), phase 1 only (forward)`, fmtMs(fwd.t.median), fmtMs(fwd.t.spread), probed(passFlops, fwd), ''],
     ];
-    if (simd === 'avx512') {
-      // the AVX2 kernels (and an AVX2 probe) on the same machine: a child process, the instruction set is picked at load
+    // Narrower instruction sets on the same machine: a child process each (the set is picked at
+    // load), against its own probe: float32 products on AVX-512 for bfloat16 where the
+    // bfloat16 products are the default, and AVX2.
+    const others = simd === 'avx512bf16' ? (dtype === 'bfloat16' ? ['avx512', 'avx2'] : ['avx2']) : simd === 'avx512' ? ['avx2'] : [];
+    for (const isa of others) {
       const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'hiddenQuick.ts'), dtype, String(reps), '--json'],
-        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: 'avx2' } });
+        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: isa } });
       const last = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : undefined;
+      const what = isa === 'avx512' ? 'avx512, GVPO_SIMD=avx512: float32 products' : `${isa}, GVPO_SIMD=${isa}`;
       rows.push(last
-        ? ['native cpu (avx2, GVPO_SIMD=avx2), forward + loss + both gradients', fmtMs(last.medianSeconds), fmtMs(last.spreadSeconds),
-          `${(4 * passFlops / last.medianSeconds / 1e9).toFixed(0)} GFLOP/s, ${(last.ofPeak * 100).toFixed(0)}% of the AVX2 peak (${(last.peak / 1e9).toFixed(0)} GFLOP/s)`, '']
-        : ['native cpu (avx2)', 'failed', '', (r.stderr ?? '').split('\n').filter(Boolean).pop() ?? '', '']);
+        ? [`native cpu (${what}), forward + loss + both gradients`, fmtMs(last.medianSeconds), fmtMs(last.spreadSeconds),
+          `${(4 * passFlops / last.medianSeconds / 1e9).toFixed(0)} GFLOP/s, ${(last.ofPeak * 100).toFixed(0)}% of the ${isa.toUpperCase()} FMA peak (${(last.peak / 1e9).toFixed(0)} GFLOP/s)`,
+          (last.medianSeconds / full.median).toFixed(2)]
+        : [`native cpu (${isa})`, 'failed', '', (r.stderr ?? '').split('\n').filter(Boolean).pop() ?? '', '']);
     }
     // PyTorch: float32 only, one timed step after a warm-up, to bound the run time (its peak
     // memory is over 2 GiB and one of the runs here stalled for minutes in it; bench/NOTES.md).

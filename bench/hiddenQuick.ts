@@ -1,12 +1,13 @@
 // gvpoFromHidden at the bench's shape (N = 16, T = 256, H = 512, V = 32768, 3072 of 4096 rows
 // live; the rate counts the flops of the live rows, as the bench does) against the mean of the
-// FMA probes taken right before and right after each call (on a shared machine the FMA rate
-// drifts within seconds). The bench runs it with GVPO_SIMD=avx2 for the AVX2 row (--json: one
-// JSON line of medians at the end).
+// peak probes taken right before and right after each call (on a shared machine the FMA rate
+// drifts within seconds): the FMA probe, or the bfloat16 dot-product probe for bfloat16 on the
+// avx512bf16 level. The bench runs it with GVPO_SIMD=avx2 (and =avx512) for the narrower rows
+// (--json: one JSON line of medians at the end).
 //   node --import tsx bench/hiddenQuick.ts <float32|bfloat16> [reps] [--json]      (GVPO_SIMD=avx2 ...)
 import { backendInfo, gvpoFromHidden } from '../src/index.js';
 import { makeHiddenInputs } from './hiddenInputs.js';
-import { timeAgainstProbe } from './gvpoFromHidden.bench.js';
+import { headPeak, timeAgainstProbe } from './gvpoFromHidden.bench.js';
 
 const dtype = (process.argv[2] ?? 'float32') as 'float32' | 'bfloat16';
 const reps = Number(process.argv[3] ?? 3);
@@ -14,7 +15,7 @@ const threads = 2, H = 512, V = 32768;
 const x = makeHiddenInputs(16, 256, H, V, 4, dtype);
 const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
 const flops = 4 * 2 * live * H * V;
-const r = timeAgainstProbe(() => void gvpoFromHidden({ ...x.args, threads }), flops, reps, threads);
+const r = timeAgainstProbe(() => void gvpoFromHidden({ ...x.args, threads }), flops, reps, threads, headPeak(dtype).peak);
 const simd = backendInfo().simd;
 if (process.argv.includes('--json')) {
   console.log(JSON.stringify({ simd, medianSeconds: r.t.median, spreadSeconds: r.t.spread, ofPeak: r.ofPeak, peak: r.peak }));

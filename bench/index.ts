@@ -11,6 +11,7 @@ import { backendInfo } from '../src/index.js';
 import { benchGvpoFromHidden } from './gvpoFromHidden.bench.js';
 import { benchGvpoFromLogits } from './gvpoFromLogits.bench.js';
 import { fmtGB, fmtMs, makeInputs, roofline, table, type Inputs, type Timing, timeSlowAsync } from './lib.js';
+import { type ProbedLogits, probedLogits, type Spread } from './logitsProbed.js';
 import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 import { benchTokenLogprobs } from './tokenLogprobs.bench.js';
 
@@ -120,6 +121,42 @@ function memoryRows(c: Case): Array<Array<string | number>> {
   return rows;
 }
 
+/** The logits kernels at the main size against probes around each call, per dtype and
+ *  instruction set (AVX2 in a child process with GVPO_SIMD=avx2 where the machine has AVX-512). */
+function probedSection() {
+  const reps = QUICK ? 3 : 9;
+  const results: ProbedLogits[] = [];
+  const simd = backendInfo().simd ?? 'js';
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    results.push(probedLogits(makeInputs(16, 128, 32768, 4, dtype), THREADS, reps));
+  }
+  if (simd.startsWith('avx512')) {
+    for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'logitsProbed.ts'), dtype, String(reps), '--json'],
+        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: 'avx2' } });
+      if (r.status === 0) results.push(JSON.parse(r.stdout.trim().split('\n').pop()!));
+      else log(`\nAVX2 child (${dtype}) failed: ${(r.stderr ?? '').split('\n').filter(Boolean).pop() ?? ''}`);
+    }
+  }
+  const pct = (x: Spread) => `${(x.median * 100).toFixed(0)}% [${(x.lo * 100).toFixed(0)}-${(x.hi * 100).toFixed(0)}]`;
+  const ms = (x: Spread) => `${fmtMs(x.median)} [${fmtMs(x.lo)}-${fmtMs(x.hi)}]`;
+  const gbs = (x: Spread) => `${x.median.toFixed(1)} [${x.lo.toFixed(1)}-${x.hi.toFixed(1)}]`;
+  const n = 2048 * 32768;
+  log();
+  log(`## The logits kernels against same-run probes: N*T = 2048, V = 32768, ${THREADS} threads, ${reps} calls each`);
+  log();
+  log('Probes right before and after every timed call: the streaming read of as many bytes as the logits (tokenLogprobs\' roofline), the ' +
+    'streaming write of the float32 gradient, and the exp-throughput probe (the row kernels\' own exp on register-resident vectors, ' +
+    'the same instruction set). Each percentage is the median over calls of the call against the mean of the probes around it, ' +
+    '[min-max] over calls. gvpoFromLogits writes into a reused `out`; its floor is 2 reads of the logits + 1 float32 write.');
+  log();
+  log(table(['instruction set', 'dtype', 'read probe GB/s', 'exp probe G/s', 'tokenLogprobs ms', 'G logits/s', 'of read roofline', 'of exp probe',
+    'gvpoFromLogits ms', 'of 2 reads + 1 write'], results.map((r) => [
+    r.simd, r.dtype, gbs(r.readGBs), gbs(r.expGs), ms(r.tokSeconds), (n / r.tokSeconds.median / 1e9).toFixed(2), pct(r.tokOfRoof),
+    pct(r.tokOfExp), ms(r.stepSeconds), pct(r.stepOfFloor),
+  ])));
+}
+
 async function main() {
   log('# gvpo benchmark results');
   log();
@@ -183,6 +220,7 @@ async function main() {
       }
     }
   }
+  probedSection();
   await benchGvpoFromHidden(log, THREADS, QUICK);
   if (WRITE) {
     writeFileSync(join(here, 'RESULTS.md'), `${out.join('\n')}\n`);

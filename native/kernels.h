@@ -207,10 +207,19 @@ double fma_probe_cpu(int64_t iterations, int threads);
 // Roofline probes (bandwidth.cc): one streaming pass over n floats, read or written.
 double stream_read_cpu(const float* data, int64_t n, int threads);
 void stream_write_cpu(float* data, int64_t n, float value, int threads);
+// The exp-throughput probe (bandwidth.cc): `iterations` steps of the row kernels' exp (the
+// instruction set cpu_simd_level() names) on register-resident vectors, on each of `threads`
+// threads. Returns the elements exponentiated (time it to get the rate).
+double exp_probe_cpu(int64_t iterations, int threads);
+
+// The bfloat16 dot-product peak probe (gemm_bf16.cc): `iterations` steps of register-resident
+// vdpbf16ps on each of `threads` threads; returns the flops performed, or 0 on a CPU without
+// AVX512_BF16 (or with it forced off by GVPO_SIMD).
+double bf16_dot_probe_cpu(int64_t iterations, int threads);
 
 // Thread and SIMD facts, for backendInfo().
 int cpu_default_threads();
-const char* cpu_simd_level();  // "avx512" | "avx2" | "sse2" | "generic"
+const char* cpu_simd_level();  // "avx512bf16" | "avx512" | "avx2" | "sse2" | "generic"
 
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels (native/cuda), compiled when GVPO_WITH_CUDA is defined. Device pointers; every

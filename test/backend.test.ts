@@ -23,7 +23,7 @@ describe('backendInfo', () => {
     expect(info.threads).toBeGreaterThanOrEqual(1);
     expect(Array.isArray(info.loadErrors)).toBe(true);
     if (process.env.GVPO_BACKEND) expect(info.active).toBe(process.env.GVPO_BACKEND);
-    if (info.active === 'cpu') expect(['avx512', 'avx2', 'sse2', 'generic']).toContain(info.simd);
+    if (info.active === 'cpu') expect(['avx512bf16', 'avx512', 'avx2', 'sse2', 'generic']).toContain(info.simd);
   });
 
   it.runIf(process.env.GVPO_REQUIRE_NATIVE === '1' && !process.env.GVPO_BACKEND)('the native CPU backend is active where it is required (CI)', () => {

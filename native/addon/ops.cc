@@ -148,6 +148,37 @@ Napi::Value stream_probe(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// The exp-throughput probe for bench/: {iterations, threads?} -> {seconds, elements}.
+Napi::Value exp_probe(const Napi::CallbackInfo& info) {
+  Args a(info, "expProbe");
+  const int64_t iterations = a.dim("iterations");
+  const int threads = a.threads();
+  a.check_unchanged();
+  auto t0 = std::chrono::steady_clock::now();
+  const double elements = exp_probe_cpu(iterations, threads);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Napi::Object r = Napi::Object::New(a.env());
+  r.Set("seconds", Napi::Number::New(a.env(), s));
+  r.Set("elements", Napi::Number::New(a.env(), elements));
+  return r;
+}
+
+// The bfloat16 dot-product peak probe for bench/: {iterations, threads?} -> {seconds, flops}
+// (flops 0 where the CPU has no AVX512_BF16 or GVPO_SIMD turned it off).
+Napi::Value bf16_dot_probe(const Napi::CallbackInfo& info) {
+  Args a(info, "bf16DotProbe");
+  const int64_t iterations = a.dim("iterations");
+  const int threads = a.threads();
+  a.check_unchanged();
+  auto t0 = std::chrono::steady_clock::now();
+  const double flops = bf16_dot_probe_cpu(iterations, threads);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Napi::Object r = Napi::Object::New(a.env());
+  r.Set("seconds", Napi::Number::New(a.env(), s));
+  r.Set("flops", Napi::Number::New(a.env(), flops));
+  return r;
+}
+
 }  // namespace
 
 void register_cpu_ops(Napi::Env env, Napi::Object exports) {
@@ -160,6 +191,8 @@ void register_cpu_ops(Napi::Env env, Napi::Object exports) {
   export_op<prepare_gvpo_backward>(env, exports, "gvpoBackward");
   export_op<prepare_gvpo_from_logits>(env, exports, "gvpoFromLogits");
   exports.Set("streamProbe", Napi::Function::New(env, stream_probe, "streamProbe"));
+  exports.Set("expProbe", Napi::Function::New(env, exp_probe, "expProbe"));
+  exports.Set("bf16DotProbe", Napi::Function::New(env, bf16_dot_probe, "bf16DotProbe"));
 }
 
 }  // namespace gvpo

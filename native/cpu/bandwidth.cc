@@ -1,11 +1,15 @@
-// Roofline probes for the benchmarks: stream a buffer once (read: a vectorised sum; write: a
-// vectorised fill) with the same thread split as the kernels. Bytes moved / time is the ceiling
-// the kernels are measured against in the same run.
+// Probes for the benchmarks. Roofline: stream a buffer once (read: a vectorised sum; write: a
+// vectorised fill) with the same thread split as the kernels; bytes moved / time is the ceiling
+// the kernels are measured against in the same run. Exp throughput: the row kernels' own exp on
+// register-resident arguments, one chain set per thread.
 #include <atomic>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "../kernels.h"
 #include "parallel.h"
+#include "row_kernels.h"
 
 namespace gvpo {
 
@@ -48,6 +52,19 @@ void stream_write_cpu(float* data, int64_t n, float value, int threads) {
     int64_t lo = b * 4096, hi = e * 4096 < n ? e * 4096 : n;
     for (int64_t i = lo; i < hi; i++) data[i] = value;
   });
+}
+
+double exp_probe_cpu(int64_t iterations, int threads) {
+  const RowKernels& k = row_kernels();
+  const int t = resolve_threads(threads);
+  std::vector<double> done((size_t)t);
+  std::vector<std::thread> pool;
+  for (int i = 1; i < t; i++) pool.emplace_back([&, i] { done[i] = k.exp_probe(iterations, (float)i + 1.0f); });
+  done[0] = k.exp_probe(iterations, 1.0f);
+  for (auto& th : pool) th.join();
+  double sum = 0;
+  for (double d : done) sum += d;
+  return sum;
 }
 
 }  // namespace gvpo

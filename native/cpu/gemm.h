@@ -59,8 +59,18 @@ GVPO_DECLARE_GEMM(avx512)
 #endif
 #undef GVPO_DECLARE_GEMM
 
-// The kernels for the instruction set token_logprobs picked (cpu_simd_level()).
-const GemmKernels& gemm_kernels();
+#if defined(__x86_64__)
+// bfloat16 products (vdpbf16ps) on CPUs with AVX512_BF16 (gemm_bf16.cc): the avx512 kernels with
+// their own packing and micro-kernel; and the bfloat16 dot-product peak probe (flops done).
+namespace avx512bf16 {
+const GemmKernels* gemm_kernels();
+double dot_probe(int64_t iterations, float seed);
+}  // namespace avx512bf16
+#endif
+
+// The kernels for the instruction set token_logprobs picked (cpu_simd_level()) and inputs of
+// dtype d: the avx512bf16 level multiplies bfloat16 inputs in bfloat16, any other in float32.
+const GemmKernels& gemm_kernels(DType d);
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 

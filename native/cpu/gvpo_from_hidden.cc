@@ -16,20 +16,24 @@
 
 namespace gvpo {
 
-const GemmKernels& gemm_kernels() {
+const GemmKernels& gemm_kernels(DType d) {
   static const GemmKernels* k = [] {
     const std::string s = cpu_simd_level();
 #if defined(__x86_64__) || defined(__i386__)
-    if (s == "avx512") return &avx512::gemm_kernels;
+    if (s == "avx512" || s == "avx512bf16") return &avx512::gemm_kernels;
     if (s == "avx2") return &avx2::gemm_kernels;
 #endif
     return &generic::gemm_kernels;
   }();
+#if defined(__x86_64__)
+  static const GemmKernels* bf16 = std::string(cpu_simd_level()) == "avx512bf16" ? avx512bf16::gemm_kernels() : k;
+  if (d == DType::bf16) return *bf16;
+#endif
   return *k;
 }
 
 double fma_probe_cpu(int64_t iterations, int threads) {
-  const GemmKernels& k = gemm_kernels();
+  const GemmKernels& k = gemm_kernels(DType::f32);
   const int t = resolve_threads(threads);
   std::vector<double> flops((size_t)t);
   std::vector<std::thread> pool;

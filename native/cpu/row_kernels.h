@@ -19,6 +19,7 @@ struct RowStats {
   float row_target(const void* row, DType d, int32_t y, float m, float inv_tau);                 \
   void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m,    \
                     float lse, int32_t y, float coef);                                           \
+  double exp_probe(int64_t iterations, float seed);                                              \
   }
 GVPO_DECLARE_ROWS(generic)
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,10 +29,13 @@ GVPO_DECLARE_ROWS(avx512)
 #undef GVPO_DECLARE_ROWS
 
 struct RowKernels {
-  const char* name;  // "avx512" | "avx2" | "sse2" (x86-64's baseline) | "generic" (elsewhere)
+  // "avx512bf16" (avx512 with the fused head's bfloat16 products) | "avx512" | "avx2" | "sse2"
+  // (x86-64's baseline) | "generic" (elsewhere)
+  const char* name;
   RowStats (*logsumexp)(const void*, DType, int64_t, float);
   float (*target)(const void*, DType, int32_t, float, float);
   void (*backward)(float*, const void*, DType, int64_t, float, float, float, int32_t, float);
+  double (*exp_probe)(int64_t iterations, float seed);  // the forward's exp, in registers
 };
 
 // The widest set this CPU has, or the one GVPO_SIMD names (a narrower one, for tests).

@@ -2,19 +2,25 @@
 // instruction set (rows_avx512.cc, rows_avx2.cc, rows_generic.cc set GVPO_VW and the target).
 // token_logprobs.cc picks one at run time, so one build runs on machines with and without AVX-512.
 //
-// Forward, per row of V logits: for each tile of TILE elements take the tile max (16-bit logits
-//   are first converted into a stack tile in L1), rescale the running sum if the max grew, add
-//   sum exp((z - max) / tau) over the tile: the logits are read from memory once and exp is
-//   evaluated once per element.
-// Backward, per row: grad[v] = -g/tau * exp((z[v] - m)/tau - lse), then grad[y] += g/tau.
+// Forward, per row of V logits, one pass over memory (row_logsumexp): every element's term is
+// 2^((z - m) * c) with c = log2(e)/tau and m the max seen so far, taken block by block (64
+// vectors, 4 KiB of float32 under AVX-512) with no max pass of its own: the block is summed
+// against m while its max is kept; if that max passed m (rare after the first blocks), m is
+// raised to it and the sum rescaled, the block summed again from L1 when its terms could have
+// passed 2^JUMP. At the end m is the row's max, whose term is 1, so lse >= 0. 16-bit logits are
+// widened in registers as they are loaded; every sum is flushed to double once per block.
+// Backward, per row: grad[v] = -g/tau * exp((z[v] - m) / tau - lse), the target's g/tau * (1 - p)
+// apart (expm1 in double).
+// bench/NOTES.md counts the operations per vector of each pass.
 //
 // Expects GVPO_VW (floats per vector) and GVPO_ISA (namespace name) to be defined.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "row_kernels.h"
-#if GVPO_VW == 16
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
 
@@ -25,69 +31,147 @@ typedef float vf __attribute__((vector_size(GVPO_VW * 4)));
 typedef int32_t vi __attribute__((vector_size(GVPO_VW * 4)));
 typedef uint16_t vh __attribute__((vector_size(GVPO_VW * 2)));
 typedef uint32_t vu __attribute__((vector_size(GVPO_VW * 4)));
+typedef double vd __attribute__((vector_size(GVPO_VW * 8)));
 // Unaligned views for loads and stores.
 typedef float vf_u __attribute__((vector_size(GVPO_VW * 4), aligned(4)));
 typedef uint16_t vh_u __attribute__((vector_size(GVPO_VW * 2), aligned(2)));
+typedef uint32_t vu_u __attribute__((vector_size(GVPO_VW * 4), aligned(2)));
 
 constexpr int W = GVPO_VW;
-constexpr int TILE = 2048;  // 8 KiB of float32: stays in L1 between the max and the exp sweep
+constexpr float LOG2E = 1.44269504088896341f;
 
 static inline vf splat(float a) { return vf{} + a; }
 
-// exp(x) for x <= 0 (Cephes polynomial, ~2 ulp): x < -86 gives exactly 0 (so -inf -> 0), and
-// NaN propagates. No input clamp: what the polynomial makes of -inf or tiny x is discarded by
-// the final select. 2^n is applied by vscalefps under AVX-512 (one op instead of four).
-static inline vf vexp(vf x) {
-  const vf lo = splat(-86.0f);
-  const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  vf t = x * splat(1.44269504088896341f) + magic;
-  vf n = t - magic;
-  vf r = x - n * splat(0.693359375f) - n * splat(-2.12194440e-4f);
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * (r * r) + r + splat(1.0f);
+// a * b + c, fused where the instruction set has FMA, written out rather than left to the
+// compiler's -ffp-contract setting, so that every build rounds the same way.
+static inline vf mla(vf a, vf b, vf c) {
 #if GVPO_VW == 16
-  vf y = (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+  return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif GVPO_VW == 8
+  return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
 #else
-  vi ni = (vi)t - (vi)magic;
-  vf y = p * (vf)((ni + 127) << 23);
+  return a * b + c;
 #endif
-  return x < lo ? splat(0.0f) : y;
 }
 
+// max(a, lo) and min(a, hi) that keep a NaN in a (vmaxps/vminps return their second operand
+// when either is NaN).
+static inline vf max_keep_nan(vf a, float lo) {
+#if GVPO_VW == 16
+  return (vf)_mm512_max_ps(_mm512_set1_ps(lo), (__m512)a);
+#elif GVPO_VW == 8
+  return (vf)_mm256_max_ps(_mm256_set1_ps(lo), (__m256)a);
+#elif defined(__SSE2__)
+  return (vf)_mm_max_ps(_mm_set1_ps(lo), (__m128)a);
+#else
+  return a < splat(lo) ? splat(lo) : a;
+#endif
+}
+static inline vf min_keep_nan(vf a, float hi) {
+#if GVPO_VW == 16
+  return (vf)_mm512_min_ps(_mm512_set1_ps(hi), (__m512)a);
+#elif GVPO_VW == 8
+  return (vf)_mm256_min_ps(_mm256_set1_ps(hi), (__m256)a);
+#elif defined(__SSE2__)
+  return (vf)_mm_min_ps(_mm_set1_ps(hi), (__m128)a);
+#else
+  return a > splat(hi) ? splat(hi) : a;
+#endif
+}
+// Lane-wise max for the sweeps, a > b ? a : b (a NaN lane may or may not win: its exp turns the
+// sum NaN anyway). vmaxps computes exactly that; written out because GCC turned some of the
+// ternaries into a compare and a masked move.
+static inline vf vmax(vf a, vf b) {
+#if GVPO_VW == 16
+  return (vf)_mm512_max_ps((__m512)a, (__m512)b);
+#elif GVPO_VW == 8
+  return (vf)_mm256_max_ps((__m256)a, (__m256)b);
+#elif defined(__SSE2__)
+  return (vf)_mm_max_ps((__m128)a, (__m128)b);
+#else
+  return a > b ? a : b;
+#endif
+}
+
+// 2^t, the one exp of the row kernels: t = n + f with n = round(t) and 2^f a degree-5 minimax
+// polynomial on [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in float32 arithmetic
+// and about half an ulp near 1, where 1 - p (a dominant target's gradient) cancels (bench/NOTES.md
+// gives the error budget: what it puts into l, logZ and the gradient). NaN stays NaN, t = -inf
+// gives 0, and t may be positive up to 127 (the forward lets terms reach 2^JUMP).
+//   AVX-512: f = t - round(t) (vreduceps), n = t - f, then p(f) * 2^n (vscalefps): 8
+//   operations (bench/NOTES.md compares the variants tried); underflow is gradual to 2^-149,
+//   then 0; vreduceps gives f = 0 for t = -inf, so 2^-inf = 0.
+//   Otherwise: t clamped at -127 (NaN kept); adding 1.5*2^23 + 127 rounds t to an integer n
+//   whose low mantissa bits are n + 127, the biased exponent of 2^n (shifted into place);
+//   11 operations; t < -126.5 gives exactly 0.
+static inline vf vexp2(vf t) {
+#if GVPO_VW == 16
+  const vf f = (vf)_mm512_reduce_ps((__m512)t, 0x08);  // t - round(t), precision exception suppressed
+  const vf n = t - f;                                   // round(t), exactly
+  vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
+  p = mla(p, f, splat(5.550666898e-02f));
+  p = mla(p, f, splat(2.402223051e-01f));
+  p = mla(p, f, splat(6.931470633e-01f));
+  p = mla(p, f, splat(1.0f));
+  return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
+  t = max_keep_nan(t, -127.0f);
+  const vf shift = splat(12582912.0f + 127.0f);
+  const vf k = t + shift;
+  const vf f = t - (k - shift);
+  vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
+  p = mla(p, f, splat(5.550666898e-02f));
+  p = mla(p, f, splat(2.402223051e-01f));
+  p = mla(p, f, splat(6.931470633e-01f));
+  p = mla(p, f, splat(1.0f));
+  return p * (vf)((vi)k << 23);
+#endif
+}
+
+// exp(x) for x <= 0 (the GEMM tiles' and the fallbacks' form): 2^(x log2 e). x = -inf gives 0,
+// NaN stays NaN.
+static inline vf vexp(vf x) { return vexp2(x * splat(LOG2E)); }
 static inline float sexp(float x) { return vexp(splat(x))[0]; }
 
 // A probability exp(x) with x = z/tau - logZ, which is <= 0 in exact arithmetic: where rounding
 // of a large |z/tau| (or a caller's logZ) makes x positive, x is taken as 0, so p <= 1 and never
-// overflows to inf (vexp assumes x <= 0). NaN stays NaN.
-static inline vf vexp_p(vf x) { return vexp(x > splat(0.0f) ? splat(0.0f) : x); }
+// overflows to inf. NaN stays NaN.
+static inline vf vexp_p(vf x) { return vexp(min_keep_nan(x, 0.0f)); }
 static inline float sexp_p(float x) { return vexp_p(splat(x))[0]; }
 
-// Load W logits as float32.
+// Load W logits as float32, in order.
 static inline vf load(const float* p) { return (vf) * (const vf_u*)p; }
 static inline vf load(const uint16_t* p, DType d) {
+#if GVPO_VW == 16  // (GCC widens a 16-lane convertvector in two halves)
+  if (d == DType::bf16) return (vf)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16);
+#elif GVPO_VW == 8
+  if (d == DType::bf16) return (vf)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16);
+#endif
+  if (d == DType::bf16) return (vf)(__builtin_convertvector(*(const vh_u*)p, vu) << 16);
+#if GVPO_VW == 16
+  return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
+#elif GVPO_VW == 8
+  return (vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p));
+#else
+  // float16 -> float32 without F16C: shift exponent+mantissa into place and rescale by 2^112,
+  // which turns normals and subnormals alike into the right float; inf and NaN keep an all-ones
+  // exponent.
   vu h = __builtin_convertvector(*(const vh_u*)p, vu);
-  if (d == DType::bf16) return (vf)(h << 16);
-  // float16 -> float32: shift exponent+mantissa into place and rescale by 2^112, which turns
-  // normals and subnormals alike into the right float; inf and NaN keep an all-ones exponent.
   vu sign = (h & 0x8000u) << 16;
   vu em = h & 0x7fffu;
   vf f = (vf)(em << 13) * splat(0x1p112f);
   vu bits = (vu)f;
   bits = em >= 0x7c00u ? ((em << 13) | 0x7f800000u) : bits;
   return (vf)(bits | sign);
+#endif
 }
 
 static inline float load1(const void* logits, DType d, int64_t i) {
   if (d == DType::f32) return ((const float*)logits)[i];
   uint16_t h = ((const uint16_t*)logits)[i];
-  vh hv{};
+  uint16_t hv[W] = {};
   hv[0] = h;
-  return load((const uint16_t*)&hv, d)[0];
+  return load(hv, d)[0];
 }
 
 static inline float hmax(vf v) {
@@ -101,39 +185,18 @@ static inline double hsum(vf v) {
   return s;
 }
 
-// Convert n (<= TILE) 16-bit logits into tile as float32, padded with -inf to a multiple of W.
-// Returns the tile max (a NaN logit may or may not win; the sum then turns NaN anyway).
-static inline float fill_tile(float* tile, const uint16_t* src, DType d, int64_t n) {
-  vf vmax = splat(-INFINITY);
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    vf z = load(src + i, d);
-    *(vf*)(tile + i) = z;
-    vmax = z > vmax ? z : vmax;
-  }
-  if (i < n) {
-    vf z = splat(-INFINITY);
-    for (int j = 0; i + j < n; j++) z[j] = load1(src, d, i + j);
-    *(vf*)(tile + i) = z;
-    vmax = z > vmax ? z : vmax;
-  }
-  return hmax(vmax);
-}
-
 static inline float max_f32(const float* z, int64_t n) {
-  vf vmax = splat(-INFINITY);
+  vf vm = splat(-INFINITY);
   int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    vf x = load(z + i);
-    vmax = x > vmax ? x : vmax;
-  }
-  float m = hmax(vmax);
+  for (; i + W <= n; i += W) vm = vmax(load(z + i), vm);
+  float m = hmax(vm);
   for (; i < n; i++) m = z[i] > m ? z[i] : m;
   return m;
 }
 
-// Adds sum exp((z[i] - m) * s) over n elements (n a multiple of W), two accumulators deep to
-// hide the FMA latency, reduced in double. load(i) gives z[i .. i+W).
+// Adds sum exp((z[i] - m) * inv_tau) over n elements (n a multiple of W), two accumulators deep
+// (alternate vectors), reduced in double; load(i) gives z[i .. i+W). (The GEMM tiles'
+// log-sum-exp, which other tile code repeats in this order and form to get the same bits.)
 template <typename Load>
 static inline double sum_exp(Load load, int64_t n, float m, float inv_tau) {
   const vf vm = splat(m), s = splat(inv_tau);
@@ -147,38 +210,190 @@ static inline double sum_exp(Load load, int64_t n, float m, float inv_tau) {
   return hsum(a0 + a1);
 }
 
-// The row's statistics: m = max_v z[v] (unscaled) and lse = log sum_v exp((z[v] - m) / tau),
-// so that logZ = m / tau + lse. Every exponent is (z - m) * inv_tau: a subtraction then a
-// product, rounded the same way for every element, the target included, and never positive;
-// the maximum's term is exactly 1, so lse >= 0 and l = (z[y] - m) * inv_tau - lse <= 0.
-// float32 rows are read in place (max, then the exp sweep from L1); 16-bit rows are converted
-// once into a stack tile. A row of -inf gives m = -inf; a NaN anywhere gives lse = NaN.
-RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
-  alignas(64) float tile[TILE];
-  double sum = 0.0;
-  float m = -INFINITY;
-  for (int64_t base = 0; base < V; base += TILE) {
-    const int64_t n = V - base < TILE ? V - base : TILE;
-    const int64_t full = n / W * W;
-    const float* z = d == DType::f32 ? (const float*)row + base : tile;
-    const float bm = d == DType::f32 ? max_f32(z, n) : fill_tile(tile, (const uint16_t*)row + base, d, n);
-    if (bm > m) {  // grew (false for NaN): rescale what we had
-      if (sum != 0.0) sum *= std::exp((double)(m - bm) * inv_tau);
-      m = bm;
-    }
-    if (m == -INFINITY) continue;  // everything so far is -inf: contributes 0
-    if (m == INFINITY || std::isnan(bm)) return {m, NAN};
-    if (d == DType::f32) {
-      sum += sum_exp([&](int64_t i) { return load(z + i); }, full, m, inv_tau);
-      for (int64_t i = full; i < n; i++) sum += sexp((z[i] - m) * inv_tau);
+constexpr int64_t STEP = 2 * W;  // elements per load2
+#ifndef GVPO_PF
+#define GVPO_PF 4096  // bytes
+#endif
+
+// Two vectors of float32 from 2W logits, in any lane order (the forward only sums and maxes
+// them): bfloat16 pairs are split into their low and high halves with one shift and one and.
+template <int D>
+struct Src {
+  const void* p;
+  int64_t ahead;  // prefetch distance in bytes (0 for a copy on the stack)
+  inline void load2(int64_t i, vf& a, vf& b) const {
+    if (D == 0) {
+      a = load((const float*)p + i);
+      b = load((const float*)p + i + W);
+    } else if (D == 1) {
+      const vu v = *(const vu_u*)((const uint16_t*)p + i);
+      a = (vf)(v << 16);
+      b = (vf)(v & 0xffff0000u);
     } else {
-      sum += sum_exp([&](int64_t i) { return *(vf*)(tile + i); }, (n + W - 1) / W * W, m, inv_tau);
+      a = load((const uint16_t*)p + i, DType::f16);
+      b = load((const uint16_t*)p + i + W, DType::f16);
     }
   }
-  return {m, m == -INFINITY ? -INFINITY : std::log(sum)};
+  // Software prefetch into L1 of the lines `ahead` bytes past the step at element i: the sweep
+  // spends more time per line than a plain read, and this keeps the loads ahead of it
+  // (bench/NOTES.md: 1-16 KiB tried). The address is computed as an integer: past the end of
+  // the logits a prefetch is a hint that touches nothing.
+  inline void prefetch(int64_t i) const {
+#if defined(__x86_64__) || defined(__i386__)
+    const uintptr_t a = (uintptr_t)p + (uintptr_t)(i * (D == 0 ? 4 : 2) + ahead);
+    for (int64_t b = 0; b < STEP * (D == 0 ? 4 : 2); b += 64) _mm_prefetch((const char*)(a + b), _MM_HINT_T0);
+#else
+    (void)i;
+#endif
+  }
+};
+
+static inline bool any_gt(vf a, float b) {
+#if GVPO_VW == 16
+  return _mm512_cmp_ps_mask((__m512)a, _mm512_set1_ps(b), _CMP_GT_OQ) != 0;
+#elif GVPO_VW == 8
+  return _mm256_movemask_ps(_mm256_cmp_ps((__m256)a, _mm256_set1_ps(b), _CMP_GT_OQ)) != 0;
+#elif defined(__SSE2__)
+  return _mm_movemask_ps(_mm_cmpgt_ps((__m128)a, _mm_set1_ps(b))) != 0;
+#else
+  for (int i = 0; i < W; i++)
+    if (a[i] > b) return true;
+  return false;
+#endif
 }
 
-// (z[y] - m) * inv_tau, rounded exactly as row_logsumexp rounds the target's term.
+constexpr int64_t BLOCK = 32 * STEP;  // elements per reference check: 4 KiB of float32 (AVX-512)
+// A block whose max lies above the reference m by at most JUMP/c keeps its terms (computed
+// against m, at most 2^JUMP) and is rescaled with the rest; one further above is summed again
+// against its own max. Either way m becomes the block's max: at the end m is the row's max.
+#ifndef GVPO_JUMP
+#define GVPO_JUMP 2.0f
+#endif
+constexpr float JUMP = GVPO_JUMP;
+
+// Sum of 2^((x - m) * c) over steps [s0, s1) of src and its lane-wise max (mx): two steps (four
+// accumulators) per iteration under AVX-512; one step (two accumulators) below it, where 16
+// vector registers would otherwise spill the accumulators.
+template <int D>
+static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, vf vm, vf vc, vf& mx) {
+  vf a0 = splat(0.0f), a1 = a0, x0, x1;
+  int64_t s = s0;
+#if GVPO_VW == 16
+  vf a2 = a0, a3 = a0, x2, x3;
+  for (; s + 2 <= s1; s += 2) {
+    src.prefetch(s * STEP);
+    src.prefetch(s * STEP + STEP);
+    src.load2(s * STEP, x0, x1);
+    src.load2(s * STEP + STEP, x2, x3);
+    mx = vmax(vmax(x0, x1), vmax(vmax(x2, x3), mx));
+    a0 += vexp2((x0 - vm) * vc);
+    a1 += vexp2((x1 - vm) * vc);
+    a2 += vexp2((x2 - vm) * vc);
+    a3 += vexp2((x3 - vm) * vc);
+  }
+  a0 += a2;
+  a1 += a3;
+#endif
+  for (; s < s1; s++) {
+    src.prefetch(s * STEP);
+    src.load2(s * STEP, x0, x1);
+    mx = vmax(vmax(x0, x1), mx);
+    a0 += vexp2((x0 - vm) * vc);
+    a1 += vexp2((x1 - vm) * vc);
+  }
+  return a0 + a1;
+}
+
+// The row's statistics by a max pass and a sum pass in natural units, for rows whose
+// log2(e)/tau is not finite (tau below about 4e-39).
+static RowStats lse_two_pass(const void* row, DType d, int64_t V, float inv_tau) {
+  float m = -INFINITY;
+  bool nan = false;
+  for (int64_t i = 0; i < V; i++) {
+    const float z = load1(row, d, i);
+    m = z > m ? z : m;
+    nan = nan || z != z;
+  }
+  if (m == -INFINITY || m == INFINITY || nan) return {m, m == -INFINITY && !nan ? -INFINITY : NAN};
+  double sum = 0.0;
+  for (int64_t i = 0; i < V; i++) sum += sexp((load1(row, d, i) - m) * inv_tau);
+  return {m, std::log(sum)};
+}
+
+template <int D>
+static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
+  typedef typename std::conditional<D == 0, float, uint16_t>::type E;
+  const float c = inv_tau * LOG2E;
+  const vf vc = splat(c);
+  const int64_t full = V / STEP;  // whole steps; the rest goes through a copy padded with -inf
+  E pad[STEP];
+  E neg_inf;
+  if constexpr (D == 0) neg_inf = -INFINITY;
+  else neg_inf = D == 1 ? 0xff80u : 0xfc00u;
+  for (int64_t j = 0; j < STEP; j++) pad[j] = full * STEP + j < V ? ((const E*)row)[full * STEP + j] : neg_inf;
+  const Src<D> src{row, GVPO_PF}, tail{pad, 0};
+  const int64_t steps = full + (full * STEP < V), bs = BLOCK / STEP;
+  auto block_of = [&](int64_t s0, int64_t s1, float m, vf& mx) {
+    vf sum = block_sum(src, s0, s1 < full ? s1 : full, splat(m), vc, mx);
+    if (s1 > full) sum += block_sum(tail, 0, 1, splat(m), vc, mx);
+    return sum;
+  };
+  // The reference: the max of the first block that has a finite one (read from memory; the
+  // block is then in L1 for its sum). Blocks before it hold only -inf (terms 0) or a NaN.
+  float m = -INFINITY;
+  int64_t s0 = 0;
+  for (; s0 < steps; s0 += bs) {
+    const int64_t s1 = s0 + bs < steps ? s0 + bs : steps;
+    vf mx = splat(-INFINITY);
+    for (int64_t s = s0; s < s1; s++) {
+      vf a, b;
+      if (s < full) src.load2(s * STEP, a, b);
+      else tail.load2(0, a, b);
+      mx = vmax(vmax(a, b), mx);
+    }
+    m = hmax(mx);
+    if (m == INFINITY) return {m, NAN};
+    if (m > -INFINITY) break;
+    for (int64_t v = s0 * STEP; v < s1 * STEP && v < V; v++)  // a NaN in a block of -inf
+      if (load1(row, D == 0 ? DType::f32 : (DType)D, v) != load1(row, D == 0 ? DType::f32 : (DType)D, v)) return {m, NAN};
+  }
+  if (m == -INFINITY) return {m, -INFINITY};
+  vd acc = vd{} + 0.0;
+  for (; s0 < steps; s0 += bs) {
+    const int64_t s1 = s0 + bs < steps ? s0 + bs : steps;
+    vf bmx = splat(-INFINITY);
+    vf sum = block_of(s0, s1, m, bmx);
+    if (__builtin_expect(any_gt(bmx, m), 0)) {  // a NaN never passes: the sum carries it
+      const float bm = hmax(bmx);
+      if (bm == INFINITY) return {bm, NAN};
+      if ((double)(bm - m) * c > JUMP) {  // terms above 2^JUMP: sum the block again against bm
+        vf unused = bmx;
+        sum = block_of(s0, s1, bm, unused);
+      } else {
+        acc += __builtin_convertvector(sum, vd);
+        sum = splat(0.0f);
+      }
+      acc *= std::exp2(((double)m - bm) * c);
+      m = bm;
+    }
+    acc += __builtin_convertvector(sum, vd);
+  }
+  double s = 0.0;
+  for (int i = 0; i < W; i++) s += acc[i];
+  return {m, s < 1.0 ? 0.0 : std::log(s)};  // the max's term is 1: s >= 1 but for rounding (NaN kept)
+}
+
+// The row's statistics: m = its max logit and lse = log sum_v exp((z[v] - m) / tau) >= 0, so
+// that logZ = m / tau + lse. A row of -inf gives m = -inf; a NaN anywhere or a +inf gives
+// lse = NaN.
+RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
+  if (!std::isfinite(inv_tau * LOG2E)) return lse_two_pass(row, d, V, inv_tau);
+  if (d == DType::f32) return lse_one_pass<0>(row, V, inv_tau);
+  if (d == DType::bf16) return lse_one_pass<1>(row, V, inv_tau);
+  return lse_one_pass<2>(row, V, inv_tau);
+}
+
+// (z[y] - m) * inv_tau: the target's exponent in natural units.
 float row_target(const void* row, DType d, int32_t y, float m, float inv_tau) {
   return (load1(row, d, y) - m) * inv_tau;
 }
@@ -196,27 +411,58 @@ static inline void store_grad(float* p, vf v) {
 
 // grad[v] = coef * ([v == y] - exp((z[v] - m) * inv_tau - lse)) for one row; grad may alias row
 // (f32). With m = 0 and lse = logZ this is exp(z/tau - logZ); with the row's own (m, lse) the
-// exponent keeps full precision however large |z/tau| is.
+// exponent keeps full precision however large |z/tau| is. The exponent is one FMA in natural
+// units, so that it is rounded once where it is near 0 (a dominant token's p, whose 1 - p
+// cancels), and only then turned to base 2 for vexp2.
 void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m,
                   float lse, int32_t y, float coef) {
-  const vf s = splat(inv_tau), vm = splat(m), vl = splat(lse), nc = splat(-coef);
-  auto one = [&](int64_t i) { return -coef * sexp_p((load1(row, d, i) - m) * inv_tau - lse); };
+  const vf s = splat(inv_tau), vm = splat(m), nl = splat(-lse), nc = splat(-coef);
+  auto p_of = [&](vf z) { return vexp_p(mla(z - vm, s, nl)); };
+  auto one = [&](int64_t i) { return -coef * p_of(splat(load1(row, d, i)))[0]; };
+  const float zy = load1(row, d, y);  // read before grad (which may alias the row) is written
   int64_t i = 0;
 #if GVPO_VW == 16
   for (; i < V && ((uintptr_t)(grad + i) & 63) != 0; i++) grad[i] = one(i);  // to a 64-byte boundary
 #endif
   if (d == DType::f32) {
     const float* z = (const float*)row;
-    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp_p((load(z + i) - vm) * s - vl));
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * p_of(load(z + i)));
   } else {
     const uint16_t* z = (const uint16_t*)row;
-    for (; i + W <= V; i += W) store_grad(grad + i, nc * vexp_p((load(z + i, d) - vm) * s - vl));
+    for (; i + W <= V; i += W) store_grad(grad + i, nc * p_of(load(z + i, d)));
   }
   for (; i < V; i++) grad[i] = one(i);
 #if GVPO_VW == 16
   _mm_sfence();  // streaming stores are ordered before the ordinary one below (and the caller's reads)
 #endif
-  grad[y] += coef;
+  // The target's coef * (1 - p) from expm1 in double: for a dominant target p is near 1, and
+  // 1 - p taken from a float32 p would keep only its last bits.
+  const double xy = ((double)zy - m) * inv_tau - lse;
+  grad[y] = (float)(-(double)coef * std::expm1(xy < 0.0 ? xy : 0.0));
+}
+
+// The exp-throughput probe: the forward sweep's own exp on register-resident arguments (CH
+// independent chains, each one add, one exp and one accumulate per vector, as in the sweep),
+// no memory traffic. Returns the elements exponentiated. (Fewer chains below AVX-512: 16
+// vector registers hold 4 chains and the exp's constants without spilling.)
+double exp_probe(int64_t iterations, float seed) {
+  constexpr int CH = W == 16 ? 8 : 4;
+  vf x[CH], acc[CH];
+  const vf step = splat(-1e-7f);
+#pragma GCC unroll 8
+  for (int j = 0; j < CH; j++) x[j] = splat(-0.37f * (float)(j + 1) - 0.01f * seed), acc[j] = splat(0.0f);
+  for (int64_t k = 0; k < iterations; k++) {
+#pragma GCC unroll 8
+    for (int j = 0; j < CH; j++) {
+      x[j] += step;
+      acc[j] += vexp2(x[j]);
+    }
+  }
+  vf s = splat(0.0f);
+  for (int j = 0; j < CH; j++) s += acc[j];
+  volatile float sink = s[0];  // keeps the loop
+  (void)sink;
+  return (double)iterations * CH * W;
 }
 
 }  // namespace GVPO_ISA

@@ -22,19 +22,26 @@ namespace gvpo {
 namespace {
 
 RowKernels pick_kernels() {
-  const char* force = std::getenv("GVPO_SIMD");  // "avx512" | "avx2" | "sse2": for tests
+  // "avx512bf16" | "avx512" | "avx2" | "sse2": the widest at most this (for tests)
+  const char* force = std::getenv("GVPO_SIMD");
   std::string f = force ? force : "";
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if ((f.empty() || f == "avx512") && has512)
-    return {"avx512", avx512::row_logsumexp, avx512::row_target, avx512::row_backward};
-  if ((f.empty() || f == "avx512" || f == "avx2") && has2)
-    return {"avx2", avx2::row_logsumexp, avx2::row_target, avx2::row_backward};
-  return {"sse2", generic::row_logsumexp, generic::row_target, generic::row_backward};
+#if defined(__x86_64__)
+  // The fused head's bfloat16 products (gemm_bf16.cc); the row kernels are avx512's.
+  if ((f.empty() || f == "avx512bf16") && has512 && __builtin_cpu_supports("avx512bf16"))
+    return {"avx512bf16", avx512::row_logsumexp, avx512::row_target, avx512::row_backward, avx512::exp_probe};
+#endif
+  if ((f.empty() || f == "avx512bf16" || f == "avx512") && has512)
+    return {"avx512", avx512::row_logsumexp, avx512::row_target, avx512::row_backward, avx512::exp_probe};
+  if ((f.empty() || f == "avx512bf16" || f == "avx512" || f == "avx2") && has2)
+    return {"avx2", avx2::row_logsumexp, avx2::row_target, avx2::row_backward, avx2::exp_probe};
+  return {"sse2", generic::row_logsumexp, generic::row_target, generic::row_backward, generic::exp_probe};
 #else
-  return {"generic", generic::row_logsumexp, generic::row_target, generic::row_backward};
+  return {"generic", generic::row_logsumexp, generic::row_target, generic::row_backward, generic::exp_probe};
 #endif
 }
 

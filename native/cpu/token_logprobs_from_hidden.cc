@@ -87,7 +87,7 @@ struct HeadTiles {
   const GemmKernels& k;
   explicit HeadTiles(const HeadInputs& in)
       : hidden(in.hidden), weight(in.weight), d(in.dtype), H(in.hidden_size), V(in.vocab),
-        inv_tau(1.0f / in.temperature), k(gemm_kernels()) {}
+        inv_tau(1.0f / in.temperature), k(gemm_kernels(in.dtype)) {}
 
   // Hidden rows rows[r0 .. r0+n) (r0 a whole number of panels) packed as the A of an H-deep GEMM
   // over m rows: k block k0 at offset mpad * k0, the rows' panels at r0 * kc within it.

@@ -1,8 +1,9 @@
 // The fused LM head's timings without Node, for bench/NOTES.md: the forward (1 GEMM pass) and the
 // backward (recompute, dW, dH: 3 passes) of token_logprobs_from_hidden, the engine gvpoFromHidden
 // runs too, each pass 2*R*H*V flops, against the same-run FMA peak probe (fma_probe_cpu) with the
-// same threads and instruction set (GVPO_SIMD). With entropy = 1 the forward also gives H and the
-// backward takes an upstream gradient for it.
+// same threads and instruction set (GVPO_SIMD); bfloat16 inputs on the avx512bf16 level (vdpbf16ps
+// products) against the bfloat16 dot-product probe. With entropy = 1 the forward also gives H and
+// the backward takes an upstream gradient for it.
 //   gvpo_bench_hidden [rows hidden vocab [dtype 0|1|2 [threads [part [rounds [entropy 0|1]]]]]]
 #include <algorithm>
 #include <chrono>
@@ -69,17 +70,22 @@ int main(int argc, char** argv) {
   const double pass = 2.0 * R * H * V;
   if (only[0] == 'f') return fwd(), 0;
   if (only[0] == 'b') return bwd(), 0;
-  if (only[0] == 'p') return fma_probe_cpu(20000000, threads) < 0;
+  // The peak the GEMM's instructions allow: vdpbf16ps for bfloat16 inputs where they are used.
+  const bool dot = d == DType::bf16 && bf16_dot_probe_cpu(1000, 1) > 0;
+  auto peak_probe = [&](int64_t iterations) {
+    return dot ? bf16_dot_probe_cpu(iterations, threads) : fma_probe_cpu(iterations, threads);
+  };
+  if (only[0] == 'p') return peak_probe(20000000) < 0;
   const int64_t it = 20000000;
   const bool interleaved_only = only[0] == 'i';  // "i": the interleaved rounds alone
   double fc = 0, bc = 0, pc = 1, f = 1, b = 1, flops = 0, p = 1;
   if (!interleaved_only) {
     f = median_s(fwd, reps, &fc);
     b = median_s(bwd, reps, &bc);
-    p = median_s([&] { flops = fma_probe_cpu(it, threads); }, 5, &pc);
+    p = median_s([&] { flops = peak_probe(it); }, 5, &pc);
     const double peak = flops / p / 1e9, total = 4 * pass / (f + b) / 1e9;
-    std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d entropy=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; FMA probe %.1f GFLOP/s -> %.0f%% of peak\n",
-                cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, (int)entropy, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, peak, 100 * total / peak);
+    std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d entropy=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; %s probe %.1f GFLOP/s -> %.0f%% of peak\n",
+                cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, (int)entropy, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, dot ? "bf16 dot" : "FMA", peak, 100 * total / peak);
   }
   // Interleaved: probe, forward, probe, backward, probe, ... Each part against the mean of the
   // probes on either side of it, median of the rounds: on a shared machine the FMA rate drifts
@@ -89,7 +95,7 @@ int main(int argc, char** argv) {
   std::vector<double> ef, eb, e4;
   auto probe = [&] {
     auto a = std::chrono::steady_clock::now();
-    double fl = fma_probe_cpu(it / 4, threads);
+    double fl = peak_probe(it / 4);
     return fl / std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
   };
   for (int i = 0; i < rounds; i++) {

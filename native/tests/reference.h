@@ -107,13 +107,14 @@ inline void ref_token_logprobs_backward(double* grad, const double* z, const int
 // (what the gradients differentiate, for finite differences).
 struct RefHead {
   std::vector<double> lp, lz, ent, dH, dW;
+  std::vector<double> aH, aW;  // the sums of |products| behind each gradient element
   double loss = 0;
 };
 inline RefHead ref_head(const double* hid, const double* W, const int32_t* y, const float* mask, const float* gl,
                         const float* gh, int64_t R, int64_t H, int64_t V, double tau, bool grads = true) {
   RefHead o;
   o.lp.assign(R, 0.0), o.lz.assign(R, 0.0), o.ent.assign(R, 0.0);
-  if (grads) o.dH.assign(R * H, 0.0), o.dW.assign(V * H, 0.0);
+  if (grads) o.dH.assign(R * H, 0.0), o.dW.assign(V * H, 0.0), o.aH.assign(R * H, 0.0), o.aW.assign(V * H, 0.0);
   std::vector<double> x(V), dz(V);
   for (int64_t r = 0; r < R; r++) {
     if (mask && mask[r] == 0.0f) continue;
@@ -141,6 +142,8 @@ inline RefHead ref_head(const double* hid, const double* W, const int32_t* y, co
       for (int64_t h = 0; h < H; h++) {
         o.dH[r * H + h] += dz[v] * W[v * H + h];
         o.dW[v * H + h] += dz[v] * hid[r * H + h];
+        o.aH[r * H + h] += std::fabs(dz[v] * W[v * H + h]);
+        o.aW[v * H + h] += std::fabs(dz[v] * hid[r * H + h]);
       }
   }
   return o;

@@ -3,6 +3,7 @@
 // -inf / NaN cases. Built by CMake (target gvpo_test_cpu), also with ASan+UBSan
 // (scripts/test-asan.sh). Exit code 0 = all passed. Run it once per GVPO_SIMD value to cover
 // every instruction set the machine has.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -92,6 +93,72 @@ static void check_nonfinite() {
   CHECK(grad[0 * V + 5] == 0.0f, "-inf logit grad %g", grad[5]);
   CHECK(std::isnan(grad[1 * V]) && std::isnan(grad[2 * V]), "NaN rows grad not NaN");
   for (int64_t v = 0; v < V; v++) CHECK(std::isfinite(grad[3 * V + v]), "row 3 grad");
+}
+
+// The forward's one pass takes a reference from the row's first block and raises it block by
+// block: rows whose max comes late (far above the first block: that block is summed again; a
+// little above: rescaled), a ramp that raises it in every block, a NaN among the -inf of a
+// first block, and a temperature so small that log2(e)/tau is not finite (the two-pass path).
+static void check_reference_moves() {
+  const int64_t V = 9000;
+  std::vector<std::vector<float>> rows;
+  std::vector<float> base(V);
+  for (int64_t v = 0; v < V; v++) base[v] = 0.001f * (float)((v * 7919) % 1000);
+  for (float jump : {40.0f, 0.6f, 0.05f}) {  // the max in the last block, jump above the rest
+    std::vector<float> z = base;
+    z[V - 3] = 1.0f + jump;
+    rows.push_back(z);
+  }
+  {
+    std::vector<float> z(V);  // a ramp: every block's max passes the previous one
+    for (int64_t v = 0; v < V; v++) z[v] = 0.01f * (float)v;
+    rows.push_back(z);
+  }
+  for (float tau : {1.0f, 0.05f, 7.0f}) {
+    for (const std::vector<float>& z : rows) {
+      const int32_t y = (int32_t)(V - 3);
+      float lp, lz, m, lse, w = 1.0f;
+      token_logprobs_forward_cpu(&lp, &lz, &m, &lse, z.data(), DType::f32, &y, nullptr, 1, V, tau, 1);
+      std::vector<double> z64(z.begin(), z.end());
+      double rlp, rlz;
+      ref_token_logprobs(&rlp, &rlz, z64.data(), &y, nullptr, 1, V, tau);
+      const float mx = *std::max_element(z.begin(), z.end());
+      CHECK(m == mx, "reference %.9g is not the row max %.9g (tau %g)", m, mx, tau);
+      CHECK(close(lp, rlp, 1e-6 * (1 + std::fabs(rlz)), 1e-5) && lp <= 0.0f, "moves: logprob %.9g want %.9g tau %g", lp, rlp, tau);
+      CHECK(close(lz, rlz, 1e-6, 1e-6), "moves: logZ %.9g want %.9g tau %g", lz, rlz, tau);
+      std::vector<float> grad(V);
+      std::vector<double> rgrad(V);
+      token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, &y, nullptr, &m, &lse, &w, 1, V, tau, 1);
+      ref_token_logprobs_backward(rgrad.data(), z64.data(), &y, &w, 1, V, tau);
+      double err = 0, norm = 0;
+      for (int64_t v = 0; v < V; v++) err += (grad[v] - rgrad[v]) * (grad[v] - rgrad[v]), norm += rgrad[v] * rgrad[v];
+      CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "moves: grad rel err %.3g tau %g", std::sqrt(err / norm), tau);
+    }
+  }
+  // A NaN among the -inf of the first blocks: the row is NaN (counted), whatever follows.
+  for (int d = 0; d < 3; d++) {
+    std::vector<float> z(V, -INFINITY);
+    z[1500] = NAN;
+    for (int64_t v = 5000; v < V; v++) z[v] = 0.5f;
+    Logits L{(DType)d, {}, {}, {}};
+    if (d == 0) L.f32 = z;
+    for (float x : z) L.h16.push_back(d == 1 ? f32_to_bf16(x) : (x != x ? (uint16_t)0x7e00 : x < 0 ? (uint16_t)0xfc00 : f32_to_f16(x)));
+    const int32_t y = 6000;
+    float lp, lz;
+    const int64_t bad = token_logprobs_forward_cpu(&lp, &lz, nullptr, nullptr, L.data(), (DType)d, &y, nullptr, 1, V, 1.0f, 1);
+    CHECK(bad == 1 && std::isnan(lp), "NaN behind -inf: dtype %d got l = %g, %lld bad rows", d, lp, (long long)bad);
+  }
+  // tau so small that log2(e)/tau overflows float32: l = (z_y - max)/tau - log(1 + ...).
+  {
+    const std::vector<float> z = {0.1f, 0.2f, 0.3f};
+    const float tau = 3e-39f;
+    for (int32_t y : {2, 1}) {
+      float lp, lz;
+      token_logprobs_forward_cpu(&lp, &lz, nullptr, nullptr, z.data(), DType::f32, &y, nullptr, 1, 3, tau, 1);
+      const double want = y == 2 ? 0.0 : (double)((0.2f - 0.3f) * (1.0f / tau));
+      CHECK(close(lp, want, 1e-6, 1e-6) && std::isfinite(lz), "tau %g y %d: l %.9g want %.9g", tau, y, lp, want);
+    }
+  }
 }
 
 static void check_loss(std::mt19937& rng) {
@@ -239,6 +306,7 @@ int main() {
         check_shape(rng, s[0], s[1], (DType)d, 0.7f, threads, true);
       }
   check_nonfinite();
+  check_reference_moves();
   check_loss(rng);
   check_sign();
   check_bad_targets();
