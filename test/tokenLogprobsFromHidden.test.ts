@@ -12,10 +12,11 @@ import {
   tokenLogprobsFromHiddenBackward, tokenLogprobsFromHiddenBackwardAsync,
 } from '../src/index.js';
 import type { HiddenRowsOpts } from '../src/checked.js';
-import { encodeHalf } from '../src/reference/dtype.js';
+import { decodeHalf, encodeHalf } from '../src/reference/dtype.js';
 import { tokenLogprobsFromHiddenBackwardInto, tokenLogprobsFromHiddenF64 } from '../src/reference/tokenLogprobsFromHidden.js';
 import type { DType, TokenLogprobsFromHiddenArgs } from '../src/types.js';
 import { allclose } from './helpers/allclose.js';
+import { bf16Products, productClose } from './helpers/bf16Products.js';
 import { normal, rng } from './helpers/data.js';
 
 interface Case extends TokenLogprobsFromHiddenArgs {
@@ -73,6 +74,48 @@ function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number
   }
 }
 
+/**
+ * The float64 sums of |dz[r,v] weight[v,h]| and |dz[r,v] hidden[r,h]| behind each gradient element,
+ * dz = (gl ([v = y] - p) - gH p (log p + H)) / tau: what bfloat16 products' rounding of dz scales with.
+ */
+function productSums(c: TokenLogprobsFromHiddenArgs, logZ: ArrayLike<number>, entropy: ArrayLike<number>, gl: ArrayLike<number>, gh?: ArrayLike<number>) {
+  const { rows, hiddenSize: H, vocab: V } = c, tau = c.temperature ?? 1;
+  const dec = (x: Float32Array | Uint16Array) => (c.dtype === 'bfloat16' || c.dtype === 'float16' ? decodeHalf(x as Uint16Array, c.dtype) : x as Float32Array);
+  const h = dec(c.hidden), w = dec(c.weight);
+  const aH = new Float64Array(rows * H), aW = new Float64Array(V * H);
+  for (let r = 0; r < rows; r++) {
+    if (c.mask && !(c.mask as Float32Array)[r]) continue;
+    const a = gl[r], b = gh ? gh[r] : 0;
+    if (!a && !b) continue;
+    for (let v = 0; v < V; v++) {
+      let z = 0;
+      for (let k = 0; k < H; k++) z += h[r * H + k] * w[v * H + k];
+      const lp = z / tau - logZ[r], p = Math.exp(lp);
+      const dz = Math.abs((a * ((v === c.targets[r] ? 1 : 0) - p) - b * p * (lp + entropy[r])) / tau);
+      for (let k = 0; k < H; k++) {
+        aH[r * H + k] += dz * Math.abs(w[v * H + k]);
+        aW[v * H + k] += dz * Math.abs(h[r * H + k]);
+      }
+    }
+  }
+  return { aH, aW };
+}
+
+/** The gradients against a reference: to tol of their scale, and where bfloat16 head inputs are
+ *  multiplied in bfloat16 (avx512bf16), also to 2^-8 of each element's sum of |products|. */
+function gradsClose(c: TokenLogprobsFromHiddenArgs, got: { gradHidden: Float32Array; gradWeight: Float32Array },
+  want: { gradHidden: ArrayLike<number>; gradWeight: ArrayLike<number> }, stats: { logZ: ArrayLike<number>; entropy: ArrayLike<number> },
+  gl: ArrayLike<number>, gh: ArrayLike<number> | undefined, tol: number, what: string): void {
+  if (!bf16Products(c.dtype)) {
+    scaleClose(got.gradHidden, want.gradHidden, tol, `${what} dL/dhidden`);
+    scaleClose(got.gradWeight, want.gradWeight, tol, `${what} dL/dweight`);
+    return;
+  }
+  const sums = productSums(c, stats.logZ, stats.entropy, gl, gh);
+  productClose(got.gradHidden, want.gradHidden, sums.aH, tol, `${what} dL/dhidden`);
+  productClose(got.gradWeight, want.gradWeight, sums.aW, tol, `${what} dL/dweight`);
+}
+
 const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 function forwardArgs(c: Case): TokenLogprobsFromHiddenArgs {
@@ -100,8 +143,7 @@ describe('tokenLogprobsFromHidden', () => {
         allclose(f.entropy!, want.entropy!, { atol: 2e-5, rtol: 2e-5 }, 'H');
         const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: f.logZ, entropy: f.entropy,
           gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy });
-        scaleClose(g.gradHidden, want.gradHidden, 1e-4, 'dL/dhidden');
-        scaleClose(g.gradWeight, want.gradWeight, 1e-4, 'dL/dweight');
+        gradsClose(c, g, want, want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> }, c.gradTokenLogprobs, c.gradEntropy, 1e-4, '');
         for (let r = 0; r < R; r++) {
           expect(f.logprobs[r]).toBeLessThanOrEqual(0);
           expect(f.entropy![r]).toBeGreaterThanOrEqual(0);
@@ -133,8 +175,7 @@ describe('tokenLogprobsFromHidden', () => {
       allclose(got.logZ, f.logZ, { atol: 2e-5, rtol: 2e-6 }, 'logZ');
       const g = tokenLogprobsFromHiddenBackward({ ...a, logZ: got.logZ, entropy: got.entropy,
         gradTokenLogprobs: nan(f.gradTokenLogprobs), ...(f.gradEntropy ? { gradEntropy: nan(f.gradEntropy) } : {}) });
-      scaleClose(g.gradHidden, f.gradHidden, 1e-4, 'dL/dhidden');
-      scaleClose(g.gradWeight, f.gradWeight, 1e-4, 'dL/dweight');
+      gradsClose(a, g, f, f, nan(f.gradTokenLogprobs), f.gradEntropy ? nan(f.gradEntropy) : undefined, 1e-4, 'fixture');
     });
   }
 
@@ -224,7 +265,7 @@ describe('tokenLogprobsFromHidden', () => {
     const zero = new Float32Array(c.rows);
     const onlyH = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, gradTokenLogprobs: zero, entropy: f.entropy });
     const want = reference({ ...c, gradTokenLogprobs: zero });
-    scaleClose(onlyH.gradHidden, want.gradHidden, 1e-4, 'dL/dhidden of H alone');
+    gradsClose(c, onlyH, want, want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> }, zero, c.gradEntropy, 1e-4, 'H alone:');
   });
 
   it('the async twins match the sync calls; results do not depend on the thread count', async () => {
