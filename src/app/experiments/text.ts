@@ -9,11 +9,11 @@
 import { markdownTable, svgChart } from '../report.js';
 import type { RunOptions, RunSummary } from '../runOptions.js';
 import { meanCi } from '../stats.js';
-import { cell, commandOf, type Experiment, type ExperimentContext, seedsOf } from './common.js';
+import { cell, commandOf, type Experiment, type ExperimentContext, pairedCell, seedsOf } from './common.js';
 import { gradientIdentity } from './identity.js';
 import { METHODS, type MethodId } from './methods.js';
 import {
-  overSeeds, pairedGainTable, settingsLine, standardPanels, TEXT_COEF, TEXT_HEAD, textCells, textRun, tuneText,
+  gain, overSeeds, pairedGainTable, settingsLine, standardPanels, TEXT_COEF, TEXT_HEAD, textCells, textRun, tuneText,
 } from './textSetup.js';
 
 /** The baselines at the official structure: each as its authors run it, with the shared pi_theta'. */
@@ -45,6 +45,10 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
       ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.accuracyAfter - r.accuracyBefore)))]));
   const staleKl = markdownTable(['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: KL to the start`)],
     sweep.map(([mb, ep], i) => [`${mb * ep}`, ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.klInitial), 4))]));
+  // GVPO against each method at every staleness, paired over seeds
+  const stalePaired = markdownTable(['updates per sampled batch', ...methods.slice(1).map((m) => `GVPO gain minus ${METHODS[m].label}'s`)],
+    sweep.map(([mb, ep], i) => [`${mb * ep}`, ...methods.slice(1).map((_, j) => pairedCell(
+      stale[i * methods.length + j + 1].map(gain), stale[i * methods.length].map(gain)))]));
   const base: RunOptions = configs[0];
   const identity = await gradientIdentity(ctx.tf, TEXT_COEF, tuned.lr.gvpo);
   const markdown = [
@@ -60,7 +64,7 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
     '**Paired over seeds** (the same seeds, so the same prompts and the same starting point):', '', pairedGainTable(runs), '',
     '![held-out accuracy, training reward and KL over steps](experiments/text/curves.svg)', '',
     `**Staleness**: updates per sampled batch at one shared learning rate (${shared}, the median of the tuned rates): held-out greedy accuracy gain, and KL to the starting policy.`, '',
-    staleTable, '', staleKl, '', '![the same at 16 updates per sampled batch](experiments/text/curves-stale.svg)', '',
+    staleTable, '', 'Paired over seeds:', '', stalePaired, '', staleKl, '', '![the same at 16 updates per sampled batch](experiments/text/curves-stale.svg)', '',
     '**GVPO against REINFORCE, numerically.** With a frozen reference, per sequence, GVPO\'s gradient is dL/dS = beta/((k-1)G) (beta (p - q) - a) and ' +
     'REINFORCE\'s with the exact KL at coefficient beta in the reward (computed at the sampling policy, verl\'s use_kl_in_reward) is -1/((k-1)G) (a - beta (p_old - q)), ' +
     'with a, p, q, p_old the group-centered rewards, log-probs, reference log-probs and sampling-time log-probs. So GVPO = beta REINFORCE + beta²/((k-1)G) (p - p_old): ' +
