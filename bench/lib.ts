@@ -119,4 +119,4 @@ export function roofline(bytes: number, threads: number): { read: number; write:
 export const fmtMs = (s: number) => (s * 1e3).toFixed(s < 0.01 ? 2 : 1);
 export const fmtGB = (bps: number) => (bps / 1e9).toFixed(1);
 
-export { markdownTable as table } from '../src/report.js';
+export { markdownTable as table } from '../src/app/report.js';

@@ -1,13 +1,13 @@
 // One tfjs GVPO training step of a policy with a V = 32768 LM head, in a child process of its own:
 //   tsx bench/trainStep.ts <fused|dense|plain>
-//   fused: FusedHeadPolicy.fusedLoss (gvpoFromHiddenTf: the logits never exist as tensors)
+//   fused: fusedHeadLoss (gvpoFromHiddenTf: the logits never exist as tensors)
 //   dense: the same policy's logits (tf.matMul) + gvpoFromLogitsTf
 //   plain: the same logits + the loss in plain tfjs ops (logSoftmax, one-hot, group centring)
 // Step = loss + gradients of every variable + an SGD update. Prints JSON: median step seconds of
 // 3 steps after a warm-up, and VmHWM before and after.
 import { readFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { FusedHeadPolicy, gvpoFromLogitsTf } from '../src/tfjs/index.js';
+import { FusedHeadPolicy, fusedHeadLoss, gvpoFromLogitsTf } from '../src/tfjs/index.js';
 import { tfjsWithBackend } from './peers/tfjs.js';
 
 const head = process.argv[2];
@@ -31,7 +31,7 @@ function plainLoss(z: TF.Tensor2D): TF.Scalar {
 }
 
 const loss = (): TF.Scalar => {
-  if (head === 'fused') return policy.fusedLoss(prompts, responses, args);
+  if (head === 'fused') return fusedHeadLoss(tf, policy, prompts, responses, args);
   const z = policy.logits(prompts, responses);
   if (head === 'dense') return gvpoFromLogitsTf(tf, z, { ...args, tokens: T, vocab: V }).loss;
   return plainLoss(z);

@@ -7,7 +7,7 @@
 // TypeScript types `require` callers as such.
 import { transformSync } from 'esbuild';
 import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist');
@@ -26,8 +26,9 @@ rmSync(tmp, { recursive: true, force: true });
 for (const esm of files(dist)) {
   const out = join(tmp, relative(dist, esm));
   mkdirSync(dirname(out), { recursive: true });
-  // The command is ES module only (bin: dist/cli.js).
-  if (esm === join(dist, 'cli.js') || esm === join(dist, 'cli.d.ts')) continue;
+  // The application (the gvpo command, bin: dist/app/cli.js) is ES module only: no library
+  // module imports it.
+  if (esm.startsWith(join(dist, 'app') + sep)) continue;
   if (esm.endsWith('.d.ts')) cpSync(esm, out);
   if (!esm.endsWith('.js')) continue;
   const twin = JSON.stringify(relative(dirname(join(cjs, relative(dist, esm))), esm));

@@ -8,7 +8,8 @@ for variant in plain asan; do
   dir=build-tests-$variant
   flag=OFF; [ "$variant" = asan ] && flag=ON
   cmake -S . -B "$dir" -DGVPO_SANITIZE=$flag -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$dir" -j 2 --target gvpo_test_cpu gvpo_test_hidden gvpo_test_gemm_tile gvpo_test_cuda_host >/dev/null
+  cmake --build "$dir" -j 2 --target gvpo_test_cpu gvpo_test_hidden gvpo_test_token_logprobs_from_hidden \
+    gvpo_test_gemm_tile gvpo_test_cuda_host >/dev/null
   echo "== $variant CUDA code on the CPU: the GEMM tile, the fused head's host code"
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_gemm_tile"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_cuda_host"
@@ -16,5 +17,7 @@ for variant in plain asan; do
     echo "== $variant GVPO_SIMD=$simd"
     GVPO_SIMD=$simd ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_cpu"
     GVPO_SIMD=$simd ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_hidden"
+    GVPO_SIMD=$simd ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "./$dir/gvpo_test_token_logprobs_from_hidden"
   done
 done

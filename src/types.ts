@@ -1,8 +1,9 @@
 // The argument and result types of the public surface (docs/DESIGN.md, "The public surface").
 
 export type DType = 'float32' | 'bfloat16' | 'float16';
-/** float32 logits as Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array. */
-export type Logits = Float32Array | Uint16Array;
+/** float32 values as a Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array
+ *  (logits, hidden states, a head's weight: whatever `dtype` describes). */
+export type FloatArray = Float32Array | Uint16Array;
 /** Equal groups of `size` consecutive sequences, or ragged groups by offsets (length G+1). */
 export type Groups = { size: number } | { offsets: Int32Array };
 export type Reduction = 'mean' | 'sum';
@@ -11,7 +12,7 @@ export type MaskLike = Float32Array | Float64Array | Uint8Array | Int32Array;
 export type NumbersLike = Float64Array | Float32Array | number[];
 
 export interface TokenLogprobsArgs {
-  logits: Logits;
+  logits: FloatArray;
   dtype?: DType;
   targets: Int32Array;
   mask?: MaskLike;
@@ -25,6 +26,14 @@ export interface TokenLogprobsResult {
   logZ: Float32Array;
   /** Rows whose log-normaliser is not finite (their logprob is NaN). */
   nonFiniteRows: number;
+}
+
+export interface TokenLogprobsBackwardArgs extends TokenLogprobsArgs {
+  logZ: Float32Array;
+  /** dLoss/dl per row (token). Rows whose mask is 0 get no gradient whatever this holds. */
+  gradTokenLogprobs: Float32Array;
+  inPlace?: boolean;
+  out?: Float32Array;
 }
 
 export interface SequenceLogprobsArgs {
@@ -66,7 +75,7 @@ export interface GvpoLossResult {
 }
 
 export interface LogitsBatchArgs {
-  logits: Logits;
+  logits: FloatArray;
   dtype?: DType;
   targets: Int32Array;
   mask: MaskLike;
@@ -120,9 +129,9 @@ export interface GvpoFromLogitsResult extends GvpoLossResult {
 /** The fused LM head: hidden states and the head's weight instead of logits. */
 export interface HiddenBatchArgs {
   /** N*T*H hidden states (float32, or 16-bit bit patterns as Uint16Array). */
-  hidden: Logits;
+  hidden: FloatArray;
   /** V*H, vocab-major (an lm_head's weight as checkpoints store it), same dtype as hidden. */
-  weight: Logits;
+  weight: FloatArray;
   dtype?: DType;
   targets: Int32Array;
   mask: MaskLike;
@@ -160,6 +169,57 @@ export interface GvpoFromHiddenResult extends GvpoLossResult, GvpoFromHiddenGrad
   tokenLogprobs: Float32Array;
   logZ: Float32Array;
   nonFiniteRows: number;
+}
+
+/** The fused LM head for any loss: rows of hidden states and the head's weight, the logits
+ *  hidden * weight^T never materialised. */
+export interface TokenLogprobsFromHiddenArgs {
+  /** rows*H hidden states (float32, or 16-bit bit patterns as Uint16Array). */
+  hidden: FloatArray;
+  /** V*H, vocab-major (an lm_head's weight as checkpoints store it), same dtype as hidden. */
+  weight: FloatArray;
+  dtype?: DType;
+  targets: Int32Array;
+  /** Live rows: non-zero = live (its values are not weights here). A masked row gets l = 0,
+   *  H = 0, no gradient, costs nothing, and its target may hold anything. Absent: all live. */
+  mask?: MaskLike;
+  rows: number;
+  hiddenSize: number;
+  vocab: number;
+  temperature?: number;
+  /** Also return H[r] = -sum_v p log p of softmax(z[r,:]/tau). */
+  entropy?: boolean;
+  threads?: number;
+}
+export interface TokenLogprobsFromHiddenResult {
+  /** l[r] = z[r,y]/tau - logZ[r] <= 0 (0 on masked rows and when V = 1). */
+  logprobs: Float32Array;
+  logZ: Float32Array;
+  /** H[r] >= 0, with `entropy: true` (NaN where logZ is not finite). */
+  entropy?: Float32Array;
+  /** Live rows whose l is NaN (a non-finite logZ). */
+  nonFiniteRows: number;
+}
+export interface TokenLogprobsFromHiddenBackwardArgs extends Omit<TokenLogprobsFromHiddenArgs, 'entropy'> {
+  /** The forward's logZ. */
+  logZ: Float32Array;
+  /** dL/dl per row. Masked rows get no gradient whatever this holds. */
+  gradTokenLogprobs: Float32Array;
+  /** dL/dH per row, for a loss on the entropy. */
+  gradEntropy?: Float32Array;
+  /** The forward's entropy (used with gradEntropy; without it the backward recomputes H, one more
+   *  GEMM pass), or the forward's boolean flag, accepted so that one options object serves both
+   *  calls. */
+  entropy?: boolean | Float32Array;
+  /** dL/dweight goes here (V*H float32): overwritten, or added to with `accumulate: true`. */
+  gradWeight?: Float32Array;
+  accumulate?: boolean;
+}
+export interface TokenLogprobsFromHiddenGrads {
+  /** dL/dhidden, rows*H float32 (0 on masked rows). */
+  gradHidden: Float32Array;
+  /** dL/dweight, V*H float32: the caller's gradWeight when given. */
+  gradWeight: Float32Array;
 }
 
 export interface BackendInfo {

@@ -5,7 +5,7 @@
 // internal kind (node:util types), so arrays from another realm (a vm context, a worker) pass
 // and a Proxy around one does not reach native code.
 import { types } from 'node:util';
-import type { DType, Logits, MaskLike, NumbersLike, Reduction } from './types.js';
+import type { DType, FloatArray, MaskLike, NumbersLike, Reduction } from './types.js';
 
 const TYPED_NAMES = new Set([
   'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array',
@@ -175,8 +175,9 @@ export function expectLength(fn: string, name: string, got: number, want: number
   if (got !== want) rangeError(fn, name, `of length ${what} = ${want}`, `length ${got}`);
 }
 
-export function logitsOf(fn: string, v: unknown, dtype: DType): Logits {
-  return dtype === 'float32' ? typed(fn, 'logits', v, Float32Array) : typed(fn, 'logits', v, Uint16Array);
+/** An array in `dtype`: a Float32Array for float32, 16-bit bit patterns in a Uint16Array otherwise. */
+export function floatsOf(fn: string, name: string, v: unknown, dtype: DType): FloatArray {
+  return dtype === 'float32' ? typed(fn, name, v, Float32Array) : typed(fn, name, v, Uint16Array);
 }
 
 const MASK_KINDS = [Float32Array, Float64Array, Uint8Array, Int32Array] as const;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdditionTask } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
-import { loadPolicy } from '../src/tfjs/policies.js';
+import { loadPolicy } from '../src/tfjs/loadPolicy.js';
 import { loadTf } from '../src/tfjs/tf.js';
 import { demonstration, warmup } from '../src/tfjs/warmup.js';
 

@@ -11,7 +11,7 @@ import { describe, expect, it, vi } from 'vitest';
 // each case spawns node; on 2 loaded cores a spawn can take a second or more
 vi.setConfig({ testTimeout: 90_000 });
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+const CLI = join(import.meta.dirname, '..', 'dist', 'app', 'cli.js');
 
 function gvpo(...args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -43,7 +43,9 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('train', '--tf', 'node-gpu', '--beta', '0'), /--beta must be a number > 0, got '0'/);
     expectUsageError(gvpo('train', '--tf', 'node-gpu', '--group-size', '1'), /--group-size must be an integer >= 2, got '1'/);
     expectUsageError(gvpo('train', '--replay-ratio', '1'), /--replay-ratio must be a number in \[0, 1\)/);
-    expectUsageError(gvpo('train', '--algo', 'ppo'), /--algo must be one of gvpo, grpo, drgrpo, got 'ppo'/);
+    expectUsageError(gvpo('train', '--algo', 'ppo'), /--algo must be one of gvpo, grpo, drgrpo, reinforce, got 'ppo'/);
+    expectUsageError(gvpo('train', '--kl-in', 'advantage'), /--kl-in must be one of loss, reward, got 'advantage'/);
+    expectUsageError(gvpo('train', '--importance-cap', '0.5'), /--importance-cap must be 0 or a number >= 1, got '0.5'/);
     expectUsageError(gvpo('train', '--prompts', '2', '--mini-batches', '4'), /--mini-batches \(4\) must not exceed/);
     expectUsageError(gvpo('compare', '--algos', 'gvpo,ppo'), /--algos must be a comma-separated list/);
     expectUsageError(gvpo('train', '--init', '/no/such/file.json'), /--init must be an existing file/);
@@ -101,7 +103,7 @@ describe('gvpo train and experiment', () => {
     expect(r.code, r.err).toBe(0);
     const doc = readFileSync(join(out, 'EXPERIMENTS.md'), 'utf8');
     expect(doc).toMatch(/kept by hand/);
-    const charts: Record<string, string[]> = { optimum: ['kl.svg'], text: ['curves.svg', 'curves-epochs.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
+    const charts: Record<string, string[]> = { optimum: ['kl.svg', 'frontier.svg'], text: ['curves.svg', 'curves-stale.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
     for (const [name, files] of Object.entries(charts)) {
       expect(doc).toContain(`<!-- begin experiment ${name} -->`);
       expect(doc).toContain(`gvpo experiment ${name} --quick`);

@@ -9,7 +9,7 @@ import {
   backendInfo, gvpoFromHidden, gvpoFromHiddenAsync, gvpoFromHiddenBackward, gvpoFromHiddenForward,
   gvpoFromLogits, gvpoLoss, tokenLogprobsBackward,
 } from '../src/index.js';
-import type { FromHiddenOpts } from '../src/ops/gvpoFromHidden.js';
+import type { FromHiddenOpts } from '../src/checked.js';
 import { encodeHalf } from '../src/reference/dtype.js';
 import { gvpoFromHiddenRef } from '../src/reference/gvpoFromHidden.js';
 import type { DType, GvpoFromHiddenArgs } from '../src/types.js';

@@ -6,7 +6,7 @@ import {
   gvpoBackward, gvpoForward, gvpoFromLogits, gvpoFromLogitsAsync, gvpoLoss, tokenLogprobs,
 } from '../src/index.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
-import type { FromLogitsOpts } from '../src/ops/normalize.js';
+import type { FromLogitsOpts } from '../src/checked.js';
 import type { DType } from '../src/types.js';
 import { allclose, gradClose } from './helpers/allclose.js';
 import { batch, normal, randomRewards, rng } from './helpers/data.js';

@@ -28,7 +28,7 @@ describe('npm pack contents', () => {
   it('ships the prebuilt binary, both module builds with types, LICENSE and the install scripts', () => {
     for (const f of [prebuilt, 'dist/index.js', 'dist/index.d.ts', 'dist/tfjs/index.js', 'dist/tfjs/index.d.ts',
       'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/tfjs/index.js', 'dist/cjs/tfjs/index.d.ts',
-      'dist/cjs/package.json', 'dist/cli.js', 'LICENSE', 'README.md', 'package.json', 'scripts/install.mjs',
+      'dist/cjs/package.json', 'dist/app/cli.js', 'LICENSE', 'README.md', 'package.json', 'scripts/install.mjs',
       'scripts/build-native.mjs', 'binding.gyp', 'CMakeLists.txt', 'checkpoints/addition-warmup.json']) {
       expect(files, f).toContain(f);
     }

@@ -6,6 +6,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { BanditTask, GVPOTrainer, gvpoLossTf, loadTf, TabularPolicy } from '../src/tfjs/index.js';
 import { gvpoTermsLoss, policyGradientLoss } from '../src/tfjs/losses.js';
+import { tokenLogprobsTf } from '../src/tfjs/ops.js';
 import { seeded } from '../src/tasks/task.js';
 
 const { tf } = await loadTf('cpu');
@@ -34,12 +35,11 @@ describe('GVPO terms as a loss on S', () => {
   const Sref = Float64Array.from({ length: k * G }, () => -5 * r());
   const R = Float64Array.from({ length: k * G }, () => Math.round(r() * 3) / 3);
   const beta = 0.3;
-  const mb = { logits: undefined as never, targets: new Int32Array(0), mask: new Float32Array(0), rewards: R, groupSize: k, tokens: 1 };
-  const grad = (terms: 'all' | 'no-variance' | 'no-trust-region') => Array.from(tf.grad((s) => gvpoTermsLoss(tf, s as never, Sref, mb, beta, terms))(tf.tensor1d(S)).dataSync());
+  const grad = (terms: 'all' | 'no-variance' | 'no-trust-region') => Array.from(tf.grad((s) => gvpoTermsLoss(tf, s as never, Sref, R, k, beta, terms))(tf.tensor1d(S)).dataSync());
 
   it("with every term equals the kernel's loss and gradient", () => {
     const kernel = (s: TF.Tensor) => gvpoLossTf(tf, s as TF.Tensor1D, { referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta }).loss;
-    expect(gvpoTermsLoss(tf, tf.tensor1d(S), Sref, mb, beta, 'all').dataSync()[0]).toBeCloseTo(kernel(tf.tensor1d(S)).dataSync()[0], 5);
+    expect(gvpoTermsLoss(tf, tf.tensor1d(S), Sref, R, k, beta, 'all').dataSync()[0]).toBeCloseTo(kernel(tf.tensor1d(S)).dataSync()[0], 5);
     const want = Array.from(tf.grad(kernel)(tf.tensor1d(S)).dataSync());
     grad('all').forEach((g, i) => expect(g).toBeCloseTo(want[i], 6));
   });
@@ -65,11 +65,12 @@ describe('GRPO clipped ratio', () => {
       const row = logits.arraySync()[n];
       return row[targets[n]] - Math.log(row.reduce((s, z) => s + Math.exp(z), 0));
     });
-    const mb = { logits, targets, mask: Float32Array.from([1, 1]), rewards: Float64Array.from([1, 0]), groupSize: 2, tokens: 1 };
-    const run = (behaviour: number[]) => {
+    const mb = { targets, mask: Float32Array.from([1, 1]), rewards: Float64Array.from([1, 0]), groupSize: 2, tokens: 1 };
+    const run = (behavior: number[]) => {
       let frac = NaN;
-      const g = tf.grad((z) => policyGradientLoss(tf, { ...mb, logits: z as never }, {
-        algo: 'drgrpo', behaviourTokens: Float32Array.from(behaviour), referenceTokens: Float32Array.from(lp), clip: 0.2, klCoef: 0, onClipFraction: (f) => { frac = f; },
+      const g = tf.grad((z) => policyGradientLoss(tf, tokenLogprobsTf(tf, z as TF.Tensor2D, targets), mb, {
+        algo: 'drgrpo', behaviorTokens: Float32Array.from(behavior), oldTokens: Float32Array.from(lp), referenceTokens: Float32Array.from(lp), clip: 0.2, klCoef: 0, klIn: 'loss',
+        importanceCap: 0, onClipFraction: (f) => { frac = f; },
       }))(logits).arraySync() as number[][];
       return { g, frac };
     };

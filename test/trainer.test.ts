@@ -82,10 +82,10 @@ describe('GVPOTrainer', () => {
     expect(m.evalReward).toBe(t.evaluateReward(50));
     expect(m.evalReward!).toBeGreaterThan(0);
     // the flat groups are at least the prompt-0 ones; with 6 arms and k = 8 a parity group is rarely flat
-    expect(m.zeroVariance).toBeGreaterThan(0);
-    expect(m.zeroVariance).toBeLessThan(1);
+    expect(m.zeroVarianceGroups).toBeGreaterThan(0);
+    expect(m.zeroVarianceGroups).toBeLessThan(1);
     const flat = new GVPOTrainer({ tf, policy: policy.clone(), task, groupSize: 4, seed: 9, rewards: [{ fn: () => 1 }], onMetrics: (x) => metrics.push(x) });
-    expect((await flat.step()).zeroVariance).toBe(1);
+    expect((await flat.step()).zeroVarianceGroups).toBe(1);
   });
 
   it('refuses a group size below 2', () => {

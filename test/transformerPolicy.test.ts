@@ -8,7 +8,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { AdditionTask, GVPOTrainer, loadPolicy, loadTf, TransformerPolicy, type TransformerPolicyConfig } from '../src/tfjs/index.js';
+import { AdditionTask, fusedHeadLoss, GVPOTrainer, loadPolicy, loadTf, TransformerPolicy, type TransformerPolicyConfig } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
 import { gradClose } from './helpers/allclose.js';
@@ -54,7 +54,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
           targets, mask, sequences: N, referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta,
           ...(shared ? { temperature: tau[0] } : { temperatures: Float64Array.from(tau) }),
         };
-        const fused = tf.variableGrads(() => p.fusedLoss(prompts, targets, args), p.variables);
+        const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, targets, args), p.variables);
         const plain = tf.variableGrads(() => plainGvpo(tf, p.logits(prompts, targets), { targets, mask, N, T, k, Sref, R, beta, tau }), p.variables);
         expect(fused.value.dataSync()[0]).toBeCloseTo(plain.value.dataSync()[0], 5);
         for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), plain.grads[v.name].dataSync(), 2e-4, 1e-7);
@@ -71,7 +71,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const targets = Int32Array.from({ length: N * T }, () => Math.floor(r() * 600));
       const mask = new Float32Array(N * T).fill(1);
       const a = { targets, mask, N, T, k: 2, Sref: [-20, -21, -19, -22], R: [1, 0, 0, 1], beta: 0.5, tau: [0.9, 0.9, 0.9, 0.9] };
-      const fused = tf.variableGrads(() => p.fusedLoss(prompts, targets, { targets, mask, sequences: N, referenceLogprobs: a.Sref, rewards: a.R, groups: { size: 2 }, beta: 0.5, temperature: 0.9 }), p.variables);
+      const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, targets, { targets, mask, sequences: N, referenceLogprobs: a.Sref, rewards: a.R, groups: { size: 2 }, beta: 0.5, temperature: 0.9 }), p.variables);
       const plain = tf.variableGrads(() => plainGvpo(tf, p.logits(prompts, targets), a), p.variables);
       for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), plain.grads[v.name].dataSync(), 2e-4, 1e-7);
       expect(fused.grads[p.variables[0].name].abs().max().dataSync()[0]).toBeGreaterThan(0);

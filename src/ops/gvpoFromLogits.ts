@@ -1,31 +1,11 @@
-// gvpoFromLogits: the fused drop-in (token log-probs, S, centring, loss, dL/dz), and its two
+// gvpoFromLogits: the fused drop-in (token log-probs, S, centering, loss, dL/dz), and its two
 // phases for sharded batches: gvpoForward (logits -> S, logZ) and gvpoBackward (dL/dS -> dL/dz).
 import { gvpoBackwardRef, gvpoForwardRef, gvpoFromLogitsRef } from '../reference/gvpoFromLogits.js';
 import type {
   GvpoBackwardArgs, GvpoForwardArgs, GvpoForwardResult, GvpoFromLogitsArgs, GvpoFromLogitsResult,
 } from '../types.js';
-import { expectLength, numbersOf, typed } from '../validate.js';
-import {
-  KEYS, normalizeBatch, normalizeDest, normalizeForward, normalizeLoss, type BackwardOpts, type ForwardOpts,
-  type FromLogitsOpts,
-} from './normalize.js';
+import { normalizeBackward, normalizeForward, normalizeFromLogits } from './normalize.js';
 import { runAsync, runSync } from './run.js';
-
-function normalizeFromLogits(a: GvpoFromLogitsArgs): FromLogitsOpts {
-  const fn = 'gvpoFromLogits';
-  const f = normalizeForward(fn, a, KEYS.gvpoFromLogits);
-  const rec = a as unknown as Record<string, unknown>;
-  return { ...f, ...normalizeLoss(fn, rec, f.sequences), ...normalizeDest(fn, rec, f) };
-}
-
-function normalizeBackward(a: GvpoBackwardArgs): BackwardOpts {
-  const fn = 'gvpoBackward';
-  const b = normalizeBatch(fn, a, KEYS.gvpoBackward);
-  const logZ = typed(fn, 'logZ', a.logZ, Float32Array);
-  expectLength(fn, 'logZ', logZ.length, b.sequences * b.tokens, 'sequences*tokens');
-  const gradLogprobs = numbersOf(fn, 'gradLogprobs', a.gradLogprobs, b.sequences, 'sequences');
-  return { ...b, logZ, gradLogprobs, ...normalizeDest(fn, a as unknown as Record<string, unknown>, b) };
-}
 
 /** Forward, loss and gradient with respect to the logits in one call (two reads, one write). */
 export function gvpoFromLogits(args: GvpoFromLogitsArgs): GvpoFromLogitsResult {
@@ -40,12 +20,12 @@ export async function gvpoFromLogitsAsync(args: GvpoFromLogitsArgs): Promise<Gvp
 
 /** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2. */
 export function gvpoForward(args: GvpoForwardArgs): GvpoForwardResult {
-  const o: ForwardOpts = normalizeForward('gvpoForward', args, KEYS.gvpoForward);
+  const o = normalizeForward(args);
   return runSync('gvpoForward', o, () => gvpoForwardRef(o));
 }
 
 export async function gvpoForwardAsync(args: GvpoForwardArgs): Promise<GvpoForwardResult> {
-  const o = normalizeForward('gvpoForward', args, KEYS.gvpoForward);
+  const o = normalizeForward(args);
   return runAsync('gvpoForward', o, () => gvpoForwardRef(o));
 }
 

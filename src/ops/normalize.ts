@@ -1,121 +1,168 @@
-// Arguments of the logits ops: checked (validate.ts) and normalised into exactly what the native
-// addon takes (native/addon/parse.cc reads these field names) and what the TypeScript reference
-// computes on. The checked forms are the types below.
-import type { DType, Logits, Reduction } from '../types.js';
+// The ops' batches, checked (validate.ts owns the rules and messages) and normalized into the
+// types of src/checked.ts. One normalizer per batch shape: rows (tokenLogprobs,
+// tokenLogprobsFromHidden), and a batch of sequences x tokens (every fused GVPO op), each with
+// logits that come either as an array or as hidden states times a head's weight. The fused ops and their two phases share the option names of
+// their shape, so one options object serves all three calls.
+import type {
+  BackwardOpts, ForwardOpts, FromHiddenOpts, FromLogitsOpts, GradDest, HiddenBackwardOpts,
+  HiddenBatchOpts, HiddenRowsBackwardOpts, HiddenRowsOpts, LogitsBatchOpts, LossOpts, PhaseTwoOpts, ReferenceOpts,
+  RowsOpts, SequenceOpts,
+} from '../checked.js';
+import type { DType, FloatArray, GvpoFromHiddenGrads } from '../types.js';
 import {
-  boolean, checkOptions, checkTargets, dim, dtypeOf, expectLength, isKind, logitsOf, maskOf,
-  numbersOf, offsetsOf, positive, product, rangeError, temperatureOf, reductionOf, threads, typed, typeError,
+  boolean, checkOptions, checkTargets, dim, dtypeOf, expectLength, floatsOf, isKind, maskOf, numbersOf,
+  offsetsOf, positive, product, rangeError, reductionOf, temperatureOf, threads, typed, typeError,
 } from '../validate.js';
 
-export interface RowsOpts {
-  logits: Logits;
-  dtype: DType;
-  targets: Int32Array;
-  mask?: Float32Array;
-  rows: number;
-  vocab: number;
-  temperature: number;
-  threads?: number;
-}
-
-export interface BatchOpts extends Omit<RowsOpts, 'rows'> {
-  mask: Float32Array;
-  sequences: number;
-  tokens: number;
-  /** sequences * tokens (set by normalizeBatch; options built by hand may leave it out) */
-  rows?: number;
-}
-
-export interface ForwardOpts extends BatchOpts {
-  referenceTokenLogprobs?: Float64Array;
-  referenceLogprobs?: Float64Array;
-}
-
-export interface LossOpts {
-  rewards: Float64Array;
-  offsets: Int32Array;
-  beta: number;
-  reduction: Reduction;
-}
-
-/** Where the gradient goes: over the float32 logits (inPlace) or into `out` (the caller's, or
- *  allocated here). */
-export interface GradDest {
-  inPlace: boolean;
-  out?: Float32Array;
-}
-
-export interface BackwardOpts extends BatchOpts, GradDest {
-  logZ: Float32Array;
-  /** dL/dS per sequence (N). */
-  gradLogprobs: Float64Array;
-}
-
-export type FromLogitsOpts = ForwardOpts & LossOpts & GradDest;
-
-// The option names each op knows; anything else is refused (checkOptions). The two phases are
-// parts of the fused op and accept its options too, so one object serves all three calls.
+// The option names each op knows; anything else is refused (checkOptions).
 const ROWS_KEYS = ['logits', 'dtype', 'targets', 'mask', 'rows', 'vocab', 'temperature', 'threads'];
-const FUSED_KEYS = [
-  'logits', 'dtype', 'targets', 'mask', 'sequences', 'tokens', 'vocab', 'temperature', 'threads',
-  'referenceTokenLogprobs', 'referenceLogprobs', 'rewards', 'groups', 'beta', 'reduction', 'inPlace', 'out',
-];
+const HIDDEN_ROWS_KEYS = ['hidden', 'weight', 'dtype', 'targets', 'mask', 'rows', 'hiddenSize', 'vocab', 'temperature',
+  'threads', 'entropy'];
+const SEQUENCE_KEYS = ['targets', 'mask', 'sequences', 'tokens', 'vocab', 'temperature', 'threads'];
+const REFERENCE_KEYS = ['referenceTokenLogprobs', 'referenceLogprobs'];
+const LOSS_KEYS = ['rewards', 'groups', 'beta', 'reduction'];
+const DEST_KEYS = ['inPlace', 'out'];
+const PHASE_TWO_KEYS = ['logZ', 'gradLogprobs'];
+const FROM_LOGITS_KEYS = ['logits', 'dtype', ...SEQUENCE_KEYS, ...REFERENCE_KEYS, ...LOSS_KEYS, ...DEST_KEYS];
+const FROM_HIDDEN_KEYS = ['hidden', 'weight', 'dtype', 'hiddenSize', ...SEQUENCE_KEYS, ...REFERENCE_KEYS, ...LOSS_KEYS];
 export const KEYS = {
   tokenLogprobs: ROWS_KEYS,
-  tokenLogprobsBackward: [...ROWS_KEYS, 'logZ', 'gradTokenLogprobs', 'inPlace', 'out'],
-  gvpoForward: FUSED_KEYS,
-  gvpoBackward: [...FUSED_KEYS, 'logZ', 'gradLogprobs'],
-  gvpoFromLogits: FUSED_KEYS,
+  tokenLogprobsBackward: [...ROWS_KEYS, 'logZ', 'gradTokenLogprobs', ...DEST_KEYS],
+  tokenLogprobsFromHidden: HIDDEN_ROWS_KEYS,
+  tokenLogprobsFromHiddenBackward: [...HIDDEN_ROWS_KEYS, 'logZ', 'gradTokenLogprobs', 'gradEntropy', 'gradWeight', 'accumulate'],
+  gvpoFromLogits: FROM_LOGITS_KEYS,
+  gvpoForward: FROM_LOGITS_KEYS,
+  gvpoBackward: [...FROM_LOGITS_KEYS, ...PHASE_TWO_KEYS],
+  gvpoFromHidden: FROM_HIDDEN_KEYS,
+  gvpoFromHiddenForward: FROM_HIDDEN_KEYS,
+  gvpoFromHiddenBackward: [...FROM_HIDDEN_KEYS, ...PHASE_TWO_KEYS],
 };
 
-function logitsAndTargets(fn: string, a: Record<string, unknown>, rows: number, what: string) {
+type Options = Record<string, unknown>;
+
+/** The logits as given: `rows` x vocab values in `dtype`. */
+function logitsSource(fn: string, a: Options, rows: number, what: string) {
   const dtype = dtypeOf(fn, a.dtype);
   const vocab = dim(fn, 'vocab', a.vocab);
   const total = product(fn, 'logits', [rows, vocab]);
-  const logits = logitsOf(fn, a.logits, dtype);
+  const logits = floatsOf(fn, 'logits', a.logits, dtype);
   expectLength(fn, 'logits', logits.length, total, `${what}*vocab`);
-  const targets = typed(fn, 'targets', a.targets, Int32Array);
-  expectLength(fn, 'targets', targets.length, rows, what);
-  return { dtype, vocab, logits, targets };
+  return { dtype, vocab, logits };
 }
 
-export function normalizeRows(fn: string, a: unknown, keys: readonly string[]): RowsOpts {
+/** The logits as hidden (rows x H) times weight^T (weight V x H, vocab-major), both in `dtype`. */
+function hiddenSource(fn: string, a: Options, rows: number, what: string) {
+  const dtype = dtypeOf(fn, a.dtype);
+  const hiddenSize = dim(fn, 'hiddenSize', a.hiddenSize);
+  const vocab = dim(fn, 'vocab', a.vocab);
+  const hidden = floatsOf(fn, 'hidden', a.hidden, dtype);
+  expectLength(fn, 'hidden', hidden.length, product(fn, 'hidden', [rows, hiddenSize]), `${what}*hiddenSize`);
+  const weight = floatsOf(fn, 'weight', a.weight, dtype);
+  expectLength(fn, 'weight', weight.length, product(fn, 'weight', [vocab, hiddenSize]), 'vocab*hiddenSize');
+  return { dtype, vocab, hidden, weight, hiddenSize };
+}
+
+/** Rows, one token each: their number, the source of their logits (read by `source`, which also
+ *  gives the vocabulary) and the per-row arrays; the mask is optional (absent: all rows live). */
+function rowsBatch<S extends { vocab: number }>(fn: string, a: unknown, keys: readonly string[],
+  source: (a: Options, rows: number) => S) {
   checkOptions(fn, a, keys);
   const rows = dim(fn, 'rows', a.rows);
-  const { dtype, vocab, logits, targets } = logitsAndTargets(fn, a, rows, 'rows');
+  const s = source(a, rows);
+  const targets = typed(fn, 'targets', a.targets, Int32Array);
+  expectLength(fn, 'targets', targets.length, rows, 'rows');
   const mask = maskOf(fn, a.mask, true);
   if (mask) expectLength(fn, 'mask', mask.length, rows, 'rows');
   const temperature = temperatureOf(fn, a.temperature);
   const th = threads(fn, a.threads);
-  checkTargets(fn, targets, mask, vocab);
-  return { logits, dtype, targets, mask, rows, vocab, temperature, threads: th };
+  checkTargets(fn, targets, mask, s.vocab);
+  return { ...s, targets, mask, rows, temperature, threads: th };
 }
 
-export function normalizeBatch(fn: string, a: unknown, keys: readonly string[]): BatchOpts {
+export function normalizeRows(fn: string, a: unknown, keys: readonly string[]): RowsOpts {
+  return rowsBatch(fn, a, keys, (o, rows) => logitsSource(fn, o, rows, 'rows'));
+}
+
+export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
+  const fn = 'tokenLogprobsFromHidden';
+  const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHidden, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
+  return { ...b, entropy: boolean(fn, 'entropy', (a as Options).entropy) };
+}
+
+/** The head's backward: the forward's logZ (and entropy values, when given), the upstream
+ *  gradients, and where dL/dweight goes. gradWeight must not overlap an input (the kernel reads
+ *  them while it writes it); accumulate without a gradWeight to add to is a contradiction. */
+export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts {
+  const fn = 'tokenLogprobsFromHiddenBackward';
+  const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHiddenBackward, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
+  const o = a as Options;
+  const perRow = (name: string, v: unknown) => {
+    const x = typed(fn, name, v, Float32Array);
+    expectLength(fn, name, x.length, b.rows, 'rows');
+    return x;
+  };
+  const logZ = perRow('logZ', o.logZ);
+  const gradTokenLogprobs = perRow('gradTokenLogprobs', o.gradTokenLogprobs);
+  const gradEntropy = o.gradEntropy === undefined ? undefined : perRow('gradEntropy', o.gradEntropy);
+  if (o.entropy !== undefined && typeof o.entropy !== 'boolean' && !isKind(o.entropy, Float32Array)) {
+    typeError(fn, 'entropy', "a Float32Array (the forward's entropy) or a boolean", o.entropy);
+  }
+  const entropy = typeof o.entropy === 'boolean' || o.entropy === undefined ? undefined : perRow('entropy', o.entropy);
+  const accumulate = boolean(fn, 'accumulate', o.accumulate);
+  const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
+  let gradWeight: Float32Array;
+  if (o.gradWeight === undefined) {
+    if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
+    gradWeight = allocate(fn, 'gradWeight', size);
+  } else {
+    gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
+    expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
+    for (const [name, v] of Object.entries(o)) {
+      if (name !== 'gradWeight' && ArrayBuffer.isView(v) && overlaps(gradWeight, v)) {
+        rangeError(fn, 'gradWeight', 'a buffer that does not overlap the inputs', `a view overlapping ${name}`);
+      }
+    }
+  }
+  const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
+  return { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, accumulate, gradHidden, gradWeight };
+}
+
+/**
+ * A batch of sequences x tokens: its sizes, the source of its logits (read by `source`, which
+ * also gives the vocabulary), the per-token arrays, and the reference when `reference` is set
+ * (phase 2 accepts the reference options but does not use them).
+ */
+function sequenceBatch<S extends { vocab: number }>(
+  fn: string, a: unknown, keys: readonly string[], source: (a: Options, rows: number) => S, reference: boolean,
+): SequenceOpts & S & ReferenceOpts & { rows: number } {
   checkOptions(fn, a, keys);
   const sequences = dim(fn, 'sequences', a.sequences);
   const tokens = dim(fn, 'tokens', a.tokens);
   const rows = product(fn, 'sequences*tokens', [sequences, tokens]);
-  const { dtype, vocab, logits, targets } = logitsAndTargets(fn, a, rows, 'sequences*tokens');
+  const s = source(a, rows);
+  const targets = typed(fn, 'targets', a.targets, Int32Array);
+  expectLength(fn, 'targets', targets.length, rows, 'sequences*tokens');
   const mask = maskOf(fn, a.mask, false) as Float32Array;
   expectLength(fn, 'mask', mask.length, rows, 'sequences*tokens');
   const temperature = temperatureOf(fn, a.temperature);
   const th = threads(fn, a.threads);
-  checkTargets(fn, targets, mask, vocab);
-  return { logits, dtype, targets, mask, rows, sequences, tokens, vocab, temperature, threads: th };
+  checkTargets(fn, targets, mask, s.vocab);
+  const b = { ...s, targets, mask, rows, sequences, tokens, temperature, threads: th };
+  return reference ? { ...b, ...normalizeReference(fn, a, b) } : b;
 }
 
-export function normalizeForward(fn: string, a: unknown, keys: readonly string[]): ForwardOpts {
-  const b = normalizeBatch(fn, a, keys);
-  return { ...b, ...normalizeReference(fn, a as Record<string, unknown>, { ...b, rows: b.sequences * b.tokens }) };
+function logitsBatch(fn: string, a: unknown, keys: readonly string[], reference: boolean): LogitsBatchOpts & ReferenceOpts {
+  return sequenceBatch(fn, a, keys, (o, rows) => logitsSource(fn, o, rows, 'sequences*tokens'), reference);
+}
+
+function hiddenBatch(fn: string, a: unknown, keys: readonly string[], reference: boolean): HiddenBatchOpts {
+  return sequenceBatch(fn, a, keys, (o, rows) => hiddenSource(fn, o, rows, 'sequences*tokens'), reference);
 }
 
 /** The reference policy's log-probs: per token (summed under the mask later) or per sequence,
  *  at most one of them; with neither, Sref = S. */
-export function normalizeReference(
-  fn: string, o: Record<string, unknown>, b: { mask: Float32Array; rows: number; sequences: number },
-): { referenceTokenLogprobs?: Float64Array; referenceLogprobs?: Float64Array } {
-  const out: { referenceTokenLogprobs?: Float64Array; referenceLogprobs?: Float64Array } = {};
+function normalizeReference(fn: string, o: Options, b: { mask: Float32Array; rows: number; sequences: number }): ReferenceOpts {
+  const out: ReferenceOpts = {};
   const hasTok = o.referenceTokenLogprobs !== undefined && o.referenceTokenLogprobs !== null;
   const hasSeq = o.referenceLogprobs !== undefined && o.referenceLogprobs !== null;
   if (hasTok && hasSeq) rangeError(fn, 'referenceLogprobs', 'absent when referenceTokenLogprobs is given', 'both');
@@ -140,7 +187,7 @@ export function normalizeReference(
   return out;
 }
 
-export function normalizeLoss(fn: string, a: Record<string, unknown>, sequences: number): LossOpts {
+export function normalizeLoss(fn: string, a: Options, sequences: number): LossOpts {
   const rewards = numbersOf(fn, 'rewards', a.rewards, sequences, 'sequences');
   const offsets = offsetsOf(fn, a.groups, sequences);
   const beta = positive(fn, 'beta', a.beta);
@@ -148,16 +195,24 @@ export function normalizeLoss(fn: string, a: Record<string, unknown>, sequences:
   return { rewards, offsets, beta, reduction };
 }
 
+/** Phase 2's inputs: logZ per token and dL/dS per sequence. */
+function phaseTwo(fn: string, a: Options, b: { rows: number; sequences: number }): PhaseTwoOpts {
+  const logZ = typed(fn, 'logZ', a.logZ, Float32Array);
+  expectLength(fn, 'logZ', logZ.length, b.rows, 'sequences*tokens');
+  const gradLogprobs = numbersOf(fn, 'gradLogprobs', a.gradLogprobs, b.sequences, 'sequences');
+  return { logZ, gradLogprobs };
+}
+
 /** The gradient's destination. `out` must not overlap any input array (the kernels read the
  *  logits while they write the gradient); `inPlace` and `out` contradict each other. */
-export function normalizeDest(fn: string, a: Record<string, unknown>, b: { logits: Logits; dtype: DType }): GradDest {
+export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; dtype: DType }): GradDest {
   const inPlace = boolean(fn, 'inPlace', a.inPlace);
   if (inPlace && a.out !== undefined) rangeError(fn, 'out', 'absent when inPlace is true', 'an out buffer as well');
   if (inPlace && b.dtype !== 'float32') {
     rangeError(fn, 'inPlace', 'false for 16-bit logits (the gradient is float32)', 'true');
   }
   if (inPlace) return { inPlace };
-  if (a.out === undefined) return { inPlace, out: allocate(fn, b.logits.length) };
+  if (a.out === undefined) return { inPlace, out: allocate(fn, 'gradLogits', b.logits.length) };
   const out = typed(fn, 'out', a.out, Float32Array);
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
   for (const [name, v] of Object.entries(a)) {
@@ -172,12 +227,51 @@ function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
-/** The gradient buffer, allocated here so that a size the machine cannot hold is a RangeError
+/** A gradient buffer, allocated here so that a size the machine cannot hold is a RangeError
  *  thrown by JavaScript rather than an out-of-memory abort inside V8's native allocation. */
-export function allocate(fn: string, n: number): Float32Array {
+export function allocate(fn: string, name: string, n: number): Float32Array {
   try {
     return new Float32Array(n);
   } catch {
-    return rangeError(fn, 'gradLogits', 'an allocation that fits in memory', `${n * 4} bytes refused`);
+    return rangeError(fn, name, 'an allocation that fits in memory', `${n * 4} bytes refused`);
   }
+}
+
+/** The fused head's gradients, allocated for the caller. */
+function headGrads(fn: string, o: HiddenBatchOpts): GvpoFromHiddenGrads {
+  return { gradHidden: allocate(fn, 'gradHidden', o.rows * o.hiddenSize), gradWeight: allocate(fn, 'gradWeight', o.vocab * o.hiddenSize) };
+}
+
+export function normalizeFromLogits(a: unknown): FromLogitsOpts {
+  const fn = 'gvpoFromLogits';
+  const f = logitsBatch(fn, a, KEYS.gvpoFromLogits, true);
+  const o = a as Options;
+  return { ...f, ...normalizeLoss(fn, o, f.sequences), ...normalizeDest(fn, o, f) };
+}
+
+export function normalizeForward(a: unknown): ForwardOpts {
+  return logitsBatch('gvpoForward', a, KEYS.gvpoForward, true);
+}
+
+export function normalizeBackward(a: unknown): BackwardOpts {
+  const fn = 'gvpoBackward';
+  const b = logitsBatch(fn, a, KEYS.gvpoBackward, false) as LogitsBatchOpts & { rows: number };
+  const o = a as Options;
+  return { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
+}
+
+export function normalizeFromHidden(a: unknown): FromHiddenOpts {
+  const fn = 'gvpoFromHidden';
+  const b = hiddenBatch(fn, a, KEYS.gvpoFromHidden, true);
+  return { ...b, ...normalizeLoss(fn, a as Options, b.sequences), ...headGrads(fn, b) };
+}
+
+export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
+  return hiddenBatch('gvpoFromHiddenForward', a, KEYS.gvpoFromHiddenForward, true);
+}
+
+export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
+  const fn = 'gvpoFromHiddenBackward';
+  const b = hiddenBatch(fn, a, KEYS.gvpoFromHiddenBackward, true);
+  return { ...b, ...phaseTwo(fn, a as Options, b), ...headGrads(fn, b) };
 }

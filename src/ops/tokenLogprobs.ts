@@ -1,8 +1,9 @@
 // tokenLogprobs: fused log-softmax + gather (and its gradient, tokenLogprobsBackward).
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../reference/tokenLogprobs.js';
-import type { TokenLogprobsArgs, TokenLogprobsResult } from '../types.js';
+import type { RowsOpts } from '../checked.js';
+import type { TokenLogprobsArgs, TokenLogprobsBackwardArgs, TokenLogprobsResult } from '../types.js';
 import { expectLength, typed } from '../validate.js';
-import { KEYS, normalizeDest, normalizeRows, type RowsOpts } from './normalize.js';
+import { KEYS, normalizeDest, normalizeRows } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'tokenLogprobs';
@@ -21,14 +22,6 @@ export function tokenLogprobs(args: TokenLogprobsArgs): TokenLogprobsResult {
 export async function tokenLogprobsAsync(args: TokenLogprobsArgs): Promise<TokenLogprobsResult> {
   const o = normalizeRows(FN, args, KEYS.tokenLogprobs);
   return runAsync(FN, o, () => reference(o));
-}
-
-export interface TokenLogprobsBackwardArgs extends TokenLogprobsArgs {
-  logZ: Float32Array;
-  /** dLoss/dl per row (token). Rows whose mask is 0 get no gradient whatever this holds. */
-  gradTokenLogprobs: Float32Array;
-  inPlace?: boolean;
-  out?: Float32Array;
 }
 
 const BFN = 'tokenLogprobsBackward';

@@ -2,7 +2,7 @@
 //   phase 1 (forward):  token log-probs and logZ, S, Sref
 //   phase 2 (backward): dL/dS -> dL/dz[r,v] = m[r] dL/dS[n(r)] / tau ([v==y] - softmax)
 // with the loss in between. Float64 throughout; outputs rounded to the public dtypes.
-import type { BackwardOpts, ForwardOpts, FromLogitsOpts, GradDest } from '../ops/normalize.js';
+import type { BackwardOpts, ForwardOpts, FromLogitsOpts, GradDest } from '../checked.js';
 import type { GvpoForwardResult, GvpoFromLogitsResult } from '../types.js';
 import { gvpoLossRef } from './gvpoLoss.js';
 import { sequenceLogprobsRef } from './sequenceLogprobs.js';

@@ -3,7 +3,7 @@
 //   backward: grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r]))
 // Masked rows are never read: l = 0, logZ = 0, gradient 0. With V = 1, l = 0 and the gradient is
 // 0 exactly. Targets are checked by the callers; one out of range here gives a NaN row.
-import type { RowsOpts } from '../ops/normalize.js';
+import type { RowsOpts } from '../checked.js';
 import { reader } from './dtype.js';
 
 export interface TokenLogprobsF64 {

@@ -1,17 +1,26 @@
 // A step's data as the trainer holds it: groups of k responses, packed into padded arrays
 // (N = G*k sequences of T tokens), the log-probs computed once per step, and the helpers that cut
 // mini-batches of whole groups and measure greedy accuracy.
+import type * as TF from '@tensorflow/tfjs';
 import { tokenLogprobs } from '../ops/tokenLogprobs.js';
+import { tokenLogprobsFromHidden } from '../ops/tokenLogprobsFromHidden.js';
 import { seeded, type Task } from '../tasks/task.js';
-import type { Policy } from './policies.js';
+import { hasFusedHead, type Policy } from './policy.js';
+
+type Tf = typeof TF;
 
 export interface Group {
   prompt: number[];
   responses: number[][];
   rewards: number[];
   source: 'policy' | 'replay' | 'external';
-  /** Token log-probs [k*T] under the policy that generated the group (kept for replay). */
-  behaviourTokens?: Float32Array;
+  /**
+   * Token log-probs [k*T] under the distribution that generated each response: kept for replayed
+   * groups, given for external ones where the sampler's probabilities are known (`behaviorKnown`
+   * marks which responses; the others are treated as sampled by the current policy).
+   */
+  behaviorTokens?: Float32Array;
+  behaviorKnown?: boolean[];
   /**
    * The temperature the responses were sampled at. Every log-prob taken of this group (current,
    * sampling, reference policy) is taken at it, also when the group is replayed later.
@@ -37,9 +46,10 @@ export interface Batch extends Packed {
   refSeq: Float64Array;
   refTok: Float32Array;
   /** [N*T] token log-probs of the policy that sampled each sequence. */
-  behaviourTok: Float32Array;
-  /** S [N] under the policy before this step's updates, and under the initial policy. */
+  behaviorTok: Float32Array;
+  /** S [N] and token log-probs [N*T] under the policy before this step's updates; S under the initial policy. */
   currentSeq: Float64Array;
+  currentTok: Float32Array;
   initSeq: Float64Array;
   /** Mean entropy (nats) of the policy before the updates, over response tokens. */
   entropy: number;
@@ -75,8 +85,8 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
   return {
     prompts: rows.map((n) => b.prompts[n]), sources: gs.map((g) => b.sources[g]), targets: pick(b.targets, T), mask: pick(b.mask, T), rewards: pick(b.rewards, 1),
     temperatures: pick(b.temperatures, 1),
-    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviourTok: pick(b.behaviourTok, T),
-    currentSeq: pick(b.currentSeq, 1), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
+    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviorTok: pick(b.behaviorTok, T),
+    currentSeq: pick(b.currentSeq, 1), currentTok: pick(b.currentTok, T), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
   };
 }
 
@@ -86,35 +96,49 @@ export function sharedTemperature(temperatures: Float64Array): number | undefine
 }
 
 /**
- * Token log-probs [N*T], sequence log-probs [N] and mean entropy under `policy`, each sequence at
- * the temperature it was sampled at (b.temperatures: the logits divided by it), no gradient.
+ * Token log-probs [N*T], sequence log-probs [N] and mean entropy (nats per response token) under
+ * `policy`, each sequence at the temperature it was sampled at (b.temperatures), no gradient. A
+ * fused-head policy goes through tokenLogprobsFromHidden (the logits never exist whole); others
+ * through tokenLogprobs on their logits.
  */
-export function logprobsOf(policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
-  const logits = policy.logits(b.prompts, b.targets);
-  let z = logits.dataSync() as Float32Array;
-  const [rows, vocab] = logits.shape;
-  logits.dispose();
-  const T = rows / b.rewards.length;
-  let temperature = sharedTemperature(b.temperatures);
-  if (temperature === undefined) {
-    // mixed temperatures: divide each row by its own and run the kernel at 1
-    z = Float32Array.from(z, (x, i) => x / b.temperatures[Math.floor(i / vocab / T)]);
-    temperature = 1;
-  }
-  const tok = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab, temperature });
-  let ent = 0;
-  let count = 0;
-  for (let r = 0; r < rows; r++) {
-    if (!b.mask[r]) continue;
-    for (let v = 0; v < vocab; v++) {
-      const lp = z[r * vocab + v] / temperature - tok.logZ[r];
-      ent -= Math.exp(lp) * lp;
+export function logprobsOf(tf: Tf, policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
+  const N = b.rewards.length;
+  const shared = sharedTemperature(b.temperatures);
+  // mixed temperatures: divide each row (a logit row, or the hidden state the head maps linearly) by its own, kernel at 1
+  const scaled = (x: Float32Array, width: number, T: number) => (shared === undefined ? Float32Array.from(x, (v, i) => v / b.temperatures[Math.floor(i / width / T)]) : x);
+  const temperature = shared ?? 1;
+  let token: Float32Array;
+  let entropy = 0;
+  let live = 0;
+  if (hasFusedHead(policy)) {
+    const h = tf.tidy(() => policy.hiddenStates(b.prompts, b.targets));
+    const [rows, hiddenSize] = h.shape;
+    const hidden = scaled(h.dataSync() as Float32Array, hiddenSize, rows / N);
+    h.dispose();
+    const weight = policy.head.dataSync() as Float32Array;
+    const r = tokenLogprobsFromHidden({ hidden, weight, targets: b.targets, mask: b.mask, rows, hiddenSize, vocab: policy.vocab, temperature, entropy: true });
+    token = r.logprobs;
+    for (let i = 0; i < rows; i++) if (b.mask[i]) [entropy, live] = [entropy + r.entropy![i], live + 1];
+  } else {
+    const logits = policy.logits(b.prompts, b.targets);
+    const [rows, vocab] = logits.shape;
+    const z = scaled(logits.dataSync() as Float32Array, vocab, rows / N);
+    logits.dispose();
+    const r = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab, temperature });
+    token = r.logprobs;
+    for (let i = 0; i < rows; i++) {
+      if (!b.mask[i]) continue;
+      for (let v = 0; v < vocab; v++) {
+        const lp = z[i * vocab + v] / temperature - r.logZ[i];
+        entropy -= Math.exp(lp) * lp;
+      }
+      live++;
     }
-    count++;
   }
-  const seq = new Float64Array(b.rewards.length);
-  for (let r = 0; r < rows; r++) if (b.mask[r]) seq[Math.floor(r / T)] += b.mask[r] * tok.logprobs[r];
-  return { token: tok.logprobs, seq, entropy: count ? ent / count : 0 };
+  const T = token.length / N;
+  const seq = new Float64Array(N);
+  for (let i = 0; i < token.length; i++) if (b.mask[i]) seq[Math.floor(i / T)] += b.mask[i] * token[i];
+  return { token, seq, entropy: live ? entropy / live : 0 };
 }
 
 /** `n` evaluation prompts from `seed`: held-out ones where the task has a split. */

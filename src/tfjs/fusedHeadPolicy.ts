@@ -1,13 +1,11 @@
 // A policy whose LM head goes through gvpoFromHiddenTf: token embeddings of the last `window`
 // tokens, concatenated, one ReLU layer to hidden states h [rows, H], and a bias-free head
-// weight [V, H] (vocab-major, as LLM checkpoints store it). The GVPO trainer calls fusedLoss(),
-// so the [N*T, V] logits and their gradient never exist as tensors; logits() still gives them
-// for sampling and for the reference policy's log-probs.
+// weight [V, H] (vocab-major, as LLM checkpoints store it). The trainer hands hiddenStates() and
+// the head to the fused kernels, so the [N*T, V] logits and their gradient never exist as
+// tensors; logits() still gives them, for sampling.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import type { Policy } from './policies.js';
-import { atTemperatures } from './losses.js';
-import { gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
+import { drawToken, type FusedHead, type Policy, PolicyBase } from './policy.js';
 
 type Tf = typeof TF;
 
@@ -22,29 +20,6 @@ export interface FusedHeadPolicyConfig {
   eos: number;
   /** Token that fills the window before the prompt starts. */
   pad: number;
-}
-
-/**
- * The fused loss's arguments: those of gvpoFromHiddenTf, with the temperature either shared
- * (`temperature`) or given per sequence (`temperatures`, [N]: each sequence's log-probs at the
- * temperature it was sampled at; it wins over `temperature`).
- */
-export type FusedLossArgs = Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array };
-
-/** A policy that computes the GVPO loss from its hidden states and head weight directly. */
-export interface FusedHead {
-  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar;
-}
-
-/** The GVPO loss of hidden states [N*T, H] through the head [V, H], at the args' temperatures. */
-export function fusedHeadLoss(tf: Tf, hidden: TF.Tensor2D, head: TF.Tensor2D, tokens: number, args: FusedLossArgs): TF.Scalar {
-  const { temperatures, ...rest } = args;
-  const t = temperatures ? atTemperatures(tf, hidden, temperatures, tokens) : { x: hidden, temperature: args.temperature };
-  return gvpoFromHiddenTf(tf, t.x, head, { ...rest, temperature: t.temperature, tokens }).loss;
-}
-
-export function hasFusedHead(p: Policy): p is Policy & FusedHead {
-  return typeof (p as Partial<FusedHead>).fusedLoss === 'function';
 }
 
 /**
@@ -74,7 +49,7 @@ export function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
   return op(table) as TF.Tensor2D;
 }
 
-export class FusedHeadPolicy implements Policy, FusedHead {
+export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   readonly kind = 'fused-head';
   readonly variables: TF.Variable[];
   get vocab() {
@@ -88,7 +63,8 @@ export class FusedHeadPolicy implements Policy, FusedHead {
     return this.variables[3];
   }
 
-  constructor(private readonly tf: Tf, readonly config: FusedHeadPolicyConfig, seed = 1, weights?: Float32Array[]) {
+  constructor(tf: Tf, readonly config: FusedHeadPolicyConfig, seed = 1, weights?: Float32Array[]) {
+    super(tf);
     const { vocab: V, window: W, embed: E, hidden: H } = config;
     const shapes = [[V, E], [W * E, H], [H], [V, H]];
     const scales = [1, Math.sqrt(2 / (W * E)), 0, Math.sqrt(1 / H)];
@@ -113,7 +89,7 @@ export class FusedHeadPolicy implements Policy, FusedHead {
   }
 
   /** Hidden states [rows, H] of the contexts. */
-  private hiddenStates(contexts: number[][]): TF.Tensor2D {
+  private hiddenOf(contexts: number[][]): TF.Tensor2D {
     const tf = this.tf;
     const [emb, w1, b1] = this.variables;
     const { window: W, embed: E } = this.config;
@@ -130,11 +106,11 @@ export class FusedHeadPolicy implements Policy, FusedHead {
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
-    return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(this.contexts(prompts, responses)), this.head, false, true));
+    return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(prompts, responses), this.head, false, true));
   }
 
-  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar {
-    return fusedHeadLoss(this.tf, this.hiddenStates(this.contexts(prompts, responses)), this.head as TF.Tensor2D, this.maxTokens, args);
+  hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    return this.hiddenOf(this.contexts(prompts, responses));
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
@@ -142,17 +118,11 @@ export class FusedHeadPolicy implements Policy, FusedHead {
     const live = prompts.map((_, i) => i);
     const V = this.vocab;
     for (let t = 0; t < this.maxTokens && live.length; t++) {
-      const logits = this.tf.tidy(() => this.tf.matMul(this.hiddenStates(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true));
+      const logits = this.tf.tidy(() => this.tf.matMul(this.hiddenOf(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true));
       const z = logits.dataSync() as Float32Array;
       logits.dispose();
       for (let j = live.length - 1; j >= 0; j--) {
-        let m = -Infinity;
-        for (let v = 0; v < V; v++) m = Math.max(m, z[j * V + v] / temperature);
-        let s = 0;
-        const p = new Float64Array(V);
-        for (let v = 0; v < V; v++) s += p[v] = Math.exp(z[j * V + v] / temperature - m);
-        let u = rand() * s, tok = V - 1;
-        for (let v = 0; v < V; v++) if ((u -= p[v]) <= 0) { tok = v; break; }
+        const tok = drawToken(z, j * V, V, temperature, rand);
         out[live[j]].push(tok);
         if (tok === this.config.eos) live.splice(j, 1);
       }
@@ -163,14 +133,10 @@ export class FusedHeadPolicy implements Policy, FusedHead {
   clone(): FusedHeadPolicy {
     return new FusedHeadPolicy(this.tf, this.config, 1, this.getWeights());
   }
-  getWeights(): Float32Array[] {
-    return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
-  }
   setWeights(w: Float32Array[]): void {
     this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
   }
   save(path: string): void {
-    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
-    writeFileSync(path, JSON.stringify({ kind: this.kind, config: this.config, weights }));
+    writeFileSync(path, this.dump(this.kind, this.config));
   }
 }

@@ -1,28 +1,30 @@
-// The per-mini-batch losses the trainer differentiates, besides the fused GVPO op:
-//   gvpoTermsLoss   GVPO written as its three-term decomposition on S, so that a term can be
-//                   dropped (the paper's ablations);
-//   policyGradientLoss  GRPO (std-normalised advantages, ratio clipped at 1 +- eps, per-sequence
-//                   token mean) and Dr.GRPO (mean-centred advantages, a constant normaliser).
-// Shapes: N = G*k sequences in whole groups of k, padded to T tokens; logits [N*T, V].
+// The per-mini-batch losses the trainer differentiates besides the fused GVPO ops. Each takes the
+// current policy's token log-probs as a differentiable [N*T] tensor (from the logits or from the
+// fused head), taken at the temperature the responses were sampled at:
+//   gvpoTermsLoss       GVPO written as its three-term decomposition on S, so that a term can be
+//                       dropped (the paper's ablations);
+//   policyGradientLoss  GRPO (std-normalized advantages, ratio clipped at 1 +- eps against the
+//                       sampling policy, per-sequence token mean), Dr.GRPO (mean-centered
+//                       advantages, a constant normalizer) and REINFORCE with the group-mean
+//                       baseline (optionally importance-weighted, truncated), each with the KL to
+//                       the reference either as the k3 term of the loss or as an exact log-ratio
+//                       penalty in the reward (verl's use_kl_in_reward).
+// Shapes: N = G*k sequences in whole groups of k, padded to T tokens.
 import type * as TF from '@tensorflow/tfjs';
-import { tokenLogprobsTf } from './ops.js';
+import { gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
+import type { FusedHead } from './policy.js';
+import type { KlPlacement, TermsAblation } from './trainerOptions.js';
 
 type Tf = typeof TF;
 
-/** Which of GVPO's terms the loss keeps: all (the GVPO loss), or one of the paper's ablations. */
-export type GvpoTerms = 'all' | 'no-variance' | 'no-trust-region';
-
-export interface MiniBatchTensors {
-  /** Logits [N*T, V] of the policy being trained (differentiated). */
-  logits: TF.Tensor2D;
+/** The fixed (non-differentiated) data of a mini-batch of whole groups. */
+export interface GroupBatch {
   targets: Int32Array;
   /** [N*T] response mask. */
   mask: Float32Array;
   rewards: Float64Array;
   groupSize: number;
   tokens: number;
-  /** The temperature the log-probs are taken at (the responses' sampling temperature). */
-  temperature: number;
 }
 
 /**
@@ -37,14 +39,28 @@ export function atTemperatures(tf: Tf, x: TF.Tensor2D, temperatures: Float64Arra
   return { x: x.mul(tf.tensor2d(inv, [inv.length, 1])) as TF.Tensor2D, temperature: 1 };
 }
 
-/** S[n] = sum_t m[n,t] l[n,t] as a differentiable [N] tensor. */
-export function sequenceLogprobsTf(tf: Tf, mb: MiniBatchTensors): TF.Tensor1D {
-  const N = mb.rewards.length;
-  const l = tokenLogprobsTf(tf, mb.logits, mb.targets, mb.temperature).reshape([N, mb.tokens]);
-  return l.mul(tf.tensor2d(mb.mask, [N, mb.tokens])).sum(1) as TF.Tensor1D;
+/**
+ * The GVPO loss of a fused-head policy's responses through gvpoFromHiddenTf, with the temperature
+ * either shared (`temperature`) or per sequence (`temperatures` [N], each sequence's log-probs at
+ * the temperature it was sampled at; it wins over `temperature`).
+ */
+export function fusedHeadLoss(
+  tf: Tf, policy: FusedHead & { maxTokens: number }, prompts: number[][], responses: Int32Array,
+  args: Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array },
+): TF.Scalar {
+  const { temperatures, ...rest } = args;
+  const hidden = policy.hiddenStates(prompts, responses);
+  const t = temperatures ? atTemperatures(tf, hidden, temperatures, policy.maxTokens) : { x: hidden, temperature: args.temperature };
+  return gvpoFromHiddenTf(tf, t.x, policy.head as TF.Tensor2D, { ...rest, temperature: t.temperature, tokens: policy.maxTokens }).loss;
 }
 
-function centred(x: ArrayLike<number>, k: number): Float32Array {
+/** S[n] = sum_t m[n,t] l[n,t] as a differentiable [N] tensor, from token log-probs [N*T]. */
+export function sequenceSums(tf: Tf, lp: TF.Tensor, mask: Float32Array, tokens: number): TF.Tensor1D {
+  const N = mask.length / tokens;
+  return lp.reshape([N, tokens]).mul(tf.tensor2d(mask, [N, tokens])).sum(1) as TF.Tensor1D;
+}
+
+function centered(x: ArrayLike<number>, k: number): Float32Array {
   const out = new Float32Array(x.length);
   for (let g = 0; g < x.length; g += k) {
     let m = 0;
@@ -63,55 +79,117 @@ function centred(x: ArrayLike<number>, k: number): Float32Array {
  * to pi_theta'. Dropping the variance term leaves dL/dS = -beta/(k-1) (a + beta q), constant in S:
  * a policy gradient with nothing to stop it (the loss is linear in S, unbounded below).
  */
-export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, mb: MiniBatchTensors, beta: number, terms: GvpoTerms): TF.Scalar {
-  const k = mb.groupSize;
-  const G = mb.rewards.length / k;
-  const a = centred(mb.rewards, k);
-  const q = centred(Sref, k);
+export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, rewards: Float64Array, k: number, beta: number, ablation: TermsAblation): TF.Scalar {
+  const G = rewards.length / k;
+  const a = centered(rewards, k);
+  const q = centered(Sref, k);
   let constant = 0;
   for (let n = 0; n < a.length; n++) constant += (a[n] + beta * q[n]) ** 2 / 2;
   const Sg = S.reshape([G, k]);
   const p = Sg.sub(Sg.mean(1, true));
   let sum = p.mul(tf.tensor2d(a, [G, k])).sum().mul(-beta).add(constant);
-  if (terms !== 'no-trust-region') sum = sum.sub(p.mul(tf.tensor2d(q, [G, k])).sum().mul(beta * beta));
-  if (terms !== 'no-variance') sum = sum.add(p.square().sum().mul((beta * beta) / 2));
+  if (ablation !== 'no-trust-region') sum = sum.sub(p.mul(tf.tensor2d(q, [G, k])).sum().mul(beta * beta));
+  if (ablation !== 'no-variance') sum = sum.add(p.square().sum().mul((beta * beta) / 2));
   return sum.div((k - 1) * G) as TF.Scalar;
 }
 
+/**
+ * Rewards with the exact KL penalty in them, as verl's use_kl_in_reward computes it: per sequence,
+ * R - coef * sum_t m (log pi_old - log pi_ref) at the sampled tokens, with pi_old the policy before
+ * this step's updates (verl's old_log_prob, recomputed by the actor). Sampled from pi_old, its
+ * expectation is E[R] - coef KL(pi_old || pi_ref) and its policy gradient is that objective's,
+ * unlike the gradient of the k3 term as a loss. At the optimum pi* = pi_ref exp(R/coef)/Z it is the
+ * same for every response, so the group-centered signal vanishes whoever sampled the responses.
+ */
+export function klPenalizedRewards(rewards: Float64Array, oldTokens: ArrayLike<number>, referenceTokens: ArrayLike<number>, mask: Float32Array, coef: number): Float64Array {
+  const T = mask.length / rewards.length;
+  return rewards.map((r, n) => {
+    let d = 0;
+    for (let t = n * T; t < (n + 1) * T; t++) if (mask[t]) d += mask[t] * (oldTokens[t] - referenceTokens[t]);
+    return r - coef * d;
+  });
+}
+
+export type PolicyGradientAlgo = 'grpo' | 'drgrpo' | 'reinforce';
+
 export interface PolicyGradientOptions {
-  algo: 'grpo' | 'drgrpo';
-  /** Token log-probs [N*T] of the policy that sampled each sequence (the importance ratio's denominator). */
-  behaviourTokens: Float32Array;
-  /** Token log-probs [N*T] under pi_theta', for the optional k3 KL penalty. */
+  algo: PolicyGradientAlgo;
+  /** Token log-probs [N*T] of the distribution that sampled each sequence (the ratio's denominator). */
+  behaviorTokens: Float32Array;
+  /** Token log-probs [N*T] under the policy before this step's updates (the KL in the reward). */
+  oldTokens: Float32Array;
+  /** Token log-probs [N*T] under the reference (pi_theta' or a frozen model), for the KL. */
   referenceTokens: Float32Array;
   clip: number;
+  /** The KL coefficient; 0: no KL. */
   klCoef: number;
-  /** Receives the fraction of response tokens whose ratio left [1 - clip, 1 + clip]. */
+  /** Where the KL goes: the k3 term of the loss, or an exact penalty in the reward. */
+  klIn: KlPlacement;
+  /** REINFORCE: importance weights min(pi/pi_b, cap) per sequence, not differentiated; 0: none. */
+  importanceCap: number;
+  /** Receives the share of response tokens (GRPO, Dr.GRPO) or sequences (REINFORCE) whose ratio was clipped or truncated. */
   onClipFraction?: (f: number) => void;
 }
 
-/** Advantages per token [N*T]: R - mean R, divided by the group's std for GRPO. */
-function advantages(rewards: Float64Array, k: number, T: number, normalise: boolean): Float32Array {
-  const adv = new Float32Array(rewards.length * T);
-  const a = centred(rewards, k);
+/** Advantages per sequence: R - mean R, divided by the group's std for GRPO. */
+function advantages(rewards: Float64Array, k: number, normalize: boolean): Float32Array {
+  const a = centered(rewards, k);
+  if (!normalize) return a;
   for (let g = 0; g < rewards.length; g += k) {
     let v = 0;
     for (let i = 0; i < k; i++) v += a[g + i] ** 2 / (k - 1);
-    const scale = normalise ? 1 / (Math.sqrt(v) + 1e-6) : 1;
-    for (let i = 0; i < k; i++) adv.fill(a[g + i] * scale, (g + i) * T, (g + i + 1) * T);
+    for (let i = 0; i < k; i++) a[g + i] /= Math.sqrt(v) + 1e-6;
   }
-  return adv;
+  return a;
 }
 
-/** GRPO's clipped surrogate, or Dr.GRPO's; returns the scalar to minimise. */
-export function policyGradientLoss(tf: Tf, mb: MiniBatchTensors, o: PolicyGradientOptions): TF.Scalar {
+/** Per-token rows [N, T] of a per-sequence array. */
+function perToken(x: ArrayLike<number>, T: number): Float32Array {
+  const out = new Float32Array(x.length * T);
+  for (let n = 0; n < x.length; n++) out.fill(x[n], n * T, (n + 1) * T);
+  return out;
+}
+
+/** k3 estimate of KL(pi || pi_ref) per token [N, T]: exp(d) - d - 1 with d = log pi_ref - log pi. */
+function k3(tf: Tf, lp: TF.Tensor2D, referenceTokens: Float32Array): TF.Tensor2D {
+  const d = tf.tensor2d(referenceTokens, lp.shape).sub(lp);
+  return tf.exp(d).sub(d).sub(1) as TF.Tensor2D;
+}
+
+/** GRPO's clipped surrogate, Dr.GRPO's, or REINFORCE with the group-mean baseline; the scalar to minimize. */
+export function policyGradientLoss(tf: Tf, lpTokens: TF.Tensor, mb: GroupBatch, o: PolicyGradientOptions): TF.Scalar {
   const N = mb.rewards.length;
   const T = mb.tokens;
-  const lp = tokenLogprobsTf(tf, mb.logits, mb.targets, mb.temperature).reshape([N, T]);
-  const old = tf.tensor2d(o.behaviourTokens, [N, T]);
+  const k = mb.groupSize;
+  const lp = lpTokens.reshape([N, T]) as TF.Tensor2D;
   const mask = tf.tensor2d(mb.mask, [N, T]);
-  const A = tf.tensor2d(advantages(mb.rewards, mb.groupSize, T, o.algo === 'grpo'), [N, T]);
-  const ratio = tf.exp(lp.sub(old));
+  const rewards = o.klCoef && o.klIn === 'reward' ? klPenalizedRewards(mb.rewards, o.oldTokens, o.referenceTokens, mb.mask, o.klCoef) : mb.rewards;
+  const klTerm = o.klCoef && o.klIn === 'loss' ? k3(tf, lp, o.referenceTokens).mul(o.klCoef) : undefined;
+  if (o.algo === 'reinforce') {
+    // -(1/G) sum_g 1/(k-1) sum_n w_n (R_n - mean_g R) S_n: the leave-one-out-scaled group baseline,
+    // so that with the KL in the reward at coefficient beta it is GVPO's gradient divided by beta
+    const S = lp.mul(mask).sum(1);
+    const a = centered(rewards, k);
+    const w = new Float32Array(N).fill(1);
+    if (o.importanceCap > 0) {
+      const s = S.dataSync();
+      let truncated = 0;
+      for (let n = 0; n < N; n++) {
+        let b = 0;
+        for (let t = n * T; t < (n + 1) * T; t++) if (mb.mask[t]) b += mb.mask[t] * o.behaviorTokens[t];
+        const ratio = Math.exp(s[n] - b);
+        if (ratio > o.importanceCap) truncated++;
+        w[n] = Math.min(ratio, o.importanceCap);
+      }
+      o.onClipFraction?.(truncated / N);
+    } else o.onClipFraction?.(0);
+    const coef = Float32Array.from(a, (x, n) => (w[n] * x) / ((k - 1) * (N / k)));
+    let loss = S.mul(tf.tensor1d(coef)).sum().neg();
+    if (klTerm) loss = loss.add(klTerm.mul(mask).sum(1).div(mask.sum(1).maximum(1)).mean());
+    return loss as TF.Scalar;
+  }
+  const A = tf.tensor2d(perToken(advantages(rewards, k, o.algo === 'grpo'), T), [N, T]);
+  const ratio = tf.exp(lp.sub(tf.tensor2d(o.behaviorTokens, [N, T])));
   if (o.onClipFraction) {
     const r = ratio.dataSync();
     let clipped = 0;
@@ -124,10 +202,7 @@ export function policyGradientLoss(tf: Tf, mb: MiniBatchTensors, o: PolicyGradie
     o.onClipFraction(count ? clipped / count : 0);
   }
   let perTok = tf.minimum(ratio.mul(A), tf.clipByValue(ratio, 1 - o.clip, 1 + o.clip).mul(A)).neg();
-  if (o.klCoef) {
-    const d = tf.tensor2d(o.referenceTokens, [N, T]).sub(lp); // k3 estimator of KL(pi || pi_theta')
-    perTok = perTok.add(tf.exp(d).sub(d).sub(1).mul(o.klCoef));
-  }
+  if (klTerm) perTok = perTok.add(klTerm);
   const masked = perTok.mul(mask);
   if (o.algo === 'grpo') return masked.sum(1).div(mask.sum(1).maximum(1)).mean() as TF.Scalar;
   return masked.sum().div(N * T) as TF.Scalar;

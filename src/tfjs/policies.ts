@@ -1,44 +1,14 @@
-// Policies behind one interface: teacher-forced logits for every response position (what the
-// losses need), sampling, variables, cloning and save/load.
+// The small policies the experiments solve exactly or train fast:
 //   TabularPolicy: one logit per response per prompt (a response is one token); pi = softmax.
 //   CharPolicy:    a small autoregressive character model: an MLP over a window of the last
 //                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { FusedHeadPolicy, type FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
-import { drawFrom } from './sampling.js';
-import { TransformerPolicy, type TransformerPolicyConfig } from './transformerPolicy.js';
+import { drawToken, type Policy, PolicyBase } from './policy.js';
 
 type Tf = typeof TF;
 
-export interface Policy {
-  readonly kind: string;
-  readonly vocab: number;
-  /** T: every response is padded to this many tokens. */
-  readonly maxTokens: number;
-  readonly variables: TF.Variable[];
-  /** Logits [N*T, V] for each response position, given prompts and responses (N*T, padded). */
-  logits(prompts: number[][], responses: Int32Array): TF.Tensor2D;
-  /** One response per prompt, sampled at `temperature`; stops at EOS or after maxTokens. */
-  sample(prompts: number[][], temperature: number, rand: () => number): number[][];
-  clone(): Policy;
-  getWeights(): Float32Array[];
-  save(path: string): void;
-}
-
-abstract class Base {
-  abstract readonly variables: TF.Variable[];
-  getWeights(): Float32Array[] {
-    return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
-  }
-  constructor(protected readonly tf: Tf) {}
-  protected dump(kind: string, config: object): string {
-    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
-    return JSON.stringify({ kind, config, weights });
-  }
-}
-
-export class TabularPolicy extends Base implements Policy {
+export class TabularPolicy extends PolicyBase implements Policy {
   readonly kind = 'tabular';
   readonly maxTokens = 1;
   readonly theta: TF.Variable;
@@ -69,7 +39,7 @@ export class TabularPolicy extends Base implements Policy {
   }
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
     const t = this.theta.dataSync() as Float32Array;
-    return prompts.map((p) => [drawFrom(t, p[0] * this.vocab, this.vocab, temperature, rand)]);
+    return prompts.map((p) => [drawToken(t, p[0] * this.vocab, this.vocab, temperature, rand)]);
   }
   clone(): TabularPolicy {
     return new TabularPolicy(this.tf, this.prompts, this.vocab, this.getWeights()[0]);
@@ -89,7 +59,7 @@ export interface CharPolicyConfig {
   pad: number;
 }
 
-export class CharPolicy extends Base implements Policy {
+export class CharPolicy extends PolicyBase implements Policy {
   readonly kind = 'char-mlp';
   readonly variables: TF.Variable[];
   get vocab() {
@@ -147,7 +117,7 @@ export class CharPolicy extends Base implements Policy {
       const data = logits.dataSync() as Float32Array;
       logits.dispose();
       for (let j = live.length - 1; j >= 0; j--) {
-        const tok = drawFrom(data, j * this.vocab, this.vocab, temperature, rand);
+        const tok = drawToken(data, j * this.vocab, this.vocab, temperature, rand);
         out[live[j]].push(tok);
         if (tok === this.config.eos) live.splice(j, 1);
       }
@@ -161,18 +131,4 @@ export class CharPolicy extends Base implements Policy {
   save(path: string): void {
     writeFileSync(path, this.dump(this.kind, this.config));
   }
-}
-
-/** Load a policy written by save(). */
-export function loadPolicy(tf: Tf, path: string): Policy {
-  const j = JSON.parse(readFileSync(path, 'utf8')) as { kind: string; config: Record<string, number>; weights: Array<{ data: string }> };
-  const w = j.weights.map((x) => {
-    const b = Buffer.from(x.data, 'base64');
-    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  });
-  if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
-  if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
-  if (j.kind === 'fused-head') return new FusedHeadPolicy(tf, j.config as unknown as FusedHeadPolicyConfig, 1, w);
-  if (j.kind === 'transformer') return new TransformerPolicy(tf, j.config as unknown as TransformerPolicyConfig, 1, w);
-  throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
 }

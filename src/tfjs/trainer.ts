@@ -14,92 +14,14 @@
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { TRAINER_DEFAULTS } from './defaults.js';
-import { hasFusedHead } from './fusedHeadPolicy.js';
-import { atTemperatures, gvpoTermsLoss, type GvpoTerms, type MiniBatchTensors, policyGradientLoss, sequenceLogprobsTf } from './losses.js';
-import { gvpoFromLogitsTf } from './ops.js';
-import type { Policy } from './policies.js';
 import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, packBatch, subset } from './batch.js';
+import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
+import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsFromHiddenTf, tokenLogprobsTf } from './ops.js';
+import { hasFusedHead, type Policy } from './policy.js';
+import { type Algo, resolveTrainerOptions, type StepMetrics, type TrainerConfig, type TrainerOptions } from './trainerOptions.js';
 
 type Tf = typeof TF;
-export type Algo = 'gvpo' | 'grpo' | 'drgrpo';
-export type { GvpoTerms };
-
-export interface RewardSpec {
-  fn: (prompt: number[], response: number[]) => number | Promise<number>;
-  weight?: number;
-}
-
-export interface TrainerOptions {
-  tf: Tf;
-  policy: Policy;
-  task: Task;
-  algo?: Algo;
-  beta?: number;
-  groupSize?: number;
-  promptsPerStep?: number;
-  /** Optimizer updates per pass over the step's groups (whole groups per mini-batch). */
-  miniBatches?: number;
-  epochs?: number;
-  learningRate?: number;
-  optimizer?: TF.Optimizer;
-  /** Sampling temperature of the current policy; the losses' log-probs are taken at it too. */
-  temperature?: number;
-  reference?: 'previous' | 'frozen';
-  /** The frozen reference (default: a copy of the policy at construction). */
-  referencePolicy?: Policy;
-  rewards?: RewardSpec[];
-  /** Share of each step's groups drawn from a buffer of earlier policies' groups. */
-  replay?: { ratio: number; capacity?: number };
-  /** Externally supplied responses (demonstrations, a fixed distribution): k per prompt. */
-  externalResponses?: (prompt: number[], k: number, rand: () => number) => number[][];
-  /** Share of the non-replayed groups taken from externalResponses (1: all). */
-  externalRatio?: number;
-  /** GRPO / Dr.GRPO: clip range of the ratio and k3 KL coefficient to pi_theta'. */
-  clip?: number;
-  klCoef?: number;
-  /** GVPO: keep all terms, or drop the variance or trust-region term (ablations). */
-  terms?: GvpoTerms;
-  seed?: number;
-  /**
-   * Every `evalEvery` steps (0: never), on `evalPrompts` evaluation prompts (the task's held-out
-   * split where it has one): greedy exact-match accuracy and the reward sampled at temperature 1.
-   */
-  evalEvery?: number;
-  evalPrompts?: number;
-  onMetrics?: (m: StepMetrics) => void;
-}
-
-export interface StepMetrics {
-  step: number;
-  algo: Algo;
-  /** The loss minimised, averaged over the step's mini-batch updates. */
-  loss: number;
-  /** GVPO's terms at each update (for every algorithm: a diagnostic), averaged like the loss. */
-  advantage: number;
-  trustRegion: number;
-  variance: number;
-  constant: number;
-  /** Mean and std of the rewards of all the step's groups (replayed and external included). */
-  rewardMean: number;
-  rewardStd: number;
-  /** Mean reward of the groups the current policy sampled this step (NaN when none). */
-  rewardPolicy: number;
-  /** Share of the step's groups whose k rewards are all equal: no signal for any group-relative method. */
-  zeroVariance: number;
-  /** KL(pi_theta' || pi) after the step's updates and KL to the initial policy (k3 estimates). */
-  klPrevious: number;
-  klInitial: number;
-  entropy: number;
-  /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]. */
-  clipFraction: number;
-  updates: number;
-  /** On evaluation steps: greedy exact-match accuracy and the reward sampled at temperature 1. */
-  accuracy?: number;
-  evalReward?: number;
-  tokensPerSecond: number;
-  seconds: number;
-}
+export type { Algo, RewardSpec, StepMetrics, TermsAblation, TrainerOptions } from './trainerOptions.js';
 
 interface UpdateTotals {
   loss: number;
@@ -118,12 +40,13 @@ export class GVPOTrainer {
   readonly algo: Algo;
   readonly beta: number;
   readonly k: number;
+  /** Every option, checked and resolved once. */
+  readonly config: TrainerConfig;
   /**
    * The temperature fresh groups are sampled at (may be changed between steps, e.g. annealed);
    * a group keeps the one it was sampled at, also when replayed.
    */
   temperature: number;
-  private readonly o: TrainerOptions;
   private readonly optimizer: TF.Optimizer;
   private readonly rand: () => number;
   private readonly initial: Policy;
@@ -132,25 +55,19 @@ export class GVPOTrainer {
   private stepCount = 0;
 
   constructor(o: TrainerOptions) {
-    const d = TRAINER_DEFAULTS;
-    this.o = o;
+    const c = resolveTrainerOptions(o);
+    this.config = c;
     this.tf = o.tf;
     this.policy = o.policy;
     this.task = o.task;
-    this.algo = o.algo ?? d.algo;
-    this.beta = o.beta ?? d.beta;
-    this.k = o.groupSize ?? d.groupSize;
-    this.temperature = o.temperature ?? d.temperature;
-    if (!Number.isInteger(this.k) || this.k < 2) throw new RangeError(`GVPOTrainer: groupSize must be an integer >= 2, got ${this.k}`);
-    if (!(this.beta > 0)) throw new RangeError(`GVPOTrainer: beta must be > 0, got ${this.beta}`);
-    const mb = o.miniBatches ?? d.miniBatches;
-    if (!Number.isInteger(mb) || mb < 1) throw new RangeError(`GVPOTrainer: miniBatches must be an integer >= 1, got ${mb}`);
-    const ratio = o.replay?.ratio ?? 0;
-    if (!(ratio >= 0 && ratio < 1)) throw new RangeError(`GVPOTrainer: replay.ratio must lie in [0, 1), got ${ratio}`);
-    this.optimizer = o.optimizer ?? o.tf.train.adam(o.learningRate ?? d.learningRate);
-    this.rand = seeded(o.seed ?? d.seed);
+    this.algo = c.algo;
+    this.beta = c.beta;
+    this.k = c.groupSize;
+    this.temperature = c.temperature;
+    this.optimizer = o.optimizer ?? o.tf.train.adam(c.learningRate);
+    this.rand = seeded(c.seed);
     this.initial = o.policy.clone();
-    if ((o.reference ?? d.reference) === 'frozen') this.frozen = o.referencePolicy ?? o.policy.clone();
+    if (c.reference === 'frozen') this.frozen = o.referencePolicy ?? o.policy.clone();
   }
 
   /** One step: sample and score groups, log-probs of pi_theta', the updates, the metrics. */
@@ -164,16 +81,14 @@ export class GVPOTrainer {
 
   /** Fresh groups from the policy or the external sampler, then replayed ones (not rescored). */
   private async sampleGroups(): Promise<Group[]> {
-    const P = this.o.promptsPerStep ?? TRAINER_DEFAULTS.promptsPerStep;
-    const nReplay = Math.min(this.buffer.length, Math.round((this.o.replay?.ratio ?? 0) * P));
+    const c = this.config;
+    const P = c.promptsPerStep;
+    const nReplay = Math.min(this.buffer.length, Math.round(c.replayRatio * P));
     const fresh = P - nReplay;
     const prompts = this.task.samplePrompts(fresh, this.rand);
-    const nExternal = this.o.externalResponses ? Math.round((this.o.externalRatio ?? TRAINER_DEFAULTS.externalRatio) * fresh) : 0;
+    const nExternal = c.externalResponses ? Math.round(c.externalRatio * fresh) : 0;
     const groups: Group[] = [];
-    for (let i = 0; i < nExternal; i++) {
-      const responses = this.o.externalResponses!(prompts[i], this.k, this.rand);
-      groups.push({ prompt: prompts[i], responses, rewards: await this.score(prompts[i], responses), source: 'external', temperature: this.temperature });
-    }
+    for (let i = 0; i < nExternal; i++) groups.push(await this.external(prompts[i]));
     const own = prompts.slice(nExternal);
     const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.temperature, this.rand);
     for (let i = 0; i < own.length; i++) {
@@ -190,8 +105,27 @@ export class GVPOTrainer {
     return groups;
   }
 
+  /** One external group: its responses and, where the sampler says, their token log-probs. */
+  private async external(prompt: number[]): Promise<Group> {
+    const T = this.policy.maxTokens;
+    const got = this.config.externalResponses!(prompt, this.k, this.rand);
+    const { responses, tokenLogprobs } = Array.isArray(got) ? { responses: got, tokenLogprobs: undefined } : got;
+    if (responses.length !== this.k) throw new RangeError(`GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${responses.length}`);
+    const group: Group = { prompt, responses, rewards: await this.score(prompt, responses), source: 'external', temperature: this.temperature };
+    if (tokenLogprobs) {
+      group.behaviorTokens = new Float32Array(this.k * T);
+      group.behaviorKnown = responses.map((r, i) => {
+        const lp = tokenLogprobs[i];
+        if (!lp) return false;
+        for (let t = 0; t < Math.min(r.length, T); t++) group.behaviorTokens![i * T + t] = lp[t];
+        return true;
+      });
+    }
+    return group;
+  }
+
   private async score(prompt: number[], responses: number[][]): Promise<number[]> {
-    const specs = this.o.rewards ?? [{ fn: (p: number[], r: number[]) => this.task.reward(p, r), weight: 1 }];
+    const specs = this.config.rewards ?? [{ fn: (p: number[], r: number[]) => this.task.reward(p, r), weight: 1 }];
     return Promise.all(responses.map(async (r) => {
       let total = 0;
       for (const s of specs) total += (s.weight ?? 1) * (await s.fn(prompt, r));
@@ -207,32 +141,35 @@ export class GVPOTrainer {
    */
   private prepare(groups: Group[]): Batch {
     const b = packBatch(groups, this.k, this.policy.maxTokens);
-    // the current policy at the sampling temperature is the distribution fresh groups came from
-    const current = logprobsOf(this.policy, b);
-    const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
+    const current = logprobsOf(this.tf, this.policy, b);
+    const ref = this.frozen ? logprobsOf(this.tf, this.frozen, b) : current;
     const T = this.policy.maxTokens;
-    const behaviour = Float32Array.from(current.token);
+    // the current policy at the sampling temperature is the distribution fresh groups came from;
+    // replayed groups keep their generator's log-probs, external ones their sampler's when known
+    const behavior = Float32Array.from(current.token);
     groups.forEach((g, i) => {
       const span = [i * this.k * T, (i + 1) * this.k * T] as const;
-      if (g.source === 'replay') behaviour.set(g.behaviourTokens!, span[0]);
-      else if (this.o.replay && g.source === 'policy') this.remember({ ...g, behaviourTokens: current.token.slice(...span) });
+      if (g.source === 'replay') behavior.set(g.behaviorTokens!, span[0]);
+      else if (g.source === 'external' && g.behaviorTokens) {
+        g.behaviorKnown!.forEach((known, j) => known && behavior.set(g.behaviorTokens!.subarray(j * T, (j + 1) * T), span[0] + j * T));
+      } else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviorTokens: current.token.slice(...span) });
     });
-    const init = logprobsOf(this.initial, b);
-    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviourTok: behaviour, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
+    const init = logprobsOf(this.tf, this.initial, b);
+    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, currentTok: current.token, initSeq: init.seq, entropy: current.entropy };
   }
 
   private remember(g: Group): void {
     this.buffer.push(g);
-    if (this.buffer.length > (this.o.replay?.capacity ?? TRAINER_DEFAULTS.replayCapacity)) this.buffer.shift();
+    if (this.buffer.length > this.config.replayCapacity) this.buffer.shift();
   }
 
   /** `epochs` shuffled passes over the groups, `miniBatches` optimizer updates per pass. */
   private update(b: Batch): UpdateTotals {
     const G = b.rewards.length / this.k;
     const order = Array.from({ length: G }, (_, g) => g);
-    const perBatch = Math.ceil(G / (this.o.miniBatches ?? TRAINER_DEFAULTS.miniBatches));
+    const perBatch = Math.ceil(G / this.config.miniBatches);
     const t: UpdateTotals = { loss: 0, advantage: 0, trustRegion: 0, variance: 0, constant: 0, clipFraction: 0, updates: 0 };
-    for (let e = 0; e < (this.o.epochs ?? TRAINER_DEFAULTS.epochs); e++) {
+    for (let e = 0; e < this.config.epochs; e++) {
       for (let i = G - 1; i > 0; i--) {
         const j = Math.floor(this.rand() * (i + 1));
         [order[i], order[j]] = [order[j], order[i]];
@@ -245,40 +182,26 @@ export class GVPOTrainer {
 
   /** One optimizer update on one mini-batch; adds its loss and GVPO's terms at that point to `t`. */
   private updateOn(mb: Batch, t: UpdateTotals): void {
+    const c = this.config;
+    const T = this.policy.maxTokens;
+    const N = mb.rewards.length;
     let S: Float64Array | undefined;
-    const fused = this.algo === 'gvpo' && (this.o.terms ?? TRAINER_DEFAULTS.terms) === 'all' && hasFusedHead(this.policy);
-    // the fused LM head never materialises the logits in its loss: S for the diagnostics comes
-    // from a separate no-gradient pass, at the same weights the gradient is taken at
-    if (fused) S = logprobsOf(this.policy, mb).seq;
     const loss = this.optimizer.minimize(() => {
-      if (fused && hasFusedHead(this.policy)) {
-        return this.policy.fusedLoss(mb.prompts, mb.targets, {
-          targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, referenceLogprobs: mb.refSeq, rewards: mb.rewards,
-          groups: { size: this.k }, beta: this.beta, temperatures: mb.temperatures,
-        });
+      const x = this.differentiable(mb);
+      if (this.algo === 'gvpo' && c.terms === 'all') {
+        const args = { targets: mb.targets, mask: mb.mask, sequences: N, tokens: T, referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature: x.temperature };
+        const r = 'hidden' in x ? gvpoFromHiddenTf(this.tf, x.hidden, x.head, args) : gvpoFromLogitsTf(this.tf, x.logits, { ...args, vocab: this.policy.vocab });
+        S = r.result().policyLogprobs; // the kernel ran in the forward pass
+        return r.loss;
       }
-      const { x: logits, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, this.policy.maxTokens);
-      const tensors: MiniBatchTensors = { logits, targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: this.policy.maxTokens, temperature };
-      if (this.algo !== 'gvpo') {
-        S = Float64Array.from(sequenceLogprobsTf(this.tf, tensors).dataSync());
-        return policyGradientLoss(this.tf, tensors, {
-          algo: this.algo, behaviourTokens: mb.behaviourTok, referenceTokens: mb.refTok,
-          clip: this.o.clip ?? TRAINER_DEFAULTS.clip, klCoef: this.o.klCoef ?? TRAINER_DEFAULTS.klCoef,
-          onClipFraction: (f) => { t.clipFraction += f; },
-        });
-      }
-      const terms = this.o.terms ?? TRAINER_DEFAULTS.terms;
-      if (terms !== 'all') {
-        const s = sequenceLogprobsTf(this.tf, tensors);
-        S = Float64Array.from(s.dataSync());
-        return gvpoTermsLoss(this.tf, s, mb.refSeq, tensors, this.beta, terms);
-      }
-      const r = gvpoFromLogitsTf(this.tf, logits, {
-        targets: mb.targets, mask: mb.mask, sequences: mb.rewards.length, tokens: this.policy.maxTokens, vocab: this.policy.vocab,
-        referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature,
+      const lp = 'hidden' in x ? this.headTokenLogprobs(x.hidden, x.head, mb, x.temperature) : tokenLogprobsTf(this.tf, x.logits, mb.targets, x.temperature);
+      const s = sequenceSums(this.tf, lp, mb.mask, T);
+      S = Float64Array.from(s.dataSync());
+      if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
+      return policyGradientLoss(this.tf, lp, { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T }, {
+        algo: this.algo, behaviorTokens: mb.behaviorTok, oldTokens: mb.currentTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
+        importanceCap: c.importanceCap, onClipFraction: (f) => { t.clipFraction += f; },
       });
-      S = r.result().policyLogprobs; // the kernel ran in the forward pass
-      return r.loss;
     }, true, this.policy.variables);
     t.loss += loss!.dataSync()[0];
     loss!.dispose();
@@ -290,9 +213,29 @@ export class GVPOTrainer {
     t.updates++;
   }
 
+  /**
+   * What the loss differentiates, at the mini-batch's sampling temperatures: a fused-head
+   * policy's hidden states and head weight (the logits never exist as a tensor), or the logits.
+   */
+  private differentiable(mb: Batch): { hidden: TF.Tensor2D; head: TF.Tensor2D; temperature: number } | { logits: TF.Tensor2D; temperature: number } {
+    const T = this.policy.maxTokens;
+    if (hasFusedHead(this.policy)) {
+      const { x, temperature } = atTemperatures(this.tf, this.policy.hiddenStates(mb.prompts, mb.targets), mb.temperatures, T);
+      return { hidden: x, head: this.policy.head as TF.Tensor2D, temperature };
+    }
+    const { x, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, T);
+    return { logits: x, temperature };
+  }
+
+  /** Token log-probs [N*T] of a fused-head policy through the per-token fused head: no logits tensor. */
+  private headTokenLogprobs(hidden: TF.Tensor2D, head: TF.Tensor2D, mb: Batch, temperature: number): TF.Tensor1D {
+    return tokenLogprobsFromHiddenTf(this.tf, hidden, head, { targets: mb.targets, mask: mb.mask, temperature }).logprobs;
+  }
+
   private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
-    const after = logprobsOf(this.policy, b);
-    // k3 estimates on the step's sequences: r - 1 - log r with r = pi_other / pi
+    const after = logprobsOf(this.tf, this.policy, b);
+    // k3 estimates of KL(pi || pi_other) on the step's sequences, taken as samples of pi (the
+    // updated policy): r - 1 - log r with r = pi_other / pi
     const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio;
     const N = b.rewards.length;
     let klPrev = 0;
@@ -314,19 +257,18 @@ export class GVPOTrainer {
     for (let g = 0; g < N; g += this.k) if (b.rewards.subarray(g, g + this.k).every((r) => r === b.rewards[g])) flat++;
     const tokens = b.mask.reduce((a, x) => a + (x ? 1 : 0), 0);
     const step = ++this.stepCount;
-    const every = this.o.evalEvery ?? TRAINER_DEFAULTS.evalEvery;
+    const every = this.config.evalEvery;
     const seconds = (performance.now() - t0) / 1000;
     const m: StepMetrics = {
       step, algo: this.algo, loss: t.loss, advantage: t.advantage, trustRegion: t.trustRegion, variance: t.variance, constant: t.constant,
-      rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, zeroVariance: flat / (N / this.k), klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
-      clipFraction: t.clipFraction, updates: t.updates, tokensPerSecond: (tokens * (this.o.epochs ?? TRAINER_DEFAULTS.epochs)) / seconds, seconds,
+      rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
+      clipFraction: t.clipFraction, zeroVarianceGroups: flat / (N / this.k), updates: t.updates, tokensPerSecond: (tokens * this.config.epochs) / seconds, seconds,
     };
     if (every > 0 && step % every === 0) {
-      const n = this.o.evalPrompts ?? TRAINER_DEFAULTS.evalPrompts;
-      m.accuracy = this.evaluate(n);
-      m.evalReward = this.evaluateReward(n);
+      m.accuracy = this.evaluate(this.config.evalPrompts);
+      m.evalReward = this.evaluateReward(this.config.evalPrompts);
     }
-    this.o.onMetrics?.(m);
+    this.config.onMetrics?.(m);
     return m;
   }
 

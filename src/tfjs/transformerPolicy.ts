@@ -1,9 +1,9 @@
 // A small causal transformer policy (GPT-style, pre-LayerNorm): token and learned position
 // embeddings, `layers` blocks of causal multi-head self-attention and a ReLU MLP, each inside a
 // residual with a LayerNorm before it, a final LayerNorm, and a bias-free LM head [V, D]
-// (vocab-major, as LLM checkpoints store it). The GVPO trainer calls fusedLoss(), which reads the
-// head through gvpo's fused kernel: the [N*T, V] logits and their gradient never exist as tensors.
-// logits() gives them for sampling and for the no-gradient passes.
+// (vocab-major, as LLM checkpoints store it). The trainer hands hiddenStates() and the head to
+// gvpo's fused kernels: the [N*T, V] logits and their gradient never exist as tensors, for the
+// loss or for the no-gradient passes. logits() gives them, for sampling.
 //
 // Layout: a prompt is left-padded with `pad` to `promptTokens` tokens, so a token sits at the same
 // position whatever batch its sequence is in, and its logits depend on its own sequence alone
@@ -13,9 +13,8 @@
 // token embedding's gradient is a scatter-add in JS (wasm has no UnsortedSegmentSum).
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { embed, type FusedHead, fusedHeadLoss, type FusedLossArgs } from './fusedHeadPolicy.js';
-import type { Policy } from './policies.js';
-import { drawFrom } from './sampling.js';
+import { embed } from './fusedHeadPolicy.js';
+import { drawToken, type FusedHead, type Policy, PolicyBase } from './policy.js';
 
 type Tf = typeof TF;
 
@@ -61,7 +60,7 @@ function checkConfig(c: TransformerPolicyConfig): void {
   }
 }
 
-export class TransformerPolicy implements Policy, FusedHead {
+export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
   readonly kind = 'transformer';
   readonly variables: TF.Variable[];
   private readonly index = new Map<string, number>();
@@ -79,13 +78,14 @@ export class TransformerPolicy implements Policy, FusedHead {
     return this.variables[this.variables.length - 1];
   }
 
-  constructor(private readonly tf: Tf, readonly config: TransformerPolicyConfig, seed = 1, weights?: Float32Array[]) {
+  constructor(tf: Tf, readonly config: TransformerPolicyConfig, seed = 1, weights?: Float32Array[]) {
+    super(tf);
     checkConfig(config);
     const shapes = parameterShapes(config);
     if (weights && weights.length !== shapes.length) {
       throw new RangeError(`TransformerPolicy: expected ${shapes.length} weight arrays for this config, got ${weights.length}`);
     }
-    // GPT-2's initialisation: N(0, 0.02) weights, the residual projections scaled by
+    // GPT-2's initialization: N(0, 0.02) weights, the residual projections scaled by
     // 1/sqrt(2 layers), LayerNorm gains 1, biases 0
     this.variables = shapes.map(([name, shape], i) => {
       this.index.set(name, i);
@@ -119,9 +119,9 @@ export class TransformerPolicy implements Policy, FusedHead {
   private layerNorm(x: TF.Tensor2D, name: string): TF.Tensor2D {
     const tf = this.tf;
     const mean = x.mean(1, true);
-    const centred = x.sub(mean);
-    const inv = tf.rsqrt(centred.square().mean(1, true).add(1e-5));
-    return centred.mul(inv).mul(this.v(`${name}.gain`)).add(this.v(`${name}.bias`)) as TF.Tensor2D;
+    const centered = x.sub(mean);
+    const inv = tf.rsqrt(centered.square().mean(1, true).add(1e-5));
+    return centered.mul(inv).mul(this.v(`${name}.gain`)).add(this.v(`${name}.bias`)) as TF.Tensor2D;
   }
 
   /** Hidden states [B*L, D] after the final LayerNorm, of B sequences of L token ids (row-major). */
@@ -160,7 +160,7 @@ export class TransformerPolicy implements Policy, FusedHead {
   }
 
   /** Hidden states [N*T, D] at the positions that predict response tokens 0..T-1. */
-  private responseHidden(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+  hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D {
     const { promptTokens: P, maxTokens: T, width: D } = this.config;
     const N = prompts.length;
     if (responses.length !== N * T) throw new RangeError(`TransformerPolicy: responses must hold prompts.length * maxTokens = ${N * T} ids, got ${responses.length}`);
@@ -170,11 +170,7 @@ export class TransformerPolicy implements Policy, FusedHead {
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
-    return this.tf.tidy(() => this.tf.matMul(this.responseHidden(prompts, responses), this.head, false, true));
-  }
-
-  fusedLoss(prompts: number[][], responses: Int32Array, args: FusedLossArgs): TF.Scalar {
-    return fusedHeadLoss(this.tf, this.responseHidden(prompts, responses), this.head as TF.Tensor2D, this.maxTokens, args);
+    return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(prompts, responses), this.head, false, true));
   }
 
   /**
@@ -197,7 +193,7 @@ export class TransformerPolicy implements Policy, FusedHead {
       });
       const z = logits.dataSync() as Float32Array;
       logits.dispose();
-      live.forEach((i, j) => out[i].push(drawFrom(z, j * V, V, temperature, rand)));
+      live.forEach((i, j) => out[i].push(drawToken(z, j * V, V, temperature, rand)));
       live = live.filter((i) => out[i][t] !== eos);
     }
     return out;
@@ -205,9 +201,6 @@ export class TransformerPolicy implements Policy, FusedHead {
 
   clone(): TransformerPolicy {
     return new TransformerPolicy(this.tf, this.config, 1, this.getWeights());
-  }
-  getWeights(): Float32Array[] {
-    return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
   }
   setWeights(w: Float32Array[]): void {
     this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
@@ -217,7 +210,6 @@ export class TransformerPolicy implements Policy, FusedHead {
     return this.variables.reduce((a, v) => a + v.size, 0);
   }
   save(path: string): void {
-    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
-    writeFileSync(path, JSON.stringify({ kind: this.kind, config: this.config, weights }));
+    writeFileSync(path, this.dump(this.kind, this.config));
   }
 }

@@ -3,83 +3,24 @@
 // addition task's starting policy.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { markdownTable, progressLine } from '../report.js';
+import { markdownTable, progressLine } from './report.js';
 import { AdditionTask } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { CLI_DEFAULTS, TASK_DEFAULTS, TRAINER_DEFAULTS, type TaskName, WARMUP_DEFAULTS } from './defaults.js';
-import { loadPolicy, type Policy, TabularPolicy } from './policies.js';
+import { CLI_DEFAULTS } from './defaults.js';
+import { CHECKPOINT, type RunOptions, type RunSummary } from './runOptions.js';
+import { loadPolicy } from '../tfjs/loadPolicy.js';
+import { TabularPolicy } from '../tfjs/policies.js';
+import type { Policy } from '../tfjs/policy.js';
+import { logprobsOf, packBatch } from '../tfjs/batch.js';
 import { compareReport, runReport } from './runReport.js';
-import { loadTf, type TfChoice } from './tf.js';
-import { type Algo, GVPOTrainer, type GvpoTerms, type StepMetrics } from './trainer.js';
-import { warmup as runWarmup, type WarmupResult } from './warmup.js';
+import { loadTf, type TfChoice } from '../tfjs/tf.js';
+import type * as TF from '@tensorflow/tfjs';
+import { GVPOTrainer } from '../tfjs/trainer.js';
+import type { Algo, ExternalSampler, StepMetrics } from '../tfjs/trainerOptions.js';
+import { warmup as runWarmup, WARMUP_DEFAULTS, type WarmupResult } from '../tfjs/warmup.js';
 
-export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
-
-/** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
-export interface RunOptions {
-  task: TaskName;
-  algo: Algo;
-  steps: number;
-  groupSize: number;
-  beta: number;
-  seed: number;
-  promptsPerStep: number;
-  miniBatches: number;
-  epochs: number;
-  learningRate: number;
-  temperature: number;
-  reference: 'previous' | 'frozen';
-  replayRatio: number;
-  replayCapacity: number;
-  /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
-  demonstrations: number;
-  clip: number;
-  klCoef: number;
-  terms: GvpoTerms;
-  evalEvery: number;
-  evalPrompts: number;
-  /** Starting policy (addition: the shipped warm-up checkpoint). */
-  init?: string;
-  out?: string;
-  tf: TfChoice;
-  progress: 'bar' | 'lines' | 'none';
-}
-
-export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }): RunOptions {
-  const task = o.task ?? 'addition';
-  const t = TASK_DEFAULTS[task];
-  const d = TRAINER_DEFAULTS;
-  const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
-  return {
-    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', t.groupSize), beta: pick('beta', d.beta),
-    seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
-    epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
-    reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
-    demonstrations: pick('demonstrations', d.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), terms: pick('terms', d.terms),
-    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', t.evalPrompts), init: o.init, out: o.out,
-    tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
-  };
-}
-
-export interface RunSummary {
-  algo: Algo;
-  seed: number;
-  /** Greedy exact-match accuracy on the evaluation prompts (held-out for addition), before and after. */
-  accuracyBefore: number;
-  accuracyAfter: number;
-  /** Reward sampled at temperature 1 on the same prompts, before and after. */
-  evalRewardBefore: number;
-  evalRewardAfter: number;
-  /** Share of groups with zero reward variance, mean over the run's steps. */
-  zeroVariance: number;
-  rewardFirst: number;
-  rewardLast: number;
-  klInitial: number;
-  seconds: number;
-  metrics: StepMetrics[];
-}
+type TfModule = typeof TF;
 
 /** The task and its starting policy: a random tabular one for the bandit, a checkpoint for addition. */
 export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
@@ -96,10 +37,39 @@ export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task
   return { policy: loadPolicy(tf, path), task: new AdditionTask(), backend };
 }
 
-/** Demonstrations: the task's right answer as one of the k responses, the rest sampled. */
-function demonstrationSampler(task: Task, policy: Policy, temperature: number) {
-  return (prompt: number[], k: number, rand: () => number): number[][] =>
-    [task.answer!(prompt), ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+/**
+ * Demonstrations: the task's right answer as one of the k responses, the rest sampled by the
+ * policy. The solver gives its answer with probability 1 (token log-probs 0), which the
+ * baselines' importance ratios use; the sampled responses are the policy's own.
+ */
+function demonstrationSampler(task: Task, policy: Policy, temperature: number): ExternalSampler {
+  return (prompt, k, rand) => {
+    const answer = task.answer!(prompt);
+    const responses = [answer, ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+    return { responses, tokenLogprobs: responses.map((_, i) => (i === 0 ? answer.map(() => 0) : null)) };
+  };
+}
+
+/**
+ * A fixed sampler: the starting policy, frozen, at the sampling temperature; its token log-probs
+ * are computed for the responses it draws, so the baselines' ratios are the correct ones.
+ */
+function fixedSampler(tf: TfModule, policy: Policy, temperature: number): ExternalSampler {
+  const T = policy.maxTokens;
+  return (prompt, k, rand) => {
+    const responses = policy.sample(Array.from({ length: k }, () => prompt), temperature, rand);
+    const packed = packBatch([{ prompt, responses, rewards: new Array(k).fill(0), source: 'external', temperature }], k, T);
+    const lp = logprobsOf(tf, policy, packed).token;
+    return { responses, tokenLogprobs: responses.map((_, i) => lp.subarray(i * T, (i + 1) * T)) };
+  };
+}
+
+/** The external sampler of a run's options, and the share of fresh groups it draws. */
+function externalSampler(tf: TfModule, o: RunOptions, task: Task, policy: Policy): { externalResponses?: ExternalSampler; externalRatio?: number } {
+  if (o.demonstrations > 0 && o.fixedSampler > 0) throw new RangeError('a run takes demonstrations or a fixed sampler, not both');
+  if (o.demonstrations > 0) return { externalResponses: demonstrationSampler(task, policy, o.temperature), externalRatio: o.demonstrations };
+  if (o.fixedSampler > 0) return { externalResponses: fixedSampler(tf, policy.clone(), o.temperature), externalRatio: o.fixedSampler };
+  return {};
 }
 
 function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
@@ -118,8 +88,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed, promptsPerStep: o.promptsPerStep,
     miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
-    externalResponses: o.demonstrations > 0 ? demonstrationSampler(task, policy, o.temperature) : undefined,
-    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    ...externalSampler(tf, o, task, policy), clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);
@@ -133,7 +102,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
   const tail = Math.max(1, Math.floor(metrics.length / 10));
   const summary: RunSummary = {
-    algo: o.algo, seed: o.seed, accuracyBefore, accuracyAfter, evalRewardBefore, evalRewardAfter, zeroVariance: mean(metrics.map((m) => m.zeroVariance)),
+    algo: o.algo, seed: o.seed, accuracyBefore, accuracyAfter, evalRewardBefore, evalRewardAfter, zeroVariance: mean(metrics.map((m) => m.zeroVarianceGroups)),
     rewardFirst: mean(metrics.slice(0, tail).map((m) => m.rewardMean)),
     rewardLast: mean(metrics.slice(-tail).map((m) => m.rewardMean)),
     klInitial: last.klInitial, seconds: (performance.now() - t0) / 1000, metrics,
@@ -173,7 +142,7 @@ export function summaryTable(runs: RunSummary[]): string {
   );
 }
 
-/** The supervised warm-up (src/tfjs/warmup.ts) on the chosen TensorFlow.js, with progress on a terminal. */
+/** The supervised warm-up (the library's warmup()) on the chosen TensorFlow.js, with progress on a terminal. */
 export async function warmup(out: string, steps = WARMUP_DEFAULTS.steps, seed = WARMUP_DEFAULTS.seed, tfChoice: TfChoice = CLI_DEFAULTS.tf, width = WARMUP_DEFAULTS.width): Promise<WarmupResult> {
   const { tf } = await loadTf(tfChoice);
   const r = await runWarmup({

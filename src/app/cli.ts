@@ -5,11 +5,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
-import { CLI_DEFAULTS, WARMUP_DEFAULTS } from './tfjs/defaults.js';
-import type { RunOptions } from './tfjs/runs.js';
-import type { Algo } from './tfjs/trainer.js';
+import { CLI_DEFAULTS, WARMUP_OUT } from './defaults.js';
+import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
+import type { RunOptions } from './runOptions.js';
+import type { Algo } from '../tfjs/trainerOptions.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function version(): string {
   return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -23,7 +24,7 @@ function runOptions(p: Parsed): Partial<RunOptions> {
     task: v.task as RunOptions['task'], algo: v.algo as Algo, steps: n('steps'), groupSize: n('group-size'), beta: n('beta'), promptsPerStep: n('prompts'),
     miniBatches: n('mini-batches'), epochs: n('epochs'), learningRate: n('lr'), temperature: n('temperature'),
     reference: v.reference as RunOptions['reference'], replayRatio: n('replay-ratio'), replayCapacity: n('replay-capacity'),
-    demonstrations: n('demonstrations'), clip: n('clip'), klCoef: n('kl-coef'), terms: v.terms as RunOptions['terms'],
+    demonstrations: n('demonstrations'), clip: n('clip'), klCoef: n('kl-coef'), klIn: v['kl-in'] as RunOptions['klIn'], importanceCap: n('importance-cap'), terms: v.terms as RunOptions['terms'],
     evalEvery: n('eval-every'), evalPrompts: n('eval-prompts'), init: v.init, seed: n('seed'), out: v.out, tf: v.tf as RunOptions['tf'],
   };
   if (o.init && o.task === 'bandit') throw new UsageError('--init applies to --task addition only');
@@ -36,13 +37,14 @@ function progressMode(p: Parsed): RunOptions['progress'] {
 }
 
 async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
-  const { resolveRunOptions, summaryTable } = await import('./tfjs/runs.js');
+  const { resolveRunOptions } = await import('./runOptions.js');
+  const { summaryTable } = await import('./runs.js');
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
   if (o.miniBatches > o.promptsPerStep) throw new UsageError(`--mini-batches (${o.miniBatches}) must not exceed the groups per step, --prompts (${o.promptsPerStep})`);
   o.out ??= `runs/${o.task}-${cmd === 'compare' ? 'compare' : o.algo}`;
-  const { compareRuns, quietTf, trainRun } = await import('./tfjs/runs.js');
+  const { compareRuns, quietTf, trainRun } = await import('./runs.js');
   const backend = await quietTf(o.tf);
-  const { backendInfo } = await import('./backend.js');
+  const { backendInfo } = await import('../backend.js');
   const info = backendInfo();
   if (o.progress !== 'none') console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`);
   if (cmd === 'train') {
@@ -61,11 +63,11 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
 }
 
 async function warmupCommand(p: Parsed): Promise<void> {
-  const out = resolve(p.values.out ?? WARMUP_DEFAULTS.out);
+  const out = resolve(p.values.out ?? WARMUP_OUT);
   if (existsSync(out) && !p.bools.has('force')) {
     throw new UsageError(`${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`);
   }
-  const { quietTf, warmup } = await import('./tfjs/runs.js');
+  const { quietTf, warmup } = await import('./runs.js');
   const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
   await quietTf(tf);
   const r = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.width));
@@ -82,7 +84,7 @@ async function experimentCommand(p: Parsed): Promise<void> {
     throw new UsageError(`unknown experiment '${name}'${near ? `; did you mean '${near}'?` : ''} (one of ${names.join(', ')})`);
   }
   if (p.positionals.length > 1) throw new UsageError(`unexpected argument '${p.positionals[1]}'`);
-  const { quietTf } = await import('./tfjs/runs.js');
+  const { quietTf } = await import('./runs.js');
   const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
   await quietTf(tf);
   for (const n of name === 'all' ? Object.keys(EXPERIMENTS) : [name]) {
@@ -91,10 +93,10 @@ async function experimentCommand(p: Parsed): Promise<void> {
 }
 
 async function info(p: Parsed): Promise<void> {
-  const { quietTf } = await import('./tfjs/runs.js');
+  const { quietTf } = await import('./runs.js');
   // The kernels need no TensorFlow.js: without it, info says what to install instead.
   const tfjs = await quietTf((p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf']).catch((e: Error) => e.message);
-  const { backendInfo } = await import('./backend.js');
+  const { backendInfo } = await import('../backend.js');
   console.log(JSON.stringify({ ...backendInfo(), tfjs }, null, 2));
 }
 

@@ -2,7 +2,9 @@
 // unknown flags (naming the closest), missing values and out-of-range values with exit code 2,
 // all before TensorFlow.js loads.
 import { existsSync } from 'node:fs';
-import { CLI_DEFAULTS, TASK_DEFAULTS, TRAINER_DEFAULTS, WARMUP_DEFAULTS } from './tfjs/defaults.js';
+import { ALGOS as TRAINER_ALGOS, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
+import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_OUT } from './defaults.js';
 
 export class UsageError extends Error {}
 
@@ -28,11 +30,11 @@ const file: Rule = (v) => (existsSync(v) ? undefined : 'an existing file');
 
 const d = TRAINER_DEFAULTS;
 const byTask = (k: keyof (typeof TASK_DEFAULTS)['addition']) => `addition ${TASK_DEFAULTS.addition[k]}, bandit ${TASK_DEFAULTS.bandit[k]}`;
-const ALGOS = ['gvpo', 'grpo', 'drgrpo'];
+const ALGOS = [...TRAINER_ALGOS];
 
 export const RUN_FLAGS: Record<string, Flag> = {
   task: { kind: 'value', rule: oneOf('addition', 'bandit'), shown: 'addition', help: 'the task: two-digit addition (a small transformer, held-out prompts) or a 4-prompt bandit (tabular)' },
-  algo: { kind: 'value', rule: oneOf(...ALGOS), shown: d.algo, help: 'the loss: gvpo, grpo (clipped ratio, std-normalised), drgrpo' },
+  algo: { kind: 'value', rule: oneOf(...ALGOS), shown: d.algo, help: 'the loss: gvpo; grpo (std-normalized advantages, clipped ratio); drgrpo (mean-centered, clipped ratio); reinforce (group-mean baseline)' },
   steps: { kind: 'value', rule: int(1), shown: byTask('steps'), help: 'sampled steps' },
   'group-size': { kind: 'value', rule: int(2), shown: byTask('groupSize'), help: 'k, responses per prompt' },
   beta: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: String(d.beta), help: "GVPO's KL coefficient" },
@@ -44,9 +46,11 @@ export const RUN_FLAGS: Record<string, Flag> = {
   reference: { kind: 'value', rule: oneOf('previous', 'frozen'), shown: d.reference, help: "pi_theta': the policy before each step's updates, or the initial one" },
   'replay-ratio': { kind: 'value', rule: real((x) => x >= 0 && x < 1, 'a number in [0, 1)'), shown: String(d.replayRatio), help: "share of each step's groups replayed from earlier policies' samples" },
   'replay-capacity': { kind: 'value', rule: int(1), shown: String(d.replayCapacity), help: 'groups the replay buffer holds' },
-  demonstrations: { kind: 'value', rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'), shown: String(d.demonstrations), help: 'share of fresh groups that include the right answer as a response' },
+  demonstrations: { kind: 'value', rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'), shown: String(RUN_DEFAULTS.demonstrations), help: 'share of fresh groups that include the right answer as a response' },
   clip: { kind: 'value', rule: real((x) => x > 0 && x < 1, 'a number in (0, 1)'), shown: String(d.clip), help: "GRPO / Dr.GRPO ratio clip range" },
-  'kl-coef': { kind: 'value', rule: real((x) => x >= 0, 'a number >= 0'), shown: String(d.klCoef), help: "GRPO / Dr.GRPO k3 KL penalty to pi_theta'" },
+  'kl-coef': { kind: 'value', rule: real((x) => x >= 0, 'a number >= 0'), shown: String(d.klCoef), help: "grpo / drgrpo / reinforce: KL coefficient to the reference" },
+  'kl-in': { kind: 'value', rule: oneOf('loss', 'reward'), shown: d.klIn, help: 'where that KL goes: the k3 term of the loss, or an exact penalty in the reward' },
+  'importance-cap': { kind: 'value', rule: real((x) => x === 0 || x >= 1, '0 or a number >= 1'), shown: String(d.importanceCap), help: 'reinforce: truncate importance weights pi/pi_sampler at this (0: none)' },
   terms: { kind: 'value', rule: oneOf('all', 'no-variance', 'no-trust-region'), shown: d.terms, help: "GVPO's terms kept (the paper's ablations)" },
   'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only)' },
   'eval-prompts': { kind: 'value', rule: int(1), shown: byTask('evalPrompts'), help: 'prompts in the evaluation set (held-out for addition)' },
@@ -81,7 +85,7 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
   warmup: {
     summary: 'the supervised warm-up that makes an addition starting policy', usage: 'gvpo warmup [--out FILE] [--steps N] [--hidden D] [--seed S] [--force]',
     flags: {
-      out: { kind: 'value', shown: WARMUP_DEFAULTS.out, help: 'checkpoint to write' },
+      out: { kind: 'value', shown: WARMUP_OUT, help: 'checkpoint to write' },
       steps: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.steps), help: 'supervised steps' },
       hidden: {
         kind: 'value', rule: (v) => int(WARMUP_DEFAULTS.heads)(v) ?? (Number(v) % WARMUP_DEFAULTS.heads ? `a multiple of ${WARMUP_DEFAULTS.heads}` : undefined),

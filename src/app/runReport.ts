@@ -2,11 +2,11 @@
 // every effective option, the kernels and TensorFlow.js backend, what the two reward figures mean,
 // the table and the chart.
 import { backendInfo } from '../backend.js';
-import { curveCi, fmtCi, meanCi } from '../experiments/stats.js';
-import { markdownTable, type Panel, type Series, svgChart, trailingMean } from '../report.js';
+import { curveCi, fmtCi, meanCi } from './stats.js';
+import { markdownTable, type Panel, type Series, svgChart, trailingMean } from './report.js';
+import type { RunOptions, RunSummary } from './runOptions.js';
+import type { Algo, StepMetrics } from '../tfjs/trainerOptions.js';
 import { ADDITION_MEASURED } from './defaults.js';
-import type { RunOptions, RunSummary } from './runs.js';
-import type { Algo, StepMetrics } from './trainer.js';
 
 const READING = [
   '**Held-out** figures are measured on a fixed set of evaluation prompts that training never',

@@ -1,0 +1,64 @@
+// What every policy offers the trainer: teacher-forced logits for every response position (what the
+// losses need), sampling, variables, cloning and save/load; and what a policy whose LM head goes
+// through the fused kernels offers besides (FusedHead). The shared pieces of the implementations
+// (weights as arrays, the saved JSON, drawing a token) live here too.
+import type * as TF from '@tensorflow/tfjs';
+
+type Tf = typeof TF;
+
+export interface Policy {
+  readonly kind: string;
+  readonly vocab: number;
+  /** T: every response is padded to this many tokens. */
+  readonly maxTokens: number;
+  readonly variables: TF.Variable[];
+  /** Logits [N*T, V] for each response position, given prompts and responses (N*T, padded). */
+  logits(prompts: number[][], responses: Int32Array): TF.Tensor2D;
+  /** One response per prompt, sampled at `temperature`; stops at EOS or after maxTokens. */
+  sample(prompts: number[][], temperature: number, rand: () => number): number[][];
+  clone(): Policy;
+  getWeights(): Float32Array[];
+  save(path: string): void;
+}
+
+/**
+ * A policy whose LM head is a bias-free linear map the fused kernels can take over: the trainer
+ * hands its hidden states and head weight to gvpoFromHiddenTf / tokenLogprobsFromHiddenTf, so
+ * the [N*T, V] logits and their gradient never exist as tensors. logits() still gives them (for
+ * sampling).
+ */
+export interface FusedHead {
+  /** Hidden states [N*T, H] that the head reads at each response position (differentiable). */
+  hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D;
+  /** The head's weight [V, H], vocab-major (as LLM checkpoints store an lm_head). */
+  readonly head: TF.Variable;
+}
+
+export function hasFusedHead(p: Policy): p is Policy & FusedHead {
+  return typeof (p as Partial<FusedHead>).hiddenStates === 'function' && (p as Partial<FusedHead>).head !== undefined;
+}
+
+/** A token drawn from softmax(logits[offset .. offset+V) / temperature). */
+export function drawToken(logits: ArrayLike<number>, offset: number, V: number, temperature: number, rand: () => number): number {
+  let m = -Infinity;
+  for (let v = 0; v < V; v++) m = Math.max(m, logits[offset + v] / temperature);
+  let s = 0;
+  const p = new Float64Array(V);
+  for (let v = 0; v < V; v++) s += p[v] = Math.exp(logits[offset + v] / temperature - m);
+  let u = rand() * s;
+  for (let v = 0; v < V; v++) if ((u -= p[v]) <= 0) return v;
+  return V - 1;
+}
+
+/** Weights as arrays and the JSON that save() writes and loadPolicy() reads. */
+export abstract class PolicyBase {
+  abstract readonly variables: TF.Variable[];
+  constructor(protected readonly tf: Tf) {}
+  getWeights(): Float32Array[] {
+    return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+  }
+  protected dump(kind: string, config: object): string {
+    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
+    return JSON.stringify({ kind, config, weights });
+  }
+}

@@ -1,0 +1,226 @@
+// The trainer's options: their types, every default, and the one place they are checked and
+// resolved (GVPOTrainer calls resolveTrainerOptions once, in its constructor). The defaults follow
+// the official GVPO recipe (jszkc/GVPO, run_qwen2-7b_math_gvpo.sh): beta 0.1, k = 4 responses per
+// prompt, the batch split into 4 mini-batches of whole groups (one optimizer update each, so the
+// last three run against a pi_theta' that is already stale), one epoch, the previous step's policy
+// as reference, rewards centered by the group mean only.
+import type * as TF from '@tensorflow/tfjs';
+import type { Task } from '../tasks/task.js';
+import type { Policy } from './policy.js';
+
+type Tf = typeof TF;
+
+/**
+ * gvpo: the GVPO loss. grpo: std-normalized advantages, ratio clipped at 1 +- clip against the
+ * distribution that sampled each sequence. drgrpo: mean-centered advantages, the same clipped
+ * ratio, a constant normalizer. reinforce: the group-mean baseline policy gradient (RLOO's
+ * scaling), importance-weighted and truncated when importanceCap > 0.
+ */
+export type Algo = 'gvpo' | 'grpo' | 'drgrpo' | 'reinforce';
+/** Where the policy-gradient baselines put the KL to the reference: the k3 term of the loss, or an
+ *  exact log-ratio penalty in the reward (verl's use_kl_in_reward). */
+export type KlPlacement = 'loss' | 'reward';
+
+/**
+ * Responses from outside the policy for one prompt (demonstrations, a fixed distribution), with,
+ * where the sampler's probabilities are known, its token log-probs per response (at the tokens of
+ * that response, at the temperature it sampled at). A response whose log-probs are not given is
+ * treated as if the current policy had sampled it (its ratio is 1 at the first update).
+ */
+export interface ExternalGroup {
+  responses: number[][];
+  tokenLogprobs?: Array<ArrayLike<number> | null | undefined>;
+}
+export type ExternalSampler = (prompt: number[], k: number, rand: () => number) => number[][] | ExternalGroup;
+/** Which of GVPO's terms the loss keeps: all (the GVPO loss), or one of the paper's ablations. */
+export type TermsAblation = 'all' | 'no-variance' | 'no-trust-region';
+
+export interface RewardSpec {
+  fn: (prompt: number[], response: number[]) => number | Promise<number>;
+  weight?: number;
+}
+
+/** What the caller passes: everything but tf, policy and task may be left out. */
+export interface TrainerOptions {
+  tf: Tf;
+  policy: Policy;
+  task: Task;
+  algo?: Algo;
+  beta?: number;
+  groupSize?: number;
+  promptsPerStep?: number;
+  /** Optimizer updates per pass over the step's groups (whole groups per mini-batch). */
+  miniBatches?: number;
+  epochs?: number;
+  learningRate?: number;
+  optimizer?: TF.Optimizer;
+  /** Sampling temperature of the current policy; the losses' log-probs are taken at it too. */
+  temperature?: number;
+  reference?: 'previous' | 'frozen';
+  /** The frozen reference (default: a copy of the policy at construction). */
+  referencePolicy?: Policy;
+  rewards?: RewardSpec[];
+  /** Share of each step's groups drawn from a buffer of earlier policies' groups. */
+  replay?: { ratio: number; capacity?: number };
+  /** Externally supplied responses (demonstrations, a fixed distribution): k per prompt. */
+  externalResponses?: ExternalSampler;
+  /** Share of the non-replayed groups taken from externalResponses (1: all). */
+  externalRatio?: number;
+  /** GRPO / Dr.GRPO: clip range of the ratio. */
+  clip?: number;
+  /** GRPO / Dr.GRPO / REINFORCE: the KL coefficient to the reference (pi_theta', or the frozen
+   *  policy), and where it goes (the k3 term of the loss, or a penalty in the reward). */
+  klCoef?: number;
+  klIn?: KlPlacement;
+  /** REINFORCE: truncation of the per-sequence importance weight pi/pi_b (0: no weights). */
+  importanceCap?: number;
+  /** GVPO: keep all terms, or drop the variance or trust-region term (ablations). */
+  terms?: TermsAblation;
+  seed?: number;
+  /**
+   * Every `evalEvery` steps (0: never), on `evalPrompts` evaluation prompts (the task's held-out
+   * split where it has one): greedy exact-match accuracy and the reward sampled at temperature 1.
+   */
+  evalEvery?: number;
+  evalPrompts?: number;
+  onMetrics?: (m: StepMetrics) => void;
+}
+
+export interface StepMetrics {
+  step: number;
+  algo: Algo;
+  /** The loss minimised, averaged over the step's mini-batch updates. */
+  loss: number;
+  /** GVPO's terms at each update (for every algorithm: a diagnostic), averaged like the loss. */
+  advantage: number;
+  trustRegion: number;
+  variance: number;
+  constant: number;
+  /** Mean and std of the rewards of all the step's groups (replayed and external included). */
+  rewardMean: number;
+  rewardStd: number;
+  /** Mean reward of the groups the current policy sampled this step (NaN when none). */
+  rewardPolicy: number;
+  /** KL(pi || pi_theta') after the step's updates and KL(pi || initial policy): k3 estimates on the
+   *  step's sequences. */
+  klPrevious: number;
+  klInitial: number;
+  entropy: number;
+  /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]; REINFORCE:
+   *  share of sequences whose importance weight was truncated. */
+  clipFraction: number;
+  /** Share of the step's groups whose rewards are all equal: no learning signal in them. */
+  zeroVarianceGroups: number;
+  updates: number;
+  /** On evaluation steps: greedy exact-match accuracy and the reward sampled at temperature 1. */
+  accuracy?: number;
+  evalReward?: number;
+  tokensPerSecond: number;
+  seconds: number;
+}
+
+export const TRAINER_DEFAULTS = {
+  algo: 'gvpo' as Algo,
+  beta: 0.1,
+  groupSize: 4,
+  promptsPerStep: 8,
+  miniBatches: 4,
+  epochs: 1,
+  learningRate: 1e-3,
+  temperature: 1,
+  reference: 'previous' as 'previous' | 'frozen',
+  replayRatio: 0,
+  replayCapacity: 256,
+  externalRatio: 1,
+  /** GRPO / Dr.GRPO: PPO clip range; the baselines' KL coefficient and where it goes. */
+  clip: 0.2,
+  klCoef: 0,
+  klIn: 'loss' as KlPlacement,
+  importanceCap: 0,
+  terms: 'all' as TermsAblation,
+  seed: 1,
+  /** Greedy accuracy every N steps (0: never). */
+  evalEvery: 0,
+  evalPrompts: 200,
+};
+
+/** Every option resolved: what the trainer reads, never the caller's object. */
+export interface TrainerConfig {
+  algo: Algo;
+  beta: number;
+  groupSize: number;
+  promptsPerStep: number;
+  miniBatches: number;
+  epochs: number;
+  learningRate: number;
+  temperature: number;
+  reference: 'previous' | 'frozen';
+  replayRatio: number;
+  replayCapacity: number;
+  externalResponses?: ExternalSampler;
+  externalRatio: number;
+  clip: number;
+  klCoef: number;
+  klIn: KlPlacement;
+  importanceCap: number;
+  terms: TermsAblation;
+  seed: number;
+  evalEvery: number;
+  evalPrompts: number;
+  rewards?: RewardSpec[];
+  onMetrics?: (m: StepMetrics) => void;
+}
+
+export const ALGOS: readonly Algo[] = ['gvpo', 'grpo', 'drgrpo', 'reinforce'];
+const ABLATIONS: readonly TermsAblation[] = ['all', 'no-variance', 'no-trust-region'];
+
+function fail(name: string, expected: string, got: unknown): never {
+  throw new RangeError(`GVPOTrainer: ${name} must be ${expected}, got ${String(got)}`);
+}
+function integer(name: string, v: number, min: number): number {
+  if (!Number.isInteger(v) || v < min) fail(name, `an integer >= ${min}`, v);
+  return v;
+}
+function inRange(name: string, v: number, ok: (x: number) => boolean, expected: string): number {
+  if (typeof v !== 'number' || !ok(v)) fail(name, expected, v);
+  return v;
+}
+const finitePositive = (x: number) => Number.isFinite(x) && x > 0;
+
+/** Each option checked once and given its default once. */
+export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
+  const d = TRAINER_DEFAULTS;
+  const algo = o.algo ?? d.algo;
+  if (!ALGOS.includes(algo)) fail('algo', ALGOS.join(' | '), algo);
+  const terms = o.terms ?? d.terms;
+  if (!ABLATIONS.includes(terms)) fail('terms', ABLATIONS.join(' | '), terms);
+  const klIn = o.klIn ?? d.klIn;
+  if (klIn !== 'loss' && klIn !== 'reward') fail('klIn', "'loss' | 'reward'", klIn);
+  const reference = o.reference ?? d.reference;
+  if (reference !== 'previous' && reference !== 'frozen') fail('reference', "'previous' | 'frozen'", reference);
+  return {
+    algo,
+    beta: inRange('beta', o.beta ?? d.beta, finitePositive, 'a finite number > 0'),
+    groupSize: integer('groupSize', o.groupSize ?? d.groupSize, 2),
+    promptsPerStep: integer('promptsPerStep', o.promptsPerStep ?? d.promptsPerStep, 1),
+    miniBatches: integer('miniBatches', o.miniBatches ?? d.miniBatches, 1),
+    epochs: integer('epochs', o.epochs ?? d.epochs, 1),
+    learningRate: inRange('learningRate', o.learningRate ?? d.learningRate, finitePositive, 'a finite number > 0'),
+    temperature: inRange('temperature', o.temperature ?? d.temperature, finitePositive, 'a finite number > 0'),
+    reference,
+    replayRatio: inRange('replay.ratio', o.replay?.ratio ?? d.replayRatio, (x) => x >= 0 && x < 1, 'a number in [0, 1)'),
+    replayCapacity: integer('replay.capacity', o.replay?.capacity ?? d.replayCapacity, 1),
+    externalResponses: o.externalResponses,
+    externalRatio: inRange('externalRatio', o.externalRatio ?? d.externalRatio, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
+    clip: inRange('clip', o.clip ?? d.clip, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    klCoef: inRange('klCoef', o.klCoef ?? d.klCoef, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0'),
+    klIn,
+    importanceCap: inRange('importanceCap', o.importanceCap ?? d.importanceCap, (x) => x === 0 || (Number.isFinite(x) && x >= 1), '0 or a finite number >= 1'),
+    terms,
+    seed: integer('seed', o.seed ?? d.seed, 0),
+    evalEvery: integer('evalEvery', o.evalEvery ?? d.evalEvery, 0),
+    evalPrompts: integer('evalPrompts', o.evalPrompts ?? d.evalPrompts, 1),
+    rewards: o.rewards,
+    onMetrics: o.onMetrics,
+  };
+}
