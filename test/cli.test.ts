@@ -51,6 +51,7 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('train', '--init', '/no/such/file.json'), /--init must be an existing file/);
     expectUsageError(gvpo('train', 'extra'), /unexpected argument 'extra'/);
     expectUsageError(gvpo('train', '--quiet=yes'), /--quiet takes no value/);
+    expectUsageError(gvpo('warmup', '--hidden', '30'), /--hidden must be a multiple of 4, got '30'/);
   });
   it('help and version', () => {
     for (const args of [[], ['--help'], ['-h'], ['help']]) {

@@ -63,6 +63,20 @@ for (const backend of ['cpu', 'wasm'] as const) {
       });
     }
 
+    it('a large vocabulary (the gather embedding) gives the same fused and plain gradients', () => {
+      const big = { ...config, vocab: 600 };
+      const p = new TransformerPolicy(tf, big, 9);
+      const N = 4, T = p.maxTokens, r = seeded(4);
+      const prompts = Array.from({ length: N }, () => [Math.floor(r() * 600), 5, 599]);
+      const targets = Int32Array.from({ length: N * T }, () => Math.floor(r() * 600));
+      const mask = new Float32Array(N * T).fill(1);
+      const a = { targets, mask, N, T, k: 2, Sref: [-20, -21, -19, -22], R: [1, 0, 0, 1], beta: 0.5, tau: [0.9, 0.9, 0.9, 0.9] };
+      const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, targets, { targets, mask, sequences: N, referenceLogprobs: a.Sref, rewards: a.R, groups: { size: 2 }, beta: 0.5, temperature: 0.9 }), p.variables);
+      const plain = tf.variableGrads(() => plainGvpo(tf, p.logits(prompts, targets), a), p.variables);
+      for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), plain.grads[v.name].dataSync(), 2e-4, 1e-7);
+      expect(fused.grads[p.variables[0].name].abs().max().dataSync()[0]).toBeGreaterThan(0);
+    });
+
     it('logits are causal and do not depend on the other sequences of the batch', () => {
       const p = new TransformerPolicy(tf, config, 4);
       const T = p.maxTokens, V = p.vocab;

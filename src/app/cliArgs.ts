@@ -83,11 +83,14 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
     },
   },
   warmup: {
-    summary: 'the supervised warm-up that makes an addition starting policy', usage: 'gvpo warmup [--out FILE] [--steps N] [--force]',
+    summary: 'the supervised warm-up that makes an addition starting policy', usage: 'gvpo warmup [--out FILE] [--steps N] [--hidden D] [--seed S] [--force]',
     flags: {
       out: { kind: 'value', shown: WARMUP_OUT, help: 'checkpoint to write' },
       steps: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.steps), help: 'supervised steps' },
-      hidden: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.width), help: 'width of the transformer (a multiple of its 4 heads)' },
+      hidden: {
+        kind: 'value', rule: (v) => int(WARMUP_DEFAULTS.heads)(v) ?? (Number(v) % WARMUP_DEFAULTS.heads ? `a multiple of ${WARMUP_DEFAULTS.heads}` : undefined),
+        shown: String(WARMUP_DEFAULTS.width), help: `width of the transformer (a multiple of its ${WARMUP_DEFAULTS.heads} heads)`,
+      },
       seed: RUN_FLAGS.seed, tf: RUN_FLAGS.tf,
       force: { kind: 'bool', help: 'overwrite --out if it exists (the shipped checkpoint included)' },
       help: RUN_FLAGS.help,

@@ -41,7 +41,7 @@ function expectation(o: RunOptions, r: RunSummary): string[] {
     'The starting checkpoint learned addition from demonstrations that forget the units carry 70% of',
     'the time, so on carry prompts its greedy answer is wrong while the right one is still sampled about',
     'a quarter of the time; RL with the exact-match reward can find and reinforce it. With the defaults',
-    `(\`gvpo train\`, seeds 1 to 3) held-out greedy accuracy went from ${e.accuracyBefore.toFixed(3)} to ${range(e.accuracyAfter)}, most of it in the`,
+    `(\`gvpo train\`, seeds 1 to 5) held-out greedy accuracy went from ${e.accuracyBefore.toFixed(3)} to ${range(e.accuracyAfter)}, most of it in the`,
     `first 30 steps, and the held-out reward at T = 1 from ${e.rewardBefore.toFixed(3)} to ${range(e.rewardAfter)}.`,
     `**This run:** held-out greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${points(r.accuracyAfter - r.accuracyBefore)}),`,
     `held-out reward at T = 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)} (${points(r.evalRewardAfter - r.evalRewardBefore)}).`, '',

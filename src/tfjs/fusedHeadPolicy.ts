@@ -22,12 +22,22 @@ export interface FusedHeadPolicyConfig {
   pad: number;
 }
 
-/** Rows of `table` [V, E] at `ids`, with a scatter-add gradient: tfjs-cpu's own gather gradient
- *  (UnsortedSegmentSum) takes minutes on a V = 32768 table. */
+/**
+ * Rows of `table` [V, E] at `ids`, with a scatter-add gradient: tfjs-cpu's own gather gradient
+ * (UnsortedSegmentSum) takes minutes on a V = 32768 table, and wasm has none. For a small
+ * vocabulary the rows come from a one-hot product instead, which gives the same values exactly
+ * (one 1, the rest 0) where wasm's GatherV2 took a third of a small transformer's forward pass.
+ */
 export function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
   const [V, E] = table.shape as [number, number];
+  const rows = (t: TF.Tensor): TF.Tensor => {
+    if (V > 512) return tf.gather(t, tf.tensor1d(ids, 'int32'));
+    const onehot = new Float32Array(ids.length * V);
+    ids.forEach((id, r) => { onehot[r * V + id] = 1; });
+    return tf.matMul(tf.tensor2d(onehot, [ids.length, V]), t as TF.Tensor2D);
+  };
   const op = tf.customGrad(((t: TF.Tensor) => ({
-    value: tf.gather(t, tf.tensor1d(ids, 'int32')),
+    value: rows(t),
     gradFunc: (dy: TF.Tensor) => {
       const g = new Float32Array(V * E), d = dy.dataSync();
       ids.forEach((id, r) => {

@@ -10,7 +10,7 @@
 // (sampling, the no-gradient passes and the loss see the same numbers). Response token t is
 // predicted from position promptTokens - 1 + t. Every op used (BatchMatMul, Softmax, Transpose,
 // Slice, Mean, Rsqrt, Relu, SplitV, ...) has kernels and gradients on tfjs 'cpu' and 'wasm'; the
-// embedding's gradient is a scatter-add in JS, since wasm has no UnsortedSegmentSum.
+// token embedding's gradient is a scatter-add in JS (wasm has no UnsortedSegmentSum).
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { embed } from './fusedHeadPolicy.js';
