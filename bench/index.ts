@@ -13,6 +13,7 @@ import { benchGvpoFromLogits } from './gvpoFromLogits.bench.js';
 import { fmtGB, fmtMs, makeInputs, roofline, table, type Inputs, type Timing, timeSlowAsync } from './lib.js';
 import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 import { benchTokenLogprobs } from './tokenLogprobs.bench.js';
+import { benchTokenLogprobsFromHidden } from './tokenLogprobsFromHidden.bench.js';
 
 const argv = process.argv.slice(2);
 const WRITE = argv.includes('--write');
@@ -184,6 +185,7 @@ async function main() {
     }
   }
   await benchGvpoFromHidden(log, THREADS, QUICK);
+  await benchTokenLogprobsFromHidden(log, THREADS, QUICK);
   if (WRITE) {
     writeFileSync(join(here, 'RESULTS.md'), `${out.join('\n')}\n`);
     console.log(`\nwrote ${join(here, 'RESULTS.md')}`);
