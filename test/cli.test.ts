@@ -102,7 +102,7 @@ describe('gvpo train and experiment', () => {
     expect(r.code, r.err).toBe(0);
     const doc = readFileSync(join(out, 'EXPERIMENTS.md'), 'utf8');
     expect(doc).toMatch(/kept by hand/);
-    const charts: Record<string, string[]> = { optimum: ['kl.svg'], text: ['curves.svg', 'curves-epochs.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
+    const charts: Record<string, string[]> = { optimum: ['kl.svg', 'frontier.svg'], text: ['curves.svg', 'curves-stale.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
     for (const [name, files] of Object.entries(charts)) {
       expect(doc).toContain(`<!-- begin experiment ${name} -->`);
       expect(doc).toContain(`gvpo experiment ${name} --quick`);

@@ -111,12 +111,34 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     expect(shared.value.dataSync()[0]).not.toBeCloseTo(fused.value.dataSync()[0], 3);
   });
 
+  it('every algorithm trains through the fused head as the logits path does (same seed, same weights after a step)', async () => {
+    for (const algo of ['gvpo', 'grpo', 'drgrpo', 'reinforce'] as const) {
+      const fused = new FusedHeadPolicy(tf, config, 6);
+      const plain = new FusedHeadPolicy(tf, config, 6);
+      // the same policy seen through the logits only: the trainer cannot take the fused path
+      const viaLogits = {
+        kind: plain.kind, vocab: plain.vocab, maxTokens: plain.maxTokens, variables: plain.variables,
+        logits: plain.logits.bind(plain), sample: plain.sample.bind(plain), clone: () => plain.clone(), getWeights: () => plain.getWeights(), save: plain.save.bind(plain),
+      };
+      const opts = { tf, task, algo, groupSize: 4, promptsPerStep: 4, miniBatches: 2, learningRate: 0.02, seed: 9, temperature: 0.7, klCoef: 0.1, klIn: 'reward' as const,
+        rewards: [{ fn: (_q: number[], r: number[]) => (r[0] + (r[1] ?? 0)) / 20 }] };
+      const a = await new GVPOTrainer({ ...opts, policy: fused }).step();
+      const b = await new GVPOTrainer({ ...opts, policy: viaLogits }).step();
+      expect(a.loss).toBeCloseTo(b.loss, 5);
+      const wa = fused.getWeights(), wb = plain.getWeights();
+      wa.forEach((w, i) => gradClose(w, wb[i], 1e-4, 1e-6));
+      expect(wa[3].some((x, i) => x !== new FusedHeadPolicy(tf, config, 6).getWeights()[3][i])).toBe(true);
+    }
+  });
+
   it('a GVPO trainer step goes through the fused head; save and load keep the policy', async () => {
     const p = new FusedHeadPolicy(tf, config, 4);
     const before = p.getWeights();
-    const t = new GVPOTrainer({ tf, policy: p, task, groupSize: 4, promptsPerStep: 2, learningRate: 0.05, seed: 3 });
+    // a reward with variance inside every group (an untrained policy never adds correctly)
+    const t = new GVPOTrainer({ tf, policy: p, task, groupSize: 4, promptsPerStep: 2, learningRate: 0.05, seed: 3, rewards: [{ fn: (_q, r) => r[0] / 10 }] });
     const m = await t.step();
     expect(Number.isFinite(m.loss)).toBe(true);
+    expect(m.zeroVarianceGroups).toBe(0);
     expect(p.getWeights()[3].some((x, i) => x !== before[3][i])).toBe(true); // the head moved
     const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-')), 'fused.json');
     p.save(path);

@@ -13,6 +13,8 @@ export { CharPolicy, TabularPolicy } from './policies.js';
 export type { CharPolicyConfig } from './policies.js';
 export { FusedHeadPolicy } from './fusedHeadPolicy.js';
 export type { FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
+export { TransformerPolicy } from './transformerPolicy.js';
+export type { TransformerPolicyConfig } from './transformerPolicy.js';
 export { loadPolicy } from './loadPolicy.js';
 export { loadTf } from './tf.js';
 export type { LoadedTf, TfChoice } from './tf.js';

@@ -4,6 +4,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, type FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
 import { CharPolicy, type CharPolicyConfig, TabularPolicy } from './policies.js';
 import type { Policy } from './policy.js';
+import { TransformerPolicy, type TransformerPolicyConfig } from './transformerPolicy.js';
 
 /** Load a policy written by save(). */
 export function loadPolicy(tf: typeof TF, path: string): Policy {
@@ -15,5 +16,6 @@ export function loadPolicy(tf: typeof TF, path: string): Policy {
   if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
   if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
   if (j.kind === 'fused-head') return new FusedHeadPolicy(tf, j.config as unknown as FusedHeadPolicyConfig, 1, w);
+  if (j.kind === 'transformer') return new TransformerPolicy(tf, j.config as unknown as TransformerPolicyConfig, 1, w);
   throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
 }

@@ -5,11 +5,15 @@ import { join } from 'node:path';
 import type { TfChoice } from '../../tfjs/tf.js';
 import type { Experiment, ExperimentContext } from './common.js';
 import { optimum } from './optimum.js';
+import { robustnessExperiment, termsExperiment } from './robustness.js';
+import { offPolicyExperiment, text } from './text.js';
 import { Pool } from './pool.js';
 
 export type { ExperimentContext };
 
-export const EXPERIMENTS: Record<string, Experiment> = { optimum };
+export const EXPERIMENTS: Record<string, Experiment> = {
+  optimum, text, 'off-policy': offPolicyExperiment, robustness: robustnessExperiment, terms: termsExperiment,
+};
 
 /** What the command passes: the context without its pool (runExperiment makes one per experiment). */
 export type ExperimentOptions = Omit<ExperimentContext, 'pool'> & { tf: TfChoice; processes?: number };
