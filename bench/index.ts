@@ -14,6 +14,7 @@ import { fmtGB, fmtMs, makeInputs, roofline, table, type Inputs, type Timing, ti
 import { type ProbedLogits, probedLogits, type Spread } from './logitsProbed.js';
 import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 import { benchTokenLogprobs } from './tokenLogprobs.bench.js';
+import { benchTokenLogprobsFromHidden } from './tokenLogprobsFromHidden.bench.js';
 
 const argv = process.argv.slice(2);
 const WRITE = argv.includes('--write');
@@ -222,6 +223,7 @@ async function main() {
   }
   probedSection();
   await benchGvpoFromHidden(log, THREADS, QUICK);
+  await benchTokenLogprobsFromHidden(log, THREADS, QUICK);
   if (WRITE) {
     writeFileSync(join(here, 'RESULTS.md'), `${out.join('\n')}\n`);
     console.log(`\nwrote ${join(here, 'RESULTS.md')}`);

@@ -2,10 +2,12 @@
 //   tsx bench/memory.ts <native-inplace|native|js|tfjs-cpu> N T V k
 // or of one gvpoFromHidden call (logitsBytes: the float32 logits it never materialises):
 //   tsx bench/memory.ts hidden N T V k H
+// or of one tokenLogprobsFromHidden forward (with the entropy) and its backward (dL/dl and dL/dH):
+//   tsx bench/memory.ts head R V H
 // Prints JSON: the peak RSS after the inputs exist (baseline) and after one call, in bytes.
 import { readFileSync } from 'node:fs';
-import { gvpoFromHidden, gvpoFromLogits } from '../src/index.js';
-import { makeHiddenInputs } from './hiddenInputs.js';
+import { gvpoFromHidden, gvpoFromLogits, tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../src/index.js';
+import { makeHeadInputs, makeHiddenInputs } from './hiddenInputs.js';
 import { fusedArgs, makeInputs } from './lib.js';
 import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
 
@@ -18,6 +20,15 @@ if (path === 'hidden') {
   const base = vmhwm();
   gvpoFromHidden(h.args);
   console.log(JSON.stringify({ path, baselineRssBytes: base, peakRssBytes: vmhwm(), logitsBytes: N * T * V * 4 }));
+  process.exit(0);
+}
+if (path === 'head') {
+  const [R, HV, HH] = dims.map(Number);
+  const h = makeHeadInputs(R, HH, HV, 'float32');
+  const base = vmhwm();
+  const f = tokenLogprobsFromHidden(h.args);
+  tokenLogprobsFromHiddenBackward({ ...h.args, entropy: f.entropy, logZ: f.logZ, gradTokenLogprobs: h.gradTokenLogprobs, gradEntropy: h.gradEntropy });
+  console.log(JSON.stringify({ path, baselineRssBytes: base, peakRssBytes: vmhwm(), logitsBytes: R * HV * 4 }));
   process.exit(0);
 }
 const x = makeInputs(N, T, V, k, 'float32');

@@ -382,15 +382,19 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
   const int64_t rb = backward_rows(live, H, V, h.k.mr);
   const int64_t n = std::min(live, rb);
-  std::vector<float> coef((size_t)n), coef_h(any_h ? (size_t)n : 0), dH((size_t)(n * H));
+  std::vector<float> coef((size_t)n), coef_h(any_h ? (size_t)n : 0), dH;
   for (int64_t b = 0; b < live; b += rb) {
     const int64_t m = std::min(rb, live - b);
     for (int64_t i = 0; i < m; i++) coef[i] = rows.grad_logprob[b + i] * h.inv_tau;
     for (int64_t i = 0; i < m && any_h; i++) coef_h[i] = rows.grad_entropy[b + i] * h.inv_tau;
-    backward_block(h, grad_weight, dH.data(), idx.data() + b, rows.logZ.data() + b, coef.data(),
+    // A block of consecutive rows writes its dH in place; another goes through a buffer.
+    const bool consecutive = idx[b + m - 1] - idx[b] == m - 1;
+    if (!consecutive && dH.empty()) dH.resize((size_t)(n * H));
+    float* out = consecutive ? grad_hidden + (size_t)idx[b] * H : dH.data();
+    backward_block(h, grad_weight, out, idx.data() + b, rows.logZ.data() + b, coef.data(),
                    any_h ? coef_h.data() : nullptr, rows.entropy.data() + b, in.targets, m, b == 0 && !accumulate,
                    threads);
-    for (int64_t i = 0; i < m; i++)
+    for (int64_t i = 0; i < m && !consecutive; i++)
       std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));
   }
 }

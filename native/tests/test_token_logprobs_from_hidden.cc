@@ -75,7 +75,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
-Batch make_batch(std::mt19937& rng, const Case& k, bool entropy_grad) {
+// dense: every row live with a non-zero upstream (the backward then writes dH in place).
+Batch make_batch(std::mt19937& rng, const Case& k, bool entropy_grad, bool dense) {
   Batch b{k.R, k.H, k.V, {}, {}, {}, {}, {}, {}};
   // x = z/tau of order 10 at tau = 1e-3 (a peaked softmax), of order 0.1 at tau = 30 (near uniform)
   const float ws = 2.0f / std::sqrt((float)k.H) * std::fmin(1.0f, 10.0f * k.tau);
@@ -84,9 +85,9 @@ Batch make_batch(std::mt19937& rng, const Case& k, bool entropy_grad) {
   b.y.resize(k.R), b.mask.resize(k.R), b.gl.resize(k.R), b.gh.resize(k.R);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (int64_t r = 0; r < k.R; r++) {
-    b.mask[r] = k.R > 1 && rng() % 4 == 0 ? 0.0f : (rng() % 3 ? 1.0f : 0.25f);  // any non-zero: live
+    b.mask[r] = !dense && k.R > 1 && rng() % 4 == 0 ? 0.0f : (rng() % 3 ? 1.0f : 0.25f);  // any non-zero: live
     b.y[r] = (int32_t)(rng() % k.V);
-    b.gl[r] = rng() % 5 == 0 ? 0.0f : u(rng);
+    b.gl[r] = !dense && rng() % 5 == 0 ? 0.0f : u(rng);
     b.gh[r] = entropy_grad && rng() % 5 ? u(rng) : 0.0f;
     if (b.mask[r] == 0.0f) {  // garbage everywhere a masked row could leak from
       b.y[r] = rng() % 2 ? -7 : (int32_t)k.V + 3;
@@ -104,16 +105,16 @@ Batch make_batch(std::mt19937& rng, const Case& k, bool entropy_grad) {
 // gradient's dZ to bfloat16 where it meets the inputs.
 bool bf16_products(DType d) { return d == DType::bf16 && std::strcmp(cpu_simd_level(), "avx512bf16") == 0; }
 
-void check_case(std::mt19937& rng, const Case& k, bool entropy_grad) {
-  const Batch b = make_batch(rng, k, entropy_grad);
+void check_case(std::mt19937& rng, const Case& k, bool entropy_grad, bool dense) {
+  const Batch b = make_batch(rng, k, entropy_grad, dense);
   const int64_t R = k.R, H = k.H, V = k.V;
   const Out a = run(b, k.tau, 1);
   const RefHead ref = ref_head(b.hid.f64.data(), b.w.f64.data(), b.y.data(), b.mask.data(), b.gl.data(),
                                b.gh.data(), R, H, V, k.tau);
   const char* dn[] = {"f32", "bf16", "f16"};
   char at[128];
-  std::snprintf(at, sizeof at, "R=%lld H=%lld V=%lld %s tau=%g gH=%d:", (long long)R, (long long)H, (long long)V,
-                dn[(int)k.d], k.tau, entropy_grad);
+  std::snprintf(at, sizeof at, "R=%lld H=%lld V=%lld %s tau=%g gH=%d dense=%d:", (long long)R, (long long)H, (long long)V,
+                dn[(int)k.d], k.tau, entropy_grad, dense);
   CHECK(a.bad == 0, "%s %lld non-finite rows", at, (long long)a.bad);
   for (int64_t r = 0; r < R; r++) {
     const double tol = 5e-6 * (1 + std::fabs(ref.lz[r]));
@@ -248,7 +249,7 @@ int main() {
   const float taus[] = {1.0f, 1e-3f, 30.0f, 0.7f};
   int i = 0;
   for (auto& s : shapes)
-    for (int d = 0; d < 3; d++, i++) check_case(rng, Case{s[0], s[1], s[2], (DType)d, taus[i % 4]}, i % 5 != 2);
+    for (int d = 0; d < 3; d++, i++) check_case(rng, Case{s[0], s[1], s[2], (DType)d, taus[i % 4]}, i % 5 != 2, i % 4 == 1);
   check_nonfinite(rng);
   check_defaults(rng);
   std::printf("%d checks, %d failures\n", checks, failures);
