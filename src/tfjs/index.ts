@@ -14,7 +14,7 @@ export type { CharPolicyConfig } from './policies.js';
 export { FusedHeadPolicy } from './fusedHeadPolicy.js';
 export type { FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
 export { loadPolicy } from './loadPolicy.js';
-export { loadTf } from './tf.js';
+export { loadTf, MissingPeerError } from './tf.js';
 export type { LoadedTf, TfChoice } from './tf.js';
 export { AdditionTask } from '../tasks/addition.js';
 export { BanditTask, tiltedOptimum, meanKl } from '../tasks/bandit.js';
