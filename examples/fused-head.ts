@@ -6,7 +6,7 @@
 // the training pass over whole responses is where the fused head saves the memory.
 //
 //   npx tsx examples/fused-head.ts          (in this repository, after `npm install`)
-import type { Tensor, Tensor2D } from '@tensorflow/tfjs';
+import type { Rank, Tensor, Tensor2D } from '@tensorflow/tfjs';
 import { gvpoFromHiddenForward } from 'gvpo';
 import { gvpoFromHiddenTf, loadTf } from 'gvpo/tfjs';
 
@@ -24,7 +24,7 @@ const body = tf.sequential({
     tf.layers.reshape({ targetShape: [T, H] }),
   ],
 });
-const head = tf.variable(tf.randomNormal([V, H], 0, 0.3), true, 'head');
+const head = tf.variable(tf.randomNormal<Rank.R2>([V, H], 0, 0.3), true, 'head');
 const optimizer = tf.train.adam(0.02);
 const hiddenOf = (x: Tensor) => (body.apply(x) as Tensor).reshape([N * T, H]) as Tensor2D;
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
-const FULL = process.env.GVPO_TEST_FULL === '1';
+const FULL = process.env.GVPO_TEST_QUICK !== '1';
 const scratches: string[] = [];
 
 function buildCopy(name: string, env: Record<string, string>) {
