@@ -63,35 +63,87 @@ void sequence_logprobs_f64_cpu(double* seq /*N*/, const double* token_logprobs /
 void group_center_cpu(double* centered /*N*/, double* means /*G*/, const double* values /*N*/,
                       const int32_t* offsets /*G+1*/, int64_t groups);
 
-struct GvpoTerms {
+struct LossAndTerms {
   double loss, advantage, trust_region, variance, constant;
 };
 
 // The GVPO loss over scalar sequence log-probs. grad_seq = dL/dS, residuals = c.
 // Groups of size 1 contribute 0 to everything. mean_reduction divides by #groups with k >= 2.
-GvpoTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, const double* seq /*N*/,
-                        const double* ref_seq /*N*/, const double* rewards /*N*/,
-                        const int32_t* offsets /*G+1*/, int64_t groups, double beta,
-                        bool mean_reduction);
+LossAndTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, const double* seq /*N*/,
+                           const double* ref_seq /*N*/, const double* rewards /*N*/,
+                           const int32_t* offsets /*G+1*/, int64_t groups, double beta,
+                           bool mean_reduction);
 
-// The fused op (gvpo_from_logits.cc): token log-probs, S, Sref, the group loss and dL/dz, the
-// logits read twice and the gradient written once. Inputs of one batch of N sequences x T tokens:
-struct GvpoBatch {
-  const void* logits;               // N*T*V
+// ---------------------------------------------------------------------------------------------
+// The fused LM head (token_logprobs_from_hidden.cc): the logits z[r, v] = sum_h hidden[r, h] *
+// weight[v, h] (an lm_head without bias, weight vocab-major) exist one tile (row block x vocab
+// chunk) at a time and are recomputed by the backward; nothing of size R*V is allocated (extra
+// memory: at most about V*H floats of packed operands and gradient tiles, plus per-thread tiles).
+// With x = z / tau and p = softmax(x[r, :]):
+//   l[r] = x[r, y[r]] - logZ[r]        H[r] = -sum_v p_v log p_v  (the entropy, on request)
+//   dL/dz[r, v] = (gl[r] ([v == y[r]] - p_v) - gH[r] p_v (log p_v + H[r])) / tau
+// for the upstream gradients gl = dL/dl and gH = dL/dH of any loss; dL/dhidden = dL/dz weight,
+// dL/dweight = dL/dz^T hidden. The mask marks live rows (non-zero = live; its values are not
+// weights here): a masked row costs nothing, gets l = 0, logZ = 0, H = 0 and a zero gradient
+// whatever its upstream, and its target may hold anything. l <= 0 and H >= 0 always; V = 1 gives
+// l = 0, H = 0 and no gradient. A live row whose logZ is not finite gets l = NaN (counted) and H =
+// NaN; one whose target lies outside [0, V) (callers refuse that first) gets l = NaN and a NaN
+// gradient. Results do not depend on the thread count, bit for bit.
+struct HeadInputs {
+  const void* hidden;      // R*H, in dtype
+  const void* weight;      // V*H, in dtype
   DType dtype;
+  const int32_t* targets;  // R
+  const float* mask;       // R, or null: every row live
+  int64_t rows, hidden_size, vocab;
+  float temperature;
+};
+// l, logZ and (entropy not null) H of every row; returns the number of live rows whose l is NaN.
+int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, float* entropy /*R|null*/,
+                                               const HeadInputs& in, int threads);
+// dL/dhidden (overwritten) and dL/dweight (overwritten, or added to with accumulate) from the
+// forward's logZ, the upstream gl (null: 0) and gH (null: 0). H is the forward's entropy; when it
+// is null and grad_entropy is not, the rows that need it get it from one more forward pass.
+void token_logprobs_from_hidden_backward_cpu(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
+                                             const HeadInputs& in, const float* logZ /*R*/,
+                                             const float* entropy /*R|null*/, const float* grad_logprobs /*R|null*/,
+                                             const float* grad_entropy /*R|null*/, bool accumulate, int threads);
+
+// Shared by the CPU and CUDA twins of the head, so both work on the same rows with the same rules.
+// The forward works on the rows with mask != 0, in order; head_store_row writes one of them (l
+// NaN when not finite, 0 when V = 1, never positive; H in [0, log V], NaN when logZ is not
+// finite) and returns whether l is NaN.
+std::vector<int32_t> head_forward_rows(const HeadInputs& in);
+bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, float l, float lz, double h,
+                    int64_t vocab);
+// The backward works on the live rows with gl != 0 or gH != 0 (NaN counts as non-zero; none
+// when V = 1), each with gl, gH, its logZ (NaN for a target outside [0, V): a NaN row) and H (0
+// where gH is 0, so that a NaN entropy there stays out). needs_entropy lists the positions in idx
+// whose H must still be computed (entropy not given, gH != 0).
+struct HeadRows {
+  std::vector<int32_t> idx, needs_entropy;
+  std::vector<float> grad_logprob, grad_entropy, logZ, entropy;
+};
+HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy,
+                            const float* grad_logprobs, const float* grad_entropy);
+
+// ---------------------------------------------------------------------------------------------
+// The fused GVPO ops. What both share: a batch of N sequences x T tokens (row r = n*T + t), the
+// reference and the group loss's inputs, and phase 1's and the loss's outputs.
+struct GvpoBatch {
+  DType dtype;                      // of the logits, or of hidden and weight
   const int32_t* targets;           // N*T, in [0, V) where mask != 0
-  const float* mask;                // N*T
+  const float* mask;                // N*T, 0 or a weight
   const double* ref_token_logprobs; // N*T or null: Sref[n] = sum_t m * ref
   const double* ref_seq;            // N or null: Sref given; with neither, Sref = S
-  const double* rewards;            // N
-  const int32_t* offsets;           // G+1, strictly increasing from 0 to N
+  const double* rewards;            // N (unused by phase 1)
+  const int32_t* offsets;           // G+1, strictly increasing from 0 to N (unused by phase 1)
   int64_t groups, sequences, tokens, vocab;
   float temperature;
   double beta;
   bool mean_reduction;
 };
-struct GvpoFromLogitsOut {
-  float* grad;            // N*T*V; may be the float32 logits themselves (in place)
+struct GvpoOut {
   float* token_logprobs;  // N*T
   float* logZ;            // N*T
   double* seq;            // N: S
@@ -100,72 +152,53 @@ struct GvpoFromLogitsOut {
   double* residuals;      // N: c
   int64_t nonfinite_rows; // written: live rows whose logZ is not finite
 };
-GvpoTerms gvpo_from_logits_cpu(GvpoFromLogitsOut& out, const GvpoBatch& in, int threads);
+// Sref (the rule of docs/DESIGN.md, "The math"): the reference token log-probs summed under the
+// mask, or the given per-sequence values, or, with neither, S itself (seq; when seq is null that
+// case writes nothing and returns false).
+bool gvpo_reference_cpu(double* ref_seq /*N*/, const double* seq /*N|null*/, const GvpoBatch& in);
+// Phase 1's tail of both ops: S = sum_t m l from out.token_logprobs, then Sref.
+void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in);
+
+// The fused op on logits (gvpo_from_logits.cc): token log-probs, S, Sref, the group loss and
+// dL/dz, the logits read twice and the gradient written once.
+struct GvpoLogitsBatch : GvpoBatch {
+  const void* logits;  // N*T*V
+};
+struct GvpoFromLogitsOut : GvpoOut {
+  float* grad;  // N*T*V; may be the float32 logits themselves (in place)
+};
+LossAndTerms gvpo_from_logits_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int threads);
 
 // Its two phases, for batches whose groups span shards: phase 1 (rewards, offsets, beta unused)
 // fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows; phase 2 turns dL/dS into dL/dz
 // from the logits and the logZ of phase 1.
-void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoBatch& in, int threads);
+void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int threads);
 void gvpo_backward_cpu(float* grad /*N*T*V*/, const float* logZ /*N*T*/, const double* grad_seq /*N*/,
-                       const GvpoBatch& in, int threads);
+                       const GvpoLogitsBatch& in, int threads);
 
-// The fused LM head (gvpo_from_hidden.cc): the logits z[r, v] = sum_h hidden[r, h] * weight[v, h]
-// (an lm_head without bias, weight vocab-major) exist one tile (row block x vocab chunk) at a
-// time and are recomputed by the backward; nothing of size N*T*V is allocated (extra memory:
-// at most V*H/2 floats of packed gradient tile plus per-thread tiles). Then everything of the
-// fused op above. Rows with mask == 0 cost nothing: l = 0, logZ = 0, zero gradient. l <= 0, and
-// l = 0 with no gradient when V = 1. A live row whose logZ is not finite or whose target lies
-// outside [0, V) gets l = NaN (counted in nonfinite_rows) and a NaN gradient.
-struct GvpoHiddenBatch {
-  const void* hidden;               // N*T*H, in dtype
-  const void* weight;               // V*H, in dtype
-  DType dtype;
-  const int32_t* targets;           // N*T
-  const float* mask;                // N*T
-  const double* ref_token_logprobs; // N*T or null
-  const double* ref_seq;            // N or null; with neither, Sref = S
-  const double* rewards;            // N
-  const int32_t* offsets;           // G+1
-  int64_t groups, sequences, tokens, hidden_size, vocab;
-  float temperature;
-  double beta;
-  bool mean_reduction;
+// The fused op on the LM head (gvpo_from_hidden.cc): the head above (its forward, then its
+// backward with gl[r] = m[r] * dL/dS[n(r)] and no entropy) with the group loss between them.
+struct GvpoHiddenBatch : GvpoBatch {
+  const void* hidden;   // N*T*H, in dtype
+  const void* weight;   // V*H, in dtype
+  int64_t hidden_size;  // H
+  HeadInputs head() const {
+    return {hidden, weight, dtype, targets, mask, sequences * tokens, hidden_size, vocab, temperature};
+  }
 };
-struct GvpoFromHiddenOut {
-  float* grad_hidden;     // N*T*H
-  float* grad_weight;     // V*H
-  float* token_logprobs;  // N*T
-  float* logZ;            // N*T
-  double* seq;            // N: S
-  double* ref_seq;        // N: the Sref used
-  double* grad_seq;       // N: dL/dS
-  double* residuals;      // N: c
-  int64_t nonfinite_rows; // written
+struct GvpoFromHiddenOut : GvpoOut {
+  float* grad_hidden;  // N*T*H
+  float* grad_weight;  // V*H
 };
-GvpoTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
+LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
 // Its two phases: phase 1 fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows (rewards,
 // offsets, beta unused); phase 2 turns dL/dS into dL/dhidden and dL/dweight (both overwritten).
-void gvpo_from_hidden_forward_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
+void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads);
 void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_weight /*V*H*/,
                                    const float* logZ /*N*T*/, const double* grad_seq /*N*/,
                                    const GvpoHiddenBatch& in, int threads);
-
-// Shared by the CPU and CUDA twins (gvpo_from_hidden.cc), so both work on the same rows with the
-// same rules. Phase 1 works on the rows with mask != 0 (in order); store_logprob writes one of
-// them: logZ, and l = NaN when not finite (counted in nonfinite_rows), 0 when V = 1, never
-// positive. Phase 1's tail: S from the token log-probs and Sref (from the reference token
-// log-probs, given, or S itself).
-std::vector<int32_t> gvpo_from_hidden_forward_rows(const GvpoHiddenBatch& in);
-void gvpo_from_hidden_store_logprob(GvpoFromHiddenOut& out, int32_t row, float l, float logZ, int64_t vocab);
-void gvpo_from_hidden_sequence_sums(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in);
-// Phase 2 works on the rows whose weight w = m * dL/dS[n(r)] is non-zero (a masked row stays out
-// even when its dL/dS is NaN; none when V = 1), each with w and its logZ, NaN for a target
-// outside [0, V) (a NaN statistic writes the row's gradient as NaN).
-struct HeadRows {
-  std::vector<int32_t> idx;
-  std::vector<float> weight, logZ;
-};
-HeadRows gvpo_from_hidden_backward_rows(const GvpoHiddenBatch& in, const float* logZ, const double* grad_seq);
+// gl[r] = m[r] * dL/dS[n(r)], 0 on masked rows (even where dL/dS is NaN): phase 2's upstream.
+std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq);
 
 // The FMA peak probe: `iterations` steps of register-resident FMAs on each of `threads` threads
 // with the GEMM's instruction set. Returns the flops performed (time it to get the peak).
@@ -210,18 +243,39 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
                              DType dtype, const int32_t* targets, const float* mask, int64_t rows,
                              int64_t vocab, float temperature, char* err, int err_len);
 // The fused op over host arrays (gvpo_from_logits.cu), the CUDA twin of gvpo_from_logits_cpu.
-int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, GvpoTerms* terms, CudaTimings* t,
-                               const GvpoBatch& in, char* err, int err_len);
-// The fused LM head over host arrays (gvpo_from_hidden.cu), the CUDA twin of gvpo_from_hidden_cpu
-// and its phases: the logits exist one chunk of rows at a time in device memory (at most 1/8 of
-// the batch's float32 logits, >= 4 MiB, <= 256 MiB), nothing of size N*T*V.
-int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, GvpoTerms* terms, CudaTimings* t,
+int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t,
+                               const GvpoLogitsBatch& in, char* err, int err_len);
+// The fused LM head over host arrays (token_logprobs_from_hidden.cu), the CUDA twin of
+// token_logprobs_from_hidden_*_cpu: the logits exist one chunk of rows at a time in device memory
+// (at most 1/8 of the batch's float32 logits, >= 4 MiB, <= 256 MiB), nothing of size R*V.
+// nonfinite_rows receives the forward's count of live rows whose l is NaN.
+int token_logprobs_from_hidden_forward_cuda_host(float* logprobs /*R*/, float* logZ /*R*/, float* entropy /*R|null*/,
+                                                 int64_t* nonfinite_rows, CudaTimings* t, const HeadInputs& in,
+                                                 char* err, int err_len);
+int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
+                                                  CudaTimings* t, const HeadInputs& in, const float* logZ,
+                                                  const float* entropy, const float* grad_logprobs,
+                                                  const float* grad_entropy, bool accumulate, char* err,
+                                                  int err_len);
+// gvpo_from_hidden over host arrays (gvpo_from_hidden.cu), the twin of gvpo_from_hidden_cpu and
+// its phases: the head above, hidden and weight copied to the device once per call.
+int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t,
                                const GvpoHiddenBatch& in, char* err, int err_len);
-int gvpo_from_hidden_forward_cuda_host(GvpoFromHiddenOut& out, CudaTimings* t, const GvpoHiddenBatch& in,
-                                       char* err, int err_len);
+int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err,
+                                       int err_len);
 int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t,
                                         const float* logZ, const double* grad_seq, const GvpoHiddenBatch& in,
                                         char* err, int err_len);
+// The head's row kernels over a chunk of float32 logits z (rows x V), the twins of the CPU head's
+// tile functions (head_rows.cu); per-row arrays are the chunk's, dense.
+// entropy[r] = -sum_v p log p, p = softmax(z[r, :]/tau): in [0, log V], NaN for a row with a NaN
+// or of -inf only, 0 when V = 1.
+int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float temperature, void* stream);
+// In place: z[r, v] becomes (gl[r] ([v == y[r]] - p) - gH[r] p (log p + H[r])) / tau with
+// p = exp(min(0, z/tau - logZ)); a row with a non-finite logZ, or a target outside [0, V), is NaN.
+int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy,
+                           const float* grad_logprobs, const float* grad_entropy, int64_t rows, int64_t vocab,
+                           float temperature, void* stream);
 // dst[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :] over rows of `width` elements (row_copy.cu).
 int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width,
                      void* stream);

@@ -2,7 +2,7 @@
 // the native addon reads (native/addon/parse.cc and hidden_ops.cc read these field names) and
 // what the TypeScript reference computes on. Below both src/ops/ and src/reference/, so neither
 // imports the other's types.
-import type { DType, FloatArray, GvpoFromHiddenGrads, Reduction } from './types.js';
+import type { DType, FloatArray, GvpoFromHiddenGrads, Reduction, TokenLogprobsFromHiddenGrads } from './types.js';
 
 /** Rows of logits, one token each (tokenLogprobs and its backward). */
 export interface RowsOpts {
@@ -14,6 +14,33 @@ export interface RowsOpts {
   vocab: number;
   temperature: number;
   threads?: number;
+}
+
+/** Rows of hidden states through a head's weight, one token each (tokenLogprobsFromHidden). */
+export interface HiddenRowsOpts {
+  hidden: FloatArray;
+  weight: FloatArray;
+  dtype: DType;
+  targets: Int32Array;
+  /** Live rows (non-zero), or absent: all live. */
+  mask?: Float32Array;
+  rows: number;
+  hiddenSize: number;
+  vocab: number;
+  temperature: number;
+  threads?: number;
+  /** Whether the forward returns the entropy. */
+  entropy: boolean;
+}
+
+/** Its backward: the forward's logZ (and entropy, when given as values), the upstream gradients,
+ *  and the gradients' destinations (gradWeight the caller's or allocated, added to with accumulate). */
+export interface HiddenRowsBackwardOpts extends Omit<HiddenRowsOpts, 'entropy'>, TokenLogprobsFromHiddenGrads {
+  logZ: Float32Array;
+  entropy?: Float32Array;
+  gradTokenLogprobs: Float32Array;
+  gradEntropy?: Float32Array;
+  accumulate: boolean;
 }
 
 /** What every batch of N sequences x T tokens holds, whatever feeds its logits. */

@@ -11,6 +11,10 @@ export {
   gvpoFromHidden, gvpoFromHiddenAsync, gvpoFromHiddenForward, gvpoFromHiddenForwardAsync,
   gvpoFromHiddenBackward, gvpoFromHiddenBackwardAsync,
 } from './ops/gvpoFromHidden.js';
+export {
+  tokenLogprobsFromHidden, tokenLogprobsFromHiddenAsync, tokenLogprobsFromHiddenBackward,
+  tokenLogprobsFromHiddenBackwardAsync,
+} from './ops/tokenLogprobsFromHidden.js';
 export { backendInfo } from './backend.js';
 export { toHalf, fromHalf } from './ops/half.js';
 export type * from './types.js';

@@ -195,6 +195,57 @@ export interface GvpoFromHiddenResult extends GvpoLossResult, GvpoFromHiddenGrad
   nonFiniteRows: number;
 }
 
+/** The fused LM head for any loss: rows of hidden states and the head's weight, the logits
+ *  hidden * weight^T never materialised. */
+export interface TokenLogprobsFromHiddenArgs {
+  /** rows*H hidden states (float32, or 16-bit bit patterns as Uint16Array). */
+  hidden: FloatArray;
+  /** V*H, vocab-major (an lm_head's weight as checkpoints store it), same dtype as hidden. */
+  weight: FloatArray;
+  dtype?: DType;
+  targets: Int32Array;
+  /** Live rows: non-zero = live (its values are not weights here). A masked row gets l = 0,
+   *  H = 0, no gradient, costs nothing, and its target may hold anything. Absent: all live. */
+  mask?: MaskLike;
+  rows: number;
+  hiddenSize: number;
+  vocab: number;
+  temperature?: number;
+  /** Also return H[r] = -sum_v p log p of softmax(z[r,:]/tau). */
+  entropy?: boolean;
+  threads?: number;
+}
+export interface TokenLogprobsFromHiddenResult {
+  /** l[r] = z[r,y]/tau - logZ[r] <= 0 (0 on masked rows and when V = 1). */
+  logprobs: Float32Array;
+  logZ: Float32Array;
+  /** H[r] >= 0, with `entropy: true` (NaN where logZ is not finite). */
+  entropy?: Float32Array;
+  /** Live rows whose l is NaN (a non-finite logZ). */
+  nonFiniteRows: number;
+}
+export interface TokenLogprobsFromHiddenBackwardArgs extends Omit<TokenLogprobsFromHiddenArgs, 'entropy'> {
+  /** The forward's logZ. */
+  logZ: Float32Array;
+  /** dL/dl per row. Masked rows get no gradient whatever this holds. */
+  gradTokenLogprobs: Float32Array;
+  /** dL/dH per row, for a loss on the entropy. */
+  gradEntropy?: Float32Array;
+  /** The forward's entropy (used with gradEntropy; without it the backward recomputes H, one more
+   *  GEMM pass), or the forward's boolean flag, accepted so that one options object serves both
+   *  calls. */
+  entropy?: boolean | Float32Array;
+  /** dL/dweight goes here (V*H float32): overwritten, or added to with `accumulate: true`. */
+  gradWeight?: Float32Array;
+  accumulate?: boolean;
+}
+export interface TokenLogprobsFromHiddenGrads {
+  /** dL/dhidden, rows*H float32 (0 on masked rows). */
+  gradHidden: Float32Array;
+  /** dL/dweight, V*H float32: the caller's gradWeight when given. */
+  gradWeight: Float32Array;
+}
+
 export interface BackendInfo {
   active: 'cuda' | 'cpu' | 'js';
   compiled: string[];

@@ -19,7 +19,7 @@ const refTokens = Float32Array.from({ length: N * T }, () => -3 * r() - 0.01);
 const mask = Float32Array.from([1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1]);
 const rewards = Float64Array.from([1, 0, 0.5, 0, 0, 1]);
 const batch = { targets: new Int32Array(N * T), mask, rewards, groupSize: k, tokens: T };
-const base = { behaviorTokens: lpValues, referenceTokens: refTokens, clip: 0.2, klCoef: 0, klIn: 'loss' as const, importanceCap: 0 };
+const base = { behaviorTokens: lpValues, oldTokens: lpValues, referenceTokens: refTokens, clip: 0.2, klCoef: 0, klIn: 'loss' as const, importanceCap: 0 };
 const grad = (f: (lp: TF.Tensor) => TF.Scalar) => Array.from(tf.grad(f)(tf.tensor1d(lpValues)).dataSync());
 const sumMasked = (x: ArrayLike<number>, n: number) => Array.from({ length: T }, (_, t) => mask[n * T + t] * x[n * T + t]).reduce((a, b) => a + b);
 

@@ -3,7 +3,10 @@
 // addon called directly, which re-checks what addresses memory, with the process alive.
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { gvpoBackward, gvpoFromHidden, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs } from '../src/index.js';
+import {
+  gvpoBackward, gvpoFromHidden, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs, tokenLogprobsFromHidden,
+  tokenLogprobsFromHiddenBackward, tokenLogprobsFromHiddenBackwardAsync,
+} from '../src/index.js';
 import { batch } from './helpers/data.js';
 
 const N = 4, T = 3, V = 11;
@@ -102,6 +105,86 @@ describe('bad input (public API)', () => {
   });
 });
 
+// The fused head for any loss: rows x H hidden states, a V x H weight.
+const R = 4, HS = 3, HV = 6;
+function goodHead() {
+  const buf = new Float32Array(R * HS + HV * HS); // hidden and weight side by side in one buffer
+  buf.forEach((_, i) => { buf[i] = Math.sin(i); });
+  return {
+    hidden: buf.subarray(0, R * HS), weight: buf.subarray(R * HS), targets: Int32Array.of(0, 5, 2, 3), rows: R,
+    hiddenSize: HS, vocab: HV, logZ: new Float32Array(R).fill(2), gradTokenLogprobs: new Float32Array(R).fill(1),
+  };
+}
+type HeadRow = [string, (a: ReturnType<typeof goodHead>) => Record<string, unknown>, ErrorConstructor, string];
+const HF = 'tokenLogprobsFromHidden', HB = 'tokenLogprobsFromHiddenBackward';
+// [what, how the arguments are broken, class, exact message]; the forward ignores logZ and the
+// upstream gradients, so its rows drop them.
+const HEAD_FORWARD: HeadRow[] = [
+  ['options not an object', () => 42 as never, TypeError, `${HF}: options must be an object, got 42`],
+  ['a typo of entropy', (a) => ({ ...a, entropi: true }), TypeError, `${HF}: options has no field 'entropi' (did you mean 'entropy'?)`],
+  ['a backward option', (a) => ({ ...a, accumulate: true }), TypeError, `${HF}: options has no field 'accumulate' (did you mean 'mask'?)`],
+  ['hidden of the wrong kind', (a) => ({ ...a, hidden: new Float64Array(R * HS) }), TypeError, `${HF}: hidden must be a Float32Array, got Float64Array`],
+  ['16-bit hidden as Float32Array', (a) => ({ ...a, dtype: 'float16' }), TypeError, `${HF}: hidden must be a Uint16Array of float16 bit patterns (toHalf(values, 'float16') makes them from float32 values), got Float32Array`],
+  ['hidden length', (a) => ({ ...a, hidden: a.hidden.subarray(1) }), RangeError, `${HF}: hidden must be of length rows*hiddenSize = ${R * HS}, got length ${R * HS - 1}`],
+  ['weight length', (a) => ({ ...a, weight: a.weight.subarray(1) }), RangeError, `${HF}: weight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`],
+  ['zero rows', (a) => ({ ...a, rows: 0 }), RangeError, `${HF}: rows must be an integer in [1, 2147483647], got 0`],
+  ['fractional hiddenSize', (a) => ({ ...a, hiddenSize: 1.5 }), RangeError, `${HF}: hiddenSize must be an integer in [1, 2147483647], got 1.5`],
+  ['sizes whose product overflows', (a) => ({ ...a, rows: 2147483647, hiddenSize: 2147483647, vocab: 2147483647 }), RangeError, `${HF}: hidden must be a product of sizes below 2^53, got an overflowing product`],
+  ['target out of range (no mask: every row live)', (a) => ({ ...a, targets: Int32Array.of(0, 6, 0, 0) }), RangeError, `${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got 6 at index 1`],
+  ['target out of range on a live row', (a) => ({ ...a, targets: Int32Array.of(-1, 0, 0, 0), mask: Float32Array.of(0.5, 0, 1, 1) }), RangeError, `${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got -1 at index 0`],
+  ['mask length', (a) => ({ ...a, mask: new Float32Array(2) }), RangeError, `${HF}: mask must be of length rows = ${R}, got length 2`],
+  ['temperature 0', (a) => ({ ...a, temperature: 0 }), RangeError, `${HF}: temperature must be a finite number > 0, got 0`],
+  ['entropy not a boolean', (a) => ({ ...a, entropy: 'yes' }), TypeError, `${HF}: entropy must be a boolean, got 'yes'`],
+  ['threads negative', (a) => ({ ...a, threads: -1 }), RangeError, `${HF}: threads must be an integer in [0, 1024], got -1`],
+];
+const HEAD_BACKWARD: HeadRow[] = [
+  ['logZ missing', (a) => ({ ...a, logZ: undefined }), TypeError, `${HB}: logZ must be a Float32Array, got undefined`],
+  ['logZ length', (a) => ({ ...a, logZ: new Float32Array(3) }), RangeError, `${HB}: logZ must be of length rows = ${R}, got length 3`],
+  ['gradTokenLogprobs of the wrong kind', (a) => ({ ...a, gradTokenLogprobs: new Float64Array(R) }), TypeError, `${HB}: gradTokenLogprobs must be a Float32Array, got Float64Array`],
+  ['gradEntropy length', (a) => ({ ...a, gradEntropy: new Float32Array(R + 1) }), RangeError, `${HB}: gradEntropy must be of length rows = ${R}, got length ${R + 1}`],
+  ['entropy of the wrong kind', (a) => ({ ...a, entropy: new Float64Array(R) }), TypeError, `${HB}: entropy must be a Float32Array (the forward's entropy) or a boolean, got Float64Array`],
+  ['entropy length', (a) => ({ ...a, entropy: new Float32Array(2) }), RangeError, `${HB}: entropy must be of length rows = ${R}, got length 2`],
+  ['accumulate without gradWeight', (a) => ({ ...a, accumulate: true }), RangeError, `${HB}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`],
+  ['accumulate not a boolean', (a) => ({ ...a, accumulate: 1 }), TypeError, `${HB}: accumulate must be a boolean, got 1`],
+  ['gradWeight of the wrong kind', (a) => ({ ...a, gradWeight: new Float64Array(HV * HS) }), TypeError, `${HB}: gradWeight must be a Float32Array, got Float64Array`],
+  ['gradWeight length', (a) => ({ ...a, gradWeight: new Float32Array(HV * HS - 1) }), RangeError, `${HB}: gradWeight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`],
+  ['gradWeight is the weight', (a) => ({ ...a, gradWeight: a.weight }), RangeError, `${HB}: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping weight`],
+  ['gradWeight overlapping hidden', (a) => ({ ...a, gradWeight: new Float32Array(a.hidden.buffer, 4, HV * HS) }), RangeError, `${HB}: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping hidden`],
+  ['a typo of gradEntropy', (a) => ({ ...a, gradEntorpy: a.logZ }), TypeError, `${HB}: options has no field 'gradEntorpy' (did you mean 'gradEntropy'?)`],
+];
+
+describe('bad input (the fused head for any loss)', () => {
+  const cases: Array<[string, HeadRow]> = [
+    ...HEAD_FORWARD.map((r): [string, HeadRow] => [HF, r]), ...HEAD_BACKWARD.map((r): [string, HeadRow] => [HB, r]),
+  ];
+  for (const [fn, [what, broken, cls, message]] of cases) {
+    it(`${fn}: ${what}: ${cls.name}`, () => {
+      const a = goodHead();
+      const snapshot = Float32Array.from(new Float32Array(a.hidden.buffer));
+      let args = broken(a);
+      if (fn === HF && typeof args === 'object') {
+        const { logZ: _l, gradTokenLogprobs: _g, ...rest } = args;
+        args = rest;
+      }
+      let err: unknown;
+      try {
+        if (fn === HF) tokenLogprobsFromHidden(args as never);
+        else tokenLogprobsFromHiddenBackward(args as never);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(cls);
+      expect((err as Error).message).toBe(message);
+      expect(Array.from(new Float32Array(a.hidden.buffer))).toEqual(Array.from(snapshot)); // nothing written
+    });
+  }
+
+  it('the async twin rejects with the same error', async () => {
+    await expect(tokenLogprobsFromHiddenBackwardAsync({ ...goodHead(), accumulate: true })).rejects.toThrow(
+      new RangeError(`${HB}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`));
+  });
+});
+
 // The addon checks again on its own: call it directly with normalised options broken the same way.
 const require = createRequire(import.meta.url);
 let addon: Record<string, (o: unknown) => unknown> | undefined;
@@ -162,6 +245,25 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
     // no mask at all: every row is live, so every target is checked
     expect(() => addon!.tokenLogprobsBackward({ ...o(-1, 1), mask: undefined })).toThrow(
       new RangeError('tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 0'));
+  });
+
+  it('the fused head for any loss: lengths, targets of live rows, the gradients\' destinations', () => {
+    const o = () => ({ ...goodHead(), dtype: 'float32', temperature: 1 });
+    expect(() => addon!.tokenLogprobsFromHidden({ ...o(), hidden: new Float32Array(5) })).toThrow(
+      new RangeError(`${HF}: hidden must be of length ${R * HS}, got length 5`));
+    expect(() => addon!.tokenLogprobsFromHidden({ ...o(), targets: Int32Array.of(0, 0, 0, HV) })).toThrow(
+      new RangeError(`${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got ${HV} at index 3`));
+    expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), logZ: new Float32Array(1) })).toThrow(
+      new RangeError(`${HB}: logZ must be of length ${R}, got length 1`));
+    expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), gradWeight: new Float32Array(2) })).toThrow(
+      new RangeError(`${HB}: gradWeight must be of length ${HV * HS}, got length 2`));
+    expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), entropy: new Float32Array(2) })).toThrow(
+      new RangeError(`${HB}: entropy must be of length ${R}, got length 2`));
+    // a masked row may hold any target, and gets nothing whatever its upstream
+    const r = addon!.tokenLogprobsFromHiddenBackward({ ...o(), targets: Int32Array.of(0, 2147483647, 0, 1),
+      mask: Float32Array.of(1, 0, 1, 1), gradTokenLogprobs: Float32Array.of(1, NaN, 1, 1) }) as { gradHidden: Float32Array };
+    expect(Array.from(r.gradHidden.subarray(HS, 2 * HS))).toEqual([0, 0, 0]);
+    expect(r.gradHidden.every(Number.isFinite)).toBe(true);
   });
 
   it('refuses a non-object', () => {

@@ -1,8 +1,8 @@
-// gvpoFromHiddenTf and the fused-head policy: values and gradients (to the hidden states and to
-// the head's weight) equal TensorFlow.js's own autodiff of the plain formulation (matMul,
-// logSoftmax, one-hot gather, the GVPO loss in tfjs ops) on the cpu backend; the policy's fused
-// loss has the same variable gradients as its materialised logits through gvpoFromLogitsTf; a
-// trainer step runs through it.
+// gvpoFromHiddenTf, tokenLogprobsFromHiddenTf and the fused-head policy: values and gradients (to
+// the hidden states and to the head's weight) equal TensorFlow.js's own autodiff of the plain
+// formulation (matMul, logSoftmax, one-hot gather, the entropy, the GVPO loss in tfjs ops) on the
+// cpu backend; the policy's fused loss has the same variable gradients as its materialised logits
+// through gvpoFromLogitsTf; a trainer step runs through it.
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import {
   AdditionTask, FusedHeadPolicy, fusedHeadLoss, GVPOTrainer, gvpoFromHiddenTf, gvpoFromLogitsTf, loadPolicy, loadTf,
+  tokenLogprobsFromHiddenTf,
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { gradClose } from './helpers/allclose.js';
@@ -42,6 +43,36 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 5);
     gradClose(ours.grads[0].dataSync(), theirs.grads[0].dataSync(), 1e-4, 1e-7);
     gradClose(ours.grads[1].dataSync(), theirs.grads[1].dataSync(), 1e-4, 1e-7);
+  });
+
+  it('tokenLogprobsFromHiddenTf: l and H, and the gradients of any loss on them, equal tfjs autodiff of the materialised head', () => {
+    const R = 14, H = 9, V = 23, tau = 0.8;
+    const r = rng(12);
+    const h = tf.tensor3d(Float32Array.from({ length: R * H }, () => normal(r)), [2, R / 2, H]); // any shape ending in H
+    const w = tf.tensor2d(Float32Array.from({ length: V * H }, () => normal(r) * 0.6), [V, H]);
+    const targets = Int32Array.from({ length: R }, (_, i) => (i % 5 === 0 ? -1 : Math.floor(r() * V)));
+    const mask = Float32Array.from({ length: R }, (_, i) => (i % 5 === 0 ? 0 : 1));
+    const a = tf.tensor1d(Float32Array.from({ length: R }, () => normal(r))), b = tf.tensor1d(Float32Array.from({ length: R }, () => normal(r)));
+    const live = tf.tensor1d(mask);
+    // a loss on both outputs, nonlinear in l so that dL/dl varies (as a clipped ratio's would)
+    const lossOf = (l: TF.Tensor, e: TF.Tensor) => l.mul(a).add(l.square().mul(0.1)).add(e.mul(b)).sum() as TF.Scalar;
+    for (const entropy of [true, false]) {
+      const ours = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => {
+        const o = tokenLogprobsFromHiddenTf(tf, x, y as TF.Tensor2D, { targets, mask, temperature: tau, entropy });
+        expect(o.entropy === undefined).toBe(!entropy);
+        return lossOf(o.logprobs, o.entropy ?? tf.zeros([R]));
+      })([h, w]);
+      const theirs = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => {
+        const logp = tf.logSoftmax(tf.matMul(x.reshape([R, H]) as TF.Tensor2D, y as TF.Tensor2D, false, true).div(tau));
+        const l = logp.mul(tf.oneHot(tf.tensor1d(Int32Array.from(targets, (t) => Math.max(t, 0)), 'int32'), V)).sum(1).mul(live);
+        const e = entropy ? logp.exp().mul(logp).sum(1).neg().mul(live) : tf.zeros([R]);
+        return lossOf(l, e);
+      })([h, w]);
+      expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 4);
+      expect(ours.grads[0].shape).toEqual([2, R / 2, H]);
+      gradClose(ours.grads[0].dataSync(), theirs.grads[0].dataSync(), 1e-4, 1e-7);
+      gradClose(ours.grads[1].dataSync(), theirs.grads[1].dataSync(), 1e-4, 1e-7);
+    }
   });
 
   const task = new AdditionTask();
@@ -80,12 +111,34 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     expect(shared.value.dataSync()[0]).not.toBeCloseTo(fused.value.dataSync()[0], 3);
   });
 
+  it('every algorithm trains through the fused head as the logits path does (same seed, same weights after a step)', async () => {
+    for (const algo of ['gvpo', 'grpo', 'drgrpo', 'reinforce'] as const) {
+      const fused = new FusedHeadPolicy(tf, config, 6);
+      const plain = new FusedHeadPolicy(tf, config, 6);
+      // the same policy seen through the logits only: the trainer cannot take the fused path
+      const viaLogits = {
+        kind: plain.kind, vocab: plain.vocab, maxTokens: plain.maxTokens, variables: plain.variables,
+        logits: plain.logits.bind(plain), sample: plain.sample.bind(plain), clone: () => plain.clone(), getWeights: () => plain.getWeights(), save: plain.save.bind(plain),
+      };
+      const opts = { tf, task, algo, groupSize: 4, promptsPerStep: 4, miniBatches: 2, learningRate: 0.02, seed: 9, temperature: 0.7, klCoef: 0.1, klIn: 'reward' as const,
+        rewards: [{ fn: (_q: number[], r: number[]) => (r[0] + (r[1] ?? 0)) / 20 }] };
+      const a = await new GVPOTrainer({ ...opts, policy: fused }).step();
+      const b = await new GVPOTrainer({ ...opts, policy: viaLogits }).step();
+      expect(a.loss).toBeCloseTo(b.loss, 5);
+      const wa = fused.getWeights(), wb = plain.getWeights();
+      wa.forEach((w, i) => gradClose(w, wb[i], 1e-4, 1e-6));
+      expect(wa[3].some((x, i) => x !== new FusedHeadPolicy(tf, config, 6).getWeights()[3][i])).toBe(true);
+    }
+  });
+
   it('a GVPO trainer step goes through the fused head; save and load keep the policy', async () => {
     const p = new FusedHeadPolicy(tf, config, 4);
     const before = p.getWeights();
-    const t = new GVPOTrainer({ tf, policy: p, task, groupSize: 4, promptsPerStep: 2, learningRate: 0.05, seed: 3 });
+    // a reward with variance inside every group (an untrained policy never adds correctly)
+    const t = new GVPOTrainer({ tf, policy: p, task, groupSize: 4, promptsPerStep: 2, learningRate: 0.05, seed: 3, rewards: [{ fn: (_q, r) => r[0] / 10 }] });
     const m = await t.step();
     expect(Number.isFinite(m.loss)).toBe(true);
+    expect(m.zeroVarianceGroups).toBe(0);
     expect(p.getWeights()[3].some((x, i) => x !== before[3][i])).toBe(true); // the head moved
     const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-')), 'fused.json');
     p.save(path);

@@ -69,7 +69,7 @@ describe('GRPO clipped ratio', () => {
     const run = (behavior: number[]) => {
       let frac = NaN;
       const g = tf.grad((z) => policyGradientLoss(tf, tokenLogprobsTf(tf, z as TF.Tensor2D, targets), mb, {
-        algo: 'drgrpo', behaviorTokens: Float32Array.from(behavior), referenceTokens: Float32Array.from(lp), clip: 0.2, klCoef: 0, klIn: 'loss',
+        algo: 'drgrpo', behaviorTokens: Float32Array.from(behavior), oldTokens: Float32Array.from(lp), referenceTokens: Float32Array.from(lp), clip: 0.2, klCoef: 0, klIn: 'loss',
         importanceCap: 0, onClipFraction: (f) => { frac = f; },
       }))(logits).arraySync() as number[][];
       return { g, frac };

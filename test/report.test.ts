@@ -2,7 +2,7 @@
 // climb from step 1), round axis ticks, and the EXPERIMENTS.md section replacement.
 import { describe, expect, it } from 'vitest';
 import { replaceSection } from '../src/app/experiments/index.js';
-import { fmtCi, meanCi, tQuantile975 } from '../src/app/stats.js';
+import { fmtCi, meanCi, pairedDiffCi, tQuantile975 } from '../src/app/stats.js';
 import { svgChart, ticks, trailingMean } from '../src/app/report.js';
 
 describe('report helpers', () => {
@@ -15,6 +15,22 @@ describe('report helpers', () => {
     expect(Number.isNaN(meanCi([7]).half)).toBe(true);
     expect(fmtCi(meanCi([1e-6, 3e-6]))).toMatch(/^2\.0e-6 ± /);
     expect(() => tQuantile975(0)).toThrow(RangeError);
+  });
+
+  it('a diverged run is counted and named, never dropped silently; n is shown on request', () => {
+    const c = meanCi([1, 2, Number.NaN, 3, Number.POSITIVE_INFINITY]);
+    expect(c).toMatchObject({ mean: 2, n: 3, diverged: 2 });
+    expect(fmtCi(c, 1)).toBe(`2.0 ± ${c.half.toFixed(1)} [2 diverged]`);
+    expect(fmtCi(c, 1, { n: true })).toBe(`2.0 ± ${c.half.toFixed(1)} (n=3) [2 diverged]`);
+    expect(fmtCi(meanCi([Number.NaN]), 2, { n: true })).toBe('n/a (n=0) [1 diverged]');
+  });
+
+  it('pairedDiffCi is the interval of the per-seed differences', () => {
+    // b - a = 1, 1, 1.5, 0.5: mean 1, sd sqrt(1/6)
+    const d = pairedDiffCi([1, 2, 3, 4], [2, 3, 4.5, 4.5]);
+    expect(d.mean).toBeCloseTo(1, 12);
+    expect(d.half).toBeCloseTo((3.182 * Math.sqrt(1 / 6)) / 2, 10);
+    expect(() => pairedDiffCi([1], [1, 2])).toThrow(RangeError);
   });
 
   it('trailingMean starts at the first point and averages only points that exist', () => {

@@ -69,6 +69,25 @@ describe('GVPOTrainer', () => {
     expect(Array.from(q.logits(prompts, responses).dataSync())).toEqual(Array.from(p.logits(prompts, responses).dataSync()));
   });
 
+  it('logs the share of groups with no reward variance, and held-out greedy accuracy and reward at T = 1 on evaluation steps', async () => {
+    const { task, policy } = bandit();
+    const metrics: StepMetrics[] = [];
+    // prompt 0 always scores 1 (a flat group), the others score the response's parity
+    const rewards = [{ fn: (p: number[], r: number[]) => (p[0] === 0 ? 1 : r[0] % 2) }];
+    const t = new GVPOTrainer({ tf, policy, task, groupSize: 8, promptsPerStep: 8, seed: 9, rewards, evalEvery: 2, evalPrompts: 50, onMetrics: (m) => metrics.push(m) });
+    await t.step();
+    const m = await t.step();
+    expect(metrics[0].accuracy).toBeUndefined();
+    expect(m.accuracy).toBe(t.evaluate(50));
+    expect(m.evalReward).toBe(t.evaluateReward(50));
+    expect(m.evalReward!).toBeGreaterThan(0);
+    // the flat groups are at least the prompt-0 ones; with 6 arms and k = 8 a parity group is rarely flat
+    expect(m.zeroVarianceGroups).toBeGreaterThan(0);
+    expect(m.zeroVarianceGroups).toBeLessThan(1);
+    const flat = new GVPOTrainer({ tf, policy: policy.clone(), task, groupSize: 4, seed: 9, rewards: [{ fn: () => 1 }], onMetrics: (x) => metrics.push(x) });
+    expect((await flat.step()).zeroVarianceGroups).toBe(1);
+  });
+
   it('refuses a group size below 2', () => {
     const { task, policy } = bandit();
     expect(() => new GVPOTrainer({ tf, policy, task, groupSize: 1 })).toThrow(RangeError);

@@ -113,7 +113,8 @@ describe('async twins', () => {
     expect(twins.map(([n]) => n).sort()).toEqual([
       'groupCenterAsync', 'gvpoBackwardAsync', 'gvpoForwardAsync', 'gvpoFromHiddenAsync', 'gvpoFromHiddenBackwardAsync',
       'gvpoFromHiddenForwardAsync', 'gvpoFromLogitsAsync', 'gvpoLossAsync',
-      'sequenceLogprobsAsync', 'tokenLogprobsAsync', 'tokenLogprobsBackwardAsync',
+      'sequenceLogprobsAsync', 'tokenLogprobsAsync', 'tokenLogprobsBackwardAsync', 'tokenLogprobsFromHiddenAsync',
+      'tokenLogprobsFromHiddenBackwardAsync',
     ]);
   });
   for (const [name, f] of twins) {

@@ -1,6 +1,7 @@
-// N-API glue for the CUDA twins of tokenLogprobs, gvpoFromLogits and gvpoFromHidden (and its
-// phases) over host arrays (native/cuda): the same checks and outputs as the CPU ops, plus
-// cudaTimings {h2dMs, kernelMs, d2hMs}. Compiled only when GVPO_WITH_CUDA is defined.
+// N-API glue for the CUDA twins of tokenLogprobs, gvpoFromLogits, tokenLogprobsFromHidden (and its
+// backward) and gvpoFromHidden (and its phases) over host arrays (native/cuda): the same checks
+// and outputs as the CPU ops, plus cudaTimings {h2dMs, kernelMs, d2hMs}. Compiled only when
+// GVPO_WITH_CUDA is defined.
 #ifdef GVPO_WITH_CUDA
 #include <cmath>
 #include <cstring>
@@ -74,10 +75,10 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_logits(const Napi::CallbackInfo& i
   return std::move(c.baton);
 }
 
-// A hidden-state call's baton: `run` (err, err_len) -> CUDA error code as its work, with the
-// timings added to the result.
-template <typename Run>
-std::unique_ptr<Baton> with_cuda_work(HiddenCall& c, const char* op, std::shared_ptr<CudaTimings> timings, Run run) {
+// A head call's baton (HiddenCall or HeadCall): `run` (err, err_len) -> CUDA error code as its
+// work, with the timings added to the result.
+template <typename Call, typename Run>
+std::unique_ptr<Baton> with_cuda_work(Call& c, const char* op, std::shared_ptr<CudaTimings> timings, Run run) {
   c.baton->work = [op, run] {
     char err[512] = {0};
     if (run(err, (int)sizeof(err))) throw CudaError(std::string(op) + " (cuda): " + err);
@@ -114,6 +115,26 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::Callba
                         });
 }
 
+std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
+  HeadCall c = prepare_head(info, false);
+  auto t = std::make_shared<CudaTimings>();
+  return with_cuda_work(c, "tokenLogprobsFromHidden", t,
+                        [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t](char* err, int n) {
+                          return token_logprobs_from_hidden_forward_cuda_host(lp, lz, ent, bad.get(), t.get(), in, err, n);
+                        });
+}
+
+std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
+  HeadCall c = prepare_head(info, true);
+  auto t = std::make_shared<CudaTimings>();
+  return with_cuda_work(c, "tokenLogprobsFromHiddenBackward", t,
+                        [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
+                         gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t](char* err, int n) {
+                          return token_logprobs_from_hidden_backward_cuda_host(gh, gw, t.get(), in, lz, ent, gl, ge, acc,
+                                                                               err, n);
+                        });
+}
+
 }  // namespace
 
 void register_cuda_ops(Napi::Env env, Napi::Object exports) {
@@ -122,6 +143,8 @@ void register_cuda_ops(Napi::Env env, Napi::Object exports) {
   export_op<prepare_cuda_gvpo_from_hidden>(env, exports, "cudaGvpoFromHidden");
   export_op<prepare_cuda_gvpo_from_hidden_forward>(env, exports, "cudaGvpoFromHiddenForward");
   export_op<prepare_cuda_gvpo_from_hidden_backward>(env, exports, "cudaGvpoFromHiddenBackward");
+  export_op<prepare_cuda_token_logprobs_from_hidden>(env, exports, "cudaTokenLogprobsFromHidden");
+  export_op<prepare_cuda_token_logprobs_from_hidden_backward>(env, exports, "cudaTokenLogprobsFromHiddenBackward");
 }
 
 }  // namespace gvpo

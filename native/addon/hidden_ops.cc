@@ -1,7 +1,8 @@
-// N-API glue for the fused LM head (gvpoFromHidden and its two phases) and the FMA peak probe:
-// read the options src/ops/gvpoFromHidden.ts has checked and normalised, re-check what addresses
-// memory (args.h), allocate the outputs, hand a Baton to the sync or async runner. No math here.
-// prepare_hidden serves both backends: the CPU ops below and their CUDA twins in cuda_ops.cc.
+// N-API glue for the fused LM head (tokenLogprobsFromHidden and its backward; gvpoFromHidden and
+// its two phases) and the FMA peak probe: read the options src/ops/normalize.ts has checked and
+// normalised, re-check what addresses memory (args.h), allocate the outputs, hand a Baton to the
+// sync or async runner. No math here. prepare_head and prepare_hidden serve both backends: the CPU
+// ops below and their CUDA twins in cuda_ops.cc.
 #include <chrono>
 #include <memory>
 
@@ -40,14 +41,7 @@ HiddenIn parse_hidden(const Args& a, bool loss) {
   b.mask = mask.data;
   b.temperature = (float)a.number("temperature", 1.0);
   x.threads = a.threads();
-  const SequenceIn q = parse_sequence_inputs(a, x.rows, b.sequences, loss);
-  b.ref_token_logprobs = q.ref_tokens;
-  b.ref_seq = q.ref_seq;
-  b.rewards = q.rewards;
-  b.offsets = q.offsets;
-  b.groups = q.groups;
-  b.beta = q.beta;
-  b.mean_reduction = q.mean_reduction;
+  parse_sequence_inputs(a, b, x.rows, loss);
   return x;
 }
 
@@ -98,7 +92,7 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
   }
   const bool loss = phase == HiddenPhase::full;
   c.out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, c.x, r, loss));
-  c.terms = std::make_shared<GvpoTerms>();
+  c.terms = std::make_shared<LossAndTerms>();
   c.baton = make_baton(a, r);
   c.baton->finish = [out = c.out, terms = c.terms, loss](Napi::Object r) {
     if (loss) set_terms(r, *terms);
@@ -107,7 +101,74 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
   return c;
 }
 
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
+  Args a(info, backward ? "tokenLogprobsFromHiddenBackward" : "tokenLogprobsFromHidden");
+  HeadCall c;
+  HeadInputs& in = c.in;
+  in.dtype = a.dtype("dtype");
+  in.rows = a.dim("rows");
+  in.hidden_size = a.dim("hiddenSize");
+  in.vocab = a.dim("vocab");
+  View<void> hidden = a.logits("hidden", in.dtype), weight = a.logits("weight", in.dtype);
+  a.expect_length("hidden", hidden.length, a.product({in.rows, in.hidden_size}, "hidden"));
+  a.expect_length("weight", weight.length, a.product({in.vocab, in.hidden_size}, "weight"));
+  in.hidden = hidden.data;
+  in.weight = weight.data;
+  View<int32_t> targets = a.i32("targets");
+  a.expect_length("targets", targets.length, (size_t)in.rows);
+  View<float> mask = a.f32("mask", true);
+  if (mask.data) a.expect_length("mask", mask.length, (size_t)in.rows);
+  a.check_targets(targets.data, mask.data, (size_t)in.rows, in.vocab);
+  in.targets = targets.data;
+  in.mask = mask.data;
+  in.temperature = (float)a.number("temperature", 1.0);
+  c.threads = a.threads();
+  Napi::Object r = Napi::Object::New(a.env());
+  const size_t rows = (size_t)in.rows;
+  if (!backward) {
+    c.logprobs = new_f32(r, "logprobs", rows).Data();
+    c.logZ = new_f32(r, "logZ", rows).Data();
+    if (a.boolean("entropy", false)) c.entropy = new_f32(r, "entropy", rows).Data();
+    c.nonfinite = std::make_shared<int64_t>(0);
+    c.baton = make_baton(a, r);
+    c.baton->finish = [bad = c.nonfinite](Napi::Object r) { set_nonfinite(r, *bad); };
+    return c;
+  }
+  auto per_row = [&](const char* name, bool optional) {
+    View<float> v = a.f32(name, optional);
+    if (v.data) a.expect_length(name, v.length, rows);
+    return v.data;
+  };
+  c.fwd_logZ = per_row("logZ", false);
+  c.grad_logprobs = per_row("gradTokenLogprobs", false);
+  c.grad_entropy = per_row("gradEntropy", true);
+  // entropy: the forward's values, or its boolean flag (one options object for both calls)
+  if (a.object().Get("entropy").IsTypedArray()) c.fwd_entropy = per_row("entropy", false);
+  c.accumulate = a.boolean("accumulate", false);
+  c.grad_hidden = grad_out(a, r, "gradHidden", rows * (size_t)in.hidden_size);
+  c.grad_weight = grad_out(a, r, "gradWeight", (size_t)in.vocab * (size_t)in.hidden_size);
+  c.baton = make_baton(a, r);
+  return c;
+}
+
 namespace {
+
+std::unique_ptr<Baton> prepare_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
+  HeadCall c = prepare_head(info, false);
+  c.baton->work = [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t = c.threads] {
+    *bad = token_logprobs_from_hidden_forward_cpu(lp, lz, ent, in, t);
+  };
+  return std::move(c.baton);
+}
+
+std::unique_ptr<Baton> prepare_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
+  HeadCall c = prepare_head(info, true);
+  c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
+                   gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t = c.threads] {
+    token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t);
+  };
+  return std::move(c.baton);
+}
 
 std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
   HiddenCall c = prepare_hidden(info, HiddenPhase::full);
@@ -150,6 +211,8 @@ void register_hidden_ops(Napi::Env env, Napi::Object exports) {
   export_op<prepare_from_hidden>(env, exports, "gvpoFromHidden");
   export_op<prepare_from_hidden_forward>(env, exports, "gvpoFromHiddenForward");
   export_op<prepare_from_hidden_backward>(env, exports, "gvpoFromHiddenBackward");
+  export_op<prepare_token_logprobs_from_hidden>(env, exports, "tokenLogprobsFromHidden");
+  export_op<prepare_token_logprobs_from_hidden_backward>(env, exports, "tokenLogprobsFromHiddenBackward");
   exports.Set("fmaProbe", Napi::Function::New(env, fma_probe, "fmaProbe"));
 }
 

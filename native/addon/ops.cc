@@ -93,7 +93,7 @@ std::unique_ptr<Baton> prepare_gvpo_loss(const Napi::CallbackInfo& info) {
   double* gs = new_f64(r, "gradLogprobs", S.length).Data();
   double* c = new_f64(r, "residuals", S.length).Data();
   auto t = make_baton(a, r);
-  auto terms = std::make_shared<GvpoTerms>();
+  auto terms = std::make_shared<LossAndTerms>();
   t->work = [=] { *terms = gvpo_loss_cpu(gs, c, S.data, Q.data, R.data, off.data, (int64_t)off.length - 1, beta, mean); };
   t->finish = [terms](Napi::Object r) { set_terms(r, *terms); };
   return t;

@@ -28,34 +28,44 @@ LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
   return in;
 }
 
-SequenceIn parse_sequence_inputs(const Args& a, int64_t rows, int64_t sequences, bool loss) {
-  SequenceIn q;
+void parse_sequence_inputs(const Args& a, GvpoBatch& b, int64_t rows, bool loss) {
   View<double> ref_tokens = a.f64("referenceTokenLogprobs", true), ref_seq = a.f64("referenceLogprobs", true);
   if (ref_tokens.data) a.expect_length("referenceTokenLogprobs", ref_tokens.length, (size_t)rows);
-  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)sequences);
-  q.ref_tokens = ref_tokens.data;
-  q.ref_seq = ref_tokens.data ? nullptr : ref_seq.data;
+  if (ref_seq.data) a.expect_length("referenceLogprobs", ref_seq.length, (size_t)b.sequences);
+  b.ref_token_logprobs = ref_tokens.data;
+  b.ref_seq = ref_tokens.data ? nullptr : ref_seq.data;
+  b.rewards = nullptr;
+  b.offsets = nullptr;
+  b.groups = 0;
+  b.beta = 0.0;
+  b.mean_reduction = true;
   if (loss) {
     View<double> rewards = a.f64("rewards");
-    a.expect_length("rewards", rewards.length, (size_t)sequences);
+    a.expect_length("rewards", rewards.length, (size_t)b.sequences);
     View<int32_t> offsets = a.i32("offsets");
-    a.check_offsets(offsets.data, offsets.length, sequences);
-    q.rewards = rewards.data;
-    q.offsets = offsets.data;
-    q.groups = (int64_t)offsets.length - 1;
-    q.beta = a.number("beta", 0.0);
-    q.mean_reduction = a.mean_reduction();
+    a.check_offsets(offsets.data, offsets.length, b.sequences);
+    b.rewards = rewards.data;
+    b.offsets = offsets.data;
+    b.groups = (int64_t)offsets.length - 1;
+    b.beta = a.number("beta", 0.0);
+    b.mean_reduction = a.mean_reduction();
   }
-  return q;
 }
 
 BatchIn parse_batch(const Args& a, bool loss) {
   BatchIn x;
   x.in = parse_logits(a, true, true);
   const LogitsIn& in = x.in;
-  const SequenceIn q = parse_sequence_inputs(a, in.rows, in.N, loss);
-  x.batch = GvpoBatch{in.logits.data, in.dtype, in.targets.data, in.mask.data, q.ref_tokens, q.ref_seq,
-                      q.rewards, q.offsets, q.groups, in.N, in.T, in.V, in.tau, q.beta, q.mean_reduction};
+  GvpoLogitsBatch& b = x.batch;
+  b.logits = in.logits.data;
+  b.dtype = in.dtype;
+  b.targets = in.targets.data;
+  b.mask = in.mask.data;
+  b.sequences = in.N;
+  b.tokens = in.T;
+  b.vocab = in.V;
+  b.temperature = in.tau;
+  parse_sequence_inputs(a, b, in.rows, loss);
   return x;
 }
 
@@ -79,7 +89,7 @@ FusedCall prepare_fused(const Napi::CallbackInfo& info) {
   c.x = parse_batch(a, true);
   Napi::Object r = Napi::Object::New(a.env());
   c.out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, c.x.in, r, true));
-  c.terms = std::make_shared<GvpoTerms>();
+  c.terms = std::make_shared<LossAndTerms>();
   c.baton = make_baton(a, r);
   c.baton->finish = [out = c.out, terms = c.terms](Napi::Object r) {
     set_terms(r, *terms);
@@ -119,7 +129,7 @@ Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n) {
   return a;
 }
 
-void set_terms(Napi::Object r, const GvpoTerms& t) {
+void set_terms(Napi::Object r, const LossAndTerms& t) {
   Napi::Env env = r.Env();
   r.Set("loss", Napi::Number::New(env, t.loss));
   Napi::Object terms = Napi::Object::New(env);

@@ -25,25 +25,16 @@ struct LogitsIn {
 };
 LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required);
 
-// The per-sequence inputs shared by the logits and hidden-state ops: the reference
-// (referenceTokenLogprobs or referenceLogprobs, at most one used) and, with `loss`, rewards,
-// offsets, beta and the reduction.
-struct SequenceIn {
-  const double* ref_tokens = nullptr;
-  const double* ref_seq = nullptr;
-  const double* rewards = nullptr;
-  const int32_t* offsets = nullptr;
-  int64_t groups = 0;
-  double beta = 0.0;
-  bool mean_reduction = true;
-};
-SequenceIn parse_sequence_inputs(const Args& a, int64_t rows, int64_t sequences, bool loss);
+// The per-sequence inputs shared by the logits and hidden-state ops, into b (whose sequences are
+// set): the reference (referenceTokenLogprobs or referenceLogprobs, at most one used) and, with
+// `loss`, rewards, offsets, beta and the reduction.
+void parse_sequence_inputs(const Args& a, GvpoBatch& b, int64_t rows, bool loss);
 
 // A whole batch for the fused op or its phases: the logits, the reference (referenceTokenLogprobs
 // or referenceLogprobs, at most one) and, with `loss`, rewards, offsets, beta and the reduction.
 struct BatchIn {
   LogitsIn in;
-  GvpoBatch batch;
+  GvpoLogitsBatch batch;
 };
 BatchIn parse_batch(const Args& a, bool loss);
 
@@ -61,7 +52,7 @@ float* grad_destination(const Args& a, const LogitsIn& in, Napi::Object result);
 struct FusedCall {
   BatchIn x;
   std::shared_ptr<GvpoFromLogitsOut> out;
-  std::shared_ptr<GvpoTerms> terms;
+  std::shared_ptr<LossAndTerms> terms;
   std::unique_ptr<Baton> baton;
 };
 FusedCall prepare_fused(const Napi::CallbackInfo& info);
@@ -79,7 +70,7 @@ enum class HiddenPhase { full = 0, forward = 1, backward = 2 };
 struct HiddenCall {
   HiddenIn x;
   std::shared_ptr<GvpoFromHiddenOut> out;  // full and forward
-  std::shared_ptr<GvpoTerms> terms;        // full
+  std::shared_ptr<LossAndTerms> terms;        // full
   float* grad_hidden = nullptr;            // backward (the full op's are in `out`)
   float* grad_weight = nullptr;
   const float* logZ = nullptr;             // backward's inputs
@@ -88,9 +79,31 @@ struct HiddenCall {
 };
 HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase);
 
+// The fused head's rows (tokenLogprobsFromHidden and its backward), for either backend: the inputs
+// read and checked, the outputs allocated on the result (the gradients into the caller's
+// gradHidden / gradWeight when given), and a baton whose `finish` sets nonFiniteRows (forward).
+// Defined in hidden_ops.cc; the caller sets the baton's work.
+struct HeadCall {
+  HeadInputs in;
+  int threads;
+  float* logprobs = nullptr;  // forward
+  float* logZ = nullptr;
+  float* entropy = nullptr;   // null: not asked for
+  std::shared_ptr<int64_t> nonfinite;
+  const float* fwd_logZ = nullptr;  // backward's inputs
+  const float* fwd_entropy = nullptr;
+  const float* grad_logprobs = nullptr;
+  const float* grad_entropy = nullptr;
+  float* grad_hidden = nullptr;     // backward's outputs
+  float* grad_weight = nullptr;
+  bool accumulate = false;
+  std::unique_ptr<Baton> baton;
+};
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward);
+
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);
-void set_terms(Napi::Object r, const GvpoTerms& t);
+void set_terms(Napi::Object r, const LossAndTerms& t);
 void set_nonfinite(Napi::Object r, int64_t rows);
 
 }  // namespace gvpo

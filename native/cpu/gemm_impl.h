@@ -367,8 +367,10 @@ static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_
   }
 }
 
-// As rows.h's row_logsumexp: exponents (z - max) * inv_tau, never positive.
-static void tile_logsumexp(double* lse, const float* Z, int64_t ldz, int64_t m, int64_t n,
+// As rows.h's row_logsumexp: exponents u = (z - max) * inv_tau, never positive, the maximum's
+// exactly 0. With ent: also t = sum e^u u, and the tile's entropy log(sum) - t/sum, which is
+// >= 0 by construction (sum >= 1, t <= 0).
+static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n,
                            float inv_tau) {
   const int64_t full = n / W * W;
   for (int64_t i = 0; i < m; i++) {
@@ -378,28 +380,67 @@ static void tile_logsumexp(double* lse, const float* Z, int64_t ldz, int64_t m, 
       bool nan = false;
       for (int64_t j = 0; j < n; j++) nan = nan || z[j] != z[j];
       lse[i] = nan ? (double)NAN : (double)mx;
+      if (ent) ent[i] = nan ? (double)NAN : 0.0;
       continue;
     }
-    double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);
-    for (int64_t j = full; j < n; j++) sum += sexp((z[j] - mx) * inv_tau);
-    lse[i] = (double)mx * inv_tau + std::log(sum);
+    if (!ent) {
+      double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);
+      for (int64_t j = full; j < n; j++) sum += sexp((z[j] - mx) * inv_tau);
+      lse[i] = (double)mx * inv_tau + std::log(sum);
+      continue;
+    }
+    // The sum in sum_exp's order (two accumulators, alternate vectors), so that lse, and l, are
+    // the same bits with or without the entropy.
+    const vf vm = splat(mx), s = splat(inv_tau), zero = splat(0.0f);
+    vf a[2] = {zero, zero}, b = zero;
+    for (int64_t j = 0; j < full; j += W) {
+      const vf u = (load(z + j) - vm) * s, e = vexp(u);
+      a[(j / W) & 1] += e;
+      b += e > zero ? e * u : zero;  // a -inf logit adds nothing (0 * -inf would be NaN)
+    }
+    double sum = hsum(a[0] + a[1]), t = hsum(b);
+    for (int64_t j = full; j < n; j++) {
+      const float u = (z[j] - mx) * inv_tau, e = sexp(u);
+      sum += e;
+      t += e > 0.0f ? (double)e * u : 0.0;
+    }
+    const double ls = std::log(sum);
+    lse[i] = (double)mx * inv_tau + ls;
+    ent[i] = ls - t / sum;
   }
 }
 
-static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau,
-                              const float* logZ, const float* coef, const int32_t* y) {
-  const vf s = splat(inv_tau);
+static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau, const float* logZ,
+                              const float* coef, const float* coef_h, const float* ent, const int32_t* y) {
+  const vf s = splat(inv_tau), zero = splat(0.0f);
   const int64_t full = n / W * W;
   for (int64_t i = 0; i < m; i++) {
     float* z = Z + i * ldz;
-    const float c = coef[i], lz = logZ[i];
+    const float c = coef[i], lz = logZ[i], ch = coef_h ? coef_h[i] : 0.0f;
     if (!std::isfinite(lz)) {  // a non-finite row yields NaN, never a silent zero
       for (int64_t j = 0; j < n; j++) z[j] = NAN;
       continue;
     }
     const vf vlz = splat(lz), nc = splat(-c);
-    for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp_p(load(z + j) * s - vlz);
-    for (int64_t j = full; j < n; j++) z[j] = -c * sexp_p(z[j] * inv_tau - lz);
+    if (ch == 0.0f) {
+      for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp_p(load(z + j) * s - vlz);
+      for (int64_t j = full; j < n; j++) z[j] = -c * sexp_p(z[j] * inv_tau - lz);
+    } else {  // -p (c + ch (log p + H)); a p of 0 gives 0 even where log p is -inf
+      const float h = ent[i];
+      const vf vch = splat(ch), vh = splat(h);
+      for (int64_t j = 0; j < full; j += W) {
+        vf u = load(z + j) * s - vlz;
+        u = u > zero ? zero : u;
+        const vf p = vexp(u), g = (nc - vch * (u + vh)) * p;
+        *(vf_u*)(z + j) = p != zero ? g : zero;  // NaN stays NaN
+      }
+      for (int64_t j = full; j < n; j++) {
+        float u = z[j] * inv_tau - lz;
+        u = u > 0.0f ? 0.0f : u;
+        const float p = sexp(u);
+        z[j] = p != 0.0f ? -p * (c + ch * (u + h)) : 0.0f;
+      }
+    }
     if (y[i] >= 0 && y[i] < n) z[y[i]] += c;
   }
 }

@@ -1,6 +1,9 @@
 // sequence_logprobs: S[n] = sum_t m[n,t] * l[n,t] over a sequence's T tokens, in double.
 // Masked tokens (m == 0) are skipped, so a NaN log-prob at a prompt or padding position never
-// reaches S. O(N*T): no threads.
+// reaches S. O(N*T): no threads. Also the per-sequence pieces both fused GVPO ops share: Sref
+// and the per-token weights of phase 2.
+#include <cstring>
+
 #include "../kernels.h"
 
 namespace gvpo {
@@ -25,6 +28,30 @@ void sequence_logprobs_cpu(double* seq, const float* token_logprobs, const float
 void sequence_logprobs_f64_cpu(double* seq, const double* token_logprobs, const float* mask,
                                int64_t sequences, int64_t tokens) {
   sum_rows(seq, token_logprobs, mask, sequences, tokens);
+}
+
+bool gvpo_reference_cpu(double* ref_seq, const double* seq, const GvpoBatch& in) {
+  if (in.ref_token_logprobs)
+    sequence_logprobs_f64_cpu(ref_seq, in.ref_token_logprobs, in.mask, in.sequences, in.tokens);
+  else if (in.ref_seq)
+    std::memcpy(ref_seq, in.ref_seq, (size_t)in.sequences * sizeof(double));
+  else if (seq)  // no reference given: pi_theta' is the current policy (on-policy, first epoch)
+    std::memcpy(ref_seq, seq, (size_t)in.sequences * sizeof(double));
+  else
+    return false;
+  return true;
+}
+
+void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in) {
+  sequence_logprobs_cpu(out.seq, out.token_logprobs, in.mask, in.sequences, in.tokens);
+  gvpo_reference_cpu(out.ref_seq, out.seq, in);
+}
+
+std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq) {
+  std::vector<float> w((size_t)(in.sequences * in.tokens));
+  for (size_t r = 0; r < w.size(); r++)
+    w[r] = in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[(int64_t)r / in.tokens]);
+  return w;
 }
 
 }  // namespace gvpo

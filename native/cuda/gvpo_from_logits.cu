@@ -4,25 +4,17 @@
 // composed on the host first (from reference token log-probs, given, or S itself on the device).
 #include <cuda_runtime.h>
 
-#include <cstring>
-
 #include "../kernels.h"
 #include "workspace.h"
 
 namespace gvpo {
 
-int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, GvpoTerms* terms, CudaTimings* t,
-                               const GvpoBatch& in, char* err, int err_len) {
+int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t,
+                               const GvpoLogitsBatch& in, char* err, int err_len) {
   using namespace cuda_host;
   const int64_t N = in.sequences, T = in.tokens, V = in.vocab, G = in.groups, R = N * T;
-  const double* ref_seq = nullptr;  // host Sref, or null: S itself, on the device
-  if (in.ref_token_logprobs) {
-    sequence_logprobs_f64_cpu(out.ref_seq, in.ref_token_logprobs, in.mask, N, T);
-    ref_seq = out.ref_seq;
-  } else if (in.ref_seq) {
-    std::memcpy(out.ref_seq, in.ref_seq, (size_t)N * sizeof(double));
-    ref_seq = out.ref_seq;
-  }
+  // Sref on the host when it is given; otherwise null: S itself, on the device (filled in below)
+  const double* ref_seq = gvpo_reference_cpu(out.ref_seq, nullptr, in) ? out.ref_seq : nullptr;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
   if (int e = prepare(w, err, err_len)) return e;
@@ -77,7 +69,7 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, GvpoTerms* terms, CudaTim
   GVPO_CUDA_TRY(cudaMemcpyAsync(t5, w.terms.ptr, 5 * 8, cudaMemcpyDeviceToHost, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[3], s));
   GVPO_CUDA_TRY(cudaStreamSynchronize(s));
-  if (!ref_seq) std::memcpy(out.ref_seq, out.seq, (size_t)N * sizeof(double));
+  if (!ref_seq) gvpo_reference_cpu(out.ref_seq, out.seq, in);
   *terms = {t5[0], t5[1], t5[2], t5[3], t5[4]};
   out.nonfinite_rows = 0;
   for (int64_t r = 0; r < R; r++) out.nonfinite_rows += in.mask[r] != 0.0f && out.token_logprobs[r] != out.token_logprobs[r];

@@ -34,7 +34,7 @@ struct Workspace {
   cudaStream_t stream = nullptr;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr};
   Buffer logits, targets, mask, lp, lz, seq, gseq, resid, g, ref, rewards, offsets, terms, grad;
-  Buffer hidden, weight, hchunk, dhidden, dweight;  // the fused LM head (gvpo_from_hidden.cu)
+  Buffer hidden, weight, hchunk, dhidden, dweight, ent;  // the fused LM head (head.h)
 };
 
 inline Workspace& ws() {

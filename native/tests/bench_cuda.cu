@@ -56,14 +56,15 @@ static int bench_head(const char* name) {
   for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V), mask[r] = r % T >= T / 4, live += r % T >= T / 4;
   for (int64_t g = 0; g <= N / k; g++) off[g] = (int32_t)(g * k);
   for (int64_t n = 0; n < N; n++) rew[n] = (double)(n % 3 == 0), ref[n] = -1000.0 - n;
-  GvpoHiddenBatch in{hid.data(), w.data(), DType::bf16, y.data(), mask.data(), nullptr, ref.data(), rew.data(), off.data(),
-                     N / k, N, T, H, V, 1.0f, 0.1, true};
+  GvpoHiddenBatch in{{DType::bf16, y.data(), mask.data(), nullptr, ref.data(), rew.data(), off.data(), N / k, N, T, V,
+                      1.0f, 0.1, true},
+                     hid.data(), w.data(), H};
   std::vector<float> gh((size_t)(R * H)), gw((size_t)(V * H)), lp(R), lz(R);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
-  GvpoFromHiddenOut out{gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
+  GvpoFromHiddenOut out{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, gh.data(), gw.data()};
   char err[512] = {0};
   std::vector<float> total, kernel;
-  GvpoTerms terms{};
+  LossAndTerms terms{};
   for (int i = 0; i < 6; i++) {
     CudaTimings t{};
     cudaEvent_t a, b;

@@ -1,7 +1,9 @@
-// The fused LM head's timings without Node, for bench/NOTES.md: phase 1 (forward: 1 GEMM pass)
-// and phase 2 (recompute, dW, dH: 3 passes), each pass 2*R*H*V flops, against the same-run FMA
-// peak probe (fma_probe_cpu) with the same threads and instruction set (GVPO_SIMD).
-//   gvpo_bench_hidden [rows hidden vocab [dtype 0|1|2 [threads [part [rounds]]]]]
+// The fused LM head's timings without Node, for bench/NOTES.md: the forward (1 GEMM pass) and the
+// backward (recompute, dW, dH: 3 passes) of token_logprobs_from_hidden, the engine gvpoFromHidden
+// runs too, each pass 2*R*H*V flops, against the same-run FMA peak probe (fma_probe_cpu) with the
+// same threads and instruction set (GVPO_SIMD). With entropy = 1 the forward also gives H and the
+// backward takes an upstream gradient for it.
+//   gvpo_bench_hidden [rows hidden vocab [dtype 0|1|2 [threads [part [rounds [entropy 0|1]]]]]]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -53,12 +55,14 @@ int main(int argc, char** argv) {
     if (d == DType::f32) ((float*)w.data())[i] = x; else ((uint16_t*)w.data())[i] = d == DType::bf16 ? 0x3c00 + (uint16_t)(i % 89) : 0x2c00 + (uint16_t)(i % 89);
   }
   std::vector<int32_t> y(R);
-  std::vector<float> mask(R, 1.0f), lp(R), lz(R), dH((size_t)(R * H)), dW((size_t)(V * H));
-  std::vector<double> S(R), Q(R), gs(R, 0.01);
-  GvpoHiddenBatch in{hid.data(), w.data(), d, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, R, 1, H, V, 1.0f, 0.1, true};
-  GvpoFromHiddenOut out{dH.data(), dW.data(), lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
-  auto fwd = [&] { gvpo_from_hidden_forward_cpu(out, in, threads); };
-  auto bwd = [&] { gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, threads); };
+  std::vector<float> lp(R), lz(R), ent(R), gl(R, 0.01f), gh(R, -0.002f), dH((size_t)(R * H)), dW((size_t)(V * H));
+  const bool entropy = argc > 8 && atoi(argv[8]) != 0;
+  const HeadInputs in{hid.data(), w.data(), d, y.data(), nullptr, R, H, V, 1.0f};
+  auto fwd = [&] { token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), entropy ? ent.data() : nullptr, in, threads); };
+  auto bwd = [&] {
+    token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), entropy ? ent.data() : nullptr, gl.data(),
+                                            entropy ? gh.data() : nullptr, false, threads);
+  };
   for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V);
   const char* only = argc > 6 ? argv[6] : "";  // "f", "b" or "p": one part alone (for perf stat)
   const int reps = only[0] ? 1 : 3;
@@ -74,8 +78,8 @@ int main(int argc, char** argv) {
     b = median_s(bwd, reps, &bc);
     p = median_s([&] { flops = fma_probe_cpu(it, threads); }, 5, &pc);
     const double peak = flops / p / 1e9, total = 4 * pass / (f + b) / 1e9;
-    std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; FMA probe %.1f GFLOP/s -> %.0f%% of peak\n",
-                cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, peak, 100 * total / peak);
+    std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d entropy=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; FMA probe %.1f GFLOP/s -> %.0f%% of peak\n",
+                cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, (int)entropy, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, peak, 100 * total / peak);
   }
   // Interleaved: probe, forward, probe, backward, probe, ... Each part against the mean of the
   // probes on either side of it, median of the rounds: on a shared machine the FMA rate drifts

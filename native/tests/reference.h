@@ -100,6 +100,52 @@ inline void ref_token_logprobs_backward(double* grad, const double* z, const int
           g[r] / tau * ((v == y[r] ? 1.0 : 0.0) - std::exp(z[r * V + v] / tau - lz[r]));
 }
 
+// The fused LM head from its definition, in float64: z = hidden W^T, x = z / tau, p = softmax(x),
+// per live row (mask null or non-zero) l = x_y - logZ and H = -sum p log p; with upstream gl, gH
+// (either may be null), dz = (gl ([v == y] - p) - gH p (log p + H)) / tau, dH = dz W, dW = dz^T
+// hidden. Masked rows: l = logZ = H = 0 and no gradient. loss = sum over live rows of gl l + gH H
+// (what the gradients differentiate, for finite differences).
+struct RefHead {
+  std::vector<double> lp, lz, ent, dH, dW;
+  double loss = 0;
+};
+inline RefHead ref_head(const double* hid, const double* W, const int32_t* y, const float* mask, const float* gl,
+                        const float* gh, int64_t R, int64_t H, int64_t V, double tau, bool grads = true) {
+  RefHead o;
+  o.lp.assign(R, 0.0), o.lz.assign(R, 0.0), o.ent.assign(R, 0.0);
+  if (grads) o.dH.assign(R * H, 0.0), o.dW.assign(V * H, 0.0);
+  std::vector<double> x(V), dz(V);
+  for (int64_t r = 0; r < R; r++) {
+    if (mask && mask[r] == 0.0f) continue;
+    double m = -INFINITY;
+    for (int64_t v = 0; v < V; v++) {
+      double s = 0;
+      for (int64_t h = 0; h < H; h++) s += hid[r * H + h] * W[v * H + h];
+      x[v] = s / tau;
+      m = std::fmax(m, x[v]);
+    }
+    double s = 0;
+    for (int64_t v = 0; v < V; v++) s += std::exp(x[v] - m);
+    const double lz = m + std::log(s);
+    double ent = 0;
+    for (int64_t v = 0; v < V; v++) ent -= std::exp(x[v] - lz) * (x[v] - lz);
+    o.lz[r] = lz, o.ent[r] = ent, o.lp[r] = x[y[r]] - lz;
+    const double a = gl ? gl[r] : 0.0, b = gh ? gh[r] : 0.0;
+    o.loss += a * o.lp[r] + b * ent;
+    if (!grads || (a == 0 && b == 0)) continue;
+    for (int64_t v = 0; v < V; v++) {
+      const double lp = x[v] - lz, p = std::exp(lp);
+      dz[v] = (a * ((v == y[r] ? 1.0 : 0.0) - p) - b * p * (lp + ent)) / tau;
+    }
+    for (int64_t v = 0; v < V; v++)
+      for (int64_t h = 0; h < H; h++) {
+        o.dH[r * H + h] += dz[v] * W[v * H + h];
+        o.dW[v * H + h] += dz[v] * hid[r * H + h];
+      }
+  }
+  return o;
+}
+
 // Straight from the definition: L = sum_g 1/(k-1) sum c^2 / 2.
 inline double ref_gvpo_loss(double* grad_seq, double* c, const double* S, const double* Q,
                             const double* R, const int32_t* off, int64_t G, double beta,

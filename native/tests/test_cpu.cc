@@ -106,7 +106,7 @@ static void check_loss(std::mt19937& rng) {
     R[n] = nd(rng);
   }
   for (int mean = 0; mean < 2; mean++) {
-    GvpoTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G,
+    LossAndTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G,
                                 0.1, mean);
     double rl = ref_gvpo_loss(rgs.data(), rc.data(), S.data(), Q.data(), R.data(), off.data(), G,
                               0.1, mean);
@@ -190,12 +190,13 @@ static void check_fused(std::mt19937& rng, DType d, int ref_kind) {
     rtok[r] = -std::fabs(nd(rng));
   }
   for (int64_t n = 0; n < N; n++) rseq[n] = -std::fabs(nd(rng)) * 3, rew[n] = nd(rng);
-  GvpoBatch in{L.data(), d, y.data(), mask.data(), ref_kind == 1 ? rtok.data() : nullptr,
-               ref_kind == 2 ? rseq.data() : nullptr, rew.data(), off.data(), 3, N, T, V, tau, beta, true};
+  GvpoLogitsBatch in{{d, y.data(), mask.data(), ref_kind == 1 ? rtok.data() : nullptr,
+                      ref_kind == 2 ? rseq.data() : nullptr, rew.data(), off.data(), 3, N, T, V, tau, beta, true},
+                     L.data()};
   std::vector<float> grad(R * V), lp(R), lz(R);
   std::vector<double> S(N), Q(N), gs(N), c(N);
-  GvpoFromLogitsOut out{grad.data(), lp.data(), lz.data(), S.data(), Q.data(), gs.data(), c.data(), 0};
-  GvpoTerms t = gvpo_from_logits_cpu(out, in, 2);
+  GvpoFromLogitsOut out{{lp.data(), lz.data(), S.data(), Q.data(), gs.data(), c.data(), 0}, grad.data()};
+  LossAndTerms t = gvpo_from_logits_cpu(out, in, 2);
   // reference
   std::vector<double> rlp(R), rlz(R), rS(N, 0), rQ(N, 0), rgs(N), rc(N), rgrad(R * V);
   ref_token_logprobs(rlp.data(), rlz.data(), L.f64.data(), y.data(), mask.data(), R, V, tau);
@@ -217,7 +218,7 @@ static void check_fused(std::mt19937& rng, DType d, int ref_kind) {
   // The two phases give the same numbers.
   std::vector<float> grad2(R * V), lp2(R), lz2(R);
   std::vector<double> S2(N), Q2(N);
-  GvpoFromLogitsOut o2{nullptr, lp2.data(), lz2.data(), S2.data(), Q2.data(), nullptr, nullptr, 0};
+  GvpoFromLogitsOut o2{{lp2.data(), lz2.data(), S2.data(), Q2.data(), nullptr, nullptr, 0}, nullptr};
   gvpo_forward_cpu(o2, in, 1);
   gvpo_backward_cpu(grad2.data(), lz2.data(), gs.data(), in, 1);
   CHECK(S2 == S && Q2 == Q, "phase 1 differs from the fused op");

@@ -128,7 +128,7 @@ static void check_loss(std::mt19937& rng) {
   for (int mean = 0; mean < 2; mean++) {
     std::vector<double> S(N), gs(N), c(N);
     sequence_logprobs_cpu(S.data(), lp.data(), mask.data(), N, T);
-    GvpoTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
+    LossAndTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
     float* dlp = to_device(lp.data(), N * T);
     float* dm = to_device(mask.data(), N * T);
     double* dQ = to_device(Q.data(), N);
@@ -189,6 +189,60 @@ static void check_gemm(std::mt19937& rng, int64_t M, int64_t N, int64_t K, bool 
   cudaFree(da), cudaFree(db), cudaFree(dc);
 }
 
+// The head's row kernels (head_rows.cu) against float64 from the same float32 logits, logZ and H:
+// entropy, and the gradient for upstream gl, gH (gH null too); a target out of range and a
+// non-finite logZ give NaN rows, a NaN logit a NaN entropy.
+static void check_head_rows(std::mt19937& rng, int64_t R, int64_t V, float tau) {
+  Logits L = random_logits(rng, R, V, DType::f32, 10.0f * tau);
+  std::vector<int32_t> y(R);
+  std::vector<float> lz(R), ent(R), gl(R), gh(R);
+  std::vector<double> want_h(R);
+  for (int64_t r = 0; r < R; r++) {
+    double m = -INFINITY, s = 0, h = 0;
+    for (int64_t v = 0; v < V; v++) m = std::fmax(m, L.f64[r * V + v] / tau);
+    for (int64_t v = 0; v < V; v++) s += std::exp(L.f64[r * V + v] / tau - m);
+    for (int64_t v = 0; v < V; v++) {
+      const double u = L.f64[r * V + v] / tau - m - std::log(s);
+      h -= std::exp(u) * u;
+    }
+    lz[r] = (float)(m + std::log(s)), want_h[r] = h, ent[r] = (float)h;
+    y[r] = (int32_t)(rng() % V), gl[r] = (float)(rng() % 200) / 100.0f - 1.0f, gh[r] = (float)(rng() % 200) / 100.0f - 1.0f;
+  }
+  if (R > 2) y[1] = (int32_t)V, lz[2] = INFINITY, L.f32[0] = NAN;  // row 0's entropy is NaN; rows 1, 2 NaN gradients
+  float* dz = to_device(L.f32.data(), L.f32.size());
+  float *dent, *dlz = to_device(lz.data(), R), *dh = to_device(ent.data(), R), *dgl = to_device(gl.data(), R),
+               *dgh = to_device(gh.data(), R);
+  int32_t* dy = to_device(y.data(), R);
+  CUDA_OK(cudaMalloc(&dent, R * 4));
+  CUDA_OK(head_entropy_cuda(dent, dz, R, V, tau, nullptr));
+  std::vector<float> h = to_host(dent, R);
+  for (int64_t r = 0; r < R; r++)
+    CHECK(r == 0 && R > 2 ? std::isnan(h[r]) : near(h[r], want_h[r], 2e-5, 2e-5) && h[r] >= 0.0f,
+          "head entropy R=%lld V=%lld tau=%g r=%lld: cuda %.8g want %.8g", (long long)R, (long long)V, tau, (long long)r,
+          h[r], want_h[r]);
+  for (int with_h = 0; with_h < 2; with_h++) {
+    CUDA_OK(cudaMemcpy(dz, L.f32.data(), L.f32.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_OK(head_softmax_grad_cuda(dz, dy, dlz, dh, dgl, with_h ? dgh : nullptr, R, V, tau, nullptr));
+    std::vector<float> g = to_host(dz, L.f32.size());
+    double err = 0, norm = 0;
+    for (int64_t r = 0; r < R; r++) {
+      const bool bad = R > 2 && (r == 1 || r == 2);
+      for (int64_t v = 0; v < V; v++) {
+        const double u = std::fmin(0.0, (double)L.f32[r * V + v] / tau - lz[r]), p = std::exp(u);
+        const double want = (gl[r] * ((v == y[r] ? 1.0 : 0.0) - p) - (with_h ? gh[r] : 0.0) * p * (u + ent[r])) / tau;
+        if (bad) {
+          CHECK(std::isnan(g[r * V + v]), "head grad: row %lld must be NaN", (long long)r);
+        } else if (!(r == 0 && v == 0 && R > 2)) {
+          err += (g[r * V + v] - want) * (g[r * V + v] - want), norm += want * want;
+        }
+      }
+    }
+    CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "head grad R=%lld V=%lld tau=%g gH=%d: rel err %.3g",
+          (long long)R, (long long)V, tau, with_h, std::sqrt(err / (norm + 1e-300)));
+  }
+  for (void* p : {(void*)dz, (void*)dent, (void*)dlz, (void*)dh, (void*)dgl, (void*)dgh, (void*)dy}) cudaFree(p);
+}
+
 int main() {
   int count = 0;
   char name[256];
@@ -212,6 +266,9 @@ int main() {
       check_gemm(rng, g[0], g[1], g[2], true, true, (DType)d, false);   // dH
       check_gemm(rng, g[0], g[1], g[2], false, true, (DType)d, true);   // dW
     }
+  const int64_t rows[][2] = {{1, 1}, {2, 2}, {5, 123}, {7, 4097}, {3, 32768}, {2, 151936}};
+  for (auto& k : rows)
+    for (float tau : {1.0f, 0.001f, 30.0f}) check_head_rows(rng, k[0], k[1], tau);
   check_hidden_twins(rng);
   std::printf("%d checks, %d failures\n%d passed, %d failed\n", checks, failures, checks - failures, failures);
   return failures ? 1 : 0;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <vector>
 
 #include "../kernels.h"
 #include "check.h"
@@ -44,7 +45,7 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* toke
                    const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
                    bool mean_reduction, void*) {
   sequence_logprobs_cpu(seq, token_logprobs, mask, sequences, tokens);
-  const GvpoTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
+  const LossAndTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
                                     mean_reduction);
   const double t5[5] = {t.loss, t.advantage, t.trust_region, t.variance, t.constant};
   std::memcpy(terms, t5, sizeof(t5));
@@ -53,12 +54,41 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* toke
 }
 int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b, DType tb,
               int64_t b_k, int64_t b_n, int64_t M, int64_t N, int64_t K, bool accumulate, void*) {
+  std::vector<float> A(M * K), B(N * K);  // float32 copies, k fastest: the product's loop is then plain
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t k = 0; k < K; k++) A[m * K + k] = element(a, ta, m * a_m + k * a_k);
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t k = 0; k < K; k++) B[n * K + k] = element(b, tb, k * b_k + n * b_n);
   for (int64_t m = 0; m < M; m++)
     for (int64_t n = 0; n < N; n++) {
       float s = 0.0f;
-      for (int64_t k = 0; k < K; k++) s += element(a, ta, m * a_m + k * a_k) * element(b, tb, k * b_k + n * b_n);
+      for (int64_t k = 0; k < K; k++) s += A[m * K + k] * B[n * K + k];
       c[m * ldc + n] = accumulate ? c[m * ldc + n] + s : s;
     }
+  return 0;
+}
+int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float tau, void*) {
+  for (int64_t r = 0; r < rows; r++) {
+    double m = -INFINITY, a = 0, t = 0;
+    for (int64_t v = 0; v < vocab; v++) m = std::fmax(m, z[r * vocab + v]);
+    for (int64_t v = 0; v < vocab; v++) {
+      const double u = (z[r * vocab + v] - m) / tau, e = std::exp(u);
+      a += e, t += e != 0.0 ? e * u : 0.0;
+    }
+    entropy[r] = (float)(std::log(a) - t / a);
+  }
+  return 0;
+}
+int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy, const float* gl,
+                           const float* gh, int64_t rows, int64_t vocab, float tau, void*) {
+  for (int64_t r = 0; r < rows; r++) {
+    const double ch = gh ? gh[r] / tau : 0.0, cl = gl[r] / tau, h = ch != 0.0 ? entropy[r] : 0.0;
+    const bool bad = !std::isfinite(logZ[r]) || targets[r] < 0 || targets[r] >= vocab;
+    for (int64_t v = 0; v < vocab; v++) {
+      const double u = std::fmin(0.0, (double)z[r * vocab + v] / tau - logZ[r]), p = std::exp(u);
+      z[r * vocab + v] = bad ? NAN : p == 0.0 ? 0.0f : (float)(-p * (cl + ch * (u + h)) + (v == targets[r] ? cl : 0.0));
+    }
+  }
   return 0;
 }
 int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width, void*) {
@@ -74,6 +104,7 @@ int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t 
 
 }  // namespace gvpo
 
+#include "../cuda/token_logprobs_from_hidden.cu"
 #include "../cuda/gvpo_from_hidden.cu"
 #include "../cuda/gvpo_from_logits.cu"
 
@@ -89,11 +120,12 @@ static void check_error_paths() {
   std::vector<float> mask(R, 1.0f);
   std::vector<double> Q(N, -5.0), Rw = {1, 0, 0.5, 0};
   for (auto& t : y) t = (int32_t)(rng() % V);
-  GvpoHiddenBatch in{hid.data(), W.data(), DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, H, V, 1.0f, 0.1, true};
+  GvpoHiddenBatch in{{DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, V, 1.0f, 0.1, true},
+                     hid.data(), W.data(), H};
   std::vector<float> gh(R * H), gw(V * H), lp(R), lz(R), gh2(R * H), gw2(V * H);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
-  GvpoFromHiddenOut out{gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
-  GvpoTerms t{};
+  GvpoFromHiddenOut out{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, gh.data(), gw.data()};
+  LossAndTerms t{};
   CudaTimings tm{};
   char err[512];
   CHECK(gvpo_from_hidden_cuda_host(out, &t, &tm, in, err, sizeof(err)) == 0, "clean call failed: %s", err);

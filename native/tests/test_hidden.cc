@@ -27,7 +27,7 @@ struct Result {
   std::vector<float> dH, dW, lp, lz;
   std::vector<double> S, Q, gs, c;
   int64_t bad = 0;
-  GvpoTerms t{};
+  LossAndTerms t{};
 };
 
 double max_abs(const std::vector<double>& x) {
@@ -47,12 +47,12 @@ Result run(const Case& k, const Logits& hid, const Logits& w, const std::vector<
   r.lp.resize(rows);
   r.lz.resize(rows);
   r.S.resize(k.N), r.Q.resize(k.N), r.gs.resize(k.N), r.c.resize(k.N);
-  GvpoFromHiddenOut out{r.dH.data(), r.dW.data(), r.lp.data(), r.lz.data(), r.S.data(),
-                        r.Q.data(),  r.gs.data(), r.c.data(),  0};
-  GvpoHiddenBatch in{hid.data(), w.data(), k.d, y.data(), mask.data(),
-                     k.ref == 1 ? refTok.data() : nullptr, k.ref == 2 ? refSeq.data() : nullptr,
-                     R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T, k.H, k.V, k.tau,
-                     0.1, true};
+  GvpoFromHiddenOut out{{r.lp.data(), r.lz.data(), r.S.data(), r.Q.data(), r.gs.data(), r.c.data(), 0},
+                        r.dH.data(), r.dW.data()};
+  GvpoHiddenBatch in{{k.d, y.data(), mask.data(), k.ref == 1 ? refTok.data() : nullptr,
+                      k.ref == 2 ? refSeq.data() : nullptr, R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T,
+                      k.V, k.tau, 0.1, true},
+                     hid.data(), w.data(), k.H};
   r.t = gvpo_from_hidden_cpu(out, in, threads);
   r.bad = out.nonfinite_rows;
   return r;
@@ -144,11 +144,12 @@ void check_case(std::mt19937& rng, const Case& k) {
     std::vector<float> zf(rows * V), g2(rows * V), lp2(rows), lz2(rows);
     std::vector<double> S2(k.N), Q2(k.N), gs2(k.N), c2(k.N);
     for (size_t i = 0; i < zf.size(); i++) zf[i] = (float)z[i];
-    GvpoBatch lb{zf.data(), DType::f32, y.data(), mask.data(),
-                 k.ref == 1 ? refTok.data() : nullptr, k.ref == 2 ? refSeq.data() : nullptr,
-                 R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T, V, k.tau, 0.1, true};
-    GvpoFromLogitsOut lo{g2.data(), lp2.data(), lz2.data(), S2.data(), Q2.data(), gs2.data(), c2.data(), 0};
-    GvpoTerms t2 = gvpo_from_logits_cpu(lo, lb, 1);
+    GvpoLogitsBatch lb{{DType::f32, y.data(), mask.data(), k.ref == 1 ? refTok.data() : nullptr,
+                        k.ref == 2 ? refSeq.data() : nullptr, R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T,
+                        V, k.tau, 0.1, true},
+                       zf.data()};
+    GvpoFromLogitsOut lo{{lp2.data(), lz2.data(), S2.data(), Q2.data(), gs2.data(), c2.data(), 0}, g2.data()};
+    LossAndTerms t2 = gvpo_from_logits_cpu(lo, lb, 1);
     CHECK(std::fabs(a.t.loss - t2.loss) <= 1e-4 * (1 + std::fabs(t2.loss)), "%s loss vs logits op %.9g %.9g", at, a.t.loss, t2.loss);
     for (int64_t r = 0; r < rows; r++)
       CHECK(std::fabs(a.lp[r] - lp2[r]) <= 2e-5 * (1 + std::fabs(lz2[r])),
@@ -173,9 +174,9 @@ void check_nonfinite(std::mt19937& rng) {
   y[1] = V;  // out of range under the mask: NaN, never a read outside the tile
   std::vector<float> mask(rows, 1.0f), lp(rows), lz(rows);
   std::vector<double> S(N), Q(N);
-  GvpoHiddenBatch in{hid.data(), w.data(), DType::f32, y.data(), mask.data(), nullptr, nullptr,
-                     nullptr, nullptr, 0, N, T, H, V, 1.0f, 0.1, true};
-  GvpoFromHiddenOut out{nullptr, nullptr, lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
+  GvpoHiddenBatch in{{DType::f32, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, N, T, V, 1.0f, 0.1, true},
+                     hid.data(), w.data(), H};
+  GvpoOut out{lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
   gvpo_from_hidden_forward_cpu(out, in, 2);
   const int64_t bad = out.nonfinite_rows;
   CHECK(bad == 2 && std::isnan(lp[4]) && std::isnan(lz[4]) && std::isnan(lp[1]),  // logZ NaN, as the logits ops give

@@ -29,17 +29,18 @@ inline void check_host_entry(std::mt19937& rng, DType d) {
   for (int64_t i = 0; i < N * T; i++) y[i] = (int32_t)(rng() % V), mask[i] = (i % T) ? 1.0f : 0.0f;
   for (int64_t n = 0; n < N; n++) Q[n] = -20.0 - n, R[n] = (double)(n % 2);
   // The CPU twin, then the CUDA one on the same batch.
-  GvpoBatch in{L.data(), d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true};
+  GvpoLogitsBatch in{{d, y.data(), mask.data(), nullptr, Q.data(), R.data(), off.data(), G, N, T, V, 1.0f, 0.1, true},
+                     L.data()};
   std::vector<float> grad(N * T * V), lp(N * T), lz(N * T);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
-  GvpoFromLogitsOut cpu{grad.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0};
-  GvpoTerms t = gvpo_from_logits_cpu(cpu, in, 0);
+  GvpoFromLogitsOut cpu{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, grad.data()};
+  LossAndTerms t = gvpo_from_logits_cpu(cpu, in, 0);
   std::vector<float> hgrad(N * T * V, NAN), hlp(N * T), hlz(N * T);
   std::vector<double> hS(N), hQ(N), hgs(N), hc(N);
   CudaTimings tm{};
-  GvpoTerms ct{};
+  LossAndTerms ct{};
   char err[512] = {0};
-  GvpoFromLogitsOut out{hgrad.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+  GvpoFromLogitsOut out{{hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0}, hgrad.data()};
   int e = gvpo_from_logits_cuda_host(out, &ct, &tm, in, err, sizeof(err));
   CHECK(e == 0, "host entry failed: %s", err);
   CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
@@ -48,9 +49,9 @@ inline void check_host_entry(std::mt19937& rng, DType d) {
   CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
   if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
     std::vector<float> z = L.f32;
-    GvpoBatch zin = in;
+    GvpoLogitsBatch zin = in;
     zin.logits = z.data();
-    GvpoFromLogitsOut ip{z.data(), hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0};
+    GvpoFromLogitsOut ip{{hlp.data(), hlz.data(), hS.data(), hQ.data(), hgs.data(), hc.data(), 0}, z.data()};
     e = gvpo_from_logits_cuda_host(ip, &ct, &tm, zin, err, sizeof(err));
     CHECK(e == 0 && std::memcmp(z.data(), hgrad.data(), z.size() * 4) == 0, "in-place host entry differs (%s)", err);
   }
@@ -95,18 +96,19 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   if (off.back() != N) off.push_back((int32_t)N);
   std::vector<double> Q(N), Rw(N);
   for (int64_t n = 0; n < N; n++) Q[n] = -3.0 * n - 1.0, Rw[n] = (double)(rng() % 5);
-  GvpoHiddenBatch in{hid.data(), W.data(), d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(),
-                     (int64_t)off.size() - 1, N, T, H, V, 0.8f, 0.3, true};
+  GvpoHiddenBatch in{{d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), (int64_t)off.size() - 1, N,
+                      T, V, 0.8f, 0.3, true},
+                     hid.data(), W.data(), H};
   struct Outs {
     std::vector<float> gh, gw, lp, lz;
     std::vector<double> S, Sq, gs, c;
     GvpoFromHiddenOut o;
     Outs(int64_t R, int64_t N, int64_t H, int64_t V)
         : gh(R * H, -1.0f), gw(V * H, -1.0f), lp(R, -1.0f), lz(R, -1.0f), S(N), Sq(N), gs(N), c(N) {
-      o = {gh.data(), gw.data(), lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), -1};
+      o = {{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), -1}, gh.data(), gw.data()};
     }
   } cpu(R, N, H, V), gpu(R, N, H, V);
-  GvpoTerms tc = gvpo_from_hidden_cpu(cpu.o, in, 0), tg{};
+  LossAndTerms tc = gvpo_from_hidden_cpu(cpu.o, in, 0), tg{};
   CudaTimings tm{};
   char err[512] = {0};
   int e = gvpo_from_hidden_cuda_host(gpu.o, &tg, &tm, in, err, sizeof(err));
@@ -140,12 +142,78 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
         "backward phase differs from the whole op (%s)", err);
 }
 
+// The CUDA head (token_logprobs_from_hidden_*_cuda_host) against the CPU one (tested against
+// float64 in test_token_logprobs_from_hidden.cc): l, logZ, H; the gradients for upstream gl and gH
+// with H given and recomputed; gradWeight accumulated. Masked rows hold NaN hidden states, any
+// target and NaN upstream.
+inline void check_head(std::mt19937& rng, int64_t R, int64_t H, int64_t V, DType d, float tau) {
+  // |z/tau| of order 10 however small tau is: a peaked softmax whose gradients are not all rounding
+  Logits hid = random_logits(rng, R, H, d, 1.0f), W = random_logits(rng, V, H, d, 0.5f * std::fmin(1.0f, 10.0f * tau));
+  std::vector<int32_t> y(R);
+  std::vector<float> mask(R), gl(R), gh(R);
+  for (int64_t r = 0; r < R; r++) {
+    mask[r] = R > 1 && rng() % 4 == 0 ? 0.0f : 1.0f;
+    y[r] = mask[r] == 0.0f ? -3 : (int32_t)(rng() % V);
+    gl[r] = mask[r] == 0.0f ? NAN : (float)(rng() % 200) / 100.0f - 1.0f;
+    gh[r] = mask[r] == 0.0f ? NAN : rng() % 3 ? (float)(rng() % 200) / 100.0f - 1.0f : 0.0f;
+    if (mask[r] == 0.0f)
+      for (int64_t h = 0; h < H; h++) {
+        if (d == DType::f32) hid.f32[r * H + h] = NAN; else hid.h16[r * H + h] = 0x7fc0;
+      }
+  }
+  const HeadInputs in{hid.data(), W.data(), d, y.data(), mask.data(), R, H, V, tau};
+  std::vector<float> lp(R), lz(R), ent(R), dH(R * H), dW(V * H);
+  const int64_t bad = token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), ent.data(), in, 0);
+  token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), ent.data(), gl.data(), gh.data(), false, 0);
+  std::vector<float> clp(R, -1.0f), clz(R, -1.0f), cent(R, -1.0f), cdH(R * H, -1.0f), cdW(V * H, -1.0f);
+  int64_t cbad = -1;
+  CudaTimings tm{};
+  char err[512] = {0};
+  int e = token_logprobs_from_hidden_forward_cuda_host(clp.data(), clz.data(), cent.data(), &cbad, &tm, in, err, sizeof(err));
+  CHECK(e == 0, "head forward (cuda) failed: %s", err);
+  bool nan_ok;
+  char at[96];
+  std::snprintf(at, sizeof at, "head R=%lld H=%lld V=%lld d=%d tau=%g:", (long long)R, (long long)H, (long long)V, (int)d, tau);
+  const double el = rel_err(clp.data(), lp.data(), R, &nan_ok);
+  CHECK(el <= 2e-5 && nan_ok && cbad == bad, "%s l error %.3g, non-finite rows cuda %lld cpu %lld", at, el, (long long)cbad,
+        (long long)bad);
+  const double eh = rel_err(cent.data(), ent.data(), R, &nan_ok);
+  CHECK(eh <= 2e-5 && nan_ok, "%s H error %.3g", at, eh);
+  for (int64_t r = 0; r < R; r++)
+    CHECK(!(clp[r] > 0.0f) && !(cent[r] < 0.0f) && (mask[r] != 0.0f || (clp[r] == 0.0f && clz[r] == 0.0f && cent[r] == 0.0f)),
+          "%s row %lld: l %g logZ %g H %g", at, (long long)r, clp[r], clz[r], cent[r]);
+  for (int given = 1; given >= 0; given--) {  // H from the forward, then recomputed by the backward
+    e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), cdW.data(), &tm, in, lz.data(), given ? ent.data() : nullptr,
+                                                      gl.data(), gh.data(), false, err, sizeof(err));
+    CHECK(e == 0, "head backward (cuda) failed: %s", err);
+    const double egh = rel_err(cdH.data(), dH.data(), dH.size(), &nan_ok);
+    CHECK(egh <= 1e-4 && nan_ok, "%s dL/dhidden error %.3g (H %s)", at, egh, given ? "given" : "recomputed");
+    const double egw = rel_err(cdW.data(), dW.data(), dW.size(), &nan_ok);
+    CHECK(egw <= 1e-4 && nan_ok, "%s dL/dweight error %.3g (H %s)", at, egw, given ? "given" : "recomputed");
+  }
+  for (int64_t r = 0; r < R; r++)
+    if (mask[r] == 0.0f)
+      for (int64_t h = 0; h < H; h++) CHECK(cdH[r * H + h] == 0.0f, "%s masked row %lld has dL/dhidden", at, (long long)r);
+  std::vector<float> acc(V * H);
+  for (size_t i = 0; i < acc.size(); i++) acc[i] = (float)(i % 7) - 3.0f;
+  std::vector<float> want = acc;
+  for (size_t i = 0; i < acc.size(); i++) want[i] += dW[i];
+  e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), acc.data(), &tm, in, lz.data(), ent.data(), gl.data(),
+                                                    gh.data(), true, err, sizeof(err));
+  CHECK(e == 0 && rel_err(acc.data(), want.data(), acc.size(), &nan_ok) <= 1e-5 && nan_ok, "%s accumulate (%s)", at, err);
+}
+
 // {N, T, H, V}: T = 1, V = 1, 2, H and V off every tile edge; V = 32768 with 96 rows: several chunks.
 inline void check_hidden_twins(std::mt19937& rng) {
   const int64_t heads[][4] = {{4, 3, 5, 7}, {6, 1, 17, 130}, {3, 5, 129, 1}, {5, 4, 64, 2}, {8, 12, 33, 32768}, {2, 9, 300, 5003}};
   for (auto& k : heads)
     for (int d = 0; d < 3; d++) check_hidden(rng, k[0], k[1], k[2], k[3], (DType)d, false);
   check_hidden(rng, 4, 3, 20, 50, DType::f32, true);
+  const int64_t heads2[][3] = {{1, 5, 1}, {1, 9, 2}, {7, 17, 130}, {40, 33, 5003}, {40, 8, 32768}};
+  const float taus[] = {1.0f, 0.001f, 30.0f};
+  int i = 0;
+  for (auto& k : heads2)
+    for (int d = 0; d < 3; d++, i++) check_head(rng, k[0], k[1], k[2], (DType)d, taus[(i + i / 3) % 3]);
 }
 
 }  // namespace gvpo

@@ -5,7 +5,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
-import { CLI_DEFAULTS, WARMUP_DEFAULTS } from './defaults.js';
+import { CLI_DEFAULTS, WARMUP_OUT } from './defaults.js';
+import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import type { RunOptions } from './runOptions.js';
 import type { TfChoice } from '../tfjs/tf.js';
 import type { Algo } from '../tfjs/trainerOptions.js';
@@ -96,8 +97,12 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const info = backendInfo();
   if (o.progress !== 'none') console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`);
   if (cmd === 'train') {
-    console.log(summaryTable([await trainRun(o)]));
-    console.log(`\nreport: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
+    const r = await trainRun(o);
+    console.log(summaryTable([r]));
+    const held = o.task === 'addition' ? 'held-out ' : '';
+    console.log(`\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
+      `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${r.seconds.toFixed(0)} s`);
+    console.log(`report: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
     return;
   }
   const algos = (p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[];
@@ -107,15 +112,15 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
 }
 
 async function warmupCommand(p: Parsed): Promise<void> {
-  const out = resolve(p.values.out ?? WARMUP_DEFAULTS.out);
+  const out = resolve(p.values.out ?? WARMUP_OUT);
   if (existsSync(out) && !p.bools.has('force')) {
     throw new UsageError(`${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`);
   }
   checkWritable(dirname(out), `the folder of --out ${out}`);
   const { warmup } = await import('./runs.js');
   const { tf } = await startTf(p, false);
-  const acc = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.hidden));
-  console.log(`wrote ${out}; greedy exact-match accuracy of this policy on 500 prompts: ${acc.toFixed(3)}`);
+  const r = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.width));
+  console.log(`wrote ${out} (${r.parameters} parameters, ${r.seconds.toFixed(0)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`);
 }
 
 async function experimentCommand(p: Parsed): Promise<void> {

@@ -3,7 +3,8 @@
 // all before TensorFlow.js loads.
 import { existsSync } from 'node:fs';
 import { ALGOS as TRAINER_ALGOS, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
-import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_DEFAULTS } from './defaults.js';
+import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
+import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_OUT } from './defaults.js';
 
 export class UsageError extends Error {}
 
@@ -34,10 +35,10 @@ const byTask = (k: keyof (typeof TASK_DEFAULTS)['addition']) => `addition ${TASK
 const ALGOS = [...TRAINER_ALGOS];
 
 export const RUN_FLAGS: Record<string, Flag> = {
-  task: { kind: 'value', rule: oneOf('addition', 'bandit'), shown: 'addition', help: 'the task: two-digit addition (a char policy) or a 4-prompt bandit (tabular)' },
+  task: { kind: 'value', rule: oneOf('addition', 'bandit'), shown: 'addition', help: 'the task: two-digit addition (a small transformer, held-out prompts) or a 4-prompt bandit (tabular)' },
   algo: { kind: 'value', rule: oneOf(...ALGOS), shown: d.algo, help: 'the loss: gvpo; grpo (std-normalized advantages, clipped ratio); drgrpo (mean-centered, clipped ratio); reinforce (group-mean baseline)' },
   steps: { kind: 'value', rule: int(1), shown: byTask('steps'), help: 'sampled steps' },
-  'group-size': { kind: 'value', rule: int(2), shown: String(d.groupSize), help: 'k, responses per prompt' },
+  'group-size': { kind: 'value', rule: int(2), shown: byTask('groupSize'), help: 'k, responses per prompt' },
   beta: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: String(d.beta), help: "GVPO's KL coefficient" },
   prompts: { kind: 'value', rule: int(1), shown: byTask('promptsPerStep'), help: 'prompts (groups) per step' },
   'mini-batches': { kind: 'value', rule: int(1), shown: String(d.miniBatches), help: 'optimizer updates per pass over a step (whole groups each)' },
@@ -53,8 +54,8 @@ export const RUN_FLAGS: Record<string, Flag> = {
   'kl-in': { kind: 'value', rule: oneOf('loss', 'reward'), shown: d.klIn, help: 'where that KL goes: the k3 term of the loss, or an exact penalty in the reward' },
   'importance-cap': { kind: 'value', rule: real((x) => x === 0 || x >= 1, '0 or a number >= 1'), shown: String(d.importanceCap), help: 'reinforce: truncate importance weights pi/pi_sampler at this (0: none)' },
   terms: { kind: 'value', rule: oneOf('all', 'no-variance', 'no-trust-region'), shown: d.terms, help: "GVPO's terms kept (the paper's ablations)" },
-  'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'greedy accuracy every N steps (0: before and after only): the share of fixed prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)' },
-  'eval-prompts': { kind: 'value', rule: int(1), shown: String(d.evalPrompts), help: 'prompts in the greedy accuracy set' },
+  'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only); greedy accuracy is the share of prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)' },
+  'eval-prompts': { kind: 'value', rule: int(1), shown: byTask('evalPrompts'), help: 'prompts in the evaluation set (held-out for addition)' },
   init: { kind: 'value', rule: file, shown: 'checkpoints/addition-warmup.json', help: 'starting policy (a file written by gvpo warmup)' },
   seed: { kind: 'value', rule: int(0), shown: String(d.seed), help: 'random seed' },
   out: { kind: 'value', shown: 'runs/<task>-<algo>', help: 'folder for report.md, chart.svg, metrics.jsonl' },
@@ -89,9 +90,9 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
   warmup: {
     summary: 'the supervised warm-up that makes an addition starting policy', usage: 'gvpo warmup [--out FILE] [--steps N] [--force]',
     flags: {
-      out: { kind: 'value', shown: WARMUP_DEFAULTS.out, help: 'checkpoint to write' },
+      out: { kind: 'value', shown: WARMUP_OUT, help: 'checkpoint to write' },
       steps: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.steps), help: 'supervised steps' },
-      hidden: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.hidden), help: 'hidden width of the char MLP' },
+      hidden: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.width), help: 'width of the transformer (a multiple of its 4 heads)' },
       seed: RUN_FLAGS.seed, tf: RUN_FLAGS.tf,
       force: { kind: 'bool', help: 'overwrite --out if it exists (the shipped checkpoint included)' },
       help: RUN_FLAGS.help,

@@ -3,36 +3,24 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TfChoice } from '../tfjs/tf.js';
-import { type Algo, type KlPlacement, type StepMetrics, type TermsAblation, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { type Algo, type StepMetrics, TRAINER_DEFAULTS, type TrainerConfig } from '../tfjs/trainerOptions.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, type TaskName } from './defaults.js';
 
 export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
 
+/** The trainer's options a run sets (the trainer checks them; the command's flags parse them). */
+type TrainerKnobs = Pick<TrainerConfig,
+  | 'algo' | 'beta' | 'groupSize' | 'promptsPerStep' | 'miniBatches' | 'epochs' | 'learningRate' | 'temperature' | 'reference'
+  | 'replayRatio' | 'replayCapacity' | 'clip' | 'klCoef' | 'klIn' | 'importanceCap' | 'terms' | 'seed' | 'evalEvery' | 'evalPrompts'>;
+
 /** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
-export interface RunOptions {
+export interface RunOptions extends TrainerKnobs {
   task: TaskName;
-  algo: Algo;
   steps: number;
-  groupSize: number;
-  beta: number;
-  seed: number;
-  promptsPerStep: number;
-  miniBatches: number;
-  epochs: number;
-  learningRate: number;
-  temperature: number;
-  reference: 'previous' | 'frozen';
-  replayRatio: number;
-  replayCapacity: number;
   /** Share of fresh groups whose first response is the task's right answer (a demonstration), the rest sampled. */
   demonstrations: number;
-  clip: number;
-  klCoef: number;
-  klIn: KlPlacement;
-  importanceCap: number;
-  terms: TermsAblation;
-  evalEvery: number;
-  evalPrompts: number;
+  /** Share of fresh groups drawn by a fixed sampler: the starting policy, frozen, at the sampling temperature. */
+  fixedSampler: number;
   /** Starting policy (addition: the shipped warm-up checkpoint). */
   init?: string;
   out?: string;
@@ -46,12 +34,12 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
   const d = TRAINER_DEFAULTS;
   const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
   return {
-    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', d.groupSize), beta: pick('beta', d.beta),
+    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', t.groupSize), beta: pick('beta', d.beta),
     seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
     epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
     reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
-    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
-    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', d.evalPrompts), init: o.init, out: o.out,
+    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), fixedSampler: pick('fixedSampler', RUN_DEFAULTS.fixedSampler), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
+    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', t.evalPrompts), init: o.init, out: o.out,
     tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
   };
 }
@@ -59,8 +47,14 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
 export interface RunSummary {
   algo: Algo;
   seed: number;
+  /** Greedy exact-match accuracy on the evaluation prompts (held-out for addition), before and after. */
   accuracyBefore: number;
   accuracyAfter: number;
+  /** Reward sampled at temperature 1 on the same prompts, before and after. */
+  evalRewardBefore: number;
+  evalRewardAfter: number;
+  /** Share of groups with zero reward variance, mean over the run's steps. */
+  zeroVariance: number;
   rewardFirst: number;
   rewardLast: number;
   klInitial: number;

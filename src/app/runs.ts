@@ -4,19 +4,23 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { markdownTable, progressLine } from './report.js';
-import { AdditionTask, ADDITION_VOCAB, EOS, PAD } from '../tasks/addition.js';
+import { AdditionTask } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { CLI_DEFAULTS, WARMUP_DEFAULTS } from './defaults.js';
+import { CLI_DEFAULTS } from './defaults.js';
 import { CHECKPOINT, type RunOptions, type RunSummary } from './runOptions.js';
-import { tokenLogprobsTf } from '../tfjs/ops.js';
 import { loadPolicy } from '../tfjs/loadPolicy.js';
-import { CharPolicy, TabularPolicy } from '../tfjs/policies.js';
+import { TabularPolicy } from '../tfjs/policies.js';
 import type { Policy } from '../tfjs/policy.js';
+import { logprobsOf, packBatch } from '../tfjs/batch.js';
 import { compareReport, runReport } from './runReport.js';
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
+import type * as TF from '@tensorflow/tfjs';
 import { GVPOTrainer } from '../tfjs/trainer.js';
 import type { Algo, ExternalSampler, StepMetrics } from '../tfjs/trainerOptions.js';
+import { warmup as runWarmup, WARMUP_DEFAULTS, type WarmupResult } from '../tfjs/warmup.js';
+
+type TfModule = typeof TF;
 
 /** The task and its starting policy: a random tabular one for the bandit, a checkpoint for addition. */
 export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task; backend: string }> {
@@ -46,6 +50,28 @@ function demonstrationSampler(task: Task, policy: Policy, temperature: number): 
   };
 }
 
+/**
+ * A fixed sampler: the starting policy, frozen, at the sampling temperature; its token log-probs
+ * are computed for the responses it draws, so the baselines' ratios are the correct ones.
+ */
+function fixedSampler(tf: TfModule, policy: Policy, temperature: number): ExternalSampler {
+  const T = policy.maxTokens;
+  return (prompt, k, rand) => {
+    const responses = policy.sample(Array.from({ length: k }, () => prompt), temperature, rand);
+    const packed = packBatch([{ prompt, responses, rewards: new Array(k).fill(0), source: 'external', temperature }], k, T);
+    const lp = logprobsOf(tf, policy, packed).token;
+    return { responses, tokenLogprobs: responses.map((_, i) => lp.subarray(i * T, (i + 1) * T)) };
+  };
+}
+
+/** The external sampler of a run's options, and the share of fresh groups it draws. */
+function externalSampler(tf: TfModule, o: RunOptions, task: Task, policy: Policy): { externalResponses?: ExternalSampler; externalRatio?: number } {
+  if (o.demonstrations > 0 && o.fixedSampler > 0) throw new RangeError('a run takes demonstrations or a fixed sampler, not both');
+  if (o.demonstrations > 0) return { externalResponses: demonstrationSampler(task, policy, o.temperature), externalRatio: o.demonstrations };
+  if (o.fixedSampler > 0) return { externalResponses: fixedSampler(tf, policy.clone(), o.temperature), externalRatio: o.fixedSampler };
+  return {};
+}
+
 function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
   const fields = { reward: m.rewardMean, loss: m.loss, 'kl(init)': m.klInitial, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }) };
   const line = progressLine(m.step, o.steps, (performance.now() - t0) / 1000, fields);
@@ -62,20 +88,21 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed, promptsPerStep: o.promptsPerStep,
     miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
-    externalResponses: o.demonstrations > 0 ? demonstrationSampler(task, policy, o.temperature) : undefined,
-    externalRatio: o.demonstrations, clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    ...externalSampler(tf, o, task, policy), clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);
+  const evalRewardBefore = trainer.evaluateReward(o.evalPrompts);
   const t0 = performance.now();
   for (let s = 0; s < o.steps; s++) showProgress(o, await trainer.step(), t0);
   if (o.progress === 'bar') process.stderr.write('\n');
   const last = metrics.at(-1)!;
   const accuracyAfter = last.accuracy ?? trainer.evaluate(o.evalPrompts);
+  const evalRewardAfter = last.evalReward ?? trainer.evaluateReward(o.evalPrompts);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
   const tail = Math.max(1, Math.floor(metrics.length / 10));
   const summary: RunSummary = {
-    algo: o.algo, seed: o.seed, accuracyBefore, accuracyAfter,
+    algo: o.algo, seed: o.seed, accuracyBefore, accuracyAfter, evalRewardBefore, evalRewardAfter, zeroVariance: mean(metrics.map((m) => m.zeroVarianceGroups)),
     rewardFirst: mean(metrics.slice(0, tail).map((m) => m.rewardMean)),
     rewardLast: mean(metrics.slice(-tail).map((m) => m.rewardMean)),
     klInitial: last.klInitial, seconds: (performance.now() - t0) / 1000, metrics,
@@ -110,40 +137,20 @@ export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number
 
 export function summaryTable(runs: RunSummary[]): string {
   return markdownTable(
-    ['algo', 'seed', 'greedy accuracy before', 'greedy accuracy after', 'sampled reward (first 10% of steps)', 'sampled reward (last 10%)', 'KL to initial', 'seconds'],
-    runs.map((r) => [r.algo, r.seed, r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.klInitial.toFixed(4), r.seconds.toFixed(0)]),
+    ['algo', 'seed', 'held-out greedy accuracy before', 'after', 'held-out reward at T = 1 before', 'after', 'training reward (first 10% of steps)', '(last 10%)', 'groups with no reward variance', 'KL to initial', 'seconds'],
+    runs.map((r) => [r.algo, r.seed, r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.evalRewardBefore.toFixed(3), r.evalRewardAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.zeroVariance.toFixed(2), r.klInitial.toFixed(4), r.seconds.toFixed(0)]),
   );
 }
 
-/**
- * The supervised warm-up that makes the addition starting policy: cross-entropy on correct
- * answers (through gvpo's token log-prob kernel), stopped early on purpose so that the policy
- * is right on some prompts only and RL has something to improve.
- */
-export async function warmup(out: string, steps = WARMUP_DEFAULTS.steps, seed = WARMUP_DEFAULTS.seed, tfChoice: TfChoice = CLI_DEFAULTS.tf, hidden = WARMUP_DEFAULTS.hidden): Promise<number> {
+/** The supervised warm-up (the library's warmup()) on the chosen TensorFlow.js, with progress on a terminal. */
+export async function warmup(out: string, steps = WARMUP_DEFAULTS.steps, seed = WARMUP_DEFAULTS.seed, tfChoice: TfChoice = CLI_DEFAULTS.tf, width = WARMUP_DEFAULTS.width): Promise<WarmupResult> {
   const { tf } = await loadTf(tfChoice);
-  const task = new AdditionTask();
-  const policy = new CharPolicy(tf, { vocab: ADDITION_VOCAB, window: 8, hidden, maxTokens: task.maxTokens, eos: EOS, pad: PAD }, seed);
-  const opt = tf.train.adam(3e-3);
-  const rand = seeded(seed);
-  const T = task.maxTokens;
-  for (let s = 0; s < steps; s++) {
-    const prompts = task.samplePrompts(128, rand);
-    const targets = new Int32Array(prompts.length * T);
-    const mask = new Float32Array(prompts.length * T);
-    prompts.forEach((p, n) => task.answer(p).forEach((tok, t) => {
-      targets[n * T + t] = tok;
-      mask[n * T + t] = 1;
-    }));
-    const m = tf.tensor1d(mask);
-    opt.minimize(() => tokenLogprobsTf(tf, policy.logits(prompts, targets), targets).mul(m).sum().div(m.sum()).neg() as never, false, policy.variables);
-    m.dispose();
-    if (s % 50 === 0 && process.stderr.isTTY) process.stderr.write(`\rwarm-up step ${s}/${steps}`);
-  }
+  const r = await runWarmup({
+    tf, out, steps, seed, width,
+    onProgress: (s, loss) => { if (process.stderr.isTTY) process.stderr.write(`\rwarm-up step ${s}/${steps}, cross-entropy ${loss.toFixed(3)}`); },
+  });
   if (process.stderr.isTTY) process.stderr.write('\n');
-  mkdirSync(dirname(out), { recursive: true });
-  policy.save(out);
-  return new GVPOTrainer({ tf, policy, task }).evaluate(500);
+  return r;
 }
 
 /**

@@ -1,4 +1,6 @@
-// Means with 95% confidence intervals from the t-distribution (two-sided), for results over seeds.
+// Means with 95% confidence intervals from the t-distribution (two-sided), for results over seeds,
+// and paired differences over the same seeds. A value that is not finite (a run that diverged) is
+// never dropped silently: it is counted, and every formatted figure says how many there were.
 
 // t_{0.975, df} for df = 1..30; beyond 30 the normal quantile is within 2%.
 const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131,
@@ -11,26 +13,40 @@ export function tQuantile975(df: number): number {
 
 export interface MeanCi {
   mean: number;
-  /** Half-width of the 95% interval (NaN for fewer than 2 values). */
+  /** Half-width of the 95% interval (NaN for fewer than 2 finite values). */
   half: number;
+  /** Finite values the mean is over. */
   n: number;
+  /** Values that were not finite (diverged runs): left out of the mean, counted here. */
+  diverged: number;
 }
 
 export function meanCi(xs: number[]): MeanCi {
   const v = xs.filter(Number.isFinite);
   const n = v.length;
+  const diverged = xs.length - n;
   const mean = v.reduce((a, b) => a + b, 0) / Math.max(n, 1);
-  if (n < 2) return { mean: n ? mean : NaN, half: NaN, n };
+  if (n < 2) return { mean: n ? mean : NaN, half: NaN, n, diverged };
   const sd = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
-  return { mean, half: (tQuantile975(n - 1) * sd) / Math.sqrt(n), n };
+  return { mean, half: (tQuantile975(n - 1) * sd) / Math.sqrt(n), n, diverged };
 }
 
-/** `mean ± half`, in exponent notation when the mean is too small for `digits` decimals. */
-export function fmtCi(c: MeanCi, digits = 3): string {
-  if (!Number.isFinite(c.mean)) return 'n/a';
+/** Mean and interval of b[i] - a[i] over the pairs (the same seed in both), non-finite pairs counted. */
+export function pairedDiffCi(a: number[], b: number[]): MeanCi {
+  if (a.length !== b.length) throw new RangeError(`pairedDiffCi: the two sides must pair up, got ${a.length} and ${b.length} values`);
+  return meanCi(a.map((x, i) => b[i] - x));
+}
+
+/**
+ * `mean ± half`, in exponent notation when the mean is too small for `digits` decimals; diverged
+ * runs are named after it. `n: true` appends the number of values.
+ */
+export function fmtCi(c: MeanCi, digits = 3, o: { n?: boolean } = {}): string {
+  const tail = `${o.n ? ` (n=${c.n})` : ''}${c.diverged ? ` [${c.diverged} diverged]` : ''}`;
+  if (!Number.isFinite(c.mean)) return `n/a${tail}`;
   const small = c.mean !== 0 && Math.abs(c.mean) < 10 ** -digits;
   const f = (x: number) => (small ? x.toExponential(1) : x.toFixed(digits));
-  return Number.isFinite(c.half) ? `${f(c.mean)} ± ${f(c.half)}` : f(c.mean);
+  return `${Number.isFinite(c.half) ? `${f(c.mean)} ± ${f(c.half)}` : f(c.mean)}${tail}`;
 }
 
 /** Per-x mean and 95% band across runs' curves (each an array of [x, y] with the same xs). */

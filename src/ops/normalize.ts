@@ -1,11 +1,12 @@
 // The ops' batches, checked (validate.ts owns the rules and messages) and normalized into the
-// types of src/checked.ts. One normalizer per batch shape: rows of logits (tokenLogprobs), and a
-// batch of sequences x tokens (every fused op) whose logits come either as an array or as hidden
-// states times a head's weight. The fused ops and their two phases share the option names of
+// types of src/checked.ts. One normalizer per batch shape: rows (tokenLogprobs,
+// tokenLogprobsFromHidden), and a batch of sequences x tokens (every fused GVPO op), each with
+// logits that come either as an array or as hidden states times a head's weight. The fused ops and their two phases share the option names of
 // their shape, so one options object serves all three calls.
 import type {
   BackwardOpts, ForwardOpts, FromHiddenOpts, FromLogitsOpts, GradDest, HiddenBackwardOpts,
-  HiddenBatchOpts, LogitsBatchOpts, LossOpts, PhaseTwoOpts, ReferenceOpts, RowsOpts, SequenceOpts,
+  HiddenBatchOpts, HiddenRowsBackwardOpts, HiddenRowsOpts, LogitsBatchOpts, LossOpts, PhaseTwoOpts, ReferenceOpts,
+  RowsOpts, SequenceOpts,
 } from '../checked.js';
 import type { DType, FloatArray, GvpoFromHiddenGrads } from '../types.js';
 import {
@@ -15,6 +16,8 @@ import {
 
 // The option names each op knows; anything else is refused (checkOptions).
 const ROWS_KEYS = ['logits', 'dtype', 'targets', 'mask', 'rows', 'vocab', 'temperature', 'threads'];
+const HIDDEN_ROWS_KEYS = ['hidden', 'weight', 'dtype', 'targets', 'mask', 'rows', 'hiddenSize', 'vocab', 'temperature',
+  'threads', 'entropy'];
 const SEQUENCE_KEYS = ['targets', 'mask', 'sequences', 'tokens', 'vocab', 'temperature', 'threads'];
 const REFERENCE_KEYS = ['referenceTokenLogprobs', 'referenceLogprobs'];
 const LOSS_KEYS = ['rewards', 'groups', 'beta', 'reduction'];
@@ -25,6 +28,8 @@ const FROM_HIDDEN_KEYS = ['hidden', 'weight', 'dtype', 'hiddenSize', ...SEQUENCE
 export const KEYS = {
   tokenLogprobs: ROWS_KEYS,
   tokenLogprobsBackward: [...ROWS_KEYS, 'logZ', 'gradTokenLogprobs', ...DEST_KEYS],
+  tokenLogprobsFromHidden: HIDDEN_ROWS_KEYS,
+  tokenLogprobsFromHiddenBackward: [...HIDDEN_ROWS_KEYS, 'logZ', 'gradTokenLogprobs', 'gradEntropy', 'gradWeight', 'accumulate'],
   gvpoFromLogits: FROM_LOGITS_KEYS,
   gvpoForward: FROM_LOGITS_KEYS,
   gvpoBackward: [...FROM_LOGITS_KEYS, ...PHASE_TWO_KEYS],
@@ -46,29 +51,80 @@ function logitsSource(fn: string, a: Options, rows: number, what: string) {
 }
 
 /** The logits as hidden (rows x H) times weight^T (weight V x H, vocab-major), both in `dtype`. */
-function hiddenSource(fn: string, a: Options, rows: number) {
+function hiddenSource(fn: string, a: Options, rows: number, what: string) {
   const dtype = dtypeOf(fn, a.dtype);
   const hiddenSize = dim(fn, 'hiddenSize', a.hiddenSize);
   const vocab = dim(fn, 'vocab', a.vocab);
   const hidden = floatsOf(fn, 'hidden', a.hidden, dtype);
-  expectLength(fn, 'hidden', hidden.length, product(fn, 'hidden', [rows, hiddenSize]), 'sequences*tokens*hiddenSize');
+  expectLength(fn, 'hidden', hidden.length, product(fn, 'hidden', [rows, hiddenSize]), `${what}*hiddenSize`);
   const weight = floatsOf(fn, 'weight', a.weight, dtype);
   expectLength(fn, 'weight', weight.length, product(fn, 'weight', [vocab, hiddenSize]), 'vocab*hiddenSize', vocabHint(weight.length, hiddenSize, vocab, 'vocab x hiddenSize'));
   return { dtype, vocab, hidden, weight, hiddenSize };
 }
 
-export function normalizeRows(fn: string, a: unknown, keys: readonly string[]): RowsOpts {
+/** Rows, one token each: their number, the source of their logits (read by `source`, which also
+ *  gives the vocabulary) and the per-row arrays; the mask is optional (absent: all rows live). */
+function rowsBatch<S extends { vocab: number }>(fn: string, a: unknown, keys: readonly string[],
+  source: (a: Options, rows: number) => S) {
   checkOptions(fn, a, keys);
   const rows = dim(fn, 'rows', a.rows);
-  const { dtype, vocab, logits } = logitsSource(fn, a, rows, 'rows');
+  const s = source(a, rows);
   const targets = typed(fn, 'targets', a.targets, Int32Array);
   expectLength(fn, 'targets', targets.length, rows, 'rows');
   const mask = maskOf(fn, a.mask, true);
   if (mask) expectLength(fn, 'mask', mask.length, rows, 'rows');
   const temperature = temperatureOf(fn, a.temperature);
   const th = threads(fn, a.threads);
-  checkTargets(fn, targets, mask, vocab);
-  return { logits, dtype, targets, mask, rows, vocab, temperature, threads: th };
+  checkTargets(fn, targets, mask, s.vocab);
+  return { ...s, targets, mask, rows, temperature, threads: th };
+}
+
+export function normalizeRows(fn: string, a: unknown, keys: readonly string[]): RowsOpts {
+  return rowsBatch(fn, a, keys, (o, rows) => logitsSource(fn, o, rows, 'rows'));
+}
+
+export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
+  const fn = 'tokenLogprobsFromHidden';
+  const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHidden, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
+  return { ...b, entropy: boolean(fn, 'entropy', (a as Options).entropy) };
+}
+
+/** The head's backward: the forward's logZ (and entropy values, when given), the upstream
+ *  gradients, and where dL/dweight goes. gradWeight must not overlap an input (the kernel reads
+ *  them while it writes it); accumulate without a gradWeight to add to is a contradiction. */
+export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts {
+  const fn = 'tokenLogprobsFromHiddenBackward';
+  const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHiddenBackward, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
+  const o = a as Options;
+  const perRow = (name: string, v: unknown) => {
+    const x = typed(fn, name, v, Float32Array);
+    expectLength(fn, name, x.length, b.rows, 'rows');
+    return x;
+  };
+  const logZ = perRow('logZ', o.logZ);
+  const gradTokenLogprobs = perRow('gradTokenLogprobs', o.gradTokenLogprobs);
+  const gradEntropy = o.gradEntropy === undefined ? undefined : perRow('gradEntropy', o.gradEntropy);
+  if (o.entropy !== undefined && typeof o.entropy !== 'boolean' && !isKind(o.entropy, Float32Array)) {
+    typeError(fn, 'entropy', "a Float32Array (the forward's entropy) or a boolean", o.entropy);
+  }
+  const entropy = typeof o.entropy === 'boolean' || o.entropy === undefined ? undefined : perRow('entropy', o.entropy);
+  const accumulate = boolean(fn, 'accumulate', o.accumulate);
+  const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
+  let gradWeight: Float32Array;
+  if (o.gradWeight === undefined) {
+    if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
+    gradWeight = allocate(fn, 'gradWeight', size);
+  } else {
+    gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
+    expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
+    for (const [name, v] of Object.entries(o)) {
+      if (name !== 'gradWeight' && ArrayBuffer.isView(v) && overlaps(gradWeight, v)) {
+        rangeError(fn, 'gradWeight', 'a buffer that does not overlap the inputs', `a view overlapping ${name}`);
+      }
+    }
+  }
+  const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
+  return { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, accumulate, gradHidden, gradWeight };
 }
 
 /**
@@ -100,7 +156,7 @@ function logitsBatch(fn: string, a: unknown, keys: readonly string[], reference:
 }
 
 function hiddenBatch(fn: string, a: unknown, keys: readonly string[], reference: boolean): HiddenBatchOpts {
-  return sequenceBatch(fn, a, keys, (o, rows) => hiddenSource(fn, o, rows), reference);
+  return sequenceBatch(fn, a, keys, (o, rows) => hiddenSource(fn, o, rows, 'sequences*tokens'), reference);
 }
 
 /** The reference policy's log-probs: per token (summed under the mask later) or per sequence,

@@ -3,7 +3,10 @@ export interface Task {
   readonly name: string;
   readonly vocab: number;
   readonly maxTokens: number;
+  /** Training prompts. */
   samplePrompts(n: number, rand: () => number): number[][];
+  /** Prompts samplePrompts never draws, for held-out evaluation (where the task has a split). */
+  heldOutPrompts?(n: number, rand: () => number): number[][];
   reward(prompt: number[], response: number[]): number;
   /** The correct response, for demonstrations and exact-match accuracy. */
   answer?(prompt: number[]): number[];

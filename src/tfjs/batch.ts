@@ -1,9 +1,13 @@
 // A step's data as the trainer holds it: groups of k responses, packed into padded arrays
 // (N = G*k sequences of T tokens), the log-probs computed once per step, and the helpers that cut
 // mini-batches of whole groups and measure greedy accuracy.
+import type * as TF from '@tensorflow/tfjs';
 import { tokenLogprobs } from '../ops/tokenLogprobs.js';
+import { tokenLogprobsFromHidden } from '../ops/tokenLogprobsFromHidden.js';
 import { seeded, type Task } from '../tasks/task.js';
-import type { Policy } from './policy.js';
+import { hasFusedHead, type Policy } from './policy.js';
+
+type Tf = typeof TF;
 
 export interface Group {
   prompt: number[];
@@ -43,8 +47,9 @@ export interface Batch extends Packed {
   refTok: Float32Array;
   /** [N*T] token log-probs of the policy that sampled each sequence. */
   behaviorTok: Float32Array;
-  /** S [N] under the policy before this step's updates, and under the initial policy. */
+  /** S [N] and token log-probs [N*T] under the policy before this step's updates; S under the initial policy. */
   currentSeq: Float64Array;
+  currentTok: Float32Array;
   initSeq: Float64Array;
   /** Mean entropy (nats) of the policy before the updates, over response tokens. */
   entropy: number;
@@ -81,7 +86,7 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
     prompts: rows.map((n) => b.prompts[n]), sources: gs.map((g) => b.sources[g]), targets: pick(b.targets, T), mask: pick(b.mask, T), rewards: pick(b.rewards, 1),
     temperatures: pick(b.temperatures, 1),
     refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviorTok: pick(b.behaviorTok, T),
-    currentSeq: pick(b.currentSeq, 1), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
+    currentSeq: pick(b.currentSeq, 1), currentTok: pick(b.currentTok, T), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
   };
 }
 
@@ -91,48 +96,74 @@ export function sharedTemperature(temperatures: Float64Array): number | undefine
 }
 
 /**
- * Token log-probs [N*T], sequence log-probs [N] and mean entropy under `policy`, each sequence at
- * the temperature it was sampled at (b.temperatures: the logits divided by it), no gradient.
+ * Token log-probs [N*T], sequence log-probs [N] and mean entropy (nats per response token) under
+ * `policy`, each sequence at the temperature it was sampled at (b.temperatures), no gradient. A
+ * fused-head policy goes through tokenLogprobsFromHidden (the logits never exist whole); others
+ * through tokenLogprobs on their logits.
  */
-export function logprobsOf(policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
-  const logits = policy.logits(b.prompts, b.targets);
-  let z = logits.dataSync() as Float32Array;
-  const [rows, vocab] = logits.shape;
-  logits.dispose();
-  const T = rows / b.rewards.length;
-  let temperature = sharedTemperature(b.temperatures);
-  if (temperature === undefined) {
-    // mixed temperatures: divide each row by its own and run the kernel at 1
-    z = Float32Array.from(z, (x, i) => x / b.temperatures[Math.floor(i / vocab / T)]);
-    temperature = 1;
-  }
-  const tok = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab, temperature });
-  let ent = 0;
-  let count = 0;
-  for (let r = 0; r < rows; r++) {
-    if (!b.mask[r]) continue;
-    for (let v = 0; v < vocab; v++) {
-      const lp = z[r * vocab + v] / temperature - tok.logZ[r];
-      ent -= Math.exp(lp) * lp;
+export function logprobsOf(tf: Tf, policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
+  const N = b.rewards.length;
+  const shared = sharedTemperature(b.temperatures);
+  // mixed temperatures: divide each row (a logit row, or the hidden state the head maps linearly) by its own, kernel at 1
+  const scaled = (x: Float32Array, width: number, T: number) => (shared === undefined ? Float32Array.from(x, (v, i) => v / b.temperatures[Math.floor(i / width / T)]) : x);
+  const temperature = shared ?? 1;
+  let token: Float32Array;
+  let entropy = 0;
+  let live = 0;
+  if (hasFusedHead(policy)) {
+    const h = tf.tidy(() => policy.hiddenStates(b.prompts, b.targets));
+    const [rows, hiddenSize] = h.shape;
+    const hidden = scaled(h.dataSync() as Float32Array, hiddenSize, rows / N);
+    h.dispose();
+    const weight = policy.head.dataSync() as Float32Array;
+    const r = tokenLogprobsFromHidden({ hidden, weight, targets: b.targets, mask: b.mask, rows, hiddenSize, vocab: policy.vocab, temperature, entropy: true });
+    token = r.logprobs;
+    for (let i = 0; i < rows; i++) if (b.mask[i]) [entropy, live] = [entropy + r.entropy![i], live + 1];
+  } else {
+    const logits = policy.logits(b.prompts, b.targets);
+    const [rows, vocab] = logits.shape;
+    const z = scaled(logits.dataSync() as Float32Array, vocab, rows / N);
+    logits.dispose();
+    const r = tokenLogprobs({ logits: z, targets: b.targets, mask: b.mask, rows, vocab, temperature });
+    token = r.logprobs;
+    for (let i = 0; i < rows; i++) {
+      if (!b.mask[i]) continue;
+      for (let v = 0; v < vocab; v++) {
+        const lp = z[i * vocab + v] / temperature - r.logZ[i];
+        entropy -= Math.exp(lp) * lp;
+      }
+      live++;
     }
-    count++;
   }
-  const seq = new Float64Array(b.rewards.length);
-  for (let r = 0; r < rows; r++) if (b.mask[r]) seq[Math.floor(r / T)] += b.mask[r] * tok.logprobs[r];
-  return { token: tok.logprobs, seq, entropy: count ? ent / count : 0 };
+  const T = token.length / N;
+  const seq = new Float64Array(N);
+  for (let i = 0; i < token.length; i++) if (b.mask[i]) seq[Math.floor(i / T)] += b.mask[i] * token[i];
+  return { token, seq, entropy: live ? entropy / live : 0 };
 }
 
-/** Exact-match accuracy of greedy (argmax at every token) answers on `n` prompts from `seed`. */
+/** `n` evaluation prompts from `seed`: held-out ones where the task has a split. */
+export function evaluationPrompts(task: Task, n: number, seed: number): number[][] {
+  const rand = seeded(seed);
+  return task.heldOutPrompts ? task.heldOutPrompts(n, rand) : task.samplePrompts(n, rand);
+}
+
+/** Exact-match accuracy of greedy (argmax at every token) answers on `n` evaluation prompts from `seed`. */
 export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: number): number {
   if (!task.answer) return NaN;
-  const rand = seeded(seed);
-  const prompts = task.samplePrompts(n, rand);
+  const prompts = evaluationPrompts(task, n, seed);
   // a temperature of 1e-4 makes every draw the argmax unless two logits tie to 1e-4
-  const out = policy.sample(prompts, 1e-4, rand);
+  const out = policy.sample(prompts, 1e-4, seeded(seed));
   let ok = 0;
   prompts.forEach((p, i) => {
     const want = task.answer!(p);
     if (want.length === out[i].length && want.every((t, j) => t === out[i][j])) ok++;
   });
   return ok / n;
+}
+
+/** Mean reward of `samples` responses per evaluation prompt (`n` from `seed`), sampled at `temperature`. */
+export function evaluateSampled(policy: Policy, task: Task, n: number, seed: number, temperature = 1, samples = 1): number {
+  const prompts = evaluationPrompts(task, n, seed).flatMap((p) => Array.from({ length: samples }, () => p));
+  const out = policy.sample(prompts, temperature, seeded(seed + 1));
+  return prompts.reduce((a, p, i) => a + task.reward(p, out[i]), 0) / prompts.length;
 }

@@ -24,7 +24,7 @@ export interface FusedHeadPolicyConfig {
 
 /** Rows of `table` [V, E] at `ids`, with a scatter-add gradient: tfjs-cpu's own gather gradient
  *  (UnsortedSegmentSum) takes minutes on a V = 32768 table. */
-function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
+export function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
   const [V, E] = table.shape as [number, number];
   const op = tf.customGrad(((t: TF.Tensor) => ({
     value: tf.gather(t, tf.tensor1d(ids, 'int32')),

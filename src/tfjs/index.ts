@@ -1,6 +1,6 @@
 // gvpo/tfjs: the GVPO losses as differentiable TensorFlow.js ops, policies, tasks and the trainer.
-export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf } from './ops.js';
-export type { GvpoFromHiddenTfArgs, GvpoFromLogitsTfArgs } from './ops.js';
+export { gvpoLossTf, gvpoFromLogitsTf, gvpoFromHiddenTf, tokenLogprobsTf, tokenLogprobsFromHiddenTf } from './ops.js';
+export type { GvpoFromHiddenTfArgs, GvpoFromLogitsTfArgs, TokenLogprobsFromHiddenTfArgs } from './ops.js';
 export { GVPOTrainer } from './trainer.js';
 export { fusedHeadLoss } from './losses.js';
 export { TRAINER_DEFAULTS, resolveTrainerOptions } from './trainerOptions.js';
@@ -13,6 +13,8 @@ export { CharPolicy, TabularPolicy } from './policies.js';
 export type { CharPolicyConfig } from './policies.js';
 export { FusedHeadPolicy } from './fusedHeadPolicy.js';
 export type { FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
+export { TransformerPolicy } from './transformerPolicy.js';
+export type { TransformerPolicyConfig } from './transformerPolicy.js';
 export { loadPolicy } from './loadPolicy.js';
 export { loadTf, MissingPeerError } from './tf.js';
 export type { LoadedTf, TfChoice } from './tf.js';

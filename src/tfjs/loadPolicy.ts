@@ -6,6 +6,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, type FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
 import { CharPolicy, type CharPolicyConfig, TabularPolicy } from './policies.js';
 import type { Policy } from './policy.js';
+import { TransformerPolicy, type TransformerPolicyConfig } from './transformerPolicy.js';
 
 /** What save() writes: the policy's kind, its config, and each variable's shape and float32 values (base64). */
 export interface PolicyFile {
@@ -60,5 +61,6 @@ export function loadPolicy(tf: typeof TF, path: string): Policy {
   if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
   if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
   if (j.kind === 'fused-head') return new FusedHeadPolicy(tf, j.config as unknown as FusedHeadPolicyConfig, 1, w);
+  if (j.kind === 'transformer') return new TransformerPolicy(tf, j.config as unknown as TransformerPolicyConfig, 1, w);
   throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
 }

@@ -95,15 +95,17 @@ export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, r
 
 /**
  * Rewards with the exact KL penalty in them, as verl's use_kl_in_reward computes it: per sequence,
- * R - coef * sum_t m (log pi_b - log pi_ref) at the sampled tokens, where pi_b sampled the sequence.
- * Its expectation under pi_b = pi is E[R] - coef KL(pi || pi_ref); its policy gradient is that
- * objective's, unlike the gradient of the k3 term as a loss.
+ * R - coef * sum_t m (log pi_old - log pi_ref) at the sampled tokens, with pi_old the policy before
+ * this step's updates (verl's old_log_prob, recomputed by the actor). Sampled from pi_old, its
+ * expectation is E[R] - coef KL(pi_old || pi_ref) and its policy gradient is that objective's,
+ * unlike the gradient of the k3 term as a loss. At the optimum pi* = pi_ref exp(R/coef)/Z it is the
+ * same for every response, so the group-centered signal vanishes whoever sampled the responses.
  */
-export function klPenalizedRewards(rewards: Float64Array, behaviorTokens: ArrayLike<number>, referenceTokens: ArrayLike<number>, mask: Float32Array, coef: number): Float64Array {
+export function klPenalizedRewards(rewards: Float64Array, oldTokens: ArrayLike<number>, referenceTokens: ArrayLike<number>, mask: Float32Array, coef: number): Float64Array {
   const T = mask.length / rewards.length;
   return rewards.map((r, n) => {
     let d = 0;
-    for (let t = n * T; t < (n + 1) * T; t++) if (mask[t]) d += mask[t] * (behaviorTokens[t] - referenceTokens[t]);
+    for (let t = n * T; t < (n + 1) * T; t++) if (mask[t]) d += mask[t] * (oldTokens[t] - referenceTokens[t]);
     return r - coef * d;
   });
 }
@@ -114,6 +116,8 @@ export interface PolicyGradientOptions {
   algo: PolicyGradientAlgo;
   /** Token log-probs [N*T] of the distribution that sampled each sequence (the ratio's denominator). */
   behaviorTokens: Float32Array;
+  /** Token log-probs [N*T] under the policy before this step's updates (the KL in the reward). */
+  oldTokens: Float32Array;
   /** Token log-probs [N*T] under the reference (pi_theta' or a frozen model), for the KL. */
   referenceTokens: Float32Array;
   clip: number;
@@ -159,7 +163,7 @@ export function policyGradientLoss(tf: Tf, lpTokens: TF.Tensor, mb: GroupBatch, 
   const k = mb.groupSize;
   const lp = lpTokens.reshape([N, T]) as TF.Tensor2D;
   const mask = tf.tensor2d(mb.mask, [N, T]);
-  const rewards = o.klCoef && o.klIn === 'reward' ? klPenalizedRewards(mb.rewards, o.behaviorTokens, o.referenceTokens, mb.mask, o.klCoef) : mb.rewards;
+  const rewards = o.klCoef && o.klIn === 'reward' ? klPenalizedRewards(mb.rewards, o.oldTokens, o.referenceTokens, mb.mask, o.klCoef) : mb.rewards;
   const klTerm = o.klCoef && o.klIn === 'loss' ? k3(tf, lp, o.referenceTokens).mul(o.klCoef) : undefined;
   if (o.algo === 'reinforce') {
     // -(1/G) sum_g 1/(k-1) sum_n w_n (R_n - mean_g R) S_n: the leave-one-out-scaled group baseline,

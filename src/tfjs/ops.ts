@@ -6,8 +6,10 @@ import { gvpoFromHidden } from '../ops/gvpoFromHidden.js';
 import { gvpoFromLogits } from '../ops/gvpoFromLogits.js';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
+import { tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../ops/tokenLogprobsFromHidden.js';
 import type {
   GvpoFromHiddenArgs, GvpoFromHiddenResult, GvpoFromLogitsArgs, GvpoFromLogitsResult, GvpoLossArgs, GvpoLossResult,
+  TokenLogprobsFromHiddenArgs,
 } from '../types.js';
 
 type Tf = typeof TF;
@@ -96,4 +98,42 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
     };
   });
   return op(logits) as TF.Tensor1D;
+}
+
+export type TokenLogprobsFromHiddenTfArgs = Omit<TokenLogprobsFromHiddenArgs, 'hidden' | 'weight' | 'dtype' | 'rows' | 'hiddenSize' | 'vocab'>;
+
+/**
+ * The fused LM head for any loss: the per-token log-probs l (and, with `entropy: true`, the
+ * entropies H) of the logits hidden * weight^T / tau (hidden: float32, any shape ending in H, one
+ * row per token; weight: [V, H], vocab-major, no bias), differentiable in both inputs, the logits
+ * never a tensor. Any tfjs loss on l and H (GRPO, Dr.GRPO, DPO, an entropy bonus) trains through
+ * it: the gradient's upstream dL/dl and dL/dH go to the kernel's backward in one call. Masked rows
+ * (mask 0) give l = H = 0 and no gradient.
+ */
+export function tokenLogprobsFromHiddenTf(tf: Tf, hidden: TF.Tensor, weight: TF.Tensor2D, args: TokenLogprobsFromHiddenTfArgs): { logprobs: TF.Tensor1D; entropy?: TF.Tensor1D } {
+  const [vocab, hiddenSize] = weight.shape;
+  const rows = hidden.size / hiddenSize;
+  const withEntropy = args.entropy === true;
+  // One output tensor (customGrad takes one): l, or [l, H] per row; dy splits the same way.
+  const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
+    const head = { ...args, hidden: values(h), weight: values(w), rows, hiddenSize, vocab };
+    const f = tokenLogprobsFromHidden({ ...head, entropy: withEntropy });
+    const value = withEntropy ? tf.stack([tf.tensor1d(f.logprobs), tf.tensor1d(f.entropy!)], 1) : tf.tensor1d(f.logprobs);
+    return {
+      value,
+      gradFunc: (dy: TF.Tensor) => {
+        const d = values(dy);
+        const gl = withEntropy ? Float32Array.from({ length: rows }, (_, r) => d[2 * r]) : Float32Array.from(d);
+        const gh = withEntropy ? Float32Array.from({ length: rows }, (_, r) => d[2 * r + 1]) : undefined;
+        const g = tokenLogprobsFromHiddenBackward({
+          ...head, logZ: f.logZ, entropy: f.entropy, gradTokenLogprobs: gl, ...(gh ? { gradEntropy: gh } : {}),
+        });
+        return [tf.tensor(g.gradHidden, h.shape), tf.tensor(g.gradWeight, w.shape)];
+      },
+    };
+  }) as unknown as Parameters<Tf['customGrad']>[0]);
+  const out = op(hidden, weight) as TF.Tensor;
+  if (!withEntropy) return { logprobs: out as TF.Tensor1D };
+  const [logprobs, entropy] = tf.unstack(out, 1) as TF.Tensor1D[];
+  return { logprobs, entropy };
 }

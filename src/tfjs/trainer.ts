@@ -14,9 +14,9 @@
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { type Batch, evaluateGreedy, type Group, logprobsOf, packBatch, subset } from './batch.js';
+import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, packBatch, subset } from './batch.js';
 import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
-import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsTf } from './ops.js';
+import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsFromHiddenTf, tokenLogprobsTf } from './ops.js';
 import { hasFusedHead, type Policy } from './policy.js';
 import { type Algo, resolveTrainerOptions, type StepMetrics, type TrainerConfig, type TrainerOptions } from './trainerOptions.js';
 
@@ -141,8 +141,8 @@ export class GVPOTrainer {
    */
   private prepare(groups: Group[]): Batch {
     const b = packBatch(groups, this.k, this.policy.maxTokens);
-    const current = logprobsOf(this.policy, b);
-    const ref = this.frozen ? logprobsOf(this.frozen, b) : current;
+    const current = logprobsOf(this.tf, this.policy, b);
+    const ref = this.frozen ? logprobsOf(this.tf, this.frozen, b) : current;
     const T = this.policy.maxTokens;
     // the current policy at the sampling temperature is the distribution fresh groups came from;
     // replayed groups keep their generator's log-probs, external ones their sampler's when known
@@ -154,8 +154,8 @@ export class GVPOTrainer {
         g.behaviorKnown!.forEach((known, j) => known && behavior.set(g.behaviorTokens!.subarray(j * T, (j + 1) * T), span[0] + j * T));
       } else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviorTokens: current.token.slice(...span) });
     });
-    const init = logprobsOf(this.initial, b);
-    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, initSeq: init.seq, entropy: current.entropy };
+    const init = logprobsOf(this.tf, this.initial, b);
+    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, currentTok: current.token, initSeq: init.seq, entropy: current.entropy };
   }
 
   private remember(g: Group): void {
@@ -199,7 +199,7 @@ export class GVPOTrainer {
       S = Float64Array.from(s.dataSync());
       if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
       return policyGradientLoss(this.tf, lp, { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T }, {
-        algo: this.algo, behaviorTokens: mb.behaviorTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
+        algo: this.algo, behaviorTokens: mb.behaviorTok, oldTokens: mb.currentTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
         importanceCap: c.importanceCap, onClipFraction: (f) => { t.clipFraction += f; },
       });
     }, true, this.policy.variables);
@@ -227,16 +227,13 @@ export class GVPOTrainer {
     return { logits: x, temperature };
   }
 
-  /**
-   * Token log-probs [N*T] of a fused-head policy, differentiable in its hidden states and head.
-   * The logits are formed here as a tensor; the per-token fused op replaces this.
-   */
+  /** Token log-probs [N*T] of a fused-head policy through the per-token fused head: no logits tensor. */
   private headTokenLogprobs(hidden: TF.Tensor2D, head: TF.Tensor2D, mb: Batch, temperature: number): TF.Tensor1D {
-    return tokenLogprobsTf(this.tf, this.tf.matMul(hidden, head, false, true), mb.targets, temperature);
+    return tokenLogprobsFromHiddenTf(this.tf, hidden, head, { targets: mb.targets, mask: mb.mask, temperature }).logprobs;
   }
 
   private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
-    const after = logprobsOf(this.policy, b);
+    const after = logprobsOf(this.tf, this.policy, b);
     // k3 estimates of KL(pi || pi_other) on the step's sequences, taken as samples of pi (the
     // updated policy): r - 1 - log r with r = pi_other / pi
     const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio;
@@ -267,13 +264,21 @@ export class GVPOTrainer {
       rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
       clipFraction: t.clipFraction, zeroVarianceGroups: flat / (N / this.k), updates: t.updates, tokensPerSecond: (tokens * this.config.epochs) / seconds, seconds,
     };
-    if (every > 0 && step % every === 0) m.accuracy = this.evaluate(this.config.evalPrompts);
+    if (every > 0 && step % every === 0) {
+      m.accuracy = this.evaluate(this.config.evalPrompts);
+      m.evalReward = this.evaluateReward(this.config.evalPrompts);
+    }
     this.config.onMetrics?.(m);
     return m;
   }
 
-  /** Exact-match accuracy of greedy answers on `n` prompts drawn with a fixed seed. */
+  /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has a split), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
     return evaluateGreedy(this.policy, this.task, n, seed);
+  }
+
+  /** Mean reward of one response sampled at `temperature` for each of the same `n` evaluation prompts. */
+  evaluateReward(n: number, temperature = 1, seed = 12345): number {
+    return evaluateSampled(this.policy, this.task, n, seed, temperature);
   }
 }

@@ -77,7 +77,10 @@ export interface TrainerOptions {
   /** GVPO: keep all terms, or drop the variance or trust-region term (ablations). */
   terms?: TermsAblation;
   seed?: number;
-  /** Greedy accuracy on `evalPrompts` prompts every `evalEvery` steps (0: never). */
+  /**
+   * Every `evalEvery` steps (0: never), on `evalPrompts` evaluation prompts (the task's held-out
+   * split where it has one): greedy exact-match accuracy and the reward sampled at temperature 1.
+   */
   evalEvery?: number;
   evalPrompts?: number;
   onMetrics?: (m: StepMetrics) => void;
@@ -109,8 +112,9 @@ export interface StepMetrics {
   /** Share of the step's groups whose rewards are all equal: no learning signal in them. */
   zeroVarianceGroups: number;
   updates: number;
-  /** Greedy exact-match accuracy, on steps where it was measured. */
+  /** On evaluation steps: greedy exact-match accuracy and the reward sampled at temperature 1. */
   accuracy?: number;
+  evalReward?: number;
   tokensPerSecond: number;
   seconds: number;
 }

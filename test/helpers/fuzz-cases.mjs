@@ -1,6 +1,6 @@
 // The hostile calls of the fuzzer (test/helpers/fuzz-worker.mjs): a valid call of one entry point
 // (public op, async twin, helper, or the native addon called directly with the normalised options
-// of src/ops/normalize.ts and src/ops/gvpoFromHidden.ts), then up to three hostile edits. Case i of a seed is always the same call.
+// of src/ops/normalize.ts), then up to three hostile edits. Case i of a seed is always the same call.
 import { types } from 'node:util';
 import { encodeHalf as toHalf } from '../../src/reference/dtype.ts';
 
@@ -14,10 +14,12 @@ function mulberry32(a) {
 }
 
 const HIDDEN_OPS = ['gvpoFromHidden', 'gvpoFromHiddenForward', 'gvpoFromHiddenBackward'];
-const OPS = ['tokenLogprobs', 'tokenLogprobsBackward', 'sequenceLogprobs', 'groupCenter', 'gvpoLoss', 'gvpoForward', 'gvpoBackward', 'gvpoFromLogits', ...HIDDEN_OPS];
+const HEAD_OPS = ['tokenLogprobsFromHidden', 'tokenLogprobsFromHiddenBackward'];
+const OPS = ['tokenLogprobs', 'tokenLogprobsBackward', 'sequenceLogprobs', 'groupCenter', 'gvpoLoss', 'gvpoForward', 'gvpoBackward', 'gvpoFromLogits',
+  ...HIDDEN_OPS, ...HEAD_OPS];
 const LOGITS_OPS = ['tokenLogprobs', 'tokenLogprobsBackward', 'gvpoForward', 'gvpoBackward', 'gvpoFromLogits'];
 /** The op's large input: what the use-after-free probe and the mid-call transfer aim at. */
-const bigInput = (op) => (HIDDEN_OPS.includes(op) ? 'hidden' : LOGITS_OPS.includes(op) ? 'logits' : undefined);
+const bigInput = (op) => (HIDDEN_OPS.includes(op) || HEAD_OPS.includes(op) ? 'hidden' : LOGITS_OPS.includes(op) ? 'logits' : undefined);
 const SCALARS = [undefined, null, NaN, Infinity, -Infinity, -0, 0, 1, -1, 0.5, 1e-50, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), 2 ** 53, 1e308,
   'abc', '3', 'sum', 'float16', true, 5n, {}, [], [1, 2], Symbol('s'), () => 1];
 const BAD_TARGETS = [-1, 'V', 2 ** 31 - 1, -(2 ** 31)];
@@ -75,7 +77,7 @@ function base(g, op, native, probe) {
   const grp = native ? { offsets } : { groups };
   const loss = { rewards: numbers(N, 1), ...grp, beta: g.pick([1e-3, 0.1, 10]), ...(g.r() < 0.5 ? { reduction: g.pick(['mean', 'sum']) } : {}) };
   const meta = { rows, V, N, T, dtype, grad: ['tokenLogprobsBackward', 'gvpoBackward', 'gvpoFromLogits'].includes(op) };
-  if (HIDDEN_OPS.includes(op)) return hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, numbers, loss, meta });
+  if (HIDDEN_OPS.includes(op) || HEAD_OPS.includes(op)) return hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, numbers, loss, meta });
   switch (op) {
     case 'tokenLogprobs':
       return { a: { ...lg, rows, ...(g.r() < 0.7 ? { mask } : {}) }, meta, lp: 'logprobs' };
@@ -121,11 +123,13 @@ function hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, nu
     const f = Float32Array.from({ length: n }, () => g.normal() * s);
     return dtype === 'float32' ? f : toHalf(f, dtype);
   };
-  const a = {
+  const head = {
     hidden: mat(rows * H, 1), weight: mat(V * H, 1 / Math.sqrt(H)), ...(dtype !== 'float32' || g.r() < 0.5 ? { dtype } : {}),
-    targets, mask, sequences: N, tokens: T, hiddenSize: H, vocab: V, ...(native ? { rows } : {}),
+    targets, hiddenSize: H, vocab: V,
   };
-  if (g.r() < 0.5) a.temperature = g.pick([1e-6, 0.3, 1, 2.7]);
+  if (g.r() < 0.5) head.temperature = g.pick([1e-6, 0.3, 1, 2.7]);
+  if (HEAD_OPS.includes(op)) return headBase(g, op, { native, rows, H, V, head, mask, f64, meta });
+  const a = { ...head, mask, sequences: N, tokens: T, ...(native ? { rows } : {}) };
   const ref = g.int(3);
   if (op !== 'gvpoFromHiddenBackward' && ref === 1) a.referenceTokenLogprobs = (native ? Float64Array : g.pick([Float32Array, Float64Array])).from(f64(rows, 1, -2));
   if (op !== 'gvpoFromHiddenBackward' && ref === 2) a.referenceLogprobs = numbers(N, 5, -20);
@@ -138,6 +142,19 @@ function hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, nu
   }
   Object.assign(a, loss);
   return { a, meta: m, lp: 'tokenLogprobs', grad: 'gradHidden', gradWidth: H };
+}
+
+/** A valid call of the fused head for any loss (rows of hidden states) or its backward. */
+function headBase(g, op, { native, rows, H, V, head, mask, f64, meta }) {
+  const a = { ...head, rows, ...(g.r() < 0.7 ? { mask } : {}), ...(g.r() < 0.5 ? { entropy: g.r() < 0.7 } : {}) };
+  const m = { ...meta, H, V, grad: op === 'tokenLogprobsFromHiddenBackward', head: true };
+  if (op === 'tokenLogprobsFromHidden') return { a, meta: m, lp: 'logprobs' };
+  Object.assign(a, { logZ: Float32Array.from(f64(rows, 3, Math.log(V))), gradTokenLogprobs: Float32Array.from(f64(rows)) });
+  if (g.r() < 0.5) a.gradEntropy = Float32Array.from(f64(rows));
+  if (g.r() < 0.3) a.entropy = Float32Array.from(f64(rows, 1, 1)); // the forward's values (any, here)
+  if (g.r() < 0.3) Object.assign(a, { gradWeight: Float32Array.from(f64(V * H)), ...(g.r() < 0.5 ? { accumulate: true } : {}) });
+  if (native && g.r() < 0.2) a.gradHidden = new Float32Array(rows * H); // the addon's destination
+  return { a, meta: m, grad: 'gradHidden', gradWidth: H };
 }
 
 const typedFields = (a) => Object.keys(a).filter((k) => ArrayBuffer.isView(Object.getOwnPropertyDescriptor(a, k)?.value));
@@ -207,7 +224,15 @@ function edit(g, a, meta, ctx, native) {
       return { name: `groups=${JSON.stringify(bad, (_, x) => (ArrayBuffer.isView(x) ? Array.from(x) : x))}`, refuse: true };
     }
     case 9: { const k = g.pick(['temprature', 'foo', native ? 'bar' : 'offsets', 'gradLogprobs', 'logprobs']); if (k in a) return { name: 'noop' }; a[k] = 1; return { name: `unknown option ${k}`, refuse: !native }; }
-    case 10: { // out overlapping an input, or inPlace with out
+    case 10: { // out (or the head's gradWeight) overlapping an input, or inPlace with out
+      if (meta.head && meta.grad && a.hidden instanceof Float32Array && a.hidden.length > 0) {
+        const n = a.hidden.length, w = meta.V * meta.H, buf = new Float32Array(n + w + 1);
+        buf.set(a.hidden);
+        a.hidden = buf.subarray(0, n);
+        const at = g.pick([0, 1, n - 1, n]);
+        a.gradWeight = buf.subarray(at, at + w);
+        return { name: `gradWeight overlapping hidden at ${at}`, refuse: !native && at < n, writesHidden: native };
+      }
       if (!isArr(a.logits) || !meta.grad) return { name: 'noop' };
       const z = a.logits, n = z.length;
       if (g.r() < 0.5) { a.inPlace = true; a.out = new Float32Array(n); return { name: 'inPlace with out', refuse: !native }; }
@@ -340,7 +365,9 @@ export function hostileCall(seed, i, ctx) {
     const own = (k) => Object.getOwnPropertyDescriptor(b.a, k)?.value;
     if (b.grad && own('inPlace') === true) c.writes = ['arg0.logits'];
     if (own('out') !== undefined) c.writes = ['arg0.out', 'arg0.logits'];
-    if (own('gradHidden') !== undefined) c.writes = ['arg0.gradHidden', 'arg0.gradWeight'];
+    if (own('gradHidden') !== undefined || own('gradWeight') !== undefined) c.writes = ['arg0.gradHidden', 'arg0.gradWeight'];
+    // the addon called directly writes where it is told, an input included (memory it owns)
+    if (edits.some((e) => e.writesHidden)) c.writes.push('arg0.hidden');
   }
   return c;
 }

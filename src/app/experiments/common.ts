@@ -1,13 +1,10 @@
-// What the experiments share: the context they run in, the text task's base settings (full and
-// quick), runs over seeds, the learning-rate grid tuned per algorithm, and formatting.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// What the experiments share: the context they run in, seeds (reported ones and tuning ones kept
+// apart), the learning-rate tuning every method gets on the same terms, and table formatting.
 import { markdownTable } from '../report.js';
-import { resolveRunOptions, type RunOptions, type RunSummary } from '../runOptions.js';
-import { trainRun } from '../runs.js';
+import { fmtCi, meanCi, pairedDiffCi } from '../stats.js';
 import type { TfChoice } from '../../tfjs/tf.js';
-import type { Algo } from '../../tfjs/trainerOptions.js';
-import { fmtCi, meanCi } from '../stats.js';
+import type { Job } from './jobs.js';
+import type { Pool } from './pool.js';
 
 export interface ExperimentContext {
   quick: boolean;
@@ -17,6 +14,7 @@ export interface ExperimentContext {
   out: string;
   tf: TfChoice;
   progress: 'bar' | 'lines' | 'none';
+  pool: Pool;
 }
 
 export interface ExperimentResult {
@@ -30,8 +28,14 @@ export interface Experiment {
   run(ctx: ExperimentContext, log: (line: string) => void): Promise<ExperimentResult>;
 }
 
+/** The reported seeds: 1..n. */
 export function seedsOf(ctx: ExperimentContext): number[] {
   return Array.from({ length: ctx.seeds ?? (ctx.quick ? 2 : 5) }, (_, i) => i + 1);
+}
+
+/** Tuning seeds, apart from every reported one. */
+export function tuningSeedsOf(ctx: ExperimentContext): number[] {
+  return ctx.quick ? [101] : [101, 102];
 }
 
 /** The exact command that re-makes a section. */
@@ -39,90 +43,79 @@ export function commandOf(name: string, ctx: ExperimentContext): string {
   return `gvpo experiment ${name}${ctx.quick ? ' --quick' : ''}${ctx.seeds ? ` --seeds ${ctx.seeds}` : ''} --tf ${ctx.tf}`;
 }
 
-/**
- * The text task's base run: addition from the shipped warm-up checkpoint, the official recipe's
- * structure (4 mini-batches of whole groups per step, previous-step reference, beta 0.1), sampled
- * at temperature 1 so that every fresh group is on-policy.
- */
-export function textBase(ctx: ExperimentContext, over: Partial<RunOptions> = {}): RunOptions {
-  const size = ctx.quick
-    ? { steps: 3, promptsPerStep: 4, groupSize: 4, miniBatches: 2, evalEvery: 0, evalPrompts: 20 }
-    : { steps: 60, promptsPerStep: 16, groupSize: 8, miniBatches: 4, evalEvery: 15, evalPrompts: 200 };
-  return resolveRunOptions({ task: 'addition', temperature: 1, beta: 0.1, epochs: 1, tf: ctx.tf, progress: 'none', ...size, ...over });
-}
-
-export const TEXT_LR_GRID = [1e-4, 3e-4];
-export const TUNING_SEEDS = [101, 102];
-
-/** Runs `o` once per seed. */
-export async function overSeeds(o: RunOptions, seeds: number[], log: (l: string) => void): Promise<RunSummary[]> {
-  const out: RunSummary[] = [];
-  for (const seed of seeds) {
-    out.push(await trainRun({ ...o, seed }));
-    const r = out.at(-1)!;
-    log(`${o.algo} lr ${o.learningRate} seed ${seed}: accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)}, reward ${r.rewardFirst.toFixed(3)} -> ${r.rewardLast.toFixed(3)} (${r.seconds.toFixed(1)} s)`);
-  }
-  return out;
-}
-
-/**
- * Mean reward of the policy's own samples over the last fifth of a run's steps: E_pi[R] at
- * temperature 1 (replayed and demonstration groups left out).
- */
-export function finalReward(r: RunSummary): number {
-  const tail = r.metrics.slice(-Math.max(1, Math.floor(r.metrics.length / 5)));
-  return tail.reduce((a, m) => a + m.rewardPolicy, 0) / tail.length;
-}
-
 export interface Tuned {
+  /** The rate each candidate keeps. */
   lr: Record<string, number>;
+  /** The grid each candidate ran, after any extension past an edge. */
+  grid: Record<string, number[]>;
   table: string;
 }
 
 /**
- * The text task's learning rate per algorithm: each algorithm runs on the same grid at the tuning
- * seeds (not the reported ones) and keeps the rate with the highest final sampled reward. The
- * choice is stored in experiments/text/tuned.json so that the other text experiments reuse it.
+ * Learning rates tuned per candidate on the same terms: a log grid (each candidate starts from
+ * `grid`), every rate run at the tuning seeds, the best mean score kept (higher is better); a
+ * choice at an edge of the grid extends it by one more step on that side, up to `extend` times,
+ * so that no candidate is left at a rate the grid cut off.
  */
-export async function tuneText(ctx: ExperimentContext, algos: Algo[], log: (l: string) => void, variant?: { tag: string; over: Partial<RunOptions> }): Promise<Tuned> {
-  const path = join(ctx.out, 'experiments', 'text', `tuned${ctx.quick ? '-quick' : ''}.json`);
-  const stored: Tuned = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as Tuned : { lr: {}, table: '' };
-  const key = (a: Algo) => `${a}${variant?.tag ?? ''}`;
-  const missing = algos.filter((a) => stored.lr[key(a)] === undefined);
-  if (!missing.length) return stored;
-  const grid = ctx.quick ? TEXT_LR_GRID.slice(0, 1) : TEXT_LR_GRID;
-  const seeds = ctx.quick ? TUNING_SEEDS.slice(0, 1) : TUNING_SEEDS;
-  const rows: Array<Array<string | number>> = [];
-  for (const algo of missing) {
-    let best = { lr: grid[0], score: -Infinity };
-    for (const lr of grid) {
-      const runs = await overSeeds(textBase(ctx, { ...variant?.over, algo, learningRate: lr }), seeds, log);
-      const score = meanCi(runs.map(finalReward)).mean;
-      rows.push([key(algo), lr, score.toFixed(3), meanCi(runs.map((r) => r.accuracyAfter)).mean.toFixed(3)]);
-      if (score > best.score) best = { lr, score };
+export async function tuneRates<R>(
+  ctx: ExperimentContext, candidates: string[], grid: number[], job: (candidate: string, lr: number, seed: number) => Job,
+  score: (results: R[]) => number, log: (l: string) => void, extend = 3,
+): Promise<Tuned> {
+  const seeds = tuningSeedsOf(ctx);
+  const ratio = grid[1] / grid[0];
+  const scores = new Map<string, Map<number, number>>(candidates.map((c) => [c, new Map()]));
+  const runGrid = async (todo: Array<[string, number]>) => {
+    const jobs = todo.flatMap(([c, lr]) => seeds.map((s) => job(c, lr, s)));
+    const results = await ctx.pool.run<R>(jobs);
+    todo.forEach(([c, lr], i) => scores.get(c)!.set(lr, score(results.slice(i * seeds.length, (i + 1) * seeds.length))));
+  };
+  await runGrid(candidates.flatMap((c) => grid.map((lr): [string, number] => [c, lr])));
+  for (let round = 0; round < extend; round++) {
+    const more: Array<[string, number]> = [];
+    for (const c of candidates) {
+      const rates = [...scores.get(c)!.keys()].sort((a, b) => a - b);
+      const best = bestOf(scores.get(c)!);
+      if (best === rates[0]) more.push([c, round3(rates[0] / ratio)]);
+      else if (best === rates.at(-1)) more.push([c, round3(rates.at(-1)! * ratio)]);
     }
-    stored.lr[key(algo)] = best.lr;
-    rows.push([`**${key(algo)} keeps ${best.lr}**`, '', '', '']);
+    if (!more.length) break;
+    log(`tuning: extending the grid past an edge for ${more.map(([c, lr]) => `${c} (${lr})`).join(', ')}`);
+    await runGrid(more);
   }
-  stored.table = [stored.table, markdownTable(['algorithm', 'learning rate', `final sampled reward (mean of seeds ${seeds.join(', ')})`, 'greedy accuracy after'], rows)].filter(Boolean).join('\n\n');
-  mkdirSync(join(ctx.out, 'experiments', 'text'), { recursive: true });
-  writeFileSync(path, JSON.stringify(stored, null, 2));
-  return stored;
+  const lr: Record<string, number> = {};
+  const grids: Record<string, number[]> = {};
+  const rows: string[][] = [];
+  for (const c of candidates) {
+    const s = scores.get(c)!;
+    lr[c] = bestOf(s);
+    grids[c] = [...s.keys()].sort((a, b) => a - b);
+    rows.push([c, grids[c].map((x) => `${x}: ${fmtScore(s.get(x)!)}${x === lr[c] ? ' **(kept)**' : ''}`).join(', ')]);
+    log(`tuning: ${c} keeps ${lr[c]}`);
+  }
+  return { lr, grid: grids, table: markdownTable(['candidate', `score per learning rate (mean over tuning seeds ${seeds.join(', ')})`], rows) };
 }
 
-/** One row of a results table: accuracy after, its change, final sampled reward, KL to initial. */
-export function resultCells(runs: RunSummary[]): string[] {
-  return [
-    fmtCi(meanCi(runs.map((r) => r.accuracyAfter))),
-    fmtCi(meanCi(runs.map((r) => r.accuracyAfter - r.accuracyBefore))),
-    fmtCi(meanCi(runs.map(finalReward))),
-    fmtCi(meanCi(runs.map((r) => r.klInitial)), 4),
-  ];
+function bestOf(s: Map<number, number>): number {
+  let best = NaN, score = -Infinity;
+  for (const [lr, v] of s) if (v > score || Number.isNaN(best)) [best, score] = [lr, Number.isFinite(v) ? v : -Infinity];
+  return best;
 }
-export const RESULT_HEAD = ['greedy accuracy after', 'change in greedy accuracy', "reward of the policy's samples, last 20% of steps", 'KL to initial (last step)'];
 
-export function settingsLine(o: RunOptions, seeds: number[]): string {
-  return `Settings: task \`${o.task}\` from \`checkpoints/addition-warmup.json\`, ${o.steps} steps of ${o.promptsPerStep} prompts x k = ${o.groupSize} responses, ` +
-    `${o.miniBatches} mini-batches of whole groups per step, ${o.epochs} epoch, reference \`${o.reference}\`, beta ${o.beta}, temperature ${o.temperature}, ` +
-    `Adam, greedy accuracy on ${o.evalPrompts} fixed prompts every ${o.evalEvery || 'n/a'} steps; seeds ${seeds.join(', ')}; TensorFlow.js \`${o.tf}\`.`;
+const round3 = (x: number) => Number(x.toPrecision(3));
+const fmtScore = (x: number) => (Number.isFinite(x) ? (Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3)) : 'diverged');
+
+/** `mean ± half` of a metric over runs (a run that diverged is named in the cell); tables give n in their captions. */
+export function cell(xs: number[], digits = 3): string {
+  return fmtCi(meanCi(xs), digits);
+}
+
+/** `mean ± half` of b - a over the same seeds. */
+export function pairedCell(a: number[], b: number[], digits = 3): string {
+  return fmtCi(pairedDiffCi(a, b), digits);
+}
+
+/** A log grid from lo to hi with `per` values per decade. */
+export function logGrid(lo: number, hi: number, per = 2): number[] {
+  const n = Math.round(Math.log10(hi / lo) * per);
+  return Array.from({ length: n + 1 }, (_, i) => round3(lo * 10 ** (i / per)));
 }

@@ -2,16 +2,21 @@
 // (between its begin/end markers, nothing else) and writes its SVG charts to experiments/<name>/.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TfChoice } from '../../tfjs/tf.js';
 import type { Experiment, ExperimentContext } from './common.js';
 import { optimum } from './optimum.js';
-import { offPolicyExperiment, text } from './text.js';
 import { robustnessExperiment, termsExperiment } from './robustness.js';
+import { offPolicyExperiment, text } from './text.js';
+import { Pool } from './pool.js';
 
 export type { ExperimentContext };
 
 export const EXPERIMENTS: Record<string, Experiment> = {
   optimum, text, 'off-policy': offPolicyExperiment, robustness: robustnessExperiment, terms: termsExperiment,
 };
+
+/** What the command passes: the context without its pool (runExperiment makes one per experiment). */
+export type ExperimentOptions = Omit<ExperimentContext, 'pool'> & { tf: TfChoice; processes?: number };
 
 const HEADER = `# Experiments
 
@@ -37,12 +42,14 @@ export function replaceSection(doc: string, name: string, title: string, body: s
   return `${doc.trimEnd()}\n\n## ${title}\n\n${block}\n`;
 }
 
-export async function runExperiment(name: string, ctx: ExperimentContext): Promise<void> {
+export async function runExperiment(name: string, o: ExperimentOptions): Promise<void> {
   const e = EXPERIMENTS[name];
+  const pool = new Pool(o.tf, o.processes);
+  const ctx: ExperimentContext = { ...o, pool };
   const log = (line: string) => { if (ctx.progress !== 'none') process.stderr.write(`[${name}] ${line}\n`); };
   const t0 = performance.now();
   log(`${ctx.quick ? 'quick size' : 'full size'}, started ${new Date().toISOString()}`);
-  const r = await e.run(ctx, log);
+  const r = await e.run(ctx, log).finally(() => pool.close());
   const seconds = (performance.now() - t0) / 1000;
   const dir = join(ctx.out, 'experiments', name);
   mkdirSync(dir, { recursive: true });

@@ -1,135 +1,103 @@
-// Experiment "optimum": on the bandit (4 prompts x 6 one-token responses, tabular softmax policy)
-// with a frozen reference, where pi* = pi_ref exp(R/beta)/Z is known in closed form, KL(pi* || pi)
-// over steps for GVPO, GRPO and Dr.GRPO when groups come on-policy, from a uniform or a skewed
-// fixed distribution, from demonstrations, or half from replay.
-import { markdownTable, svgChart } from '../report.js';
-import { BanditTask, meanKl, tiltedOptimum } from '../../tasks/bandit.js';
-import { seeded } from '../../tasks/task.js';
-import { TabularPolicy } from '../../tfjs/policies.js';
-import { loadTf } from '../../tfjs/tf.js';
-import { GVPOTrainer } from '../../tfjs/trainer.js';
-import type { Algo, TrainerOptions } from '../../tfjs/trainerOptions.js';
-import { commandOf, type Experiment, type ExperimentContext, seedsOf, TUNING_SEEDS } from './common.js';
-import { curveCi, fmtCi, meanCi } from '../stats.js';
+// Experiment "optimum": on the bandit (bandit.ts), where pi* = pi_ref exp(R/c)/Z is known, where
+// each method lands: KL(pi* || pi) and the reward gap from every sampler at one KL strength, and the
+// reward-vs-KL(pi || pi_ref) frontier over a sweep of the strength, on-policy.
+import { markdownTable, type Panel, svgChart } from '../report.js';
+import { curveCi, meanCi } from '../stats.js';
+import { BANDIT, type BanditResult, type BanditSpec, frontier, type Sampler, SAMPLERS } from './bandit.js';
+import { cell, commandOf, type Experiment, type ExperimentContext, pairedCell, seedsOf, tuneRates, tuningSeedsOf } from './common.js';
+import { METHODS, type MethodId } from './methods.js';
 
-export const BETA = 0.5;
-const ALGOS: Algo[] = ['gvpo', 'grpo', 'drgrpo'];
-const LR_GRID = [0.02, 0.05, 0.1];
-type Sampler = 'on-policy' | 'uniform' | 'skewed fixed' | 'demonstrations' | 'half replay';
-const SAMPLERS: Sampler[] = ['on-policy', 'uniform', 'skewed fixed', 'demonstrations', 'half replay'];
+/** The KL strength of the sampler comparison (GVPO's beta, the baselines' KL coefficient). */
+export const COEF = 0.5;
+const COEFS = [0.1, 0.2, 0.5, 1, 2];
+export const BANDIT_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'grpo-kl-reward', 'drgrpo-k3', 'drgrpo-kl-reward', 'reinforce-kl-reward', 'reinforce-is'];
+const FRONTIER_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'grpo-kl-reward', 'drgrpo-k3', 'drgrpo-kl-reward', 'reinforce-kl-reward'];
+export const BANDIT_GRID = [0.003, 0.01, 0.03, 0.1, 0.3];
 
-function draw(p: ArrayLike<number>, rand: () => number): number {
-  let u = rand();
-  for (let i = 0; i < p.length; i++) if ((u -= p[i]) <= 0) return i;
-  return p.length - 1;
+const job = (spec: BanditSpec) => ({ kind: 'bandit' as const, spec });
+/** Tuning score: closeness to pi*, the geometric mean of KL(pi* || pi) over the tuning seeds. */
+export const banditScore = (rs: BanditResult[]) => -rs.reduce((a, r) => a + Math.log10(Math.max(r.final, 1e-15)), 0) / rs.length;
+
+export function banditSteps(ctx: ExperimentContext): number {
+  return ctx.quick ? 10 : 150;
 }
 
-/** The sampler's options: an external distribution, replay, or none (on-policy). */
-function samplerOptions(s: Sampler, task: BanditTask): Partial<TrainerOptions> {
-  const V = task.vocab;
-  const fixed = (probs: (p: number) => number[]) => ({
-    externalResponses: (prompt: number[], k: number, rand: () => number) => Array.from({ length: k }, () => [draw(probs(prompt[0]), rand)]),
-  });
-  if (s === 'uniform') return fixed(() => Array(V).fill(1 / V));
-  if (s === 'skewed fixed') return fixed(() => [0.4, 0.25, 0.15, 0.1, 0.06, 0.04]);
-  if (s === 'demonstrations') {
-    // an expert: 80% from softmax(R/0.1) (mostly the best answers), 20% uniform so it covers pi_ref's support
-    return fixed((p) => {
-      const e = task.rewards[p].map((r) => Math.exp(r / 0.1));
-      const z = e.reduce((a, b) => a + b);
-      return e.map((x) => (0.8 * x) / z + 0.2 / V);
-    });
-  }
-  if (s === 'half replay') return { replay: { ratio: 0.5, capacity: 64 } };
-  return {};
-}
-
-export interface Curve {
-  /** KL(pi* || pi) and KL(pi || pi_ref) over steps. */
-  points: Array<[number, number]>;
-  fromRef: Array<[number, number]>;
-  final: number;
-  reward: number;
-}
-
-/** One bandit run from a seeded random initial policy, KL(pi* || pi) every 5 steps. */
-export async function banditRun(ctx: ExperimentContext, algo: Algo, sampler: Sampler, lr: number, seed: number, steps: number, extra: Partial<TrainerOptions> = {}): Promise<Curve> {
-  const { tf } = await loadTf(ctx.tf);
-  const task = new BanditTask(4, 6, 7);
-  const r = seeded(seed * 7919);
-  const policy = new TabularPolicy(tf, 4, 6, Float32Array.from({ length: 24 }, () => r() * 2 - 1));
-  const target = tiltedOptimum(policy.probs(), task.rewards, BETA);
-  const trainer = new GVPOTrainer({
-    tf, policy, task, algo, beta: BETA, groupSize: 8, promptsPerStep: 8, miniBatches: 4, learningRate: lr, reference: 'frozen',
-    // GRPO and Dr.GRPO get the same KL strength to the same frozen reference, as a k3 penalty
-    klCoef: algo === 'gvpo' ? 0 : BETA, seed, ...samplerOptions(sampler, task), ...extra,
-  });
-  const ref = policy.probs();
-  const points: Array<[number, number]> = [[0, meanKl(target, ref)]];
-  const fromRef: Array<[number, number]> = [[0, 0]];
-  for (let s = 1; s <= steps; s++) {
-    await trainer.step();
-    if (s % 5 === 0 || s === steps) {
-      points.push([s, meanKl(target, policy.probs())]);
-      fromRef.push([s, meanKl(policy.probs(), ref)]);
-    }
-  }
-  const probs = policy.probs();
-  const reward = probs.reduce((a, p, i) => a + p.reduce((b, q, k) => b + q * task.rewards[i][k], 0), 0) / probs.length;
-  const optimum = target.reduce((a, p, i) => a + p.reduce((b, q, k) => b + q * task.rewards[i][k], 0), 0) / target.length;
-  policy.theta.dispose();
-  return { points, fromRef, final: points.at(-1)![1], reward: reward - optimum };
+/** Each method's learning rate: tuned on-policy at COEF, at the tuning seeds. */
+export async function tuneBandit(ctx: ExperimentContext, methods: MethodId[], log: (l: string) => void) {
+  const steps = banditSteps(ctx);
+  const grid = ctx.quick ? [0.03, 0.1] : BANDIT_GRID;
+  return tuneRates<BanditResult>(ctx, methods, grid, (m, lr, seed) => job({ method: m as MethodId, sampler: 'on-policy', coef: COEF, lr, seed, steps }), banditScore, log, ctx.quick ? 0 : 3);
 }
 
 async function run(ctx: ExperimentContext, log: (l: string) => void) {
-  const steps = ctx.quick ? 10 : 150;
+  const steps = banditSteps(ctx);
   const seeds = seedsOf(ctx);
-  const grid = ctx.quick ? [0.05] : LR_GRID;
-  const tuneSeeds = ctx.quick ? TUNING_SEEDS.slice(0, 1) : TUNING_SEEDS;
-  const lr: Record<string, number> = {};
-  const tuneRows: Array<Array<string | number>> = [];
-  for (const algo of ALGOS) {
-    let best = { lr: grid[0], kl: Infinity };
-    for (const x of grid) {
-      const kl = meanCi(await Promise.all(tuneSeeds.map((s) => banditRun(ctx, algo, 'on-policy', x, s, steps))).then((c) => c.map((v) => v.final))).mean;
-      tuneRows.push([algo, x, kl.toExponential(2)]);
-      if (kl < best.kl) best = { lr: x, kl };
-    }
-    lr[algo] = best.lr;
-    log(`${algo}: learning rate ${best.lr}`);
-  }
-  const results: Record<string, Record<string, Curve[]>> = {};
-  for (const sampler of SAMPLERS) {
-    results[sampler] = {};
-    for (const algo of ALGOS) {
-      results[sampler][algo] = [];
-      for (const seed of seeds) results[sampler][algo].push(await banditRun(ctx, algo, sampler, lr[algo], seed, steps));
-      log(`${sampler} ${algo}: final KL ${fmtCi(meanCi(results[sampler][algo].map((c) => c.final)), 4)}`);
-    }
-  }
-  const table = markdownTable(['sampling', ...ALGOS.map((a) => `${a}: KL(pi* ‖ pi) after ${steps} steps`), ...ALGOS.map((a) => `${a}: E_pi[R] - E_pi*[R]`)],
-    SAMPLERS.map((s) => [s, ...ALGOS.map((a) => fmtCi(meanCi(results[s][a].map((c) => c.final)), 4)), ...ALGOS.map((a) => fmtCi(meanCi(results[s][a].map((c) => c.reward)), 3))]));
-  const svg = svgChart(SAMPLERS.map((s) => ({
+  const tuned = await tuneBandit(ctx, BANDIT_METHODS, log);
+  const samplers: Sampler[] = ctx.quick ? ['on-policy', 'uniform'] : SAMPLERS;
+  const coefs = ctx.quick ? [0.5, 1] : COEFS;
+  // every run of the comparison and the sweep in one batch, for the pool
+  const specs: BanditSpec[] = [
+    ...samplers.flatMap((sampler) => BANDIT_METHODS.flatMap((method) => seeds.map((seed) => ({ method, sampler, coef: COEF, lr: tuned.lr[method], seed, steps })))),
+    ...coefs.filter((c) => c !== COEF).flatMap((coef) => FRONTIER_METHODS.flatMap((method) => seeds.map((seed) => ({ method, sampler: 'on-policy' as Sampler, coef, lr: tuned.lr[method], seed, steps })))),
+  ];
+  const results = await ctx.pool.run<BanditResult>(specs.map(job));
+  const of = (method: MethodId, sampler: Sampler, coef: number) => seeds.map((seed) => results[specs.findIndex((s) => s.method === method && s.sampler === sampler && s.coef === coef && s.seed === seed)]);
+  for (const sampler of samplers) log(`${sampler}: ${BANDIT_METHODS.map((m) => `${m} ${meanCi(of(m, sampler, COEF).map((r) => r.final)).mean.toExponential(1)}`).join(', ')}`);
+
+  const klTable = markdownTable(['method (learning rate)', ...samplers],
+    BANDIT_METHODS.map((m) => [`${METHODS[m].label} (${tuned.lr[m]})`, ...samplers.map((s) => cell(of(m, s, COEF).map((r) => r.final), 4))]));
+  const gapTable = markdownTable(['method', ...samplers],
+    BANDIT_METHODS.map((m) => [METHODS[m].label, ...samplers.map((s) => cell(of(m, s, COEF).map((r) => r.reward - r.optimumReward), 3))]));
+  // headline: GVPO against each baseline, paired over seeds: log10 KL(pi*||pi) of the baseline minus GVPO's
+  const log10 = (rs: BanditResult[]) => rs.map((r) => Math.log10(Math.max(r.final, 1e-15)));
+  const pairedTable = markdownTable(['baseline', ...samplers],
+    BANDIT_METHODS.filter((m) => m !== 'gvpo').map((m) => [METHODS[m].label, ...samplers.map((s) => pairedCell(log10(of('gvpo', s, COEF)), log10(of(m, s, COEF)), 2))]));
+  const sweepTable = markdownTable(['method', ...coefs.map((c) => `c = ${c}`)],
+    FRONTIER_METHODS.map((m) => [METHODS[m].label, ...coefs.map((c) => cell(of(m, 'on-policy', c).map((r) => r.final), 4))]));
+
+  const klPanels: Panel[] = samplers.map((s) => ({
     title: `${s} sampling`, yLabel: 'KL(pi* || pi)', logY: true,
-    series: ALGOS.map((a) => {
-      const c = curveCi(results[s][a].map((x) => x.points));
-      return { name: `${a} (lr ${lr[a]})`, points: c.mean, band: c.band };
+    series: BANDIT_METHODS.map((m) => {
+      const c = curveCi(of(m, s, COEF).map((r) => r.toOptimum));
+      return { name: METHODS[m].label, points: c.mean, band: c.band };
     }),
-  })));
+  }));
+  // the exact frontier (means over the seeds' references) and where each method lands
+  const fine = Array.from({ length: 41 }, (_, i) => 0.05 * 10 ** (i / 20));
+  const exact = seeds.map((s) => frontier(s, fine));
+  const frontierPanel: Panel = {
+    title: 'on-policy: reward against KL to the reference, c swept', xLabel: 'KL(pi || pi_ref)', yLabel: 'E_pi[R]',
+    series: [
+      { name: 'exact frontier pi*_c', dashed: true, points: fine.map((_, i): [number, number] => [mean(exact.map((f) => f[i].kl)), mean(exact.map((f) => f[i].reward))]) },
+      ...FRONTIER_METHODS.map((m) => ({
+        name: METHODS[m].label, markers: true,
+        points: coefs.map((c): [number, number] => [mean(of(m, 'on-policy', c).map((r) => r.klRef)), mean(of(m, 'on-policy', c).map((r) => r.reward))]),
+      })),
+    ],
+  };
   const markdown = [
     `Command: \`${commandOf('optimum', ctx)}\``, '',
-    `Settings: bandit with 4 prompts x 6 one-token responses (rewards fixed, seed 7), a tabular softmax policy initialised uniformly in [-1, 1] per seed, ` +
-    `reference frozen at that initial policy, beta ${BETA}, ${steps} steps of 8 prompts x k = 8, 4 mini-batches per step, Adam. ` +
-    `GRPO and Dr.GRPO get a k3 KL penalty of coefficient beta to the same frozen reference (clip 0.2). Samplers: the policy itself; uniform; a fixed skewed distribution ` +
-    `(0.4, 0.25, 0.15, 0.1, 0.06, 0.04); demonstrations from an expert (80% softmax(R/0.1), 20% uniform); half of each step's groups replayed from a buffer of 64 earlier groups. ` +
-    `No importance weights anywhere for GVPO; GRPO's ratio is to the policy that sampled a group (for an external sampler its log-probs are not known, so the current policy stands in, as any on-policy implementation would). ` +
-    `Seeds ${seeds.join(', ')}; means ± 95% intervals (t-distribution).`, '',
-    `Learning rate per algorithm: grid ${grid.join(', ')} on on-policy sampling at tuning seeds ${tuneSeeds.join(', ')}, lowest final KL kept: ` +
-    `${ALGOS.map((a) => `${a} ${lr[a]}`).join(', ')}.`, '',
-    '<details><summary>tuning runs</summary>', '', markdownTable(['algorithm', 'learning rate', 'final KL (mean of tuning seeds)'], tuneRows), '', '</details>', '',
-    table, '', '![KL to the optimum over steps, one panel per sampler](experiments/optimum/kl.svg)',
+    `Settings: a bandit of ${BANDIT.prompts} prompts x ${BANDIT.responses} one-token responses (rewards fixed, seed ${BANDIT.rewardSeed}), a tabular softmax policy initialized uniformly in [-1, 1] per seed, ` +
+    `the reference frozen at that initial policy; ${steps} steps of ${BANDIT.promptsPerStep} prompts x k = ${BANDIT.groupSize}, ${BANDIT.miniBatches} mini-batches per step, Adam. ` +
+    `Every method gets the same KL strength c to the same reference (GVPO's beta; the baselines' KL coefficient), so all target pi* = pi_ref exp(R/c)/Z. ` +
+    `Samplers: the policy itself; uniform; a fixed skewed distribution (0.4, 0.25, 0.15, 0.1, 0.06, 0.04); demonstrations from an expert (80% softmax(R/0.1), 20% uniform); ` +
+    `half of each step's groups replayed from a buffer of the 64 latest groups. The samplers' probabilities are known and handed to the trainer: GRPO's and Dr.GRPO's clipped ratios and REINFORCE's truncated importance weights (cap 5) are against the distribution that drew each response; GVPO uses none. ` +
+    `Seeds ${seeds.join(', ')}: each cell is the mean ± 95% interval (t-distribution) over n = ${seeds.length} seeds, and names any run that diverged (left out of its mean).`, '',
+    `Learning rates: each method tuned on-policy at c = ${COEF} on a log grid (extended past an edge when the best rate sat on it), at tuning seeds ${tuningSeedsOf(ctx).join(', ')}, ` +
+    'keeping the rate with the smallest geometric-mean KL(pi* ‖ pi).', '',
+    '<details><summary>tuning runs (score: -mean log10 KL(pi* ‖ pi))</summary>', '', tuned.table, '', '</details>', '',
+    `**KL(pi* ‖ pi) after ${steps} steps, c = ${COEF}:**`, '', klTable, '',
+    `**E_pi[R] - E_pi*[R] (0 at the optimum; above 0 means the KL was not paid):**`, '', gapTable, '',
+    `**Paired over seeds: log10 KL(pi* ‖ pi) of the baseline minus GVPO's (above 0: GVPO is closer to pi*):**`, '', pairedTable, '',
+    '![KL to the optimum over steps, one panel per sampler](experiments/optimum/kl.svg)', '',
+    `**The frontier, on-policy: KL(pi*_c ‖ pi) after ${steps} steps for each KL strength c** (learning rates as tuned at c = ${COEF}):`, '', sweepTable, '',
+    '![reward against KL to the reference; the exact frontier and where each method lands](experiments/optimum/frontier.svg)',
   ].join('\n');
-  return { markdown, charts: { 'kl.svg': svg } };
+  return { markdown, charts: { 'kl.svg': svgChart(klPanels), 'frontier.svg': svgChart([frontierPanel]) } };
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 export const optimum: Experiment = { title: '1. The exact optimum (bandit, frozen reference)', run };

@@ -1,96 +1,123 @@
-// Experiments on the text task (addition from the warm-up checkpoint):
-//   "text"        GVPO vs GRPO vs Dr.GRPO with the official recipe's structure;
-//   "off-policy"  a share of each step's groups replayed from earlier policies (history:current
-//                 0:8, 2:6, 4:4), GVPO with no weights vs GRPO with its clipped ratio.
-import { markdownTable, type Panel, type Series, svgChart, trailingMean } from '../report.js';
+// Experiments on the text task (textSetup.ts):
+//   "text"        GVPO and the baselines at the official recipe's structure (4 mini-batches of
+//                 whole groups per step, previous-step reference), then the staleness sweep: 1, 4,
+//                 8 and 16 updates per sampled batch at one shared learning rate;
+//   "off-policy"  a frozen reference and groups the policy did not sample: replayed from earlier
+//                 policies (history:current 0:8, 2:6, 4:4), drawn by a fixed sampler (the warm-up
+//                 checkpoint), or demonstrations from the task's solver; GVPO without importance
+//                 weights against GRPO with the correct ratio and REINFORCE with truncated weights.
+import { markdownTable, svgChart } from '../report.js';
 import type { RunOptions, RunSummary } from '../runOptions.js';
-import type { Algo, StepMetrics } from '../../tfjs/trainerOptions.js';
-import { commandOf, type Experiment, type ExperimentContext, overSeeds, RESULT_HEAD, resultCells, seedsOf, settingsLine, textBase, tuneText } from './common.js';
-import { curveCi } from '../stats.js';
+import { meanCi } from '../stats.js';
+import { cell, commandOf, type Experiment, type ExperimentContext, seedsOf } from './common.js';
+import { gradientIdentity } from './identity.js';
+import { METHODS, type MethodId } from './methods.js';
+import {
+  overSeeds, pairedGainTable, settingsLine, standardPanels, TEXT_COEF, TEXT_HEAD, textCells, textRun, tuneText,
+} from './textSetup.js';
 
-/** Mean curve with a 95% band over runs, of a per-step metric (optionally smoothed). */
-export function band(name: string, runs: RunSummary[], f: (m: StepMetrics) => number | undefined, smooth = false, withStart?: (r: RunSummary) => number): Series {
-  const c = curveCi(runs.map((r) => {
-    const pts = r.metrics.map((m): [number, number] => [m.step, f(m) ?? NaN]).filter(([, y]) => Number.isFinite(y));
-    const all: Array<[number, number]> = withStart ? [[0, withStart(r)], ...pts] : pts;
-    return smooth ? trailingMean(all) : all;
-  }));
-  return { name, points: c.mean, band: c.band, markers: c.mean.length < 12 };
-}
+/** The baselines at the official structure: each as its authors run it, with the shared pi_theta'. */
+export const TEXT_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'drgrpo', 'reinforce'];
+/** Updates per sampled batch: [mini-batches, epochs]. */
+const STALENESS: Array<[number, number]> = [[1, 1], [4, 1], [4, 2], [4, 4]];
 
-export function standardPanels(groups: Array<[string, RunSummary[]]>): Panel[] {
-  return [
-    { title: 'greedy exact-match accuracy', yLabel: 'accuracy', series: groups.map(([n, rs]) => band(n, rs, (m) => m.accuracy, false, (r) => r.accuracyBefore)) },
-    { title: "reward of the policy's samples (trailing mean of 10)", yLabel: 'mean reward', series: groups.map(([n, rs]) => band(n, rs, (m) => m.rewardPolicy, true)) },
-    { title: 'KL to the initial policy', yLabel: 'nats', series: groups.map(([n, rs]) => band(n, rs, (m) => m.klInitial)) },
-    { title: "KL(pi_theta' || pi) over each step", yLabel: 'nats', series: groups.map(([n, rs]) => band(n, rs, (m) => m.klPrevious)) },
-  ];
-}
-
-/** The algorithms over seeds at one structure (each at its tuned learning rate). */
-async function compareAt(ctx: ExperimentContext, algos: Algo[], log: (l: string) => void, variant?: { tag: string; over: Partial<RunOptions> }) {
-  const tuned = await tuneText(ctx, algos, log, variant);
-  const runs: Record<string, RunSummary[]> = {};
-  let base: RunOptions = textBase(ctx);
-  for (const algo of algos) {
-    base = textBase(ctx, { ...variant?.over, algo, learningRate: tuned.lr[`${algo}${variant?.tag ?? ''}`] });
-    runs[algo] = await overSeeds(base, seedsOf(ctx), log);
-  }
-  const clip = (rs: RunSummary[]) => rs.flatMap((r) => r.metrics.map((m) => m.clipFraction));
-  const table = markdownTable(['algorithm (learning rate)', ...RESULT_HEAD, 'clip fraction (mean over steps)'],
-    algos.map((a) => [`${a} (${tuned.lr[`${a}${variant?.tag ?? ''}`]})`, ...resultCells(runs[a]), a === 'gvpo' ? 'n/a' : (clip(runs[a]).reduce((x, y) => x + y, 0) / clip(runs[a]).length).toFixed(3)]));
-  return { runs, table, tuned, base };
+function clipCell(rs: RunSummary[], m: MethodId): string {
+  return METHODS[m].algo === 'gvpo' ? 'n/a' : cell(rs.map((r) => r.metrics.reduce((a, x) => a + x.clipFraction, 0) / r.metrics.length), 3);
 }
 
 async function compare(ctx: ExperimentContext, log: (l: string) => void) {
-  const algos: Algo[] = ['gvpo', 'grpo', 'drgrpo'];
-  const recipe = await compareAt(ctx, algos, log);
-  // 4 epochs: 16 updates per sampled batch, so pi_theta' is stale for 15 of them
-  const stale = await compareAt(ctx, algos, log, { tag: '@epochs4', over: { epochs: ctx.quick ? 2 : 4 } });
   const seeds = seedsOf(ctx);
-  const before = recipe.runs.gvpo[0].accuracyBefore;
+  const methods = TEXT_METHODS;
+  const tuned = await tuneText(ctx, methods, log);
+  const configs = methods.map((m) => ({ ...textRun(ctx, m), learningRate: tuned.lr[m] }));
+  // the staleness sweep at one rate for all: the median of the tuned rates
+  const rates = methods.map((m) => tuned.lr[m]).sort((a, b) => a - b);
+  const shared = rates[Math.floor(rates.length / 2)];
+  const sweep = ctx.quick ? STALENESS.slice(0, 2) : STALENESS;
+  const staleConfigs = sweep.flatMap(([miniBatches, epochs]) => methods.map((m) => ({ ...textRun(ctx, m), learningRate: shared, miniBatches, epochs })));
+  const [main, stale] = await Promise.all([overSeeds(ctx, configs, seeds), overSeeds(ctx, staleConfigs, seeds)]);
+  const runs = Object.fromEntries(methods.map((m, i) => [m, main[i]])) as Record<MethodId, RunSummary[]>;
+  for (const m of methods) log(`${m}: held-out gain ${meanCi(runs[m].map((r) => r.accuracyAfter - r.accuracyBefore)).mean.toFixed(3)}`);
+  const table = markdownTable(['method (learning rate)', ...TEXT_HEAD, 'clip fraction (GRPO, Dr.GRPO)'],
+    methods.map((m) => [`${METHODS[m].label} (${tuned.lr[m]})`, ...textCells(runs[m]), clipCell(runs[m], m)]));
+  const staleTable = markdownTable(['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: held-out gain`)],
+    sweep.map(([mb, ep], i) => [`${mb * ep} (${mb} mini-batches x ${ep} epochs)`,
+      ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.accuracyAfter - r.accuracyBefore)))]));
+  const staleKl = markdownTable(['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: KL to the start`)],
+    sweep.map(([mb, ep], i) => [`${mb * ep}`, ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.klInitial), 4))]));
+  const base: RunOptions = configs[0];
+  const identity = await gradientIdentity(ctx.tf, TEXT_COEF, tuned.lr.gvpo);
   const markdown = [
-    `Command: \`${commandOf('text', ctx)}\``, '', settingsLine(recipe.base, seeds), '',
-    `Greedy accuracy of the starting checkpoint on the evaluation prompts: ${before.toFixed(3)}. GRPO: advantages divided by the group's std, ratio clipped at 1 ± 0.2 against the policy that sampled the group, per-sequence token mean; Dr.GRPO: mean-centred advantages, constant normaliser; neither has a KL penalty here (as in the official GVPO script, which sets use_kl_loss=False).`, '',
-    `Learning rates, tuned per algorithm and per structure on the same grid (final reward of the policy's samples at tuning seeds, not the reported ones):`, '', stale.tuned.table, '',
-    `**The official structure** (${recipe.base.miniBatches} mini-batches, 1 epoch: ${recipe.base.miniBatches} updates per sampled batch):`, '',
-    recipe.table, '', '![accuracy, reward and KL over steps](experiments/text/curves.svg)', '',
-    `**Staler** (${stale.base.miniBatches} mini-batches, ${stale.base.epochs} epochs: ${stale.base.miniBatches * stale.base.epochs} updates per sampled batch):`, '',
-    stale.table, '', '![the same with more updates per batch](experiments/text/curves-epochs.svg)',
+    `Command: \`${commandOf('text', ctx)}\``, '', settingsLine(base, seeds), '',
+    `Methods: GVPO (beta ${TEXT_COEF}, the previous step's policy as pi_theta', as the official recipe runs it); GRPO (advantages divided by the group's std, ratio clipped at 1 ± 0.2 ` +
+    `against the sampling policy, per-sequence token mean, the k3 KL term to the same pi_theta' at coefficient ${TEXT_COEF}); Dr.GRPO (mean-centered advantages, the same clipped ratio, ` +
+    `a constant normalizer, no KL, as its authors run it); REINFORCE with the group-mean baseline (RLOO's scaling, no KL). With pi_theta' the previous step's policy, an exact KL penalty ` +
+    `in the reward is 0 at sampling time, so the KL-in-reward variants coincide with the no-KL ones here (the bandit experiment separates them). ` +
+    `Every log-prob is taken at the sampling temperature.`, '',
+    `Learning rates, tuned per method on a log grid at the tuning seeds (score: held-out greedy accuracy gain + held-out reward at T = 1, on prompts never trained on):`, '',
+    '<details><summary>tuning runs</summary>', '', tuned.table, '', '</details>', '',
+    `**The official structure** (${base.miniBatches} mini-batches, 1 epoch: ${base.miniBatches} updates per sampled batch), each method at its tuned rate:`, '', table, '',
+    '**Paired over seeds** (the same seeds, so the same prompts and the same starting point):', '', pairedGainTable(runs), '',
+    '![held-out accuracy, training reward and KL over steps](experiments/text/curves.svg)', '',
+    `**Staleness**: updates per sampled batch at one shared learning rate (${shared}, the median of the tuned rates): held-out greedy accuracy gain, and KL to the starting policy.`, '',
+    staleTable, '', staleKl, '', '![the same at 16 updates per sampled batch](experiments/text/curves-stale.svg)', '',
+    '**GVPO against REINFORCE, numerically.** With a frozen reference, per sequence, GVPO\'s gradient is dL/dS = beta/((k-1)G) (beta (p - q) - a) and ' +
+    'REINFORCE\'s with the exact KL at coefficient beta in the reward (computed at the sampling policy, verl\'s use_kl_in_reward) is -1/((k-1)G) (a - beta (p_old - q)), ' +
+    'with a, p, q, p_old the group-centered rewards, log-probs, reference log-probs and sampling-time log-probs. So GVPO = beta REINFORCE + beta²/((k-1)G) (p - p_old): ' +
+    'a group-baseline policy gradient with the exact KL in the reward at the first update on fresh groups, and apart from it by the variance term\'s pull back to p_old ' +
+    'once the policy moves within a step. Measured with the library\'s own losses on one batch of 16 prompts x 8 from the shipped checkpoint after 10 GVPO steps away ' +
+    `from it (beta ${TEXT_COEF}, Adam at GVPO's tuned rate), through 3 updates on that batch:`, '', identity,
   ].join('\n');
+  const last = (sweep.length - 1) * methods.length;
   return {
     markdown,
     charts: {
-      'curves.svg': svgChart(standardPanels(algos.map((a) => [a, recipe.runs[a]]))),
-      'curves-epochs.svg': svgChart(standardPanels(algos.map((a) => [a, stale.runs[a]]))),
+      'curves.svg': svgChart(standardPanels(methods.map((m) => [METHODS[m].label, runs[m]]))),
+      'curves-stale.svg': svgChart(standardPanels(methods.map((m, j) => [METHODS[m].label, stale[last + j]]))),
     },
   };
 }
 
-async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
-  const algos: Algo[] = ['gvpo', 'grpo'];
-  const tuned = await tuneText(ctx, algos, log);
-  const seeds = seedsOf(ctx);
-  const shares: Array<[string, number]> = [['0:8', 0], ['2:6', 0.25], ['4:4', 0.5]];
-  const runs: Record<string, RunSummary[]> = {};
-  let base = textBase(ctx);
-  for (const algo of algos) {
-    for (const [name, ratio] of shares) {
-      base = textBase(ctx, { algo, learningRate: tuned.lr[algo], replayRatio: ratio, replayCapacity: 4 * textBase(ctx).promptsPerStep });
-      runs[`${algo} ${name}`] = await overSeeds(base, seeds, log);
-    }
-  }
-  const keys = Object.keys(runs);
-  const table = markdownTable(['algorithm, history:current', ...RESULT_HEAD], keys.map((k) => [k, ...resultCells(runs[k])]));
-  const markdown = [
-    `Command: \`${commandOf('off-policy', ctx)}\``, '', settingsLine(base, seeds), '',
-    `History:current is the share of each step's groups replayed from a buffer of the last ${4 * base.promptsPerStep} groups generated by earlier policies (the ratios 0:8, 2:6, 4:4 of the paper's ablation, applied to ${base.promptsPerStep} groups per step). ` +
-    `Replayed groups keep their rewards; GVPO recomputes Sref under pi_theta' and uses no importance weight; GRPO's ratio is taken against the stored log-probs of the policy that generated each group, clipped at 1 ± 0.2. ` +
-    `Learning rates from the text experiment's tuning: ${algos.map((a) => `${a} ${tuned.lr[a]}`).join(', ')}.`, '',
-    table, '', '![accuracy, reward and KL over steps](experiments/off-policy/curves.svg)',
-  ].join('\n');
-  return { markdown, charts: { 'curves.svg': svgChart(standardPanels(keys.map((k) => [k, runs[k]]))) } };
+/** Off-policy sources of a step's groups: [name, run options]. */
+function sources(base: (m: MethodId) => RunOptions, m: MethodId, quick: boolean): Array<[string, RunOptions]> {
+  const o = base(m);
+  const all: Array<[string, RunOptions]> = [
+    ['on-policy (0:8)', o],
+    ['replay 2:6', { ...o, replayRatio: 0.25, replayCapacity: 4 * o.promptsPerStep }],
+    ['replay 4:4', { ...o, replayRatio: 0.5, replayCapacity: 4 * o.promptsPerStep }],
+    ['fixed sampler (the warm-up checkpoint), half the groups', { ...o, fixedSampler: 0.5 }],
+    ['demonstrations in half the groups', { ...o, demonstrations: 0.5 }],
+  ];
+  return quick ? all.slice(0, 2) : all;
 }
 
-export const text: Experiment = { title: '2. GVPO vs GRPO vs Dr.GRPO on the text task', run: compare };
-export const offPolicyExperiment: Experiment = { title: '3. Off-policy data', run: offPolicy };
+const OFF_POLICY_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'reinforce-is'];
+
+async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
+  const seeds = seedsOf(ctx);
+  const methods = OFF_POLICY_METHODS;
+  const tuned = await tuneText(ctx, methods, log, 'frozen');
+  const base = (m: MethodId) => ({ ...textRun(ctx, m, { reference: 'frozen' }), learningRate: tuned.lr[m] });
+  const names = sources(base, 'gvpo', ctx.quick).map(([n]) => n);
+  const configs = methods.flatMap((m) => sources(base, m, ctx.quick).map(([, o]) => o));
+  const results = await overSeeds(ctx, configs, seeds);
+  const of = (m: MethodId, i: number) => results[methods.indexOf(m) * names.length + i];
+  const table = markdownTable(['source of the groups', 'method (learning rate)', ...TEXT_HEAD],
+    names.flatMap((n, i) => methods.map((m) => [n, `${METHODS[m].label} (${tuned.lr[m]})`, ...textCells(of(m, i))])));
+  const paired = names.map((n, i) => `${n}:\n\n${pairedGainTable(Object.fromEntries(methods.map((m) => [m, of(m, i)])))}`).join('\n\n');
+  const markdown = [
+    `Command: \`${commandOf('off-policy', ctx)}\``, '', settingsLine(base('gvpo'), seeds), '',
+    `The reference is frozen at the warm-up checkpoint (KL strength ${TEXT_COEF} for every method). History:current is the share of each step's groups replayed from a buffer ` +
+    `of the ${4 * base('gvpo').promptsPerStep} latest groups generated by earlier policies; the fixed sampler is the warm-up checkpoint itself at temperature 1; ` +
+    `a demonstration group holds the solver's answer as one of its k responses, the others sampled by the policy. Every sampler's probabilities are known and handed to the ` +
+    `trainer: GRPO's clipped ratio and REINFORCE's weights (truncated at 5) are against the distribution that drew each response (the solver gives its answer with probability 1); ` +
+    `GVPO uses no importance weight anywhere. Learning rates tuned on-policy with the frozen reference: ${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}.`, '',
+    table, '', '**Paired over seeds, per source:**', '', paired, '',
+    '![held-out accuracy, training reward and KL over steps, replay 4:4](experiments/off-policy/curves.svg)',
+  ].join('\n');
+  const shown = Math.min(2, names.length - 1);
+  return { markdown, charts: { 'curves.svg': svgChart(standardPanels(methods.map((m) => [METHODS[m].label, of(m, shown)]))) } };
+}
+
+export const text: Experiment = { title: '2. Text: the official structure, and staleness', run: compare };
+export const offPolicyExperiment: Experiment = { title: '3. Off-policy text', run: offPolicy };

@@ -1,0 +1,143 @@
+// Reference fused LM head, float64 throughout: the fallback and the oracle of the native engine
+// (and the head gvpoFromHidden's reference runs through). With x = hidden * weight^T / tau one
+// row at a time (never rows*V) and p = softmax(x[r,:]):
+//   l[r] = x[r,y] - logZ[r] <= 0        H[r] = -sum_v p log p  in [0, log V]
+//   dz[r,v] = (gl[r] ([v == y] - p) - gH[r] p (log p + H[r])) / tau
+//   dL/dhidden[r,:] = sum_v dz[r,v] weight[v,:]      dL/dweight[v,:] (=|+=) sum_r dz[r,v] hidden[r,:]
+// Masked rows (mask == 0) are never read: l = logZ = H = 0, no gradient. V = 1: l = H = 0, no
+// gradient. A live row whose logZ is not finite gets l = H = NaN; one whose target lies outside
+// [0, V) (the callers refuse that first) gets l = NaN and a NaN gradient row.
+import type { HiddenRowsBackwardOpts, HiddenRowsOpts } from '../checked.js';
+import type { TokenLogprobsFromHiddenGrads, TokenLogprobsFromHiddenResult } from '../types.js';
+import { reader } from './dtype.js';
+
+/** What the head reads, whichever op calls it (gvpoFromHidden's batches hold these fields too). */
+export type HeadOpts = Pick<HiddenRowsOpts, 'hidden' | 'weight' | 'dtype' | 'targets' | 'mask' | 'rows' | 'hiddenSize' |
+  'vocab' | 'temperature'>;
+
+/** The head as float64 matrices, and x = z/tau of row r into x (length V). */
+function head(o: HeadOpts) {
+  const H = o.hiddenSize, V = o.vocab;
+  const hid = reader(o.hidden, o.dtype), wr = reader(o.weight, o.dtype);
+  const hidden = new Float64Array(o.rows * H), weight = new Float64Array(V * H);
+  for (let i = 0; i < hidden.length; i++) hidden[i] = hid(i);
+  for (let i = 0; i < weight.length; i++) weight[i] = wr(i);
+  const invTau = 1 / o.temperature;
+  const logits = (r: number, x: Float64Array) => {
+    for (let v = 0; v < V; v++) {
+      let s = 0;
+      for (let h = 0; h < H; h++) s += hidden[r * H + h] * weight[v * H + h];
+      x[v] = s * invTau;
+    }
+  };
+  return { hidden, weight, logits };
+}
+
+function logsumexp(x: Float64Array): number {
+  let m = -Infinity;
+  for (const v of x) {
+    if (Number.isNaN(v)) return NaN;
+    if (v > m) m = v;
+  }
+  if (m === -Infinity || m === Infinity) return m;
+  let s = 0;
+  for (const v of x) s += Math.exp(v - m);
+  return m + Math.log(s);
+}
+
+/** -sum p log p of softmax(x), clamped to [0, log V] (rounding), NaN when logZ is not finite. */
+function entropyOf(x: Float64Array, lz: number): number {
+  if (!Number.isFinite(lz)) return NaN;
+  let h = 0;
+  for (const v of x) {
+    const u = v - lz;
+    if (u > -Infinity) h -= Math.exp(u) * u;
+  }
+  return Math.min(Math.max(h, 0), Math.log(x.length));
+}
+
+export interface HeadF64 {
+  logprobs: Float64Array;
+  logZ: Float64Array;
+  entropy?: Float64Array;
+  nonFiniteRows: number;
+}
+
+export function tokenLogprobsFromHiddenF64(o: HeadOpts, withEntropy: boolean): HeadF64 {
+  const { logits } = head(o);
+  const V = o.vocab;
+  const x = new Float64Array(V);
+  const logprobs = new Float64Array(o.rows), logZ = new Float64Array(o.rows);
+  const entropy = withEntropy ? new Float64Array(o.rows) : undefined;
+  let nonFiniteRows = 0;
+  for (let r = 0; r < o.rows; r++) {
+    if (o.mask && o.mask[r] === 0) continue;
+    logits(r, x);
+    const lz = logsumexp(x);
+    logZ[r] = lz;
+    if (entropy) entropy[r] = V === 1 && Number.isFinite(lz) ? 0 : entropyOf(x, lz);
+    const y = o.targets[r];
+    if (Number.isFinite(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(x[y] - lz, 0);
+    else {
+      logprobs[r] = NaN;
+      nonFiniteRows++;
+    }
+  }
+  return { logprobs, logZ, entropy, nonFiniteRows };
+}
+
+export function tokenLogprobsFromHiddenRef(o: HiddenRowsOpts): TokenLogprobsFromHiddenResult {
+  const f = tokenLogprobsFromHiddenF64(o, o.entropy);
+  const r: TokenLogprobsFromHiddenResult = {
+    logprobs: Float32Array.from(f.logprobs), logZ: Float32Array.from(f.logZ), nonFiniteRows: f.nonFiniteRows,
+  };
+  if (f.entropy) r.entropy = Float32Array.from(f.entropy);
+  return r;
+}
+
+/** The upstream gradients and the forward's statistics the backward reads (gl, gh, entropy may be
+ *  absent: 0, 0, recomputed where gh is non-zero). */
+export interface HeadUpstream {
+  logZ: ArrayLike<number>;
+  entropy?: ArrayLike<number>;
+  gradLogprobs?: ArrayLike<number>;
+  gradEntropy?: ArrayLike<number>;
+}
+
+/** dL/dhidden into gradHidden (overwritten) and dL/dweight into gradWeight (overwritten, or added
+ *  to with accumulate). */
+export function tokenLogprobsFromHiddenBackwardInto(o: HeadOpts, up: HeadUpstream, grads: TokenLogprobsFromHiddenGrads,
+  accumulate: boolean): TokenLogprobsFromHiddenGrads {
+  const H = o.hiddenSize, V = o.vocab, invTau = 1 / o.temperature;
+  const { hidden, weight, logits } = head(o);
+  const dH = new Float64Array(o.rows * H), dW = accumulate ? Float64Array.from(grads.gradWeight) : new Float64Array(V * H);
+  const x = new Float64Array(V);
+  for (let r = 0; r < o.rows && V > 1; r++) {
+    if (o.mask && o.mask[r] === 0) continue;
+    const gl = up.gradLogprobs ? up.gradLogprobs[r] : 0, gh = up.gradEntropy ? up.gradEntropy[r] : 0;
+    if (gl === 0 && gh === 0) continue;
+    const y = o.targets[r], lz = up.logZ[r];
+    const bad = !Number.isFinite(lz) || y < 0 || y >= V;
+    logits(r, x);
+    // H from the forward, or from these logits (against their own logZ, as a forward pass would)
+    const ent = gh === 0 ? 0 : up.entropy ? up.entropy[r] : entropyOf(x, logsumexp(x));
+    for (let v = 0; v < V; v++) {
+      const u = Math.min(0, x[v] - lz), p = Math.exp(u); // p <= 1 whatever the rounding of lz
+      const entTerm = gh === 0 || p === 0 ? 0 : gh * p * (u + ent);
+      const dz = bad ? NaN : (gl * ((v === y ? 1 : 0) - p) - entTerm) * invTau;
+      for (let h = 0; h < H; h++) {
+        dH[r * H + h] += dz * weight[v * H + h];
+        dW[v * H + h] += dz * hidden[r * H + h];
+      }
+    }
+  }
+  grads.gradHidden.set(dH);
+  grads.gradWeight.set(dW);
+  return grads;
+}
+
+export function tokenLogprobsFromHiddenBackwardRef(o: HiddenRowsBackwardOpts): TokenLogprobsFromHiddenGrads {
+  return tokenLogprobsFromHiddenBackwardInto(o, {
+    logZ: o.logZ, entropy: o.entropy, gradLogprobs: o.gradTokenLogprobs, gradEntropy: o.gradEntropy,
+  }, { gradHidden: o.gradHidden, gradWeight: o.gradWeight }, o.accumulate);
+}

@@ -1,0 +1,269 @@
+// The fused LM head for any loss: l (and H) and the gradients for upstream dL/dl and dL/dH,
+// against the float64 reference over awkward shapes, every dtype and temperatures far from 1;
+// against PyTorch float64 autograd fixtures (scripts/make-fixtures-hidden.py); against central
+// finite differences of the float64 loss; against tokenLogprobs on the materialised logits;
+// the mask's liveness semantics, V = 1, one row, non-finite rows, gradWeight into a caller's
+// buffer and accumulated, the async twins, thread-count independence.
+// Gradients are compared relative to their scale: max |got - want| <= tol * max |want|.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  backendInfo, tokenLogprobs, tokenLogprobsBackward, tokenLogprobsFromHidden, tokenLogprobsFromHiddenAsync,
+  tokenLogprobsFromHiddenBackward, tokenLogprobsFromHiddenBackwardAsync,
+} from '../src/index.js';
+import type { HiddenRowsOpts } from '../src/checked.js';
+import { encodeHalf } from '../src/reference/dtype.js';
+import { tokenLogprobsFromHiddenBackwardInto, tokenLogprobsFromHiddenF64 } from '../src/reference/tokenLogprobsFromHidden.js';
+import type { DType, TokenLogprobsFromHiddenArgs } from '../src/types.js';
+import { allclose } from './helpers/allclose.js';
+import { normal, rng } from './helpers/data.js';
+
+interface Case extends TokenLogprobsFromHiddenArgs {
+  gradTokenLogprobs: Float32Array;
+  gradEntropy: Float32Array;
+}
+
+/** rows x H hidden states, V x H weight with |z/tau| of order 10 at any temperature; a quarter of
+ *  the rows masked (mask values other than 1 on live rows), with garbage targets, NaN hidden
+ *  states and NaN upstream there. */
+function draw(seed: number, rows: number, H: number, V: number, dtype: DType, tau: number, masked = true): Case {
+  const r = rng(seed);
+  const h = Float32Array.from({ length: rows * H }, () => normal(r));
+  const w = Float32Array.from({ length: V * H }, () => normal(r) * 1.5 / Math.sqrt(H) * Math.min(1, 10 * tau));
+  const targets = new Int32Array(rows), mask = new Float32Array(rows);
+  const gl = new Float32Array(rows), gh = new Float32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    mask[i] = masked && rows > 1 && r() < 0.25 ? 0 : r() < 0.3 ? 0.5 : 1;
+    targets[i] = mask[i] ? Math.floor(r() * V) : (i % 2 ? -3 : V + 7);
+    gl[i] = mask[i] ? (r() < 0.2 ? 0 : normal(r)) : NaN;
+    gh[i] = mask[i] ? (r() < 0.2 ? 0 : normal(r)) : NaN;
+    if (!mask[i]) h.fill(NaN, i * H, (i + 1) * H);
+  }
+  return {
+    hidden: dtype === 'float32' ? h : encodeHalf(h, dtype), weight: dtype === 'float32' ? w : encodeHalf(w, dtype),
+    dtype, targets, mask, rows, hiddenSize: H, vocab: V, temperature: tau, gradTokenLogprobs: gl, gradEntropy: gh,
+  };
+}
+
+function opts(a: TokenLogprobsFromHiddenArgs): HiddenRowsOpts {
+  return { ...a, dtype: a.dtype ?? 'float32', mask: a.mask as Float32Array | undefined, temperature: a.temperature ?? 1, entropy: true };
+}
+
+/** The float64 reference: values, and the gradients for the case's upstream. */
+function reference(c: Case, withEntropyGrad = true) {
+  const o = opts(c);
+  const f = tokenLogprobsFromHiddenF64(o, true);
+  const g = tokenLogprobsFromHiddenBackwardInto(o, {
+    logZ: f.logZ, entropy: f.entropy, gradLogprobs: c.gradTokenLogprobs, gradEntropy: withEntropyGrad ? c.gradEntropy : undefined,
+  }, { gradHidden: new Float32Array(c.rows * c.hiddenSize), gradWeight: new Float32Array(c.vocab * c.hiddenSize) }, false);
+  return { ...f, ...g };
+}
+
+/** max |got - want| <= tol * max |want| (+ a floor for gradients that are zero). */
+function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  let scale = 0, err = 0, at = -1;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= err)) { err = e; at = i; }
+  }
+  if (!(err <= tol * scale + 1e-12)) {
+    throw new Error(`${what}[${at}]: got ${got[at]}, want ${want[at]} (max err ${err}, scale ${scale}, tol ${tol})`);
+  }
+}
+
+const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+function forwardArgs(c: Case): TokenLogprobsFromHiddenArgs {
+  const { gradTokenLogprobs: _gl, gradEntropy: _gh, ...a } = c;
+  return a;
+}
+
+describe('tokenLogprobsFromHidden', () => {
+  // [rows, H, V]: H and V off the vector widths and tile edges, V = 1 and 2, one row, several
+  // vocabulary chunks.
+  const shapes: Array<[number, number, number]> = [[7, 17, 37], [1, 33, 300], [5, 9, 1], [3, 5, 2], [12, 70, 600], [40, 20, 257]];
+  const taus = [1, 0.7, 1e-3, 30];
+  let i = 0;
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    for (const [R, H, V] of shapes) {
+      const tau = taus[i++ % taus.length];
+      it(`${dtype} rows=${R} H=${H} V=${V} tau=${tau}: l, H and both gradients match the float64 reference`, () => {
+        const c = draw(i * 101 + V, R, H, V, dtype, tau);
+        const want = reference(c);
+        const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+        expect(f.nonFiniteRows).toBe(0);
+        const lz = Array.from(want.logZ, Math.abs);
+        allclose(f.logZ, want.logZ, { atol: 2e-5, rtol: 5e-6 }, 'logZ');
+        allclose(f.logprobs.map((x, r) => x / (1 + lz[r])), want.logprobs.map((x, r) => x / (1 + lz[r])), { atol: 1e-5, rtol: 0 }, 'l');
+        allclose(f.entropy!, want.entropy!, { atol: 2e-5, rtol: 2e-5 }, 'H');
+        const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: f.logZ, entropy: f.entropy,
+          gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy });
+        scaleClose(g.gradHidden, want.gradHidden, 1e-4, 'dL/dhidden');
+        scaleClose(g.gradWeight, want.gradWeight, 1e-4, 'dL/dweight');
+        for (let r = 0; r < R; r++) {
+          expect(f.logprobs[r]).toBeLessThanOrEqual(0);
+          expect(f.entropy![r]).toBeGreaterThanOrEqual(0);
+          if ((c.mask as Float32Array)[r] === 0 || V === 1) {
+            expect(Math.abs(f.logprobs[r]) + Math.abs(f.entropy![r])).toBe(0);
+            expect(g.gradHidden.subarray(r * H, (r + 1) * H).every((x) => x === 0)).toBe(true);
+          }
+          if ((c.mask as Float32Array)[r] === 0) expect(f.logZ[r]).toBe(0);
+        }
+        if (V === 1) expect(g.gradWeight.every((x) => x === 0)).toBe(true);
+      });
+    }
+  }
+
+  const fixtures = JSON.parse(readFileSync(new URL('./fixtures/tokenLogprobsFromHidden.json', import.meta.url), 'utf8'));
+  for (const f of fixtures.cases) {
+    it(`matches PyTorch float64 autograd: ${f.name}`, () => {
+      const half = f.dtype !== 'float32';
+      const nan = (xs: Array<number | null>) => Float32Array.from(xs, (x) => (x === null ? NaN : x));
+      const a: TokenLogprobsFromHiddenArgs = {
+        hidden: half ? Uint16Array.from(f.hiddenBits) : Float32Array.from(f.hidden),
+        weight: half ? Uint16Array.from(f.weightBits) : Float32Array.from(f.weight),
+        dtype: f.dtype, targets: Int32Array.from(f.targets), mask: Float32Array.from(f.mask),
+        rows: f.rows, hiddenSize: f.hiddenSize, vocab: f.vocab, temperature: f.temperature,
+      };
+      const got = tokenLogprobsFromHidden({ ...a, entropy: true });
+      allclose(got.logprobs, f.logprobs, { atol: 2e-5, rtol: 2e-5 }, 'l');
+      allclose(got.entropy!, f.entropy, { atol: 2e-5, rtol: 2e-5 }, 'H');
+      allclose(got.logZ, f.logZ, { atol: 2e-5, rtol: 2e-6 }, 'logZ');
+      const g = tokenLogprobsFromHiddenBackward({ ...a, logZ: got.logZ, entropy: got.entropy,
+        gradTokenLogprobs: nan(f.gradTokenLogprobs), ...(f.gradEntropy ? { gradEntropy: nan(f.gradEntropy) } : {}) });
+      scaleClose(g.gradHidden, f.gradHidden, 1e-4, 'dL/dhidden');
+      scaleClose(g.gradWeight, f.gradWeight, 1e-4, 'dL/dweight');
+    });
+  }
+
+  it('the reference gradients equal central finite differences of sum gl*l + gH*H (float64)', () => {
+    for (const tau of [1, 0.05]) {
+      const c = draw(77, 5, 4, 9, 'float32', tau, false);
+      const base = opts(c);
+      const h = Float64Array.from(c.hidden as Float32Array), w = Float64Array.from(c.weight as Float32Array);
+      const lossAt = (hh: Float64Array, ww: Float64Array) => {
+        const f = tokenLogprobsFromHiddenF64({ ...base, hidden: hh as unknown as Float32Array, weight: ww as unknown as Float32Array }, true);
+        let s = 0;
+        for (let r = 0; r < c.rows; r++) s += c.gradTokenLogprobs[r] * f.logprobs[r] + c.gradEntropy[r] * f.entropy![r];
+        return s;
+      };
+      const want = reference(c);
+      const eps = 1e-6;
+      const fd = (x: Float64Array, at: (y: Float64Array) => number) => Float64Array.from(x, (_, k) => {
+        const up = x.slice(); up[k] += eps;
+        const dn = x.slice(); dn[k] -= eps;
+        return (at(up) - at(dn)) / (2 * eps);
+      });
+      // the reference's gradients are float32 arrays: compare at float32 precision
+      scaleClose(want.gradHidden, fd(h, (y) => lossAt(y, w)), 1e-5, `dL/dhidden vs FD (tau ${tau})`);
+      scaleClose(want.gradWeight, fd(w, (y) => lossAt(h, y)), 1e-5, `dL/dweight vs FD (tau ${tau})`);
+    }
+  });
+
+  it('agrees with tokenLogprobs and its backward on the materialised logits', () => {
+    const c = draw(5, 9, 24, 200, 'float32', 0.9);
+    const { rows, hiddenSize: H, vocab: V } = c;
+    const hid = c.hidden as Float32Array, w = c.weight as Float32Array;
+    const logits = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) {
+        let s = 0;
+        for (let k = 0; k < H; k++) s += hid[r * H + k] * w[v * H + k];
+        logits[r * V + v] = s;
+      }
+    }
+    const viaLogits = tokenLogprobs({ logits, targets: c.targets, mask: c.mask, rows, vocab: V, temperature: 0.9 });
+    const got = tokenLogprobsFromHidden(forwardArgs(c));
+    expect(got.entropy).toBeUndefined();
+    allclose(got.logprobs, viaLogits.logprobs, { atol: 3e-5, rtol: 3e-5 }, 'l');
+    const dz = tokenLogprobsBackward({ logits, targets: c.targets, mask: c.mask, rows, vocab: V, temperature: 0.9,
+      logZ: viaLogits.logZ, gradTokenLogprobs: c.gradTokenLogprobs });
+    const dH = new Float64Array(rows * H);
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) for (let k = 0; k < H; k++) dH[r * H + k] += dz[r * V + v] * w[v * H + k];
+    }
+    const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: got.logZ, gradTokenLogprobs: c.gradTokenLogprobs });
+    scaleClose(g.gradHidden, dH, 1e-4, 'dL/dhidden via the logits op');
+  });
+
+  it('mask values are liveness, not weights; no mask means every row is live', () => {
+    const c = draw(8, 6, 11, 50, 'float32', 1, false);
+    const live = Float32Array.from(c.mask as Float32Array, (m) => (m ? 1 : 0));
+    const a = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+    const b = tokenLogprobsFromHidden({ ...forwardArgs(c), mask: live, entropy: true });
+    const d = tokenLogprobsFromHidden({ ...forwardArgs(c), mask: undefined, entropy: true });
+    expect(same(a.logprobs, b.logprobs) && same(a.entropy!, b.entropy!) && same(a.logprobs, d.logprobs)).toBe(true);
+    const up = { logZ: a.logZ, gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy };
+    const ga = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up });
+    const gb = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), mask: live, ...up });
+    expect(same(ga.gradHidden, gb.gradHidden) && same(ga.gradWeight, gb.gradWeight)).toBe(true);
+  });
+
+  it('gradWeight: the caller\'s buffer overwritten, or added to with accumulate; gradEntropy alone; H recomputed', () => {
+    const c = draw(12, 10, 13, 90, 'bfloat16', 1.1);
+    const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+    const up = { logZ: f.logZ, gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy };
+    const fresh = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, entropy: f.entropy });
+    const mine = new Float32Array(90 * 13).fill(7);
+    const over = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, entropy: f.entropy, gradWeight: mine });
+    expect(over.gradWeight).toBe(mine);
+    expect(same(mine, fresh.gradWeight)).toBe(true);
+    const acc = Float32Array.from({ length: 90 * 13 }, (_, k) => (k % 5) - 2);
+    const start = acc.slice();
+    tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, entropy: f.entropy, gradWeight: acc, accumulate: true });
+    scaleClose(acc, Float64Array.from(start, (x, k) => x + fresh.gradWeight[k]), 1e-6, 'accumulated dL/dweight');
+    // the backward recomputes H when it is not given (or given as the forward's flag)
+    for (const entropy of [undefined, true]) {
+      const rec = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, entropy });
+      scaleClose(rec.gradHidden, fresh.gradHidden, 1e-6, 'dL/dhidden with H recomputed');
+      scaleClose(rec.gradWeight, fresh.gradWeight, 1e-6, 'dL/dweight with H recomputed');
+    }
+    // an entropy bonus alone: gl = 0 everywhere
+    const zero = new Float32Array(c.rows);
+    const onlyH = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, gradTokenLogprobs: zero, entropy: f.entropy });
+    const want = reference({ ...c, gradTokenLogprobs: zero });
+    scaleClose(onlyH.gradHidden, want.gradHidden, 1e-4, 'dL/dhidden of H alone');
+  });
+
+  it('the async twins match the sync calls; results do not depend on the thread count', async () => {
+    const c = draw(31, 300, 64, 700, 'float32', 1);
+    const s = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true, threads: 1 });
+    const t = await tokenLogprobsFromHiddenAsync({ ...forwardArgs(c), entropy: true, threads: 3 });
+    expect(same(s.logprobs, t.logprobs) && same(s.entropy!, t.entropy!) && same(s.logZ, t.logZ)).toBe(true);
+    const up = { logZ: s.logZ, entropy: s.entropy, gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy };
+    const gs = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, threads: 1 });
+    const ga = await tokenLogprobsFromHiddenBackwardAsync({ ...forwardArgs(c), ...up, threads: 3 });
+    expect(same(gs.gradHidden, ga.gradHidden) && same(gs.gradWeight, ga.gradWeight)).toBe(true);
+  });
+
+  it('a NaN hidden state on a live row gives that row NaN l and H, reported; a NaN upstream a NaN gradient row', () => {
+    const c = draw(3, 5, 6, 20, 'float32', 1, false);
+    (c.hidden as Float32Array)[2 * 6 + 1] = NaN;
+    const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+    expect(f.nonFiniteRows).toBe(1);
+    expect(Number.isNaN(f.logprobs[2]) && Number.isNaN(f.entropy![2])).toBe(true);
+    expect(Number.isFinite(f.logprobs[0]) && Number.isFinite(f.entropy![0])).toBe(true);
+    const gl = Float32Array.from(c.gradTokenLogprobs, (x, r) => (r === 2 ? 0 : r === 4 ? NaN : x || 1));
+    const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: f.logZ, gradTokenLogprobs: gl });
+    expect(g.gradHidden.subarray(4 * 6, 5 * 6).every(Number.isNaN)).toBe(true);
+    expect(g.gradHidden.subarray(0, 6).every(Number.isFinite)).toBe(true);
+  });
+
+  it('refuses bad input with the argument named, before any work', async () => {
+    const c = draw(1, 4, 3, 6, 'float32', 1, false);
+    const a = forwardArgs(c);
+    expect(() => tokenLogprobsFromHidden({ ...a, entropi: true } as TokenLogprobsFromHiddenArgs)).toThrow(/did you mean 'entropy'/);
+    expect(() => tokenLogprobsFromHidden({ ...a, entropy: 1 as unknown as boolean })).toThrow(TypeError);
+    const f = tokenLogprobsFromHidden(a);
+    const b = { ...a, logZ: f.logZ, gradTokenLogprobs: c.gradTokenLogprobs };
+    expect(() => tokenLogprobsFromHiddenBackward({ ...b, accumulate: true })).toThrow(RangeError);
+    expect(() => tokenLogprobsFromHiddenBackward({ ...b, gradWeight: new Float32Array(17) })).toThrow(/gradWeight must be of length vocab\*hiddenSize = 18/);
+    await expect(tokenLogprobsFromHiddenBackwardAsync({ ...b, gradEntropy: new Float32Array(3) })).rejects.toThrow(RangeError);
+  });
+
+  it('runs on the backend it reports', () => {
+    expect(['cuda', 'cpu', 'js']).toContain(backendInfo().active);
+  });
+});
