@@ -6,16 +6,20 @@
 // Works the same in a checkout and in an installed package (node_modules/gvpo): node-gyp is npm's
 // own (npm_config_node_gyp) when no node-gyp is installed, and CMake is run directly, so neither
 // is a dependency of the package.
+// Quiet: a build that succeeds prints one line; one that fails prints the whole log of the step
+// that failed. --verbose (or GVPO_BUILD_VERBOSE=1) shows everything as it comes.
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const mode = process.argv.includes('--cuda') ? 'cuda' : process.argv.includes('--cmake') ? 'cmake' : 'gyp';
+const verbose = process.argv.includes('--verbose') || process.env.GVPO_BUILD_VERBOSE === '1';
+const started = performance.now();
 
 // Node's own headers, when this Node was installed with them (official tarballs, distributions'
 // nodejs packages): building against them needs no download.
@@ -28,8 +32,17 @@ function fail(msg) {
   process.exit(1);
 }
 
+/** Runs a build step with its output (stdout and stderr, in order) in a log that is shown only
+ *  when the step fails. */
 function run(cmd, args, env = process.env) {
-  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, env });
+  const logDir = verbose ? undefined : mkdtempSync(join(tmpdir(), 'gvpo-build-'));
+  const log = logDir && join(logDir, 'build.log');
+  const fd = log ? openSync(log, 'w') : undefined;
+  const r = spawnSync(cmd, args, { stdio: fd === undefined ? 'inherit' : ['ignore', fd, fd], cwd: root, env });
+  if (fd !== undefined) closeSync(fd);
+  const failed = r.error || r.status !== 0;
+  if (failed && log) process.stderr.write(readFileSync(log, 'utf8'));
+  if (logDir) rmSync(logDir, { recursive: true, force: true });
   if (r.error) fail(`could not run ${cmd}: ${r.error.message}`);
   if (r.status !== 0) fail(`the native build (${mode}) failed: ${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}`);
 }
@@ -75,3 +88,5 @@ function buildCmake() {
 
 if (mode === 'gyp') buildGyp();
 else buildCmake();
+const seconds = ((performance.now() - started) / 1000).toFixed(0);
+console.log(`gvpo: built ${join('build', 'Release', 'gvpo.node')} (${mode === 'gyp' ? 'node-gyp' : `CMake, ${mode === 'cuda' ? 'CUDA on' : 'CUDA if nvcc is found'}`}, ${seconds} s)`);

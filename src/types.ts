@@ -1,16 +1,20 @@
 // The argument and result types of the public surface (docs/DESIGN.md, "The public surface").
 
+/** How logits, hidden states and weights are stored: float32 values, or bfloat16 / float16 bit patterns. */
 export type DType = 'float32' | 'bfloat16' | 'float16';
 /** float32 values as a Float32Array; bfloat16 / float16 as their bit patterns in a Uint16Array
  *  (logits, hidden states, a head's weight: whatever `dtype` describes). */
 export type FloatArray = Float32Array | Uint16Array;
 /** Equal groups of `size` consecutive sequences, or ragged groups by offsets (length G+1). */
 export type Groups = { size: number } | { offsets: Int32Array };
+/** 'mean' (the default): the loss over groups of size >= 2 averaged; 'sum': summed (the official recipe's compute_policy_loss_gvpo). */
 export type Reduction = 'mean' | 'sum';
 /** A mask: 0 skips a token, anything else weights it. Converted to Float32Array once. */
 export type MaskLike = Float32Array | Float64Array | Uint8Array | Int32Array;
+/** Per-sequence numbers (rewards, sequence log-probs): read as float64, every value finite. */
 export type NumbersLike = Float64Array | Float32Array | number[];
 
+/** Rows of logits (`rows` x `vocab`) and the target token of each row. */
 export interface TokenLogprobsArgs {
   logits: FloatArray;
   dtype?: DType;
@@ -21,6 +25,7 @@ export interface TokenLogprobsArgs {
   temperature?: number;
   threads?: number;
 }
+/** Per row: the token log-prob l and the log-normaliser logZ = logsumexp(z/tau), both float32. */
 export interface TokenLogprobsResult {
   logprobs: Float32Array;
   logZ: Float32Array;
@@ -28,6 +33,7 @@ export interface TokenLogprobsResult {
   nonFiniteRows: number;
 }
 
+/** tokenLogprobs' inputs, its logZ, and the upstream gradient dL/dl per row. */
 export interface TokenLogprobsBackwardArgs extends TokenLogprobsArgs {
   logZ: Float32Array;
   /** dLoss/dl per row (token). Rows whose mask is 0 get no gradient whatever this holds. */
@@ -36,6 +42,7 @@ export interface TokenLogprobsBackwardArgs extends TokenLogprobsArgs {
   out?: Float32Array;
 }
 
+/** Token log-probs (N*T) and the mask that weights them: S[n] = sum_t m[n,t] * l[n,t]. */
 export interface SequenceLogprobsArgs {
   tokenLogprobs: Float32Array | Float64Array;
   mask: MaskLike;
@@ -43,15 +50,18 @@ export interface SequenceLogprobsArgs {
   tokens: number;
 }
 
+/** Values (one per sequence) and their groups. */
 export interface GroupCenterArgs {
   values: NumbersLike;
   groups: Groups;
 }
+/** Each value minus its group's mean, and the means (one per group). */
 export interface GroupCenterResult {
   centered: Float64Array;
   means: Float64Array;
 }
 
+/** The GVPO loss read as the paper's three terms plus a constant, reduced like the loss; they add up to it. */
 export interface GvpoTerms {
   advantage: number;
   trustRegion: number;
@@ -59,6 +69,7 @@ export interface GvpoTerms {
   constant: number;
 }
 
+/** Sequence log-probs under the policy (S) and the reference (Sref), rewards, groups and beta. */
 export interface GvpoLossArgs {
   policyLogprobs: NumbersLike;
   referenceLogprobs: NumbersLike;
@@ -67,6 +78,7 @@ export interface GvpoLossArgs {
   beta: number;
   reduction?: Reduction;
 }
+/** The loss, dL/dS per sequence (`gradLogprobs`), the residuals c and the terms. */
 export interface GvpoLossResult {
   loss: number;
   gradLogprobs: Float64Array;
@@ -74,6 +86,7 @@ export interface GvpoLossResult {
   terms: GvpoTerms;
 }
 
+/** A batch of N sequences x T tokens of logits over a vocabulary of V, their targets and mask. */
 export interface LogitsBatchArgs {
   logits: FloatArray;
   dtype?: DType;
@@ -86,12 +99,14 @@ export interface LogitsBatchArgs {
   threads?: number;
 }
 
+/** Phase 1's inputs: the batch and, optionally, the reference policy's log-probs. */
 export interface GvpoForwardArgs extends LogitsBatchArgs {
   /** Per-token log-probs under pi_theta' (N*T); summed under the mask into Sref. */
   referenceTokenLogprobs?: Float32Array | Float64Array;
   /** Or Sref per sequence (N). With neither, Sref = S: pi_theta' is the current policy. */
   referenceLogprobs?: NumbersLike;
 }
+/** Phase 1's results: S and Sref per sequence (float64), token log-probs and logZ per token (float32). */
 export interface GvpoForwardResult {
   policyLogprobs: Float64Array;
   referenceLogprobs: Float64Array;
@@ -100,6 +115,7 @@ export interface GvpoForwardResult {
   nonFiniteRows: number;
 }
 
+/** Phase 2's inputs: the batch, phase 1's logZ and dL/dS per sequence. */
 export interface GvpoBackwardArgs extends LogitsBatchArgs {
   logZ: Float32Array;
   /** dL/dS per sequence (N). */
@@ -109,6 +125,7 @@ export interface GvpoBackwardArgs extends LogitsBatchArgs {
   out?: Float32Array;
 }
 
+/** The fused op's inputs: the batch, the reference, rewards, groups, beta, and where the gradient goes. */
 export interface GvpoFromLogitsArgs extends GvpoForwardArgs {
   rewards: NumbersLike;
   groups: Groups;
@@ -117,6 +134,7 @@ export interface GvpoFromLogitsArgs extends GvpoForwardArgs {
   inPlace?: boolean;
   out?: Float32Array;
 }
+/** The fused op's results: the loss and its reading, dL/dlogits (float32, N*T*V), and phase 1's values. */
 export interface GvpoFromLogitsResult extends GvpoLossResult {
   gradLogits: Float32Array;
   policyLogprobs: Float64Array;
@@ -144,25 +162,31 @@ export interface HiddenBatchArgs {
   referenceTokenLogprobs?: Float32Array | Float64Array;
   referenceLogprobs?: NumbersLike;
 }
+/** The fused head's phase 1 takes the batch of hidden states and the head's weight. */
 export type GvpoFromHiddenForwardArgs = HiddenBatchArgs;
+/** The fused head's phase 1 gives what gvpoForward gives. */
 export type GvpoFromHiddenForwardResult = GvpoForwardResult;
+/** The fused head's phase 2: the batch, phase 1's logZ and dL/dS per sequence. */
 export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs {
   logZ: Float32Array;
   /** dL/dS per sequence (N). */
   gradLogprobs: NumbersLike;
 }
+/** The gradients of the fused head's inputs. */
 export interface GvpoFromHiddenGrads {
   /** dL/dhidden, N*T*H float32. */
   gradHidden: Float32Array;
   /** dL/dweight, V*H float32. */
   gradWeight: Float32Array;
 }
+/** The fused head's inputs: hidden states and the head's weight, the batch, reference, rewards, groups, beta. */
 export interface GvpoFromHiddenArgs extends HiddenBatchArgs {
   rewards: NumbersLike;
   groups: Groups;
   beta: number;
   reduction?: Reduction;
 }
+/** The fused head's results: the loss and its reading, both gradients, and phase 1's values. */
 export interface GvpoFromHiddenResult extends GvpoLossResult, GvpoFromHiddenGrads {
   policyLogprobs: Float64Array;
   referenceLogprobs: Float64Array;

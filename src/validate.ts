@@ -85,8 +85,13 @@ export function isKind(v: unknown, ctor: TypedCtor): boolean {
   return !types.isProxy(v) && IS_KIND.get(ctor)!(v);
 }
 
-export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown, ctor: C): InstanceType<C> {
-  if (!isKind(v, ctor)) typeError(fn, name, `a ${ctor.name}`, v);
+/** "a Float32Array", "an Int32Array": the article the kind's name takes. */
+export function article(kind: string): string {
+  return `${/^[AEIO]/.test(kind) ? 'an' : 'a'} ${kind}`; // a Uint16Array, an Int32Array
+}
+
+export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown, ctor: C, hint = ''): InstanceType<C> {
+  if (!isKind(v, ctor)) typeError(fn, name, `${article(ctor.name)}${hint}`, v);
   if (isDetached(v as ArrayBufferView)) {
     typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
   }
@@ -171,13 +176,31 @@ export function product(fn: string, what: string, dims: number[]): number {
   return p;
 }
 
-export function expectLength(fn: string, name: string, got: number, want: number, what: string): void {
-  if (got !== want) rangeError(fn, name, `of length ${what} = ${want}`, `length ${got}`);
+export function expectLength(fn: string, name: string, got: number, want: number, what: string, hint = ''): void {
+  if (got !== want) rangeError(fn, name, `of length ${what} = ${want}`, `length ${got}${hint}`);
 }
 
-/** An array in `dtype`: a Float32Array for float32, 16-bit bit patterns in a Uint16Array otherwise. */
+/**
+ * When an array of `got` elements that should hold `vocab` x `other` values holds a whole number
+ * of `other`-sized pieces, that count is most likely the real vocabulary: say so, in terms of
+ * vocab. `layout` names the array's shape: logits are rows x vocab, a head's weight vocab x H.
+ */
+export function vocabHint(got: number, other: number, vocab: number, layout: 'rows x vocab' | 'vocab x hiddenSize'): string {
+  const v = got / other;
+  if (!Number.isInteger(v) || v < 1 || v === vocab) return '';
+  const shape = layout === 'rows x vocab' ? `${other} rows of ${v}` : `${v} rows of hiddenSize ${other}`;
+  return ` (${shape}: is vocab ${v}, not ${vocab}?)`;
+}
+
+/** An array in `dtype`: a Float32Array for float32, 16-bit bit patterns in a Uint16Array otherwise.
+ *  The usual mix-up (float32 values with a 16-bit dtype, or the reverse) gets its remedy named. */
 export function floatsOf(fn: string, name: string, v: unknown, dtype: DType): FloatArray {
-  return dtype === 'float32' ? typed(fn, name, v, Float32Array) : typed(fn, name, v, Uint16Array);
+  if (dtype === 'float32') {
+    const hint = isKind(v, Uint16Array) ? " (16-bit bit patterns need dtype: 'bfloat16' or 'float16')" : '';
+    return typed(fn, name, v, Float32Array, hint);
+  }
+  const hint = isKind(v, Float32Array) || isKind(v, Float64Array) ? ` of ${dtype} bit patterns (toHalf(values, '${dtype}') makes them from float32 values)` : ` of ${dtype} bit patterns`;
+  return typed(fn, name, v, Uint16Array, hint);
 }
 
 const MASK_KINDS = [Float32Array, Float64Array, Uint8Array, Int32Array] as const;

@@ -3,7 +3,7 @@
 // help and version; progress on a pipe as plain lines; warmup never overwrites without --force;
 // a run writes its report with every option.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -14,9 +14,17 @@ vi.setConfig({ testTimeout: 90_000 });
 const CLI = join(import.meta.dirname, '..', 'dist', 'app', 'cli.js');
 
 function gvpo(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return gvpoWith({}, ...args);
+}
+
+/** The command run in `cwd`, with `node` flags before it (e.g. an --import hook). */
+function gvpoWith(o: { cwd?: string; node?: string[]; timeout?: number }, ...args: string[]) {
+  const r = spawnSync(process.execPath, [...(o.node ?? []), CLI, ...args], { encoding: 'utf8', timeout: o.timeout ?? 120_000, cwd: o.cwd });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
+
+// Runs the command as if @tensorflow/tfjs-backend-wasm were not installed.
+const WITHOUT_WASM = ['--import', join(import.meta.dirname, 'helpers', 'without-wasm.mjs')];
 
 function expectUsageError(r: ReturnType<typeof gvpo>, message: RegExp) {
   expect(r.code).toBe(2);
@@ -27,7 +35,9 @@ function expectUsageError(r: ReturnType<typeof gvpo>, message: RegExp) {
 describe('gvpo usage errors', () => {
   it('an unknown flag names the closest one', () => {
     expectUsageError(gvpo('train', '--setps', '5'), /unknown option --setps .*did you mean --steps\?/);
-    expectUsageError(gvpo('compare', '--algo', 'gvpo', '--seed', '1', '--sedes', '2'), /did you mean --seeds\?/);
+    expectUsageError(gvpo('compare', '--algos', 'gvpo', '--seed', '1', '--sedes', '2'), /did you mean --seeds\?/);
+    // compare runs each of --algos: it takes no --algo
+    expectUsageError(gvpo('compare', '--algo', 'gvpo'), /unknown option --algo for `gvpo compare`; did you mean --algos\?/);
   });
   it('an unknown command names the closest one', () => {
     expectUsageError(gvpo('trian'), /unknown command 'trian'; did you mean 'train'\?/);
@@ -69,6 +79,36 @@ describe('gvpo usage errors', () => {
     expect(v.out.trim()).toBe(JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version);
     expectUsageError(gvpo('help', 'nope'), /no help for 'nope'/);
   });
+  it('help shows the values a flag takes, and compare lists --algos only', () => {
+    const train = gvpo('help', 'train').out;
+    expect(train).toMatch(/--terms all\|no-variance\|no-trust-region\n +GVPO's terms kept/);
+    expect(train).toMatch(/--tf auto\|cpu\|wasm\|node\|node-gpu\n +TensorFlow.js backend: wasm/);
+    expect(train).toMatch(/--algo gvpo\|grpo\|drgrpo\|reinforce/);
+    const compare = gvpo('compare', '--help').out;
+    expect(compare).toMatch(/--algos gvpo,grpo,drgrpo,reinforce\n +algorithms to compare/);
+    expect(compare).not.toMatch(/--algo /);
+  });
+  it('a bad --init file is named with what is wrong, before TensorFlow.js loads', () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const file = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const pkg = file('package.json', JSON.stringify({ name: 'app', version: '1.0.0' }));
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--init', pkg), new RegExp(`--init ${pkg} is not a policy file: it has no 'kind'.*gvpo warmup`));
+    const broken = file('broken.json', '{"kind": "char-mlp", "config": {');
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--init', broken), new RegExp(`--init ${broken} is not valid JSON \\(.+\\)`));
+    const short = file('short.json', JSON.stringify({ kind: 'char-mlp', config: {}, weights: [{ shape: [2, 2], data: Buffer.from(new Float32Array(3).buffer).toString('base64') }] }));
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--init', short), /weights\[0\] holds 12 bytes, not the 16 of shape \[2, 2\]/);
+  });
+  it('an output folder that cannot be written is refused before the run starts', () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    writeFileSync(join(dir, 'file'), '');
+    const under = join(dir, 'file', 'run');
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--task', 'bandit', '--out', under), new RegExp(`--out ${under}: cannot write there \\(ENOTDIR`));
+    expectUsageError(gvpo('experiment', 'optimum', '--tf', 'node-gpu', '--out', join(dir, 'file')), /cannot write there \(EEXIST/);
+    expectUsageError(gvpo('warmup', '--tf', 'node-gpu', '--out', join(under, 'w.json')), /the folder of --out .*: cannot write there/);
+  });
   it('warmup refuses to overwrite a checkpoint without --force', () => {
     const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-cli-')), 'w.json');
     writeFileSync(path, 'keep');
@@ -87,7 +127,9 @@ describe('gvpo train and experiment', () => {
     expect(r.err).toMatch(/step 4\/4/);
     expect(r.err).not.toMatch(/Hi, looks like|tfjs-node/);
     const report = readFileSync(join(out, 'report.md'), 'utf8');
-    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'clip', 'terms', 'learningRate']) expect(report).toMatch(new RegExp(`\\| ${option} \\|`));
+    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'clip', 'terms', 'learningRate', 'init']) expect(report).toMatch(new RegExp(`\\| ${option} \\|`));
+    expect(report).toMatch(/\| init \| `a random tabular policy/);
+    expect(report).toMatch(/exactly\s+right \(here: the response with the highest reward for its prompt/);
     expect(report).toMatch(/!\[.*\]\(chart\.svg\)/);
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toMatch(/greedy exact-match accuracy/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
@@ -96,18 +138,37 @@ describe('gvpo train and experiment', () => {
     expect(quiet.err).toBe('');
   });
 
-  it('every experiment at --quick size writes its section and charts', () => {
-    const out = mkdtempSync(join(os.tmpdir(), 'gvpo-exp-'));
-    writeFileSync(join(out, 'EXPERIMENTS.md'), '# Experiments\n\nkept by hand\n');
-    const r = gvpo('experiment', 'all', '--quick', '--quiet', '--out', out);
+  it('without @tensorflow/tfjs-backend-wasm the default falls back to cpu and says so; --tf wasm names --tf cpu', () => {
+    const out = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const r = gvpoWith({ node: WITHOUT_WASM }, 'train', '--task', 'bandit', '--steps', '2', '--out', out);
     expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/@tensorflow\/tfjs-backend-wasm is not installed, so TensorFlow.js runs on its cpu backend.*--tf cpu/);
+    expect(r.err).toMatch(/@tensorflow\/tfjs \(cpu\)/);
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| tf \| `cpu` \|/);
+    const asked = gvpoWith({ node: WITHOUT_WASM }, 'train', '--task', 'bandit', '--steps', '2', '--out', out, '--tf', 'wasm');
+    expect(asked.code).toBe(1);
+    expect(asked.err).toMatch(/`npm install @tensorflow\/tfjs-backend-wasm`.*`gvpo --tf cpu`/);
+  });
+
+  // The fast loop (`npm test`) runs one experiment (the cheapest, 6 s of CPU); the full run all five.
+  const quick = process.env.GVPO_TEST_QUICK === '1';
+  it(`${quick ? 'an experiment' : 'every experiment'} at --quick size writes its section and charts, under runs/ by default, never the EXPERIMENTS.md of the folder it runs in`, () => {
+    const cwd = mkdtempSync(join(os.tmpdir(), 'gvpo-exp-'));
+    writeFileSync(join(cwd, 'EXPERIMENTS.md'), "the app's own file\n");
+    const out = join(cwd, 'runs');
+    mkdirSync(out);
+    writeFileSync(join(out, 'EXPERIMENTS.md'), '# Experiments\n\nkept by hand\n');
+    const r = gvpoWith({ cwd, timeout: 400_000 }, 'experiment', quick ? 'terms' : 'all', '--quick', '--quiet');
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(join(cwd, 'EXPERIMENTS.md'), 'utf8')).toBe("the app's own file\n");
+    expect(existsSync(join(cwd, 'experiments'))).toBe(false);
     const doc = readFileSync(join(out, 'EXPERIMENTS.md'), 'utf8');
     expect(doc).toMatch(/kept by hand/);
     const charts: Record<string, string[]> = { optimum: ['kl.svg', 'frontier.svg'], text: ['curves.svg', 'curves-stale.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
-    for (const [name, files] of Object.entries(charts)) {
+    for (const [name, files] of Object.entries(charts).filter(([name]) => !quick || name === 'terms')) {
       expect(doc).toContain(`<!-- begin experiment ${name} -->`);
       expect(doc).toContain(`gvpo experiment ${name} --quick`);
       for (const f of files) expect(existsSync(join(out, 'experiments', name, f)), `${name}/${f}`).toBe(true);
     }
-  }, 180_000);
+  }, 420_000);
 });

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import {
-  gvpoBackward, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs, tokenLogprobsFromHidden,
+  gvpoBackward, gvpoFromHidden, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs, tokenLogprobsFromHidden,
   tokenLogprobsFromHiddenBackward, tokenLogprobsFromHiddenBackwardAsync,
 } from '../src/index.js';
 import { batch } from './helpers/data.js';
@@ -22,10 +22,13 @@ const FN = 'gvpoFromLogits';
 const TABLE: Row[] = [
   ['options not an object', () => 42 as never, TypeError, `${FN}: options must be an object, got 42`],
   ['logits of the wrong kind', (a) => ({ ...a, logits: new Float64Array(N * T * V) }), TypeError, `${FN}: logits must be a Float32Array, got Float64Array`],
-  ['16-bit logits as Float32Array', (a) => ({ ...a, dtype: 'bfloat16' }), TypeError, `${FN}: logits must be a Uint16Array, got Float32Array`],
+  ['16-bit logits as Float32Array', (a) => ({ ...a, dtype: 'bfloat16' }), TypeError, `${FN}: logits must be a Uint16Array of bfloat16 bit patterns (toHalf(values, 'bfloat16') makes them from float32 values), got Float32Array`],
+  ['16-bit bit patterns without their dtype', (a) => ({ ...a, logits: new Uint16Array(N * T * V) }), TypeError, `${FN}: logits must be a Float32Array (16-bit bit patterns need dtype: 'bfloat16' or 'float16'), got Uint16Array`],
+  ['float16 logits of the wrong kind', (a) => ({ ...a, dtype: 'float16', logits: new Int32Array(N * T * V) }), TypeError, `${FN}: logits must be a Uint16Array of float16 bit patterns, got Int32Array`],
   ['unknown dtype', (a) => ({ ...a, dtype: 'fp8' }), RangeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got 'fp8'`],
   ['logits length off by one', (a) => ({ ...a, logits: new Float32Array(N * T * V - 1) }), RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * V - 1}`],
-  ['targets of the wrong kind', (a) => ({ ...a, targets: new Float32Array(N * T) }), TypeError, `${FN}: targets must be a Int32Array, got Float32Array`],
+  ['logits for another vocabulary', (a) => ({ ...a, logits: new Float32Array(N * T * (V + 1)) }), RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * (V + 1)} (${N * T} rows of ${V + 1}: is vocab ${V + 1}, not ${V}?)`],
+  ['targets of the wrong kind', (a) => ({ ...a, targets: new Float32Array(N * T) }), TypeError, `${FN}: targets must be an Int32Array, got Float32Array`],
   ['targets length', (a) => ({ ...a, targets: new Int32Array(N * T + 1) }), RangeError, `${FN}: targets must be of length sequences*tokens = ${N * T}, got length ${N * T + 1}`],
   ['mask length', (a) => ({ ...a, mask: new Float32Array(2) }), RangeError, `${FN}: mask must be of length sequences*tokens = ${N * T}, got length 2`],
   ['mask of the wrong kind', (a) => ({ ...a, mask: [1, 1] }), TypeError, `${FN}: mask must be a Float32Array, Float64Array, Uint8Array or Int32Array, got Array`],
@@ -51,7 +54,7 @@ const TABLE: Row[] = [
   ['offsets not covering N', (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 3]) } }), RangeError, `${FN}: groups.offsets must be offsets ending at the number of sequences ${N}, got 3`],
   ['offsets not starting at 0', (a) => ({ ...a, groups: { offsets: Int32Array.from([1, 2, 4]) } }), RangeError, `${FN}: groups.offsets must be offsets starting at 0, got 1 at index 0`],
   ['offsets not increasing', (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 2, 4]) } }), RangeError, `${FN}: groups.offsets must be strictly increasing offsets, got 2 after 2 at index 2`],
-  ['offsets of the wrong kind', (a) => ({ ...a, groups: { offsets: [0, 4] } }), TypeError, `${FN}: groups.offsets must be a Int32Array, got Array`],
+  ['offsets of the wrong kind', (a) => ({ ...a, groups: { offsets: [0, 4] } }), TypeError, `${FN}: groups.offsets must be an Int32Array, got Array`],
   ['reduction unknown', (a) => ({ ...a, reduction: 'max' }), RangeError, `${FN}: reduction must be 'mean' | 'sum', got 'max'`],
   ['inPlace for 16-bit logits', (a) => ({ ...batch(1, N, T, V, 'bfloat16'), rewards: a.rewards, groups: a.groups, beta: 0.1, inPlace: true }), RangeError, `${FN}: inPlace must be false for 16-bit logits (the gradient is float32), got true`],
   ['threads negative', (a) => ({ ...a, threads: -1 }), RangeError, `${FN}: threads must be an integer in [0, 1024], got -1`],
@@ -77,7 +80,11 @@ describe('bad input (public API)', () => {
 
   it('the other entry points name themselves and their arguments', () => {
     expect(() => tokenLogprobs({ logits: new Float32Array(6), targets: new Int32Array(2), rows: 2, vocab: 4 })).toThrow(
-      new RangeError('tokenLogprobs: logits must be of length rows*vocab = 8, got length 6'));
+      new RangeError('tokenLogprobs: logits must be of length rows*vocab = 8, got length 6 (2 rows of 3: is vocab 3, not 4?)'));
+    expect(() => tokenLogprobs({ logits: new Float32Array(12), targets: new Int32Array(2), rows: 2, vocab: 4 })).toThrow(
+      new RangeError('tokenLogprobs: logits must be of length rows*vocab = 8, got length 12 (2 rows of 6: is vocab 6, not 4?)'));
+    expect(() => gvpoFromHidden({ hidden: new Float32Array(6), weight: new Float32Array(15), targets: new Int32Array(2), mask: new Float32Array(2), sequences: 2, tokens: 1, hiddenSize: 3, vocab: 4, rewards: [0, 1], groups: { size: 2 }, beta: 0.1 })).toThrow(
+      new RangeError('gvpoFromHidden: weight must be of length vocab*hiddenSize = 12, got length 15 (5 rows of hiddenSize 3: is vocab 5, not 4?)'));
     expect(() => sequenceLogprobs({ tokenLogprobs: new Int32Array(4) as never, mask: new Float32Array(4), sequences: 2, tokens: 2 })).toThrow(
       new TypeError('sequenceLogprobs: tokenLogprobs must be a Float32Array or Float64Array, got Int32Array'));
     expect(() => groupCenter({ values: [1, 2, 3], groups: { size: 2 } })).toThrow(
@@ -117,7 +124,7 @@ const HEAD_FORWARD: HeadRow[] = [
   ['a typo of entropy', (a) => ({ ...a, entropi: true }), TypeError, `${HF}: options has no field 'entropi' (did you mean 'entropy'?)`],
   ['a backward option', (a) => ({ ...a, accumulate: true }), TypeError, `${HF}: options has no field 'accumulate' (did you mean 'mask'?)`],
   ['hidden of the wrong kind', (a) => ({ ...a, hidden: new Float64Array(R * HS) }), TypeError, `${HF}: hidden must be a Float32Array, got Float64Array`],
-  ['16-bit hidden as Float32Array', (a) => ({ ...a, dtype: 'float16' }), TypeError, `${HF}: hidden must be a Uint16Array, got Float32Array`],
+  ['16-bit hidden as Float32Array', (a) => ({ ...a, dtype: 'float16' }), TypeError, `${HF}: hidden must be a Uint16Array of float16 bit patterns (toHalf(values, 'float16') makes them from float32 values), got Float32Array`],
   ['hidden length', (a) => ({ ...a, hidden: a.hidden.subarray(1) }), RangeError, `${HF}: hidden must be of length rows*hiddenSize = ${R * HS}, got length ${R * HS - 1}`],
   ['weight length', (a) => ({ ...a, weight: a.weight.subarray(1) }), RangeError, `${HF}: weight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`],
   ['zero rows', (a) => ({ ...a, rows: 0 }), RangeError, `${HF}: rows must be an integer in [1, 2147483647], got 0`],

@@ -1,8 +1,8 @@
 // The package as a new user gets it: `npm pack`, then the tarball installed into an empty app with
 // lifecycle scripts disabled and a PATH that holds only node, npm and sh (no compiler, make or
 // python3). The native CPU backend must be active from the prebuilt binary, `require` and `import`
-// must work with types for both, TensorFlow.js must be absent and named when asked for, and the
-// app's node_modules must stay under 60 MB. Slow (a pack and an install): CI runs it
+// must work with types for both, TensorFlow.js must be absent and named when asked for, the command
+// must run with @tensorflow/tfjs alone, and the app's node_modules must stay under 60 MB. Slow (a pack and an install): CI runs it
 // (`npm run test:pack`, GVPO_TEST_PACK_INSTALL=1); a plain `npm test` skips it.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -123,6 +123,20 @@ describe.runIf(enabled)('the packed package, installed without scripts or a comp
     const train = run(join(app, 'node_modules', '.bin', 'gvpo'), ['train', '--steps', '1']);
     expect(train.status).toBe(1);
     expect(train.out).toContain('`npm install @tensorflow/tfjs`');
+  });
+
+  it('with @tensorflow/tfjs added (and no wasm backend), the command trains: it says so and runs on cpu', () => {
+    // `npm install @tensorflow/tfjs` from the checkout's own copy (this app has no network to fetch
+    // it): its dependencies resolve from there, gvpo's imports from the app, where no
+    // @tensorflow/tfjs-backend-wasm is
+    mkdirSync(join(app, 'node_modules', '@tensorflow'), { recursive: true });
+    symlinkSync(join(root, 'node_modules', '@tensorflow', 'tfjs'), join(app, 'node_modules', '@tensorflow', 'tfjs'));
+    expect(() => node("require.resolve('@tensorflow/tfjs-backend-wasm')")).toThrow(/Cannot find module/);
+    const train = run(join(app, 'node_modules', '.bin', 'gvpo'), ['train', '--task', 'bandit', '--steps', '2', '--out', join(tmp, 'run')]);
+    expect(train.status, train.out).toBe(0);
+    expect(train.out).toMatch(/@tensorflow\/tfjs-backend-wasm is not installed, so TensorFlow.js runs on its cpu backend/);
+    expect(train.out).not.toMatch(/Hi, looks like/);
+    rmSync(join(app, 'node_modules', '@tensorflow'), { recursive: true, force: true });
   });
 
   it('the install step keeps the prebuilt binary, and a failed source build does not fail it', () => {

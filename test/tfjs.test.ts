@@ -1,10 +1,14 @@
 // gvpo/tfjs: the kernel-backed ops' values and gradients equal TensorFlow.js's own autodiff of a
 // plain tfjs formulation of the formulas in docs/DESIGN.md, on the cpu and wasm backends.
 import type * as TF from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gvpoFromLogitsTf, gvpoLossTf, loadTf, tokenLogprobsTf } from '../src/tfjs/index.js';
 import { allclose, gradClose } from './helpers/allclose.js';
 import { batch, randomRewards } from './helpers/data.js';
+
+const ROOT = join(import.meta.dirname, '..');
 
 // The math of docs/DESIGN.md in tfjs ops, nothing from gvpo: logSoftmax, one-hot gather, masked sums,
 // group centring by reshape, the loss ('mean' over groups of equal size k).
@@ -72,6 +76,27 @@ describe('optional peers', () => {
       installed = false;
     }
     if (installed) return; // nothing to check where the peer is really there
-    await expect(loadTf('node')).rejects.toThrow(/@tensorflow\/tfjs-node was asked for but is not installed/);
+    await expect(loadTf('node')).rejects.toThrow(/@tensorflow\/tfjs-node was asked for but is not installed.*loadTf\('cpu'\)/);
+    await expect(loadTf('node')).rejects.toMatchObject({ code: 'GVPO_MISSING_PEER', peer: '@tensorflow/tfjs-node' });
+  });
+
+  // In child processes: a fresh TensorFlow.js whose first tensor would greet, or without the wasm peer.
+  const node = (code: string, flags: string[] = []) => spawnSync(process.execPath, [...flags, '--input-type=module', '-e', code], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+
+  it("loadTf('cpu') drops tfjs's 'install tfjs-node' greeting and keeps its other warnings", () => {
+    const r = node(`import { loadTf } from './dist/tfjs/index.js';
+      const { tf } = await loadTf('cpu');
+      tf.tensor1d([1, 2]).square().dataSync();
+      tf.backend_util.warn('a warning of TensorFlow.js itself');
+      console.log('done');`);
+    expect(r.stdout.trim()).toBe('done');
+    expect(r.stderr).not.toMatch(/Hi, looks like|tfjs-node/);
+    expect(r.stderr).toContain('a warning of TensorFlow.js itself');
+  });
+
+  it("loadTf('wasm') without its peer names what to install and the cpu backend instead", () => {
+    const r = node(`import { loadTf } from './dist/tfjs/index.js';
+      await loadTf('wasm').catch((e) => console.log(e.code, e.message));`, ['--import', './test/helpers/without-wasm.mjs']);
+    expect(r.stdout).toMatch(/^GVPO_MISSING_PEER @tensorflow\/tfjs-backend-wasm is not installed: `npm install @tensorflow\/tfjs-backend-wasm` .*or use the cpu backend.*loadTf\('cpu'\)/);
   });
 });

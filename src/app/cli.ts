@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The `gvpo` command: `gvpo help` lists its commands, `gvpo help <command>` their options. Usage errors (an unknown flag, a missing or out-of-range value) are found
 // before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
 import { CLI_DEFAULTS, WARMUP_OUT } from './defaults.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import type { RunOptions } from './runOptions.js';
+import type { TfChoice } from '../tfjs/tf.js';
 import type { Algo } from '../tfjs/trainerOptions.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -31,6 +32,50 @@ function runOptions(p: Parsed): Partial<RunOptions> {
   return o;
 }
 
+/**
+ * Loads TensorFlow.js for a command. The default backend, wasm, falls back to cpu (saying so, unless
+ * `quiet`) when @tensorflow/tfjs-backend-wasm is not installed, so that `npm install gvpo
+ * @tensorflow/tfjs` is enough to run the command; a backend named by --tf never falls back.
+ */
+async function startTf(p: Parsed, quiet: boolean): Promise<{ tf: TfChoice; backend: string; note?: string }> {
+  const { quietTf } = await import('./runs.js');
+  const asked = p.values.tf as TfChoice | undefined;
+  const choice = asked ?? CLI_DEFAULTS.tf;
+  try {
+    return { tf: choice, backend: await quietTf(choice) };
+  } catch (e) {
+    const { code, peer } = e as { code?: string; peer?: string };
+    if (asked || code !== 'GVPO_MISSING_PEER' || peer !== '@tensorflow/tfjs-backend-wasm') throw e;
+    const note = `${peer} is not installed, so TensorFlow.js runs on its cpu backend, several times slower for these policies: \`npm install ${peer}\` for the default (--tf wasm), or pass --tf cpu to choose cpu and drop this line`;
+    if (!quiet) console.error(`gvpo: ${note}`);
+    return { tf: 'cpu', backend: await quietTf('cpu'), note };
+  }
+}
+
+/** Fails at once, before a long run, when the folder `dir` cannot be made or written to; `what`
+ *  names it in the message. */
+function checkWritable(dir: string, what: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    const probe = join(dir, `.gvpo-write-check-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (e) {
+    throw new UsageError(`${what}: cannot write there (${(e as Error).message})`);
+  }
+}
+
+/** A bad --init file is found before TensorFlow.js loads: the message names the file and what is wrong. */
+async function checkInit(path: string | undefined): Promise<void> {
+  if (!path) return;
+  const { readPolicyFile } = await import('../tfjs/loadPolicy.js');
+  try {
+    readPolicyFile(path);
+  } catch (e) {
+    throw new UsageError(`--init ${(e as Error).message.replace(/^loadPolicy: /, '')}`);
+  }
+}
+
 function progressMode(p: Parsed): RunOptions['progress'] {
   if (p.bools.has('quiet')) return 'none';
   return process.stderr.isTTY ? 'bar' : 'lines';
@@ -42,8 +87,12 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
   if (o.miniBatches > o.promptsPerStep) throw new UsageError(`--mini-batches (${o.miniBatches}) must not exceed the groups per step, --prompts (${o.promptsPerStep})`);
   o.out ??= `runs/${o.task}-${cmd === 'compare' ? 'compare' : o.algo}`;
-  const { compareRuns, quietTf, trainRun } = await import('./runs.js');
-  const backend = await quietTf(o.tf);
+  await checkInit(o.init);
+  checkWritable(o.out, `--out ${o.out}`);
+  const { compareRuns, trainRun } = await import('./runs.js');
+  const started = await startTf(p, o.progress === 'none');
+  const backend = started.backend;
+  o.tf = started.tf;
   const { backendInfo } = await import('../backend.js');
   const info = backendInfo();
   if (o.progress !== 'none') console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`);
@@ -67,9 +116,9 @@ async function warmupCommand(p: Parsed): Promise<void> {
   if (existsSync(out) && !p.bools.has('force')) {
     throw new UsageError(`${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`);
   }
-  const { quietTf, warmup } = await import('./runs.js');
-  const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
-  await quietTf(tf);
+  checkWritable(dirname(out), `the folder of --out ${out}`);
+  const { warmup } = await import('./runs.js');
+  const { tf } = await startTf(p, false);
   const r = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.width));
   console.log(`wrote ${out} (${r.parameters} parameters, ${r.seconds.toFixed(0)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`);
 }
@@ -84,20 +133,19 @@ async function experimentCommand(p: Parsed): Promise<void> {
     throw new UsageError(`unknown experiment '${name}'${near ? `; did you mean '${near}'?` : ''} (one of ${names.join(', ')})`);
   }
   if (p.positionals.length > 1) throw new UsageError(`unexpected argument '${p.positionals[1]}'`);
-  const { quietTf } = await import('./runs.js');
-  const tf = (p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf'];
-  await quietTf(tf);
+  const out = p.values.out ?? CLI_DEFAULTS.experimentsOut;
+  checkWritable(out, `--out ${out}`);
+  const { tf } = await startTf(p, p.bools.has('quiet'));
   for (const n of name === 'all' ? Object.keys(EXPERIMENTS) : [name]) {
-    await runExperiment(n, { quick: p.bools.has('quick'), seeds: p.values.seeds ? Number(p.values.seeds) : undefined, out: p.values.out ?? '.', tf, progress: progressMode(p) });
+    await runExperiment(n, { quick: p.bools.has('quick'), seeds: p.values.seeds ? Number(p.values.seeds) : undefined, out, tf, progress: progressMode(p) });
   }
 }
 
 async function info(p: Parsed): Promise<void> {
-  const { quietTf } = await import('./runs.js');
   // The kernels need no TensorFlow.js: without it, info says what to install instead.
-  const tfjs = await quietTf((p.values.tf ?? CLI_DEFAULTS.tf) as RunOptions['tf']).catch((e: Error) => e.message);
+  const t = await startTf(p, true).catch((e: Error) => ({ backend: e.message, note: undefined }));
   const { backendInfo } = await import('../backend.js');
-  console.log(JSON.stringify({ ...backendInfo(), tfjs }, null, 2));
+  console.log(JSON.stringify({ ...backendInfo(), tfjs: t.backend, ...(t.note ? { tfjsNote: t.note } : {}) }, null, 2));
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -8,7 +8,9 @@ import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_OUT } from './default
 
 export class UsageError extends Error {}
 
-type Rule = (v: string) => string | undefined; // an error message, or undefined when valid
+/** An error message, or undefined when valid; `values`, where the flag takes one of a list, is
+ *  what help shows in place of V. */
+type Rule = ((v: string) => string | undefined) & { values?: string };
 
 interface Flag {
   /** 'bool' flags take no value. */
@@ -24,8 +26,8 @@ const int = (min: number, max = Infinity): Rule => (v) => {
   return Number.isInteger(x) && x >= min && x <= max && v.trim() !== '' ? undefined : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
 };
 const real = (test: (x: number) => boolean, what: string): Rule => (v) => (v.trim() !== '' && Number.isFinite(Number(v)) && test(Number(v)) ? undefined : what);
-const oneOf = (...allowed: string[]): Rule => (v) => (allowed.includes(v) ? undefined : `one of ${allowed.join(', ')}`);
-const listOf = (...allowed: string[]): Rule => (v) => (v.split(',').every((x) => allowed.includes(x)) ? undefined : `a comma-separated list of ${allowed.join(', ')}`);
+const oneOf = (...allowed: string[]): Rule => Object.assign((v: string) => (allowed.includes(v) ? undefined : `one of ${allowed.join(', ')}`), { values: allowed.join('|') });
+const listOf = (...allowed: string[]): Rule => Object.assign((v: string) => (v.split(',').every((x) => allowed.includes(x)) ? undefined : `a comma-separated list of ${allowed.join(', ')}`), { values: `${allowed.join(',')}` });
 const file: Rule = (v) => (existsSync(v) ? undefined : 'an existing file');
 
 const d = TRAINER_DEFAULTS;
@@ -52,22 +54,25 @@ export const RUN_FLAGS: Record<string, Flag> = {
   'kl-in': { kind: 'value', rule: oneOf('loss', 'reward'), shown: d.klIn, help: 'where that KL goes: the k3 term of the loss, or an exact penalty in the reward' },
   'importance-cap': { kind: 'value', rule: real((x) => x === 0 || x >= 1, '0 or a number >= 1'), shown: String(d.importanceCap), help: 'reinforce: truncate importance weights pi/pi_sampler at this (0: none)' },
   terms: { kind: 'value', rule: oneOf('all', 'no-variance', 'no-trust-region'), shown: d.terms, help: "GVPO's terms kept (the paper's ablations)" },
-  'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only)' },
+  'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only); greedy accuracy is the share of prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)' },
   'eval-prompts': { kind: 'value', rule: int(1), shown: byTask('evalPrompts'), help: 'prompts in the evaluation set (held-out for addition)' },
   init: { kind: 'value', rule: file, shown: 'checkpoints/addition-warmup.json', help: 'starting policy (a file written by gvpo warmup)' },
   seed: { kind: 'value', rule: int(0), shown: String(d.seed), help: 'random seed' },
   out: { kind: 'value', shown: 'runs/<task>-<algo>', help: 'folder for report.md, chart.svg, metrics.jsonl' },
-  tf: { kind: 'value', rule: oneOf('auto', 'cpu', 'wasm', 'node', 'node-gpu'), shown: CLI_DEFAULTS.tf, help: 'TensorFlow.js package/backend' },
+  tf: { kind: 'value', rule: oneOf('auto', 'cpu', 'wasm', 'node', 'node-gpu'), shown: CLI_DEFAULTS.tf, help: 'TensorFlow.js backend: wasm (@tensorflow/tfjs-backend-wasm; the cpu backend when it is not installed), cpu (in @tensorflow/tfjs), node / node-gpu (@tensorflow/tfjs-node / -node-gpu), auto (node-gpu or node when installed, else cpu)' },
   quiet: { kind: 'bool', help: 'no progress output' },
   help: { kind: 'bool', help: 'this help' },
 };
+
+// compare runs each of --algos: --algo has no meaning there
+const { algo: _algo, ...withoutAlgo } = RUN_FLAGS;
 
 export const COMMANDS: Record<string, { summary: string; usage: string; flags: Record<string, Flag> }> = {
   train: { summary: 'one training run: progress, report.md, chart.svg, metrics.jsonl', usage: 'gvpo train [options]', flags: RUN_FLAGS },
   compare: {
     summary: 'algorithms side by side over seeds, one report with 95% intervals', usage: 'gvpo compare [options] [--algos gvpo,grpo] [--seeds N]',
     flags: {
-      ...RUN_FLAGS,
+      ...withoutAlgo,
       algos: { kind: 'value', rule: listOf(...ALGOS), shown: CLI_DEFAULTS.algos, help: 'algorithms to compare' },
       seeds: { kind: 'value', rule: int(1), shown: String(CLI_DEFAULTS.seeds), help: 'seeds 1..N per algorithm' },
       out: { kind: 'value', shown: 'runs/<task>-compare', help: 'folder for report.md, chart.svg and one folder per run' },
@@ -78,7 +83,7 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
     flags: {
       quick: { kind: 'bool', help: 'a small size (a smoke test, numbers not meaningful)' },
       seeds: { kind: 'value', rule: int(2), shown: '5', help: 'seeds per configuration' },
-      out: { kind: 'value', shown: '.', help: 'folder that receives EXPERIMENTS.md and experiments/<name>/' },
+      out: { kind: 'value', shown: CLI_DEFAULTS.experimentsOut, help: 'folder that receives EXPERIMENTS.md and experiments/<name>/ (in the gvpo repository, `--out .` re-makes its own)' },
       tf: RUN_FLAGS.tf, quiet: RUN_FLAGS.quiet, help: RUN_FLAGS.help,
     },
   },
@@ -172,8 +177,10 @@ export function commandHelp(cmd: string): string {
   const entries = Object.entries(c.flags);
   if (entries.length) lines.push('', 'options:');
   for (const [name, f] of entries) {
-    const left = `  --${name}${f.kind === 'value' ? ' V' : ''}`;
-    lines.push(`${left.padEnd(22)} ${f.help}${f.shown ? ` (default: ${f.shown})` : ''}`);
+    const left = `  --${name}${f.kind === 'value' ? ` ${f.rule?.values ?? 'V'}` : ''}`;
+    const right = `${f.help}${f.shown ? ` (default: ${f.shown})` : ''}`;
+    // a long list of values gets a line of its own, the help below it
+    lines.push(left.length < 22 ? `${left.padEnd(22)} ${right}` : `${left}\n${' '.repeat(23)}${right}`);
   }
   return lines.join('\n');
 }

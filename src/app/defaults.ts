@@ -34,5 +34,7 @@ export const WARMUP_OUT = 'runs/addition-warmup.json';
 export const RUN_DEFAULTS = { demonstrations: 0, fixedSampler: 0 };
 
 /** The command's own defaults: the TensorFlow.js backend (wasm's XNNPACK kernels run these small
- * policies about 15x faster than the pure-JS cpu backend) and seeds per comparison. */
-export const CLI_DEFAULTS = { tf: 'wasm' as const, seeds: 5, algos: 'gvpo,grpo,drgrpo' };
+ * policies about 15x faster than the pure-JS cpu backend; without @tensorflow/tfjs-backend-wasm
+ * the command says so and runs on cpu), seeds per comparison, and where `gvpo experiment` writes
+ * (a folder of its own: never the EXPERIMENTS.md of the app it runs in). */
+export const CLI_DEFAULTS = { tf: 'wasm' as const, seeds: 5, algos: 'gvpo,grpo,drgrpo', experimentsOut: 'runs' };

@@ -8,11 +8,17 @@ import type { RunOptions, RunSummary } from './runOptions.js';
 import type { Algo, StepMetrics } from '../tfjs/trainerOptions.js';
 import { ADDITION_MEASURED } from './defaults.js';
 
-const READING = [
+// What "exactly right" means per task, for the reading below.
+const RIGHT: Record<RunOptions['task'], string> = {
+  addition: 'the correct sum',
+  bandit: "the response with the highest reward for its prompt, the bandit's best arm",
+};
+
+const reading = (task: RunOptions['task']) => [
   '**Held-out** figures are measured on a fixed set of evaluation prompts that training never',
   'draws (for addition, a fixed hash of the operand pair puts 20% of the pairs out of training and',
   'out of the warm-up). **Greedy accuracy** is the share of them whose argmax answer is exactly',
-  'right: what the policy would answer if deployed. **Held-out reward at T = 1** is the mean reward',
+  `right (here: ${RIGHT[task]}): what the policy would answer if deployed. **Held-out reward at T = 1** is the mean reward`,
   'of one response sampled at temperature 1 for each: the policy\'s own distribution, scored.',
   '**Training reward** is the mean reward of the responses the trainer sampled at each step (at the',
   'sampling temperature, and including replayed or demonstration groups when those are on): it is',
@@ -25,8 +31,14 @@ const READING = [
   'moves the policy; with several mini-batches the later ones see S != Sref and the loss moves.',
 ].join('\n');
 
+/** The starting policy, named even when it is the default. */
+function initOf(o: RunOptions): string {
+  if (o.init) return o.init;
+  return o.task === 'addition' ? 'checkpoints/addition-warmup.json (shipped)' : 'a random tabular policy, drawn from the seed';
+}
+
 export function optionsTable(o: RunOptions, extra: Record<string, string> = {}): string {
-  const rows = Object.entries({ ...o, ...extra }).filter(([k, v]) => v !== undefined && k !== 'progress').map(([k, v]) => [k, `\`${String(v)}\``]);
+  const rows = Object.entries({ ...o, init: initOf(o), ...extra }).filter(([k, v]) => v !== undefined && k !== 'progress').map(([k, v]) => [k, `\`${String(v)}\``]);
   return markdownTable(['option', 'value'], rows);
 }
 
@@ -75,7 +87,7 @@ export function runReport(o: RunOptions, runs: RunSummary[], backend: string): {
     `# gvpo train: ${o.algo} on ${o.task}`, '', setupLine(backend), '', '## Result', '',
     markdownTable(['held-out greedy accuracy before', 'after', 'held-out reward at T = 1 before', 'after', 'training reward (first 10% of steps)', 'last 10%', 'groups with no reward variance', 'KL to initial', 'entropy (last step)', ...(o.algo === 'gvpo' ? [] : ['clip fraction (last step)']), 'seconds'],
       [[r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.evalRewardBefore.toFixed(3), r.evalRewardAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.zeroVariance.toFixed(2), r.klInitial.toFixed(4), last.entropy.toFixed(3), ...(o.algo === 'gvpo' ? [] : [last.clipFraction.toFixed(3)]), r.seconds.toFixed(1)]]),
-    '', '![reward, accuracy, loss terms and KL over steps](chart.svg)', '', ...expectation(o, r), '## How to read it', '', READING, '',
+    '', '![reward, accuracy, loss terms and KL over steps](chart.svg)', '', ...expectation(o, r), '## How to read it', '', reading(o.task), '',
     '## Every option of this run (defaults included)', '', optionsTable(o), '',
   ].join('\n');
   return { svg: svgChart(panels), markdown };
@@ -103,7 +115,7 @@ export function compareReport(o: RunOptions, algos: Algo[], seeds: number[], run
   const markdown = [
     `# gvpo compare: ${algos.join(' vs ')} on ${o.task}, seeds ${seeds.join(', ')}`, '', setupLine(backend), '',
     '## Result (mean ± 95% interval over seeds, t-distribution)', '', table, '', '![reward, accuracy, KL and loss over steps](chart.svg)', '',
-    'Each run has its own report in `<algo>-seed<seed>/report.md`.', '', '## How to read it', '', READING, '',
+    'Each run has its own report in `<algo>-seed<seed>/report.md`.', '', '## How to read it', '', reading(o.task), '',
     '## Every option of these runs (defaults included)', '', optionsTable(o, { algos: algos.join(','), seeds: seeds.join(',') }), '',
   ].join('\n');
   return { svg: svgChart(panels), markdown };

@@ -20,6 +20,7 @@ type Norm = ReturnType<typeof normalize>;
 const reference = (o: Norm) =>
   gvpoLossRef(o.policyLogprobs, o.referenceLogprobs, o.rewards, o.offsets, o.beta, o.reduction);
 
+/** The GVPO loss over sequence log-probs, with dL/dS, the residuals and the terms (docs/DESIGN.md, "The math"). */
 export function gvpoLoss(args: GvpoLossArgs): GvpoLossResult {
   const o = normalize(args);
   return runSync(FN, o, () => reference(o));

@@ -11,7 +11,7 @@ import type {
 import type { DType, FloatArray, GvpoFromHiddenGrads } from '../types.js';
 import {
   boolean, checkOptions, checkTargets, dim, dtypeOf, expectLength, floatsOf, isKind, maskOf, numbersOf,
-  offsetsOf, positive, product, rangeError, reductionOf, temperatureOf, threads, typed, typeError,
+  offsetsOf, positive, product, rangeError, reductionOf, temperatureOf, threads, typed, typeError, vocabHint,
 } from '../validate.js';
 
 // The option names each op knows; anything else is refused (checkOptions).
@@ -46,7 +46,7 @@ function logitsSource(fn: string, a: Options, rows: number, what: string) {
   const vocab = dim(fn, 'vocab', a.vocab);
   const total = product(fn, 'logits', [rows, vocab]);
   const logits = floatsOf(fn, 'logits', a.logits, dtype);
-  expectLength(fn, 'logits', logits.length, total, `${what}*vocab`);
+  expectLength(fn, 'logits', logits.length, total, `${what}*vocab`, vocabHint(logits.length, rows, vocab, 'rows x vocab'));
   return { dtype, vocab, logits };
 }
 
@@ -58,7 +58,7 @@ function hiddenSource(fn: string, a: Options, rows: number, what: string) {
   const hidden = floatsOf(fn, 'hidden', a.hidden, dtype);
   expectLength(fn, 'hidden', hidden.length, product(fn, 'hidden', [rows, hiddenSize]), `${what}*hiddenSize`);
   const weight = floatsOf(fn, 'weight', a.weight, dtype);
-  expectLength(fn, 'weight', weight.length, product(fn, 'weight', [vocab, hiddenSize]), 'vocab*hiddenSize');
+  expectLength(fn, 'weight', weight.length, product(fn, 'weight', [vocab, hiddenSize]), 'vocab*hiddenSize', vocabHint(weight.length, hiddenSize, vocab, 'vocab x hiddenSize'));
   return { dtype, vocab, hidden, weight, hiddenSize };
 }
 

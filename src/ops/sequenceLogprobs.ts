@@ -24,6 +24,7 @@ function normalize(a: unknown) {
 type Norm = ReturnType<typeof normalize>;
 const reference = (o: Norm) => ({ values: sequenceLogprobsRef(o.tokenLogprobs, o.mask, o.sequences, o.tokens) });
 
+/** S[n] = sum_t m[n,t] * l[n,t]: sequence log-probs from token log-probs, in float64. */
 export function sequenceLogprobs(args: SequenceLogprobsArgs): Float64Array {
   const o = normalize(args);
   return runSync(FN, o, () => reference(o)).values;

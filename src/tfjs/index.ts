@@ -16,7 +16,7 @@ export type { FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
 export { TransformerPolicy } from './transformerPolicy.js';
 export type { TransformerPolicyConfig } from './transformerPolicy.js';
 export { loadPolicy } from './loadPolicy.js';
-export { loadTf } from './tf.js';
+export { loadTf, MissingPeerError } from './tf.js';
 export type { LoadedTf, TfChoice } from './tf.js';
 export { AdditionTask } from '../tasks/addition.js';
 export { BanditTask, tiltedOptimum, meanKl } from '../tasks/bandit.js';

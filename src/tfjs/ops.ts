@@ -42,6 +42,7 @@ export function gvpoLossTf(tf: Tf, S: TF.Tensor1D, args: Omit<GvpoLossArgs, 'pol
   return { loss, result: () => result! };
 }
 
+/** gvpoFromLogits' options except the logits (a tensor here), their dtype and the gradient's destination. */
 export type GvpoFromLogitsTfArgs = Omit<GvpoFromLogitsArgs, 'logits' | 'dtype' | 'inPlace' | 'out'>;
 
 /**
@@ -59,6 +60,7 @@ export function gvpoFromLogitsTf(tf: Tf, logits: TF.Tensor, args: GvpoFromLogits
   return { loss, result: () => result! };
 }
 
+/** gvpoFromHidden's options except what the tensors give: hidden, weight, dtype, hiddenSize, vocab. */
 export type GvpoFromHiddenTfArgs = Omit<GvpoFromHiddenArgs, 'hidden' | 'weight' | 'dtype' | 'hiddenSize' | 'vocab'>;
 
 /**

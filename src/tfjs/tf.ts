@@ -1,11 +1,14 @@
 // Which TensorFlow.js runs: @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node when installed
 // (optional peers, detected at run time, never required), else @tensorflow/tfjs on its 'cpu'
 // backend, with 'wasm' from @tensorflow/tfjs-backend-wasm on request. TensorFlow.js is an optional
-// peer of the package (the kernels need none of it): when missing, the error says what to install.
+// peer of the package (the kernels need none of it): when missing, the error says what to install
+// and what to use instead.
 import type * as TF from '@tensorflow/tfjs';
 
+/** Which TensorFlow.js loadTf loads: auto (tfjs-node-gpu, then tfjs-node, else tfjs on cpu), one of those, or tfjs on its cpu or wasm backend. */
 export type TfChoice = 'auto' | 'node-gpu' | 'node' | 'cpu' | 'wasm';
 
+/** What loadTf gives: the tf namespace and which package and backend it runs on. */
 export interface LoadedTf {
   tf: typeof TF;
   /** The package and backend in use, e.g. '@tensorflow/tfjs (cpu)'. */
@@ -23,16 +26,35 @@ async function tryImport(name: string): Promise<typeof TF | undefined> {
   }
 }
 
-/** Import an optional peer; when it is not installed, say so and what to run. */
-async function importPeer(pkg: string, forWhat: string): Promise<unknown> {
+/** The error loadTf throws when an optional peer is not installed; `code` tells it apart. */
+export class MissingPeerError extends Error {
+  readonly code = 'GVPO_MISSING_PEER';
+  constructor(readonly peer: string, message: string) {
+    super(message);
+    this.name = 'MissingPeerError';
+  }
+}
+
+/** Import an optional peer; when it is not installed, say so, what to run, and what else works. */
+async function importPeer(pkg: string, forWhat: string, instead: string): Promise<unknown> {
   try {
     return await import(pkg);
   } catch (e) {
     const { code, message } = e as { code?: string; message?: string };
     const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String(message).includes(pkg);
     if (!missing) throw e;
-    throw new Error(`${pkg} is not installed: \`npm install ${pkg}\` (${forWhat})`);
+    throw new MissingPeerError(pkg, `${pkg} is not installed: \`npm install ${pkg}\` (${forWhat}), ${instead}`);
   }
+}
+
+/**
+ * tfjs's cpu backend greets Node.js users on its first tensor with a console.warn that advises
+ * installing tfjs-node; its `firstUse` flag guards that line and nothing else, so clearing it
+ * silences the greeting and leaves every other warning of TensorFlow.js alone.
+ */
+function skipNodeGreeting(tf: typeof TF): void {
+  const cpu = tf.findBackend('cpu') as { firstUse?: unknown } | null;
+  if (cpu && cpu.firstUse === true) cpu.firstUse = false;
 }
 
 async function load(choice: TfChoice): Promise<LoadedTf> {
@@ -43,14 +65,18 @@ async function load(choice: TfChoice): Promise<LoadedTf> {
       const tf = await tryImport(pkg);
       if (tf) return { tf, backend: `${pkg} (${tf.getBackend()})` };
       if (choice !== 'auto') {
-        throw new Error(`${pkg} was asked for but is not installed: \`npm install ${pkg}\` (it downloads libtensorflow at install time), or use --tf cpu|wasm`);
+        throw new MissingPeerError(pkg, `${pkg} was asked for but is not installed: \`npm install ${pkg}\` (it downloads libtensorflow at install time), or use TensorFlow.js's cpu or wasm backend instead (loadTf('cpu'), \`gvpo --tf cpu\`)`);
       }
     }
   }
   const why = 'gvpo/tfjs and the gvpo trainer run on TensorFlow.js, an optional peer dependency of gvpo';
-  const tf = (await importPeer('@tensorflow/tfjs', why)) as typeof TF;
+  const tf = (await importPeer('@tensorflow/tfjs', why, 'or `npm install @tensorflow/tfjs-node`, which brings it')) as typeof TF;
   const backend = choice === 'wasm' ? 'wasm' : 'cpu';
-  if (backend === 'wasm') await importPeer('@tensorflow/tfjs-backend-wasm', "the 'wasm' backend of TensorFlow.js");
+  if (backend === 'wasm') {
+    await importPeer('@tensorflow/tfjs-backend-wasm', "the 'wasm' backend of TensorFlow.js",
+      "or use the cpu backend, which @tensorflow/tfjs includes (loadTf('cpu'), `gvpo --tf cpu`; slower)");
+  }
+  skipNodeGreeting(tf);
   await tf.setBackend(backend);
   await tf.ready();
   return { tf, backend: `@tensorflow/tfjs (${backend})` };

@@ -21,7 +21,8 @@ export type ExperimentOptions = Omit<ExperimentContext, 'pool'> & { tf: TfChoice
 const HEADER = `# Experiments
 
 When is GVPO worth choosing? Each section below is written by \`gvpo experiment <name>\` (the
-command is printed in it) and holds the settings, seeds, tables with means and 95% intervals
+command is printed in it; in the gvpo repository, \`npm run experiment -- <name>\` writes into
+this file) and holds the settings, seeds, tables with means and 95% intervals
 (t-distribution) over seeds, charts, and the wall time under which it ran. The text between a
 section's markers is replaced when the experiment runs again; the conclusions after the markers
 are written by hand from the committed run.
