@@ -132,9 +132,10 @@ int main(int argc, char** argv) {
     auto bwd = [&] {
       token_logprobs_backward_cpu(grad.data(), logits, d, y.data(), nullptr, rm.data(), rl.data(), g.data(), R, V, 1.0f, threads);
     };
-    GvpoBatch in{logits, d, y.data(), mask.data(), nullptr, nullptr, rewards.data(), offsets.data(),
-                 (int64_t)offsets.size() - 1, N, R / N, V, 1.0f, 0.1, true};
-    GvpoFromLogitsOut out{grad.data(), tlp.data(), tlz.data(), S.data(), Q.data(), gs.data(), res.data(), 0};
+    GvpoLogitsBatch in{{d, y.data(), mask.data(), nullptr, nullptr, rewards.data(), offsets.data(),
+                        (int64_t)offsets.size() - 1, N, R / N, V, 1.0f, 0.1, true},
+                       logits};
+    GvpoFromLogitsOut out{{tlp.data(), tlz.data(), S.data(), Q.data(), gs.data(), res.data(), 0}, grad.data()};
     auto fused = [&] { gvpo_from_logits_cpu(out, in, threads); };
     fwd(), bwd(), fused(), read_bw(), write_bw(), exp_rate();  // warm: pages, code, clocks
     Stat f_roof, f_exp, b_floor, s_floor, rd, wr, ex, tf, tb, ts;
