@@ -1,6 +1,6 @@
 // Peak resident memory of one gvpoFromLogits path, in a child process of its own:
 //   tsx bench/memory.ts <native-inplace|native|js|tfjs-cpu> N T V k
-// or of one gvpoFromHidden call (logitsBytes: the float32 logits it never materialises):
+// or of one gvpoFromHidden call (logitsBytes: the float32 logits it never materializes):
 //   tsx bench/memory.ts hidden N T V k H
 // or of one tokenLogprobsFromHidden forward (with the entropy) and its backward (dL/dl and dL/dH):
 //   tsx bench/memory.ts head R V H

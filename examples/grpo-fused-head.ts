@@ -1,7 +1,7 @@
 // A GRPO loss of your own on the fused LM head: tokenLogprobsFromHiddenTf gives the per-token
 // log-probs (and entropies) of hidden * head^T as differentiable tfjs tensors without forming the
 // [N*T, V] logits, and any tfjs loss on them trains the body and the head through gvpo's kernels.
-// Here: GRPO as in DeepSeekMath, with group-normalised advantages (R - mean) / std, the ratio
+// Here: GRPO as in DeepSeekMath, with group-normalized advantages (R - mean) / std, the ratio
 // pi / pi_old clipped at 1 +- 0.2 per token, and a small entropy bonus; pi_old's token log-probs
 // come from the kernel directly (tokenLogprobsFromHidden) once per batch, before its updates.
 //
@@ -50,7 +50,7 @@ for (let step = 1; step <= 40; step++) {
   rewardsSeen.push(rewards.reduce((a, b) => a + b, 0) / N);
   // pi_old: the sampling policy's token log-probs, straight from the kernel
   const oldLogprobs = tokenLogprobsFromHidden({ hidden, weight, targets, mask, rows: N * T, hiddenSize: H, vocab: V }).logprobs;
-  // GRPO's advantage: each reward normalised within its group, the same for every token of a response
+  // GRPO's advantage: each reward normalized within its group, the same for every token of a response
   const advantages = new Float32Array(N * T);
   for (let g = 0; g < G; g++) {
     const r = rewards.slice(g * k, (g + 1) * k);

@@ -1,6 +1,6 @@
 // The GVPO loss dropped into a TensorFlow.js model's own training loop. The model is a plain
 // tf.Sequential that maps a prompt (one-hot) to logits for each of T response tokens; the loop
-// samples k responses per prompt, scores them, and minimises gvpoFromLogitsTf with a tfjs
+// samples k responses per prompt, scores them, and minimizes gvpoFromLogitsTf with a tfjs
 // optimizer: the loss and its gradient to the logits come from gvpo's fused kernel, and tfjs
 // carries the gradient back into the model's weights. The reference pi_theta' is the model before
 // each batch's updates (its token log-probs are taken once per batch), as in the GVPO recipe.

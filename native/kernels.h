@@ -8,7 +8,7 @@
 // Math (docs/DESIGN.md, "The math"), with x = z / tau:
 //   logZ[r] = logsumexp_v x[r, v]          l[r] = x[r, y[r]] - logZ[r]
 //   S[n]    = sum_t m[n,t] * l[n,t]
-//   c[n]    = beta*(S - Sref)[n] centred in its group - (R[n] - group mean R)
+//   c[n]    = beta*(S - Sref)[n] centered in its group - (R[n] - group mean R)
 //   L       = sum_g 1/(k_g-1) * sum_{n in g} c[n]^2 / 2        (/ #groups with k>=2 for 'mean')
 //   dL/dS[n] = beta * c[n] / (k_g - 1)
 //   dL/dz[r, v] = m[r] * dL/dS[n(r)] / tau * ([v == y[r]] - softmax(x[r, :])[v])

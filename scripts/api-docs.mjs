@@ -25,7 +25,7 @@ function kindOf(decl) {
   return 'type';
 }
 
-/** The declaration as written, without function and method bodies or property initialisers. */
+/** The declaration as written, without function and method bodies or property initializers. */
 function declarationText(decl, checker) {
   const src = decl.getSourceFile();
   if (ts.isVariableDeclaration(decl)) {

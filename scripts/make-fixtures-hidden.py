@@ -3,7 +3,7 @@
 (test/gvpoFromHidden.test.ts) and tokenLogprobsFromHidden (test/tokenLogprobsFromHidden.test.ts).
 
 The loss is written from the definition (logits = hidden @ weight.T, log_softmax, gather, masked
-sum, group-centred residuals, sum over groups of c^2 / (2 (k-1)), mean over groups with k >= 2),
+sum, group-centered residuals, sum over groups of c^2 / (2 (k-1)), mean over groups with k >= 2),
 independently of the package; torch.autograd gives dL/dhidden and dL/dweight. Inputs are drawn
 in float32 (bfloat16 cases: rounded to bfloat16) so that the package sees exactly the values
 used here. For tokenLogprobsFromHidden the loss is sum over live rows of gl * l + gH * H with

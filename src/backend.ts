@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BackendInfo } from './types.js';
 
-/** The addon's exports (native/addon): ops take the normalised options of src/ops/normalize.ts. */
+/** The addon's exports (native/addon): ops take the normalized options of src/ops/normalize.ts. */
 export interface NativeAddon {
   nativeInfo(): { threads: number; simd: string; compiled: string[]; cudaDevices?: number; device?: string; cudaError?: string };
   [op: string]: unknown;

@@ -25,11 +25,11 @@ export interface TokenLogprobsArgs {
   temperature?: number;
   threads?: number;
 }
-/** Per row: the token log-prob l and the log-normaliser logZ = logsumexp(z/tau), both float32. */
+/** Per row: the token log-prob l and the log-normalizer logZ = logsumexp(z/tau), both float32. */
 export interface TokenLogprobsResult {
   logprobs: Float32Array;
   logZ: Float32Array;
-  /** Rows whose log-normaliser is not finite (their logprob is NaN). */
+  /** Rows whose log-normalizer is not finite (their logprob is NaN). */
   nonFiniteRows: number;
 }
 
@@ -196,7 +196,7 @@ export interface GvpoFromHiddenResult extends GvpoLossResult, GvpoFromHiddenGrad
 }
 
 /** The fused LM head for any loss: rows of hidden states and the head's weight, the logits
- *  hidden * weight^T never materialised. */
+ *  hidden * weight^T never materialized. */
 export interface TokenLogprobsFromHiddenArgs {
   /** rows*H hidden states (float32, or 16-bit bit patterns as Uint16Array). */
   hidden: FloatArray;

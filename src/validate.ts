@@ -1,7 +1,7 @@
 // Argument checks shared by every op, before any work (docs/DESIGN.md, "Bad input"). This layer
 // owns every rule and every message: "<fn>: <field> must be <expected>, got <what came>". The
-// native addon re-checks only what addresses memory. Checks never modify inputs; normalisation
-// (mask to Float32Array, groups to offsets) makes copies. Typed arrays are recognised by their
+// native addon re-checks only what addresses memory. Checks never modify inputs; normalization
+// (mask to Float32Array, groups to offsets) makes copies. Typed arrays are recognized by their
 // internal kind (node:util types), so arrays from another realm (a vm context, a worker) pass
 // and a Proxy around one does not reach native code.
 import { types } from 'node:util';

@@ -31,7 +31,7 @@ describe('AdditionTask', () => {
     expect(n / 10000).toBeGreaterThan(0.17);
     expect(n / 10000).toBeLessThan(0.23);
     expect(new AdditionTask().isHeldOut(37, 45)).toBe(task.isHeldOut(37, 45));
-    // pinned (values of the murmur3 finaliser as shipped): a changed hash would silently change
+    // pinned (values of the murmur3 finalizer as shipped): a changed hash would silently change
     // every held-out figure and put held-out pairs into the shipped warm-up's training data
     expect([[0, 0], [37, 45], [12, 99], [1, 8], [19, 1], [50, 50], [1, 20]].map(([a, b]) => task.isHeldOut(a, b))).toEqual([true, false, false, true, true, false, true]);
     expect(n).toBe(HELD_OUT_PAIRS);

@@ -185,7 +185,7 @@ describe('bad input (the fused head for any loss)', () => {
   });
 });
 
-// The addon checks again on its own: call it directly with normalised options broken the same way.
+// The addon checks again on its own: call it directly with normalized options broken the same way.
 const require = createRequire(import.meta.url);
 let addon: Record<string, (o: unknown) => unknown> | undefined;
 try {

@@ -17,7 +17,7 @@
 // - dL/dz[r, v] = w_r/tau ([v = y] - p_v), |g| <= |w_r|/tau: judged relative to that row scale,
 //   |dg| <= 2 |dw|/tau + 2e-5 |w|/tau (p_v carries eps * |exponent| relative error, and
 //   p_v * |exponent| <= 1/e for exponents past 1, so 2e-5 covers it with room for the lse).
-// - The two-phase gvpoBackward receives logZ as float32: log-normalisers of |logZ| ~ 1e10
+// - The two-phase gvpoBackward receives logZ as float32: log-normalizers of |logZ| ~ 1e10
 //   (|z| ~ 1e4 at tau 1e-6) carry an absolute error ~ |logZ| * 6e-8, i.e. hundreds in the
 //   exponent, so its gradient cannot be exact there; the bound adds 4 |logZ| eps to the relative
 //   tolerance and rows where that passes 1 are not judged (they are counted and printed). The fused

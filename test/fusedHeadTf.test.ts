@@ -1,7 +1,7 @@
 // gvpoFromHiddenTf, tokenLogprobsFromHiddenTf and the fused-head policy: values and gradients (to
 // the hidden states and to the head's weight) equal TensorFlow.js's own autodiff of the plain
 // formulation (matMul, logSoftmax, one-hot gather, the entropy, the GVPO loss in tfjs ops) on the
-// cpu backend; the policy's fused loss has the same variable gradients as its materialised logits
+// cpu backend; the policy's fused loss has the same variable gradients as its materialized logits
 // through gvpoFromLogitsTf; a trainer step runs through it.
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -45,7 +45,7 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     gradClose(ours.grads[1].dataSync(), theirs.grads[1].dataSync(), 1e-4, 1e-7);
   });
 
-  it('tokenLogprobsFromHiddenTf: l and H, and the gradients of any loss on them, equal tfjs autodiff of the materialised head', () => {
+  it('tokenLogprobsFromHiddenTf: l and H, and the gradients of any loss on them, equal tfjs autodiff of the materialized head', () => {
     const R = 14, H = 9, V = 23, tau = 0.8;
     const r = rng(12);
     const h = tf.tensor3d(Float32Array.from({ length: R * H }, () => normal(r)), [2, R / 2, H]); // any shape ending in H
@@ -78,7 +78,7 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
   const task = new AdditionTask();
   const config = { vocab: task.vocab, window: 4, embed: 6, hidden: 12, maxTokens: task.maxTokens, eos: EOS, pad: PAD };
 
-  it('the policy: fused loss and materialised logits + gvpoFromLogitsTf give the same variable gradients', () => {
+  it('the policy: fused loss and materialized logits + gvpoFromLogitsTf give the same variable gradients', () => {
     const p = new FusedHeadPolicy(tf, config, 3);
     const N = 4, T = p.maxTokens, r = rng(2);
     const prompts = Array.from({ length: N }, () => [2, 3, 4]);

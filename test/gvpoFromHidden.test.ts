@@ -1,6 +1,6 @@
 // The fused LM head: against the float64 reference over awkward shapes and every dtype, against
 // PyTorch float64 autograd fixtures (scripts/make-fixtures-hidden.py), against central finite
-// differences, against gvpoFromLogits on the materialised logits; the two phases, the async
+// differences, against gvpoFromLogits on the materialized logits; the two phases, the async
 // twin, masked rows, V = 1, non-finite rows, thread-count independence and bad input.
 // Gradients are compared relative to their scale: max |got - want| <= tol * max |want|.
 import { readFileSync } from 'node:fs';
@@ -150,7 +150,7 @@ describe('gvpoFromHidden', () => {
     scaleClose(analytic.gradWeight, fd(w, (y) => lossAt(h, y)), 1e-5, 'dL/dweight vs FD');
   });
 
-  it('agrees with gvpoFromLogits on the materialised logits', () => {
+  it('agrees with gvpoFromLogits on the materialized logits', () => {
     const a = args(11, 4, 3, 24, 200, [0, 2, 4], 'float32', { tau: 0.9, ref: 'token' });
     const rows = 12, H = 24, V = 200, hid = a.hidden as Float32Array, w = a.weight as Float32Array;
     const logits = new Float32Array(rows * V);

@@ -71,7 +71,7 @@ describe('gvpoLoss', () => {
     }
   }
 
-  it('rewards are centred by the mean only, never divided by the group std', () => {
+  it('rewards are centered by the mean only, never divided by the group std', () => {
     const base = gvpoLoss({ policyLogprobs: [0, 0, 0], referenceLogprobs: [0, 0, 0], rewards: [0, 1, 2], groups: { size: 3 }, beta: 1 });
     const scaled = gvpoLoss({ policyLogprobs: [0, 0, 0], referenceLogprobs: [0, 0, 0], rewards: [0, 10, 20], groups: { size: 3 }, beta: 1 });
     expect(scaled.loss / base.loss).toBeCloseTo(100, 10);
@@ -88,7 +88,7 @@ describe('gvpoLoss', () => {
 });
 
 describe('groupCenter and sequenceLogprobs', () => {
-  it('centres equal and ragged groups', () => {
+  it('centers equal and ragged groups', () => {
     const values = [1, 2, 3, 10, 5, 7];
     const eq = groupCenter({ values: [1, 2, 3, 9, 5, 7], groups: { size: 3 } });
     allclose(eq.centered, [-1, 0, 1, 2, -2, 0], TIGHT);

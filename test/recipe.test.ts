@@ -17,8 +17,8 @@ function bandit(seed = 3) {
   return { task, policy: new TabularPolicy(tf, 4, 6, Float32Array.from({ length: 24 }, () => r() - 0.5)) };
 }
 
-/** Group-centred copy (float64). */
-function centre(x: ArrayLike<number>, k: number): number[] {
+/** Group-centered copy (float64). */
+function center(x: ArrayLike<number>, k: number): number[] {
   const out: number[] = [];
   for (let g = 0; g < x.length; g += k) {
     const m = Array.from({ length: k }, (_, i) => x[g + i]).reduce((a, b) => a + b) / k;
@@ -45,9 +45,9 @@ describe('GVPO terms as a loss on S', () => {
   });
 
   it('without a term has the gradient its closed form gives', () => {
-    const a = centre(R, k);
-    const p = centre(S, k);
-    const q = centre(Sref, k);
+    const a = center(R, k);
+    const p = center(S, k);
+    const q = center(Sref, k);
     // dL/dS = beta/(k-1) (beta (p - q) - a) / G, minus the dropped term's share
     const noVar = a.map((_, n) => (-beta / (k - 1)) * (a[n] + beta * q[n]) / G);
     const noTr = a.map((_, n) => (beta / (k - 1)) * (beta * p[n] - a[n]) / G);
@@ -98,7 +98,7 @@ describe('the recipe structure', () => {
     const { task, policy } = bandit();
     const k = 4;
     const G = 8;
-    const constant = (rewards: number[]) => centre(rewards, k).reduce((s, a) => s + (a * a) / (2 * (k - 1)), 0) / G;
+    const constant = (rewards: number[]) => center(rewards, k).reduce((s, a) => s + (a * a) / (2 * (k - 1)), 0) / G;
     const seen: number[][] = [];
     const one = new GVPOTrainer({ tf, policy, task, groupSize: k, promptsPerStep: G, miniBatches: 1, learningRate: 0.1, seed: 2,
       rewards: [{ fn: (p, r) => { const v = task.reward(p, r); seen.at(-1)!.push(v); return v; } }] });

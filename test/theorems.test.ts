@@ -1,6 +1,6 @@
 // GVPO's theorems on a policy small enough to solve exactly (a softmax over 6 responses for each
 // of 4 prompts), through the trainer:
-//   1. the unique minimiser is pi* = pi_ref exp(R/beta) / Z
+//   1. the unique minimizer is pi* = pi_ref exp(R/beta) / Z
 //   2. it is reached when responses come from any sampling distribution covering pi_ref's
 //      support (on-policy, uniform, a skewed fixed one), with no importance weights
 //   3. n exactly solved steps, each against the previous policy, give pi_0 exp(n R / beta) / Z

@@ -1,7 +1,7 @@
 // The fused LM head for any loss: l (and H) and the gradients for upstream dL/dl and dL/dH,
 // against the float64 reference over awkward shapes, every dtype and temperatures far from 1;
 // against PyTorch float64 autograd fixtures (scripts/make-fixtures-hidden.py); against central
-// finite differences of the float64 loss; against tokenLogprobs on the materialised logits;
+// finite differences of the float64 loss; against tokenLogprobs on the materialized logits;
 // the mask's liveness semantics, V = 1, one row, non-finite rows, gradWeight into a caller's
 // buffer and accumulated, the async twins, thread-count independence.
 // Gradients are compared relative to their scale: max |got - want| <= tol * max |want|.
@@ -203,7 +203,7 @@ describe('tokenLogprobsFromHidden', () => {
     }
   });
 
-  it('agrees with tokenLogprobs and its backward on the materialised logits', () => {
+  it('agrees with tokenLogprobs and its backward on the materialized logits', () => {
     const c = draw(5, 9, 24, 200, 'float32', 0.9);
     const { rows, hiddenSize: H, vocab: V } = c;
     const hid = c.hidden as Float32Array, w = c.weight as Float32Array;

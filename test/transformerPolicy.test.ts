@@ -1,5 +1,5 @@
 // TransformerPolicy on the cpu and wasm backends: the fused-head GVPO loss gives the same variable
-// gradients as tfjs autodiff of the plain GVPO formula on the materialised logits (nothing from
+// gradients as tfjs autodiff of the plain GVPO formula on the materialized logits (nothing from
 // gvpo in that path), also at per-sequence temperatures; logits are causal and independent of the
 // batch a sequence is in; sampling stops at EOS or maxTokens; save/load keeps every weight; a
 // trainer step runs through the fused head.

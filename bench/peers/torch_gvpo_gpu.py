@@ -20,8 +20,8 @@ def step():
     lp = torch.log_softmax(z.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     rtheta = ((lp * mask).sum(-1) - ref) * beta
     adv = rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k)
-    centred = rtheta - rtheta.view(-1, k).mean(-1).repeat_interleave(k)
-    loss = (0.5 * (centred - adv) ** 2).sum() / (k - 1)
+    centered = rtheta - rtheta.view(-1, k).mean(-1).repeat_interleave(k)
+    loss = (0.5 * (centered - adv) ** 2).sum() / (k - 1)
     loss.backward()
     return z.grad
 

@@ -49,8 +49,8 @@ def main():
         lp = torch.log_softmax(z / tau, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(N, T)
         rtheta = ((lp * mask).sum(-1) - (ref_tok * mask).sum(-1)) * beta
         adv = rewards - rewards.view(-1, k).mean(-1).repeat_interleave(k)
-        centred = rtheta - rtheta.view(-1, k).mean(-1).repeat_interleave(k)
-        loss = (0.5 * (centred - adv) ** 2).sum() / (k - 1) / (N // k)
+        centered = rtheta - rtheta.view(-1, k).mean(-1).repeat_interleave(k)
+        loss = (0.5 * (centered - adv) ** 2).sum() / (k - 1) / (N // k)
         loss.backward()
         return loss.item()
 

@@ -4,7 +4,7 @@ Reads hidden (R x H) and weight (V x H) (float32, or bfloat16 bit patterns), tar
 upstream gradients gl, gH (float32) that bench/ wrote, and times what a PyTorch user writes for
 per-token log-probs and entropies from hidden states, with the loss sum(gl * l + gH * H):
   eager    linear(hidden, weight) -> log_softmax(z / tau) -> gather and entropy -> backward
-           (the R x V logits, their log-softmax and its gradient all materialised)
+           (the R x V logits, their log-softmax and its gradient all materialized)
   chunked  the same over 1024-row chunks with nothing kept between the passes: the forward runs
            each chunk under no_grad, the backward recomputes each chunk's logits and
            differentiates it (TRL's chunked loss), so one chunk's logits exist at a time
@@ -35,7 +35,7 @@ def load(path, shape, dtype):
 
 
 def head(h, w, y, tau):
-    """Per-row log-prob of the target and entropy, from the materialised logits of h."""
+    """Per-row log-prob of the target and entropy, from the materialized logits of h."""
     logp = torch.log_softmax(torch.nn.functional.linear(h, w).float() / tau, dim=-1)
     lp = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     ent = -(logp.exp() * logp).sum(-1)

@@ -1,5 +1,5 @@
 // Reading an op's options object in the N-API glue. The TypeScript layer (src/ops/) owns every
-// argument rule and message and passes its checked, normalised values; this layer re-checks only
+// argument rule and message and passes its checked, normalized values; this layer re-checks only
 // what addresses memory -- typed-array kinds, lengths against the sizes, sizes and their
 // products, target ids and group offsets -- so that a bug above, or a direct call of the addon,
 // costs a TypeError or RangeError, never a read or write outside a buffer. Messages are brief:

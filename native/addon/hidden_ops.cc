@@ -1,6 +1,6 @@
 // N-API glue for the fused LM head (tokenLogprobsFromHidden and its backward; gvpoFromHidden and
 // its two phases) and the FMA peak probe: read the options src/ops/normalize.ts has checked and
-// normalised, re-check what addresses memory (args.h), allocate the outputs, hand a Baton to the
+// normalized, re-check what addresses memory (args.h), allocate the outputs, hand a Baton to the
 // sync or async runner. No math here. prepare_head and prepare_hidden serve both backends: the CPU
 // ops below and their CUDA twins in cuda_ops.cc.
 #include <chrono>

@@ -1,5 +1,5 @@
-// Probes for the benchmarks. Roofline: stream a buffer once (read: a vectorised sum; write: a
-// vectorised fill) with the same thread split as the kernels; bytes moved / time is the ceiling
+// Probes for the benchmarks. Roofline: stream a buffer once (read: a vectorized sum; write: a
+// vectorized fill) with the same thread split as the kernels; bytes moved / time is the ceiling
 // the kernels are measured against in the same run. Exp throughput: the row kernels' own exp on
 // register-resident arguments, one chain set per thread.
 #include <atomic>

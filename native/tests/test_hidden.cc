@@ -1,6 +1,6 @@
 // C++ harness for the fused LM head (gvpo_from_hidden_*): no Node. Checks against a float64
 // reference written here (z = hidden * weight^T in double, then the definitions), against the
-// logits kernels on the materialised float32 logits, bitwise independence of the thread count,
+// logits kernels on the materialized float32 logits, bitwise independence of the thread count,
 // masked rows, V = 1 and non-finite rows. Run once per GVPO_SIMD value (scripts/test-native.sh).
 #include <cmath>
 #include <cstdio>
@@ -78,7 +78,7 @@ void check_case(std::mt19937& rng, const Case& k) {
   }
   Result a = run(k, hid, w, y, mask, refTok, refSeq, R, off, 1);
 
-  // float64 reference: materialise z, then the definitions.
+  // float64 reference: materialize z, then the definitions.
   std::vector<double> z(rows * V), lp(rows), lz(rows), S(k.N, 0.0), Q(k.N, 0.0), gs(k.N), c(k.N);
   for (int64_t r = 0; r < rows; r++)
     for (int64_t v = 0; v < V; v++) {
@@ -151,7 +151,7 @@ void check_case(std::mt19937& rng, const Case& k) {
             std::memcmp(a.lp.data(), b.lp.data(), a.lp.size() * 4) == 0,
         "%s thread count changed the result", at);
 
-  // The fused op on the materialised float32 logits agrees to float32 rounding, gradients
+  // The fused op on the materialized float32 logits agrees to float32 rounding, gradients
   // carried through the head in double.
   if (k.d == DType::f32) {
     std::vector<float> zf(rows * V), g2(rows * V), lp2(rows), lz2(rows);

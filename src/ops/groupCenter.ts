@@ -14,7 +14,7 @@ function normalize(a: unknown) {
   return { values, offsets };
 }
 
-/** Values minus their group's mean (how GVPO centres rewards: never divided by the std). */
+/** Values minus their group's mean (how GVPO centers rewards: never divided by the std). */
 export function groupCenter(args: GroupCenterArgs): GroupCenterResult {
   const o = normalize(args);
   return runSync(FN, o, () => groupCenterRef(o.values, o.offsets));

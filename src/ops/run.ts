@@ -13,7 +13,7 @@ function nativeName(op: string): string {
   return activeBackend() === 'cuda' && typeof nativeAddon()?.[cuda] === 'function' ? cuda : op;
 }
 
-/** The normalised options' arrays are still live: a getter of the caller's options, run while
+/** The normalized options' arrays are still live: a getter of the caller's options, run while
  *  they were read, may have detached an array checked before it. */
 function checkLive(op: string, opts: object): void {
   for (const [name, v] of Object.entries(opts)) {

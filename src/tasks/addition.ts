@@ -23,7 +23,7 @@ export interface AdditionOptions {
   heldOut?: number;
 }
 
-/** A fixed 32-bit mix (the murmur3 finaliser): the split must never change between releases. */
+/** A fixed 32-bit mix (the murmur3 finalizer): the split must never change between releases. */
 function mix(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
   x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);

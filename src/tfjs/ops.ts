@@ -1,5 +1,5 @@
 // The GVPO losses as TensorFlow.js ops with exact gradients through tf.customGrad, computed by
-// gvpo's kernels (native when loaded, TypeScript otherwise): the tfjs graph never materialises
+// gvpo's kernels (native when loaded, TypeScript otherwise): the tfjs graph never materializes
 // softmax, log-softmax or one-hot arrays of size N*T*V.
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoFromHidden } from '../ops/gvpoFromHidden.js';

@@ -89,7 +89,7 @@ export interface TrainerOptions {
 export interface StepMetrics {
   step: number;
   algo: Algo;
-  /** The loss minimised, averaged over the step's mini-batch updates. */
+  /** The loss minimized, averaged over the step's mini-batch updates. */
   loss: number;
   /** GVPO's terms at each update (for every algorithm: a diagnostic), averaged like the loss. */
   advantage: number;

@@ -1,5 +1,5 @@
 // The hostile calls of the fuzzer (test/helpers/fuzz-worker.mjs): a valid call of one entry point
-// (public op, async twin, helper, or the native addon called directly with the normalised options
+// (public op, async twin, helper, or the native addon called directly with the normalized options
 // of src/ops/normalize.ts), then up to three hostile edits. Case i of a seed is always the same call.
 import { types } from 'node:util';
 import { encodeHalf as toHalf } from '../../src/reference/dtype.ts';
@@ -54,7 +54,7 @@ function groupsFor(g, N) {
   return { offsets: Int32Array.from(cuts) };
 }
 
-/** A valid call: its options (public form, or the addon's normalised form) and what to check. */
+/** A valid call: its options (public form, or the addon's normalized form) and what to check. */
 function base(g, op, native, probe) {
   const big = probe || g.r() < 0.08;
   const N = big ? 16 : 1 + g.int(4), T = big ? 4 : 1 + g.int(3), rows = N * T;
