@@ -11,10 +11,10 @@ import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 const QUICK_SIZES: Record<string, string> = {
-  GVPO_FUZZ_CASES: '100',      // full: 500 per configuration
-  GVPO_LEAK_CALLS: '2000',     // full: 10000 sync and 10000 async calls per op
-  GVPO_HOSTILE_RUNS: '500',    // full: 2000
-  GVPO_PROPERTY_RUNS: '300',   // full: 1000
+  GVPO_FUZZ_CASES: '100', // full: 500 per configuration
+  GVPO_LEAK_CALLS: '2000', // full: 10000 sync and 10000 async calls per op
+  GVPO_HOSTILE_RUNS: '500', // full: 2000
+  GVPO_PROPERTY_RUNS: '300', // full: 1000
 };
 const quick = process.env.GVPO_TEST_QUICK === '1';
 

@@ -9,11 +9,19 @@ import type { OpResult } from './tokenLogprobs.bench.js';
 export function benchGvpoFromLogits(x: Inputs, threads: number, withReference: boolean): OpResult[] {
   const args = fusedArgs(x, threads);
   const out = new Float32Array(x.N * x.T * x.V); // reused: fresh pages cost a fault each
-  const res: OpResult[] = [{ path: `native cpu (${backendInfo().simd})`, t: time('gvpoFromLogits native', () => void gvpoFromLogits({ ...args, out })) }];
+  const res: OpResult[] = [
+    {
+      path: `native cpu (${backendInfo().simd})`,
+      t: time('gvpoFromLogits native', () => void gvpoFromLogits({ ...args, out })),
+    },
+  ];
   if (x.dtype === 'float32') {
     // in place: each call overwrites the logits with a gradient, which is still valid input
     const z = Float32Array.from(x.logits as Float32Array);
-    res.push({ path: `native cpu (${backendInfo().simd}), inPlace`, t: time('gvpoFromLogits inPlace', () => void gvpoFromLogits({ ...args, logits: z, inPlace: true })) });
+    res.push({
+      path: `native cpu (${backendInfo().simd}), inPlace`,
+      t: time('gvpoFromLogits inPlace', () => void gvpoFromLogits({ ...args, logits: z, inPlace: true })),
+    });
   }
   if (withReference) {
     const offsets = Int32Array.from({ length: x.N / x.k + 1 }, (_, g) => g * x.k);

@@ -11,15 +11,27 @@ import { headPeak, timeAgainstProbe } from './gvpoFromHidden.bench.js';
 
 const dtype = (process.argv[2] ?? 'float32') as 'float32' | 'bfloat16';
 const reps = Number(process.argv[3] ?? 3);
-const threads = 2, H = 512, V = 32768;
+const threads = 2,
+  H = 512,
+  V = 32768;
 const x = makeHiddenInputs(16, 256, H, V, 4, dtype);
 const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
 const flops = 4 * 2 * live * H * V;
-const r = timeAgainstProbe(() => void gvpoFromHidden({ ...x.args, threads }), flops, reps, threads, headPeak(dtype).peak);
+const r = timeAgainstProbe(
+  () => void gvpoFromHidden({ ...x.args, threads }),
+  flops,
+  reps,
+  threads,
+  headPeak(dtype).peak,
+);
 const simd = backendInfo().simd;
 if (process.argv.includes('--json')) {
-  console.log(JSON.stringify({ simd, medianSeconds: r.t.median, spreadSeconds: r.t.spread, ofPeak: r.ofPeak, peak: r.peak }));
+  console.log(
+    JSON.stringify({ simd, medianSeconds: r.t.median, spreadSeconds: r.t.spread, ofPeak: r.ofPeak, peak: r.peak }),
+  );
 } else {
-  console.log(`${simd} ${dtype}: median ${(r.t.median * 1e3).toFixed(0)} ms, ${(flops / r.t.median / 1e9).toFixed(0)} GFLOP/s, ` +
-    `probe ${(r.peak / 1e9).toFixed(0)} GFLOP/s -> ${(r.ofPeak * 100).toFixed(0)}% of peak (median over ${reps} calls)`);
+  console.log(
+    `${simd} ${dtype}: median ${(r.t.median * 1e3).toFixed(0)} ms, ${(flops / r.t.median / 1e9).toFixed(0)} GFLOP/s, ` +
+      `probe ${(r.peak / 1e9).toFixed(0)} GFLOP/s -> ${(r.ofPeak * 100).toFixed(0)}% of peak (median over ${reps} calls)`,
+  );
 }

@@ -24,11 +24,35 @@ const THREADS = threadsArg >= 0 ? Number(argv[threadsArg + 1]) : os.cpus().lengt
 const here = dirname(fileURLToPath(import.meta.url));
 const PY = '/usr/bin/python3';
 
-interface Case { label: string; N: number; T: number; V: number; k: number; reference: boolean; torch: boolean; tfjs: boolean; memory: boolean }
+interface Case {
+  label: string;
+  N: number;
+  T: number;
+  V: number;
+  k: number;
+  reference: boolean;
+  torch: boolean;
+  tfjs: boolean;
+  memory: boolean;
+}
 const CASES: Case[] = [
   { label: 'small', N: 16, T: 16, V: 4096, k: 4, reference: true, torch: true, tfjs: true, memory: false },
   { label: 'main', N: 16, T: 128, V: 32768, k: 4, reference: true, torch: true, tfjs: true, memory: true },
-  ...(QUICK ? [] : [{ label: 'large vocab', N: 8, T: 64, V: 151936, k: 4, reference: false, torch: false, tfjs: false, memory: false }]),
+  ...(QUICK
+    ? []
+    : [
+        {
+          label: 'large vocab',
+          N: 8,
+          T: 64,
+          V: 151936,
+          k: 4,
+          reference: false,
+          torch: false,
+          tfjs: false,
+          memory: false,
+        },
+      ]),
 ];
 
 const out: string[] = [];
@@ -41,8 +65,13 @@ function machine(): string {
   const info = backendInfo();
   let torch = 'not installed';
   try {
-    torch = execFileSync(PY, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch { /* peer skipped below with the reason */ }
+    torch = execFileSync(PY, ['-c', 'import torch; print(torch.__version__)'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    /* peer skipped below with the reason */
+  }
   return [
     `- CPU: ${os.cpus()[0].model}, ${os.cpus().length} cores visible, SIMD level used: ${info.simd ?? 'n/a'}`,
     `- memory: ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; OS: ${os.type()} ${os.release()}`,
@@ -53,7 +82,9 @@ function machine(): string {
 
 function tfjsVersion(): string {
   try {
-    return execFileSync(process.execPath, ['-p', "require('@tensorflow/tfjs-core/package.json').version"], { encoding: 'utf8' }).trim();
+    return execFileSync(process.execPath, ['-p', "require('@tensorflow/tfjs-core/package.json').version"], {
+      encoding: 'utf8',
+    }).trim();
   } catch {
     return 'not installed';
   }
@@ -65,10 +96,24 @@ function writeInputs(x: Inputs, dir: string) {
     writeFileSync(p, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
     return p;
   };
-  return { logits: f('logits.bin', x.logits), targets: f('targets.bin', x.targets), mask: f('mask.bin', x.mask), ref: f('ref.bin', x.referenceTokenLogprobs), rewards: f('rewards.bin', x.rewards) };
+  return {
+    logits: f('logits.bin', x.logits),
+    targets: f('targets.bin', x.targets),
+    mask: f('mask.bin', x.mask),
+    ref: f('ref.bin', x.referenceTokenLogprobs),
+    rewards: f('rewards.bin', x.rewards),
+  };
 }
 
-interface TorchResult { tokenLogprobs: number; tokenLogprobsSpread: number; gvpoFromLogits: number; gvpoFromLogitsSpread: number; peakRssBytes: number; baselineRssBytes: number; torch: string }
+interface TorchResult {
+  tokenLogprobs: number;
+  tokenLogprobsSpread: number;
+  gvpoFromLogits: number;
+  gvpoFromLogitsSpread: number;
+  peakRssBytes: number;
+  baselineRssBytes: number;
+  torch: string;
+}
 
 function torchPeer(x: Inputs): TorchResult | string {
   if (!existsSync(PY)) return `${PY} not found`;
@@ -77,8 +122,22 @@ function torchPeer(x: Inputs): TorchResult | string {
   const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-bench-'));
   try {
     const files = writeInputs(x, dir);
-    const cfg = { ...files, N: x.N, T: x.T, V: x.V, k: x.k, beta: x.beta, tau: x.temperature, threads: THREADS, reps: QUICK ? 3 : 7, dtype: x.dtype };
-    const r = spawnSync(PY, [join(here, 'peers', 'torch_gvpo.py'), JSON.stringify(cfg)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(THREADS) } });
+    const cfg = {
+      ...files,
+      N: x.N,
+      T: x.T,
+      V: x.V,
+      k: x.k,
+      beta: x.beta,
+      tau: x.temperature,
+      threads: THREADS,
+      reps: QUICK ? 3 : 7,
+      dtype: x.dtype,
+    };
+    const r = spawnSync(PY, [join(here, 'peers', 'torch_gvpo.py'), JSON.stringify(cfg)], {
+      encoding: 'utf8',
+      env: { ...process.env, OMP_NUM_THREADS: String(THREADS) },
+    });
     if (r.status !== 0) return `PyTorch peer failed: ${r.stderr.split('\n').slice(-3).join(' ')}`;
     return JSON.parse(r.stdout.trim().split('\n').pop()!);
   } finally {
@@ -107,9 +166,17 @@ async function tfjsPeers(x: Inputs): Promise<Array<{ path: string; tok?: Timing;
 
 function memoryRows(c: Case): Array<Array<string | number>> {
   const rows: Array<Array<string | number>> = [];
-  const paths: Array<[string, Record<string, string>]> = [['native-inplace', {}], ['native', {}], ['tfjs-cpu', {}]];
+  const paths: Array<[string, Record<string, string>]> = [
+    ['native-inplace', {}],
+    ['native', {}],
+    ['tfjs-cpu', {}],
+  ];
   for (const [path, env] of paths) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'memory.ts'), path, String(c.N), String(c.T), String(c.V), String(c.k)], { encoding: 'utf8', env: { ...process.env, ...env } });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join(here, 'memory.ts'), path, String(c.N), String(c.T), String(c.V), String(c.k)],
+      { encoding: 'utf8', env: { ...process.env, ...env } },
+    );
     if (r.status !== 0) {
       rows.push([path, 'failed', '', r.stderr.split('\n').filter(Boolean).pop() ?? '']);
       continue;
@@ -117,7 +184,12 @@ function memoryRows(c: Case): Array<Array<string | number>> {
     const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
     const added = m.peakRssBytes - m.baselineRssBytes;
     const mib = (b: number) => (b / 2 ** 20).toFixed(0);
-    rows.push([path, mib(added), (added / m.logitsBytes).toFixed(2), `peak ${mib(m.peakRssBytes)} MiB over ${mib(m.baselineRssBytes)} MiB with the inputs`]);
+    rows.push([
+      path,
+      mib(added),
+      (added / m.logitsBytes).toFixed(2),
+      `peak ${mib(m.peakRssBytes)} MiB over ${mib(m.baselineRssBytes)} MiB with the inputs`,
+    ]);
   }
   return rows;
 }
@@ -133,8 +205,11 @@ function probedSection() {
   }
   if (simd.startsWith('avx512')) {
     for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'logitsProbed.ts'), dtype, String(reps), '--json'],
-        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: 'avx2' } });
+      const r = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', join(here, 'logitsProbed.ts'), dtype, String(reps), '--json'],
+        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: 'avx2' } },
+      );
       if (r.status === 0) results.push(JSON.parse(r.stdout.trim().split('\n').pop()!));
       else log(`\nAVX2 child (${dtype}) failed: ${(r.stderr ?? '').split('\n').filter(Boolean).pop() ?? ''}`);
     }
@@ -146,22 +221,49 @@ function probedSection() {
   log();
   log(`## The logits kernels against same-run probes: N*T = 2048, V = 32768, ${THREADS} threads, ${reps} calls each`);
   log();
-  log('Probes right before and after every timed call: the streaming read of as many bytes as the logits (tokenLogprobs\' roofline), the ' +
-    'streaming write of the float32 gradient, and the exp-throughput probe (the row kernels\' own exp on register-resident vectors, ' +
-    'the same instruction set). Each percentage is the median over calls of the call against the mean of the probes around it, ' +
-    '[min-max] over calls. gvpoFromLogits writes into a reused `out`; its floor is 2 reads of the logits + 1 float32 write.');
+  log(
+    "Probes right before and after every timed call: the streaming read of as many bytes as the logits (tokenLogprobs' roofline), the " +
+      "streaming write of the float32 gradient, and the exp-throughput probe (the row kernels' own exp on register-resident vectors, " +
+      'the same instruction set). Each percentage is the median over calls of the call against the mean of the probes around it, ' +
+      '[min-max] over calls. gvpoFromLogits writes into a reused `out`; its floor is 2 reads of the logits + 1 float32 write.',
+  );
   log();
-  log(table(['instruction set', 'dtype', 'read probe GB/s', 'exp probe G/s', 'tokenLogprobs ms', 'G logits/s', 'of read roofline', 'of exp probe',
-    'gvpoFromLogits ms', 'of 2 reads + 1 write'], results.map((r) => [
-    r.simd, r.dtype, gbs(r.readGBs), gbs(r.expGs), ms(r.tokSeconds), (n / r.tokSeconds.median / 1e9).toFixed(2), pct(r.tokOfRoof),
-    pct(r.tokOfExp), ms(r.stepSeconds), pct(r.stepOfFloor),
-  ])));
+  log(
+    table(
+      [
+        'instruction set',
+        'dtype',
+        'read probe GB/s',
+        'exp probe G/s',
+        'tokenLogprobs ms',
+        'G logits/s',
+        'of read roofline',
+        'of exp probe',
+        'gvpoFromLogits ms',
+        'of 2 reads + 1 write',
+      ],
+      results.map((r) => [
+        r.simd,
+        r.dtype,
+        gbs(r.readGBs),
+        gbs(r.expGs),
+        ms(r.tokSeconds),
+        (n / r.tokSeconds.median / 1e9).toFixed(2),
+        pct(r.tokOfRoof),
+        pct(r.tokOfExp),
+        ms(r.stepSeconds),
+        pct(r.stepOfFloor),
+      ]),
+    ),
+  );
 }
 
 async function main() {
   log('# gvpo benchmark results');
   log();
-  log(`Generated by \`npm run bench -- --write\` on ${new Date().toISOString().slice(0, 10)}. Medians of benchmark.js samples (native) or of timed calls (slow paths); spread is max - min. Never hand-edited.`);
+  log(
+    `Generated by \`npm run bench -- --write\` on ${new Date().toISOString().slice(0, 10)}. Medians of benchmark.js samples (native) or of timed calls (slow paths); spread is max - min. Never hand-edited.`,
+  );
   log();
   log(machine());
   for (const dtype of ['float32', 'bfloat16'] as const) {
@@ -173,10 +275,14 @@ async function main() {
       const floorTok = bytes / roof.read;
       const floorStep = (2 * bytes) / roof.read + gradBytes / roof.write;
       log();
-      log(`## ${c.label}: N*T = ${c.N * c.T} (N = ${c.N}, T = ${c.T}, k = ${c.k}), V = ${c.V}, ${dtype} (${(bytes / 2 ** 20).toFixed(0)} MiB of logits)`);
+      log(
+        `## ${c.label}: N*T = ${c.N * c.T} (N = ${c.N}, T = ${c.T}, k = ${c.k}), V = ${c.V}, ${dtype} (${(bytes / 2 ** 20).toFixed(0)} MiB of logits)`,
+      );
       log();
-      log(`Roofline, same run, ${THREADS} threads: streaming read ${fmtGB(roof.read)} GB/s, write ${fmtGB(roof.write)} GB/s. ` +
-        `Floors: tokenLogprobs ${fmtMs(floorTok)} ms (1 read); gvpoFromLogits ${fmtMs(floorStep)} ms (2 reads + 1 float32 write).`);
+      log(
+        `Roofline, same run, ${THREADS} threads: streaming read ${fmtGB(roof.read)} GB/s, write ${fmtGB(roof.write)} GB/s. ` +
+          `Floors: tokenLogprobs ${fmtMs(floorTok)} ms (1 read); gvpoFromLogits ${fmtMs(floorStep)} ms (2 reads + 1 float32 write).`,
+      );
       const tok = benchTokenLogprobs(x, THREADS, c.reference && dtype === 'float32');
       const step = benchGvpoFromLogits(x, THREADS, c.reference && dtype === 'float32');
       let torch: TorchResult | string | undefined;
@@ -185,16 +291,58 @@ async function main() {
       if (c.tfjs && dtype === 'float32') tf = await tfjsPeers(x);
       const nativeTok = tok[0].t.median;
       const nativeStep = step[0].t.median;
-      const rowsTok: Array<Array<string | number>> = tok.map((r) => [r.path, fmtMs(r.t.median), fmtMs(r.t.spread), fmtGB(bytes / r.t.median), `${((floorTok / r.t.median) * 100).toFixed(0)}%`, (r.t.median / nativeTok).toFixed(1)]);
-      const rowsStep: Array<Array<string | number>> = step.map((r) => [r.path, fmtMs(r.t.median), fmtMs(r.t.spread), fmtGB(bytes / r.t.median), `${((floorStep / r.t.median) * 100).toFixed(0)}%`, (r.t.median / nativeStep).toFixed(1)]);
+      const rowsTok: Array<Array<string | number>> = tok.map((r) => [
+        r.path,
+        fmtMs(r.t.median),
+        fmtMs(r.t.spread),
+        fmtGB(bytes / r.t.median),
+        `${((floorTok / r.t.median) * 100).toFixed(0)}%`,
+        (r.t.median / nativeTok).toFixed(1),
+      ]);
+      const rowsStep: Array<Array<string | number>> = step.map((r) => [
+        r.path,
+        fmtMs(r.t.median),
+        fmtMs(r.t.spread),
+        fmtGB(bytes / r.t.median),
+        `${((floorStep / r.t.median) * 100).toFixed(0)}%`,
+        (r.t.median / nativeStep).toFixed(1),
+      ]);
       if (typeof torch === 'object') {
-        rowsTok.push([`PyTorch ${torch.torch} eager`, fmtMs(torch.tokenLogprobs), fmtMs(torch.tokenLogprobsSpread), fmtGB(bytes / torch.tokenLogprobs), `${((floorTok / torch.tokenLogprobs) * 100).toFixed(0)}%`, (torch.tokenLogprobs / nativeTok).toFixed(1)]);
-        rowsStep.push([`PyTorch ${torch.torch} eager`, fmtMs(torch.gvpoFromLogits), fmtMs(torch.gvpoFromLogitsSpread), fmtGB(bytes / torch.gvpoFromLogits), `${((floorStep / torch.gvpoFromLogits) * 100).toFixed(0)}%`, (torch.gvpoFromLogits / nativeStep).toFixed(1)]);
+        rowsTok.push([
+          `PyTorch ${torch.torch} eager`,
+          fmtMs(torch.tokenLogprobs),
+          fmtMs(torch.tokenLogprobsSpread),
+          fmtGB(bytes / torch.tokenLogprobs),
+          `${((floorTok / torch.tokenLogprobs) * 100).toFixed(0)}%`,
+          (torch.tokenLogprobs / nativeTok).toFixed(1),
+        ]);
+        rowsStep.push([
+          `PyTorch ${torch.torch} eager`,
+          fmtMs(torch.gvpoFromLogits),
+          fmtMs(torch.gvpoFromLogitsSpread),
+          fmtGB(bytes / torch.gvpoFromLogits),
+          `${((floorStep / torch.gvpoFromLogits) * 100).toFixed(0)}%`,
+          (torch.gvpoFromLogits / nativeStep).toFixed(1),
+        ]);
       }
       for (const p of tf) {
         if (p.tok && p.step) {
-          rowsTok.push([p.path, fmtMs(p.tok.median), fmtMs(p.tok.spread), fmtGB(bytes / p.tok.median), `${((floorTok / p.tok.median) * 100).toFixed(1)}%`, (p.tok.median / nativeTok).toFixed(0)]);
-          rowsStep.push([p.path, fmtMs(p.step.median), fmtMs(p.step.spread), fmtGB(bytes / p.step.median), `${((floorStep / p.step.median) * 100).toFixed(1)}%`, (p.step.median / nativeStep).toFixed(0)]);
+          rowsTok.push([
+            p.path,
+            fmtMs(p.tok.median),
+            fmtMs(p.tok.spread),
+            fmtGB(bytes / p.tok.median),
+            `${((floorTok / p.tok.median) * 100).toFixed(1)}%`,
+            (p.tok.median / nativeTok).toFixed(0),
+          ]);
+          rowsStep.push([
+            p.path,
+            fmtMs(p.step.median),
+            fmtMs(p.step.spread),
+            fmtGB(bytes / p.step.median),
+            `${((floorStep / p.step.median) * 100).toFixed(1)}%`,
+            (p.step.median / nativeStep).toFixed(0),
+          ]);
         }
       }
       const head = ['path', 'median ms', 'spread ms', 'GB/s of logits', 'of roofline', 'x native time'];
@@ -215,7 +363,12 @@ async function main() {
         const mem = memoryRows(c);
         if (typeof torch === 'object') {
           const added = torch.peakRssBytes - torch.baselineRssBytes;
-          mem.push([`PyTorch ${torch.torch} eager`, (added / 2 ** 20).toFixed(0), (added / bytes).toFixed(2), `peak ${(torch.peakRssBytes / 2 ** 20).toFixed(0)} MiB over ${(torch.baselineRssBytes / 2 ** 20).toFixed(0)} MiB with the inputs`]);
+          mem.push([
+            `PyTorch ${torch.torch} eager`,
+            (added / 2 ** 20).toFixed(0),
+            (added / bytes).toFixed(2),
+            `peak ${(torch.peakRssBytes / 2 ** 20).toFixed(0)} MiB over ${(torch.baselineRssBytes / 2 ** 20).toFixed(0)} MiB with the inputs`,
+          ]);
         }
         log(table(['path', 'MiB added', 'x logits size', 'note'], mem));
       }

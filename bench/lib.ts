@@ -13,7 +13,12 @@ export interface Timing {
 
 /** Time fn with benchmark.js (synchronous fn); at least minSamples samples. */
 export function time(name: string, fn: () => void, opts: { minSamples?: number; maxTime?: number } = {}): Timing {
-  const b = new Benchmark(name, fn, { minSamples: opts.minSamples ?? 7, maxTime: opts.maxTime ?? 3, initCount: 1, async: false });
+  const b = new Benchmark(name, fn, {
+    minSamples: opts.minSamples ?? 7,
+    maxTime: opts.maxTime ?? 3,
+    initCount: 1,
+    async: false,
+  });
   b.run();
   if (b.error) throw b.error;
   const s = [...b.stats.sample].sort((x, y) => x - y);
@@ -47,7 +52,10 @@ export async function timeSlowAsync(fn: () => Promise<void>, reps: number, warmu
 }
 
 export interface Inputs {
-  N: number; T: number; V: number; k: number;
+  N: number;
+  T: number;
+  V: number;
+  k: number;
   dtype: DType;
   logits: Float32Array | Uint16Array;
   targets: Int32Array;
@@ -61,7 +69,7 @@ export interface Inputs {
 /** A seeded uniform [0, 1) generator (an LCG: fast enough to draw tens of millions of values). */
 export function seededRandom(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
 }
 
 /** The per-token and per-sequence inputs every bench batch shares: targets uniform in [0, V), 1/4
@@ -84,16 +92,42 @@ export function makeInputs(N: number, T: number, V: number, k: number, dtype: DT
   const next = seededRandom(seed);
   const f = new Float32Array(N * T * V);
   for (let i = 0; i < f.length; i++) f[i] = (next() + next() + next() - 1.5) * 3;
-  return { N, T, V, k, dtype, logits: dtype === 'float32' ? f : toHalf(f, dtype), ...tokenInputs(next, N, T, V), beta: 0.1, temperature: 1 };
+  return {
+    N,
+    T,
+    V,
+    k,
+    dtype,
+    logits: dtype === 'float32' ? f : toHalf(f, dtype),
+    ...tokenInputs(next, N, T, V),
+    beta: 0.1,
+    temperature: 1,
+  };
 }
 
 /** The fused op's options for these inputs (only the fields it knows: unknown ones are refused). */
 export function fusedArgs(x: Inputs, threads?: number) {
   const { logits, dtype, targets, mask, referenceTokenLogprobs, rewards, beta, temperature } = x;
-  return { logits, dtype, targets, mask, referenceTokenLogprobs, rewards, beta, temperature, sequences: x.N, tokens: x.T, vocab: x.V, groups: { size: x.k }, threads };
+  return {
+    logits,
+    dtype,
+    targets,
+    mask,
+    referenceTokenLogprobs,
+    rewards,
+    beta,
+    temperature,
+    sequences: x.N,
+    tokens: x.T,
+    vocab: x.V,
+    groups: { size: x.k },
+    threads,
+  };
 }
 
-interface Probe { streamProbe(o: { data: Float32Array; threads?: number; write?: boolean }): { seconds: number } }
+interface Probe {
+  streamProbe(o: { data: Float32Array; threads?: number; write?: boolean }): { seconds: number };
+}
 
 export function addon(): Probe | undefined {
   try {

@@ -6,7 +6,12 @@
 //   tsx bench/memory.ts head R V H
 // Prints JSON: the peak RSS after the inputs exist (baseline) and after one call, in bytes.
 import { readFileSync } from 'node:fs';
-import { gvpoFromHidden, gvpoFromLogits, tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../src/index.js';
+import {
+  gvpoFromHidden,
+  gvpoFromLogits,
+  tokenLogprobsFromHidden,
+  tokenLogprobsFromHiddenBackward,
+} from '../src/index.js';
 import { makeHeadInputs, makeHiddenInputs } from './hiddenInputs.js';
 import { fusedArgs, makeInputs } from './lib.js';
 import { tfjsWithBackend, tfjsPeer } from './peers/tfjs.js';
@@ -27,7 +32,13 @@ if (path === 'head') {
   const h = makeHeadInputs(R, HH, HV, 'float32');
   const base = vmhwm();
   const f = tokenLogprobsFromHidden(h.args);
-  tokenLogprobsFromHiddenBackward({ ...h.args, entropy: f.entropy, logZ: f.logZ, gradTokenLogprobs: h.gradTokenLogprobs, gradEntropy: h.gradEntropy });
+  tokenLogprobsFromHiddenBackward({
+    ...h.args,
+    entropy: f.entropy,
+    logZ: f.logZ,
+    gradTokenLogprobs: h.gradTokenLogprobs,
+    gradEntropy: h.gradEntropy,
+  });
   console.log(JSON.stringify({ path, baselineRssBytes: base, peakRssBytes: vmhwm(), logitsBytes: R * HV * 4 }));
   process.exit(0);
 }
@@ -44,4 +55,6 @@ else if (path === 'tfjs-cpu') {
   const tf = await tfjsWithBackend('cpu');
   await tfjsPeer(tf, x, 'cpu').gvpoFromLogits();
 } else throw new Error(`unknown path ${path}`);
-console.log(JSON.stringify({ path, baselineRssBytes: baseline, peakRssBytes: peak(), logitsBytes: x.logits.byteLength }));
+console.log(
+  JSON.stringify({ path, baselineRssBytes: baseline, peakRssBytes: peak(), logitsBytes: x.logits.byteLength }),
+);

@@ -11,7 +11,9 @@ export interface OpResult {
 
 export function benchTokenLogprobs(x: Inputs, threads: number, withReference: boolean): OpResult[] {
   const args = { logits: x.logits, dtype: x.dtype, targets: x.targets, rows: x.N * x.T, vocab: x.V, threads };
-  const out: OpResult[] = [{ path: `native cpu (${backendInfo().simd})`, t: time('tokenLogprobs native', () => void tokenLogprobs(args)) }];
+  const out: OpResult[] = [
+    { path: `native cpu (${backendInfo().simd})`, t: time('tokenLogprobs native', () => void tokenLogprobs(args)) },
+  ];
   if (withReference) {
     const o = { ...args, temperature: 1 };
     out.push({ path: 'TypeScript reference', t: timeSlow(() => void tokenLogprobsF64(o), 3) });

@@ -7,8 +7,8 @@
 import { CharPolicy, GVPOTrainer, loadTf, type Task } from 'gvpo/tfjs';
 
 const LETTERS = 8; // tokens 0..7 are the letters a..h
-const EOS = 8;     // ends a response
-const PAD = 9;     // fills the policy's window before the prompt
+const EOS = 8; // ends a response
+const PAD = 9; // fills the policy's window before the prompt
 
 class NextLetters implements Task {
   readonly name = 'next-letters';
@@ -34,10 +34,21 @@ class NextLetters implements Task {
 
 const { tf } = await loadTf('cpu');
 const task = new NextLetters();
-const policy = new CharPolicy(tf, { vocab: task.vocab, window: 4, hidden: 32, maxTokens: task.maxTokens, eos: EOS, pad: PAD }, 1);
+const policy = new CharPolicy(
+  tf,
+  { vocab: task.vocab, window: 4, hidden: 32, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
+  1,
+);
 const trainer = new GVPOTrainer({
-  tf, policy, task,
-  groupSize: 8, promptsPerStep: 8, miniBatches: 2, learningRate: 0.005, beta: 0.1, seed: 1,
+  tf,
+  policy,
+  task,
+  groupSize: 8,
+  promptsPerStep: 8,
+  miniBatches: 2,
+  learningRate: 0.005,
+  beta: 0.1,
+  seed: 1,
   // reward functions of your own, weighted and summed; each may be async (a model, a test run, a
   // web call). Without `rewards`, the trainer scores with task.reward alone.
   rewards: [
@@ -51,7 +62,8 @@ const rewards: number[] = [];
 for (let s = 1; s <= 60; s++) {
   const m = await trainer.step();
   rewards.push(m.rewardMean);
-  if (s % 10 === 0) console.log(`step ${s}: mean reward ${m.rewardMean.toFixed(3)}, KL to the start ${m.klInitial.toFixed(3)}`);
+  if (s % 10 === 0)
+    console.log(`step ${s}: mean reward ${m.rewardMean.toFixed(3)}, KL to the start ${m.klInitial.toFixed(3)}`);
 }
 const after = trainer.evaluate(200);
 const [sample] = policy.sample([[2]], 1e-4, Math.random); // temperature 1e-4: the greedy answer

@@ -11,10 +11,16 @@ import { gvpoFromHiddenForward } from 'gvpo';
 import { gvpoFromHiddenTf, loadTf } from 'gvpo/tfjs';
 
 const { tf } = await loadTf('cpu');
-const P = 6, T = 4, V = 50, H = 16; // prompts, tokens per response, vocabulary, hidden width
-const k = 8, G = 6, N = G * k;      // responses per prompt, prompts per batch, sequences
+const P = 6,
+  T = 4,
+  V = 50,
+  H = 16; // prompts, tokens per response, vocabulary, hidden width
+const k = 8,
+  G = 6,
+  N = G * k; // responses per prompt, prompts per batch, sequences
 const pattern = Array.from({ length: P }, (_, p) => Array.from({ length: T }, (_, t) => (7 * p + 3 * t) % V));
-const reward = (p: number, resp: ArrayLike<number>) => Array.from(resp).filter((y, t) => y === pattern[p][t]).length / T;
+const reward = (p: number, resp: ArrayLike<number>) =>
+  Array.from(resp).filter((y, t) => y === pattern[p][t]).length / T;
 
 // the body: prompt (one-hot) -> T hidden states of width H
 const body = tf.sequential({
@@ -39,22 +45,57 @@ function draw(z: Float32Array): number {
 const rewardsSeen: number[] = [];
 for (let step = 1; step <= 40; step++) {
   const prompts = Array.from({ length: G }, () => Math.floor(Math.random() * P));
-  const x = tf.tidy(() => tf.oneHot(tf.tensor1d(prompts.flatMap((p) => Array(k).fill(p)), 'int32'), P).toFloat());
+  const x = tf.tidy(() =>
+    tf
+      .oneHot(
+        tf.tensor1d(
+          prompts.flatMap((p) => Array(k).fill(p)),
+          'int32',
+        ),
+        P,
+      )
+      .toFloat(),
+  );
   const [hidden, weight, logits] = tf.tidy(() => {
     const h = hiddenOf(x);
-    return [h.dataSync() as Float32Array, head.dataSync() as Float32Array, tf.matMul(h, head, false, true).dataSync() as Float32Array];
+    return [
+      h.dataSync() as Float32Array,
+      head.dataSync() as Float32Array,
+      tf.matMul(h, head, false, true).dataSync() as Float32Array,
+    ];
   });
   const targets = Int32Array.from({ length: N * T }, (_, row) => draw(logits.subarray(row * V, (row + 1) * V)));
   const mask = new Float32Array(N * T).fill(1);
-  const rewards = Array.from({ length: N }, (_, n) => reward(prompts[Math.floor(n / k)], targets.subarray(n * T, (n + 1) * T)));
+  const rewards = Array.from({ length: N }, (_, n) =>
+    reward(prompts[Math.floor(n / k)], targets.subarray(n * T, (n + 1) * T)),
+  );
   rewardsSeen.push(rewards.reduce((a, b) => a + b, 0) / N);
   // pi_theta': S of this batch under the policy that sampled it, from the fused head's phase 1
-  const referenceLogprobs = gvpoFromHiddenForward({ hidden, weight, targets, mask, sequences: N, tokens: T, hiddenSize: H, vocab: V }).policyLogprobs;
+  const referenceLogprobs = gvpoFromHiddenForward({
+    hidden,
+    weight,
+    targets,
+    mask,
+    sequences: N,
+    tokens: T,
+    hiddenSize: H,
+    vocab: V,
+  }).policyLogprobs;
 
   for (let update = 0; update < 4; update++) {
-    optimizer.minimize(() => gvpoFromHiddenTf(tf, hiddenOf(x), head, {
-      targets, mask, sequences: N, tokens: T, referenceLogprobs, rewards, groups: { size: k }, beta: 0.1,
-    }).loss);
+    optimizer.minimize(
+      () =>
+        gvpoFromHiddenTf(tf, hiddenOf(x), head, {
+          targets,
+          mask,
+          sequences: N,
+          tokens: T,
+          referenceLogprobs,
+          rewards,
+          groups: { size: k },
+          beta: 0.1,
+        }).loss,
+    );
   }
   x.dispose();
   if (step % 10 === 0) console.log(`step ${step}: mean reward ${rewardsSeen.at(-1)!.toFixed(3)}`);

@@ -11,11 +11,18 @@ import { tokenLogprobsFromHidden } from 'gvpo';
 import { loadTf, tokenLogprobsFromHiddenTf } from 'gvpo/tfjs';
 
 const { tf } = await loadTf('cpu');
-const P = 6, T = 4, V = 50, H = 16; // prompts, tokens per response, vocabulary, hidden width
-const k = 8, G = 6, N = G * k;      // responses per prompt, prompts per batch, sequences
-const CLIP = 0.2, ENTROPY_BONUS = 0.01;
+const P = 6,
+  T = 4,
+  V = 50,
+  H = 16; // prompts, tokens per response, vocabulary, hidden width
+const k = 8,
+  G = 6,
+  N = G * k; // responses per prompt, prompts per batch, sequences
+const CLIP = 0.2,
+  ENTROPY_BONUS = 0.01;
 const pattern = Array.from({ length: P }, (_, p) => Array.from({ length: T }, (_, t) => (7 * p + 3 * t) % V));
-const reward = (p: number, resp: ArrayLike<number>) => Array.from(resp).filter((y, t) => y === pattern[p][t]).length / T;
+const reward = (p: number, resp: ArrayLike<number>) =>
+  Array.from(resp).filter((y, t) => y === pattern[p][t]).length / T;
 
 const body = tf.sequential({
   layers: [
@@ -39,17 +46,41 @@ function draw(z: Float32Array): number {
 const rewardsSeen: number[] = [];
 for (let step = 1; step <= 40; step++) {
   const prompts = Array.from({ length: G }, () => Math.floor(Math.random() * P));
-  const x = tf.tidy(() => tf.oneHot(tf.tensor1d(prompts.flatMap((p) => Array(k).fill(p)), 'int32'), P).toFloat());
+  const x = tf.tidy(() =>
+    tf
+      .oneHot(
+        tf.tensor1d(
+          prompts.flatMap((p) => Array(k).fill(p)),
+          'int32',
+        ),
+        P,
+      )
+      .toFloat(),
+  );
   const [hidden, weight, logits] = tf.tidy(() => {
     const h = hiddenOf(x);
-    return [h.dataSync() as Float32Array, head.dataSync() as Float32Array, tf.matMul(h, head, false, true).dataSync() as Float32Array];
+    return [
+      h.dataSync() as Float32Array,
+      head.dataSync() as Float32Array,
+      tf.matMul(h, head, false, true).dataSync() as Float32Array,
+    ];
   });
   const targets = Int32Array.from({ length: N * T }, (_, row) => draw(logits.subarray(row * V, (row + 1) * V)));
   const mask = new Float32Array(N * T).fill(1);
-  const rewards = Array.from({ length: N }, (_, n) => reward(prompts[Math.floor(n / k)], targets.subarray(n * T, (n + 1) * T)));
+  const rewards = Array.from({ length: N }, (_, n) =>
+    reward(prompts[Math.floor(n / k)], targets.subarray(n * T, (n + 1) * T)),
+  );
   rewardsSeen.push(rewards.reduce((a, b) => a + b, 0) / N);
   // pi_old: the sampling policy's token log-probs, straight from the kernel
-  const oldLogprobs = tokenLogprobsFromHidden({ hidden, weight, targets, mask, rows: N * T, hiddenSize: H, vocab: V }).logprobs;
+  const oldLogprobs = tokenLogprobsFromHidden({
+    hidden,
+    weight,
+    targets,
+    mask,
+    rows: N * T,
+    hiddenSize: H,
+    vocab: V,
+  }).logprobs;
   // GRPO's advantage: each reward normalized within its group, the same for every token of a response
   const advantages = new Float32Array(N * T);
   for (let g = 0; g < G; g++) {
@@ -60,13 +91,19 @@ for (let step = 1; step <= 40; step++) {
   }
 
   for (let update = 0; update < 4; update++) {
-    optimizer.minimize(() => tf.tidy(() => {
-      const { logprobs, entropy } = tokenLogprobsFromHiddenTf(tf, hiddenOf(x), head, { targets, mask, entropy: true });
-      const ratio = tf.exp(logprobs.sub(tf.tensor1d(oldLogprobs)));
-      const A = tf.tensor1d(advantages);
-      const clipped = tf.minimum(ratio.mul(A), tf.clipByValue(ratio, 1 - CLIP, 1 + CLIP).mul(A));
-      return clipped.mean().add(entropy!.mean().mul(ENTROPY_BONUS)).neg() as ReturnType<typeof tf.scalar>;
-    }));
+    optimizer.minimize(() =>
+      tf.tidy(() => {
+        const { logprobs, entropy } = tokenLogprobsFromHiddenTf(tf, hiddenOf(x), head, {
+          targets,
+          mask,
+          entropy: true,
+        });
+        const ratio = tf.exp(logprobs.sub(tf.tensor1d(oldLogprobs)));
+        const A = tf.tensor1d(advantages);
+        const clipped = tf.minimum(ratio.mul(A), tf.clipByValue(ratio, 1 - CLIP, 1 + CLIP).mul(A));
+        return clipped.mean().add(entropy!.mean().mul(ENTROPY_BONUS)).neg() as ReturnType<typeof tf.scalar>;
+      }),
+    );
   }
   x.dispose();
   if (step % 10 === 0) console.log(`step ${step}: mean reward ${rewardsSeen.at(-1)!.toFixed(3)}`);

@@ -11,8 +11,11 @@
 import { Worker } from 'node:worker_threads';
 import { gvpoFromLogits, gvpoLoss } from 'gvpo';
 
-const G = 3, k = 4, N = G * k;  // 3 groups of 4 responses
-const T = 5, V = 300;           // tokens per response, vocabulary
+const G = 3,
+  k = 4,
+  N = G * k; // 3 groups of 4 responses
+const T = 5,
+  V = 300; // tokens per response, vocabulary
 const WORKERS = 2;
 // Worker w holds the responses n with n % WORKERS === w: two of each group here.
 const shardOf = (w: number) => Array.from({ length: N }, (_, n) => n).filter((n) => n % WORKERS === w);
@@ -31,7 +34,7 @@ interface Shard {
 // The whole batch, made up: logits, sampled tokens, masks with prompt and padding positions,
 // a reference policy's token log-probs, and rewards.
 let seed = 7;
-const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
 const logits = Float32Array.from({ length: N * T * V }, () => 4 * rand() - 2);
 const targets = Int32Array.from({ length: N * T }, () => Math.floor(rand() * V));
 const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T === 0 || rand() < 0.2 ? 0 : 1));
@@ -47,32 +50,61 @@ const rowsOf = <A extends Float32Array | Int32Array>(a: A, ns: number[], width: 
 };
 const shards = Array.from({ length: WORKERS }, (_, w) => shardOf(w));
 // (the worker is plain JavaScript: Node 20 does not run a worker's TypeScript through tsx)
-const workers = shards.map((ns) => new Worker(new URL('./sharded-workers.worker.mjs', import.meta.url), {
-  workerData: {
-    logits: rowsOf(logits, ns, T * V), targets: rowsOf(targets, ns, T), mask: rowsOf(mask, ns, T),
-    referenceTokenLogprobs: rowsOf(referenceTokenLogprobs, ns, T), sequences: ns.length, tokens: T, vocab: V,
-  } satisfies Shard,
-}));
-const next = (w: Worker) => new Promise<any>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+const workers = shards.map(
+  (ns) =>
+    new Worker(new URL('./sharded-workers.worker.mjs', import.meta.url), {
+      workerData: {
+        logits: rowsOf(logits, ns, T * V),
+        targets: rowsOf(targets, ns, T),
+        mask: rowsOf(mask, ns, T),
+        referenceTokenLogprobs: rowsOf(referenceTokenLogprobs, ns, T),
+        sequences: ns.length,
+        tokens: T,
+        vocab: V,
+      } satisfies Shard,
+    }),
+);
+const next = (w: Worker) =>
+  new Promise<any>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
 
 // phase 1 on every shard; S and Sref put back in batch order
-const S = new Float64Array(N), Sref = new Float64Array(N);
-(await Promise.all(workers.map(next))).forEach((f, w) => shards[w].forEach((n, i) => {
-  S[n] = f.policyLogprobs[i];
-  Sref[n] = f.referenceLogprobs[i];
-}));
+const S = new Float64Array(N),
+  Sref = new Float64Array(N);
+(await Promise.all(workers.map(next))).forEach((f, w) =>
+  shards[w].forEach((n, i) => {
+    S[n] = f.policyLogprobs[i];
+    Sref[n] = f.referenceLogprobs[i];
+  }),
+);
 // the loss once, over whole groups
 const l = gvpoLoss({ policyLogprobs: S, referenceLogprobs: Sref, rewards, groups, beta });
 // phase 2: each shard gets its sequences' dL/dS and returns its logits' gradient
 const replies = workers.map(next);
 workers.forEach((w, i) => w.postMessage(Float64Array.from(shards[i], (n) => l.gradLogprobs[n])));
 const gradLogits = new Float32Array(N * T * V);
-(await Promise.all(replies)).forEach((g: Float32Array, w) => shards[w].forEach((n, i) => gradLogits.set(g.subarray(i * T * V, (i + 1) * T * V), n * T * V)));
+(await Promise.all(replies)).forEach((g: Float32Array, w) =>
+  shards[w].forEach((n, i) => gradLogits.set(g.subarray(i * T * V, (i + 1) * T * V), n * T * V)),
+);
 await Promise.all(workers.map((w) => w.terminate()));
 
 // the same batch in one call
-const one = gvpoFromLogits({ logits, targets, mask, sequences: N, tokens: T, vocab: V, referenceTokenLogprobs, rewards, groups, beta });
-let scale = 0, diff = 0;
+const one = gvpoFromLogits({
+  logits,
+  targets,
+  mask,
+  sequences: N,
+  tokens: T,
+  vocab: V,
+  referenceTokenLogprobs,
+  rewards,
+  groups,
+  beta,
+});
+let scale = 0,
+  diff = 0;
 for (let i = 0; i < gradLogits.length; i++) {
   scale = Math.max(scale, Math.abs(one.gradLogits[i]));
   diff = Math.max(diff, Math.abs(gradLogits[i] - one.gradLogits[i]));

@@ -11,12 +11,16 @@ import { tokenLogprobs } from 'gvpo';
 import { gvpoFromLogitsTf, loadTf } from 'gvpo/tfjs';
 
 const { tf } = await loadTf('cpu');
-const P = 6, T = 4, V = 5;  // prompts, tokens per response, vocabulary
-const k = 8, G = 6;         // responses per prompt, prompts per batch: N = G*k sequences
+const P = 6,
+  T = 4,
+  V = 5; // prompts, tokens per response, vocabulary
+const k = 8,
+  G = 6; // responses per prompt, prompts per batch: N = G*k sequences
 const N = G * k;
 // the reward: the share of a response's tokens that match the prompt's hidden pattern
 const pattern = Array.from({ length: P }, (_, p) => Array.from({ length: T }, (_, t) => (p + 2 * t) % V));
-const reward = (p: number, resp: ArrayLike<number>) => Array.from(resp).filter((y, t) => y === pattern[p][t]).length / T;
+const reward = (p: number, resp: ArrayLike<number>) =>
+  Array.from(resp).filter((y, t) => y === pattern[p][t]).length / T;
 
 /** A token drawn from softmax(z). */
 function draw(z: Float32Array): number {
@@ -40,14 +44,26 @@ const rewardsSeen: number[] = [];
 for (let step = 1; step <= 40; step++) {
   // G prompts, each repeated k times (consecutive: groups of size k)
   const prompts = Array.from({ length: G }, () => Math.floor(Math.random() * P));
-  const x = tf.tidy(() => tf.oneHot(tf.tensor1d(prompts.flatMap((p) => Array(k).fill(p)), 'int32'), P).toFloat());
+  const x = tf.tidy(() =>
+    tf
+      .oneHot(
+        tf.tensor1d(
+          prompts.flatMap((p) => Array(k).fill(p)),
+          'int32',
+        ),
+        P,
+      )
+      .toFloat(),
+  );
   const logits = model.predict(x) as Tensor; // [N, T, V]
   const logitsData = Float32Array.from(await logits.data());
   logits.dispose();
   // every token drawn from softmax(logits): the responses, as the kernels' Int32Array targets
   const targets = Int32Array.from({ length: N * T }, (_, row) => draw(logitsData.subarray(row * V, (row + 1) * V)));
   const mask = new Float32Array(N * T).fill(1); // every token is a response token here
-  const rewards = Array.from({ length: N }, (_, n) => reward(prompts[Math.floor(n / k)], targets.subarray(n * T, (n + 1) * T)));
+  const rewards = Array.from({ length: N }, (_, n) =>
+    reward(prompts[Math.floor(n / k)], targets.subarray(n * T, (n + 1) * T)),
+  );
   rewardsSeen.push(rewards.reduce((a, b) => a + b, 0) / N);
   // pi_theta': this batch's policy, fixed for its updates
   const referenceTokenLogprobs = tokenLogprobs({ logits: logitsData, targets, rows: N * T, vocab: V }).logprobs;
@@ -56,7 +72,15 @@ for (let step = 1; step <= 40; step++) {
     optimizer.minimize(() => {
       const z = model.apply(x) as Tensor;
       return gvpoFromLogitsTf(tf, z, {
-        targets, mask, sequences: N, tokens: T, vocab: V, referenceTokenLogprobs, rewards, groups: { size: k }, beta: 0.1,
+        targets,
+        mask,
+        sequences: N,
+        tokens: T,
+        vocab: V,
+        referenceTokenLogprobs,
+        rewards,
+        groups: { size: k },
+        beta: 0.1,
       }).loss;
     });
   }

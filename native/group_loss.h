@@ -26,8 +26,8 @@ enum { kLoss = 0, kAdvantage, kTrustRegion, kVariance, kConstant, kTerms };
 // Sequences [b, e) of one group: writes residuals and grad_seq there, adds the group's terms
 // (already scaled) to terms[kTerms].
 GVPO_HD inline void group_loss(double* grad_seq, double* residuals, double* terms, const double* seq,
-                               const double* ref_seq, const double* rewards, int32_t b, int32_t e,
-                               double beta, double scale) {
+                               const double* ref_seq, const double* rewards, int32_t b, int32_t e, double beta,
+                               double scale) {
   const int32_t k = e - b;
   if (k < 2) {
     for (int32_t n = b; n < e; n++) grad_seq[n] = residuals[n] = 0.0;

@@ -37,9 +37,9 @@ inline size_t dtype_bytes(DType d) { return d == DType::f32 ? 4 : 2; }
 // number of such rows. row_max / row_lse (each R, or null) receive the row's max logit and
 // log sum exp((z - max)/tau): the backward's exponent at full precision (logZ = max/tau + lse).
 int64_t token_logprobs_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, float* row_max /*R|null*/,
-                                   float* row_lse /*R|null*/, const void* logits /*R*V*/,
-                                   DType dtype, const int32_t* targets /*R*/, const float* mask /*R|null*/,
-                                   int64_t rows, int64_t vocab, float temperature, int threads);
+                                   float* row_lse /*R|null*/, const void* logits /*R*V*/, DType dtype,
+                                   const int32_t* targets /*R*/, const float* mask /*R|null*/, int64_t rows,
+                                   int64_t vocab, float temperature, int threads);
 
 // Gradient of sum_r w[r] * l[r] with respect to the logits (w: per-token weights dL/dl):
 //   grad[r, v] = w[r] / tau * ([v == y[r]] - exp((z[r, v] - m[r])/tau - lse[r]))
@@ -49,15 +49,15 @@ int64_t token_logprobs_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, flo
 void token_logprobs_backward_cpu(float* grad /*R*V*/, const void* logits /*R*V*/, DType dtype,
                                  const int32_t* targets /*R*/, const float* mask /*R|null*/,
                                  const float* row_max /*R|null*/, const float* row_lse /*R*/,
-                                 const float* token_weights /*R*/, int64_t rows, int64_t vocab,
-                                 float temperature, int threads);
+                                 const float* token_weights /*R*/, int64_t rows, int64_t vocab, float temperature,
+                                 int threads);
 
 // S[n] = sum_t m[n,t] * l[n,t], accumulated in double; masked tokens are skipped (a NaN there
 // does not leak into S).
-void sequence_logprobs_cpu(double* seq /*N*/, const float* token_logprobs /*N*T*/,
-                           const float* mask /*N*T*/, int64_t sequences, int64_t tokens);
-void sequence_logprobs_f64_cpu(double* seq /*N*/, const double* token_logprobs /*N*T*/,
-                               const float* mask /*N*T*/, int64_t sequences, int64_t tokens);
+void sequence_logprobs_cpu(double* seq /*N*/, const float* token_logprobs /*N*T*/, const float* mask /*N*T*/,
+                           int64_t sequences, int64_t tokens);
+void sequence_logprobs_f64_cpu(double* seq /*N*/, const double* token_logprobs /*N*T*/, const float* mask /*N*T*/,
+                               int64_t sequences, int64_t tokens);
 
 // centered[n] = values[n] - mean of n's group; means[g] = that mean.
 void group_center_cpu(double* centered /*N*/, double* means /*G*/, const double* values /*N*/,
@@ -70,9 +70,8 @@ struct LossAndTerms {
 // The GVPO loss over scalar sequence log-probs. grad_seq = dL/dS, residuals = c.
 // Groups of size 1 contribute 0 to everything. mean_reduction divides by #groups with k >= 2.
 LossAndTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, const double* seq /*N*/,
-                           const double* ref_seq /*N*/, const double* rewards /*N*/,
-                           const int32_t* offsets /*G+1*/, int64_t groups, double beta,
-                           bool mean_reduction);
+                           const double* ref_seq /*N*/, const double* rewards /*N*/, const int32_t* offsets /*G+1*/,
+                           int64_t groups, double beta, bool mean_reduction);
 
 // ---------------------------------------------------------------------------------------------
 // The fused LM head (token_logprobs_from_hidden.cc): the logits z[r, v] = sum_h hidden[r, h] *
@@ -90,8 +89,8 @@ LossAndTerms gvpo_loss_cpu(double* grad_seq /*N*/, double* residuals /*N*/, cons
 // NaN; one whose target lies outside [0, V) (callers refuse that first) gets l = NaN and a NaN
 // gradient. Results do not depend on the thread count, bit for bit.
 struct HeadInputs {
-  const void* hidden;      // R*H, in dtype
-  const void* weight;      // V*H, in dtype
+  const void* hidden;  // R*H, in dtype
+  const void* weight;  // V*H, in dtype
   DType dtype;
   const int32_t* targets;  // R
   const float* mask;       // R, or null: every row live
@@ -124,33 +123,33 @@ struct HeadRows {
   std::vector<int32_t> idx, needs_entropy;
   std::vector<float> grad_logprob, grad_entropy, logZ, entropy;
 };
-HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy,
-                            const float* grad_logprobs, const float* grad_entropy);
+HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy, const float* grad_logprobs,
+                            const float* grad_entropy);
 
 // ---------------------------------------------------------------------------------------------
 // The fused GVPO ops. What both share: a batch of N sequences x T tokens (row r = n*T + t), the
 // reference and the group loss's inputs, and phase 1's and the loss's outputs.
 struct GvpoBatch {
-  DType dtype;                      // of the logits, or of hidden and weight
-  const int32_t* targets;           // N*T, in [0, V) where mask != 0
-  const float* mask;                // N*T, 0 or a weight
-  const double* ref_token_logprobs; // N*T or null: Sref[n] = sum_t m * ref
-  const double* ref_seq;            // N or null: Sref given; with neither, Sref = S
-  const double* rewards;            // N (unused by phase 1)
-  const int32_t* offsets;           // G+1, strictly increasing from 0 to N (unused by phase 1)
+  DType dtype;                       // of the logits, or of hidden and weight
+  const int32_t* targets;            // N*T, in [0, V) where mask != 0
+  const float* mask;                 // N*T, 0 or a weight
+  const double* ref_token_logprobs;  // N*T or null: Sref[n] = sum_t m * ref
+  const double* ref_seq;             // N or null: Sref given; with neither, Sref = S
+  const double* rewards;             // N (unused by phase 1)
+  const int32_t* offsets;            // G+1, strictly increasing from 0 to N (unused by phase 1)
   int64_t groups, sequences, tokens, vocab;
   float temperature;
   double beta;
   bool mean_reduction;
 };
 struct GvpoOut {
-  float* token_logprobs;  // N*T
-  float* logZ;            // N*T
-  double* seq;            // N: S
-  double* ref_seq;        // N: the Sref used
-  double* grad_seq;       // N: dL/dS
-  double* residuals;      // N: c
-  int64_t nonfinite_rows; // written: live rows whose logZ is not finite
+  float* token_logprobs;   // N*T
+  float* logZ;             // N*T
+  double* seq;             // N: S
+  double* ref_seq;         // N: the Sref used
+  double* grad_seq;        // N: dL/dS
+  double* residuals;       // N: c
+  int64_t nonfinite_rows;  // written: live rows whose logZ is not finite
 };
 // Sref (the rule of docs/DESIGN.md, "The math"): the reference token log-probs summed under the
 // mask, or the given per-sequence values, or, with neither, S itself (seq; when seq is null that
@@ -194,9 +193,8 @@ LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch&
 // Its two phases: phase 1 fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows (rewards,
 // offsets, beta unused); phase 2 turns dL/dS into dL/dhidden and dL/dweight (both overwritten).
 void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads);
-void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_weight /*V*H*/,
-                                   const float* logZ /*N*T*/, const double* grad_seq /*N*/,
-                                   const GvpoHiddenBatch& in, int threads);
+void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_weight /*V*H*/, const float* logZ /*N*T*/,
+                                   const double* grad_seq /*N*/, const GvpoHiddenBatch& in, int threads);
 // gl[r] = m[r] * dL/dS[n(r)], 0 on masked rows (even where dL/dS is NaN): phase 2's upstream.
 std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq);
 
@@ -225,21 +223,17 @@ const char* cpu_simd_level();  // "avx512bf16" | "avx512" | "avx2" | "sse2" | "g
 // CUDA kernels (native/cuda), compiled when GVPO_WITH_CUDA is defined. Device pointers; every
 // function returns a cudaError_t as int (0 = success) and runs on `stream`.
 #ifdef GVPO_WITH_CUDA
-int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype,
-                                const int32_t* targets, const float* mask, int64_t rows,
-                                int64_t vocab, float temperature, void* stream);
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype,
-                                 const int32_t* targets, const float* mask, const float* logZ,
-                                 const float* token_weights, int64_t rows, int64_t vocab,
-                                 float temperature, void* stream);
+int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
+                                const float* mask, int64_t rows, int64_t vocab, float temperature, void* stream);
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* logZ, const float* token_weights, int64_t rows,
+                                 int64_t vocab, float temperature, void* stream);
 // Per-sequence sums, group centring, residuals and dL/dS in one small kernel (one block per
 // group). token_weights[r] = m[r] * dL/dS[n(r)] is written for the backward pass.
 int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights,
-                   double* terms /*5: loss, advantage, trustRegion, variance, constant*/,
-                   const float* token_logprobs, const float* mask, const double* ref_seq,
-                   const double* rewards, const int32_t* offsets, int64_t groups,
-                   int64_t sequences, int64_t tokens, double beta, bool mean_reduction,
-                   void* stream);
+                   double* terms /*5: loss, advantage, trustRegion, variance, constant*/, const float* token_logprobs,
+                   const float* mask, const double* ref_seq, const double* rewards, const int32_t* offsets,
+                   int64_t groups, int64_t sequences, int64_t tokens, double beta, bool mean_reduction, void* stream);
 // Device count and the name of device 0 (or the error's text); returns a CUDA error code.
 int cuda_device_info(int* count, char* name, int name_len);
 
@@ -248,12 +242,12 @@ int cuda_device_info(int* count, char* name, int name_len);
 struct CudaTimings {
   double h2d_ms, kernel_ms, d2h_ms;
 };
-int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits,
-                             DType dtype, const int32_t* targets, const float* mask, int64_t rows,
-                             int64_t vocab, float temperature, char* err, int err_len);
+int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits, DType dtype,
+                             const int32_t* targets, const float* mask, int64_t rows, int64_t vocab, float temperature,
+                             char* err, int err_len);
 // The fused op over host arrays (gvpo_from_logits.cu), the CUDA twin of gvpo_from_logits_cpu.
-int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t,
-                               const GvpoLogitsBatch& in, char* err, int err_len);
+int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoLogitsBatch& in,
+                               char* err, int err_len);
 // The fused LM head over host arrays (token_logprobs_from_hidden.cu), the CUDA twin of
 // token_logprobs_from_hidden_*_cpu: the logits exist one chunk of rows at a time in device memory
 // (at most 1/8 of the batch's float32 logits, >= 4 MiB, <= 256 MiB), nothing of size R*V.
@@ -264,17 +258,14 @@ int token_logprobs_from_hidden_forward_cuda_host(float* logprobs /*R*/, float* l
 int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
                                                   CudaTimings* t, const HeadInputs& in, const float* logZ,
                                                   const float* entropy, const float* grad_logprobs,
-                                                  const float* grad_entropy, bool accumulate, char* err,
-                                                  int err_len);
+                                                  const float* grad_entropy, bool accumulate, char* err, int err_len);
 // gvpo_from_hidden over host arrays (gvpo_from_hidden.cu), the twin of gvpo_from_hidden_cpu and
 // its phases: the head above, hidden and weight copied to the device once per call.
-int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t,
-                               const GvpoHiddenBatch& in, char* err, int err_len);
-int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err,
-                                       int err_len);
-int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t,
-                                        const float* logZ, const double* grad_seq, const GvpoHiddenBatch& in,
-                                        char* err, int err_len);
+int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoHiddenBatch& in,
+                               char* err, int err_len);
+int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err, int err_len);
+int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t, const float* logZ,
+                                        const double* grad_seq, const GvpoHiddenBatch& in, char* err, int err_len);
 // The head's row kernels over a chunk of float32 logits z (rows x V), the twins of the CPU head's
 // tile functions (head_rows.cu); per-row arrays are the chunk's, dense.
 // entropy[r] = -sum_v p log p, p = softmax(z[r, :]/tau): in [0, log V], NaN for a row with a NaN
@@ -292,9 +283,8 @@ int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t 
 // C[m, n] (row-major, leading dimension ldc) = sum_k A(m, k) B(k, n), or C += it (accumulate),
 // in float32, with A(m, k) = a[m*a_m + k*a_k] and B(k, n) = b[k*b_k + n*b_n] in their dtypes
 // (gemm.cu). Device pointers.
-int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b,
-              DType tb, int64_t b_k, int64_t b_n, int64_t M, int64_t N, int64_t K, bool accumulate,
-              void* stream);
+int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b, DType tb,
+              int64_t b_k, int64_t b_n, int64_t M, int64_t N, int64_t K, bool accumulate, void* stream);
 #endif
 
 }  // namespace gvpo

@@ -3,4 +3,9 @@
 import { readFileSync } from 'node:fs';
 
 const lines = readFileSync(new URL('./sources.txt', import.meta.url), 'utf8').split('\n');
-console.log(lines.filter((l) => /^(cpu|addon) /.test(l)).map((l) => l.split(' ')[1]).join(' '));
+console.log(
+  lines
+    .filter((l) => /^(cpu|addon) /.test(l))
+    .map((l) => l.split(' ')[1])
+    .join(' '),
+);

@@ -12,8 +12,17 @@ import ts from 'typescript';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const ENTRY_POINTS = [
-  { name: 'gvpo', file: 'src/index.ts', about: 'The kernels: the GVPO loss and its gradient, fused, and their pieces. No dependency besides the addon.' },
-  { name: 'gvpo/tfjs', file: 'src/tfjs/index.ts', about: 'The ops as differentiable TensorFlow.js functions, policies, tasks and the trainer. Needs `@tensorflow/tfjs` (an optional peer).' },
+  {
+    name: 'gvpo',
+    file: 'src/index.ts',
+    about: 'The kernels: the GVPO loss and its gradient, fused, and their pieces. No dependency besides the addon.',
+  },
+  {
+    name: 'gvpo/tfjs',
+    file: 'src/tfjs/index.ts',
+    about:
+      'The ops as differentiable TensorFlow.js functions, policies, tasks and the trainer. Needs `@tensorflow/tfjs` (an optional peer).',
+  },
 ];
 const KINDS = ['function', 'class', 'constant', 'type'];
 const HEADINGS = { function: 'Functions', class: 'Classes', constant: 'Constants', type: 'Types' };
@@ -29,12 +38,23 @@ function kindOf(decl) {
 function declarationText(decl, checker) {
   const src = decl.getSourceFile();
   if (ts.isVariableDeclaration(decl)) {
-    const type = checker.typeToString(checker.getTypeAtLocation(decl.name), decl, ts.TypeFormatFlags.NoTruncation | ts.TypeFormatFlags.MultilineObjectLiterals);
+    const type = checker.typeToString(
+      checker.getTypeAtLocation(decl.name),
+      decl,
+      ts.TypeFormatFlags.NoTruncation | ts.TypeFormatFlags.MultilineObjectLiterals,
+    );
     return `const ${decl.name.getText(src)}: ${type}`;
   }
   const cut = [];
   const visit = (n) => {
-    if ((ts.isFunctionDeclaration(n) || ts.isMethodDeclaration(n) || ts.isConstructorDeclaration(n) || ts.isGetAccessor(n) || ts.isSetAccessor(n)) && n.body) {
+    if (
+      (ts.isFunctionDeclaration(n) ||
+        ts.isMethodDeclaration(n) ||
+        ts.isConstructorDeclaration(n) ||
+        ts.isGetAccessor(n) ||
+        ts.isSetAccessor(n)) &&
+      n.body
+    ) {
       cut.push([n.body.getFullStart(), n.body.getEnd(), ';']);
     } else if (ts.isPropertyDeclaration(n) && n.initializer) {
       const type = n.type ? '' : `: ${checker.typeToString(checker.getTypeAtLocation(n.name), n)}`;
@@ -45,9 +65,13 @@ function declarationText(decl, checker) {
   visit(decl);
   let text = src.text.slice(decl.getStart(src), decl.getEnd());
   const base = decl.getStart(src);
-  for (const [a, b, put] of cut.sort((x, y) => y[0] - x[0])) text = text.slice(0, a - base) + put + text.slice(b - base);
+  for (const [a, b, put] of cut.sort((x, y) => y[0] - x[0]))
+    text = text.slice(0, a - base) + put + text.slice(b - base);
   // private members are not the surface
-  text = text.split('\n').filter((l) => !/^\s*(private|protected)\b/.test(l)).join('\n');
+  text = text
+    .split('\n')
+    .filter((l) => !/^\s*(private|protected)\b/.test(l))
+    .join('\n');
   return text.replace(/^export (default )?/, '').replace(/^declare /, '');
 }
 
@@ -57,8 +81,15 @@ function docOf(symbol, checker) {
 
 /** Every export of each entry point: name, kind, declaration text, doc comment, source file. */
 export function collect() {
-  const config = ts.getParsedCommandLineOfConfigFile(join(ROOT, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
-  const program = ts.createProgram(ENTRY_POINTS.map((e) => join(ROOT, e.file)), { ...config.options, noEmit: true });
+  const config = ts.getParsedCommandLineOfConfigFile(
+    join(ROOT, 'tsconfig.json'),
+    {},
+    { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} },
+  );
+  const program = ts.createProgram(
+    ENTRY_POINTS.map((e) => join(ROOT, e.file)),
+    { ...config.options, noEmit: true },
+  );
   const checker = program.getTypeChecker();
   return ENTRY_POINTS.map((entry) => {
     const module = checker.getSymbolAtLocation(program.getSourceFile(join(ROOT, entry.file)));
@@ -72,7 +103,10 @@ export function collect() {
       if (!doc && kind === 'function' && exp.name.endsWith('Async')) {
         doc = `The async twin of \`${exp.name.slice(0, -5)}\`: the same work on the libuv thread pool, a Promise of the same result; bad input rejects it, never throws.`;
       }
-      const text = decls.filter((d) => kindOf(d) === kind).map((d) => declarationText(d, checker)).join('\n');
+      const text = decls
+        .filter((d) => kindOf(d) === kind)
+        .map((d) => declarationText(d, checker))
+        .join('\n');
       return { name: exp.name, kind, doc, text, file: relative(ROOT, decl.getSourceFile().fileName) };
     });
     return { ...entry, items };
@@ -81,11 +115,13 @@ export function collect() {
 
 export function render(entries) {
   const out = [
-    '# API reference', '',
+    '# API reference',
+    '',
     'Every export of `gvpo` and `gvpo/tfjs`, generated from the types by `npm run docs:api`',
     '(`scripts/api-docs.mjs`); `test/api.test.ts` fails when an export is missing from this file, has',
     'no doc comment, or this file is out of date. [README.md](../README.md) shows them at work and',
-    '[DESIGN.md](DESIGN.md) has the math, the contract and the layers.', '',
+    '[DESIGN.md](DESIGN.md) has the math, the contract and the layers.',
+    '',
   ];
   for (const e of entries) out.push(`- [\`${e.name}\`](#${e.name.replace(/\//g, '')}): ${e.about}`);
   for (const e of entries) {

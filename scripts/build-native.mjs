@@ -44,7 +44,8 @@ function run(cmd, args, env = process.env) {
   if (failed && log) process.stderr.write(readFileSync(log, 'utf8'));
   if (logDir) rmSync(logDir, { recursive: true, force: true });
   if (r.error) fail(`could not run ${cmd}: ${r.error.message}`);
-  if (r.status !== 0) fail(`the native build (${mode}) failed: ${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}`);
+  if (r.status !== 0)
+    fail(`the native build (${mode}) failed: ${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}`);
 }
 
 function nodeGyp() {
@@ -71,22 +72,32 @@ function nodeApiHeaders() {
   try {
     return require('node-api-headers').include_dir;
   } catch {
-    return fail(`Node's C headers were not found in ${nodeInclude} (install Node with its headers, or \`npm install node-api-headers\`)`);
+    return fail(
+      `Node's C headers were not found in ${nodeInclude} (install Node with its headers, or \`npm install node-api-headers\`)`,
+    );
   }
 }
 
 function buildCmake() {
   const build = join(root, 'build');
   rmSync(build, { recursive: true, force: true });
-  run('cmake', ['-S', root, '-B', build, '-DCMAKE_BUILD_TYPE=Release',
+  run('cmake', [
+    '-S',
+    root,
+    '-B',
+    build,
+    '-DCMAKE_BUILD_TYPE=Release',
     `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${join(build, 'Release')}`,
     // CMakeLists.txt adds the addon target when CMAKE_JS_INC names Node's headers.
     `-DCMAKE_JS_INC=${nodeApiHeaders()}`,
-    `-DGVPO_CUDA=${mode === 'cuda' ? 'ON' : 'AUTO'}`]);
+    `-DGVPO_CUDA=${mode === 'cuda' ? 'ON' : 'AUTO'}`,
+  ]);
   run('cmake', ['--build', build, '--parallel', String(availableParallelism())]);
 }
 
 if (mode === 'gyp') buildGyp();
 else buildCmake();
 const seconds = ((performance.now() - started) / 1000).toFixed(0);
-console.log(`gvpo: built ${join('build', 'Release', 'gvpo.node')} (${mode === 'gyp' ? 'node-gyp' : `CMake, ${mode === 'cuda' ? 'CUDA on' : 'CUDA if nvcc is found'}`}, ${seconds} s)`);
+console.log(
+  `gvpo: built ${join('build', 'Release', 'gvpo.node')} (${mode === 'gyp' ? 'node-gyp' : `CMake, ${mode === 'cuda' ? 'CUDA on' : 'CUDA if nvcc is found'}`}, ${seconds} s)`,
+);

@@ -37,9 +37,14 @@ function build(args, why) {
   console.log(`gvpo: ${why}; building the native addon from source`);
   const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-native.mjs'), ...args], { stdio: 'inherit' });
   if (r.status === 0) return;
-  const help = cuda ? 'the CUDA build needs cmake (>= 3.18), nvcc and a C++ compiler'
+  const help = cuda
+    ? 'the CUDA build needs cmake (>= 3.18), nvcc and a C++ compiler'
     : 'a source build needs a C++ compiler, make and python3';
-  const instead = cuda ? '' : prebuiltProblem() ? '; gvpo will run on its TypeScript backend' : '; the prebuilt binary stays in use';
+  const instead = cuda
+    ? ''
+    : prebuiltProblem()
+      ? '; gvpo will run on its TypeScript backend'
+      : '; the prebuilt binary stays in use';
   console.warn(`gvpo: the native build failed (${help})${strict ? '' : instead}`);
   process.exit(strict ? 1 : 0);
 }

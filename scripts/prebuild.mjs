@@ -38,51 +38,76 @@ function newestMtime(path) {
 
 /** '2.32' > '2.4', numerically by part. */
 function newer(a, b) {
-  const x = a.split('.').map(Number), y = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
+  const x = a.split('.').map(Number),
+    y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++)
+    if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
   return false;
 }
 
 function checkLinux(path) {
   const ldd = execFileSync('ldd', [path], { encoding: 'utf8' });
   const libs = [...ldd.matchAll(/^\s*(\S+)/gm)].map((m) => m[1]);
-  const extra = libs.filter((l) => !/^(linux-vdso\.so|\/?\S*ld-linux[-\w]*\.so|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so)/.test(l));
+  const extra = libs.filter(
+    (l) => !/^(linux-vdso\.so|\/?\S*ld-linux[-\w]*\.so|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so)/.test(l),
+  );
   if (extra.length) fail(`${path} needs ${extra.join(', ')}, which a fresh machine may lack:\n${ldd}`);
   const dyn = execFileSync('objdump', ['-T', path], { encoding: 'utf8' });
   const found = [];
   for (const [lib, floor] of Object.entries(FLOOR)) {
-    const newest = [...dyn.matchAll(new RegExp(`\\(${lib}_([\\d.]+)\\)`, 'g'))].map((m) => m[1]).reduce((a, b) => (newer(b, a) ? b : a), '0');
-    if (newer(newest, floor)) fail(`${path} needs ${lib}_${newest}, newer than the ${floor} promised: build on an older system`);
+    const newest = [...dyn.matchAll(new RegExp(`\\(${lib}_([\\d.]+)\\)`, 'g'))]
+      .map((m) => m[1])
+      .reduce((a, b) => (newer(b, a) ? b : a), '0');
+    if (newer(newest, floor))
+      fail(`${path} needs ${lib}_${newest}, newer than the ${floor} promised: build on an older system`);
     found.push(`${lib} ${newest}`);
   }
-  return `needs ${found.join(', ')}; links ${libs.filter((l) => !l.startsWith('linux-vdso')).map((l) => l.replace(/^.*\//, '')).join(' ')}`;
+  return `needs ${found.join(', ')}; links ${libs
+    .filter((l) => !l.startsWith('linux-vdso'))
+    .map((l) => l.replace(/^.*\//, ''))
+    .join(' ')}`;
 }
 
-if (!process.argv.includes('--force') && existsSync(out) &&
-    statSync(out).mtimeMs > Math.max(...inputs.map((p) => newestMtime(join(root, p))))) {
+if (
+  !process.argv.includes('--force') &&
+  existsSync(out) &&
+  statSync(out).mtimeMs > Math.max(...inputs.map((p) => newestMtime(join(root, p))))
+) {
   console.log(`prebuild: ${out} is newer than its sources`);
   process.exit(0);
 }
 
 const scratch = join(root, 'build-prebuild');
 rmSync(scratch, { recursive: true, force: true });
-for (const p of ['binding.gyp', 'native', 'scripts/build-native.mjs']) cpSync(join(root, p), join(scratch, p), { recursive: true });
+for (const p of ['binding.gyp', 'native', 'scripts/build-native.mjs'])
+  cpSync(join(root, p), join(scratch, p), { recursive: true });
 // The compiler flags are binding.gyp's alone: none from this shell (a CXXFLAGS=-march=native here
 // would make a binary that faults on older CPUs).
 const env = { ...process.env };
 for (const k of ['CFLAGS', 'CXXFLAGS', 'CPPFLAGS', 'LDFLAGS']) delete env[k];
-const r = spawnSync(process.execPath, [join(scratch, 'scripts', 'build-native.mjs')], { cwd: scratch, env, stdio: 'inherit' });
+const r = spawnSync(process.execPath, [join(scratch, 'scripts', 'build-native.mjs')], {
+  cwd: scratch,
+  env,
+  stdio: 'inherit',
+});
 if (r.status !== 0) fail('the native build failed');
 const built = join(scratch, 'build', 'Release', 'gvpo.node');
 const makefiles = readdirSync(join(scratch, 'build')).filter((f) => f.endsWith('.mk') || f === 'Makefile');
 for (const f of makefiles) {
-  if (/-m(arch|tune|cpu)=native/.test(readFileSync(join(scratch, 'build', f), 'utf8'))) fail(`build/${f} builds for this machine's CPU only (-march=native)`);
+  if (/-m(arch|tune|cpu)=native/.test(readFileSync(join(scratch, 'build', f), 'utf8')))
+    fail(`build/${f} builds for this machine's CPU only (-march=native)`);
 }
 
-const info = JSON.parse(execFileSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(built)}).nativeInfo())`], { encoding: 'utf8' }));
+const info = JSON.parse(
+  execFileSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(built)}).nativeInfo())`], {
+    encoding: 'utf8',
+  }),
+);
 if (info.compiled.includes('cuda')) fail('the prebuilt binary must be the CPU build');
 const checked = process.platform === 'linux' ? checkLinux(built) : 'not checked on this platform';
 mkdirSync(dirname(out), { recursive: true });
 copyFileSync(built, out);
 rmSync(scratch, { recursive: true, force: true });
-console.log(`prebuild: ${out} (${(statSync(out).size / 1e6).toFixed(2)} MB; ${checked}; loads, SIMD here ${info.simd})`);
+console.log(
+  `prebuild: ${out} (${(statSync(out).size / 1e6).toFixed(2)} MB; ${checked}; loads, SIMD here ${info.simd})`,
+);

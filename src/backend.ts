@@ -10,7 +10,14 @@ import type { BackendInfo } from './types.js';
 
 /** The addon's exports (native/addon): ops take the normalized options of src/ops/normalize.ts. */
 export interface NativeAddon {
-  nativeInfo(): { threads: number; simd: string; compiled: string[]; cudaDevices?: number; device?: string; cudaError?: string };
+  nativeInfo(): {
+    threads: number;
+    simd: string;
+    compiled: string[];
+    cudaDevices?: number;
+    device?: string;
+    cudaError?: string;
+  };
   [op: string]: unknown;
 }
 
@@ -65,9 +72,15 @@ function choose() {
   const loadErrors = [...errors];
   const ni = addon?.nativeInfo();
   const compiled = ni ? ['js', ...ni.compiled] : ['js'];
-  const cudaReady = !!ni && ni.compiled.includes('cuda') && (ni.cudaDevices ?? 0) > 0 && typeof addon?.cudaGvpoFromLogits === 'function';
+  const cudaReady =
+    !!ni &&
+    ni.compiled.includes('cuda') &&
+    (ni.cudaDevices ?? 0) > 0 &&
+    typeof addon?.cudaGvpoFromLogits === 'function';
   if (ni && ni.compiled.includes('cuda') && !cudaReady) {
-    loadErrors.push(`cuda: compiled in, but ${ni.cudaError ? `the CUDA runtime said: ${ni.cudaError}` : 'no CUDA device is present'}`);
+    loadErrors.push(
+      `cuda: compiled in, but ${ni.cudaError ? `the CUDA runtime said: ${ni.cudaError}` : 'no CUDA device is present'}`,
+    );
   } else if (ni && !ni.compiled.includes('cuda')) {
     loadErrors.push(`cuda: not compiled in (where cmake and nvcc are: ${BUILD_CUDA})`);
   }
@@ -80,8 +93,10 @@ function choose() {
     }
     const ok = forced === 'js' || (forced === 'cpu' && !!addon) || (forced === 'cuda' && cudaReady);
     if (!ok) {
-      throw new Error(`GVPO_BACKEND=${forced} cannot be used. Load attempts:\n  ${loadErrors.join('\n  ')}\n` +
-        `Build the addon from source (${BUILD_CPU}; CUDA: ${BUILD_CUDA}), or set GVPO_BACKEND=js.`);
+      throw new Error(
+        `GVPO_BACKEND=${forced} cannot be used. Load attempts:\n  ${loadErrors.join('\n  ')}\n` +
+          `Build the addon from source (${BUILD_CPU}; CUDA: ${BUILD_CUDA}), or set GVPO_BACKEND=js.`,
+      );
     }
     active = forced;
   } else {

@@ -8,8 +8,17 @@ import { types } from 'node:util';
 import type { DType, FloatArray, MaskLike, NumbersLike, Reduction } from './types.js';
 
 const TYPED_NAMES = new Set([
-  'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array',
-  'Uint32Array', 'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array',
+  'Int8Array',
+  'Uint8Array',
+  'Uint8ClampedArray',
+  'Int16Array',
+  'Uint16Array',
+  'Int32Array',
+  'Uint32Array',
+  'Float32Array',
+  'Float64Array',
+  'BigInt64Array',
+  'BigUint64Array',
 ]);
 
 export function describe(v: unknown): string {
@@ -37,7 +46,11 @@ export function rangeError(fn: string, name: string, expected: string, got: stri
 
 /** An options object whose every key is one of `known`: a typo such as `temprature` is refused
  *  with the closest known name rather than silently ignored. */
-export function checkOptions(fn: string, opts: unknown, known: readonly string[]): asserts opts is Record<string, unknown> {
+export function checkOptions(
+  fn: string,
+  opts: unknown,
+  known: readonly string[],
+): asserts opts is Record<string, unknown> {
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts) || types.isProxy(opts)) {
     throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
   }
@@ -50,7 +63,8 @@ export function checkOptions(fn: string, opts: unknown, known: readonly string[]
 
 /** The known name nearest to `key` in edit distance. */
 export function closest(key: string, known: readonly string[]): string {
-  let best = known[0], bestD = Infinity;
+  let best = known[0],
+    bestD = Infinity;
   for (const k of known) {
     const d = editDistance(key.toLowerCase(), k.toLowerCase());
     if (d < bestD) [best, bestD] = [k, d];
@@ -70,7 +84,12 @@ function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-type TypedCtor = Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor;
+type TypedCtor =
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint16ArrayConstructor
+  | Uint8ArrayConstructor;
 
 const IS_KIND = new Map<TypedCtor, (v: unknown) => boolean>([
   [Float32Array, types.isFloat32Array],
@@ -185,7 +204,12 @@ export function expectLength(fn: string, name: string, got: number, want: number
  * of `other`-sized pieces, that count is most likely the real vocabulary: say so, in terms of
  * vocab. `layout` names the array's shape: logits are rows x vocab, a head's weight vocab x H.
  */
-export function vocabHint(got: number, other: number, vocab: number, layout: 'rows x vocab' | 'vocab x hiddenSize'): string {
+export function vocabHint(
+  got: number,
+  other: number,
+  vocab: number,
+  layout: 'rows x vocab' | 'vocab x hiddenSize',
+): string {
   const v = got / other;
   if (!Number.isInteger(v) || v < 1 || v === vocab) return '';
   const shape = layout === 'rows x vocab' ? `${other} rows of ${v}` : `${v} rows of hiddenSize ${other}`;
@@ -199,7 +223,10 @@ export function floatsOf(fn: string, name: string, v: unknown, dtype: DType): Fl
     const hint = isKind(v, Uint16Array) ? " (16-bit bit patterns need dtype: 'bfloat16' or 'float16')" : '';
     return typed(fn, name, v, Float32Array, hint);
   }
-  const hint = isKind(v, Float32Array) || isKind(v, Float64Array) ? ` of ${dtype} bit patterns (toHalf(values, '${dtype}') makes them from float32 values)` : ` of ${dtype} bit patterns`;
+  const hint =
+    isKind(v, Float32Array) || isKind(v, Float64Array)
+      ? ` of ${dtype} bit patterns (toHalf(values, '${dtype}') makes them from float32 values)`
+      : ` of ${dtype} bit patterns`;
   return typed(fn, name, v, Uint16Array, hint);
 }
 
@@ -285,4 +312,3 @@ export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
   for (let i = 0; i < off.length; i++) off[i] = i * k;
   return off;
 }
-

@@ -33,7 +33,17 @@ describe('AdditionTask', () => {
     expect(new AdditionTask().isHeldOut(37, 45)).toBe(task.isHeldOut(37, 45));
     // pinned (values of the murmur3 finalizer as shipped): a changed hash would silently change
     // every held-out figure and put held-out pairs into the shipped warm-up's training data
-    expect([[0, 0], [37, 45], [12, 99], [1, 8], [19, 1], [50, 50], [1, 20]].map(([a, b]) => task.isHeldOut(a, b))).toEqual([true, false, false, true, true, false, true]);
+    expect(
+      [
+        [0, 0],
+        [37, 45],
+        [12, 99],
+        [1, 8],
+        [19, 1],
+        [50, 50],
+        [1, 20],
+      ].map(([a, b]) => task.isHeldOut(a, b)),
+    ).toEqual([true, false, false, true, true, false, true]);
     expect(n).toBe(HELD_OUT_PAIRS);
   });
 
@@ -53,9 +63,11 @@ describe('AdditionTask', () => {
 
   it("the warm-up's demonstrations drop the units carry at the asked rate, only where it carries", () => {
     const rand = seeded(3);
-    let carries = 0, dropped = 0;
+    let carries = 0,
+      dropped = 0;
     for (let i = 0; i < 20000; i++) {
-      const a = Math.floor(rand() * 100), b = Math.floor(rand() * 100);
+      const a = Math.floor(rand() * 100),
+        b = Math.floor(rand() * 100);
       const d = demonstration(a, b, 0.7, rand);
       if ((a % 10) + (b % 10) < 10) {
         expect(d).toBe(a + b);
@@ -72,7 +84,8 @@ describe('AdditionTask', () => {
   it('the warm-up is re-made exactly from its seed, and another seed makes another policy', async () => {
     const { tf } = await loadTf('cpu');
     const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-warmup-'));
-    const run = (name: string, seed: number) => warmup({ tf, out: join(dir, name), steps: 4, seed, width: 8, batch: 16, evalPrompts: 10 });
+    const run = (name: string, seed: number) =>
+      warmup({ tf, out: join(dir, name), steps: 4, seed, width: 8, batch: 16, evalPrompts: 10 });
     const a = await run('a.json', 1);
     await run('b.json', 1);
     await run('c.json', 2);

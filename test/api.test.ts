@@ -29,7 +29,10 @@ describe('docs/API.md', () => {
   });
 
   it('has a section for every value the built modules export at run time', async () => {
-    for (const [name, path] of [['gvpo', '../dist/index.js'], ['gvpo/tfjs', '../dist/tfjs/index.js']]) {
+    for (const [name, path] of [
+      ['gvpo', '../dist/index.js'],
+      ['gvpo/tfjs', '../dist/tfjs/index.js'],
+    ]) {
       const runtime = Object.keys(await import(path)).filter((k) => k !== 'default');
       expect(runtime.length).toBeGreaterThan(10);
       for (const k of runtime) expect(API_MD, `${name}: ${k}`).toContain(heading(name, k));

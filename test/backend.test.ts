@@ -8,11 +8,19 @@ import { backendInfo } from '../src/index.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 // Run a snippet against the built package in a fresh process with the given environment.
-function probe(env: Record<string, string>, code = "import('./dist/index.js').then(g => console.log(JSON.stringify(g.backendInfo())))") {
+function probe(
+  env: Record<string, string>,
+  code = "import('./dist/index.js').then(g => console.log(JSON.stringify(g.backendInfo())))",
+) {
   const clean = { ...process.env };
   delete clean.GVPO_BACKEND;
   delete clean.GVPO_ADDON_PATH;
-  return execFileSync(process.execPath, ['-e', code], { cwd: root, env: { ...clean, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(process.execPath, ['-e', code], {
+    cwd: root,
+    env: { ...clean, ...env },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 describe('backendInfo', () => {
@@ -26,10 +34,13 @@ describe('backendInfo', () => {
     if (info.active === 'cpu') expect(['avx512bf16', 'avx512', 'avx2', 'sse2', 'generic']).toContain(info.simd);
   });
 
-  it.runIf(process.env.GVPO_REQUIRE_NATIVE === '1' && !process.env.GVPO_BACKEND)('the native CPU backend is active where it is required (CI)', () => {
-    expect(backendInfo().active).not.toBe('js');
-    expect(backendInfo().compiled).toContain('cpu');
-  });
+  it.runIf(process.env.GVPO_REQUIRE_NATIVE === '1' && !process.env.GVPO_BACKEND)(
+    'the native CPU backend is active where it is required (CI)',
+    () => {
+      expect(backendInfo().active).not.toBe('js');
+      expect(backendInfo().compiled).toContain('cpu');
+    },
+  );
 
   it('falls back to js when the addon cannot load, and says why', () => {
     const info = JSON.parse(probe({ GVPO_ADDON_PATH: '/nonexistent/gvpo.node' }));

@@ -12,21 +12,33 @@ import { seeded } from '../src/tasks/task.js';
 const { tf } = await loadTf('cpu');
 
 // two groups of k = 3 sequences of T = 2 tokens; the last token of some sequences is padding
-const k = 3, T = 2, N = 6;
+const k = 3,
+  T = 2,
+  N = 6;
 const r = seeded(5);
 const lpValues = Float32Array.from({ length: N * T }, () => -3 * r() - 0.01);
 const refTokens = Float32Array.from({ length: N * T }, () => -3 * r() - 0.01);
 const mask = Float32Array.from([1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1]);
 const rewards = Float64Array.from([1, 0, 0.5, 0, 0, 1]);
 const batch = { targets: new Int32Array(N * T), mask, rewards, groupSize: k, tokens: T };
-const base = { behaviorTokens: lpValues, oldTokens: lpValues, referenceTokens: refTokens, clip: 0.2, klCoef: 0, klIn: 'loss' as const, importanceCap: 0 };
+const base = {
+  behaviorTokens: lpValues,
+  oldTokens: lpValues,
+  referenceTokens: refTokens,
+  clip: 0.2,
+  klCoef: 0,
+  klIn: 'loss' as const,
+  importanceCap: 0,
+};
 const grad = (f: (lp: TF.Tensor) => TF.Scalar) => Array.from(tf.grad(f)(tf.tensor1d(lpValues)).dataSync());
-const sumMasked = (x: ArrayLike<number>, n: number) => Array.from({ length: T }, (_, t) => mask[n * T + t] * x[n * T + t]).reduce((a, b) => a + b);
+const sumMasked = (x: ArrayLike<number>, n: number) =>
+  Array.from({ length: T }, (_, t) => mask[n * T + t] * x[n * T + t]).reduce((a, b) => a + b);
 
 describe('the KL in the reward', () => {
   it('is R - coef * sum_t m (log pi_b - log pi_ref), per sequence', () => {
     const got = klPenalizedRewards(rewards, lpValues, refTokens, mask, 0.3);
-    for (let n = 0; n < N; n++) expect(got[n]).toBeCloseTo(rewards[n] - 0.3 * (sumMasked(lpValues, n) - sumMasked(refTokens, n)), 12);
+    for (let n = 0; n < N; n++)
+      expect(got[n]).toBeCloseTo(rewards[n] - 0.3 * (sumMasked(lpValues, n) - sumMasked(refTokens, n)), 12);
   });
 });
 
@@ -36,7 +48,8 @@ describe('REINFORCE with the group-mean baseline', () => {
     for (let n = 0; n < N; n++) {
       const grp = Math.floor(n / k) * k;
       const mean = (rewards[grp] + rewards[grp + 1] + rewards[grp + 2]) / k;
-      for (let t = 0; t < T; t++) expect(g[n * T + t]).toBeCloseTo(mask[n * T + t] * -(rewards[n] - mean) / (2 * (k - 1)), 6);
+      for (let t = 0; t < T; t++)
+        expect(g[n * T + t]).toBeCloseTo((mask[n * T + t] * -(rewards[n] - mean)) / (2 * (k - 1)), 6);
     }
   });
 
@@ -44,7 +57,9 @@ describe('REINFORCE with the group-mean baseline', () => {
     const beta = 0.4;
     const Sref = Float64Array.from({ length: N }, (_, n) => sumMasked(refTokens, n));
     const gvpo = grad((lp) => gvpoTermsLoss(tf, sequenceSums(tf, lp, mask, T), Sref, rewards, k, beta, 'all'));
-    const reinforce = grad((lp) => policyGradientLoss(tf, lp, batch, { ...base, algo: 'reinforce', klCoef: beta, klIn: 'reward' }));
+    const reinforce = grad((lp) =>
+      policyGradientLoss(tf, lp, batch, { ...base, algo: 'reinforce', klCoef: beta, klIn: 'reward' }),
+    );
     const scale = Math.max(...gvpo.map(Math.abs));
     expect(scale).toBeGreaterThan(1e-3);
     gvpo.forEach((x, i) => expect(Math.abs(x - beta * reinforce[i])).toBeLessThan(1e-6 * scale));
@@ -59,7 +74,17 @@ describe('REINFORCE with the group-mean baseline', () => {
     behavior[0] -= Math.log(3);
     behavior[6] += Math.log(2);
     let frac = NaN;
-    const g = grad((lp) => policyGradientLoss(tf, lp, batch, { ...base, algo: 'reinforce', behaviorTokens: behavior, importanceCap: 2, onClipFraction: (f) => { frac = f; } }));
+    const g = grad((lp) =>
+      policyGradientLoss(tf, lp, batch, {
+        ...base,
+        algo: 'reinforce',
+        behaviorTokens: behavior,
+        importanceCap: 2,
+        onClipFraction: (f) => {
+          frac = f;
+        },
+      }),
+    );
     const plain = grad((lp) => policyGradientLoss(tf, lp, batch, { ...base, algo: 'reinforce' }));
     expect(frac).toBeCloseTo(1 / N, 12);
     expect(g[0]).toBeCloseTo(2 * plain[0], 6);
@@ -74,9 +99,14 @@ describe('GRPO and Dr.GRPO with the KL', () => {
     const none = grad((lp) => policyGradientLoss(tf, lp, batch, { ...base, algo: 'drgrpo' }));
     for (let i = 0; i < N * T; i++) {
       // d/dlp of coef*(exp(ref - lp) - (ref - lp) - 1) / (N*T) = coef * (1 - exp(ref - lp)) / (N*T)
-      expect(klLoss[i] - none[i]).toBeCloseTo(mask[i] * 0.5 * (1 - Math.exp(refTokens[i] - lpValues[i])) / (N * T), 6);
+      expect(klLoss[i] - none[i]).toBeCloseTo(
+        (mask[i] * 0.5 * (1 - Math.exp(refTokens[i] - lpValues[i]))) / (N * T),
+        6,
+      );
     }
-    const klReward = grad((lp) => policyGradientLoss(tf, lp, batch, { ...base, algo: 'drgrpo', klCoef: 0.5, klIn: 'reward' }));
+    const klReward = grad((lp) =>
+      policyGradientLoss(tf, lp, batch, { ...base, algo: 'drgrpo', klCoef: 0.5, klIn: 'reward' }),
+    );
     const shaped = klPenalizedRewards(rewards, lpValues, refTokens, mask, 0.5);
     const want = grad((lp) => policyGradientLoss(tf, lp, { ...batch, rewards: shaped }, { ...base, algo: 'drgrpo' }));
     klReward.forEach((x, i) => expect(x).toBeCloseTo(want[i], 7));
@@ -87,7 +117,15 @@ describe('trainer options for the baselines', () => {
   const bandit = (seed: number) => {
     const task = new BanditTask(4, 6, 7);
     const q = seeded(seed);
-    return { task, policy: new TabularPolicy(tf, 4, 6, Float32Array.from({ length: 24 }, () => q() - 0.5)) };
+    return {
+      task,
+      policy: new TabularPolicy(
+        tf,
+        4,
+        6,
+        Float32Array.from({ length: 24 }, () => q() - 0.5),
+      ),
+    };
   };
 
   it('refuses an unknown algorithm, KL placement or an importance cap below 1', () => {
@@ -98,11 +136,24 @@ describe('trainer options for the baselines', () => {
     expect(() => new GVPOTrainer({ tf, policy, task, beta: Number.NaN })).toThrow(RangeError);
   });
 
-  it('reinforce with the KL in the reward raises the bandit\'s expected reward', async () => {
+  it("reinforce with the KL in the reward raises the bandit's expected reward", async () => {
     const { task, policy } = bandit(2);
-    const expected = () => policy.probs().reduce((a, p, i) => a + p.reduce((b, x, v) => b + x * task.rewards[i][v], 0), 0) / 4;
+    const expected = () =>
+      policy.probs().reduce((a, p, i) => a + p.reduce((b, x, v) => b + x * task.rewards[i][v], 0), 0) / 4;
     const before = expected();
-    const t = new GVPOTrainer({ tf, policy, task, algo: 'reinforce', klCoef: 0.1, klIn: 'reward', reference: 'frozen', groupSize: 6, promptsPerStep: 8, learningRate: 0.1, seed: 2 });
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      algo: 'reinforce',
+      klCoef: 0.1,
+      klIn: 'reward',
+      reference: 'frozen',
+      groupSize: 6,
+      promptsPerStep: 8,
+      learningRate: 0.1,
+      seed: 2,
+    });
     for (let s = 0; s < 30; s++) await t.step();
     expect(expected()).toBeGreaterThan(before + 0.1);
   });
@@ -113,7 +164,15 @@ describe('trainer options for the baselines', () => {
       // a skewed fixed sampler, far from the policy: its log-probs are known
       const probs = [0.7, 0.1, 0.1, 0.05, 0.03, 0.02];
       const t = new GVPOTrainer({
-        tf, policy, task, algo: 'grpo', groupSize: 4, promptsPerStep: 8, miniBatches: 1, learningRate: 0.01, seed: 3,
+        tf,
+        policy,
+        task,
+        algo: 'grpo',
+        groupSize: 4,
+        promptsPerStep: 8,
+        miniBatches: 1,
+        learningRate: 0.01,
+        seed: 3,
         externalResponses: (_prompt, kk, rand) => {
           const responses = Array.from({ length: kk }, () => {
             let u = rand();
@@ -131,7 +190,15 @@ describe('trainer options for the baselines', () => {
 
   it('logs the share of groups whose rewards are all equal', async () => {
     const { task, policy } = bandit(4);
-    const t = new GVPOTrainer({ tf, policy, task, groupSize: 2, promptsPerStep: 8, seed: 4, rewards: [{ fn: () => 1 }] });
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      groupSize: 2,
+      promptsPerStep: 8,
+      seed: 4,
+      rewards: [{ fn: () => 1 }],
+    });
     expect((await t.step()).zeroVarianceGroups).toBe(1);
     const t2 = new GVPOTrainer({ tf, policy, task, groupSize: 4, promptsPerStep: 8, seed: 4 });
     expect((await t2.step()).zeroVarianceGroups).toBeLessThan(1);

@@ -17,9 +17,13 @@ function buildCopy(name: string, env: Record<string, string>) {
   const scratch = join(ROOT, `build-${name}`);
   rmSync(scratch, { recursive: true, force: true });
   scratches.push(scratch);
-  for (const p of ['binding.gyp', 'native', 'scripts/build-native.mjs']) cpSync(join(ROOT, p), join(scratch, p), { recursive: true });
+  for (const p of ['binding.gyp', 'native', 'scripts/build-native.mjs'])
+    cpSync(join(ROOT, p), join(scratch, p), { recursive: true });
   const r = spawnSync(process.execPath, [join(scratch, 'scripts', 'build-native.mjs')], {
-    cwd: scratch, encoding: 'utf8', timeout: 600_000, env: { ...process.env, GVPO_BUILD_VERBOSE: '', ...env },
+    cwd: scratch,
+    encoding: 'utf8',
+    timeout: 600_000,
+    env: { ...process.env, GVPO_BUILD_VERBOSE: '', ...env },
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -35,12 +39,18 @@ describe('scripts/build-native.mjs', () => {
     expect(r.out).toBe('');
     expect(r.err).toMatch(/gyp info/); // the log, shown because the step failed
     expect(r.err).toMatch(/gyp ERR!/);
-    expect(r.err.trim().split('\n').at(-1)).toMatch(/^gvpo: the native build \(gyp\) failed: .*node-gyp.* rebuild exited with 1$/);
+    expect(r.err.trim().split('\n').at(-1)).toMatch(
+      /^gvpo: the native build \(gyp\) failed: .*node-gyp.* rebuild exited with 1$/,
+    );
   }, 120_000);
 
-  it.runIf(FULL)('a build that succeeds prints one line', () => {
-    const r = buildCopy('quiet-ok', {});
-    expect(r.err).toBe('');
-    expect(r.out).toMatch(/^gvpo: built build\/Release\/gvpo.node \(node-gyp, \d+ s\)\n$/);
-  }, 600_000);
+  it.runIf(FULL)(
+    'a build that succeeds prints one line',
+    () => {
+      const r = buildCopy('quiet-ok', {});
+      expect(r.err).toBe('');
+      expect(r.out).toMatch(/^gvpo: built build\/Release\/gvpo.node \(node-gyp, \d+ s\)\n$/);
+    },
+    600_000,
+  );
 });

@@ -19,7 +19,11 @@ function gvpo(...args: string[]) {
 
 /** The command run in `cwd`, with `node` flags before it (e.g. an --import hook). */
 function gvpoWith(o: { cwd?: string; node?: string[]; timeout?: number }, ...args: string[]) {
-  const r = spawnSync(process.execPath, [...(o.node ?? []), CLI, ...args], { encoding: 'utf8', timeout: o.timeout ?? 120_000, cwd: o.cwd });
+  const r = spawnSync(process.execPath, [...(o.node ?? []), CLI, ...args], {
+    encoding: 'utf8',
+    timeout: o.timeout ?? 120_000,
+    cwd: o.cwd,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -37,7 +41,10 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('train', '--setps', '5'), /unknown option --setps .*did you mean --steps\?/);
     expectUsageError(gvpo('compare', '--algos', 'gvpo', '--seed', '1', '--sedes', '2'), /did you mean --seeds\?/);
     // compare runs each of --algos: it takes no --algo
-    expectUsageError(gvpo('compare', '--algo', 'gvpo'), /unknown option --algo for `gvpo compare`; did you mean --algos\?/);
+    expectUsageError(
+      gvpo('compare', '--algo', 'gvpo'),
+      /unknown option --algo for `gvpo compare`; did you mean --algos\?/,
+    );
   });
   it('an unknown command names the closest one', () => {
     expectUsageError(gvpo('trian'), /unknown command 'trian'; did you mean 'train'\?/);
@@ -51,11 +58,17 @@ describe('gvpo usage errors', () => {
   it('values out of range are refused before TensorFlow.js loads', () => {
     expectUsageError(gvpo('train', '--tf', 'node-gpu', '--steps', '0'), /--steps must be an integer >= 1, got '0'/);
     expectUsageError(gvpo('train', '--tf', 'node-gpu', '--beta', '0'), /--beta must be a number > 0, got '0'/);
-    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--group-size', '1'), /--group-size must be an integer >= 2, got '1'/);
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--group-size', '1'),
+      /--group-size must be an integer >= 2, got '1'/,
+    );
     expectUsageError(gvpo('train', '--replay-ratio', '1'), /--replay-ratio must be a number in \[0, 1\)/);
     expectUsageError(gvpo('train', '--algo', 'ppo'), /--algo must be one of gvpo, grpo, drgrpo, reinforce, got 'ppo'/);
     expectUsageError(gvpo('train', '--kl-in', 'advantage'), /--kl-in must be one of loss, reward, got 'advantage'/);
-    expectUsageError(gvpo('train', '--importance-cap', '0.5'), /--importance-cap must be 0 or a number >= 1, got '0.5'/);
+    expectUsageError(
+      gvpo('train', '--importance-cap', '0.5'),
+      /--importance-cap must be 0 or a number >= 1, got '0.5'/,
+    );
     expectUsageError(gvpo('train', '--prompts', '2', '--mini-batches', '4'), /--mini-batches \(4\) must not exceed/);
     expectUsageError(gvpo('compare', '--algos', 'gvpo,ppo'), /--algos must be a comma-separated list/);
     expectUsageError(gvpo('train', '--init', '/no/such/file.json'), /--init must be an existing file/);
@@ -69,14 +82,20 @@ describe('gvpo usage errors', () => {
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/usage: gvpo <command>/);
     }
-    for (const args of [['help', 'train'], ['train', '--help'], ['train', '-h']]) {
+    for (const args of [
+      ['help', 'train'],
+      ['train', '--help'],
+      ['train', '-h'],
+    ]) {
       const r = gvpo(...args);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/--mini-batches V +optimizer updates per pass .*\(default: 4\)/);
     }
     const v = gvpo('--version');
     expect(v.code).toBe(0);
-    expect(v.out.trim()).toBe(JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version);
+    expect(v.out.trim()).toBe(
+      JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version,
+    );
     expectUsageError(gvpo('help', 'nope'), /no help for 'nope'/);
   });
   it('help shows the values a flag takes, and compare lists --algos only', () => {
@@ -95,26 +114,54 @@ describe('gvpo usage errors', () => {
       return join(dir, name);
     };
     const pkg = file('package.json', JSON.stringify({ name: 'app', version: '1.0.0' }));
-    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--init', pkg), new RegExp(`--init ${pkg} is not a policy file: it has no 'kind'.*gvpo warmup`));
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', pkg),
+      new RegExp(`--init ${pkg} is not a policy file: it has no 'kind'.*gvpo warmup`),
+    );
     const broken = file('broken.json', '{"kind": "char-mlp", "config": {');
-    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--init', broken), new RegExp(`--init ${broken} is not valid JSON \\(.+\\)`));
-    const short = file('short.json', JSON.stringify({ kind: 'char-mlp', config: {}, weights: [{ shape: [2, 2], data: Buffer.from(new Float32Array(3).buffer).toString('base64') }] }));
-    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--init', short), /weights\[0\] holds 12 bytes, not the 16 of shape \[2, 2\]/);
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', broken),
+      new RegExp(`--init ${broken} is not valid JSON \\(.+\\)`),
+    );
+    const short = file(
+      'short.json',
+      JSON.stringify({
+        kind: 'char-mlp',
+        config: {},
+        weights: [{ shape: [2, 2], data: Buffer.from(new Float32Array(3).buffer).toString('base64') }],
+      }),
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', short),
+      /weights\[0\] holds 12 bytes, not the 16 of shape \[2, 2\]/,
+    );
   });
   it('an output folder that cannot be written is refused before the run starts', () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
     writeFileSync(join(dir, 'file'), '');
     const under = join(dir, 'file', 'run');
-    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--task', 'bandit', '--out', under), new RegExp(`--out ${under}: cannot write there \\(ENOTDIR`));
-    expectUsageError(gvpo('experiment', 'optimum', '--tf', 'node-gpu', '--out', join(dir, 'file')), /cannot write there \(EEXIST/);
-    expectUsageError(gvpo('warmup', '--tf', 'node-gpu', '--out', join(under, 'w.json')), /the folder of --out .*: cannot write there/);
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--task', 'bandit', '--out', under),
+      new RegExp(`--out ${under}: cannot write there \\(ENOTDIR`),
+    );
+    expectUsageError(
+      gvpo('experiment', 'optimum', '--tf', 'node-gpu', '--out', join(dir, 'file')),
+      /cannot write there \(EEXIST/,
+    );
+    expectUsageError(
+      gvpo('warmup', '--tf', 'node-gpu', '--out', join(under, 'w.json')),
+      /the folder of --out .*: cannot write there/,
+    );
   });
   it('warmup refuses to overwrite a checkpoint without --force', () => {
     const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-cli-')), 'w.json');
     writeFileSync(path, 'keep');
     expectUsageError(gvpo('warmup', '--out', path, '--steps', '1'), /exists; pass --force/);
     expect(readFileSync(path, 'utf8')).toBe('keep');
-    expectUsageError(gvpo('warmup', '--out', join(import.meta.dirname, '..', 'checkpoints', 'addition-warmup.json')), /the shipped checkpoint/);
+    expectUsageError(
+      gvpo('warmup', '--out', join(import.meta.dirname, '..', 'checkpoints', 'addition-warmup.json')),
+      /the shipped checkpoint/,
+    );
   });
 });
 
@@ -127,7 +174,8 @@ describe('gvpo train and experiment', () => {
     expect(r.err).toMatch(/step 4\/4/);
     expect(r.err).not.toMatch(/Hi, looks like|tfjs-node/);
     const report = readFileSync(join(out, 'report.md'), 'utf8');
-    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'clip', 'terms', 'learningRate', 'init']) expect(report).toMatch(new RegExp(`\\| ${option} \\|`));
+    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'clip', 'terms', 'learningRate', 'init'])
+      expect(report).toMatch(new RegExp(`\\| ${option} \\|`));
     expect(report).toMatch(/\| init \| `a random tabular policy/);
     expect(report).toMatch(/exactly\s+right \(here: the response with the highest reward for its prompt/);
     expect(report).toMatch(/!\[.*\]\(chart\.svg\)/);
@@ -142,10 +190,23 @@ describe('gvpo train and experiment', () => {
     const out = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
     const r = gvpoWith({ node: WITHOUT_WASM }, 'train', '--task', 'bandit', '--steps', '2', '--out', out);
     expect(r.code, r.err).toBe(0);
-    expect(r.err).toMatch(/@tensorflow\/tfjs-backend-wasm is not installed, so TensorFlow.js runs on its cpu backend.*--tf cpu/);
+    expect(r.err).toMatch(
+      /@tensorflow\/tfjs-backend-wasm is not installed, so TensorFlow.js runs on its cpu backend.*--tf cpu/,
+    );
     expect(r.err).toMatch(/@tensorflow\/tfjs \(cpu\)/);
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| tf \| `cpu` \|/);
-    const asked = gvpoWith({ node: WITHOUT_WASM }, 'train', '--task', 'bandit', '--steps', '2', '--out', out, '--tf', 'wasm');
+    const asked = gvpoWith(
+      { node: WITHOUT_WASM },
+      'train',
+      '--task',
+      'bandit',
+      '--steps',
+      '2',
+      '--out',
+      out,
+      '--tf',
+      'wasm',
+    );
     expect(asked.code).toBe(1);
     expect(asked.err).toMatch(/`npm install @tensorflow\/tfjs-backend-wasm`.*`gvpo --tf cpu`/);
   });
@@ -164,7 +225,13 @@ describe('gvpo train and experiment', () => {
     expect(existsSync(join(cwd, 'experiments'))).toBe(false);
     const doc = readFileSync(join(out, 'EXPERIMENTS.md'), 'utf8');
     expect(doc).toMatch(/kept by hand/);
-    const charts: Record<string, string[]> = { optimum: ['kl.svg', 'frontier.svg'], text: ['curves.svg', 'curves-stale.svg'], 'off-policy': ['curves.svg'], robustness: ['group-size.svg', 'beta.svg'], terms: ['terms.svg', 'bandit.svg'] };
+    const charts: Record<string, string[]> = {
+      optimum: ['kl.svg', 'frontier.svg'],
+      text: ['curves.svg', 'curves-stale.svg'],
+      'off-policy': ['curves.svg'],
+      robustness: ['group-size.svg', 'beta.svg'],
+      terms: ['terms.svg', 'bandit.svg'],
+    };
     for (const [name, files] of Object.entries(charts).filter(([name]) => !quick || name === 'terms')) {
       expect(doc).toContain(`<!-- begin experiment ${name} -->`);
       expect(doc).toContain(`gvpo experiment ${name} --quick`);

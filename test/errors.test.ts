@@ -4,12 +4,22 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import {
-  gvpoBackward, gvpoFromHidden, gvpoFromLogits, gvpoLoss, groupCenter, sequenceLogprobs, tokenLogprobs, tokenLogprobsFromHidden,
-  tokenLogprobsFromHiddenBackward, tokenLogprobsFromHiddenBackwardAsync,
+  gvpoBackward,
+  gvpoFromHidden,
+  gvpoFromLogits,
+  gvpoLoss,
+  groupCenter,
+  sequenceLogprobs,
+  tokenLogprobs,
+  tokenLogprobsFromHidden,
+  tokenLogprobsFromHiddenBackward,
+  tokenLogprobsFromHiddenBackwardAsync,
 } from '../src/index.js';
 import { batch } from './helpers/data.js';
 
-const N = 4, T = 3, V = 11;
+const N = 4,
+  T = 3,
+  V = 11;
 function good() {
   const b = batch(1, N, T, V);
   return { ...b, rewards: [1, 0, 1, 0], groups: { size: 2 } as { size: number } | { offsets: Int32Array }, beta: 0.1 };
@@ -21,43 +31,208 @@ const FN = 'gvpoFromLogits';
 // [what, how the arguments are broken, class, exact message]
 const TABLE: Row[] = [
   ['options not an object', () => 42 as never, TypeError, `${FN}: options must be an object, got 42`],
-  ['logits of the wrong kind', (a) => ({ ...a, logits: new Float64Array(N * T * V) }), TypeError, `${FN}: logits must be a Float32Array, got Float64Array`],
-  ['16-bit logits as Float32Array', (a) => ({ ...a, dtype: 'bfloat16' }), TypeError, `${FN}: logits must be a Uint16Array of bfloat16 bit patterns (toHalf(values, 'bfloat16') makes them from float32 values), got Float32Array`],
-  ['16-bit bit patterns without their dtype', (a) => ({ ...a, logits: new Uint16Array(N * T * V) }), TypeError, `${FN}: logits must be a Float32Array (16-bit bit patterns need dtype: 'bfloat16' or 'float16'), got Uint16Array`],
-  ['float16 logits of the wrong kind', (a) => ({ ...a, dtype: 'float16', logits: new Int32Array(N * T * V) }), TypeError, `${FN}: logits must be a Uint16Array of float16 bit patterns, got Int32Array`],
-  ['unknown dtype', (a) => ({ ...a, dtype: 'fp8' }), RangeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got 'fp8'`],
-  ['logits length off by one', (a) => ({ ...a, logits: new Float32Array(N * T * V - 1) }), RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * V - 1}`],
-  ['logits for another vocabulary', (a) => ({ ...a, logits: new Float32Array(N * T * (V + 1)) }), RangeError, `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * (V + 1)} (${N * T} rows of ${V + 1}: is vocab ${V + 1}, not ${V}?)`],
-  ['targets of the wrong kind', (a) => ({ ...a, targets: new Float32Array(N * T) }), TypeError, `${FN}: targets must be an Int32Array, got Float32Array`],
-  ['targets length', (a) => ({ ...a, targets: new Int32Array(N * T + 1) }), RangeError, `${FN}: targets must be of length sequences*tokens = ${N * T}, got length ${N * T + 1}`],
-  ['mask length', (a) => ({ ...a, mask: new Float32Array(2) }), RangeError, `${FN}: mask must be of length sequences*tokens = ${N * T}, got length 2`],
-  ['mask of the wrong kind', (a) => ({ ...a, mask: [1, 1] }), TypeError, `${FN}: mask must be a Float32Array, Float64Array, Uint8Array or Int32Array, got Array`],
-  ['zero sequences', (a) => ({ ...a, sequences: 0 }), RangeError, `${FN}: sequences must be an integer in [1, 2147483647], got 0`],
+  [
+    'logits of the wrong kind',
+    (a) => ({ ...a, logits: new Float64Array(N * T * V) }),
+    TypeError,
+    `${FN}: logits must be a Float32Array, got Float64Array`,
+  ],
+  [
+    '16-bit logits as Float32Array',
+    (a) => ({ ...a, dtype: 'bfloat16' }),
+    TypeError,
+    `${FN}: logits must be a Uint16Array of bfloat16 bit patterns (toHalf(values, 'bfloat16') makes them from float32 values), got Float32Array`,
+  ],
+  [
+    '16-bit bit patterns without their dtype',
+    (a) => ({ ...a, logits: new Uint16Array(N * T * V) }),
+    TypeError,
+    `${FN}: logits must be a Float32Array (16-bit bit patterns need dtype: 'bfloat16' or 'float16'), got Uint16Array`,
+  ],
+  [
+    'float16 logits of the wrong kind',
+    (a) => ({ ...a, dtype: 'float16', logits: new Int32Array(N * T * V) }),
+    TypeError,
+    `${FN}: logits must be a Uint16Array of float16 bit patterns, got Int32Array`,
+  ],
+  [
+    'unknown dtype',
+    (a) => ({ ...a, dtype: 'fp8' }),
+    RangeError,
+    `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got 'fp8'`,
+  ],
+  [
+    'logits length off by one',
+    (a) => ({ ...a, logits: new Float32Array(N * T * V - 1) }),
+    RangeError,
+    `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * V - 1}`,
+  ],
+  [
+    'logits for another vocabulary',
+    (a) => ({ ...a, logits: new Float32Array(N * T * (V + 1)) }),
+    RangeError,
+    `${FN}: logits must be of length sequences*tokens*vocab = ${N * T * V}, got length ${N * T * (V + 1)} (${N * T} rows of ${V + 1}: is vocab ${V + 1}, not ${V}?)`,
+  ],
+  [
+    'targets of the wrong kind',
+    (a) => ({ ...a, targets: new Float32Array(N * T) }),
+    TypeError,
+    `${FN}: targets must be an Int32Array, got Float32Array`,
+  ],
+  [
+    'targets length',
+    (a) => ({ ...a, targets: new Int32Array(N * T + 1) }),
+    RangeError,
+    `${FN}: targets must be of length sequences*tokens = ${N * T}, got length ${N * T + 1}`,
+  ],
+  [
+    'mask length',
+    (a) => ({ ...a, mask: new Float32Array(2) }),
+    RangeError,
+    `${FN}: mask must be of length sequences*tokens = ${N * T}, got length 2`,
+  ],
+  [
+    'mask of the wrong kind',
+    (a) => ({ ...a, mask: [1, 1] }),
+    TypeError,
+    `${FN}: mask must be a Float32Array, Float64Array, Uint8Array or Int32Array, got Array`,
+  ],
+  [
+    'zero sequences',
+    (a) => ({ ...a, sequences: 0 }),
+    RangeError,
+    `${FN}: sequences must be an integer in [1, 2147483647], got 0`,
+  ],
   ['zero vocab', (a) => ({ ...a, vocab: 0 }), RangeError, `${FN}: vocab must be an integer in [1, 2147483647], got 0`],
-  ['fractional tokens', (a) => ({ ...a, tokens: 2.5 }), RangeError, `${FN}: tokens must be an integer in [1, 2147483647], got 2.5`],
+  [
+    'fractional tokens',
+    (a) => ({ ...a, tokens: 2.5 }),
+    RangeError,
+    `${FN}: tokens must be an integer in [1, 2147483647], got 2.5`,
+  ],
   ['tokens as a string', (a) => ({ ...a, tokens: '3' }), TypeError, `${FN}: tokens must be an integer >= 1, got '3'`],
-  ['sizes whose product overflows (N*T)', (a) => ({ ...a, sequences: 2147483647, tokens: 2147483647 }), RangeError, `${FN}: sequences*tokens must be a product of sizes below 2^53, got an overflowing product`],
-  ['sizes whose product overflows (N*T*V)', (a) => ({ ...a, sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 }), RangeError, `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`],
-  ['target out of range under the mask', (a) => ({ ...a, targets: Int32Array.from({ length: N * T }, (_, i) => (i === 4 ? V : 0)) }), RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 4`],
-  ['negative target under the mask', (a) => ({ ...a, targets: Int32Array.from({ length: N * T }, (_, i) => (i === 2 ? -1 : 0)) }), RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got -1 at index 2`],
-  ['temperature 0', (a) => ({ ...a, temperature: 0 }), RangeError, `${FN}: temperature must be a finite number > 0, got 0`],
-  ['temperature NaN', (a) => ({ ...a, temperature: NaN }), RangeError, `${FN}: temperature must be a finite number > 0, got NaN`],
+  [
+    'sizes whose product overflows (N*T)',
+    (a) => ({ ...a, sequences: 2147483647, tokens: 2147483647 }),
+    RangeError,
+    `${FN}: sequences*tokens must be a product of sizes below 2^53, got an overflowing product`,
+  ],
+  [
+    'sizes whose product overflows (N*T*V)',
+    (a) => ({ ...a, sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 }),
+    RangeError,
+    `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`,
+  ],
+  [
+    'target out of range under the mask',
+    (a) => ({ ...a, targets: Int32Array.from({ length: N * T }, (_, i) => (i === 4 ? V : 0)) }),
+    RangeError,
+    `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 4`,
+  ],
+  [
+    'negative target under the mask',
+    (a) => ({ ...a, targets: Int32Array.from({ length: N * T }, (_, i) => (i === 2 ? -1 : 0)) }),
+    RangeError,
+    `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got -1 at index 2`,
+  ],
+  [
+    'temperature 0',
+    (a) => ({ ...a, temperature: 0 }),
+    RangeError,
+    `${FN}: temperature must be a finite number > 0, got 0`,
+  ],
+  [
+    'temperature NaN',
+    (a) => ({ ...a, temperature: NaN }),
+    RangeError,
+    `${FN}: temperature must be a finite number > 0, got NaN`,
+  ],
   ['beta 0', (a) => ({ ...a, beta: 0 }), RangeError, `${FN}: beta must be a finite number > 0, got 0`],
   ['beta negative', (a) => ({ ...a, beta: -0.1 }), RangeError, `${FN}: beta must be a finite number > 0, got -0.1`],
-  ['beta infinite', (a) => ({ ...a, beta: Infinity }), RangeError, `${FN}: beta must be a finite number > 0, got Infinity`],
-  ['beta missing', (a) => ({ ...a, beta: undefined }), TypeError, `${FN}: beta must be a finite number > 0, got undefined`],
-  ['rewards length', (a) => ({ ...a, rewards: [1, 2, 3] }), RangeError, `${FN}: rewards must be of length sequences = ${N}, got length 3`],
-  ['non-finite reward', (a) => ({ ...a, rewards: [1, NaN, 0, 0] }), RangeError, `${FN}: rewards must be finite numbers, got NaN at index 1`],
-  ['non-finite reference log-prob', (a) => ({ ...a, referenceLogprobs: [0, 0, -Infinity, 0] }), RangeError, `${FN}: referenceLogprobs must be finite numbers, got -Infinity at index 2`],
-  ['reference of the wrong length', (a) => ({ ...a, referenceLogprobs: [0, 0] }), RangeError, `${FN}: referenceLogprobs must be of length sequences = ${N}, got length 2`],
-  ['group size not dividing N', (a) => ({ ...a, groups: { size: 3 } }), RangeError, `${FN}: groups.size must be a divisor of the number of sequences ${N}, got 3`],
-  ['offsets not covering N', (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 3]) } }), RangeError, `${FN}: groups.offsets must be offsets ending at the number of sequences ${N}, got 3`],
-  ['offsets not starting at 0', (a) => ({ ...a, groups: { offsets: Int32Array.from([1, 2, 4]) } }), RangeError, `${FN}: groups.offsets must be offsets starting at 0, got 1 at index 0`],
-  ['offsets not increasing', (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 2, 4]) } }), RangeError, `${FN}: groups.offsets must be strictly increasing offsets, got 2 after 2 at index 2`],
-  ['offsets of the wrong kind', (a) => ({ ...a, groups: { offsets: [0, 4] } }), TypeError, `${FN}: groups.offsets must be an Int32Array, got Array`],
-  ['reduction unknown', (a) => ({ ...a, reduction: 'max' }), RangeError, `${FN}: reduction must be 'mean' | 'sum', got 'max'`],
-  ['inPlace for 16-bit logits', (a) => ({ ...batch(1, N, T, V, 'bfloat16'), rewards: a.rewards, groups: a.groups, beta: 0.1, inPlace: true }), RangeError, `${FN}: inPlace must be false for 16-bit logits (the gradient is float32), got true`],
-  ['threads negative', (a) => ({ ...a, threads: -1 }), RangeError, `${FN}: threads must be an integer in [0, 1024], got -1`],
+  [
+    'beta infinite',
+    (a) => ({ ...a, beta: Infinity }),
+    RangeError,
+    `${FN}: beta must be a finite number > 0, got Infinity`,
+  ],
+  [
+    'beta missing',
+    (a) => ({ ...a, beta: undefined }),
+    TypeError,
+    `${FN}: beta must be a finite number > 0, got undefined`,
+  ],
+  [
+    'rewards length',
+    (a) => ({ ...a, rewards: [1, 2, 3] }),
+    RangeError,
+    `${FN}: rewards must be of length sequences = ${N}, got length 3`,
+  ],
+  [
+    'non-finite reward',
+    (a) => ({ ...a, rewards: [1, NaN, 0, 0] }),
+    RangeError,
+    `${FN}: rewards must be finite numbers, got NaN at index 1`,
+  ],
+  [
+    'non-finite reference log-prob',
+    (a) => ({ ...a, referenceLogprobs: [0, 0, -Infinity, 0] }),
+    RangeError,
+    `${FN}: referenceLogprobs must be finite numbers, got -Infinity at index 2`,
+  ],
+  [
+    'reference of the wrong length',
+    (a) => ({ ...a, referenceLogprobs: [0, 0] }),
+    RangeError,
+    `${FN}: referenceLogprobs must be of length sequences = ${N}, got length 2`,
+  ],
+  [
+    'group size not dividing N',
+    (a) => ({ ...a, groups: { size: 3 } }),
+    RangeError,
+    `${FN}: groups.size must be a divisor of the number of sequences ${N}, got 3`,
+  ],
+  [
+    'offsets not covering N',
+    (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 3]) } }),
+    RangeError,
+    `${FN}: groups.offsets must be offsets ending at the number of sequences ${N}, got 3`,
+  ],
+  [
+    'offsets not starting at 0',
+    (a) => ({ ...a, groups: { offsets: Int32Array.from([1, 2, 4]) } }),
+    RangeError,
+    `${FN}: groups.offsets must be offsets starting at 0, got 1 at index 0`,
+  ],
+  [
+    'offsets not increasing',
+    (a) => ({ ...a, groups: { offsets: Int32Array.from([0, 2, 2, 4]) } }),
+    RangeError,
+    `${FN}: groups.offsets must be strictly increasing offsets, got 2 after 2 at index 2`,
+  ],
+  [
+    'offsets of the wrong kind',
+    (a) => ({ ...a, groups: { offsets: [0, 4] } }),
+    TypeError,
+    `${FN}: groups.offsets must be an Int32Array, got Array`,
+  ],
+  [
+    'reduction unknown',
+    (a) => ({ ...a, reduction: 'max' }),
+    RangeError,
+    `${FN}: reduction must be 'mean' | 'sum', got 'max'`,
+  ],
+  [
+    'inPlace for 16-bit logits',
+    (a) => ({ ...batch(1, N, T, V, 'bfloat16'), rewards: a.rewards, groups: a.groups, beta: 0.1, inPlace: true }),
+    RangeError,
+    `${FN}: inPlace must be false for 16-bit logits (the gradient is float32), got true`,
+  ],
+  [
+    'threads negative',
+    (a) => ({ ...a, threads: -1 }),
+    RangeError,
+    `${FN}: threads must be an integer in [0, 1024], got -1`,
+  ],
 ];
 
 describe('bad input (public API)', () => {
@@ -80,82 +255,261 @@ describe('bad input (public API)', () => {
 
   it('the other entry points name themselves and their arguments', () => {
     expect(() => tokenLogprobs({ logits: new Float32Array(6), targets: new Int32Array(2), rows: 2, vocab: 4 })).toThrow(
-      new RangeError('tokenLogprobs: logits must be of length rows*vocab = 8, got length 6 (2 rows of 3: is vocab 3, not 4?)'));
-    expect(() => tokenLogprobs({ logits: new Float32Array(12), targets: new Int32Array(2), rows: 2, vocab: 4 })).toThrow(
-      new RangeError('tokenLogprobs: logits must be of length rows*vocab = 8, got length 12 (2 rows of 6: is vocab 6, not 4?)'));
-    expect(() => gvpoFromHidden({ hidden: new Float32Array(6), weight: new Float32Array(15), targets: new Int32Array(2), mask: new Float32Array(2), sequences: 2, tokens: 1, hiddenSize: 3, vocab: 4, rewards: [0, 1], groups: { size: 2 }, beta: 0.1 })).toThrow(
-      new RangeError('gvpoFromHidden: weight must be of length vocab*hiddenSize = 12, got length 15 (5 rows of hiddenSize 3: is vocab 5, not 4?)'));
-    expect(() => sequenceLogprobs({ tokenLogprobs: new Int32Array(4) as never, mask: new Float32Array(4), sequences: 2, tokens: 2 })).toThrow(
-      new TypeError('sequenceLogprobs: tokenLogprobs must be a Float32Array or Float64Array, got Int32Array'));
+      new RangeError(
+        'tokenLogprobs: logits must be of length rows*vocab = 8, got length 6 (2 rows of 3: is vocab 3, not 4?)',
+      ),
+    );
+    expect(() =>
+      tokenLogprobs({ logits: new Float32Array(12), targets: new Int32Array(2), rows: 2, vocab: 4 }),
+    ).toThrow(
+      new RangeError(
+        'tokenLogprobs: logits must be of length rows*vocab = 8, got length 12 (2 rows of 6: is vocab 6, not 4?)',
+      ),
+    );
+    expect(() =>
+      gvpoFromHidden({
+        hidden: new Float32Array(6),
+        weight: new Float32Array(15),
+        targets: new Int32Array(2),
+        mask: new Float32Array(2),
+        sequences: 2,
+        tokens: 1,
+        hiddenSize: 3,
+        vocab: 4,
+        rewards: [0, 1],
+        groups: { size: 2 },
+        beta: 0.1,
+      }),
+    ).toThrow(
+      new RangeError(
+        'gvpoFromHidden: weight must be of length vocab*hiddenSize = 12, got length 15 (5 rows of hiddenSize 3: is vocab 5, not 4?)',
+      ),
+    );
+    expect(() =>
+      sequenceLogprobs({
+        tokenLogprobs: new Int32Array(4) as never,
+        mask: new Float32Array(4),
+        sequences: 2,
+        tokens: 2,
+      }),
+    ).toThrow(new TypeError('sequenceLogprobs: tokenLogprobs must be a Float32Array or Float64Array, got Int32Array'));
     expect(() => groupCenter({ values: [1, 2, 3], groups: { size: 2 } })).toThrow(
-      new RangeError('groupCenter: groups.size must be a divisor of the number of sequences 3, got 2'));
-    expect(() => gvpoLoss({ policyLogprobs: [1, 2], referenceLogprobs: [1], rewards: [0, 1], groups: { size: 2 }, beta: 1 })).toThrow(
-      new RangeError('gvpoLoss: referenceLogprobs must be of length policyLogprobs.length = 2, got length 1'));
-    expect(() => gvpoLoss({ policyLogprobs: [1, NaN], referenceLogprobs: [1, 1], rewards: [0, 1], groups: { size: 2 }, beta: 1 })).toThrow(
-      new RangeError('gvpoLoss: policyLogprobs must be finite numbers, got NaN at index 1'));
+      new RangeError('groupCenter: groups.size must be a divisor of the number of sequences 3, got 2'),
+    );
+    expect(() =>
+      gvpoLoss({ policyLogprobs: [1, 2], referenceLogprobs: [1], rewards: [0, 1], groups: { size: 2 }, beta: 1 }),
+    ).toThrow(new RangeError('gvpoLoss: referenceLogprobs must be of length policyLogprobs.length = 2, got length 1'));
+    expect(() =>
+      gvpoLoss({ policyLogprobs: [1, NaN], referenceLogprobs: [1, 1], rewards: [0, 1], groups: { size: 2 }, beta: 1 }),
+    ).toThrow(new RangeError('gvpoLoss: policyLogprobs must be finite numbers, got NaN at index 1'));
     const a = good();
-    expect(() => gvpoBackward({ ...a, groups: undefined, logZ: new Float32Array(N * T), gradLogprobs: [1, 2] } as never)).toThrow(
-      new RangeError('gvpoBackward: gradLogprobs must be of length sequences = 4, got length 2'));
+    expect(() =>
+      gvpoBackward({ ...a, groups: undefined, logZ: new Float32Array(N * T), gradLogprobs: [1, 2] } as never),
+    ).toThrow(new RangeError('gvpoBackward: gradLogprobs must be of length sequences = 4, got length 2'));
   });
 
   it('async twins reject (never throw synchronously) with the same errors', async () => {
     const { gvpoFromLogitsAsync } = await import('../src/index.js');
     const a = good();
-    await expect(gvpoFromLogitsAsync({ ...a, beta: -1 })).rejects.toThrow(new RangeError(`${FN}: beta must be a finite number > 0, got -1`));
+    await expect(gvpoFromLogitsAsync({ ...a, beta: -1 })).rejects.toThrow(
+      new RangeError(`${FN}: beta must be a finite number > 0, got -1`),
+    );
   });
 });
 
 // The fused head for any loss: rows x H hidden states, a V x H weight.
-const R = 4, HS = 3, HV = 6;
+const R = 4,
+  HS = 3,
+  HV = 6;
 function goodHead() {
   const buf = new Float32Array(R * HS + HV * HS); // hidden and weight side by side in one buffer
-  buf.forEach((_, i) => { buf[i] = Math.sin(i); });
+  buf.forEach((_, i) => {
+    buf[i] = Math.sin(i);
+  });
   return {
-    hidden: buf.subarray(0, R * HS), weight: buf.subarray(R * HS), targets: Int32Array.of(0, 5, 2, 3), rows: R,
-    hiddenSize: HS, vocab: HV, logZ: new Float32Array(R).fill(2), gradTokenLogprobs: new Float32Array(R).fill(1),
+    hidden: buf.subarray(0, R * HS),
+    weight: buf.subarray(R * HS),
+    targets: Int32Array.of(0, 5, 2, 3),
+    rows: R,
+    hiddenSize: HS,
+    vocab: HV,
+    logZ: new Float32Array(R).fill(2),
+    gradTokenLogprobs: new Float32Array(R).fill(1),
   };
 }
 type HeadRow = [string, (a: ReturnType<typeof goodHead>) => Record<string, unknown>, ErrorConstructor, string];
-const HF = 'tokenLogprobsFromHidden', HB = 'tokenLogprobsFromHiddenBackward';
+const HF = 'tokenLogprobsFromHidden',
+  HB = 'tokenLogprobsFromHiddenBackward';
 // [what, how the arguments are broken, class, exact message]; the forward ignores logZ and the
 // upstream gradients, so its rows drop them.
 const HEAD_FORWARD: HeadRow[] = [
   ['options not an object', () => 42 as never, TypeError, `${HF}: options must be an object, got 42`],
-  ['a typo of entropy', (a) => ({ ...a, entropi: true }), TypeError, `${HF}: options has no field 'entropi' (did you mean 'entropy'?)`],
-  ['a backward option', (a) => ({ ...a, accumulate: true }), TypeError, `${HF}: options has no field 'accumulate' (did you mean 'mask'?)`],
-  ['hidden of the wrong kind', (a) => ({ ...a, hidden: new Float64Array(R * HS) }), TypeError, `${HF}: hidden must be a Float32Array, got Float64Array`],
-  ['16-bit hidden as Float32Array', (a) => ({ ...a, dtype: 'float16' }), TypeError, `${HF}: hidden must be a Uint16Array of float16 bit patterns (toHalf(values, 'float16') makes them from float32 values), got Float32Array`],
-  ['hidden length', (a) => ({ ...a, hidden: a.hidden.subarray(1) }), RangeError, `${HF}: hidden must be of length rows*hiddenSize = ${R * HS}, got length ${R * HS - 1}`],
-  ['weight length', (a) => ({ ...a, weight: a.weight.subarray(1) }), RangeError, `${HF}: weight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`],
+  [
+    'a typo of entropy',
+    (a) => ({ ...a, entropi: true }),
+    TypeError,
+    `${HF}: options has no field 'entropi' (did you mean 'entropy'?)`,
+  ],
+  [
+    'a backward option',
+    (a) => ({ ...a, accumulate: true }),
+    TypeError,
+    `${HF}: options has no field 'accumulate' (did you mean 'mask'?)`,
+  ],
+  [
+    'hidden of the wrong kind',
+    (a) => ({ ...a, hidden: new Float64Array(R * HS) }),
+    TypeError,
+    `${HF}: hidden must be a Float32Array, got Float64Array`,
+  ],
+  [
+    '16-bit hidden as Float32Array',
+    (a) => ({ ...a, dtype: 'float16' }),
+    TypeError,
+    `${HF}: hidden must be a Uint16Array of float16 bit patterns (toHalf(values, 'float16') makes them from float32 values), got Float32Array`,
+  ],
+  [
+    'hidden length',
+    (a) => ({ ...a, hidden: a.hidden.subarray(1) }),
+    RangeError,
+    `${HF}: hidden must be of length rows*hiddenSize = ${R * HS}, got length ${R * HS - 1}`,
+  ],
+  [
+    'weight length',
+    (a) => ({ ...a, weight: a.weight.subarray(1) }),
+    RangeError,
+    `${HF}: weight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`,
+  ],
   ['zero rows', (a) => ({ ...a, rows: 0 }), RangeError, `${HF}: rows must be an integer in [1, 2147483647], got 0`],
-  ['fractional hiddenSize', (a) => ({ ...a, hiddenSize: 1.5 }), RangeError, `${HF}: hiddenSize must be an integer in [1, 2147483647], got 1.5`],
-  ['sizes whose product overflows', (a) => ({ ...a, rows: 2147483647, hiddenSize: 2147483647, vocab: 2147483647 }), RangeError, `${HF}: hidden must be a product of sizes below 2^53, got an overflowing product`],
-  ['target out of range (no mask: every row live)', (a) => ({ ...a, targets: Int32Array.of(0, 6, 0, 0) }), RangeError, `${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got 6 at index 1`],
-  ['target out of range on a live row', (a) => ({ ...a, targets: Int32Array.of(-1, 0, 0, 0), mask: Float32Array.of(0.5, 0, 1, 1) }), RangeError, `${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got -1 at index 0`],
-  ['mask length', (a) => ({ ...a, mask: new Float32Array(2) }), RangeError, `${HF}: mask must be of length rows = ${R}, got length 2`],
-  ['temperature 0', (a) => ({ ...a, temperature: 0 }), RangeError, `${HF}: temperature must be a finite number > 0, got 0`],
-  ['entropy not a boolean', (a) => ({ ...a, entropy: 'yes' }), TypeError, `${HF}: entropy must be a boolean, got 'yes'`],
-  ['threads negative', (a) => ({ ...a, threads: -1 }), RangeError, `${HF}: threads must be an integer in [0, 1024], got -1`],
+  [
+    'fractional hiddenSize',
+    (a) => ({ ...a, hiddenSize: 1.5 }),
+    RangeError,
+    `${HF}: hiddenSize must be an integer in [1, 2147483647], got 1.5`,
+  ],
+  [
+    'sizes whose product overflows',
+    (a) => ({ ...a, rows: 2147483647, hiddenSize: 2147483647, vocab: 2147483647 }),
+    RangeError,
+    `${HF}: hidden must be a product of sizes below 2^53, got an overflowing product`,
+  ],
+  [
+    'target out of range (no mask: every row live)',
+    (a) => ({ ...a, targets: Int32Array.of(0, 6, 0, 0) }),
+    RangeError,
+    `${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got 6 at index 1`,
+  ],
+  [
+    'target out of range on a live row',
+    (a) => ({ ...a, targets: Int32Array.of(-1, 0, 0, 0), mask: Float32Array.of(0.5, 0, 1, 1) }),
+    RangeError,
+    `${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got -1 at index 0`,
+  ],
+  [
+    'mask length',
+    (a) => ({ ...a, mask: new Float32Array(2) }),
+    RangeError,
+    `${HF}: mask must be of length rows = ${R}, got length 2`,
+  ],
+  [
+    'temperature 0',
+    (a) => ({ ...a, temperature: 0 }),
+    RangeError,
+    `${HF}: temperature must be a finite number > 0, got 0`,
+  ],
+  [
+    'entropy not a boolean',
+    (a) => ({ ...a, entropy: 'yes' }),
+    TypeError,
+    `${HF}: entropy must be a boolean, got 'yes'`,
+  ],
+  [
+    'threads negative',
+    (a) => ({ ...a, threads: -1 }),
+    RangeError,
+    `${HF}: threads must be an integer in [0, 1024], got -1`,
+  ],
 ];
 const HEAD_BACKWARD: HeadRow[] = [
   ['logZ missing', (a) => ({ ...a, logZ: undefined }), TypeError, `${HB}: logZ must be a Float32Array, got undefined`],
-  ['logZ length', (a) => ({ ...a, logZ: new Float32Array(3) }), RangeError, `${HB}: logZ must be of length rows = ${R}, got length 3`],
-  ['gradTokenLogprobs of the wrong kind', (a) => ({ ...a, gradTokenLogprobs: new Float64Array(R) }), TypeError, `${HB}: gradTokenLogprobs must be a Float32Array, got Float64Array`],
-  ['gradEntropy length', (a) => ({ ...a, gradEntropy: new Float32Array(R + 1) }), RangeError, `${HB}: gradEntropy must be of length rows = ${R}, got length ${R + 1}`],
-  ['entropy of the wrong kind', (a) => ({ ...a, entropy: new Float64Array(R) }), TypeError, `${HB}: entropy must be a Float32Array (the forward's entropy) or a boolean, got Float64Array`],
-  ['entropy length', (a) => ({ ...a, entropy: new Float32Array(2) }), RangeError, `${HB}: entropy must be of length rows = ${R}, got length 2`],
-  ['accumulate without gradWeight', (a) => ({ ...a, accumulate: true }), RangeError, `${HB}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`],
-  ['accumulate not a boolean', (a) => ({ ...a, accumulate: 1 }), TypeError, `${HB}: accumulate must be a boolean, got 1`],
-  ['gradWeight of the wrong kind', (a) => ({ ...a, gradWeight: new Float64Array(HV * HS) }), TypeError, `${HB}: gradWeight must be a Float32Array, got Float64Array`],
-  ['gradWeight length', (a) => ({ ...a, gradWeight: new Float32Array(HV * HS - 1) }), RangeError, `${HB}: gradWeight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`],
-  ['gradWeight is the weight', (a) => ({ ...a, gradWeight: a.weight }), RangeError, `${HB}: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping weight`],
-  ['gradWeight overlapping hidden', (a) => ({ ...a, gradWeight: new Float32Array(a.hidden.buffer, 4, HV * HS) }), RangeError, `${HB}: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping hidden`],
-  ['a typo of gradEntropy', (a) => ({ ...a, gradEntorpy: a.logZ }), TypeError, `${HB}: options has no field 'gradEntorpy' (did you mean 'gradEntropy'?)`],
+  [
+    'logZ length',
+    (a) => ({ ...a, logZ: new Float32Array(3) }),
+    RangeError,
+    `${HB}: logZ must be of length rows = ${R}, got length 3`,
+  ],
+  [
+    'gradTokenLogprobs of the wrong kind',
+    (a) => ({ ...a, gradTokenLogprobs: new Float64Array(R) }),
+    TypeError,
+    `${HB}: gradTokenLogprobs must be a Float32Array, got Float64Array`,
+  ],
+  [
+    'gradEntropy length',
+    (a) => ({ ...a, gradEntropy: new Float32Array(R + 1) }),
+    RangeError,
+    `${HB}: gradEntropy must be of length rows = ${R}, got length ${R + 1}`,
+  ],
+  [
+    'entropy of the wrong kind',
+    (a) => ({ ...a, entropy: new Float64Array(R) }),
+    TypeError,
+    `${HB}: entropy must be a Float32Array (the forward's entropy) or a boolean, got Float64Array`,
+  ],
+  [
+    'entropy length',
+    (a) => ({ ...a, entropy: new Float32Array(2) }),
+    RangeError,
+    `${HB}: entropy must be of length rows = ${R}, got length 2`,
+  ],
+  [
+    'accumulate without gradWeight',
+    (a) => ({ ...a, accumulate: true }),
+    RangeError,
+    `${HB}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`,
+  ],
+  [
+    'accumulate not a boolean',
+    (a) => ({ ...a, accumulate: 1 }),
+    TypeError,
+    `${HB}: accumulate must be a boolean, got 1`,
+  ],
+  [
+    'gradWeight of the wrong kind',
+    (a) => ({ ...a, gradWeight: new Float64Array(HV * HS) }),
+    TypeError,
+    `${HB}: gradWeight must be a Float32Array, got Float64Array`,
+  ],
+  [
+    'gradWeight length',
+    (a) => ({ ...a, gradWeight: new Float32Array(HV * HS - 1) }),
+    RangeError,
+    `${HB}: gradWeight must be of length vocab*hiddenSize = ${HV * HS}, got length ${HV * HS - 1}`,
+  ],
+  [
+    'gradWeight is the weight',
+    (a) => ({ ...a, gradWeight: a.weight }),
+    RangeError,
+    `${HB}: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping weight`,
+  ],
+  [
+    'gradWeight overlapping hidden',
+    (a) => ({ ...a, gradWeight: new Float32Array(a.hidden.buffer, 4, HV * HS) }),
+    RangeError,
+    `${HB}: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping hidden`,
+  ],
+  [
+    'a typo of gradEntropy',
+    (a) => ({ ...a, gradEntorpy: a.logZ }),
+    TypeError,
+    `${HB}: options has no field 'gradEntorpy' (did you mean 'gradEntropy'?)`,
+  ],
 ];
 
 describe('bad input (the fused head for any loss)', () => {
   const cases: Array<[string, HeadRow]> = [
-    ...HEAD_FORWARD.map((r): [string, HeadRow] => [HF, r]), ...HEAD_BACKWARD.map((r): [string, HeadRow] => [HB, r]),
+    ...HEAD_FORWARD.map((r): [string, HeadRow] => [HF, r]),
+    ...HEAD_BACKWARD.map((r): [string, HeadRow] => [HB, r]),
   ];
   for (const [fn, [what, broken, cls, message]] of cases) {
     it(`${fn}: ${what}: ${cls.name}`, () => {
@@ -181,7 +535,8 @@ describe('bad input (the fused head for any loss)', () => {
 
   it('the async twin rejects with the same error', async () => {
     await expect(tokenLogprobsFromHiddenBackwardAsync({ ...goodHead(), accumulate: true })).rejects.toThrow(
-      new RangeError(`${HB}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`));
+      new RangeError(`${HB}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`),
+    );
   });
 });
 
@@ -197,25 +552,93 @@ try {
 describe.skipIf(!addon)('bad input (native addon called directly)', () => {
   function nativeOpts() {
     const b = batch(1, N, T, V);
-    return { ...b, dtype: 'float32', temperature: 1, rewards: Float64Array.from([1, 0, 1, 0]), offsets: Int32Array.from([0, 2, 4]), beta: 0.1, reduction: 'mean' };
+    return {
+      ...b,
+      dtype: 'float32',
+      temperature: 1,
+      rewards: Float64Array.from([1, 0, 1, 0]),
+      offsets: Int32Array.from([0, 2, 4]),
+      beta: 0.1,
+      reduction: 'mean',
+    };
   }
   // Only what addresses memory is checked here (kinds, lengths, sizes, targets, offsets): the
   // rules about values (beta > 0, finite rewards, ...) belong to the TypeScript layer alone.
   const NATIVE: Array<[string, Record<string, unknown>, ErrorConstructor, string]> = [
-    ['logits kind', { logits: new Float64Array(N * T * V) }, TypeError, `${FN}: logits must be a Float32Array, got Float64Array`],
-    ['logits length', { logits: new Float32Array(5) }, RangeError, `${FN}: logits must be of length ${N * T * V}, got length 5`],
-    ['targets range', { targets: new Int32Array(N * T).fill(V) }, RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 0`],
-    ['targets 2^31-1', { targets: new Int32Array(N * T).fill(2147483647) }, RangeError, `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got 2147483647 at index 0`],
-    ['offsets', { offsets: Int32Array.from([0, 3, 3, 4]) }, RangeError, `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`],
-    ['offsets cover', { offsets: Int32Array.from([0, 2]) }, RangeError, `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`],
-    ['offsets past N', { offsets: Int32Array.from([0, 2, 400]) }, RangeError, `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`],
-    ['rewards length', { rewards: new Float64Array(2) }, RangeError, `${FN}: rewards must be of length ${N}, got length 2`],
-    ['reference length', { referenceLogprobs: new Float64Array(1) }, RangeError, `${FN}: referenceLogprobs must be of length ${N}, got length 1`],
+    [
+      'logits kind',
+      { logits: new Float64Array(N * T * V) },
+      TypeError,
+      `${FN}: logits must be a Float32Array, got Float64Array`,
+    ],
+    [
+      'logits length',
+      { logits: new Float32Array(5) },
+      RangeError,
+      `${FN}: logits must be of length ${N * T * V}, got length 5`,
+    ],
+    [
+      'targets range',
+      { targets: new Int32Array(N * T).fill(V) },
+      RangeError,
+      `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got ${V} at index 0`,
+    ],
+    [
+      'targets 2^31-1',
+      { targets: new Int32Array(N * T).fill(2147483647) },
+      RangeError,
+      `${FN}: targets must be token ids in [0, ${V}) where the mask is non-zero, got 2147483647 at index 0`,
+    ],
+    [
+      'offsets',
+      { offsets: Int32Array.from([0, 3, 3, 4]) },
+      RangeError,
+      `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`,
+    ],
+    [
+      'offsets cover',
+      { offsets: Int32Array.from([0, 2]) },
+      RangeError,
+      `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`,
+    ],
+    [
+      'offsets past N',
+      { offsets: Int32Array.from([0, 2, 400]) },
+      RangeError,
+      `${FN}: offsets must be strictly increasing from 0 to ${N}, got other values`,
+    ],
+    [
+      'rewards length',
+      { rewards: new Float64Array(2) },
+      RangeError,
+      `${FN}: rewards must be of length ${N}, got length 2`,
+    ],
+    [
+      'reference length',
+      { referenceLogprobs: new Float64Array(1) },
+      RangeError,
+      `${FN}: referenceLogprobs must be of length ${N}, got length 1`,
+    ],
     ['vocab 0', { vocab: 0 }, RangeError, `${FN}: vocab must be an integer in [1, 2147483647], got 0.000000`],
-    ['overflow', { sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 }, RangeError, `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`],
+    [
+      'overflow',
+      { sequences: 2 ** 20, tokens: 2 ** 20, vocab: 2 ** 20 },
+      RangeError,
+      `${FN}: logits must be a product of sizes below 2^53, got an overflowing product`,
+    ],
     ['dtype', { dtype: 'int8' }, TypeError, `${FN}: dtype must be 'float32' | 'bfloat16' | 'float16', got a string`],
-    ['bfloat16 over Float32Array', { dtype: 'bfloat16' }, TypeError, `${FN}: logits must be a Uint16Array, got Float32Array`],
-    ['mask kind', { mask: new Uint8Array(N * T) }, TypeError, `${FN}: mask must be a Float32Array, got another typed array`],
+    [
+      'bfloat16 over Float32Array',
+      { dtype: 'bfloat16' },
+      TypeError,
+      `${FN}: logits must be a Uint16Array, got Float32Array`,
+    ],
+    [
+      'mask kind',
+      { mask: new Uint8Array(N * T) },
+      TypeError,
+      `${FN}: mask must be a Float32Array, got another typed array`,
+    ],
     ['out length', { out: new Float32Array(3) }, RangeError, `${FN}: out must be of length ${N * T * V}, got length 3`],
     ['threads', { threads: 1e9 }, RangeError, `${FN}: threads must be an integer in [0, 1024], got 1000000000.000000`],
   ];
@@ -234,8 +657,13 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
   }
   it('tokenLogprobsBackward: a masked row may hold any target and gets no gradient; a live one is checked', () => {
     const o = (y0: number, m0: number) => ({
-      logits: Float32Array.of(1, 2, 3, 4, 0.1, 0.2, 0.3, 0.4), targets: Int32Array.of(y0, 0), mask: Float32Array.of(m0, 1),
-      rows: 2, vocab: 4, logZ: Float32Array.of(4.5, 1.6), gradTokenLogprobs: Float32Array.of(1, 1),
+      logits: Float32Array.of(1, 2, 3, 4, 0.1, 0.2, 0.3, 0.4),
+      targets: Int32Array.of(y0, 0),
+      mask: Float32Array.of(m0, 1),
+      rows: 2,
+      vocab: 4,
+      logZ: Float32Array.of(4.5, 1.6),
+      gradTokenLogprobs: Float32Array.of(1, 1),
     });
     for (const y of [-1, 4, 2147483647, -2147483648]) {
       const r = addon!.tokenLogprobsBackward(o(y, 0)) as { gradLogits: Float32Array };
@@ -244,24 +672,36 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
     }
     // no mask at all: every row is live, so every target is checked
     expect(() => addon!.tokenLogprobsBackward({ ...o(-1, 1), mask: undefined })).toThrow(
-      new RangeError('tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 0'));
+      new RangeError(
+        'tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 0',
+      ),
+    );
   });
 
-  it('the fused head for any loss: lengths, targets of live rows, the gradients\' destinations', () => {
+  it("the fused head for any loss: lengths, targets of live rows, the gradients' destinations", () => {
     const o = () => ({ ...goodHead(), dtype: 'float32', temperature: 1 });
     expect(() => addon!.tokenLogprobsFromHidden({ ...o(), hidden: new Float32Array(5) })).toThrow(
-      new RangeError(`${HF}: hidden must be of length ${R * HS}, got length 5`));
+      new RangeError(`${HF}: hidden must be of length ${R * HS}, got length 5`),
+    );
     expect(() => addon!.tokenLogprobsFromHidden({ ...o(), targets: Int32Array.of(0, 0, 0, HV) })).toThrow(
-      new RangeError(`${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got ${HV} at index 3`));
+      new RangeError(`${HF}: targets must be token ids in [0, ${HV}) where the mask is non-zero, got ${HV} at index 3`),
+    );
     expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), logZ: new Float32Array(1) })).toThrow(
-      new RangeError(`${HB}: logZ must be of length ${R}, got length 1`));
+      new RangeError(`${HB}: logZ must be of length ${R}, got length 1`),
+    );
     expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), gradWeight: new Float32Array(2) })).toThrow(
-      new RangeError(`${HB}: gradWeight must be of length ${HV * HS}, got length 2`));
+      new RangeError(`${HB}: gradWeight must be of length ${HV * HS}, got length 2`),
+    );
     expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), entropy: new Float32Array(2) })).toThrow(
-      new RangeError(`${HB}: entropy must be of length ${R}, got length 2`));
+      new RangeError(`${HB}: entropy must be of length ${R}, got length 2`),
+    );
     // a masked row may hold any target, and gets nothing whatever its upstream
-    const r = addon!.tokenLogprobsFromHiddenBackward({ ...o(), targets: Int32Array.of(0, 2147483647, 0, 1),
-      mask: Float32Array.of(1, 0, 1, 1), gradTokenLogprobs: Float32Array.of(1, NaN, 1, 1) }) as { gradHidden: Float32Array };
+    const r = addon!.tokenLogprobsFromHiddenBackward({
+      ...o(),
+      targets: Int32Array.of(0, 2147483647, 0, 1),
+      mask: Float32Array.of(1, 0, 1, 1),
+      gradTokenLogprobs: Float32Array.of(1, NaN, 1, 1),
+    }) as { gradHidden: Float32Array };
     expect(Array.from(r.gradHidden.subarray(HS, 2 * HS))).toEqual([0, 0, 0]);
     expect(r.gradHidden.every(Number.isFinite)).toBe(true);
   });

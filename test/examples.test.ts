@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
 const DIR = join(ROOT, 'examples');
-const programs = readdirSync(DIR).filter((f) => f.endsWith('.ts')).sort();
+const programs = readdirSync(DIR)
+  .filter((f) => f.endsWith('.ts'))
+  .sort();
 const LIMIT_MS = 90_000;
 
 describe('examples/', () => {
@@ -17,18 +19,28 @@ describe('examples/', () => {
     expect(programs.length).toBeGreaterThanOrEqual(4);
     for (const f of programs) {
       expect(readme, f).toContain(`\`npx tsx examples/${f}\``);
-      expect(readFileSync(join(DIR, f), 'utf8').split('\n').slice(0, 20).join('\n'), f).toContain(`npx tsx examples/${f}`);
+      expect(readFileSync(join(DIR, f), 'utf8').split('\n').slice(0, 20).join('\n'), f).toContain(
+        `npx tsx examples/${f}`,
+      );
     }
   });
 
   for (const f of programs) {
-    it(`${f} runs and checks its result`, () => {
-      // `npx tsx file` is `node --import tsx file`, without npx's start-up
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join('examples', f)], { cwd: ROOT, encoding: 'utf8', timeout: LIMIT_MS });
-      expect(r.error, `${f} did not finish in ${LIMIT_MS / 1000} s`).toBeUndefined();
-      expect(r.stderr, f).not.toMatch(/Hi, looks like|Error/);
-      expect(r.status, `${f}:\n${r.stdout}\n${r.stderr}`).toBe(0);
-      expect(r.stdout.trim().length).toBeGreaterThan(0);
-    }, LIMIT_MS + 10_000);
+    it(
+      `${f} runs and checks its result`,
+      () => {
+        // `npx tsx file` is `node --import tsx file`, without npx's start-up
+        const r = spawnSync(process.execPath, ['--import', 'tsx', join('examples', f)], {
+          cwd: ROOT,
+          encoding: 'utf8',
+          timeout: LIMIT_MS,
+        });
+        expect(r.error, `${f} did not finish in ${LIMIT_MS / 1000} s`).toBeUndefined();
+        expect(r.stderr, f).not.toMatch(/Hi, looks like|Error/);
+        expect(r.status, `${f}:\n${r.stdout}\n${r.stderr}`).toBe(0);
+        expect(r.stdout.trim().length).toBeGreaterThan(0);
+      },
+      LIMIT_MS + 10_000,
+    );
   }
 });

@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import {
-  AdditionTask, FusedHeadPolicy, fusedHeadLoss, GVPOTrainer, gvpoFromHiddenTf, gvpoFromLogitsTf, loadPolicy, loadTf,
+  AdditionTask,
+  FusedHeadPolicy,
+  fusedHeadLoss,
+  GVPOTrainer,
+  gvpoFromHiddenTf,
+  gvpoFromLogitsTf,
+  loadPolicy,
+  loadTf,
   tokenLogprobsFromHiddenTf,
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
@@ -20,25 +27,60 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
   const { tf } = await loadTf('cpu');
 
   it('loss and gradients for hidden and weight equal tfjs autodiff of matMul + logSoftmax + loss', () => {
-    const N = 6, T = 3, H = 10, V = 13, k = 3, beta = 0.5, tau = 0.9;
+    const N = 6,
+      T = 3,
+      H = 10,
+      V = 13,
+      k = 3,
+      beta = 0.5,
+      tau = 0.9;
     const r = rng(8);
-    const h = tf.tensor2d(Float32Array.from({ length: N * T * H }, () => normal(r)), [N * T, H]);
-    const w = tf.tensor2d(Float32Array.from({ length: V * H }, () => normal(r) * 0.5), [V, H]);
+    const h = tf.tensor2d(
+      Float32Array.from({ length: N * T * H }, () => normal(r)),
+      [N * T, H],
+    );
+    const w = tf.tensor2d(
+      Float32Array.from({ length: V * H }, () => normal(r) * 0.5),
+      [V, H],
+    );
     const targets = Int32Array.from({ length: N * T }, () => Math.floor(r() * V));
     const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T === 0 ? 0 : 1));
     const Sref = Float64Array.from({ length: N }, (_, n) => -6 - n * 0.4);
     const R = randomRewards(5, N);
-    const ours = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => gvpoFromHiddenTf(tf, x, y as TF.Tensor2D, {
-      targets, mask, sequences: N, tokens: T, referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta, temperature: tau,
-    }).loss)([h, w]);
+    const ours = tf.valueAndGrads(
+      (x: TF.Tensor, y: TF.Tensor) =>
+        gvpoFromHiddenTf(tf, x, y as TF.Tensor2D, {
+          targets,
+          mask,
+          sequences: N,
+          tokens: T,
+          referenceLogprobs: Sref,
+          rewards: R,
+          groups: { size: k },
+          beta,
+          temperature: tau,
+        }).loss,
+    )([h, w]);
     const theirs = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => {
       const z = tf.matMul(x as TF.Tensor2D, y as TF.Tensor2D, false, true).div(tau);
-      const lp = tf.logSoftmax(z).mul(tf.oneHot(tf.tensor1d(targets, 'int32'), V)).sum(1);
-      const S = lp.reshape([N, T]).mul(tf.tensor2d(mask, [N, T])).sum(1);
-      const rr = S.sub(tf.tensor1d(Float32Array.from(Sref))).mul(beta).reshape([N / k, k]);
+      const lp = tf
+        .logSoftmax(z)
+        .mul(tf.oneHot(tf.tensor1d(targets, 'int32'), V))
+        .sum(1);
+      const S = lp
+        .reshape([N, T])
+        .mul(tf.tensor2d(mask, [N, T]))
+        .sum(1);
+      const rr = S.sub(tf.tensor1d(Float32Array.from(Sref)))
+        .mul(beta)
+        .reshape([N / k, k]);
       const Rt = tf.tensor2d(Float32Array.from(R), [N / k, k]);
       const c = rr.sub(rr.mean(1, true)).sub(Rt.sub(Rt.mean(1, true)));
-      return c.square().sum().div(2 * (k - 1)).div(N / k) as TF.Scalar;
+      return c
+        .square()
+        .sum()
+        .div(2 * (k - 1))
+        .div(N / k) as TF.Scalar;
     })([h, w]);
     expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 5);
     gradClose(ours.grads[0].dataSync(), theirs.grads[0].dataSync(), 1e-4, 1e-7);
@@ -46,13 +88,23 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
   });
 
   it('tokenLogprobsFromHiddenTf: l and H, and the gradients of any loss on them, equal tfjs autodiff of the materialized head', () => {
-    const R = 14, H = 9, V = 23, tau = 0.8;
+    const R = 14,
+      H = 9,
+      V = 23,
+      tau = 0.8;
     const r = rng(12);
-    const h = tf.tensor3d(Float32Array.from({ length: R * H }, () => normal(r)), [2, R / 2, H]); // any shape ending in H
-    const w = tf.tensor2d(Float32Array.from({ length: V * H }, () => normal(r) * 0.6), [V, H]);
+    const h = tf.tensor3d(
+      Float32Array.from({ length: R * H }, () => normal(r)),
+      [2, R / 2, H],
+    ); // any shape ending in H
+    const w = tf.tensor2d(
+      Float32Array.from({ length: V * H }, () => normal(r) * 0.6),
+      [V, H],
+    );
     const targets = Int32Array.from({ length: R }, (_, i) => (i % 5 === 0 ? -1 : Math.floor(r() * V)));
     const mask = Float32Array.from({ length: R }, (_, i) => (i % 5 === 0 ? 0 : 1));
-    const a = tf.tensor1d(Float32Array.from({ length: R }, () => normal(r))), b = tf.tensor1d(Float32Array.from({ length: R }, () => normal(r)));
+    const a = tf.tensor1d(Float32Array.from({ length: R }, () => normal(r))),
+      b = tf.tensor1d(Float32Array.from({ length: R }, () => normal(r)));
     const live = tf.tensor1d(mask);
     // a loss on both outputs, nonlinear in l so that dL/dl varies (as a clipped ratio's would)
     const lossOf = (l: TF.Tensor, e: TF.Tensor) => l.mul(a).add(l.square().mul(0.1)).add(e.mul(b)).sum() as TF.Scalar;
@@ -64,7 +116,18 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
       })([h, w]);
       const theirs = tf.valueAndGrads((x: TF.Tensor, y: TF.Tensor) => {
         const logp = tf.logSoftmax(tf.matMul(x.reshape([R, H]) as TF.Tensor2D, y as TF.Tensor2D, false, true).div(tau));
-        const l = logp.mul(tf.oneHot(tf.tensor1d(Int32Array.from(targets, (t) => Math.max(t, 0)), 'int32'), V)).sum(1).mul(live);
+        const l = logp
+          .mul(
+            tf.oneHot(
+              tf.tensor1d(
+                Int32Array.from(targets, (t) => Math.max(t, 0)),
+                'int32',
+              ),
+              V,
+            ),
+          )
+          .sum(1)
+          .mul(live);
         const e = entropy ? logp.exp().mul(logp).sum(1).neg().mul(live) : tf.zeros([R]);
         return lossOf(l, e);
       })([h, w]);
@@ -80,33 +143,71 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
 
   it('the policy: fused loss and materialized logits + gvpoFromLogitsTf give the same variable gradients', () => {
     const p = new FusedHeadPolicy(tf, config, 3);
-    const N = 4, T = p.maxTokens, r = rng(2);
+    const N = 4,
+      T = p.maxTokens,
+      r = rng(2);
     const prompts = Array.from({ length: N }, () => [2, 3, 4]);
     const responses = Int32Array.from({ length: N * T }, () => Math.floor(r() * p.vocab));
     const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T < 3 ? 1 : 0));
-    const loss = { targets: responses, mask, sequences: N, referenceLogprobs: new Float64Array(N).fill(-9), rewards: [1, 0, 0, 1], groups: { size: 2 }, beta: 0.3 };
+    const loss = {
+      targets: responses,
+      mask,
+      sequences: N,
+      referenceLogprobs: new Float64Array(N).fill(-9),
+      rewards: [1, 0, 0, 1],
+      groups: { size: 2 },
+      beta: 0.3,
+    };
     const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, loss), p.variables);
-    const dense = tf.variableGrads(() => gvpoFromLogitsTf(tf, p.logits(prompts, responses), { ...loss, tokens: T, vocab: p.vocab }).loss, p.variables);
+    const dense = tf.variableGrads(
+      () => gvpoFromLogitsTf(tf, p.logits(prompts, responses), { ...loss, tokens: T, vocab: p.vocab }).loss,
+      p.variables,
+    );
     expect(fused.value.dataSync()[0]).toBeCloseTo(dense.value.dataSync()[0], 5);
     for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), dense.grads[v.name].dataSync(), 1e-4, 1e-7);
   });
 
   it('the policy: the fused loss at per-sequence temperatures equals the logits path at those temperatures', () => {
     const p = new FusedHeadPolicy(tf, config, 5);
-    const N = 4, T = p.maxTokens, r = rng(7);
+    const N = 4,
+      T = p.maxTokens,
+      r = rng(7);
     const prompts = Array.from({ length: N }, () => [5, 10, 6, 11]);
     const responses = Int32Array.from({ length: N * T }, () => Math.floor(r() * p.vocab));
     const mask = Float32Array.from({ length: N * T }, (_, i) => (i % T < 2 ? 1 : 0));
     const temperatures = Float64Array.from([0.6, 0.6, 1.3, 1.3]);
-    const loss = { targets: responses, mask, sequences: N, referenceLogprobs: new Float64Array(N).fill(-7), rewards: [1, 0, 0, 1], groups: { size: 2 }, beta: 0.2 };
-    const fused = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperatures }), p.variables);
-    const scale = tf.tensor2d(Float32Array.from({ length: N * T }, (_, i) => 1 / temperatures[Math.floor(i / T)]), [N * T, 1]);
-    const dense = tf.variableGrads(() => gvpoFromLogitsTf(tf, p.logits(prompts, responses).mul(scale), { ...loss, tokens: T, vocab: p.vocab }).loss, p.variables);
+    const loss = {
+      targets: responses,
+      mask,
+      sequences: N,
+      referenceLogprobs: new Float64Array(N).fill(-7),
+      rewards: [1, 0, 0, 1],
+      groups: { size: 2 },
+      beta: 0.2,
+    };
+    const fused = tf.variableGrads(
+      () => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperatures }),
+      p.variables,
+    );
+    const scale = tf.tensor2d(
+      Float32Array.from({ length: N * T }, (_, i) => 1 / temperatures[Math.floor(i / T)]),
+      [N * T, 1],
+    );
+    const dense = tf.variableGrads(
+      () => gvpoFromLogitsTf(tf, p.logits(prompts, responses).mul(scale), { ...loss, tokens: T, vocab: p.vocab }).loss,
+      p.variables,
+    );
     expect(fused.value.dataSync()[0]).toBeCloseTo(dense.value.dataSync()[0], 5);
     for (const v of p.variables) gradClose(fused.grads[v.name].dataSync(), dense.grads[v.name].dataSync(), 1e-4, 1e-7);
     // one shared temperature goes to the kernel as is
-    const shared = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperature: 0.6 }), p.variables);
-    const shared2 = tf.variableGrads(() => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperatures: new Float64Array(N).fill(0.6) }), p.variables);
+    const shared = tf.variableGrads(
+      () => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperature: 0.6 }),
+      p.variables,
+    );
+    const shared2 = tf.variableGrads(
+      () => fusedHeadLoss(tf, p, prompts, responses, { ...loss, temperatures: new Float64Array(N).fill(0.6) }),
+      p.variables,
+    );
     expect(shared.value.dataSync()[0]).toBe(shared2.value.dataSync()[0]);
     expect(shared.value.dataSync()[0]).not.toBeCloseTo(fused.value.dataSync()[0], 3);
   });
@@ -117,15 +218,35 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
       const plain = new FusedHeadPolicy(tf, config, 6);
       // the same policy seen through the logits only: the trainer cannot take the fused path
       const viaLogits = {
-        kind: plain.kind, vocab: plain.vocab, maxTokens: plain.maxTokens, variables: plain.variables,
-        logits: plain.logits.bind(plain), sample: plain.sample.bind(plain), clone: () => plain.clone(), getWeights: () => plain.getWeights(), save: plain.save.bind(plain),
+        kind: plain.kind,
+        vocab: plain.vocab,
+        maxTokens: plain.maxTokens,
+        variables: plain.variables,
+        logits: plain.logits.bind(plain),
+        sample: plain.sample.bind(plain),
+        clone: () => plain.clone(),
+        getWeights: () => plain.getWeights(),
+        save: plain.save.bind(plain),
       };
-      const opts = { tf, task, algo, groupSize: 4, promptsPerStep: 4, miniBatches: 2, learningRate: 0.02, seed: 9, temperature: 0.7, klCoef: 0.1, klIn: 'reward' as const,
-        rewards: [{ fn: (_q: number[], r: number[]) => (r[0] + (r[1] ?? 0)) / 20 }] };
+      const opts = {
+        tf,
+        task,
+        algo,
+        groupSize: 4,
+        promptsPerStep: 4,
+        miniBatches: 2,
+        learningRate: 0.02,
+        seed: 9,
+        temperature: 0.7,
+        klCoef: 0.1,
+        klIn: 'reward' as const,
+        rewards: [{ fn: (_q: number[], r: number[]) => (r[0] + (r[1] ?? 0)) / 20 }],
+      };
       const a = await new GVPOTrainer({ ...opts, policy: fused }).step();
       const b = await new GVPOTrainer({ ...opts, policy: viaLogits }).step();
       expect(a.loss).toBeCloseTo(b.loss, 5);
-      const wa = fused.getWeights(), wb = plain.getWeights();
+      const wa = fused.getWeights(),
+        wb = plain.getWeights();
       wa.forEach((w, i) => gradClose(w, wb[i], 1e-4, 1e-6));
       expect(wa[3].some((x, i) => x !== new FusedHeadPolicy(tf, config, 6).getWeights()[3][i])).toBe(true);
     }
@@ -135,7 +256,16 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     const p = new FusedHeadPolicy(tf, config, 4);
     const before = p.getWeights();
     // a reward with variance inside every group (an untrained policy never adds correctly)
-    const t = new GVPOTrainer({ tf, policy: p, task, groupSize: 4, promptsPerStep: 2, learningRate: 0.05, seed: 3, rewards: [{ fn: (_q, r) => r[0] / 10 }] });
+    const t = new GVPOTrainer({
+      tf,
+      policy: p,
+      task,
+      groupSize: 4,
+      promptsPerStep: 2,
+      learningRate: 0.05,
+      seed: 3,
+      rewards: [{ fn: (_q, r) => r[0] / 10 }],
+    });
     const m = await t.step();
     expect(Number.isFinite(m.loss)).toBe(true);
     expect(m.zeroVarianceGroups).toBe(0);

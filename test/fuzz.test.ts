@@ -47,7 +47,13 @@ function runChild(env: Record<string, string>, start: number, count: number): Pr
   return new Promise((resolve) => {
     const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', WORKER], {
       cwd: root,
-      env: { ...process.env, ...env, GVPO_FUZZ_SEED: String(SEED), FUZZ_START: String(start), FUZZ_COUNT: String(count) },
+      env: {
+        ...process.env,
+        ...env,
+        GVPO_FUZZ_SEED: String(SEED),
+        FUZZ_START: String(start),
+        FUZZ_COUNT: String(count),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -66,8 +72,11 @@ function runChild(env: Record<string, string>, start: number, count: number): Pr
  *  running, and a fresh child goes on from the next one. */
 async function fuzz(env: Record<string, string>): Promise<Outcome> {
   const o: Outcome = { cases: 0, hostile: 0, failures: [] };
-  const envText = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
-  const repro = (i: number) => `${envText} GVPO_FUZZ_SEED=${SEED} FUZZ_START=${i} FUZZ_COUNT=1 node --expose-gc --import tsx ${WORKER}`;
+  const envText = Object.entries(env)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const repro = (i: number) =>
+    `${envText} GVPO_FUZZ_SEED=${SEED} FUZZ_START=${i} FUZZ_COUNT=1 node --expose-gc --import tsx ${WORKER}`;
   let start = 0;
   while (start < CASES) {
     const c = await runChild(env, start, CASES - start);
@@ -85,7 +94,8 @@ async function fuzz(env: Record<string, string>): Promise<Outcome> {
       }
       o.cases++;
       if (running && !/ valid$/.test(running.what)) o.hostile++;
-      if (m[3].startsWith('fail')) o.failures.push(`case ${i} [${running?.what}]: ${m[3].slice(5)}\n    re-run: ${repro(i)}`);
+      if (m[3].startsWith('fail'))
+        o.failures.push(`case ${i} [${running?.what}]: ${m[3].slice(5)}\n    re-run: ${repro(i)}`);
       running = undefined;
       next = i + 1;
     }
@@ -94,7 +104,9 @@ async function fuzz(env: Record<string, string>): Promise<Outcome> {
     if (running) {
       o.cases++;
       o.hostile++;
-      o.failures.push(`case ${running.i} [${running.what}]: the process died (${how}): ${c.stderr.trim().split('\n').slice(-3).join(' | ')}\n    re-run: ${repro(running.i)}`);
+      o.failures.push(
+        `case ${running.i} [${running.what}]: the process died (${how}): ${c.stderr.trim().split('\n').slice(-3).join(' | ')}\n    re-run: ${repro(running.i)}`,
+      );
       next = running.i + 1;
     } else {
       o.failures.push(`the worker died between cases after case ${next - 1} (${how}): ${c.stderr.trim().slice(-500)}`);
@@ -111,7 +123,9 @@ const totals: Outcome = { cases: 0, hostile: 0, failures: [] };
 const results = new Map<string, Promise<Outcome>>();
 let chain: Promise<unknown>[] = [Promise.resolve(), Promise.resolve()];
 all.forEach((env, k) => {
-  const label = Object.entries(env).map(([a, b]) => `${a}=${b}`).join(' ');
+  const label = Object.entries(env)
+    .map(([a, b]) => `${a}=${b}`)
+    .join(' ');
   const p = chain[k % 2].then(() => fuzz(env));
   chain[k % 2] = p;
   results.set(label, p);
@@ -129,26 +143,44 @@ describe('fuzz: hostile calls in child processes', () => {
     }, 300_000);
   }
   afterAll(() => {
-    console.log(`fuzz: seed ${SEED}, ${all.length} configurations (${[...results.keys()].join(', ')}): ` +
-      `cases ${totals.cases}, hostile calls ${totals.hostile}, failures ${totals.failures.length}`);
+    console.log(
+      `fuzz: seed ${SEED}, ${all.length} configurations (${[...results.keys()].join(', ')}): ` +
+        `cases ${totals.cases}, hostile calls ${totals.hostile}, failures ${totals.failures.length}`,
+    );
   });
 });
 
-describe.runIf(backendInfo().active !== 'js')('the addon called directly: getters and buffers that change under it', () => {
-  // Each in its own process: on a build that used the array memory it read before a getter ran,
-  // these die with SIGSEGV.
-  const modes = ['detach-sync', 'fresh-async', 'shrink-sync', 'shrink-async'];
-  for (const mode of modes) {
-    it(`${mode}: the process lives and the call answers`, async () => {
-      const c = await new Promise<Child>((resolve) => {
-        const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', 'test/helpers/addon-getters.mjs', mode], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '', stderr = '';
-        p.stdout.on('data', (d) => (out += d));
-        p.stderr.on('data', (d) => (stderr += d));
-        p.on('close', (code, signal) => resolve({ lines: out.split('\n').filter(Boolean), code, signal, stderr }));
-      });
-      expect({ code: c.code, signal: c.signal, stderr: c.stderr.slice(-500) }).toEqual({ code: 0, signal: null, stderr: '' });
-      expect(c.lines.at(-1)).toMatch(mode === 'fresh-async' ? /^fulfilled$/ : /^TypeError: \w+: \w+ must be a typed array (that stays as it was|over a fixed-length ArrayBuffer)/);
-    }, 60_000);
-  }
-});
+describe.runIf(backendInfo().active !== 'js')(
+  'the addon called directly: getters and buffers that change under it',
+  () => {
+    // Each in its own process: on a build that used the array memory it read before a getter ran,
+    // these die with SIGSEGV.
+    const modes = ['detach-sync', 'fresh-async', 'shrink-sync', 'shrink-async'];
+    for (const mode of modes) {
+      it(`${mode}: the process lives and the call answers`, async () => {
+        const c = await new Promise<Child>((resolve) => {
+          const p = spawn(
+            process.execPath,
+            ['--expose-gc', '--import', 'tsx', 'test/helpers/addon-getters.mjs', mode],
+            { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+          );
+          let out = '',
+            stderr = '';
+          p.stdout.on('data', (d) => (out += d));
+          p.stderr.on('data', (d) => (stderr += d));
+          p.on('close', (code, signal) => resolve({ lines: out.split('\n').filter(Boolean), code, signal, stderr }));
+        });
+        expect({ code: c.code, signal: c.signal, stderr: c.stderr.slice(-500) }).toEqual({
+          code: 0,
+          signal: null,
+          stderr: '',
+        });
+        expect(c.lines.at(-1)).toMatch(
+          mode === 'fresh-async'
+            ? /^fulfilled$/
+            : /^TypeError: \w+: \w+ must be a typed array (that stays as it was|over a fixed-length ArrayBuffer)/,
+        );
+      }, 60_000);
+    }
+  },
+);

@@ -6,8 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  backendInfo, gvpoFromHidden, gvpoFromHiddenAsync, gvpoFromHiddenBackward, gvpoFromHiddenForward,
-  gvpoFromLogits, gvpoLoss, tokenLogprobsBackward,
+  backendInfo,
+  gvpoFromHidden,
+  gvpoFromHiddenAsync,
+  gvpoFromHiddenBackward,
+  gvpoFromHiddenForward,
+  gvpoFromLogits,
+  gvpoLoss,
+  tokenLogprobsBackward,
 } from '../src/index.js';
 import type { FromHiddenOpts } from '../src/checked.js';
 import { encodeHalf } from '../src/reference/dtype.js';
@@ -19,24 +25,43 @@ import { normal, rng } from './helpers/data.js';
 
 type Ref = 'token' | 'sequence' | 'none';
 
-function args(seed: number, N: number, T: number, H: number, V: number, offsets: number[], dtype: DType,
-  o: { tau?: number; ref?: Ref; prompt?: number } = {}): GvpoFromHiddenArgs {
+function args(
+  seed: number,
+  N: number,
+  T: number,
+  H: number,
+  V: number,
+  offsets: number[],
+  dtype: DType,
+  o: { tau?: number; ref?: Ref; prompt?: number } = {},
+): GvpoFromHiddenArgs {
   const r = rng(seed);
   const h = Float32Array.from({ length: N * T * H }, () => normal(r));
-  const w = Float32Array.from({ length: V * H }, () => normal(r) * 1.5 / Math.sqrt(H));
-  const targets = new Int32Array(N * T), mask = new Float32Array(N * T);
+  const w = Float32Array.from({ length: V * H }, () => (normal(r) * 1.5) / Math.sqrt(H));
+  const targets = new Int32Array(N * T),
+    mask = new Float32Array(N * T);
   const prompt = o.prompt ?? 1;
   for (let i = 0; i < N * T; i++) {
     mask[i] = i % T >= prompt || T === 1 ? 1 : 0;
     targets[i] = mask[i] ? Math.floor(r() * V) : -5; // masked targets may hold anything
   }
   const a: GvpoFromHiddenArgs = {
-    hidden: dtype === 'float32' ? h : encodeHalf(h, dtype), weight: dtype === 'float32' ? w : encodeHalf(w, dtype),
-    dtype, targets, mask, sequences: N, tokens: T, hiddenSize: H, vocab: V,
+    hidden: dtype === 'float32' ? h : encodeHalf(h, dtype),
+    weight: dtype === 'float32' ? w : encodeHalf(w, dtype),
+    dtype,
+    targets,
+    mask,
+    sequences: N,
+    tokens: T,
+    hiddenSize: H,
+    vocab: V,
     rewards: Float64Array.from({ length: N }, () => Math.round(r() * 4) / 4),
-    groups: { offsets: Int32Array.from(offsets) }, beta: 0.1, temperature: o.tau ?? 1,
+    groups: { offsets: Int32Array.from(offsets) },
+    beta: 0.1,
+    temperature: o.tau ?? 1,
   };
-  if (o.ref === 'token') a.referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -Math.abs(normal(r)) * 2);
+  if (o.ref === 'token')
+    a.referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -Math.abs(normal(r)) * 2);
   if (o.ref === 'sequence') a.referenceLogprobs = Float64Array.from({ length: N }, () => -Math.abs(normal(r)) * 5);
   return a;
 }
@@ -44,22 +69,34 @@ function args(seed: number, N: number, T: number, H: number, V: number, offsets:
 function refOpts(a: GvpoFromHiddenArgs, reduction: 'mean' | 'sum' = 'mean'): FromHiddenOpts {
   const rows = a.sequences * a.tokens;
   return {
-    ...a, dtype: a.dtype ?? 'float32', mask: a.mask as Float32Array, rows, temperature: a.temperature ?? 1,
+    ...a,
+    dtype: a.dtype ?? 'float32',
+    mask: a.mask as Float32Array,
+    rows,
+    temperature: a.temperature ?? 1,
     referenceTokenLogprobs: a.referenceTokenLogprobs as Float64Array | undefined,
     referenceLogprobs: a.referenceLogprobs as Float64Array | undefined,
-    rewards: a.rewards as Float64Array, offsets: (a.groups as { offsets: Int32Array }).offsets, reduction,
-    gradHidden: new Float32Array(rows * a.hiddenSize), gradWeight: new Float32Array(a.vocab * a.hiddenSize),
+    rewards: a.rewards as Float64Array,
+    offsets: (a.groups as { offsets: Int32Array }).offsets,
+    reduction,
+    gradHidden: new Float32Array(rows * a.hiddenSize),
+    gradWeight: new Float32Array(a.vocab * a.hiddenSize),
   };
 }
 
 /** max |got - want| <= tol * max |want| (+ a floor for gradients that are zero). */
 function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
   expect(got.length, `${what}: length`).toBe(want.length);
-  let scale = 0, err = 0, at = -1;
+  let scale = 0,
+    err = 0,
+    at = -1;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
   for (let i = 0; i < want.length; i++) {
     const e = Math.abs(got[i] - want[i]);
-    if (!(e <= err)) { err = e; at = i; }
+    if (!(e <= err)) {
+      err = e;
+      at = i;
+    }
   }
   if (!(err <= tol * scale + 1e-12)) {
     throw new Error(`${what}[${at}]: got ${got[at]}, want ${want[at]} (max err ${err}, scale ${scale}, tol ${tol})`);
@@ -67,8 +104,17 @@ function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number
 }
 
 /** The gradients against want: float32's tolerance, or the bfloat16 products' allowance. */
-function gradsClose(a: GvpoFromHiddenArgs, got: { gradHidden: Float32Array; gradWeight: Float32Array },
-  want: { gradHidden: ArrayLike<number>; gradWeight: ArrayLike<number>; logZ: Float32Array; gradLogprobs: Float64Array }, tol: number): void {
+function gradsClose(
+  a: GvpoFromHiddenArgs,
+  got: { gradHidden: Float32Array; gradWeight: Float32Array },
+  want: {
+    gradHidden: ArrayLike<number>;
+    gradWeight: ArrayLike<number>;
+    logZ: Float32Array;
+    gradLogprobs: Float64Array;
+  },
+  tol: number,
+): void {
   if (bf16Products(a.dtype)) {
     const { aH, aW } = productSums(a as HeadCase, want.logZ, want.gradLogprobs);
     productClose(got.gradHidden, want.gradHidden, aH, tol, 'dL/dhidden');
@@ -82,13 +128,17 @@ function gradsClose(a: GvpoFromHiddenArgs, got: { gradHidden: Float32Array; grad
 describe('gvpoFromHidden', () => {
   // [N, T, H, V, offsets]: H and V off the vector widths, V = 1, T = 1, size-1 groups.
   const shapes: Array<[number, number, number, number, number[]]> = [
-    [4, 3, 17, 37, [0, 2, 4]], [5, 1, 33, 129, [0, 1, 3, 5]], [3, 2, 5, 1, [0, 3]], [6, 4, 70, 300, [0, 3, 4, 6]],
+    [4, 3, 17, 37, [0, 2, 4]],
+    [5, 1, 33, 129, [0, 1, 3, 5]],
+    [3, 2, 5, 1, [0, 3]],
+    [6, 4, 70, 300, [0, 3, 4, 6]],
   ];
   const refs: Ref[] = ['token', 'sequence', 'none'];
   let i = 0;
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     for (const [N, T, H, V, off] of shapes) {
-      const ref = refs[i % 3], tau = i % 2 ? 0.7 : 1;
+      const ref = refs[i % 3],
+        tau = i % 2 ? 0.7 : 1;
       i++;
       it(`${dtype} N=${N} T=${T} H=${H} V=${V} groups ${off} tau=${tau} Sref ${ref}: matches the float64 reference`, () => {
         const a = args(N * 1000 + V + H, N, T, H, V, off, dtype, { tau, ref });
@@ -120,39 +170,85 @@ describe('gvpoFromHidden', () => {
       const a: GvpoFromHiddenArgs = {
         hidden: bf ? Uint16Array.from(f.hiddenBits) : Float32Array.from(f.hidden),
         weight: bf ? Uint16Array.from(f.weightBits) : Float32Array.from(f.weight),
-        dtype: f.dtype, targets: Int32Array.from(f.targets), mask: Float32Array.from(f.mask),
-        sequences: f.sequences, tokens: f.tokens, hiddenSize: f.hiddenSize, vocab: f.vocab,
-        temperature: f.temperature, beta: f.beta, rewards: f.rewards, groups: { offsets: Int32Array.from(f.offsets) },
+        dtype: f.dtype,
+        targets: Int32Array.from(f.targets),
+        mask: Float32Array.from(f.mask),
+        sequences: f.sequences,
+        tokens: f.tokens,
+        hiddenSize: f.hiddenSize,
+        vocab: f.vocab,
+        temperature: f.temperature,
+        beta: f.beta,
+        rewards: f.rewards,
+        groups: { offsets: Int32Array.from(f.offsets) },
         ...(f.referenceTokenLogprobs ? { referenceTokenLogprobs: Float64Array.from(f.referenceTokenLogprobs) } : {}),
         ...(f.referenceLogprobs ? { referenceLogprobs: f.referenceLogprobs } : {}),
       };
       const got = gvpoFromHidden(a);
       expect(Math.abs(got.loss - f.loss)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(f.loss)));
       allclose(got.policyLogprobs, f.policyLogprobs, { atol: 1e-4, rtol: 1e-5 }, 'S');
-      const stats = bf16Products(a.dtype) ? gvpoFromHiddenRef(refOpts(a)) : { logZ: got.logZ, gradLogprobs: got.gradLogprobs };
-      gradsClose(a, got, { gradHidden: f.gradHidden, gradWeight: f.gradWeight, logZ: stats.logZ, gradLogprobs: stats.gradLogprobs as Float64Array }, 1e-4);
+      const stats = bf16Products(a.dtype)
+        ? gvpoFromHiddenRef(refOpts(a))
+        : { logZ: got.logZ, gradLogprobs: got.gradLogprobs };
+      gradsClose(
+        a,
+        got,
+        {
+          gradHidden: f.gradHidden,
+          gradWeight: f.gradWeight,
+          logZ: stats.logZ,
+          gradLogprobs: stats.gradLogprobs as Float64Array,
+        },
+        1e-4,
+      );
     });
   }
 
   it('gradients equal central finite differences of the float64 reference loss', () => {
     const a = args(7, 4, 2, 3, 5, [0, 2, 4], 'float32', { tau: 0.8, ref: 'token', prompt: 0 });
-    const h = Float64Array.from(a.hidden as Float32Array), w = Float64Array.from(a.weight as Float32Array);
+    const h = Float64Array.from(a.hidden as Float32Array),
+      w = Float64Array.from(a.weight as Float32Array);
     const lossAt = (hh: Float64Array, ww: Float64Array) =>
-      gvpoFromHiddenRef({ ...refOpts(a, 'sum'), hidden: hh as unknown as Float32Array, weight: ww as unknown as Float32Array }).loss;
-    const analytic = gvpoFromHiddenRef({ ...refOpts(a, 'sum'), hidden: h as unknown as Float32Array, weight: w as unknown as Float32Array });
-    const eps = 1e-6;
-    const fd = (x: Float64Array, at: (y: Float64Array) => number) => Float64Array.from(x, (_, i) => {
-      const up = x.slice(); up[i] += eps;
-      const dn = x.slice(); dn[i] -= eps;
-      return (at(up) - at(dn)) / (2 * eps);
+      gvpoFromHiddenRef({
+        ...refOpts(a, 'sum'),
+        hidden: hh as unknown as Float32Array,
+        weight: ww as unknown as Float32Array,
+      }).loss;
+    const analytic = gvpoFromHiddenRef({
+      ...refOpts(a, 'sum'),
+      hidden: h as unknown as Float32Array,
+      weight: w as unknown as Float32Array,
     });
-    scaleClose(analytic.gradHidden, fd(h, (y) => lossAt(y, w)), 1e-5, 'dL/dhidden vs FD');
-    scaleClose(analytic.gradWeight, fd(w, (y) => lossAt(h, y)), 1e-5, 'dL/dweight vs FD');
+    const eps = 1e-6;
+    const fd = (x: Float64Array, at: (y: Float64Array) => number) =>
+      Float64Array.from(x, (_, i) => {
+        const up = x.slice();
+        up[i] += eps;
+        const dn = x.slice();
+        dn[i] -= eps;
+        return (at(up) - at(dn)) / (2 * eps);
+      });
+    scaleClose(
+      analytic.gradHidden,
+      fd(h, (y) => lossAt(y, w)),
+      1e-5,
+      'dL/dhidden vs FD',
+    );
+    scaleClose(
+      analytic.gradWeight,
+      fd(w, (y) => lossAt(h, y)),
+      1e-5,
+      'dL/dweight vs FD',
+    );
   });
 
   it('agrees with gvpoFromLogits on the materialized logits', () => {
     const a = args(11, 4, 3, 24, 200, [0, 2, 4], 'float32', { tau: 0.9, ref: 'token' });
-    const rows = 12, H = 24, V = 200, hid = a.hidden as Float32Array, w = a.weight as Float32Array;
+    const rows = 12,
+      H = 24,
+      V = 200,
+      hid = a.hidden as Float32Array,
+      w = a.weight as Float32Array;
     const logits = new Float32Array(rows * V);
     for (let r = 0; r < rows; r++) {
       for (let v = 0; v < V; v++) {
@@ -168,7 +264,8 @@ describe('gvpoFromHidden', () => {
     allclose(got.tokenLogprobs, viaLogits.tokenLogprobs, { atol: 3e-5, rtol: 3e-5 }, 'l');
     const dH = new Float64Array(rows * H); // dL/dhidden = dL/dz * W
     for (let r = 0; r < rows; r++) {
-      for (let v = 0; v < V; v++) for (let k = 0; k < H; k++) dH[r * H + k] += viaLogits.gradLogits[r * V + v] * w[v * H + k];
+      for (let v = 0; v < V; v++)
+        for (let k = 0; k < H; k++) dH[r * H + k] += viaLogits.gradLogits[r * V + v] * w[v * H + k];
     }
     scaleClose(got.gradHidden, dH, 1e-4, 'dL/dhidden via the logits op');
   });
@@ -179,8 +276,11 @@ describe('gvpoFromHidden', () => {
     const f = gvpoFromHiddenForward({ ...a });
     allclose(f.policyLogprobs, fused.policyLogprobs, { atol: 0, rtol: 0 }, 'S');
     const loss = gvpoLoss({
-      policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards,
-      groups: a.groups, beta: a.beta,
+      policyLogprobs: f.policyLogprobs,
+      referenceLogprobs: f.referenceLogprobs,
+      rewards: a.rewards,
+      groups: a.groups,
+      beta: a.beta,
     });
     const g = gvpoFromHiddenBackward({ ...a, logZ: f.logZ, gradLogprobs: loss.gradLogprobs });
     scaleClose(g.gradHidden, fused.gradHidden, 1e-6, 'phase 2 dL/dhidden');
@@ -192,7 +292,8 @@ describe('gvpoFromHidden', () => {
 
   it('results do not depend on the thread count', () => {
     const a = args(9, 8, 40, 64, 700, [0, 4, 8], 'float32');
-    const one = gvpoFromHidden({ ...a, threads: 1 }), three = gvpoFromHidden({ ...a, threads: 3 });
+    const one = gvpoFromHidden({ ...a, threads: 1 }),
+      three = gvpoFromHidden({ ...a, threads: 3 });
     expect(Buffer.from(one.gradHidden.buffer).equals(Buffer.from(three.gradHidden.buffer))).toBe(true);
     expect(Buffer.from(one.gradWeight.buffer).equals(Buffer.from(three.gradWeight.buffer))).toBe(true);
     expect(one.loss).toBe(three.loss);
@@ -203,27 +304,45 @@ describe('gvpoFromHidden', () => {
     // out positive for the row's largest logit; a probability is still at most 1, never inf.
     // (No reference at 1e-30: the policy is its own, so dL/dS stays finite; with one, dL/dS ~ 1e30
     // and the true gradient, ~1e60, overflows float32.)
-    for (const [tau, ref] of [[1e-30, 'none'], [1e-6, 'sequence']] as const) {
+    for (const [tau, ref] of [
+      [1e-30, 'none'],
+      [1e-6, 'sequence'],
+    ] as const) {
       const a = args(21, 4, 9, 37, 700, [0, 2, 4], 'float32', { tau, ref });
       const got = gvpoFromHidden(a);
-      expect(got.tokenLogprobs.every((x) => x <= 0), `tau ${tau}`).toBe(true);
+      expect(
+        got.tokenLogprobs.every((x) => x <= 0),
+        `tau ${tau}`,
+      ).toBe(true);
       expect(got.gradHidden.every(Number.isFinite), `tau ${tau}: dL/dhidden`).toBe(true);
       expect(got.gradWeight.every(Number.isFinite), `tau ${tau}: dL/dweight`).toBe(true);
     }
     // below about 2.9e-39, 1/tau is infinite in float32: refused, as is a float64 mask weight
     // that is infinite once narrowed to float32
     const small = args(23, 2, 3, 5, 20, [0, 2], 'float32');
-    expect(() => gvpoFromHidden({ ...small, temperature: 1e-39 })).toThrow(/temperature must be a number whose float32 reciprocal is finite/);
-    expect(() => gvpoFromHidden({ ...small, mask: Float64Array.from(small.mask as Float32Array, (x, i) => (i === 1 ? 1e300 : x)) }))
-      .toThrow(/mask must be finite float32 weights, got 1e\+300 at index 1/);
+    expect(() => gvpoFromHidden({ ...small, temperature: 1e-39 })).toThrow(
+      /temperature must be a number whose float32 reciprocal is finite/,
+    );
+    expect(() =>
+      gvpoFromHidden({
+        ...small,
+        mask: Float64Array.from(small.mask as Float32Array, (x, i) => (i === 1 ? 1e300 : x)),
+      }),
+    ).toThrow(/mask must be finite float32 weights, got 1e\+300 at index 1/);
     const a = args(22, 4, 5, 19, 300, [0, 2, 4], 'float32', { prompt: 0 });
     const logZ = gvpoFromHiddenForward(a).logZ.map((x) => x - 200);
     const back = gvpoFromHiddenBackward({ ...a, logZ, gradLogprobs: [1, -1, 0.5, -0.5] });
     expect(back.gradHidden.every(Number.isFinite)).toBe(true);
     expect(back.gradWeight.every(Number.isFinite)).toBe(true);
     const logits = Float32Array.from({ length: 20 * 300 }, (_, i) => Math.sin(i) * 30);
-    const g = tokenLogprobsBackward({ logits, targets: a.targets.map((t) => Math.max(t, 0)), rows: 20, vocab: 300,
-      logZ: new Float32Array(20).fill(-200), gradTokenLogprobs: new Float32Array(20).fill(1) });
+    const g = tokenLogprobsBackward({
+      logits,
+      targets: a.targets.map((t) => Math.max(t, 0)),
+      rows: 20,
+      vocab: 300,
+      logZ: new Float32Array(20).fill(-200),
+      gradTokenLogprobs: new Float32Array(20).fill(1),
+    });
     expect(g.every(Number.isFinite)).toBe(true);
   });
 
@@ -244,7 +363,8 @@ describe('gvpoFromHidden', () => {
     expect(() => gvpoFromHidden({ ...a, hidden: new Float64Array(16) as unknown as Float32Array })).toThrow(TypeError);
     expect(() => gvpoFromHidden({ ...a, dtype: 'bfloat16' })).toThrow(/hidden/);
     expect(() => gvpoFromHidden({ ...a, hiddenSize: 0 })).toThrow(RangeError);
-    const t = Int32Array.from(a.targets); t[3] = 6;
+    const t = Int32Array.from(a.targets);
+    t[3] = 6;
     expect(() => gvpoFromHidden({ ...a, targets: t })).toThrow(/targets/);
     await expect(gvpoFromHiddenAsync({ ...a, beta: -1 })).rejects.toThrow(RangeError);
   });

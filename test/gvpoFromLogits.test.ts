@@ -3,7 +3,12 @@
 // the fused call, in place, the async twin, and no reference (Sref = S).
 import { describe, expect, it } from 'vitest';
 import {
-  gvpoBackward, gvpoForward, gvpoFromLogits, gvpoFromLogitsAsync, gvpoLoss, tokenLogprobs,
+  gvpoBackward,
+  gvpoForward,
+  gvpoFromLogits,
+  gvpoFromLogitsAsync,
+  gvpoLoss,
+  tokenLogprobs,
 } from '../src/index.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import type { FromLogitsOpts } from '../src/checked.js';
@@ -15,7 +20,14 @@ function args(seed: number, N: number, T: number, V: number, dtype: DType, offse
   const b = batch(seed, N, T, V, dtype, 2, prompt);
   const r = rng(seed + 9);
   const referenceTokenLogprobs = Float64Array.from({ length: N * T }, () => -Math.abs(normal(r)) * 3);
-  return { ...b, referenceTokenLogprobs, rewards: randomRewards(seed, N), groups: { offsets }, beta: 0.1, temperature: 0.8 };
+  return {
+    ...b,
+    referenceTokenLogprobs,
+    rewards: randomRewards(seed, N),
+    groups: { offsets },
+    beta: 0.1,
+    temperature: 0.8,
+  };
 }
 
 function refOpts(a: ReturnType<typeof args>, reduction: 'mean' | 'sum' = 'mean'): FromLogitsOpts {
@@ -24,7 +36,11 @@ function refOpts(a: ReturnType<typeof args>, reduction: 'mean' | 'sum' = 'mean')
 
 describe('gvpoFromLogits', () => {
   const cases: Array<[number, number, number, number[]]> = [
-    [4, 3, 17, [0, 2, 4]], [6, 5, 123, [0, 3, 4, 6]], [5, 1, 2049, [0, 5]], [3, 2, 1, [0, 3]], [8, 4, 500, [0, 1, 4, 8]],
+    [4, 3, 17, [0, 2, 4]],
+    [6, 5, 123, [0, 3, 4, 6]],
+    [5, 1, 2049, [0, 5]],
+    [3, 2, 1, [0, 3]],
+    [8, 4, 500, [0, 1, 4, 8]],
   ];
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     for (const [N, T, V, off] of cases) {
@@ -44,7 +60,9 @@ describe('gvpoFromLogits', () => {
   }
 
   it('gradient equals central finite differences of the float64 reference loss', () => {
-    const N = 4, T = 3, V = 7;
+    const N = 4,
+      T = 3,
+      V = 7;
     const a = args(42, N, T, V, 'float32', Int32Array.from([0, 2, 4]));
     const z = Float64Array.from(a.logits as Float32Array);
     const lossAt = (zz: Float64Array) =>
@@ -53,8 +71,10 @@ describe('gvpoFromLogits', () => {
     const h = 1e-6;
     const fd = new Float64Array(z.length);
     for (let i = 0; i < z.length; i++) {
-      const up = z.slice(); up[i] += h;
-      const dn = z.slice(); dn[i] -= h;
+      const up = z.slice();
+      up[i] += h;
+      const dn = z.slice();
+      dn[i] -= h;
       fd[i] = (lossAt(up) - lossAt(dn)) / (2 * h);
     }
     gradClose(analytic, fd, 1e-5, 1e-9);
@@ -68,7 +88,13 @@ describe('gvpoFromLogits', () => {
     const a = args(5, 6, 4, 300, 'bfloat16', Int32Array.from([0, 3, 6]));
     const fused = gvpoFromLogits(a);
     const f = gvpoForward(a);
-    const l = gvpoLoss({ policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards, groups: a.groups, beta: a.beta });
+    const l = gvpoLoss({
+      policyLogprobs: f.policyLogprobs,
+      referenceLogprobs: f.referenceLogprobs,
+      rewards: a.rewards,
+      groups: a.groups,
+      beta: a.beta,
+    });
     const g = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
     expect(l.loss).toBe(fused.loss);
     // native: bit-identical; the reference rounds the handed-over logZ to float32
@@ -91,7 +117,11 @@ describe('gvpoFromLogits', () => {
     const { referenceTokenLogprobs: _unused, ...noRef } = a;
     const r = gvpoFromLogits({ ...noRef, reduction: 'sum' });
     const mean = a.rewards.reduce((x, y) => x + y) / 4;
-    allclose(r.gradLogprobs, Array.from(a.rewards, (R) => (-a.beta * (R - mean)) / 3), { atol: 1e-12, rtol: 1e-9 });
+    allclose(
+      r.gradLogprobs,
+      Array.from(a.rewards, (R) => (-a.beta * (R - mean)) / 3),
+      { atol: 1e-12, rtol: 1e-9 },
+    );
   });
 
   it('the async twin equals the sync call; inputs are untouched', async () => {

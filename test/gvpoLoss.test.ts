@@ -26,7 +26,7 @@ function definition(S: number[], Q: number[], R: number[], sizes: number[], beta
     const r = idx.map((n) => beta * (S[n] - Q[n]));
     const mr = r.reduce((a, b) => a + b) / k;
     const mR = idx.reduce((a, n) => a + R[n], 0) / k;
-    L += idx.reduce((a, n, j) => a + ((r[j] - mr) - (R[n] - mR)) ** 2, 0) / 2 / (k - 1);
+    L += idx.reduce((a, n, j) => a + (r[j] - mr - (R[n] - mR)) ** 2, 0) / 2 / (k - 1);
   }
   return reduction === 'mean' && live > 0 ? L / live : L;
 }
@@ -54,9 +54,13 @@ describe('gvpoLoss', () => {
         expect(Math.abs(advantage + trustRegion + variance + constant - out.loss)).toBeLessThan(1e-9 * (1 + out.loss));
         const h = 1e-5;
         const fd = S.map((_, n) => {
-          const up = S.slice(); up[n] += h;
-          const dn = S.slice(); dn[n] -= h;
-          return (definition(up, Q, R, sizes, beta, reduction) - definition(dn, Q, R, sizes, beta, reduction)) / (2 * h);
+          const up = S.slice();
+          up[n] += h;
+          const dn = S.slice();
+          dn[n] -= h;
+          return (
+            (definition(up, Q, R, sizes, beta, reduction) - definition(dn, Q, R, sizes, beta, reduction)) / (2 * h)
+          );
         });
         allclose(out.gradLogprobs, fd, { atol: 1e-8, rtol: 1e-5 }, 'dL/dS');
         // residuals: the paper's weights are -c; c sums to zero inside each group
@@ -72,8 +76,20 @@ describe('gvpoLoss', () => {
   }
 
   it('rewards are centered by the mean only, never divided by the group std', () => {
-    const base = gvpoLoss({ policyLogprobs: [0, 0, 0], referenceLogprobs: [0, 0, 0], rewards: [0, 1, 2], groups: { size: 3 }, beta: 1 });
-    const scaled = gvpoLoss({ policyLogprobs: [0, 0, 0], referenceLogprobs: [0, 0, 0], rewards: [0, 10, 20], groups: { size: 3 }, beta: 1 });
+    const base = gvpoLoss({
+      policyLogprobs: [0, 0, 0],
+      referenceLogprobs: [0, 0, 0],
+      rewards: [0, 1, 2],
+      groups: { size: 3 },
+      beta: 1,
+    });
+    const scaled = gvpoLoss({
+      policyLogprobs: [0, 0, 0],
+      referenceLogprobs: [0, 0, 0],
+      rewards: [0, 10, 20],
+      groups: { size: 3 },
+      beta: 1,
+    });
     expect(scaled.loss / base.loss).toBeCloseTo(100, 10);
   });
 

@@ -27,7 +27,13 @@ const rssMiB = () => {
 
 function args(seed: number, N = 4, T = 8, V = 2048) {
   const b = batch(seed, N, T, V, 'float32', 2, 2);
-  return { ...b, rewards: randomRewards(seed, N), groups: { size: 2 }, beta: 0.1, referenceLogprobs: Float64Array.from({ length: N }, (_, n) => -60 - n) };
+  return {
+    ...b,
+    rewards: randomRewards(seed, N),
+    groups: { size: 2 },
+    beta: 0.1,
+    referenceLogprobs: Float64Array.from({ length: N }, (_, n) => -60 - n),
+  };
 }
 
 describe.runIf(native)('leaks: resident memory stays flat', () => {
@@ -37,24 +43,73 @@ describe.runIf(native)('leaks: resident memory stays flat', () => {
   const f = gvpo.gvpoForward(a);
   // the fused head: hidden 32 x 16, weight 256 x 16 (small: its per-thread tiles and gradients
   // are allocated on the libuv threads' malloc arenas, whose resident size wanders with them)
-  const hb = batch(3, 4, 8, 16, 'float32', 1, 2), wb = batch(4, 256, 1, 16, 'float32', 0.25);
+  const hb = batch(3, 4, 8, 16, 'float32', 1, 2),
+    wb = batch(4, 256, 1, 16, 'float32', 0.25);
   const head = {
-    hidden: hb.logits, weight: wb.logits, targets: hb.targets, mask: hb.mask, sequences: 4, tokens: 8, hiddenSize: 16, vocab: 256,
-    rewards: a.rewards, groups: a.groups, beta: 0.1, referenceLogprobs: a.referenceLogprobs,
+    hidden: hb.logits,
+    weight: wb.logits,
+    targets: hb.targets,
+    mask: hb.mask,
+    sequences: 4,
+    tokens: 8,
+    hiddenSize: 16,
+    vocab: 256,
+    rewards: a.rewards,
+    groups: a.groups,
+    beta: 0.1,
+    referenceLogprobs: a.referenceLogprobs,
   };
   const headBack = { ...head, logZ: gvpo.gvpoFromHiddenForward(head).logZ, gradLogprobs: [1, -1, 0.5, -0.5] };
   const ops: Array<[string, () => unknown, () => Promise<unknown>]> = [
     ['tokenLogprobs', () => gvpo.tokenLogprobs(rows), () => gvpo.tokenLogprobsAsync(rows)],
-    ['tokenLogprobsBackward', () => gvpo.tokenLogprobsBackward({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) }), () => gvpo.tokenLogprobsBackwardAsync({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) })],
-    ['sequenceLogprobs', () => gvpo.sequenceLogprobs({ tokenLogprobs: f.tokenLogprobs, mask: a.mask, sequences: 4, tokens: 8 }), () => gvpo.sequenceLogprobsAsync({ tokenLogprobs: f.tokenLogprobs, mask: a.mask, sequences: 4, tokens: 8 })],
-    ['groupCenter', () => gvpo.groupCenter({ values: a.rewards, groups: a.groups }), () => gvpo.groupCenterAsync({ values: a.rewards, groups: a.groups })],
-    ['gvpoLoss', () => gvpo.gvpoLoss({ policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards, groups: a.groups, beta: 0.1 }), () => gvpo.gvpoLossAsync({ policyLogprobs: f.policyLogprobs, referenceLogprobs: f.referenceLogprobs, rewards: a.rewards, groups: a.groups, beta: 0.1 })],
+    [
+      'tokenLogprobsBackward',
+      () => gvpo.tokenLogprobsBackward({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) }),
+      () => gvpo.tokenLogprobsBackwardAsync({ ...rows, logZ: lz, gradTokenLogprobs: new Float32Array(32).fill(1) }),
+    ],
+    [
+      'sequenceLogprobs',
+      () => gvpo.sequenceLogprobs({ tokenLogprobs: f.tokenLogprobs, mask: a.mask, sequences: 4, tokens: 8 }),
+      () => gvpo.sequenceLogprobsAsync({ tokenLogprobs: f.tokenLogprobs, mask: a.mask, sequences: 4, tokens: 8 }),
+    ],
+    [
+      'groupCenter',
+      () => gvpo.groupCenter({ values: a.rewards, groups: a.groups }),
+      () => gvpo.groupCenterAsync({ values: a.rewards, groups: a.groups }),
+    ],
+    [
+      'gvpoLoss',
+      () =>
+        gvpo.gvpoLoss({
+          policyLogprobs: f.policyLogprobs,
+          referenceLogprobs: f.referenceLogprobs,
+          rewards: a.rewards,
+          groups: a.groups,
+          beta: 0.1,
+        }),
+      () =>
+        gvpo.gvpoLossAsync({
+          policyLogprobs: f.policyLogprobs,
+          referenceLogprobs: f.referenceLogprobs,
+          rewards: a.rewards,
+          groups: a.groups,
+          beta: 0.1,
+        }),
+    ],
     ['gvpoForward', () => gvpo.gvpoForward(a), () => gvpo.gvpoForwardAsync(a)],
-    ['gvpoBackward', () => gvpo.gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: [1, -1, 0.5, -0.5] }), () => gvpo.gvpoBackwardAsync({ ...a, logZ: f.logZ, gradLogprobs: [1, -1, 0.5, -0.5] })],
+    [
+      'gvpoBackward',
+      () => gvpo.gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: [1, -1, 0.5, -0.5] }),
+      () => gvpo.gvpoBackwardAsync({ ...a, logZ: f.logZ, gradLogprobs: [1, -1, 0.5, -0.5] }),
+    ],
     ['gvpoFromLogits', () => gvpo.gvpoFromLogits(a), () => gvpo.gvpoFromLogitsAsync(a)],
     ['gvpoFromHidden', () => gvpo.gvpoFromHidden(head), () => gvpo.gvpoFromHiddenAsync(head)],
     ['gvpoFromHiddenForward', () => gvpo.gvpoFromHiddenForward(head), () => gvpo.gvpoFromHiddenForwardAsync(head)],
-    ['gvpoFromHiddenBackward', () => gvpo.gvpoFromHiddenBackward(headBack), () => gvpo.gvpoFromHiddenBackwardAsync(headBack)],
+    [
+      'gvpoFromHiddenBackward',
+      () => gvpo.gvpoFromHiddenBackward(headBack),
+      () => gvpo.gvpoFromHiddenBackwardAsync(headBack),
+    ],
   ];
   // Resident memory is sampled after each eighth of the calls (after a full GC). The allocator
   // and V8's external-memory heuristics move it by tens of MiB either way, so the test compares
@@ -107,14 +162,32 @@ describe('concurrency', () => {
     const a = args(3, 8, 16, 4096);
     const seq = gvpo.gvpoFromLogits(a);
     const want = [seq.loss, seq.gradLogits.reduce((s, x, j) => s + x * ((j % 7) + 1), 0)];
-    const results = await Promise.all(Array.from({ length: 4 }, () => new Promise<unknown>((resolve, reject) => {
-      const w = new Worker(code, { eval: true, workerData: { N: 8, T: 16, V: 4096, data: (a.logits as Float32Array).slice().buffer, targets: a.targets, mask: a.mask, rewards: a.rewards, referenceLogprobs: a.referenceLogprobs } });
-      w.once('message', (m) => {
-        resolve(m);
-        void w.terminate();
-      });
-      w.once('error', reject);
-    })));
+    const results = await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<unknown>((resolve, reject) => {
+            const w = new Worker(code, {
+              eval: true,
+              workerData: {
+                N: 8,
+                T: 16,
+                V: 4096,
+                data: (a.logits as Float32Array).slice().buffer,
+                targets: a.targets,
+                mask: a.mask,
+                rewards: a.rewards,
+                referenceLogprobs: a.referenceLogprobs,
+              },
+            });
+            w.once('message', (m) => {
+              resolve(m);
+              void w.terminate();
+            });
+            w.once('error', reject);
+          }),
+      ),
+    );
     for (const r of results) {
       expect(Array.isArray(r), String(r)).toBe(true);
       for (let i = 0; i < 40; i += 2) expect([(r as number[])[i], (r as number[])[i + 1]]).toEqual(want);
@@ -125,91 +198,164 @@ describe('concurrency', () => {
     const shared = args(4);
     const separate = Array.from({ length: 32 }, (_, i) => args(100 + i));
     const want = [...Array(32).fill(gvpo.gvpoFromLogits(shared)), ...separate.map((a) => gvpo.gvpoFromLogits(a))];
-    const got = await Promise.all([...Array.from({ length: 32 }, () => gvpo.gvpoFromLogitsAsync(shared)), ...separate.map((a) => gvpo.gvpoFromLogitsAsync(a))]);
+    const got = await Promise.all([
+      ...Array.from({ length: 32 }, () => gvpo.gvpoFromLogitsAsync(shared)),
+      ...separate.map((a) => gvpo.gvpoFromLogitsAsync(a)),
+    ]);
     got.forEach((g, i) => {
       expect(g.loss).toBe(want[i].loss);
       expect(Buffer.from(g.gradLogits.buffer).equals(Buffer.from(want[i].gradLogits.buffer))).toBe(true);
     });
   });
 
-  it.runIf(native)('the event loop stays responsive during a large async call', async () => {
-    const a = args(5, 16, 64, 32768); // 128 MiB of logits
-    const out = new Float32Array(a.logits.length);
-    gvpo.gvpoFromLogits({ ...a, out }); // warm the pages
-    const t0 = performance.now();
-    gvpo.gvpoFromLogits({ ...a, out });
-    const callMs = performance.now() - t0;
-    let maxLag = 0;
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      maxLag = Math.max(maxLag, now - last - 1);
-      last = now;
-    }, 1);
-    await gvpo.gvpoFromLogitsAsync({ ...a, out });
-    clearInterval(timer);
-    // a sync call blocks the loop for callMs; the async one lets 1 ms timers run throughout
-    expect(maxLag).toBeLessThan(Math.max(callMs / 2, 10));
-  }, 60_000);
+  it.runIf(native)(
+    'the event loop stays responsive during a large async call',
+    async () => {
+      const a = args(5, 16, 64, 32768); // 128 MiB of logits
+      const out = new Float32Array(a.logits.length);
+      gvpo.gvpoFromLogits({ ...a, out }); // warm the pages
+      const t0 = performance.now();
+      gvpo.gvpoFromLogits({ ...a, out });
+      const callMs = performance.now() - t0;
+      let maxLag = 0;
+      let last = performance.now();
+      const timer = setInterval(() => {
+        const now = performance.now();
+        maxLag = Math.max(maxLag, now - last - 1);
+        last = now;
+      }, 1);
+      await gvpo.gvpoFromLogitsAsync({ ...a, out });
+      clearInterval(timer);
+      // a sync call blocks the loop for callMs; the async one lets 1 ms timers run throughout
+      expect(maxLag).toBeLessThan(Math.max(callMs / 2, 10));
+    },
+    60_000,
+  );
 });
 
 describe('hostile input', () => {
-  const N = 4, T = 3, V = 17;
-  const base = () => ({ ...batch(7, N, T, V, 'float32', 2, 1), rewards: [1, 0, 0.5, 0], groups: { size: 2 } as object, beta: 0.1 });
+  const N = 4,
+    T = 3,
+    V = 17;
+  const base = () => ({
+    ...batch(7, N, T, V, 'float32', 2, 1),
+    rewards: [1, 0, 0.5, 0],
+    groups: { size: 2 } as object,
+    beta: 0.1,
+  });
   const nasty = fc.oneof(
-    fc.constantFrom(undefined, null, NaN, Infinity, -Infinity, -1, 0, 0.5, 2 ** 31, 2 ** 53, 2 ** 64, '3', true, {}, [], () => 0, 10n),
-    fc.constantFrom(new Float64Array(N * T * V), new Int32Array(N * T), new Uint16Array(4), new Float32Array(0), new Uint8Array(N * T)),
+    fc.constantFrom(
+      undefined,
+      null,
+      NaN,
+      Infinity,
+      -Infinity,
+      -1,
+      0,
+      0.5,
+      2 ** 31,
+      2 ** 53,
+      2 ** 64,
+      '3',
+      true,
+      {},
+      [],
+      () => 0,
+      10n,
+    ),
+    fc.constantFrom(
+      new Float64Array(N * T * V),
+      new Int32Array(N * T),
+      new Uint16Array(4),
+      new Float32Array(0),
+      new Uint8Array(N * T),
+    ),
   );
-  const FIELDS = ['logits', 'dtype', 'targets', 'mask', 'sequences', 'tokens', 'vocab', 'rewards', 'groups', 'beta', 'temperature', 'reduction', 'inPlace', 'referenceLogprobs', 'threads'];
+  const FIELDS = [
+    'logits',
+    'dtype',
+    'targets',
+    'mask',
+    'sequences',
+    'tokens',
+    'vocab',
+    'rewards',
+    'groups',
+    'beta',
+    'temperature',
+    'reduction',
+    'inPlace',
+    'referenceLogprobs',
+    'threads',
+  ];
 
   it(`${HOSTILE_RUNS} random mixes of valid and invalid arguments: the reference's answer or a TypeError/RangeError, inputs untouched`, () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom(...FIELDS), nasty), { maxLength: 3 }), fc.boolean(), fc.nat(40), fc.boolean(), (edits, shared, offset, detach) => {
-        const a: Record<string, unknown> = base();
-        // valid variants too: SharedArrayBuffer storage, a view at a byte offset, a detached buffer
-        const z = a.logits as Float32Array;
-        if (shared) {
-          const s = new Float32Array(new SharedArrayBuffer((z.length + offset) * 4), offset * 4, z.length);
-          s.set(z);
-          a.logits = s;
-        } else if (offset) {
-          const s = new Float32Array(z.length + offset).subarray(offset);
-          s.set(z);
-          a.logits = s;
-        }
-        if (detach) {
-          const t = new Int32Array(N * T);
-          structuredClone(t.buffer, { transfer: [t.buffer] });
-          a.targets = t;
-        }
-        for (const [k, v] of edits) a[k] = v;
-        const snapshot = ArrayBuffer.isView(a.logits) ? Array.from(a.logits as Float32Array) : undefined;
-        let result: gvpo.GvpoFromLogitsResult | undefined;
-        try {
-          result = gvpo.gvpoFromLogits(a as never);
-        } catch (e) {
-          if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
-          expect((e as Error).message).toMatch(/^gvpoFromLogits: \S+ must be /);
-        }
-        if (snapshot && !a.inPlace) expect(Array.from(a.logits as Float32Array)).toEqual(snapshot);
-        if (result) {
-          const want = gvpoFromLogitsRef({ ...a, offsets: Int32Array.from([0, 2, 4]), dtype: 'float32', temperature: (a.temperature as number) ?? 1, reduction: (a.reduction as 'mean') ?? 'mean', inPlace: false, rewards: Float64Array.from(a.rewards as number[]), mask: a.mask as Float32Array, referenceLogprobs: a.referenceLogprobs as Float64Array } as never);
-          if (!a.inPlace) gradClose(result.gradLogits, want.gradLogits, 1e-4, 1e-6);
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom(...FIELDS), nasty), { maxLength: 3 }),
+        fc.boolean(),
+        fc.nat(40),
+        fc.boolean(),
+        (edits, shared, offset, detach) => {
+          const a: Record<string, unknown> = base();
+          // valid variants too: SharedArrayBuffer storage, a view at a byte offset, a detached buffer
+          const z = a.logits as Float32Array;
+          if (shared) {
+            const s = new Float32Array(new SharedArrayBuffer((z.length + offset) * 4), offset * 4, z.length);
+            s.set(z);
+            a.logits = s;
+          } else if (offset) {
+            const s = new Float32Array(z.length + offset).subarray(offset);
+            s.set(z);
+            a.logits = s;
+          }
+          if (detach) {
+            const t = new Int32Array(N * T);
+            structuredClone(t.buffer, { transfer: [t.buffer] });
+            a.targets = t;
+          }
+          for (const [k, v] of edits) a[k] = v;
+          const snapshot = ArrayBuffer.isView(a.logits) ? Array.from(a.logits as Float32Array) : undefined;
+          let result: gvpo.GvpoFromLogitsResult | undefined;
+          try {
+            result = gvpo.gvpoFromLogits(a as never);
+          } catch (e) {
+            if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+            expect((e as Error).message).toMatch(/^gvpoFromLogits: \S+ must be /);
+          }
+          if (snapshot && !a.inPlace) expect(Array.from(a.logits as Float32Array)).toEqual(snapshot);
+          if (result) {
+            const want = gvpoFromLogitsRef({
+              ...a,
+              offsets: Int32Array.from([0, 2, 4]),
+              dtype: 'float32',
+              temperature: (a.temperature as number) ?? 1,
+              reduction: (a.reduction as 'mean') ?? 'mean',
+              inPlace: false,
+              rewards: Float64Array.from(a.rewards as number[]),
+              mask: a.mask as Float32Array,
+              referenceLogprobs: a.referenceLogprobs as Float64Array,
+            } as never);
+            if (!a.inPlace) gradClose(result.gradLogits, want.gradLogits, 1e-4, 1e-6);
+          }
+        },
+      ),
       { numRuns: HOSTILE_RUNS, seed: 6 },
     );
   }, 120_000);
 });
 
 describe('buffer ownership during async calls', () => {
-  it.runIf(native)('an input detached (transferred) while the call runs: the call rejects and the process lives', async () => {
-    const a = args(8, 16, 64, 32768);
-    const p = gvpo.gvpoFromLogitsAsync(a);
-    structuredClone((a.logits as Float32Array).buffer, { transfer: [(a.logits as Float32Array).buffer] });
-    gc(); // the transferred copy is garbage now: without the pin its memory would be freed mid-read
-    await expect(p).rejects.toThrow(/logits was detached \(transferred\) while the call was running/);
-  });
+  it.runIf(native)(
+    'an input detached (transferred) while the call runs: the call rejects and the process lives',
+    async () => {
+      const a = args(8, 16, 64, 32768);
+      const p = gvpo.gvpoFromLogitsAsync(a);
+      structuredClone((a.logits as Float32Array).buffer, { transfer: [(a.logits as Float32Array).buffer] });
+      gc(); // the transferred copy is garbage now: without the pin its memory would be freed mid-read
+      await expect(p).rejects.toThrow(/logits was detached \(transferred\) while the call was running/);
+    },
+  );
 
   it('an input mutated while the call runs: no crash; the documented contract is unspecified values', async () => {
     const a = args(9, 16, 64, 8192);
@@ -219,11 +365,18 @@ describe('buffer ownership during async calls', () => {
     expect(r.gradLogits.length).toBe(16 * 64 * 8192);
   });
 
-  it('a gradient returned for the caller is never the caller\'s logits unless inPlace', async () => {
+  it("a gradient returned for the caller is never the caller's logits unless inPlace", async () => {
     const a = args(10);
     const r = await gvpo.gvpoFromLogitsAsync(a);
     expect(r.gradLogits).not.toBe(a.logits);
-    const want = gvpoFromLogitsRef({ ...a, offsets: Int32Array.from([0, 2, 4]), dtype: 'float32', temperature: 1, reduction: 'mean', inPlace: false });
+    const want = gvpoFromLogitsRef({
+      ...a,
+      offsets: Int32Array.from([0, 2, 4]),
+      dtype: 'float32',
+      temperature: 1,
+      reduction: 'mean',
+      inPlace: false,
+    });
     gradClose(r.gradLogits, want.gradLogits, 1e-4);
   });
 });

@@ -22,7 +22,9 @@ export function importsOf(file: string, text: string): string[] {
     ...text.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm),
     ...text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g),
   ].map((m) => m[1]);
-  return specs.filter((s) => s.startsWith('.')).map((s) => relative(SRC, resolve(dirname(file), s.replace(/\.js$/, '.ts'))));
+  return specs
+    .filter((s) => s.startsWith('.'))
+    .map((s) => relative(SRC, resolve(dirname(file), s.replace(/\.js$/, '.ts'))));
 }
 
 function graph(): Map<string, string[]> {
@@ -34,8 +36,11 @@ function graph(): Map<string, string[]> {
 /** Strongly connected components with more than one file, or a file importing itself (Tarjan). */
 export function circles(g: Map<string, string[]>): string[][] {
   let index = 0;
-  const idx = new Map<string, number>(), low = new Map<string, number>(), on = new Set<string>();
-  const stack: string[] = [], out: string[][] = [];
+  const idx = new Map<string, number>(),
+    low = new Map<string, number>(),
+    on = new Set<string>();
+  const stack: string[] = [],
+    out: string[][] = [];
   const visit = (v: string) => {
     idx.set(v, index);
     low.set(v, index++);
@@ -73,21 +78,36 @@ describe('the import graph of src/', () => {
   });
 
   it('the library never imports the application (src/app/)', () => {
-    const bad = [...g].flatMap(([f, deps]) => (f.startsWith('app/') ? [] : deps.filter((d) => d.startsWith('app/')).map((d) => `${f} -> ${d}`)));
+    const bad = [...g].flatMap(([f, deps]) =>
+      f.startsWith('app/') ? [] : deps.filter((d) => d.startsWith('app/')).map((d) => `${f} -> ${d}`),
+    );
     expect(bad).toEqual([]);
   });
 
   it('the kernels layer imports neither TensorFlow.js code nor the tasks', () => {
     const bad = [...g].flatMap(([f, deps]) =>
-      KERNEL_LAYER.test(f) ? deps.filter((d) => d.startsWith('tfjs/') || d.startsWith('tasks/')).map((d) => `${f} -> ${d}`) : []);
+      KERNEL_LAYER.test(f)
+        ? deps.filter((d) => d.startsWith('tfjs/') || d.startsWith('tasks/')).map((d) => `${f} -> ${d}`)
+        : [],
+    );
     expect(bad).toEqual([]);
   });
 
   it('finds a circle and an upward import when there is one (the checks can fail)', () => {
-    const g2 = new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']], ['d.ts', ['d.ts']], ['e.ts', []]]);
+    const g2 = new Map([
+      ['a.ts', ['b.ts']],
+      ['b.ts', ['c.ts']],
+      ['c.ts', ['a.ts']],
+      ['d.ts', ['d.ts']],
+      ['e.ts', []],
+    ]);
     expect(circles(g2)).toEqual([['a.ts', 'b.ts', 'c.ts'], ['d.ts']]);
     const f = join(SRC, 'tfjs', 'x.ts');
-    expect(importsOf(f, "import type { A } from '../app/runs.js';\nconst m = await import('./y.js');\nexport { b } from '../ops/z.js';"))
-      .toEqual(['app/runs.ts', 'ops/z.ts', 'tfjs/y.ts']);
+    expect(
+      importsOf(
+        f,
+        "import type { A } from '../app/runs.js';\nconst m = await import('./y.js');\nexport { b } from '../ops/z.js';",
+      ),
+    ).toEqual(['app/runs.ts', 'ops/z.ts', 'tfjs/y.ts']);
   });
 });

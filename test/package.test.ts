@@ -22,7 +22,11 @@ beforeAll(() => {
   // so that the listing below, taken without running scripts, shows what a real pack ships.
   if (!quick) execFileSync(process.execPath, [join(root, 'scripts', 'prebuild.mjs')], { cwd: root, stdio: 'pipe' });
   if (!existsSync(join(root, 'dist', 'cjs', 'index.js'))) throw new Error('dist/ is not built: run `npm run build`');
-  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const [pack] = JSON.parse(out) as { files: { path: string }[]; unpackedSize: number }[];
   files = pack.files.map((f) => f.path);
   unpackedSize = pack.unpackedSize;
@@ -30,10 +34,27 @@ beforeAll(() => {
 
 describe('npm pack contents', () => {
   it('ships the prebuilt binary, both module builds with types, LICENSE and the install scripts', () => {
-    for (const f of [...(quick ? [] : [prebuilt]), 'dist/index.js', 'dist/index.d.ts', 'dist/tfjs/index.js', 'dist/tfjs/index.d.ts',
-      'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/tfjs/index.js', 'dist/cjs/tfjs/index.d.ts',
-      'dist/cjs/package.json', 'dist/app/cli.js', 'LICENSE', 'README.md', 'package.json', 'scripts/install.mjs',
-      'scripts/build-native.mjs', 'binding.gyp', 'CMakeLists.txt', 'checkpoints/addition-warmup.json']) {
+    for (const f of [
+      ...(quick ? [] : [prebuilt]),
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/tfjs/index.js',
+      'dist/tfjs/index.d.ts',
+      'dist/cjs/index.js',
+      'dist/cjs/index.d.ts',
+      'dist/cjs/tfjs/index.js',
+      'dist/cjs/tfjs/index.d.ts',
+      'dist/cjs/package.json',
+      'dist/app/cli.js',
+      'LICENSE',
+      'README.md',
+      'package.json',
+      'scripts/install.mjs',
+      'scripts/build-native.mjs',
+      'binding.gyp',
+      'CMakeLists.txt',
+      'checkpoints/addition-warmup.json',
+    ]) {
       expect(files, f).toContain(f);
     }
   });
@@ -52,25 +73,31 @@ describe('npm pack contents', () => {
   it('ships every native source the source builds (binding.gyp, CMakeLists.txt) compile', () => {
     const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
     const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
-    const sources = [...`${gyp}\n${cmake}`.matchAll(/native\/[\w/]+\.(?:cc|cu|h)\b/g)].map((m) => m[0])
+    const sources = [...`${gyp}\n${cmake}`.matchAll(/native\/[\w/]+\.(?:cc|cu|h)\b/g)]
+      .map((m) => m[0])
       .filter((s) => !s.startsWith('native/tests/'));
     expect(sources.length).toBeGreaterThan(5);
     for (const s of new Set(sources)) expect(files, s).toContain(s);
   });
 
   it('leaves out tests, benchmarks, build output, CI, runs, sources of dist and source maps', () => {
-    const bad = files.filter((f) =>
-      /^(test|bench|build|build-[^/]*|\.ci|runs|src|node_modules|native\/tests|out)\//.test(f) ||
-      /\.(tgz|log|map)$/.test(f) || f.startsWith('.'));
+    const bad = files.filter(
+      (f) =>
+        /^(test|bench|build|build-[^/]*|\.ci|runs|src|node_modules|native\/tests|out)\//.test(f) ||
+        /\.(tgz|log|map)$/.test(f) ||
+        f.startsWith('.'),
+    );
     expect(bad).toEqual([]);
     expect(unpackedSize).toBeLessThan(5e6);
   });
 
   it('every file in dist/ comes from a source file that exists (no leftovers of old builds)', () => {
-    const orphans = files.filter((f) => f.startsWith('dist/') && !f.endsWith('package.json')).filter((f) => {
-      const src = f.replace(/^dist\/(cjs\/)?/, 'src/').replace(/\.(d\.ts|js)$/, '.ts');
-      return !existsSync(join(root, src));
-    });
+    const orphans = files
+      .filter((f) => f.startsWith('dist/') && !f.endsWith('package.json'))
+      .filter((f) => {
+        const src = f.replace(/^dist\/(cjs\/)?/, 'src/').replace(/\.(d\.ts|js)$/, '.ts');
+        return !existsSync(join(root, src));
+      });
     expect(orphans).toEqual([]);
   });
 });

@@ -5,7 +5,16 @@
 // must run with @tensorflow/tfjs alone, and the app's node_modules must stay under 60 MB. Slow (a pack and an install): CI runs it
 // (`npm run test:pack`, GVPO_TEST_PACK_INSTALL=1); a plain `npm test` skips it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,15 +66,23 @@ describe.runIf(enabled)('the packed package, installed without scripts or a comp
     // A real pack: prepare (TypeScript, both module builds) and prepack (the prebuilt binary) run.
     // (Its --json output is mixed with the scripts' output: the tarball is found on disk.)
     execFileSync('npm', ['pack', '--pack-destination', tmp], {
-      cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(process.env.PATH ?? ''),
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: cleanEnv(process.env.PATH ?? ''),
     });
-    const tarball = join(tmp, readdirSync(tmp).find((f) => f.endsWith('.tgz'))!);
+    const tarball = join(
+      tmp,
+      readdirSync(tmp).find((f) => f.endsWith('.tgz'))!,
+    );
 
     const bin = join(tmp, 'bin');
     mkdirSync(bin);
     symlinkSync(process.execPath, join(bin, 'node'));
     symlinkSync('/bin/sh', join(bin, 'sh')); // npm runs scripts with it
-    symlinkSync(realpathSync(execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim()), join(bin, 'npm'));
+    symlinkSync(
+      realpathSync(execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim()),
+      join(bin, 'npm'),
+    );
     env = cleanEnv(bin);
     app = join(tmp, 'app');
     mkdirSync(app);
@@ -79,7 +96,10 @@ describe.runIf(enabled)('the packed package, installed without scripts or a comp
   });
 
   it('runs in an environment with no compiler, make or python3', () => {
-    const r = run('/bin/sh', ['-c', 'for c in g++ gcc c++ cc clang make cmake python3 python; do command -v $c; done; true']);
+    const r = run('/bin/sh', [
+      '-c',
+      'for c in g++ gcc c++ cc clang make cmake python3 python; do command -v $c; done; true',
+    ]);
     expect(r.stdout.trim()).toBe('');
   });
 
@@ -98,16 +118,37 @@ describe.runIf(enabled)('the packed package, installed without scripts or a comp
   });
 
   it('types resolve for require and import callers', () => {
-    writeFileSync(join(app, 'a.cts'), "import g = require('gvpo');\nexport const n: number = g.backendInfo().threads;\n");
-    writeFileSync(join(app, 'b.mts'), "import { backendInfo } from 'gvpo';\nexport const n: number = backendInfo().threads;\n");
-    writeFileSync(join(app, 'c.cts'), "import t = require('gvpo/tfjs');\nexport const f: typeof t.loadTf = t.loadTf;\n");
+    writeFileSync(
+      join(app, 'a.cts'),
+      "import g = require('gvpo');\nexport const n: number = g.backendInfo().threads;\n",
+    );
+    writeFileSync(
+      join(app, 'b.mts'),
+      "import { backendInfo } from 'gvpo';\nexport const n: number = backendInfo().threads;\n",
+    );
+    writeFileSync(
+      join(app, 'c.cts'),
+      "import t = require('gvpo/tfjs');\nexport const f: typeof t.loadTf = t.loadTf;\n",
+    );
     writeFileSync(join(app, 'd.mts'), "import { loadTf } from 'gvpo/tfjs';\nexport const f: typeof loadTf = loadTf;\n");
     // node16, not nodenext: under it a CommonJS file cannot require an ES module, so types that
     // gave `require` callers the ES module declarations would fail here. gvpo/tfjs's declarations
     // name TensorFlow.js types, absent here: its files skip the check of declaration files.
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-    const args = ['--noEmit', '--strict', '--module', 'node16', '--types', 'node', '--typeRoots', join(root, 'node_modules', '@types')];
-    for (const r of [run(process.execPath, [tsc, ...args, 'a.cts', 'b.mts']), run(process.execPath, [tsc, ...args, '--skipLibCheck', 'c.cts', 'd.mts'])]) {
+    const args = [
+      '--noEmit',
+      '--strict',
+      '--module',
+      'node16',
+      '--types',
+      'node',
+      '--typeRoots',
+      join(root, 'node_modules', '@types'),
+    ];
+    for (const r of [
+      run(process.execPath, [tsc, ...args, 'a.cts', 'b.mts']),
+      run(process.execPath, [tsc, ...args, '--skipLibCheck', 'c.cts', 'd.mts']),
+    ]) {
       expect(r.out).toBe('');
       expect(r.status).toBe(0);
     }
@@ -132,9 +173,19 @@ describe.runIf(enabled)('the packed package, installed without scripts or a comp
     mkdirSync(join(app, 'node_modules', '@tensorflow'), { recursive: true });
     symlinkSync(join(root, 'node_modules', '@tensorflow', 'tfjs'), join(app, 'node_modules', '@tensorflow', 'tfjs'));
     expect(() => node("require.resolve('@tensorflow/tfjs-backend-wasm')")).toThrow(/Cannot find module/);
-    const train = run(join(app, 'node_modules', '.bin', 'gvpo'), ['train', '--task', 'bandit', '--steps', '2', '--out', join(tmp, 'run')]);
+    const train = run(join(app, 'node_modules', '.bin', 'gvpo'), [
+      'train',
+      '--task',
+      'bandit',
+      '--steps',
+      '2',
+      '--out',
+      join(tmp, 'run'),
+    ]);
     expect(train.status, train.out).toBe(0);
-    expect(train.out).toMatch(/@tensorflow\/tfjs-backend-wasm is not installed, so TensorFlow.js runs on its cpu backend/);
+    expect(train.out).toMatch(
+      /@tensorflow\/tfjs-backend-wasm is not installed, so TensorFlow.js runs on its cpu backend/,
+    );
     expect(train.out).not.toMatch(/Hi, looks like/);
     rmSync(join(app, 'node_modules', '@tensorflow'), { recursive: true, force: true });
   });

@@ -34,11 +34,18 @@ mkdirSync(OUT, { recursive: true });
 for (const b of blocks) writeFileSync(fileOf(b.line), `${b.code}\n`);
 // The checkout's own settings (NodeNext, strict) over the snippets and examples/; 'gvpo' resolves
 // to this package through its exports, as in an app that installed it.
-writeFileSync(join(OUT, 'tsconfig.json'), JSON.stringify({
-  extends: '../tsconfig.json',
-  compilerOptions: { noEmit: true, rootDir: '..', declaration: false, sourceMap: false },
-  include: ['*.ts', '../examples/*.ts'],
-}, null, 2));
+writeFileSync(
+  join(OUT, 'tsconfig.json'),
+  JSON.stringify(
+    {
+      extends: '../tsconfig.json',
+      compilerOptions: { noEmit: true, rootDir: '..', declaration: false, sourceMap: false },
+      include: ['*.ts', '../examples/*.ts'],
+    },
+    null,
+    2,
+  ),
+);
 
 describe('README.md', () => {
   it('has ts blocks, each a program that imports what it uses', () => {
@@ -48,19 +55,34 @@ describe('README.md', () => {
 
   it('its ts blocks and examples/ type-check against the package types', () => {
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    const r = spawnSync(process.execPath, [tsc, '-p', join(OUT, 'tsconfig.json')], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(process.execPath, [tsc, '-p', join(OUT, 'tsconfig.json')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     // tsc names build-doctest/readme-line-<n>.ts: map it back to README.md's line
-    const report = r.stdout.replace(/build-doctest\/readme-line-(\d+)\.ts\((\d+),/g, (_, start, l) => `README.md(${Number(start) + Number(l) - 1},`);
+    const report = r.stdout.replace(
+      /build-doctest\/readme-line-(\d+)\.ts\((\d+),/g,
+      (_, start, l) => `README.md(${Number(start) + Number(l) - 1},`,
+    );
     expect(report).toBe('');
     expect(r.status).toBe(0);
   }, 120_000);
 
   for (const b of blocks) {
-    it(`the block at line ${b.line} runs`, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', relative(ROOT, fileOf(b.line))], { cwd: ROOT, encoding: 'utf8', timeout: LIMIT_MS });
-      expect(r.error, `did not finish in ${LIMIT_MS / 1000} s`).toBeUndefined();
-      expect(r.status, `README.md line ${b.line}:\n${r.stderr}`).toBe(0);
-      expect(r.stderr).toBe('');
-    }, LIMIT_MS + 10_000);
+    it(
+      `the block at line ${b.line} runs`,
+      () => {
+        const r = spawnSync(process.execPath, ['--import', 'tsx', relative(ROOT, fileOf(b.line))], {
+          cwd: ROOT,
+          encoding: 'utf8',
+          timeout: LIMIT_MS,
+        });
+        expect(r.error, `did not finish in ${LIMIT_MS / 1000} s`).toBeUndefined();
+        expect(r.status, `README.md line ${b.line}:\n${r.stderr}`).toBe(0);
+        expect(r.stderr).toBe('');
+      },
+      LIMIT_MS + 10_000,
+    );
   }
 });

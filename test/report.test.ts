@@ -34,8 +34,21 @@ describe('report helpers', () => {
   });
 
   it('trailingMean starts at the first point and averages only points that exist', () => {
-    const got = trailingMean([[1, 0.5], [2, 0.7], [3, 0.9], [4, 0.1]], 3);
-    const want = [[1, 0.5], [2, 0.6], [3, 0.7], [4, (0.7 + 0.9 + 0.1) / 3]];
+    const got = trailingMean(
+      [
+        [1, 0.5],
+        [2, 0.7],
+        [3, 0.9],
+        [4, 0.1],
+      ],
+      3,
+    );
+    const want = [
+      [1, 0.5],
+      [2, 0.6],
+      [3, 0.7],
+      [4, (0.7 + 0.9 + 0.1) / 3],
+    ];
     got.forEach(([x, y], i) => {
       expect(x).toBe(want[i][0]);
       expect(y).toBeCloseTo(want[i][1], 12);
@@ -48,7 +61,25 @@ describe('report helpers', () => {
   });
 
   it('svgChart draws ticks, gridlines, labels, legend and bands', () => {
-    const svg = svgChart([{ title: 'reward', yLabel: 'mean reward', series: [{ name: 'gvpo', points: [[1, 0.2], [2, 0.4]], band: [[1, 0.1, 0.3], [2, 0.3, 0.5]] }] }]);
+    const svg = svgChart([
+      {
+        title: 'reward',
+        yLabel: 'mean reward',
+        series: [
+          {
+            name: 'gvpo',
+            points: [
+              [1, 0.2],
+              [2, 0.4],
+            ],
+            band: [
+              [1, 0.1, 0.3],
+              [2, 0.3, 0.5],
+            ],
+          },
+        ],
+      },
+    ]);
     expect(svg).toContain('>reward<');
     expect(svg).toContain('mean reward');
     expect(svg).toContain('>gvpo<');

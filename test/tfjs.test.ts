@@ -12,13 +12,40 @@ const ROOT = join(import.meta.dirname, '..');
 
 // The math of docs/DESIGN.md in tfjs ops, nothing from gvpo: logSoftmax, one-hot gather, masked sums,
 // group centring by reshape, the loss ('mean' over groups of equal size k).
-function plainLoss(tf: typeof TF, z: TF.Tensor, a: { targets: Int32Array; mask: Float32Array; N: number; T: number; V: number; k: number; Sref: Float64Array; R: Float64Array; beta: number; tau: number }) {
-  const lp = tf.logSoftmax(z.reshape([a.N * a.T, a.V]).div(a.tau)).mul(tf.oneHot(tf.tensor1d(a.targets, 'int32'), a.V)).sum(1);
-  const S = lp.reshape([a.N, a.T]).mul(tf.tensor2d(a.mask, [a.N, a.T])).sum(1);
-  const r = S.sub(tf.tensor1d(Float32Array.from(a.Sref))).mul(a.beta).reshape([a.N / a.k, a.k]);
+function plainLoss(
+  tf: typeof TF,
+  z: TF.Tensor,
+  a: {
+    targets: Int32Array;
+    mask: Float32Array;
+    N: number;
+    T: number;
+    V: number;
+    k: number;
+    Sref: Float64Array;
+    R: Float64Array;
+    beta: number;
+    tau: number;
+  },
+) {
+  const lp = tf
+    .logSoftmax(z.reshape([a.N * a.T, a.V]).div(a.tau))
+    .mul(tf.oneHot(tf.tensor1d(a.targets, 'int32'), a.V))
+    .sum(1);
+  const S = lp
+    .reshape([a.N, a.T])
+    .mul(tf.tensor2d(a.mask, [a.N, a.T]))
+    .sum(1);
+  const r = S.sub(tf.tensor1d(Float32Array.from(a.Sref)))
+    .mul(a.beta)
+    .reshape([a.N / a.k, a.k]);
   const R = tf.tensor2d(Float32Array.from(a.R), [a.N / a.k, a.k]);
   const c = r.sub(r.mean(1, true)).sub(R.sub(R.mean(1, true)));
-  return c.square().sum().div(2 * (a.k - 1)).div(a.N / a.k) as TF.Scalar;
+  return c
+    .square()
+    .sum()
+    .div(2 * (a.k - 1))
+    .div(a.N / a.k) as TF.Scalar;
 }
 
 for (const backend of ['cpu', 'wasm'] as const) {
@@ -26,14 +53,30 @@ for (const backend of ['cpu', 'wasm'] as const) {
     const { tf } = await loadTf(backend);
 
     it('gvpoFromLogitsTf: loss and gradient equal tfjs autodiff of the plain formulation', () => {
-      const N = 6, T = 3, V = 11, k = 3;
+      const N = 6,
+        T = 3,
+        V = 11,
+        k = 3;
       const b = batch(21, N, T, V, 'float32', 2, 1);
       const Sref = Float64Array.from({ length: N }, (_, n) => -8 - n * 0.3);
       const R = randomRewards(4, N);
       const a = { targets: b.targets, mask: b.mask, N, T, V, k, Sref, R, beta: 0.5, tau: 0.9 };
       const z = tf.tensor3d(b.logits as Float32Array, [N, T, V]);
-      const ours = tf.valueAndGrad((x: TF.Tensor) =>
-        gvpoFromLogitsTf(tf, x, { targets: b.targets, mask: b.mask, sequences: N, tokens: T, vocab: V, referenceLogprobs: Sref, rewards: R, groups: { size: k }, beta: 0.5, temperature: 0.9 }).loss)(z);
+      const ours = tf.valueAndGrad(
+        (x: TF.Tensor) =>
+          gvpoFromLogitsTf(tf, x, {
+            targets: b.targets,
+            mask: b.mask,
+            sequences: N,
+            tokens: T,
+            vocab: V,
+            referenceLogprobs: Sref,
+            rewards: R,
+            groups: { size: k },
+            beta: 0.5,
+            temperature: 0.9,
+          }).loss,
+      )(z);
       const theirs = tf.valueAndGrad((x: TF.Tensor) => plainLoss(tf, x, a))(z);
       expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 5);
       gradClose(ours.grad.dataSync(), theirs.grad.dataSync(), 1e-4, 1e-7);
@@ -43,23 +86,46 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const S = tf.tensor1d([-3, -4, -2.5, -7, -1, -2]);
       const Sref = Float64Array.from([-3.2, -3.9, -2, -6, -1.5, -2.2]);
       const R = [1, 0, 0.5, 0, 1, 1];
-      const ours = tf.valueAndGrad((s: TF.Tensor) => gvpoLossTf(tf, s as TF.Tensor1D, { referenceLogprobs: Sref, rewards: R, groups: { size: 3 }, beta: 0.2 }).loss)(S);
+      const ours = tf.valueAndGrad(
+        (s: TF.Tensor) =>
+          gvpoLossTf(tf, s as TF.Tensor1D, { referenceLogprobs: Sref, rewards: R, groups: { size: 3 }, beta: 0.2 })
+            .loss,
+      )(S);
       const theirs = tf.valueAndGrad((s: TF.Tensor) => {
-        const r = s.sub(tf.tensor1d(Float32Array.from(Sref))).mul(0.2).reshape([2, 3]);
+        const r = s
+          .sub(tf.tensor1d(Float32Array.from(Sref)))
+          .mul(0.2)
+          .reshape([2, 3]);
         const Rt = tf.tensor2d(R, [2, 3]);
-        return r.sub(r.mean(1, true)).sub(Rt.sub(Rt.mean(1, true))).square().sum().div(4).div(2) as TF.Scalar;
+        return r
+          .sub(r.mean(1, true))
+          .sub(Rt.sub(Rt.mean(1, true)))
+          .square()
+          .sum()
+          .div(4)
+          .div(2) as TF.Scalar;
       })(S);
       expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 6);
       allclose(ours.grad.dataSync(), theirs.grad.dataSync(), { atol: 1e-6, rtol: 1e-5 }, 'dL/dS');
     });
 
     it('tokenLogprobsTf: values and vector-Jacobian product equal autodiff', () => {
-      const R = 7, V = 9;
+      const R = 7,
+        V = 9;
       const b = batch(3, R, 1, V, 'float32', 2);
       const z = tf.tensor2d(b.logits as Float32Array, [R, V]);
       const dy = tf.tensor1d(Float32Array.from({ length: R }, (_, i) => Math.sin(i)));
-      const f1 = (x: TF.Tensor) => tokenLogprobsTf(tf, x as TF.Tensor2D, b.targets).mul(dy).sum() as TF.Scalar;
-      const f2 = (x: TF.Tensor) => tf.logSoftmax(x as TF.Tensor2D).mul(tf.oneHot(tf.tensor1d(b.targets, 'int32'), V)).sum(1).mul(dy).sum() as TF.Scalar;
+      const f1 = (x: TF.Tensor) =>
+        tokenLogprobsTf(tf, x as TF.Tensor2D, b.targets)
+          .mul(dy)
+          .sum() as TF.Scalar;
+      const f2 = (x: TF.Tensor) =>
+        tf
+          .logSoftmax(x as TF.Tensor2D)
+          .mul(tf.oneHot(tf.tensor1d(b.targets, 'int32'), V))
+          .sum(1)
+          .mul(dy)
+          .sum() as TF.Scalar;
       expect(tf.grad(f1)(z).dataSync().length).toBe(R * V);
       gradClose(tf.grad(f1)(z).dataSync(), tf.grad(f2)(z).dataSync(), 1e-5, 1e-7);
       expect(f1(z).dataSync()[0]).toBeCloseTo(f2(z).dataSync()[0], 5);
@@ -76,12 +142,19 @@ describe('optional peers', () => {
       installed = false;
     }
     if (installed) return; // nothing to check where the peer is really there
-    await expect(loadTf('node')).rejects.toThrow(/@tensorflow\/tfjs-node was asked for but is not installed.*loadTf\('cpu'\)/);
+    await expect(loadTf('node')).rejects.toThrow(
+      /@tensorflow\/tfjs-node was asked for but is not installed.*loadTf\('cpu'\)/,
+    );
     await expect(loadTf('node')).rejects.toMatchObject({ code: 'GVPO_MISSING_PEER', peer: '@tensorflow/tfjs-node' });
   });
 
   // In child processes: a fresh TensorFlow.js whose first tensor would greet, or without the wasm peer.
-  const node = (code: string, flags: string[] = []) => spawnSync(process.execPath, [...flags, '--input-type=module', '-e', code], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  const node = (code: string, flags: string[] = []) =>
+    spawnSync(process.execPath, [...flags, '--input-type=module', '-e', code], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
 
   it("loadTf('cpu') drops tfjs's 'install tfjs-node' greeting and keeps its other warnings", () => {
     const r = node(`import { loadTf } from './dist/tfjs/index.js';
@@ -95,8 +168,13 @@ describe('optional peers', () => {
   });
 
   it("loadTf('wasm') without its peer names what to install and the cpu backend instead", () => {
-    const r = node(`import { loadTf } from './dist/tfjs/index.js';
-      await loadTf('wasm').catch((e) => console.log(e.code, e.message));`, ['--import', './test/helpers/without-wasm.mjs']);
-    expect(r.stdout).toMatch(/^GVPO_MISSING_PEER @tensorflow\/tfjs-backend-wasm is not installed: `npm install @tensorflow\/tfjs-backend-wasm` .*or use the cpu backend.*loadTf\('cpu'\)/);
+    const r = node(
+      `import { loadTf } from './dist/tfjs/index.js';
+      await loadTf('wasm').catch((e) => console.log(e.code, e.message));`,
+      ['--import', './test/helpers/without-wasm.mjs'],
+    );
+    expect(r.stdout).toMatch(
+      /^GVPO_MISSING_PEER @tensorflow\/tfjs-backend-wasm is not installed: `npm install @tensorflow\/tfjs-backend-wasm` .*or use the cpu backend.*loadTf\('cpu'\)/,
+    );
   });
 });

@@ -21,11 +21,12 @@ const skew = [0.4, 0.25, 0.15, 0.1, 0.06, 0.04];
 const SAMPLERS: Record<string, ((p: number[], k: number, rand: () => number) => number[][]) | undefined> = {
   'on-policy': undefined,
   uniform: (_p, k, rand) => Array.from({ length: k }, () => [Math.floor(rand() * 6)]),
-  'skewed fixed': (_p, k, rand) => Array.from({ length: k }, () => {
-    let u = rand();
-    for (let i = 0; i < 6; i++) if ((u -= skew[i]) <= 0) return [i];
-    return [5];
-  }),
+  'skewed fixed': (_p, k, rand) =>
+    Array.from({ length: k }, () => {
+      let u = rand();
+      for (let i = 0; i < 6; i++) if ((u -= skew[i]) <= 0) return [i];
+      return [5];
+    }),
 };
 
 describe('Theorems 1 and 2: convergence to pi_ref exp(R/beta)/Z from any sampling distribution', () => {
@@ -36,8 +37,17 @@ describe('Theorems 1 and 2: convergence to pi_ref exp(R/beta)/Z from any samplin
       const ref = policy.probs();
       const target = tiltedOptimum(ref, task.rewards, beta);
       const trainer = new GVPOTrainer({
-        tf, policy, task, beta, groupSize: 8, promptsPerStep: 8, miniBatches: 1, learningRate: 0.05, reference: 'frozen',
-        externalResponses: sampler, seed: 11,
+        tf,
+        policy,
+        task,
+        beta,
+        groupSize: 8,
+        promptsPerStep: 8,
+        miniBatches: 1,
+        learningRate: 0.05,
+        reference: 'frozen',
+        externalResponses: sampler,
+        seed: 11,
       });
       const start = meanKl(target, policy.probs());
       for (let s = 0; s < 400; s++) await trainer.step();
@@ -55,8 +65,18 @@ describe('Theorem 3: iterated exact steps against the previous policy', () => {
     const pi0 = policy.probs();
     // every response once per group: each step's loss pins every ratio, so many epochs solve it
     const trainer = new GVPOTrainer({
-      tf, policy, task, beta, groupSize: 6, promptsPerStep: 16, miniBatches: 1, epochs: 400, learningRate: 0.05, reference: 'previous',
-      externalResponses: (_p, k) => Array.from({ length: k }, (_, i) => [i]), seed: 2,
+      tf,
+      policy,
+      task,
+      beta,
+      groupSize: 6,
+      promptsPerStep: 16,
+      miniBatches: 1,
+      epochs: 400,
+      learningRate: 0.05,
+      reference: 'previous',
+      externalResponses: (_p, k) => Array.from({ length: k }, (_, i) => [i]),
+      seed: 2,
     });
     const n = 3;
     for (let s = 0; s < n; s++) await trainer.step();

@@ -8,7 +8,15 @@ import { allclose, gradClose, TOL } from './helpers/allclose.js';
 import { batch, rng } from './helpers/data.js';
 
 const SHAPES: Array<[number, number]> = [
-  [1, 1], [1, 2], [3, 7], [5, 123], [7, 16], [2, 4095], [4, 4097], [33, 2048], [3, 5000],
+  [1, 1],
+  [1, 2],
+  [3, 7],
+  [5, 123],
+  [7, 16],
+  [2, 4095],
+  [4, 4097],
+  [33, 2048],
+  [3, 5000],
 ];
 const DTYPES: DType[] = ['float32', 'bfloat16', 'float16'];
 
@@ -23,14 +31,23 @@ describe('tokenLogprobs', () => {
   for (const dtype of DTYPES) {
     for (const [R, V] of SHAPES) {
       it(`${dtype} ${R}x${V} matches the float64 reference (mask, temperature)`, () => {
-        for (const [masked, tau] of [[false, 1], [true, 0.7]] as const) {
+        for (const [masked, tau] of [
+          [false, 1],
+          [true, 0.7],
+        ] as const) {
           const a = rowsArgs(R, V, dtype, R * 1000 + V, masked, tau);
           const got = tokenLogprobs(a);
           const want = tokenLogprobsF64({ ...a, temperature: tau });
           allclose(got.logZ, want.logZ, TOL[dtype], 'logZ');
-          allclose(got.logprobs, want.logprobs, { atol: 1e-5 * (1 + Math.max(...Array.from(want.logZ, Math.abs))), rtol: 1e-5 }, 'logprobs');
+          allclose(
+            got.logprobs,
+            want.logprobs,
+            { atol: 1e-5 * (1 + Math.max(...Array.from(want.logZ, Math.abs))), rtol: 1e-5 },
+            'logprobs',
+          );
           expect(got.nonFiniteRows).toBe(0);
-          if (masked) for (let r = 0; r < R; r++) if (a.mask![r] === 0) expect([got.logprobs[r], got.logZ[r]]).toEqual([0, 0]);
+          if (masked)
+            for (let r = 0; r < R; r++) if (a.mask![r] === 0) expect([got.logprobs[r], got.logZ[r]]).toEqual([0, 0]);
         }
       });
     }
@@ -78,14 +95,23 @@ describe('tokenLogprobs', () => {
 describe('tokenLogprobsBackward', () => {
   for (const dtype of DTYPES) {
     it(`${dtype}: matches the float64 reference gradient`, () => {
-      for (const [R, V] of [[5, 123], [3, 4097], [1, 1]]) {
+      for (const [R, V] of [
+        [5, 123],
+        [3, 4097],
+        [1, 1],
+      ]) {
         const a = rowsArgs(R, V, dtype, R + V, true, 0.9);
         const r = rng(5);
         const g = Float32Array.from({ length: R }, (_, i) => (a.mask![i] ? r() - 0.5 : 0));
         const lz = tokenLogprobs(a).logZ;
         const got = tokenLogprobsBackward({ ...a, logZ: lz, gradTokenLogprobs: g });
         const want = new Float64Array(R * V);
-        tokenLogprobsBackwardInto(want, { ...a, temperature: 0.9 }, tokenLogprobsF64({ ...a, mask: undefined, temperature: 0.9 }).logZ, g);
+        tokenLogprobsBackwardInto(
+          want,
+          { ...a, temperature: 0.9 },
+          tokenLogprobsF64({ ...a, mask: undefined, temperature: 0.9 }).logZ,
+          g,
+        );
         gradClose(got, want);
       }
     });

@@ -8,12 +8,20 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  backendInfo, tokenLogprobs, tokenLogprobsBackward, tokenLogprobsFromHidden, tokenLogprobsFromHiddenAsync,
-  tokenLogprobsFromHiddenBackward, tokenLogprobsFromHiddenBackwardAsync,
+  backendInfo,
+  tokenLogprobs,
+  tokenLogprobsBackward,
+  tokenLogprobsFromHidden,
+  tokenLogprobsFromHiddenAsync,
+  tokenLogprobsFromHiddenBackward,
+  tokenLogprobsFromHiddenBackwardAsync,
 } from '../src/index.js';
 import type { HiddenRowsOpts } from '../src/checked.js';
 import { decodeHalf, encodeHalf } from '../src/reference/dtype.js';
-import { tokenLogprobsFromHiddenBackwardInto, tokenLogprobsFromHiddenF64 } from '../src/reference/tokenLogprobsFromHidden.js';
+import {
+  tokenLogprobsFromHiddenBackwardInto,
+  tokenLogprobsFromHiddenF64,
+} from '../src/reference/tokenLogprobsFromHidden.js';
 import type { DType, TokenLogprobsFromHiddenArgs } from '../src/types.js';
 import { allclose } from './helpers/allclose.js';
 import { bf16Products, productClose } from './helpers/bf16Products.js';
@@ -30,44 +38,74 @@ interface Case extends TokenLogprobsFromHiddenArgs {
 function draw(seed: number, rows: number, H: number, V: number, dtype: DType, tau: number, masked = true): Case {
   const r = rng(seed);
   const h = Float32Array.from({ length: rows * H }, () => normal(r));
-  const w = Float32Array.from({ length: V * H }, () => normal(r) * 1.5 / Math.sqrt(H) * Math.min(1, 10 * tau));
-  const targets = new Int32Array(rows), mask = new Float32Array(rows);
-  const gl = new Float32Array(rows), gh = new Float32Array(rows);
+  const w = Float32Array.from({ length: V * H }, () => ((normal(r) * 1.5) / Math.sqrt(H)) * Math.min(1, 10 * tau));
+  const targets = new Int32Array(rows),
+    mask = new Float32Array(rows);
+  const gl = new Float32Array(rows),
+    gh = new Float32Array(rows);
   for (let i = 0; i < rows; i++) {
     mask[i] = masked && rows > 1 && r() < 0.25 ? 0 : r() < 0.3 ? 0.5 : 1;
-    targets[i] = mask[i] ? Math.floor(r() * V) : (i % 2 ? -3 : V + 7);
+    targets[i] = mask[i] ? Math.floor(r() * V) : i % 2 ? -3 : V + 7;
     gl[i] = mask[i] ? (r() < 0.2 ? 0 : normal(r)) : NaN;
     gh[i] = mask[i] ? (r() < 0.2 ? 0 : normal(r)) : NaN;
     if (!mask[i]) h.fill(NaN, i * H, (i + 1) * H);
   }
   return {
-    hidden: dtype === 'float32' ? h : encodeHalf(h, dtype), weight: dtype === 'float32' ? w : encodeHalf(w, dtype),
-    dtype, targets, mask, rows, hiddenSize: H, vocab: V, temperature: tau, gradTokenLogprobs: gl, gradEntropy: gh,
+    hidden: dtype === 'float32' ? h : encodeHalf(h, dtype),
+    weight: dtype === 'float32' ? w : encodeHalf(w, dtype),
+    dtype,
+    targets,
+    mask,
+    rows,
+    hiddenSize: H,
+    vocab: V,
+    temperature: tau,
+    gradTokenLogprobs: gl,
+    gradEntropy: gh,
   };
 }
 
 function opts(a: TokenLogprobsFromHiddenArgs): HiddenRowsOpts {
-  return { ...a, dtype: a.dtype ?? 'float32', mask: a.mask as Float32Array | undefined, temperature: a.temperature ?? 1, entropy: true };
+  return {
+    ...a,
+    dtype: a.dtype ?? 'float32',
+    mask: a.mask as Float32Array | undefined,
+    temperature: a.temperature ?? 1,
+    entropy: true,
+  };
 }
 
 /** The float64 reference: values, and the gradients for the case's upstream. */
 function reference(c: Case, withEntropyGrad = true) {
   const o = opts(c);
   const f = tokenLogprobsFromHiddenF64(o, true);
-  const g = tokenLogprobsFromHiddenBackwardInto(o, {
-    logZ: f.logZ, entropy: f.entropy, gradLogprobs: c.gradTokenLogprobs, gradEntropy: withEntropyGrad ? c.gradEntropy : undefined,
-  }, { gradHidden: new Float32Array(c.rows * c.hiddenSize), gradWeight: new Float32Array(c.vocab * c.hiddenSize) }, false);
+  const g = tokenLogprobsFromHiddenBackwardInto(
+    o,
+    {
+      logZ: f.logZ,
+      entropy: f.entropy,
+      gradLogprobs: c.gradTokenLogprobs,
+      gradEntropy: withEntropyGrad ? c.gradEntropy : undefined,
+    },
+    { gradHidden: new Float32Array(c.rows * c.hiddenSize), gradWeight: new Float32Array(c.vocab * c.hiddenSize) },
+    false,
+  );
   return { ...f, ...g };
 }
 
 /** max |got - want| <= tol * max |want| (+ a floor for gradients that are zero). */
 function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
   expect(got.length, `${what}: length`).toBe(want.length);
-  let scale = 0, err = 0, at = -1;
+  let scale = 0,
+    err = 0,
+    at = -1;
   for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
   for (let i = 0; i < want.length; i++) {
     const e = Math.abs(got[i] - want[i]);
-    if (!(e <= err)) { err = e; at = i; }
+    if (!(e <= err)) {
+      err = e;
+      at = i;
+    }
   }
   if (!(err <= tol * scale + 1e-12)) {
     throw new Error(`${what}[${at}]: got ${got[at]}, want ${want[at]} (max err ${err}, scale ${scale}, tol ${tol})`);
@@ -78,19 +116,31 @@ function scaleClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number
  * The float64 sums of |dz[r,v] weight[v,h]| and |dz[r,v] hidden[r,h]| behind each gradient element,
  * dz = (gl ([v = y] - p) - gH p (log p + H)) / tau: what bfloat16 products' rounding of dz scales with.
  */
-function productSums(c: TokenLogprobsFromHiddenArgs, logZ: ArrayLike<number>, entropy: ArrayLike<number>, gl: ArrayLike<number>, gh?: ArrayLike<number>) {
-  const { rows, hiddenSize: H, vocab: V } = c, tau = c.temperature ?? 1;
-  const dec = (x: Float32Array | Uint16Array) => (c.dtype === 'bfloat16' || c.dtype === 'float16' ? decodeHalf(x as Uint16Array, c.dtype) : x as Float32Array);
-  const h = dec(c.hidden), w = dec(c.weight);
-  const aH = new Float64Array(rows * H), aW = new Float64Array(V * H);
+function productSums(
+  c: TokenLogprobsFromHiddenArgs,
+  logZ: ArrayLike<number>,
+  entropy: ArrayLike<number>,
+  gl: ArrayLike<number>,
+  gh?: ArrayLike<number>,
+) {
+  const { rows, hiddenSize: H, vocab: V } = c,
+    tau = c.temperature ?? 1;
+  const dec = (x: Float32Array | Uint16Array) =>
+    c.dtype === 'bfloat16' || c.dtype === 'float16' ? decodeHalf(x as Uint16Array, c.dtype) : (x as Float32Array);
+  const h = dec(c.hidden),
+    w = dec(c.weight);
+  const aH = new Float64Array(rows * H),
+    aW = new Float64Array(V * H);
   for (let r = 0; r < rows; r++) {
     if (c.mask && !(c.mask as Float32Array)[r]) continue;
-    const a = gl[r], b = gh ? gh[r] : 0;
+    const a = gl[r],
+      b = gh ? gh[r] : 0;
     if (!a && !b) continue;
     for (let v = 0; v < V; v++) {
       let z = 0;
       for (let k = 0; k < H; k++) z += h[r * H + k] * w[v * H + k];
-      const lp = z / tau - logZ[r], p = Math.exp(lp);
+      const lp = z / tau - logZ[r],
+        p = Math.exp(lp);
       const dz = Math.abs((a * ((v === c.targets[r] ? 1 : 0) - p) - b * p * (lp + entropy[r])) / tau);
       for (let k = 0; k < H; k++) {
         aH[r * H + k] += dz * Math.abs(w[v * H + k]);
@@ -103,9 +153,16 @@ function productSums(c: TokenLogprobsFromHiddenArgs, logZ: ArrayLike<number>, en
 
 /** The gradients against a reference: to tol of their scale, and where bfloat16 head inputs are
  *  multiplied in bfloat16 (avx512bf16), also to 2^-8 of each element's sum of |products|. */
-function gradsClose(c: TokenLogprobsFromHiddenArgs, got: { gradHidden: Float32Array; gradWeight: Float32Array },
-  want: { gradHidden: ArrayLike<number>; gradWeight: ArrayLike<number> }, stats: { logZ: ArrayLike<number>; entropy: ArrayLike<number> },
-  gl: ArrayLike<number>, gh: ArrayLike<number> | undefined, tol: number, what: string): void {
+function gradsClose(
+  c: TokenLogprobsFromHiddenArgs,
+  got: { gradHidden: Float32Array; gradWeight: Float32Array },
+  want: { gradHidden: ArrayLike<number>; gradWeight: ArrayLike<number> },
+  stats: { logZ: ArrayLike<number>; entropy: ArrayLike<number> },
+  gl: ArrayLike<number>,
+  gh: ArrayLike<number> | undefined,
+  tol: number,
+  what: string,
+): void {
   if (!bf16Products(c.dtype)) {
     scaleClose(got.gradHidden, want.gradHidden, tol, `${what} dL/dhidden`);
     scaleClose(got.gradWeight, want.gradWeight, tol, `${what} dL/dweight`);
@@ -116,7 +173,8 @@ function gradsClose(c: TokenLogprobsFromHiddenArgs, got: { gradHidden: Float32Ar
   productClose(got.gradWeight, want.gradWeight, sums.aW, tol, `${what} dL/dweight`);
 }
 
-const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const same = (a: Float32Array, b: Float32Array) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 function forwardArgs(c: Case): TokenLogprobsFromHiddenArgs {
   const { gradTokenLogprobs: _gl, gradEntropy: _gh, ...a } = c;
@@ -126,7 +184,14 @@ function forwardArgs(c: Case): TokenLogprobsFromHiddenArgs {
 describe('tokenLogprobsFromHidden', () => {
   // [rows, H, V]: H and V off the vector widths and tile edges, V = 1 and 2, one row, several
   // vocabulary chunks.
-  const shapes: Array<[number, number, number]> = [[7, 17, 37], [1, 33, 300], [5, 9, 1], [3, 5, 2], [12, 70, 600], [40, 20, 257]];
+  const shapes: Array<[number, number, number]> = [
+    [7, 17, 37],
+    [1, 33, 300],
+    [5, 9, 1],
+    [3, 5, 2],
+    [12, 70, 600],
+    [40, 20, 257],
+  ];
   const taus = [1, 0.7, 1e-3, 30];
   let i = 0;
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
@@ -139,11 +204,30 @@ describe('tokenLogprobsFromHidden', () => {
         expect(f.nonFiniteRows).toBe(0);
         const lz = Array.from(want.logZ, Math.abs);
         allclose(f.logZ, want.logZ, { atol: 2e-5, rtol: 5e-6 }, 'logZ');
-        allclose(f.logprobs.map((x, r) => x / (1 + lz[r])), want.logprobs.map((x, r) => x / (1 + lz[r])), { atol: 1e-5, rtol: 0 }, 'l');
+        allclose(
+          f.logprobs.map((x, r) => x / (1 + lz[r])),
+          want.logprobs.map((x, r) => x / (1 + lz[r])),
+          { atol: 1e-5, rtol: 0 },
+          'l',
+        );
         allclose(f.entropy!, want.entropy!, { atol: 2e-5, rtol: 2e-5 }, 'H');
-        const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: f.logZ, entropy: f.entropy,
-          gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy });
-        gradsClose(c, g, want, want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> }, c.gradTokenLogprobs, c.gradEntropy, 1e-4, '');
+        const g = tokenLogprobsFromHiddenBackward({
+          ...forwardArgs(c),
+          logZ: f.logZ,
+          entropy: f.entropy,
+          gradTokenLogprobs: c.gradTokenLogprobs,
+          gradEntropy: c.gradEntropy,
+        });
+        gradsClose(
+          c,
+          g,
+          want,
+          want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> },
+          c.gradTokenLogprobs,
+          c.gradEntropy,
+          1e-4,
+          '',
+        );
         for (let r = 0; r < R; r++) {
           expect(f.logprobs[r]).toBeLessThanOrEqual(0);
           expect(f.entropy![r]).toBeGreaterThanOrEqual(0);
@@ -158,7 +242,9 @@ describe('tokenLogprobsFromHidden', () => {
     }
   }
 
-  const fixtures = JSON.parse(readFileSync(new URL('./fixtures/tokenLogprobsFromHidden.json', import.meta.url), 'utf8'));
+  const fixtures = JSON.parse(
+    readFileSync(new URL('./fixtures/tokenLogprobsFromHidden.json', import.meta.url), 'utf8'),
+  );
   for (const f of fixtures.cases) {
     it(`matches PyTorch float64 autograd: ${f.name}`, () => {
       const half = f.dtype !== 'float32';
@@ -166,15 +252,25 @@ describe('tokenLogprobsFromHidden', () => {
       const a: TokenLogprobsFromHiddenArgs = {
         hidden: half ? Uint16Array.from(f.hiddenBits) : Float32Array.from(f.hidden),
         weight: half ? Uint16Array.from(f.weightBits) : Float32Array.from(f.weight),
-        dtype: f.dtype, targets: Int32Array.from(f.targets), mask: Float32Array.from(f.mask),
-        rows: f.rows, hiddenSize: f.hiddenSize, vocab: f.vocab, temperature: f.temperature,
+        dtype: f.dtype,
+        targets: Int32Array.from(f.targets),
+        mask: Float32Array.from(f.mask),
+        rows: f.rows,
+        hiddenSize: f.hiddenSize,
+        vocab: f.vocab,
+        temperature: f.temperature,
       };
       const got = tokenLogprobsFromHidden({ ...a, entropy: true });
       allclose(got.logprobs, f.logprobs, { atol: 2e-5, rtol: 2e-5 }, 'l');
       allclose(got.entropy!, f.entropy, { atol: 2e-5, rtol: 2e-5 }, 'H');
       allclose(got.logZ, f.logZ, { atol: 2e-5, rtol: 2e-6 }, 'logZ');
-      const g = tokenLogprobsFromHiddenBackward({ ...a, logZ: got.logZ, entropy: got.entropy,
-        gradTokenLogprobs: nan(f.gradTokenLogprobs), ...(f.gradEntropy ? { gradEntropy: nan(f.gradEntropy) } : {}) });
+      const g = tokenLogprobsFromHiddenBackward({
+        ...a,
+        logZ: got.logZ,
+        entropy: got.entropy,
+        gradTokenLogprobs: nan(f.gradTokenLogprobs),
+        ...(f.gradEntropy ? { gradEntropy: nan(f.gradEntropy) } : {}),
+      });
       gradsClose(a, g, f, f, nan(f.gradTokenLogprobs), f.gradEntropy ? nan(f.gradEntropy) : undefined, 1e-4, 'fixture');
     });
   }
@@ -183,30 +279,48 @@ describe('tokenLogprobsFromHidden', () => {
     for (const tau of [1, 0.05]) {
       const c = draw(77, 5, 4, 9, 'float32', tau, false);
       const base = opts(c);
-      const h = Float64Array.from(c.hidden as Float32Array), w = Float64Array.from(c.weight as Float32Array);
+      const h = Float64Array.from(c.hidden as Float32Array),
+        w = Float64Array.from(c.weight as Float32Array);
       const lossAt = (hh: Float64Array, ww: Float64Array) => {
-        const f = tokenLogprobsFromHiddenF64({ ...base, hidden: hh as unknown as Float32Array, weight: ww as unknown as Float32Array }, true);
+        const f = tokenLogprobsFromHiddenF64(
+          { ...base, hidden: hh as unknown as Float32Array, weight: ww as unknown as Float32Array },
+          true,
+        );
         let s = 0;
         for (let r = 0; r < c.rows; r++) s += c.gradTokenLogprobs[r] * f.logprobs[r] + c.gradEntropy[r] * f.entropy![r];
         return s;
       };
       const want = reference(c);
       const eps = 1e-6;
-      const fd = (x: Float64Array, at: (y: Float64Array) => number) => Float64Array.from(x, (_, k) => {
-        const up = x.slice(); up[k] += eps;
-        const dn = x.slice(); dn[k] -= eps;
-        return (at(up) - at(dn)) / (2 * eps);
-      });
+      const fd = (x: Float64Array, at: (y: Float64Array) => number) =>
+        Float64Array.from(x, (_, k) => {
+          const up = x.slice();
+          up[k] += eps;
+          const dn = x.slice();
+          dn[k] -= eps;
+          return (at(up) - at(dn)) / (2 * eps);
+        });
       // the reference's gradients are float32 arrays: compare at float32 precision
-      scaleClose(want.gradHidden, fd(h, (y) => lossAt(y, w)), 1e-5, `dL/dhidden vs FD (tau ${tau})`);
-      scaleClose(want.gradWeight, fd(w, (y) => lossAt(h, y)), 1e-5, `dL/dweight vs FD (tau ${tau})`);
+      scaleClose(
+        want.gradHidden,
+        fd(h, (y) => lossAt(y, w)),
+        1e-5,
+        `dL/dhidden vs FD (tau ${tau})`,
+      );
+      scaleClose(
+        want.gradWeight,
+        fd(w, (y) => lossAt(h, y)),
+        1e-5,
+        `dL/dweight vs FD (tau ${tau})`,
+      );
     }
   });
 
   it('agrees with tokenLogprobs and its backward on the materialized logits', () => {
     const c = draw(5, 9, 24, 200, 'float32', 0.9);
     const { rows, hiddenSize: H, vocab: V } = c;
-    const hid = c.hidden as Float32Array, w = c.weight as Float32Array;
+    const hid = c.hidden as Float32Array,
+      w = c.weight as Float32Array;
     const logits = new Float32Array(rows * V);
     for (let r = 0; r < rows; r++) {
       for (let v = 0; v < V; v++) {
@@ -219,13 +333,25 @@ describe('tokenLogprobsFromHidden', () => {
     const got = tokenLogprobsFromHidden(forwardArgs(c));
     expect(got.entropy).toBeUndefined();
     allclose(got.logprobs, viaLogits.logprobs, { atol: 3e-5, rtol: 3e-5 }, 'l');
-    const dz = tokenLogprobsBackward({ logits, targets: c.targets, mask: c.mask, rows, vocab: V, temperature: 0.9,
-      logZ: viaLogits.logZ, gradTokenLogprobs: c.gradTokenLogprobs });
+    const dz = tokenLogprobsBackward({
+      logits,
+      targets: c.targets,
+      mask: c.mask,
+      rows,
+      vocab: V,
+      temperature: 0.9,
+      logZ: viaLogits.logZ,
+      gradTokenLogprobs: c.gradTokenLogprobs,
+    });
     const dH = new Float64Array(rows * H);
     for (let r = 0; r < rows; r++) {
       for (let v = 0; v < V; v++) for (let k = 0; k < H; k++) dH[r * H + k] += dz[r * V + v] * w[v * H + k];
     }
-    const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: got.logZ, gradTokenLogprobs: c.gradTokenLogprobs });
+    const g = tokenLogprobsFromHiddenBackward({
+      ...forwardArgs(c),
+      logZ: got.logZ,
+      gradTokenLogprobs: c.gradTokenLogprobs,
+    });
     scaleClose(g.gradHidden, dH, 1e-4, 'dL/dhidden via the logits op');
   });
 
@@ -242,7 +368,7 @@ describe('tokenLogprobsFromHidden', () => {
     expect(same(ga.gradHidden, gb.gradHidden) && same(ga.gradWeight, gb.gradWeight)).toBe(true);
   });
 
-  it('gradWeight: the caller\'s buffer overwritten, or added to with accumulate; gradEntropy alone; H recomputed', () => {
+  it("gradWeight: the caller's buffer overwritten, or added to with accumulate; gradEntropy alone; H recomputed", () => {
     const c = draw(12, 10, 13, 90, 'bfloat16', 1.1);
     const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
     const up = { logZ: f.logZ, gradTokenLogprobs: c.gradTokenLogprobs, gradEntropy: c.gradEntropy };
@@ -253,8 +379,19 @@ describe('tokenLogprobsFromHidden', () => {
     expect(same(mine, fresh.gradWeight)).toBe(true);
     const acc = Float32Array.from({ length: 90 * 13 }, (_, k) => (k % 5) - 2);
     const start = acc.slice();
-    tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, entropy: f.entropy, gradWeight: acc, accumulate: true });
-    scaleClose(acc, Float64Array.from(start, (x, k) => x + fresh.gradWeight[k]), 1e-6, 'accumulated dL/dweight');
+    tokenLogprobsFromHiddenBackward({
+      ...forwardArgs(c),
+      ...up,
+      entropy: f.entropy,
+      gradWeight: acc,
+      accumulate: true,
+    });
+    scaleClose(
+      acc,
+      Float64Array.from(start, (x, k) => x + fresh.gradWeight[k]),
+      1e-6,
+      'accumulated dL/dweight',
+    );
     // the backward recomputes H when it is not given (or given as the forward's flag)
     for (const entropy of [undefined, true]) {
       const rec = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, entropy });
@@ -263,9 +400,23 @@ describe('tokenLogprobsFromHidden', () => {
     }
     // an entropy bonus alone: gl = 0 everywhere
     const zero = new Float32Array(c.rows);
-    const onlyH = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), ...up, gradTokenLogprobs: zero, entropy: f.entropy });
+    const onlyH = tokenLogprobsFromHiddenBackward({
+      ...forwardArgs(c),
+      ...up,
+      gradTokenLogprobs: zero,
+      entropy: f.entropy,
+    });
     const want = reference({ ...c, gradTokenLogprobs: zero });
-    gradsClose(c, onlyH, want, want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> }, zero, c.gradEntropy, 1e-4, 'H alone:');
+    gradsClose(
+      c,
+      onlyH,
+      want,
+      want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> },
+      zero,
+      c.gradEntropy,
+      1e-4,
+      'H alone:',
+    );
   });
 
   it('the async twins match the sync calls; results do not depend on the thread count', async () => {
@@ -295,13 +446,19 @@ describe('tokenLogprobsFromHidden', () => {
   it('refuses bad input with the argument named, before any work', async () => {
     const c = draw(1, 4, 3, 6, 'float32', 1, false);
     const a = forwardArgs(c);
-    expect(() => tokenLogprobsFromHidden({ ...a, entropi: true } as TokenLogprobsFromHiddenArgs)).toThrow(/did you mean 'entropy'/);
+    expect(() => tokenLogprobsFromHidden({ ...a, entropi: true } as TokenLogprobsFromHiddenArgs)).toThrow(
+      /did you mean 'entropy'/,
+    );
     expect(() => tokenLogprobsFromHidden({ ...a, entropy: 1 as unknown as boolean })).toThrow(TypeError);
     const f = tokenLogprobsFromHidden(a);
     const b = { ...a, logZ: f.logZ, gradTokenLogprobs: c.gradTokenLogprobs };
     expect(() => tokenLogprobsFromHiddenBackward({ ...b, accumulate: true })).toThrow(RangeError);
-    expect(() => tokenLogprobsFromHiddenBackward({ ...b, gradWeight: new Float32Array(17) })).toThrow(/gradWeight must be of length vocab\*hiddenSize = 18/);
-    await expect(tokenLogprobsFromHiddenBackwardAsync({ ...b, gradEntropy: new Float32Array(3) })).rejects.toThrow(RangeError);
+    expect(() => tokenLogprobsFromHiddenBackward({ ...b, gradWeight: new Float32Array(17) })).toThrow(
+      /gradWeight must be of length vocab\*hiddenSize = 18/,
+    );
+    await expect(tokenLogprobsFromHiddenBackwardAsync({ ...b, gradEntropy: new Float32Array(3) })).rejects.toThrow(
+      RangeError,
+    );
   });
 
   it('runs on the backend it reports', () => {

@@ -17,7 +17,13 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** Runs a script under tsx in a child process with extra environment; returns its exit and output. */
 function child(file: string, env: Record<string, string>) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000, maxBuffer: 1 << 28 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 120_000,
+    maxBuffer: 1 << 28,
+  });
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -30,7 +36,9 @@ function catchErr(f: () => unknown): Error | undefined {
   return undefined;
 }
 
-const N = 4, T = 3, V = 11;
+const N = 4,
+  T = 3,
+  V = 11;
 const args = () => ({ ...batch(3, N, T, V), rewards: [1, 0, 1, 0], groups: { size: 2 }, beta: 0.1 });
 
 describe('options are checked like arrays', () => {
@@ -38,11 +46,41 @@ describe('options are checked like arrays', () => {
     const a = args();
     const rows = { logits: a.logits, targets: a.targets, rows: N * T, vocab: V };
     const cases: Array<[() => unknown, string]> = [
-      [() => gvpo.gvpoFromLogits({ ...a, temprature: 0.5 } as never), "gvpoFromLogits: options has no field 'temprature' (did you mean 'temperature'?)"],
-      [() => gvpo.tokenLogprobs({ ...rows, mask: undefined, Vocab: 3 } as never), "tokenLogprobs: options has no field 'Vocab' (did you mean 'vocab'?)"],
-      [() => gvpo.gvpoLoss({ policyLogprobs: [1, 2], referenceLogprobs: [1, 2], rewards: [0, 1], groups: { size: 2 }, beta: 1, redution: 'sum' } as never), "gvpoLoss: options has no field 'redution' (did you mean 'reduction'?)"],
-      [() => gvpo.groupCenter({ values: [1, 2], groups: { size: 2 }, grups: 1 } as never), "groupCenter: options has no field 'grups' (did you mean 'groups'?)"],
-      [() => gvpo.sequenceLogprobs({ tokenLogprobs: new Float32Array(4), mask: new Float32Array(4), sequences: 2, tokens: 2, token: 2 } as never), "sequenceLogprobs: options has no field 'token' (did you mean 'tokens'?)"],
+      [
+        () => gvpo.gvpoFromLogits({ ...a, temprature: 0.5 } as never),
+        "gvpoFromLogits: options has no field 'temprature' (did you mean 'temperature'?)",
+      ],
+      [
+        () => gvpo.tokenLogprobs({ ...rows, mask: undefined, Vocab: 3 } as never),
+        "tokenLogprobs: options has no field 'Vocab' (did you mean 'vocab'?)",
+      ],
+      [
+        () =>
+          gvpo.gvpoLoss({
+            policyLogprobs: [1, 2],
+            referenceLogprobs: [1, 2],
+            rewards: [0, 1],
+            groups: { size: 2 },
+            beta: 1,
+            redution: 'sum',
+          } as never),
+        "gvpoLoss: options has no field 'redution' (did you mean 'reduction'?)",
+      ],
+      [
+        () => gvpo.groupCenter({ values: [1, 2], groups: { size: 2 }, grups: 1 } as never),
+        "groupCenter: options has no field 'grups' (did you mean 'groups'?)",
+      ],
+      [
+        () =>
+          gvpo.sequenceLogprobs({
+            tokenLogprobs: new Float32Array(4),
+            mask: new Float32Array(4),
+            sequences: 2,
+            tokens: 2,
+            token: 2,
+          } as never),
+        "sequenceLogprobs: options has no field 'token' (did you mean 'tokens'?)",
+      ],
     ];
     for (const [f, msg] of cases) expect(f).toThrow(new TypeError(msg));
   });
@@ -50,9 +88,11 @@ describe('options are checked like arrays', () => {
   it('contradictions are refused: inPlace with out, groups with both size and offsets', () => {
     const a = args();
     expect(() => gvpo.gvpoFromLogits({ ...a, inPlace: true, out: new Float32Array(N * T * V) })).toThrow(
-      new RangeError('gvpoFromLogits: out must be absent when inPlace is true, got an out buffer as well'));
-    expect(() => gvpo.gvpoFromLogits({ ...a, groups: { size: 2, offsets: Int32Array.from([0, 2, 4]) } as never })).toThrow(
-      new RangeError('gvpoFromLogits: groups must be either { size } or { offsets }, got both'));
+      new RangeError('gvpoFromLogits: out must be absent when inPlace is true, got an out buffer as well'),
+    );
+    expect(() =>
+      gvpo.gvpoFromLogits({ ...a, groups: { size: 2, offsets: Int32Array.from([0, 2, 4]) } as never }),
+    ).toThrow(new RangeError('gvpoFromLogits: groups must be either { size } or { offsets }, got both'));
     expect(() => gvpo.groupCenter({ values: [1, 2], groups: { size: 2, count: 1 } as never })).toThrow(TypeError);
   });
 
@@ -65,7 +105,9 @@ describe('options are checked like arrays', () => {
     const overlapping = shared.subarray(3, 3 + z.length);
     const e = catchErr(() => gvpo.gvpoFromLogits({ ...a, logits, out: overlapping }));
     expect(e).toBeInstanceOf(RangeError);
-    expect(e!.message).toBe('gvpoFromLogits: out must be a buffer that does not overlap the inputs (use inPlace to write over the logits), got a view overlapping logits');
+    expect(e!.message).toBe(
+      'gvpoFromLogits: out must be a buffer that does not overlap the inputs (use inPlace to write over the logits), got a view overlapping logits',
+    );
     expect(Array.from(logits)).toEqual(Array.from(z)); // refused before any work
     const disjoint = shared.subarray(z.length);
     const r = gvpo.gvpoFromLogits({ ...a, logits, out: disjoint });
@@ -74,12 +116,24 @@ describe('options are checked like arrays', () => {
   });
 
   it('toHalf and fromHalf check their arguments', () => {
-    expect(() => gvpo.toHalf(Float32Array.of(1), 'float32' as never)).toThrow(new RangeError("toHalf: dtype must be 'bfloat16' | 'float16', got 'float32'"));
-    expect(() => gvpo.toHalf(Float32Array.of(1), 'fp16' as never)).toThrow(new RangeError("toHalf: dtype must be 'bfloat16' | 'float16', got 'fp16'"));
-    expect(() => gvpo.toHalf('abc' as never, 'float16')).toThrow(new TypeError("toHalf: values must be a Float32Array, Float64Array or number[], got 'abc'"));
-    expect(() => gvpo.toHalf([1, '2'] as never, 'float16')).toThrow(new TypeError("toHalf: values[1] must be a number, got '2'"));
-    expect(() => gvpo.fromHalf(Float32Array.of(1.5, 2) as never, 'bfloat16')).toThrow(new TypeError('fromHalf: bits must be a Uint16Array, got Float32Array'));
-    expect(() => gvpo.fromHalf(new Uint16Array(1), 7 as never)).toThrow(new TypeError("fromHalf: dtype must be 'bfloat16' | 'float16', got 7"));
+    expect(() => gvpo.toHalf(Float32Array.of(1), 'float32' as never)).toThrow(
+      new RangeError("toHalf: dtype must be 'bfloat16' | 'float16', got 'float32'"),
+    );
+    expect(() => gvpo.toHalf(Float32Array.of(1), 'fp16' as never)).toThrow(
+      new RangeError("toHalf: dtype must be 'bfloat16' | 'float16', got 'fp16'"),
+    );
+    expect(() => gvpo.toHalf('abc' as never, 'float16')).toThrow(
+      new TypeError("toHalf: values must be a Float32Array, Float64Array or number[], got 'abc'"),
+    );
+    expect(() => gvpo.toHalf([1, '2'] as never, 'float16')).toThrow(
+      new TypeError("toHalf: values[1] must be a number, got '2'"),
+    );
+    expect(() => gvpo.fromHalf(Float32Array.of(1.5, 2) as never, 'bfloat16')).toThrow(
+      new TypeError('fromHalf: bits must be a Uint16Array, got Float32Array'),
+    );
+    expect(() => gvpo.fromHalf(new Uint16Array(1), 7 as never)).toThrow(
+      new TypeError("fromHalf: dtype must be 'bfloat16' | 'float16', got 7"),
+    );
     expect(Array.from(gvpo.fromHalf(gvpo.toHalf([1.5, -2, 65504], 'float16'), 'float16'))).toEqual([1.5, -2, 65504]);
   });
 });
@@ -90,9 +144,18 @@ describe('arrays from elsewhere', () => {
     const ctx = vm.createContext({ src: a });
     const foreign = vm.runInContext(
       '({ logits: new Float32Array(src.logits), targets: new Int32Array(src.targets), mask: new Float64Array(src.mask), ' +
-      'rewards: new Float64Array([1, 0, 1, 0]), offsets: new Int32Array([0, 2, 4]) })', ctx);
+        'rewards: new Float64Array([1, 0, 1, 0]), offsets: new Int32Array([0, 2, 4]) })',
+      ctx,
+    );
     expect(foreign.logits instanceof Float32Array).toBe(false); // really another realm
-    const got = gvpo.gvpoFromLogits({ ...a, logits: foreign.logits, targets: foreign.targets, mask: foreign.mask, rewards: foreign.rewards, groups: { offsets: foreign.offsets } });
+    const got = gvpo.gvpoFromLogits({
+      ...a,
+      logits: foreign.logits,
+      targets: foreign.targets,
+      mask: foreign.mask,
+      rewards: foreign.rewards,
+      groups: { offsets: foreign.offsets },
+    });
     const want = gvpo.gvpoFromLogits(a);
     expect(got.loss).toBe(want.loss);
     expect(Array.from(got.gradLogits)).toEqual(Array.from(want.gradLogits));
@@ -108,22 +171,37 @@ describe('arrays from elsewhere', () => {
 
 describe('async twins', () => {
   const bad = { nonsense: true } as never;
-  const twins = Object.entries(gvpo).filter(([name]) => name.endsWith('Async')) as Array<[string, (a: never) => Promise<unknown>]>;
+  const twins = Object.entries(gvpo).filter(([name]) => name.endsWith('Async')) as Array<
+    [string, (a: never) => Promise<unknown>]
+  >;
   it('there is one for every heavy op', () => {
     expect(twins.map(([n]) => n).sort()).toEqual([
-      'groupCenterAsync', 'gvpoBackwardAsync', 'gvpoForwardAsync', 'gvpoFromHiddenAsync', 'gvpoFromHiddenBackwardAsync',
-      'gvpoFromHiddenForwardAsync', 'gvpoFromLogitsAsync', 'gvpoLossAsync',
-      'sequenceLogprobsAsync', 'tokenLogprobsAsync', 'tokenLogprobsBackwardAsync', 'tokenLogprobsFromHiddenAsync',
+      'groupCenterAsync',
+      'gvpoBackwardAsync',
+      'gvpoForwardAsync',
+      'gvpoFromHiddenAsync',
+      'gvpoFromHiddenBackwardAsync',
+      'gvpoFromHiddenForwardAsync',
+      'gvpoFromLogitsAsync',
+      'gvpoLossAsync',
+      'sequenceLogprobsAsync',
+      'tokenLogprobsAsync',
+      'tokenLogprobsBackwardAsync',
+      'tokenLogprobsFromHiddenAsync',
       'tokenLogprobsFromHiddenBackwardAsync',
     ]);
   });
   for (const [name, f] of twins) {
     it(`${name} rejects bad input, never throwing synchronously`, async () => {
       let p: Promise<unknown> | undefined;
-      expect(() => { p = f(bad); }).not.toThrow();
+      expect(() => {
+        p = f(bad);
+      }).not.toThrow();
       await expect(p).rejects.toBeInstanceOf(TypeError);
       let q: Promise<unknown> | undefined;
-      expect(() => { q = f(undefined as never); }).not.toThrow();
+      expect(() => {
+        q = f(undefined as never);
+      }).not.toThrow();
       await expect(q).rejects.toThrow(/options must be an object, got undefined/);
     });
   }
@@ -133,8 +211,13 @@ describe('masked rows contribute nothing', () => {
   // Row 0 is masked with a target of -1 and a non-zero incoming gradient: it used to be written
   // at grad[-1] (a heap corruption that aborted the process).
   const opts = (target: number, mask: Float32Array | Float64Array) => ({
-    logits: Float32Array.of(1, 2, 3, 4, 0.1, 0.2, 0.3, 0.4), targets: Int32Array.of(target, 0), mask, rows: 2, vocab: 4,
-    logZ: Float32Array.of(4.5, 1.6), gradTokenLogprobs: Float32Array.of(1, 1),
+    logits: Float32Array.of(1, 2, 3, 4, 0.1, 0.2, 0.3, 0.4),
+    targets: Int32Array.of(target, 0),
+    mask,
+    rows: 2,
+    vocab: 4,
+    logZ: Float32Array.of(4.5, 1.6),
+    gradTokenLogprobs: Float32Array.of(1, 1),
   });
 
   it('the crash cases of tokenLogprobsBackward, each in a child process', () => {
@@ -171,8 +254,15 @@ describe('masked rows contribute nothing', () => {
   });
 
   it('a live row with a bad target is refused with the index', () => {
-    expect(() => gvpo.tokenLogprobsBackward(opts(0, Float32Array.of(1, 1)) && { ...opts(0, Float32Array.of(1, 1)), targets: Int32Array.of(0, -1) })).toThrow(
-      new RangeError('tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 1'));
+    expect(() =>
+      gvpo.tokenLogprobsBackward(
+        opts(0, Float32Array.of(1, 1)) && { ...opts(0, Float32Array.of(1, 1)), targets: Int32Array.of(0, -1) },
+      ),
+    ).toThrow(
+      new RangeError(
+        'tokenLogprobsBackward: targets must be token ids in [0, 4) where the mask is non-zero, got -1 at index 1',
+      ),
+    );
   });
 });
 
@@ -181,14 +271,25 @@ describe('the awkward cases on every backend and instruction set', () => {
   const info = gvpo.backendInfo();
   const runs: Array<Record<string, string>> = [{ GVPO_BACKEND: 'js' }];
   if (info.compiled.includes('cpu')) {
-    const sets = info.simd?.startsWith('avx512') ? ['avx512', 'avx2', 'sse2'] : info.simd === 'avx2' ? ['avx2', 'sse2'] : [info.simd ?? 'sse2'];  // avx512bf16: the same row kernels as avx512
+    const sets = info.simd?.startsWith('avx512')
+      ? ['avx512', 'avx2', 'sse2']
+      : info.simd === 'avx2'
+        ? ['avx2', 'sse2']
+        : [info.simd ?? 'sse2']; // avx512bf16: the same row kernels as avx512
     for (const s of sets) runs.push({ GVPO_BACKEND: 'cpu', GVPO_SIMD: s });
   }
   // The float64 reference, once.
   const refs = cases.map((c) => {
     const rows = c.sequences * c.tokens;
     const tok = tokenLogprobsF64({ ...c, rows, mask: c.mask });
-    const f = gvpoFromLogitsRef({ ...c, rows, offsets: c.groups.offsets, reduction: 'mean', inPlace: false, out: new Float32Array(rows * c.vocab) } as never);
+    const f = gvpoFromLogitsRef({
+      ...c,
+      rows,
+      offsets: c.groups.offsets,
+      reduction: 'mean',
+      inPlace: false,
+      out: new Float32Array(rows * c.vocab),
+    } as never);
     return { tok, f };
   });
   const worst: string[] = [];
@@ -200,11 +301,17 @@ describe('the awkward cases on every backend and instruction set', () => {
       expect(r.signal).toBeNull();
       expect(r.status, r.stderr).toBe(0);
       const num = (_k: string, v: unknown) => (v === 'NaN' || v === 'Infinity' || v === '-Infinity' ? Number(v) : v);
-      const out = JSON.parse(r.stdout, num) as { simd: string; results: Array<{ name: string; logprobs: number[]; gradLogits: number[]; loss: number }> };
+      const out = JSON.parse(r.stdout, num) as {
+        simd: string;
+        results: Array<{ name: string; logprobs: number[]; gradLogits: number[]; loss: number }>;
+      };
       if (env.GVPO_SIMD) expect(out.simd).toBe(env.GVPO_SIMD);
-      let worstL = 0, worstG = 0, worstLoss = 0;
+      let worstL = 0,
+        worstG = 0,
+        worstLoss = 0;
       out.results.forEach((res, i) => {
-        const c = cases[i], ref = refs[i];
+        const c = cases[i],
+          ref = refs[i];
         expect(res.name).toBe(c.name);
         res.logprobs.forEach((l, row) => {
           const want = ref.tok.logprobs[row];
@@ -218,11 +325,15 @@ describe('the awkward cases on every backend and instruction set', () => {
         });
         // The gradient, relative to the largest entry of the reference (not elementwise).
         const g = ref.f.gradLogits as Float32Array;
-        let scale = 0, err = 0;
+        let scale = 0,
+          err = 0;
         for (let k = 0; k < g.length; k++) if (Number.isFinite(g[k])) scale = Math.max(scale, Math.abs(g[k]));
         for (let k = 0; k < g.length; k++) {
           const got = res.gradLogits[k];
-          if (Number.isNaN(g[k])) { expect(got, `${c.name} grad ${k} NaN`).toBeNaN(); continue; }
+          if (Number.isNaN(g[k])) {
+            expect(got, `${c.name} grad ${k} NaN`).toBeNaN();
+            continue;
+          }
           const row = Math.floor(k / c.vocab);
           if (c.mask[row] === 0) expect(got, `${c.name} masked row ${row} gradient`).toBe(0);
           err = Math.max(err, Math.abs(got - g[k]));
@@ -236,7 +347,9 @@ describe('the awkward cases on every backend and instruction set', () => {
           expect(le, `${c.name} loss ${res.loss} vs ${ref.f.loss}`).toBeLessThanOrEqual(1e-4);
         }
       });
-      worst.push(`${label}: worst l ${worstL.toExponential(2)} (rel. to 1+|l|), gradient ${worstG.toExponential(2)} (rel. to max|g|), loss ${worstLoss.toExponential(2)}`);
+      worst.push(
+        `${label}: worst l ${worstL.toExponential(2)} (rel. to 1+|l|), gradient ${worstG.toExponential(2)} (rel. to max|g|), loss ${worstLoss.toExponential(2)}`,
+      );
     }, 120_000);
   }
   it('prints the worst errors per backend and instruction set', () => {

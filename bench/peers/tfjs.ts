@@ -20,15 +20,21 @@ export function tfjsPeer(tf: typeof TF, x: Inputs, backend: 'cpu' | 'wasm') {
   const logitsF32 = x.logits instanceof Float32Array ? x.logits : null;
   if (!logitsF32) throw new Error('tfjs peer: float32 logits only');
   const z = tf.tensor2d(logitsF32, [R, V]);
-  const flatIdx = tf.tensor1d(Int32Array.from(x.targets, (y, r) => r * V + y), 'int32');
+  const flatIdx = tf.tensor1d(
+    Int32Array.from(x.targets, (y, r) => r * V + y),
+    'int32',
+  );
   const mask = tf.tensor2d(x.mask, [N, T]);
-  const refSeq = tf.tensor1d(Float32Array.from({ length: N }, (_, n) => {
-    let s = 0;
-    for (let t = 0; t < T; t++) s += x.mask[n * T + t] * x.referenceTokenLogprobs[n * T + t];
-    return s;
-  }));
+  const refSeq = tf.tensor1d(
+    Float32Array.from({ length: N }, (_, n) => {
+      let s = 0;
+      for (let t = 0; t < T; t++) s += x.mask[n * T + t] * x.referenceTokenLogprobs[n * T + t];
+      return s;
+    }),
+  );
   const rewards = tf.tensor1d(Float32Array.from(x.rewards));
-  const tokenLp = (zz: TF.Tensor2D) => tf.gather(tf.logSoftmax(zz.div(x.temperature)).reshape([R * V]), flatIdx).reshape([N, T]);
+  const tokenLp = (zz: TF.Tensor2D) =>
+    tf.gather(tf.logSoftmax(zz.div(x.temperature)).reshape([R * V]), flatIdx).reshape([N, T]);
   const targets = tf.tensor1d(x.targets, 'int32');
   const tokenLpOneHot = (zz: TF.Tensor2D) =>
     tf.logSoftmax(zz.div(x.temperature)).mul(tf.oneHot(targets, V)).sum(1).reshape([N, T]);
@@ -36,9 +42,25 @@ export function tfjsPeer(tf: typeof TF, x: Inputs, backend: 'cpu' | 'wasm') {
     const lp = tokenLpOneHot(zz as TF.Tensor2D);
     const S = lp.mul(mask).sum(1);
     const r = S.sub(refSeq).mul(x.beta);
-    const rc = r.sub(r.reshape([N / k, k]).mean(1, true).tile([1, k]).reshape([N]));
-    const a = rewards.sub(rewards.reshape([N / k, k]).mean(1, true).tile([1, k]).reshape([N]));
-    return rc.sub(a).square().sum().mul(0.5 / (k - 1)) as TF.Scalar;
+    const rc = r.sub(
+      r
+        .reshape([N / k, k])
+        .mean(1, true)
+        .tile([1, k])
+        .reshape([N]),
+    );
+    const a = rewards.sub(
+      rewards
+        .reshape([N / k, k])
+        .mean(1, true)
+        .tile([1, k])
+        .reshape([N]),
+    );
+    return rc
+      .sub(a)
+      .square()
+      .sum()
+      .mul(0.5 / (k - 1)) as TF.Scalar;
   };
   const grad = tf.grad(lossOf);
   return {

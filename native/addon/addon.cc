@@ -20,8 +20,10 @@ static Napi::Value native_info(const Napi::CallbackInfo& info) {
   char name[256] = {0};
   int err = cuda_device_info(&count, name, sizeof(name));
   o.Set("cudaDevices", Napi::Number::New(env, err ? 0 : count));
-  if (err) o.Set("cudaError", Napi::String::New(env, name));
-  else if (count > 0) o.Set("device", Napi::String::New(env, name));
+  if (err)
+    o.Set("cudaError", Napi::String::New(env, name));
+  else if (count > 0)
+    o.Set("device", Napi::String::New(env, name));
 #endif
   o.Set("compiled", compiled);
   return o;

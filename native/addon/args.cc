@@ -8,11 +8,16 @@ namespace gvpo {
 
 static const char* typed_array_name(napi_typedarray_type t) {
   switch (t) {
-    case napi_float32_array: return "Float32Array";
-    case napi_float64_array: return "Float64Array";
-    case napi_int32_array: return "Int32Array";
-    case napi_uint16_array: return "Uint16Array";
-    default: return "another typed array";
+    case napi_float32_array:
+      return "Float32Array";
+    case napi_float64_array:
+      return "Float64Array";
+    case napi_int32_array:
+      return "Int32Array";
+    case napi_uint16_array:
+      return "Uint16Array";
+    default:
+      return "another typed array";
   }
 }
 
@@ -53,7 +58,8 @@ static View<T> typed(const Args& a, const char* name, napi_typedarray_type want,
   if (napi_get_typedarray_info(a.env(), v, &type, &length, &data, &buffer, &offset) != napi_ok ||
       napi_is_detached_arraybuffer(a.env(), buffer, &detached) != napi_ok || detached)
     a.type_error(name, "a typed array over a live (not detached) buffer", v);
-  if (offset % sizeof(T) != 0) a.range_error(name, "aligned to its element size", "byte offset " + std::to_string(offset));
+  if (offset % sizeof(T) != 0)
+    a.range_error(name, "aligned to its element size", "byte offset " + std::to_string(offset));
   a.record(name, v, data, length * sizeof(T));
   return {(T*)data, length};
 }
@@ -93,13 +99,20 @@ void Args::check_unchanged() const {
     if (napi_get_typedarray_info(env_, v, &type, &length, &data, &buffer, nullptr) != napi_ok ||
         napi_is_detached_arraybuffer(env_, buffer, &detached) != napi_ok || detached || data != r.data ||
         length * v.As<Napi::TypedArray>().ElementSize() != r.bytes)
-      type_error(r.name.c_str(), "a typed array that stays as it was while the options are read (a getter detached or resized it)", v);
+      type_error(r.name.c_str(),
+                 "a typed array that stays as it was while the options are read (a getter detached or resized it)", v);
   }
 }
 
-View<float> Args::f32(const char* name, bool optional) const { return typed<float>(*this, name, napi_float32_array, optional); }
-View<double> Args::f64(const char* name, bool optional) const { return typed<double>(*this, name, napi_float64_array, optional); }
-View<int32_t> Args::i32(const char* name, bool optional) const { return typed<int32_t>(*this, name, napi_int32_array, optional); }
+View<float> Args::f32(const char* name, bool optional) const {
+  return typed<float>(*this, name, napi_float32_array, optional);
+}
+View<double> Args::f64(const char* name, bool optional) const {
+  return typed<double>(*this, name, napi_float64_array, optional);
+}
+View<int32_t> Args::i32(const char* name, bool optional) const {
+  return typed<int32_t>(*this, name, napi_int32_array, optional);
+}
 
 DType Args::dtype(const char* name) const {
   Napi::Value v = opts_.Get(name);
@@ -123,7 +136,8 @@ View<void> Args::logits(const char* name, DType d) const {
 int64_t Args::dim(const char* name) const {
   Napi::Value v = opts_.Get(name);
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!(d >= 1) || d != std::floor(d) || d > 2147483647.0) range_error(name, "an integer in [1, 2147483647]", describe(v));
+  if (!(d >= 1) || d != std::floor(d) || d > 2147483647.0)
+    range_error(name, "an integer in [1, 2147483647]", describe(v));
   return (int64_t)d;
 }
 

@@ -53,10 +53,10 @@ class Args {
   View<void> logits(const char* name, DType dtype) const;
   DType dtype(const char* name) const;  // optional, default float32: it sets the element size
 
-  int64_t dim(const char* name) const;  // integer in [1, 2^31-1]
+  int64_t dim(const char* name) const;                     // integer in [1, 2^31-1]
   double number(const char* name, double fallback) const;  // any number; absent: fallback
   bool boolean(const char* name, bool fallback) const;
-  int threads() const;  // optional, integer in [0, 1024]
+  int threads() const;          // optional, integer in [0, 1024]
   bool mean_reduction() const;  // reduction !== 'sum'
 
   void expect_length(const char* name, size_t got, size_t want) const;

@@ -19,8 +19,8 @@
 namespace gvpo {
 
 struct Baton {
-  std::function<void()> work;                   // no N-API in here
-  std::function<void(Napi::Object)> finish;     // main thread; may be empty
+  std::function<void()> work;                // no N-API in here
+  std::function<void(Napi::Object)> finish;  // main thread; may be empty
   Napi::ObjectReference result;
   // Every typed array the prepare step read, with its memory owned until the work is done: a
   // buffer the caller transfers (detaches) mid-call keeps its bytes alive here even if its new
@@ -52,7 +52,8 @@ class Job : public Napi::AsyncWorker {
       napi_is_detached_arraybuffer(Env(), ab, &detached);
       if (detached) {
         deferred_.Reject(Napi::Error::New(Env(), in.name + " was detached (transferred) while the call was running; "
-                                                         "the result is discarded").Value());
+                                                           "the result is discarded")
+                             .Value());
         return;
       }
     }

@@ -109,19 +109,21 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_forward(const Napi::Callbac
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::CallbackInfo& info) {
   HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
   auto t = std::make_shared<CudaTimings>();
-  return with_cuda_work(c, "gvpoFromHiddenBackward", t,
-                        [gh = c.grad_hidden, gw = c.grad_weight, lz = c.logZ, gs = c.grad_seq, x = c.x, t](char* err, int n) {
-                          return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, err, n);
-                        });
+  return with_cuda_work(
+      c, "gvpoFromHiddenBackward", t,
+      [gh = c.grad_hidden, gw = c.grad_weight, lz = c.logZ, gs = c.grad_seq, x = c.x, t](char* err, int n) {
+        return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, err, n);
+      });
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
   HeadCall c = prepare_head(info, false);
   auto t = std::make_shared<CudaTimings>();
-  return with_cuda_work(c, "tokenLogprobsFromHidden", t,
-                        [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t](char* err, int n) {
-                          return token_logprobs_from_hidden_forward_cuda_host(lp, lz, ent, bad.get(), t.get(), in, err, n);
-                        });
+  return with_cuda_work(
+      c, "tokenLogprobsFromHidden", t,
+      [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t](char* err, int n) {
+        return token_logprobs_from_hidden_forward_cuda_host(lp, lz, ent, bad.get(), t.get(), in, err, n);
+      });
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
@@ -130,8 +132,8 @@ std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden_backward(const Na
   return with_cuda_work(c, "tokenLogprobsFromHiddenBackward", t,
                         [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
                          gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t](char* err, int n) {
-                          return token_logprobs_from_hidden_backward_cuda_host(gh, gw, t.get(), in, lz, ent, gl, ge, acc,
-                                                                               err, n);
+                          return token_logprobs_from_hidden_backward_cuda_host(gh, gw, t.get(), in, lz, ent, gl, ge,
+                                                                               acc, err, n);
                         });
 }
 

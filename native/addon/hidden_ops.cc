@@ -164,9 +164,8 @@ std::unique_ptr<Baton> prepare_token_logprobs_from_hidden(const Napi::CallbackIn
 std::unique_ptr<Baton> prepare_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
   HeadCall c = prepare_head(info, true);
   c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
-                   gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t = c.threads] {
-    token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t);
-  };
+                   gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate,
+                   t = c.threads] { token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t); };
   return std::move(c.baton);
 }
 

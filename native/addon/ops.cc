@@ -22,8 +22,8 @@ std::unique_ptr<Baton> prepare_token_logprobs(const Napi::CallbackInfo& info) {
   auto t = make_baton(a, r);
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
-    *bad = token_logprobs_forward_cpu(lp, lz, nullptr, nullptr, in.logits.data, in.dtype, in.targets.data,
-                                      in.mask.data, in.rows, in.V, in.tau, in.threads);
+    *bad = token_logprobs_forward_cpu(lp, lz, nullptr, nullptr, in.logits.data, in.dtype, in.targets.data, in.mask.data,
+                                      in.rows, in.V, in.tau, in.threads);
   };
   t->finish = [bad](Napi::Object r) { set_nonfinite(r, *bad); };
   return t;
@@ -39,8 +39,8 @@ std::unique_ptr<Baton> prepare_token_logprobs_backward(const Napi::CallbackInfo&
   float* grad = grad_destination(a, in, r);
   auto t = make_baton(a, r);
   t->work = [=] {
-    token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, in.mask.data, nullptr,
-                                lz.data, w.data, in.rows, in.V, in.tau, in.threads);
+    token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, in.mask.data, nullptr, lz.data, w.data,
+                                in.rows, in.V, in.tau, in.threads);
   };
   return t;
 }
@@ -55,14 +55,19 @@ std::unique_ptr<Baton> prepare_sequence_logprobs(const Napi::CallbackInfo& info)
   bool f64 = lpv.IsTypedArray() && lpv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
   View<float> lp32;
   View<double> lp64;
-  if (f64) lp64 = a.f64("tokenLogprobs"); else lp32 = a.f32("tokenLogprobs");
+  if (f64)
+    lp64 = a.f64("tokenLogprobs");
+  else
+    lp32 = a.f32("tokenLogprobs");
   a.expect_length("tokenLogprobs", f64 ? lp64.length : lp32.length, rows);
   Napi::Object r = Napi::Object::New(a.env());
   double* out = new_f64(r, "values", N).Data();
   auto t = make_baton(a, r);
   t->work = [=] {
-    if (f64) sequence_logprobs_f64_cpu(out, lp64.data, mask.data, N, T);
-    else sequence_logprobs_cpu(out, lp32.data, mask.data, N, T);
+    if (f64)
+      sequence_logprobs_f64_cpu(out, lp64.data, mask.data, N, T);
+    else
+      sequence_logprobs_cpu(out, lp32.data, mask.data, N, T);
   };
   return t;
 }
@@ -94,7 +99,9 @@ std::unique_ptr<Baton> prepare_gvpo_loss(const Napi::CallbackInfo& info) {
   double* c = new_f64(r, "residuals", S.length).Data();
   auto t = make_baton(a, r);
   auto terms = std::make_shared<LossAndTerms>();
-  t->work = [=] { *terms = gvpo_loss_cpu(gs, c, S.data, Q.data, R.data, off.data, (int64_t)off.length - 1, beta, mean); };
+  t->work = [=] {
+    *terms = gvpo_loss_cpu(gs, c, S.data, Q.data, R.data, off.data, (int64_t)off.length - 1, beta, mean);
+  };
   t->finish = [terms](Napi::Object r) { set_terms(r, *terms); };
   return t;
 }
@@ -126,7 +133,9 @@ std::unique_ptr<Baton> prepare_gvpo_backward(const Napi::CallbackInfo& info) {
 
 std::unique_ptr<Baton> prepare_gvpo_from_logits(const Napi::CallbackInfo& info) {
   FusedCall c = prepare_fused(info);
-  c.baton->work = [out = c.out, terms = c.terms, x = c.x] { *terms = gvpo_from_logits_cpu(*out, x.batch, x.in.threads); };
+  c.baton->work = [out = c.out, terms = c.terms, x = c.x] {
+    *terms = gvpo_from_logits_cpu(*out, x.batch, x.in.threads);
+  };
   return std::move(c.baton);
 }
 
@@ -139,8 +148,10 @@ Napi::Value stream_probe(const Napi::CallbackInfo& info) {
   a.check_unchanged();  // a getter of threads or write may have detached data
   auto t0 = std::chrono::steady_clock::now();
   double sink = 0;
-  if (write) stream_write_cpu(d.data, (int64_t)d.length, 1.0f, threads);
-  else sink = stream_read_cpu(d.data, (int64_t)d.length, threads);
+  if (write)
+    stream_write_cpu(d.data, (int64_t)d.length, 1.0f, threads);
+  else
+    sink = stream_read_cpu(d.data, (int64_t)d.length, threads);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Napi::Object r = Napi::Object::New(a.env());
   r.Set("seconds", Napi::Number::New(a.env(), s));

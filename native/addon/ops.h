@@ -8,4 +8,4 @@ void register_hidden_ops(Napi::Env env, Napi::Object exports);  // hidden_ops.cc
 #ifdef GVPO_WITH_CUDA
 void register_cuda_ops(Napi::Env env, Napi::Object exports);
 #endif
-}
+}  // namespace gvpo

@@ -140,8 +140,6 @@ void set_terms(Napi::Object r, const LossAndTerms& t) {
   r.Set("terms", terms);
 }
 
-void set_nonfinite(Napi::Object r, int64_t rows) {
-  r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)rows));
-}
+void set_nonfinite(Napi::Object r, int64_t rows) { r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)rows)); }
 
 }  // namespace gvpo

@@ -70,10 +70,10 @@ enum class HiddenPhase { full = 0, forward = 1, backward = 2 };
 struct HiddenCall {
   HiddenIn x;
   std::shared_ptr<GvpoFromHiddenOut> out;  // full and forward
-  std::shared_ptr<LossAndTerms> terms;        // full
+  std::shared_ptr<LossAndTerms> terms;     // full
   float* grad_hidden = nullptr;            // backward (the full op's are in `out`)
   float* grad_weight = nullptr;
-  const float* logZ = nullptr;             // backward's inputs
+  const float* logZ = nullptr;  // backward's inputs
   const double* grad_seq = nullptr;
   std::unique_ptr<Baton> baton;
 };
@@ -88,13 +88,13 @@ struct HeadCall {
   int threads;
   float* logprobs = nullptr;  // forward
   float* logZ = nullptr;
-  float* entropy = nullptr;   // null: not asked for
+  float* entropy = nullptr;  // null: not asked for
   std::shared_ptr<int64_t> nonfinite;
   const float* fwd_logZ = nullptr;  // backward's inputs
   const float* fwd_entropy = nullptr;
   const float* grad_logprobs = nullptr;
   const float* grad_entropy = nullptr;
-  float* grad_hidden = nullptr;     // backward's outputs
+  float* grad_hidden = nullptr;  // backward's outputs
   float* grad_weight = nullptr;
   bool accumulate = false;
   std::unique_ptr<Baton> baton;

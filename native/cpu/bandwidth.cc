@@ -19,7 +19,8 @@ typedef float v16_u __attribute__((vector_size(64), aligned(4)));
 #if defined(__x86_64__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-static double sum_range(const float* p, int64_t n) {
+static double
+sum_range(const float* p, int64_t n) {
   v16 a0{}, a1{}, a2{}, a3{};
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {

@@ -31,13 +31,12 @@ struct GemmKernels {
   void (*pack_a)(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc);
   void (*pack_b)(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N);
   // C[M x N] (=|+=) Ap * Bp over one k block; C row-major with leading dimension ldc.
-  void (*gemm)(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N,
-               int64_t kc, bool accumulate);
+  void (*gemm)(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N, int64_t kc,
+               bool accumulate);
   // Per row i < m of the tile Z (m x n, leading dimension ldz), with x = Z * inv_tau:
   // lse[i] = logsumexp_j x[i, j] and, when ent is not null, ent[i] = -sum_j q log q with
   // q = softmax(x[i, 0..n)), the entropy within the tile (>= 0; 0 for a row of -inf).
-  void (*tile_logsumexp)(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n,
-                         float inv_tau);
+  void (*tile_logsumexp)(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau);
   // In place, with p = exp(min(0, Z[i,j]*inv_tau - logZ[i])) (log p the exponent):
   //   Z[i,j] = coef[i] ([j == y[i]] - p) - coef_h[i] p (log p + ent[i])
   // coef_h null (or coef_h[i] == 0): no entropy term, ent not read. y[i] may lie outside [0, n)
@@ -48,8 +47,8 @@ struct GemmKernels {
   double (*fma_probe)(int64_t iterations, float seed);
 };
 
-#define GVPO_DECLARE_GEMM(isa) \
-  namespace isa {              \
+#define GVPO_DECLARE_GEMM(isa)           \
+  namespace isa {                        \
   extern const GemmKernels gemm_kernels; \
   }
 GVPO_DECLARE_GEMM(generic)

@@ -42,9 +42,7 @@ inline uint32_t bf16_bits(float f) {
   if ((b & 0x7fffffffu) > 0x7f800000u) return (b >> 16) | 0x40u;
   return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
 }
-inline uint32_t f16_to_bf16_bits(uint16_t h) {
-  return bf16_bits(_cvtsh_ss(h));
-}
+inline uint32_t f16_to_bf16_bits(uint16_t h) { return bf16_bits(_cvtsh_ss(h)); }
 
 // Element (i, k) of a Mat as bfloat16 bits (zero outside the matrix's k range is the caller's).
 inline uint32_t elem_bits(const Mat& A, int64_t row, int64_t k) {
@@ -109,7 +107,7 @@ inline __m512i row_pairs(const void* p, DType d, int64_t n) {
 // Interleaves the bfloat16 of two rows a and b (k and k+1) into 32-bit pairs: 32 columns ->
 // two vectors of 16 pairs.
 inline void interleave(__m512i a, __m512i b, __m512i& p0, __m512i& p1) {
-  static const uint16_t i0[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+  static const uint16_t i0[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
                                   8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
   static const uint16_t i1[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
                                   24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
@@ -125,7 +123,7 @@ inline __m512i row_halves(const void* p, DType d, int64_t n) {
 
 // Interleaves the first 16 bfloat16 of a and of b (16-bit lanes) into 16 pairs.
 inline __m512i pairs16(__m256i a, __m256i b) {
-  static const uint16_t ix[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+  static const uint16_t ix[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
                                   8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
   return _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), _mm512_loadu_si512(ix), _mm512_castsi256_si512(b));
 }
@@ -160,8 +158,9 @@ void pack_a(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
         __m512i r[16];
         for (int i = 0; i < 16; i++) {
           const int64_t row = p * MR + i;
-          r[i] = i < mi ? row_pairs((const char*)A.p + ((A.rows ? A.rows[row] : row) * A.rs + k0 + 2 * kp) * esz, A.d, n)
-                        : _mm512_setzero_si512();
+          r[i] = i < mi
+                     ? row_pairs((const char*)A.p + ((A.rows ? A.rows[row] : row) * A.rs + k0 + 2 * kp) * esz, A.d, n)
+                     : _mm512_setzero_si512();
         }
         transpose16(r);  // r[t] lane i = pair kp + t of row i
         for (int t = 0; t < 16 && kp + t < P; t++) _mm512_mask_storeu_epi32(dst + (kp + t) * MR, all, r[t]);
@@ -187,9 +186,10 @@ void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
       for (int64_t kp = 0; kp < P; kp++) {
         const int64_t k = k0 + 2 * kp;
         const __m512i a = row_halves((const char*)B.p + ((B.rows ? B.rows[k] : k) * B.rs + j0) * esz, B.d, nj);
-        const __m512i b = 2 * kp + 1 < kc
-            ? row_halves((const char*)B.p + ((B.rows ? B.rows[k + 1] : k + 1) * B.rs + j0) * esz, B.d, nj)
-            : _mm512_setzero_si512();
+        const __m512i b =
+            2 * kp + 1 < kc
+                ? row_halves((const char*)B.p + ((B.rows ? B.rows[k + 1] : k + 1) * B.rs + j0) * esz, B.d, nj)
+                : _mm512_setzero_si512();
         __m512i p0, p1;
         interleave(a, b, p0, p1);
         _mm512_storeu_si512(dst + kp * NR, p0);
@@ -204,7 +204,8 @@ void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
           __m512i r[16];
           for (int t = 0; t < 16; t++) {
             const int64_t j = j0 + h * 16 + t;
-            r[t] = j < N ? row_pairs((const char*)B.p + (k0 + 2 * kp + j * B.cs) * esz, B.d, n) : _mm512_setzero_si512();
+            r[t] =
+                j < N ? row_pairs((const char*)B.p + (k0 + 2 * kp + j * B.cs) * esz, B.d, n) : _mm512_setzero_si512();
           }
           transpose16(r);  // r[t] lane c = pair kp + t of column h*16 + c
           for (int t = 0; t < 16 && kp + t < P; t++) _mm512_storeu_si512(dst + (kp + t) * NR + h * 16, r[t]);
@@ -225,18 +226,18 @@ void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
 // The k loop in assembly (see gemm_impl.h's micro_12x32, the same shape and register use): per
 // pair step, 2 vector loads of B, 8 rows of A broadcast into registers and 4 inside their
 // instructions ({1to16}); 24 vdpbf16ps. Writes the 12 x 32 tile, row-major, into t.
-#define GVPO_K_STEP(ao, bo)                                                                  \
-  "vmovaps " #bo "(%[b]), %%zmm24\n vmovaps " #bo "+64(%[b]), %%zmm25\n"                    \
-  GVPO_RROW(ao, 0, 26, 0, 1) GVPO_RROW(ao, 4, 27, 2, 3) GVPO_RROW(ao, 8, 28, 4, 5)           \
-  GVPO_RROW(ao, 12, 29, 6, 7) GVPO_RROW(ao, 16, 30, 8, 9) GVPO_RROW(ao, 20, 31, 10, 11)      \
-  GVPO_RROW(ao, 24, 26, 12, 13) GVPO_RROW(ao, 28, 27, 14, 15)                                \
-  GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19)                                          \
-  GVPO_ROW(ao, 40, 20, 21) GVPO_ROW(ao, 44, 22, 23)
-#define GVPO_RROW(ao, off, x, c0, c1)                                                        \
-  "vpbroadcastd " #ao "+" #off "(%[a]), %%zmm" #x "\n"                                       \
+#define GVPO_K_STEP(ao, bo)                                                                                         \
+  "vmovaps " #bo "(%[b]), %%zmm24\n vmovaps " #bo "+64(%[b]), %%zmm25\n" GVPO_RROW(ao, 0, 26, 0, 1)                 \
+      GVPO_RROW(ao, 4, 27, 2, 3) GVPO_RROW(ao, 8, 28, 4, 5) GVPO_RROW(ao, 12, 29, 6, 7) GVPO_RROW(ao, 16, 30, 8, 9) \
+          GVPO_RROW(ao, 20, 31, 10, 11) GVPO_RROW(ao, 24, 26, 12, 13) GVPO_RROW(ao, 28, 27, 14, 15)                 \
+              GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19) GVPO_ROW(ao, 40, 20, 21) GVPO_ROW(ao, 44, 22, 23)
+#define GVPO_RROW(ao, off, x, c0, c1)             \
+  "vpbroadcastd " #ao "+" #off "(%[a]), %%zmm" #x \
+  "\n"                                            \
   "vdpbf16ps %%zmm24, %%zmm" #x ", %%zmm" #c0 "\n vdpbf16ps %%zmm25, %%zmm" #x ", %%zmm" #c1 "\n"
-#define GVPO_ROW(ao, off, c0, c1)                                                            \
-  "vdpbf16ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm24, %%zmm" #c0 "\n"                       \
+#define GVPO_ROW(ao, off, c0, c1)                                 \
+  "vdpbf16ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm24, %%zmm" #c0 \
+  "\n"                                                            \
   "vdpbf16ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm25, %%zmm" #c1 "\n"
 #define GVPO_STORE(i) "vmovaps %%zmm" #i ", " #i "*64(%[t])\n"
 inline void micro_12x32(float* t, int64_t kp, const uint32_t* a, const uint32_t* b) {
@@ -293,8 +294,7 @@ inline void micro(int64_t kp, const uint32_t* a, const uint32_t* b, float* C, in
     for (int j = 0; j < n; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
 }
 
-void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N, int64_t kc,
-          bool accumulate) {
+void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N, int64_t kc, bool accumulate) {
   const int64_t P = (kc + 1) / 2;
   for (int64_t i0 = 0; i0 < M; i0 += MR) {
     const uint32_t* a = (const uint32_t*)(Ap + (i0 / MR) * MR * kc);
@@ -353,7 +353,8 @@ double bf16_dot_probe_cpu(int64_t iterations, int threads) {
   const int t = resolve_threads(threads);
   std::vector<double> flops((size_t)t);
   std::vector<std::thread> pool;
-  for (int i = 1; i < t; i++) pool.emplace_back([&, i] { flops[i] = avx512bf16::dot_probe(iterations, (float)i + 1.0f); });
+  for (int i = 1; i < t; i++)
+    pool.emplace_back([&, i] { flops[i] = avx512bf16::dot_probe(iterations, (float)i + 1.0f); });
   flops[0] = avx512bf16::dot_probe(iterations, 1.0f);
   for (auto& th : pool) th.join();
   double sum = 0;

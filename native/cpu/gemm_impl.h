@@ -238,15 +238,21 @@ static void pack_b_t(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N)
 }
 
 static void pack_a(float* Ap, const Mat& A, int64_t M, int64_t k0, int64_t kc) {
-  if (A.d == DType::f32) pack_a_t<0>(Ap, A, M, k0, kc);
-  else if (A.d == DType::bf16) pack_a_t<1>(Ap, A, M, k0, kc);
-  else pack_a_t<2>(Ap, A, M, k0, kc);
+  if (A.d == DType::f32)
+    pack_a_t<0>(Ap, A, M, k0, kc);
+  else if (A.d == DType::bf16)
+    pack_a_t<1>(Ap, A, M, k0, kc);
+  else
+    pack_a_t<2>(Ap, A, M, k0, kc);
 }
 
 static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
-  if (B.d == DType::f32) pack_b_t<0>(Bp, B, k0, kc, N);
-  else if (B.d == DType::bf16) pack_b_t<1>(Bp, B, k0, kc, N);
-  else pack_b_t<2>(Bp, B, k0, kc, N);
+  if (B.d == DType::f32)
+    pack_b_t<0>(Bp, B, k0, kc, N);
+  else if (B.d == DType::bf16)
+    pack_b_t<1>(Bp, B, k0, kc, N);
+  else
+    pack_b_t<2>(Bp, B, k0, kc, N);
 }
 
 #if GVPO_VW == 16 && defined(__x86_64__) && !defined(GVPO_NO_ASM)
@@ -257,18 +263,18 @@ static void pack_b(float* Bp, const Mat& B, int64_t k0, int64_t kc, int64_t N) {
 // rows folded into FMAs (26 uops, 26 loads) ran slowest, 8 folded (30 uops, 22 loads) next, 4
 // folded (this) and none (38 uops, 14 loads) fastest (bench/NOTES.md, item 9). Writes the
 // tile, row-major, into t (64-byte aligned).
-#define GVPO_K_STEP(ao, bo)                                                                  \
-  "vmovaps " #bo "(%[b]), %%zmm24\n vmovaps " #bo "+64(%[b]), %%zmm25\n"                    \
-  GVPO_RROW(ao, 0, 26, 0, 1) GVPO_RROW(ao, 4, 27, 2, 3) GVPO_RROW(ao, 8, 28, 4, 5)           \
-  GVPO_RROW(ao, 12, 29, 6, 7) GVPO_RROW(ao, 16, 30, 8, 9) GVPO_RROW(ao, 20, 31, 10, 11)      \
-  GVPO_RROW(ao, 24, 26, 12, 13) GVPO_RROW(ao, 28, 27, 14, 15)                                \
-  GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19)                                          \
-  GVPO_ROW(ao, 40, 20, 21) GVPO_ROW(ao, 44, 22, 23)
-#define GVPO_RROW(ao, off, x, c0, c1)                                                        \
-  "vbroadcastss " #ao "+" #off "(%[a]), %%zmm" #x "\n"                                       \
+#define GVPO_K_STEP(ao, bo)                                                                                         \
+  "vmovaps " #bo "(%[b]), %%zmm24\n vmovaps " #bo "+64(%[b]), %%zmm25\n" GVPO_RROW(ao, 0, 26, 0, 1)                 \
+      GVPO_RROW(ao, 4, 27, 2, 3) GVPO_RROW(ao, 8, 28, 4, 5) GVPO_RROW(ao, 12, 29, 6, 7) GVPO_RROW(ao, 16, 30, 8, 9) \
+          GVPO_RROW(ao, 20, 31, 10, 11) GVPO_RROW(ao, 24, 26, 12, 13) GVPO_RROW(ao, 28, 27, 14, 15)                 \
+              GVPO_ROW(ao, 32, 16, 17) GVPO_ROW(ao, 36, 18, 19) GVPO_ROW(ao, 40, 20, 21) GVPO_ROW(ao, 44, 22, 23)
+#define GVPO_RROW(ao, off, x, c0, c1)             \
+  "vbroadcastss " #ao "+" #off "(%[a]), %%zmm" #x \
+  "\n"                                            \
   "vfmadd231ps %%zmm24, %%zmm" #x ", %%zmm" #c0 "\n vfmadd231ps %%zmm25, %%zmm" #x ", %%zmm" #c1 "\n"
-#define GVPO_ROW(ao, off, c0, c1)                                                            \
-  "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm24, %%zmm" #c0 "\n"                     \
+#define GVPO_ROW(ao, off, c0, c1)                                   \
+  "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm24, %%zmm" #c0 \
+  "\n"                                                              \
   "vfmadd231ps " #ao "+" #off "(%[a])%{1to16%}, %%zmm25, %%zmm" #c1 "\n"
 #define GVPO_STORE(i) "vmovaps %%zmm" #i ", " #i "*64(%[t])\n"
 static_assert(MR == 12 && NV == 2, "the assembly k loop is 12 x 32");
@@ -307,8 +313,8 @@ static inline void micro_12x32(float* t, int64_t kc, const float* a, const float
 #endif
 
 // C[m x n] (=|+=) sum_k a[k*MR + i] * b[k*NR + j], m <= MR, n <= NR.
-static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b,
-                         float* C, int64_t ldc, int m, int n, bool accumulate) {
+static inline void micro(int64_t kc, const float* __restrict a, const float* __restrict b, float* C, int64_t ldc, int m,
+                         int n, bool accumulate) {
   vf c[MR][NV];
 #if defined(__x86_64__) || defined(__i386__)
   if (accumulate)  // the C tile is read after the k loop: start its lines on their way now
@@ -355,8 +361,8 @@ static inline void micro(int64_t kc, const float* __restrict a, const float* __r
 
 // Loop order: each A micro-panel (MR x kc, L1) meets every B micro-panel (kc x NR, from L2).
 // (Blocking B by 64-256 columns, so that less of it need stay in L2, measured no different.)
-static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N,
-                 int64_t kc, bool accumulate) {
+static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N, int64_t kc,
+                 bool accumulate) {
   for (int64_t i0 = 0; i0 < M; i0 += MR) {
     const float* a = Ap + (i0 / MR) * MR * kc;
     const int m = (int)(M - i0 < MR ? M - i0 : MR);
@@ -370,8 +376,7 @@ static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_
 // As rows.h's row_logsumexp: exponents u = (z - max) * inv_tau, never positive, the maximum's
 // exactly 0. With ent: also t = sum e^u u, and the tile's entropy log(sum) - t/sum, which is
 // >= 0 by construction (sum >= 1, t <= 0).
-static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n,
-                           float inv_tau) {
+static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau) {
   const int64_t full = n / W * W;
   for (int64_t i = 0; i < m; i++) {
     const float* z = Z + i * ldz;
@@ -465,8 +470,7 @@ static double fma_probe(int64_t iterations, float seed) {
 }
 
 extern const GemmKernels gemm_kernels;
-const GemmKernels gemm_kernels = {MR,   NR, pack_a, pack_b, gemm, tile_logsumexp,
-                                  tile_softmax_grad, fma_probe};
+const GemmKernels gemm_kernels = {MR, NR, pack_a, pack_b, gemm, tile_logsumexp, tile_softmax_grad, fma_probe};
 
 }  // namespace GVPO_ISA
 }  // namespace gvpo

@@ -4,8 +4,7 @@
 
 namespace gvpo {
 
-void group_center_cpu(double* centered, double* means, const double* values,
-                      const int32_t* offsets, int64_t groups) {
+void group_center_cpu(double* centered, double* means, const double* values, const int32_t* offsets, int64_t groups) {
   for (int64_t g = 0; g < groups; g++) {
     int32_t b = offsets[g], e = offsets[g + 1];
     double s = 0.0;

@@ -37,8 +37,7 @@ double fma_probe_cpu(int64_t iterations, int threads) {
   const int t = resolve_threads(threads);
   std::vector<double> flops((size_t)t);
   std::vector<std::thread> pool;
-  for (int i = 1; i < t; i++)
-    pool.emplace_back([&, i] { flops[i] = k.fma_probe(iterations, (float)i + 1.0f); });
+  for (int i = 1; i < t; i++) pool.emplace_back([&, i] { flops[i] = k.fma_probe(iterations, (float)i + 1.0f); });
   flops[0] = k.fma_probe(iterations, 1.0f);
   for (auto& th : pool) th.join();
   double sum = 0;
@@ -48,22 +47,23 @@ double fma_probe_cpu(int64_t iterations, int threads) {
 
 LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
   gvpo_from_hidden_forward_cpu(out, in, threads);
-  LossAndTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards,
-                                 in.offsets, in.groups, in.beta, in.mean_reduction);
+  LossAndTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards, in.offsets, in.groups,
+                                 in.beta, in.mean_reduction);
   gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, out.logZ, out.grad_seq, in, threads);
   return t;
 }
 
 void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads) {
-  out.nonfinite_rows = token_logprobs_from_hidden_forward_cpu(out.token_logprobs, out.logZ, nullptr, in.head(), threads);
+  out.nonfinite_rows =
+      token_logprobs_from_hidden_forward_cpu(out.token_logprobs, out.logZ, nullptr, in.head(), threads);
   gvpo_sequence_sums_cpu(out, in);
 }
 
-void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ,
-                                   const double* grad_seq, const GvpoHiddenBatch& in, int threads) {
+void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ, const double* grad_seq,
+                                   const GvpoHiddenBatch& in, int threads) {
   const std::vector<float> gl = gvpo_token_weights(in, grad_seq);
-  token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr,
-                                          false, threads);
+  token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr, false,
+                                          threads);
 }
 
 }  // namespace gvpo

@@ -19,17 +19,16 @@ namespace {
 
 void forward(GvpoFromLogitsOut& out, float* row_max, float* row_lse, const GvpoLogitsBatch& in, int threads) {
   const int64_t rows = in.sequences * in.tokens;
-  out.nonfinite_rows = token_logprobs_forward_cpu(out.token_logprobs, out.logZ, row_max, row_lse,
-                                                  in.logits, in.dtype, in.targets, in.mask, rows,
-                                                  in.vocab, in.temperature, threads);
+  out.nonfinite_rows = token_logprobs_forward_cpu(out.token_logprobs, out.logZ, row_max, row_lse, in.logits, in.dtype,
+                                                  in.targets, in.mask, rows, in.vocab, in.temperature, threads);
   gvpo_sequence_sums_cpu(out, in);
 }
 
 void backward(float* grad, const float* row_max, const float* row_lse, const double* grad_seq,
               const GvpoLogitsBatch& in, int threads) {
   const std::vector<float> w = gvpo_token_weights(in, grad_seq);
-  token_logprobs_backward_cpu(grad, in.logits, in.dtype, in.targets, in.mask, row_max, row_lse,
-                              w.data(), in.sequences * in.tokens, in.vocab, in.temperature, threads);
+  token_logprobs_backward_cpu(grad, in.logits, in.dtype, in.targets, in.mask, row_max, row_lse, w.data(),
+                              in.sequences * in.tokens, in.vocab, in.temperature, threads);
 }
 
 }  // namespace
@@ -38,8 +37,8 @@ LossAndTerms gvpo_from_logits_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch&
   const size_t rows = (size_t)(in.sequences * in.tokens);
   std::vector<float> row_max(rows), row_lse(rows);
   forward(out, row_max.data(), row_lse.data(), in, threads);
-  LossAndTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards,
-                                 in.offsets, in.groups, in.beta, in.mean_reduction);
+  LossAndTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards, in.offsets, in.groups,
+                                 in.beta, in.mean_reduction);
   backward(out.grad, row_max.data(), row_lse.data(), out.grad_seq, in, threads);
   return t;
 }
@@ -48,8 +47,7 @@ void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int thr
   forward(out, nullptr, nullptr, in, threads);
 }
 
-void gvpo_backward_cpu(float* grad, const float* logZ, const double* grad_seq, const GvpoLogitsBatch& in,
-                       int threads) {
+void gvpo_backward_cpu(float* grad, const float* logZ, const double* grad_seq, const GvpoLogitsBatch& in, int threads) {
   backward(grad, nullptr, logZ, grad_seq, in, threads);
 }
 

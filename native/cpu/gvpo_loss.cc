@@ -6,9 +6,9 @@
 
 namespace gvpo {
 
-LossAndTerms gvpo_loss_cpu(double* grad_seq, double* residuals, const double* seq,
-                           const double* ref_seq, const double* rewards, const int32_t* offsets,
-                           int64_t groups, double beta, bool mean_reduction) {
+LossAndTerms gvpo_loss_cpu(double* grad_seq, double* residuals, const double* seq, const double* ref_seq,
+                           const double* rewards, const int32_t* offsets, int64_t groups, double beta,
+                           bool mean_reduction) {
   double t[kTerms] = {0, 0, 0, 0, 0};
   const double scale = reduction_scale(offsets, groups, mean_reduction);
   for (int64_t g = 0; g < groups; g++)

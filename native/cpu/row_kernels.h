@@ -13,13 +13,13 @@ struct RowStats {
   double lse;
 };
 
-#define GVPO_DECLARE_ROWS(isa)                                                                   \
-  namespace isa {                                                                                \
-  RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau);                    \
-  float row_target(const void* row, DType d, int32_t y, float m, float inv_tau);                 \
-  void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m,    \
-                    float lse, int32_t y, float coef);                                           \
-  double exp_probe(int64_t iterations, float seed);                                              \
+#define GVPO_DECLARE_ROWS(isa)                                                                                      \
+  namespace isa {                                                                                                   \
+  RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau);                                       \
+  float row_target(const void* row, DType d, int32_t y, float m, float inv_tau);                                    \
+  void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m, float lse, int32_t y, \
+                    float coef);                                                                                    \
+  double exp_probe(int64_t iterations, float seed);                                                                 \
   }
 GVPO_DECLARE_ROWS(generic)
 #if defined(__x86_64__) || defined(__i386__)

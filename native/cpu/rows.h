@@ -107,7 +107,7 @@ static inline vf vmax(vf a, vf b) {
 static inline vf vexp2(vf t) {
 #if GVPO_VW == 16
   const vf f = (vf)_mm512_reduce_ps((__m512)t, 0x08);  // t - round(t), precision exception suppressed
-  const vf n = t - f;                                   // round(t), exactly
+  const vf n = t - f;                                  // round(t), exactly
   vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
   p = mla(p, f, splat(5.550666898e-02f));
   p = mla(p, f, splat(2.402223051e-01f));
@@ -328,8 +328,10 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
   const int64_t full = V / STEP;  // whole steps; the rest goes through a copy padded with -inf
   E pad[STEP];
   E neg_inf;
-  if constexpr (D == 0) neg_inf = -INFINITY;
-  else neg_inf = D == 1 ? 0xff80u : 0xfc00u;
+  if constexpr (D == 0)
+    neg_inf = -INFINITY;
+  else
+    neg_inf = D == 1 ? 0xff80u : 0xfc00u;
   for (int64_t j = 0; j < STEP; j++) pad[j] = full * STEP + j < V ? ((const E*)row)[full * STEP + j] : neg_inf;
   const Src<D> src{row, GVPO_PF}, tail{pad, 0};
   const int64_t steps = full + (full * STEP < V), bs = BLOCK / STEP;
@@ -347,15 +349,18 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
     vf mx = splat(-INFINITY);
     for (int64_t s = s0; s < s1; s++) {
       vf a, b;
-      if (s < full) src.load2(s * STEP, a, b);
-      else tail.load2(0, a, b);
+      if (s < full)
+        src.load2(s * STEP, a, b);
+      else
+        tail.load2(0, a, b);
       mx = vmax(vmax(a, b), mx);
     }
     m = hmax(mx);
     if (m == INFINITY) return {m, NAN};
     if (m > -INFINITY) break;
     for (int64_t v = s0 * STEP; v < s1 * STEP && v < V; v++)  // a NaN in a block of -inf
-      if (load1(row, D == 0 ? DType::f32 : (DType)D, v) != load1(row, D == 0 ? DType::f32 : (DType)D, v)) return {m, NAN};
+      if (load1(row, D == 0 ? DType::f32 : (DType)D, v) != load1(row, D == 0 ? DType::f32 : (DType)D, v))
+        return {m, NAN};
   }
   if (m == -INFINITY) return {m, -INFINITY};
   vd acc = vd{} + 0.0;
@@ -414,8 +419,8 @@ static inline void store_grad(float* p, vf v) {
 // exponent keeps full precision however large |z/tau| is. The exponent is one FMA in natural
 // units, so that it is rounded once where it is near 0 (a dominant token's p, whose 1 - p
 // cancels), and only then turned to base 2 for vexp2.
-void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m,
-                  float lse, int32_t y, float coef) {
+void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m, float lse, int32_t y,
+                  float coef) {
   const vf s = splat(inv_tau), vm = splat(m), nl = splat(-lse), nc = splat(-coef);
   auto p_of = [&](vf z) { return vexp_p(mla(z - vm, s, nl)); };
   auto one = [&](int64_t i) { return -coef * p_of(splat(load1(row, d, i)))[0]; };

@@ -20,13 +20,13 @@ static void sum_rows(double* seq, const T* lp, const float* mask, int64_t N, int
   }
 }
 
-void sequence_logprobs_cpu(double* seq, const float* token_logprobs, const float* mask,
-                           int64_t sequences, int64_t tokens) {
+void sequence_logprobs_cpu(double* seq, const float* token_logprobs, const float* mask, int64_t sequences,
+                           int64_t tokens) {
   sum_rows(seq, token_logprobs, mask, sequences, tokens);
 }
 
-void sequence_logprobs_f64_cpu(double* seq, const double* token_logprobs, const float* mask,
-                               int64_t sequences, int64_t tokens) {
+void sequence_logprobs_f64_cpu(double* seq, const double* token_logprobs, const float* mask, int64_t sequences,
+                               int64_t tokens) {
   sum_rows(seq, token_logprobs, mask, sequences, tokens);
 }
 

@@ -67,9 +67,8 @@ int cpu_default_threads() {
 
 int resolve_threads(int requested) { return requested > 0 ? requested : cpu_default_threads(); }
 
-int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max, float* row_lse,
-                                   const void* logits, DType dtype, const int32_t* targets,
-                                   const float* mask, int64_t rows, int64_t vocab,
+int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max, float* row_lse, const void* logits,
+                                   DType dtype, const int32_t* targets, const float* mask, int64_t rows, int64_t vocab,
                                    float temperature, int threads) {
   const RowKernels& k = row_kernels();
   const float inv_tau = 1.0f / temperature;
@@ -104,10 +103,10 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
   return nonfinite_rows.load();
 }
 
-void token_logprobs_backward_cpu(float* grad, const void* logits, DType dtype,
-                                 const int32_t* targets, const float* mask, const float* row_max,
-                                 const float* row_lse, const float* grad_token_logprobs,
-                                 int64_t rows, int64_t vocab, float temperature, int threads) {
+void token_logprobs_backward_cpu(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const float* grad_token_logprobs, int64_t rows, int64_t vocab, float temperature,
+                                 int threads) {
   const RowKernels& k = row_kernels();
   const float inv_tau = 1.0f / temperature;
   const size_t row_bytes = (size_t)vocab * dtype_bytes(dtype);

@@ -86,8 +86,13 @@ struct HeadTiles {
   float inv_tau;
   const GemmKernels& k;
   explicit HeadTiles(const HeadInputs& in)
-      : hidden(in.hidden), weight(in.weight), d(in.dtype), H(in.hidden_size), V(in.vocab),
-        inv_tau(1.0f / in.temperature), k(gemm_kernels(in.dtype)) {}
+      : hidden(in.hidden),
+        weight(in.weight),
+        d(in.dtype),
+        H(in.hidden_size),
+        V(in.vocab),
+        inv_tau(1.0f / in.temperature),
+        k(gemm_kernels(in.dtype)) {}
 
   // Hidden rows rows[r0 .. r0+n) (r0 a whole number of panels) packed as the A of an H-deep GEMM
   // over m rows: k block k0 at offset mpad * k0, the rows' panels at r0 * kc within it.
@@ -100,8 +105,8 @@ struct HeadTiles {
 
   // Z (n x vc, leading dimension VC) = rows r0 .. r0+n of the packed hidden rows (pack_hidden)
   // times the packed W_c^T (pack_weight_t): one vocab chunk's logits for those rows.
-  void logits(float* z, const float* Ah, int64_t mpad, const float* wt, int64_t vcols, int64_t r0,
-              int64_t n, int64_t vc) const {
+  void logits(float* z, const float* Ah, int64_t mpad, const float* wt, int64_t vcols, int64_t r0, int64_t n,
+              int64_t vc) const {
     for (int64_t k0 = 0; k0 < H; k0 += KC) {
       const int64_t kc = std::min(KC, H - k0);
       k.gemm(z, VC, Ah + mpad * k0 + r0 * kc, wt + k0 * vcols, n, vc, kc, k0 > 0);
@@ -115,7 +120,8 @@ struct HeadTiles {
       const void* w = (const char*)weight + (size_t)((v0 + q * k.nr) * H) * dtype_bytes(d);
       for (int64_t k0 = 0; k0 < H; k0 += KC) {
         const int64_t kc = std::min(KC, H - k0);
-        k.pack_b(wt + k0 * vcols + q * k.nr * kc, Mat{w, d, 1, H, nullptr}, k0, kc, std::min<int64_t>(k.nr, vc - q * k.nr));
+        k.pack_b(wt + k0 * vcols + q * k.nr * kc, Mat{w, d, 1, H, nullptr}, k0, kc,
+                 std::min<int64_t>(k.nr, vc - q * k.nr));
       }
     }
   }
@@ -203,9 +209,8 @@ void forward_block(const HeadTiles& h, float* logZ, float* x_target, double* ent
 // chunk c+1 may start while another thread finishes step 3 of chunk c.
 // Memory: the packed hidden rows twice (A of the recompute, B of dW), two chunks' dZ and dZ^T
 // and the block's dH: about m * (3H + 4 VC) floats, which backward_rows bounds.
-void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* rows, const float* logZ,
-                    const float* coef, const float* coef_h, const float* ent, const int32_t* targets, int64_t m,
-                    bool first, int threads) {
+void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* rows, const float* logZ, const float* coef,
+                    const float* coef_h, const float* ent, const int32_t* targets, int64_t m, bool first, int threads) {
   const GemmKernels& k = h.k;
   const int64_t mr = k.mr, nr = k.nr, H = h.H, V = h.V, nc = chunks(V);
   const int64_t mpad = round_up(m, mr), hpad = round_up(H, nr), vrows = round_up(VC, mr);
@@ -220,13 +225,13 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
   // dW_c in groups of vocab panels: each group streams all of the packed hidden rows once, so
   // few groups; two per thread let a fast thread take over from a slow one.
   const int64_t groups = std::min<int64_t>(2 * t, vpanels);
-  Floats Ah((size_t)(mpad * H));    // A of the recompute: k block k0 at offset mpad * k0
-  Floats Bh((size_t)(mpad * hpad)); // B of dW: sub-block s (K = its rows) at offset s*sb * hpad
-  Floats WT[2] = {Floats((size_t)(H * vcols)), Floats((size_t)(H * vcols))};  // B of the recompute
-  Floats Wc[2] = {Floats((size_t)(VC * hpad)), Floats((size_t)(VC * hpad))};  // B of dH (K = vc)
-  Floats DZ[2] = {Floats((size_t)(mpad * VC)), Floats((size_t)(mpad * VC))};  // A of dH, K = vc
+  Floats Ah((size_t)(mpad * H));     // A of the recompute: k block k0 at offset mpad * k0
+  Floats Bh((size_t)(mpad * hpad));  // B of dW: sub-block s (K = its rows) at offset s*sb * hpad
+  Floats WT[2] = {Floats((size_t)(H * vcols)), Floats((size_t)(H * vcols))};         // B of the recompute
+  Floats Wc[2] = {Floats((size_t)(VC * hpad)), Floats((size_t)(VC * hpad))};         // B of dH (K = vc)
+  Floats DZ[2] = {Floats((size_t)(mpad * VC)), Floats((size_t)(mpad * VC))};         // A of dH, K = vc
   Floats DZT[2] = {Floats((size_t)(vrows * mpad)), Floats((size_t)(vrows * mpad))};  // A of dW
-  std::vector<std::unique_ptr<Floats>> Z((size_t)t);  // each thread's logits tile
+  std::vector<std::unique_ptr<Floats>> Z((size_t)t);                                 // each thread's logits tile
   for (auto& z : Z) z = std::make_unique<Floats>((size_t)(sb * VC));
   std::vector<int32_t> y((size_t)m);
   std::unique_ptr<std::atomic<int64_t>[]> next(new std::atomic<int64_t>[2 * nc]);  // steps 2, 3
@@ -246,8 +251,8 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
       // 1. This thread's panels of W_c^T (B(h, v) = W[v0 + v, h]) and of W_c (B(v, h)).
       h.pack_weight_t(wt, vcols, v0, vc, part_begin(wp, i, t), part_begin(wp, i + 1, t));
       for (int64_t q = part_begin(hp, i, t), q1 = part_begin(hp, i + 1, t); q < q1; q++)
-        k.pack_b(wc + q * nr * vc, Mat{w + (size_t)(q * nr) * dtype_bytes(h.d), h.d, H, 1, nullptr}, 0,
-                 vc, std::min(nr, H - q * nr));
+        k.pack_b(wc + q * nr * vc, Mat{w + (size_t)(q * nr) * dtype_bytes(h.d), h.d, H, 1, nullptr}, 0, vc,
+                 std::min(nr, H - q * nr));
       barrier.wait();
       // 2. dZ of the sub-blocks.
       for (int64_t s; (s = next[2 * c]++) < ns;) {
@@ -281,8 +286,8 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
 
 // The forward over the rows idx (in blocks): logZ, x_target (NaN for a target outside [0, V))
 // and, with ent, H, each indexed like idx.
-void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const int32_t* targets, float* lz,
-                     float* xt, double* ent, int threads) {
+void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const int32_t* targets, float* lz, float* xt,
+                     double* ent, int threads) {
   const int64_t live = (int64_t)idx.size();
   const int64_t rb = forward_rows(live, h.H, h.V, h.k.mr, ent != nullptr);
   std::fill(xt, xt + live, NAN);
@@ -317,8 +322,8 @@ bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, f
   return false;
 }
 
-HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy,
-                            const float* grad_logprobs, const float* grad_entropy) {
+HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy, const float* grad_logprobs,
+                            const float* grad_entropy) {
   HeadRows h;
   for (int64_t r = 0; r < in.rows && in.vocab > 1; r++) {
     if (in.mask && in.mask[r] == 0.0f) continue;
@@ -362,8 +367,10 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   const int64_t live = (int64_t)idx.size();
   // Zeros where no block writes: the rows of dH that are not live, all of dW when none is.
   for (int64_t r = 0, i = 0; r < in.rows; r++) {
-    if (i < live && idx[i] == r) i++;
-    else std::memset(grad_hidden + r * H, 0, (size_t)H * sizeof(float));
+    if (i < live && idx[i] == r)
+      i++;
+    else
+      std::memset(grad_hidden + r * H, 0, (size_t)H * sizeof(float));
   }
   if (live == 0) {
     if (!accumulate) std::memset(grad_weight, 0, (size_t)(V * H) * sizeof(float));

@@ -42,8 +42,8 @@ struct Args {
 // The operand's element (i, k) is at p[(i0 + i) * s_i + (k0 + k) * s_k]; i_extent, k_extent bound
 // it. When s_k == 1 threads walk k fastest (a row's 8 k values are adjacent), else i fastest.
 template <typename T, int W>
-GVPO_TILE void load_slice(float (*S)[W + PAD], int tid, const T* p, int64_t s_i, int64_t s_k, int64_t i0,
-                          int64_t k0, int64_t i_extent, int64_t k_extent) {
+GVPO_TILE void load_slice(float (*S)[W + PAD], int tid, const T* p, int64_t s_i, int64_t s_k, int64_t i0, int64_t k0,
+                          int64_t i_extent, int64_t k_extent) {
   const bool k_fastest = s_k == 1;
 #pragma unroll
   for (int q = 0; q < W * BK / TPB; q++) {

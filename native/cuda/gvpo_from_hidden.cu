@@ -33,8 +33,8 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
       return e;
     gvpo_sequence_sums_cpu(*out, in);
     if (terms) {
-      *terms = gvpo_loss_cpu(out->grad_seq, out->residuals, out->seq, out->ref_seq, in.rewards, in.offsets,
-                             in.groups, in.beta, in.mean_reduction);
+      *terms = gvpo_loss_cpu(out->grad_seq, out->residuals, out->seq, out->ref_seq, in.rewards, in.offsets, in.groups,
+                             in.beta, in.mean_reduction);
       logZ = out->logZ;
       grad_seq = out->grad_seq;
     }
@@ -50,8 +50,8 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
 
 }  // namespace
 
-int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t,
-                               const GvpoHiddenBatch& in, char* err, int err_len) {
+int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoHiddenBatch& in,
+                               char* err, int err_len) {
   return run_gvpo_head(&out, terms, out.grad_hidden, out.grad_weight, nullptr, nullptr, t, in, err, err_len);
 }
 

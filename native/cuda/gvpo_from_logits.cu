@@ -9,8 +9,8 @@
 
 namespace gvpo {
 
-int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t,
-                               const GvpoLogitsBatch& in, char* err, int err_len) {
+int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoLogitsBatch& in,
+                               char* err, int err_len) {
   using namespace cuda_host;
   const int64_t N = in.sequences, T = in.tokens, V = in.vocab, G = in.groups, R = N * T;
   // Sref on the host when it is given; otherwise null: S itself, on the device (filled in below)
@@ -56,8 +56,8 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, Cuda
                                ref_seq ? (const double*)w.ref.ptr : nullptr, (const double*)w.rewards.ptr,
                                (const int32_t*)w.offsets.ptr, G, N, T, in.beta, in.mean_reduction, s));
   GVPO_CUDA_TRY(token_logprobs_backward_cuda(dgrad, w.logits.ptr, in.dtype, (const int32_t*)w.targets.ptr,
-                                             (const float*)w.mask.ptr, (const float*)w.lz.ptr,
-                                             (const float*)w.g.ptr, R, V, in.temperature, s));
+                                             (const float*)w.mask.ptr, (const float*)w.lz.ptr, (const float*)w.g.ptr, R,
+                                             V, in.temperature, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], s));
   double t5[5];
   GVPO_CUDA_TRY(cudaMemcpyAsync(out.grad, dgrad, gb, cudaMemcpyDeviceToHost, s));
@@ -72,7 +72,8 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, Cuda
   if (!ref_seq) gvpo_reference_cpu(out.ref_seq, out.seq, in);
   *terms = {t5[0], t5[1], t5[2], t5[3], t5[4]};
   out.nonfinite_rows = 0;
-  for (int64_t r = 0; r < R; r++) out.nonfinite_rows += in.mask[r] != 0.0f && out.token_logprobs[r] != out.token_logprobs[r];
+  for (int64_t r = 0; r < R; r++)
+    out.nonfinite_rows += in.mask[r] != 0.0f && out.token_logprobs[r] != out.token_logprobs[r];
   if (t) *t = {elapsed(w.ev[0], w.ev[1]), elapsed(w.ev[1], w.ev[2]), elapsed(w.ev[2], w.ev[3])};
   return 0;
 }

@@ -12,10 +12,10 @@ namespace gvpo {
 
 constexpr int kLossThreads = 256;
 
-__global__ void __launch_bounds__(kLossThreads) gvpo_group_kernel(
-    double* seq, double* grad_seq, double* residuals, float* token_weights, double* group_terms,
-    const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
-    const int32_t* offsets, int64_t groups, int64_t T, double beta, bool mean_reduction) {
+__global__ void __launch_bounds__(kLossThreads)
+    gvpo_group_kernel(double* seq, double* grad_seq, double* residuals, float* token_weights, double* group_terms,
+                      const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+                      const int32_t* offsets, int64_t groups, int64_t T, double beta, bool mean_reduction) {
   const int g = blockIdx.x;
   const double* Q = ref_seq ? ref_seq : seq;  // no reference: pi_theta' is the current policy
   const int b = offsets[g], e = offsets[g + 1];
@@ -33,8 +33,7 @@ __global__ void __launch_bounds__(kLossThreads) gvpo_group_kernel(
   if (threadIdx.x == 0) {
     double* t5 = group_terms + kTerms * g;
     for (int i = 0; i < kTerms; i++) t5[i] = 0.0;
-    group_loss(grad_seq, residuals, t5, seq, Q, rewards, b, e, beta,
-               reduction_scale(offsets, groups, mean_reduction));
+    group_loss(grad_seq, residuals, t5, seq, Q, rewards, b, e, beta, reduction_scale(offsets, groups, mean_reduction));
   }
   __syncthreads();
   for (int64_t r = (int64_t)b * T + threadIdx.x; r < (int64_t)e * T; r += blockDim.x)
@@ -43,7 +42,8 @@ __global__ void __launch_bounds__(kLossThreads) gvpo_group_kernel(
 
 // terms[i] = sum_g group_terms[5g + i], in a fixed order (thread j adds groups j, j+256, ...,
 // then a fixed tree): the same inputs always give the same bits.
-__global__ void __launch_bounds__(kLossThreads) gvpo_terms_kernel(double* terms, const double* group_terms, int64_t groups) {
+__global__ void __launch_bounds__(kLossThreads)
+    gvpo_terms_kernel(double* terms, const double* group_terms, int64_t groups) {
   __shared__ double part[kLossThreads];
   for (int i = 0; i < kTerms; i++) {
     double s = 0.0;
@@ -59,18 +59,18 @@ __global__ void __launch_bounds__(kLossThreads) gvpo_terms_kernel(double* terms,
   }
 }
 
-int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights,
-                   double* terms, const float* token_logprobs, const float* mask,
-                   const double* ref_seq, const double* rewards, const int32_t* offsets,
-                   int64_t groups, int64_t sequences, int64_t tokens, double beta,
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights, double* terms,
+                   const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+                   const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
                    bool mean_reduction, void* stream) {
   (void)sequences;
   cudaStream_t s = (cudaStream_t)stream;
   double* ws = nullptr;
   cudaError_t e = cudaMallocAsync((void**)&ws, sizeof(double) * kTerms * groups, s);
   if (e != cudaSuccess) return (int)e;
-  gvpo_group_kernel<<<(unsigned)groups, kLossThreads, 0, s>>>(seq, grad_seq, residuals, token_weights, ws, token_logprobs,
-                                                               mask, ref_seq, rewards, offsets, groups, tokens, beta, mean_reduction);
+  gvpo_group_kernel<<<(unsigned)groups, kLossThreads, 0, s>>>(seq, grad_seq, residuals, token_weights, ws,
+                                                              token_logprobs, mask, ref_seq, rewards, offsets, groups,
+                                                              tokens, beta, mean_reduction);
   e = cudaGetLastError();
   if (e == cudaSuccess) {
     gvpo_terms_kernel<<<1, kLossThreads, 0, s>>>(terms, ws, groups);

@@ -57,8 +57,8 @@ __device__ float block_max(float v) {
 // As the CPU's tile_logsumexp: exponents u = (z - max)/tau, the maximum's exactly 0, so that H =
 // log sum e^u - sum e^u u / sum e^u keeps its relative precision however peaked the row is (an
 // exponent taken against a float32 logZ would carry an error of ulp(logZ)).
-__global__ void __launch_bounds__(kRowThreads) head_entropy_kernel(float* entropy, const float* z, int64_t V,
-                                                                   float inv_tau) {
+__global__ void __launch_bounds__(kRowThreads)
+    head_entropy_kernel(float* entropy, const float* z, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   const float* row = z + r * V;
   float m = -INFINITY;
@@ -79,10 +79,9 @@ __global__ void __launch_bounds__(kRowThreads) head_entropy_kernel(float* entrop
   }
 }
 
-__global__ void __launch_bounds__(kRowThreads) head_softmax_grad_kernel(float* z, const int32_t* targets,
-                                                                        const float* logZ, const float* ent,
-                                                                        const float* gl, const float* gh, int64_t V,
-                                                                        float inv_tau) {
+__global__ void __launch_bounds__(kRowThreads)
+    head_softmax_grad_kernel(float* z, const int32_t* targets, const float* logZ, const float* ent, const float* gl,
+                             const float* gh, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   float* row = z + r * V;
   const float lz = logZ[r], cl = gl[r] * inv_tau, ch = gh ? gh[r] * inv_tau : 0.0f;
@@ -103,8 +102,7 @@ __global__ void __launch_bounds__(kRowThreads) head_softmax_grad_kernel(float* z
 
 }  // namespace
 
-int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float temperature,
-                      void* stream) {
+int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float temperature, void* stream) {
   if (rows == 0) return 0;
   head_entropy_kernel<<<(unsigned)rows, kRowThreads, 0, (cudaStream_t)stream>>>(entropy, z, vocab, 1.0f / temperature);
   return (int)cudaGetLastError();

@@ -39,7 +39,8 @@ int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx
   if (dtype == DType::f32)
     gather_kernel<float><<<blocks_for(rows * width), 256, 0, s>>>((float*)dst, (const float*)src, idx, rows, width);
   else
-    gather_kernel<uint16_t><<<blocks_for(rows * width), 256, 0, s>>>((uint16_t*)dst, (const uint16_t*)src, idx, rows, width);
+    gather_kernel<uint16_t>
+        <<<blocks_for(rows * width), 256, 0, s>>>((uint16_t*)dst, (const uint16_t*)src, idx, rows, width);
   return (int)cudaGetLastError();
 }
 

@@ -82,9 +82,9 @@ __device__ __forceinline__ void load16(const T* p, float* out) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) token_logprobs_forward_kernel(
-    float* logprobs, float* logZ, const T* logits, const int32_t* targets, const float* mask,
-    int64_t V, float inv_tau) {
+__global__ void __launch_bounds__(kThreads)
+    token_logprobs_forward_kernel(float* logprobs, float* logZ, const T* logits, const int32_t* targets,
+                                  const float* mask, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   if (mask && mask[r] == 0.0f) {  // uniform per block: no thread reads the row
     if (threadIdx.x == 0) logprobs[r] = logZ[r] = 0.0f;
@@ -124,9 +124,9 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_forward_kernel(
 __device__ __forceinline__ float exp_p(float x) { return __expf(x > 0.0f ? 0.0f : x); }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel(
-    float* grad, const T* logits, const int32_t* targets, const float* mask, const float* logZ,
-    const float* g, int64_t V, float inv_tau) {
+__global__ void __launch_bounds__(kThreads)
+    token_logprobs_backward_kernel(float* grad, const T* logits, const int32_t* targets, const float* mask,
+                                   const float* logZ, const float* g, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   float* out = grad + r * V;
   const T* row = logits + r * V;
@@ -165,43 +165,47 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_backward_kernel(
 }
 
 template <typename T>
-static int launch_forward(float* lp, float* lz, const void* z, const int32_t* y, const float* m,
-                          int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
+static int launch_forward(float* lp, float* lz, const void* z, const int32_t* y, const float* m, int64_t R, int64_t V,
+                          float inv_tau, cudaStream_t s) {
   token_logprobs_forward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(lp, lz, (const T*)z, y, m, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
 template <typename T>
-static int launch_backward(float* grad, const void* z, const int32_t* y, const float* m,
-                           const float* lz, const float* g, int64_t R, int64_t V, float inv_tau,
-                           cudaStream_t s) {
+static int launch_backward(float* grad, const void* z, const int32_t* y, const float* m, const float* lz,
+                           const float* g, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
   token_logprobs_backward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, m, lz, g, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
-int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype,
-                                const int32_t* targets, const float* mask, int64_t rows,
-                                int64_t vocab, float temperature, void* stream) {
+int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
+                                const float* mask, int64_t rows, int64_t vocab, float temperature, void* stream) {
   cudaStream_t s = (cudaStream_t)stream;
   const float inv = 1.0f / temperature;
   switch (dtype) {
-    case DType::f32: return launch_forward<float>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
-    case DType::bf16: return launch_forward<__nv_bfloat16>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
-    case DType::f16: return launch_forward<__half>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
+    case DType::f32:
+      return launch_forward<float>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
+    case DType::bf16:
+      return launch_forward<__nv_bfloat16>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
+    case DType::f16:
+      return launch_forward<__half>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
   }
   return (int)cudaErrorInvalidValue;
 }
 
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype,
-                                 const int32_t* targets, const float* mask, const float* logZ,
-                                 const float* grad_token_logprobs, int64_t rows, int64_t vocab,
-                                 float temperature, void* stream) {
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* logZ, const float* grad_token_logprobs, int64_t rows,
+                                 int64_t vocab, float temperature, void* stream) {
   cudaStream_t s = (cudaStream_t)stream;
   const float inv = 1.0f / temperature;
   switch (dtype) {
-    case DType::f32: return launch_backward<float>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
-    case DType::bf16: return launch_backward<__nv_bfloat16>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
-    case DType::f16: return launch_backward<__half>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
+    case DType::f32:
+      return launch_backward<float>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
+    case DType::bf16:
+      return launch_backward<__nv_bfloat16>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv,
+                                            s);
+    case DType::f16:
+      return launch_backward<__half>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
   }
   return (int)cudaErrorInvalidValue;
 }
@@ -223,9 +227,9 @@ int cuda_device_info(int* count, char* name, int name_len) {
 }
 
 // Host arrays in, log-probs and logZ out (workspace.h).
-int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits,
-                             DType dtype, const int32_t* targets, const float* mask, int64_t R,
-                             int64_t V, float tau, char* err, int err_len) {
+int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits, DType dtype,
+                             const int32_t* targets, const float* mask, int64_t R, int64_t V, float tau, char* err,
+                             int err_len) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -245,8 +249,8 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
   if (mask) GVPO_CUDA_TRY(cudaMemcpyAsync(w.mask.ptr, mask, R * 4, cudaMemcpyHostToDevice, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], s));
   GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, w.logits.ptr, dtype,
-                                            (const int32_t*)w.targets.ptr, mask ? (const float*)w.mask.ptr : nullptr,
-                                            R, V, tau, s));
+                                            (const int32_t*)w.targets.ptr, mask ? (const float*)w.mask.ptr : nullptr, R,
+                                            V, tau, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(logprobs, w.lp.ptr, R * 4, cudaMemcpyDeviceToHost, s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(logZ, w.lz.ptr, R * 4, cudaMemcpyDeviceToHost, s));

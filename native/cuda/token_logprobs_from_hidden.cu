@@ -65,8 +65,8 @@ int upload_rows(DeviceHead& h, const std::vector<int32_t>& idx,
 int chunk_logits(DeviceHead& h, const int32_t* d_idx, int64_t c, char* err, int err_len) {
   Workspace& w = h.w;
   GVPO_CUDA_TRY(gather_rows_cuda(w.hchunk.ptr, h.hidden(), h.in.dtype, d_idx, c, h.H, w.stream));
-  GVPO_CUDA_TRY(gemm_cuda((float*)w.logits.ptr, h.V, w.hchunk.ptr, h.in.dtype, h.H, 1, h.weight(), h.in.dtype, 1,
-                          h.H, c, h.V, h.H, false, w.stream));
+  GVPO_CUDA_TRY(gemm_cuda((float*)w.logits.ptr, h.V, w.hchunk.ptr, h.in.dtype, h.H, 1, h.weight(), h.in.dtype, 1, h.H,
+                          c, h.V, h.H, false, w.stream));
   return 0;
 }
 
@@ -94,11 +94,11 @@ int forward_rows_of(DeviceHead& h, const std::vector<int32_t>& idx, std::vector<
     const int64_t m = std::min(c, live - b);
     if (int e = chunk_logits(h, (const int32_t*)w.offsets.ptr + b, m, err, err_len)) return e;
     GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr + b, (float*)w.lz.ptr + b, w.logits.ptr, DType::f32,
-                                              (const int32_t*)w.targets.ptr + b, nullptr, m, h.V,
-                                              h.in.temperature, w.stream));
+                                              (const int32_t*)w.targets.ptr + b, nullptr, m, h.V, h.in.temperature,
+                                              w.stream));
     if (ent)
-      GVPO_CUDA_TRY(head_entropy_cuda((float*)w.ent.ptr + b, (const float*)w.logits.ptr, m, h.V, h.in.temperature,
-                                      w.stream));
+      GVPO_CUDA_TRY(
+          head_entropy_cuda((float*)w.ent.ptr + b, (const float*)w.logits.ptr, m, h.V, h.in.temperature, w.stream));
   }
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], w.stream));
   if (live) {
@@ -172,8 +172,11 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   bool any_h = false;
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
   const std::vector<float> none;
-  if (int e = upload_rows(h, idx, {{&w.lp, &rows.grad_logprob}, {&w.lz, &rows.logZ},
-                                   {&w.g, any_h ? &rows.grad_entropy : &none}, {&w.ent, any_h ? &rows.entropy : &none}},
+  if (int e = upload_rows(h, idx,
+                          {{&w.lp, &rows.grad_logprob},
+                           {&w.lz, &rows.logZ},
+                           {&w.g, any_h ? &rows.grad_entropy : &none},
+                           {&w.ent, any_h ? &rows.entropy : &none}},
                           err, err_len))
     return e;
   if (int e = reserve_chunks(h, c, true, err, err_len)) return e;
@@ -183,8 +186,10 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   Drain drain{w.stream};  // before the pins end, even on an error return
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], w.stream));
   GVPO_CUDA_TRY(cudaMemsetAsync(w.dhidden.ptr, 0, dhb, w.stream));
-  if (accumulate) GVPO_CUDA_TRY(cudaMemcpyAsync(w.dweight.ptr, grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
-  else GVPO_CUDA_TRY(cudaMemsetAsync(w.dweight.ptr, 0, dwb, w.stream));
+  if (accumulate)
+    GVPO_CUDA_TRY(cudaMemcpyAsync(w.dweight.ptr, grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
+  else
+    GVPO_CUDA_TRY(cudaMemsetAsync(w.dweight.ptr, 0, dwb, w.stream));
   float* Z = (float*)w.logits.ptr;
   for (int64_t b = 0; b < live; b += c) {
     const int64_t m = std::min(c, live - b);
@@ -199,8 +204,8 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
       GVPO_CUDA_TRY(token_logprobs_backward_cuda(Z, Z, DType::f32, d_y, nullptr, (const float*)w.lz.ptr + b,
                                                  (const float*)w.lp.ptr + b, m, h.V, h.in.temperature, w.stream));
     // dHc (m x H) = dZ W: A(r, v) = Z[r*V + v], B(v, h) = W[v*H + h]
-    GVPO_CUDA_TRY(gemm_cuda((float*)w.grad.ptr, h.H, Z, DType::f32, h.V, 1, h.weight(), h.in.dtype, h.H, 1, m, h.H,
-                            h.V, false, w.stream));
+    GVPO_CUDA_TRY(gemm_cuda((float*)w.grad.ptr, h.H, Z, DType::f32, h.V, 1, h.weight(), h.in.dtype, h.H, 1, m, h.H, h.V,
+                            false, w.stream));
     GVPO_CUDA_TRY(scatter_rows_cuda((float*)w.dhidden.ptr, (const float*)w.grad.ptr, d_idx, m, h.H, w.stream));
     // dW (V x H) += dZ^T Hc: A(v, r) = Z[r*V + v], B(r, h) = Hc[r*H + h]
     GVPO_CUDA_TRY(gemm_cuda((float*)w.dweight.ptr, h.H, Z, DType::f32, 1, h.V, w.hchunk.ptr, h.in.dtype, h.H, 1, h.V,
@@ -218,9 +223,8 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
 
 }  // namespace cuda_host
 
-int token_logprobs_from_hidden_forward_cuda_host(float* logprobs, float* logZ, float* entropy,
-                                                 int64_t* nonfinite_rows, CudaTimings* timings, const HeadInputs& in,
-                                                 char* err, int err_len) {
+int token_logprobs_from_hidden_forward_cuda_host(float* logprobs, float* logZ, float* entropy, int64_t* nonfinite_rows,
+                                                 CudaTimings* timings, const HeadInputs& in, char* err, int err_len) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -244,8 +248,8 @@ int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden, float* gra
   DeviceHead h(in, w);
   CudaTimings t{0, 0, 0};
   if (int e = head_upload(h, t, err, err_len)) return e;
-  if (int e = head_backward(h, grad_hidden, grad_weight, logZ, entropy, grad_logprobs, grad_entropy, accumulate, t,
-                            err, err_len))
+  if (int e = head_backward(h, grad_hidden, grad_weight, logZ, entropy, grad_logprobs, grad_entropy, accumulate, t, err,
+                            err_len))
     return e;
   if (timings) *timings = t;
   return 0;

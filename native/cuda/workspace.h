@@ -14,7 +14,6 @@
 namespace gvpo {
 namespace cuda_host {
 
-
 struct Buffer {
   void* ptr = nullptr;
   size_t bytes = 0;
@@ -64,13 +63,13 @@ struct Drain {
   ~Drain() { cudaStreamSynchronize(s); }
 };
 
-#define GVPO_CUDA_TRY(call)                                                                      \
-  do {                                                                                           \
-    cudaError_t e_ = (cudaError_t)(call);                                                        \
-    if (e_ != cudaSuccess) {                                                                     \
+#define GVPO_CUDA_TRY(call)                                                                               \
+  do {                                                                                                    \
+    cudaError_t e_ = (cudaError_t)(call);                                                                 \
+    if (e_ != cudaSuccess) {                                                                              \
       snprintf(err, err_len, "%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
-      return (int)e_;                                                                            \
-    }                                                                                            \
+      return (int)e_;                                                                                     \
+    }                                                                                                     \
   } while (0)
 
 inline int prepare(Workspace& w, char* err, int err_len) {

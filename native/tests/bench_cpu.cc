@@ -127,10 +127,12 @@ int main(int argc, char** argv) {
       return n / t;
     };
     auto fwd = [&] {
-      token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), logits, d, y.data(), nullptr, R, V, 1.0f, threads);
+      token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), logits, d, y.data(), nullptr, R, V, 1.0f,
+                                 threads);
     };
     auto bwd = [&] {
-      token_logprobs_backward_cpu(grad.data(), logits, d, y.data(), nullptr, rm.data(), rl.data(), g.data(), R, V, 1.0f, threads);
+      token_logprobs_backward_cpu(grad.data(), logits, d, y.data(), nullptr, rm.data(), rl.data(), g.data(), R, V, 1.0f,
+                                  threads);
     };
     GvpoLogitsBatch in{{d, y.data(), mask.data(), nullptr, nullptr, rewards.data(), offsets.data(),
                         (int64_t)offsets.size() - 1, N, R / N, V, 1.0f, 0.1, true},
@@ -154,9 +156,11 @@ int main(int argc, char** argv) {
       rd.add(r0), rd.add(r1), rd.add(r2), rd.add(r3), wr.add(w1), wr.add(w2), wr.add(w3);
       ex.add(e0), ex.add(e1), tf.add(t1), tb.add(t2), ts.add(t3);
     }
-    std::printf("  %s, %.0f MiB of logits: read probe %.1f GB/s [%.1f-%.1f], write probe %.1f GB/s [%.1f-%.1f], exp probe %.2f G/s [%.2f-%.2f]\n",
-                name, bytes / 1048576, rd.med() / 1e9, rd.lo() / 1e9, rd.hi() / 1e9, wr.med() / 1e9, wr.lo() / 1e9,
-                wr.hi() / 1e9, ex.med() / 1e9, ex.lo() / 1e9, ex.hi() / 1e9);
+    std::printf(
+        "  %s, %.0f MiB of logits: read probe %.1f GB/s [%.1f-%.1f], write probe %.1f GB/s [%.1f-%.1f], exp probe %.2f "
+        "G/s [%.2f-%.2f]\n",
+        name, bytes / 1048576, rd.med() / 1e9, rd.lo() / 1e9, rd.hi() / 1e9, wr.med() / 1e9, wr.lo() / 1e9,
+        wr.hi() / 1e9, ex.med() / 1e9, ex.lo() / 1e9, ex.hi() / 1e9);
     std::printf("    times (median ms): forward %.1f (%.2f G elements/s), backward %.1f, fused %.1f\n", tf.med() * 1e3,
                 E / tf.med() / 1e9, tb.med() * 1e3, ts.med() * 1e3);
     print_pct("tokenLogprobs forward, of the read roofline", f_roof);
@@ -178,20 +182,26 @@ int main(int argc, char** argv) {
       for (int i = 0; i < rounds; i++) {
         double n = 0;
         const double te = time_s([&] { n = exp_probe_cpu(exp_iters, 1); }, 1);
-        const double t1 = time_s([&] {
-          for (int k = 0; k < reps; k++)
-            token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), z, d, y.data(), nullptr, r, v, 1.0f, 1);
-        }, 1);
-        const double t2 = time_s([&] {
-          for (int k = 0; k < reps; k++)
-            token_logprobs_backward_cpu(grad.data(), z, d, y.data(), nullptr, rm.data(), rl.data(), g.data(), r, v, 1.0f, 1);
-        }, 1);
+        const double t1 = time_s(
+            [&] {
+              for (int k = 0; k < reps; k++)
+                token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), z, d, y.data(), nullptr, r, v,
+                                           1.0f, 1);
+            },
+            1);
+        const double t2 = time_s(
+            [&] {
+              for (int k = 0; k < reps; k++)
+                token_logprobs_backward_cpu(grad.data(), z, d, y.data(), nullptr, rm.data(), rl.data(), g.data(), r, v,
+                                            1.0f, 1);
+            },
+            1);
         ex.add(n / te);
         f.add((double)e * reps / t1 / (n / te));
         b.add((double)e * reps / t2 / (n / te));
       }
-      std::printf("  in L2 (%lld x %lld, 1 thread), %s: exp probe %.2f G/s [%.2f-%.2f]\n", (long long)r, (long long)v, name,
-                  ex.med() / 1e9, ex.lo() / 1e9, ex.hi() / 1e9);
+      std::printf("  in L2 (%lld x %lld, 1 thread), %s: exp probe %.2f G/s [%.2f-%.2f]\n", (long long)r, (long long)v,
+                  name, ex.med() / 1e9, ex.lo() / 1e9, ex.hi() / 1e9);
       print_pct("forward, elements/s of the exp probe", f);
       print_pct("backward, elements/s of the exp probe", b);
     }

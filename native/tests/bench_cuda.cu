@@ -1,7 +1,7 @@
 // GPU figures (no Node): the fused forward + loss + gradient at N*T = 16384, V = 151936,
 // bfloat16 logits, against three passes at the device-to-device copy bandwidth measured in the
-// same run (bench/NOTES.md); then the fused LM head (bench_head). Napkin math: the fused step reads the bf16 logits twice and writes a
-// float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
+// same run (bench/NOTES.md); then the fused LM head (bench_head). Napkin math: the fused step reads the bf16 logits
+// twice and writes a float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
 //   gvpo_bench_cuda [N T V]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -15,13 +15,13 @@
 
 using namespace gvpo;
 
-#define CUDA_OK(call)                                                                      \
-  do {                                                                                     \
-    cudaError_t e_ = (cudaError_t)(call);                                                  \
-    if (e_ != cudaSuccess) {                                                               \
+#define CUDA_OK(call)                                                                                 \
+  do {                                                                                                \
+    cudaError_t e_ = (cudaError_t)(call);                                                             \
+    if (e_ != cudaSuccess) {                                                                          \
       std::printf("CUDA error %s at %s:%d: %s\n", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
-      return 1;                                                                            \
-    }                                                                                      \
+      return 1;                                                                                       \
+    }                                                                                                 \
   } while (0)
 
 __global__ void fill_kernel(__nv_bfloat16* z, int32_t* y, float* m, int64_t n, int64_t R, int64_t V, int64_t T) {
@@ -47,7 +47,8 @@ static float median(std::vector<float> v) {
 static int bench_head(const char* name) {
   const int64_t N = 16, T = 256, H = 2048, V = 32768, R = N * T, k = 8;
   std::vector<uint16_t> hid((size_t)(R * H)), w((size_t)(V * H));
-  for (size_t i = 0; i < hid.size(); i++) hid[i] = (uint16_t)(0x3c00 + (i * 2654435761u >> 20) % 512) ^ (i & 1 ? 0x8000 : 0);
+  for (size_t i = 0; i < hid.size(); i++)
+    hid[i] = (uint16_t)(0x3c00 + (i * 2654435761u >> 20) % 512) ^ (i & 1 ? 0x8000 : 0);
   for (size_t i = 0; i < w.size(); i++) w[i] = (uint16_t)(0x3a00 + (i * 40503u >> 7) % 512) ^ (i & 2 ? 0x8000 : 0);
   std::vector<int32_t> y(R), off(N / k + 1);
   std::vector<float> mask(R);
@@ -58,7 +59,9 @@ static int bench_head(const char* name) {
   for (int64_t n = 0; n < N; n++) rew[n] = (double)(n % 3 == 0), ref[n] = -1000.0 - n;
   GvpoHiddenBatch in{{DType::bf16, y.data(), mask.data(), nullptr, ref.data(), rew.data(), off.data(), N / k, N, T, V,
                       1.0f, 0.1, true},
-                     hid.data(), w.data(), H};
+                     hid.data(),
+                     w.data(),
+                     H};
   std::vector<float> gh((size_t)(R * H)), gw((size_t)(V * H)), lp(R), lz(R);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
   GvpoFromHiddenOut out{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, gh.data(), gw.data()};
@@ -103,20 +106,23 @@ static int bench_head(const char* name) {
   }
   cudaFree(da), cudaFree(db), cudaFree(dc);
   const double head_flop = 4.0 * 2.0 * live * H * V, gemm_flop = 2.0 * R * H * V;
-  std::printf("\n## Fused LM head (`gvpoFromHidden`), device: %s\n\nN*T = %lld (%lld live rows), H = %lld, V = %lld, bfloat16 "
-              "hidden and weight, host arrays; medians of 5 runs after a warm-up. Loss %.6g.\n\n",
-              name, (long long)R, (long long)live, (long long)H, (long long)V, terms.loss);
+  std::printf(
+      "\n## Fused LM head (`gvpoFromHidden`), device: %s\n\nN*T = %lld (%lld live rows), H = %lld, V = %lld, bfloat16 "
+      "hidden and weight, host arrays; medians of 5 runs after a warm-up. Loss %.6g.\n\n",
+      name, (long long)R, (long long)live, (long long)H, (long long)V, terms.loss);
   std::printf("| what | median ms | TFLOP/s |\n| --- | --- | --- |\n");
-  std::printf("| gemm_cuda alone, float32, %lld x %lld x %lld | %.3f | %.1f |\n", (long long)R, (long long)V, (long long)H,
-              median(gm), gemm_flop / (median(gm) * 1e-3) / 1e12);
+  std::printf("| gemm_cuda alone, float32, %lld x %lld x %lld | %.3f | %.1f |\n", (long long)R, (long long)V,
+              (long long)H, median(gm), gemm_flop / (median(gm) * 1e-3) / 1e12);
   std::printf("| gvpoFromHidden, device time (4 GEMM passes + log-softmax) | %.3f | %.1f |\n", median(kernel),
               head_flop / (median(kernel) * 1e-3) / 1e12);
-  std::printf("| gvpoFromHidden, whole call with copies | %.3f | %.1f |\n", median(total), head_flop / (median(total) * 1e-3) / 1e12);
+  std::printf("| gvpoFromHidden, whole call with copies | %.3f | %.1f |\n", median(total),
+              head_flop / (median(total) * 1e-3) / 1e12);
   return 0;
 }
 
 int main(int argc, char** argv) {
-  const int64_t N = argc > 3 ? atoll(argv[1]) : 64, T = argc > 3 ? atoll(argv[2]) : 256, V = argc > 3 ? atoll(argv[3]) : 151936;
+  const int64_t N = argc > 3 ? atoll(argv[1]) : 64, T = argc > 3 ? atoll(argv[2]) : 256,
+                V = argc > 3 ? atoll(argv[3]) : 151936;
   const int64_t R = N * T, k = 8, G = N / k, n = R * V;
   int count = 0;
   char name[256];
@@ -174,23 +180,31 @@ int main(int argc, char** argv) {
   // roofline: device-to-device copy of the gradient-sized buffer into itself's twin, bytes read + written
   float copy_ms = time_it([&] { cudaMemcpyAsync(grad, z, zb, cudaMemcpyDeviceToDevice); }, 20);
   double copy_bw = 2.0 * zb / (copy_ms * 1e-3);
-  float fwd_ms = time_it([&] { token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr); }, 20);
-  float step_ms = time_it([&] {
-    token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr);
-    gvpo_loss_cuda(seq, gs, res, g, terms, lp, mask, ref, rew, off, G, N, T, 0.1, true, nullptr);
-    token_logprobs_backward_cuda(grad, z, DType::bf16, y, mask, lz, g, R, V, 1.0f, nullptr);
-  }, 20);
+  float fwd_ms =
+      time_it([&] { token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr); }, 20);
+  float step_ms = time_it(
+      [&] {
+        token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr);
+        gvpo_loss_cuda(seq, gs, res, g, terms, lp, mask, ref, rew, off, G, N, T, 0.1, true, nullptr);
+        token_logprobs_backward_cuda(grad, z, DType::bf16, y, mask, lz, g, R, V, 1.0f, nullptr);
+      },
+      20);
   CUDA_OK(cudaGetLastError());
   CUDA_OK(cudaDeviceSynchronize());
   const double step_bytes = 2.0 * zb + gb, floor_ms = step_bytes / copy_bw * 1e3;
   const double fwd_floor_ms = zb / copy_bw * 1e3;
-  std::printf("# gvpo CUDA figures\n\nDevice: %s. N*T = %lld (N = %lld, T = %lld, k = %lld), V = %lld, bfloat16 logits (%.2f GB). "
-              "Medians of 20 timed runs (CUDA events) after a warm-up; one run of `gvpo_bench_cuda`.\n\n",
-              name, (long long)R, (long long)N, (long long)T, (long long)k, (long long)V, zb / 1e9);
+  std::printf(
+      "# gvpo CUDA figures\n\nDevice: %s. N*T = %lld (N = %lld, T = %lld, k = %lld), V = %lld, bfloat16 logits (%.2f "
+      "GB). "
+      "Medians of 20 timed runs (CUDA events) after a warm-up; one run of `gvpo_bench_cuda`.\n\n",
+      name, (long long)R, (long long)N, (long long)T, (long long)k, (long long)V, zb / 1e9);
   std::printf("Device-to-device copy bandwidth, same run (bytes read + written): %.0f GB/s\n\n", copy_bw / 1e9);
-  std::printf("| kernel | median ms | bytes moved (GB) | achieved GB/s | floor ms | of floor |\n| --- | --- | --- | --- | --- | --- |\n");
-  std::printf("| tokenLogprobs forward | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", fwd_ms, zb / 1e9, zb / (fwd_ms * 1e-3) / 1e9, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms);
-  std::printf("| gvpoFromLogits forward + loss + gradient | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", step_ms, step_bytes / 1e9,
-              step_bytes / (step_ms * 1e-3) / 1e9, floor_ms, 100 * floor_ms / step_ms);
+  std::printf(
+      "| kernel | median ms | bytes moved (GB) | achieved GB/s | floor ms | of floor |\n| --- | --- | --- | --- | --- "
+      "| --- |\n");
+  std::printf("| tokenLogprobs forward | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", fwd_ms, zb / 1e9,
+              zb / (fwd_ms * 1e-3) / 1e9, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms);
+  std::printf("| gvpoFromLogits forward + loss + gradient | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", step_ms,
+              step_bytes / 1e9, step_bytes / (step_ms * 1e-3) / 1e9, floor_ms, 100 * floor_ms / step_ms);
   return bench_head(name);
 }

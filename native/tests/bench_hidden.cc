@@ -49,20 +49,28 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> hid((size_t)(R * H) * esz), w((size_t)(V * H) * esz);
   for (size_t i = 0; i < hid.size() / esz; i++) {
     float x = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    if (d == DType::f32) ((float*)hid.data())[i] = x; else ((uint16_t*)hid.data())[i] = d == DType::bf16 ? 0x3f00 + (uint16_t)(i % 97) : 0x3800 + (uint16_t)(i % 97);
+    if (d == DType::f32)
+      ((float*)hid.data())[i] = x;
+    else
+      ((uint16_t*)hid.data())[i] = d == DType::bf16 ? 0x3f00 + (uint16_t)(i % 97) : 0x3800 + (uint16_t)(i % 97);
   }
   for (size_t i = 0; i < w.size() / esz; i++) {
     float x = (float)((i * 40503u) % 1000) / 5000.0f - 0.1f;
-    if (d == DType::f32) ((float*)w.data())[i] = x; else ((uint16_t*)w.data())[i] = d == DType::bf16 ? 0x3c00 + (uint16_t)(i % 89) : 0x2c00 + (uint16_t)(i % 89);
+    if (d == DType::f32)
+      ((float*)w.data())[i] = x;
+    else
+      ((uint16_t*)w.data())[i] = d == DType::bf16 ? 0x3c00 + (uint16_t)(i % 89) : 0x2c00 + (uint16_t)(i % 89);
   }
   std::vector<int32_t> y(R);
   std::vector<float> lp(R), lz(R), ent(R), gl(R, 0.01f), gh(R, -0.002f), dH((size_t)(R * H)), dW((size_t)(V * H));
   const bool entropy = argc > 8 && atoi(argv[8]) != 0;
   const HeadInputs in{hid.data(), w.data(), d, y.data(), nullptr, R, H, V, 1.0f};
-  auto fwd = [&] { token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), entropy ? ent.data() : nullptr, in, threads); };
+  auto fwd = [&] {
+    token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), entropy ? ent.data() : nullptr, in, threads);
+  };
   auto bwd = [&] {
-    token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), entropy ? ent.data() : nullptr, gl.data(),
-                                            entropy ? gh.data() : nullptr, false, threads);
+    token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), entropy ? ent.data() : nullptr,
+                                            gl.data(), entropy ? gh.data() : nullptr, false, threads);
   };
   for (int64_t r = 0; r < R; r++) y[r] = (int32_t)(r * 7919 % V);
   const char* only = argc > 6 ? argv[6] : "";  // "f", "b" or "p": one part alone (for perf stat)
@@ -84,8 +92,12 @@ int main(int argc, char** argv) {
     b = median_s(bwd, reps, &bc);
     p = median_s([&] { flops = peak_probe(it); }, 5, &pc);
     const double peak = flops / p / 1e9, total = 4 * pass / (f + b) / 1e9;
-    std::printf("simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d entropy=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms (%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; %s probe %.1f GFLOP/s -> %.0f%% of peak\n",
-                cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, (int)entropy, f * 1e3, pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, dot ? "bf16 dot" : "FMA", peak, 100 * total / peak);
+    std::printf(
+        "simd=%s threads=%d R=%lld H=%lld V=%lld dtype=%d entropy=%d: forward %.1f ms (%.1f GFLOP/s), backward %.1f ms "
+        "(%.1f GFLOP/s), 4 passes %.1f ms = %.1f GFLOP/s; %s probe %.1f GFLOP/s -> %.0f%% of peak\n",
+        cpu_simd_level(), threads, (long long)R, (long long)H, (long long)V, (int)d, (int)entropy, f * 1e3,
+        pass / f / 1e9, b * 1e3, 3 * pass / b / 1e9, (f + b) * 1e3, total, dot ? "bf16 dot" : "FMA", peak,
+        100 * total / peak);
   }
   // Interleaved: probe, forward, probe, backward, probe, ... Each part against the mean of the
   // probes on either side of it, median of the rounds: on a shared machine the FMA rate drifts
@@ -112,11 +124,17 @@ int main(int argc, char** argv) {
     eb.push_back(3 * pass / tb / ((p1 + p2) / 2));
     e4.push_back(4 * pass / (tf + tb) / ((p0 * tf + p1 * (tf + tb) + p2 * tb) / (2 * (tf + tb))));
   }
-  auto med = [](std::vector<double> x) { std::sort(x.begin(), x.end()); return x[x.size() / 2]; };
-  std::printf("  interleaved (%d rounds, medians): forward %.0f%%, backward %.0f%%, 4 passes %.0f%% of the probes around them\n",
-              rounds, 100 * med(ef), 100 * med(eb), 100 * med(e4));
+  auto med = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    return x[x.size() / 2];
+  };
+  std::printf(
+      "  interleaved (%d rounds, medians): forward %.0f%%, backward %.0f%%, 4 passes %.0f%% of the probes around "
+      "them\n",
+      rounds, 100 * med(ef), 100 * med(eb), 100 * med(e4));
   if (interleaved_only) return 0;
   std::printf("  by CPU time: 4 passes %.1f GFLOP/s per thread, probe %.1f GFLOP/s per thread -> %.0f%%\n",
-              4 * pass / ((fc + bc) / threads) / 1e9, flops / (pc / threads) / 1e9, 100 * (4 * pass / (fc + bc)) / (flops / pc));
+              4 * pass / ((fc + bc) / threads) / 1e9, flops / (pc / threads) / 1e9,
+              100 * (4 * pass / (fc + bc)) / (flops / pc));
   return 0;
 }

@@ -4,12 +4,12 @@
 
 static int checks = 0, failures = 0;
 
-#define CHECK(cond, ...)                                    \
-  do {                                                      \
-    checks++;                                               \
-    if (!(cond) && ++failures < 20) {                       \
-      std::printf("FAIL %s:%d ", __FILE__, __LINE__);       \
-      std::printf(__VA_ARGS__);                             \
-      std::printf("\n");                                    \
-    }                                                       \
+#define CHECK(cond, ...)                              \
+  do {                                                \
+    checks++;                                         \
+    if (!(cond) && ++failures < 20) {                 \
+      std::printf("FAIL %s:%d ", __FILE__, __LINE__); \
+      std::printf(__VA_ARGS__);                       \
+      std::printf("\n");                              \
+    }                                                 \
   } while (0)

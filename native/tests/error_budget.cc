@@ -41,13 +41,18 @@ struct Case {
 
 int main() {
   std::mt19937 rng(42);
-  const Case cases[] = {{"N(0, 3), V = 32768", 3, 32768, 1, false}, {"N(0, 3), V = 32768, tau = 0.7", 3, 32768, 0.7f, false},
-                        {"N(0, 1), V = 1000", 1, 1000, 1, false},   {"N(0, 10), V = 4097", 10, 4097, 1, false},
-                        {"peaked, V = 32768", 3, 32768, 1, true},   {"peaked, V = 50", 3, 50, 1, true},
-                        {"V = 2, tau = 0.7", 3, 2, 0.7f, false}};
-  std::printf("simd=%s: max over rows of |dl|, |dl|/|l|, |d logZ|, the row's relative L2 error of dL/dz, and of the target's element\n",
-              cpu_simd_level());
-  std::printf("| logits | dtype | abs l | rel l | abs logZ | rel L2 dL/dz | rel target dL/dz |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+  const Case cases[] = {
+      {"N(0, 3), V = 32768", 3, 32768, 1, false}, {"N(0, 3), V = 32768, tau = 0.7", 3, 32768, 0.7f, false},
+      {"N(0, 1), V = 1000", 1, 1000, 1, false},   {"N(0, 10), V = 4097", 10, 4097, 1, false},
+      {"peaked, V = 32768", 3, 32768, 1, true},   {"peaked, V = 50", 3, 50, 1, true},
+      {"V = 2, tau = 0.7", 3, 2, 0.7f, false}};
+  std::printf(
+      "simd=%s: max over rows of |dl|, |dl|/|l|, |d logZ|, the row's relative L2 error of dL/dz, and of the target's "
+      "element\n",
+      cpu_simd_level());
+  std::printf(
+      "| logits | dtype | abs l | rel l | abs logZ | rel L2 dL/dz | rel target dL/dz |\n| --- | --- | --- | --- | --- "
+      "| --- | --- |\n");
   const char* dn[] = {"float32", "bfloat16", "float16"};
   for (const Case& c : cases)
     for (int d = 0; d < 3; d++) {
@@ -62,8 +67,10 @@ int main() {
           set(L, (size_t)(r * V + y[r]), 12.0f + (float)(rng() % 100) / 10.0f);
         }
       }
-      token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), L.data(), (DType)d, y.data(), nullptr, R, V, c.tau, 1);
-      token_logprobs_backward_cpu(grad.data(), L.data(), (DType)d, y.data(), nullptr, rm.data(), rl.data(), g.data(), R, V, c.tau, 1);
+      token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), L.data(), (DType)d, y.data(), nullptr, R,
+                                 V, c.tau, 1);
+      token_logprobs_backward_cpu(grad.data(), L.data(), (DType)d, y.data(), nullptr, rm.data(), rl.data(), g.data(), R,
+                                  V, c.tau, 1);
       std::vector<double> rlp(R), rlz(R), rg((size_t)(R * V));
       ref_token_logprobs(rlp.data(), rlz.data(), L.f64.data(), y.data(), nullptr, R, V, c.tau);
       ref_token_logprobs_backward(rg.data(), L.f64.data(), y.data(), g.data(), R, V, c.tau);
@@ -78,7 +85,8 @@ int main() {
           e2 += e * e, n2 += rg[r * V + v] * rg[r * V + v];
         }
         eg = std::max(eg, std::sqrt(e2 / std::max(n2, 1e-300)));
-        et = std::max(et, std::fabs(grad[r * V + y[r]] - rg[r * V + y[r]]) / std::max(std::fabs(rg[r * V + y[r]]), 1e-300));
+        et = std::max(et,
+                      std::fabs(grad[r * V + y[r]] - rg[r * V + y[r]]) / std::max(std::fabs(rg[r * V + y[r]]), 1e-300));
       }
       std::printf("| %s | %s | %.1e | %.1e | %.1e | %.1e | %.1e |\n", c.name, dn[d], el, erl, ez, eg, et);
     }

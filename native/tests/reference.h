@@ -46,8 +46,9 @@ inline uint16_t f32_to_f16(float f) {
 }
 inline double f16_to_f64(uint16_t h) {
   int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  double v = e == 0 ? std::ldexp((double)m, -24)
-                    : e == 31 ? (m ? NAN : INFINITY) : std::ldexp(1.0 + m / 1024.0, e - 15);
+  double v = e == 0    ? std::ldexp((double)m, -24)
+             : e == 31 ? (m ? NAN : INFINITY)
+                       : std::ldexp(1.0 + m / 1024.0, e - 15);
   return (h & 0x8000) ? -v : v;
 }
 
@@ -56,7 +57,10 @@ inline Logits random_logits(std::mt19937& rng, int64_t R, int64_t V, DType d, fl
   Logits L{d, {}, {}, {}};
   size_t n = (size_t)(R * V);
   L.f64.resize(n);
-  if (d == DType::f32) L.f32.resize(n); else L.h16.resize(n);
+  if (d == DType::f32)
+    L.f32.resize(n);
+  else
+    L.h16.resize(n);
   for (size_t i = 0; i < n; i++) {
     float x = nd(rng);
     if (d == DType::f32) {
@@ -73,8 +77,8 @@ inline Logits random_logits(std::mt19937& rng, int64_t R, int64_t V, DType d, fl
   return L;
 }
 
-inline void ref_token_logprobs(double* lp, double* lz, const double* z, const int32_t* y,
-                               const float* mask, int64_t R, int64_t V, double tau) {
+inline void ref_token_logprobs(double* lp, double* lz, const double* z, const int32_t* y, const float* mask, int64_t R,
+                               int64_t V, double tau) {
   for (int64_t r = 0; r < R; r++) {
     if (mask && mask[r] == 0.0f) {
       lp[r] = lz[r] = 0;
@@ -90,14 +94,13 @@ inline void ref_token_logprobs(double* lp, double* lz, const double* z, const in
   }
 }
 
-inline void ref_token_logprobs_backward(double* grad, const double* z, const int32_t* y,
-                                        const float* g, int64_t R, int64_t V, double tau) {
+inline void ref_token_logprobs_backward(double* grad, const double* z, const int32_t* y, const float* g, int64_t R,
+                                        int64_t V, double tau) {
   std::vector<double> lp(R), lz(R);
   ref_token_logprobs(lp.data(), lz.data(), z, y, nullptr, R, V, tau);
   for (int64_t r = 0; r < R; r++)
     for (int64_t v = 0; v < V; v++)
-      grad[r * V + v] =
-          g[r] / tau * ((v == y[r] ? 1.0 : 0.0) - std::exp(z[r * V + v] / tau - lz[r]));
+      grad[r * V + v] = g[r] / tau * ((v == y[r] ? 1.0 : 0.0) - std::exp(z[r * V + v] / tau - lz[r]));
 }
 
 // The fused LM head from its definition, in float64: z = hidden W^T, x = z / tau, p = softmax(x),
@@ -150,9 +153,8 @@ inline RefHead ref_head(const double* hid, const double* W, const int32_t* y, co
 }
 
 // Straight from the definition: L = sum_g 1/(k-1) sum c^2 / 2.
-inline double ref_gvpo_loss(double* grad_seq, double* c, const double* S, const double* Q,
-                            const double* R, const int32_t* off, int64_t G, double beta,
-                            bool mean) {
+inline double ref_gvpo_loss(double* grad_seq, double* c, const double* S, const double* Q, const double* R,
+                            const int32_t* off, int64_t G, double beta, bool mean) {
   double L = 0;
   int live = 0;
   int64_t N = off[G];

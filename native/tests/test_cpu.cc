@@ -22,8 +22,7 @@ static bool close(double got, double want, double atol, double rtol) {
   return std::fabs(got - want) <= atol + rtol * std::fabs(want);
 }
 
-static void check_shape(std::mt19937& rng, int64_t R, int64_t V, DType d, float tau, int threads,
-                        bool masked) {
+static void check_shape(std::mt19937& rng, int64_t R, int64_t V, DType d, float tau, int threads, bool masked) {
   Logits L = random_logits(rng, R, V, d, 3.0f);
   std::vector<int32_t> y(R);
   std::vector<float> mask(R), g(R);
@@ -35,23 +34,22 @@ static void check_shape(std::mt19937& rng, int64_t R, int64_t V, DType d, float 
     g[r] = mask[r] * u(rng);
   }
   std::vector<float> lp(R), lz(R), rm(R), rl(R), grad((size_t)(R * V)), grad2((size_t)(R * V));
-  token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), L.data(), d, y.data(),
-                             mask.data(), R, V, tau, threads);
+  token_logprobs_forward_cpu(lp.data(), lz.data(), rm.data(), rl.data(), L.data(), d, y.data(), mask.data(), R, V, tau,
+                             threads);
   std::vector<double> rlp(R), rlz(R), rgrad((size_t)(R * V));
   ref_token_logprobs(rlp.data(), rlz.data(), L.f64.data(), y.data(), mask.data(), R, V, tau);
   for (int64_t r = 0; r < R; r++) {
     CHECK(lp[r] <= 0.0f, "positive logprob %.8g R=%lld V=%lld r=%lld", lp[r], (long long)R, (long long)V, (long long)r);
     CHECK(close(lp[r], rlp[r], 1e-5 * (1 + std::fabs(rlz[r])), 1e-5),
-          "logprob R=%lld V=%lld dtype=%d r=%lld got %.8g want %.8g", (long long)R, (long long)V,
-          (int)d, (long long)r, lp[r], rlp[r]);
-    CHECK(close(lz[r], rlz[r], 1e-5, 1e-5), "logZ r=%lld got %.8g want %.8g", (long long)r, lz[r],
-          rlz[r]);
+          "logprob R=%lld V=%lld dtype=%d r=%lld got %.8g want %.8g", (long long)R, (long long)V, (int)d, (long long)r,
+          lp[r], rlp[r]);
+    CHECK(close(lz[r], rlz[r], 1e-5, 1e-5), "logZ r=%lld got %.8g want %.8g", (long long)r, lz[r], rlz[r]);
   }
   // Both forms of the backward: from logZ, and from the row's (max, lse).
-  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), mask.data(), nullptr, lz.data(),
-                              g.data(), R, V, tau, threads);
-  token_logprobs_backward_cpu(grad2.data(), L.data(), d, y.data(), mask.data(), rm.data(), rl.data(),
-                              g.data(), R, V, tau, threads);
+  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), mask.data(), nullptr, lz.data(), g.data(), R, V, tau,
+                              threads);
+  token_logprobs_backward_cpu(grad2.data(), L.data(), d, y.data(), mask.data(), rm.data(), rl.data(), g.data(), R, V,
+                              tau, threads);
   ref_token_logprobs_backward(rgrad.data(), L.f64.data(), y.data(), g.data(), R, V, tau);
   if (V == 1) std::fill(rgrad.begin(), rgrad.end(), 0.0);  // l = 0 exactly: no gradient
   for (const std::vector<float>* gv : {&grad, &grad2}) {
@@ -60,16 +58,16 @@ static void check_shape(std::mt19937& rng, int64_t R, int64_t V, DType d, float 
       err += ((*gv)[i] - rgrad[i]) * ((*gv)[i] - rgrad[i]);
       norm += rgrad[i] * rgrad[i];
     }
-    CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "grad R=%lld V=%lld rel err %.3g",
-          (long long)R, (long long)V, std::sqrt(err / (norm + 1e-300)));
+    CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "grad R=%lld V=%lld rel err %.3g", (long long)R,
+          (long long)V, std::sqrt(err / (norm + 1e-300)));
   }
   // In place (f32 only): the same numbers written over the logits.
   if (d == DType::f32) {
     std::vector<float> z = L.f32;
-    token_logprobs_backward_cpu(z.data(), z.data(), d, y.data(), mask.data(), nullptr, lz.data(),
-                                g.data(), R, V, tau, threads);
-    CHECK(std::memcmp(z.data(), grad.data(), z.size() * 4) == 0, "in-place differs R=%lld V=%lld",
-          (long long)R, (long long)V);
+    token_logprobs_backward_cpu(z.data(), z.data(), d, y.data(), mask.data(), nullptr, lz.data(), g.data(), R, V, tau,
+                                threads);
+    CHECK(std::memcmp(z.data(), grad.data(), z.size() * 4) == 0, "in-place differs R=%lld V=%lld", (long long)R,
+          (long long)V);
   }
 }
 
@@ -124,7 +122,8 @@ static void check_reference_moves() {
       ref_token_logprobs(&rlp, &rlz, z64.data(), &y, nullptr, 1, V, tau);
       const float mx = *std::max_element(z.begin(), z.end());
       CHECK(m == mx, "reference %.9g is not the row max %.9g (tau %g)", m, mx, tau);
-      CHECK(close(lp, rlp, 1e-6 * (1 + std::fabs(rlz)), 1e-5) && lp <= 0.0f, "moves: logprob %.9g want %.9g tau %g", lp, rlp, tau);
+      CHECK(close(lp, rlp, 1e-6 * (1 + std::fabs(rlz)), 1e-5) && lp <= 0.0f, "moves: logprob %.9g want %.9g tau %g", lp,
+            rlp, tau);
       CHECK(close(lz, rlz, 1e-6, 1e-6), "moves: logZ %.9g want %.9g tau %g", lz, rlz, tau);
       std::vector<float> grad(V);
       std::vector<double> rgrad(V);
@@ -132,7 +131,8 @@ static void check_reference_moves() {
       ref_token_logprobs_backward(rgrad.data(), z64.data(), &y, &w, 1, V, tau);
       double err = 0, norm = 0;
       for (int64_t v = 0; v < V; v++) err += (grad[v] - rgrad[v]) * (grad[v] - rgrad[v]), norm += rgrad[v] * rgrad[v];
-      CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "moves: grad rel err %.3g tau %g", std::sqrt(err / norm), tau);
+      CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-7, "moves: grad rel err %.3g tau %g", std::sqrt(err / norm),
+            tau);
     }
   }
   // A NaN among the -inf of the first blocks: the row is NaN (counted), whatever follows.
@@ -142,10 +142,12 @@ static void check_reference_moves() {
     for (int64_t v = 5000; v < V; v++) z[v] = 0.5f;
     Logits L{(DType)d, {}, {}, {}};
     if (d == 0) L.f32 = z;
-    for (float x : z) L.h16.push_back(d == 1 ? f32_to_bf16(x) : (x != x ? (uint16_t)0x7e00 : x < 0 ? (uint16_t)0xfc00 : f32_to_f16(x)));
+    for (float x : z)
+      L.h16.push_back(d == 1 ? f32_to_bf16(x) : (x != x ? (uint16_t)0x7e00 : x < 0 ? (uint16_t)0xfc00 : f32_to_f16(x)));
     const int32_t y = 6000;
     float lp, lz;
-    const int64_t bad = token_logprobs_forward_cpu(&lp, &lz, nullptr, nullptr, L.data(), (DType)d, &y, nullptr, 1, V, 1.0f, 1);
+    const int64_t bad =
+        token_logprobs_forward_cpu(&lp, &lz, nullptr, nullptr, L.data(), (DType)d, &y, nullptr, 1, V, 1.0f, 1);
     CHECK(bad == 1 && std::isnan(lp), "NaN behind -inf: dtype %d got l = %g, %lld bad rows", d, lp, (long long)bad);
   }
   // tau so small that log2(e)/tau overflows float32: l = (z_y - max)/tau - log(1 + ...).
@@ -173,10 +175,8 @@ static void check_loss(std::mt19937& rng) {
     R[n] = nd(rng);
   }
   for (int mean = 0; mean < 2; mean++) {
-    LossAndTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G,
-                                0.1, mean);
-    double rl = ref_gvpo_loss(rgs.data(), rc.data(), S.data(), Q.data(), R.data(), off.data(), G,
-                              0.1, mean);
+    LossAndTerms t = gvpo_loss_cpu(gs.data(), c.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
+    double rl = ref_gvpo_loss(rgs.data(), rc.data(), S.data(), Q.data(), R.data(), off.data(), G, 0.1, mean);
     CHECK(close(t.loss, rl, 1e-12, 1e-10), "loss %g vs %g", t.loss, rl);
     CHECK(close(t.advantage + t.trust_region + t.variance + t.constant, t.loss, 1e-12, 1e-9),
           "terms do not sum to loss");
@@ -189,7 +189,12 @@ static void check_loss(std::mt19937& rng) {
 // one-token rows, a dominant target at a small temperature, temperatures so small that z/tau
 // leaves float32's comfortable range, and large logits.
 static void check_sign() {
-  struct Case { std::vector<float> z; int32_t y; float tau; double want; };
+  struct Case {
+    std::vector<float> z;
+    int32_t y;
+    float tau;
+    double want;
+  };
   const Case cases[] = {
       {{-80.0f}, 0, 0.3f, 0.0},
       {{30000.0f, 0.0f}, 0, 0.3f, 0.0},
@@ -280,7 +285,8 @@ static void check_fused(std::mt19937& rng, DType d, int ref_kind) {
     CHECK(close(Q[n], rQ[n], 1e-5, 1e-5), "fused Sref[%lld]", (long long)n);
   }
   double err = 0, norm = 0;
-  for (size_t i = 0; i < grad.size(); i++) err += (grad[i] - rgrad[i]) * (grad[i] - rgrad[i]), norm += rgrad[i] * rgrad[i];
+  for (size_t i = 0; i < grad.size(); i++)
+    err += (grad[i] - rgrad[i]) * (grad[i] - rgrad[i]), norm += rgrad[i] * rgrad[i];
   CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-9, "fused grad rel err %.3g", std::sqrt(err / (norm + 1e-300)));
   // The two phases give the same numbers.
   std::vector<float> grad2(R * V), lp2(R), lz2(R);
@@ -297,7 +303,7 @@ static void check_fused(std::mt19937& rng, DType d, int ref_kind) {
 int main() {
   std::mt19937 rng(1234);
   std::printf("simd=%s threads=%d\n", cpu_simd_level(), cpu_default_threads());
-  const int64_t shapes[][2] = {{1, 1},    {1, 2},   {3, 7},    {5, 123},  {7, 16},
+  const int64_t shapes[][2] = {{1, 1},    {1, 2},    {3, 7},    {5, 123},   {7, 16},
                                {2, 4095}, {4, 4097}, {9, 2048}, {64, 1000}, {3, 32768}};
   for (auto& s : shapes)
     for (int d = 0; d < 3; d++)

@@ -18,13 +18,13 @@
 
 using namespace gvpo;
 
-#define CUDA_OK(call)                                                                      \
-  do {                                                                                     \
-    cudaError_t e_ = (cudaError_t)(call);                                                  \
-    if (e_ != cudaSuccess) {                                                               \
+#define CUDA_OK(call)                                                                                 \
+  do {                                                                                                \
+    cudaError_t e_ = (cudaError_t)(call);                                                             \
+    if (e_ != cudaSuccess) {                                                                          \
       std::printf("CUDA error %s at %s:%d: %s\n", #call, __FILE__, __LINE__, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                        \
-    }                                                                                      \
+      std::exit(1);                                                                                   \
+    }                                                                                                 \
   } while (0)
 
 template <typename T>
@@ -41,7 +41,6 @@ static std::vector<T> to_host(const T* d, size_t n) {
   return h;
 }
 
-
 static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType d, float tau) {
   Logits L = random_logits(rng, R, V, d, 3.0f);
   std::vector<int32_t> y(R);
@@ -54,7 +53,8 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
   const size_t n = (size_t)(R * V);
   std::vector<float> lp(R), lz(R), grad(n);
   token_logprobs_forward_cpu(lp.data(), lz.data(), nullptr, nullptr, L.data(), d, y.data(), mask.data(), R, V, tau, 0);
-  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), mask.data(), nullptr, lz.data(), g.data(), R, V, tau, 0);
+  token_logprobs_backward_cpu(grad.data(), L.data(), d, y.data(), mask.data(), nullptr, lz.data(), g.data(), R, V, tau,
+                              0);
 
   void* dz = d == DType::f32 ? (void*)to_device(L.f32.data(), n) : (void*)to_device(L.h16.data(), n);
   int32_t* dy = to_device(y.data(), R);
@@ -70,8 +70,10 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<float> clp = to_host(dlp, R), clz = to_host(dlz, R);
   for (int64_t r = 0; r < R; r++) {
-    CHECK(near(clz[r], lz[r], 2e-5, 2e-5), "logZ R=%lld V=%lld d=%d r=%lld cuda %.8g cpu %.8g", (long long)R, (long long)V, (int)d, (long long)r, clz[r], lz[r]);
-    CHECK(near(clp[r], lp[r], 2e-5 * (1 + std::fabs(lz[r])), 2e-5), "logprob r=%lld cuda %.8g cpu %.8g", (long long)r, clp[r], lp[r]);
+    CHECK(near(clz[r], lz[r], 2e-5, 2e-5), "logZ R=%lld V=%lld d=%d r=%lld cuda %.8g cpu %.8g", (long long)R,
+          (long long)V, (int)d, (long long)r, clz[r], lz[r]);
+    CHECK(near(clp[r], lp[r], 2e-5 * (1 + std::fabs(lz[r])), 2e-5), "logprob r=%lld cuda %.8g cpu %.8g", (long long)r,
+          clp[r], lp[r]);
   }
   // backward from the CPU's logZ, so only the gradient pass is compared
   float* dlz_cpu = to_device(lz.data(), R);
@@ -86,13 +88,15 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
     norm += (double)grad[i] * grad[i];
   }
   CHECK(written, "gradient not fully written R=%lld V=%lld", (long long)R, (long long)V);
-  CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-6, "grad R=%lld V=%lld d=%d rel err %.3g", (long long)R, (long long)V, (int)d, std::sqrt(err / (norm + 1e-300)));
+  CHECK(std::sqrt(err) <= 1e-5 * std::sqrt(norm) + 1e-6, "grad R=%lld V=%lld d=%d rel err %.3g", (long long)R,
+        (long long)V, (int)d, std::sqrt(err / (norm + 1e-300)));
   if (d == DType::f32) {  // in place over the device logits
     CUDA_OK(token_logprobs_backward_cuda((float*)dz, dz, d, dy, dm, dlz_cpu, dg, R, V, tau, nullptr));
     std::vector<float> ip = to_host((float*)dz, n);
     CHECK(std::memcmp(ip.data(), cg.data(), n * 4) == 0, "in place differs R=%lld V=%lld", (long long)R, (long long)V);
   }
-  for (void* p : {dz, (void*)dy, (void*)dm, (void*)dg, (void*)dlp, (void*)dlz, (void*)dgrad, (void*)dlz_cpu}) cudaFree(p);
+  for (void* p : {dz, (void*)dy, (void*)dm, (void*)dg, (void*)dlp, (void*)dlz, (void*)dgrad, (void*)dlz_cpu})
+    cudaFree(p);
 }
 
 static void check_nonfinite() {
@@ -110,7 +114,8 @@ static void check_nonfinite() {
   CUDA_OK(cudaMalloc(&dlz, 12));
   CUDA_OK(token_logprobs_forward_cuda(dlp, dlz, dz, DType::f32, dy, nullptr, 3, V, 1.0f, nullptr));
   std::vector<float> lp = to_host(dlp, 3);
-  CHECK(std::isfinite(lp[0]) && std::isnan(lp[1]) && std::isnan(lp[2]), "non-finite rows: %g %g %g", lp[0], lp[1], lp[2]);
+  CHECK(std::isfinite(lp[0]) && std::isnan(lp[1]) && std::isnan(lp[2]), "non-finite rows: %g %g %g", lp[0], lp[1],
+        lp[2]);
   // row 2's one NaN (v = 3) is the only element its thread sees: it must still poison logZ
   std::vector<float> lz = to_host(dlz, 3);
   CHECK(std::isnan(lz[2]) && lz[1] == -INFINITY, "non-finite logZ: %g %g", lz[1], lz[2]);
@@ -150,9 +155,12 @@ static void check_loss(std::mt19937& rng) {
     for (int64_t n = 0; n < N; n++) {
       CHECK(near(cS[n], S[n], 1e-9, 1e-9), "S n=%lld", (long long)n);
       CHECK(near(cgs[n], gs[n], 1e-12, 1e-9), "dL/dS n=%lld", (long long)n);
-      for (int64_t t2 = 0; t2 < T; t2++) CHECK(near(cg[n * T + t2], (float)(mask[n * T + t2] * gs[n]), 1e-9, 1e-6), "g n=%lld", (long long)n);
+      for (int64_t t2 = 0; t2 < T; t2++)
+        CHECK(near(cg[n * T + t2], (float)(mask[n * T + t2] * gs[n]), 1e-9, 1e-6), "g n=%lld", (long long)n);
     }
-    for (void* p : {(void*)dlp, (void*)dm, (void*)dQ, (void*)dR, (void*)doff, (void*)dS, (void*)dgs, (void*)dc, (void*)dterms, (void*)dg}) cudaFree(p);
+    for (void* p : {(void*)dlp, (void*)dm, (void*)dQ, (void*)dR, (void*)doff, (void*)dS, (void*)dgs, (void*)dc,
+                    (void*)dterms, (void*)dg})
+      cudaFree(p);
   }
 }
 
@@ -165,7 +173,8 @@ static void check_gemm(std::mt19937& rng, int64_t M, int64_t N, int64_t K, bool 
   std::vector<float> c0((size_t)(M * ldc));
   for (auto& x : c0) x = (float)(rng() % 7);
   float* da = to_device(A.f32.data(), A.f32.size());
-  void* db = tb == DType::f32 ? (void*)to_device(B.f32.data(), B.f32.size()) : (void*)to_device(B.h16.data(), B.h16.size());
+  void* db =
+      tb == DType::f32 ? (void*)to_device(B.f32.data(), B.f32.size()) : (void*)to_device(B.h16.data(), B.h16.size());
   float* dc = to_device(c0.data(), c0.size());
   CUDA_OK(gemm_cuda(dc, ldc, da, DType::f32, a_m, a_k, db, tb, b_k, b_n, M, N, K, accumulate, nullptr));
   std::vector<float> c = to_host(dc, c0.size());
@@ -206,7 +215,8 @@ static void check_head_rows(std::mt19937& rng, int64_t R, int64_t V, float tau) 
       h -= std::exp(u) * u;
     }
     lz[r] = (float)(m + std::log(s)), want_h[r] = h, ent[r] = (float)h;
-    y[r] = (int32_t)(rng() % V), gl[r] = (float)(rng() % 200) / 100.0f - 1.0f, gh[r] = (float)(rng() % 200) / 100.0f - 1.0f;
+    y[r] = (int32_t)(rng() % V), gl[r] = (float)(rng() % 200) / 100.0f - 1.0f,
+    gh[r] = (float)(rng() % 200) / 100.0f - 1.0f;
   }
   if (R > 2) y[1] = (int32_t)V, lz[2] = INFINITY, L.f32[0] = NAN;  // row 0's entropy is NaN; rows 1, 2 NaN gradients
   float* dz = to_device(L.f32.data(), L.f32.size());
@@ -218,8 +228,8 @@ static void check_head_rows(std::mt19937& rng, int64_t R, int64_t V, float tau) 
   std::vector<float> h = to_host(dent, R);
   for (int64_t r = 0; r < R; r++)
     CHECK(r == 0 && R > 2 ? std::isnan(h[r]) : near(h[r], want_h[r], 2e-5, 2e-5) && h[r] >= 0.0f,
-          "head entropy R=%lld V=%lld tau=%g r=%lld: cuda %.8g want %.8g", (long long)R, (long long)V, tau, (long long)r,
-          h[r], want_h[r]);
+          "head entropy R=%lld V=%lld tau=%g r=%lld: cuda %.8g want %.8g", (long long)R, (long long)V, tau,
+          (long long)r, h[r], want_h[r]);
   for (int with_h = 0; with_h < 2; with_h++) {
     CUDA_OK(cudaMemcpy(dz, L.f32.data(), L.f32.size() * 4, cudaMemcpyHostToDevice));
     CUDA_OK(head_softmax_grad_cuda(dz, dy, dlz, dh, dgl, with_h ? dgh : nullptr, R, V, tau, nullptr));
@@ -253,13 +263,15 @@ int main() {
   }
   std::printf("device: %s\n", name);
   std::mt19937 rng(4321);
-  const int64_t shapes[][2] = {{1, 1}, {1, 2}, {3, 7}, {5, 123}, {7, 16}, {2, 4095}, {4, 4097}, {9, 2048}, {64, 1000}, {3, 32768}, {2, 151936}};
+  const int64_t shapes[][2] = {{1, 1},    {1, 2},    {3, 7},     {5, 123},   {7, 16},    {2, 4095},
+                               {4, 4097}, {9, 2048}, {64, 1000}, {3, 32768}, {2, 151936}};
   for (auto& s : shapes)
     for (int d = 0; d < 3; d++) check_token_logprobs(rng, s[0], s[1], (DType)d, d == 1 ? 0.7f : 1.0f);
   check_nonfinite();
   check_loss(rng);
   for (int d = 0; d < 3; d++) check_host_entry(rng, (DType)d);
-  const int64_t gemms[][3] = {{1, 1, 1}, {7, 5, 9}, {128, 128, 8}, {129, 130, 17}, {200, 7, 300}, {3, 257, 64}, {300, 64, 5000}};
+  const int64_t gemms[][3] = {{1, 1, 1},     {7, 5, 9},    {128, 128, 8},  {129, 130, 17},
+                              {200, 7, 300}, {3, 257, 64}, {300, 64, 5000}};
   for (auto& g : gemms)
     for (int d = 0; d < 3; d++) {
       check_gemm(rng, g[0], g[1], g[2], true, false, (DType)d, false);  // logits

@@ -1,11 +1,11 @@
 // The host code of the CUDA fused ops (native/cuda/gvpo_from_logits.cu: copies, the reference,
 // in place; native/cuda/gvpo_from_hidden.cu: chunking, the lists of live rows, per-row arrays,
-// gathers and scatters, the phases and the group loss between them) run on the CPU, with no GPU: the runtime is a stand-in (fake_cuda/cuda_runtime.h: "device"
-// memory is host memory filled with garbage) and the device kernels are replaced by CPU
-// equivalents (the CPU token log-prob kernels and group loss, a plain float32 product, row copies). The CUDA
-// kernels themselves are checked on a GPU by test_cuda.cu, the GEMM tile on the CPU by
-// test_gemm_tile.cc. Built with AddressSanitizer by scripts/test-native.sh, so a buffer sized too
-// small on the "device" is caught here. Prints "N passed, M failed"; exit 0 when all passed.
+// gathers and scatters, the phases and the group loss between them) run on the CPU, with no GPU: the runtime is a
+// stand-in (fake_cuda/cuda_runtime.h: "device" memory is host memory filled with garbage) and the device kernels are
+// replaced by CPU equivalents (the CPU token log-prob kernels and group loss, a plain float32 product, row copies). The
+// CUDA kernels themselves are checked on a GPU by test_cuda.cu, the GEMM tile on the CPU by test_gemm_tile.cc. Built
+// with AddressSanitizer by scripts/test-native.sh, so a buffer sized too small on the "device" is caught here. Prints
+// "N passed, M failed"; exit 0 when all passed.
 #include <cuda_runtime.h>  // the stand-in: this target's include path puts fake_cuda first
 
 #include <cmath>
@@ -32,13 +32,15 @@ float element(const void* p, DType d, int64_t i) {
 // The device kernels' CPU equivalents, with the signatures of kernels.h.
 int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
                                 const float* mask, int64_t rows, int64_t vocab, float temperature, void*) {
-  token_logprobs_forward_cpu(logprobs, logZ, nullptr, nullptr, logits, dtype, targets, mask, rows, vocab, temperature, 1);
+  token_logprobs_forward_cpu(logprobs, logZ, nullptr, nullptr, logits, dtype, targets, mask, rows, vocab, temperature,
+                             1);
   return 0;
 }
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
-                                 const float* logZ, const float* token_weights, int64_t rows, int64_t vocab,
-                                 float temperature, void*) {
-  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, nullptr, logZ, token_weights, rows, vocab, temperature, 1);
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* logZ, const float* token_weights, int64_t rows,
+                                 int64_t vocab, float temperature, void*) {
+  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, nullptr, logZ, token_weights, rows, vocab,
+                              temperature, 1);
   return 0;
 }
 int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights, double* terms,
@@ -46,8 +48,8 @@ int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* toke
                    const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
                    bool mean_reduction, void*) {
   sequence_logprobs_cpu(seq, token_logprobs, mask, sequences, tokens);
-  const LossAndTerms t = gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta,
-                                    mean_reduction);
+  const LossAndTerms t =
+      gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta, mean_reduction);
   const double t5[5] = {t.loss, t.advantage, t.trust_region, t.variance, t.constant};
   std::memcpy(terms, t5, sizeof(t5));
   for (int64_t r = 0; r < sequences * tokens; r++) token_weights[r] = (float)(mask[r] * grad_seq[r / tokens]);
@@ -95,7 +97,8 @@ int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, 
 int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width, void*) {
   const size_t e = dtype_bytes(dtype);
   for (int64_t i = 0; i < rows; i++)
-    std::memcpy((char*)dst + (size_t)(i * width) * e, (const char*)src + (size_t)((int64_t)idx[i] * width) * e, width * e);
+    std::memcpy((char*)dst + (size_t)(i * width) * e, (const char*)src + (size_t)((int64_t)idx[i] * width) * e,
+                width * e);
   return 0;
 }
 int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t rows, int64_t width, void*) {
@@ -121,8 +124,11 @@ static void check_error_paths() {
   std::vector<float> mask(R, 1.0f);
   std::vector<double> Q(N, -5.0), Rw = {1, 0, 0.5, 0};
   for (auto& t : y) t = (int32_t)(rng() % V);
-  GvpoHiddenBatch in{{DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, V, 1.0f, 0.1, true},
-                     hid.data(), W.data(), H};
+  GvpoHiddenBatch in{
+      {DType::f32, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), 2, N, T, V, 1.0f, 0.1, true},
+      hid.data(),
+      W.data(),
+      H};
   std::vector<float> gh(R * H), gw(V * H), lp(R), lz(R), gh2(R * H), gw2(V * H);
   std::vector<double> S(N), Sq(N), gs(N), c(N);
   GvpoFromHiddenOut out{{lp.data(), lz.data(), S.data(), Sq.data(), gs.data(), c.data(), 0}, gh.data(), gw.data()};
@@ -138,7 +144,8 @@ static void check_error_paths() {
     const bool failed = fake_fail_copy == 0;  // the n-th copy happened (and failed)
     fake_fail_copy = 0;
     if (!failed) break;  // fewer than n copies per call: every one has been made to fail
-    CHECK(e != 0 && std::strstr(err, "cudaMemcpyAsync") != nullptr, "copy %d failed but the call said %d '%s'", n, e, err);
+    CHECK(e != 0 && std::strstr(err, "cudaMemcpyAsync") != nullptr, "copy %d failed but the call said %d '%s'", n, e,
+          err);
     CHECK(gvpo_from_hidden_cuda_host(out, &t, &tm, in, err, sizeof(err)) == 0 && gh == gh2 && gw == gw2,
           "the call after a failed copy %d differs (%s)", n, err);
   }

@@ -69,8 +69,7 @@ void run_grid(const Args<TA, TB>& g) {
       auto* Bs = reinterpret_cast<float(*)[BN + PAD]>(bs.data());
       Barrier bar(TPB);
       std::vector<std::thread> threads;
-      for (int t = 0; t < TPB; t++)
-        threads.emplace_back([&, t] { tile(g, by, bx, t, As, Bs, [&] { bar.wait(); }); });
+      for (int t = 0; t < TPB; t++) threads.emplace_back([&, t] { tile(g, by, bx, t, As, Bs, [&] { bar.wait(); }); });
       for (auto& th : threads) th.join();
     }
 }
@@ -134,8 +133,8 @@ void check(std::mt19937& rng, int64_t M, int64_t N, int64_t K, bool a_kmajor, bo
 
 int main() {
   std::mt19937 rng(2026);
-  const int64_t sizes[][3] = {{1, 1, 1}, {7, 5, 9}, {128, 128, 8}, {129, 130, 17}, {200, 7, 300},
-                              {3, 257, 64}, {130, 1, 1}, {5, 9, 0}};
+  const int64_t sizes[][3] = {{1, 1, 1},     {7, 5, 9},    {128, 128, 8}, {129, 130, 17},
+                              {200, 7, 300}, {3, 257, 64}, {130, 1, 1},   {5, 9, 0}};
   for (auto& s : sizes) {
     // the head's three layouts: logits (A, B k-major), dH (A k-major, B n-major), dW (A m-major, B n-major)
     check<float>(rng, s[0], s[1], s[2], true, false, false);
@@ -145,6 +144,7 @@ int main() {
     check<Bf16>(rng, s[0], s[1], s[2], true, false, false);
     check<Bf16>(rng, s[0], s[1], s[2], false, true, true);
   }
-  std::printf("gemm tile: %d checks, %d failures\n%d passed, %d failed\n", checks, failures, checks - failures, failures);
+  std::printf("gemm tile: %d checks, %d failures\n%d passed, %d failed\n", checks, failures, checks - failures,
+              failures);
   return failures ? 1 : 0;
 }

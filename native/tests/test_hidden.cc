@@ -37,9 +37,8 @@ double max_abs(const std::vector<double>& x) {
 }
 
 Result run(const Case& k, const Logits& hid, const Logits& w, const std::vector<int32_t>& y,
-           const std::vector<float>& mask, const std::vector<double>& refTok,
-           const std::vector<double>& refSeq, const std::vector<double>& R,
-           const std::vector<int32_t>& off, int threads) {
+           const std::vector<float>& mask, const std::vector<double>& refTok, const std::vector<double>& refSeq,
+           const std::vector<double>& R, const std::vector<int32_t>& off, int threads) {
   const int64_t rows = k.N * k.T;
   Result r;
   r.dH.assign(rows * k.H, NAN);  // NaN: an element the kernel does not write fails the checks
@@ -47,12 +46,14 @@ Result run(const Case& k, const Logits& hid, const Logits& w, const std::vector<
   r.lp.resize(rows);
   r.lz.resize(rows);
   r.S.resize(k.N), r.Q.resize(k.N), r.gs.resize(k.N), r.c.resize(k.N);
-  GvpoFromHiddenOut out{{r.lp.data(), r.lz.data(), r.S.data(), r.Q.data(), r.gs.data(), r.c.data(), 0},
-                        r.dH.data(), r.dW.data()};
-  GvpoHiddenBatch in{{k.d, y.data(), mask.data(), k.ref == 1 ? refTok.data() : nullptr,
-                      k.ref == 2 ? refSeq.data() : nullptr, R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T,
-                      k.V, k.tau, 0.1, true},
-                     hid.data(), w.data(), k.H};
+  GvpoFromHiddenOut out{
+      {r.lp.data(), r.lz.data(), r.S.data(), r.Q.data(), r.gs.data(), r.c.data(), 0}, r.dH.data(), r.dW.data()};
+  GvpoHiddenBatch in{
+      {k.d, y.data(), mask.data(), k.ref == 1 ? refTok.data() : nullptr, k.ref == 2 ? refSeq.data() : nullptr, R.data(),
+       off.data(), (int64_t)off.size() - 1, k.N, k.T, k.V, k.tau, 0.1, true},
+      hid.data(),
+      w.data(),
+      k.H};
   r.t = gvpo_from_hidden_cpu(out, in, threads);
   r.bad = out.nonfinite_rows;
   return r;
@@ -67,7 +68,7 @@ void check_case(std::mt19937& rng, const Case& k) {
   std::vector<double> refTok(rows), refSeq(k.N), R(k.N);
   for (int64_t r = 0; r < rows; r++) {
     mask[r] = (r % k.T == 0 && k.T > 1) || rng() % 4 == 0 ? 0.0f : 1.0f;  // prompt-like holes
-    y[r] = mask[r] == 0.0f ? -7 : (int32_t)(rng() % V);  // masked targets may hold anything
+    y[r] = mask[r] == 0.0f ? -7 : (int32_t)(rng() % V);                   // masked targets may hold anything
     refTok[r] = -0.1 * (double)(rng() % 50);
   }
   for (int64_t n = 0; n < k.N; n++) refSeq[n] = -(double)(rng() % 100), R[n] = (double)(rng() % 7);
@@ -92,13 +93,13 @@ void check_case(std::mt19937& rng, const Case& k) {
     Q[r / k.T] += mask[r] * refTok[r];
   }
   const std::vector<double>& Sref = k.ref == 0 ? S : k.ref == 1 ? Q : refSeq;
-  double L = ref_gvpo_loss(gs.data(), c.data(), S.data(), Sref.data(), R.data(), off.data(),
-                           (int64_t)off.size() - 1, 0.1, true);
+  double L = ref_gvpo_loss(gs.data(), c.data(), S.data(), Sref.data(), R.data(), off.data(), (int64_t)off.size() - 1,
+                           0.1, true);
   std::vector<float> g(rows);
   for (int64_t r = 0; r < rows; r++) g[r] = (float)(mask[r] * gs[r / k.T]);
   std::vector<double> dz(rows * V), dH(rows * H, 0.0), dW(V * H, 0.0);
   std::vector<double> aH(rows * H, 0.0), aW(V * H, 0.0);  // the same sums of |products|
-  for (int64_t r = 0; r < rows; r++)  // masked rows (g = 0) have targets outside [0, V)
+  for (int64_t r = 0; r < rows; r++)                      // masked rows (g = 0) have targets outside [0, V)
     for (int64_t v = 0; v < V && g[r] != 0.0f; v++)
       dz[r * V + v] = g[r] / k.tau * ((v == y[r] ? 1.0 : 0.0) - std::exp(z[r * V + v] / k.tau - lz[r]));
   for (int64_t r = 0; r < rows; r++)
@@ -112,8 +113,8 @@ void check_case(std::mt19937& rng, const Case& k) {
 
   const char* dn[] = {"f32", "bf16", "f16"};
   char at[128];
-  std::snprintf(at, sizeof at, "N=%lld T=%lld H=%lld V=%lld %s tau=%g ref=%d:", (long long)k.N,
-                (long long)k.T, (long long)H, (long long)V, dn[(int)k.d], k.tau, k.ref);
+  std::snprintf(at, sizeof at, "N=%lld T=%lld H=%lld V=%lld %s tau=%g ref=%d:", (long long)k.N, (long long)k.T,
+                (long long)H, (long long)V, dn[(int)k.d], k.tau, k.ref);
   CHECK(a.bad == 0, "%s %lld non-finite rows", at, (long long)a.bad);
   for (int64_t r = 0; r < rows; r++) {
     CHECK(std::fabs(a.lp[r] - lp[r]) <= 2e-5 * (1 + std::fabs(lz[r])) && a.lp[r] <= 0.0f,
@@ -131,8 +132,10 @@ void check_case(std::mt19937& rng, const Case& k) {
     // bfloat16 products: dZ is rounded to bfloat16 (relative 2^-9) where it meets the inputs,
     // so each element may be off by 2^-9 of its sum of |products|, plus float32's share.
     double qH = 0, qW = 0;  // the worst error as a share of its allowance
-    for (size_t i = 0; i < dH.size(); i++) qH = worse(qH, std::fabs(a.dH[i] - dH[i]) / (0x1p-8 * aH[i] + 1e-4 * gH + 1e-9));
-    for (size_t i = 0; i < dW.size(); i++) qW = worse(qW, std::fabs(a.dW[i] - dW[i]) / (0x1p-8 * aW[i] + 1e-4 * gW + 1e-9));
+    for (size_t i = 0; i < dH.size(); i++)
+      qH = worse(qH, std::fabs(a.dH[i] - dH[i]) / (0x1p-8 * aH[i] + 1e-4 * gH + 1e-9));
+    for (size_t i = 0; i < dW.size(); i++)
+      qW = worse(qW, std::fabs(a.dW[i] - dW[i]) / (0x1p-8 * aW[i] + 1e-4 * gW + 1e-9));
     CHECK(qH <= 1.0, "%s bfloat16 products: dH error %.3g of its allowance (max err %.3g, scale %.3g)", at, qH, eH, gH);
     CHECK(qW <= 1.0, "%s bfloat16 products: dW error %.3g of its allowance (max err %.3g, scale %.3g)", at, qW, eW, gW);
   } else {
@@ -157,13 +160,14 @@ void check_case(std::mt19937& rng, const Case& k) {
     std::vector<float> zf(rows * V), g2(rows * V), lp2(rows), lz2(rows);
     std::vector<double> S2(k.N), Q2(k.N), gs2(k.N), c2(k.N);
     for (size_t i = 0; i < zf.size(); i++) zf[i] = (float)z[i];
-    GvpoLogitsBatch lb{{DType::f32, y.data(), mask.data(), k.ref == 1 ? refTok.data() : nullptr,
-                        k.ref == 2 ? refSeq.data() : nullptr, R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T,
-                        V, k.tau, 0.1, true},
-                       zf.data()};
+    GvpoLogitsBatch lb{
+        {DType::f32, y.data(), mask.data(), k.ref == 1 ? refTok.data() : nullptr, k.ref == 2 ? refSeq.data() : nullptr,
+         R.data(), off.data(), (int64_t)off.size() - 1, k.N, k.T, V, k.tau, 0.1, true},
+        zf.data()};
     GvpoFromLogitsOut lo{{lp2.data(), lz2.data(), S2.data(), Q2.data(), gs2.data(), c2.data(), 0}, g2.data()};
     LossAndTerms t2 = gvpo_from_logits_cpu(lo, lb, 1);
-    CHECK(std::fabs(a.t.loss - t2.loss) <= 1e-4 * (1 + std::fabs(t2.loss)), "%s loss vs logits op %.9g %.9g", at, a.t.loss, t2.loss);
+    CHECK(std::fabs(a.t.loss - t2.loss) <= 1e-4 * (1 + std::fabs(t2.loss)), "%s loss vs logits op %.9g %.9g", at,
+          a.t.loss, t2.loss);
     for (int64_t r = 0; r < rows; r++)
       CHECK(std::fabs(a.lp[r] - lp2[r]) <= 2e-5 * (1 + std::fabs(lz2[r])),
             "%s logprob vs logits op r=%lld: %.8g vs %.8g", at, (long long)r, a.lp[r], lp2[r]);
@@ -187,8 +191,11 @@ void check_nonfinite(std::mt19937& rng) {
   y[1] = V;  // out of range under the mask: NaN, never a read outside the tile
   std::vector<float> mask(rows, 1.0f), lp(rows), lz(rows);
   std::vector<double> S(N), Q(N);
-  GvpoHiddenBatch in{{DType::f32, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, N, T, V, 1.0f, 0.1, true},
-                     hid.data(), w.data(), H};
+  GvpoHiddenBatch in{
+      {DType::f32, y.data(), mask.data(), nullptr, nullptr, nullptr, nullptr, 0, N, T, V, 1.0f, 0.1, true},
+      hid.data(),
+      w.data(),
+      H};
   GvpoOut out{lp.data(), lz.data(), S.data(), Q.data(), nullptr, nullptr, 0};
   gvpo_from_hidden_forward_cpu(out, in, 2);
   const int64_t bad = out.nonfinite_rows;
@@ -208,13 +215,20 @@ void check_nonfinite(std::mt19937& rng) {
 int main() {
   std::mt19937 rng(4321);
   std::printf("simd=%s threads=%d\n", cpu_simd_level(), cpu_default_threads());
-  const int64_t shapes[][4] = {{2, 3, 5, 7},   {3, 2, 17, 1},   {4, 1, 33, 257}, {1, 1, 1, 2},
-                               {5, 3, 70, 600}, {2, 5, 300, 513}, {12, 10, 20, 300},
+  const int64_t shapes[][4] = {{2, 3, 5, 7},
+                               {3, 2, 17, 1},
+                               {4, 1, 33, 257},
+                               {1, 1, 1, 2},
+                               {5, 3, 70, 600},
+                               {2, 5, 300, 513},
+                               {12, 10, 20, 300},
                                // several row blocks, forward (> 512 rows) and backward (> H/2)
-                               {8, 80, 16, 40}, {3, 35, 96, 257},
+                               {8, 80, 16, 40},
+                               {3, 35, 96, 257},
                                // enough work for a team of threads (2 and 3), several
                                // sub-blocks a block, chunk buffers used twice over, H > KC
-                               {6, 50, 130, 700}, {4, 30, 260, 520}};
+                               {6, 50, 130, 700},
+                               {4, 30, 260, 520}};
   int i = 0;
   for (auto& s : shapes)
     for (int d = 0; d < 3; d++, i++)

@@ -93,7 +93,10 @@ Batch make_batch(std::mt19937& rng, const Case& k, bool entropy_grad, bool dense
       b.y[r] = rng() % 2 ? -7 : (int32_t)k.V + 3;
       b.gl[r] = NAN, b.gh[r] = NAN;
       for (int64_t h = 0; h < k.H; h++) {
-        if (k.d == DType::f32) b.hid.f32[r * k.H + h] = NAN; else b.hid.h16[r * k.H + h] = 0x7fc0;
+        if (k.d == DType::f32)
+          b.hid.f32[r * k.H + h] = NAN;
+        else
+          b.hid.h16[r * k.H + h] = 0x7fc0;
         b.hid.f64[r * k.H + h] = 0.0;  // the reference skips the row anyway
       }
     }
@@ -109,19 +112,22 @@ void check_case(std::mt19937& rng, const Case& k, bool entropy_grad, bool dense)
   const Batch b = make_batch(rng, k, entropy_grad, dense);
   const int64_t R = k.R, H = k.H, V = k.V;
   const Out a = run(b, k.tau, 1);
-  const RefHead ref = ref_head(b.hid.f64.data(), b.w.f64.data(), b.y.data(), b.mask.data(), b.gl.data(),
-                               b.gh.data(), R, H, V, k.tau);
+  const RefHead ref =
+      ref_head(b.hid.f64.data(), b.w.f64.data(), b.y.data(), b.mask.data(), b.gl.data(), b.gh.data(), R, H, V, k.tau);
   const char* dn[] = {"f32", "bf16", "f16"};
   char at[128];
-  std::snprintf(at, sizeof at, "R=%lld H=%lld V=%lld %s tau=%g gH=%d dense=%d:", (long long)R, (long long)H, (long long)V,
-                dn[(int)k.d], k.tau, entropy_grad, dense);
+  std::snprintf(at, sizeof at, "R=%lld H=%lld V=%lld %s tau=%g gH=%d dense=%d:", (long long)R, (long long)H,
+                (long long)V, dn[(int)k.d], k.tau, entropy_grad, dense);
   CHECK(a.bad == 0, "%s %lld non-finite rows", at, (long long)a.bad);
   for (int64_t r = 0; r < R; r++) {
     const double tol = 5e-6 * (1 + std::fabs(ref.lz[r]));
     CHECK(a.lp[r] <= 0.0f && a.ent[r] >= 0.0f, "%s row %lld: l %g H %g", at, (long long)r, a.lp[r], a.ent[r]);
-    CHECK(std::fabs(a.lp[r] - ref.lp[r]) <= tol, "%s l r=%lld got %.8g want %.8g", at, (long long)r, a.lp[r], ref.lp[r]);
-    CHECK(std::fabs(a.lz[r] - ref.lz[r]) <= tol, "%s logZ r=%lld got %.8g want %.8g", at, (long long)r, a.lz[r], ref.lz[r]);
-    CHECK(std::fabs(a.ent[r] - ref.ent[r]) <= tol, "%s H r=%lld got %.8g want %.8g", at, (long long)r, a.ent[r], ref.ent[r]);
+    CHECK(std::fabs(a.lp[r] - ref.lp[r]) <= tol, "%s l r=%lld got %.8g want %.8g", at, (long long)r, a.lp[r],
+          ref.lp[r]);
+    CHECK(std::fabs(a.lz[r] - ref.lz[r]) <= tol, "%s logZ r=%lld got %.8g want %.8g", at, (long long)r, a.lz[r],
+          ref.lz[r]);
+    CHECK(std::fabs(a.ent[r] - ref.ent[r]) <= tol, "%s H r=%lld got %.8g want %.8g", at, (long long)r, a.ent[r],
+          ref.ent[r]);
     if (b.mask[r] == 0.0f) {
       CHECK(a.lp[r] == 0.0f && a.lz[r] == 0.0f && a.ent[r] == 0.0f, "%s masked row %lld has values", at, (long long)r);
       for (int64_t h = 0; h < H; h++) CHECK(a.dH[r * H + h] == 0.0f, "%s masked row %lld has dH", at, (long long)r);
@@ -136,22 +142,27 @@ void check_case(std::mt19937& rng, const Case& k, bool entropy_grad, bool dense)
     // bfloat16 products: dZ is rounded to bfloat16 (relative 2^-9) where it meets the inputs,
     // so each element may be off by 2^-8 of its sum of |products|, plus float32's share.
     double qH = 0, qW = 0;  // the worst error as a share of its allowance
-    for (size_t i = 0; i < ref.dH.size(); i++) qH = std::fmax(qH, std::fabs(a.dH[i] - ref.dH[i]) / (0x1p-8 * ref.aH[i] + 5e-6 * xs * gH + 1e-9));
-    for (size_t i = 0; i < ref.dW.size(); i++) qW = std::fmax(qW, std::fabs(a.dW[i] - ref.dW[i]) / (0x1p-8 * ref.aW[i] + 5e-6 * xs * gW + 1e-9));
+    for (size_t i = 0; i < ref.dH.size(); i++)
+      qH = std::fmax(qH, std::fabs(a.dH[i] - ref.dH[i]) / (0x1p-8 * ref.aH[i] + 5e-6 * xs * gH + 1e-9));
+    for (size_t i = 0; i < ref.dW.size(); i++)
+      qW = std::fmax(qW, std::fabs(a.dW[i] - ref.dW[i]) / (0x1p-8 * ref.aW[i] + 5e-6 * xs * gW + 1e-9));
     CHECK(qH <= 1.0 && eH == eH, "%s bfloat16 products: dH error %.3g of its allowance (max err %.3g)", at, qH, eH);
     CHECK(qW <= 1.0 && eW == eW, "%s bfloat16 products: dW error %.3g of its allowance (max err %.3g)", at, qW, eW);
   } else {
     CHECK(eH <= 5e-6 * xs * gH + 1e-9, "%s dH max err %.3g (scale %.3g)", at, eH, gH);
     CHECK(eW <= 5e-6 * xs * gW + 1e-9, "%s dW max err %.3g (scale %.3g)", at, eW, gW);
   }
-  if (V == 1) CHECK(max_abs(std::vector<double>(a.dH.begin(), a.dH.end())) == 0 &&
-                        max_abs(std::vector<double>(a.dW.begin(), a.dW.end())) == 0, "%s V=1: non-zero gradient", at);
+  if (V == 1)
+    CHECK(max_abs(std::vector<double>(a.dH.begin(), a.dH.end())) == 0 &&
+              max_abs(std::vector<double>(a.dW.begin(), a.dW.end())) == 0,
+          "%s V=1: non-zero gradient", at);
 
   // Central differences of the float64 loss sum gl l + gH H at a few elements of hidden (live and
   // masked rows) and of the weight: an independent check of the gradient's formula.
   std::vector<double> hid = b.hid.f64, w = b.w.f64;
   auto loss = [&] {
-    return ref_head(hid.data(), w.data(), b.y.data(), b.mask.data(), b.gl.data(), b.gh.data(), R, H, V, k.tau, false).loss;
+    return ref_head(hid.data(), w.data(), b.y.data(), b.mask.data(), b.gl.data(), b.gh.data(), R, H, V, k.tau, false)
+        .loss;
   };
   for (int i = 0; i < 4; i++) {
     const bool on_w = i % 2;
@@ -206,7 +217,8 @@ void check_nonfinite(std::mt19937& rng) {
   const Out o = run(b, 1.0f, 2);
   CHECK(o.bad == 2 && std::isnan(o.lp[4]) && std::isnan(o.lz[4]) && std::isnan(o.ent[4]) && std::isnan(o.lp[1]) &&
             std::isfinite(o.ent[1]),
-        "non-finite rows: %lld counted, l4 %g H4 %g l1 %g H1 %g", (long long)o.bad, o.lp[4], o.ent[4], o.lp[1], o.ent[1]);
+        "non-finite rows: %lld counted, l4 %g H4 %g l1 %g H1 %g", (long long)o.bad, o.lp[4], o.ent[4], o.lp[1],
+        o.ent[1]);
   for (int64_t r : {1, 4, 5}) CHECK(std::isnan(o.dH[r * H]), "row %lld: dH %g, want NaN", (long long)r, o.dH[r * H]);
   for (int64_t r : {0, 2, 3, 6})
     CHECK(std::isfinite(o.lp[r]) && o.lp[r] <= 0.0f && std::isfinite(o.dH[r * H]), "row %lld: l %g dH %g", (long long)r,
@@ -225,14 +237,17 @@ void check_defaults(std::mt19937& rng) {
   std::vector<float> lp(R), lz(R), dH(R * H, NAN), dW(V * H, NAN);
   token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), nullptr, in, 0);
   token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), nullptr, b.gl.data(), nullptr, false, 0);
-  const RefHead ref = ref_head(b.hid.f64.data(), b.w.f64.data(), b.y.data(), nullptr, b.gl.data(), nullptr, R, H, V, 0.9);
+  const RefHead ref =
+      ref_head(b.hid.f64.data(), b.w.f64.data(), b.y.data(), nullptr, b.gl.data(), nullptr, R, H, V, 0.9);
   // bfloat16 products round dZ to bfloat16: each element may be off by 2^-8 of its sum of |products|
   const double q = bf16_products(DType::bf16) ? 0x1p-8 : 0.0;
   bool grads_ok = true;
-  for (size_t i = 0; i < dH.size(); i++) grads_ok = grads_ok && std::fabs(dH[i] - ref.dH[i]) <= 1e-4 * max_abs(ref.dH) + q * ref.aH[i];
-  for (size_t i = 0; i < dW.size(); i++) grads_ok = grads_ok && std::fabs(dW[i] - ref.dW[i]) <= 1e-4 * max_abs(ref.dW) + q * ref.aW[i];
-  CHECK(max_err(lp, ref.lp) <= 1e-4 && grads_ok,
-        "no mask, no gH: l %.3g dH %.3g dW %.3g", max_err(lp, ref.lp), max_err(dH, ref.dH), max_err(dW, ref.dW));
+  for (size_t i = 0; i < dH.size(); i++)
+    grads_ok = grads_ok && std::fabs(dH[i] - ref.dH[i]) <= 1e-4 * max_abs(ref.dH) + q * ref.aH[i];
+  for (size_t i = 0; i < dW.size(); i++)
+    grads_ok = grads_ok && std::fabs(dW[i] - ref.dW[i]) <= 1e-4 * max_abs(ref.dW) + q * ref.aW[i];
+  CHECK(max_err(lp, ref.lp) <= 1e-4 && grads_ok, "no mask, no gH: l %.3g dH %.3g dW %.3g", max_err(lp, ref.lp),
+        max_err(dH, ref.dH), max_err(dW, ref.dW));
   for (int64_t h = 0; h < H; h++) CHECK(dH[2 * H + h] == 0.0f, "a row with no upstream has dH");
 }
 
@@ -244,12 +259,13 @@ int main() {
   // {R, H, V}: V = 1 and 2, one row, H and V off every vector width and tile edge, several vocab
   // chunks, several row blocks (forward > 512 rows, backward > 256), a team of threads over
   // several sub-blocks with H past the k block.
-  const int64_t shapes[][3] = {{1, 1, 1},    {3, 17, 1},    {1, 7, 2},      {1, 33, 300},   {5, 123, 123},
+  const int64_t shapes[][3] = {{1, 1, 1},     {3, 17, 1},     {1, 7, 2},      {1, 33, 300},  {5, 123, 123},
                                {37, 33, 257}, {64, 130, 513}, {130, 16, 700}, {600, 20, 40}, {300, 260, 520}};
   const float taus[] = {1.0f, 1e-3f, 30.0f, 0.7f};
   int i = 0;
   for (auto& s : shapes)
-    for (int d = 0; d < 3; d++, i++) check_case(rng, Case{s[0], s[1], s[2], (DType)d, taus[i % 4]}, i % 5 != 2, i % 4 == 1);
+    for (int d = 0; d < 3; d++, i++)
+      check_case(rng, Case{s[0], s[1], s[2], (DType)d, taus[i % 4]}, i % 5 != 2, i % 4 == 1);
   check_nonfinite(rng);
   check_defaults(rng);
   std::printf("%d checks, %d failures\n", checks, failures);

@@ -45,7 +45,8 @@ inline void check_host_entry(std::mt19937& rng, DType d) {
   CHECK(e == 0, "host entry failed: %s", err);
   CHECK(near(ct.loss, t.loss, 1e-7, 1e-4), "host loss cuda %.10g cpu %.10g", ct.loss, t.loss);
   double er = 0, nr = 0;
-  for (size_t i = 0; i < grad.size(); i++) er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
+  for (size_t i = 0; i < grad.size(); i++)
+    er += (hgrad[i] - grad[i]) * (hgrad[i] - grad[i]), nr += (double)grad[i] * grad[i];
   CHECK(std::sqrt(er) <= 1e-4 * std::sqrt(nr) + 1e-7, "host grad rel err %.3g", std::sqrt(er / (nr + 1e-300)));
   if (d == DType::f32) {  // in place: the gradient comes back over the caller's logits
     std::vector<float> z = L.f32;
@@ -87,7 +88,10 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
     if (mask[r] == 0.0f) {  // a prompt token: NaN hidden state and any target
       y[r] = -7;
       for (int64_t h = 0; h < H; h++) {
-        if (d == DType::f32) hid.f32[r * H + h] = NAN; else hid.h16[r * H + h] = 0x7fc0;
+        if (d == DType::f32)
+          hid.f32[r * H + h] = NAN;
+        else
+          hid.h16[r * H + h] = 0x7fc0;
       }
     }
   }
@@ -96,9 +100,11 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   if (off.back() != N) off.push_back((int32_t)N);
   std::vector<double> Q(N), Rw(N);
   for (int64_t n = 0; n < N; n++) Q[n] = -3.0 * n - 1.0, Rw[n] = (double)(rng() % 5);
-  GvpoHiddenBatch in{{d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), (int64_t)off.size() - 1, N,
-                      T, V, 0.8f, 0.3, true},
-                     hid.data(), W.data(), H};
+  GvpoHiddenBatch in{{d, y.data(), mask.data(), nullptr, Q.data(), Rw.data(), off.data(), (int64_t)off.size() - 1, N, T,
+                      V, 0.8f, 0.3, true},
+                     hid.data(),
+                     W.data(),
+                     H};
   struct Outs {
     std::vector<float> gh, gw, lp, lz;
     std::vector<double> S, Sq, gs, c;
@@ -117,11 +123,11 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   const double elp = rel_err(gpu.lp.data(), cpu.lp.data(), R, &nan_ok);
   CHECK(elp <= 2e-5 && nan_ok, "hidden N=%lld T=%lld H=%lld V=%lld d=%d: l error %.3g (NaN rows %s)", (long long)N,
         (long long)T, (long long)H, (long long)V, (int)d, elp, nan_ok ? "match" : "differ");
-  CHECK(gpu.o.nonfinite_rows == cpu.o.nonfinite_rows, "nonfinite rows cuda %lld cpu %lld", (long long)gpu.o.nonfinite_rows,
-        (long long)cpu.o.nonfinite_rows);
+  CHECK(gpu.o.nonfinite_rows == cpu.o.nonfinite_rows, "nonfinite rows cuda %lld cpu %lld",
+        (long long)gpu.o.nonfinite_rows, (long long)cpu.o.nonfinite_rows);
   for (int64_t r = 0; r < R; r++)
-    CHECK(!(gpu.lp[r] > 0.0f) && (mask[r] != 0.0f || (gpu.lp[r] == 0.0f && gpu.lz[r] == 0.0f)), "row %lld: l %g logZ %g",
-          (long long)r, gpu.lp[r], gpu.lz[r]);
+    CHECK(!(gpu.lp[r] > 0.0f) && (mask[r] != 0.0f || (gpu.lp[r] == 0.0f && gpu.lz[r] == 0.0f)),
+          "row %lld: l %g logZ %g", (long long)r, gpu.lp[r], gpu.lz[r]);
   CHECK(bad_target ? std::isnan(tg.loss) == std::isnan(tc.loss) : near(tg.loss, tc.loss, 1e-6, 1e-4),
         "hidden loss cuda %.10g cpu %.10g", tg.loss, tc.loss);
   const double egh = rel_err(gpu.gh.data(), cpu.gh.data(), cpu.gh.size(), &nan_ok);
@@ -130,13 +136,16 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   CHECK(egw <= 1e-4 && nan_ok, "dL/dweight error %.3g (NaN %s)", egw, nan_ok ? "match" : "differ");
   for (int64_t r = 0; r < R; r++)  // a masked row's gradient is exactly 0
     if (mask[r] == 0.0f)
-      for (int64_t h = 0; h < H; h++) CHECK(gpu.gh[r * H + h] == 0.0f, "masked row %lld has dL/dhidden %g", (long long)r, gpu.gh[r * H + h]);
+      for (int64_t h = 0; h < H; h++)
+        CHECK(gpu.gh[r * H + h] == 0.0f, "masked row %lld has dL/dhidden %g", (long long)r, gpu.gh[r * H + h]);
   // The phases: forward alone, then backward from the whole op's own logZ and dL/dS (bit-equal).
   Outs f(R, N, H, V);
   e = gvpo_from_hidden_forward_cuda_host(f.o, &tm, in, err, sizeof(err));
-  CHECK(e == 0 && std::memcmp(f.lp.data(), gpu.lp.data(), R * 4) == 0, "forward phase differs from the whole op (%s)", err);
+  CHECK(e == 0 && std::memcmp(f.lp.data(), gpu.lp.data(), R * 4) == 0, "forward phase differs from the whole op (%s)",
+        err);
   std::vector<float> gh(R * H, 5.0f), gw(V * H, 5.0f);
-  e = gvpo_from_hidden_backward_cuda_host(gh.data(), gw.data(), &tm, gpu.lz.data(), gpu.gs.data(), in, err, sizeof(err));
+  e = gvpo_from_hidden_backward_cuda_host(gh.data(), gw.data(), &tm, gpu.lz.data(), gpu.gs.data(), in, err,
+                                          sizeof(err));
   CHECK(e == 0 && (bad_target || (std::memcmp(gh.data(), gpu.gh.data(), gh.size() * 4) == 0 &&
                                   std::memcmp(gw.data(), gpu.gw.data(), gw.size() * 4) == 0)),
         "backward phase differs from the whole op (%s)", err);
@@ -158,33 +167,41 @@ inline void check_head(std::mt19937& rng, int64_t R, int64_t H, int64_t V, DType
     gh[r] = mask[r] == 0.0f ? NAN : rng() % 3 ? (float)(rng() % 200) / 100.0f - 1.0f : 0.0f;
     if (mask[r] == 0.0f)
       for (int64_t h = 0; h < H; h++) {
-        if (d == DType::f32) hid.f32[r * H + h] = NAN; else hid.h16[r * H + h] = 0x7fc0;
+        if (d == DType::f32)
+          hid.f32[r * H + h] = NAN;
+        else
+          hid.h16[r * H + h] = 0x7fc0;
       }
   }
   const HeadInputs in{hid.data(), W.data(), d, y.data(), mask.data(), R, H, V, tau};
   std::vector<float> lp(R), lz(R), ent(R), dH(R * H), dW(V * H);
   const int64_t bad = token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), ent.data(), in, 0);
-  token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), ent.data(), gl.data(), gh.data(), false, 0);
+  token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), ent.data(), gl.data(), gh.data(), false,
+                                          0);
   std::vector<float> clp(R, -1.0f), clz(R, -1.0f), cent(R, -1.0f), cdH(R * H, -1.0f), cdW(V * H, -1.0f);
   int64_t cbad = -1;
   CudaTimings tm{};
   char err[512] = {0};
-  int e = token_logprobs_from_hidden_forward_cuda_host(clp.data(), clz.data(), cent.data(), &cbad, &tm, in, err, sizeof(err));
+  int e = token_logprobs_from_hidden_forward_cuda_host(clp.data(), clz.data(), cent.data(), &cbad, &tm, in, err,
+                                                       sizeof(err));
   CHECK(e == 0, "head forward (cuda) failed: %s", err);
   bool nan_ok;
   char at[96];
-  std::snprintf(at, sizeof at, "head R=%lld H=%lld V=%lld d=%d tau=%g:", (long long)R, (long long)H, (long long)V, (int)d, tau);
+  std::snprintf(at, sizeof at, "head R=%lld H=%lld V=%lld d=%d tau=%g:", (long long)R, (long long)H, (long long)V,
+                (int)d, tau);
   const double el = rel_err(clp.data(), lp.data(), R, &nan_ok);
-  CHECK(el <= 2e-5 && nan_ok && cbad == bad, "%s l error %.3g, non-finite rows cuda %lld cpu %lld", at, el, (long long)cbad,
-        (long long)bad);
+  CHECK(el <= 2e-5 && nan_ok && cbad == bad, "%s l error %.3g, non-finite rows cuda %lld cpu %lld", at, el,
+        (long long)cbad, (long long)bad);
   const double eh = rel_err(cent.data(), ent.data(), R, &nan_ok);
   CHECK(eh <= 2e-5 && nan_ok, "%s H error %.3g", at, eh);
   for (int64_t r = 0; r < R; r++)
-    CHECK(!(clp[r] > 0.0f) && !(cent[r] < 0.0f) && (mask[r] != 0.0f || (clp[r] == 0.0f && clz[r] == 0.0f && cent[r] == 0.0f)),
+    CHECK(!(clp[r] > 0.0f) && !(cent[r] < 0.0f) &&
+              (mask[r] != 0.0f || (clp[r] == 0.0f && clz[r] == 0.0f && cent[r] == 0.0f)),
           "%s row %lld: l %g logZ %g H %g", at, (long long)r, clp[r], clz[r], cent[r]);
   for (int given = 1; given >= 0; given--) {  // H from the forward, then recomputed by the backward
-    e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), cdW.data(), &tm, in, lz.data(), given ? ent.data() : nullptr,
-                                                      gl.data(), gh.data(), false, err, sizeof(err));
+    e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), cdW.data(), &tm, in, lz.data(),
+                                                      given ? ent.data() : nullptr, gl.data(), gh.data(), false, err,
+                                                      sizeof(err));
     CHECK(e == 0, "head backward (cuda) failed: %s", err);
     const double egh = rel_err(cdH.data(), dH.data(), dH.size(), &nan_ok);
     CHECK(egh <= 1e-4 && nan_ok, "%s dL/dhidden error %.3g (H %s)", at, egh, given ? "given" : "recomputed");
@@ -193,19 +210,22 @@ inline void check_head(std::mt19937& rng, int64_t R, int64_t H, int64_t V, DType
   }
   for (int64_t r = 0; r < R; r++)
     if (mask[r] == 0.0f)
-      for (int64_t h = 0; h < H; h++) CHECK(cdH[r * H + h] == 0.0f, "%s masked row %lld has dL/dhidden", at, (long long)r);
+      for (int64_t h = 0; h < H; h++)
+        CHECK(cdH[r * H + h] == 0.0f, "%s masked row %lld has dL/dhidden", at, (long long)r);
   std::vector<float> acc(V * H);
   for (size_t i = 0; i < acc.size(); i++) acc[i] = (float)(i % 7) - 3.0f;
   std::vector<float> want = acc;
   for (size_t i = 0; i < acc.size(); i++) want[i] += dW[i];
   e = token_logprobs_from_hidden_backward_cuda_host(cdH.data(), acc.data(), &tm, in, lz.data(), ent.data(), gl.data(),
                                                     gh.data(), true, err, sizeof(err));
-  CHECK(e == 0 && rel_err(acc.data(), want.data(), acc.size(), &nan_ok) <= 1e-5 && nan_ok, "%s accumulate (%s)", at, err);
+  CHECK(e == 0 && rel_err(acc.data(), want.data(), acc.size(), &nan_ok) <= 1e-5 && nan_ok, "%s accumulate (%s)", at,
+        err);
 }
 
 // {N, T, H, V}: T = 1, V = 1, 2, H and V off every tile edge; V = 32768 with 96 rows: several chunks.
 inline void check_hidden_twins(std::mt19937& rng) {
-  const int64_t heads[][4] = {{4, 3, 5, 7}, {6, 1, 17, 130}, {3, 5, 129, 1}, {5, 4, 64, 2}, {8, 12, 33, 32768}, {2, 9, 300, 5003}};
+  const int64_t heads[][4] = {{4, 3, 5, 7},  {6, 1, 17, 130},    {3, 5, 129, 1},
+                              {5, 4, 64, 2}, {8, 12, 33, 32768}, {2, 9, 300, 5003}};
   for (auto& k : heads)
     for (int d = 0; d < 3; d++) check_hidden(rng, k[0], k[1], k[2], k[3], (DType)d, false);
   check_hidden(rng, 4, 3, 20, 50, DType::f32, true);

@@ -22,11 +22,31 @@ function runOptions(p: Parsed): Partial<RunOptions> {
   const v = p.values;
   const n = (k: string) => (v[k] === undefined ? undefined : Number(v[k]));
   const o: Partial<RunOptions> = {
-    task: v.task as RunOptions['task'], algo: v.algo as Algo, steps: n('steps'), groupSize: n('group-size'), beta: n('beta'), promptsPerStep: n('prompts'),
-    miniBatches: n('mini-batches'), epochs: n('epochs'), learningRate: n('lr'), temperature: n('temperature'),
-    reference: v.reference as RunOptions['reference'], replayRatio: n('replay-ratio'), replayCapacity: n('replay-capacity'),
-    demonstrations: n('demonstrations'), clip: n('clip'), klCoef: n('kl-coef'), klIn: v['kl-in'] as RunOptions['klIn'], importanceCap: n('importance-cap'), terms: v.terms as RunOptions['terms'],
-    evalEvery: n('eval-every'), evalPrompts: n('eval-prompts'), init: v.init, seed: n('seed'), out: v.out, tf: v.tf as RunOptions['tf'],
+    task: v.task as RunOptions['task'],
+    algo: v.algo as Algo,
+    steps: n('steps'),
+    groupSize: n('group-size'),
+    beta: n('beta'),
+    promptsPerStep: n('prompts'),
+    miniBatches: n('mini-batches'),
+    epochs: n('epochs'),
+    learningRate: n('lr'),
+    temperature: n('temperature'),
+    reference: v.reference as RunOptions['reference'],
+    replayRatio: n('replay-ratio'),
+    replayCapacity: n('replay-capacity'),
+    demonstrations: n('demonstrations'),
+    clip: n('clip'),
+    klCoef: n('kl-coef'),
+    klIn: v['kl-in'] as RunOptions['klIn'],
+    importanceCap: n('importance-cap'),
+    terms: v.terms as RunOptions['terms'],
+    evalEvery: n('eval-every'),
+    evalPrompts: n('eval-prompts'),
+    init: v.init,
+    seed: n('seed'),
+    out: v.out,
+    tf: v.tf as RunOptions['tf'],
   };
   if (o.init && o.task === 'bandit') throw new UsageError('--init applies to --task addition only');
   return o;
@@ -85,7 +105,10 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const { resolveRunOptions } = await import('./runOptions.js');
   const { summaryTable } = await import('./runs.js');
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
-  if (o.miniBatches > o.promptsPerStep) throw new UsageError(`--mini-batches (${o.miniBatches}) must not exceed the groups per step, --prompts (${o.promptsPerStep})`);
+  if (o.miniBatches > o.promptsPerStep)
+    throw new UsageError(
+      `--mini-batches (${o.miniBatches}) must not exceed the groups per step, --prompts (${o.promptsPerStep})`,
+    );
   o.out ??= `runs/${o.task}-${cmd === 'compare' ? 'compare' : o.algo}`;
   await checkInit(o.init);
   checkWritable(o.out, `--out ${o.out}`);
@@ -95,13 +118,18 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   o.tf = started.tf;
   const { backendInfo } = await import('../backend.js');
   const info = backendInfo();
-  if (o.progress !== 'none') console.error(`gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`);
+  if (o.progress !== 'none')
+    console.error(
+      `gvpo ${cmd}: kernels on ${info.active}${info.simd ? ` (${info.simd})` : ''}, ${info.threads} threads; ${backend}`,
+    );
   if (cmd === 'train') {
     const r = await trainRun(o);
     console.log(summaryTable([r]));
     const held = o.task === 'addition' ? 'held-out ' : '';
-    console.log(`\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
-      `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${r.seconds.toFixed(0)} s`);
+    console.log(
+      `\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
+        `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${r.seconds.toFixed(0)} s`,
+    );
     console.log(`report: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
     return;
   }
@@ -114,13 +142,23 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
 async function warmupCommand(p: Parsed): Promise<void> {
   const out = resolve(p.values.out ?? WARMUP_OUT);
   if (existsSync(out) && !p.bools.has('force')) {
-    throw new UsageError(`${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`);
+    throw new UsageError(
+      `${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`,
+    );
   }
   checkWritable(dirname(out), `the folder of --out ${out}`);
   const { warmup } = await import('./runs.js');
   const { tf } = await startTf(p, false);
-  const r = await warmup(out, Number(p.values.steps ?? WARMUP_DEFAULTS.steps), Number(p.values.seed ?? WARMUP_DEFAULTS.seed), tf, Number(p.values.hidden ?? WARMUP_DEFAULTS.width));
-  console.log(`wrote ${out} (${r.parameters} parameters, ${r.seconds.toFixed(0)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`);
+  const r = await warmup(
+    out,
+    Number(p.values.steps ?? WARMUP_DEFAULTS.steps),
+    Number(p.values.seed ?? WARMUP_DEFAULTS.seed),
+    tf,
+    Number(p.values.hidden ?? WARMUP_DEFAULTS.width),
+  );
+  console.log(
+    `wrote ${out} (${r.parameters} parameters, ${r.seconds.toFixed(0)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`,
+  );
 }
 
 async function experimentCommand(p: Parsed): Promise<void> {
@@ -130,14 +168,22 @@ async function experimentCommand(p: Parsed): Promise<void> {
   if (!name) throw new UsageError(`gvpo experiment needs a name: ${names.join(', ')}`);
   if (!names.includes(name)) {
     const near = closest(name, names);
-    throw new UsageError(`unknown experiment '${name}'${near ? `; did you mean '${near}'?` : ''} (one of ${names.join(', ')})`);
+    throw new UsageError(
+      `unknown experiment '${name}'${near ? `; did you mean '${near}'?` : ''} (one of ${names.join(', ')})`,
+    );
   }
   if (p.positionals.length > 1) throw new UsageError(`unexpected argument '${p.positionals[1]}'`);
   const out = p.values.out ?? CLI_DEFAULTS.experimentsOut;
   checkWritable(out, `--out ${out}`);
   const { tf } = await startTf(p, p.bools.has('quiet'));
   for (const n of name === 'all' ? Object.keys(EXPERIMENTS) : [name]) {
-    await runExperiment(n, { quick: p.bools.has('quick'), seeds: p.values.seeds ? Number(p.values.seeds) : undefined, out, tf, progress: progressMode(p) });
+    await runExperiment(n, {
+      quick: p.bools.has('quick'),
+      seeds: p.values.seeds ? Number(p.values.seeds) : undefined,
+      out,
+      tf,
+      progress: progressMode(p),
+    });
   }
 }
 
@@ -158,12 +204,14 @@ async function main(argv: string[]): Promise<void> {
   }
   if (cmd === 'help') {
     const topic = rest[0];
-    if (topic && !COMMANDS[topic]) throw new UsageError(`no help for '${topic}': commands are ${Object.keys(COMMANDS).join(', ')}`);
+    if (topic && !COMMANDS[topic])
+      throw new UsageError(`no help for '${topic}': commands are ${Object.keys(COMMANDS).join(', ')}`);
     return void console.log(topic ? commandHelp(topic) : generalHelp());
   }
   const p = parseFlags(cmd, rest, COMMANDS[cmd].flags);
   if (p.bools.has('help')) return void console.log(commandHelp(cmd));
-  if (cmd !== 'experiment' && p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}' for \`gvpo ${cmd}\``);
+  if (cmd !== 'experiment' && p.positionals.length)
+    throw new UsageError(`unexpected argument '${p.positionals[0]}' for \`gvpo ${cmd}\``);
   if (cmd === 'train' || cmd === 'compare') return train(p, cmd);
   if (cmd === 'warmup') return warmupCommand(p);
   if (cmd === 'experiment') return experimentCommand(p);

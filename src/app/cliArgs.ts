@@ -21,45 +21,156 @@ interface Flag {
   shown?: string;
 }
 
-const int = (min: number, max = Infinity): Rule => (v) => {
-  const x = Number(v);
-  return Number.isInteger(x) && x >= min && x <= max && v.trim() !== '' ? undefined : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
-};
-const real = (test: (x: number) => boolean, what: string): Rule => (v) => (v.trim() !== '' && Number.isFinite(Number(v)) && test(Number(v)) ? undefined : what);
-const oneOf = (...allowed: string[]): Rule => Object.assign((v: string) => (allowed.includes(v) ? undefined : `one of ${allowed.join(', ')}`), { values: allowed.join('|') });
-const listOf = (...allowed: string[]): Rule => Object.assign((v: string) => (v.split(',').every((x) => allowed.includes(x)) ? undefined : `a comma-separated list of ${allowed.join(', ')}`), { values: `${allowed.join(',')}` });
+const int =
+  (min: number, max = Infinity): Rule =>
+  (v) => {
+    const x = Number(v);
+    return Number.isInteger(x) && x >= min && x <= max && v.trim() !== ''
+      ? undefined
+      : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
+  };
+const real =
+  (test: (x: number) => boolean, what: string): Rule =>
+  (v) =>
+    v.trim() !== '' && Number.isFinite(Number(v)) && test(Number(v)) ? undefined : what;
+const oneOf = (...allowed: string[]): Rule =>
+  Object.assign((v: string) => (allowed.includes(v) ? undefined : `one of ${allowed.join(', ')}`), {
+    values: allowed.join('|'),
+  });
+const listOf = (...allowed: string[]): Rule =>
+  Object.assign(
+    (v: string) =>
+      v.split(',').every((x) => allowed.includes(x)) ? undefined : `a comma-separated list of ${allowed.join(', ')}`,
+    { values: `${allowed.join(',')}` },
+  );
 const file: Rule = (v) => (existsSync(v) ? undefined : 'an existing file');
 
 const d = TRAINER_DEFAULTS;
-const byTask = (k: keyof (typeof TASK_DEFAULTS)['addition']) => `addition ${TASK_DEFAULTS.addition[k]}, bandit ${TASK_DEFAULTS.bandit[k]}`;
+const byTask = (k: keyof (typeof TASK_DEFAULTS)['addition']) =>
+  `addition ${TASK_DEFAULTS.addition[k]}, bandit ${TASK_DEFAULTS.bandit[k]}`;
 const ALGOS = [...TRAINER_ALGOS];
 
 export const RUN_FLAGS: Record<string, Flag> = {
-  task: { kind: 'value', rule: oneOf('addition', 'bandit'), shown: 'addition', help: 'the task: two-digit addition (a small transformer, held-out prompts) or a 4-prompt bandit (tabular)' },
-  algo: { kind: 'value', rule: oneOf(...ALGOS), shown: d.algo, help: 'the loss: gvpo; grpo (std-normalized advantages, clipped ratio); drgrpo (mean-centered, clipped ratio); reinforce (group-mean baseline)' },
+  task: {
+    kind: 'value',
+    rule: oneOf('addition', 'bandit'),
+    shown: 'addition',
+    help: 'the task: two-digit addition (a small transformer, held-out prompts) or a 4-prompt bandit (tabular)',
+  },
+  algo: {
+    kind: 'value',
+    rule: oneOf(...ALGOS),
+    shown: d.algo,
+    help: 'the loss: gvpo; grpo (std-normalized advantages, clipped ratio); drgrpo (mean-centered, clipped ratio); reinforce (group-mean baseline)',
+  },
   steps: { kind: 'value', rule: int(1), shown: byTask('steps'), help: 'sampled steps' },
   'group-size': { kind: 'value', rule: int(2), shown: byTask('groupSize'), help: 'k, responses per prompt' },
-  beta: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: String(d.beta), help: "GVPO's KL coefficient" },
+  beta: {
+    kind: 'value',
+    rule: real((x) => x > 0, 'a number > 0'),
+    shown: String(d.beta),
+    help: "GVPO's KL coefficient",
+  },
   prompts: { kind: 'value', rule: int(1), shown: byTask('promptsPerStep'), help: 'prompts (groups) per step' },
-  'mini-batches': { kind: 'value', rule: int(1), shown: String(d.miniBatches), help: 'optimizer updates per pass over a step (whole groups each)' },
-  epochs: { kind: 'value', rule: int(1), shown: String(d.epochs), help: 'passes over each step\'s groups' },
-  lr: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: byTask('learningRate'), help: 'Adam learning rate' },
-  temperature: { kind: 'value', rule: real((x) => x > 0, 'a number > 0'), shown: byTask('temperature'), help: 'sampling temperature' },
-  reference: { kind: 'value', rule: oneOf('previous', 'frozen'), shown: d.reference, help: "pi_theta': the policy before each step's updates, or the initial one" },
-  'replay-ratio': { kind: 'value', rule: real((x) => x >= 0 && x < 1, 'a number in [0, 1)'), shown: String(d.replayRatio), help: "share of each step's groups replayed from earlier policies' samples" },
-  'replay-capacity': { kind: 'value', rule: int(1), shown: String(d.replayCapacity), help: 'groups the replay buffer holds' },
-  demonstrations: { kind: 'value', rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'), shown: String(RUN_DEFAULTS.demonstrations), help: 'share of fresh groups that include the right answer as a response' },
-  clip: { kind: 'value', rule: real((x) => x > 0 && x < 1, 'a number in (0, 1)'), shown: String(d.clip), help: "GRPO / Dr.GRPO ratio clip range" },
-  'kl-coef': { kind: 'value', rule: real((x) => x >= 0, 'a number >= 0'), shown: String(d.klCoef), help: "grpo / drgrpo / reinforce: KL coefficient to the reference" },
-  'kl-in': { kind: 'value', rule: oneOf('loss', 'reward'), shown: d.klIn, help: 'where that KL goes: the k3 term of the loss, or an exact penalty in the reward' },
-  'importance-cap': { kind: 'value', rule: real((x) => x === 0 || x >= 1, '0 or a number >= 1'), shown: String(d.importanceCap), help: 'reinforce: truncate importance weights pi/pi_sampler at this (0: none)' },
-  terms: { kind: 'value', rule: oneOf('all', 'no-variance', 'no-trust-region'), shown: d.terms, help: "GVPO's terms kept (the paper's ablations)" },
-  'eval-every': { kind: 'value', rule: int(0), shown: byTask('evalEvery'), help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only); greedy accuracy is the share of prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)' },
-  'eval-prompts': { kind: 'value', rule: int(1), shown: byTask('evalPrompts'), help: 'prompts in the evaluation set (held-out for addition)' },
-  init: { kind: 'value', rule: file, shown: 'checkpoints/addition-warmup.json', help: 'starting policy (a file written by gvpo warmup)' },
+  'mini-batches': {
+    kind: 'value',
+    rule: int(1),
+    shown: String(d.miniBatches),
+    help: 'optimizer updates per pass over a step (whole groups each)',
+  },
+  epochs: { kind: 'value', rule: int(1), shown: String(d.epochs), help: "passes over each step's groups" },
+  lr: {
+    kind: 'value',
+    rule: real((x) => x > 0, 'a number > 0'),
+    shown: byTask('learningRate'),
+    help: 'Adam learning rate',
+  },
+  temperature: {
+    kind: 'value',
+    rule: real((x) => x > 0, 'a number > 0'),
+    shown: byTask('temperature'),
+    help: 'sampling temperature',
+  },
+  reference: {
+    kind: 'value',
+    rule: oneOf('previous', 'frozen'),
+    shown: d.reference,
+    help: "pi_theta': the policy before each step's updates, or the initial one",
+  },
+  'replay-ratio': {
+    kind: 'value',
+    rule: real((x) => x >= 0 && x < 1, 'a number in [0, 1)'),
+    shown: String(d.replayRatio),
+    help: "share of each step's groups replayed from earlier policies' samples",
+  },
+  'replay-capacity': {
+    kind: 'value',
+    rule: int(1),
+    shown: String(d.replayCapacity),
+    help: 'groups the replay buffer holds',
+  },
+  demonstrations: {
+    kind: 'value',
+    rule: real((x) => x >= 0 && x <= 1, 'a number in [0, 1]'),
+    shown: String(RUN_DEFAULTS.demonstrations),
+    help: 'share of fresh groups that include the right answer as a response',
+  },
+  clip: {
+    kind: 'value',
+    rule: real((x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    shown: String(d.clip),
+    help: 'GRPO / Dr.GRPO ratio clip range',
+  },
+  'kl-coef': {
+    kind: 'value',
+    rule: real((x) => x >= 0, 'a number >= 0'),
+    shown: String(d.klCoef),
+    help: 'grpo / drgrpo / reinforce: KL coefficient to the reference',
+  },
+  'kl-in': {
+    kind: 'value',
+    rule: oneOf('loss', 'reward'),
+    shown: d.klIn,
+    help: 'where that KL goes: the k3 term of the loss, or an exact penalty in the reward',
+  },
+  'importance-cap': {
+    kind: 'value',
+    rule: real((x) => x === 0 || x >= 1, '0 or a number >= 1'),
+    shown: String(d.importanceCap),
+    help: 'reinforce: truncate importance weights pi/pi_sampler at this (0: none)',
+  },
+  terms: {
+    kind: 'value',
+    rule: oneOf('all', 'no-variance', 'no-trust-region'),
+    shown: d.terms,
+    help: "GVPO's terms kept (the paper's ablations)",
+  },
+  'eval-every': {
+    kind: 'value',
+    rule: int(0),
+    shown: byTask('evalEvery'),
+    help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only); greedy accuracy is the share of prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)',
+  },
+  'eval-prompts': {
+    kind: 'value',
+    rule: int(1),
+    shown: byTask('evalPrompts'),
+    help: 'prompts in the evaluation set (held-out for addition)',
+  },
+  init: {
+    kind: 'value',
+    rule: file,
+    shown: 'checkpoints/addition-warmup.json',
+    help: 'starting policy (a file written by gvpo warmup)',
+  },
   seed: { kind: 'value', rule: int(0), shown: String(d.seed), help: 'random seed' },
   out: { kind: 'value', shown: 'runs/<task>-<algo>', help: 'folder for report.md, chart.svg, metrics.jsonl' },
-  tf: { kind: 'value', rule: oneOf('auto', 'cpu', 'wasm', 'node', 'node-gpu'), shown: CLI_DEFAULTS.tf, help: 'TensorFlow.js backend: wasm (@tensorflow/tfjs-backend-wasm; the cpu backend when it is not installed), cpu (in @tensorflow/tfjs), node / node-gpu (@tensorflow/tfjs-node / -node-gpu), auto (node-gpu or node when installed, else cpu)' },
+  tf: {
+    kind: 'value',
+    rule: oneOf('auto', 'cpu', 'wasm', 'node', 'node-gpu'),
+    shown: CLI_DEFAULTS.tf,
+    help: 'TensorFlow.js backend: wasm (@tensorflow/tfjs-backend-wasm; the cpu backend when it is not installed), cpu (in @tensorflow/tfjs), node / node-gpu (@tensorflow/tfjs-node / -node-gpu), auto (node-gpu or node when installed, else cpu)',
+  },
   quiet: { kind: 'bool', help: 'no progress output' },
   help: { kind: 'bool', help: 'this help' },
 };
@@ -68,50 +179,79 @@ export const RUN_FLAGS: Record<string, Flag> = {
 const { algo: _algo, ...withoutAlgo } = RUN_FLAGS;
 
 export const COMMANDS: Record<string, { summary: string; usage: string; flags: Record<string, Flag> }> = {
-  train: { summary: 'one training run: progress, report.md, chart.svg, metrics.jsonl', usage: 'gvpo train [options]', flags: RUN_FLAGS },
+  train: {
+    summary: 'one training run: progress, report.md, chart.svg, metrics.jsonl',
+    usage: 'gvpo train [options]',
+    flags: RUN_FLAGS,
+  },
   compare: {
-    summary: 'algorithms side by side over seeds, one report with 95% intervals', usage: 'gvpo compare [options] [--algos gvpo,grpo] [--seeds N]',
+    summary: 'algorithms side by side over seeds, one report with 95% intervals',
+    usage: 'gvpo compare [options] [--algos gvpo,grpo] [--seeds N]',
     flags: {
       ...withoutAlgo,
       algos: { kind: 'value', rule: listOf(...ALGOS), shown: CLI_DEFAULTS.algos, help: 'algorithms to compare' },
       seeds: { kind: 'value', rule: int(1), shown: String(CLI_DEFAULTS.seeds), help: 'seeds 1..N per algorithm' },
-      out: { kind: 'value', shown: 'runs/<task>-compare', help: 'folder for report.md, chart.svg and one folder per run' },
+      out: {
+        kind: 'value',
+        shown: 'runs/<task>-compare',
+        help: 'folder for report.md, chart.svg and one folder per run',
+      },
     },
   },
   experiment: {
-    summary: 'one of the experiments: writes its EXPERIMENTS.md section and charts', usage: 'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick]',
+    summary: 'one of the experiments: writes its EXPERIMENTS.md section and charts',
+    usage: 'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick]',
     flags: {
       quick: { kind: 'bool', help: 'a small size (a smoke test, numbers not meaningful)' },
       seeds: { kind: 'value', rule: int(2), shown: '5', help: 'seeds per configuration' },
-      out: { kind: 'value', shown: CLI_DEFAULTS.experimentsOut, help: 'folder that receives EXPERIMENTS.md and experiments/<name>/ (in the gvpo repository, `--out .` re-makes its own)' },
-      tf: RUN_FLAGS.tf, quiet: RUN_FLAGS.quiet, help: RUN_FLAGS.help,
+      out: {
+        kind: 'value',
+        shown: CLI_DEFAULTS.experimentsOut,
+        help: 'folder that receives EXPERIMENTS.md and experiments/<name>/ (in the gvpo repository, `--out .` re-makes its own)',
+      },
+      tf: RUN_FLAGS.tf,
+      quiet: RUN_FLAGS.quiet,
+      help: RUN_FLAGS.help,
     },
   },
   warmup: {
-    summary: 'the supervised warm-up that makes an addition starting policy', usage: 'gvpo warmup [--out FILE] [--steps N] [--hidden D] [--seed S] [--force]',
+    summary: 'the supervised warm-up that makes an addition starting policy',
+    usage: 'gvpo warmup [--out FILE] [--steps N] [--hidden D] [--seed S] [--force]',
     flags: {
       out: { kind: 'value', shown: WARMUP_OUT, help: 'checkpoint to write' },
       steps: { kind: 'value', rule: int(1), shown: String(WARMUP_DEFAULTS.steps), help: 'supervised steps' },
       hidden: {
-        kind: 'value', rule: (v) => int(WARMUP_DEFAULTS.heads)(v) ?? (Number(v) % WARMUP_DEFAULTS.heads ? `a multiple of ${WARMUP_DEFAULTS.heads}` : undefined),
-        shown: String(WARMUP_DEFAULTS.width), help: `width of the transformer (a multiple of its ${WARMUP_DEFAULTS.heads} heads)`,
+        kind: 'value',
+        rule: (v) =>
+          int(WARMUP_DEFAULTS.heads)(v) ??
+          (Number(v) % WARMUP_DEFAULTS.heads ? `a multiple of ${WARMUP_DEFAULTS.heads}` : undefined),
+        shown: String(WARMUP_DEFAULTS.width),
+        help: `width of the transformer (a multiple of its ${WARMUP_DEFAULTS.heads} heads)`,
       },
-      seed: RUN_FLAGS.seed, tf: RUN_FLAGS.tf,
+      seed: RUN_FLAGS.seed,
+      tf: RUN_FLAGS.tf,
       force: { kind: 'bool', help: 'overwrite --out if it exists (the shipped checkpoint included)' },
       help: RUN_FLAGS.help,
     },
   },
-  info: { summary: 'backendInfo() and the TensorFlow.js backend', usage: 'gvpo info [--tf auto|cpu|wasm|node|node-gpu]', flags: { tf: RUN_FLAGS.tf, help: RUN_FLAGS.help } },
-  help: { summary: 'this text, or one command\'s options', usage: 'gvpo help [command]', flags: {} },
+  info: {
+    summary: 'backendInfo() and the TensorFlow.js backend',
+    usage: 'gvpo info [--tf auto|cpu|wasm|node|node-gpu]',
+    flags: { tf: RUN_FLAGS.tf, help: RUN_FLAGS.help },
+  },
+  help: { summary: "this text, or one command's options", usage: 'gvpo help [command]', flags: {} },
 };
 
 /** Edit distance with adjacent transpositions (optimal string alignment): "setps" is 1 from "steps". */
 function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const d = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.length][b.length];
@@ -144,7 +284,8 @@ export function parseFlags(cmd: string, args: string[], flags: Record<string, Fl
       continue;
     }
     if (!a.startsWith('--')) {
-      if (a.startsWith('-') && !/^-\d/.test(a)) throw new UsageError(`unknown option '${a}' (options are spelled --name)`);
+      if (a.startsWith('-') && !/^-\d/.test(a))
+        throw new UsageError(`unknown option '${a}' (options are spelled --name)`);
       out.positionals.push(a);
       continue;
     }
@@ -187,8 +328,11 @@ export function commandHelp(cmd: string): string {
 
 export function generalHelp(): string {
   return [
-    'usage: gvpo <command> [options]', '', 'commands:',
+    'usage: gvpo <command> [options]',
+    '',
+    'commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`),
-    '', '`gvpo help <command>` or `gvpo <command> --help` lists its options; `gvpo --version` prints the version.',
+    '',
+    '`gvpo help <command>` or `gvpo <command> --help` lists its options; `gvpo --version` prints the version.',
   ].join('\n');
 }

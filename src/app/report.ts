@@ -41,10 +41,11 @@ export function ticks(lo: number, hi: number, n = 5): number[] {
 function logTicks(lo: number, hi: number): number[] {
   const out: number[] = [];
   const mult = hi - lo < 2 ? [1, 2, 5] : [1];
-  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) for (const m of mult) {
-    const v = m * 10 ** e;
-    if (Math.log10(v) >= lo && Math.log10(v) <= hi) out.push(v);
-  }
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++)
+    for (const m of mult) {
+      const v = m * 10 ** e;
+      if (Math.log10(v) >= lo && Math.log10(v) <= hi) out.push(v);
+    }
   return out;
 }
 
@@ -61,8 +62,17 @@ function esc(s: string): string {
 function panel(p: Panel, x0: number): string {
   const ty = (y: number) => (p.logY ? Math.log10(y) : y);
   const ok = (y: number) => Number.isFinite(y) && (!p.logY || y > 0);
-  const pts = p.series.flatMap((s) => [...s.points.map(([x, y]) => [x, y]), ...(s.band ?? []).flatMap(([x, lo, hi]) => [[x, lo], [x, hi]])]).filter(([, y]) => ok(y));
-  if (!pts.length) return `<text x="${x0 + W / 2}" y="${H / 2}" text-anchor="middle" font-size="12">${esc(p.title)}: no data</text>`;
+  const pts = p.series
+    .flatMap((s) => [
+      ...s.points.map(([x, y]) => [x, y]),
+      ...(s.band ?? []).flatMap(([x, lo, hi]) => [
+        [x, lo],
+        [x, hi],
+      ]),
+    ])
+    .filter(([, y]) => ok(y));
+  if (!pts.length)
+    return `<text x="${x0 + W / 2}" y="${H / 2}" text-anchor="middle" font-size="12">${esc(p.title)}: no data</text>`;
   const xmin = Math.min(...pts.map((q) => q[0]));
   const xmax = Math.max(xmin + 1, ...pts.map((q) => q[0]));
   let ymin = Math.min(...pts.map((q) => ty(q[1])));
@@ -72,7 +82,9 @@ function panel(p: Panel, x0: number): string {
   [ymin, ymax] = [ymin - pad, ymax + pad];
   const sx = (x: number) => x0 + M.left + ((x - xmin) / (xmax - xmin)) * (W - M.left - M.right);
   const sy = (y: number) => H - M.bottom - ((ty(y) - ymin) / (ymax - ymin)) * (H - M.top - M.bottom);
-  const out = [`<text x="${x0 + (W + M.left) / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(p.title)}</text>`];
+  const out = [
+    `<text x="${x0 + (W + M.left) / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(p.title)}</text>`,
+  ];
   for (const x of ticks(xmin, xmax, 6)) {
     out.push(`<line x1="${sx(x)}" y1="${M.top}" x2="${sx(x)}" y2="${H - M.bottom}" stroke="#e4e4e4"/>`);
     out.push(`<text x="${sx(x)}" y="${H - M.bottom + 14}" text-anchor="middle" font-size="10">${fmt(x)}</text>`);
@@ -82,26 +94,46 @@ function panel(p: Panel, x0: number): string {
     out.push(`<line x1="${x0 + M.left}" y1="${sy(y)}" x2="${x0 + W - M.right}" y2="${sy(y)}" stroke="#e4e4e4"/>`);
     out.push(`<text x="${x0 + M.left - 4}" y="${sy(y) + 3}" text-anchor="end" font-size="10">${fmt(y)}</text>`);
   }
-  out.push(`<rect x="${x0 + M.left}" y="${M.top}" width="${W - M.left - M.right}" height="${H - M.top - M.bottom}" fill="none" stroke="#777"/>`);
-  out.push(`<text x="${x0 + (W + M.left) / 2}" y="${H - 8}" text-anchor="middle" font-size="11">${esc(p.xLabel ?? 'step')}</text>`);
-  if (p.yLabel) out.push(`<text transform="translate(${x0 + 13},${(H - M.bottom + M.top) / 2}) rotate(-90)" text-anchor="middle" font-size="11">${esc(p.yLabel)}${p.logY ? ' (log scale)' : ''}</text>`);
+  out.push(
+    `<rect x="${x0 + M.left}" y="${M.top}" width="${W - M.left - M.right}" height="${H - M.top - M.bottom}" fill="none" stroke="#777"/>`,
+  );
+  out.push(
+    `<text x="${x0 + (W + M.left) / 2}" y="${H - 8}" text-anchor="middle" font-size="11">${esc(p.xLabel ?? 'step')}</text>`,
+  );
+  if (p.yLabel)
+    out.push(
+      `<text transform="translate(${x0 + 13},${(H - M.bottom + M.top) / 2}) rotate(-90)" text-anchor="middle" font-size="11">${esc(p.yLabel)}${p.logY ? ' (log scale)' : ''}</text>`,
+    );
   // legend box first, lines over it stay visible through its translucent fill
   const legendW = 34 + 6.2 * Math.max(...p.series.map((s) => s.name.length));
-  out.push(`<rect x="${x0 + M.left + 4}" y="${M.top + 2}" width="${legendW.toFixed(0)}" height="${13 * p.series.length + 4}" fill="white" fill-opacity="0.8" stroke="#ccc"/>`);
+  out.push(
+    `<rect x="${x0 + M.left + 4}" y="${M.top + 2}" width="${legendW.toFixed(0)}" height="${13 * p.series.length + 4}" fill="white" fill-opacity="0.8" stroke="#ccc"/>`,
+  );
   p.series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length];
     // on a log axis a band reaching below zero is drawn down to the panel's floor
     const floor = 10 ** ymin;
-    const band = (s.band ?? []).map(([x, lo, hi]): [number, number, number] => [x, p.logY ? Math.max(lo, floor) : lo, hi]).filter(([, lo, hi]) => ok(lo) && ok(hi));
+    const band = (s.band ?? [])
+      .map(([x, lo, hi]): [number, number, number] => [x, p.logY ? Math.max(lo, floor) : lo, hi])
+      .filter(([, lo, hi]) => ok(lo) && ok(hi));
     if (band.length > 1) {
-      const poly = [...band.map(([x, , hi]) => `${sx(x).toFixed(1)},${sy(hi).toFixed(1)}`), ...band.reverse().map(([x, lo]) => `${sx(x).toFixed(1)},${sy(lo).toFixed(1)}`)];
+      const poly = [
+        ...band.map(([x, , hi]) => `${sx(x).toFixed(1)},${sy(hi).toFixed(1)}`),
+        ...band.reverse().map(([x, lo]) => `${sx(x).toFixed(1)},${sy(lo).toFixed(1)}`),
+      ];
       out.push(`<polygon points="${poly.join(' ')}" fill="${c}" fill-opacity="0.15" stroke="none"/>`);
     }
     const line = s.points.filter(([, y]) => ok(y));
-    out.push(`<polyline fill="none" stroke="${c}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5,3"' : ''} points="${line.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
-    if (s.markers) for (const [x, y] of line) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${c}"/>`);
+    out.push(
+      `<polyline fill="none" stroke="${c}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5,3"' : ''} points="${line.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`,
+    );
+    if (s.markers)
+      for (const [x, y] of line)
+        out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${c}"/>`);
     const ly = M.top + 12 + 13 * i;
-    out.push(`<line x1="${x0 + M.left + 8}" y1="${ly - 4}" x2="${x0 + M.left + 24}" y2="${ly - 4}" stroke="${c}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5,3"' : ''}/>`);
+    out.push(
+      `<line x1="${x0 + M.left + 8}" y1="${ly - 4}" x2="${x0 + M.left + 24}" y2="${ly - 4}" stroke="${c}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5,3"' : ''}/>`,
+    );
     out.push(`<text x="${x0 + M.left + 28}" y="${ly}" font-size="10.5" fill="#222">${esc(s.name)}</text>`);
   });
   return out.join('\n');
@@ -111,7 +143,9 @@ function panel(p: Panel, x0: number): string {
 export function svgChart(panels: Panel[]): string {
   const cols = Math.min(panels.length, 2);
   const rows = Math.ceil(panels.length / cols);
-  const body = panels.map((p, i) => `<g transform="translate(0,${Math.floor(i / cols) * H})">\n${panel(p, (i % cols) * W)}\n</g>`).join('\n');
+  const body = panels
+    .map((p, i) => `<g transform="translate(0,${Math.floor(i / cols) * H})">\n${panel(p, (i % cols) * W)}\n</g>`)
+    .join('\n');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W * cols}" height="${H * rows}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${body}\n</svg>\n`;
 }
 
@@ -133,10 +167,16 @@ export function progressLine(step: number, total: number, elapsed: number, field
   const width = 24;
   const done = Math.round((step / total) * width);
   const eta = step ? (elapsed / step) * (total - step) : 0;
-  const f = Object.entries(fields).map(([k, v]) => `${k} ${v.toFixed(3)}`).join('  ');
+  const f = Object.entries(fields)
+    .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+    .join('  ');
   return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] step ${step}/${total}  ${f}  ETA ${Math.floor(eta / 60)}m${String(Math.round(eta % 60)).padStart(2, '0')}s`;
 }
 
 export function markdownTable(head: string[], rows: Array<Array<string | number>>): string {
-  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
 }

@@ -6,12 +6,37 @@ import type { TfChoice } from '../tfjs/tf.js';
 import { type Algo, type StepMetrics, TRAINER_DEFAULTS, type TrainerConfig } from '../tfjs/trainerOptions.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, type TaskName } from './defaults.js';
 
-export const CHECKPOINT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'checkpoints', 'addition-warmup.json');
+export const CHECKPOINT = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'checkpoints',
+  'addition-warmup.json',
+);
 
 /** The trainer's options a run sets (the trainer checks them; the command's flags parse them). */
-type TrainerKnobs = Pick<TrainerConfig,
-  | 'algo' | 'beta' | 'groupSize' | 'promptsPerStep' | 'miniBatches' | 'epochs' | 'learningRate' | 'temperature' | 'reference'
-  | 'replayRatio' | 'replayCapacity' | 'clip' | 'klCoef' | 'klIn' | 'importanceCap' | 'terms' | 'seed' | 'evalEvery' | 'evalPrompts'>;
+type TrainerKnobs = Pick<
+  TrainerConfig,
+  | 'algo'
+  | 'beta'
+  | 'groupSize'
+  | 'promptsPerStep'
+  | 'miniBatches'
+  | 'epochs'
+  | 'learningRate'
+  | 'temperature'
+  | 'reference'
+  | 'replayRatio'
+  | 'replayCapacity'
+  | 'clip'
+  | 'klCoef'
+  | 'klIn'
+  | 'importanceCap'
+  | 'terms'
+  | 'seed'
+  | 'evalEvery'
+  | 'evalPrompts'
+>;
 
 /** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
 export interface RunOptions extends TrainerKnobs {
@@ -32,15 +57,36 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
   const task = o.task ?? 'addition';
   const t = TASK_DEFAULTS[task];
   const d = TRAINER_DEFAULTS;
-  const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] => (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
+  const pick = <K extends keyof RunOptions>(key: K, fallback: RunOptions[K]): RunOptions[K] =>
+    (o[key] === undefined ? fallback : o[key]) as RunOptions[K];
   return {
-    task, algo: pick('algo', d.algo), steps: pick('steps', t.steps), groupSize: pick('groupSize', t.groupSize), beta: pick('beta', d.beta),
-    seed: pick('seed', d.seed), promptsPerStep: pick('promptsPerStep', t.promptsPerStep), miniBatches: pick('miniBatches', d.miniBatches),
-    epochs: pick('epochs', d.epochs), learningRate: pick('learningRate', t.learningRate), temperature: pick('temperature', t.temperature),
-    reference: pick('reference', d.reference), replayRatio: pick('replayRatio', d.replayRatio), replayCapacity: pick('replayCapacity', d.replayCapacity),
-    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations), fixedSampler: pick('fixedSampler', RUN_DEFAULTS.fixedSampler), clip: pick('clip', d.clip), klCoef: pick('klCoef', d.klCoef), klIn: pick('klIn', d.klIn), importanceCap: pick('importanceCap', d.importanceCap), terms: pick('terms', d.terms),
-    evalEvery: pick('evalEvery', t.evalEvery), evalPrompts: pick('evalPrompts', t.evalPrompts), init: o.init, out: o.out,
-    tf: pick('tf', CLI_DEFAULTS.tf), progress: pick('progress', 'none'),
+    task,
+    algo: pick('algo', d.algo),
+    steps: pick('steps', t.steps),
+    groupSize: pick('groupSize', t.groupSize),
+    beta: pick('beta', d.beta),
+    seed: pick('seed', d.seed),
+    promptsPerStep: pick('promptsPerStep', t.promptsPerStep),
+    miniBatches: pick('miniBatches', d.miniBatches),
+    epochs: pick('epochs', d.epochs),
+    learningRate: pick('learningRate', t.learningRate),
+    temperature: pick('temperature', t.temperature),
+    reference: pick('reference', d.reference),
+    replayRatio: pick('replayRatio', d.replayRatio),
+    replayCapacity: pick('replayCapacity', d.replayCapacity),
+    demonstrations: pick('demonstrations', RUN_DEFAULTS.demonstrations),
+    fixedSampler: pick('fixedSampler', RUN_DEFAULTS.fixedSampler),
+    clip: pick('clip', d.clip),
+    klCoef: pick('klCoef', d.klCoef),
+    klIn: pick('klIn', d.klIn),
+    importanceCap: pick('importanceCap', d.importanceCap),
+    terms: pick('terms', d.terms),
+    evalEvery: pick('evalEvery', t.evalEvery),
+    evalPrompts: pick('evalPrompts', t.evalPrompts),
+    init: o.init,
+    out: o.out,
+    tf: pick('tf', CLI_DEFAULTS.tf),
+    progress: pick('progress', 'none'),
   };
 }
 
@@ -61,4 +107,3 @@ export interface RunSummary {
   seconds: number;
   metrics: StepMetrics[];
 }
-

@@ -33,7 +33,8 @@ export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task
     return { policy: new TabularPolicy(tf, task.prompts, task.vocab, init), task, backend };
   }
   const path = o.init ?? CHECKPOINT;
-  if (!existsSync(path)) throw new Error(`the addition starting policy ${path} is missing: run \`gvpo warmup --out ${path}\``);
+  if (!existsSync(path))
+    throw new Error(`the addition starting policy ${path} is missing: run \`gvpo warmup --out ${path}\``);
   return { policy: loadPolicy(tf, path), task: new AdditionTask(), backend };
 }
 
@@ -45,7 +46,14 @@ export async function setup(o: RunOptions): Promise<{ policy: Policy; task: Task
 function demonstrationSampler(task: Task, policy: Policy, temperature: number): ExternalSampler {
   return (prompt, k, rand) => {
     const answer = task.answer!(prompt);
-    const responses = [answer, ...policy.sample(Array.from({ length: k - 1 }, () => prompt), temperature, rand)];
+    const responses = [
+      answer,
+      ...policy.sample(
+        Array.from({ length: k - 1 }, () => prompt),
+        temperature,
+        rand,
+      ),
+    ];
     return { responses, tokenLogprobs: responses.map((_, i) => (i === 0 ? answer.map(() => 0) : null)) };
   };
 }
@@ -57,26 +65,48 @@ function demonstrationSampler(task: Task, policy: Policy, temperature: number): 
 function fixedSampler(tf: TfModule, policy: Policy, temperature: number): ExternalSampler {
   const T = policy.maxTokens;
   return (prompt, k, rand) => {
-    const responses = policy.sample(Array.from({ length: k }, () => prompt), temperature, rand);
-    const packed = packBatch([{ prompt, responses, rewards: new Array(k).fill(0), source: 'external', temperature }], k, T);
+    const responses = policy.sample(
+      Array.from({ length: k }, () => prompt),
+      temperature,
+      rand,
+    );
+    const packed = packBatch(
+      [{ prompt, responses, rewards: new Array(k).fill(0), source: 'external', temperature }],
+      k,
+      T,
+    );
     const lp = logprobsOf(tf, policy, packed).token;
     return { responses, tokenLogprobs: responses.map((_, i) => lp.subarray(i * T, (i + 1) * T)) };
   };
 }
 
 /** The external sampler of a run's options, and the share of fresh groups it draws. */
-function externalSampler(tf: TfModule, o: RunOptions, task: Task, policy: Policy): { externalResponses?: ExternalSampler; externalRatio?: number } {
-  if (o.demonstrations > 0 && o.fixedSampler > 0) throw new RangeError('a run takes demonstrations or a fixed sampler, not both');
-  if (o.demonstrations > 0) return { externalResponses: demonstrationSampler(task, policy, o.temperature), externalRatio: o.demonstrations };
-  if (o.fixedSampler > 0) return { externalResponses: fixedSampler(tf, policy.clone(), o.temperature), externalRatio: o.fixedSampler };
+function externalSampler(
+  tf: TfModule,
+  o: RunOptions,
+  task: Task,
+  policy: Policy,
+): { externalResponses?: ExternalSampler; externalRatio?: number } {
+  if (o.demonstrations > 0 && o.fixedSampler > 0)
+    throw new RangeError('a run takes demonstrations or a fixed sampler, not both');
+  if (o.demonstrations > 0)
+    return { externalResponses: demonstrationSampler(task, policy, o.temperature), externalRatio: o.demonstrations };
+  if (o.fixedSampler > 0)
+    return { externalResponses: fixedSampler(tf, policy.clone(), o.temperature), externalRatio: o.fixedSampler };
   return {};
 }
 
 function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
-  const fields = { reward: m.rewardMean, loss: m.loss, 'kl(init)': m.klInitial, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }) };
+  const fields = {
+    reward: m.rewardMean,
+    loss: m.loss,
+    'kl(init)': m.klInitial,
+    ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }),
+  };
   const line = progressLine(m.step, o.steps, (performance.now() - t0) / 1000, fields);
   if (o.progress === 'bar') process.stderr.write(`\r${line}`);
-  else if (o.progress === 'lines' && (m.step % Math.max(1, Math.round(o.steps / 10)) === 0 || m.step === o.steps)) process.stderr.write(`${line}\n`);
+  else if (o.progress === 'lines' && (m.step % Math.max(1, Math.round(o.steps / 10)) === 0 || m.step === o.steps))
+    process.stderr.write(`${line}\n`);
 }
 
 /** One training run; writes metrics.jsonl, chart.svg and report.md to `o.out` when given. */
@@ -85,10 +115,28 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
   const { tf } = await loadTf(o.tf);
   const metrics: StepMetrics[] = [];
   const trainer = new GVPOTrainer({
-    tf, policy, task, algo: o.algo, beta: o.beta, groupSize: o.groupSize, seed: o.seed, promptsPerStep: o.promptsPerStep,
-    miniBatches: o.miniBatches, epochs: o.epochs, learningRate: o.learningRate, temperature: o.temperature, reference: o.reference,
+    tf,
+    policy,
+    task,
+    algo: o.algo,
+    beta: o.beta,
+    groupSize: o.groupSize,
+    seed: o.seed,
+    promptsPerStep: o.promptsPerStep,
+    miniBatches: o.miniBatches,
+    epochs: o.epochs,
+    learningRate: o.learningRate,
+    temperature: o.temperature,
+    reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
-    ...externalSampler(tf, o, task, policy), clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms, evalEvery: o.evalEvery, evalPrompts: o.evalPrompts,
+    ...externalSampler(tf, o, task, policy),
+    clip: o.clip,
+    klCoef: o.klCoef,
+    klIn: o.klIn,
+    importanceCap: o.importanceCap,
+    terms: o.terms,
+    evalEvery: o.evalEvery,
+    evalPrompts: o.evalPrompts,
     onMetrics: (m) => metrics.push(m),
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);
@@ -102,10 +150,18 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
   const tail = Math.max(1, Math.floor(metrics.length / 10));
   const summary: RunSummary = {
-    algo: o.algo, seed: o.seed, accuracyBefore, accuracyAfter, evalRewardBefore, evalRewardAfter, zeroVariance: mean(metrics.map((m) => m.zeroVarianceGroups)),
+    algo: o.algo,
+    seed: o.seed,
+    accuracyBefore,
+    accuracyAfter,
+    evalRewardBefore,
+    evalRewardAfter,
+    zeroVariance: mean(metrics.map((m) => m.zeroVarianceGroups)),
     rewardFirst: mean(metrics.slice(0, tail).map((m) => m.rewardMean)),
     rewardLast: mean(metrics.slice(-tail).map((m) => m.rewardMean)),
-    klInitial: last.klInitial, seconds: (performance.now() - t0) / 1000, metrics,
+    klInitial: last.klInitial,
+    seconds: (performance.now() - t0) / 1000,
+    metrics,
   };
   if (o.out) {
     mkdirSync(o.out, { recursive: true });
@@ -123,7 +179,9 @@ export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number
   for (const algo of algos) {
     for (const seed of seeds) {
       if (base.progress !== 'none') process.stderr.write(`${algo} seed ${seed}\n`);
-      runs.push(await trainRun({ ...base, algo, seed, out: base.out ? join(base.out, `${algo}-seed${seed}`) : undefined }));
+      runs.push(
+        await trainRun({ ...base, algo, seed, out: base.out ? join(base.out, `${algo}-seed${seed}`) : undefined }),
+      );
     }
   }
   if (base.out) {
@@ -137,17 +195,53 @@ export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number
 
 export function summaryTable(runs: RunSummary[]): string {
   return markdownTable(
-    ['algo', 'seed', 'held-out greedy accuracy before', 'after', 'held-out reward at T = 1 before', 'after', 'training reward (first 10% of steps)', '(last 10%)', 'groups with no reward variance', 'KL to initial', 'seconds'],
-    runs.map((r) => [r.algo, r.seed, r.accuracyBefore.toFixed(3), r.accuracyAfter.toFixed(3), r.evalRewardBefore.toFixed(3), r.evalRewardAfter.toFixed(3), r.rewardFirst.toFixed(3), r.rewardLast.toFixed(3), r.zeroVariance.toFixed(2), r.klInitial.toFixed(4), r.seconds.toFixed(0)]),
+    [
+      'algo',
+      'seed',
+      'held-out greedy accuracy before',
+      'after',
+      'held-out reward at T = 1 before',
+      'after',
+      'training reward (first 10% of steps)',
+      '(last 10%)',
+      'groups with no reward variance',
+      'KL to initial',
+      'seconds',
+    ],
+    runs.map((r) => [
+      r.algo,
+      r.seed,
+      r.accuracyBefore.toFixed(3),
+      r.accuracyAfter.toFixed(3),
+      r.evalRewardBefore.toFixed(3),
+      r.evalRewardAfter.toFixed(3),
+      r.rewardFirst.toFixed(3),
+      r.rewardLast.toFixed(3),
+      r.zeroVariance.toFixed(2),
+      r.klInitial.toFixed(4),
+      r.seconds.toFixed(0),
+    ]),
   );
 }
 
 /** The supervised warm-up (the library's warmup()) on the chosen TensorFlow.js, with progress on a terminal. */
-export async function warmup(out: string, steps = WARMUP_DEFAULTS.steps, seed = WARMUP_DEFAULTS.seed, tfChoice: TfChoice = CLI_DEFAULTS.tf, width = WARMUP_DEFAULTS.width): Promise<WarmupResult> {
+export async function warmup(
+  out: string,
+  steps = WARMUP_DEFAULTS.steps,
+  seed = WARMUP_DEFAULTS.seed,
+  tfChoice: TfChoice = CLI_DEFAULTS.tf,
+  width = WARMUP_DEFAULTS.width,
+): Promise<WarmupResult> {
   const { tf } = await loadTf(tfChoice);
   const r = await runWarmup({
-    tf, out, steps, seed, width,
-    onProgress: (s, loss) => { if (process.stderr.isTTY) process.stderr.write(`\rwarm-up step ${s}/${steps}, cross-entropy ${loss.toFixed(3)}`); },
+    tf,
+    out,
+    steps,
+    seed,
+    width,
+    onProgress: (s, loss) => {
+      if (process.stderr.isTTY) process.stderr.write(`\rwarm-up step ${s}/${steps}, cross-entropy ${loss.toFixed(3)}`);
+    },
   });
   if (process.stderr.isTTY) process.stderr.write('\n');
   return r;

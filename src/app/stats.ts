@@ -3,8 +3,10 @@
 // never dropped silently: it is counted, and every formatted figure says how many there were.
 
 // t_{0.975, df} for df = 1..30; beyond 30 the normal quantile is within 2%.
-const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131,
-  2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+const T975 = [
+  12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11,
+  2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
 
 export function tQuantile975(df: number): number {
   if (!Number.isInteger(df) || df < 1) throw new RangeError(`tQuantile975: df must be an integer >= 1, got ${df}`);
@@ -33,7 +35,8 @@ export function meanCi(xs: number[]): MeanCi {
 
 /** Mean and interval of b[i] - a[i] over the pairs (the same seed in both), non-finite pairs counted. */
 export function pairedDiffCi(a: number[], b: number[]): MeanCi {
-  if (a.length !== b.length) throw new RangeError(`pairedDiffCi: the two sides must pair up, got ${a.length} and ${b.length} values`);
+  if (a.length !== b.length)
+    throw new RangeError(`pairedDiffCi: the two sides must pair up, got ${a.length} and ${b.length} values`);
   return meanCi(a.map((x, i) => b[i] - x));
 }
 
@@ -50,7 +53,10 @@ export function fmtCi(c: MeanCi, digits = 3, o: { n?: boolean } = {}): string {
 }
 
 /** Per-x mean and 95% band across runs' curves (each an array of [x, y] with the same xs). */
-export function curveCi(curves: Array<Array<[number, number]>>): { mean: Array<[number, number]>; band: Array<[number, number, number]> } {
+export function curveCi(curves: Array<Array<[number, number]>>): {
+  mean: Array<[number, number]>;
+  band: Array<[number, number, number]>;
+} {
   const xs = [...new Set(curves.flatMap((c) => c.map(([x]) => x)))].sort((a, b) => a - b);
   const mean: Array<[number, number]> = [];
   const band: Array<[number, number, number]> = [];

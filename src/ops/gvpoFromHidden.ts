@@ -2,12 +2,14 @@
 // (the native kernel computes them one tile at a time); then everything of gvpoFromLogits, with
 // gradients for the hidden states and the head's weight. Its two phases for sharded batches:
 // gvpoFromHiddenForward (-> S, logZ) and gvpoFromHiddenBackward (dL/dS -> dL/dhidden, dL/dweight).
-import {
-  gvpoFromHiddenBackwardRef, gvpoFromHiddenForwardRef, gvpoFromHiddenRef,
-} from '../reference/gvpoFromHidden.js';
+import { gvpoFromHiddenBackwardRef, gvpoFromHiddenForwardRef, gvpoFromHiddenRef } from '../reference/gvpoFromHidden.js';
 import type {
-  GvpoFromHiddenArgs, GvpoFromHiddenBackwardArgs, GvpoFromHiddenForwardArgs, GvpoFromHiddenForwardResult,
-  GvpoFromHiddenGrads, GvpoFromHiddenResult,
+  GvpoFromHiddenArgs,
+  GvpoFromHiddenBackwardArgs,
+  GvpoFromHiddenForwardArgs,
+  GvpoFromHiddenForwardResult,
+  GvpoFromHiddenGrads,
+  GvpoFromHiddenResult,
 } from '../types.js';
 import { normalizeFromHidden, normalizeHiddenBackward, normalizeHiddenForward } from './normalize.js';
 import { runAsync, runSync } from './run.js';
@@ -29,7 +31,9 @@ export function gvpoFromHiddenForward(args: GvpoFromHiddenForwardArgs): GvpoFrom
   return runSync('gvpoFromHiddenForward', o, () => gvpoFromHiddenForwardRef(o));
 }
 
-export async function gvpoFromHiddenForwardAsync(args: GvpoFromHiddenForwardArgs): Promise<GvpoFromHiddenForwardResult> {
+export async function gvpoFromHiddenForwardAsync(
+  args: GvpoFromHiddenForwardArgs,
+): Promise<GvpoFromHiddenForwardResult> {
   const o = normalizeHiddenForward(args);
   return runAsync('gvpoFromHiddenForward', o, () => gvpoFromHiddenForwardRef(o));
 }

@@ -2,7 +2,11 @@
 // phases for sharded batches: gvpoForward (logits -> S, logZ) and gvpoBackward (dL/dS -> dL/dz).
 import { gvpoBackwardRef, gvpoForwardRef, gvpoFromLogitsRef } from '../reference/gvpoFromLogits.js';
 import type {
-  GvpoBackwardArgs, GvpoForwardArgs, GvpoForwardResult, GvpoFromLogitsArgs, GvpoFromLogitsResult,
+  GvpoBackwardArgs,
+  GvpoForwardArgs,
+  GvpoForwardResult,
+  GvpoFromLogitsArgs,
+  GvpoFromLogitsResult,
 } from '../types.js';
 import { normalizeBackward, normalizeForward, normalizeFromLogits } from './normalize.js';
 import { runAsync, runSync } from './run.js';

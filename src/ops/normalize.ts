@@ -4,20 +4,61 @@
 // logits that come either as an array or as hidden states times a head's weight. The fused ops and their two phases share the option names of
 // their shape, so one options object serves all three calls.
 import type {
-  BackwardOpts, ForwardOpts, FromHiddenOpts, FromLogitsOpts, GradDest, HiddenBackwardOpts,
-  HiddenBatchOpts, HiddenRowsBackwardOpts, HiddenRowsOpts, LogitsBatchOpts, LossOpts, PhaseTwoOpts, ReferenceOpts,
-  RowsOpts, SequenceOpts,
+  BackwardOpts,
+  ForwardOpts,
+  FromHiddenOpts,
+  FromLogitsOpts,
+  GradDest,
+  HiddenBackwardOpts,
+  HiddenBatchOpts,
+  HiddenRowsBackwardOpts,
+  HiddenRowsOpts,
+  LogitsBatchOpts,
+  LossOpts,
+  PhaseTwoOpts,
+  ReferenceOpts,
+  RowsOpts,
+  SequenceOpts,
 } from '../checked.js';
 import type { DType, FloatArray, GvpoFromHiddenGrads } from '../types.js';
 import {
-  boolean, checkOptions, checkTargets, dim, dtypeOf, expectLength, floatsOf, isKind, maskOf, numbersOf,
-  offsetsOf, positive, product, rangeError, reductionOf, temperatureOf, threads, typed, typeError, vocabHint,
+  boolean,
+  checkOptions,
+  checkTargets,
+  dim,
+  dtypeOf,
+  expectLength,
+  floatsOf,
+  isKind,
+  maskOf,
+  numbersOf,
+  offsetsOf,
+  positive,
+  product,
+  rangeError,
+  reductionOf,
+  temperatureOf,
+  threads,
+  typed,
+  typeError,
+  vocabHint,
 } from '../validate.js';
 
 // The option names each op knows; anything else is refused (checkOptions).
 const ROWS_KEYS = ['logits', 'dtype', 'targets', 'mask', 'rows', 'vocab', 'temperature', 'threads'];
-const HIDDEN_ROWS_KEYS = ['hidden', 'weight', 'dtype', 'targets', 'mask', 'rows', 'hiddenSize', 'vocab', 'temperature',
-  'threads', 'entropy'];
+const HIDDEN_ROWS_KEYS = [
+  'hidden',
+  'weight',
+  'dtype',
+  'targets',
+  'mask',
+  'rows',
+  'hiddenSize',
+  'vocab',
+  'temperature',
+  'threads',
+  'entropy',
+];
 const SEQUENCE_KEYS = ['targets', 'mask', 'sequences', 'tokens', 'vocab', 'temperature', 'threads'];
 const REFERENCE_KEYS = ['referenceTokenLogprobs', 'referenceLogprobs'];
 const LOSS_KEYS = ['rewards', 'groups', 'beta', 'reduction'];
@@ -29,7 +70,14 @@ export const KEYS = {
   tokenLogprobs: ROWS_KEYS,
   tokenLogprobsBackward: [...ROWS_KEYS, 'logZ', 'gradTokenLogprobs', ...DEST_KEYS],
   tokenLogprobsFromHidden: HIDDEN_ROWS_KEYS,
-  tokenLogprobsFromHiddenBackward: [...HIDDEN_ROWS_KEYS, 'logZ', 'gradTokenLogprobs', 'gradEntropy', 'gradWeight', 'accumulate'],
+  tokenLogprobsFromHiddenBackward: [
+    ...HIDDEN_ROWS_KEYS,
+    'logZ',
+    'gradTokenLogprobs',
+    'gradEntropy',
+    'gradWeight',
+    'accumulate',
+  ],
   gvpoFromLogits: FROM_LOGITS_KEYS,
   gvpoForward: FROM_LOGITS_KEYS,
   gvpoBackward: [...FROM_LOGITS_KEYS, ...PHASE_TWO_KEYS],
@@ -46,7 +94,14 @@ function logitsSource(fn: string, a: Options, rows: number, what: string) {
   const vocab = dim(fn, 'vocab', a.vocab);
   const total = product(fn, 'logits', [rows, vocab]);
   const logits = floatsOf(fn, 'logits', a.logits, dtype);
-  expectLength(fn, 'logits', logits.length, total, `${what}*vocab`, vocabHint(logits.length, rows, vocab, 'rows x vocab'));
+  expectLength(
+    fn,
+    'logits',
+    logits.length,
+    total,
+    `${what}*vocab`,
+    vocabHint(logits.length, rows, vocab, 'rows x vocab'),
+  );
   return { dtype, vocab, logits };
 }
 
@@ -58,14 +113,25 @@ function hiddenSource(fn: string, a: Options, rows: number, what: string) {
   const hidden = floatsOf(fn, 'hidden', a.hidden, dtype);
   expectLength(fn, 'hidden', hidden.length, product(fn, 'hidden', [rows, hiddenSize]), `${what}*hiddenSize`);
   const weight = floatsOf(fn, 'weight', a.weight, dtype);
-  expectLength(fn, 'weight', weight.length, product(fn, 'weight', [vocab, hiddenSize]), 'vocab*hiddenSize', vocabHint(weight.length, hiddenSize, vocab, 'vocab x hiddenSize'));
+  expectLength(
+    fn,
+    'weight',
+    weight.length,
+    product(fn, 'weight', [vocab, hiddenSize]),
+    'vocab*hiddenSize',
+    vocabHint(weight.length, hiddenSize, vocab, 'vocab x hiddenSize'),
+  );
   return { dtype, vocab, hidden, weight, hiddenSize };
 }
 
 /** Rows, one token each: their number, the source of their logits (read by `source`, which also
  *  gives the vocabulary) and the per-row arrays; the mask is optional (absent: all rows live). */
-function rowsBatch<S extends { vocab: number }>(fn: string, a: unknown, keys: readonly string[],
-  source: (a: Options, rows: number) => S) {
+function rowsBatch<S extends { vocab: number }>(
+  fn: string,
+  a: unknown,
+  keys: readonly string[],
+  source: (a: Options, rows: number) => S,
+) {
   checkOptions(fn, a, keys);
   const rows = dim(fn, 'rows', a.rows);
   const s = source(a, rows);
@@ -133,7 +199,11 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
  * (phase 2 accepts the reference options but does not use them).
  */
 function sequenceBatch<S extends { vocab: number }>(
-  fn: string, a: unknown, keys: readonly string[], source: (a: Options, rows: number) => S, reference: boolean,
+  fn: string,
+  a: unknown,
+  keys: readonly string[],
+  source: (a: Options, rows: number) => S,
+  reference: boolean,
 ): SequenceOpts & S & ReferenceOpts & { rows: number } {
   checkOptions(fn, a, keys);
   const sequences = dim(fn, 'sequences', a.sequences);
@@ -151,7 +221,12 @@ function sequenceBatch<S extends { vocab: number }>(
   return reference ? { ...b, ...normalizeReference(fn, a, b) } : b;
 }
 
-function logitsBatch(fn: string, a: unknown, keys: readonly string[], reference: boolean): LogitsBatchOpts & ReferenceOpts {
+function logitsBatch(
+  fn: string,
+  a: unknown,
+  keys: readonly string[],
+  reference: boolean,
+): LogitsBatchOpts & ReferenceOpts {
   return sequenceBatch(fn, a, keys, (o, rows) => logitsSource(fn, o, rows, 'sequences*tokens'), reference);
 }
 
@@ -161,7 +236,11 @@ function hiddenBatch(fn: string, a: unknown, keys: readonly string[], reference:
 
 /** The reference policy's log-probs: per token (summed under the mask later) or per sequence,
  *  at most one of them; with neither, Sref = S. */
-function normalizeReference(fn: string, o: Options, b: { mask: Float32Array; rows: number; sequences: number }): ReferenceOpts {
+function normalizeReference(
+  fn: string,
+  o: Options,
+  b: { mask: Float32Array; rows: number; sequences: number },
+): ReferenceOpts {
   const out: ReferenceOpts = {};
   const hasTok = o.referenceTokenLogprobs !== undefined && o.referenceTokenLogprobs !== null;
   const hasSeq = o.referenceLogprobs !== undefined && o.referenceLogprobs !== null;
@@ -177,7 +256,12 @@ function normalizeReference(fn: string, o: Options, b: { mask: Float32Array; row
     for (let i = 0; i < b.rows; i++) {
       if (b.mask[i] === 0) continue; // masked: never read, may hold anything
       if (!Number.isFinite(src[i])) {
-        rangeError(fn, 'referenceTokenLogprobs', 'finite numbers where the mask is non-zero', `${src[i]} at index ${i}`);
+        rangeError(
+          fn,
+          'referenceTokenLogprobs',
+          'finite numbers where the mask is non-zero',
+          `${src[i]} at index ${i}`,
+        );
       }
       ref[i] = src[i];
     }
@@ -217,14 +301,21 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
   for (const [name, v] of Object.entries(a)) {
     if (name !== 'out' && ArrayBuffer.isView(v) && overlaps(out, v)) {
-      rangeError(fn, 'out', `a buffer that does not overlap the inputs (use inPlace to write over the logits)`, `a view overlapping ${name}`);
+      rangeError(
+        fn,
+        'out',
+        `a buffer that does not overlap the inputs (use inPlace to write over the logits)`,
+        `a view overlapping ${name}`,
+      );
     }
   }
   return { inPlace, out };
 }
 
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+  return (
+    a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
+  );
 }
 
 /** A gradient buffer, allocated here so that a size the machine cannot hold is a RangeError
@@ -239,7 +330,10 @@ export function allocate(fn: string, name: string, n: number): Float32Array {
 
 /** The fused head's gradients, allocated for the caller. */
 function headGrads(fn: string, o: HiddenBatchOpts): GvpoFromHiddenGrads {
-  return { gradHidden: allocate(fn, 'gradHidden', o.rows * o.hiddenSize), gradWeight: allocate(fn, 'gradWeight', o.vocab * o.hiddenSize) };
+  return {
+    gradHidden: allocate(fn, 'gradHidden', o.rows * o.hiddenSize),
+    gradWeight: allocate(fn, 'gradWeight', o.vocab * o.hiddenSize),
+  };
 }
 
 export function normalizeFromLogits(a: unknown): FromLogitsOpts {

@@ -18,7 +18,12 @@ function nativeName(op: string): string {
 function checkLive(op: string, opts: object): void {
   for (const [name, v] of Object.entries(opts)) {
     if (ArrayBuffer.isView(v) && isDetached(v)) {
-      typeError(op, name, 'a typed array over a live (not detached) buffer (it was detached while the options were read)', v);
+      typeError(
+        op,
+        name,
+        'a typed array over a live (not detached) buffer (it was detached while the options were read)',
+        v,
+      );
     }
   }
 }
@@ -39,7 +44,11 @@ export async function runAsync<R>(op: string, opts: object, reference: () => R):
     await new Promise((resolve) => setImmediate(resolve));
     // As the addon does (native/addon/baton.h): an input transferred meanwhile is not computed on.
     const moved = Object.entries(opts).find(([, v]) => ArrayBuffer.isView(v) && isDetached(v));
-    if (moved) throw graft(new Error(`${moved[0]} was detached (transferred) while the call was running; the result is discarded`), caller);
+    if (moved)
+      throw graft(
+        new Error(`${moved[0]} was detached (transferred) while the call was running; the result is discarded`),
+        caller,
+      );
     return reference();
   }
   try {

@@ -3,10 +3,13 @@
 // engine computes them one tile at a time); its backward takes the upstream gradients of any loss
 // on l (and H) and returns dL/dhidden and dL/dweight (into the caller's gradWeight, or added to it).
 import {
-  tokenLogprobsFromHiddenBackwardRef, tokenLogprobsFromHiddenRef,
+  tokenLogprobsFromHiddenBackwardRef,
+  tokenLogprobsFromHiddenRef,
 } from '../reference/tokenLogprobsFromHidden.js';
 import type {
-  TokenLogprobsFromHiddenArgs, TokenLogprobsFromHiddenBackwardArgs, TokenLogprobsFromHiddenGrads,
+  TokenLogprobsFromHiddenArgs,
+  TokenLogprobsFromHiddenBackwardArgs,
+  TokenLogprobsFromHiddenGrads,
   TokenLogprobsFromHiddenResult,
 } from '../types.js';
 import { normalizeHiddenRows, normalizeHiddenRowsBackward } from './normalize.js';
@@ -21,19 +24,25 @@ export function tokenLogprobsFromHidden(args: TokenLogprobsFromHiddenArgs): Toke
   return runSync(FN, o, () => tokenLogprobsFromHiddenRef(o));
 }
 
-export async function tokenLogprobsFromHiddenAsync(args: TokenLogprobsFromHiddenArgs): Promise<TokenLogprobsFromHiddenResult> {
+export async function tokenLogprobsFromHiddenAsync(
+  args: TokenLogprobsFromHiddenArgs,
+): Promise<TokenLogprobsFromHiddenResult> {
   const o = normalizeHiddenRows(args);
   return runAsync(FN, o, () => tokenLogprobsFromHiddenRef(o));
 }
 
 /** dL/dhidden and dL/dweight of any loss with upstream dL/dl (gradTokenLogprobs) and dL/dH
  *  (gradEntropy): dL/dz = (gl ([v = y] - p) - gH p (log p + H)) / tau. */
-export function tokenLogprobsFromHiddenBackward(args: TokenLogprobsFromHiddenBackwardArgs): TokenLogprobsFromHiddenGrads {
+export function tokenLogprobsFromHiddenBackward(
+  args: TokenLogprobsFromHiddenBackwardArgs,
+): TokenLogprobsFromHiddenGrads {
   const o = normalizeHiddenRowsBackward(args);
   return runSync(BFN, o, () => tokenLogprobsFromHiddenBackwardRef(o));
 }
 
-export async function tokenLogprobsFromHiddenBackwardAsync(args: TokenLogprobsFromHiddenBackwardArgs): Promise<TokenLogprobsFromHiddenGrads> {
+export async function tokenLogprobsFromHiddenBackwardAsync(
+  args: TokenLogprobsFromHiddenBackwardArgs,
+): Promise<TokenLogprobsFromHiddenGrads> {
   const o = normalizeHiddenRowsBackward(args);
   return runAsync(BFN, o, () => tokenLogprobsFromHiddenBackwardRef(o));
 }

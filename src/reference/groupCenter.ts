@@ -1,5 +1,8 @@
 // Reference group centring: centered[n] = values[n] - mean of n's group (offsets, G+1).
-export function groupCenterRef(values: Float64Array, offsets: Int32Array): { centered: Float64Array; means: Float64Array } {
+export function groupCenterRef(
+  values: Float64Array,
+  offsets: Int32Array,
+): { centered: Float64Array; means: Float64Array } {
   const G = offsets.length - 1;
   const centered = new Float64Array(values.length);
   const means = new Float64Array(G);

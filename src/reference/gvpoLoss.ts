@@ -6,7 +6,12 @@ import type { GvpoLossResult } from '../types.js';
 import { groupCenterRef } from './groupCenter.js';
 
 export function gvpoLossRef(
-  S: Float64Array, Sref: Float64Array, R: Float64Array, offsets: Int32Array, beta: number, reduction: 'mean' | 'sum',
+  S: Float64Array,
+  Sref: Float64Array,
+  R: Float64Array,
+  offsets: Int32Array,
+  beta: number,
+  reduction: 'mean' | 'sum',
 ): GvpoLossResult {
   const N = S.length;
   const a = groupCenterRef(R, offsets).centered;
@@ -38,6 +43,11 @@ export function gvpoLossRef(
     loss: t.loss * s,
     gradLogprobs,
     residuals,
-    terms: { advantage: t.advantage * s, trustRegion: t.trustRegion * s, variance: t.variance * s, constant: t.constant * s },
+    terms: {
+      advantage: t.advantage * s,
+      trustRegion: t.trustRegion * s,
+      variance: t.variance * s,
+      constant: t.constant * s,
+    },
   };
 }

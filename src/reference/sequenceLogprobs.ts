@@ -1,6 +1,9 @@
 // Reference S[n] = sum_t m[n,t] * l[n,t] in float64; masked tokens are skipped entirely.
 export function sequenceLogprobsRef(
-  tokenLogprobs: ArrayLike<number>, mask: Float32Array, sequences: number, tokens: number,
+  tokenLogprobs: ArrayLike<number>,
+  mask: Float32Array,
+  sequences: number,
+  tokens: number,
 ): Float64Array {
   const out = new Float64Array(sequences);
   for (let n = 0; n < sequences; n++) {

@@ -31,7 +31,8 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
     }
     let lz: number;
     if (nan) lz = NaN;
-    else if (m === -Infinity || m === Infinity) lz = m; // all -inf, or a +inf logit
+    else if (m === -Infinity || m === Infinity)
+      lz = m; // all -inf, or a +inf logit
     else {
       let s = 0;
       for (let v = 0; v < V; v++) s += Math.exp(z(base + v) * invTau - m);
@@ -53,7 +54,10 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
  * float32 logits themselves: each element is read before it is written.
  */
 export function tokenLogprobsBackwardInto(
-  out: Float32Array | Float64Array, o: RowsOpts, logZ: ArrayLike<number>, g: ArrayLike<number>,
+  out: Float32Array | Float64Array,
+  o: RowsOpts,
+  logZ: ArrayLike<number>,
+  g: ArrayLike<number>,
 ): void {
   const { rows, vocab: V, targets, mask } = o;
   const z = reader(o.logits, o.dtype);

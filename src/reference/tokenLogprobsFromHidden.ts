@@ -12,14 +12,19 @@ import type { TokenLogprobsFromHiddenGrads, TokenLogprobsFromHiddenResult } from
 import { reader } from './dtype.js';
 
 /** What the head reads, whichever op calls it (gvpoFromHidden's batches hold these fields too). */
-export type HeadOpts = Pick<HiddenRowsOpts, 'hidden' | 'weight' | 'dtype' | 'targets' | 'mask' | 'rows' | 'hiddenSize' |
-  'vocab' | 'temperature'>;
+export type HeadOpts = Pick<
+  HiddenRowsOpts,
+  'hidden' | 'weight' | 'dtype' | 'targets' | 'mask' | 'rows' | 'hiddenSize' | 'vocab' | 'temperature'
+>;
 
 /** The head as float64 matrices, and x = z/tau of row r into x (length V). */
 function head(o: HeadOpts) {
-  const H = o.hiddenSize, V = o.vocab;
-  const hid = reader(o.hidden, o.dtype), wr = reader(o.weight, o.dtype);
-  const hidden = new Float64Array(o.rows * H), weight = new Float64Array(V * H);
+  const H = o.hiddenSize,
+    V = o.vocab;
+  const hid = reader(o.hidden, o.dtype),
+    wr = reader(o.weight, o.dtype);
+  const hidden = new Float64Array(o.rows * H),
+    weight = new Float64Array(V * H);
   for (let i = 0; i < hidden.length; i++) hidden[i] = hid(i);
   for (let i = 0; i < weight.length; i++) weight[i] = wr(i);
   const invTau = 1 / o.temperature;
@@ -67,7 +72,8 @@ export function tokenLogprobsFromHiddenF64(o: HeadOpts, withEntropy: boolean): H
   const { logits } = head(o);
   const V = o.vocab;
   const x = new Float64Array(V);
-  const logprobs = new Float64Array(o.rows), logZ = new Float64Array(o.rows);
+  const logprobs = new Float64Array(o.rows),
+    logZ = new Float64Array(o.rows);
   const entropy = withEntropy ? new Float64Array(o.rows) : undefined;
   let nonFiniteRows = 0;
   for (let r = 0; r < o.rows; r++) {
@@ -89,7 +95,9 @@ export function tokenLogprobsFromHiddenF64(o: HeadOpts, withEntropy: boolean): H
 export function tokenLogprobsFromHiddenRef(o: HiddenRowsOpts): TokenLogprobsFromHiddenResult {
   const f = tokenLogprobsFromHiddenF64(o, o.entropy);
   const r: TokenLogprobsFromHiddenResult = {
-    logprobs: Float32Array.from(f.logprobs), logZ: Float32Array.from(f.logZ), nonFiniteRows: f.nonFiniteRows,
+    logprobs: Float32Array.from(f.logprobs),
+    logZ: Float32Array.from(f.logZ),
+    nonFiniteRows: f.nonFiniteRows,
   };
   if (f.entropy) r.entropy = Float32Array.from(f.entropy);
   return r;
@@ -106,23 +114,33 @@ export interface HeadUpstream {
 
 /** dL/dhidden into gradHidden (overwritten) and dL/dweight into gradWeight (overwritten, or added
  *  to with accumulate). */
-export function tokenLogprobsFromHiddenBackwardInto(o: HeadOpts, up: HeadUpstream, grads: TokenLogprobsFromHiddenGrads,
-  accumulate: boolean): TokenLogprobsFromHiddenGrads {
-  const H = o.hiddenSize, V = o.vocab, invTau = 1 / o.temperature;
+export function tokenLogprobsFromHiddenBackwardInto(
+  o: HeadOpts,
+  up: HeadUpstream,
+  grads: TokenLogprobsFromHiddenGrads,
+  accumulate: boolean,
+): TokenLogprobsFromHiddenGrads {
+  const H = o.hiddenSize,
+    V = o.vocab,
+    invTau = 1 / o.temperature;
   const { hidden, weight, logits } = head(o);
-  const dH = new Float64Array(o.rows * H), dW = accumulate ? Float64Array.from(grads.gradWeight) : new Float64Array(V * H);
+  const dH = new Float64Array(o.rows * H),
+    dW = accumulate ? Float64Array.from(grads.gradWeight) : new Float64Array(V * H);
   const x = new Float64Array(V);
   for (let r = 0; r < o.rows && V > 1; r++) {
     if (o.mask && o.mask[r] === 0) continue;
-    const gl = up.gradLogprobs ? up.gradLogprobs[r] : 0, gh = up.gradEntropy ? up.gradEntropy[r] : 0;
+    const gl = up.gradLogprobs ? up.gradLogprobs[r] : 0,
+      gh = up.gradEntropy ? up.gradEntropy[r] : 0;
     if (gl === 0 && gh === 0) continue;
-    const y = o.targets[r], lz = up.logZ[r];
+    const y = o.targets[r],
+      lz = up.logZ[r];
     const bad = !Number.isFinite(lz) || y < 0 || y >= V;
     logits(r, x);
     // H from the forward, or from these logits (against their own logZ, as a forward pass would)
     const ent = gh === 0 ? 0 : up.entropy ? up.entropy[r] : entropyOf(x, logsumexp(x));
     for (let v = 0; v < V; v++) {
-      const u = Math.min(0, x[v] - lz), p = Math.exp(u); // p <= 1 whatever the rounding of lz
+      const u = Math.min(0, x[v] - lz),
+        p = Math.exp(u); // p <= 1 whatever the rounding of lz
       const entTerm = gh === 0 || p === 0 ? 0 : gh * p * (u + ent);
       const dz = bad ? NaN : (gl * ((v === y ? 1 : 0) - p) - entTerm) * invTau;
       for (let h = 0; h < H; h++) {
@@ -137,7 +155,15 @@ export function tokenLogprobsFromHiddenBackwardInto(o: HeadOpts, up: HeadUpstrea
 }
 
 export function tokenLogprobsFromHiddenBackwardRef(o: HiddenRowsBackwardOpts): TokenLogprobsFromHiddenGrads {
-  return tokenLogprobsFromHiddenBackwardInto(o, {
-    logZ: o.logZ, entropy: o.entropy, gradLogprobs: o.gradTokenLogprobs, gradEntropy: o.gradEntropy,
-  }, { gradHidden: o.gradHidden, gradWeight: o.gradWeight }, o.accumulate);
+  return tokenLogprobsFromHiddenBackwardInto(
+    o,
+    {
+      logZ: o.logZ,
+      entropy: o.entropy,
+      gradLogprobs: o.gradTokenLogprobs,
+      gradEntropy: o.gradEntropy,
+    },
+    { gradHidden: o.gradHidden, gradWeight: o.gradWeight },
+    o.accumulate,
+  );
 }

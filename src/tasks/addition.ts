@@ -44,8 +44,10 @@ export class AdditionTask implements Task {
   constructor(o: AdditionOptions = {}) {
     this.digits = o.digits ?? 2;
     this.heldOut = o.heldOut ?? 0.2;
-    if (!Number.isInteger(this.digits) || this.digits < 1 || this.digits > 6) throw new RangeError(`AdditionTask: digits must be an integer in [1, 6], got ${this.digits}`);
-    if (!(this.heldOut >= 0 && this.heldOut < 1)) throw new RangeError(`AdditionTask: heldOut must lie in [0, 1), got ${this.heldOut}`);
+    if (!Number.isInteger(this.digits) || this.digits < 1 || this.digits > 6)
+      throw new RangeError(`AdditionTask: digits must be an integer in [1, 6], got ${this.digits}`);
+    if (!(this.heldOut >= 0 && this.heldOut < 1))
+      throw new RangeError(`AdditionTask: heldOut must lie in [0, 1), got ${this.heldOut}`);
     this.maxOperand = 10 ** this.digits - 1;
     this.maxTokens = this.digits + 2;
     this.promptTokens = 2 * this.digits + 2;
@@ -81,7 +83,8 @@ export class AdditionTask implements Task {
   }
   /** Evaluation prompts: uniform operand pairs of the held-out split only. */
   heldOutPrompts(n: number, rand: () => number): number[][] {
-    if (!(this.heldOut > 0)) throw new RangeError('AdditionTask.heldOutPrompts: this task holds no prompts out (heldOut = 0)');
+    if (!(this.heldOut > 0))
+      throw new RangeError('AdditionTask.heldOutPrompts: this task holds no prompts out (heldOut = 0)');
     return this.draw(n, rand, true);
   }
   /** The digits of `value` then EOS. */

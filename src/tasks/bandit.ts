@@ -7,9 +7,15 @@ export class BanditTask implements Task {
   readonly name = 'bandit';
   readonly maxTokens = 1;
   readonly rewards: number[][];
-  constructor(readonly prompts = 4, readonly vocab = 6, seed = 7) {
+  constructor(
+    readonly prompts = 4,
+    readonly vocab = 6,
+    seed = 7,
+  ) {
     const r = seeded(seed);
-    this.rewards = Array.from({ length: prompts }, () => Array.from({ length: vocab }, () => Math.round(r() * 10) / 10));
+    this.rewards = Array.from({ length: prompts }, () =>
+      Array.from({ length: vocab }, () => Math.round(r() * 10) / 10),
+    );
   }
   samplePrompts(n: number, rand: () => number): number[][] {
     return Array.from({ length: n }, () => [Math.floor(rand() * this.prompts)]);

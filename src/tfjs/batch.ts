@@ -59,16 +59,22 @@ export function packBatch(groups: Group[], k: number, T: number): Packed {
   const responses = groups.flatMap((g) => g.responses);
   const targets = new Int32Array(responses.length * T);
   const mask = new Float32Array(responses.length * T);
-  responses.forEach((r, n) => r.slice(0, T).forEach((tok, t) => {
-    targets[n * T + t] = tok;
-    mask[n * T + t] = 1;
-  }));
+  responses.forEach((r, n) =>
+    r.slice(0, T).forEach((tok, t) => {
+      targets[n * T + t] = tok;
+      mask[n * T + t] = 1;
+    }),
+  );
   for (const g of groups) {
-    if (g.responses.length !== k) throw new RangeError(`GVPOTrainer: every group must hold groupSize = ${k} responses, got ${g.responses.length}`);
+    if (g.responses.length !== k)
+      throw new RangeError(`GVPOTrainer: every group must hold groupSize = ${k} responses, got ${g.responses.length}`);
   }
   return {
     prompts: groups.flatMap((g) => g.responses.map(() => g.prompt)),
-    targets, mask, rewards: Float64Array.from(groups.flatMap((g) => g.rewards)), sources: groups.map((g) => g.source),
+    targets,
+    mask,
+    rewards: Float64Array.from(groups.flatMap((g) => g.rewards)),
+    sources: groups.map((g) => g.source),
     temperatures: Float64Array.from(groups.flatMap((g) => g.responses.map(() => g.temperature))),
   };
 }
@@ -83,10 +89,19 @@ export function subset(b: Batch, gs: number[], k: number): Batch {
     return out;
   }
   return {
-    prompts: rows.map((n) => b.prompts[n]), sources: gs.map((g) => b.sources[g]), targets: pick(b.targets, T), mask: pick(b.mask, T), rewards: pick(b.rewards, 1),
+    prompts: rows.map((n) => b.prompts[n]),
+    sources: gs.map((g) => b.sources[g]),
+    targets: pick(b.targets, T),
+    mask: pick(b.mask, T),
+    rewards: pick(b.rewards, 1),
     temperatures: pick(b.temperatures, 1),
-    refSeq: pick(b.refSeq, 1), refTok: pick(b.refTok, T), behaviorTok: pick(b.behaviorTok, T),
-    currentSeq: pick(b.currentSeq, 1), currentTok: pick(b.currentTok, T), initSeq: pick(b.initSeq, 1), entropy: b.entropy,
+    refSeq: pick(b.refSeq, 1),
+    refTok: pick(b.refTok, T),
+    behaviorTok: pick(b.behaviorTok, T),
+    currentSeq: pick(b.currentSeq, 1),
+    currentTok: pick(b.currentTok, T),
+    initSeq: pick(b.initSeq, 1),
+    entropy: b.entropy,
   };
 }
 
@@ -101,11 +116,16 @@ export function sharedTemperature(temperatures: Float64Array): number | undefine
  * fused-head policy goes through tokenLogprobsFromHidden (the logits never exist whole); others
  * through tokenLogprobs on their logits.
  */
-export function logprobsOf(tf: Tf, policy: Policy, b: Packed): { token: Float32Array; seq: Float64Array; entropy: number } {
+export function logprobsOf(
+  tf: Tf,
+  policy: Policy,
+  b: Packed,
+): { token: Float32Array; seq: Float64Array; entropy: number } {
   const N = b.rewards.length;
   const shared = sharedTemperature(b.temperatures);
   // mixed temperatures: divide each row (a logit row, or the hidden state the head maps linearly) by its own, kernel at 1
-  const scaled = (x: Float32Array, width: number, T: number) => (shared === undefined ? Float32Array.from(x, (v, i) => v / b.temperatures[Math.floor(i / width / T)]) : x);
+  const scaled = (x: Float32Array, width: number, T: number) =>
+    shared === undefined ? Float32Array.from(x, (v, i) => v / b.temperatures[Math.floor(i / width / T)]) : x;
   const temperature = shared ?? 1;
   let token: Float32Array;
   let entropy = 0;
@@ -116,7 +136,17 @@ export function logprobsOf(tf: Tf, policy: Policy, b: Packed): { token: Float32A
     const hidden = scaled(h.dataSync() as Float32Array, hiddenSize, rows / N);
     h.dispose();
     const weight = policy.head.dataSync() as Float32Array;
-    const r = tokenLogprobsFromHidden({ hidden, weight, targets: b.targets, mask: b.mask, rows, hiddenSize, vocab: policy.vocab, temperature, entropy: true });
+    const r = tokenLogprobsFromHidden({
+      hidden,
+      weight,
+      targets: b.targets,
+      mask: b.mask,
+      rows,
+      hiddenSize,
+      vocab: policy.vocab,
+      temperature,
+      entropy: true,
+    });
     token = r.logprobs;
     for (let i = 0; i < rows; i++) if (b.mask[i]) [entropy, live] = [entropy + r.entropy![i], live + 1];
   } else {
@@ -162,7 +192,14 @@ export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: numb
 }
 
 /** Mean reward of `samples` responses per evaluation prompt (`n` from `seed`), sampled at `temperature`. */
-export function evaluateSampled(policy: Policy, task: Task, n: number, seed: number, temperature = 1, samples = 1): number {
+export function evaluateSampled(
+  policy: Policy,
+  task: Task,
+  n: number,
+  seed: number,
+  temperature = 1,
+  samples = 1,
+): number {
   const prompts = evaluationPrompts(task, n, seed).flatMap((p) => Array.from({ length: samples }, () => p));
   const out = policy.sample(prompts, temperature, seeded(seed + 1));
   return prompts.reduce((a, p, i) => a + task.reward(p, out[i]), 0) / prompts.length;

@@ -33,13 +33,16 @@ export function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
   const rows = (t: TF.Tensor): TF.Tensor => {
     if (V > 512) return tf.gather(t, tf.tensor1d(ids, 'int32'));
     const onehot = new Float32Array(ids.length * V);
-    ids.forEach((id, r) => { onehot[r * V + id] = 1; });
+    ids.forEach((id, r) => {
+      onehot[r * V + id] = 1;
+    });
     return tf.matMul(tf.tensor2d(onehot, [ids.length, V]), t as TF.Tensor2D);
   };
   const op = tf.customGrad(((t: TF.Tensor) => ({
     value: rows(t),
     gradFunc: (dy: TF.Tensor) => {
-      const g = new Float32Array(V * E), d = dy.dataSync();
+      const g = new Float32Array(V * E),
+        d = dy.dataSync();
       ids.forEach((id, r) => {
         for (let e = 0; e < E; e++) g[id * E + e] += d[r * E + e];
       });
@@ -63,7 +66,12 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     return this.variables[3];
   }
 
-  constructor(tf: Tf, readonly config: FusedHeadPolicyConfig, seed = 1, weights?: Float32Array[]) {
+  constructor(
+    tf: Tf,
+    readonly config: FusedHeadPolicyConfig,
+    seed = 1,
+    weights?: Float32Array[],
+  ) {
     super(tf);
     const { vocab: V, window: W, embed: E, hidden: H } = config;
     const shapes = [[V, E], [W * E, H], [H], [V, H]];
@@ -98,7 +106,8 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   }
 
   private contexts(prompts: number[][], responses: Int32Array): number[][] {
-    const T = this.maxTokens, out: number[][] = [];
+    const T = this.maxTokens,
+      out: number[][] = [];
     prompts.forEach((p, n) => {
       for (let t = 0; t < T; t++) out.push([...p, ...Array.from(responses.subarray(n * T, n * T + t))]);
     });
@@ -118,7 +127,9 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     const live = prompts.map((_, i) => i);
     const V = this.vocab;
     for (let t = 0; t < this.maxTokens && live.length; t++) {
-      const logits = this.tf.tidy(() => this.tf.matMul(this.hiddenOf(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true));
+      const logits = this.tf.tidy(() =>
+        this.tf.matMul(this.hiddenOf(live.map((i) => [...prompts[i], ...out[i]])), this.head, false, true),
+      );
       const z = logits.dataSync() as Float32Array;
       logits.dispose();
       for (let j = live.length - 1; j >= 0; j--) {

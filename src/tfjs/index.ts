@@ -5,7 +5,15 @@ export { GVPOTrainer } from './trainer.js';
 export { fusedHeadLoss } from './losses.js';
 export { TRAINER_DEFAULTS, resolveTrainerOptions } from './trainerOptions.js';
 export type {
-  Algo, ExternalGroup, ExternalSampler, KlPlacement, RewardSpec, StepMetrics, TermsAblation, TrainerConfig, TrainerOptions,
+  Algo,
+  ExternalGroup,
+  ExternalSampler,
+  KlPlacement,
+  RewardSpec,
+  StepMetrics,
+  TermsAblation,
+  TrainerConfig,
+  TrainerOptions,
 } from './trainerOptions.js';
 export { hasFusedHead } from './policy.js';
 export type { FusedHead, Policy } from './policy.js';

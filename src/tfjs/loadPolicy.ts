@@ -32,20 +32,25 @@ export function readPolicyFile(path: string): PolicyFile {
     throw new SyntaxError(`loadPolicy: ${path} is not valid JSON (${(e as Error).message}); ${WRITTEN_BY}`);
   }
   const bad = (what: string) => new TypeError(`loadPolicy: ${path} is not a policy file: ${what}; ${WRITTEN_BY}`);
-  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw bad(`it holds ${Array.isArray(j) ? 'an array' : j === null ? 'null' : `a ${typeof j}`}, not an object`);
+  if (typeof j !== 'object' || j === null || Array.isArray(j))
+    throw bad(`it holds ${Array.isArray(j) ? 'an array' : j === null ? 'null' : `a ${typeof j}`}, not an object`);
   const o = j as Record<string, unknown>;
   if (typeof o.kind !== 'string') throw bad("it has no 'kind' (a string)");
-  if (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config)) throw bad("it has no 'config' (an object)");
+  if (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config))
+    throw bad("it has no 'config' (an object)");
   if (!Array.isArray(o.weights)) throw bad("it has no 'weights' (an array)");
   o.weights.forEach((w: unknown, i) => {
     const x = w as { shape?: unknown; data?: unknown } | null;
     if (typeof x?.data !== 'string') throw bad(`weights[${i}] has no 'data' (base64 float32 values)`);
     const bytes = Buffer.byteLength(x.data, 'base64');
     const shape = x.shape;
-    if (shape !== undefined && !(Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d >= 0))) throw bad(`weights[${i}].shape is not a list of sizes`);
+    if (shape !== undefined && !(Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d >= 0)))
+      throw bad(`weights[${i}].shape is not a list of sizes`);
     const want = shape === undefined ? undefined : 4 * (shape as number[]).reduce((a, b) => a * b, 1);
     if (bytes % 4 !== 0 || (want !== undefined && bytes !== want)) {
-      throw bad(`weights[${i}] holds ${bytes} bytes, ${want === undefined ? 'not a whole number of float32 values' : `not the ${want} of shape [${(shape as number[]).join(', ')}]`}`);
+      throw bad(
+        `weights[${i}] holds ${bytes} bytes, ${want === undefined ? 'not a whole number of float32 values' : `not the ${want} of shape [${(shape as number[]).join(', ')}]`}`,
+      );
     }
   });
   return o as unknown as PolicyFile;

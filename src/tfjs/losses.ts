@@ -33,9 +33,17 @@ export interface GroupBatch {
  * is; mixed ones (replayed groups sampled at another) divide each sequence's rows by its own, and
  * the kernel runs at 1.
  */
-export function atTemperatures(tf: Tf, x: TF.Tensor2D, temperatures: Float64Array, tokens: number): { x: TF.Tensor2D; temperature: number } {
+export function atTemperatures(
+  tf: Tf,
+  x: TF.Tensor2D,
+  temperatures: Float64Array,
+  tokens: number,
+): { x: TF.Tensor2D; temperature: number } {
   if (temperatures.every((t) => t === temperatures[0])) return { x, temperature: temperatures[0] };
-  const inv = Float32Array.from({ length: temperatures.length * tokens }, (_, r) => 1 / temperatures[Math.floor(r / tokens)]);
+  const inv = Float32Array.from(
+    { length: temperatures.length * tokens },
+    (_, r) => 1 / temperatures[Math.floor(r / tokens)],
+  );
   return { x: x.mul(tf.tensor2d(inv, [inv.length, 1])) as TF.Tensor2D, temperature: 1 };
 }
 
@@ -45,19 +53,31 @@ export function atTemperatures(tf: Tf, x: TF.Tensor2D, temperatures: Float64Arra
  * the temperature it was sampled at; it wins over `temperature`).
  */
 export function fusedHeadLoss(
-  tf: Tf, policy: FusedHead & { maxTokens: number }, prompts: number[][], responses: Int32Array,
+  tf: Tf,
+  policy: FusedHead & { maxTokens: number },
+  prompts: number[][],
+  responses: Int32Array,
   args: Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array },
 ): TF.Scalar {
   const { temperatures, ...rest } = args;
   const hidden = policy.hiddenStates(prompts, responses);
-  const t = temperatures ? atTemperatures(tf, hidden, temperatures, policy.maxTokens) : { x: hidden, temperature: args.temperature };
-  return gvpoFromHiddenTf(tf, t.x, policy.head as TF.Tensor2D, { ...rest, temperature: t.temperature, tokens: policy.maxTokens }).loss;
+  const t = temperatures
+    ? atTemperatures(tf, hidden, temperatures, policy.maxTokens)
+    : { x: hidden, temperature: args.temperature };
+  return gvpoFromHiddenTf(tf, t.x, policy.head as TF.Tensor2D, {
+    ...rest,
+    temperature: t.temperature,
+    tokens: policy.maxTokens,
+  }).loss;
 }
 
 /** S[n] = sum_t m[n,t] l[n,t] as a differentiable [N] tensor, from token log-probs [N*T]. */
 export function sequenceSums(tf: Tf, lp: TF.Tensor, mask: Float32Array, tokens: number): TF.Tensor1D {
   const N = mask.length / tokens;
-  return lp.reshape([N, tokens]).mul(tf.tensor2d(mask, [N, tokens])).sum(1) as TF.Tensor1D;
+  return lp
+    .reshape([N, tokens])
+    .mul(tf.tensor2d(mask, [N, tokens]))
+    .sum(1) as TF.Tensor1D;
 }
 
 function centered(x: ArrayLike<number>, k: number): Float32Array {
@@ -79,7 +99,15 @@ function centered(x: ArrayLike<number>, k: number): Float32Array {
  * to pi_theta'. Dropping the variance term leaves dL/dS = -beta/(k-1) (a + beta q), constant in S:
  * a policy gradient with nothing to stop it (the loss is linear in S, unbounded below).
  */
-export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, rewards: Float64Array, k: number, beta: number, ablation: TermsAblation): TF.Scalar {
+export function gvpoTermsLoss(
+  tf: Tf,
+  S: TF.Tensor1D,
+  Sref: ArrayLike<number>,
+  rewards: Float64Array,
+  k: number,
+  beta: number,
+  ablation: TermsAblation,
+): TF.Scalar {
   const G = rewards.length / k;
   const a = centered(rewards, k);
   const q = centered(Sref, k);
@@ -87,9 +115,25 @@ export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, r
   for (let n = 0; n < a.length; n++) constant += (a[n] + beta * q[n]) ** 2 / 2;
   const Sg = S.reshape([G, k]);
   const p = Sg.sub(Sg.mean(1, true));
-  let sum = p.mul(tf.tensor2d(a, [G, k])).sum().mul(-beta).add(constant);
-  if (ablation !== 'no-trust-region') sum = sum.sub(p.mul(tf.tensor2d(q, [G, k])).sum().mul(beta * beta));
-  if (ablation !== 'no-variance') sum = sum.add(p.square().sum().mul((beta * beta) / 2));
+  let sum = p
+    .mul(tf.tensor2d(a, [G, k]))
+    .sum()
+    .mul(-beta)
+    .add(constant);
+  if (ablation !== 'no-trust-region')
+    sum = sum.sub(
+      p
+        .mul(tf.tensor2d(q, [G, k]))
+        .sum()
+        .mul(beta * beta),
+    );
+  if (ablation !== 'no-variance')
+    sum = sum.add(
+      p
+        .square()
+        .sum()
+        .mul((beta * beta) / 2),
+    );
   return sum.div((k - 1) * G) as TF.Scalar;
 }
 
@@ -101,7 +145,13 @@ export function gvpoTermsLoss(tf: Tf, S: TF.Tensor1D, Sref: ArrayLike<number>, r
  * unlike the gradient of the k3 term as a loss. At the optimum pi* = pi_ref exp(R/coef)/Z it is the
  * same for every response, so the group-centered signal vanishes whoever sampled the responses.
  */
-export function klPenalizedRewards(rewards: Float64Array, oldTokens: ArrayLike<number>, referenceTokens: ArrayLike<number>, mask: Float32Array, coef: number): Float64Array {
+export function klPenalizedRewards(
+  rewards: Float64Array,
+  oldTokens: ArrayLike<number>,
+  referenceTokens: ArrayLike<number>,
+  mask: Float32Array,
+  coef: number,
+): Float64Array {
   const T = mask.length / rewards.length;
   return rewards.map((r, n) => {
     let d = 0;
@@ -163,7 +213,10 @@ export function policyGradientLoss(tf: Tf, lpTokens: TF.Tensor, mb: GroupBatch, 
   const k = mb.groupSize;
   const lp = lpTokens.reshape([N, T]) as TF.Tensor2D;
   const mask = tf.tensor2d(mb.mask, [N, T]);
-  const rewards = o.klCoef && o.klIn === 'reward' ? klPenalizedRewards(mb.rewards, o.oldTokens, o.referenceTokens, mb.mask, o.klCoef) : mb.rewards;
+  const rewards =
+    o.klCoef && o.klIn === 'reward'
+      ? klPenalizedRewards(mb.rewards, o.oldTokens, o.referenceTokens, mb.mask, o.klCoef)
+      : mb.rewards;
   const klTerm = o.klCoef && o.klIn === 'loss' ? k3(tf, lp, o.referenceTokens).mul(o.klCoef) : undefined;
   if (o.algo === 'reinforce') {
     // -(1/G) sum_g 1/(k-1) sum_n w_n (R_n - mean_g R) S_n: the leave-one-out-scaled group baseline,

@@ -8,7 +8,12 @@ import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
 import { tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../ops/tokenLogprobsFromHidden.js';
 import type {
-  GvpoFromHiddenArgs, GvpoFromHiddenResult, GvpoFromLogitsArgs, GvpoFromLogitsResult, GvpoLossArgs, GvpoLossResult,
+  GvpoFromHiddenArgs,
+  GvpoFromHiddenResult,
+  GvpoFromLogitsArgs,
+  GvpoFromLogitsResult,
+  GvpoLossArgs,
+  GvpoLossResult,
   TokenLogprobsFromHiddenArgs,
 } from '../types.js';
 
@@ -31,7 +36,11 @@ function values(t: TF.Tensor): Float32Array {
  * GVPO loss of sequence log-probs S (a tensor, differentiated) against fixed Sref and rewards.
  * Returns the scalar loss and, once evaluated, the kernel's full result (terms, residuals).
  */
-export function gvpoLossTf(tf: Tf, S: TF.Tensor1D, args: Omit<GvpoLossArgs, 'policyLogprobs'>): { loss: TF.Scalar; result: () => GvpoLossResult } {
+export function gvpoLossTf(
+  tf: Tf,
+  S: TF.Tensor1D,
+  args: Omit<GvpoLossArgs, 'policyLogprobs'>,
+): { loss: TF.Scalar; result: () => GvpoLossResult } {
   let result: GvpoLossResult | undefined;
   const op = customGrad1(tf, (s) => {
     const r = gvpoLoss({ ...args, policyLogprobs: values(s) });
@@ -49,7 +58,11 @@ export type GvpoFromLogitsTfArgs = Omit<GvpoFromLogitsArgs, 'logits' | 'dtype' |
  * The fused GVPO loss from float32 logits (a tensor of N*T*V elements, any shape), with the
  * gradient to the logits computed in the same kernel call as the loss.
  */
-export function gvpoFromLogitsTf(tf: Tf, logits: TF.Tensor, args: GvpoFromLogitsTfArgs): { loss: TF.Scalar; result: () => GvpoFromLogitsResult } {
+export function gvpoFromLogitsTf(
+  tf: Tf,
+  logits: TF.Tensor,
+  args: GvpoFromLogitsTfArgs,
+): { loss: TF.Scalar; result: () => GvpoFromLogitsResult } {
   let result: GvpoFromLogitsResult | undefined;
   const op = customGrad1(tf, (z) => {
     const r = gvpoFromLogits({ ...args, logits: values(z) });
@@ -68,7 +81,12 @@ export type GvpoFromHiddenTfArgs = Omit<GvpoFromHiddenArgs, 'hidden' | 'weight' 
  * shape ending in H; weight: [V, H], vocab-major, no bias) without the logits ever existing as a
  * tensor, with gradients for both inputs from the same kernel call.
  */
-export function gvpoFromHiddenTf(tf: Tf, hidden: TF.Tensor, weight: TF.Tensor2D, args: GvpoFromHiddenTfArgs): { loss: TF.Scalar; result: () => GvpoFromHiddenResult } {
+export function gvpoFromHiddenTf(
+  tf: Tf,
+  hidden: TF.Tensor,
+  weight: TF.Tensor2D,
+  args: GvpoFromHiddenTfArgs,
+): { loss: TF.Scalar; result: () => GvpoFromHiddenResult } {
   let result: GvpoFromHiddenResult | undefined;
   const [vocab, hiddenSize] = weight.shape;
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
@@ -92,7 +110,15 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
     return {
       value: tf.tensor1d(r.logprobs),
       gradFunc: (dy) => {
-        const g = tokenLogprobsBackward({ logits: zv, targets, rows, vocab, temperature, logZ: r.logZ, gradTokenLogprobs: values(dy) });
+        const g = tokenLogprobsBackward({
+          logits: zv,
+          targets,
+          rows,
+          vocab,
+          temperature,
+          logZ: r.logZ,
+          gradTokenLogprobs: values(dy),
+        });
         return tf.tensor2d(g, [rows, vocab]);
       },
     };
@@ -100,7 +126,10 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
   return op(logits) as TF.Tensor1D;
 }
 
-export type TokenLogprobsFromHiddenTfArgs = Omit<TokenLogprobsFromHiddenArgs, 'hidden' | 'weight' | 'dtype' | 'rows' | 'hiddenSize' | 'vocab'>;
+export type TokenLogprobsFromHiddenTfArgs = Omit<
+  TokenLogprobsFromHiddenArgs,
+  'hidden' | 'weight' | 'dtype' | 'rows' | 'hiddenSize' | 'vocab'
+>;
 
 /**
  * The fused LM head for any loss: the per-token log-probs l (and, with `entropy: true`, the
@@ -110,7 +139,12 @@ export type TokenLogprobsFromHiddenTfArgs = Omit<TokenLogprobsFromHiddenArgs, 'h
  * it: the gradient's upstream dL/dl and dL/dH go to the kernel's backward in one call. Masked rows
  * (mask 0) give l = H = 0 and no gradient.
  */
-export function tokenLogprobsFromHiddenTf(tf: Tf, hidden: TF.Tensor, weight: TF.Tensor2D, args: TokenLogprobsFromHiddenTfArgs): { logprobs: TF.Tensor1D; entropy?: TF.Tensor1D } {
+export function tokenLogprobsFromHiddenTf(
+  tf: Tf,
+  hidden: TF.Tensor,
+  weight: TF.Tensor2D,
+  args: TokenLogprobsFromHiddenTfArgs,
+): { logprobs: TF.Tensor1D; entropy?: TF.Tensor1D } {
   const [vocab, hiddenSize] = weight.shape;
   const rows = hidden.size / hiddenSize;
   const withEntropy = args.entropy === true;
@@ -118,7 +152,9 @@ export function tokenLogprobsFromHiddenTf(tf: Tf, hidden: TF.Tensor, weight: TF.
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
     const head = { ...args, hidden: values(h), weight: values(w), rows, hiddenSize, vocab };
     const f = tokenLogprobsFromHidden({ ...head, entropy: withEntropy });
-    const value = withEntropy ? tf.stack([tf.tensor1d(f.logprobs), tf.tensor1d(f.entropy!)], 1) : tf.tensor1d(f.logprobs);
+    const value = withEntropy
+      ? tf.stack([tf.tensor1d(f.logprobs), tf.tensor1d(f.entropy!)], 1)
+      : tf.tensor1d(f.logprobs);
     return {
       value,
       gradFunc: (dy: TF.Tensor) => {
@@ -126,7 +162,11 @@ export function tokenLogprobsFromHiddenTf(tf: Tf, hidden: TF.Tensor, weight: TF.
         const gl = withEntropy ? Float32Array.from({ length: rows }, (_, r) => d[2 * r]) : Float32Array.from(d);
         const gh = withEntropy ? Float32Array.from({ length: rows }, (_, r) => d[2 * r + 1]) : undefined;
         const g = tokenLogprobsFromHiddenBackward({
-          ...head, logZ: f.logZ, entropy: f.entropy, gradTokenLogprobs: gl, ...(gh ? { gradEntropy: gh } : {}),
+          ...head,
+          logZ: f.logZ,
+          entropy: f.entropy,
+          gradTokenLogprobs: gl,
+          ...(gh ? { gradEntropy: gh } : {}),
         });
         return [tf.tensor(g.gradHidden, h.shape), tf.tensor(g.gradWeight, w.shape)];
       },

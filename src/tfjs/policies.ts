@@ -15,7 +15,12 @@ export class TabularPolicy extends PolicyBase implements Policy {
   get variables() {
     return [this.theta];
   }
-  constructor(tf: Tf, readonly prompts: number, readonly vocab: number, init?: Float32Array) {
+  constructor(
+    tf: Tf,
+    readonly prompts: number,
+    readonly vocab: number,
+    init?: Float32Array,
+  ) {
     super(tf);
     this.theta = tf.variable(init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab]));
   }
@@ -23,7 +28,9 @@ export class TabularPolicy extends PolicyBase implements Policy {
     // a one-hot [N, P] times theta [P, V] rather than tf.gather, whose gradient (a segment sum)
     // the wasm backend lacks
     const onehot = new Float32Array(prompts.length * this.prompts);
-    prompts.forEach((p, n) => { onehot[n * this.prompts + p[0]] = 1; });
+    prompts.forEach((p, n) => {
+      onehot[n * this.prompts + p[0]] = 1;
+    });
     return this.tf.tidy(() => this.tf.matMul(this.tf.tensor2d(onehot, [prompts.length, this.prompts]), this.theta));
   }
   /** pi(.|prompt) as probabilities, from the current logits. */
@@ -68,7 +75,12 @@ export class CharPolicy extends PolicyBase implements Policy {
   get maxTokens() {
     return this.config.maxTokens;
   }
-  constructor(tf: Tf, readonly config: CharPolicyConfig, seed = 1, weights?: Float32Array[]) {
+  constructor(
+    tf: Tf,
+    readonly config: CharPolicyConfig,
+    seed = 1,
+    weights?: Float32Array[],
+  ) {
     super(tf);
     const { vocab: V, window: W, hidden: H } = config;
     const shapes = [[W * V, H], [H], [H, H], [H], [H, V], [V]];

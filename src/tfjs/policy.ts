@@ -39,7 +39,13 @@ export function hasFusedHead(p: Policy): p is Policy & FusedHead {
 }
 
 /** A token drawn from softmax(logits[offset .. offset+V) / temperature). */
-export function drawToken(logits: ArrayLike<number>, offset: number, V: number, temperature: number, rand: () => number): number {
+export function drawToken(
+  logits: ArrayLike<number>,
+  offset: number,
+  V: number,
+  temperature: number,
+  rand: () => number,
+): number {
   let m = -Infinity;
   for (let v = 0; v < V; v++) m = Math.max(m, logits[offset + v] / temperature);
   let s = 0;
@@ -58,7 +64,10 @@ export abstract class PolicyBase {
     return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
   }
   protected dump(kind: string, config: object): string {
-    const weights = this.getWeights().map((w, i) => ({ shape: this.variables[i].shape, data: Buffer.from(w.buffer).toString('base64') }));
+    const weights = this.getWeights().map((w, i) => ({
+      shape: this.variables[i].shape,
+      data: Buffer.from(w.buffer).toString('base64'),
+    }));
     return JSON.stringify({ kind, config, weights });
   }
 }

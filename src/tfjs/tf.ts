@@ -29,7 +29,10 @@ async function tryImport(name: string): Promise<typeof TF | undefined> {
 /** The error loadTf throws when an optional peer is not installed; `code` tells it apart. */
 export class MissingPeerError extends Error {
   readonly code = 'GVPO_MISSING_PEER';
-  constructor(readonly peer: string, message: string) {
+  constructor(
+    readonly peer: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'MissingPeerError';
   }
@@ -65,16 +68,26 @@ async function load(choice: TfChoice): Promise<LoadedTf> {
       const tf = await tryImport(pkg);
       if (tf) return { tf, backend: `${pkg} (${tf.getBackend()})` };
       if (choice !== 'auto') {
-        throw new MissingPeerError(pkg, `${pkg} was asked for but is not installed: \`npm install ${pkg}\` (it downloads libtensorflow at install time), or use TensorFlow.js's cpu or wasm backend instead (loadTf('cpu'), \`gvpo --tf cpu\`)`);
+        throw new MissingPeerError(
+          pkg,
+          `${pkg} was asked for but is not installed: \`npm install ${pkg}\` (it downloads libtensorflow at install time), or use TensorFlow.js's cpu or wasm backend instead (loadTf('cpu'), \`gvpo --tf cpu\`)`,
+        );
       }
     }
   }
   const why = 'gvpo/tfjs and the gvpo trainer run on TensorFlow.js, an optional peer dependency of gvpo';
-  const tf = (await importPeer('@tensorflow/tfjs', why, 'or `npm install @tensorflow/tfjs-node`, which brings it')) as typeof TF;
+  const tf = (await importPeer(
+    '@tensorflow/tfjs',
+    why,
+    'or `npm install @tensorflow/tfjs-node`, which brings it',
+  )) as typeof TF;
   const backend = choice === 'wasm' ? 'wasm' : 'cpu';
   if (backend === 'wasm') {
-    await importPeer('@tensorflow/tfjs-backend-wasm', "the 'wasm' backend of TensorFlow.js",
-      "or use the cpu backend, which @tensorflow/tfjs includes (loadTf('cpu'), `gvpo --tf cpu`; slower)");
+    await importPeer(
+      '@tensorflow/tfjs-backend-wasm',
+      "the 'wasm' backend of TensorFlow.js",
+      "or use the cpu backend, which @tensorflow/tfjs includes (loadTf('cpu'), `gvpo --tf cpu`; slower)",
+    );
   }
   skipNodeGreeting(tf);
   await tf.setBackend(backend);

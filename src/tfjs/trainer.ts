@@ -18,7 +18,13 @@ import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, pa
 import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
 import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsFromHiddenTf, tokenLogprobsTf } from './ops.js';
 import { hasFusedHead, type Policy } from './policy.js';
-import { type Algo, resolveTrainerOptions, type StepMetrics, type TrainerConfig, type TrainerOptions } from './trainerOptions.js';
+import {
+  type Algo,
+  resolveTrainerOptions,
+  type StepMetrics,
+  type TrainerConfig,
+  type TrainerOptions,
+} from './trainerOptions.js';
 
 type Tf = typeof TF;
 export type { Algo, RewardSpec, StepMetrics, TermsAblation, TrainerOptions } from './trainerOptions.js';
@@ -90,10 +96,20 @@ export class GVPOTrainer {
     const groups: Group[] = [];
     for (let i = 0; i < nExternal; i++) groups.push(await this.external(prompts[i]));
     const own = prompts.slice(nExternal);
-    const sampled = this.policy.sample(own.flatMap((p) => Array.from({ length: this.k }, () => p)), this.temperature, this.rand);
+    const sampled = this.policy.sample(
+      own.flatMap((p) => Array.from({ length: this.k }, () => p)),
+      this.temperature,
+      this.rand,
+    );
     for (let i = 0; i < own.length; i++) {
       const responses = sampled.slice(i * this.k, (i + 1) * this.k);
-      groups.push({ prompt: own[i], responses, rewards: await this.score(own[i], responses), source: 'policy', temperature: this.temperature });
+      groups.push({
+        prompt: own[i],
+        responses,
+        rewards: await this.score(own[i], responses),
+        source: 'policy',
+        temperature: this.temperature,
+      });
     }
     // replayed groups: distinct, drawn uniformly from the buffer
     const idx = this.buffer.map((_, i) => i);
@@ -110,8 +126,17 @@ export class GVPOTrainer {
     const T = this.policy.maxTokens;
     const got = this.config.externalResponses!(prompt, this.k, this.rand);
     const { responses, tokenLogprobs } = Array.isArray(got) ? { responses: got, tokenLogprobs: undefined } : got;
-    if (responses.length !== this.k) throw new RangeError(`GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${responses.length}`);
-    const group: Group = { prompt, responses, rewards: await this.score(prompt, responses), source: 'external', temperature: this.temperature };
+    if (responses.length !== this.k)
+      throw new RangeError(
+        `GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${responses.length}`,
+      );
+    const group: Group = {
+      prompt,
+      responses,
+      rewards: await this.score(prompt, responses),
+      source: 'external',
+      temperature: this.temperature,
+    };
     if (tokenLogprobs) {
       group.behaviorTokens = new Float32Array(this.k * T);
       group.behaviorKnown = responses.map((r, i) => {
@@ -126,11 +151,13 @@ export class GVPOTrainer {
 
   private async score(prompt: number[], responses: number[][]): Promise<number[]> {
     const specs = this.config.rewards ?? [{ fn: (p: number[], r: number[]) => this.task.reward(p, r), weight: 1 }];
-    return Promise.all(responses.map(async (r) => {
-      let total = 0;
-      for (const s of specs) total += (s.weight ?? 1) * (await s.fn(prompt, r));
-      return total;
-    }));
+    return Promise.all(
+      responses.map(async (r) => {
+        let total = 0;
+        for (const s of specs) total += (s.weight ?? 1) * (await s.fn(prompt, r));
+        return total;
+      }),
+    );
   }
 
   /**
@@ -151,11 +178,23 @@ export class GVPOTrainer {
       const span = [i * this.k * T, (i + 1) * this.k * T] as const;
       if (g.source === 'replay') behavior.set(g.behaviorTokens!, span[0]);
       else if (g.source === 'external' && g.behaviorTokens) {
-        g.behaviorKnown!.forEach((known, j) => known && behavior.set(g.behaviorTokens!.subarray(j * T, (j + 1) * T), span[0] + j * T));
-      } else if (this.config.replayRatio > 0 && g.source === 'policy') this.remember({ ...g, behaviorTokens: current.token.slice(...span) });
+        g.behaviorKnown!.forEach(
+          (known, j) => known && behavior.set(g.behaviorTokens!.subarray(j * T, (j + 1) * T), span[0] + j * T),
+        );
+      } else if (this.config.replayRatio > 0 && g.source === 'policy')
+        this.remember({ ...g, behaviorTokens: current.token.slice(...span) });
     });
     const init = logprobsOf(this.tf, this.initial, b);
-    return { ...b, refSeq: ref.seq, refTok: ref.token, behaviorTok: behavior, currentSeq: current.seq, currentTok: current.token, initSeq: init.seq, entropy: current.entropy };
+    return {
+      ...b,
+      refSeq: ref.seq,
+      refTok: ref.token,
+      behaviorTok: behavior,
+      currentSeq: current.seq,
+      currentTok: current.token,
+      initSeq: init.seq,
+      entropy: current.entropy,
+    };
   }
 
   private remember(g: Group): void {
@@ -168,7 +207,15 @@ export class GVPOTrainer {
     const G = b.rewards.length / this.k;
     const order = Array.from({ length: G }, (_, g) => g);
     const perBatch = Math.ceil(G / this.config.miniBatches);
-    const t: UpdateTotals = { loss: 0, advantage: 0, trustRegion: 0, variance: 0, constant: 0, clipFraction: 0, updates: 0 };
+    const t: UpdateTotals = {
+      loss: 0,
+      advantage: 0,
+      trustRegion: 0,
+      variance: 0,
+      constant: 0,
+      clipFraction: 0,
+      updates: 0,
+    };
     for (let e = 0; e < this.config.epochs; e++) {
       for (let i = G - 1; i > 0; i--) {
         const j = Math.floor(this.rand() * (i + 1));
@@ -176,7 +223,8 @@ export class GVPOTrainer {
       }
       for (let s = 0; s < G; s += perBatch) this.updateOn(subset(b, order.slice(s, s + perBatch), this.k), t);
     }
-    for (const key of ['loss', 'advantage', 'trustRegion', 'variance', 'constant', 'clipFraction'] as const) t[key] /= Math.max(t.updates, 1);
+    for (const key of ['loss', 'advantage', 'trustRegion', 'variance', 'constant', 'clipFraction'] as const)
+      t[key] /= Math.max(t.updates, 1);
     return t;
   }
 
@@ -186,26 +234,66 @@ export class GVPOTrainer {
     const T = this.policy.maxTokens;
     const N = mb.rewards.length;
     let S: Float64Array | undefined;
-    const loss = this.optimizer.minimize(() => {
-      const x = this.differentiable(mb);
-      if (this.algo === 'gvpo' && c.terms === 'all') {
-        const args = { targets: mb.targets, mask: mb.mask, sequences: N, tokens: T, referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta, temperature: x.temperature };
-        const r = 'hidden' in x ? gvpoFromHiddenTf(this.tf, x.hidden, x.head, args) : gvpoFromLogitsTf(this.tf, x.logits, { ...args, vocab: this.policy.vocab });
-        S = r.result().policyLogprobs; // the kernel ran in the forward pass
-        return r.loss;
-      }
-      const lp = 'hidden' in x ? this.headTokenLogprobs(x.hidden, x.head, mb, x.temperature) : tokenLogprobsTf(this.tf, x.logits, mb.targets, x.temperature);
-      const s = sequenceSums(this.tf, lp, mb.mask, T);
-      S = Float64Array.from(s.dataSync());
-      if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
-      return policyGradientLoss(this.tf, lp, { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T }, {
-        algo: this.algo, behaviorTokens: mb.behaviorTok, oldTokens: mb.currentTok, referenceTokens: mb.refTok, clip: c.clip, klCoef: c.klCoef, klIn: c.klIn,
-        importanceCap: c.importanceCap, onClipFraction: (f) => { t.clipFraction += f; },
-      });
-    }, true, this.policy.variables);
+    const loss = this.optimizer.minimize(
+      () => {
+        const x = this.differentiable(mb);
+        if (this.algo === 'gvpo' && c.terms === 'all') {
+          const args = {
+            targets: mb.targets,
+            mask: mb.mask,
+            sequences: N,
+            tokens: T,
+            referenceLogprobs: mb.refSeq,
+            rewards: mb.rewards,
+            groups: { size: this.k },
+            beta: this.beta,
+            temperature: x.temperature,
+          };
+          const r =
+            'hidden' in x
+              ? gvpoFromHiddenTf(this.tf, x.hidden, x.head, args)
+              : gvpoFromLogitsTf(this.tf, x.logits, { ...args, vocab: this.policy.vocab });
+          S = r.result().policyLogprobs; // the kernel ran in the forward pass
+          return r.loss;
+        }
+        const lp =
+          'hidden' in x
+            ? this.headTokenLogprobs(x.hidden, x.head, mb, x.temperature)
+            : tokenLogprobsTf(this.tf, x.logits, mb.targets, x.temperature);
+        const s = sequenceSums(this.tf, lp, mb.mask, T);
+        S = Float64Array.from(s.dataSync());
+        if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
+        return policyGradientLoss(
+          this.tf,
+          lp,
+          { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T },
+          {
+            algo: this.algo,
+            behaviorTokens: mb.behaviorTok,
+            oldTokens: mb.currentTok,
+            referenceTokens: mb.refTok,
+            clip: c.clip,
+            klCoef: c.klCoef,
+            klIn: c.klIn,
+            importanceCap: c.importanceCap,
+            onClipFraction: (f) => {
+              t.clipFraction += f;
+            },
+          },
+        );
+      },
+      true,
+      this.policy.variables,
+    );
     t.loss += loss!.dataSync()[0];
     loss!.dispose();
-    const terms = gvpoLoss({ policyLogprobs: S!, referenceLogprobs: mb.refSeq, rewards: mb.rewards, groups: { size: this.k }, beta: this.beta }).terms;
+    const terms = gvpoLoss({
+      policyLogprobs: S!,
+      referenceLogprobs: mb.refSeq,
+      rewards: mb.rewards,
+      groups: { size: this.k },
+      beta: this.beta,
+    }).terms;
     t.advantage += terms.advantage;
     t.trustRegion += terms.trustRegion;
     t.variance += terms.variance;
@@ -217,10 +305,17 @@ export class GVPOTrainer {
    * What the loss differentiates, at the mini-batch's sampling temperatures: a fused-head
    * policy's hidden states and head weight (the logits never exist as a tensor), or the logits.
    */
-  private differentiable(mb: Batch): { hidden: TF.Tensor2D; head: TF.Tensor2D; temperature: number } | { logits: TF.Tensor2D; temperature: number } {
+  private differentiable(
+    mb: Batch,
+  ): { hidden: TF.Tensor2D; head: TF.Tensor2D; temperature: number } | { logits: TF.Tensor2D; temperature: number } {
     const T = this.policy.maxTokens;
     if (hasFusedHead(this.policy)) {
-      const { x, temperature } = atTemperatures(this.tf, this.policy.hiddenStates(mb.prompts, mb.targets), mb.temperatures, T);
+      const { x, temperature } = atTemperatures(
+        this.tf,
+        this.policy.hiddenStates(mb.prompts, mb.targets),
+        mb.temperatures,
+        T,
+      );
       return { hidden: x, head: this.policy.head as TF.Tensor2D, temperature };
     }
     const { x, temperature } = atTemperatures(this.tf, this.policy.logits(mb.prompts, mb.targets), mb.temperatures, T);
@@ -229,7 +324,8 @@ export class GVPOTrainer {
 
   /** Token log-probs [N*T] of a fused-head policy through the per-token fused head: no logits tensor. */
   private headTokenLogprobs(hidden: TF.Tensor2D, head: TF.Tensor2D, mb: Batch, temperature: number): TF.Tensor1D {
-    return tokenLogprobsFromHiddenTf(this.tf, hidden, head, { targets: mb.targets, mask: mb.mask, temperature }).logprobs;
+    return tokenLogprobsFromHiddenTf(this.tf, hidden, head, { targets: mb.targets, mask: mb.mask, temperature })
+      .logprobs;
   }
 
   private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
@@ -260,9 +356,24 @@ export class GVPOTrainer {
     const every = this.config.evalEvery;
     const seconds = (performance.now() - t0) / 1000;
     const m: StepMetrics = {
-      step, algo: this.algo, loss: t.loss, advantage: t.advantage, trustRegion: t.trustRegion, variance: t.variance, constant: t.constant,
-      rewardMean: mean, rewardStd: std, rewardPolicy: ownCount ? own / ownCount : NaN, klPrevious: klPrev / N, klInitial: klInit / N, entropy: b.entropy,
-      clipFraction: t.clipFraction, zeroVarianceGroups: flat / (N / this.k), updates: t.updates, tokensPerSecond: (tokens * this.config.epochs) / seconds, seconds,
+      step,
+      algo: this.algo,
+      loss: t.loss,
+      advantage: t.advantage,
+      trustRegion: t.trustRegion,
+      variance: t.variance,
+      constant: t.constant,
+      rewardMean: mean,
+      rewardStd: std,
+      rewardPolicy: ownCount ? own / ownCount : NaN,
+      klPrevious: klPrev / N,
+      klInitial: klInit / N,
+      entropy: b.entropy,
+      clipFraction: t.clipFraction,
+      zeroVarianceGroups: flat / (N / this.k),
+      updates: t.updates,
+      tokensPerSecond: (tokens * this.config.epochs) / seconds,
+      seconds,
     };
     if (every > 0 && step % every === 0) {
       m.accuracy = this.evaluate(this.config.evalPrompts);

@@ -35,16 +35,42 @@ export interface TransformerPolicyConfig {
   mlp: number;
 }
 
-const LAYER_PARAMS = ['ln1.gain', 'ln1.bias', 'attn.wqkv', 'attn.bqkv', 'attn.wo', 'attn.bo', 'ln2.gain', 'ln2.bias', 'mlp.w1', 'mlp.b1', 'mlp.w2', 'mlp.b2'] as const;
+const LAYER_PARAMS = [
+  'ln1.gain',
+  'ln1.bias',
+  'attn.wqkv',
+  'attn.bqkv',
+  'attn.wo',
+  'attn.bo',
+  'ln2.gain',
+  'ln2.bias',
+  'mlp.w1',
+  'mlp.b1',
+  'mlp.w2',
+  'mlp.b2',
+] as const;
 
 /** Every parameter's name and shape, in the order of `variables` (the head last). */
 function parameterShapes(c: TransformerPolicyConfig): Array<[string, number[]]> {
   const { vocab: V, width: D, mlp: M } = c;
   const layer: Record<(typeof LAYER_PARAMS)[number], number[]> = {
-    'ln1.gain': [D], 'ln1.bias': [D], 'attn.wqkv': [D, 3 * D], 'attn.bqkv': [3 * D], 'attn.wo': [D, D], 'attn.bo': [D],
-    'ln2.gain': [D], 'ln2.bias': [D], 'mlp.w1': [D, M], 'mlp.b1': [M], 'mlp.w2': [M, D], 'mlp.b2': [D],
+    'ln1.gain': [D],
+    'ln1.bias': [D],
+    'attn.wqkv': [D, 3 * D],
+    'attn.bqkv': [3 * D],
+    'attn.wo': [D, D],
+    'attn.bo': [D],
+    'ln2.gain': [D],
+    'ln2.bias': [D],
+    'mlp.w1': [D, M],
+    'mlp.b1': [M],
+    'mlp.w2': [M, D],
+    'mlp.b2': [D],
   };
-  const out: Array<[string, number[]]> = [['tokens', [V, D]], ['positions', [c.promptTokens + c.maxTokens - 1, D]]];
+  const out: Array<[string, number[]]> = [
+    ['tokens', [V, D]],
+    ['positions', [c.promptTokens + c.maxTokens - 1, D]],
+  ];
   for (let l = 0; l < c.layers; l++) for (const p of LAYER_PARAMS) out.push([`block${l}.${p}`, layer[p]]);
   out.push(['lnf.gain', [D]], ['lnf.bias', [D]], ['head', [V, D]]);
   return out;
@@ -52,11 +78,16 @@ function parameterShapes(c: TransformerPolicyConfig): Array<[string, number[]]> 
 
 function checkConfig(c: TransformerPolicyConfig): void {
   for (const k of ['vocab', 'maxTokens', 'promptTokens', 'width', 'heads', 'layers', 'mlp'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) throw new RangeError(`TransformerPolicy: config.${k} must be an integer >= 1, got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] < 1)
+      throw new RangeError(`TransformerPolicy: config.${k} must be an integer >= 1, got ${c[k]}`);
   }
-  if (c.width % c.heads) throw new RangeError(`TransformerPolicy: config.width (${c.width}) must be a multiple of config.heads (${c.heads})`);
+  if (c.width % c.heads)
+    throw new RangeError(
+      `TransformerPolicy: config.width (${c.width}) must be a multiple of config.heads (${c.heads})`,
+    );
   for (const k of ['eos', 'pad'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 0 || c[k] >= c.vocab) throw new RangeError(`TransformerPolicy: config.${k} must be a token id in [0, ${c.vocab}), got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] < 0 || c[k] >= c.vocab)
+      throw new RangeError(`TransformerPolicy: config.${k} must be a token id in [0, ${c.vocab}), got ${c[k]}`);
   }
 }
 
@@ -78,12 +109,19 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     return this.variables[this.variables.length - 1];
   }
 
-  constructor(tf: Tf, readonly config: TransformerPolicyConfig, seed = 1, weights?: Float32Array[]) {
+  constructor(
+    tf: Tf,
+    readonly config: TransformerPolicyConfig,
+    seed = 1,
+    weights?: Float32Array[],
+  ) {
     super(tf);
     checkConfig(config);
     const shapes = parameterShapes(config);
     if (weights && weights.length !== shapes.length) {
-      throw new RangeError(`TransformerPolicy: expected ${shapes.length} weight arrays for this config, got ${weights.length}`);
+      throw new RangeError(
+        `TransformerPolicy: expected ${shapes.length} weight arrays for this config, got ${weights.length}`,
+      );
     }
     // GPT-2's initialization: N(0, 0.02) weights, the residual projections scaled by
     // 1/sqrt(2 layers), LayerNorm gains 1, biases 0
@@ -91,7 +129,10 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
       this.index.set(name, i);
       const size = shape.reduce((a, b) => a * b, 1);
       if (weights) {
-        if (weights[i].length !== size) throw new RangeError(`TransformerPolicy: weight '${name}' must hold ${size} values, got ${weights[i].length}`);
+        if (weights[i].length !== size)
+          throw new RangeError(
+            `TransformerPolicy: weight '${name}' must hold ${size} values, got ${weights[i].length}`,
+          );
         return tf.variable(tf.tensor(weights[i], shape));
       }
       if (name.endsWith('gain')) return tf.variable(tf.ones(shape));
@@ -121,7 +162,10 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     const mean = x.mean(1, true);
     const centered = x.sub(mean);
     const inv = tf.rsqrt(centered.square().mean(1, true).add(1e-5));
-    return centered.mul(inv).mul(this.v(`${name}.gain`)).add(this.v(`${name}.bias`)) as TF.Tensor2D;
+    return centered
+      .mul(inv)
+      .mul(this.v(`${name}.gain`))
+      .add(this.v(`${name}.bias`)) as TF.Tensor2D;
   }
 
   /** Hidden states [B*L, D] after the final LayerNorm, of B sequences of L token ids (row-major). */
@@ -130,14 +174,23 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     const { width: D, heads: Hn } = this.config;
     const dh = D / Hn;
     const pos = this.v('positions').slice([0, 0], [L, D]);
-    let x = embed(tf, this.v('tokens'), ids).reshape([B, L, D]).add(pos).reshape([B * L, D]) as TF.Tensor2D;
+    let x = embed(tf, this.v('tokens'), ids)
+      .reshape([B, L, D])
+      .add(pos)
+      .reshape([B * L, D]) as TF.Tensor2D;
     const heads = (t: TF.Tensor) => t.reshape([B, L, Hn, dh]).transpose([0, 2, 1, 3]);
     for (let l = 0; l < this.config.layers; l++) {
       const p = (n: string) => this.v(`block${l}.${n}`);
       const qkv = tf.matMul(this.layerNorm(x, `block${l}.ln1`), p('attn.wqkv')).add(p('attn.bqkv'));
       const [q, k, val] = tf.split(qkv, 3, 1);
-      const scores = tf.matMul(heads(q), heads(k), false, true).mul(1 / Math.sqrt(dh)).add(this.mask(L));
-      const att = tf.matMul(tf.softmax(scores), heads(val)).transpose([0, 2, 1, 3]).reshape([B * L, D]);
+      const scores = tf
+        .matMul(heads(q), heads(k), false, true)
+        .mul(1 / Math.sqrt(dh))
+        .add(this.mask(L));
+      const att = tf
+        .matMul(tf.softmax(scores), heads(val))
+        .transpose([0, 2, 1, 3])
+        .reshape([B * L, D]);
       x = x.add(tf.matMul(att as TF.Tensor2D, p('attn.wo')).add(p('attn.bo'))) as TF.Tensor2D;
       const h = tf.relu(tf.matMul(this.layerNorm(x, `block${l}.ln2`), p('mlp.w1')).add(p('mlp.b1')));
       x = x.add(tf.matMul(h as TF.Tensor2D, p('mlp.w2')).add(p('mlp.b2'))) as TF.Tensor2D;
@@ -151,7 +204,8 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     const L = P + upTo;
     const ids = new Int32Array(prompts.length * L).fill(pad);
     prompts.forEach((p, n) => {
-      if (p.length > P) throw new RangeError(`TransformerPolicy: a prompt holds at most promptTokens = ${P} tokens, got ${p.length}`);
+      if (p.length > P)
+        throw new RangeError(`TransformerPolicy: a prompt holds at most promptTokens = ${P} tokens, got ${p.length}`);
       ids.set(p, n * L + P - p.length);
       const r = responses(n);
       for (let t = 0; t < upTo; t++) ids[n * L + P + t] = r[t];
@@ -163,10 +217,20 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
   hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D {
     const { promptTokens: P, maxTokens: T, width: D } = this.config;
     const N = prompts.length;
-    if (responses.length !== N * T) throw new RangeError(`TransformerPolicy: responses must hold prompts.length * maxTokens = ${N * T} ids, got ${responses.length}`);
+    if (responses.length !== N * T)
+      throw new RangeError(
+        `TransformerPolicy: responses must hold prompts.length * maxTokens = ${N * T} ids, got ${responses.length}`,
+      );
     const L = P + T - 1;
-    const h = this.hidden(this.sequences(prompts, (n) => responses.subarray(n * T, (n + 1) * T), T - 1), N, L);
-    return h.reshape([N, L, D]).slice([0, P - 1, 0], [N, T, D]).reshape([N * T, D]) as TF.Tensor2D;
+    const h = this.hidden(
+      this.sequences(prompts, (n) => responses.subarray(n * T, (n + 1) * T), T - 1),
+      N,
+      L,
+    );
+    return h
+      .reshape([N, L, D])
+      .slice([0, P - 1, 0], [N, T, D])
+      .reshape([N * T, D]) as TF.Tensor2D;
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
@@ -186,9 +250,16 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     for (let t = 0; t < this.maxTokens && live.length; t++) {
       const B = live.length;
       const L = P + t;
-      const ids = this.sequences(live.map((i) => prompts[i]), (j) => out[live[j]], t);
+      const ids = this.sequences(
+        live.map((i) => prompts[i]),
+        (j) => out[live[j]],
+        t,
+      );
       const logits = tf.tidy(() => {
-        const last = this.hidden(ids, B, L).reshape([B, L, D]).slice([0, L - 1, 0], [B, 1, D]).reshape([B, D]);
+        const last = this.hidden(ids, B, L)
+          .reshape([B, L, D])
+          .slice([0, L - 1, 0], [B, 1, D])
+          .reshape([B, D]);
         return tf.matMul(last as TF.Tensor2D, this.head, false, true);
       });
       const z = logits.dataSync() as Float32Array;

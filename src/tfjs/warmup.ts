@@ -34,9 +34,15 @@ type Tf = typeof TF;
  * over-carries at units sums 8-9.
  */
 export const WARMUP_DEFAULTS = {
-  steps: 1000, width: 32, layers: 2, heads: 4, batch: 128, learningRate: 1e-2, carryDropped: 0.7, seed: 1,
+  steps: 1000,
+  width: 32,
+  layers: 2,
+  heads: 4,
+  batch: 128,
+  learningRate: 1e-2,
+  carryDropped: 0.7,
+  seed: 1,
 };
-
 
 export interface WarmupOptions {
   tf: Tf;
@@ -76,14 +82,28 @@ export function demonstration(a: number, b: number, carryDropped: number, rand: 
 export async function warmup(o: WarmupOptions): Promise<WarmupResult> {
   const d = WARMUP_DEFAULTS;
   const { tf } = o;
-  const steps = o.steps ?? d.steps, seed = o.seed ?? d.seed, batch = o.batch ?? d.batch, lr = o.learningRate ?? d.learningRate;
+  const steps = o.steps ?? d.steps,
+    seed = o.seed ?? d.seed,
+    batch = o.batch ?? d.batch,
+    lr = o.learningRate ?? d.learningRate;
   const drop = o.carryDropped ?? d.carryDropped;
   const width = o.width ?? d.width;
   const task = new AdditionTask();
-  const policy = new TransformerPolicy(tf, {
-    vocab: task.vocab, maxTokens: task.maxTokens, eos: EOS, pad: PAD, promptTokens: task.promptTokens,
-    width, heads: o.heads ?? d.heads, layers: o.layers ?? d.layers, mlp: 4 * width,
-  }, seed);
+  const policy = new TransformerPolicy(
+    tf,
+    {
+      vocab: task.vocab,
+      maxTokens: task.maxTokens,
+      eos: EOS,
+      pad: PAD,
+      promptTokens: task.promptTokens,
+      width,
+      heads: o.heads ?? d.heads,
+      layers: o.layers ?? d.layers,
+      mlp: 4 * width,
+    },
+    seed,
+  );
   const opt = tf.train.adam(lr);
   const rand = seeded(seed);
   const T = task.maxTokens;
@@ -99,9 +119,14 @@ export async function warmup(o: WarmupOptions): Promise<WarmupResult> {
         mask[n * T + t] = 1;
       });
     });
-    (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, s / 50) * 0.5 * (1 + Math.cos((Math.PI * s) / steps));
+    (opt as unknown as { learningRate: number }).learningRate =
+      lr * Math.min(1, s / 50) * 0.5 * (1 + Math.cos((Math.PI * s) / steps));
     const m = tf.tensor1d(mask);
-    const loss = opt.minimize(() => tokenLogprobsTf(tf, policy.logits(prompts, targets), targets).mul(m).sum().div(m.sum()).neg() as TF.Scalar, true, policy.variables)!;
+    const loss = opt.minimize(
+      () => tokenLogprobsTf(tf, policy.logits(prompts, targets), targets).mul(m).sum().div(m.sum()).neg() as TF.Scalar,
+      true,
+      policy.variables,
+    )!;
     if (o.onProgress && (s % 50 === 0 || s === steps)) o.onProgress(s, loss.dataSync()[0]);
     loss.dispose();
     m.dispose();
@@ -111,7 +136,9 @@ export async function warmup(o: WarmupOptions): Promise<WarmupResult> {
   policy.save(o.out);
   const n = o.evalPrompts ?? 500;
   return {
-    accuracy: evaluateGreedy(policy, task, n, 12345), sampledReward: evaluateSampled(policy, task, n, 12345, 1),
-    parameters: policy.size, seconds,
+    accuracy: evaluateGreedy(policy, task, n, 12345),
+    sampledReward: evaluateSampled(policy, task, n, 12345, 1),
+    parameters: policy.size,
+    seconds,
   };
 }

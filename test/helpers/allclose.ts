@@ -59,5 +59,6 @@ export function gradClose(got: ArrayLike<number>, want: ArrayLike<number>, rtol 
   if (rel < rtol) return;
   let worst = 0;
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-  if (!(worst <= atol)) throw new Error(`gradient: relative error ${rel} (> ${rtol}), max abs diff ${worst} (> ${atol})`);
+  if (!(worst <= atol))
+    throw new Error(`gradient: relative error ${rel} (> ${rtol}), max abs diff ${worst} (> ${atol})`);
 }

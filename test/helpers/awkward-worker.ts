@@ -6,7 +6,15 @@ import { awkwardCases } from './awkward.js';
 
 const results = awkwardCases().map((c) => {
   const rows = c.sequences * c.tokens;
-  const t = tokenLogprobs({ logits: c.logits, dtype: c.dtype, targets: c.targets, mask: c.mask, rows, vocab: c.vocab, temperature: c.temperature });
+  const t = tokenLogprobs({
+    logits: c.logits,
+    dtype: c.dtype,
+    targets: c.targets,
+    mask: c.mask,
+    rows,
+    vocab: c.vocab,
+    temperature: c.temperature,
+  });
   const { name: _name, ...opts } = c;
   const f = gvpoFromLogits(opts);
   return {

@@ -29,8 +29,17 @@ const FILLS: Record<string, Fill> = {
   constant: () => 1.25,
 };
 
-function build(name: string, seed: number, V: number, T: number, fill: Fill, dtype: DType, temperature: number,
-  beta: number, scale = 1): AwkwardCase {
+function build(
+  name: string,
+  seed: number,
+  V: number,
+  T: number,
+  fill: Fill,
+  dtype: DType,
+  temperature: number,
+  beta: number,
+  scale = 1,
+): AwkwardCase {
   const offsets = Int32Array.from([0, 1, 3, 4, 7]); // a group of 1, of 2, of 1 and of 3
   const N = 7;
   const r = rng(seed);
@@ -48,7 +57,21 @@ function build(name: string, seed: number, V: number, T: number, fill: Fill, dty
   const rewards = Float64Array.from({ length: N }, () => Math.round(r() * 4) / 4);
   const referenceLogprobs = Float64Array.from({ length: N }, () => -Math.abs(normal(r)) * 5);
   const logits = dtype === 'float32' ? f : encodeHalf(f, dtype);
-  return { name, logits, dtype, targets, mask, sequences: N, tokens: T, vocab: V, temperature, beta, rewards, groups: { offsets }, referenceLogprobs };
+  return {
+    name,
+    logits,
+    dtype,
+    targets,
+    mask,
+    sequences: N,
+    tokens: T,
+    vocab: V,
+    temperature,
+    beta,
+    rewards,
+    groups: { offsets },
+    referenceLogprobs,
+  };
 }
 
 export function awkwardCases(): AwkwardCase[] {

@@ -21,7 +21,15 @@ export interface Batch {
 }
 
 /** N sequences of T tokens over V; the first `prompt` tokens of each are masked out. */
-export function batch(seed: number, N: number, T: number, V: number, dtype: DType = 'float32', scale = 3, prompt = 0): Batch {
+export function batch(
+  seed: number,
+  N: number,
+  T: number,
+  V: number,
+  dtype: DType = 'float32',
+  scale = 3,
+  prompt = 0,
+): Batch {
   const r = rng(seed);
   const f = new Float32Array(N * T * V);
   for (let i = 0; i < f.length; i++) f[i] = normal(r) * scale;

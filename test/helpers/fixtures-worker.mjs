@@ -20,10 +20,27 @@ const out = fixtures.cases.map(({ inputs: c, expected: e }) => {
   const rows = c.sequences * c.tokens;
   const targets = Int32Array.from(c.targets);
   const mask = Float32Array.from(c.mask);
-  const base = { logits, dtype: c.dtype, targets, mask, sequences: c.sequences, tokens: c.tokens, vocab: c.vocab, temperature: c.temperature };
-  const ref = c.referenceTokenLogprobs ? { referenceTokenLogprobs: Float64Array.from(c.referenceTokenLogprobs) }
-    : c.referenceLogprobs ? { referenceLogprobs: Float64Array.from(c.referenceLogprobs) } : {};
-  const loss = { rewards: Float64Array.from(c.rewards), groups: { offsets: Int32Array.from(c.offsets) }, beta: c.beta, reduction: c.reduction };
+  const base = {
+    logits,
+    dtype: c.dtype,
+    targets,
+    mask,
+    sequences: c.sequences,
+    tokens: c.tokens,
+    vocab: c.vocab,
+    temperature: c.temperature,
+  };
+  const ref = c.referenceTokenLogprobs
+    ? { referenceTokenLogprobs: Float64Array.from(c.referenceTokenLogprobs) }
+    : c.referenceLogprobs
+      ? { referenceLogprobs: Float64Array.from(c.referenceLogprobs) }
+      : {};
+  const loss = {
+    rewards: Float64Array.from(c.rewards),
+    groups: { offsets: Int32Array.from(c.offsets) },
+    beta: c.beta,
+    reduction: c.reduction,
+  };
   const fused = gvpo.gvpoFromLogits({ ...base, ...ref, ...loss });
   const fwd = gvpo.gvpoForward({ ...base, ...ref });
   const gradS = Float64Array.from(e.gradLogprobs, num);
@@ -34,20 +51,40 @@ const out = fixtures.cases.map(({ inputs: c, expected: e }) => {
   const w = Float32Array.from({ length: rows }, (_, r) => mask[r] * gradS[Math.floor(r / c.tokens)]);
   const tokBack = gvpo.tokenLogprobsBackward({ ...rowsArgs, logZ: tok.logZ, gradTokenLogprobs: w });
   const lossOnly = gvpo.gvpoLoss({
-    policyLogprobs: Float64Array.from(e.policyLogprobs, num), referenceLogprobs: Float64Array.from(e.referenceLogprobs, num), ...loss,
+    policyLogprobs: Float64Array.from(e.policyLogprobs, num),
+    referenceLogprobs: Float64Array.from(e.referenceLogprobs, num),
+    ...loss,
   });
   return {
     name: c.name,
     fused: {
-      loss: fused.loss, terms: fused.terms, policyLogprobs: list(fused.policyLogprobs), referenceLogprobs: list(fused.referenceLogprobs),
-      residuals: list(fused.residuals), gradLogprobs: list(fused.gradLogprobs), tokenLogprobs: list(fused.tokenLogprobs), gradLogits: b64(fused.gradLogits),
+      loss: fused.loss,
+      terms: fused.terms,
+      policyLogprobs: list(fused.policyLogprobs),
+      referenceLogprobs: list(fused.referenceLogprobs),
+      residuals: list(fused.residuals),
+      gradLogprobs: list(fused.gradLogprobs),
+      tokenLogprobs: list(fused.tokenLogprobs),
+      gradLogits: b64(fused.gradLogits),
     },
-    forward: { tokenLogprobs: list(fwd.tokenLogprobs), logZ: list(fwd.logZ), policyLogprobs: list(fwd.policyLogprobs), referenceLogprobs: list(fwd.referenceLogprobs) },
+    forward: {
+      tokenLogprobs: list(fwd.tokenLogprobs),
+      logZ: list(fwd.logZ),
+      policyLogprobs: list(fwd.policyLogprobs),
+      referenceLogprobs: list(fwd.referenceLogprobs),
+    },
     backward: { gradLogits: b64(back), w: list(w) },
     tokenLogprobs: { logprobs: list(tok.logprobs), logZ: list(tok.logZ) },
     tokenLogprobsBackward: { gradLogits: b64(tokBack) },
-    gvpoLoss: { loss: lossOnly.loss, terms: lossOnly.terms, gradLogprobs: list(lossOnly.gradLogprobs), residuals: list(lossOnly.residuals) },
+    gvpoLoss: {
+      loss: lossOnly.loss,
+      terms: lossOnly.terms,
+      gradLogprobs: list(lossOnly.gradLogprobs),
+      residuals: list(lossOnly.residuals),
+    },
   };
 });
 const info = gvpo.backendInfo();
-process.stdout.write(`${JSON.stringify({ backend: info.active, simd: info.active === 'js' ? 'js' : info.simd, cases: out })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ backend: info.active, simd: info.active === 'js' ? 'js' : info.simd, cases: out })}\n`,
+);

@@ -29,7 +29,8 @@ function arrays(args) {
       const b = v.buffer;
       if (!(b.detached ?? false) && b.byteLength > 0) found.push([name, v]);
     } else if (depth < 1 && v && typeof v === 'object' && !types.isProxy(v)) {
-      for (const [k, d] of Object.entries(Object.getOwnPropertyDescriptors(v))) if ('value' in d) visit(`${name}.${k}`, d.value, depth + 1);
+      for (const [k, d] of Object.entries(Object.getOwnPropertyDescriptors(v)))
+        if ('value' in d) visit(`${name}.${k}`, d.value, depth + 1);
     }
   };
   for (const [i, a] of args.entries()) visit(`arg${i}`, a, 0);
@@ -68,13 +69,15 @@ function checkResult(r, c) {
     }
   }
   // the gradient's rows: V logits, or H hidden units (the fused head)
-  const g = c.gradField === '.' ? r : c.gradField && r?.[c.gradField], W = c.gradWidth ?? V;
+  const g = c.gradField === '.' ? r : c.gradField && r?.[c.gradField],
+    W = c.gradWidth ?? V;
   if (g && g.length === rows * W) {
     for (let i = 0; i < rows; i++) {
       const live = !mask || Math.fround(mask[i]) !== 0;
       if (live && V !== 1) continue;
       for (let v = 0; v < W; v++) {
-        if (g[i * W + v] !== 0) return `${c.gradField}[${i * W + v}] = ${g[i * W + v]} on a ${live ? 'V = 1' : 'masked'} row`;
+        if (g[i * W + v] !== 0)
+          return `${c.gradField}[${i * W + v}] = ${g[i * W + v]} on a ${live ? 'V = 1' : 'masked'} row`;
       }
     }
   }
@@ -84,9 +87,11 @@ function checkResult(r, c) {
 function judgeError(e, c) {
   if (e === c.sentinel) return ''; // a getter's own exception propagates unchanged
   if (c.allowDetachedError && e instanceof Error && /was detached/.test(e.message)) return '';
-  if (!(e instanceof TypeError || e instanceof RangeError)) return `threw ${e?.constructor?.name ?? typeof e}: ${e?.message ?? e}`;
+  if (!(e instanceof TypeError || e instanceof RangeError))
+    return `threw ${e?.constructor?.name ?? typeof e}: ${e?.message ?? e}`;
   if (c.fnName && !e.message.startsWith(`${c.fnName}: `)) return `message does not name the function: ${e.message}`;
-  if (/Cannot read|is not a function|undefined is not|Cannot convert/.test(e.message)) return `an engine message: ${e.message}`;
+  if (/Cannot read|is not a function|undefined is not|Cannot convert/.test(e.message))
+    return `an engine message: ${e.message}`;
   return '';
 }
 
@@ -118,14 +123,20 @@ async function runCase(i) {
     } else {
       r = c.call();
     }
-    verdict = (c.mustRefuse ? `returned where a refusal was required (${c.mustRefuse})` : '') || checkResult(r, c) || checkUnmodified(snap, c.writes ?? []);
+    verdict =
+      (c.mustRefuse ? `returned where a refusal was required (${c.mustRefuse})` : '') ||
+      checkResult(r, c) ||
+      checkUnmodified(snap, c.writes ?? []);
   } catch (e) {
     if (e?.sync) verdict = `async twin threw synchronously: ${e.sync?.constructor?.name}: ${e.sync?.message}`;
     else {
       // an input transferred mid-call: the work ran and wrote the caller's destinations, then the
       // result was discarded; every other input must still be unmodified
       const ran = c.allowDetachedError && e instanceof Error && /was detached/.test(e.message);
-      verdict = (c.mustAccept ? `refused a valid call (${c.mustAccept}): ${e?.message}` : '') || judgeError(e, c) || checkUnmodified(snap, ran ? c.writes ?? [] : []);
+      verdict =
+        (c.mustAccept ? `refused a valid call (${c.mustAccept}): ${e?.message}` : '') ||
+        judgeError(e, c) ||
+        checkUnmodified(snap, ran ? (c.writes ?? []) : []);
     }
   }
   line(`E ${i} ${verdict ? 'fail' : 'ok'} ${verdict}`);

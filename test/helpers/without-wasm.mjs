@@ -3,7 +3,8 @@
 // Node fails on a missing package.
 import { register } from 'node:module';
 
-register(`data:text/javascript,${encodeURIComponent(`
+register(
+  `data:text/javascript,${encodeURIComponent(`
 export async function resolve(specifier, context, next) {
   if (specifier === '@tensorflow/tfjs-backend-wasm' || specifier.startsWith('@tensorflow/tfjs-backend-wasm/')) {
     const e = new Error("Cannot find package '@tensorflow/tfjs-backend-wasm' imported from " + context.parentURL);
@@ -11,4 +12,5 @@ export async function resolve(specifier, context, next) {
     throw e;
   }
   return next(specifier, context);
-}`)}`);
+}`)}`,
+);

@@ -1,15 +1,20 @@
 // A stand-in for the CUDA runtime, for native/tests/test_cuda_host.cc only: "device" memory is
 // host memory (filled with 0xff bytes when allocated, as garbage: NaN floats, -1 ints), every
 // copy and memset happens at once, streams and events do nothing, page-locking is refused (the
-// pageable path), and a copy can be made to fail (fake_fail_copy). It lets the host code of the CUDA ops run, and run under AddressSanitizer, on
-// a machine without a GPU.
+// pageable path), and a copy can be made to fail (fake_fail_copy). It lets the host code of the CUDA ops run, and run
+// under AddressSanitizer, on a machine without a GPU.
 #pragma once
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
-                   cudaErrorInvalidConfiguration = 9, cudaErrorHostMemoryAlreadyRegistered = 712 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorHostMemoryAlreadyRegistered = 712
+};
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 };
 typedef struct FakeStream* cudaStream_t;
 typedef struct FakeEvent* cudaEvent_t;
@@ -46,4 +51,6 @@ inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { r
 inline cudaError_t cudaHostRegister(void*, size_t, unsigned) { return cudaErrorHostMemoryAlreadyRegistered; }
 inline cudaError_t cudaHostUnregister(void*) { return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "stand-in runtime error"; }
+inline const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaSuccess ? "no error" : "stand-in runtime error";
+}

@@ -91,10 +91,27 @@ export async function banditRun(tfChoice: TfChoice, s: BanditSpec): Promise<Band
   const target = tiltedOptimum(ref, task.rewards, s.coef);
   const metrics: BanditResult['metrics'] = [];
   const trainer = new GVPOTrainer({
-    tf, policy, task, groupSize: BANDIT.groupSize, promptsPerStep: BANDIT.promptsPerStep, miniBatches: BANDIT.miniBatches,
-    learningRate: s.lr, reference: 'frozen', seed: s.seed, terms: s.terms,
-    ...methodOptions(s.method, s.coef), ...samplerOptions(s.sampler, task),
-    onMetrics: (m) => metrics.push({ step: m.step, advantage: m.advantage, trustRegion: m.trustRegion, variance: m.variance, loss: m.loss, clipFraction: m.clipFraction }),
+    tf,
+    policy,
+    task,
+    groupSize: BANDIT.groupSize,
+    promptsPerStep: BANDIT.promptsPerStep,
+    miniBatches: BANDIT.miniBatches,
+    learningRate: s.lr,
+    reference: 'frozen',
+    seed: s.seed,
+    terms: s.terms,
+    ...methodOptions(s.method, s.coef),
+    ...samplerOptions(s.sampler, task),
+    onMetrics: (m) =>
+      metrics.push({
+        step: m.step,
+        advantage: m.advantage,
+        trustRegion: m.trustRegion,
+        variance: m.variance,
+        loss: m.loss,
+        clipFraction: m.clipFraction,
+      }),
   });
   const toOptimum: Array<[number, number]> = [[0, meanKl(target, ref)]];
   const fromRef: Array<[number, number]> = [[0, 0]];
@@ -109,8 +126,13 @@ export async function banditRun(tfChoice: TfChoice, s: BanditSpec): Promise<Band
   const pi = policy.probs();
   policy.theta.dispose();
   return {
-    toOptimum, fromRef, final: toOptimum.at(-1)![1], klRef: fromRef.at(-1)![1],
-    reward: expectedReward(pi, task), optimumReward: expectedReward(target, task), metrics,
+    toOptimum,
+    fromRef,
+    final: toOptimum.at(-1)![1],
+    klRef: fromRef.at(-1)![1],
+    reward: expectedReward(pi, task),
+    optimumReward: expectedReward(target, task),
+    metrics,
   };
 }
 

@@ -58,8 +58,13 @@ export interface Tuned {
  * so that no candidate is left at a rate the grid cut off.
  */
 export async function tuneRates<R>(
-  ctx: ExperimentContext, candidates: string[], grid: number[], job: (candidate: string, lr: number, seed: number) => Job,
-  score: (results: R[]) => number, log: (l: string) => void, extend = 3,
+  ctx: ExperimentContext,
+  candidates: string[],
+  grid: number[],
+  job: (candidate: string, lr: number, seed: number) => Job,
+  score: (results: R[]) => number,
+  log: (l: string) => void,
+  extend = 3,
 ): Promise<Tuned> {
   const seeds = tuningSeedsOf(ctx);
   const ratio = grid[1] / grid[0];
@@ -67,7 +72,9 @@ export async function tuneRates<R>(
   const runGrid = async (todo: Array<[string, number]>) => {
     const jobs = todo.flatMap(([c, lr]) => seeds.map((s) => job(c, lr, s)));
     const results = await ctx.pool.run<R>(jobs);
-    todo.forEach(([c, lr], i) => scores.get(c)!.set(lr, score(results.slice(i * seeds.length, (i + 1) * seeds.length))));
+    todo.forEach(([c, lr], i) =>
+      scores.get(c)!.set(lr, score(results.slice(i * seeds.length, (i + 1) * seeds.length))),
+    );
   };
   await runGrid(candidates.flatMap((c) => grid.map((lr): [string, number] => [c, lr])));
   for (let round = 0; round < extend; round++) {
@@ -92,17 +99,24 @@ export async function tuneRates<R>(
     rows.push([c, grids[c].map((x) => `${x}: ${fmtScore(s.get(x)!)}${x === lr[c] ? ' **(kept)**' : ''}`).join(', ')]);
     log(`tuning: ${c} keeps ${lr[c]}`);
   }
-  return { lr, grid: grids, table: markdownTable(['candidate', `score per learning rate (mean over tuning seeds ${seeds.join(', ')})`], rows) };
+  return {
+    lr,
+    grid: grids,
+    table: markdownTable(['candidate', `score per learning rate (mean over tuning seeds ${seeds.join(', ')})`], rows),
+  };
 }
 
 function bestOf(s: Map<number, number>): number {
-  let best = NaN, score = -Infinity;
-  for (const [lr, v] of s) if (v > score || Number.isNaN(best)) [best, score] = [lr, Number.isFinite(v) ? v : -Infinity];
+  let best = NaN,
+    score = -Infinity;
+  for (const [lr, v] of s)
+    if (v > score || Number.isNaN(best)) [best, score] = [lr, Number.isFinite(v) ? v : -Infinity];
   return best;
 }
 
 const round3 = (x: number) => Number(x.toPrecision(3));
-const fmtScore = (x: number) => (Number.isFinite(x) ? (Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3)) : 'diverged');
+const fmtScore = (x: number) =>
+  Number.isFinite(x) ? (Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3)) : 'diverged';
 
 /** `mean ± half` of a metric over runs (a run that diverged is named in the cell); tables give n in their captions. */
 export function cell(xs: number[], digits = 3): string {

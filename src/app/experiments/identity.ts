@@ -26,17 +26,40 @@ export async function gradientIdentity(tfChoice: TfChoice, beta: number, lr: num
   const task = new AdditionTask();
   const reference = loadPolicy(tf, CHECKPOINT);
   const policy = reference.clone();
-  const k = 8, G = 16, T = policy.maxTokens;
+  const k = 8,
+    G = 16,
+    T = policy.maxTokens;
   // a few GVPO steps away from the frozen reference, so that S != Sref
-  const away = new GVPOTrainer({ tf, policy, task, reference: 'frozen', referencePolicy: reference, beta, groupSize: k, promptsPerStep: G, learningRate: lr, seed: 5 });
+  const away = new GVPOTrainer({
+    tf,
+    policy,
+    task,
+    reference: 'frozen',
+    referencePolicy: reference,
+    beta,
+    groupSize: k,
+    promptsPerStep: G,
+    learningRate: lr,
+    seed: 5,
+  });
   for (let s = 0; s < 10; s++) await away.step();
   // a fresh batch sampled by the current policy at temperature 1
   const rand = seeded(17);
   const prompts = task.samplePrompts(G, rand);
-  const responses = policy.sample(prompts.flatMap((p) => Array(k).fill(p)), 1, rand);
+  const responses = policy.sample(
+    prompts.flatMap((p) => Array(k).fill(p)),
+    1,
+    rand,
+  );
   const groups = prompts.map((prompt, g) => {
     const rs = responses.slice(g * k, (g + 1) * k);
-    return { prompt, responses: rs, rewards: rs.map((r) => task.reward(prompt, r)), source: 'policy' as const, temperature: 1 };
+    return {
+      prompt,
+      responses: rs,
+      rewards: rs.map((r) => task.reward(prompt, r)),
+      source: 'policy' as const,
+      temperature: 1,
+    };
   });
   const b = packBatch(groups, k, T);
   const old = logprobsOf(tf, policy, b);
@@ -45,26 +68,81 @@ export async function gradientIdentity(tfChoice: TfChoice, beta: number, lr: num
   const rows: string[][] = [];
   for (let update = 0; update <= 3; update++) {
     const now = logprobsOf(tf, policy, b);
-    const gvpo = gvpoLoss({ policyLogprobs: now.seq, referenceLogprobs: ref.seq, rewards: b.rewards, groups: { size: k }, beta }).gradLogprobs;
+    const gvpo = gvpoLoss({
+      policyLogprobs: now.seq,
+      referenceLogprobs: ref.seq,
+      rewards: b.rewards,
+      groups: { size: k },
+      beta,
+    }).gradLogprobs;
     // REINFORCE's dL/dl per token from the library's loss; a sequence's dL/dS is that of any live token
-    const perToken = tf.grad((lp) => policyGradientLoss(tf, lp, { targets: b.targets, mask: b.mask, rewards: b.rewards, groupSize: k, tokens: T }, {
-      algo: 'reinforce', behaviorTokens: old.token, oldTokens: old.token, referenceTokens: ref.token, clip: 0.2, klCoef: beta, klIn: 'reward', importanceCap: 0,
-    }))(tf.tensor1d(now.token)).dataSync();
+    const perToken = tf
+      .grad((lp) =>
+        policyGradientLoss(
+          tf,
+          lp,
+          { targets: b.targets, mask: b.mask, rewards: b.rewards, groupSize: k, tokens: T },
+          {
+            algo: 'reinforce',
+            behaviorTokens: old.token,
+            oldTokens: old.token,
+            referenceTokens: ref.token,
+            clip: 0.2,
+            klCoef: beta,
+            klIn: 'reward',
+            importanceCap: 0,
+          },
+        ),
+      )(tf.tensor1d(now.token))
+      .dataSync();
     const reinforce = Float64Array.from({ length: b.rewards.length }, (_, n) => perToken[n * T] / b.mask[n * T]);
-    const center = (x: Float64Array) => Float64Array.from(x, (v, n) => v - x.subarray(Math.floor(n / k) * k, Math.floor(n / k) * k + k).reduce((a, y) => a + y, 0) / k);
-    const p = center(now.seq), pOld = center(old.seq);
+    const center = (x: Float64Array) =>
+      Float64Array.from(
+        x,
+        (v, n) => v - x.subarray(Math.floor(n / k) * k, Math.floor(n / k) * k + k).reduce((a, y) => a + y, 0) / k,
+      );
+    const p = center(now.seq),
+      pOld = center(old.seq);
     const gap = gvpo.map((g, n) => g - beta * reinforce[n]);
     const predicted = p.map((x, n) => (beta * beta * (x - pOld[n])) / ((k - 1) * G));
-    rows.push([String(update), norm(p.map((x, n) => x - pOld[n])).toExponential(2), (norm(gap) / norm(gvpo)).toExponential(2),
-      (norm(gap.map((x, n) => x - predicted[n])) / norm(gvpo)).toExponential(2)]);
+    rows.push([
+      String(update),
+      norm(p.map((x, n) => x - pOld[n])).toExponential(2),
+      (norm(gap) / norm(gvpo)).toExponential(2),
+      (norm(gap.map((x, n) => x - predicted[n])) / norm(gvpo)).toExponential(2),
+    ]);
     // one GVPO update on the batch
-    optimizer.minimize(() => {
-      const lp = tokenLogprobsTf(tf, policy.logits(b.prompts, b.targets), b.targets);
-      const S = lp.reshape([b.rewards.length, T]).mul(tf.tensor2d(b.mask, [b.rewards.length, T])).sum(1);
-      const g = tf.tensor1d(Float32Array.from(gvpoLoss({ policyLogprobs: Float64Array.from(S.dataSync()), referenceLogprobs: ref.seq, rewards: b.rewards, groups: { size: k }, beta }).gradLogprobs));
-      return S.mul(g).sum() as never; // a surrogate whose gradient is dL/dS . dS/dtheta
-    }, false, policy.variables);
+    optimizer.minimize(
+      () => {
+        const lp = tokenLogprobsTf(tf, policy.logits(b.prompts, b.targets), b.targets);
+        const S = lp
+          .reshape([b.rewards.length, T])
+          .mul(tf.tensor2d(b.mask, [b.rewards.length, T]))
+          .sum(1);
+        const g = tf.tensor1d(
+          Float32Array.from(
+            gvpoLoss({
+              policyLogprobs: Float64Array.from(S.dataSync()),
+              referenceLogprobs: ref.seq,
+              rewards: b.rewards,
+              groups: { size: k },
+              beta,
+            }).gradLogprobs,
+          ),
+        );
+        return S.mul(g).sum() as never; // a surrogate whose gradient is dL/dS . dS/dtheta
+      },
+      false,
+      policy.variables,
+    );
   }
-  return markdownTable(['updates on the batch so far', '‖p - p_old‖ (policy moved)', '‖GVPO - beta REINFORCE‖ / ‖GVPO‖',
-    '‖GVPO - beta REINFORCE - beta²/((k-1)G) (p - p_old)‖ / ‖GVPO‖'], rows);
+  return markdownTable(
+    [
+      'updates on the batch so far',
+      '‖p - p_old‖ (policy moved)',
+      '‖GVPO - beta REINFORCE‖ / ‖GVPO‖',
+      '‖GVPO - beta REINFORCE - beta²/((k-1)G) (p - p_old)‖ / ‖GVPO‖',
+    ],
+    rows,
+  );
 }

@@ -12,7 +12,11 @@ import { Pool } from './pool.js';
 export type { ExperimentContext };
 
 export const EXPERIMENTS: Record<string, Experiment> = {
-  optimum, text, 'off-policy': offPolicyExperiment, robustness: robustnessExperiment, terms: termsExperiment,
+  optimum,
+  text,
+  'off-policy': offPolicyExperiment,
+  robustness: robustnessExperiment,
+  terms: termsExperiment,
 };
 
 /** What the command passes: the context without its pool (runExperiment makes one per experiment). */
@@ -46,7 +50,9 @@ export async function runExperiment(name: string, o: ExperimentOptions): Promise
   const e = EXPERIMENTS[name];
   const pool = new Pool(o.tf, o.processes);
   const ctx: ExperimentContext = { ...o, pool };
-  const log = (line: string) => { if (ctx.progress !== 'none') process.stderr.write(`[${name}] ${line}\n`); };
+  const log = (line: string) => {
+    if (ctx.progress !== 'none') process.stderr.write(`[${name}] ${line}\n`);
+  };
   const t0 = performance.now();
   log(`${ctx.quick ? 'quick size' : 'full size'}, started ${new Date().toISOString()}`);
   const r = await e.run(ctx, log).finally(() => pool.close());

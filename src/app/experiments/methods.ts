@@ -5,7 +5,15 @@
 import type { Algo, KlPlacement, TrainerOptions } from '../../tfjs/trainerOptions.js';
 
 export type MethodId =
-  | 'gvpo' | 'grpo-k3' | 'grpo-kl-reward' | 'drgrpo' | 'drgrpo-k3' | 'drgrpo-kl-reward' | 'reinforce' | 'reinforce-kl-reward' | 'reinforce-is';
+  | 'gvpo'
+  | 'grpo-k3'
+  | 'grpo-kl-reward'
+  | 'drgrpo'
+  | 'drgrpo-k3'
+  | 'drgrpo-kl-reward'
+  | 'reinforce'
+  | 'reinforce-kl-reward'
+  | 'reinforce-is';
 
 export interface Method {
   label: string;
@@ -29,7 +37,10 @@ export const METHODS: Record<MethodId, Method> = {
 };
 
 /** The trainer options of `id` at KL strength `coef` (GVPO's beta; the baselines' KL coefficient). */
-export function methodOptions(id: MethodId, coef: number): Required<Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap'>> {
+export function methodOptions(
+  id: MethodId,
+  coef: number,
+): Required<Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap'>> {
   const m = METHODS[id];
   return {
     algo: m.algo,

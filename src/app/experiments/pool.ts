@@ -23,12 +23,19 @@ export class Pool {
   private busy = false;
 
   /** `size` processes (default: one per core); 1, or no compiled worker (tests from src/), runs in this process. */
-  constructor(private readonly tf: TfChoice, size = availableParallelism()) {
+  constructor(
+    private readonly tf: TfChoice,
+    size = availableParallelism(),
+  ) {
     const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
     if (size <= 1 || !existsSync(worker)) return;
     for (let i = 0; i < size; i++) {
       // one thread each: the runs' kernels are small, and the processes already fill the cores
-      const child = fork(worker, [tf], { serialization: 'advanced', env: { ...process.env, GVPO_NUM_THREADS: '1' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const child = fork(worker, [tf], {
+        serialization: 'advanced',
+        env: { ...process.env, GVPO_NUM_THREADS: '1' },
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
       child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
         const p = this.pending.get(m.id)!;
         this.pending.delete(m.id);
@@ -38,7 +45,8 @@ export class Pool {
         this.drain();
       });
       child.on('exit', (code) => {
-        if (code !== 0 && this.pending.size) for (const p of this.pending.values()) p.reject(new Error(`an experiment worker exited with code ${code}`));
+        if (code !== 0 && this.pending.size)
+          for (const p of this.pending.values()) p.reject(new Error(`an experiment worker exited with code ${code}`));
       });
       this.children.push(child);
       this.idle.push(child);
@@ -47,10 +55,15 @@ export class Pool {
 
   /** The results of `jobs`, in their order. */
   run<R>(jobs: Job[]): Promise<R[]> {
-    return Promise.all(jobs.map((job) => new Promise<R>((resolve, reject) => {
-      this.queue.push({ job, done: { resolve: resolve as (r: unknown) => void, reject } });
-      this.drain();
-    })));
+    return Promise.all(
+      jobs.map(
+        (job) =>
+          new Promise<R>((resolve, reject) => {
+            this.queue.push({ job, done: { resolve: resolve as (r: unknown) => void, reject } });
+            this.drain();
+          }),
+      ),
+    );
   }
 
   private drain(): void {
@@ -60,10 +73,12 @@ export class Pool {
       const next = this.queue.shift();
       if (!next) return;
       this.busy = true;
-      void runJob(this.tf, next.job).then(next.done.resolve, next.done.reject).finally(() => {
-        this.busy = false;
-        this.drain();
-      });
+      void runJob(this.tf, next.job)
+        .then(next.done.resolve, next.done.reject)
+        .finally(() => {
+          this.busy = false;
+          this.drain();
+        });
       return;
     }
     while (this.idle.length && this.queue.length) {

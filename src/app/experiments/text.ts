@@ -13,16 +13,35 @@ import { cell, commandOf, type Experiment, type ExperimentContext, pairedCell, s
 import { gradientIdentity } from './identity.js';
 import { METHODS, type MethodId } from './methods.js';
 import {
-  gain, overSeeds, pairedGainTable, settingsLine, standardPanels, TEXT_COEF, TEXT_HEAD, textCells, textRun, tuneText,
+  gain,
+  overSeeds,
+  pairedGainTable,
+  settingsLine,
+  standardPanels,
+  TEXT_COEF,
+  TEXT_HEAD,
+  textCells,
+  textRun,
+  tuneText,
 } from './textSetup.js';
 
 /** The baselines at the official structure: each as its authors run it, with the shared pi_theta'. */
 export const TEXT_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'drgrpo', 'reinforce'];
 /** Updates per sampled batch: [mini-batches, epochs]. */
-const STALENESS: Array<[number, number]> = [[1, 1], [4, 1], [4, 2], [4, 4]];
+const STALENESS: Array<[number, number]> = [
+  [1, 1],
+  [4, 1],
+  [4, 2],
+  [4, 4],
+];
 
 function clipCell(rs: RunSummary[], m: MethodId): string {
-  return METHODS[m].algo === 'gvpo' ? 'n/a' : cell(rs.map((r) => r.metrics.reduce((a, x) => a + x.clipFraction, 0) / r.metrics.length), 3);
+  return METHODS[m].algo === 'gvpo'
+    ? 'n/a'
+    : cell(
+        rs.map((r) => r.metrics.reduce((a, x) => a + x.clipFraction, 0) / r.metrics.length),
+        3,
+      );
 }
 
 async function compare(ctx: ExperimentContext, log: (l: string) => void) {
@@ -34,43 +53,97 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
   const rates = methods.map((m) => tuned.lr[m]).sort((a, b) => a - b);
   const shared = rates[Math.floor(rates.length / 2)];
   const sweep = ctx.quick ? STALENESS.slice(0, 2) : STALENESS;
-  const staleConfigs = sweep.flatMap(([miniBatches, epochs]) => methods.map((m) => ({ ...textRun(ctx, m), learningRate: shared, miniBatches, epochs })));
+  const staleConfigs = sweep.flatMap(([miniBatches, epochs]) =>
+    methods.map((m) => ({ ...textRun(ctx, m), learningRate: shared, miniBatches, epochs })),
+  );
   const [main, stale] = await Promise.all([overSeeds(ctx, configs, seeds), overSeeds(ctx, staleConfigs, seeds)]);
   const runs = Object.fromEntries(methods.map((m, i) => [m, main[i]])) as Record<MethodId, RunSummary[]>;
-  for (const m of methods) log(`${m}: held-out gain ${meanCi(runs[m].map((r) => r.accuracyAfter - r.accuracyBefore)).mean.toFixed(3)}`);
-  const table = markdownTable(['method (learning rate)', ...TEXT_HEAD, 'clip fraction (GRPO, Dr.GRPO)'],
-    methods.map((m) => [`${METHODS[m].label} (${tuned.lr[m]})`, ...textCells(runs[m]), clipCell(runs[m], m)]));
-  const staleTable = markdownTable(['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: held-out gain`)],
-    sweep.map(([mb, ep], i) => [`${mb * ep} (${mb} mini-batches x ${ep} epochs)`,
-      ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.accuracyAfter - r.accuracyBefore)))]));
-  const staleKl = markdownTable(['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: KL to the start`)],
-    sweep.map(([mb, ep], i) => [`${mb * ep}`, ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.klInitial), 4))]));
+  for (const m of methods)
+    log(`${m}: held-out gain ${meanCi(runs[m].map((r) => r.accuracyAfter - r.accuracyBefore)).mean.toFixed(3)}`);
+  const table = markdownTable(
+    ['method (learning rate)', ...TEXT_HEAD, 'clip fraction (GRPO, Dr.GRPO)'],
+    methods.map((m) => [`${METHODS[m].label} (${tuned.lr[m]})`, ...textCells(runs[m]), clipCell(runs[m], m)]),
+  );
+  const staleTable = markdownTable(
+    ['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: held-out gain`)],
+    sweep.map(([mb, ep], i) => [
+      `${mb * ep} (${mb} mini-batches x ${ep} epochs)`,
+      ...methods.map((_, j) => cell(stale[i * methods.length + j].map((r) => r.accuracyAfter - r.accuracyBefore))),
+    ]),
+  );
+  const staleKl = markdownTable(
+    ['updates per sampled batch', ...methods.map((m) => `${METHODS[m].label}: KL to the start`)],
+    sweep.map(([mb, ep], i) => [
+      `${mb * ep}`,
+      ...methods.map((_, j) =>
+        cell(
+          stale[i * methods.length + j].map((r) => r.klInitial),
+          4,
+        ),
+      ),
+    ]),
+  );
   // GVPO against each method at every staleness, paired over seeds
-  const stalePaired = markdownTable(['updates per sampled batch', ...methods.slice(1).map((m) => `GVPO gain minus ${METHODS[m].label}'s`)],
-    sweep.map(([mb, ep], i) => [`${mb * ep}`, ...methods.slice(1).map((_, j) => pairedCell(
-      stale[i * methods.length + j + 1].map(gain), stale[i * methods.length].map(gain)))]));
+  const stalePaired = markdownTable(
+    ['updates per sampled batch', ...methods.slice(1).map((m) => `GVPO gain minus ${METHODS[m].label}'s`)],
+    sweep.map(([mb, ep], i) => [
+      `${mb * ep}`,
+      ...methods
+        .slice(1)
+        .map((_, j) => pairedCell(stale[i * methods.length + j + 1].map(gain), stale[i * methods.length].map(gain))),
+    ]),
+  );
   const base: RunOptions = configs[0];
   const identity = await gradientIdentity(ctx.tf, TEXT_COEF, tuned.lr.gvpo);
   const markdown = [
-    `Command: \`${commandOf('text', ctx)}\``, '', settingsLine(base, seeds), '',
+    `Command: \`${commandOf('text', ctx)}\``,
+    '',
+    settingsLine(base, seeds),
+    '',
     `Methods: GVPO (beta ${TEXT_COEF}, the previous step's policy as pi_theta', as the official recipe runs it); GRPO (advantages divided by the group's std, ratio clipped at 1 ± 0.2 ` +
-    `against the sampling policy, per-sequence token mean, the k3 KL term to the same pi_theta' at coefficient ${TEXT_COEF}); Dr.GRPO (mean-centered advantages, the same clipped ratio, ` +
-    `a constant normalizer, no KL, as its authors run it); REINFORCE with the group-mean baseline (RLOO's scaling, no KL). With pi_theta' the previous step's policy, an exact KL penalty ` +
-    `in the reward is 0 at sampling time, so the KL-in-reward variants coincide with the no-KL ones here (the bandit experiment separates them). ` +
-    `Every log-prob is taken at the sampling temperature.`, '',
-    `Learning rates, tuned per method on a log grid at the tuning seeds (score: held-out greedy accuracy gain + held-out reward at T = 1, on prompts never trained on):`, '',
-    '<details><summary>tuning runs</summary>', '', tuned.table, '', '</details>', '',
-    `**The official structure** (${base.miniBatches} mini-batches, 1 epoch: ${base.miniBatches} updates per sampled batch), each method at its tuned rate:`, '', table, '',
-    '**Paired over seeds** (the same seeds, so the same prompts and the same starting point):', '', pairedGainTable(runs), '',
-    '![held-out accuracy, training reward and KL over steps](experiments/text/curves.svg)', '',
-    `**Staleness**: updates per sampled batch at one shared learning rate (${shared}, the median of the tuned rates): held-out greedy accuracy gain, and KL to the starting policy.`, '',
-    staleTable, '', 'Paired over seeds:', '', stalePaired, '', staleKl, '', '![the same at 16 updates per sampled batch](experiments/text/curves-stale.svg)', '',
-    '**GVPO against REINFORCE, numerically.** With a frozen reference, per sequence, GVPO\'s gradient is dL/dS = beta/((k-1)G) (beta (p - q) - a) and ' +
-    'REINFORCE\'s with the exact KL at coefficient beta in the reward (computed at the sampling policy, verl\'s use_kl_in_reward) is -1/((k-1)G) (a - beta (p_old - q)), ' +
-    'with a, p, q, p_old the group-centered rewards, log-probs, reference log-probs and sampling-time log-probs. So GVPO = beta REINFORCE + beta²/((k-1)G) (p - p_old): ' +
-    'a group-baseline policy gradient with the exact KL in the reward at the first update on fresh groups, and apart from it by the variance term\'s pull back to p_old ' +
-    'once the policy moves within a step. Measured with the library\'s own losses on one batch of 16 prompts x 8 from the shipped checkpoint after 10 GVPO steps away ' +
-    `from it (beta ${TEXT_COEF}, Adam at GVPO's tuned rate), through 3 updates on that batch:`, '', identity,
+      `against the sampling policy, per-sequence token mean, the k3 KL term to the same pi_theta' at coefficient ${TEXT_COEF}); Dr.GRPO (mean-centered advantages, the same clipped ratio, ` +
+      `a constant normalizer, no KL, as its authors run it); REINFORCE with the group-mean baseline (RLOO's scaling, no KL). With pi_theta' the previous step's policy, an exact KL penalty ` +
+      `in the reward is 0 at sampling time, so the KL-in-reward variants coincide with the no-KL ones here (the bandit experiment separates them). ` +
+      `Every log-prob is taken at the sampling temperature.`,
+    '',
+    `Learning rates, tuned per method on a log grid at the tuning seeds (score: held-out greedy accuracy gain + held-out reward at T = 1, on prompts never trained on):`,
+    '',
+    '<details><summary>tuning runs</summary>',
+    '',
+    tuned.table,
+    '',
+    '</details>',
+    '',
+    `**The official structure** (${base.miniBatches} mini-batches, 1 epoch: ${base.miniBatches} updates per sampled batch), each method at its tuned rate:`,
+    '',
+    table,
+    '',
+    '**Paired over seeds** (the same seeds, so the same prompts and the same starting point):',
+    '',
+    pairedGainTable(runs),
+    '',
+    '![held-out accuracy, training reward and KL over steps](experiments/text/curves.svg)',
+    '',
+    `**Staleness**: updates per sampled batch at one shared learning rate (${shared}, the median of the tuned rates): held-out greedy accuracy gain, and KL to the starting policy.`,
+    '',
+    staleTable,
+    '',
+    'Paired over seeds:',
+    '',
+    stalePaired,
+    '',
+    staleKl,
+    '',
+    '![the same at 16 updates per sampled batch](experiments/text/curves-stale.svg)',
+    '',
+    "**GVPO against REINFORCE, numerically.** With a frozen reference, per sequence, GVPO's gradient is dL/dS = beta/((k-1)G) (beta (p - q) - a) and " +
+      "REINFORCE's with the exact KL at coefficient beta in the reward (computed at the sampling policy, verl's use_kl_in_reward) is -1/((k-1)G) (a - beta (p_old - q)), " +
+      'with a, p, q, p_old the group-centered rewards, log-probs, reference log-probs and sampling-time log-probs. So GVPO = beta REINFORCE + beta²/((k-1)G) (p - p_old): ' +
+      "a group-baseline policy gradient with the exact KL in the reward at the first update on fresh groups, and apart from it by the variance term's pull back to p_old " +
+      "once the policy moves within a step. Measured with the library's own losses on one batch of 16 prompts x 8 from the shipped checkpoint after 10 GVPO steps away " +
+      `from it (beta ${TEXT_COEF}, Adam at GVPO's tuned rate), through 3 updates on that batch:`,
+    '',
+    identity,
   ].join('\n');
   const last = (sweep.length - 1) * methods.length;
   return {
@@ -106,21 +179,37 @@ async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
   const configs = methods.flatMap((m) => sources(base, m, ctx.quick).map(([, o]) => o));
   const results = await overSeeds(ctx, configs, seeds);
   const of = (m: MethodId, i: number) => results[methods.indexOf(m) * names.length + i];
-  const table = markdownTable(['source of the groups', 'method (learning rate)', ...TEXT_HEAD],
-    names.flatMap((n, i) => methods.map((m) => [n, `${METHODS[m].label} (${tuned.lr[m]})`, ...textCells(of(m, i))])));
-  const paired = names.map((n, i) => `${n}:\n\n${pairedGainTable(Object.fromEntries(methods.map((m) => [m, of(m, i)])))}`).join('\n\n');
+  const table = markdownTable(
+    ['source of the groups', 'method (learning rate)', ...TEXT_HEAD],
+    names.flatMap((n, i) => methods.map((m) => [n, `${METHODS[m].label} (${tuned.lr[m]})`, ...textCells(of(m, i))])),
+  );
+  const paired = names
+    .map((n, i) => `${n}:\n\n${pairedGainTable(Object.fromEntries(methods.map((m) => [m, of(m, i)])))}`)
+    .join('\n\n');
   const markdown = [
-    `Command: \`${commandOf('off-policy', ctx)}\``, '', settingsLine(base('gvpo'), seeds), '',
+    `Command: \`${commandOf('off-policy', ctx)}\``,
+    '',
+    settingsLine(base('gvpo'), seeds),
+    '',
     `The reference is frozen at the warm-up checkpoint (KL strength ${TEXT_COEF} for every method). History:current is the share of each step's groups replayed from a buffer ` +
-    `of the ${4 * base('gvpo').promptsPerStep} latest groups generated by earlier policies; the fixed sampler is the warm-up checkpoint itself at temperature 1; ` +
-    `a demonstration group holds the solver's answer as one of its k responses, the others sampled by the policy. Every sampler's probabilities are known and handed to the ` +
-    `trainer: GRPO's clipped ratio and REINFORCE's weights (truncated at 5) are against the distribution that drew each response (the solver gives its answer with probability 1); ` +
-    `GVPO uses no importance weight anywhere. Learning rates tuned on-policy with the frozen reference: ${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}.`, '',
-    table, '', '**Paired over seeds, per source:**', '', paired, '',
+      `of the ${4 * base('gvpo').promptsPerStep} latest groups generated by earlier policies; the fixed sampler is the warm-up checkpoint itself at temperature 1; ` +
+      `a demonstration group holds the solver's answer as one of its k responses, the others sampled by the policy. Every sampler's probabilities are known and handed to the ` +
+      `trainer: GRPO's clipped ratio and REINFORCE's weights (truncated at 5) are against the distribution that drew each response (the solver gives its answer with probability 1); ` +
+      `GVPO uses no importance weight anywhere. Learning rates tuned on-policy with the frozen reference: ${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}.`,
+    '',
+    table,
+    '',
+    '**Paired over seeds, per source:**',
+    '',
+    paired,
+    '',
     '![held-out accuracy, training reward and KL over steps, replay 4:4](experiments/off-policy/curves.svg)',
   ].join('\n');
   const shown = Math.min(2, names.length - 1);
-  return { markdown, charts: { 'curves.svg': svgChart(standardPanels(methods.map((m) => [METHODS[m].label, of(m, shown)]))) } };
+  return {
+    markdown,
+    charts: { 'curves.svg': svgChart(standardPanels(methods.map((m) => [METHODS[m].label, of(m, shown)]))) },
+  };
 }
 
 export const text: Experiment = { title: '2. Text: the official structure, and staleness', run: compare };
