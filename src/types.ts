@@ -7,7 +7,8 @@ export type DType = 'float32' | 'bfloat16' | 'float16';
 export type FloatArray = Float32Array | Uint16Array;
 /** Equal groups of `size` consecutive sequences, or ragged groups by offsets (length G+1). */
 export type Groups = { size: number } | { offsets: Int32Array };
-/** 'mean' (the default): the loss over groups of size >= 2 averaged; 'sum': summed (the official recipe's compute_policy_loss_gvpo). */
+/** 'mean' (the default): the loss over groups of size >= 2 averaged; 'sum': summed (the official
+ *  recipe's compute_policy_loss_gvpo). */
 export type Reduction = 'mean' | 'sum';
 /** A mask: 0 skips a token, anything else weights it. Converted to Float32Array once. */
 export type MaskLike = Float32Array | Float64Array | Uint8Array | Int32Array;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The `gvpo` command: `gvpo help` lists its commands, `gvpo help <command>` their options. Usage errors (an unknown flag, a missing or out-of-range value) are found
-// before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
+// The `gvpo` command: `gvpo help` lists its commands, `gvpo help <command>` their options. Usage
+// errors (an unknown flag, a missing or out-of-range value) are found before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

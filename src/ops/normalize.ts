@@ -1,8 +1,8 @@
 // The ops' batches, checked (validate.ts owns the rules and messages) and normalized into the
 // types of src/checked.ts. One normalizer per batch shape: rows (tokenLogprobs,
 // tokenLogprobsFromHidden), and a batch of sequences x tokens (every fused GVPO op), each with
-// logits that come either as an array or as hidden states times a head's weight. The fused ops and their two phases share the option names of
-// their shape, so one options object serves all three calls.
+// logits that come either as an array or as hidden states times a head's weight. The fused ops
+// and their two phases share the option names of their shape, so one options object serves all three calls.
 import type {
   BackwardOpts,
   ForwardOpts,

@@ -75,7 +75,8 @@ export function tokenLogprobsBackwardInto(
     }
     const c = gr * invTau;
     const lz = logZ[r];
-    for (let v = 0; v < V; v++) out[base + v] = -c * Math.exp(Math.min(0, z(base + v) * invTau - lz)); // p <= 1 whatever the rounding of lz (NaN stays NaN)
+    // p <= 1 whatever the rounding of lz (NaN stays NaN)
+    for (let v = 0; v < V; v++) out[base + v] = -c * Math.exp(Math.min(0, z(base + v) * invTau - lz));
     out[base + targets[r]] += c;
   }
 }

@@ -123,7 +123,8 @@ export function logprobsOf(
 ): { token: Float32Array; seq: Float64Array; entropy: number } {
   const N = b.rewards.length;
   const shared = sharedTemperature(b.temperatures);
-  // mixed temperatures: divide each row (a logit row, or the hidden state the head maps linearly) by its own, kernel at 1
+  // mixed temperatures: divide each row (a logit row, or the hidden state the head maps linearly)
+  // by its own, kernel at 1
   const scaled = (x: Float32Array, width: number, T: number) =>
     shared === undefined ? Float32Array.from(x, (v, i) => v / b.temperatures[Math.floor(i / width / T)]) : x;
   const temperature = shared ?? 1;

@@ -177,7 +177,8 @@ export interface PolicyGradientOptions {
   klIn: KlPlacement;
   /** REINFORCE: importance weights min(pi/pi_b, cap) per sequence, not differentiated; 0: none. */
   importanceCap: number;
-  /** Receives the share of response tokens (GRPO, Dr.GRPO) or sequences (REINFORCE) whose ratio was clipped or truncated. */
+  /** Receives the share of response tokens (GRPO, Dr.GRPO) or sequences (REINFORCE) whose ratio
+   *  was clipped or truncated. */
   onClipFraction?: (f: number) => void;
 }
 

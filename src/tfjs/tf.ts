@@ -5,7 +5,8 @@
 // and what to use instead.
 import type * as TF from '@tensorflow/tfjs';
 
-/** Which TensorFlow.js loadTf loads: auto (tfjs-node-gpu, then tfjs-node, else tfjs on cpu), one of those, or tfjs on its cpu or wasm backend. */
+/** Which TensorFlow.js loadTf loads: auto (tfjs-node-gpu, then tfjs-node, else tfjs on cpu), one
+ *  of those, or tfjs on its cpu or wasm backend. */
 export type TfChoice = 'auto' | 'node-gpu' | 'node' | 'cpu' | 'wasm';
 
 /** What loadTf gives: the tf namespace and which package and backend it runs on. */

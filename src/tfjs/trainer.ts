@@ -383,7 +383,8 @@ export class GVPOTrainer {
     return m;
   }
 
-  /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has a split), fixed by `seed`. */
+  /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has
+   *  a split), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
     return evaluateGreedy(this.policy, this.task, n, seed);
   }
