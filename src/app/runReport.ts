@@ -33,6 +33,30 @@ const reading = (task: RunOptions['task']) =>
   ].join('\n');
 
 /** The starting policy, named even when it is the default. */
+/** The columns every run summary shows (a run's report, the compare table), and their cells. */
+export const SUMMARY_HEADER = [
+  'held-out greedy accuracy before',
+  'after',
+  'held-out reward at T = 1 before',
+  'after',
+  'training reward (first 10% of steps)',
+  'last 10%',
+  'groups with no reward variance',
+  'KL to initial',
+];
+export function summaryCells(r: RunSummary): string[] {
+  return [
+    r.accuracyBefore.toFixed(3),
+    r.accuracyAfter.toFixed(3),
+    r.evalRewardBefore.toFixed(3),
+    r.evalRewardAfter.toFixed(3),
+    r.rewardFirst.toFixed(3),
+    r.rewardLast.toFixed(3),
+    r.zeroVariance.toFixed(2),
+    r.klInitial.toFixed(4),
+  ];
+}
+
 function initOf(o: RunOptions): string {
   if (o.init) return o.init;
   return o.task === 'addition'
@@ -137,28 +161,14 @@ export function runReport(o: RunOptions, runs: RunSummary[], backend: string): {
     '',
     markdownTable(
       [
-        'held-out greedy accuracy before',
-        'after',
-        'held-out reward at T = 1 before',
-        'after',
-        'training reward (first 10% of steps)',
-        'last 10%',
-        'groups with no reward variance',
-        'KL to initial',
+        ...SUMMARY_HEADER,
         'entropy (last step)',
         ...(o.algo === 'gvpo' ? [] : ['clip fraction (last step)']),
         'seconds',
       ],
       [
         [
-          r.accuracyBefore.toFixed(3),
-          r.accuracyAfter.toFixed(3),
-          r.evalRewardBefore.toFixed(3),
-          r.evalRewardAfter.toFixed(3),
-          r.rewardFirst.toFixed(3),
-          r.rewardLast.toFixed(3),
-          r.zeroVariance.toFixed(2),
-          r.klInitial.toFixed(4),
+          ...summaryCells(r),
           last.entropy.toFixed(3),
           ...(o.algo === 'gvpo' ? [] : [last.clipFraction.toFixed(3)]),
           r.seconds.toFixed(1),

@@ -13,7 +13,7 @@ import { loadPolicy } from '../tfjs/loadPolicy.js';
 import { TabularPolicy } from '../tfjs/policies.js';
 import type { Policy } from '../tfjs/policy.js';
 import { logprobsOf, packBatch } from '../tfjs/batch.js';
-import { compareReport, runReport } from './runReport.js';
+import { compareReport, runReport, SUMMARY_HEADER, summaryCells } from './runReport.js';
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
 import type * as TF from '@tensorflow/tfjs';
 import { GVPOTrainer } from '../tfjs/trainer.js';
@@ -195,32 +195,8 @@ export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number
 
 export function summaryTable(runs: RunSummary[]): string {
   return markdownTable(
-    [
-      'algo',
-      'seed',
-      'held-out greedy accuracy before',
-      'after',
-      'held-out reward at T = 1 before',
-      'after',
-      'training reward (first 10% of steps)',
-      '(last 10%)',
-      'groups with no reward variance',
-      'KL to initial',
-      'seconds',
-    ],
-    runs.map((r) => [
-      r.algo,
-      r.seed,
-      r.accuracyBefore.toFixed(3),
-      r.accuracyAfter.toFixed(3),
-      r.evalRewardBefore.toFixed(3),
-      r.evalRewardAfter.toFixed(3),
-      r.rewardFirst.toFixed(3),
-      r.rewardLast.toFixed(3),
-      r.zeroVariance.toFixed(2),
-      r.klInitial.toFixed(4),
-      r.seconds.toFixed(0),
-    ]),
+    ['algo', 'seed', ...SUMMARY_HEADER, 'seconds'],
+    runs.map((r) => [r.algo, r.seed, ...summaryCells(r), r.seconds.toFixed(0)]),
   );
 }
 
