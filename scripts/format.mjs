@@ -27,7 +27,12 @@ const prettierOk = run(process.execPath, [prettier, check ? '--check' : '--write
 
 const cxx = tracked('native/*.cc', 'native/*.h', 'native/*.cu', 'native/*.cuh');
 const platform = process.platform === 'win32' ? 'win32' : `${process.platform}_${process.arch}`;
-const clangFormat = path.join(path.dirname(require.resolve('clang-format/package.json')), 'bin', platform, 'clang-format');
+const clangFormat = path.join(
+  path.dirname(require.resolve('clang-format/package.json')),
+  'bin',
+  platform,
+  'clang-format',
+);
 const clangOk = run(clangFormat, check ? ['--dry-run', '--Werror', ...cxx] : ['-i', ...cxx]);
 
 if (!prettierOk || !clangOk) {
