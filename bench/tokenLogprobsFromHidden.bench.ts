@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type * as TF from '@tensorflow/tfjs';
 import { backendInfo, tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../src/index.js';
 import type { DType } from '../src/types.js';
-import { timeAgainstProbe } from './gvpoFromHidden.bench.js';
+import { headPeak, timeAgainstProbe } from './gvpoFromHidden.bench.js';
 import { makeHeadInputs, type HeadInputs } from './hiddenInputs.js';
 import { fmtMs, table, timeSlowAsync, type Timing } from './lib.js';
 import { tfjsWithBackend } from './peers/tfjs.js';
@@ -27,11 +27,13 @@ const ROWS = 4096,
   V = 32768;
 type Row = Array<string | number>;
 
-/** The native forward alone and forward + backward, each against the probes around it. */
-function native(x: HeadInputs, threads: number, reps: number) {
+/** The native forward alone and forward + backward, each against the probes around it (the
+ *  head's peak: vdpbf16ps for bfloat16 on the avx512bf16 level, FMA otherwise). */
+function native(x: HeadInputs, dtype: DType, threads: number, reps: number) {
   const pass = 2 * x.rows * x.H * x.V;
+  const peak = headPeak(dtype).peak;
   const gradWeight = new Float32Array(x.V * x.H); // reused, as a training loop would
-  const fwd = timeAgainstProbe(() => void tokenLogprobsFromHidden({ ...x.args, threads }), pass, reps, threads);
+  const fwd = timeAgainstProbe(() => void tokenLogprobsFromHidden({ ...x.args, threads }), pass, reps, threads, peak);
   const both = timeAgainstProbe(
     () => {
       const f = tokenLogprobsFromHidden({ ...x.args, threads });
@@ -48,6 +50,7 @@ function native(x: HeadInputs, threads: number, reps: number) {
     4 * pass,
     reps,
     threads,
+    peak,
   );
   return { fwd, both, pass };
 }
@@ -136,7 +139,7 @@ export async function benchTokenLogprobsFromHidden(
   const reps = quick ? 1 : 5;
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const x = makeHeadInputs(ROWS, H, V, dtype);
-    const n = native(x, threads, reps);
+    const n = native(x, dtype, threads, reps);
     const simd = backendInfo().simd;
     log();
     log(
@@ -145,8 +148,8 @@ export async function benchTokenLogprobsFromHidden(
     log();
     log(
       `Work: a forward of 1 GEMM-sized pass and a backward of 3 more (recompute, dH, dW), each 2*rows*H*V = ${(n.pass / 1e9).toFixed(1)} ` +
-        `GFLOP; every row live; the loss differentiated is sum(gl * l + gH * H). FMA peak, same run, ${threads} threads (the GEMM's ` +
-        `instruction set, ${simd}): ${(n.both.peak / 1e9).toFixed(0)} GFLOP/s, probes taken right before and after each timed call; a ` +
+        `GFLOP; every row live; the loss differentiated is sum(gl * l + gH * H). ${headPeak(dtype).name}, same run, ` +
+        `${threads} threads, ${simd}: ${(n.both.peak / 1e9).toFixed(0)} GFLOP/s, probes taken right before and after each timed call; a ` +
         `path's % of peak is the median over calls of its rate against the mean of the probes around it.`,
     );
     const rate = (flops: number, s: number) =>
@@ -163,7 +166,18 @@ export async function benchTokenLogprobsFromHidden(
         '1.0',
       ],
     ];
-    if (simd === 'avx512') {
+    // Narrower instruction sets on the same machine, a child process each (the set is picked at
+    // load) against its own probe: float32 products on AVX-512 for bfloat16 where the bfloat16
+    // products are the default, and AVX2.
+    const others =
+      simd === 'avx512bf16'
+        ? dtype === 'bfloat16'
+          ? ['avx512', 'avx2']
+          : ['avx2']
+        : simd === 'avx512'
+          ? ['avx2']
+          : [];
+    for (const isa of others) {
       const r = spawnSync(
         process.execPath,
         [
@@ -176,26 +190,28 @@ export async function benchTokenLogprobsFromHidden(
           '--reps',
           String(reps),
         ],
-        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: 'avx2' } },
+        { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: isa } },
       );
       const a = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : undefined;
+      const what = isa === 'avx512' ? 'avx512, GVPO_SIMD=avx512: float32 products' : `${isa}, GVPO_SIMD=${isa}`;
+      const ofIsa = (f: number) => `${(f * 100).toFixed(0)}% of the ${isa.toUpperCase()} FMA peak`;
       if (a) {
         rows.push([
-          'native cpu (avx2, GVPO_SIMD=avx2), forward',
+          `native cpu (${what}), forward`,
           fmtMs(a.fwd),
           '',
-          `${(n.pass / a.fwd / 1e9).toFixed(0)} GFLOP/s, ${(a.fwdOfPeak * 100).toFixed(0)}% of the AVX2 peak (${(a.peak / 1e9).toFixed(0)} GFLOP/s)`,
-          '',
+          `${(n.pass / a.fwd / 1e9).toFixed(0)} GFLOP/s, ${ofIsa(a.fwdOfPeak)} (${(a.peak / 1e9).toFixed(0)} GFLOP/s)`,
+          (a.fwd / n.fwd.t.median).toFixed(2),
         ]);
         rows.push([
-          'native cpu (avx2, GVPO_SIMD=avx2), forward + backward',
+          `native cpu (${what}), forward + backward`,
           fmtMs(a.both),
           '',
-          `${((4 * n.pass) / a.both / 1e9).toFixed(0)} GFLOP/s, ${(a.bothOfPeak * 100).toFixed(0)}% of the AVX2 peak`,
-          '',
+          `${((4 * n.pass) / a.both / 1e9).toFixed(0)} GFLOP/s, ${ofIsa(a.bothOfPeak)}`,
+          (a.both / n.both.t.median).toFixed(2),
         ]);
       } else
-        rows.push(['native cpu (avx2)', 'failed', '', (r.stderr ?? '').split('\n').filter(Boolean).pop() ?? '', '']);
+        rows.push([`native cpu (${isa})`, 'failed', '', (r.stderr ?? '').split('\n').filter(Boolean).pop() ?? '', '']);
     }
     const mem: Row[] = [];
     for (const mode of ['eager', 'chunked'] as const) {
@@ -287,7 +303,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (argv.includes('--native-only')) {
     const dtype = argv[argv.indexOf('--native-only') + 1] as DType;
     const reps = Number(argv[argv.indexOf('--reps') + 1] ?? 3);
-    const n = native(makeHeadInputs(ROWS, H, V, dtype), threads, reps);
+    const n = native(makeHeadInputs(ROWS, H, V, dtype), dtype, threads, reps);
     console.log(
       JSON.stringify({
         simd: backendInfo().simd,
