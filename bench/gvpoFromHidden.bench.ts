@@ -212,8 +212,9 @@ export async function benchGvpoFromHidden(log: (s?: string) => void, threads: nu
     const passFlops = 2 * live * H * V;
     const reps = quick ? 1 : 7; // the median of 7: the FMA rate of a shared machine drifts from one call to the next
     const hp = headPeak(dtype);
+    const gradWeight = new Float32Array(V * H); // reused, as a training loop would
     const main = timeAgainstProbe(
-      () => void gvpoFromHidden({ ...x.args, threads }),
+      () => void gvpoFromHidden({ ...x.args, threads, gradWeight }),
       4 * passFlops,
       reps,
       threads,
@@ -232,7 +233,7 @@ export async function benchGvpoFromHidden(log: (s?: string) => void, threads: nu
         `${(peak / 1e9).toFixed(0)} GFLOP/s, the median of probes taken right before and after each timed call (the op's % of peak is the ` +
         `median over calls of its rate against the mean of the probes around it). ` +
         `Work: 4 GEMM-sized passes (forward, recompute, dH, dW) of 2*rows*H*V = ${(passFlops / 1e9).toFixed(1)} GFLOP each over the ${live} rows ` +
-        `with a non-zero mask (the other ${N * T - live} are prompt tokens and cost nothing); every rate below counts these flops.`,
+        `with a non-zero mask (the other ${N * T - live} are prompt tokens and cost nothing); every rate below counts these flops. dL/dweight goes into a reused buffer (\`gradWeight\`), as a training loop would.`,
     );
     const fwd = timeAgainstProbe(
       () => void gvpoFromHiddenForward({ ...x.args, threads }),

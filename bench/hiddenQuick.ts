@@ -17,8 +17,9 @@ const threads = 2,
 const x = makeHiddenInputs(16, 256, H, V, 4, dtype);
 const live = (x.args.mask as Float32Array).reduce((n, m) => n + (m !== 0 ? 1 : 0), 0);
 const flops = 4 * 2 * live * H * V;
+const gradWeight = new Float32Array(V * H); // reused, as the bench's in-process rows do
 const r = timeAgainstProbe(
-  () => void gvpoFromHidden({ ...x.args, threads }),
+  () => void gvpoFromHidden({ ...x.args, threads, gradWeight }),
   flops,
   reps,
   threads,

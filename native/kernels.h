@@ -188,13 +188,16 @@ struct GvpoHiddenBatch : GvpoBatch {
 struct GvpoFromHiddenOut : GvpoOut {
   float* grad_hidden;  // N*T*H
   float* grad_weight;  // V*H
+  bool accumulate;     // dL/dweight added to grad_weight, not written over it
 };
 LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
 // Its two phases: phase 1 fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows (rewards,
-// offsets, beta unused); phase 2 turns dL/dS into dL/dhidden and dL/dweight (both overwritten).
+// offsets, beta unused); phase 2 turns dL/dS into dL/dhidden (overwritten) and dL/dweight
+// (overwritten, or added to with accumulate).
 void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads);
 void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_weight /*V*H*/, const float* logZ /*N*T*/,
-                                   const double* grad_seq /*N*/, const GvpoHiddenBatch& in, int threads);
+                                   const double* grad_seq /*N*/, const GvpoHiddenBatch& in, bool accumulate,
+                                   int threads);
 // gl[r] = m[r] * dL/dS[n(r)], 0 on masked rows (even where dL/dS is NaN): phase 2's upstream.
 std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq);
 
@@ -265,7 +268,8 @@ int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, Cuda
                                char* err, int err_len);
 int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err, int err_len);
 int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t, const float* logZ,
-                                        const double* grad_seq, const GvpoHiddenBatch& in, char* err, int err_len);
+                                        const double* grad_seq, const GvpoHiddenBatch& in, bool accumulate, char* err,
+                                        int err_len);
 // The head's row kernels over a chunk of float32 logits z (rows x V), the twins of the CPU head's
 // tile functions (head_rows.cu); per-row arrays are the chunk's, dense.
 // entropy[r] = -sum_v p log p, p = softmax(z[r, :]/tau): in [0, log V], NaN for a row with a NaN

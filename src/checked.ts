@@ -2,7 +2,7 @@
 // the native addon reads (native/addon/parse.cc and hidden_ops.cc read these field names) and
 // what the TypeScript reference computes on. Below both src/ops/ and src/reference/, so neither
 // imports the other's types.
-import type { DType, FloatArray, GvpoFromHiddenGrads, Reduction, TokenLogprobsFromHiddenGrads } from './types.js';
+import type { DType, FloatArray, GvpoFromHiddenGrads, Reduction } from './types.js';
 
 /** Rows of logits, one token each (tokenLogprobs and its backward). */
 export interface RowsOpts {
@@ -33,14 +33,19 @@ export interface HiddenRowsOpts {
   entropy: boolean;
 }
 
+/** The fused heads' gradient destinations: gradWeight the caller's or allocated, added to with
+ *  accumulate. */
+export interface HeadGradDest extends GvpoFromHiddenGrads {
+  accumulate: boolean;
+}
+
 /** Its backward: the forward's logZ (and entropy, when given as values), the upstream gradients,
  *  and the gradients' destinations (gradWeight the caller's or allocated, added to with accumulate). */
-export interface HiddenRowsBackwardOpts extends Omit<HiddenRowsOpts, 'entropy'>, TokenLogprobsFromHiddenGrads {
+export interface HiddenRowsBackwardOpts extends Omit<HiddenRowsOpts, 'entropy'>, HeadGradDest {
   logZ: Float32Array;
   entropy?: Float32Array;
   gradTokenLogprobs: Float32Array;
   gradEntropy?: Float32Array;
-  accumulate: boolean;
 }
 
 /** What every batch of N sequences x T tokens holds, whatever feeds its logits. */
@@ -102,5 +107,5 @@ export interface PhaseTwoOpts {
 export interface BackwardOpts extends LogitsBatchOpts, GradDest, PhaseTwoOpts {}
 export type FromLogitsOpts = ForwardOpts & LossOpts & GradDest;
 
-export type FromHiddenOpts = HiddenBatchOpts & LossOpts & GvpoFromHiddenGrads;
-export interface HiddenBackwardOpts extends HiddenBatchOpts, GvpoFromHiddenGrads, PhaseTwoOpts {}
+export type FromHiddenOpts = HiddenBatchOpts & LossOpts & HeadGradDest;
+export interface HiddenBackwardOpts extends HiddenBatchOpts, HeadGradDest, PhaseTwoOpts {}

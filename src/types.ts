@@ -167,8 +167,15 @@ export interface HiddenBatchArgs {
 export type GvpoFromHiddenForwardArgs = HiddenBatchArgs;
 /** The fused head's phase 1 gives what gvpoForward gives. */
 export type GvpoFromHiddenForwardResult = GvpoForwardResult;
+/** Where a fused head's dL/dweight goes: a buffer of the caller's (reused across steps, or
+ *  shared by the shards of a batch), or a new array. */
+export interface GradWeightDest {
+  /** dL/dweight goes here (V*H float32): overwritten, or added to with `accumulate: true`. */
+  gradWeight?: Float32Array;
+  accumulate?: boolean;
+}
 /** The fused head's phase 2: the batch, phase 1's logZ and dL/dS per sequence. */
-export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs {
+export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs, GradWeightDest {
   logZ: Float32Array;
   /** dL/dS per sequence (N). */
   gradLogprobs: NumbersLike;
@@ -177,11 +184,11 @@ export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs {
 export interface GvpoFromHiddenGrads {
   /** dL/dhidden, N*T*H float32. */
   gradHidden: Float32Array;
-  /** dL/dweight, V*H float32. */
+  /** dL/dweight, V*H float32: the caller's gradWeight when given. */
   gradWeight: Float32Array;
 }
 /** The fused head's inputs: hidden states and the head's weight, the batch, reference, rewards, groups, beta. */
-export interface GvpoFromHiddenArgs extends HiddenBatchArgs {
+export interface GvpoFromHiddenArgs extends HiddenBatchArgs, GradWeightDest {
   rewards: NumbersLike;
   groups: Groups;
   beta: number;
@@ -225,7 +232,8 @@ export interface TokenLogprobsFromHiddenResult {
   /** Live rows whose l is NaN (a non-finite logZ). */
   nonFiniteRows: number;
 }
-export interface TokenLogprobsFromHiddenBackwardArgs extends Omit<TokenLogprobsFromHiddenArgs, 'entropy'> {
+export interface TokenLogprobsFromHiddenBackwardArgs
+  extends Omit<TokenLogprobsFromHiddenArgs, 'entropy'>, GradWeightDest {
   /** The forward's logZ. */
   logZ: Float32Array;
   /** dL/dl per row. Masked rows get no gradient whatever this holds. */
@@ -236,9 +244,6 @@ export interface TokenLogprobsFromHiddenBackwardArgs extends Omit<TokenLogprobsF
    *  GEMM pass), or the forward's boolean flag, accepted so that one options object serves both
    *  calls. */
   entropy?: boolean | Float32Array;
-  /** dL/dweight goes here (V*H float32): overwritten, or added to with `accumulate: true`. */
-  gradWeight?: Float32Array;
-  accumulate?: boolean;
 }
 export interface TokenLogprobsFromHiddenGrads {
   /** dL/dhidden, rows*H float32 (0 on masked rows). */

@@ -124,6 +124,7 @@ describe.skipIf(!device)(
           ...o,
           gradHidden: new Float32Array(rows * H),
           gradWeight: new Float32Array(V * H),
+          accumulate: false,
         });
         expect(got.loss as number).toBeCloseTo(ref.loss, 5);
         gradClose(got.gradHidden as Float32Array, ref.gradHidden, 1e-4);

@@ -81,6 +81,7 @@ function refOpts(a: GvpoFromHiddenArgs, reduction: 'mean' | 'sum' = 'mean'): Fro
     reduction,
     gradHidden: new Float32Array(rows * a.hiddenSize),
     gradWeight: new Float32Array(a.vocab * a.hiddenSize),
+    accumulate: false,
   };
 }
 
@@ -290,6 +291,54 @@ describe('gvpoFromHidden', () => {
     expect(Buffer.from(b.gradWeight.buffer).equals(Buffer.from(fused.gradWeight.buffer))).toBe(true);
   });
 
+  it("gradWeight: the caller's buffer overwritten, or added to with accumulate; shards of a batch add into one", async () => {
+    const a = args(7, 6, 4, 24, 130, [0, 3, 6], 'float32', { ref: 'token' });
+    const { tokens: T, hiddenSize: H, vocab: V } = a;
+    const fresh = gvpoFromHidden(a);
+    const mine = new Float32Array(V * H).fill(7);
+    const over = gvpoFromHidden({ ...a, gradWeight: mine });
+    expect(over.gradWeight).toBe(mine);
+    expect(Buffer.from(mine.buffer).equals(Buffer.from(fresh.gradWeight.buffer))).toBe(true);
+    const start = Float32Array.from({ length: V * H }, (_, k) => Math.sin(k));
+    const acc = Float32Array.from(start);
+    const added = await gvpoFromHiddenAsync({ ...a, gradWeight: acc, accumulate: true });
+    expect(added.gradWeight).toBe(acc);
+    scaleClose(
+      acc,
+      Float64Array.from(start, (x, k) => x + fresh.gradWeight[k]),
+      1e-6,
+      'accumulated dL/dweight',
+    );
+    // Two shards (sequences 0-2 and 3-5): phase 1 each, the loss over both, then phase 2 of each
+    // into one buffer, the second adding to the first. One options object per shard serves both
+    // phases, gradWeight and accumulate included.
+    const shard = (s0: number, s1: number): GvpoFromHiddenArgs => ({
+      ...a,
+      hidden: (a.hidden as Float32Array).slice(s0 * T * H, s1 * T * H),
+      targets: a.targets.slice(s0 * T, s1 * T),
+      mask: (a.mask as Float32Array).slice(s0 * T, s1 * T),
+      referenceTokenLogprobs: (a.referenceTokenLogprobs as Float64Array).slice(s0 * T, s1 * T),
+      rewards: (a.rewards as Float64Array).slice(s0, s1),
+      groups: { offsets: Int32Array.from([0, s1 - s0]) },
+      sequences: s1 - s0,
+    });
+    const dW = new Float32Array(V * H).fill(NaN);
+    const shards = [shard(0, 3), shard(3, 6)].map((s, i) => ({ ...s, gradWeight: dW, accumulate: i > 0 }));
+    const f = shards.map((s) => gvpoFromHiddenForward(s));
+    const loss = gvpoLoss({
+      policyLogprobs: Float64Array.from([...f[0].policyLogprobs, ...f[1].policyLogprobs]),
+      referenceLogprobs: Float64Array.from([...f[0].referenceLogprobs, ...f[1].referenceLogprobs]),
+      rewards: a.rewards,
+      groups: a.groups,
+      beta: a.beta,
+    });
+    expect(loss.loss).toBeCloseTo(fresh.loss, 12);
+    shards.forEach((s, i) =>
+      gvpoFromHiddenBackward({ ...s, logZ: f[i].logZ, gradLogprobs: loss.gradLogprobs.slice(3 * i, 3 * i + 3) }),
+    );
+    scaleClose(dW, fresh.gradWeight, 1e-6, 'dL/dweight of two shards added into one buffer');
+  });
+
   it('results do not depend on the thread count', () => {
     const a = args(9, 8, 40, 64, 700, [0, 4, 8], 'float32');
     const one = gvpoFromHidden({ ...a, threads: 1 }),
@@ -367,6 +416,23 @@ describe('gvpoFromHidden', () => {
     t[3] = 6;
     expect(() => gvpoFromHidden({ ...a, targets: t })).toThrow(/targets/);
     await expect(gvpoFromHiddenAsync({ ...a, beta: -1 })).rejects.toThrow(RangeError);
+    expect(() => gvpoFromHidden({ ...a, accumulate: true })).toThrow(
+      new RangeError(
+        'gvpoFromHidden: gradWeight must be a Float32Array to add to when accumulate is true, got undefined',
+      ),
+    );
+    expect(() => gvpoFromHidden({ ...a, gradWeight: new Float32Array(23) })).toThrow(
+      new RangeError('gvpoFromHidden: gradWeight must be of length vocab*hiddenSize = 24, got length 23'),
+    );
+    expect(() => gvpoFromHidden({ ...a, gradWeight: a.weight as Float32Array })).toThrow(
+      new RangeError(
+        'gvpoFromHidden: gradWeight must be a buffer that does not overlap the inputs, got a view overlapping weight',
+      ),
+    );
+    const phase2 = { ...a, logZ: new Float32Array(4), gradLogprobs: new Float64Array(2) };
+    expect(() => gvpoFromHiddenBackward({ ...phase2, accumulate: 1 as unknown as boolean })).toThrow(
+      new TypeError('gvpoFromHiddenBackward: accumulate must be a boolean, got 1'),
+    );
   });
 
   it('runs on the backend it reports', () => {

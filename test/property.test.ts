@@ -104,6 +104,7 @@ describe('property: native equals reference', () => {
             offsets: a.groups.offsets,
             gradHidden: new Float32Array(N * T * H),
             gradWeight: new Float32Array(V * H),
+            accumulate: false,
           });
           allclose([got.loss], [want.loss], { atol: 1e-7, rtol: 1e-4 }, 'loss');
           allclose(got.policyLogprobs, want.policyLogprobs, { atol: 1e-5 * T * 10, rtol: 1e-5 }, 'S');

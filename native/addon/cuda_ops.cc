@@ -109,11 +109,11 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_forward(const Napi::Callbac
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::CallbackInfo& info) {
   HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
   auto t = std::make_shared<CudaTimings>();
-  return with_cuda_work(
-      c, "gvpoFromHiddenBackward", t,
-      [gh = c.grad_hidden, gw = c.grad_weight, lz = c.logZ, gs = c.grad_seq, x = c.x, t](char* err, int n) {
-        return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, err, n);
-      });
+  return with_cuda_work(c, "gvpoFromHiddenBackward", t,
+                        [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq,
+                         x = c.x, t](char* err, int n) {
+                          return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, acc, err, n);
+                        });
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {

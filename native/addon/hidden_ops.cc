@@ -64,6 +64,7 @@ GvpoFromHiddenOut allocate_hidden(const Args& a, const HiddenIn& x, Napi::Object
   if (loss) {
     o.grad_hidden = grad_out(a, r, "gradHidden", (size_t)x.rows * x.batch.hidden_size);
     o.grad_weight = grad_out(a, r, "gradWeight", (size_t)x.batch.vocab * x.batch.hidden_size);
+    o.accumulate = a.boolean("accumulate", false);
     o.grad_seq = new_f64(r, "gradLogprobs", x.batch.sequences).Data();
     o.residuals = new_f64(r, "residuals", x.batch.sequences).Data();
   }
@@ -87,6 +88,7 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
     c.grad_seq = gs.data;
     c.grad_hidden = grad_out(a, r, "gradHidden", (size_t)c.x.rows * c.x.batch.hidden_size);
     c.grad_weight = grad_out(a, r, "gradWeight", (size_t)c.x.batch.vocab * c.x.batch.hidden_size);
+    c.accumulate = a.boolean("accumulate", false);
     c.baton = make_baton(a, r);
     return c;
   }
@@ -183,8 +185,8 @@ std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& inf
 
 std::unique_ptr<Baton> prepare_from_hidden_backward(const Napi::CallbackInfo& info) {
   HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
-  c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, lz = c.logZ, gs = c.grad_seq, x = c.x] {
-    gvpo_from_hidden_backward_cpu(gh, gw, lz, gs, x.batch, x.threads);
+  c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq, x = c.x] {
+    gvpo_from_hidden_backward_cpu(gh, gw, lz, gs, x.batch, acc, x.threads);
   };
   return std::move(c.baton);
 }

@@ -73,6 +73,7 @@ struct HiddenCall {
   std::shared_ptr<LossAndTerms> terms;     // full
   float* grad_hidden = nullptr;            // backward (the full op's are in `out`)
   float* grad_weight = nullptr;
+  bool accumulate = false;      // dL/dweight added to the caller's gradWeight
   const float* logZ = nullptr;  // backward's inputs
   const double* grad_seq = nullptr;
   std::unique_ptr<Baton> baton;

@@ -49,7 +49,7 @@ LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch&
   gvpo_from_hidden_forward_cpu(out, in, threads);
   LossAndTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards, in.offsets, in.groups,
                                  in.beta, in.mean_reduction);
-  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, out.logZ, out.grad_seq, in, threads);
+  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, out.logZ, out.grad_seq, in, out.accumulate, threads);
   return t;
 }
 
@@ -60,10 +60,10 @@ void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int t
 }
 
 void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ, const double* grad_seq,
-                                   const GvpoHiddenBatch& in, int threads) {
+                                   const GvpoHiddenBatch& in, bool accumulate, int threads) {
   const std::vector<float> gl = gvpo_token_weights(in, grad_seq);
-  token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr, false,
-                                          threads);
+  token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr,
+                                          accumulate, threads);
 }
 
 }  // namespace gvpo

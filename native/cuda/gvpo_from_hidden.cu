@@ -18,8 +18,9 @@ namespace gvpo {
 namespace {
 
 // Runs phase 1, the group loss and/or phase 2 on one upload, under the workspace's lock.
-int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* grad_weight, const float* logZ,
-                  const double* grad_seq, CudaTimings* timings, const GvpoHiddenBatch& in, char* err, int err_len) {
+int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* grad_weight, bool accumulate,
+                  const float* logZ, const double* grad_seq, CudaTimings* timings, const GvpoHiddenBatch& in, char* err,
+                  int err_len) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -41,7 +42,8 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
   }
   if (grad_hidden) {
     const std::vector<float> gl = gvpo_token_weights(in, grad_seq);
-    if (int e = head_backward(h, grad_hidden, grad_weight, logZ, nullptr, gl.data(), nullptr, false, t, err, err_len))
+    if (int e =
+            head_backward(h, grad_hidden, grad_weight, logZ, nullptr, gl.data(), nullptr, accumulate, t, err, err_len))
       return e;
   }
   if (timings) *timings = t;
@@ -52,17 +54,19 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
 
 int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoHiddenBatch& in,
                                char* err, int err_len) {
-  return run_gvpo_head(&out, terms, out.grad_hidden, out.grad_weight, nullptr, nullptr, t, in, err, err_len);
+  return run_gvpo_head(&out, terms, out.grad_hidden, out.grad_weight, out.accumulate, nullptr, nullptr, t, in, err,
+                       err_len);
 }
 
 int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err,
                                        int err_len) {
-  return run_gvpo_head(&out, nullptr, nullptr, nullptr, nullptr, nullptr, t, in, err, err_len);
+  return run_gvpo_head(&out, nullptr, nullptr, nullptr, false, nullptr, nullptr, t, in, err, err_len);
 }
 
 int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t, const float* logZ,
-                                        const double* grad_seq, const GvpoHiddenBatch& in, char* err, int err_len) {
-  return run_gvpo_head(nullptr, nullptr, grad_hidden, grad_weight, logZ, grad_seq, t, in, err, err_len);
+                                        const double* grad_seq, const GvpoHiddenBatch& in, bool accumulate, char* err,
+                                        int err_len) {
+  return run_gvpo_head(nullptr, nullptr, grad_hidden, grad_weight, accumulate, logZ, grad_seq, t, in, err, err_len);
 }
 
 }  // namespace gvpo

@@ -203,7 +203,7 @@ void check_nonfinite(std::mt19937& rng) {
         "NaN rows not reported (%lld)", (long long)bad);
   std::vector<double> gs(N, 0.5);
   std::vector<float> dH(rows * H), dW(V * H);
-  gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, 2);
+  gvpo_from_hidden_backward_cpu(dH.data(), dW.data(), lz.data(), gs.data(), in, false, 2);
   CHECK(std::isnan(dH[1 * H]) && std::isnan(dH[4 * H]) && std::isfinite(dH[0]), "NaN rows' dH");
   for (int64_t r = 0; r < rows; r++)
     if (r != 4 && r != 1) CHECK(std::isfinite(lp[r]) && lp[r] <= 0.0f, "finite row %lld got %g", (long long)r, lp[r]);

@@ -144,7 +144,7 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   CHECK(e == 0 && std::memcmp(f.lp.data(), gpu.lp.data(), R * 4) == 0, "forward phase differs from the whole op (%s)",
         err);
   std::vector<float> gh(R * H, 5.0f), gw(V * H, 5.0f);
-  e = gvpo_from_hidden_backward_cuda_host(gh.data(), gw.data(), &tm, gpu.lz.data(), gpu.gs.data(), in, err,
+  e = gvpo_from_hidden_backward_cuda_host(gh.data(), gw.data(), &tm, gpu.lz.data(), gpu.gs.data(), in, false, err,
                                           sizeof(err));
   CHECK(e == 0 && (bad_target || (std::memcmp(gh.data(), gpu.gh.data(), gh.size() * 4) == 0 &&
                                   std::memcmp(gw.data(), gpu.gw.data(), gw.size() * 4) == 0)),

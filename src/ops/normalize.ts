@@ -9,6 +9,7 @@ import type {
   FromHiddenOpts,
   FromLogitsOpts,
   GradDest,
+  HeadGradDest,
   HiddenBackwardOpts,
   HiddenBatchOpts,
   HiddenRowsBackwardOpts,
@@ -20,7 +21,7 @@ import type {
   RowsOpts,
   SequenceOpts,
 } from '../checked.js';
-import type { DType, FloatArray, GvpoFromHiddenGrads } from '../types.js';
+import type { DType, FloatArray } from '../types.js';
 import {
   boolean,
   checkOptions,
@@ -65,19 +66,23 @@ const LOSS_KEYS = ['rewards', 'groups', 'beta', 'reduction'];
 const DEST_KEYS = ['inPlace', 'out'];
 const PHASE_TWO_KEYS = ['logZ', 'gradLogprobs'];
 const FROM_LOGITS_KEYS = ['logits', 'dtype', ...SEQUENCE_KEYS, ...REFERENCE_KEYS, ...LOSS_KEYS, ...DEST_KEYS];
-const FROM_HIDDEN_KEYS = ['hidden', 'weight', 'dtype', 'hiddenSize', ...SEQUENCE_KEYS, ...REFERENCE_KEYS, ...LOSS_KEYS];
+const HEAD_GRAD_KEYS = ['gradWeight', 'accumulate'];
+// (phase 1 accepts gradWeight and accumulate, unused, as phase 2 accepts the loss options)
+const FROM_HIDDEN_KEYS = [
+  'hidden',
+  'weight',
+  'dtype',
+  'hiddenSize',
+  ...SEQUENCE_KEYS,
+  ...REFERENCE_KEYS,
+  ...LOSS_KEYS,
+  ...HEAD_GRAD_KEYS,
+];
 export const KEYS = {
   tokenLogprobs: ROWS_KEYS,
   tokenLogprobsBackward: [...ROWS_KEYS, 'logZ', 'gradTokenLogprobs', ...DEST_KEYS],
   tokenLogprobsFromHidden: HIDDEN_ROWS_KEYS,
-  tokenLogprobsFromHiddenBackward: [
-    ...HIDDEN_ROWS_KEYS,
-    'logZ',
-    'gradTokenLogprobs',
-    'gradEntropy',
-    'gradWeight',
-    'accumulate',
-  ],
+  tokenLogprobsFromHiddenBackward: [...HIDDEN_ROWS_KEYS, 'logZ', 'gradTokenLogprobs', 'gradEntropy', ...HEAD_GRAD_KEYS],
   gvpoFromLogits: FROM_LOGITS_KEYS,
   gvpoForward: FROM_LOGITS_KEYS,
   gvpoBackward: [...FROM_LOGITS_KEYS, ...PHASE_TWO_KEYS],
@@ -156,8 +161,7 @@ export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
 }
 
 /** The head's backward: the forward's logZ (and entropy values, when given), the upstream
- *  gradients, and where dL/dweight goes. gradWeight must not overlap an input (the kernel reads
- *  them while it writes it); accumulate without a gradWeight to add to is a contradiction. */
+ *  gradients, and where dL/dweight goes (headGrads). */
 export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts {
   const fn = 'tokenLogprobsFromHiddenBackward';
   const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHiddenBackward, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
@@ -174,23 +178,7 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
     typeError(fn, 'entropy', "a Float32Array (the forward's entropy) or a boolean", o.entropy);
   }
   const entropy = typeof o.entropy === 'boolean' || o.entropy === undefined ? undefined : perRow('entropy', o.entropy);
-  const accumulate = boolean(fn, 'accumulate', o.accumulate);
-  const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
-  let gradWeight: Float32Array;
-  if (o.gradWeight === undefined) {
-    if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
-    gradWeight = allocate(fn, 'gradWeight', size);
-  } else {
-    gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
-    expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
-    for (const [name, v] of Object.entries(o)) {
-      if (name !== 'gradWeight' && ArrayBuffer.isView(v) && overlaps(gradWeight, v)) {
-        rangeError(fn, 'gradWeight', 'a buffer that does not overlap the inputs', `a view overlapping ${name}`);
-      }
-    }
-  }
-  const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
-  return { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, accumulate, gradHidden, gradWeight };
+  return { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, ...headGrads(fn, o, b) };
 }
 
 /**
@@ -328,12 +316,28 @@ export function allocate(fn: string, name: string, n: number): Float32Array {
   }
 }
 
-/** The fused head's gradients, allocated for the caller. */
-function headGrads(fn: string, o: HiddenBatchOpts): GvpoFromHiddenGrads {
-  return {
-    gradHidden: allocate(fn, 'gradHidden', o.rows * o.hiddenSize),
-    gradWeight: allocate(fn, 'gradWeight', o.vocab * o.hiddenSize),
-  };
+/** The fused heads' gradients: dL/dhidden allocated; dL/dweight into the caller's gradWeight
+ *  (overwritten, or added to with accumulate) or allocated. gradWeight must not overlap an input
+ *  (the kernel reads them while it writes it); accumulate without a gradWeight to add to is a
+ *  contradiction. */
+function headGrads(fn: string, o: Options, b: { rows: number; vocab: number; hiddenSize: number }): HeadGradDest {
+  const accumulate = boolean(fn, 'accumulate', o.accumulate);
+  const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
+  let gradWeight: Float32Array;
+  if (o.gradWeight === undefined) {
+    if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
+    gradWeight = allocate(fn, 'gradWeight', size);
+  } else {
+    gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
+    expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
+    for (const [name, v] of Object.entries(o)) {
+      if (name !== 'gradWeight' && ArrayBuffer.isView(v) && overlaps(gradWeight, v)) {
+        rangeError(fn, 'gradWeight', 'a buffer that does not overlap the inputs', `a view overlapping ${name}`);
+      }
+    }
+  }
+  const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
+  return { gradHidden, gradWeight, accumulate };
 }
 
 export function normalizeFromLogits(a: unknown): FromLogitsOpts {
@@ -357,7 +361,7 @@ export function normalizeBackward(a: unknown): BackwardOpts {
 export function normalizeFromHidden(a: unknown): FromHiddenOpts {
   const fn = 'gvpoFromHidden';
   const b = hiddenBatch(fn, a, KEYS.gvpoFromHidden, true);
-  return { ...b, ...normalizeLoss(fn, a as Options, b.sequences), ...headGrads(fn, b) };
+  return { ...b, ...normalizeLoss(fn, a as Options, b.sequences), ...headGrads(fn, a as Options, b) };
 }
 
 export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
@@ -367,5 +371,5 @@ export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
 export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
   const fn = 'gvpoFromHiddenBackward';
   const b = hiddenBatch(fn, a, KEYS.gvpoFromHiddenBackward, true);
-  return { ...b, ...phaseTwo(fn, a as Options, b), ...headGrads(fn, b) };
+  return { ...b, ...phaseTwo(fn, a as Options, b), ...headGrads(fn, a as Options, b) };
 }

@@ -3,7 +3,7 @@
 //   phase 1  l, logZ = the head's forward (live rows: mask != 0); S = sum_t m l; Sref
 //   loss     gvpoLossRef
 //   phase 2  gl[r] = m[r] dL/dS[n(r)] -> the head's backward -> dL/dhidden, dL/dweight
-import type { FromHiddenOpts, HiddenBackwardOpts, HiddenBatchOpts } from '../checked.js';
+import type { FromHiddenOpts, HeadGradDest, HiddenBackwardOpts, HiddenBatchOpts } from '../checked.js';
 import type { GvpoFromHiddenForwardResult, GvpoFromHiddenGrads, GvpoFromHiddenResult } from '../types.js';
 import { gvpoLossRef } from './gvpoLoss.js';
 import { sequenceLogprobsRef } from './sequenceLogprobs.js';
@@ -31,11 +31,12 @@ export function gvpoFromHiddenForwardRef(o: HiddenBatchOpts): GvpoFromHiddenForw
   };
 }
 
-/** dL/dhidden and dL/dweight into o.gradHidden / o.gradWeight, from dL/dS and logZ. */
-function backwardInto(o: HiddenBatchOpts & GvpoFromHiddenGrads, logZ: ArrayLike<number>, gradSeq: ArrayLike<number>) {
+/** dL/dhidden into o.gradHidden and dL/dweight into o.gradWeight (overwritten, or added to with
+ *  o.accumulate), from dL/dS and logZ. */
+function backwardInto(o: HiddenBatchOpts & HeadGradDest, logZ: ArrayLike<number>, gradSeq: ArrayLike<number>) {
   const gl = new Float64Array(o.rows);
   for (let r = 0; r < o.rows; r++) gl[r] = o.mask[r] === 0 ? 0 : o.mask[r] * gradSeq[Math.floor(r / o.tokens)];
-  return tokenLogprobsFromHiddenBackwardInto(o, { logZ, gradLogprobs: gl }, o, false);
+  return tokenLogprobsFromHiddenBackwardInto(o, { logZ, gradLogprobs: gl }, o, o.accumulate);
 }
 
 export function gvpoFromHiddenBackwardRef(o: HiddenBackwardOpts): GvpoFromHiddenGrads {

@@ -204,10 +204,12 @@ function hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, nu
   if (op !== 'gvpoFromHiddenBackward' && ref === 1)
     a.referenceTokenLogprobs = (native ? Float64Array : g.pick([Float32Array, Float64Array])).from(f64(rows, 1, -2));
   if (op !== 'gvpoFromHiddenBackward' && ref === 2) a.referenceLogprobs = numbers(N, 5, -20);
-  const m = { ...meta, H, grad: op !== 'gvpoFromHiddenForward' };
+  const m = { ...meta, H, V, grad: op !== 'gvpoFromHiddenForward', weightGrad: op !== 'gvpoFromHiddenForward' };
   if (op === 'gvpoFromHiddenForward') return { a, meta: m, lp: 'tokenLogprobs' };
   if (native && g.r() < 0.2)
     Object.assign(a, { gradHidden: new Float32Array(rows * H), gradWeight: new Float32Array(V * H) }); // the addon's destinations
+  if (g.r() < 0.3)
+    Object.assign(a, { gradWeight: Float32Array.from(f64(V * H)), ...(g.r() < 0.5 ? { accumulate: true } : {}) });
   if (op === 'gvpoFromHiddenBackward') {
     Object.assign(a, { logZ: Float32Array.from(f64(rows, 3, Math.log(V))), gradLogprobs: numbers(N, 1) });
     return { a, meta: m, grad: 'gradHidden', gradWidth: H };
@@ -219,7 +221,14 @@ function hiddenBase(g, op, { native, big, N, T, V, dtype, mask, targets, f64, nu
 /** A valid call of the fused head for any loss (rows of hidden states) or its backward. */
 function headBase(g, op, { native, rows, H, V, head, mask, f64, meta }) {
   const a = { ...head, rows, ...(g.r() < 0.7 ? { mask } : {}), ...(g.r() < 0.5 ? { entropy: g.r() < 0.7 } : {}) };
-  const m = { ...meta, H, V, grad: op === 'tokenLogprobsFromHiddenBackward', head: true };
+  const m = {
+    ...meta,
+    H,
+    V,
+    grad: op === 'tokenLogprobsFromHiddenBackward',
+    weightGrad: op === 'tokenLogprobsFromHiddenBackward',
+    head: true,
+  };
   if (op === 'tokenLogprobsFromHidden') return { a, meta: m, lp: 'logprobs' };
   Object.assign(a, {
     logZ: Float32Array.from(f64(rows, 3, Math.log(V))),
@@ -346,7 +355,7 @@ function edit(g, a, meta, ctx, native) {
     }
     case 10: {
       // out (or the head's gradWeight) overlapping an input, or inPlace with out
-      if (meta.head && meta.grad && a.hidden instanceof Float32Array && a.hidden.length > 0) {
+      if (meta.weightGrad && a.hidden instanceof Float32Array && a.hidden.length > 0) {
         const n = a.hidden.length,
           w = meta.V * meta.H,
           buf = new Float32Array(n + w + 1);
