@@ -54,6 +54,19 @@ export function headPeak(dtype: DType): { peak: (threads: number) => number; nam
     : { peak: fmaPeak, name: "FMA peak (register-resident FMA loop, the GEMM's instruction set)" };
 }
 
+/** The narrower instruction sets a head's bench also runs on this machine, a child process each
+ *  (the set is picked at load) against its own probe: float32 products on AVX-512 for bfloat16
+ *  where the bfloat16 products are the default, and AVX2. */
+export function narrowerSets(simd: string | undefined, dtype: DType): string[] {
+  if (simd === 'avx512bf16') return dtype === 'bfloat16' ? ['avx512', 'avx2'] : ['avx2'];
+  return simd === 'avx512' ? ['avx2'] : [];
+}
+
+/** A narrower set's row label. */
+export function narrowerLabel(isa: string): string {
+  return isa === 'avx512' ? 'avx512, GVPO_SIMD=avx512: float32 products' : `${isa}, GVPO_SIMD=${isa}`;
+}
+
 /** fn timed against a peak probe: a probe right before and right after each call (the machine's
  *  FMA rate drifts within seconds on a shared host), the call's rate over their mean; medians of
  *  the times and of those ratios. */
@@ -264,25 +277,14 @@ export async function benchGvpoFromHidden(log: (s?: string) => void, threads: nu
         '',
       ],
     ];
-    // Narrower instruction sets on the same machine: a child process each (the set is picked at
-    // load), against its own probe: float32 products on AVX-512 for bfloat16 where the
-    // bfloat16 products are the default, and AVX2.
-    const others =
-      simd === 'avx512bf16'
-        ? dtype === 'bfloat16'
-          ? ['avx512', 'avx2']
-          : ['avx2']
-        : simd === 'avx512'
-          ? ['avx2']
-          : [];
-    for (const isa of others) {
+    for (const isa of narrowerSets(simd, dtype)) {
       const r = spawnSync(
         process.execPath,
         ['--import', 'tsx', join(here, 'hiddenQuick.ts'), dtype, String(reps), '--json'],
         { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: isa } },
       );
       const last = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : undefined;
-      const what = isa === 'avx512' ? 'avx512, GVPO_SIMD=avx512: float32 products' : `${isa}, GVPO_SIMD=${isa}`;
+      const what = narrowerLabel(isa);
       rows.push(
         last
           ? [

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type * as TF from '@tensorflow/tfjs';
 import { backendInfo, tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../src/index.js';
 import type { DType } from '../src/types.js';
-import { headPeak, timeAgainstProbe } from './gvpoFromHidden.bench.js';
+import { headPeak, narrowerLabel, narrowerSets, timeAgainstProbe } from './gvpoFromHidden.bench.js';
 import { makeHeadInputs, type HeadInputs } from './hiddenInputs.js';
 import { fmtMs, table, timeSlowAsync, type Timing } from './lib.js';
 import { tfjsWithBackend } from './peers/tfjs.js';
@@ -166,18 +166,7 @@ export async function benchTokenLogprobsFromHidden(
         '1.0',
       ],
     ];
-    // Narrower instruction sets on the same machine, a child process each (the set is picked at
-    // load) against its own probe: float32 products on AVX-512 for bfloat16 where the bfloat16
-    // products are the default, and AVX2.
-    const others =
-      simd === 'avx512bf16'
-        ? dtype === 'bfloat16'
-          ? ['avx512', 'avx2']
-          : ['avx2']
-        : simd === 'avx512'
-          ? ['avx2']
-          : [];
-    for (const isa of others) {
+    for (const isa of narrowerSets(simd, dtype)) {
       const r = spawnSync(
         process.execPath,
         [
@@ -193,7 +182,7 @@ export async function benchTokenLogprobsFromHidden(
         { encoding: 'utf8', env: { ...process.env, GVPO_SIMD: isa } },
       );
       const a = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').pop()!) : undefined;
-      const what = isa === 'avx512' ? 'avx512, GVPO_SIMD=avx512: float32 products' : `${isa}, GVPO_SIMD=${isa}`;
+      const what = narrowerLabel(isa);
       const ofIsa = (f: number) => `${(f * 100).toFixed(0)}% of the ${isa.toUpperCase()} FMA peak`;
       if (a) {
         rows.push([
