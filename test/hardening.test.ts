@@ -211,11 +211,34 @@ describe('concurrency', () => {
   it.runIf(native)(
     'the event loop stays responsive during a large async call',
     async () => {
-      const a = args(5, 16, 64, 32768); // 128 MiB of logits
-      const out = new Float32Array(a.logits.length);
-      gvpo.gvpoFromLogits({ ...a, out }); // warm the pages
+      // A compute-bound call of about a second on one thread (the fused head: 8 x 256 rows,
+      // H = 256, V = 32768, 4 GEMM passes), so that the other core serves the event loop and
+      // the call is long against a busy machine's scheduling noise. (A logits call is now
+      // ~20 ms: a 10 ms bound on the loop's lag beside it measured the machine, not the binding.)
+      const N = 8,
+        T = 256,
+        H = 256,
+        V = 32768;
+      let seed = 1;
+      const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5;
+      const a: gvpo.GvpoFromHiddenArgs = {
+        hidden: Float32Array.from({ length: N * T * H }, rand),
+        weight: Float32Array.from({ length: V * H }, () => rand() / 16),
+        targets: Int32Array.from({ length: N * T }, (_, i) => (i * 7919) % V),
+        mask: new Float32Array(N * T).fill(1),
+        sequences: N,
+        tokens: T,
+        hiddenSize: H,
+        vocab: V,
+        rewards: Float64Array.from({ length: N }, (_, n) => n % 2),
+        groups: { size: 4 },
+        beta: 0.1,
+        threads: 1,
+        gradWeight: new Float32Array(V * H),
+      };
+      gvpo.gvpoFromHidden(a); // warm the pages
       const t0 = performance.now();
-      gvpo.gvpoFromLogits({ ...a, out });
+      gvpo.gvpoFromHidden(a);
       const callMs = performance.now() - t0;
       let maxLag = 0;
       let last = performance.now();
@@ -224,10 +247,11 @@ describe('concurrency', () => {
         maxLag = Math.max(maxLag, now - last - 1);
         last = now;
       }, 1);
-      await gvpo.gvpoFromLogitsAsync({ ...a, out });
+      await gvpo.gvpoFromHiddenAsync(a);
       clearInterval(timer);
       // a sync call blocks the loop for callMs; the async one lets 1 ms timers run throughout
-      expect(maxLag).toBeLessThan(Math.max(callMs / 2, 10));
+      expect(callMs).toBeGreaterThan(100);
+      expect(maxLag).toBeLessThan(callMs / 4);
     },
     60_000,
   );
