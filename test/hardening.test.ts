@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import * as gvpo from '../src/index.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import { gradClose } from './helpers/allclose.js';
-import { batch, randomRewards } from './helpers/data.js';
+import { batch, randomRewards, rng } from './helpers/data.js';
 
 const LEAK_CALLS = Number(process.env.GVPO_LEAK_CALLS ?? 10000);
 const HOSTILE_RUNS = Number(process.env.GVPO_HOSTILE_RUNS ?? 2000);
@@ -219,8 +219,8 @@ describe('concurrency', () => {
         T = 256,
         H = 256,
         V = 32768;
-      let seed = 1;
-      const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5;
+      const r = rng(1),
+        rand = () => r() - 0.5;
       const a: gvpo.GvpoFromHiddenArgs = {
         hidden: Float32Array.from({ length: N * T * H }, rand),
         weight: Float32Array.from({ length: V * H }, () => rand() / 16),

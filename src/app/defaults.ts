@@ -21,8 +21,9 @@ export const TASK_DEFAULTS: Record<
   // The main job (`npm start` is `gvpo train` with these): from the shipped checkpoint, 200 steps
   // of 16 prompts x 8 responses sampled at temperature 1 (on-policy), Adam 1e-4. Measured on the
   // 2-core machine (AMD EPYC, avx512bf16, the final kernels): held-out greedy accuracy 0.538 ->
-  // 0.890, 0.898, 0.892, 0.890, 0.896 (seeds 1 to 5) in 26-28 s quiet, 57-76 s at load 7 to 15. On 40-step runs every rate from 1e-5 to 3e-4 learned
-  // and 1e-3 collapsed GVPO and Dr.GRPO; 1e-4 is inside the range that learned fastest for all three.
+  // 0.890, 0.898, 0.892, 0.890, 0.896 (seeds 1 to 5) in 26-28 s quiet, 57-76 s at load 7 to 15.
+  // On 40-step runs every rate from 1e-5 to 3e-4 learned and 1e-3 collapsed GVPO and Dr.GRPO;
+  // 1e-4 is inside the range that learned fastest for all three.
   addition: {
     steps: 200,
     promptsPerStep: 16,

@@ -287,17 +287,19 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
   if (a.out === undefined) return { inPlace, out: allocate(fn, 'gradLogits', b.logits.length) };
   const out = typed(fn, 'out', a.out, Float32Array);
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
+  refuseOverlap(fn, 'out', a, 'a buffer that does not overlap the inputs (use inPlace to write over the logits)');
+  return { inPlace, out };
+}
+
+/** A destination (the option `dest` of `a`) may not share memory with any other array of the
+ *  call: the kernels read the inputs while they write it. */
+function refuseOverlap(fn: string, dest: string, a: Options, expected: string): void {
+  const d = a[dest] as ArrayBufferView;
   for (const [name, v] of Object.entries(a)) {
-    if (name !== 'out' && ArrayBuffer.isView(v) && overlaps(out, v)) {
-      rangeError(
-        fn,
-        'out',
-        `a buffer that does not overlap the inputs (use inPlace to write over the logits)`,
-        `a view overlapping ${name}`,
-      );
+    if (name !== dest && ArrayBuffer.isView(v) && overlaps(d, v)) {
+      rangeError(fn, dest, expected, `a view overlapping ${name}`);
     }
   }
-  return { inPlace, out };
 }
 
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
@@ -330,11 +332,7 @@ function headGrads(fn: string, o: Options, b: { rows: number; vocab: number; hid
   } else {
     gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
     expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
-    for (const [name, v] of Object.entries(o)) {
-      if (name !== 'gradWeight' && ArrayBuffer.isView(v) && overlaps(gradWeight, v)) {
-        rangeError(fn, 'gradWeight', 'a buffer that does not overlap the inputs', `a view overlapping ${name}`);
-      }
-    }
+    refuseOverlap(fn, 'gradWeight', o, 'a buffer that does not overlap the inputs');
   }
   const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
   return { gradHidden, gradWeight, accumulate };

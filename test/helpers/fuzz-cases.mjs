@@ -227,7 +227,6 @@ function headBase(g, op, { native, rows, H, V, head, mask, f64, meta }) {
     V,
     grad: op === 'tokenLogprobsFromHiddenBackward',
     weightGrad: op === 'tokenLogprobsFromHiddenBackward',
-    head: true,
   };
   if (op === 'tokenLogprobsFromHidden') return { a, meta: m, lp: 'logprobs' };
   Object.assign(a, {
