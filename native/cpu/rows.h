@@ -53,7 +53,6 @@ static inline vf mla(vf a, vf b, vf c) {
   return a * b + c;
 #endif
 }
-
 // max(a, lo) and min(a, hi) that keep a NaN in a (vmaxps/vminps return their second operand
 // when either is NaN).
 static inline vf max_keep_nan(vf a, float lo) {
@@ -262,6 +261,59 @@ static inline bool any_gt(vf a, float b) {
 #endif
 }
 
+// The forward sweep's term 2^(d c) of d = x - m <= 0 (x a logit, m the reference, c =
+// log2(e)/tau); d = 0 (the max) gives exactly 1.
+//   AVX-512: t = d c, f = t - floor(t) (vreduceps), a degree-5 polynomial for 2^f on [0, 1)
+//   with p(0) = 1, then p * 2^floor(t) (vscalefps, which floors t itself): 8 operations, one
+//   fewer than vexp2(d * c), which rounds to nearest and must form n = t - f; d = -inf gives 0.
+//   (Only the sweep's sum takes this form: near t = 0 from below p is evaluated near 1, with
+//   the polynomial's 1.5e-7 relative error, where vexp2 keeps about half an ulp; the backward's
+//   probabilities near 1 keep vexp2.)
+//   AVX2: d clamped below at dmin, whose exponent rounds to -127 (a term of exactly 0), then
+//   vexp2's steps on t = d c: 11 operations, the final multiply fused into the accumulation.
+//   (The same count as vexp2(d * c), clamped at t = -127, but 5-10% faster on a Zen 5 in
+//   bench/NOTES.md's runs; folding c into the rounding FMA, 10 operations, was slower there: it
+//   moves two adds onto the FMA pipes, which the polynomial already fills.)
+//   Elsewhere (no FMA): vexp2(d * c).
+// A NaN stays NaN. Terms of d > 0 are only right up to 2^JUMP (the sweep sums a block again when
+// its max passed m by more). c must be at least MIN_C: below it -inf * c would not reach the
+// clamp (rows with tau above about 1e30 take the two-pass path).
+constexpr float MIN_C = 1e-30f;
+struct Terms {
+  vf m, c;
+  vf dmin;  // AVX2's clamp
+  Terms(float m_, float c_) : m(splat(m_)), c(splat(c_)), dmin(splat(-127.25f / c_)) {}
+};
+// 2^f on [0, 1), p(0) = 1: relative error under 1.5e-7 in float32 Horner (bench/NOTES.md).
+static inline vf exp2_01(vf f) {
+  vf p = mla(splat(1.867118292e-03f), f, splat(9.017054923e-03f));
+  p = mla(p, f, splat(5.579989403e-02f));
+  p = mla(p, f, splat(2.401644588e-01f));
+  p = mla(p, f, splat(6.931512952e-01f));
+  return mla(p, f, splat(1.0f));
+}
+static inline vf term(vf d, const Terms& r) {
+#if GVPO_VW == 16
+  const vf t = d * r.c;
+  const vf f = (vf)_mm512_reduce_ps((__m512)t, 0x09);  // t - floor(t), precision exception suppressed
+  return (vf)_mm512_scalef_ps((__m512)exp2_01(f), (__m512)t);
+#elif GVPO_VW == 8
+  d = (vf)_mm256_max_ps((__m256)r.dmin, (__m256)d);  // NaN kept (vmaxps returns its second operand)
+  const vf shift = splat(12582912.0f + 127.0f);
+  const vf t = d * r.c;
+  const vf k = t + shift;  // n + 1.5*2^23 + 127, n = round(t)
+  const vf f = t - (k - shift);
+  vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
+  p = mla(p, f, splat(5.550666898e-02f));
+  p = mla(p, f, splat(2.402223051e-01f));
+  p = mla(p, f, splat(6.931470633e-01f));
+  p = mla(p, f, splat(1.0f));
+  return p * (vf)((vi)k << 23);
+#else
+  return vexp2(d * r.c);
+#endif
+}
+
 constexpr int64_t BLOCK = 32 * STEP;  // elements per reference check: 4 KiB of float32 (AVX-512)
 // A block whose max lies above the reference m by at most JUMP/c keeps its terms (computed
 // against m, at most 2^JUMP) and is rescaled with the rest; one further above is summed again
@@ -271,11 +323,11 @@ constexpr int64_t BLOCK = 32 * STEP;  // elements per reference check: 4 KiB of 
 #endif
 constexpr float JUMP = GVPO_JUMP;
 
-// Sum of 2^((x - m) * c) over steps [s0, s1) of src and its lane-wise max (mx): two steps (four
+// Sum of the terms (see Terms) over steps [s0, s1) of src and its lane-wise max (mx): two steps (four
 // accumulators) per iteration under AVX-512; one step (two accumulators) below it, where 16
 // vector registers would otherwise spill the accumulators.
 template <int D>
-static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, vf vm, vf vc, vf& mx) {
+static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, const Terms& r, vf& mx) {
   vf a0 = splat(0.0f), a1 = a0, x0, x1;
   int64_t s = s0;
 #if GVPO_VW == 16
@@ -286,10 +338,10 @@ static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, vf vm, vf 
     src.load2(s * STEP, x0, x1);
     src.load2(s * STEP + STEP, x2, x3);
     mx = vmax(vmax(x0, x1), vmax(vmax(x2, x3), mx));
-    a0 += vexp2((x0 - vm) * vc);
-    a1 += vexp2((x1 - vm) * vc);
-    a2 += vexp2((x2 - vm) * vc);
-    a3 += vexp2((x3 - vm) * vc);
+    a0 += term(x0 - r.m, r);
+    a1 += term(x1 - r.m, r);
+    a2 += term(x2 - r.m, r);
+    a3 += term(x3 - r.m, r);
   }
   a0 += a2;
   a1 += a3;
@@ -298,14 +350,14 @@ static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, vf vm, vf 
     src.prefetch(s * STEP);
     src.load2(s * STEP, x0, x1);
     mx = vmax(vmax(x0, x1), mx);
-    a0 += vexp2((x0 - vm) * vc);
-    a1 += vexp2((x1 - vm) * vc);
+    a0 += term(x0 - r.m, r);
+    a1 += term(x1 - r.m, r);
   }
   return a0 + a1;
 }
 
 // The row's statistics by a max pass and a sum pass in natural units, for rows whose
-// log2(e)/tau is not finite (tau below about 4e-39).
+// log2(e)/tau is not finite (tau below about 4e-39) or below MIN_C (tau above about 1.4e30).
 static RowStats lse_two_pass(const void* row, DType d, int64_t V, float inv_tau) {
   float m = -INFINITY;
   bool nan = false;
@@ -324,7 +376,6 @@ template <int D>
 static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
   typedef typename std::conditional<D == 0, float, uint16_t>::type E;
   const float c = inv_tau * LOG2E;
-  const vf vc = splat(c);
   const int64_t full = V / STEP;  // whole steps; the rest goes through a copy padded with -inf
   E pad[STEP];
   E neg_inf;
@@ -335,9 +386,9 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
   for (int64_t j = 0; j < STEP; j++) pad[j] = full * STEP + j < V ? ((const E*)row)[full * STEP + j] : neg_inf;
   const Src<D> src{row, GVPO_PF}, tail{pad, 0};
   const int64_t steps = full + (full * STEP < V), bs = BLOCK / STEP;
-  auto block_of = [&](int64_t s0, int64_t s1, float m, vf& mx) {
-    vf sum = block_sum(src, s0, s1 < full ? s1 : full, splat(m), vc, mx);
-    if (s1 > full) sum += block_sum(tail, 0, 1, splat(m), vc, mx);
+  auto block_of = [&](int64_t s0, int64_t s1, const Terms& r, vf& mx) {
+    vf sum = block_sum(src, s0, s1 < full ? s1 : full, r, mx);
+    if (s1 > full) sum += block_sum(tail, 0, 1, r, mx);
     return sum;
   };
   // The reference: the max of the first block that has a finite one (read from memory; the
@@ -364,22 +415,25 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
   }
   if (m == -INFINITY) return {m, -INFINITY};
   vd acc = vd{} + 0.0;
+  Terms r(m, c);
   for (; s0 < steps; s0 += bs) {
     const int64_t s1 = s0 + bs < steps ? s0 + bs : steps;
     vf bmx = splat(-INFINITY);
-    vf sum = block_of(s0, s1, m, bmx);
+    vf sum = block_of(s0, s1, r, bmx);
     if (__builtin_expect(any_gt(bmx, m), 0)) {  // a NaN never passes: the sum carries it
       const float bm = hmax(bmx);
       if (bm == INFINITY) return {bm, NAN};
+      const Terms rb(bm, c);
       if ((double)(bm - m) * c > JUMP) {  // terms above 2^JUMP: sum the block again against bm
         vf unused = bmx;
-        sum = block_of(s0, s1, bm, unused);
+        sum = block_of(s0, s1, rb, unused);
       } else {
         acc += __builtin_convertvector(sum, vd);
         sum = splat(0.0f);
       }
       acc *= std::exp2(((double)m - bm) * c);
       m = bm;
+      r = rb;
     }
     acc += __builtin_convertvector(sum, vd);
   }
@@ -392,7 +446,8 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
 // that logZ = m / tau + lse. A row of -inf gives m = -inf; a NaN anywhere or a +inf gives
 // lse = NaN.
 RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
-  if (!std::isfinite(inv_tau * LOG2E)) return lse_two_pass(row, d, V, inv_tau);
+  const float c = inv_tau * LOG2E;
+  if (!std::isfinite(c) || !(c >= MIN_C)) return lse_two_pass(row, d, V, inv_tau);
   if (d == DType::f32) return lse_one_pass<0>(row, V, inv_tau);
   if (d == DType::bf16) return lse_one_pass<1>(row, V, inv_tau);
   return lse_one_pass<2>(row, V, inv_tau);
@@ -446,21 +501,22 @@ void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_ta
   grad[y] = (float)(-(double)coef * std::expm1(xy < 0.0 ? xy : 0.0));
 }
 
-// The exp-throughput probe: the forward sweep's own exp on register-resident arguments (CH
-// independent chains, each one add, one exp and one accumulate per vector, as in the sweep),
-// no memory traffic. Returns the elements exponentiated. (Fewer chains below AVX-512: 16
+// The exp-throughput probe: the forward sweep's own exp (term, with c = 1) on
+// register-resident arguments (CH independent chains, each one add, one term and one accumulate
+// per vector, as in the sweep), no memory traffic. Returns the elements exponentiated. (Fewer chains below AVX-512: 16
 // vector registers hold 4 chains and the exp's constants without spilling.)
 double exp_probe(int64_t iterations, float seed) {
   constexpr int CH = W == 16 ? 8 : 4;
   vf x[CH], acc[CH];
   const vf step = splat(-1e-7f);
+  const Terms r(0.0f, 1.0f);
 #pragma GCC unroll 8
   for (int j = 0; j < CH; j++) x[j] = splat(-0.37f * (float)(j + 1) - 0.01f * seed), acc[j] = splat(0.0f);
   for (int64_t k = 0; k < iterations; k++) {
 #pragma GCC unroll 8
     for (int j = 0; j < CH; j++) {
       x[j] += step;
-      acc[j] += vexp2(x[j]);
+      acc[j] += term(x[j], r);
     }
   }
   vf s = splat(0.0f);

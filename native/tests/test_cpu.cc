@@ -204,6 +204,12 @@ static void check_sign() {
       {{1e4f, -1e4f, 9999.0f}, 0, 1e-6f, -std::log1p(std::exp(-1e6))},
       {{1e4f, -1e4f, 9999.0f}, 2, 1e-6f, -1e6},
       {{80.0f, 80.0f}, 1, 2.7f, -std::log(2.0)},
+      // Temperatures so large that (z - m)/tau is below 1e-30 while -inf logits must still give
+      // 0: the sweep (log2(e)/tau just above its floor) and the two-pass path (below it; at
+      // 1e38 the sweep's AVX2 clamp, -127.25 tau/log2(e), would be -inf).
+      {{1.0f, -INFINITY, 1.0f, -INFINITY}, 0, 1e29f, -std::log(2.0)},
+      {{1.0f, -INFINITY, 1.0f, -INFINITY}, 2, 1e31f, -std::log(2.0)},
+      {{1.0f, -INFINITY, 1.0f, -INFINITY}, 2, 1e38f, -std::log(2.0)},
   };
   for (const Case& c : cases) {
     const int64_t V = (int64_t)c.z.size();
