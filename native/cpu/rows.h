@@ -270,10 +270,9 @@ static inline bool any_gt(vf a, float b) {
 //   the polynomial's 1.5e-7 relative error, where vexp2 keeps about half an ulp; the backward's
 //   probabilities near 1 keep vexp2.)
 //   AVX2: d clamped below at dmin, whose exponent rounds to -127 (a term of exactly 0), then
-//   vexp2's steps on t = d c: 11 operations, the final multiply fused into the accumulation.
-//   (The same count as vexp2(d * c), clamped at t = -127, but 5-10% faster on a Zen 5 in
-//   bench/NOTES.md's runs; folding c into the rounding FMA, 10 operations, was slower there: it
-//   moves two adds onto the FMA pipes, which the polynomial already fills.)
+//   vexp2's steps on t = d c, which GCC contracts: k = d c + 1.5*2^23 + 127 and
+//   f = d c - (k - 1.5*2^23 - 127) are FMAs, each rounded once; 11 operations with the clamp,
+//   the final multiply fused into the accumulation.
 //   Elsewhere (no FMA): vexp2(d * c).
 // A NaN stays NaN. Terms of d > 0 are only right up to 2^JUMP (the sweep sums a block again when
 // its max passed m by more). c must be at least MIN_C: below it -inf * c would not reach the
@@ -501,15 +500,17 @@ void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_ta
   grad[y] = (float)(-(double)coef * std::expm1(xy < 0.0 ? xy : 0.0));
 }
 
-// The exp-throughput probe: the forward sweep's own exp (term, with c = 1) on
-// register-resident arguments (CH independent chains, each one add, one term and one accumulate
-// per vector, as in the sweep), no memory traffic. Returns the elements exponentiated. (Fewer chains below AVX-512: 16
-// vector registers hold 4 chains and the exp's constants without spilling.)
+// The exp-throughput probe: the forward sweep's own term on register-resident arguments (CH
+// independent chains, each one add, one term and one accumulate per vector, as in the sweep),
+// no memory traffic. c is read through a volatile, so that the compiler cannot drop the
+// multiplication by it or contract it differently from the sweep's code. Returns the elements exponentiated. (Fewer
+// chains below AVX-512: 16 vector registers hold 4 chains and the exp's constants without spilling.)
 double exp_probe(int64_t iterations, float seed) {
   constexpr int CH = W == 16 ? 8 : 4;
   vf x[CH], acc[CH];
   const vf step = splat(-1e-7f);
-  const Terms r(0.0f, 1.0f);
+  volatile float one = 1.0f;
+  const Terms r(0.0f, one);
 #pragma GCC unroll 8
   for (int j = 0; j < CH; j++) x[j] = splat(-0.37f * (float)(j + 1) - 0.01f * seed), acc[j] = splat(0.0f);
   for (int64_t k = 0; k < iterations; k++) {
