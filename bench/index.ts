@@ -223,9 +223,11 @@ function probedSection() {
   log();
   log(
     "Probes right before and after every timed call: the streaming read of as many bytes as the logits (tokenLogprobs' roofline), the " +
-      "streaming write of the float32 gradient, and the exp-throughput probe (the row kernels' own exp on register-resident vectors, " +
-      'the same instruction set). Each percentage is the median over calls of the call against the mean of the probes around it, ' +
-      '[min-max] over calls. gvpoFromLogits writes into a reused `out`; its floor is 2 reads of the logits + 1 float32 write.',
+      "streaming write of the float32 gradient, and the exp-throughput probe (the forward sweep's own term, 2^((x - m) c) with its " +
+      'multiplication by c, on register-resident vectors, the same instruction set). Each percentage is the median over calls of the ' +
+      'call against the mean of the probes around it, [min-max] over calls. "Bound by" names the slower of the two probes in ' +
+      "logits per second (the read probe's bytes over the logit's size, or the exp probe): the forward can run no faster than it. " +
+      'gvpoFromLogits writes into a reused `out`; its floor is 2 reads of the logits + 1 float32 write.',
   );
   log();
   log(
@@ -235,6 +237,7 @@ function probedSection() {
         'dtype',
         'read probe GB/s',
         'exp probe G/s',
+        'bound by',
         'tokenLogprobs ms',
         'G logits/s',
         'of read roofline',
@@ -247,6 +250,7 @@ function probedSection() {
         r.dtype,
         gbs(r.readGBs),
         gbs(r.expGs),
+        r.expGs.median < r.readGBs.median / (r.dtype === 'float32' ? 4 : 2) ? 'exp' : 'memory',
         ms(r.tokSeconds),
         (n / r.tokSeconds.median / 1e9).toFixed(2),
         pct(r.tokOfRoof),
