@@ -3,8 +3,8 @@
 // token_logprobs.cc picks one at run time, so one build runs on machines with and without AVX-512.
 //
 // Forward, per row of V logits, one pass over memory (row_logsumexp): every element's term is
-// 2^((z - m) * c) with c = log2(e)/tau and m the max seen so far, taken block by block (64
-// vectors, 4 KiB of float32 under AVX-512) with no max pass of its own: the block is summed
+// 2^((z - m) * c) (term, below) with c = log2(e)/tau and m the max seen so far, taken block by
+// block (64 vectors, 4 KiB of float32 under AVX-512) with no max pass of its own: the block is summed
 // against m while its max is kept; if that max passed m (rare after the first blocks), m is
 // raised to it and the sum rescaled, the block summed again from L1 when its terms could have
 // passed 2^JUMP. At the end m is the row's max, whose term is 1, so lse >= 0. 16-bit logits are
@@ -92,8 +92,9 @@ static inline vf vmax(vf a, vf b) {
 #endif
 }
 
-// 2^t, the one exp of the row kernels: t = n + f with n = round(t) and 2^f a degree-5 minimax
-// polynomial on [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in float32 arithmetic
+// 2^t, the exp of the backward, the GEMM tiles and the fallbacks (the forward sweep has its own,
+// term, below): t = n + f with n = round(t) and 2^f a degree-5 minimax polynomial on
+// [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in float32 arithmetic
 // and about half an ulp near 1, where 1 - p (a dominant target's gradient) cancels (bench/NOTES.md
 // gives the error budget: what it puts into l, logZ and the gradient). NaN stays NaN, t = -inf
 // gives 0, and t may be positive up to 127 (the forward lets terms reach 2^JUMP).
