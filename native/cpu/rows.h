@@ -92,6 +92,31 @@ static inline vf vmax(vf a, vf b) {
 #endif
 }
 
+// 1 + a1 f + ... + a5 f^5 by Horner's rule, in FMAs.
+static inline vf poly5(vf f, float a5, float a4, float a3, float a2, float a1) {
+  vf p = mla(splat(a5), f, splat(a4));
+  p = mla(p, f, splat(a3));
+  p = mla(p, f, splat(a2));
+  p = mla(p, f, splat(a1));
+  return mla(p, f, splat(1.0f));
+}
+// 2^f on [-0.5, 0.5], p(0) = 1: a degree-5 minimax polynomial (see vexp2).
+static inline vf exp2_half(vf f) {
+  return poly5(f, 1.328226877e-03f, 9.672068059e-03f, 5.550666898e-02f, 2.402223051e-01f, 6.931470633e-01f);
+}
+
+#if GVPO_VW != 16
+// 2^t for t >= -127 (or NaN) without AVX-512: adding 1.5*2^23 + 127 rounds t to an integer n
+// whose low mantissa bits are n + 127, the biased exponent of 2^n (shifted into place); f = t - n
+// in [-0.5, 0.5] goes through vexp2's polynomial. t < -126.5 gives exactly 0.
+static inline vf exp2_shifted(vf t) {
+  const vf shift = splat(12582912.0f + 127.0f);
+  const vf k = t + shift;
+  const vf f = t - (k - shift);
+  return exp2_half(f) * (vf)((vi)k << 23);
+}
+#endif
+
 // 2^t, the exp of the backward, the GEMM tiles and the fallbacks (the forward sweep has its own,
 // term, below): t = n + f with n = round(t) and 2^f a degree-5 minimax polynomial on
 // [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in float32 arithmetic
@@ -101,30 +126,15 @@ static inline vf vmax(vf a, vf b) {
 //   AVX-512: f = t - round(t) (vreduceps), n = t - f, then p(f) * 2^n (vscalefps): 8
 //   operations (bench/NOTES.md compares the variants tried); underflow is gradual to 2^-149,
 //   then 0; vreduceps gives f = 0 for t = -inf, so 2^-inf = 0.
-//   Otherwise: t clamped at -127 (NaN kept); adding 1.5*2^23 + 127 rounds t to an integer n
-//   whose low mantissa bits are n + 127, the biased exponent of 2^n (shifted into place);
-//   11 operations; t < -126.5 gives exactly 0.
+//   Otherwise: t clamped at -127 (NaN kept), then exp2_shifted: 11 operations; t < -126.5
+//   gives exactly 0.
 static inline vf vexp2(vf t) {
 #if GVPO_VW == 16
   const vf f = (vf)_mm512_reduce_ps((__m512)t, 0x08);  // t - round(t), precision exception suppressed
   const vf n = t - f;                                  // round(t), exactly
-  vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
-  p = mla(p, f, splat(5.550666898e-02f));
-  p = mla(p, f, splat(2.402223051e-01f));
-  p = mla(p, f, splat(6.931470633e-01f));
-  p = mla(p, f, splat(1.0f));
-  return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+  return (vf)_mm512_scalef_ps((__m512)exp2_half(f), (__m512)n);
 #else
-  t = max_keep_nan(t, -127.0f);
-  const vf shift = splat(12582912.0f + 127.0f);
-  const vf k = t + shift;
-  const vf f = t - (k - shift);
-  vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
-  p = mla(p, f, splat(5.550666898e-02f));
-  p = mla(p, f, splat(2.402223051e-01f));
-  p = mla(p, f, splat(6.931470633e-01f));
-  p = mla(p, f, splat(1.0f));
-  return p * (vf)((vi)k << 23);
+  return exp2_shifted(max_keep_nan(t, -127.0f));
 #endif
 }
 
@@ -286,11 +296,7 @@ struct Terms {
 };
 // 2^f on [0, 1), p(0) = 1: relative error under 1.5e-7 in float32 Horner (bench/NOTES.md).
 static inline vf exp2_01(vf f) {
-  vf p = mla(splat(1.867118292e-03f), f, splat(9.017054923e-03f));
-  p = mla(p, f, splat(5.579989403e-02f));
-  p = mla(p, f, splat(2.401644588e-01f));
-  p = mla(p, f, splat(6.931512952e-01f));
-  return mla(p, f, splat(1.0f));
+  return poly5(f, 1.867118292e-03f, 9.017054923e-03f, 5.579989403e-02f, 2.401644588e-01f, 6.931512952e-01f);
 }
 static inline vf term(vf d, const Terms& r) {
 #if GVPO_VW == 16
@@ -299,16 +305,7 @@ static inline vf term(vf d, const Terms& r) {
   return (vf)_mm512_scalef_ps((__m512)exp2_01(f), (__m512)t);
 #elif GVPO_VW == 8
   d = (vf)_mm256_max_ps((__m256)r.dmin, (__m256)d);  // NaN kept (vmaxps returns its second operand)
-  const vf shift = splat(12582912.0f + 127.0f);
-  const vf t = d * r.c;
-  const vf k = t + shift;  // n + 1.5*2^23 + 127, n = round(t)
-  const vf f = t - (k - shift);
-  vf p = mla(splat(1.328226877e-03f), f, splat(9.672068059e-03f));
-  p = mla(p, f, splat(5.550666898e-02f));
-  p = mla(p, f, splat(2.402223051e-01f));
-  p = mla(p, f, splat(6.931470633e-01f));
-  p = mla(p, f, splat(1.0f));
-  return p * (vf)((vi)k << 23);
+  return exp2_shifted(d * r.c);
 #else
   return vexp2(d * r.c);
 #endif
