@@ -181,8 +181,10 @@ export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs, GradWeightD
   gradLogprobs: NumbersLike;
 }
 /** The gradients of the fused head's inputs. */
+/** A fused head's gradients (gvpoFromHidden's and tokenLogprobsFromHidden's backward). */
 export interface GvpoFromHiddenGrads {
-  /** dL/dhidden, N*T*H float32. */
+  /** dL/dhidden, float32, one row of H per token (N*T*H, or rows*H for the per-token op); 0 on
+   *  masked rows. */
   gradHidden: Float32Array;
   /** dL/dweight, V*H float32: the caller's gradWeight when given. */
   gradWeight: Float32Array;
@@ -245,12 +247,8 @@ export interface TokenLogprobsFromHiddenBackwardArgs
    *  calls. */
   entropy?: boolean | Float32Array;
 }
-export interface TokenLogprobsFromHiddenGrads {
-  /** dL/dhidden, rows*H float32 (0 on masked rows). */
-  gradHidden: Float32Array;
-  /** dL/dweight, V*H float32: the caller's gradWeight when given. */
-  gradWeight: Float32Array;
-}
+/** The per-token head's gradients: the same two arrays as gvpoFromHidden's. */
+export type TokenLogprobsFromHiddenGrads = GvpoFromHiddenGrads;
 
 export interface BackendInfo {
   active: 'cuda' | 'cpu' | 'js';

@@ -53,6 +53,7 @@ static inline vf mla(vf a, vf b, vf c) {
   return a * b + c;
 #endif
 }
+
 // max(a, lo) and min(a, hi) that keep a NaN in a (vmaxps/vminps return their second operand
 // when either is NaN).
 static inline vf max_keep_nan(vf a, float lo) {
@@ -501,8 +502,9 @@ void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_ta
 // The exp-throughput probe: the forward sweep's own term on register-resident arguments (CH
 // independent chains, each one add, one term and one accumulate per vector, as in the sweep),
 // no memory traffic. c is read through a volatile, so that the compiler cannot drop the
-// multiplication by it or contract it differently from the sweep's code. Returns the elements exponentiated. (Fewer
-// chains below AVX-512: 16 vector registers hold 4 chains and the exp's constants without spilling.)
+// multiplication by it or contract it differently from the sweep's code. Returns the elements
+// exponentiated. (Fewer chains below AVX-512: 16 vector registers hold 4 chains and the exp's
+// constants without spilling.)
 double exp_probe(int64_t iterations, float seed) {
   constexpr int CH = W == 16 ? 8 : 4;
   vf x[CH], acc[CH];
