@@ -72,6 +72,22 @@ describe('tokenLogprobs', () => {
     expect(grad.subarray(3 * V).every(Number.isFinite)).toBe(true);
   });
 
+  it('logits near -3e38 and +3e38: l as the float64 reference gives it, -inf only below float32 range', () => {
+    const a = 1.5 * 2 ** 127;
+    const z = Float32Array.from([a, -a, 0.5 * a, -0.75 * a, 0]);
+    for (const temperature of [1, 7, 1e20, 1e38])
+      for (const y of [0, 1, 3]) {
+        const args = { logits: z, targets: Int32Array.of(y), rows: 1, vocab: 5, temperature };
+        const got = tokenLogprobs(args);
+        const want = tokenLogprobsF64({ ...args, dtype: 'float32' });
+        const l = Math.fround(want.logprobs[0]);
+        if (Number.isFinite(l)) allclose(got.logprobs, [l], { atol: 1e-6, rtol: 1e-6 }, `l, tau ${temperature}`);
+        else expect(got.logprobs[0]).toBe(-Infinity);
+        allclose(got.logZ, want.logZ, { atol: 1e-6, rtol: 1e-6 }, `logZ, tau ${temperature}`);
+        expect(got.nonFiniteRows).toBe(0);
+      }
+  });
+
   it('does not depend on the thread count', () => {
     const a = rowsArgs(64, 3001, 'float32', 7, true);
     const one = tokenLogprobs({ ...a, threads: 1 });

@@ -16,7 +16,7 @@ struct RowStats {
 #define GVPO_DECLARE_ROWS(isa)                                                                                      \
   namespace isa {                                                                                                   \
   RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau);                                       \
-  float row_target(const void* row, DType d, int32_t y, float m, float inv_tau);                                    \
+  double row_target(const void* row, DType d, int32_t y, float m, float inv_tau);                                   \
   void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m, float lse, int32_t y, \
                     float coef);                                                                                    \
   double exp_probe(int64_t iterations, float seed);                                                                 \
@@ -33,7 +33,7 @@ struct RowKernels {
   // (x86-64's baseline) | "generic" (elsewhere)
   const char* name;
   RowStats (*logsumexp)(const void*, DType, int64_t, float);
-  float (*target)(const void*, DType, int32_t, float, float);
+  double (*target)(const void*, DType, int32_t, float, float);
   void (*backward)(float*, const void*, DType, int64_t, float, float, float, int32_t, float);
   double (*exp_probe)(int64_t iterations, float seed);  // the forward's exp, in registers
 };

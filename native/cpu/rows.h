@@ -366,7 +366,7 @@ static RowStats lse_two_pass(const void* row, DType d, int64_t V, float inv_tau)
   }
   if (m == -INFINITY || m == INFINITY || nan) return {m, m == -INFINITY && !nan ? -INFINITY : NAN};
   double sum = 0.0;
-  for (int64_t i = 0; i < V; i++) sum += sexp((load1(row, d, i) - m) * inv_tau);
+  for (int64_t i = 0; i < V; i++) sum += sexp((float)(((double)load1(row, d, i) - m) * inv_tau));
   return {m, std::log(sum)};
 }
 
@@ -451,9 +451,10 @@ RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
   return lse_one_pass<2>(row, V, inv_tau);
 }
 
-// (z[y] - m) * inv_tau: the target's exponent in natural units.
-float row_target(const void* row, DType d, int32_t y, float m, float inv_tau) {
-  return (load1(row, d, y) - m) * inv_tau;
+// (z[y] - m) * inv_tau: the target's exponent in natural units, in double: z[y] - m can pass
+// float32's range (logits near -3e38 and +3e38) where l itself is a float.
+double row_target(const void* row, DType d, int32_t y, float m, float inv_tau) {
+  return ((double)load1(row, d, y) - m) * inv_tau;
 }
 
 // Stores one vector of gradient. Under AVX-512 the stores are non-temporal when 64-byte aligned:
@@ -479,6 +480,14 @@ void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_ta
   auto one = [&](int64_t i) { return -coef * p_of(splat(load1(row, d, i)))[0]; };
   const float zy = load1(row, d, y);  // read before grad (which may alias the row) is written
   int64_t i = 0;
+  // tau above 1e36: z - m can pass float32's range (logits near -3e38 and +3e38) where its
+  // exponent (z - m)/tau does not underflow, so such rows take the exponent in double.
+  if (!(inv_tau >= 1e-36f)) {
+    for (; i < V; i++) {
+      const double x = ((double)load1(row, d, i) - m) * inv_tau - lse;
+      grad[i] = (float)(-(double)coef * std::exp(x > 0.0 ? 0.0 : x));
+    }
+  }
 #if GVPO_VW == 16
   for (; i < V && ((uintptr_t)(grad + i) & 63) != 0; i++) grad[i] = one(i);  // to a 64-byte boundary
 #endif

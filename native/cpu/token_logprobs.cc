@@ -89,7 +89,7 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
           l = NAN;
           nonfinite++;
         } else if (vocab > 1) {  // one token: l = 0 exactly
-          double x = (double)k.target(row, dtype, y, s.m, inv_tau) - s.lse;
+          double x = k.target(row, dtype, y, s.m, inv_tau) - s.lse;
           l = x < 0.0 ? (float)x : 0.0f;  // <= 0 by construction; the clamp guards the float cast
         }
       }

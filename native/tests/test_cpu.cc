@@ -163,6 +163,40 @@ static void check_reference_moves() {
   }
 }
 
+// Logits near -3e38 and +3e38: z - max passes float32's range while l, logZ and the gradient do
+// not, at an ordinary temperature (l about -1e38), a large one (the one-pass sweep) and one
+// above 1e36 (two passes; there the exponents are not negligible). Against a reference that takes
+// z - max in double, float32 and bfloat16 (the values are bfloat16's exactly).
+static void check_extreme_logits() {
+  const float a = 0x1.8p127f;  // 2.55e38
+  const std::vector<float> z = {a, -a, 0.5f * a, -0.75f * a, 0.0f};
+  const int64_t V = (int64_t)z.size();
+  for (float tau : {1.0f, 7.0f, 1e20f, 1e38f})
+    for (int d = 0; d < 2; d++)
+      for (int32_t y : {1, 0, 3}) {
+        std::vector<uint16_t> h;
+        for (float x : z) h.push_back(f32_to_bf16(x));
+        const void* data = d == 0 ? (const void*)z.data() : (const void*)h.data();
+        float lp, lz, m, lse, g = 1.0f;
+        token_logprobs_forward_cpu(&lp, &lz, &m, &lse, data, (DType)d, &y, nullptr, 1, V, tau, 1);
+        double S = 0;
+        for (float x : z) S += std::exp(((double)x - a) / tau);
+        const double rlse = std::log(S), rlp = ((double)z[y] - a) / tau - rlse, rlz = a / (double)tau + rlse;
+        CHECK(close(lp, (float)rlp, 1e-6 * (1 + std::fabs(rlp)), 1e-6),  // -inf where l is below float32's range
+              "extreme logits, dtype %d tau %g y %d: l %.9g want %.9g", d, tau, y, lp, rlp);
+        CHECK(close(lz, rlz, 1e-6 * (1 + std::fabs(rlz)), 1e-6), "extreme logits, dtype %d tau %g: logZ %.9g want %.9g",
+              d, tau, lz, rlz);
+        std::vector<float> grad(V);
+        token_logprobs_backward_cpu(grad.data(), data, (DType)d, &y, nullptr, &m, &lse, &g, 1, V, tau, 1);
+        for (int64_t v = 0; v < V; v++) {
+          const double want = ((v == y) - std::exp(((double)z[v] - a) / tau - rlse)) / tau;
+          CHECK(close(grad[v], want, 1e-6 / tau + 3e-45, 1e-5),
+                "extreme logits, dtype %d tau %g y %d: grad[%lld] %.9g want %.9g", d, tau, y, (long long)v, grad[v],
+                want);
+        }
+      }
+}
+
 static void check_loss(std::mt19937& rng) {
   // Ragged groups including size 1; compare with the double reference in reference.h.
   std::vector<int32_t> off = {0, 3, 4, 9, 11};
@@ -319,6 +353,7 @@ int main() {
       }
   check_nonfinite();
   check_reference_moves();
+  check_extreme_logits();
   check_loss(rng);
   check_sign();
   check_bad_targets();
