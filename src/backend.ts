@@ -63,6 +63,10 @@ function loadAddon(): Loaded {
 
 type Active = BackendInfo['active'];
 
+// GVPO_SIMD's values: the native kernels use the widest instruction set at most this one (tests
+// force the narrower paths with it); 'generic' is the portable build's.
+const SIMD_LEVELS = ['avx512bf16', 'avx512', 'avx2', 'sse2', 'generic'];
+
 let chosen: { active: Active; addon?: NativeAddon; info: BackendInfo } | undefined;
 
 function choose() {
@@ -86,6 +90,10 @@ function choose() {
   }
   if (!addon) loadErrors.push(`cpu: no native addon loaded (with a C++ compiler, make and python3: ${BUILD_CPU})`);
 
+  const simd = process.env.GVPO_SIMD;
+  if (simd !== undefined && simd !== '' && !SIMD_LEVELS.includes(simd)) {
+    throw new RangeError(`GVPO_SIMD must be ${SIMD_LEVELS.map((l) => `'${l}'`).join(' | ')}, got '${simd}'`);
+  }
   let active: Active;
   if (forced !== undefined && forced !== '') {
     if (forced !== 'cuda' && forced !== 'cpu' && forced !== 'js') {

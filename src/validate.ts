@@ -61,6 +61,35 @@ export function checkOptions(
   }
 }
 
+/**
+ * The options checked (checkOptions) and read once each: a plain object holding every known
+ * option the caller gave (own or inherited, enumerable or not), so that every later rule sees the
+ * same values the kernels get (a getter returning a different array on its second read cannot
+ * slip past a check). `groups` is read once the same way.
+ */
+export function snapshot(fn: string, opts: unknown, known: readonly string[]): Record<string, unknown> {
+  checkOptions(fn, opts, known);
+  const s: Record<string, unknown> = {};
+  for (const key of known) {
+    const v = opts[key];
+    if (v !== undefined) s[key] = key === 'groups' ? groupsSnapshot(v) : v;
+  }
+  return s;
+}
+
+function groupsSnapshot(g: unknown): unknown {
+  if (typeof g !== 'object' || g === null || Array.isArray(g) || types.isProxy(g)) return g;
+  const s: Record<string, unknown> = {};
+  for (const key of Object.keys(g)) s[key] = (g as Record<string, unknown>)[key];
+  for (const key of ['size', 'offsets']) {
+    if (!(key in s)) {
+      const v = (g as Record<string, unknown>)[key];
+      if (v !== undefined) s[key] = v;
+    }
+  }
+  return s;
+}
+
 /** The known name nearest to `key` in edit distance. */
 export function closest(key: string, known: readonly string[]): string {
   let best = known[0],
@@ -239,14 +268,15 @@ export function maskOf(fn: string, v: unknown, optional: boolean): Float32Array 
   if (!MASK_KINDS.some((k) => isKind(v, k))) {
     typeError(fn, 'mask', 'a Float32Array, Float64Array, Uint8Array or Int32Array', v);
   }
+  // Always a copy, read once: the kernels get float32 weights no caller can change mid-call, over
+  // memory of their own (whatever buffer the caller's mask lives on).
   const m = v as MaskLike;
-  for (let i = 0; i < m.length; i++) {
-    // finite once narrowed to the float32 the kernels read (1e300 in a Float64Array is not)
-    if (!Number.isFinite(Math.fround(m[i]))) rangeError(fn, 'mask', 'finite float32 weights', `${m[i]} at index ${i}`);
-  }
-  if (isKind(m, Float32Array)) return m as Float32Array;
   const f = new Float32Array(m.length);
-  for (let i = 0; i < m.length; i++) f[i] = m[i];
+  for (let i = 0; i < m.length; i++) {
+    f[i] = m[i];
+    // finite once narrowed to the float32 the kernels read (1e300 in a Float64Array is not)
+    if (!Number.isFinite(f[i])) rangeError(fn, 'mask', 'finite float32 weights', `${m[i]} at index ${i}`);
+  }
   return f;
 }
 
@@ -288,25 +318,29 @@ export function checkOffsets(fn: string, name: string, off: Int32Array, n: numbe
   }
 }
 
-/** Either layout as offsets (length G+1). */
+/**
+ * Either layout as offsets (length G+1), always a copy that the call owns: the kernels index
+ * memory by the offsets, so they are checked once and then never read from the caller's array
+ * again (an async caller could rewrite it before the work runs).
+ */
 export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
   if (typeof groups !== 'object' || groups === null) typeError(fn, 'groups', '{ size } or { offsets }', groups);
-  const g = groups as Partial<{ size: unknown; offsets: unknown }>;
-  for (const key of Object.keys(g)) {
+  for (const key of Object.keys(groups)) {
     if (key !== 'size' && key !== 'offsets') {
       typeError(fn, 'groups', `{ size } or { offsets } (no field '${key}')`, groups);
     }
   }
-  if (g.offsets !== undefined && g.size !== undefined) {
+  const { size, offsets } = groups as Partial<{ size: unknown; offsets: unknown }>;
+  if (offsets !== undefined && size !== undefined) {
     rangeError(fn, 'groups', 'either { size } or { offsets }', 'both');
   }
-  if (g.offsets !== undefined) {
-    const off = typed(fn, 'groups.offsets', g.offsets, Int32Array);
+  if (offsets !== undefined) {
+    const off = new Int32Array(typed(fn, 'groups.offsets', offsets, Int32Array));
     checkOffsets(fn, 'groups.offsets', off, n);
     return off;
   }
-  if (g.size === undefined) typeError(fn, 'groups', '{ size } or { offsets }', groups);
-  const k = dim(fn, 'groups.size', g.size);
+  if (size === undefined) typeError(fn, 'groups', '{ size } or { offsets }', groups);
+  const k = dim(fn, 'groups.size', size);
   if (n % k !== 0) rangeError(fn, 'groups.size', `a divisor of the number of sequences ${n}`, String(k));
   const off = new Int32Array(n / k + 1);
   for (let i = 0; i < off.length; i++) off[i] = i * k;

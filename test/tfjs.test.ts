@@ -178,3 +178,44 @@ describe('optional peers', () => {
     );
   });
 });
+
+describe('tfjs ops and the trainer refuse what they do not take', () => {
+  it('an option the tf op does not know (inPlace would write over the tensor), and tensors of the wrong rank', async () => {
+    const { tf } = await loadTf('cpu');
+    const b = batch(5, 4, 2, 8, 'float32', 1, 2);
+    const z = tf.tensor(b.logits as Float32Array);
+    const before = (b.logits as Float32Array).slice();
+    const opts = {
+      targets: b.targets,
+      mask: b.mask,
+      sequences: 4,
+      tokens: 2,
+      vocab: 8,
+      rewards: randomRewards(5, 4),
+      groups: { size: 2 },
+      beta: 0.1,
+    };
+    expect(() => gvpoFromLogitsTf(tf, z, { ...opts, inPlace: true } as never)).toThrow(
+      /gvpoFromLogitsTf: options has no field 'inPlace'/,
+    );
+    expect(z.dataSync()).toEqual(before);
+    expect(() => tokenLogprobsTf(tf, tf.tensor1d([1, 2]) as never, new Int32Array(1))).toThrow(
+      'tokenLogprobsTf: logits must be a 2-D tf.Tensor [rows, vocab], got a 1-D tensor',
+    );
+    expect(() => tokenLogprobsTf(tf, null as never, new Int32Array(1))).toThrow(
+      /tokenLogprobsTf: logits must be a tf\.Tensor/,
+    );
+    await expect(loadTf('bogus' as never)).rejects.toThrow(/loadTf: choice must be 'auto'/);
+    z.dispose();
+  });
+
+  it('a misspelled trainer option is refused with the closest name', async () => {
+    const { resolveTrainerOptions } = await import('../src/tfjs/index.js');
+    expect(() => resolveTrainerOptions({ bta: 0.5 } as never)).toThrow(
+      "GVPOTrainer: options has no field 'bta' (did you mean 'beta'?)",
+    );
+    expect(() => resolveTrainerOptions({ replay: { ratio: 0.5, capacty: 4 } } as never)).toThrow(/no field 'capacty'/);
+    expect(() => resolveTrainerOptions(null as never)).toThrow('GVPOTrainer: options must be an object, got null');
+    expect(resolveTrainerOptions({ beta: 0.5 } as never).beta).toBe(0.5);
+  });
+});

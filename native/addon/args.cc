@@ -187,10 +187,16 @@ void Args::check_targets(const int32_t* y, const float* mask, size_t rows, int64
                   std::to_string(y[r]) + " at index " + std::to_string(r));
 }
 
-void Args::check_offsets(const int32_t* off, size_t len, int64_t n) const {
+View<int32_t> Args::offsets(const char* name, int64_t n) const {
+  const View<int32_t> in = i32(name);
+  auto copy = std::make_shared<std::vector<int32_t>>(in.data, in.data + in.length);
+  const std::vector<int32_t>& off = *copy;
+  const size_t len = off.size();
   bool ok = len >= 2 && off[0] == 0 && off[len - 1] == n;
   for (size_t g = 1; ok && g < len; g++) ok = off[g] > off[g - 1];
-  if (!ok) range_error("offsets", "strictly increasing from 0 to " + std::to_string(n), "other values");
+  if (!ok) range_error(name, "strictly increasing from 0 to " + std::to_string(n), "other values");
+  owned_.push_back(copy);
+  return View<int32_t>{copy->data(), len};
 }
 
 }  // namespace gvpo

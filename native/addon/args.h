@@ -64,8 +64,11 @@ class Args {
   size_t product(std::initializer_list<int64_t> dims, const char* what) const;
   // y[r] in [0, vocab) on every row whose mask is non-zero (every row without a mask)
   void check_targets(const int32_t* y, const float* mask, size_t rows, int64_t vocab) const;
-  // offsets[0] = 0 < offsets[1] < ... < offsets[G] = n
-  void check_offsets(const int32_t* off, size_t len, int64_t n) const;
+  // Group offsets, offsets[0] = 0 < offsets[1] < ... < offsets[G] = n, as a copy that the call
+  // owns (handed to the baton by take_owned): the kernels index memory by them, so they are checked
+  // once and then read from memory no caller can change (an async caller could otherwise rewrite
+  // them before the work runs, a thread sharing their buffer during it).
+  View<int32_t> offsets(const char* name, int64_t n) const;
 
   // Called by typed(): remembers the array and pins its memory.
   void record(const char* name, Napi::Value array, void* data, size_t bytes) const;
@@ -74,9 +77,11 @@ class Args {
   // After the last read: every array read still holds the memory it was read with.
   void check_unchanged() const;
   std::vector<ReadArray> take_reads() const { return std::move(reads_); }
+  std::vector<std::shared_ptr<std::vector<int32_t>>> take_owned() const { return std::move(owned_); }
 
  private:
   mutable std::vector<ReadArray> reads_;
+  mutable std::vector<std::shared_ptr<std::vector<int32_t>>> owned_;
   Napi::Env env_;
   std::string fn_;
   Napi::Object opts_;

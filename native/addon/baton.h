@@ -26,6 +26,7 @@ struct Baton {
   // buffer the caller transfers (detaches) mid-call keeps its bytes alive here even if its new
   // owner is collected, and so does an array a getter made that nothing else holds.
   std::vector<ReadArray> inputs;
+  std::vector<std::shared_ptr<std::vector<int32_t>>> owned;  // copies the call made (Args::offsets)
 };
 
 class Job : public Napi::AsyncWorker {
@@ -39,10 +40,26 @@ class Job : public Napi::AsyncWorker {
     try {
       task_->work();
     } catch (const std::exception& e) {
-      SetError(e.what());
+      error_ = e.what();  // not SetError: node-addon-api would make the Error before OnError runs
+      failed_ = true;
     }
   }
+  // OnOK runs where JavaScript can run, except while a worker thread is being torn down with the
+  // job still queued: there every N-API call fails and node-addon-api throws, and a C++ exception
+  // escaping here would abort the process. The promise can no longer be observed then, so the
+  // failure is dropped.
   void OnOK() override {
+    try {
+      if (failed_)
+        deferred_.Reject(Napi::Error::New(Env(), error_).Value());
+      else
+        settle();
+    } catch (...) {
+    }
+  }
+
+ private:
+  void settle() {
     // An input detached (transferred) while the work ran changed owner mid-read: the result is
     // not trusted.
     for (const ReadArray& in : task_->inputs) {
@@ -61,11 +78,11 @@ class Job : public Napi::AsyncWorker {
     if (task_->finish) task_->finish(r);
     deferred_.Resolve(r);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
- private:
   std::unique_ptr<Baton> task_;
   Napi::Promise::Deferred deferred_;
+  std::string error_;
+  bool failed_ = false;
 };
 
 using Prepare = std::unique_ptr<Baton> (*)(const Napi::CallbackInfo&);
@@ -105,6 +122,7 @@ inline std::unique_ptr<Baton> make_baton(const Args& a, Napi::Object result) {
   a.check_unchanged();
   auto t = std::make_unique<Baton>();
   t->inputs = a.take_reads();
+  t->owned = a.take_owned();
   t->result = Napi::Persistent(result);
   return t;
 }

@@ -75,8 +75,7 @@ std::unique_ptr<Baton> prepare_sequence_logprobs(const Napi::CallbackInfo& info)
 std::unique_ptr<Baton> prepare_group_center(const Napi::CallbackInfo& info) {
   Args a(info, "groupCenter");
   View<double> v = a.f64("values");
-  View<int32_t> off = a.i32("offsets");
-  a.check_offsets(off.data, off.length, (int64_t)v.length);
+  View<int32_t> off = a.offsets("offsets", (int64_t)v.length);
   Napi::Object r = Napi::Object::New(a.env());
   double* c = new_f64(r, "centered", v.length).Data();
   double* m = new_f64(r, "means", off.length - 1).Data();
@@ -90,8 +89,7 @@ std::unique_ptr<Baton> prepare_gvpo_loss(const Napi::CallbackInfo& info) {
   View<double> S = a.f64("policyLogprobs"), Q = a.f64("referenceLogprobs"), R = a.f64("rewards");
   a.expect_length("referenceLogprobs", Q.length, S.length);
   a.expect_length("rewards", R.length, S.length);
-  View<int32_t> off = a.i32("offsets");
-  a.check_offsets(off.data, off.length, (int64_t)S.length);
+  View<int32_t> off = a.offsets("offsets", (int64_t)S.length);
   const double beta = a.number("beta", 0.0);
   const bool mean = a.mean_reduction();
   Napi::Object r = Napi::Object::New(a.env());

@@ -42,8 +42,7 @@ void parse_sequence_inputs(const Args& a, GvpoBatch& b, int64_t rows, bool loss)
   if (loss) {
     View<double> rewards = a.f64("rewards");
     a.expect_length("rewards", rewards.length, (size_t)b.sequences);
-    View<int32_t> offsets = a.i32("offsets");
-    a.check_offsets(offsets.data, offsets.length, b.sequences);
+    View<int32_t> offsets = a.offsets("offsets", b.sequences);
     b.rewards = rewards.data;
     b.offsets = offsets.data;
     b.groups = (int64_t)offsets.length - 1;

@@ -59,10 +59,7 @@ double exp_probe_cpu(int64_t iterations, int threads) {
   const RowKernels& k = row_kernels();
   const int t = resolve_threads(threads);
   std::vector<double> done((size_t)t);
-  std::vector<std::thread> pool;
-  for (int i = 1; i < t; i++) pool.emplace_back([&, i] { done[i] = k.exp_probe(iterations, (float)i + 1.0f); });
-  done[0] = k.exp_probe(iterations, 1.0f);
-  for (auto& th : pool) th.join();
+  parallel_each(t, [&](int i) { done[i] = k.exp_probe(iterations, (float)i + 1.0f); });
   double sum = 0;
   for (double d : done) sum += d;
   return sum;

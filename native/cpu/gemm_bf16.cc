@@ -352,11 +352,7 @@ double bf16_dot_probe_cpu(int64_t iterations, int threads) {
   if (std::string(cpu_simd_level()) != "avx512bf16") return 0.0;
   const int t = resolve_threads(threads);
   std::vector<double> flops((size_t)t);
-  std::vector<std::thread> pool;
-  for (int i = 1; i < t; i++)
-    pool.emplace_back([&, i] { flops[i] = avx512bf16::dot_probe(iterations, (float)i + 1.0f); });
-  flops[0] = avx512bf16::dot_probe(iterations, 1.0f);
-  for (auto& th : pool) th.join();
+  parallel_each(t, [&](int i) { flops[i] = avx512bf16::dot_probe(iterations, (float)i + 1.0f); });
   double sum = 0;
   for (double f : flops) sum += f;
   return sum;

@@ -36,10 +36,7 @@ double fma_probe_cpu(int64_t iterations, int threads) {
   const GemmKernels& k = gemm_kernels(DType::f32);
   const int t = resolve_threads(threads);
   std::vector<double> flops((size_t)t);
-  std::vector<std::thread> pool;
-  for (int i = 1; i < t; i++) pool.emplace_back([&, i] { flops[i] = k.fma_probe(iterations, (float)i + 1.0f); });
-  flops[0] = k.fma_probe(iterations, 1.0f);
-  for (auto& th : pool) th.join();
+  parallel_each(t, [&](int i) { flops[i] = k.fma_probe(iterations, (float)i + 1.0f); });
   double sum = 0;
   for (double f : flops) sum += f;
   return sum;

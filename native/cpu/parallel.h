@@ -5,12 +5,31 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <thread>
 #include <vector>
 
 namespace gvpo {
 
 int resolve_threads(int requested);
+
+// Runs fn(i) for i in [0, t), i = 0 on the calling thread and the others on threads of their
+// own. Where a thread cannot be started (a process or memory limit), its share and the rest run
+// on the calling thread after its own: slower, never an abort, and the same results (each share
+// is fixed by i alone).
+template <typename Fn>
+void parallel_each(int t, Fn fn) {
+  std::vector<std::thread> pool;
+  pool.reserve(t > 1 ? t - 1 : 0);
+  int started = 1;
+  try {
+    for (; started < t; started++) pool.emplace_back(fn, started);
+  } catch (const std::exception&) {  // std::system_error (no thread), std::bad_alloc
+  }
+  fn(0);
+  for (int i = started; i < t; i++) fn(i);
+  for (auto& th : pool) th.join();
+}
 
 template <typename Fn>
 void parallel_rows(int64_t n, int64_t cost_per_row, int threads, Fn fn) {
@@ -23,11 +42,7 @@ void parallel_rows(int64_t n, int64_t cost_per_row, int threads, Fn fn) {
     fn((int64_t)0, n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(t - 1);
-  for (int i = 1; i < t; i++) pool.emplace_back(fn, n * i / t, n * (i + 1) / t);
-  fn((int64_t)0, n / t);
-  for (auto& th : pool) th.join();
+  parallel_each(t, [&](int i) { fn(n * i / t, n * (i + 1) / t); });
 }
 
 // A reusable barrier for the n threads of one parallel_team call. Waiting threads yield the
@@ -55,14 +70,30 @@ class Barrier {
 
 // Runs fn(i, t, barrier) on t threads (i = 0 on the calling thread) that meet at the barrier
 // between the steps of work they share. Every thread must call barrier.wait() equally often.
+// The team is the threads that could be started: they wait until it is known, so where a thread
+// cannot be started (a process or memory limit) the others run as a smaller team, never an abort.
 template <typename Fn>
 void parallel_team(int t, Fn fn) {
   if (t < 1) t = 1;
-  Barrier barrier(t);
+  std::atomic<int> team{0};  // 0 until the team is complete
+  Barrier* shared = nullptr;
   std::vector<std::thread> pool;
   pool.reserve(t - 1);
-  for (int i = 1; i < t; i++) pool.emplace_back([&, i] { fn(i, t, barrier); });
-  fn(0, t, barrier);
+  int started = 1;
+  try {
+    for (; started < t; started++) {
+      pool.emplace_back([&, i = started] {
+        int n;
+        while ((n = team.load(std::memory_order_acquire)) == 0) std::this_thread::yield();
+        fn(i, n, *shared);
+      });
+    }
+  } catch (const std::exception&) {  // std::system_error (no thread), std::bad_alloc
+  }
+  Barrier barrier(started);
+  shared = &barrier;
+  team.store(started, std::memory_order_release);
+  fn(0, started, barrier);
   for (auto& th : pool) th.join();
 }
 

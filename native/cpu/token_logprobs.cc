@@ -59,7 +59,7 @@ const char* cpu_simd_level() { return row_kernels().name; }
 int cpu_default_threads() {
   if (const char* env = std::getenv("GVPO_NUM_THREADS")) {
     int t = std::atoi(env);
-    if (t > 0) return t;
+    if (t > 0) return t < 1024 ? t : 1024;  // the threads option's bound
   }
   unsigned hc = std::thread::hardware_concurrency();
   return hc ? (int)hc : 1;

@@ -1,13 +1,13 @@
 // groupCenter: values minus their group's mean, for equal ({ size }) or ragged ({ offsets }) groups.
 import { groupCenterRef } from '../reference/groupCenter.js';
 import type { GroupCenterArgs, GroupCenterResult } from '../types.js';
-import { checkOptions, numbersOf, offsetsOf, rangeError } from '../validate.js';
+import { numbersOf, offsetsOf, rangeError, snapshot } from '../validate.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'groupCenter';
 
-function normalize(a: unknown) {
-  checkOptions(FN, a, ['values', 'groups']);
+function normalize(args: unknown) {
+  const a = snapshot(FN, args, ['values', 'groups']);
   const values = numbersOf(FN, 'values', a.values);
   if (values.length === 0) rangeError(FN, 'values', 'a non-empty array', 'length 0');
   const offsets = offsetsOf(FN, a.groups, values.length);

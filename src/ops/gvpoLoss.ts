@@ -1,14 +1,14 @@
 // gvpoLoss: the GVPO loss over sequence log-probs, dL/dS, residuals and the diagnostic terms.
 import { gvpoLossRef } from '../reference/gvpoLoss.js';
 import type { GvpoLossArgs, GvpoLossResult } from '../types.js';
-import { checkOptions, numbersOf, rangeError } from '../validate.js';
+import { numbersOf, rangeError, snapshot } from '../validate.js';
 import { normalizeLoss } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'gvpoLoss';
 
-function normalize(a: unknown) {
-  checkOptions(FN, a, ['policyLogprobs', 'referenceLogprobs', 'rewards', 'groups', 'beta', 'reduction']);
+function normalize(args: unknown) {
+  const a = snapshot(FN, args, ['policyLogprobs', 'referenceLogprobs', 'rewards', 'groups', 'beta', 'reduction']);
   const policyLogprobs = numbersOf(FN, 'policyLogprobs', a.policyLogprobs);
   const N = policyLogprobs.length;
   if (N === 0) rangeError(FN, 'policyLogprobs', 'a non-empty array', 'length 0');

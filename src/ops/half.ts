@@ -1,6 +1,7 @@
 // toHalf / fromHalf: float32 values <-> bfloat16 or float16 bit patterns (Uint16Array), the form
 // 16-bit logits take. Checked like every entry point: the wrong dtype name or the wrong kind of
 // array is refused rather than silently encoded or reinterpreted.
+import { types } from 'node:util';
 import { decodeHalf, encodeHalf } from '../reference/dtype.js';
 import { describe, isKind, rangeError, typed, typeError } from '../validate.js';
 
@@ -18,12 +19,20 @@ export function toHalf(values: Float32Array | Float64Array | number[], dtype: Ha
   const d = halfDtype(fn, dtype);
   const ok = isKind(values, Float32Array) || isKind(values, Float64Array) || Array.isArray(values);
   if (!ok) typeError(fn, 'values', 'a Float32Array, Float64Array or number[]', values);
-  if (Array.isArray(values)) {
-    values.forEach((x, i) => typeof x !== 'number' && typeError(fn, `values[${i}]`, 'a number', x));
-  } else {
+  if (!Array.isArray(values)) {
     typed(fn, 'values', values, isKind(values, Float32Array) ? Float32Array : Float64Array); // not detached
+    return encodeHalf(values, d);
   }
-  return encodeHalf(values, d);
+  if (types.isProxy(values)) typeError(fn, 'values', 'a Float32Array, Float64Array or number[]', values);
+  // Each element read once (a getter cannot change it between the check and the encoding); a hole
+  // reads as undefined and is refused like any other non-number.
+  const copy = new Float64Array(values.length);
+  for (let i = 0; i < copy.length; i++) {
+    const x: unknown = values[i];
+    if (typeof x !== 'number') typeError(fn, `values[${i}]`, 'a number', x);
+    copy[i] = x;
+  }
+  return encodeHalf(copy, d);
 }
 
 /** Decode 16-bit bit patterns (a Uint16Array) to float32, exactly. */

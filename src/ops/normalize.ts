@@ -24,7 +24,6 @@ import type {
 import type { DType, FloatArray } from '../types.js';
 import {
   boolean,
-  checkOptions,
   checkTargets,
   dim,
   dtypeOf,
@@ -38,6 +37,7 @@ import {
   product,
   rangeError,
   reductionOf,
+  snapshot,
   temperatureOf,
   threads,
   typed,
@@ -91,7 +91,7 @@ export const KEYS = {
   gvpoFromHiddenBackward: [...FROM_HIDDEN_KEYS, ...PHASE_TWO_KEYS],
 };
 
-type Options = Record<string, unknown>;
+export type Options = Record<string, unknown>;
 
 /** The logits as given: `rows` x vocab values in `dtype`. */
 function logitsSource(fn: string, a: Options, rows: number, what: string) {
@@ -131,13 +131,7 @@ function hiddenSource(fn: string, a: Options, rows: number, what: string) {
 
 /** Rows, one token each: their number, the source of their logits (read by `source`, which also
  *  gives the vocabulary) and the per-row arrays; the mask is optional (absent: all rows live). */
-function rowsBatch<S extends { vocab: number }>(
-  fn: string,
-  a: unknown,
-  keys: readonly string[],
-  source: (a: Options, rows: number) => S,
-) {
-  checkOptions(fn, a, keys);
+function rowsBatch<S extends { vocab: number }>(fn: string, a: Options, source: (a: Options, rows: number) => S) {
   const rows = dim(fn, 'rows', a.rows);
   const s = source(a, rows);
   const targets = typed(fn, 'targets', a.targets, Int32Array);
@@ -150,22 +144,24 @@ function rowsBatch<S extends { vocab: number }>(
   return { ...s, targets, mask, rows, temperature, threads: th };
 }
 
-export function normalizeRows(fn: string, a: unknown, keys: readonly string[]): RowsOpts {
-  return rowsBatch(fn, a, keys, (o, rows) => logitsSource(fn, o, rows, 'rows'));
+/** Rows of logits from options already read by `snapshot`. */
+export function normalizeRows(fn: string, o: Options): RowsOpts {
+  return rowsBatch(fn, o, (o, rows) => logitsSource(fn, o, rows, 'rows'));
 }
 
 export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
   const fn = 'tokenLogprobsFromHidden';
-  const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHidden, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
-  return { ...b, entropy: boolean(fn, 'entropy', (a as Options).entropy) };
+  const o = snapshot(fn, a, KEYS.tokenLogprobsFromHidden);
+  const b = rowsBatch(fn, o, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
+  return { ...b, entropy: boolean(fn, 'entropy', o.entropy) };
 }
 
 /** The head's backward: the forward's logZ (and entropy values, when given), the upstream
  *  gradients, and where dL/dweight goes (headGrads). */
 export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts {
   const fn = 'tokenLogprobsFromHiddenBackward';
-  const b = rowsBatch(fn, a, KEYS.tokenLogprobsFromHiddenBackward, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
-  const o = a as Options;
+  const o = snapshot(fn, a, KEYS.tokenLogprobsFromHiddenBackward);
+  const b = rowsBatch(fn, o, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
   const perRow = (name: string, v: unknown) => {
     const x = typed(fn, name, v, Float32Array);
     expectLength(fn, name, x.length, b.rows, 'rows');
@@ -188,12 +184,10 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
  */
 function sequenceBatch<S extends { vocab: number }>(
   fn: string,
-  a: unknown,
-  keys: readonly string[],
+  a: Options,
   source: (a: Options, rows: number) => S,
   reference: boolean,
 ): SequenceOpts & S & ReferenceOpts & { rows: number } {
-  checkOptions(fn, a, keys);
   const sequences = dim(fn, 'sequences', a.sequences);
   const tokens = dim(fn, 'tokens', a.tokens);
   const rows = product(fn, 'sequences*tokens', [sequences, tokens]);
@@ -209,17 +203,12 @@ function sequenceBatch<S extends { vocab: number }>(
   return reference ? { ...b, ...normalizeReference(fn, a, b) } : b;
 }
 
-function logitsBatch(
-  fn: string,
-  a: unknown,
-  keys: readonly string[],
-  reference: boolean,
-): LogitsBatchOpts & ReferenceOpts {
-  return sequenceBatch(fn, a, keys, (o, rows) => logitsSource(fn, o, rows, 'sequences*tokens'), reference);
+function logitsBatch(fn: string, a: Options, reference: boolean): LogitsBatchOpts & ReferenceOpts {
+  return sequenceBatch(fn, a, (o, rows) => logitsSource(fn, o, rows, 'sequences*tokens'), reference);
 }
 
-function hiddenBatch(fn: string, a: unknown, keys: readonly string[], reference: boolean): HiddenBatchOpts {
-  return sequenceBatch(fn, a, keys, (o, rows) => hiddenSource(fn, o, rows, 'sequences*tokens'), reference);
+function hiddenBatch(fn: string, a: Options, reference: boolean): HiddenBatchOpts {
+  return sequenceBatch(fn, a, (o, rows) => hiddenSource(fn, o, rows, 'sequences*tokens'), reference);
 }
 
 /** The reference policy's log-probs: per token (summed under the mask later) or per sequence,
@@ -283,7 +272,15 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
   if (inPlace && b.dtype !== 'float32') {
     rangeError(fn, 'inPlace', 'false for 16-bit logits (the gradient is float32)', 'true');
   }
-  if (inPlace) return { inPlace };
+  if (inPlace) {
+    refuseOverlap(
+      fn,
+      'logits',
+      a,
+      'an array that no other input overlaps when inPlace is true (the gradient is written over it)',
+    );
+    return { inPlace };
+  }
   if (a.out === undefined) return { inPlace, out: allocate(fn, 'gradLogits', b.logits.length) };
   const out = typed(fn, 'out', a.out, Float32Array);
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
@@ -291,11 +288,16 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
   return { inPlace, out };
 }
 
-/** A destination (the option `dest` of `a`) may not share memory with any other array of the
- *  call: the kernels read the inputs while they write it. */
+/** A destination (the option `dest` of `a`, a snapshot) may not share memory with any other array
+ *  of the call, groups.offsets included: the kernels read the inputs while they write it. */
 function refuseOverlap(fn: string, dest: string, a: Options, expected: string): void {
   const d = a[dest] as ArrayBufferView;
-  for (const [name, v] of Object.entries(a)) {
+  const g = a.groups as { offsets?: unknown } | undefined;
+  const arrays = [
+    ...Object.entries(a),
+    ['groups.offsets', typeof g === 'object' && g !== null ? g.offsets : undefined],
+  ];
+  for (const [name, v] of arrays) {
     if (name !== dest && ArrayBuffer.isView(v) && overlaps(d, v)) {
       rangeError(fn, dest, expected, `a view overlapping ${name}`);
     }
@@ -340,34 +342,36 @@ function headGrads(fn: string, o: Options, b: { rows: number; vocab: number; hid
 
 export function normalizeFromLogits(a: unknown): FromLogitsOpts {
   const fn = 'gvpoFromLogits';
-  const f = logitsBatch(fn, a, KEYS.gvpoFromLogits, true);
-  const o = a as Options;
+  const o = snapshot(fn, a, KEYS.gvpoFromLogits);
+  const f = logitsBatch(fn, o, true);
   return { ...f, ...normalizeLoss(fn, o, f.sequences), ...normalizeDest(fn, o, f) };
 }
 
 export function normalizeForward(a: unknown): ForwardOpts {
-  return logitsBatch('gvpoForward', a, KEYS.gvpoForward, true);
+  return logitsBatch('gvpoForward', snapshot('gvpoForward', a, KEYS.gvpoForward), true);
 }
 
 export function normalizeBackward(a: unknown): BackwardOpts {
   const fn = 'gvpoBackward';
-  const b = logitsBatch(fn, a, KEYS.gvpoBackward, false) as LogitsBatchOpts & { rows: number };
-  const o = a as Options;
+  const o = snapshot(fn, a, KEYS.gvpoBackward);
+  const b = logitsBatch(fn, o, false) as LogitsBatchOpts & { rows: number };
   return { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
 }
 
 export function normalizeFromHidden(a: unknown): FromHiddenOpts {
   const fn = 'gvpoFromHidden';
-  const b = hiddenBatch(fn, a, KEYS.gvpoFromHidden, true);
-  return { ...b, ...normalizeLoss(fn, a as Options, b.sequences), ...headGrads(fn, a as Options, b) };
+  const o = snapshot(fn, a, KEYS.gvpoFromHidden);
+  const b = hiddenBatch(fn, o, true);
+  return { ...b, ...normalizeLoss(fn, o, b.sequences), ...headGrads(fn, o, b) };
 }
 
 export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
-  return hiddenBatch('gvpoFromHiddenForward', a, KEYS.gvpoFromHiddenForward, true);
+  return hiddenBatch('gvpoFromHiddenForward', snapshot('gvpoFromHiddenForward', a, KEYS.gvpoFromHiddenForward), true);
 }
 
 export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
   const fn = 'gvpoFromHiddenBackward';
-  const b = hiddenBatch(fn, a, KEYS.gvpoFromHiddenBackward, true);
-  return { ...b, ...phaseTwo(fn, a as Options, b), ...headGrads(fn, a as Options, b) };
+  const o = snapshot(fn, a, KEYS.gvpoFromHiddenBackward);
+  const b = hiddenBatch(fn, o, true);
+  return { ...b, ...phaseTwo(fn, o, b), ...headGrads(fn, o, b) };
 }

@@ -1,22 +1,23 @@
 // sequenceLogprobs: S[n] = sum_t m[n,t] * l[n,t] (float64).
 import { sequenceLogprobsRef } from '../reference/sequenceLogprobs.js';
 import type { SequenceLogprobsArgs } from '../types.js';
-import { checkOptions, dim, expectLength, isKind, maskOf, product, typeError } from '../validate.js';
+import { dim, expectLength, isKind, maskOf, product, snapshot, typed, typeError } from '../validate.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'sequenceLogprobs';
 
-function normalize(a: unknown) {
-  checkOptions(FN, a, ['tokenLogprobs', 'mask', 'sequences', 'tokens']);
+function normalize(args: unknown) {
+  const a = snapshot(FN, args, ['tokenLogprobs', 'mask', 'sequences', 'tokens']);
   const sequences = dim(FN, 'sequences', a.sequences);
   const tokens = dim(FN, 'tokens', a.tokens);
   const rows = product(FN, 'sequences*tokens', [sequences, tokens]);
   const mask = maskOf(FN, a.mask, false) as Float32Array;
   expectLength(FN, 'mask', mask.length, rows, 'sequences*tokens');
-  const lp = a.tokenLogprobs;
-  if (!isKind(lp, Float32Array) && !isKind(lp, Float64Array)) {
-    typeError(FN, 'tokenLogprobs', 'a Float32Array or Float64Array', lp);
+  const v = a.tokenLogprobs;
+  if (!isKind(v, Float32Array) && !isKind(v, Float64Array)) {
+    typeError(FN, 'tokenLogprobs', 'a Float32Array or Float64Array', v);
   }
+  const lp = typed(FN, 'tokenLogprobs', v, isKind(v, Float32Array) ? Float32Array : Float64Array); // live, fixed-length
   expectLength(FN, 'tokenLogprobs', (lp as Float32Array).length, rows, 'sequences*tokens');
   return { tokenLogprobs: lp as Float32Array | Float64Array, mask, sequences, tokens };
 }

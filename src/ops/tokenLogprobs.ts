@@ -2,7 +2,7 @@
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../reference/tokenLogprobs.js';
 import type { RowsOpts } from '../checked.js';
 import type { TokenLogprobsArgs, TokenLogprobsBackwardArgs, TokenLogprobsResult } from '../types.js';
-import { expectLength, typed } from '../validate.js';
+import { expectLength, snapshot, typed } from '../validate.js';
 import { KEYS, normalizeDest, normalizeRows } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
@@ -15,24 +15,25 @@ function reference(o: RowsOpts): TokenLogprobsResult {
 
 /** l[r] = z[r,y]/tau - logsumexp(z[r,:]/tau) <= 0 for R rows of V logits; masked rows give 0. */
 export function tokenLogprobs(args: TokenLogprobsArgs): TokenLogprobsResult {
-  const o = normalizeRows(FN, args, KEYS.tokenLogprobs);
+  const o = normalizeRows(FN, snapshot(FN, args, KEYS.tokenLogprobs));
   return runSync(FN, o, () => reference(o));
 }
 
 export async function tokenLogprobsAsync(args: TokenLogprobsArgs): Promise<TokenLogprobsResult> {
-  const o = normalizeRows(FN, args, KEYS.tokenLogprobs);
+  const o = normalizeRows(FN, snapshot(FN, args, KEYS.tokenLogprobs));
   return runAsync(FN, o, () => reference(o));
 }
 
 const BFN = 'tokenLogprobsBackward';
 
 function normalizeBackward(args: TokenLogprobsBackwardArgs) {
-  const o = normalizeRows(BFN, args, KEYS.tokenLogprobsBackward);
-  const logZ = typed(BFN, 'logZ', args.logZ, Float32Array);
+  const a = snapshot(BFN, args, KEYS.tokenLogprobsBackward);
+  const o = normalizeRows(BFN, a);
+  const logZ = typed(BFN, 'logZ', a.logZ, Float32Array);
   expectLength(BFN, 'logZ', logZ.length, o.rows, 'rows');
-  const gradTokenLogprobs = typed(BFN, 'gradTokenLogprobs', args.gradTokenLogprobs, Float32Array);
+  const gradTokenLogprobs = typed(BFN, 'gradTokenLogprobs', a.gradTokenLogprobs, Float32Array);
   expectLength(BFN, 'gradTokenLogprobs', gradTokenLogprobs.length, o.rows, 'rows');
-  const dest = normalizeDest(BFN, args as unknown as Record<string, unknown>, o);
+  const dest = normalizeDest(BFN, a, o);
   return { ...o, ...dest, logZ, gradTokenLogprobs };
 }
 

@@ -17,9 +17,14 @@ export function float16ToNumber(h: number): number {
 }
 
 export function numberToBfloat16(x: number): number {
+  if (Number.isNaN(x)) return 0x7fc0;
   f32[0] = x;
   const b = u32[0];
-  if (Number.isNaN(x)) return 0x7fc0;
+  // A number that is not a float32 is rounded once, not twice: where its float32 rounding landed
+  // exactly halfway between two bfloat16 values, the number itself says which side it is on.
+  if ((b & 0xffff) === 0x8000 && f32[0] !== x && Number.isFinite(f32[0])) {
+    return (Math.abs(x) > Math.abs(f32[0]) ? (b >>> 16) + 1 : b >>> 16) & 0xffff;
+  }
   return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
@@ -72,4 +77,9 @@ export function reader(logits: Float32Array | Uint16Array, dtype: string): (i: n
   if (dtype === 'float32') return (i) => (logits as Float32Array)[i];
   const dec = dtype === 'bfloat16' ? bfloat16ToNumber : float16ToNumber;
   return (i) => dec(logits[i]);
+}
+
+/** Whether x is finite once returned in float32 (past float32's range it is +-inf there). */
+export function finite32(x: number): boolean {
+  return Number.isFinite(Math.fround(x));
 }

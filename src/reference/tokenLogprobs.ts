@@ -2,9 +2,10 @@
 //   logZ[r] = logsumexp_v z[r,v]/tau,  l[r] = z[r,y[r]]/tau - logZ[r] <= 0
 //   backward: grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r]))
 // Masked rows are never read: l = 0, logZ = 0, gradient 0. With V = 1, l = 0 and the gradient is
-// 0 exactly. Targets are checked by the callers; one out of range here gives a NaN row.
+// 0 exactly. A row whose logZ is not finite in float32 (a NaN or +inf logit, every logit -inf, or
+// z/tau past float32's range) gives l = NaN and is counted in nonFiniteRows, as the kernels do. Targets are checked by the callers; one out of range here gives a NaN row.
 import type { RowsOpts } from '../checked.js';
-import { reader } from './dtype.js';
+import { finite32, reader } from './dtype.js';
 
 export interface TokenLogprobsF64 {
   logprobs: Float64Array;
@@ -30,9 +31,9 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
       else if (Number.isNaN(x)) nan = true;
     }
     let lz: number;
-    if (nan) lz = NaN;
-    else if (m === -Infinity || m === Infinity)
-      lz = m; // all -inf, or a +inf logit
+    if (nan || m === Infinity) lz = NaN;
+    else if (m === -Infinity)
+      lz = m; // all -inf
     else {
       let s = 0;
       for (let v = 0; v < V; v++) s += Math.exp(z(base + v) * invTau - m);
@@ -40,8 +41,10 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
     }
     logZ[r] = lz;
     const y = targets[r];
-    if (Number.isFinite(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(z(base + y) * invTau - lz, 0);
-    else {
+    // logZ is returned in float32: one past float32's range (z/tau near 3e38) is not finite there
+    if (finite32(lz) && y >= 0 && y < V) {
+      logprobs[r] = V === 1 ? 0 : Math.min(z(base + y) * invTau - lz, 0);
+    } else {
       logprobs[r] = NaN;
       nonFiniteRows++;
     }

@@ -9,7 +9,7 @@
 // [0, V) (the callers refuse that first) gets l = NaN and a NaN gradient row.
 import type { HiddenRowsBackwardOpts, HiddenRowsOpts } from '../checked.js';
 import type { TokenLogprobsFromHiddenGrads, TokenLogprobsFromHiddenResult } from '../types.js';
-import { reader } from './dtype.js';
+import { finite32, reader } from './dtype.js';
 
 /** What the head reads, whichever op calls it (gvpoFromHidden's batches hold these fields too). */
 export type HeadOpts = Pick<
@@ -44,7 +44,8 @@ function logsumexp(x: Float64Array): number {
     if (Number.isNaN(v)) return NaN;
     if (v > m) m = v;
   }
-  if (m === -Infinity || m === Infinity) return m;
+  if (m === Infinity) return NaN; // as the kernels: a +inf logit gives a NaN row
+  if (m === -Infinity) return m;
   let s = 0;
   for (const v of x) s += Math.exp(v - m);
   return m + Math.log(s);
@@ -52,7 +53,7 @@ function logsumexp(x: Float64Array): number {
 
 /** -sum p log p of softmax(x), clamped to [0, log V] (rounding), NaN when logZ is not finite. */
 function entropyOf(x: Float64Array, lz: number): number {
-  if (!Number.isFinite(lz)) return NaN;
+  if (!finite32(lz)) return NaN;
   let h = 0;
   for (const v of x) {
     const u = v - lz;
@@ -81,9 +82,9 @@ export function tokenLogprobsFromHiddenF64(o: HeadOpts, withEntropy: boolean): H
     logits(r, x);
     const lz = logsumexp(x);
     logZ[r] = lz;
-    if (entropy) entropy[r] = V === 1 && Number.isFinite(lz) ? 0 : entropyOf(x, lz);
+    if (entropy) entropy[r] = V === 1 && finite32(lz) ? 0 : entropyOf(x, lz);
     const y = o.targets[r];
-    if (Number.isFinite(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(x[y] - lz, 0);
+    if (finite32(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(x[y] - lz, 0);
     else {
       logprobs[r] = NaN;
       nonFiniteRows++;

@@ -7,6 +7,8 @@ import { gvpoFromLogits } from '../ops/gvpoFromLogits.js';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
 import { tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../ops/tokenLogprobsFromHidden.js';
+import { KEYS } from '../ops/normalize.js';
+import { checkOptions, rangeError, typeError } from '../validate.js';
 import type {
   GvpoFromHiddenArgs,
   GvpoFromHiddenResult,
@@ -27,6 +29,53 @@ function customGrad1(tf: Tf, f: OneInput): (x: TF.Tensor) => TF.Tensor {
   return (x) => g(x) as TF.Tensor;
 }
 
+/** The option names of `op` that a tfjs op takes from its caller (the rest come from its tensors). */
+function tfKeys(op: keyof typeof KEYS, fromTensors: readonly string[]): string[] {
+  return KEYS[op].filter((k) => !fromTensors.includes(k));
+}
+const FROM_LOGITS_TF_KEYS = tfKeys('gvpoFromLogits', ['logits', 'dtype', 'inPlace', 'out']);
+const FROM_HIDDEN_TF_KEYS = tfKeys('gvpoFromHidden', [
+  'hidden',
+  'weight',
+  'dtype',
+  'hiddenSize',
+  'vocab',
+  'gradWeight',
+  'accumulate',
+]);
+const HEAD_TF_KEYS = tfKeys('tokenLogprobsFromHidden', ['hidden', 'weight', 'dtype', 'rows', 'hiddenSize', 'vocab']);
+const LOSS_TF_KEYS = ['referenceLogprobs', 'rewards', 'groups', 'beta', 'reduction'];
+
+/** A tfjs tensor (of the given rank, when one is given), or a TypeError naming the argument. */
+function tensorArg(fn: string, name: string, t: unknown, rank?: number, shape = ''): void {
+  const ok =
+    typeof t === 'object' &&
+    t !== null &&
+    Array.isArray((t as TF.Tensor).shape) &&
+    typeof (t as TF.Tensor).dataSync === 'function';
+  if (!ok) typeError(fn, name, `a tf.Tensor${shape}`, t);
+  if (rank !== undefined && (t as TF.Tensor).rank !== rank) {
+    rangeError(fn, name, `a ${rank}-D tf.Tensor${shape}`, `a ${(t as TF.Tensor).rank}-D tensor`);
+  }
+}
+
+/** The fused head's sizes from its tensors: weight [V, H] and hidden of a multiple of H elements. */
+function headSizes(fn: string, hidden: unknown, weight: unknown): { vocab: number; hiddenSize: number; rows: number } {
+  tensorArg(fn, 'hidden', hidden, undefined, ' of rows*hiddenSize elements');
+  tensorArg(fn, 'weight', weight, 2, ' [vocab, hiddenSize]');
+  const [vocab, hiddenSize] = (weight as TF.Tensor2D).shape;
+  const size = (hidden as TF.Tensor).size;
+  if (size === 0 || size % hiddenSize !== 0) {
+    rangeError(
+      fn,
+      'hidden',
+      `a tensor of a non-zero multiple of hiddenSize = ${hiddenSize} elements (weight's 2nd dimension)`,
+      `${size} elements`,
+    );
+  }
+  return { vocab, hiddenSize, rows: size / hiddenSize };
+}
+
 /** Float32 values of a tensor (copied only where the backend must). */
 function values(t: TF.Tensor): Float32Array {
   return t.dataSync() as Float32Array;
@@ -41,6 +90,8 @@ export function gvpoLossTf(
   S: TF.Tensor1D,
   args: Omit<GvpoLossArgs, 'policyLogprobs'>,
 ): { loss: TF.Scalar; result: () => GvpoLossResult } {
+  tensorArg('gvpoLossTf', 'S', S, 1, ' [sequences]');
+  checkOptions('gvpoLossTf', args, LOSS_TF_KEYS);
   let result: GvpoLossResult | undefined;
   const op = customGrad1(tf, (s) => {
     const r = gvpoLoss({ ...args, policyLogprobs: values(s) });
@@ -63,6 +114,8 @@ export function gvpoFromLogitsTf(
   logits: TF.Tensor,
   args: GvpoFromLogitsTfArgs,
 ): { loss: TF.Scalar; result: () => GvpoFromLogitsResult } {
+  tensorArg('gvpoFromLogitsTf', 'logits', logits, undefined, ' of sequences*tokens*vocab float32 logits');
+  checkOptions('gvpoFromLogitsTf', args, FROM_LOGITS_TF_KEYS);
   let result: GvpoFromLogitsResult | undefined;
   const op = customGrad1(tf, (z) => {
     const r = gvpoFromLogits({ ...args, logits: values(z) });
@@ -87,8 +140,9 @@ export function gvpoFromHiddenTf(
   weight: TF.Tensor2D,
   args: GvpoFromHiddenTfArgs,
 ): { loss: TF.Scalar; result: () => GvpoFromHiddenResult } {
+  const { vocab, hiddenSize } = headSizes('gvpoFromHiddenTf', hidden, weight);
+  checkOptions('gvpoFromHiddenTf', args, FROM_HIDDEN_TF_KEYS);
   let result: GvpoFromHiddenResult | undefined;
-  const [vocab, hiddenSize] = weight.shape;
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
     const r = gvpoFromHidden({ ...args, hidden: values(h), weight: values(w), hiddenSize, vocab });
     result = r;
@@ -103,6 +157,7 @@ export function gvpoFromHiddenTf(
 
 /** Token log-probs l[r] of float32 logits [R, V] (a tensor), differentiable. */
 export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array, temperature = 1): TF.Tensor1D {
+  tensorArg('tokenLogprobsTf', 'logits', logits, 2, ' [rows, vocab]');
   const [rows, vocab] = logits.shape;
   const op = customGrad1(tf, (z) => {
     const zv = values(z);
@@ -145,8 +200,11 @@ export function tokenLogprobsFromHiddenTf(
   weight: TF.Tensor2D,
   args: TokenLogprobsFromHiddenTfArgs,
 ): { logprobs: TF.Tensor1D; entropy?: TF.Tensor1D } {
-  const [vocab, hiddenSize] = weight.shape;
-  const rows = hidden.size / hiddenSize;
+  const { vocab, hiddenSize, rows } = headSizes('tokenLogprobsFromHiddenTf', hidden, weight);
+  checkOptions('tokenLogprobsFromHiddenTf', args, HEAD_TF_KEYS);
+  if (args.entropy !== undefined && typeof args.entropy !== 'boolean') {
+    typeError('tokenLogprobsFromHiddenTf', 'entropy', 'a boolean', args.entropy);
+  }
   const withEntropy = args.entropy === true;
   // One output tensor (customGrad takes one): l, or [l, H] per row; dy splits the same way.
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {

@@ -8,6 +8,7 @@ import type * as TF from '@tensorflow/tfjs';
 /** Which TensorFlow.js loadTf loads: auto (tfjs-node-gpu, then tfjs-node, else tfjs on cpu), one
  *  of those, or tfjs on its cpu or wasm backend. */
 export type TfChoice = 'auto' | 'node-gpu' | 'node' | 'cpu' | 'wasm';
+const TF_CHOICES: readonly string[] = ['auto', 'node-gpu', 'node', 'cpu', 'wasm'];
 
 /** What loadTf gives: the tf namespace and which package and backend it runs on. */
 export interface LoadedTf {
@@ -98,6 +99,11 @@ async function load(choice: TfChoice): Promise<LoadedTf> {
 
 /** Load TensorFlow.js once per process (the first choice wins). */
 export function loadTf(choice: TfChoice = 'auto'): Promise<LoadedTf> {
+  if (!TF_CHOICES.includes(choice)) {
+    return Promise.reject(
+      new RangeError(`loadTf: choice must be ${TF_CHOICES.map((c) => `'${c}'`).join(' | ')}, got ${String(choice)}`),
+    );
+  }
   if (!cached || cachedChoice !== choice) {
     cachedChoice = choice;
     cached = load(choice);

@@ -6,6 +6,7 @@
 // as reference, rewards centered by the group mean only.
 import type * as TF from '@tensorflow/tfjs';
 import type { Task } from '../tasks/task.js';
+import { checkOptions, describe } from '../validate.js';
 import type { Policy } from './policy.js';
 
 type Tf = typeof TF;
@@ -187,8 +188,47 @@ function inRange(name: string, v: number, ok: (x: number) => boolean, expected: 
 }
 const finitePositive = (x: number) => Number.isFinite(x) && x > 0;
 
+// Every option name TrainerOptions has: anything else (a typo such as `bta`) is refused with the
+// closest name, never silently left at its default.
+const TRAINER_KEYS: readonly string[] = [
+  'tf',
+  'policy',
+  'task',
+  'algo',
+  'beta',
+  'groupSize',
+  'promptsPerStep',
+  'miniBatches',
+  'epochs',
+  'learningRate',
+  'optimizer',
+  'temperature',
+  'reference',
+  'referencePolicy',
+  'rewards',
+  'replay',
+  'externalResponses',
+  'externalRatio',
+  'clip',
+  'klCoef',
+  'klIn',
+  'importanceCap',
+  'terms',
+  'seed',
+  'evalEvery',
+  'evalPrompts',
+  'onMetrics',
+];
+
 /** Each option checked once and given its default once. */
 export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
+  checkOptions('GVPOTrainer', o, TRAINER_KEYS);
+  if (o.replay !== undefined) {
+    if (typeof o.replay !== 'object' || o.replay === null) {
+      throw new TypeError(`GVPOTrainer: replay must be { ratio, capacity? }, got ${describe(o.replay)}`);
+    }
+    checkOptions('GVPOTrainer: replay', o.replay, ['ratio', 'capacity']);
+  }
   const d = TRAINER_DEFAULTS;
   const algo = o.algo ?? d.algo;
   if (!ALGOS.includes(algo)) fail('algo', ALGOS.join(' | '), algo);
