@@ -1,7 +1,7 @@
 // What the `gvpo` command runs: a training run on a shipped task (metrics JSONL, SVG chart,
 // report.md), comparisons of algorithms over seeds, and the supervised warm-up that makes the
 // addition task's starting policy.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { markdownTable, progressLine } from './report.js';
 import { AdditionTask } from '../tasks/addition.js';
@@ -96,15 +96,17 @@ function externalSampler(
   return {};
 }
 
-function showProgress(o: RunOptions, m: StepMetrics, t0: number): void {
+/** The progress bar or line of a step; `accuracy` is the last evaluation's, shown until the next. */
+function showProgress(o: RunOptions, m: StepMetrics, t0: number, accuracy: number | undefined): void {
   const fields = {
     reward: m.rewardMean,
     loss: m.loss,
     'kl(init)': m.klInitial,
-    ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }),
+    ...(accuracy === undefined ? {} : { accuracy }),
   };
   const line = progressLine(m.step, o.steps, (performance.now() - t0) / 1000, fields);
-  if (o.progress === 'bar') process.stderr.write(`\r${line}`);
+  if (o.progress === 'bar')
+    process.stderr.write(`\r${line}\x1b[K`); // the rest of a longer line cleared
   else if (o.progress === 'lines' && (m.step % Math.max(1, Math.round(o.steps / 10)) === 0 || m.step === o.steps))
     process.stderr.write(`${line}\n`);
 }
@@ -137,12 +139,27 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     terms: o.terms,
     evalEvery: o.evalEvery,
     evalPrompts: o.evalPrompts,
-    onMetrics: (m) => metrics.push(m),
+    onMetrics: (m) => {
+      metrics.push(m);
+      // as the run goes: a run stopped early keeps its steps
+      if (o.out) appendFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify(m)}\n`);
+    },
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);
   const evalRewardBefore = trainer.evaluateReward(o.evalPrompts);
+  if (o.out) {
+    // this run's files only: a previous run's report and chart would read as this one's
+    mkdirSync(o.out, { recursive: true });
+    for (const f of ['report.md', 'chart.svg']) rmSync(join(o.out, f), { force: true });
+    writeFileSync(join(o.out, 'metrics.jsonl'), '');
+  }
   const t0 = performance.now();
-  for (let s = 0; s < o.steps; s++) showProgress(o, await trainer.step(), t0);
+  let accuracy: number | undefined = accuracyBefore;
+  for (let s = 0; s < o.steps; s++) {
+    const m = await trainer.step();
+    accuracy = m.accuracy ?? accuracy;
+    showProgress(o, m, t0, accuracy);
+  }
   if (o.progress === 'bar') process.stderr.write('\n');
   const last = metrics.at(-1)!;
   const accuracyAfter = last.accuracy ?? trainer.evaluate(o.evalPrompts);
@@ -164,8 +181,6 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     metrics,
   };
   if (o.out) {
-    mkdirSync(o.out, { recursive: true });
-    writeFileSync(join(o.out, 'metrics.jsonl'), `${metrics.map((m) => JSON.stringify(m)).join('\n')}\n`);
     const r = runReport(o, [summary], backend);
     writeFileSync(join(o.out, 'chart.svg'), r.svg);
     writeFileSync(join(o.out, 'report.md'), r.markdown);

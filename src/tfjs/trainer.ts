@@ -202,7 +202,8 @@ export class GVPOTrainer {
     if (this.buffer.length > this.config.replayCapacity) this.buffer.shift();
   }
 
-  /** `epochs` shuffled passes over the groups, `miniBatches` optimizer updates per pass. */
+  /** `epochs` shuffled passes over the groups, each in mini-batches of ceil(G / miniBatches) whole
+   *  groups: `miniBatches` optimizer updates per pass where G is a multiple of it, fewer elsewhere. */
   private update(b: Batch): UpdateTotals {
     const G = b.rewards.length / this.k;
     const order = Array.from({ length: G }, (_, g) => g);

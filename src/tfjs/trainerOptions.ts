@@ -50,7 +50,8 @@ export interface TrainerOptions {
   beta?: number;
   groupSize?: number;
   promptsPerStep?: number;
-  /** Optimizer updates per pass over the step's groups (whole groups per mini-batch). */
+  /** Optimizer updates per pass over the step's G groups: mini-batches of ceil(G / miniBatches) whole
+   *  groups, so fewer updates where G is not a multiple of it. */
   miniBatches?: number;
   epochs?: number;
   learningRate?: number;
@@ -102,8 +103,11 @@ export interface StepMetrics {
   rewardStd: number;
   /** Mean reward of the groups the current policy sampled this step (NaN when none). */
   rewardPolicy: number;
-  /** KL(pi || pi_theta') after the step's updates and KL(pi || initial policy): k3 estimates on the
-   *  step's sequences. */
+  /** How far the policy after the step's updates (pi) moved from pi_theta' and from the initial
+   *  policy: k3-form estimates on the step's sequences, which pi_theta' sampled, the mean of
+   *  r - 1 - log r with r = pi_theta'(y)/pi(y) (resp. pi_init(y)/pi(y)). Never negative, and the KL
+   *  in either direction to second order; with these samples it is chi^2 - KL, above the KL where
+   *  the policies differ much. */
   klPrevious: number;
   klInitial: number;
   entropy: number;
