@@ -135,6 +135,26 @@ describe('gvpo usage errors', () => {
       gvpo('train', '--tf', 'node-gpu', '--init', short),
       /weights\[0\] holds 12 bytes, not the 16 of shape \[2, 2\]/,
     );
+    const tabular = file(
+      'tabular.json',
+      JSON.stringify({
+        kind: 'tabular',
+        config: { prompts: 1, vocab: 2 },
+        weights: [{ shape: [1, 2], data: Buffer.from(new Float32Array(2).buffer).toString('base64') }],
+      }),
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', tabular),
+      new RegExp(`--init ${tabular} holds a tabular \\(bandit\\) policy; --task addition needs a sequence policy`),
+    );
+  });
+  it('a run whose weights diverge says so and what to lower, without a stack trace', () => {
+    const r = gvpo('train', '--tf', 'cpu', '--beta', '1e20', '--steps', '3', '--eval-every', '0', '--quiet');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(
+      /the policy's log-probs are no longer finite: its weights diverged .*lower the learning rate/,
+    );
+    expect(r.err).not.toMatch(/\n\s+at /);
   });
   it('an output folder that cannot be written is refused before the run starts', () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));

@@ -89,10 +89,16 @@ function checkWritable(dir: string, what: string): void {
 async function checkInit(path: string | undefined): Promise<void> {
   if (!path) return;
   const { readPolicyFile } = await import('../tfjs/loadPolicy.js');
+  let kind: string;
   try {
-    readPolicyFile(path);
+    kind = readPolicyFile(path).kind;
   } catch (e) {
     throw new UsageError(`--init ${(e as Error).message.replace(/^loadPolicy: /, '')}`);
+  }
+  if (kind === 'tabular') {
+    throw new UsageError(
+      `--init ${path} holds a tabular (bandit) policy; --task addition needs a sequence policy such as \`gvpo warmup\` writes`,
+    );
   }
 }
 

@@ -288,6 +288,13 @@ export class GVPOTrainer {
     );
     t.loss += loss!.dataSync()[0];
     loss!.dispose();
+    if (!S!.every(Number.isFinite)) {
+      // the policy's weights left float32's range (an update too large for them)
+      throw new Error(
+        `GVPOTrainer: the policy's log-probs are no longer finite: its weights diverged ` +
+          `(learningRate ${c.learningRate}, beta ${this.beta}); lower the learning rate (or beta)`,
+      );
+    }
     const terms = gvpoLoss({
       policyLogprobs: S!,
       referenceLogprobs: mb.refSeq,
