@@ -46,7 +46,18 @@ function declarationText(decl, checker) {
     return `const ${decl.name.getText(src)}: ${type}`;
   }
   const cut = [];
+  const hidden = (n) =>
+    ts.isClassElement(n) &&
+    ts.canHaveModifiers(n) &&
+    (ts.getModifiers(n) ?? []).some(
+      (m) => m.kind === ts.SyntaxKind.PrivateKeyword || m.kind === ts.SyntaxKind.ProtectedKeyword,
+    );
   const visit = (n) => {
+    if (hidden(n)) {
+      // private members are not the surface: cut with their comments (the leading trivia)
+      cut.push([n.getFullStart(), n.getEnd(), '']);
+      return;
+    }
     if (
       (ts.isFunctionDeclaration(n) ||
         ts.isMethodDeclaration(n) ||

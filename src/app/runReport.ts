@@ -32,7 +32,6 @@ const reading = (task: RunOptions['task']) =>
     'moves the policy; with several mini-batches the later ones see S != Sref and the loss moves.',
   ].join('\n');
 
-/** The starting policy, named even when it is the default. */
 /** The columns every run summary shows (a run's report, the compare table), and their cells. */
 export const SUMMARY_HEADER = [
   'held-out greedy accuracy before',
