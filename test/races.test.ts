@@ -234,3 +234,19 @@ describe('helpers and environment', () => {
     expect(r.err).toContain("GVPO_SIMD must be 'avx512bf16' | 'avx512' | 'avx2' | 'sse2' | 'generic', got 'avx9000'");
   });
 });
+
+describe('the task helpers refuse what they cannot compute', () => {
+  it('seeded, BanditTask, tiltedOptimum, meanKl and hasFusedHead name the bad argument', async () => {
+    const { BanditTask, tiltedOptimum, meanKl, seeded, hasFusedHead } = await import('../src/tfjs/index.js');
+    expect(() => seeded('x' as never)).toThrow('seeded: seed must be an integer, got x');
+    expect(() => new BanditTask(4, 0)).toThrow('BanditTask: vocab must be an integer >= 1, got 0');
+    expect(() => tiltedOptimum([[0.5, 0.5]], [[0, 1]], -1)).toThrow(
+      'tiltedOptimum: beta must be a finite number > 0, got -1',
+    );
+    expect(() => meanKl([[0.5, 0.5]], [])).toThrow(
+      /meanKl: p and q must be arrays of distributions of the same shapes/,
+    );
+    expect(hasFusedHead(null as never)).toBe(false);
+    expect(meanKl([[0.5, 0.5]], [[0.5, 0.5]])).toBe(0);
+  });
+});

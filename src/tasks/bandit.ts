@@ -12,6 +12,12 @@ export class BanditTask implements Task {
     readonly vocab = 6,
     seed = 7,
   ) {
+    for (const [name, v] of [
+      ['prompts', prompts],
+      ['vocab', vocab],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`BanditTask: ${name} must be an integer >= 1, got ${v}`);
+    }
     const r = seeded(seed);
     this.rewards = Array.from({ length: prompts }, () =>
       Array.from({ length: vocab }, () => Math.round(r() * 10) / 10),
@@ -31,6 +37,13 @@ export class BanditTask implements Task {
 
 /** pi*(.|p) proportional to ref(.|p) * exp(scale * R[p][.] / beta), per prompt. */
 export function tiltedOptimum(ref: ArrayLike<number>[], rewards: number[][], beta: number, scale = 1): Float64Array[] {
+  if (!(Number.isFinite(beta) && beta > 0))
+    throw new RangeError(`tiltedOptimum: beta must be a finite number > 0, got ${beta}`);
+  if (ref.length !== rewards.length) {
+    throw new RangeError(
+      `tiltedOptimum: rewards must have one row per row of ref (${ref.length}), got ${rewards.length}`,
+    );
+  }
   return ref.map((row, p) => {
     const logits = Array.from(row, (q, k) => Math.log(q) + (scale * rewards[p][k]) / beta);
     const m = Math.max(...logits);
@@ -42,6 +55,14 @@ export function tiltedOptimum(ref: ArrayLike<number>[], rewards: number[][], bet
 
 /** KL(p || q) summed over prompts' distributions (mean over prompts). */
 export function meanKl(p: ArrayLike<number>[], q: ArrayLike<number>[]): number {
+  if (
+    !Array.isArray(p) ||
+    !Array.isArray(q) ||
+    p.length !== q.length ||
+    p.some((row, i) => row?.length !== q[i]?.length)
+  ) {
+    throw new RangeError('meanKl: p and q must be arrays of distributions of the same shapes');
+  }
   let kl = 0;
   p.forEach((row, i) => {
     for (let k = 0; k < row.length; k++) if (row[k] > 0) kl += row[k] * Math.log(row[k] / q[i][k]);

@@ -15,6 +15,7 @@ export interface Task {
 
 /** mulberry32: the trainer's and tasks' seeded generator. */
 export function seeded(seed: number): () => number {
+  if (!Number.isInteger(seed)) throw new RangeError(`seeded: seed must be an integer, got ${String(seed)}`);
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -35,6 +35,7 @@ export interface FusedHead {
 }
 
 export function hasFusedHead(p: Policy): p is Policy & FusedHead {
+  if (typeof p !== 'object' || p === null) return false;
   return typeof (p as Partial<FusedHead>).hiddenStates === 'function' && (p as Partial<FusedHead>).head !== undefined;
 }
 
