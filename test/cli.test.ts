@@ -149,7 +149,7 @@ describe('gvpo usage errors', () => {
     );
   });
   it('a run whose weights diverge says so and what to lower, without a stack trace', () => {
-    const r = gvpo('train', '--tf', 'cpu', '--beta', '1e20', '--steps', '3', '--eval-every', '0', '--quiet');
+    const r = gvpo('train', '--tf', 'cpu', '--lr', '1e6', '--steps', '3', '--eval-every', '0', '--quiet');
     expect(r.code).toBe(1);
     expect(r.err).toMatch(
       /the policy's log-probs are no longer finite: its weights diverged .*lower the learning rate/,
