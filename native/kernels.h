@@ -51,6 +51,13 @@ void token_logprobs_backward_cpu(float* grad /*R*V*/, const void* logits /*R*V*/
                                  const float* row_max /*R|null*/, const float* row_lse /*R*/,
                                  const float* token_weights /*R*/, int64_t rows, int64_t vocab, float temperature,
                                  int threads);
+// The same with double weights (gvpoFromLogits' dL/dS can pass float32's range where the
+// gradient's elements do not).
+void token_logprobs_backward_cpu(float* grad /*R*V*/, const void* logits /*R*V*/, DType dtype,
+                                 const int32_t* targets /*R*/, const float* mask /*R|null*/,
+                                 const float* row_max /*R|null*/, const float* row_lse /*R*/,
+                                 const double* token_weights /*R*/, int64_t rows, int64_t vocab, float temperature,
+                                 int threads);
 
 // S[n] = sum_t m[n,t] * l[n,t], accumulated in double; masked tokens are skipped (a NaN there
 // does not leak into S).
@@ -200,6 +207,7 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_wei
                                    int threads);
 // gl[r] = m[r] * dL/dS[n(r)], 0 on masked rows (even where dL/dS is NaN): phase 2's upstream.
 std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq);
+std::vector<double> gvpo_token_weights_f64(const GvpoBatch& in, const double* grad_seq);
 
 // The FMA peak probe: `iterations` steps of register-resident FMAs on each of `threads` threads
 // with the GEMM's instruction set. Returns the flops performed (time it to get the peak).

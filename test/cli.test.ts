@@ -86,6 +86,9 @@ describe('gvpo usage errors', () => {
       ['help', 'train'],
       ['train', '--help'],
       ['train', '-h'],
+      // --help wins over a flag that would be refused, wherever it stands
+      ['train', '--steps', '0', '--help'],
+      ['train', '--setps', '5', '-h'],
     ]) {
       const r = gvpo(...args);
       expect(r.code).toBe(0);
@@ -172,6 +175,14 @@ describe('gvpo usage errors', () => {
       gvpo('warmup', '--tf', 'node-gpu', '--out', join(under, 'w.json')),
       /the folder of --out .*: cannot write there/,
     );
+    // under /proc, Node's recursive mkdirSync never returns: refused within the spawn's timeout
+    if (existsSync('/proc/self')) {
+      for (const args of [
+        ['train', '--tf', 'node-gpu', '--task', 'bandit', '--out', '/proc/gvpo-x/run'],
+        ['warmup', '--tf', 'node-gpu', '--out', '/proc/gvpo-x/w.json'],
+      ])
+        expectUsageError(gvpoWith({ timeout: 20_000 }, ...args), /cannot write there \(ENOENT/);
+    }
   });
   it('warmup refuses to overwrite a checkpoint without --force', () => {
     const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-cli-')), 'w.json');
@@ -200,6 +211,8 @@ describe('gvpo train and experiment', () => {
     expect(report).toMatch(/exactly\s+right \(here: the response with the highest reward for its prompt/);
     expect(report).toMatch(/!\[.*\]\(chart\.svg\)/);
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toMatch(/greedy exact-match accuracy/);
+    // the bandit evaluates on the prompts it trains on: nothing is called held-out
+    expect(report + r.out).not.toMatch(/held-out/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
     const quiet = gvpo('train', '--task', 'bandit', '--steps', '2', '--quiet', '--out', out);
     expect(quiet.code).toBe(0);

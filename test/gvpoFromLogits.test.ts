@@ -134,6 +134,26 @@ describe('gvpoFromLogits', () => {
     expect(Array.from(a.logits)).toEqual(Array.from(before));
   });
 
+  it("a dL/dS beyond float32's range: the reference's gradient, inf only where an element passes that range, never NaN", () => {
+    // beta = 1e22 puts dL/dS near 1e44: p * dL/dS / tau fits float32 for p below ~1e-6
+    const a = { ...args(21, 4, 2, 300, 'float32', Int32Array.from([0, 4])), beta: 1e22 };
+    const got = gvpoFromLogits(a);
+    const want = gvpoFromLogitsRef(refOpts(a));
+    expect(Math.max(...Array.from(got.gradLogprobs, Math.abs))).toBeGreaterThan(1e40);
+    allclose(got.gradLogprobs, want.gradLogprobs, { atol: 0, rtol: 1e-4 }, 'dL/dS');
+    let compared = 0;
+    for (let i = 0; i < want.gradLogits.length; i++) {
+      const g = got.gradLogits[i];
+      const w = want.gradLogits[i];
+      expect(Number.isNaN(g), `element ${i}`).toBe(false);
+      if (!Number.isFinite(w)) expect(g, `element ${i}`).toBe(w);
+      else if (Math.abs(w) > 1e30) {
+        compared++;
+        expect(Math.abs(g - w), `element ${i}: ${g} vs ${w}`).toBeLessThanOrEqual(1e-3 * Math.abs(w));
+      }
+    }
+    expect(compared).toBeGreaterThan(50);
+  });
   it('a non-finite row is NaN in its own sequence only and is counted', () => {
     const a = args(11, 4, 2, 20, 'float32', Int32Array.from([0, 2, 4]));
     const z = Float32Array.from(a.logits as Float32Array);

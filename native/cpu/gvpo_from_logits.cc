@@ -26,7 +26,7 @@ void forward(GvpoFromLogitsOut& out, float* row_max, float* row_lse, const GvpoL
 
 void backward(float* grad, const float* row_max, const float* row_lse, const double* grad_seq,
               const GvpoLogitsBatch& in, int threads) {
-  const std::vector<float> w = gvpo_token_weights(in, grad_seq);
+  const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
   token_logprobs_backward_cpu(grad, in.logits, in.dtype, in.targets, in.mask, row_max, row_lse, w.data(),
                               in.sequences * in.tokens, in.vocab, in.temperature, threads);
 }

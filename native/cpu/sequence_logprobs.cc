@@ -47,11 +47,15 @@ void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in) {
   gvpo_reference_cpu(out.ref_seq, out.seq, in);
 }
 
-std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq) {
-  std::vector<float> w((size_t)(in.sequences * in.tokens));
-  for (size_t r = 0; r < w.size(); r++)
-    w[r] = in.mask[r] == 0.0f ? 0.0f : (float)(in.mask[r] * grad_seq[(int64_t)r / in.tokens]);
+std::vector<double> gvpo_token_weights_f64(const GvpoBatch& in, const double* grad_seq) {
+  std::vector<double> w((size_t)(in.sequences * in.tokens));
+  for (size_t r = 0; r < w.size(); r++) w[r] = in.mask[r] == 0.0f ? 0.0 : in.mask[r] * grad_seq[(int64_t)r / in.tokens];
   return w;
+}
+
+std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq) {
+  const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
+  return std::vector<float>(w.begin(), w.end());
 }
 
 }  // namespace gvpo

@@ -9,6 +9,7 @@
 // row is never used as an index: the row comes out NaN (the callers refuse such targets first;
 // this is the last line, so that a bug above costs a wrong number, never memory).
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -103,29 +104,61 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
   return nonfinite_rows.load();
 }
 
-void token_logprobs_backward_cpu(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* row_max, const float* row_lse,
-                                 const float* grad_token_logprobs, int64_t rows, int64_t vocab, float temperature,
-                                 int threads) {
+namespace {
+
+// One row's coefficient c = g/tau passes float32's range where g is near float32's max, or is a
+// dL/dS beyond it (the double weights of gvpoFromLogits): the row is then computed with c scaled
+// by 2^-e and each element scaled back in double, so that only elements whose own value passes
+// float32's range become +-inf (inf * a term that underflowed to 0 would give NaN).
+template <class G>
+void backward_rows(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                   const float* row_max, const float* row_lse, const G* weights, int64_t rows, int64_t vocab,
+                   float temperature, int threads) {
   const RowKernels& k = row_kernels();
   const float inv_tau = 1.0f / temperature;
   const size_t row_bytes = (size_t)vocab * dtype_bytes(dtype);
   parallel_rows(rows, vocab, threads, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
       float* out = grad + (size_t)r * vocab;
-      const float g = grad_token_logprobs[r];
+      const double g = weights[r];
       const int32_t y = targets[r];
       const float m = row_max ? row_max[r] : 0.0f, lse = row_lse[r];
-      if (g == 0.0f || !live(mask, r) || vocab == 1) {  // l is constant: no gradient
+      if (g == 0.0 || !live(mask, r) || vocab == 1) {  // l is constant: no gradient
         std::memset(out, 0, (size_t)vocab * sizeof(float));
       } else if (y < 0 || y >= vocab || !std::isfinite(m) || !std::isfinite(lse) || !std::isfinite(g)) {
         for (int64_t v = 0; v < vocab; v++) out[v] = NAN;
       } else {
         const void* row = (const char*)logits + (size_t)r * row_bytes;
-        k.backward(out, row, dtype, vocab, inv_tau, m, lse, y, g * inv_tau);
+        const double c = g * inv_tau;  // exact for float g: the float product rounded once
+        if (std::fabs(c) <= FLT_MAX) {
+          k.backward(out, row, dtype, vocab, inv_tau, m, lse, y, (float)c);
+        } else {
+          const int e = std::ilogb(c) - 64;
+          k.backward(out, row, dtype, vocab, inv_tau, m, lse, y, (float)std::ldexp(c, -e));
+          const double scale = std::ldexp(1.0, e);
+          for (int64_t v = 0; v < vocab; v++) out[v] = (float)(out[v] * scale);
+        }
       }
     }
   });
+}
+
+}  // namespace
+
+void token_logprobs_backward_cpu(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const float* grad_token_logprobs, int64_t rows, int64_t vocab, float temperature,
+                                 int threads) {
+  backward_rows(grad, logits, dtype, targets, mask, row_max, row_lse, grad_token_logprobs, rows, vocab, temperature,
+                threads);
+}
+
+void token_logprobs_backward_cpu(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const double* grad_token_logprobs, int64_t rows, int64_t vocab, float temperature,
+                                 int threads) {
+  backward_rows(grad, logits, dtype, targets, mask, row_max, row_lse, grad_token_logprobs, rows, vocab, temperature,
+                threads);
 }
 
 }  // namespace gvpo

@@ -4,6 +4,7 @@
 // (scripts/test-asan.sh). Exit code 0 = all passed. Run it once per GVPO_SIMD value to cover
 // every instruction set the machine has.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -285,6 +286,48 @@ static void check_bad_targets() {
   CHECK(std::fabs(s) < 1e-6, "live row gradient sum %g", s);
 }
 
+// A coefficient g/tau beyond float32's range (g near its max at tau < 1, or a double dL/dS
+// above it) where most elements are not: each element is c * ([v == y] - p) taken in double and
+// rounded once, +-inf only where that passes float32's range, never NaN (inf * an underflowed p).
+static void check_huge_weights() {
+  const int64_t V = 300;
+  std::vector<float> z(V);
+  for (int64_t v = 0; v < V; v++) z[v] = (float)(v % 7) - 0.5f * (float)v;  // p from ~0.6 down to 0
+  const int32_t y = 3;
+  const float tau = 0.25f;
+  float lp, lz, m, lse;
+  token_logprobs_forward_cpu(&lp, &lz, &m, &lse, z.data(), DType::f32, &y, nullptr, 1, V, tau, 1);
+  double zmax = -INFINITY, sum = 0;
+  for (float x : z) zmax = std::fmax(zmax, (double)x / tau);
+  for (float x : z) sum += std::exp((double)x / tau - zmax);
+  const double logZ = zmax + std::log(sum);
+  for (double g : {1e38, -3e38, 1.2e39, -5e45, 1e300}) {
+    const double c = g / tau;
+    std::vector<float> grad(V);
+    if (g <= FLT_MAX && g >= -FLT_MAX) {
+      const float w = (float)g;
+      token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, &y, nullptr, &m, &lse, &w, 1, V, tau, 1);
+    } else {
+      token_logprobs_backward_cpu(grad.data(), z.data(), DType::f32, &y, nullptr, &m, &lse, &g, 1, V, tau, 1);
+    }
+    int finite = 0;
+    for (int64_t v = 0; v < V; v++) {
+      const double p = std::exp((double)z[v] / tau - logZ);
+      const double want = (double)(float)(c * ((v == y ? 1.0 : 0.0) - p));
+      const double got = grad[v];
+      CHECK(!std::isnan(got), "NaN gradient at v=%lld, g=%g", (long long)v, g);
+      if (p < 1e-30) continue;  // the float32 exp underflows to 0 there, whatever c is
+      if (std::isinf(want)) {
+        CHECK(got == want, "v=%lld g=%g: got %.9g want %.9g", (long long)v, g, got, want);
+      } else {
+        finite++;
+        CHECK(close(got, want, 0.0, 1e-4), "v=%lld g=%g: got %.9g want %.9g", (long long)v, g, got, want);
+      }
+    }
+    if (std::fabs(g) < 1e40) CHECK(finite > 10, "g=%g: only %d finite elements were compared", g, finite);
+  }
+}
+
 // The fused op against its own composition from the reference: S, Sref (three ways), the loss,
 // and dL/dz = m * dL/dS / tau * (onehot - softmax).
 static void check_fused(std::mt19937& rng, DType d, int ref_kind) {
@@ -354,6 +397,7 @@ int main() {
   check_nonfinite();
   check_reference_moves();
   check_extreme_logits();
+  check_huge_weights();
   check_loss(rng);
   check_sign();
   check_bad_targets();

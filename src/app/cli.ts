@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `gvpo` command: `gvpo help` lists its commands, `gvpo help <command>` their options. Usage
 // errors (an unknown flag, a missing or out-of-range value) are found before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeDirs } from './dirs.js';
 import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
 import { CLI_DEFAULTS, WARMUP_OUT } from './defaults.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
@@ -76,7 +77,7 @@ async function startTf(p: Parsed, quiet: boolean): Promise<{ tf: TfChoice; backe
  *  names it in the message. */
 function checkWritable(dir: string, what: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     const probe = join(dir, `.gvpo-write-check-${process.pid}`);
     writeFileSync(probe, '');
     rmSync(probe);
@@ -130,7 +131,7 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
     );
   if (cmd === 'train') {
     const r = await trainRun(o);
-    console.log(summaryTable([r]));
+    console.log(summaryTable(o.task, [r]));
     const held = o.task === 'addition' ? 'held-out ' : '';
     console.log(
       `\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
@@ -214,8 +215,9 @@ async function main(argv: string[]): Promise<void> {
       throw new UsageError(`no help for '${topic}': commands are ${Object.keys(COMMANDS).join(', ')}`);
     return void console.log(topic ? commandHelp(topic) : generalHelp());
   }
+  // --help wins wherever it stands, before any other flag is judged
+  if (rest.includes('--help') || rest.includes('-h')) return void console.log(commandHelp(cmd));
   const p = parseFlags(cmd, rest, COMMANDS[cmd].flags);
-  if (p.bools.has('help')) return void console.log(commandHelp(cmd));
   if (cmd !== 'experiment' && p.positionals.length)
     throw new UsageError(`unexpected argument '${p.positionals[0]}' for \`gvpo ${cmd}\``);
   if (cmd === 'train' || cmd === 'compare') return train(p, cmd);

@@ -149,7 +149,7 @@ export const RUN_FLAGS: Record<string, Flag> = {
     kind: 'value',
     rule: int(0),
     shown: byTask('evalEvery'),
-    help: 'held-out greedy accuracy and reward at T = 1 every N steps (0: before and after only); greedy accuracy is the share of prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)',
+    help: 'greedy accuracy and reward at T = 1 on the evaluation prompts every N steps (0: before and after only); greedy accuracy is the share of prompts whose argmax answer is right (addition: the sum; bandit: the best-reward response)',
   },
   'eval-prompts': {
     kind: 'value',

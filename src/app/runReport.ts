@@ -32,17 +32,25 @@ const reading = (task: RunOptions['task']) =>
     'moves the policy; with several mini-batches the later ones see S != Sref and the loss moves.',
   ].join('\n');
 
+/** 'held-out ' where the evaluation prompts are kept out of training (addition); the bandit's
+ *  four prompts are the ones it trains on. */
+export function heldOut(task: RunOptions['task']): string {
+  return task === 'addition' ? 'held-out ' : '';
+}
+
 /** The columns every run summary shows (a run's report, the compare table), and their cells. */
-export const SUMMARY_HEADER = [
-  'held-out greedy accuracy before',
-  'after',
-  'held-out reward at T = 1 before',
-  'after',
-  'training reward (first 10% of steps)',
-  'last 10%',
-  'groups with no reward variance',
-  'KL to initial',
-];
+export function summaryHeader(task: RunOptions['task']): string[] {
+  return [
+    `${heldOut(task)}greedy accuracy before`,
+    'after',
+    `${heldOut(task)}reward at T = 1 before`,
+    'after',
+    'training reward (first 10% of steps)',
+    'last 10%',
+    'groups with no reward variance',
+    'KL to initial',
+  ];
+}
 export function summaryCells(r: RunSummary): string[] {
   return [
     r.accuracyBefore.toFixed(3),
@@ -126,7 +134,7 @@ export function runReport(o: RunOptions, runs: RunSummary[], backend: string): {
       ],
     },
     {
-      title: `held-out (${o.evalPrompts} fixed prompts)`,
+      title: `${heldOut(o.task)}evaluation (${o.evalPrompts} fixed prompts)`,
       yLabel: 'accuracy / reward',
       series: [
         { name: 'greedy exact-match accuracy', points: acc, markers: true },
@@ -160,7 +168,7 @@ export function runReport(o: RunOptions, runs: RunSummary[], backend: string): {
     '',
     markdownTable(
       [
-        ...SUMMARY_HEADER,
+        ...summaryHeader(o.task),
         'entropy (last step)',
         ...(o.algo === 'gvpo' ? [] : ['clip fraction (last step)']),
         'seconds',
@@ -212,7 +220,11 @@ export function compareReport(
       yLabel: 'mean reward',
       series: algos.map((a) => curve(a, (r) => trailingMean(r.metrics.map((m) => [m.step, m.rewardMean])))),
     },
-    { title: 'held-out greedy exact-match accuracy', yLabel: 'accuracy', series: algos.map((a) => curve(a, accCurve)) },
+    {
+      title: `${heldOut(o.task)}greedy exact-match accuracy`,
+      yLabel: 'accuracy',
+      series: algos.map((a) => curve(a, accCurve)),
+    },
     {
       title: 'KL to the initial policy',
       yLabel: 'nats',
@@ -227,9 +239,9 @@ export function compareReport(
   const table = markdownTable(
     [
       'algo',
-      'held-out greedy accuracy after (95% CI)',
+      `${heldOut(o.task)}greedy accuracy after (95% CI)`,
       'change from before',
-      'held-out reward at T = 1 after',
+      `${heldOut(o.task)}reward at T = 1 after`,
       'training reward, last 10%',
       'KL to initial',
       'seconds per run',

@@ -1,8 +1,9 @@
 // What the `gvpo` command runs: a training run on a shipped task (metrics JSONL, SVG chart,
 // report.md), comparisons of algorithms over seeds, and the supervised warm-up that makes the
 // addition task's starting policy.
-import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { makeDirs } from './dirs.js';
 import { markdownTable, progressLine } from './report.js';
 import { AdditionTask } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
@@ -13,7 +14,7 @@ import { loadPolicy } from '../tfjs/loadPolicy.js';
 import { TabularPolicy } from '../tfjs/policies.js';
 import type { Policy } from '../tfjs/policy.js';
 import { logprobsOf, packBatch } from '../tfjs/batch.js';
-import { compareReport, runReport, SUMMARY_HEADER, summaryCells } from './runReport.js';
+import { compareReport, runReport, summaryCells, summaryHeader } from './runReport.js';
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
 import type * as TF from '@tensorflow/tfjs';
 import { GVPOTrainer } from '../tfjs/trainer.js';
@@ -149,7 +150,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
   const evalRewardBefore = trainer.evaluateReward(o.evalPrompts);
   if (o.out) {
     // this run's files only: a previous run's report and chart would read as this one's
-    mkdirSync(o.out, { recursive: true });
+    makeDirs(o.out);
     for (const f of ['report.md', 'chart.svg']) rmSync(join(o.out, f), { force: true });
     writeFileSync(join(o.out, 'metrics.jsonl'), '');
   }
@@ -208,9 +209,9 @@ export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number
   return runs;
 }
 
-export function summaryTable(runs: RunSummary[]): string {
+export function summaryTable(task: RunOptions['task'], runs: RunSummary[]): string {
   return markdownTable(
-    ['algo', 'seed', ...SUMMARY_HEADER, 'seconds'],
+    ['algo', 'seed', ...summaryHeader(task), 'seconds'],
     runs.map((r) => [r.algo, r.seed, ...summaryCells(r), r.seconds.toFixed(0)]),
   );
 }

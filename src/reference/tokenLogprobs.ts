@@ -78,8 +78,11 @@ export function tokenLogprobsBackwardInto(
     }
     const c = gr * invTau;
     const lz = logZ[r];
+    const zy = z(base + targets[r]); // read before out (which may be the logits) is written
     // p <= 1 whatever the rounding of lz (NaN stays NaN)
     for (let v = 0; v < V; v++) out[base + v] = -c * Math.exp(Math.min(0, z(base + v) * invTau - lz));
-    out[base + targets[r]] += c;
+    // the target's c (1 - p) in one rounding: from a stored -c p the sum would cancel (p near 1)
+    // or keep an overflowed -inf (c beyond float32's range)
+    out[base + targets[r]] = -c * Math.expm1(Math.min(0, zy * invTau - lz));
   }
 }

@@ -1,7 +1,8 @@
 // `gvpo experiment <name>`: each experiment runs, then replaces its own section of EXPERIMENTS.md
 // (between its begin/end markers, nothing else) and writes its SVG charts to experiments/<name>/.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeDirs } from '../dirs.js';
 import type { TfChoice } from '../../tfjs/tf.js';
 import type { Experiment, ExperimentContext } from './common.js';
 import { optimum } from './optimum.js';
@@ -58,7 +59,7 @@ export async function runExperiment(name: string, o: ExperimentOptions): Promise
   const r = await e.run(ctx, log).finally(() => pool.close());
   const seconds = (performance.now() - t0) / 1000;
   const dir = join(ctx.out, 'experiments', name);
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   for (const [file, svg] of Object.entries(r.charts)) writeFileSync(join(dir, file), svg);
   const path = join(ctx.out, 'EXPERIMENTS.md');
   const doc = existsSync(path) ? readFileSync(path, 'utf8') : HEADER;

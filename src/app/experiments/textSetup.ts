@@ -2,8 +2,9 @@
 // an experiment's size, runs over seeds on the pool, learning rates tuned per method (stored in
 // experiments/text/tuned.json so that every text experiment uses the same ones), and the tables'
 // cells from held-out metrics.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeDirs } from '../dirs.js';
 import { markdownTable, type Panel, type Series, trailingMean } from '../report.js';
 import { resolveRunOptions, type RunOptions, type RunSummary } from '../runOptions.js';
 import { curveCi } from '../stats.js';
@@ -88,7 +89,7 @@ export async function tuneText(
     Object.assign(stored.lr, t.lr);
     Object.assign(stored.grid, t.grid);
     stored.tables[`${reference}: ${missing.join(', ')}`] = t.table;
-    mkdirSync(join(ctx.out, 'experiments', 'text'), { recursive: true });
+    makeDirs(join(ctx.out, 'experiments', 'text'));
     writeFileSync(path, JSON.stringify(stored, null, 2));
   }
   const lr = Object.fromEntries(methods.map((m) => [m, stored.lr[key(m)]]));
