@@ -339,6 +339,28 @@ describe('gvpoFromHidden', () => {
     scaleClose(dW, fresh.gradWeight, 1e-6, 'dL/dweight of two shards added into one buffer');
   });
 
+  it("a dL/dS beyond float32's range: both gradients are the reference's, not NaN; accumulate too", () => {
+    // beta = 1e20 puts dL/dS near 1e40; at tau = 1e4 the coefficients dL/dS / tau and both
+    // gradients fit float32 again
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      const a = { ...args(31, 4, 3, 16, 50, [0, 4], dtype, { tau: 1e4, ref: 'sequence' }), beta: 1e20 };
+      const want = gvpoFromHiddenRef(refOpts(a));
+      const top = Math.max(...Array.from(want.gradLogprobs, Math.abs));
+      expect(top).toBeGreaterThan(1e39);
+      const got = gvpoFromHidden(a);
+      allclose(got.gradLogprobs, want.gradLogprobs, { atol: 0, rtol: 1e-4 }, 'dL/dS');
+      gradsClose(a, got, want, 1e-4);
+      const start = Float32Array.from({ length: a.vocab * a.hiddenSize }, (_, k) => 1e30 * Math.sin(k));
+      const acc = gvpoFromHidden({ ...a, gradWeight: Float32Array.from(start), accumulate: true }).gradWeight;
+      scaleClose(
+        acc,
+        Float64Array.from(start, (x, k) => x + got.gradWeight[k]),
+        1e-6,
+        `${dtype}: accumulated dL/dweight`,
+      );
+    }
+  });
+
   it('results do not depend on the thread count', () => {
     const a = args(9, 8, 40, 64, 700, [0, 4, 8], 'float32');
     const one = gvpoFromHidden({ ...a, threads: 1 }),

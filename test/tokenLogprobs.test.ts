@@ -88,6 +88,26 @@ describe('tokenLogprobs', () => {
       }
   });
 
+  it('a weight g with g / tau beyond float32: the gradient is the reference, never NaN', () => {
+    for (const dtype of DTYPES) {
+      const a = { ...rowsArgs(3, 700, dtype, 13, false), temperature: 0.05 };
+      const g = Float32Array.of(3e38, -1e37, 2e-3);
+      const got = tokenLogprobsBackward({ ...a, logZ: tokenLogprobs(a).logZ, gradTokenLogprobs: g });
+      const want = new Float32Array(3 * 700);
+      tokenLogprobsBackwardInto(want, a, tokenLogprobsF64(a).logZ, g);
+      let compared = 0;
+      for (let i = 0; i < want.length; i++) {
+        expect(Number.isNaN(got[i]), `${dtype} element ${i}`).toBe(false);
+        if (!Number.isFinite(want[i])) expect(got[i], `${dtype} element ${i}`).toBe(want[i]);
+        else if (Math.abs(want[i]) > 1e-30 * Math.abs(g[Math.floor(i / 700)] / a.temperature)) {
+          compared++;
+          expect(Math.abs(got[i] - want[i]), `${dtype} element ${i}`).toBeLessThanOrEqual(1e-3 * Math.abs(want[i]));
+        }
+      }
+      expect(compared).toBeGreaterThan(100);
+    }
+  });
+
   it('does not depend on the thread count', () => {
     const a = rowsArgs(64, 3001, 'float32', 7, true);
     const one = tokenLogprobs({ ...a, threads: 1 });

@@ -419,6 +419,26 @@ describe('tokenLogprobsFromHidden', () => {
     );
   });
 
+  it('an upstream near float32 max at tau < 1 (g / tau past its range): the reference gradients, not NaN', () => {
+    const c = draw(77, 12, 20, 200, 'float32', 0.5);
+    // small hidden states and weights, so that both gradients fit float32 at these coefficients
+    for (const x of [c.hidden as Float32Array, c.weight as Float32Array]) x.forEach((v, k) => (x[k] = v * 1e-3));
+    const r = rng(78);
+    for (const g of [c.gradTokenLogprobs, c.gradEntropy])
+      g.forEach((v, k) => (g[k] = Number.isNaN(v) ? v : (r() < 0.5 ? -1 : 1) * (1e37 + r() * 3e38)));
+    const want = reference(c);
+    const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+    const g = tokenLogprobsFromHiddenBackward({
+      ...forwardArgs(c),
+      logZ: f.logZ,
+      entropy: f.entropy,
+      gradTokenLogprobs: c.gradTokenLogprobs,
+      gradEntropy: c.gradEntropy,
+    });
+    expect(Math.max(...Array.from(want.gradHidden, Math.abs))).toBeGreaterThan(1e30);
+    gradsClose(c, g, want, want, c.gradTokenLogprobs, c.gradEntropy, 1e-4, 'g / tau beyond float32:');
+  });
+
   it('the async twins match the sync calls; results do not depend on the thread count', async () => {
     const c = draw(31, 300, 64, 700, 'float32', 1);
     const s = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true, threads: 1 });

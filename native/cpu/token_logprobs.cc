@@ -16,6 +16,7 @@
 #include <string>
 
 #include "parallel.h"
+#include "pow2.h"
 #include "row_kernels.h"
 
 namespace gvpo {
@@ -106,10 +107,8 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
 
 namespace {
 
-// One row's coefficient c = g/tau passes float32's range where g is near float32's max, or is a
-// dL/dS beyond it (the double weights of gvpoFromLogits): the row is then computed with c scaled
-// by 2^-e and each element scaled back in double, so that only elements whose own value passes
-// float32's range become +-inf (inf * a term that underflowed to 0 would give NaN).
+// A row whose coefficient c = g/tau passes float32's range (g near float32's max at tau < 1, or
+// gvpoFromLogits' double dL/dS beyond it) runs on c * 2^-e and is scaled back (pow2.h).
 template <class G>
 void backward_rows(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
                    const float* row_max, const float* row_lse, const G* weights, int64_t rows, int64_t vocab,
@@ -133,10 +132,9 @@ void backward_rows(float* grad, const void* logits, DType dtype, const int32_t* 
         if (std::fabs(c) <= FLT_MAX) {
           k.backward(out, row, dtype, vocab, inv_tau, m, lse, y, (float)c);
         } else {
-          const int e = std::ilogb(c) - 64;
-          k.backward(out, row, dtype, vocab, inv_tau, m, lse, y, (float)std::ldexp(c, -e));
-          const double scale = std::ldexp(1.0, e);
-          for (int64_t v = 0; v < vocab; v++) out[v] = (float)(out[v] * scale);
+          const int e = coef_exponent(g, inv_tau, 64);
+          k.backward(out, row, dtype, vocab, inv_tau, m, lse, y, scaled_coef(g, inv_tau, e));
+          scale_pow2(out, vocab, e);
         }
       }
     }

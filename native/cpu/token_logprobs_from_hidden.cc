@@ -31,6 +31,7 @@
 #include "../kernels.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "pow2.h"
 
 namespace gvpo {
 
@@ -360,7 +361,7 @@ int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, flo
 // Over the rows head_backward_rows picks, in blocks of rb rows.
 void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const HeadInputs& in,
                                              const float* logZ, const float* entropy, const float* grad_logprobs,
-                                             const float* grad_entropy, bool accumulate, int threads) {
+                                             const float* grad_entropy, bool accumulate, int threads, int grad_exp) {
   const int64_t H = in.hidden_size, V = in.vocab;
   HeadRows rows = head_backward_rows(in, logZ, entropy, grad_logprobs, grad_entropy);
   const std::vector<int32_t>& idx = rows.idx;
@@ -387,13 +388,23 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   }
   bool any_h = false;
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
+  // Coefficients g/tau past 2^100 run scaled by 2^-local (pow2.h), one exponent for the batch
+  // since dW sums over rows; dH and dW are scaled back by 2^(grad_exp + local) at the end.
+  double top = 0;
+  for (int64_t i = 0; i < live; i++)
+    for (float g : {rows.grad_logprob[i], rows.grad_entropy[i]})
+      if (std::isfinite(g)) top = std::max(top, std::fabs((double)g));
+  const int local = top > 0 ? std::max(0, coef_exponent(top, h.inv_tau, 100)) : 0;
+  const auto coef_of = [&](float g) { return local ? scaled_coef(g, h.inv_tau, local) : g * h.inv_tau; };
+  const int e = grad_exp + local;
+  if (e != 0 && accumulate) scale_pow2(grad_weight, V * H, -e);
   const int64_t rb = backward_rows(live, H, V, h.k.mr);
   const int64_t n = std::min(live, rb);
   std::vector<float> coef((size_t)n), coef_h(any_h ? (size_t)n : 0), dH;
   for (int64_t b = 0; b < live; b += rb) {
     const int64_t m = std::min(rb, live - b);
-    for (int64_t i = 0; i < m; i++) coef[i] = rows.grad_logprob[b + i] * h.inv_tau;
-    for (int64_t i = 0; i < m && any_h; i++) coef_h[i] = rows.grad_entropy[b + i] * h.inv_tau;
+    for (int64_t i = 0; i < m; i++) coef[i] = coef_of(rows.grad_logprob[b + i]);
+    for (int64_t i = 0; i < m && any_h; i++) coef_h[i] = coef_of(rows.grad_entropy[b + i]);
     // A block of consecutive rows writes its dH in place; another goes through a buffer.
     const bool consecutive = idx[b + m - 1] - idx[b] == m - 1;
     if (!consecutive && dH.empty()) dH.resize((size_t)(n * H));
@@ -403,6 +414,10 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
                    threads);
     for (int64_t i = 0; i < m && !consecutive; i++)
       std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));
+  }
+  if (e != 0) {
+    scale_pow2(grad_hidden, in.rows * H, e);
+    scale_pow2(grad_weight, V * H, e);
   }
 }
 
