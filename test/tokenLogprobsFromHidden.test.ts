@@ -181,6 +181,19 @@ function forwardArgs(c: Case): TokenLogprobsFromHiddenArgs {
   return a;
 }
 
+/** The forward with entropies, then the backward of the case's upstream from its logZ and H. */
+function forwardBackward(c: Case) {
+  const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+  const g = tokenLogprobsFromHiddenBackward({
+    ...forwardArgs(c),
+    logZ: f.logZ,
+    entropy: f.entropy,
+    gradTokenLogprobs: c.gradTokenLogprobs,
+    gradEntropy: c.gradEntropy,
+  });
+  return { f, g };
+}
+
 describe('tokenLogprobsFromHidden', () => {
   // [rows, H, V]: H and V off the vector widths and tile edges, V = 1 and 2, one row, several
   // vocabulary chunks.
@@ -200,7 +213,7 @@ describe('tokenLogprobsFromHidden', () => {
       it(`${dtype} rows=${R} H=${H} V=${V} tau=${tau}: l, H and both gradients match the float64 reference`, () => {
         const c = draw(i * 101 + V, R, H, V, dtype, tau);
         const want = reference(c);
-        const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
+        const { f, g } = forwardBackward(c);
         expect(f.nonFiniteRows).toBe(0);
         const lz = Array.from(want.logZ, Math.abs);
         allclose(f.logZ, want.logZ, { atol: 2e-5, rtol: 5e-6 }, 'logZ');
@@ -211,13 +224,6 @@ describe('tokenLogprobsFromHidden', () => {
           'l',
         );
         allclose(f.entropy!, want.entropy!, { atol: 2e-5, rtol: 2e-5 }, 'H');
-        const g = tokenLogprobsFromHiddenBackward({
-          ...forwardArgs(c),
-          logZ: f.logZ,
-          entropy: f.entropy,
-          gradTokenLogprobs: c.gradTokenLogprobs,
-          gradEntropy: c.gradEntropy,
-        });
         gradsClose(
           c,
           g,
@@ -427,16 +433,18 @@ describe('tokenLogprobsFromHidden', () => {
     for (const g of [c.gradTokenLogprobs, c.gradEntropy])
       g.forEach((v, k) => (g[k] = Number.isNaN(v) ? v : (r() < 0.5 ? -1 : 1) * (1e37 + r() * 3e38)));
     const want = reference(c);
-    const f = tokenLogprobsFromHidden({ ...forwardArgs(c), entropy: true });
-    const g = tokenLogprobsFromHiddenBackward({
-      ...forwardArgs(c),
-      logZ: f.logZ,
-      entropy: f.entropy,
-      gradTokenLogprobs: c.gradTokenLogprobs,
-      gradEntropy: c.gradEntropy,
-    });
+    const { g } = forwardBackward(c);
     expect(Math.max(...Array.from(want.gradHidden, Math.abs))).toBeGreaterThan(1e30);
-    gradsClose(c, g, want, want, c.gradTokenLogprobs, c.gradEntropy, 1e-4, 'g / tau beyond float32:');
+    gradsClose(
+      c,
+      g,
+      want,
+      want as { logZ: ArrayLike<number>; entropy: ArrayLike<number> },
+      c.gradTokenLogprobs,
+      c.gradEntropy,
+      1e-4,
+      'g / tau beyond float32:',
+    );
   });
 
   it('the async twins match the sync calls; results do not depend on the thread count', async () => {

@@ -10,9 +10,7 @@ namespace gvpo {
 
 // The e for which |g / tau| * 2^-e lies in [2^top, 2^(top+2)), taken from the exponents alone
 // (no product that could overflow); g and inv_tau finite and nonzero.
-inline int coef_exponent(double g, double inv_tau, int top) {
-  return std::ilogb(g) + std::ilogb(inv_tau) - top;
-}
+inline int coef_exponent(double g, double inv_tau, int top) { return std::ilogb(g) + std::ilogb(inv_tau) - top; }
 
 // g * inv_tau * 2^-e as a float, without an intermediate that could overflow or underflow.
 inline float scaled_coef(double g, double inv_tau, int e) {
