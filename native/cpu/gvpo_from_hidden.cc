@@ -6,7 +6,6 @@
 //   phase 2  gl[r] = m[r] * dL/dS[n(r)];  dL/dhidden, dL/dweight = the head's backward
 //
 // Also here: the pick of the GEMM's instruction set for the head, and the FMA peak probe.
-#include <algorithm>
 #include <cmath>
 #include <string>
 #include <thread>
@@ -15,6 +14,7 @@
 #include "../kernels.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "pow2.h"
 
 namespace gvpo {
 
@@ -62,10 +62,7 @@ void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const
                                    const GvpoHiddenBatch& in, bool accumulate, int threads) {
   // A dL/dS beyond float32's range (beta near 1e20) reaches the head as gl * 2^-e.
   const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
-  double top = 0;
-  for (double x : w)
-    if (std::isfinite(x)) top = std::max(top, std::fabs(x));
-  const int e = top > 0x1p100 ? std::ilogb(top) - 100 : 0;
+  const int e = range_exponent(w.data(), (int64_t)w.size(), 1.0, 100);
   std::vector<float> gl(w.size());
   for (size_t i = 0; i < w.size(); i++) gl[i] = (float)std::ldexp(w[i], -e);
   token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr,

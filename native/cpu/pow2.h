@@ -18,6 +18,16 @@ inline float scaled_coef(double g, double inv_tau, int e) {
   return (float)(std::ldexp(g, eb - e) * std::ldexp(inv_tau, -eb));
 }
 
+// The e >= 0 that brings every finite |x[i]| * inv_tau to at most 2^(top+2): 0 where they are
+// already below 2^top (the common case, computed as before).
+template <class T>
+int range_exponent(const T* x, int64_t n, double inv_tau, int top) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (std::isfinite((double)x[i])) m = std::fmax(m, std::fabs((double)x[i]));
+  return m > 0 && coef_exponent(m, inv_tau, top) > 0 ? coef_exponent(m, inv_tau, top) : 0;
+}
+
 // x[i] * 2^e, each rounded once to float32: +-inf past its range, 0 and NaN kept.
 inline void scale_pow2(float* x, int64_t n, int e) {
   for (int64_t i = 0; i < n; i++) x[i] = (float)std::ldexp((double)x[i], e);

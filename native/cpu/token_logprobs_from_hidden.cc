@@ -390,11 +390,8 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
   // Coefficients g/tau past 2^100 run scaled by 2^-local (pow2.h), one exponent for the batch
   // since dW sums over rows; dH and dW are scaled back by 2^(grad_exp + local) at the end.
-  double top = 0;
-  for (int64_t i = 0; i < live; i++)
-    for (float g : {rows.grad_logprob[i], rows.grad_entropy[i]})
-      if (std::isfinite(g)) top = std::max(top, std::fabs((double)g));
-  const int local = top > 0 ? std::max(0, coef_exponent(top, h.inv_tau, 100)) : 0;
+  const int local = std::max(range_exponent(rows.grad_logprob.data(), live, h.inv_tau, 100),
+                             range_exponent(rows.grad_entropy.data(), live, h.inv_tau, 100));
   const auto coef_of = [&](float g) { return local ? scaled_coef(g, h.inv_tau, local) : g * h.inv_tau; };
   const int e = grad_exp + local;
   if (e != 0 && accumulate) scale_pow2(grad_weight, V * H, -e);

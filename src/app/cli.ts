@@ -109,7 +109,7 @@ function progressMode(p: Parsed): RunOptions['progress'] {
 }
 
 async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
-  const { resolveRunOptions } = await import('./runOptions.js');
+  const { heldOut, resolveRunOptions } = await import('./runOptions.js');
   const { summaryTable } = await import('./runs.js');
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
   if (o.miniBatches > o.promptsPerStep)
@@ -132,7 +132,7 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   if (cmd === 'train') {
     const r = await trainRun(o);
     console.log(summaryTable(o.task, [r]));
-    const held = o.task === 'addition' ? 'held-out ' : '';
+    const held = heldOut(o.task);
     console.log(
       `\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
         `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${r.seconds.toFixed(0)} s`,

@@ -107,3 +107,9 @@ export interface RunSummary {
   seconds: number;
   metrics: StepMetrics[];
 }
+
+/** 'held-out ' where the evaluation prompts are kept out of training (addition); the bandit's
+ *  four prompts are the ones it trains on. */
+export function heldOut(task: TaskName): string {
+  return task === 'addition' ? 'held-out ' : '';
+}

@@ -4,7 +4,7 @@
 import { backendInfo } from '../backend.js';
 import { curveCi, fmtCi, meanCi } from './stats.js';
 import { markdownTable, type Panel, type Series, svgChart, trailingMean } from './report.js';
-import type { RunOptions, RunSummary } from './runOptions.js';
+import { heldOut, type RunOptions, type RunSummary } from './runOptions.js';
 import type { Algo, StepMetrics } from '../tfjs/trainerOptions.js';
 import { ADDITION_MEASURED } from './defaults.js';
 
@@ -31,12 +31,6 @@ const reading = (task: RunOptions['task']) =>
     'the constant sum (R - mean R)^2 / 2(k-1) and only its gradient, -beta (R - mean R)/(k-1) dS,',
     'moves the policy; with several mini-batches the later ones see S != Sref and the loss moves.',
   ].join('\n');
-
-/** 'held-out ' where the evaluation prompts are kept out of training (addition); the bandit's
- *  four prompts are the ones it trains on. */
-export function heldOut(task: RunOptions['task']): string {
-  return task === 'addition' ? 'held-out ' : '';
-}
 
 /** The columns every run summary shows (a run's report, the compare table), and their cells. */
 export function summaryHeader(task: RunOptions['task']): string[] {

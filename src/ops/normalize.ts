@@ -91,7 +91,7 @@ export const KEYS = {
   gvpoFromHiddenBackward: [...FROM_HIDDEN_KEYS, ...PHASE_TWO_KEYS],
 };
 
-export type Options = Record<string, unknown>;
+type Options = Record<string, unknown>;
 
 /** The logits as given: `rows` x vocab values in `dtype`. */
 function logitsSource(fn: string, a: Options, rows: number, what: string) {

@@ -3,7 +3,8 @@
 //   backward: grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r]))
 // Masked rows are never read: l = 0, logZ = 0, gradient 0. With V = 1, l = 0 and the gradient is
 // 0 exactly. A row whose logZ is not finite in float32 (a NaN or +inf logit, every logit -inf, or
-// z/tau past float32's range) gives l = NaN and is counted in nonFiniteRows, as the kernels do. Targets are checked by the callers; one out of range here gives a NaN row.
+// z/tau past float32's range) gives l = NaN and is counted in nonFiniteRows, as the kernels do.
+// Targets are checked by the callers; one out of range here gives a NaN row.
 import type { RowsOpts } from '../checked.js';
 import { finite32, reader } from './dtype.js';
 
