@@ -75,6 +75,23 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('train', 'extra'), /unexpected argument 'extra'/);
     expectUsageError(gvpo('train', '--quiet=yes'), /--quiet takes no value/);
     expectUsageError(gvpo('warmup', '--hidden', '30'), /--hidden must be a multiple of 4, got '30'/);
+    // integers are written in decimal; a seed keeps 32 bits; a temperature needs a float32 reciprocal
+    for (const v of ['0x2', '1e1', '2.0', ' 3', '+3'])
+      expectUsageError(gvpo('train', '--steps', v), /--steps must be an integer >= 1, got/);
+    expectUsageError(
+      gvpo('train', '--seed', '4294967296'),
+      /--seed must be an integer in \[0, 4294967295\], got '4294967296'/,
+    );
+    expectUsageError(
+      gvpo('train', '--temperature', '1e-300'),
+      /--temperature must be a number > 0 whose float32 reciprocal is finite .*, got '1e-300'/,
+    );
+    // a flag given twice, or an algorithm listed twice, is refused rather than one silently winning
+    expectUsageError(gvpo('train', '--steps', '2', '--steps=3'), /--steps is given twice \('2' and '3'\)/);
+    expectUsageError(
+      gvpo('compare', '--algos', 'gvpo,gvpo'),
+      /--algos must be a comma-separated list of distinct names/,
+    );
   });
   it('help and version', () => {
     for (const args of [[], ['--help'], ['-h'], ['help']]) {
@@ -126,17 +143,55 @@ describe('gvpo usage errors', () => {
       gvpo('train', '--tf', 'node-gpu', '--init', broken),
       new RegExp(`--init ${broken} is not valid JSON \\(.+\\)`),
     );
-    const short = file(
-      'short.json',
-      JSON.stringify({
-        kind: 'char-mlp',
-        config: {},
-        weights: [{ shape: [2, 2], data: Buffer.from(new Float32Array(3).buffer).toString('base64') }],
-      }),
-    );
+    // a char-mlp of vocab 2, window 1, hidden 2: six arrays of 4 or 2 values
+    const config = { vocab: 2, window: 1, hidden: 2, maxTokens: 1, eos: 0, pad: 1 };
+    const values = (n: number, at = -1, v = 0) =>
+      Buffer.from(Float32Array.from({ length: n }, (_, i) => (i === at ? v : 0.5)).buffer).toString('base64');
+    const sizes = [4, 2, 4, 2, 4, 2];
+    const policyFile = (name: string, c: object, ws: Array<{ shape?: number[]; data: string }>) =>
+      file(name, JSON.stringify({ kind: 'char-mlp', config: c, weights: ws }));
+    const short = policyFile('short.json', config, [
+      { shape: [2, 2], data: values(3) },
+      ...sizes.slice(1).map((n) => ({ data: values(n) })),
+    ]);
     expectUsageError(
       gvpo('train', '--tf', 'node-gpu', '--init', short),
       /weights\[0\] holds 12 bytes, not the 16 of shape \[2, 2\]/,
+    );
+    const noConfig = policyFile('noconfig.json', {}, [{ shape: [2, 2], data: values(3) }]);
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', noConfig),
+      /noconfig.json is not a policy file: its char-mlp config does not hold: config.vocab must be an integer in \[1, 2\^31\), got undefined/,
+    );
+    const nan = policyFile(
+      'nan.json',
+      config,
+      sizes.map((n, i) => ({ data: values(n, i === 2 ? 1 : -1, Number.NaN) })),
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', nan),
+      /nan.json is not a policy file: weights\[2\] holds NaN at index 1/,
+    );
+    const transposed = policyFile('transposed.json', { ...config, hidden: 3 }, [
+      { shape: [3, 2], data: values(6) },
+      ...[3, 9, 3, 6, 2].map((n) => ({ data: values(n) })),
+    ]);
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', transposed),
+      /weights\[0\] has shape \[3, 2\] where the config gives \[2, 3\]/,
+    );
+    // a depth that asks for 120 million arrays is refused from the count, without listing them
+    const deep = file(
+      'deep.json',
+      JSON.stringify({
+        kind: 'transformer',
+        config: { vocab: 4, maxTokens: 2, eos: 0, pad: 1, promptTokens: 2, width: 4, heads: 1, layers: 1e7, mlp: 4 },
+        weights: [],
+      }),
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', deep),
+      /config.layers = 10000000 needs 120000005 weight arrays, the file holds 0/,
     );
     const tabular = file(
       'tabular.json',

@@ -1,7 +1,7 @@
 // GVPOTrainer beyond the theorems: every algorithm raises the bandit's reward; replay mixing and
 // externally supplied responses feed the same loop; async and weighted rewards; metrics carry
 // every field; a policy survives save/load.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -285,5 +285,209 @@ describe('temperature: every log-prob a loss uses is taken at the sampling tempe
     expect(meanKl(target, tempered())).toBeGreaterThan(0.05);
     for (let s = 0; s < 300; s++) await trainer.step();
     expect(meanKl(target, tempered())).toBeLessThan(1e-3);
+  });
+});
+
+describe('GVPOTrainer refuses bad rewards, samplers, options and policies before any update', () => {
+  const weightsOf = (p: { getWeights(): Float32Array[] }) => p.getWeights().map((w) => Array.from(w));
+  const GRPO = { algo: 'grpo' as const, groupSize: 4, promptsPerStep: 4, learningRate: 0.1 };
+
+  for (const algo of ['gvpo', 'grpo', 'drgrpo', 'reinforce'] as const) {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, '1', undefined]) {
+      it(`${algo}: a reward of ${String(bad)} is refused naming its response, and the policy is untouched`, async () => {
+        const { task, policy } = bandit();
+        const before = weightsOf(policy);
+        let calls = 0;
+        const t = new GVPOTrainer({
+          tf,
+          policy,
+          task,
+          algo,
+          groupSize: 4,
+          promptsPerStep: 4,
+          learningRate: 0.1,
+          // the 7th response of the step (group 2) gets the bad reward, the others a real one
+          rewards: [{ fn: (p, r) => (++calls === 7 ? (bad as number) : task.reward(p, r)) }],
+        });
+        const tensors = tf.memory().numTensors;
+        await expect(t.step()).rejects.toThrow(
+          /GVPOTrainer: rewards\[0\]\.fn must return a finite number, got .* for response 2 \[\d\] of prompt \[\d\]/,
+        );
+        expect(weightsOf(policy)).toEqual(before);
+        expect(tf.memory().numTensors).toBe(tensors); // the failed step left no tensor behind
+      });
+    }
+  }
+
+  it("a task's own reward that is not finite is refused too, as is a weighted sum that overflows", async () => {
+    const { task, policy } = bandit();
+    const broken = Object.assign(Object.create(task), { reward: () => Number.NaN });
+    await expect(new GVPOTrainer({ tf, policy, task: broken, ...GRPO }).step()).rejects.toThrow(
+      /task\.reward must return a finite number, got NaN/,
+    );
+    const huge = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      ...GRPO,
+      rewards: [
+        { fn: () => 1e308, weight: 10 },
+        { fn: () => 1, weight: 1 },
+      ],
+    });
+    await expect(huge.step()).rejects.toThrow(/the weighted reward of response 0 of prompt \[\d\] is Infinity/);
+  });
+
+  it('an external sampler is held to its contract: k responses of token ids, finite log-probs for each token', async () => {
+    const task = new AdditionTask();
+    const policy = new CharPolicy(
+      tf,
+      { vocab: task.vocab, window: 4, hidden: 8, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
+      3,
+    );
+    const before = weightsOf(policy);
+    const run = (externalResponses: (p: number[], k: number) => unknown) =>
+      new GVPOTrainer({
+        tf,
+        policy,
+        task,
+        ...GRPO,
+        externalResponses: externalResponses as never,
+      }).step();
+    const answer = (p: number[]) => task.answer(p);
+    await expect(run((p) => [answer(p), answer(p), answer(p)])).rejects.toThrow(
+      /must return groupSize = 4 responses, got 3/,
+    );
+    await expect(
+      run((p, k) => Array.from({ length: k }, (_, i) => (i === 1 ? [...answer(p), 99] : answer(p)))),
+    ).rejects.toThrow(/response 1 holds 99 at position \d, not a token id in \[0, 14\)/);
+    await expect(run((p, k) => Array.from({ length: k }, (_, i) => (i === 2 ? 'x' : answer(p))))).rejects.toThrow(
+      /response 2 must be an array of token ids, got 'x'/,
+    );
+    const withLogprobs = (lp: (r: number[], i: number) => unknown) => (p: number[], k: number) => {
+      const responses = Array.from({ length: k }, () => answer(p));
+      return { responses, tokenLogprobs: responses.map((r, i) => lp(r, i)) };
+    };
+    await expect(run(withLogprobs((r, i) => (i === 3 ? [-1] : r.map(() => -0.5))))).rejects.toThrow(
+      /tokenLogprobs\[3\] must hold a log-prob for each of the response's \d tokens, got 1 values/,
+    );
+    await expect(
+      run(withLogprobs((r, i) => r.map((_, t) => (i === 0 && t === 1 ? Number.NaN : -0.5)))),
+    ).rejects.toThrow(/tokenLogprobs\[0\]\[1\] must be a finite log-prob, got NaN/);
+    await expect(
+      run((p, k) => ({ responses: Array.from({ length: k }, () => answer(p)), tokenLogprobs: [null] })),
+    ).rejects.toThrow(/tokenLogprobs must hold one entry \(or null\) per response, 4, got 1/);
+    expect(weightsOf(policy)).toEqual(before);
+  });
+
+  it('refuses options of the wrong kind at construction, with what came', () => {
+    const { task, policy } = bandit();
+    const make = (o: object) => () => new GVPOTrainer({ tf, policy, task, ...o } as never);
+    expect(make({ rewards: 5 })).toThrow(/rewards must be a non-empty array of \{ fn, weight\? \}, got 5/);
+    expect(make({ rewards: [] })).toThrow(/rewards must be a non-empty array/);
+    expect(make({ rewards: [{ weight: 1 }] })).toThrow(/rewards\[0\]\.fn must be a function, got undefined/);
+    expect(make({ rewards: [{ fn: () => 1, weight: Number.NaN }] })).toThrow(
+      /rewards\[0\]\.weight must be a finite number, got NaN/,
+    );
+    expect(make({ rewards: [{ fn: () => 1, wieght: 2 }] })).toThrow(
+      /rewards\[0\]: options has no field 'wieght' \(did you mean 'weight'\?\)/,
+    );
+    expect(make({ onMetrics: 'x' })).toThrow(/onMetrics must be a function, got 'x'/);
+    expect(make({ externalResponses: 5 })).toThrow(/externalResponses must be a function, got 5/);
+    expect(make({ optimizer: {} })).toThrow(/optimizer must be a tf.Optimizer \(with minimize\(\)\), got object/);
+    expect(make({ groupSize: '4' })).toThrow("GVPOTrainer: groupSize must be an integer >= 2, got '4'");
+    expect(make({ beta: '0.1' })).toThrow("GVPOTrainer: beta must be a finite number > 0, got '0.1'");
+    expect(make({ seed: 2 ** 32 })).toThrow('GVPOTrainer: seed must be an integer in [0, 2^32), got 4294967296');
+    expect(make({ temperature: 1e-300 })).toThrow(
+      /temperature must be a finite number > 0 whose float32 reciprocal is finite/,
+    );
+    expect(make({ lr: 0.1 })).toThrow("GVPOTrainer: options has no field 'lr' (did you mean 'learningRate'?)");
+    expect(make({ k: 4 })).toThrow("(did you mean 'groupSize'?)");
+    expect(make({ referencePolicy: policy.clone() })).toThrow(
+      /referencePolicy is the frozen reference: it needs reference: 'frozen'/,
+    );
+    expect(make({ reference: 'frozen', referencePolicy: new TabularPolicy(tf, 4, 7) })).toThrow(
+      /referencePolicy must have the policy's vocab and maxTokens \(6, 1\), got \(7, 1\)/,
+    );
+    expect(() => new GVPOTrainer({ policy, task } as never)).toThrow(/tf must be the @tensorflow\/tfjs module/);
+    expect(() => new GVPOTrainer({ tf, task } as never)).toThrow(
+      /policy must be a Policy \(with logits\(\)\), got undefined/,
+    );
+    expect(() => new GVPOTrainer({ tf, policy } as never)).toThrow(
+      /task must be a Task \(with samplePrompts\(\)\), got undefined/,
+    );
+    expect(() => new GVPOTrainer({ tf, policy: new TabularPolicy(tf, 4, 5), task })).toThrow(
+      /policy.vocab must be an integer >= the task's vocabulary \(6\)/,
+    );
+  });
+
+  it('checks the temperature set between steps and the evaluation arguments', () => {
+    const { task, policy } = bandit();
+    const t = new GVPOTrainer({ tf, policy, task });
+    t.temperature = 0.5;
+    expect(t.temperature).toBe(0.5);
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 1e-300]) {
+      expect(() => {
+        t.temperature = bad;
+      }).toThrow(/temperature must be a finite number > 0/);
+    }
+    expect(t.temperature).toBe(0.5);
+    expect(() => t.evaluate(0)).toThrow(/evaluation needs an integer n >= 1 prompts, got 0/);
+    expect(() => t.evaluateReward(4, 0)).toThrow(/evaluateReward: temperature must be/);
+    expect(() => t.evaluateReward(Number.NaN)).toThrow(/got NaN/);
+    expect(() => t.evaluate(4, -1)).toThrow(/evaluate: seed must be an integer in \[0, 2\^32\)/);
+  });
+
+  it("a policy refuses prompts and responses outside its vocabulary (or a tabular policy's prompts)", () => {
+    const task = new AdditionTask();
+    const char = new CharPolicy(
+      tf,
+      { vocab: task.vocab, window: 4, hidden: 8, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
+      3,
+    );
+    const T = task.maxTokens;
+    expect(() => char.logits([[1, 2, 50]], new Int32Array(T))).toThrow(
+      /CharPolicy: a prompt and response holds token 50 at position 2, outside the policy's vocabulary \[0, 14\)/,
+    );
+    expect(() => char.sample([[1, -3]], 1, seeded(1))).toThrow(/holds token -3 at position 1/);
+    const responses = new Int32Array(T).fill(1);
+    responses[0] = 14;
+    expect(() => char.logits([[1, 2]], responses)).toThrow(/holds token 14/);
+    const tab = new TabularPolicy(tf, 2, 3);
+    expect(() => tab.logits([[2]])).toThrow(
+      /TabularPolicy: a prompt holds token 2 at position 0, outside the policy's vocabulary \[0, 2\)/,
+    );
+    expect(() => tab.sample([[0, 1]], 1, seeded(1))).toThrow(/a prompt is one token \(its id\), got 2 tokens/);
+    expect(() => new TabularPolicy(tf, 2, 3, new Float32Array(5))).toThrow(/weights\[0\] must hold 6 values/);
+    expect(() => new CharPolicy(tf, { vocab: 3, window: 0, hidden: 2, maxTokens: 1, eos: 0, pad: 1 })).toThrow(
+      /CharPolicy: config.window must be an integer in \[1, 2\^31\), got 0/,
+    );
+  });
+
+  it('loadPolicy refuses a file whose weights do not fit its config, naming the file', () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-'));
+    const path = join(dir, 'tab.json');
+    const write = (o: object) => writeFileSync(path, JSON.stringify(o));
+    const data = (xs: number[]) => Buffer.from(Float32Array.from(xs).buffer).toString('base64');
+    write({ kind: 'tabular', config: { prompts: 2, vocab: 2 }, weights: [] });
+    expect(() => loadPolicy(tf, path)).toThrow(
+      `loadPolicy: ${path} is not a policy file: a tabular policy has 1 weight arrays, the file holds 0`,
+    );
+    write({ kind: 'tabular', config: { prompts: 50000, vocab: 50000 }, weights: [{ data: data([1, 2]) }] });
+    expect(() => loadPolicy(tf, path)).toThrow(
+      /weights\[0\] holds 8 bytes, not the 10000000000 of shape \[50000, 50000\]/,
+    );
+    write({
+      kind: 'tabular',
+      config: { prompts: 1, vocab: 2 },
+      weights: [{ data: data([1, Number.POSITIVE_INFINITY]) }],
+    });
+    expect(() => loadPolicy(tf, path)).toThrow(/weights\[0\] holds Infinity at index 1/);
+    write({ kind: 'tabular', config: { prompts: 1, vocab: 2 }, weights: [{ data: '@@@@@@@@@@@' }] });
+    expect(() => loadPolicy(tf, path)).toThrow(/weights\[0\] (is not valid base64|holds \d+ bytes)/);
+    write({ kind: 'lstm', config: {}, weights: [] });
+    expect(() => loadPolicy(tf, path)).toThrow(/its kind 'lstm' is none of tabular, char-mlp, fused-head, transformer/);
+    write({ kind: 'tabular', config: { prompts: 1, vocab: 2 }, weights: [{ shape: [1, 2], data: data([0.5, -0.5]) }] });
+    expect(Array.from(loadPolicy(tf, path).getWeights()[0])).toEqual([0.5, -0.5]);
   });
 });

@@ -25,7 +25,7 @@ const int =
   (min: number, max = Infinity): Rule =>
   (v) => {
     const x = Number(v);
-    return Number.isInteger(x) && x >= min && x <= max && v.trim() !== ''
+    return /^\d+$/.test(v) && x >= min && x <= max
       ? undefined
       : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
   };
@@ -40,7 +40,9 @@ const oneOf = (...allowed: string[]): Rule =>
 const listOf = (...allowed: string[]): Rule =>
   Object.assign(
     (v: string) =>
-      v.split(',').every((x) => allowed.includes(x)) ? undefined : `a comma-separated list of ${allowed.join(', ')}`,
+      v.split(',').every((x, i, all) => allowed.includes(x) && all.indexOf(x) === i)
+        ? undefined
+        : `a comma-separated list of distinct names from ${allowed.join(', ')}`,
     { values: `${allowed.join(',')}` },
   );
 const file: Rule = (v) => (existsSync(v) ? undefined : 'an existing file');
@@ -87,7 +89,10 @@ export const RUN_FLAGS: Record<string, Flag> = {
   },
   temperature: {
     kind: 'value',
-    rule: real((x) => x > 0, 'a number > 0'),
+    rule: real(
+      (x) => x > 0 && Number.isFinite(Math.fround(1 / Math.fround(x))),
+      'a number > 0 whose float32 reciprocal is finite (about 2.9e-39 or more)',
+    ),
     shown: byTask('temperature'),
     help: 'sampling temperature',
   },
@@ -163,7 +168,7 @@ export const RUN_FLAGS: Record<string, Flag> = {
     shown: 'checkpoints/addition-warmup.json',
     help: 'starting policy (a file written by gvpo warmup)',
   },
-  seed: { kind: 'value', rule: int(0), shown: String(d.seed), help: 'random seed' },
+  seed: { kind: 'value', rule: int(0, 2 ** 32 - 1), shown: String(d.seed), help: 'random seed' },
   out: { kind: 'value', shown: 'runs/<task>-<algo>', help: 'folder for report.md, chart.svg, metrics.jsonl' },
   tf: {
     kind: 'value',
@@ -305,6 +310,7 @@ export function parseFlags(cmd: string, args: string[], flags: Record<string, Fl
     if (eq < 0 && (v === undefined || (v.startsWith('-') && !/^-\.?\d/.test(v)))) v = undefined;
     else if (eq < 0) i++;
     if (v === undefined || v === '') throw new UsageError(`--${name} needs a value (${flag.help})`);
+    if (name in out.values) throw new UsageError(`--${name} is given twice ('${out.values[name]}' and '${v}')`);
     const bad = flag.rule?.(v);
     if (bad) throw new UsageError(`--${name} must be ${bad}, got '${v}'`);
     out.values[name] = v;

@@ -5,7 +5,15 @@
 // tensors; logits() still gives them, for sampling.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { drawToken, type FusedHead, type Policy, PolicyBase } from './policy.js';
+import {
+  checkConfig,
+  checkTokenIds,
+  checkWeights,
+  drawToken,
+  type FusedHead,
+  type Policy,
+  PolicyBase,
+} from './policy.js';
 
 type Tf = typeof TF;
 
@@ -52,6 +60,18 @@ export function embed(tf: Tf, table: TF.Tensor, ids: Int32Array): TF.Tensor2D {
   return op(table) as TF.Tensor2D;
 }
 
+/** The weights' shapes: embeddings [V, E], the layer [W*E, H] and its bias [H], the head [V, H]. */
+export function fusedHeadShapes(c: FusedHeadPolicyConfig): number[][] {
+  checkConfig(
+    'FusedHeadPolicy',
+    c as unknown as Record<string, unknown>,
+    ['vocab', 'window', 'embed', 'hidden', 'maxTokens'],
+    ['eos', 'pad'],
+  );
+  const { vocab: V, window: W, embed: E, hidden: H } = c;
+  return [[V, E], [W * E, H], [H], [V, H]];
+}
+
 export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   readonly kind = 'fused-head';
   readonly variables: TF.Variable[];
@@ -73,8 +93,9 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     weights?: Float32Array[],
   ) {
     super(tf);
-    const { vocab: V, window: W, embed: E, hidden: H } = config;
-    const shapes = [[V, E], [W * E, H], [H], [V, H]];
+    const shapes = fusedHeadShapes(config);
+    if (weights) checkWeights('FusedHeadPolicy', shapes, weights);
+    const { window: W, embed: E, hidden: H } = config;
     const scales = [1, Math.sqrt(2 / (W * E)), 0, Math.sqrt(1 / H)];
     this.variables = shapes.map((shape, i) => {
       if (weights) return tf.variable(tf.tensor(weights[i], shape));
@@ -88,6 +109,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     const { window: W, pad } = this.config;
     const ids = new Int32Array(contexts.length * W);
     contexts.forEach((ctx, r) => {
+      checkTokenIds('FusedHeadPolicy', 'a prompt and response', ctx, this.vocab);
       for (let j = 0; j < W; j++) {
         const i = ctx.length - W + j;
         ids[r * W + j] = i >= 0 ? ctx[i] : pad;

@@ -1,12 +1,19 @@
 // Reading back a policy written by save(): the file names its kind, its config and its weights.
-// A file that is not one (another JSON file, a truncated download) is refused with its path and
-// what is wrong, before any weight is built.
+// A file that is not one (another JSON file, a truncated download, a config edited by hand) is
+// refused with its path and what is wrong, before any weight is built: the config's sizes are
+// checked, the number of weight arrays and each one's shape and values against them.
 import { readFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { FusedHeadPolicy, type FusedHeadPolicyConfig } from './fusedHeadPolicy.js';
-import { CharPolicy, type CharPolicyConfig, TabularPolicy } from './policies.js';
-import type { Policy } from './policy.js';
-import { TransformerPolicy, type TransformerPolicyConfig } from './transformerPolicy.js';
+import { FusedHeadPolicy, type FusedHeadPolicyConfig, fusedHeadShapes } from './fusedHeadPolicy.js';
+import { CharPolicy, type CharPolicyConfig, charShapes, TabularPolicy } from './policies.js';
+import { checkConfig, checkWeights, type Policy } from './policy.js';
+import {
+  checkTransformerConfig,
+  TransformerPolicy,
+  type TransformerPolicyConfig,
+  transformerShapes,
+  transformerWeightCount,
+} from './transformerPolicy.js';
 
 /** What save() writes: the policy's kind, its config, and each variable's shape and float32 values (base64). */
 export interface PolicyFile {
@@ -15,10 +22,38 @@ export interface PolicyFile {
   weights: Array<{ shape?: number[]; data: string }>;
 }
 
+/** A policy file read and checked: its kind, its config, its weights decoded. */
+export interface CheckedPolicyFile {
+  kind: 'tabular' | 'char-mlp' | 'fused-head' | 'transformer';
+  config: Record<string, number>;
+  weights: Float32Array[];
+}
+
 const WRITTEN_BY = "a policy file is what a policy's save() or `gvpo warmup` writes";
 
-/** Reads `path` and checks that it holds a policy file; the message names the file and what is wrong. */
-export function readPolicyFile(path: string): PolicyFile {
+/** Each kind's weight shapes for a config, checked first; `count` is the number of arrays in the
+ *  file (a transformer's depth is compared with it before its shapes are listed). */
+const SHAPES: Record<CheckedPolicyFile['kind'], (config: Record<string, number>, count: number) => number[][]> = {
+  tabular: (c) => {
+    checkConfig('tabular', c, ['prompts', 'vocab']);
+    return [[c.prompts, c.vocab]];
+  },
+  'char-mlp': (c) => charShapes(c as unknown as CharPolicyConfig),
+  'fused-head': (c) => fusedHeadShapes(c as unknown as FusedHeadPolicyConfig),
+  transformer: (c, count) => {
+    const config = c as unknown as TransformerPolicyConfig;
+    checkTransformerConfig(config);
+    if (count !== transformerWeightCount(config.layers))
+      throw new RangeError(
+        `config.layers = ${config.layers} needs ${transformerWeightCount(config.layers)} weight arrays, the file holds ${count}`,
+      );
+    return transformerShapes(config).map(([, shape]) => shape);
+  },
+};
+
+/** Reads `path` and checks that it holds a policy file that fits its config; the message names the
+ *  file and what is wrong. */
+export function readPolicyFile(path: string): CheckedPolicyFile {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -36,36 +71,49 @@ export function readPolicyFile(path: string): PolicyFile {
     throw bad(`it holds ${Array.isArray(j) ? 'an array' : j === null ? 'null' : `a ${typeof j}`}, not an object`);
   const o = j as Record<string, unknown>;
   if (typeof o.kind !== 'string') throw bad("it has no 'kind' (a string)");
+  if (!Object.hasOwn(SHAPES, o.kind)) throw bad(`its kind '${o.kind}' is none of ${Object.keys(SHAPES).join(', ')}`);
   if (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config))
     throw bad("it has no 'config' (an object)");
   if (!Array.isArray(o.weights)) throw bad("it has no 'weights' (an array)");
-  o.weights.forEach((w: unknown, i) => {
+  const kind = o.kind as CheckedPolicyFile['kind'];
+  const config = o.config as Record<string, number>;
+  let shapes: number[][];
+  try {
+    shapes = SHAPES[kind](config, o.weights.length);
+  } catch (e) {
+    throw bad(`its ${kind} config does not hold: ${(e as Error).message.replace(/^[\w-]+: /, '')}`);
+  }
+  if (o.weights.length !== shapes.length)
+    throw bad(`a ${kind} policy has ${shapes.length} weight arrays, the file holds ${o.weights.length}`);
+  const weights = o.weights.map((w: unknown, i) => {
     const x = w as { shape?: unknown; data?: unknown } | null;
     if (typeof x?.data !== 'string') throw bad(`weights[${i}] has no 'data' (base64 float32 values)`);
-    const bytes = Buffer.byteLength(x.data, 'base64');
     const shape = x.shape;
     if (shape !== undefined && !(Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d >= 0)))
       throw bad(`weights[${i}].shape is not a list of sizes`);
-    const want = shape === undefined ? undefined : 4 * (shape as number[]).reduce((a, b) => a * b, 1);
-    if (bytes % 4 !== 0 || (want !== undefined && bytes !== want)) {
-      throw bad(
-        `weights[${i}] holds ${bytes} bytes, ${want === undefined ? 'not a whole number of float32 values' : `not the ${want} of shape [${(shape as number[]).join(', ')}]`}`,
-      );
-    }
+    const want = shapes[i];
+    if (shape !== undefined && (shape.length !== want.length || shape.some((d, k) => d !== want[k])))
+      throw bad(`weights[${i}] has shape [${shape.join(', ')}] where the config gives [${want.join(', ')}]`);
+    const bytes = Buffer.byteLength(x.data, 'base64');
+    const size = 4 * want.reduce((a, b) => a * b, 1);
+    if (bytes !== size) throw bad(`weights[${i}] holds ${bytes} bytes, not the ${size} of shape [${want.join(', ')}]`);
+    const b = Buffer.from(x.data, 'base64');
+    if (b.byteLength !== size) throw bad(`weights[${i}] is not valid base64 of ${size} bytes`);
+    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
   });
-  return o as unknown as PolicyFile;
+  try {
+    checkWeights(kind, shapes, weights);
+  } catch (e) {
+    throw bad((e as Error).message.replace(/^[\w-]+: /, ''));
+  }
+  return { kind, config, weights };
 }
 
 /** Load a policy written by save(). */
 export function loadPolicy(tf: typeof TF, path: string): Policy {
-  const j = readPolicyFile(path);
-  const w = j.weights.map((x) => {
-    const b = Buffer.from(x.data, 'base64');
-    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  });
-  if (j.kind === 'tabular') return new TabularPolicy(tf, j.config.prompts, j.config.vocab, w[0]);
-  if (j.kind === 'char-mlp') return new CharPolicy(tf, j.config as unknown as CharPolicyConfig, 1, w);
-  if (j.kind === 'fused-head') return new FusedHeadPolicy(tf, j.config as unknown as FusedHeadPolicyConfig, 1, w);
-  if (j.kind === 'transformer') return new TransformerPolicy(tf, j.config as unknown as TransformerPolicyConfig, 1, w);
-  throw new Error(`loadPolicy: unknown policy kind '${j.kind}' in ${path}`);
+  const { kind, config, weights: w } = readPolicyFile(path);
+  if (kind === 'tabular') return new TabularPolicy(tf, config.prompts, config.vocab, w[0]);
+  if (kind === 'char-mlp') return new CharPolicy(tf, config as unknown as CharPolicyConfig, 1, w);
+  if (kind === 'fused-head') return new FusedHeadPolicy(tf, config as unknown as FusedHeadPolicyConfig, 1, w);
+  return new TransformerPolicy(tf, config as unknown as TransformerPolicyConfig, 1, w);
 }

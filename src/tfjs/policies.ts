@@ -4,7 +4,7 @@
 //                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { drawToken, type Policy, PolicyBase } from './policy.js';
+import { checkConfig, checkTokenIds, checkWeights, drawToken, type Policy, PolicyBase } from './policy.js';
 
 type Tf = typeof TF;
 
@@ -22,14 +22,24 @@ export class TabularPolicy extends PolicyBase implements Policy {
     init?: Float32Array,
   ) {
     super(tf);
+    checkConfig('TabularPolicy', { prompts, vocab }, ['prompts', 'vocab']);
+    if (init) checkWeights('TabularPolicy', [[prompts, vocab]], [init]);
     this.theta = tf.variable(init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab]));
+  }
+  /** The prompt ids (each prompt is one token, its row of theta). */
+  private rows(prompts: number[][]): number[] {
+    return prompts.map((p) => {
+      if (p.length !== 1) throw new RangeError(`TabularPolicy: a prompt is one token (its id), got ${p.length} tokens`);
+      checkTokenIds('TabularPolicy', 'a prompt', p, this.prompts);
+      return p[0];
+    });
   }
   logits(prompts: number[][]): TF.Tensor2D {
     // a one-hot [N, P] times theta [P, V] rather than tf.gather, whose gradient (a segment sum)
     // the wasm backend lacks
     const onehot = new Float32Array(prompts.length * this.prompts);
-    prompts.forEach((p, n) => {
-      onehot[n * this.prompts + p[0]] = 1;
+    this.rows(prompts).forEach((p, n) => {
+      onehot[n * this.prompts + p] = 1;
     });
     return this.tf.tidy(() => this.tf.matMul(this.tf.tensor2d(onehot, [prompts.length, this.prompts]), this.theta));
   }
@@ -46,7 +56,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
   }
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
     const t = this.theta.dataSync() as Float32Array;
-    return prompts.map((p) => [drawToken(t, p[0] * this.vocab, this.vocab, temperature, rand)]);
+    return this.rows(prompts).map((p) => [drawToken(t, p * this.vocab, this.vocab, temperature, rand)]);
   }
   clone(): TabularPolicy {
     return new TabularPolicy(this.tf, this.prompts, this.vocab, this.getWeights()[0]);
@@ -66,6 +76,18 @@ export interface CharPolicyConfig {
   pad: number;
 }
 
+/** The weights' shapes: two hidden layers over the one-hot window, then the logits. */
+export function charShapes(c: CharPolicyConfig): number[][] {
+  checkConfig(
+    'CharPolicy',
+    c as unknown as Record<string, unknown>,
+    ['vocab', 'window', 'hidden', 'maxTokens'],
+    ['eos', 'pad'],
+  );
+  const { vocab: V, window: W, hidden: H } = c;
+  return [[W * V, H], [H], [H, H], [H], [H, V], [V]];
+}
+
 export class CharPolicy extends PolicyBase implements Policy {
   readonly kind = 'char-mlp';
   readonly variables: TF.Variable[];
@@ -82,8 +104,8 @@ export class CharPolicy extends PolicyBase implements Policy {
     weights?: Float32Array[],
   ) {
     super(tf);
-    const { vocab: V, window: W, hidden: H } = config;
-    const shapes = [[W * V, H], [H], [H, H], [H], [H, V], [V]];
+    const shapes = charShapes(config);
+    if (weights) checkWeights('CharPolicy', shapes, weights);
     this.variables = shapes.map((shape, i) => {
       if (weights) return tf.variable(tf.tensor(weights[i], shape));
       if (shape.length === 1) return tf.variable(tf.zeros(shape));
@@ -96,6 +118,7 @@ export class CharPolicy extends PolicyBase implements Policy {
     const { vocab: V, window: W, pad } = this.config;
     const x = new Float32Array(contexts.length * W * V);
     contexts.forEach((ctx, r) => {
+      checkTokenIds('CharPolicy', 'a prompt and response', ctx, V);
       for (let j = 0; j < W; j++) {
         const i = ctx.length - W + j;
         x[r * W * V + j * V + (i >= 0 ? ctx[i] : pad)] = 1;

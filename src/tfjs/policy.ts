@@ -39,6 +39,62 @@ export function hasFusedHead(p: Policy): p is Policy & FusedHead {
   return typeof (p as Partial<FusedHead>).hiddenStates === 'function' && (p as Partial<FusedHead>).head !== undefined;
 }
 
+/**
+ * Refuses a token id that is not an integer in [0, vocab): `ids` are the tokens a policy is about
+ * to read (a prompt, a response; its first `n`), which would otherwise land in the wrong one-hot
+ * column or embedding row.
+ */
+export function checkTokenIds(kind: string, what: string, ids: ArrayLike<number>, vocab: number, n = ids.length): void {
+  for (let i = 0; i < n; i++) {
+    const t = ids[i];
+    if (!Number.isInteger(t) || t < 0 || t >= vocab) {
+      throw new RangeError(
+        `${kind}: ${what} holds token ${String(t)} at position ${i}, outside the policy's vocabulary [0, ${vocab})`,
+      );
+    }
+  }
+}
+
+/**
+ * Refuses a config whose sizes (`sizes`: integers in [1, 2^31)) or token ids (`tokens`: integers in
+ * [0, config.vocab)) are not, before any weight is built; `name` prefixes the message.
+ */
+export function checkConfig(
+  name: string,
+  config: Record<string, unknown>,
+  sizes: readonly string[],
+  tokens: readonly string[] = [],
+): void {
+  if (typeof config !== 'object' || config === null) throw new TypeError(`${name}: config must be an object`);
+  for (const k of sizes) {
+    const v = config[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v >= 2 ** 31)
+      throw new RangeError(`${name}: config.${k} must be an integer in [1, 2^31), got ${String(v)}`);
+  }
+  const vocab = config.vocab as number;
+  for (const k of tokens) {
+    const v = config[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= vocab)
+      throw new RangeError(`${name}: config.${k} must be a token id in [0, ${vocab}), got ${String(v)}`);
+  }
+}
+
+/** Refuses weights that do not fit `shapes`: another count, another size, a non-finite value. */
+export function checkWeights(name: string, shapes: readonly number[][], weights: readonly ArrayLike<number>[]): void {
+  if (weights.length !== shapes.length)
+    throw new RangeError(`${name}: expected ${shapes.length} weight arrays for this config, got ${weights.length}`);
+  shapes.forEach((shape, i) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const w = weights[i];
+    if (w.length !== size)
+      throw new RangeError(
+        `${name}: weights[${i}] must hold ${size} values (shape [${shape.join(', ')}]), got ${w.length}`,
+      );
+    for (let j = 0; j < w.length; j++)
+      if (!Number.isFinite(w[j])) throw new RangeError(`${name}: weights[${i}] holds ${w[j]} at index ${j}`);
+  });
+}
+
 /** A token drawn from softmax(logits[offset .. offset+V) / temperature). */
 export function drawToken(
   logits: ArrayLike<number>,

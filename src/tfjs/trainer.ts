@@ -13,6 +13,7 @@
 // its group was sampled at, as verl and TRL do: at one update per batch GRPO's ratio is exactly 1.
 import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
+import { describe } from '../validate.js';
 import { seeded, type Task } from '../tasks/task.js';
 import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, packBatch, subset } from './batch.js';
 import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
@@ -24,9 +25,19 @@ import {
   type StepMetrics,
   type TrainerConfig,
   type TrainerOptions,
+  checkParts,
+  checkTemperature,
+  seedOf,
 } from './trainerOptions.js';
 
 type Tf = typeof TF;
+
+/** How many evaluation prompts: an integer >= 1. */
+function evalCount(n: number): number {
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`GVPOTrainer: evaluation needs an integer n >= 1 prompts, got ${describe(n)}`);
+  return n;
+}
 export type { Algo, RewardSpec, StepMetrics, TermsAblation, TrainerOptions } from './trainerOptions.js';
 
 interface UpdateTotals {
@@ -48,11 +59,7 @@ export class GVPOTrainer {
   readonly k: number;
   /** Every option, checked and resolved once. */
   readonly config: TrainerConfig;
-  /**
-   * The temperature fresh groups are sampled at (may be changed between steps, e.g. annealed);
-   * a group keeps the one it was sampled at, also when replayed.
-   */
-  temperature: number;
+  private temp: number;
   private readonly optimizer: TF.Optimizer;
   private readonly rand: () => number;
   private readonly initial: Policy;
@@ -62,6 +69,7 @@ export class GVPOTrainer {
 
   constructor(o: TrainerOptions) {
     const c = resolveTrainerOptions(o);
+    checkParts(o, c.reference);
     this.config = c;
     this.tf = o.tf;
     this.policy = o.policy;
@@ -69,11 +77,22 @@ export class GVPOTrainer {
     this.algo = c.algo;
     this.beta = c.beta;
     this.k = c.groupSize;
-    this.temperature = c.temperature;
+    this.temp = c.temperature;
     this.optimizer = o.optimizer ?? o.tf.train.adam(c.learningRate);
     this.rand = seeded(c.seed);
     this.initial = o.policy.clone();
     if (c.reference === 'frozen') this.frozen = o.referencePolicy ?? o.policy.clone();
+  }
+
+  /**
+   * The temperature fresh groups are sampled at (may be changed between steps, e.g. annealed);
+   * a group keeps the one it was sampled at, also when replayed.
+   */
+  get temperature(): number {
+    return this.temp;
+  }
+  set temperature(t: number) {
+    this.temp = checkTemperature('temperature', t);
   }
 
   /** One step: sample and score groups, log-probs of pi_theta', the updates, the metrics. */
@@ -124,12 +143,42 @@ export class GVPOTrainer {
   /** One external group: its responses and, where the sampler says, their token log-probs. */
   private async external(prompt: number[]): Promise<Group> {
     const T = this.policy.maxTokens;
-    const got = this.config.externalResponses!(prompt, this.k, this.rand);
-    const { responses, tokenLogprobs } = Array.isArray(got) ? { responses: got, tokenLogprobs: undefined } : got;
-    if (responses.length !== this.k)
+    const got: unknown = this.config.externalResponses!(prompt, this.k, this.rand);
+    const { responses, tokenLogprobs } = (Array.isArray(got) ? { responses: got, tokenLogprobs: undefined } : got) as {
+      responses: unknown;
+      tokenLogprobs: unknown;
+    };
+    const where = `externalResponses([${prompt.join(', ')}])`;
+    if (!Array.isArray(responses) || responses.length !== this.k)
       throw new RangeError(
-        `GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${responses.length}`,
+        `GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${Array.isArray(responses) ? responses.length : describe(responses)}`,
       );
+    responses.forEach((r: unknown, i) => {
+      if (!Array.isArray(r))
+        throw new TypeError(`GVPOTrainer: ${where}: response ${i} must be an array of token ids, got ${describe(r)}`);
+      const at = r.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= this.policy.vocab);
+      if (at >= 0)
+        throw new RangeError(
+          `GVPOTrainer: ${where}: response ${i} holds ${describe(r[at])} at position ${at}, not a token id in [0, ${this.policy.vocab})`,
+        );
+    });
+    if (tokenLogprobs !== undefined && !(Array.isArray(tokenLogprobs) && tokenLogprobs.length === this.k))
+      throw new RangeError(
+        `GVPOTrainer: ${where}: tokenLogprobs must hold one entry (or null) per response, ${this.k}, got ${Array.isArray(tokenLogprobs) ? tokenLogprobs.length : describe(tokenLogprobs)}`,
+      );
+    (tokenLogprobs as Array<ArrayLike<number> | null | undefined> | undefined)?.forEach((lp, i) => {
+      if (lp === null || lp === undefined) return;
+      const n = Math.min((responses[i] as number[]).length, T);
+      if (typeof lp !== 'object' || typeof lp.length !== 'number' || lp.length < n)
+        throw new RangeError(
+          `GVPOTrainer: ${where}: tokenLogprobs[${i}] must hold a log-prob for each of the response's ${n} tokens, got ${typeof lp === 'object' ? `${lp.length} values` : describe(lp)}`,
+        );
+      for (let t = 0; t < n; t++)
+        if (typeof lp[t] !== 'number' || !Number.isFinite(lp[t]))
+          throw new RangeError(
+            `GVPOTrainer: ${where}: tokenLogprobs[${i}][${t}] must be a finite log-prob, got ${describe(lp[t])}`,
+          );
+    });
     const group: Group = {
       prompt,
       responses,
@@ -149,12 +198,26 @@ export class GVPOTrainer {
     return group;
   }
 
+  /** Each response's reward (the weighted sum of the reward functions), checked to be a finite
+   *  number before any update uses it: a bad one is refused with the prompt and response it came from. */
   private async score(prompt: number[], responses: number[][]): Promise<number[]> {
+    const own = this.config.rewards === undefined;
     const specs = this.config.rewards ?? [{ fn: (p: number[], r: number[]) => this.task.reward(p, r), weight: 1 }];
     return Promise.all(
-      responses.map(async (r) => {
+      responses.map(async (r, i) => {
         let total = 0;
-        for (const s of specs) total += (s.weight ?? 1) * (await s.fn(prompt, r));
+        for (const [j, s] of specs.entries()) {
+          const v: unknown = await s.fn(prompt, r);
+          if (typeof v !== 'number' || !Number.isFinite(v))
+            throw new RangeError(
+              `GVPOTrainer: ${own ? 'task.reward' : `rewards[${j}].fn`} must return a finite number, got ${describe(v)} for response ${i} [${r.join(', ')}] of prompt [${prompt.join(', ')}]`,
+            );
+          total += (s.weight ?? 1) * v;
+        }
+        if (!Number.isFinite(total))
+          throw new RangeError(
+            `GVPOTrainer: the weighted reward of response ${i} of prompt [${prompt.join(', ')}] is ${total}; rewards and weights must keep it finite`,
+          );
         return total;
       }),
     );
@@ -235,66 +298,66 @@ export class GVPOTrainer {
     const T = this.policy.maxTokens;
     const N = mb.rewards.length;
     let S: Float64Array | undefined;
-    const loss = this.optimizer.minimize(
-      () => {
-        const x = this.differentiable(mb);
-        if (this.algo === 'gvpo' && c.terms === 'all') {
-          const args = {
-            targets: mb.targets,
-            mask: mb.mask,
-            sequences: N,
-            tokens: T,
-            referenceLogprobs: mb.refSeq,
-            rewards: mb.rewards,
-            groups: { size: this.k },
-            beta: this.beta,
-            temperature: x.temperature,
-          };
-          const r =
-            'hidden' in x
-              ? gvpoFromHiddenTf(this.tf, x.hidden, x.head, args)
-              : gvpoFromLogitsTf(this.tf, x.logits, { ...args, vocab: this.policy.vocab });
-          S = r.result().policyLogprobs; // the kernel ran in the forward pass
-          return r.loss;
-        }
-        const lp =
-          'hidden' in x
-            ? this.headTokenLogprobs(x.hidden, x.head, mb, x.temperature)
-            : tokenLogprobsTf(this.tf, x.logits, mb.targets, x.temperature);
-        const s = sequenceSums(this.tf, lp, mb.mask, T);
-        S = Float64Array.from(s.dataSync());
-        if (this.algo === 'gvpo') return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
-        return policyGradientLoss(
-          this.tf,
-          lp,
-          { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T },
-          {
-            algo: this.algo,
-            behaviorTokens: mb.behaviorTok,
-            oldTokens: mb.currentTok,
-            referenceTokens: mb.refTok,
-            clip: c.clip,
-            klCoef: c.klCoef,
-            klIn: c.klIn,
-            importanceCap: c.importanceCap,
-            onClipFraction: (f) => {
-              t.clipFraction += f;
-            },
+    // tidy: a loss that throws (a kernel refusing its input) leaves no tensor behind
+    const loss = this.tf.tidy(
+      () =>
+        this.optimizer.minimize(
+          () => {
+            const x = this.differentiable(mb);
+            if (this.algo === 'gvpo' && c.terms === 'all') {
+              const args = {
+                targets: mb.targets,
+                mask: mb.mask,
+                sequences: N,
+                tokens: T,
+                referenceLogprobs: mb.refSeq,
+                rewards: mb.rewards,
+                groups: { size: this.k },
+                beta: this.beta,
+                temperature: x.temperature,
+              };
+              const r =
+                'hidden' in x
+                  ? gvpoFromHiddenTf(this.tf, x.hidden, x.head, args)
+                  : gvpoFromLogitsTf(this.tf, x.logits, { ...args, vocab: this.policy.vocab });
+              S = r.result().policyLogprobs; // the kernel ran in the forward pass
+              return r.loss;
+            }
+            const lp =
+              'hidden' in x
+                ? this.headTokenLogprobs(x.hidden, x.head, mb, x.temperature)
+                : tokenLogprobsTf(this.tf, x.logits, mb.targets, x.temperature);
+            const s = sequenceSums(this.tf, lp, mb.mask, T);
+            S = Float64Array.from(s.dataSync());
+            if (this.algo === 'gvpo')
+              return gvpoTermsLoss(this.tf, s, mb.refSeq, mb.rewards, this.k, this.beta, c.terms);
+            return policyGradientLoss(
+              this.tf,
+              lp,
+              { targets: mb.targets, mask: mb.mask, rewards: mb.rewards, groupSize: this.k, tokens: T },
+              {
+                algo: this.algo,
+                behaviorTokens: mb.behaviorTok,
+                oldTokens: mb.currentTok,
+                referenceTokens: mb.refTok,
+                clip: c.clip,
+                klCoef: c.klCoef,
+                klIn: c.klIn,
+                importanceCap: c.importanceCap,
+                onClipFraction: (f) => {
+                  t.clipFraction += f;
+                },
+              },
+            );
           },
-        );
-      },
-      true,
-      this.policy.variables,
+          true,
+          this.policy.variables,
+        ) as TF.Scalar,
     );
-    t.loss += loss!.dataSync()[0];
-    loss!.dispose();
-    if (!S!.every(Number.isFinite)) {
-      // the policy's weights left float32's range (an update too large for them)
-      throw new Error(
-        `GVPOTrainer: the policy's log-probs are no longer finite: its weights diverged ` +
-          `(learningRate ${c.learningRate}, beta ${this.beta}); lower the learning rate (or beta)`,
-      );
-    }
+    t.loss += loss.dataSync()[0];
+    loss.dispose();
+    // the policy's weights left float32's range (an update too large for them)
+    if (!S!.every(Number.isFinite)) throw this.diverged("the policy's log-probs are no longer finite");
     const terms = gvpoLoss({
       policyLogprobs: S!,
       referenceLogprobs: mb.refSeq,
@@ -307,6 +370,14 @@ export class GVPOTrainer {
     t.variance += terms.variance;
     t.constant += terms.constant;
     t.updates++;
+  }
+
+  private diverged(what: string): Error {
+    const c = this.config;
+    return new Error(
+      `GVPOTrainer: ${what}: its weights diverged ` +
+        `(learningRate ${c.learningRate}, beta ${this.beta}); lower the learning rate (or beta)`,
+    );
   }
 
   /**
@@ -394,11 +465,17 @@ export class GVPOTrainer {
   /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has
    *  a split), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
-    return evaluateGreedy(this.policy, this.task, n, seed);
+    return evaluateGreedy(this.policy, this.task, evalCount(n), seedOf('evaluate: seed', seed));
   }
 
   /** Mean reward of one response sampled at `temperature` for each of the same `n` evaluation prompts. */
   evaluateReward(n: number, temperature = 1, seed = 12345): number {
-    return evaluateSampled(this.policy, this.task, n, seed, temperature);
+    return evaluateSampled(
+      this.policy,
+      this.task,
+      evalCount(n),
+      seedOf('evaluateReward: seed', seed),
+      checkTemperature('evaluateReward: temperature', temperature),
+    );
   }
 }

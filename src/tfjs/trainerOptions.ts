@@ -180,10 +180,15 @@ export const ALGOS: readonly Algo[] = ['gvpo', 'grpo', 'drgrpo', 'reinforce'];
 const ABLATIONS: readonly TermsAblation[] = ['all', 'no-variance', 'no-trust-region'];
 
 function fail(name: string, expected: string, got: unknown): never {
-  throw new RangeError(`GVPOTrainer: ${name} must be ${expected}, got ${String(got)}`);
+  throw new RangeError(`GVPOTrainer: ${name} must be ${expected}, got ${describe(got)}`);
 }
 function integer(name: string, v: number, min: number): number {
   if (!Number.isInteger(v) || v < min) fail(name, `an integer >= ${min}`, v);
+  return v;
+}
+/** A seed: the generator (mulberry32) keeps 32 bits, so a larger one would repeat a smaller one's run. */
+export function seedOf(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) fail(name, 'an integer in [0, 2^32)', v);
   return v;
 }
 function inRange(name: string, v: number, ok: (x: number) => boolean, expected: string): number {
@@ -191,6 +196,68 @@ function inRange(name: string, v: number, ok: (x: number) => boolean, expected: 
   return v;
 }
 const finitePositive = (x: number) => Number.isFinite(x) && x > 0;
+/** A sampling temperature: the kernels scale by its float32 reciprocal, which must be finite. */
+export function checkTemperature(name: string, v: unknown): number {
+  const ok = typeof v === 'number' && finitePositive(v) && Number.isFinite(Math.fround(1 / Math.fround(v)));
+  if (!ok) fail(name, 'a finite number > 0 whose float32 reciprocal is finite (about 2.9e-39 or more)', v);
+  return v as number;
+}
+function isFunction(name: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'function')
+    throw new TypeError(`GVPOTrainer: ${name} must be a function, got ${describe(v)}`);
+}
+/** `v` has each of `methods` as a function: what the trainer calls on a tf module, a policy, a task. */
+function hasMethods(name: string, v: unknown, methods: readonly string[], what: string): void {
+  const o = v as Record<string, unknown> | null | undefined;
+  const missing = typeof o === 'object' && o !== null ? methods.find((m) => typeof o[m] !== 'function') : methods[0];
+  if (missing !== undefined)
+    throw new TypeError(`GVPOTrainer: ${name} must be ${what} (with ${missing}()), got ${describe(v)}`);
+}
+const POLICY_METHODS = ['logits', 'sample', 'clone', 'getWeights'] as const;
+
+/** The things the trainer works on: tf, the policy (and a frozen reference) and the task, which
+ *  must fit each other (the policy reads and writes every token of the task's vocabulary). */
+export function checkParts(o: TrainerOptions, reference: 'previous' | 'frozen'): void {
+  hasMethods('tf', o.tf, ['tidy', 'variable'], 'the @tensorflow/tfjs module (see loadTf())');
+  if (typeof (o.tf as { train?: { adam?: unknown } }).train?.adam !== 'function')
+    throw new TypeError('GVPOTrainer: tf must be the @tensorflow/tfjs module (see loadTf()), it has no train.adam()');
+  hasMethods('policy', o.policy, POLICY_METHODS, 'a Policy');
+  hasMethods('task', o.task, ['samplePrompts', 'reward'], 'a Task');
+  const { policy, task } = o;
+  if (!Number.isInteger(task.vocab) || task.vocab < 1) fail('task.vocab', 'an integer >= 1', task.vocab);
+  if (!Number.isInteger(policy.vocab) || policy.vocab < task.vocab)
+    fail('policy.vocab', `an integer >= the task's vocabulary (${task.vocab}) so that every token fits`, policy.vocab);
+  if (!Number.isInteger(policy.maxTokens) || policy.maxTokens < 1)
+    fail('policy.maxTokens', 'an integer >= 1', policy.maxTokens);
+  if (o.referencePolicy !== undefined) {
+    if (reference !== 'frozen')
+      throw new TypeError(
+        "GVPOTrainer: referencePolicy is the frozen reference: it needs reference: 'frozen' (with 'previous' pi_theta' is the policy before each step)",
+      );
+    hasMethods('referencePolicy', o.referencePolicy, POLICY_METHODS, 'a Policy');
+    const r = o.referencePolicy;
+    if (r.vocab !== policy.vocab || r.maxTokens !== policy.maxTokens)
+      throw new RangeError(
+        `GVPOTrainer: referencePolicy must have the policy's vocab and maxTokens (${policy.vocab}, ${policy.maxTokens}), got (${r.vocab}, ${r.maxTokens})`,
+      );
+  }
+  if (o.optimizer !== undefined) hasMethods('optimizer', o.optimizer, ['minimize'], 'a tf.Optimizer');
+  isFunction('externalResponses', o.externalResponses);
+  isFunction('onMetrics', o.onMetrics);
+  if (o.rewards !== undefined) {
+    if (!Array.isArray(o.rewards) || o.rewards.length === 0)
+      throw new TypeError(
+        `GVPOTrainer: rewards must be a non-empty array of { fn, weight? }, got ${describe(o.rewards)}`,
+      );
+    o.rewards.forEach((r: unknown, i) => {
+      checkOptions(`GVPOTrainer: rewards[${i}]`, r, ['fn', 'weight']);
+      if (typeof r.fn !== 'function')
+        throw new TypeError(`GVPOTrainer: rewards[${i}].fn must be a function, got ${describe(r.fn)}`);
+      if (r.weight !== undefined && !(typeof r.weight === 'number' && Number.isFinite(r.weight)))
+        fail(`rewards[${i}].weight`, 'a finite number', r.weight);
+    });
+  }
+}
 
 // Every option name TrainerOptions has: anything else (a typo such as `bta`) is refused with the
 // closest name, never silently left at its default.
@@ -224,9 +291,23 @@ const TRAINER_KEYS: readonly string[] = [
   'onMetrics',
 ];
 
+// Names other trainers use for the same options (an edit distance would send 'lr' to 'tf').
+const TRAINER_ALIASES: Readonly<Record<string, string>> = {
+  lr: 'learningRate',
+  learning_rate: 'learningRate',
+  k: 'groupSize',
+  group_size: 'groupSize',
+  num_generations: 'groupSize',
+  kl_coef: 'klCoef',
+  epsilon: 'clip',
+  cliprange: 'clip',
+  ppo_epochs: 'epochs',
+  num_mini_batches: 'miniBatches',
+};
+
 /** Each option checked once and given its default once. */
 export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
-  checkOptions('GVPOTrainer', o, TRAINER_KEYS);
+  checkOptions('GVPOTrainer', o, TRAINER_KEYS, TRAINER_ALIASES);
   if (o.replay !== undefined) {
     if (typeof o.replay !== 'object' || o.replay === null) {
       throw new TypeError(`GVPOTrainer: replay must be { ratio, capacity? }, got ${describe(o.replay)}`);
@@ -250,7 +331,7 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
     miniBatches: integer('miniBatches', o.miniBatches ?? d.miniBatches, 1),
     epochs: integer('epochs', o.epochs ?? d.epochs, 1),
     learningRate: inRange('learningRate', o.learningRate ?? d.learningRate, finitePositive, 'a finite number > 0'),
-    temperature: inRange('temperature', o.temperature ?? d.temperature, finitePositive, 'a finite number > 0'),
+    temperature: checkTemperature('temperature', o.temperature ?? d.temperature),
     reference,
     replayRatio: inRange(
       'replay.ratio',
@@ -276,7 +357,7 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
       '0 or a finite number >= 1',
     ),
     terms,
-    seed: integer('seed', o.seed ?? d.seed, 0),
+    seed: seedOf('seed', o.seed ?? d.seed),
     evalEvery: integer('evalEvery', o.evalEvery ?? d.evalEvery, 0),
     evalPrompts: integer('evalPrompts', o.evalPrompts ?? d.evalPrompts, 1),
     rewards: o.rewards,

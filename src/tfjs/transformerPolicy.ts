@@ -14,7 +14,15 @@
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { embed } from './fusedHeadPolicy.js';
-import { drawToken, type FusedHead, type Policy, PolicyBase } from './policy.js';
+import {
+  checkConfig,
+  checkTokenIds,
+  checkWeights,
+  drawToken,
+  type FusedHead,
+  type Policy,
+  PolicyBase,
+} from './policy.js';
 
 type Tf = typeof TF;
 
@@ -50,8 +58,13 @@ const LAYER_PARAMS = [
   'mlp.b2',
 ] as const;
 
+/** How many weight arrays a config of `layers` blocks has (found before any shape is listed). */
+export function transformerWeightCount(layers: number): number {
+  return 5 + LAYER_PARAMS.length * layers;
+}
+
 /** Every parameter's name and shape, in the order of `variables` (the head last). */
-function parameterShapes(c: TransformerPolicyConfig): Array<[string, number[]]> {
+export function transformerShapes(c: TransformerPolicyConfig): Array<[string, number[]]> {
   const { vocab: V, width: D, mlp: M } = c;
   const layer: Record<(typeof LAYER_PARAMS)[number], number[]> = {
     'ln1.gain': [D],
@@ -76,19 +89,18 @@ function parameterShapes(c: TransformerPolicyConfig): Array<[string, number[]]> 
   return out;
 }
 
-function checkConfig(c: TransformerPolicyConfig): void {
-  for (const k of ['vocab', 'maxTokens', 'promptTokens', 'width', 'heads', 'layers', 'mlp'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1)
-      throw new RangeError(`TransformerPolicy: config.${k} must be an integer >= 1, got ${c[k]}`);
-  }
+/** The config's sizes and token ids, and width a multiple of heads. */
+export function checkTransformerConfig(c: TransformerPolicyConfig): void {
+  checkConfig(
+    'TransformerPolicy',
+    c as unknown as Record<string, unknown>,
+    ['vocab', 'maxTokens', 'promptTokens', 'width', 'heads', 'layers', 'mlp'],
+    ['eos', 'pad'],
+  );
   if (c.width % c.heads)
     throw new RangeError(
       `TransformerPolicy: config.width (${c.width}) must be a multiple of config.heads (${c.heads})`,
     );
-  for (const k of ['eos', 'pad'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 0 || c[k] >= c.vocab)
-      throw new RangeError(`TransformerPolicy: config.${k} must be a token id in [0, ${c.vocab}), got ${c[k]}`);
-  }
 }
 
 export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
@@ -116,23 +128,24 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     weights?: Float32Array[],
   ) {
     super(tf);
-    checkConfig(config);
-    const shapes = parameterShapes(config);
-    if (weights && weights.length !== shapes.length) {
+    checkTransformerConfig(config);
+    if (weights && weights.length !== transformerWeightCount(config.layers)) {
       throw new RangeError(
-        `TransformerPolicy: expected ${shapes.length} weight arrays for this config, got ${weights.length}`,
+        `TransformerPolicy: expected ${transformerWeightCount(config.layers)} weight arrays for this config, got ${weights.length}`,
       );
     }
+    const shapes = transformerShapes(config);
+    if (weights)
+      checkWeights(
+        'TransformerPolicy',
+        shapes.map(([, shape]) => shape),
+        weights,
+      );
     // GPT-2's initialization: N(0, 0.02) weights, the residual projections scaled by
     // 1/sqrt(2 layers), LayerNorm gains 1, biases 0
     this.variables = shapes.map(([name, shape], i) => {
       this.index.set(name, i);
-      const size = shape.reduce((a, b) => a * b, 1);
       if (weights) {
-        if (weights[i].length !== size)
-          throw new RangeError(
-            `TransformerPolicy: weight '${name}' must hold ${size} values, got ${weights[i].length}`,
-          );
         return tf.variable(tf.tensor(weights[i], shape));
       }
       if (name.endsWith('gain')) return tf.variable(tf.ones(shape));
@@ -206,8 +219,10 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     prompts.forEach((p, n) => {
       if (p.length > P)
         throw new RangeError(`TransformerPolicy: a prompt holds at most promptTokens = ${P} tokens, got ${p.length}`);
+      checkTokenIds('TransformerPolicy', 'a prompt', p, this.vocab);
       ids.set(p, n * L + P - p.length);
       const r = responses(n);
+      checkTokenIds('TransformerPolicy', 'a response', r, this.vocab, upTo);
       for (let t = 0; t < upTo; t++) ids[n * L + P + t] = r[t];
     });
     return ids;
