@@ -120,8 +120,8 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden /*R*H*/, float* 
 
 // Shared by the CPU and CUDA twins of the head, so both work on the same rows with the same rules.
 // The forward works on the rows with mask != 0, in order; head_store_row writes one of them (l
-// NaN when not finite, 0 when V = 1, never positive; H in [0, log V], NaN when logZ is not
-// finite) and returns whether l is NaN.
+// NaN for a target outside [0, V) or a non-finite logZ, -inf for a target on a -inf logit, 0 when
+// V = 1, never positive; H in [0, log V], NaN when logZ is not finite) and returns whether l is NaN.
 std::vector<int32_t> head_forward_rows(const HeadInputs& in);
 bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, float l, float lz, double h,
                     int64_t vocab);

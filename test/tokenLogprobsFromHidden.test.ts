@@ -21,6 +21,7 @@ import { decodeHalf, encodeHalf } from '../src/reference/dtype.js';
 import {
   tokenLogprobsFromHiddenBackwardInto,
   tokenLogprobsFromHiddenF64,
+  tokenLogprobsFromHiddenRef,
 } from '../src/reference/tokenLogprobsFromHidden.js';
 import type { DType, TokenLogprobsFromHiddenArgs } from '../src/types.js';
 import { allclose } from './helpers/allclose.js';
@@ -462,6 +463,48 @@ describe('tokenLogprobsFromHidden', () => {
     const g = tokenLogprobsFromHiddenBackward({ ...forwardArgs(c), logZ: f.logZ, gradTokenLogprobs: gl });
     expect(g.gradHidden.subarray(4 * 6, 5 * 6).every(Number.isNaN)).toBe(true);
     expect(g.gradHidden.subarray(0, 6).every(Number.isFinite)).toBe(true);
+  });
+
+  it('a target on a -inf logit gives l = -inf (as tokenLogprobs), not a NaN row; H <= log V in float32', () => {
+    // z = hidden * weight = [0, -inf, 1] in each row; row 0's target is the -inf logit
+    const args = {
+      hidden: Float32Array.from([1, 1]),
+      weight: Float32Array.from([0, -Infinity, 1]),
+      targets: Int32Array.from([1, 2]),
+      rows: 2,
+      hiddenSize: 1,
+      vocab: 3,
+    };
+    const logits = Float32Array.from([0, -Infinity, 1, 0, -Infinity, 1]);
+    const want = tokenLogprobs({ logits, targets: args.targets, rows: 2, vocab: 3 });
+    for (const f of [
+      tokenLogprobsFromHidden({ ...args, entropy: true }),
+      tokenLogprobsFromHiddenRef({ ...args, dtype: 'float32', temperature: 1, entropy: true }),
+    ]) {
+      expect(f.logprobs[0]).toBe(-Infinity);
+      expect(want.logprobs[0]).toBe(-Infinity);
+      expect(f.nonFiniteRows).toBe(0);
+      expect(f.logprobs[1]).toBeCloseTo(want.logprobs[1], 6);
+      expect(Number.isFinite(f.logZ[0]) && Number.isFinite(f.entropy![0])).toBe(true);
+    }
+    // a uniform row has H = log V exactly; float32 rounding to nearest would land above it for
+    // most V, so the bound is rounded down
+    for (const V of [2, 3, 5, 6, 7, 10, 11, 13, 50, 1000, 50000]) {
+      const row = {
+        ...args,
+        weight: new Float32Array(V).fill(0.25),
+        targets: Int32Array.from([0, 1]),
+        vocab: V,
+        entropy: true,
+      };
+      for (const f of [
+        tokenLogprobsFromHidden(row),
+        tokenLogprobsFromHiddenRef({ ...row, dtype: 'float32', temperature: 1 }),
+      ]) {
+        expect(f.entropy![0]).toBeLessThanOrEqual(Math.log(V));
+        expect(Math.log(V) - f.entropy![0]).toBeLessThan(Math.log(V) * 2 ** -22);
+      }
+    }
   });
 
   it('refuses bad input with the argument named, before any work', async () => {

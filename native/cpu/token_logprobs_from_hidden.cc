@@ -299,7 +299,12 @@ void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const 
 // H as stored: in [0, log V] whatever the rounding, 0 when V = 1, NaN where logZ is not finite.
 float entropy_value(double h, float lz, int64_t vocab) {
   if (!std::isfinite(lz)) return NAN;
-  return vocab == 1 ? 0.0f : (float)std::min(std::max(h, 0.0), std::log((double)vocab));
+  if (vocab == 1) return 0.0f;
+  // H <= log V in float32 too: the bound rounded down, not to nearest
+  const double log_v = std::log((double)vocab);
+  float most = (float)log_v;
+  if ((double)most > log_v) most = std::nextafter(most, 0.0f);
+  return std::min((float)std::max(h, 0.0), most);
 }
 
 }  // namespace
@@ -315,11 +320,13 @@ bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, f
                     int64_t vocab) {
   logZ[row] = lz;
   if (entropy) entropy[row] = entropy_value(h, lz, vocab);
-  if (!std::isfinite(l)) {  // a bad target, a non-finite logZ or a -inf target logit
+  if (std::isnan(l) || !std::isfinite(lz)) {  // a bad target (x_target NaN) or a non-finite logZ
     logprobs[row] = NAN;
     return true;
   }
-  logprobs[row] = vocab == 1 || l > 0.0f ? 0.0f : l;  // never positive, whatever the rounding
+  // l = -inf where the target sits on a -inf logit (as tokenLogprobs gives); never positive,
+  // whatever the rounding
+  logprobs[row] = vocab == 1 || l > 0.0f ? 0.0f : l;
   return false;
 }
 

@@ -83,3 +83,13 @@ export function reader(logits: Float32Array | Uint16Array, dtype: string): (i: n
 export function finite32(x: number): boolean {
   return Number.isFinite(Math.fround(x));
 }
+
+/** The largest float32 at or below x (x > 0, finite): a bound such as log V that a float32 result
+ *  must not pass, which rounding to nearest could. */
+export function float32Below(x: number): number {
+  const f = Math.fround(x);
+  if (f <= x) return f;
+  const bits = new Uint32Array(Float32Array.of(f).buffer);
+  bits[0] -= 1;
+  return new Float32Array(bits.buffer)[0];
+}

@@ -9,7 +9,7 @@
 // [0, V) (the callers refuse that first) gets l = NaN and a NaN gradient row.
 import type { HiddenRowsBackwardOpts, HiddenRowsOpts } from '../checked.js';
 import type { TokenLogprobsFromHiddenGrads, TokenLogprobsFromHiddenResult } from '../types.js';
-import { finite32, reader } from './dtype.js';
+import { finite32, float32Below, reader } from './dtype.js';
 
 /** What the head reads, whichever op calls it (gvpoFromHidden's batches hold these fields too). */
 export type HeadOpts = Pick<
@@ -100,7 +100,10 @@ export function tokenLogprobsFromHiddenRef(o: HiddenRowsOpts): TokenLogprobsFrom
     logZ: Float32Array.from(f.logZ),
     nonFiniteRows: f.nonFiniteRows,
   };
-  if (f.entropy) r.entropy = Float32Array.from(f.entropy);
+  if (f.entropy) {
+    const most = float32Below(Math.log(o.vocab)); // H <= log V in float32 too
+    r.entropy = Float32Array.from(f.entropy, (h) => Math.min(Math.fround(h), most));
+  }
   return r;
 }
 
