@@ -28,6 +28,7 @@ export function describe(v: unknown): string {
   if (typeof v === 'number') return String(v);
   if (typeof v === 'string') return `'${v}'`;
   if (typeof v === 'boolean') return String(v);
+  if (typeof v === 'symbol') return v.toString();
   if (ArrayBuffer.isView(v)) {
     const name = v.constructor?.name;
     return name && TYPED_NAMES.has(name) ? name : 'TypedArray';
@@ -50,13 +51,16 @@ export function checkOptions(
   fn: string,
   opts: unknown,
   known: readonly string[],
+  aliases: Readonly<Record<string, string>> = {},
 ): asserts opts is Record<string, unknown> {
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts) || types.isProxy(opts)) {
+  // isProxy first: Array.isArray throws on a revoked Proxy
+  if (typeof opts !== 'object' || opts === null || types.isProxy(opts) || Array.isArray(opts)) {
     throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
   }
   for (const key of Object.keys(opts)) {
     if (!known.includes(key)) {
-      throw new TypeError(`${fn}: options has no field '${key}' (did you mean '${closest(key, known)}'?)`);
+      const near = Object.hasOwn(aliases, key) ? aliases[key] : closest(key, known);
+      throw new TypeError(`${fn}: options has no field '${key}' (did you mean '${near}'?)`);
     }
   }
 }
@@ -78,7 +82,7 @@ export function snapshot(fn: string, opts: unknown, known: readonly string[]): R
 }
 
 function groupsSnapshot(g: unknown): unknown {
-  if (typeof g !== 'object' || g === null || Array.isArray(g) || types.isProxy(g)) return g;
+  if (typeof g !== 'object' || g === null || types.isProxy(g) || Array.isArray(g)) return g;
   const s: Record<string, unknown> = {};
   for (const key of Object.keys(g)) s[key] = (g as Record<string, unknown>)[key];
   for (const key of ['size', 'offsets']) {
@@ -324,7 +328,8 @@ export function checkOffsets(fn: string, name: string, off: Int32Array, n: numbe
  * again (an async caller could rewrite it before the work runs).
  */
 export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
-  if (typeof groups !== 'object' || groups === null) typeError(fn, 'groups', '{ size } or { offsets }', groups);
+  if (typeof groups !== 'object' || groups === null || types.isProxy(groups))
+    typeError(fn, 'groups', '{ size } or { offsets } (a plain object, not a Proxy)', groups);
   for (const key of Object.keys(groups)) {
     if (key !== 'size' && key !== 'offsets') {
       typeError(fn, 'groups', `{ size } or { offsets } (no field '${key}')`, groups);

@@ -167,6 +167,25 @@ describe('arrays from elsewhere', () => {
     expect(e).toBeInstanceOf(TypeError);
     expect(e!.message).toBe('gvpoFromLogits: logits must be a Float32Array, got a Proxy');
   });
+
+  it('a revoked Proxy as the options or the groups, and a Symbol anywhere, get the usual message', () => {
+    const a = args();
+    const revoked = () => {
+      const p = Proxy.revocable({}, {});
+      p.revoke();
+      return p.proxy;
+    };
+    expect(() => gvpo.gvpoFromLogits(revoked() as never)).toThrow(
+      'gvpoFromLogits: options must be an object, got a Proxy',
+    );
+    for (const groups of [revoked(), new Proxy({ size: 2 }, {})])
+      expect(() => gvpo.gvpoFromLogits({ ...a, groups } as never)).toThrow(
+        'gvpoFromLogits: groups must be { size } or { offsets } (a plain object, not a Proxy), got a Proxy',
+      );
+    expect(() => gvpo.gvpoFromLogits({ ...a, beta: Symbol('b') } as never)).toThrow(
+      'gvpoFromLogits: beta must be a finite number > 0, got Symbol(b)',
+    );
+  });
 });
 
 describe('async twins', () => {
