@@ -4,7 +4,15 @@ import type * as TF from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gvpoFromLogitsTf, gvpoLossTf, loadTf, tokenLogprobsTf } from '../src/tfjs/index.js';
+import {
+  gvpoFromHiddenTf,
+  gvpoFromLogitsTf,
+  gvpoLossTf,
+  loadTf,
+  tokenLogprobsFromHiddenTf,
+  tokenLogprobsTf,
+} from '../src/tfjs/index.js';
+import { gvpoFromLogits } from '../src/index.js';
 import { allclose, gradClose } from './helpers/allclose.js';
 import { batch, randomRewards } from './helpers/data.js';
 
@@ -207,6 +215,77 @@ describe('tfjs ops and the trainer refuse what they do not take', () => {
     );
     await expect(loadTf('bogus' as never)).rejects.toThrow(/loadTf: choice must be 'auto'/);
     z.dispose();
+  });
+
+  it('options are read as the core ops read them (inherited, non-enumerable); tensors must be live float32, a head input end in H', async () => {
+    const { tf } = await loadTf('cpu');
+    const b = batch(7, 4, 2, 8, 'float32', 1, 2);
+    const logits = b.logits as Float32Array;
+    const own = {
+      targets: b.targets,
+      mask: b.mask,
+      sequences: 4,
+      tokens: 2,
+      vocab: 8,
+      rewards: randomRewards(7, 4),
+      groups: { size: 2 },
+      beta: 0.1,
+    };
+    // temperature and reduction on the prototype, beta non-enumerable: none may fall back to a default
+    const args = Object.create({ temperature: 0.3, reduction: 'sum' });
+    Object.assign(args, { ...own, beta: undefined });
+    delete args.beta;
+    Object.defineProperty(args, 'beta', { value: 0.5, enumerable: false });
+    const want = gvpoFromLogits({ ...own, logits, beta: 0.5, temperature: 0.3, reduction: 'sum' }).loss;
+    expect(gvpoFromLogits(Object.assign(Object.create(args), { logits })).loss).toBe(want); // the core op
+    const z = tf.tensor(logits);
+    const got = gvpoFromLogitsTf(tf, z, args);
+    expect(got.loss.dataSync()[0]).toBeCloseTo(want, 4);
+    got.loss.dispose();
+    // an inherited mask masks rows in the fused head too
+    const w = tf.tensor2d(
+      Float32Array.from({ length: 8 * 3 }, (_, i) => Math.sin(i)),
+      [8, 3],
+    );
+    const h = tf.tensor2d(
+      Float32Array.from({ length: 4 * 3 }, (_, i) => Math.cos(i)),
+      [4, 3],
+    );
+    const headArgs = Object.assign(Object.create({ mask: Float32Array.from([1, 0, 1, 0]) }), {
+      targets: Int32Array.from([1, 2, 3, 4]),
+    });
+    const l = tokenLogprobsFromHiddenTf(tf, h, w, headArgs).logprobs.dataSync();
+    expect([l[1], l[3]]).toEqual([0, 0]);
+    expect(l[0]).toBeLessThan(0);
+    // hidden must end in H = 3: a transposed [3, 4] has 12 elements too
+    expect(() =>
+      tokenLogprobsFromHiddenTf(tf, h.transpose() as never, w, { targets: Int32Array.from([1, 2, 3, 4]) }),
+    ).toThrow(
+      "tokenLogprobsFromHiddenTf: hidden must be a non-empty tensor whose last dimension is hiddenSize = 3 (weight's 2nd dimension), got shape [3, 4]",
+    );
+    expect(() => gvpoFromHiddenTf(tf, tf.scalar(1) as never, tf.tensor2d([[1]]), own as never)).toThrow(
+      /gvpoFromHiddenTf: hidden must be a non-empty tensor whose last dimension is hiddenSize = 1 .*, got shape \[\]/,
+    );
+    expect(() => gvpoFromLogitsTf(tf, tf.tensor(Int32Array.from(logits, Math.round), undefined, 'int32'), own)).toThrow(
+      'gvpoFromLogitsTf: logits must be a float32 tf.Tensor of sequences*tokens*vocab float32 logits, got an int32 tensor',
+    );
+    const gone = tf.tensor(logits);
+    gone.dispose();
+    expect(() => gvpoFromLogitsTf(tf, gone, own)).toThrow(
+      /gvpoFromLogitsTf: logits must be a tf.Tensor .*, got a disposed tensor/,
+    );
+    expect(() => gvpoFromLogitsTf(undefined as never, z, own)).toThrow(
+      'gvpoFromLogitsTf: tf must be the @tensorflow/tfjs module (see loadTf()), got undefined',
+    );
+    // the head with entropy: the stacked [rows, 2] output is not left behind
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 20; i++) {
+      const r = tokenLogprobsFromHiddenTf(tf, h, w, { ...headArgs, targets: headArgs.targets, entropy: true });
+      r.logprobs.dispose();
+      r.entropy!.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([z, w, h]);
   });
 
   it('a misspelled trainer option is refused with the closest name', async () => {

@@ -8,7 +8,7 @@ import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
 import { tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../ops/tokenLogprobsFromHidden.js';
 import { KEYS } from '../ops/normalize.js';
-import { checkOptions, rangeError, typeError } from '../validate.js';
+import { rangeError, snapshot, typeError } from '../validate.js';
 import type {
   GvpoFromHiddenArgs,
   GvpoFromHiddenResult,
@@ -46,31 +46,47 @@ const FROM_HIDDEN_TF_KEYS = tfKeys('gvpoFromHidden', [
 const HEAD_TF_KEYS = tfKeys('tokenLogprobsFromHidden', ['hidden', 'weight', 'dtype', 'rows', 'hiddenSize', 'vocab']);
 const LOSS_TF_KEYS = ['referenceLogprobs', 'rewards', 'groups', 'beta', 'reduction'];
 
-/** A tfjs tensor (of the given rank, when one is given), or a TypeError naming the argument. */
+/** The tfjs module the op builds its tensors with, or a TypeError. */
+function tfArg(fn: string, tf: unknown): void {
+  const t = tf as Partial<Tf> | null | undefined;
+  if (typeof t?.customGrad !== 'function' || typeof t.tensor !== 'function')
+    typeError(fn, 'tf', 'the @tensorflow/tfjs module (see loadTf())', tf);
+}
+
+/** A live float32 tfjs tensor (of the given rank, when one is given), or an error naming the argument. */
 function tensorArg(fn: string, name: string, t: unknown, rank?: number, shape = ''): void {
+  const x = t as TF.Tensor;
   const ok =
     typeof t === 'object' &&
     t !== null &&
-    Array.isArray((t as TF.Tensor).shape) &&
-    typeof (t as TF.Tensor).dataSync === 'function';
+    Array.isArray(x.shape) &&
+    typeof x.dataSync === 'function' &&
+    typeof x.dtype === 'string' &&
+    typeof x.isDisposed === 'boolean';
   if (!ok) typeError(fn, name, `a tf.Tensor${shape}`, t);
-  if (rank !== undefined && (t as TF.Tensor).rank !== rank) {
-    rangeError(fn, name, `a ${rank}-D tf.Tensor${shape}`, `a ${(t as TF.Tensor).rank}-D tensor`);
+  const refuse = (expected: string, got: string): never => {
+    throw new TypeError(`${fn}: ${name} must be ${expected}, got ${got}`);
+  };
+  if (x.isDisposed) refuse(`a tf.Tensor${shape}`, 'a disposed tensor');
+  if (x.dtype !== 'float32')
+    refuse(`a float32 tf.Tensor${shape}`, `${/^[aeiou]/.test(x.dtype) ? 'an' : 'a'} ${x.dtype} tensor`);
+  if (rank !== undefined && x.rank !== rank) {
+    rangeError(fn, name, `a ${rank}-D tf.Tensor${shape}`, `a ${x.rank}-D tensor`);
   }
 }
 
-/** The fused head's sizes from its tensors: weight [V, H] and hidden of a multiple of H elements. */
+/** The fused head's sizes from its tensors: weight [V, H] and hidden of any shape ending in H. */
 function headSizes(fn: string, hidden: unknown, weight: unknown): { vocab: number; hiddenSize: number; rows: number } {
-  tensorArg(fn, 'hidden', hidden, undefined, ' of rows*hiddenSize elements');
+  tensorArg(fn, 'hidden', hidden, undefined, ' [..., hiddenSize]');
   tensorArg(fn, 'weight', weight, 2, ' [vocab, hiddenSize]');
   const [vocab, hiddenSize] = (weight as TF.Tensor2D).shape;
-  const size = (hidden as TF.Tensor).size;
-  if (size === 0 || size % hiddenSize !== 0) {
+  const { shape, size } = hidden as TF.Tensor;
+  if (shape.length === 0 || shape[shape.length - 1] !== hiddenSize || size === 0) {
     rangeError(
       fn,
       'hidden',
-      `a tensor of a non-zero multiple of hiddenSize = ${hiddenSize} elements (weight's 2nd dimension)`,
-      `${size} elements`,
+      `a non-empty tensor whose last dimension is hiddenSize = ${hiddenSize} (weight's 2nd dimension)`,
+      `shape [${shape.join(', ')}]`,
     );
   }
   return { vocab, hiddenSize, rows: size / hiddenSize };
@@ -90,11 +106,12 @@ export function gvpoLossTf(
   S: TF.Tensor1D,
   args: Omit<GvpoLossArgs, 'policyLogprobs'>,
 ): { loss: TF.Scalar; result: () => GvpoLossResult } {
+  tfArg('gvpoLossTf', tf);
   tensorArg('gvpoLossTf', 'S', S, 1, ' [sequences]');
-  checkOptions('gvpoLossTf', args, LOSS_TF_KEYS);
+  const o = snapshot('gvpoLossTf', args, LOSS_TF_KEYS) as typeof args;
   let result: GvpoLossResult | undefined;
   const op = customGrad1(tf, (s) => {
-    const r = gvpoLoss({ ...args, policyLogprobs: values(s) });
+    const r = gvpoLoss({ ...o, policyLogprobs: values(s) });
     result = r;
     return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor1d(Float32Array.from(r.gradLogprobs)).mul(dy) };
   });
@@ -114,11 +131,12 @@ export function gvpoFromLogitsTf(
   logits: TF.Tensor,
   args: GvpoFromLogitsTfArgs,
 ): { loss: TF.Scalar; result: () => GvpoFromLogitsResult } {
+  tfArg('gvpoFromLogitsTf', tf);
   tensorArg('gvpoFromLogitsTf', 'logits', logits, undefined, ' of sequences*tokens*vocab float32 logits');
-  checkOptions('gvpoFromLogitsTf', args, FROM_LOGITS_TF_KEYS);
+  const o = snapshot('gvpoFromLogitsTf', args, FROM_LOGITS_TF_KEYS) as typeof args;
   let result: GvpoFromLogitsResult | undefined;
   const op = customGrad1(tf, (z) => {
-    const r = gvpoFromLogits({ ...args, logits: values(z) });
+    const r = gvpoFromLogits({ ...o, logits: values(z) });
     result = r;
     return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor(r.gradLogits, z.shape).mul(dy) };
   });
@@ -140,11 +158,12 @@ export function gvpoFromHiddenTf(
   weight: TF.Tensor2D,
   args: GvpoFromHiddenTfArgs,
 ): { loss: TF.Scalar; result: () => GvpoFromHiddenResult } {
+  tfArg('gvpoFromHiddenTf', tf);
   const { vocab, hiddenSize } = headSizes('gvpoFromHiddenTf', hidden, weight);
-  checkOptions('gvpoFromHiddenTf', args, FROM_HIDDEN_TF_KEYS);
+  const o = snapshot('gvpoFromHiddenTf', args, FROM_HIDDEN_TF_KEYS) as typeof args;
   let result: GvpoFromHiddenResult | undefined;
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
-    const r = gvpoFromHidden({ ...args, hidden: values(h), weight: values(w), hiddenSize, vocab });
+    const r = gvpoFromHidden({ ...o, hidden: values(h), weight: values(w), hiddenSize, vocab });
     result = r;
     return {
       value: tf.scalar(r.loss),
@@ -157,6 +176,7 @@ export function gvpoFromHiddenTf(
 
 /** Token log-probs l[r] of float32 logits [R, V] (a tensor), differentiable. */
 export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array, temperature = 1): TF.Tensor1D {
+  tfArg('tokenLogprobsTf', tf);
   tensorArg('tokenLogprobsTf', 'logits', logits, 2, ' [rows, vocab]');
   const [rows, vocab] = logits.shape;
   const op = customGrad1(tf, (z) => {
@@ -200,15 +220,16 @@ export function tokenLogprobsFromHiddenTf(
   weight: TF.Tensor2D,
   args: TokenLogprobsFromHiddenTfArgs,
 ): { logprobs: TF.Tensor1D; entropy?: TF.Tensor1D } {
+  tfArg('tokenLogprobsFromHiddenTf', tf);
   const { vocab, hiddenSize, rows } = headSizes('tokenLogprobsFromHiddenTf', hidden, weight);
-  checkOptions('tokenLogprobsFromHiddenTf', args, HEAD_TF_KEYS);
-  if (args.entropy !== undefined && typeof args.entropy !== 'boolean') {
-    typeError('tokenLogprobsFromHiddenTf', 'entropy', 'a boolean', args.entropy);
+  const o = snapshot('tokenLogprobsFromHiddenTf', args, HEAD_TF_KEYS) as typeof args;
+  if (o.entropy !== undefined && typeof o.entropy !== 'boolean') {
+    typeError('tokenLogprobsFromHiddenTf', 'entropy', 'a boolean', o.entropy);
   }
-  const withEntropy = args.entropy === true;
+  const withEntropy = o.entropy === true;
   // One output tensor (customGrad takes one): l, or [l, H] per row; dy splits the same way.
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
-    const head = { ...args, hidden: values(h), weight: values(w), rows, hiddenSize, vocab };
+    const head = { ...o, hidden: values(h), weight: values(w), rows, hiddenSize, vocab };
     const f = tokenLogprobsFromHidden({ ...head, entropy: withEntropy });
     const value = withEntropy
       ? tf.stack([tf.tensor1d(f.logprobs), tf.tensor1d(f.entropy!)], 1)
@@ -233,5 +254,6 @@ export function tokenLogprobsFromHiddenTf(
   const out = op(hidden, weight) as TF.Tensor;
   if (!withEntropy) return { logprobs: out as TF.Tensor1D };
   const [logprobs, entropy] = tf.unstack(out, 1) as TF.Tensor1D[];
+  out.dispose(); // the caller holds l and H; a gradient tape needs only their ids
   return { logprobs, entropy };
 }
