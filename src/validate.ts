@@ -328,9 +328,14 @@ export function checkOffsets(fn: string, name: string, off: Int32Array, n: numbe
  * again (an async caller could rewrite it before the work runs).
  */
 export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
-  if (typeof groups !== 'object' || groups === null || types.isProxy(groups))
-    typeError(fn, 'groups', '{ size } or { offsets } (a plain object, not a Proxy)', groups);
-  for (const key of Object.keys(groups)) {
+  if (typeof groups !== 'object' || groups === null) typeError(fn, 'groups', '{ size } or { offsets }', groups);
+  let keys: string[] = [];
+  try {
+    keys = Object.keys(groups);
+  } catch {
+    typeError(fn, 'groups', '{ size } or { offsets }', groups); // a revoked Proxy
+  }
+  for (const key of keys) {
     if (key !== 'size' && key !== 'offsets') {
       typeError(fn, 'groups', `{ size } or { offsets } (no field '${key}')`, groups);
     }

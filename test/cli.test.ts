@@ -75,9 +75,7 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('train', 'extra'), /unexpected argument 'extra'/);
     expectUsageError(gvpo('train', '--quiet=yes'), /--quiet takes no value/);
     expectUsageError(gvpo('warmup', '--hidden', '30'), /--hidden must be a multiple of 4, got '30'/);
-    // integers are written in decimal; a seed keeps 32 bits; a temperature needs a float32 reciprocal
-    for (const v of ['0x2', '1e1', '2.0', ' 3', '+3'])
-      expectUsageError(gvpo('train', '--steps', v), /--steps must be an integer >= 1, got/);
+    // a seed keeps 32 bits; a temperature needs a float32 reciprocal
     expectUsageError(
       gvpo('train', '--seed', '4294967296'),
       /--seed must be an integer in \[0, 4294967295\], got '4294967296'/,
@@ -86,8 +84,8 @@ describe('gvpo usage errors', () => {
       gvpo('train', '--temperature', '1e-300'),
       /--temperature must be a number > 0 whose float32 reciprocal is finite .*, got '1e-300'/,
     );
-    // a flag given twice, or an algorithm listed twice, is refused rather than one silently winning
-    expectUsageError(gvpo('train', '--steps', '2', '--steps=3'), /--steps is given twice \('2' and '3'\)/);
+    // an algorithm listed twice would run twice into one folder (a flag given twice: the last wins,
+    // so that `npm start -- --task bandit` overrides the script's own --task)
     expectUsageError(
       gvpo('compare', '--algos', 'gvpo,gvpo'),
       /--algos must be a comma-separated list of distinct names/,

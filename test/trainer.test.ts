@@ -356,8 +356,16 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       }).step();
     const answer = (p: number[]) => task.answer(p);
     await expect(run((p) => [answer(p), answer(p), answer(p)])).rejects.toThrow(
-      /must return groupSize = 4 responses, got 3/,
+      /must return groupSize = 4 responses \(an array, or \{ responses, tokenLogprobs\? \}\), got 3/,
     );
+    // a hole in a sparse array is a missing response, not one skipped
+    await expect(
+      run((p, k) => {
+        const a = new Array(k);
+        a[0] = answer(p);
+        return a;
+      }),
+    ).rejects.toThrow(/response 1 must be an array of token ids, got undefined/);
     await expect(
       run((p, k) => Array.from({ length: k }, (_, i) => (i === 1 ? [...answer(p), 99] : answer(p)))),
     ).rejects.toThrow(/response 1 holds 99 at position \d, not a token id in \[0, 14\)/);
@@ -380,6 +388,31 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(weightsOf(policy)).toEqual(before);
   });
 
+  it('takes what a sampler or reward plausibly gives: async samplers, typed-array responses, null log-probs, boolean rewards', async () => {
+    const task = new AdditionTask();
+    const policy = new CharPolicy(
+      tf,
+      { vocab: task.vocab, window: 4, hidden: 8, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
+      3,
+    );
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      ...GRPO,
+      externalRatio: 0.5,
+      externalResponses: async (p, k) => ({
+        responses: Array.from({ length: k }, () => Int32Array.from(task.answer(p)) as unknown as number[]),
+        tokenLogprobs: null as never,
+      }),
+      rewards: [{ fn: (p: number[], r: number[]) => task.reward(p, r) === 1, name: 'exact' } as never],
+    });
+    const m = await t.step();
+    expect(m.updates).toBeGreaterThan(0);
+    expect(Number.isFinite(m.loss)).toBe(true);
+    expect(m.rewardMean).toBeGreaterThan(0); // the external answers are right: each scores true = 1
+  });
+
   it('refuses options of the wrong kind at construction, with what came', () => {
     const { task, policy } = bandit();
     const make = (o: object) => () => new GVPOTrainer({ tf, policy, task, ...o } as never);
@@ -389,9 +422,8 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(make({ rewards: [{ fn: () => 1, weight: Number.NaN }] })).toThrow(
       /rewards\[0\]\.weight must be a finite number, got NaN/,
     );
-    expect(make({ rewards: [{ fn: () => 1, wieght: 2 }] })).toThrow(
-      /rewards\[0\]: options has no field 'wieght' \(did you mean 'weight'\?\)/,
-    );
+    expect(make({ rewards: [null] })).toThrow(/rewards\[0\] must be \{ fn, weight\? \}, got null/);
+    expect(make({ rewards: [{ fn: () => 1, name: 'format' }] })).not.toThrow(); // a spec may carry its own fields
     expect(make({ onMetrics: 'x' })).toThrow(/onMetrics must be a function, got 'x'/);
     expect(make({ externalResponses: 5 })).toThrow(/externalResponses must be a function, got 5/);
     expect(make({ optimizer: {} })).toThrow(/optimizer must be a tf.Optimizer \(with minimize\(\)\), got object/);
@@ -455,7 +487,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(() => char.logits([[1, 2]], responses)).toThrow(/holds token 14/);
     const tab = new TabularPolicy(tf, 2, 3);
     expect(() => tab.logits([[2]])).toThrow(
-      /TabularPolicy: a prompt holds token 2 at position 0, outside the policy's vocabulary \[0, 2\)/,
+      /TabularPolicy: a prompt holds token 2 at position 0, outside the policy's prompt ids \[0, 2\)/,
     );
     expect(() => tab.sample([[0, 1]], 1, seeded(1))).toThrow(/a prompt is one token \(its id\), got 2 tokens/);
     expect(() => new TabularPolicy(tf, 2, 3, new Float32Array(5))).toThrow(/weights\[0\] must hold 6 values/);

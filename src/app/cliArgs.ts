@@ -25,7 +25,7 @@ const int =
   (min: number, max = Infinity): Rule =>
   (v) => {
     const x = Number(v);
-    return /^\d+$/.test(v) && x >= min && x <= max
+    return Number.isInteger(x) && x >= min && x <= max && v.trim() !== ''
       ? undefined
       : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
   };
@@ -310,7 +310,6 @@ export function parseFlags(cmd: string, args: string[], flags: Record<string, Fl
     if (eq < 0 && (v === undefined || (v.startsWith('-') && !/^-\.?\d/.test(v)))) v = undefined;
     else if (eq < 0) i++;
     if (v === undefined || v === '') throw new UsageError(`--${name} needs a value (${flag.help})`);
-    if (name in out.values) throw new UsageError(`--${name} is given twice ('${out.values[name]}' and '${v}')`);
     const bad = flag.rule?.(v);
     if (bad) throw new UsageError(`--${name} must be ${bad}, got '${v}'`);
     out.values[name] = v;

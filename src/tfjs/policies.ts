@@ -30,7 +30,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
   private rows(prompts: number[][]): number[] {
     return prompts.map((p) => {
       if (p.length !== 1) throw new RangeError(`TabularPolicy: a prompt is one token (its id), got ${p.length} tokens`);
-      checkTokenIds('TabularPolicy', 'a prompt', p, this.prompts);
+      checkTokenIds('TabularPolicy', 'a prompt', p, this.prompts, 1, "the policy's prompt ids");
       return p[0];
     });
   }

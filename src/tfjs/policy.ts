@@ -44,12 +44,19 @@ export function hasFusedHead(p: Policy): p is Policy & FusedHead {
  * to read (a prompt, a response; its first `n`), which would otherwise land in the wrong one-hot
  * column or embedding row.
  */
-export function checkTokenIds(kind: string, what: string, ids: ArrayLike<number>, vocab: number, n = ids.length): void {
+export function checkTokenIds(
+  kind: string,
+  what: string,
+  ids: ArrayLike<number>,
+  vocab: number,
+  n = ids.length,
+  range = "the policy's vocabulary",
+): void {
   for (let i = 0; i < n; i++) {
     const t = ids[i];
     if (!Number.isInteger(t) || t < 0 || t >= vocab) {
       throw new RangeError(
-        `${kind}: ${what} holds token ${String(t)} at position ${i}, outside the policy's vocabulary [0, ${vocab})`,
+        `${kind}: ${what} holds token ${String(t)} at position ${i}, outside ${range} [0, ${vocab})`,
       );
     }
   }

@@ -69,19 +69,19 @@ export class GVPOTrainer {
 
   constructor(o: TrainerOptions) {
     const c = resolveTrainerOptions(o);
-    checkParts(o, c.reference);
+    const p = checkParts(o, c.reference);
     this.config = c;
-    this.tf = o.tf;
-    this.policy = o.policy;
-    this.task = o.task;
+    this.tf = p.tf;
+    this.policy = p.policy;
+    this.task = p.task;
     this.algo = c.algo;
     this.beta = c.beta;
     this.k = c.groupSize;
     this.temp = c.temperature;
-    this.optimizer = o.optimizer ?? o.tf.train.adam(c.learningRate);
+    this.optimizer = p.optimizer ?? p.tf.train.adam(c.learningRate);
     this.rand = seeded(c.seed);
-    this.initial = o.policy.clone();
-    if (c.reference === 'frozen') this.frozen = o.referencePolicy ?? o.policy.clone();
+    this.initial = p.policy.clone();
+    if (c.reference === 'frozen') this.frozen = p.referencePolicy ?? p.policy.clone();
   }
 
   /**
@@ -143,32 +143,40 @@ export class GVPOTrainer {
   /** One external group: its responses and, where the sampler says, their token log-probs. */
   private async external(prompt: number[]): Promise<Group> {
     const T = this.policy.maxTokens;
-    const got: unknown = this.config.externalResponses!(prompt, this.k, this.rand);
-    const { responses, tokenLogprobs } = (Array.isArray(got) ? { responses: got, tokenLogprobs: undefined } : got) as {
-      responses: unknown;
-      tokenLogprobs: unknown;
+    // a sampler may be async (a model served elsewhere); its answer is held to ExternalGroup's contract
+    const got: unknown = await this.config.externalResponses!(prompt, this.k, this.rand);
+    const given = (Array.isArray(got) ? { responses: got } : (got ?? {})) as {
+      responses?: unknown;
+      tokenLogprobs?: unknown;
     };
     const where = `externalResponses([${prompt.join(', ')}])`;
-    if (!Array.isArray(responses) || responses.length !== this.k)
+    const list = given.responses;
+    if (!Array.isArray(list) || list.length !== this.k)
       throw new RangeError(
-        `GVPOTrainer: externalResponses must return groupSize = ${this.k} responses, got ${Array.isArray(responses) ? responses.length : describe(responses)}`,
+        `GVPOTrainer: ${where} must return groupSize = ${this.k} responses (an array, or { responses, tokenLogprobs? }), got ${Array.isArray(list) ? `${list.length}` : describe(got)}`,
       );
-    responses.forEach((r: unknown, i) => {
-      if (!Array.isArray(r))
+    const responses: number[][] = [];
+    for (let i = 0; i < this.k; i++) {
+      const r: unknown = list[i]; // an index loop: a hole in a sparse array is a missing response
+      if (!Array.isArray(r) && !(ArrayBuffer.isView(r) && !(r instanceof DataView)))
         throw new TypeError(`GVPOTrainer: ${where}: response ${i} must be an array of token ids, got ${describe(r)}`);
-      const at = r.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= this.policy.vocab);
+      const ids = Array.from(r as ArrayLike<number>);
+      const at = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= this.policy.vocab);
       if (at >= 0)
         throw new RangeError(
-          `GVPOTrainer: ${where}: response ${i} holds ${describe(r[at])} at position ${at}, not a token id in [0, ${this.policy.vocab})`,
+          `GVPOTrainer: ${where}: response ${i} holds ${describe(ids[at])} at position ${at}, not a token id in [0, ${this.policy.vocab})`,
         );
-    });
+      responses.push(ids);
+    }
+    const tokenLogprobs = given.tokenLogprobs ?? undefined; // null: not given
     if (tokenLogprobs !== undefined && !(Array.isArray(tokenLogprobs) && tokenLogprobs.length === this.k))
       throw new RangeError(
         `GVPOTrainer: ${where}: tokenLogprobs must hold one entry (or null) per response, ${this.k}, got ${Array.isArray(tokenLogprobs) ? tokenLogprobs.length : describe(tokenLogprobs)}`,
       );
-    (tokenLogprobs as Array<ArrayLike<number> | null | undefined> | undefined)?.forEach((lp, i) => {
-      if (lp === null || lp === undefined) return;
-      const n = Math.min((responses[i] as number[]).length, T);
+    for (let i = 0; i < this.k && tokenLogprobs; i++) {
+      const lp = tokenLogprobs[i] as ArrayLike<number> | null | undefined;
+      if (lp === null || lp === undefined) continue;
+      const n = Math.min(responses[i].length, T);
       if (typeof lp !== 'object' || typeof lp.length !== 'number' || lp.length < n)
         throw new RangeError(
           `GVPOTrainer: ${where}: tokenLogprobs[${i}] must hold a log-prob for each of the response's ${n} tokens, got ${typeof lp === 'object' ? `${lp.length} values` : describe(lp)}`,
@@ -178,7 +186,7 @@ export class GVPOTrainer {
           throw new RangeError(
             `GVPOTrainer: ${where}: tokenLogprobs[${i}][${t}] must be a finite log-prob, got ${describe(lp[t])}`,
           );
-    });
+    }
     const group: Group = {
       prompt,
       responses,
@@ -207,7 +215,8 @@ export class GVPOTrainer {
       responses.map(async (r, i) => {
         let total = 0;
         for (const [j, s] of specs.entries()) {
-          const v: unknown = await s.fn(prompt, r);
+          const got: unknown = await s.fn(prompt, r);
+          const v = typeof got === 'boolean' ? Number(got) : got; // a pass/fail check counts 1 or 0
           if (typeof v !== 'number' || !Number.isFinite(v))
             throw new RangeError(
               `GVPOTrainer: ${own ? 'task.reward' : `rewards[${j}].fn`} must return a finite number, got ${describe(v)} for response ${i} [${r.join(', ')}] of prompt [${prompt.join(', ')}]`,

@@ -32,7 +32,12 @@ export interface ExternalGroup {
   responses: number[][];
   tokenLogprobs?: Array<ArrayLike<number> | null | undefined>;
 }
-export type ExternalSampler = (prompt: number[], k: number, rand: () => number) => number[][] | ExternalGroup;
+/** A sampler of k responses for a prompt, synchronous or async; responses may be typed arrays. */
+export type ExternalSampler = (
+  prompt: number[],
+  k: number,
+  rand: () => number,
+) => number[][] | ExternalGroup | Promise<number[][] | ExternalGroup>;
 /** Which of GVPO's terms the loss keeps: all (the GVPO loss), or one of the paper's ablations. */
 export type TermsAblation = 'all' | 'no-variance' | 'no-trust-region';
 
@@ -213,11 +218,28 @@ function hasMethods(name: string, v: unknown, methods: readonly string[], what: 
   if (missing !== undefined)
     throw new TypeError(`GVPOTrainer: ${name} must be ${what} (with ${missing}()), got ${describe(v)}`);
 }
-const POLICY_METHODS = ['logits', 'sample', 'clone', 'getWeights'] as const;
+const POLICY_METHODS = ['logits', 'sample', 'clone'] as const;
+
+/** What the trainer works on, each read once from the caller's options. */
+export interface TrainerParts {
+  tf: Tf;
+  policy: Policy;
+  task: Task;
+  referencePolicy?: Policy;
+  optimizer?: TF.Optimizer;
+}
 
 /** The things the trainer works on: tf, the policy (and a frozen reference) and the task, which
  *  must fit each other (the policy reads and writes every token of the task's vocabulary). */
-export function checkParts(o: TrainerOptions, reference: 'previous' | 'frozen'): void {
+export function checkParts(options: TrainerOptions, reference: 'previous' | 'frozen'): TrainerParts {
+  // each read once: a getter cannot show the checks one object and the trainer another
+  const o: TrainerParts = {
+    tf: options.tf,
+    policy: options.policy,
+    task: options.task,
+    referencePolicy: options.referencePolicy,
+    optimizer: options.optimizer,
+  };
   hasMethods('tf', o.tf, ['tidy', 'variable'], 'the @tensorflow/tfjs module (see loadTf())');
   if (typeof (o.tf as { train?: { adam?: unknown } }).train?.adam !== 'function')
     throw new TypeError('GVPOTrainer: tf must be the @tensorflow/tfjs module (see loadTf()), it has no train.adam()');
@@ -242,6 +264,12 @@ export function checkParts(o: TrainerOptions, reference: 'previous' | 'frozen'):
       );
   }
   if (o.optimizer !== undefined) hasMethods('optimizer', o.optimizer, ['minimize'], 'a tf.Optimizer');
+  return o;
+}
+
+/** The functions the trainer calls back, checked by kind; a reward spec may carry fields of its
+ *  own (a name), but its fn and weight must be what they say. */
+function checkCallbacks(o: TrainerOptions): void {
   isFunction('externalResponses', o.externalResponses);
   isFunction('onMetrics', o.onMetrics);
   if (o.rewards !== undefined) {
@@ -249,8 +277,9 @@ export function checkParts(o: TrainerOptions, reference: 'previous' | 'frozen'):
       throw new TypeError(
         `GVPOTrainer: rewards must be a non-empty array of { fn, weight? }, got ${describe(o.rewards)}`,
       );
-    o.rewards.forEach((r: unknown, i) => {
-      checkOptions(`GVPOTrainer: rewards[${i}]`, r, ['fn', 'weight']);
+    o.rewards.forEach((r: Partial<RewardSpec> | null, i) => {
+      if (typeof r !== 'object' || r === null)
+        throw new TypeError(`GVPOTrainer: rewards[${i}] must be { fn, weight? }, got ${describe(r)}`);
       if (typeof r.fn !== 'function')
         throw new TypeError(`GVPOTrainer: rewards[${i}].fn must be a function, got ${describe(r.fn)}`);
       if (r.weight !== undefined && !(typeof r.weight === 'number' && Number.isFinite(r.weight)))
@@ -323,6 +352,7 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
   if (klIn !== 'loss' && klIn !== 'reward') fail('klIn', "'loss' | 'reward'", klIn);
   const reference = o.reference ?? d.reference;
   if (reference !== 'previous' && reference !== 'frozen') fail('reference', "'previous' | 'frozen'", reference);
+  checkCallbacks(o);
   return {
     algo,
     beta: inRange('beta', o.beta ?? d.beta, finitePositive, 'a finite number > 0'),
