@@ -181,11 +181,17 @@ export function positive(fn: string, name: string, v: unknown, fallback?: number
   return v;
 }
 
+/** Whether a temperature's float32 reciprocal is finite, as the kernels need it (1/tau scales the
+ *  logits in float32; below about 2.9e-39 it is infinite): the one rule every layer checks. */
+export function reciprocalFits32(t: number): boolean {
+  return Number.isFinite(Math.fround(1 / Math.fround(t)));
+}
+
 /** The temperature (default 1): positive, finite, and with a reciprocal that fits in float32,
  * since the kernels scale the logits by 1/tau in float32 (below about 2.9e-39 it is infinite). */
 export function temperatureOf(fn: string, v: unknown): number {
   const t = positive(fn, 'temperature', v, 1);
-  if (!Number.isFinite(Math.fround(1 / Math.fround(t)))) {
+  if (!reciprocalFits32(t)) {
     rangeError(fn, 'temperature', 'a number whose float32 reciprocal is finite (about 2.9e-39 or more)', String(t));
   }
   return t;

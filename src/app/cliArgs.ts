@@ -3,6 +3,7 @@
 // all before TensorFlow.js loads.
 import { existsSync } from 'node:fs';
 import { ALGOS as TRAINER_ALGOS, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { reciprocalFits32 } from '../validate.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_OUT } from './defaults.js';
 
@@ -90,7 +91,7 @@ export const RUN_FLAGS: Record<string, Flag> = {
   temperature: {
     kind: 'value',
     rule: real(
-      (x) => x > 0 && Number.isFinite(Math.fround(1 / Math.fround(x))),
+      (x) => x > 0 && reciprocalFits32(x),
       'a number > 0 whose float32 reciprocal is finite (about 2.9e-39 or more)',
     ),
     shown: byTask('temperature'),

@@ -6,7 +6,7 @@
 // as reference, rewards centered by the group mean only.
 import type * as TF from '@tensorflow/tfjs';
 import type { Task } from '../tasks/task.js';
-import { checkOptions, describe } from '../validate.js';
+import { checkOptions, describe, reciprocalFits32 } from '../validate.js';
 import type { Policy } from './policy.js';
 
 type Tf = typeof TF;
@@ -203,7 +203,7 @@ function inRange(name: string, v: number, ok: (x: number) => boolean, expected: 
 const finitePositive = (x: number) => Number.isFinite(x) && x > 0;
 /** A sampling temperature: the kernels scale by its float32 reciprocal, which must be finite. */
 export function checkTemperature(name: string, v: unknown): number {
-  const ok = typeof v === 'number' && finitePositive(v) && Number.isFinite(Math.fround(1 / Math.fround(v)));
+  const ok = typeof v === 'number' && finitePositive(v) && reciprocalFits32(v);
   if (!ok) fail(name, 'a finite number > 0 whose float32 reciprocal is finite (about 2.9e-39 or more)', v);
   return v as number;
 }
