@@ -142,10 +142,30 @@ export function article(kind: string): string {
   return `${/^[AEIO]/.test(kind) ? 'an' : 'a'} ${kind}`; // a Uint16Array, an Int32Array
 }
 
+// The typed arrays' own getters (%TypedArray%.prototype's), which read the internal slots of an
+// array from any realm: what `length`, `buffer`, `byteOffset` and `byteLength` must agree with.
+const TYPED_ARRAY_PROTO = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const VIEW_GETTERS = (['length', 'buffer', 'byteOffset', 'byteLength'] as const).map(
+  (key) => [key, Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTO, key)!.get!] as const,
+);
+
+const OWN_VIEW = 'a typed array whose length, buffer and offsets are its own (not shadowed by a property)';
+
+/** Whether v (a typed array) reports its size and memory as its internal slots hold them: an own
+ *  property or a subclass's getter may not stand in for them (every check reads them by name). */
+function trueView(v: ArrayBufferView): boolean {
+  return VIEW_GETTERS.every(
+    ([key, get]) => !Object.prototype.hasOwnProperty.call(v, key) && (v as never)[key] === get.call(v),
+  );
+}
+
 export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown, ctor: C, hint = ''): InstanceType<C> {
   if (!isKind(v, ctor)) typeError(fn, name, `${article(ctor.name)}${hint}`, v);
   if (isDetached(v as ArrayBufferView)) {
     typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
+  }
+  if (!trueView(v as ArrayBufferView)) {
+    typeError(fn, name, OWN_VIEW, v);
   }
   // A resizable ArrayBuffer may be shrunk while a native kernel reads it (the addon refuses it too).
   const buf = (v as ArrayBufferView).buffer as ArrayBuffer & { resizable?: boolean };
@@ -292,8 +312,12 @@ export function maskOf(fn: string, v: unknown, optional: boolean): Float32Array 
 
 /** Numbers as a Float64Array (copied), all finite. */
 export function numbersOf(fn: string, name: string, v: unknown, length?: number, what?: string): Float64Array {
-  if (!(isKind(v, Float64Array) || isKind(v, Float32Array) || (Array.isArray(v) && !types.isProxy(v)))) {
+  // isProxy first: Array.isArray throws on a revoked Proxy
+  if (!(isKind(v, Float64Array) || isKind(v, Float32Array) || (!types.isProxy(v) && Array.isArray(v)))) {
     typeError(fn, name, 'a Float64Array, Float32Array or number[]', v);
+  }
+  if (ArrayBuffer.isView(v) && !trueView(v)) {
+    typeError(fn, name, OWN_VIEW, v);
   }
   const src = v as NumbersLike;
   if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');

@@ -706,7 +706,92 @@ describe.skipIf(!addon)('bad input (native addon called directly)', () => {
     expect(r.gradHidden.every(Number.isFinite)).toBe(true);
   });
 
+  it('an empty array is present, and refused by its length (napi gives it a null data pointer)', () => {
+    // each of these read the null pointer of an empty array as "absent" and went on (a segfault
+    // for a mask or logZ; a fresh array in place of an out)
+    const empty = new Float32Array(0);
+    const rows = N * T;
+    for (const [op, patch, name, want] of [
+      ['gvpoFromLogits', { mask: empty }, 'mask', rows],
+      ['gvpoForward', { mask: empty }, 'mask', rows],
+      ['gvpoFromLogits', { out: empty }, 'out', rows * V],
+      ['gvpoFromLogits', { referenceLogprobs: new Float64Array(0) }, 'referenceLogprobs', N],
+    ] as const) {
+      expect(() => addon![op]({ ...nativeOpts(), ...patch }), `${op} ${name}`).toThrow(
+        new RangeError(`${op}: ${name} must be of length ${want}, got length 0`),
+      );
+    }
+    const o = () => ({ ...goodHead(), dtype: 'float32', temperature: 1 });
+    for (const [name, want] of [
+      ['logZ', R],
+      ['gradTokenLogprobs', R],
+      ['gradEntropy', R],
+      ['gradWeight', HV * HS],
+      ['gradHidden', R * HS],
+    ] as const) {
+      expect(() => addon!.tokenLogprobsFromHiddenBackward({ ...o(), [name]: empty }), name).toThrow(
+        new RangeError(`${HB}: ${name} must be of length ${want}, got length 0`),
+      );
+    }
+  });
+
   it('refuses a non-object', () => {
     expect(() => addon!.tokenLogprobs(undefined)).toThrow(new TypeError('tokenLogprobs: options must be an object'));
+  });
+});
+
+describe("a typed array's length, buffer and offsets are read from the array itself", () => {
+  // every check reads them by name: an own property or a subclass's getter could make a short
+  // array pass (the js backend then read past its end; the addon read an empty one's null pointer)
+  const shadow = <A extends ArrayBufferView>(a: A, key: string, value: unknown): A =>
+    Object.defineProperty(a, key, { value });
+  class Longer extends Float32Array {
+    override get length() {
+      return super.length + 8;
+    }
+  }
+  it('refuses a shadowed length, buffer or byteOffset in the ops, naming the argument', () => {
+    const o = () => ({ ...goodHead() });
+    expect(() => tokenLogprobsFromHiddenBackward({ ...o(), logZ: shadow(new Float32Array(0), 'length', R) })).toThrow(
+      new TypeError(
+        `${HB}: logZ must be a typed array whose length, buffer and offsets are its own (not shadowed by a property), got Float32Array`,
+      ),
+    );
+    const b = batch(1, N, T, V);
+    const rows = N * T;
+    const fake = shadow(b.logits.slice(0, 7), 'length', rows * V);
+    expect(() => tokenLogprobs({ logits: fake, targets: b.targets, rows, vocab: V })).toThrow(
+      /tokenLogprobs: logits must be a typed array whose length, buffer and offsets are its own/,
+    );
+    const elsewhere = shadow(b.logits.subarray(0), 'buffer', new ArrayBuffer(8));
+    expect(() => tokenLogprobs({ logits: elsewhere, targets: b.targets, rows, vocab: V })).toThrow(/logits must be/);
+    expect(() =>
+      tokenLogprobs({ logits: shadow(b.logits.slice(), 'byteOffset', 4), targets: b.targets, rows, vocab: V }),
+    ).toThrow(/logits must be/);
+    expect(() => tokenLogprobs({ logits: new Longer(7), targets: b.targets, rows: 1, vocab: 15 })).toThrow(
+      /logits must be a typed array whose length/,
+    );
+    expect(() =>
+      gvpoLoss({
+        policyLogprobs: shadow(new Float64Array(2), 'length', 4),
+        referenceLogprobs: [0, 0, 0, 0],
+        rewards: [1, 0, 1, 0],
+        groups: { size: 2 },
+        beta: 0.1,
+      }),
+    ).toThrow(/gvpoLoss: policyLogprobs must be a typed array whose length/);
+  });
+  it('a revoked Proxy as a list of numbers gets the usual TypeError', () => {
+    const { proxy, revoke } = Proxy.revocable([1, 0, 1, 0], {});
+    revoke();
+    expect(() =>
+      gvpoLoss({
+        policyLogprobs: proxy,
+        referenceLogprobs: [0, 0, 0, 0],
+        rewards: [1, 0, 1, 0],
+        groups: { size: 2 },
+        beta: 0.1,
+      }),
+    ).toThrow(new TypeError('gvpoLoss: policyLogprobs must be a Float64Array, Float32Array or number[], got a Proxy'));
   });
 });

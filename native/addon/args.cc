@@ -42,6 +42,14 @@ void Args::range_error(const char* name, const std::string& expected, const std:
   throw Napi::RangeError::New(env_, fn_ + ": " + name + " must be " + expected + ", got " + got);
 }
 
+// napi_get_typedarray_info gives a null data pointer for an empty array, which the callers read
+// as "absent": an empty array gets this address instead, so that it is present, and refused by
+// its length check like any other array of the wrong length (nothing is read or written through it).
+static void* present(void* data) {
+  alignas(64) static unsigned char none[64];
+  return data ? data : none;
+}
+
 // Data pointer and element count through napi_get_typedarray_info, so that views over
 // SharedArrayBuffers and at any aligned byte offset work; detached buffers are refused.
 template <typename T>
@@ -60,6 +68,7 @@ static View<T> typed(const Args& a, const char* name, napi_typedarray_type want,
     a.type_error(name, "a typed array over a live (not detached) buffer", v);
   if (offset % sizeof(T) != 0)
     a.range_error(name, "aligned to its element size", "byte offset " + std::to_string(offset));
+  data = present(data);
   a.record(name, v, data, length * sizeof(T));
   return {(T*)data, length};
 }
@@ -97,7 +106,7 @@ void Args::check_unchanged() const {
     bool detached = false;
     napi_typedarray_type type;
     if (napi_get_typedarray_info(env_, v, &type, &length, &data, &buffer, nullptr) != napi_ok ||
-        napi_is_detached_arraybuffer(env_, buffer, &detached) != napi_ok || detached || data != r.data ||
+        napi_is_detached_arraybuffer(env_, buffer, &detached) != napi_ok || detached || present(data) != r.data ||
         length * v.As<Napi::TypedArray>().ElementSize() != r.bytes)
       type_error(r.name.c_str(),
                  "a typed array that stays as it was while the options are read (a getter detached or resized it)", v);
