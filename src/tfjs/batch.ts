@@ -53,6 +53,9 @@ export interface Batch extends Packed {
   initSeq: Float64Array;
   /** Mean entropy (nats) of the policy before the updates, over response tokens. */
   entropy: number;
+  /** A step with no group the policy sampled: sequences drawn from pi_theta' only to measure the
+   *  KLs on, with their log-probs under it (the trainer's measure). */
+  probe?: { packed: Packed; currentSeq: Float64Array };
 }
 
 export function packBatch(groups: Group[], k: number, T: number): Packed {
@@ -182,8 +185,10 @@ export function evaluationPrompts(task: Task, n: number, seed: number): number[]
 export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: number): number {
   if (!task.answer) return NaN;
   const prompts = evaluationPrompts(task, n, seed);
-  // a temperature of 1e-4 makes every draw the argmax unless two logits tie to 1e-4
-  const out = policy.sample(prompts, 1e-4, seeded(seed));
+  // a temperature of 1e-4 makes every draw the argmax unless two logits tie to 1e-4, and then
+  // breaks the tie at random, from a stream apart from the prompts' (the same stream would tie
+  // each token's draw to its prompt's)
+  const out = policy.sample(prompts, 1e-4, seeded(seed + 2));
   let ok = 0;
   prompts.forEach((p, i) => {
     const want = task.answer!(p);

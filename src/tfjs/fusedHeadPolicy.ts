@@ -13,6 +13,7 @@ import {
   type FusedHead,
   type Policy,
   PolicyBase,
+  variableOf,
 } from './policy.js';
 
 type Tf = typeof TF;
@@ -98,9 +99,9 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     const { window: W, embed: E, hidden: H } = config;
     const scales = [1, Math.sqrt(2 / (W * E)), 0, Math.sqrt(1 / H)];
     this.variables = shapes.map((shape, i) => {
-      if (weights) return tf.variable(tf.tensor(weights[i], shape));
-      if (scales[i] === 0) return tf.variable(tf.zeros(shape));
-      return tf.variable(tf.randomNormal(shape, 0, scales[i], 'float32', seed + i));
+      if (weights) return variableOf(tf, () => tf.tensor(weights[i], shape));
+      if (scales[i] === 0) return variableOf(tf, () => tf.zeros(shape));
+      return variableOf(tf, () => tf.randomNormal(shape, 0, scales[i], 'float32', seed + i));
     });
   }
 

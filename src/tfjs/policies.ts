@@ -4,7 +4,7 @@
 //                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { checkConfig, checkTokenIds, checkWeights, drawToken, type Policy, PolicyBase } from './policy.js';
+import { checkConfig, checkTokenIds, checkWeights, drawToken, type Policy, PolicyBase, variableOf } from './policy.js';
 
 type Tf = typeof TF;
 
@@ -24,7 +24,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
     super(tf);
     checkConfig('TabularPolicy', { prompts, vocab }, ['prompts', 'vocab']);
     if (init) checkWeights('TabularPolicy', [[prompts, vocab]], [init]);
-    this.theta = tf.variable(init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab]));
+    this.theta = variableOf(tf, () => (init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab])));
   }
   /** The prompt ids (each prompt is one token, its row of theta). */
   private rows(prompts: number[][]): number[] {
@@ -107,9 +107,9 @@ export class CharPolicy extends PolicyBase implements Policy {
     const shapes = charShapes(config);
     if (weights) checkWeights('CharPolicy', shapes, weights);
     this.variables = shapes.map((shape, i) => {
-      if (weights) return tf.variable(tf.tensor(weights[i], shape));
-      if (shape.length === 1) return tf.variable(tf.zeros(shape));
-      return tf.variable(tf.randomNormal(shape, 0, Math.sqrt(2 / shape[0]), 'float32', seed + i));
+      if (weights) return variableOf(tf, () => tf.tensor(weights[i], shape));
+      if (shape.length === 1) return variableOf(tf, () => tf.zeros(shape));
+      return variableOf(tf, () => tf.randomNormal(shape, 0, Math.sqrt(2 / shape[0]), 'float32', seed + i));
     });
   }
 

@@ -19,6 +19,8 @@ export interface Policy {
   clone(): Policy;
   getWeights(): Float32Array[];
   save(path: string): void;
+  /** Frees the policy's tensors (the built-in policies have it); the policy is unusable after. */
+  dispose?(): void;
 }
 
 /**
@@ -120,12 +122,22 @@ export function drawToken(
   return V - 1;
 }
 
+/** A variable holding `init()`'s value, with no other tensor left behind (tf.variable keeps the
+ *  tensor it was made from counted until that is disposed). */
+export function variableOf(tf: Tf, init: () => TF.Tensor): TF.Variable {
+  return tf.tidy(() => tf.variable(init()));
+}
+
 /** Weights as arrays and the JSON that save() writes and loadPolicy() reads. */
 export abstract class PolicyBase {
   abstract readonly variables: TF.Variable[];
   constructor(protected readonly tf: Tf) {}
   getWeights(): Float32Array[] {
     return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+  }
+  /** Frees the policy's variables (a sweep of many policies in one process); unusable after. */
+  dispose(): void {
+    for (const v of this.variables) if (!v.isDisposed) v.dispose();
   }
   protected dump(kind: string, config: object): string {
     const weights = this.getWeights().map((w, i) => ({

@@ -15,7 +15,16 @@ import type * as TF from '@tensorflow/tfjs';
 import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { describe } from '../validate.js';
 import { seeded, type Task } from '../tasks/task.js';
-import { type Batch, evaluateGreedy, evaluateSampled, type Group, logprobsOf, packBatch, subset } from './batch.js';
+import {
+  type Batch,
+  evaluateGreedy,
+  evaluateSampled,
+  type Group,
+  logprobsOf,
+  type Packed,
+  packBatch,
+  subset,
+} from './batch.js';
 import { atTemperatures, gvpoTermsLoss, policyGradientLoss, sequenceSums } from './losses.js';
 import { gvpoFromHiddenTf, gvpoFromLogitsTf, tokenLogprobsFromHiddenTf, tokenLogprobsTf } from './ops.js';
 import { hasFusedHead, type Policy } from './policy.js';
@@ -61,11 +70,20 @@ export class GVPOTrainer {
   readonly config: TrainerConfig;
   private temp: number;
   private readonly optimizer: TF.Optimizer;
+  /** Whether the optimizer is the trainer's own Adam (else the caller's, with a rate of its own). */
+  private readonly ownOptimizer: boolean;
   private readonly rand: () => number;
+  /** The stream of the sequences drawn only to measure the KLs (see measure): training never reads it. */
+  private readonly probeRand: () => number;
   private readonly initial: Policy;
   private readonly frozen?: Policy;
+  /** Whether the frozen reference is the trainer's own clone (freed by dispose). */
+  private readonly ownFrozen: boolean;
   private readonly buffer: Group[] = [];
   private stepCount = 0;
+  /** The last step called: each step() starts when the previous one has settled. */
+  private running: Promise<unknown> = Promise.resolve();
+  private disposed = false;
 
   constructor(o: TrainerOptions) {
     const c = resolveTrainerOptions(o);
@@ -78,10 +96,27 @@ export class GVPOTrainer {
     this.beta = c.beta;
     this.k = c.groupSize;
     this.temp = c.temperature;
+    this.ownOptimizer = p.optimizer === undefined;
     this.optimizer = p.optimizer ?? p.tf.train.adam(c.learningRate);
     this.rand = seeded(c.seed);
+    this.probeRand = seeded((c.seed ^ 0x5bd1e995) >>> 0);
     this.initial = p.policy.clone();
+    this.ownFrozen = c.reference === 'frozen' && p.referencePolicy === undefined;
     if (c.reference === 'frozen') this.frozen = p.referencePolicy ?? p.policy.clone();
+  }
+
+  /**
+   * Frees what the trainer made: its copies of the initial policy and of the frozen reference
+   * (not a referencePolicy the caller passed), its optimizer's state (not a caller's optimizer)
+   * and the replay buffer. The policy stays the caller's. The trainer is unusable after.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.initial.dispose?.();
+    if (this.ownFrozen) this.frozen?.dispose?.();
+    if (this.ownOptimizer) this.optimizer.dispose();
+    this.buffer.length = 0;
   }
 
   /**
@@ -95,8 +130,20 @@ export class GVPOTrainer {
     this.temp = checkTemperature('temperature', t);
   }
 
-  /** One step: sample and score groups, log-probs of pi_theta', the updates, the metrics. */
-  async step(): Promise<StepMetrics> {
+  /**
+   * One step: sample and score groups, log-probs of pi_theta', the updates, the metrics. Steps
+   * called without awaiting the previous one run one after another, in call order (a step that
+   * began while another awaited its rewards would sample from the policy before that one's
+   * updates); one that fails does not stop the next.
+   */
+  step(): Promise<StepMetrics> {
+    if (this.disposed) return Promise.reject(new Error('GVPOTrainer: step() after dispose()'));
+    const next = this.running.then(() => this.runStep());
+    this.running = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runStep(): Promise<StepMetrics> {
     const t0 = performance.now();
     const groups = await this.sampleGroups();
     const batch = this.prepare(groups);
@@ -111,6 +158,10 @@ export class GVPOTrainer {
     const nReplay = Math.min(this.buffer.length, Math.round(c.replayRatio * P));
     const fresh = P - nReplay;
     const prompts = this.task.samplePrompts(fresh, this.rand);
+    if (!Array.isArray(prompts) || prompts.length !== fresh)
+      throw new RangeError(
+        `GVPOTrainer: task.samplePrompts(${fresh}) must return ${fresh} prompts, got ${Array.isArray(prompts) ? prompts.length : describe(prompts)}`,
+      );
     const nExternal = c.externalResponses ? Math.round(c.externalRatio * fresh) : 0;
     const groups: Group[] = [];
     for (let i = 0; i < nExternal; i++) groups.push(await this.external(prompts[i]));
@@ -165,6 +216,12 @@ export class GVPOTrainer {
       if (at >= 0)
         throw new RangeError(
           `GVPOTrainer: ${where}: response ${i} holds ${describe(ids[at])} at position ${at}, not a token id in [0, ${this.policy.vocab})`,
+        );
+      // the policy holds maxTokens positions: a longer response would be scored whole but trained
+      // on its prefix, an empty one has no token to train
+      if (ids.length < 1 || ids.length > T)
+        throw new RangeError(
+          `GVPOTrainer: ${where}: response ${i} has ${ids.length} tokens; a response needs 1 to policy.maxTokens = ${T}`,
         );
       responses.push(ids);
     }
@@ -266,7 +323,30 @@ export class GVPOTrainer {
       currentTok: current.token,
       initSeq: init.seq,
       entropy: current.entropy,
+      probe: groups.some((g) => g.source === 'policy') ? undefined : this.probe(groups),
     };
+  }
+
+  /**
+   * For a step with no group the policy sampled (external or replayed groups only): k responses
+   * to each of its prompts from pi_theta', drawn from a stream of their own (training never sees
+   * them), and their log-probs under pi_theta', on which measure() estimates the KLs.
+   */
+  private probe(groups: Group[]): { packed: Packed; currentSeq: Float64Array } {
+    const prompts = groups.flatMap((g) => Array.from({ length: this.k }, () => g.prompt));
+    const responses = this.policy.sample(prompts, this.temperature, this.probeRand);
+    const packed = packBatch(
+      groups.map((g, i) => ({
+        prompt: g.prompt,
+        responses: responses.slice(i * this.k, (i + 1) * this.k),
+        rewards: new Array<number>(this.k).fill(0), // not scored: only the log-probs are used
+        source: 'policy' as const,
+        temperature: this.temperature,
+      })),
+      this.k,
+      this.policy.maxTokens,
+    );
+    return { packed, currentSeq: logprobsOf(this.tf, this.policy, packed).seq };
   }
 
   private remember(g: Group): void {
@@ -382,10 +462,9 @@ export class GVPOTrainer {
   }
 
   private diverged(what: string): Error {
-    const c = this.config;
+    const rate = this.ownOptimizer ? `learningRate ${this.config.learningRate}` : "the caller's optimizer";
     return new Error(
-      `GVPOTrainer: ${what}: its weights diverged ` +
-        `(learningRate ${c.learningRate}, beta ${this.beta}); lower the learning rate (or beta)`,
+      `GVPOTrainer: ${what}: its weights diverged (${rate}, beta ${this.beta}); lower the learning rate (or beta)`,
     );
   }
 
@@ -416,18 +495,36 @@ export class GVPOTrainer {
       .logprobs;
   }
 
-  private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
-    const after = logprobsOf(this.tf, this.policy, b);
-    // k3 estimates of KL(pi || pi_other) on the step's sequences, taken as samples of pi (the
-    // updated policy): r - 1 - log r with r = pi_other / pi
-    const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio;
-    const N = b.rewards.length;
-    let klPrev = 0;
-    let klInit = 0;
-    for (let n = 0; n < N; n++) {
-      klPrev += k3(b.currentSeq[n] - after.seq[n]);
-      klInit += k3(b.initSeq[n] - after.seq[n]);
+  /**
+   * k3 estimates of KL(pi || pi_theta') and KL(pi || pi_init), pi the policy after the step's
+   * updates: the mean of r - 1 - log r, r = pi_other(y) / pi(y), over sequences pi_theta' sampled
+   * (taken as samples of pi): the step's own groups, else the probe's. Never negative.
+   */
+  private klEstimates(b: Batch): { previous: number; initial: number } {
+    let on: { packed: Packed; currentSeq: Float64Array; initSeq?: Float64Array };
+    if (b.probe) on = b.probe;
+    else {
+      const own = b.sources.flatMap((s, g) => (s === 'policy' ? [g] : []));
+      const sub = own.length === b.sources.length ? b : subset(b, own, this.k);
+      on = { packed: sub, currentSeq: sub.currentSeq, initSeq: sub.initSeq };
     }
+    const after = logprobsOf(this.tf, this.policy, on.packed).seq;
+    // a step whose last update left float32's range: say so now rather than at the next step
+    if (!after.every(Number.isFinite)) throw this.diverged("the policy's log-probs are no longer finite");
+    const init = on.initSeq ?? logprobsOf(this.tf, this.initial, on.packed).seq;
+    const k3 = (logRatio: number) => Math.exp(logRatio) - 1 - logRatio;
+    let previous = 0;
+    let initial = 0;
+    for (let n = 0; n < after.length; n++) {
+      previous += k3(on.currentSeq[n] - after[n]);
+      initial += k3(init[n] - after[n]);
+    }
+    return { previous: previous / after.length, initial: initial / after.length };
+  }
+
+  private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
+    const kl = this.klEstimates(b);
+    const N = b.rewards.length;
     const mean = b.rewards.reduce((a, x) => a + x, 0) / N;
     const std = Math.sqrt(b.rewards.reduce((a, x) => a + (x - mean) ** 2, 0) / N);
     let own = 0;
@@ -454,8 +551,8 @@ export class GVPOTrainer {
       rewardMean: mean,
       rewardStd: std,
       rewardPolicy: ownCount ? own / ownCount : NaN,
-      klPrevious: klPrev / N,
-      klInitial: klInit / N,
+      klPrevious: kl.previous,
+      klInitial: kl.initial,
       entropy: b.entropy,
       clipFraction: t.clipFraction,
       zeroVarianceGroups: flat / (N / this.k),

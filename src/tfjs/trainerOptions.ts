@@ -59,7 +59,9 @@ export interface TrainerOptions {
    *  groups, so fewer updates where G is not a multiple of it. */
   miniBatches?: number;
   epochs?: number;
+  /** Adam's learning rate (default 1e-3); not with `optimizer`. */
   learningRate?: number;
+  /** An optimizer of the caller's, in place of Adam(learningRate). */
   optimizer?: TF.Optimizer;
   /** Sampling temperature of the current policy; the losses' log-probs are taken at it too. */
   temperature?: number;
@@ -109,10 +111,12 @@ export interface StepMetrics {
   /** Mean reward of the groups the current policy sampled this step (NaN when none). */
   rewardPolicy: number;
   /** How far the policy after the step's updates (pi) moved from pi_theta' and from the initial
-   *  policy: k3-form estimates on the step's sequences, which pi_theta' sampled, the mean of
-   *  r - 1 - log r with r = pi_theta'(y)/pi(y) (resp. pi_init(y)/pi(y)). Never negative, and the KL
-   *  in either direction to second order; with these samples it is chi^2 - KL, above the KL where
-   *  the policies differ much. */
+   *  policy: k3-form estimates on sequences pi_theta' sampled, the mean of r - 1 - log r with
+   *  r = pi_theta'(y)/pi(y) (resp. pi_init(y)/pi(y)). Never negative, and the KL in either
+   *  direction to second order; with these samples it is chi^2 - KL, above the KL where the
+   *  policies differ much. The sequences are the step's groups that the policy sampled (external
+   *  and replayed ones are not samples of it); a step with none of those draws k responses per
+   *  prompt from pi_theta' for this measure alone, from a random stream that training never reads. */
   klPrevious: number;
   klInitial: number;
   entropy: number;
@@ -162,6 +166,7 @@ export interface TrainerConfig {
   promptsPerStep: number;
   miniBatches: number;
   epochs: number;
+  /** Adam's rate (not used with a caller's optimizer). */
   learningRate: number;
   temperature: number;
   reference: 'previous' | 'frozen';
@@ -262,8 +267,19 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
       throw new RangeError(
         `GVPOTrainer: referencePolicy must have the policy's vocab and maxTokens (${policy.vocab}, ${policy.maxTokens}), got (${r.vocab}, ${r.maxTokens})`,
       );
+    // the policy itself would move with every update: a frozen reference must be another object
+    if (r === policy)
+      throw new TypeError(
+        'GVPOTrainer: referencePolicy is the policy being trained, so it would not stay frozen; pass policy.clone() (or leave it out: the trainer clones the policy)',
+      );
   }
-  if (o.optimizer !== undefined) hasMethods('optimizer', o.optimizer, ['minimize'], 'a tf.Optimizer');
+  if (o.optimizer !== undefined) {
+    hasMethods('optimizer', o.optimizer, ['minimize'], 'a tf.Optimizer');
+    if (options.learningRate !== undefined)
+      throw new TypeError(
+        'GVPOTrainer: learningRate and optimizer contradict each other: an optimizer carries its own rate; pass one of them',
+      );
+  }
   return o;
 }
 

@@ -22,6 +22,7 @@ import {
   type FusedHead,
   type Policy,
   PolicyBase,
+  variableOf,
 } from './policy.js';
 
 type Tf = typeof TF;
@@ -120,6 +121,12 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
   get head(): TF.Variable {
     return this.variables[this.variables.length - 1];
   }
+  /** Frees the variables and the cached causal masks. */
+  override dispose(): void {
+    super.dispose();
+    for (const m of this.masks.values()) m.dispose();
+    this.masks.clear();
+  }
 
   constructor(
     tf: Tf,
@@ -146,12 +153,12 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     this.variables = shapes.map(([name, shape], i) => {
       this.index.set(name, i);
       if (weights) {
-        return tf.variable(tf.tensor(weights[i], shape));
+        return variableOf(tf, () => tf.tensor(weights[i], shape));
       }
-      if (name.endsWith('gain')) return tf.variable(tf.ones(shape));
-      if (shape.length === 1) return tf.variable(tf.zeros(shape));
+      if (name.endsWith('gain')) return variableOf(tf, () => tf.ones(shape));
+      if (shape.length === 1) return variableOf(tf, () => tf.zeros(shape));
       const std = name.endsWith('wo') || name.endsWith('w2') ? 0.02 / Math.sqrt(2 * config.layers) : 0.02;
-      return tf.variable(tf.randomNormal(shape, 0, std, 'float32', seed * 1000 + i));
+      return variableOf(tf, () => tf.randomNormal(shape, 0, std, 'float32', seed * 1000 + i));
     });
   }
 
