@@ -104,19 +104,28 @@ struct HeadInputs {
   int64_t rows, hidden_size, vocab;
   float temperature;
 };
+// A row's log-normalizer in two float32 parts, logZ = shift / tau + rel, shift in the logits' units
+// (about logZ * tau) and |rel| small: the backward's exponent (z - shift) / tau - rel then keeps the
+// precision that z / tau - logZ loses where |z / tau| is large (a float32 logZ of 1e5 is 0.004 off,
+// p then 0.4 %, and dL/dhidden = dL/dz W amplifies that where W's rows nearly cancel). The fused
+// GVPO op hands it from its forward to its backward; callers of the two phases have logZ alone.
+struct LogZSplit {
+  std::vector<float> shift, rel;  // R each (0 on masked rows)
+};
 // l, logZ and (entropy not null) H of every row; returns the number of live rows whose l is NaN.
+// With split, also each row's LogZSplit.
 int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, float* entropy /*R|null*/,
-                                               const HeadInputs& in, int threads);
+                                               const HeadInputs& in, int threads, LogZSplit* split = nullptr);
 // dL/dhidden (overwritten) and dL/dweight (overwritten, or added to with accumulate) from the
 // forward's logZ, the upstream gl (null: 0) and gH (null: 0). H is the forward's entropy; when it
 // is null and grad_entropy is not, the rows that need it get it from one more forward pass.
 // gl and gH are the upstream times 2^-grad_exp (an upstream beyond float32's range, as GVPO's
-// dL/dS can be).
+// dL/dS can be). With split (the forward's), logZ is read from it instead.
 void token_logprobs_from_hidden_backward_cpu(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
                                              const HeadInputs& in, const float* logZ /*R*/,
                                              const float* entropy /*R|null*/, const float* grad_logprobs /*R|null*/,
                                              const float* grad_entropy /*R|null*/, bool accumulate, int threads,
-                                             int grad_exp = 0);
+                                             int grad_exp = 0, const LogZSplit* split = nullptr);
 
 // Shared by the CPU and CUDA twins of the head, so both work on the same rows with the same rules.
 // The forward works on the rows with mask != 0, in order; head_store_row writes one of them (l
@@ -128,13 +137,14 @@ bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, f
 // The backward works on the live rows with gl != 0 or gH != 0 (NaN counts as non-zero; none
 // when V = 1), each with gl, gH, its logZ (NaN for a target outside [0, V): a NaN row) and H (0
 // where gH is 0, so that a NaN entropy there stays out). needs_entropy lists the positions in idx
-// whose H must still be computed (entropy not given, gH != 0).
+// whose H must still be computed (entropy not given, gH != 0). With split, logZ holds its rel
+// parts and shift its shifts; without, shift is 0.
 struct HeadRows {
   std::vector<int32_t> idx, needs_entropy;
-  std::vector<float> grad_logprob, grad_entropy, logZ, entropy;
+  std::vector<float> grad_logprob, grad_entropy, logZ, shift, entropy;
 };
 HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy, const float* grad_logprobs,
-                            const float* grad_entropy);
+                            const float* grad_entropy, const LogZSplit* split = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // The fused GVPO ops. What both share: a batch of N sequences x T tokens (row r = n*T + t), the
@@ -203,11 +213,11 @@ struct GvpoFromHiddenOut : GvpoOut {
 LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads);
 // Its two phases: phase 1 fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows (rewards,
 // offsets, beta unused); phase 2 turns dL/dS into dL/dhidden (overwritten) and dL/dweight
-// (overwritten, or added to with accumulate).
-void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads);
+// (overwritten, or added to with accumulate). The one call passes the forward's LogZSplit on.
+void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads, LogZSplit* split = nullptr);
 void gvpo_from_hidden_backward_cpu(float* grad_hidden /*N*T*H*/, float* grad_weight /*V*H*/, const float* logZ /*N*T*/,
                                    const double* grad_seq /*N*/, const GvpoHiddenBatch& in, bool accumulate,
-                                   int threads);
+                                   int threads, const LogZSplit* split = nullptr);
 // gl[r] = m[r] * dL/dS[n(r)], 0 on masked rows (even where dL/dS is NaN): phase 2's upstream.
 std::vector<float> gvpo_token_weights(const GvpoBatch& in, const double* grad_seq);
 std::vector<double> gvpo_token_weights_f64(const GvpoBatch& in, const double* grad_seq);

@@ -271,6 +271,43 @@ describe('gvpoFromHidden', () => {
     scaleClose(got.gradHidden, dH, 1e-4, 'dL/dhidden via the logits op');
   });
 
+  it('agrees with gvpoFromLogits where |z/tau| is 1e5: the one call keeps logZ in two parts', () => {
+    // H = 1, so the head's logits are exactly the logits op's. A float32 logZ of 1e5 is 0.004 off,
+    // p then 0.4 %, and dL/dhidden = dL/dz W cancels 25000x between the two near-equal weight
+    // rows: it came out -105.9 where the logits op gives -1.96 (and l 0.004 off).
+    const weight = Float32Array.from([1000.37, 1000.33, 0]);
+    const hidden = Float32Array.from([1, 0.5, -0.75, 1]);
+    const rows = 4,
+      V = 3;
+    const logits = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) for (let v = 0; v < V; v++) logits[r * V + v] = hidden[r] * weight[v];
+    const common = {
+      targets: Int32Array.from([1, 0, 2, 0]),
+      mask: Float32Array.from([1, 1, 1, 1]),
+      sequences: 4,
+      tokens: 1,
+      vocab: V,
+      rewards: [0, 1, 0.5, 2],
+      groups: { size: 2 },
+      beta: 1,
+      temperature: 0.01,
+    };
+    const viaLogits = gvpoFromLogits({ ...common, logits });
+    const got = gvpoFromHidden({ ...common, hidden, weight, hiddenSize: 1 });
+    allclose(got.tokenLogprobs, viaLogits.tokenLogprobs, { atol: 1e-5, rtol: 1e-5 }, 'l');
+    const dH = new Float64Array(rows);
+    const dW = new Float64Array(V);
+    for (let r = 0; r < rows; r++) {
+      for (let v = 0; v < V; v++) {
+        dH[r] += viaLogits.gradLogits[r * V + v] * weight[v];
+        dW[v] += viaLogits.gradLogits[r * V + v] * hidden[r];
+      }
+    }
+    // float32's own rounding of dL/dz (6e-8 of 98), times the 25000x cancellation: ~2e-3 of the scale
+    scaleClose(got.gradHidden, dH, 1e-2, 'dL/dhidden via the logits op');
+    scaleClose(got.gradWeight, dW, 1e-5, 'dL/dweight via the logits op');
+  });
+
   it('the two phases reproduce the fused call; the async twin matches the sync call', async () => {
     const a = args(5, 6, 3, 40, 90, [0, 3, 6], 'bfloat16', { tau: 1.2, ref: 'sequence' });
     const fused = gvpoFromHidden(a);

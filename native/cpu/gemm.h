@@ -37,12 +37,14 @@ struct GemmKernels {
   // lse[i] = logsumexp_j x[i, j] and, when ent is not null, ent[i] = -sum_j q log q with
   // q = softmax(x[i, 0..n)), the entropy within the tile (>= 0; 0 for a row of -inf).
   void (*tile_logsumexp)(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau);
-  // In place, with p = exp(min(0, Z[i,j]*inv_tau - logZ[i])) (log p the exponent):
+  // In place, with p = exp(min(0, (Z[i,j] - shift[i])*inv_tau - logZ[i])) (log p the exponent):
   //   Z[i,j] = coef[i] ([j == y[i]] - p) - coef_h[i] p (log p + ent[i])
   // coef_h null (or coef_h[i] == 0): no entropy term, ent not read. y[i] may lie outside [0, n)
-  // (the target is in another tile); a row whose logZ is not finite becomes NaN.
-  void (*tile_softmax_grad)(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau, const float* logZ,
-                            const float* coef, const float* coef_h, const float* ent, const int32_t* y);
+  // (the target is in another tile); a row whose logZ is not finite becomes NaN. shift[i] = 0
+  // with logZ[i] the row's log-normalizer, or a LogZSplit's parts (kernels.h).
+  void (*tile_softmax_grad)(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau, const float* shift,
+                            const float* logZ, const float* coef, const float* coef_h, const float* ent,
+                            const int32_t* y);
   // Register-resident FMAs for the peak probe; returns the flops performed.
   double (*fma_probe)(int64_t iterations, float seed);
 };

@@ -415,32 +415,33 @@ static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz
   }
 }
 
-static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau, const float* logZ,
-                              const float* coef, const float* coef_h, const float* ent, const int32_t* y) {
+static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau, const float* shift,
+                              const float* logZ, const float* coef, const float* coef_h, const float* ent,
+                              const int32_t* y) {
   const vf s = splat(inv_tau), zero = splat(0.0f);
   const int64_t full = n / W * W;
   for (int64_t i = 0; i < m; i++) {
     float* z = Z + i * ldz;
-    const float c = coef[i], lz = logZ[i], ch = coef_h ? coef_h[i] : 0.0f;
+    const float c = coef[i], lz = logZ[i], ch = coef_h ? coef_h[i] : 0.0f, sh = shift[i];
     if (!std::isfinite(lz)) {  // a non-finite row yields NaN, never a silent zero
       for (int64_t j = 0; j < n; j++) z[j] = NAN;
       continue;
     }
-    const vf vlz = splat(lz), nc = splat(-c);
+    const vf vlz = splat(lz), nc = splat(-c), vsh = splat(sh);
     if (ch == 0.0f) {
-      for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp_p(load(z + j) * s - vlz);
-      for (int64_t j = full; j < n; j++) z[j] = -c * sexp_p(z[j] * inv_tau - lz);
+      for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp_p((load(z + j) - vsh) * s - vlz);
+      for (int64_t j = full; j < n; j++) z[j] = -c * sexp_p((z[j] - sh) * inv_tau - lz);
     } else {  // -p (c + ch (log p + H)); a p of 0 gives 0 even where log p is -inf
       const float h = ent[i];
       const vf vch = splat(ch), vh = splat(h);
       for (int64_t j = 0; j < full; j += W) {
-        vf u = load(z + j) * s - vlz;
+        vf u = (load(z + j) - vsh) * s - vlz;
         u = u > zero ? zero : u;
         const vf p = vexp(u), g = (nc - vch * (u + vh)) * p;
         *(vf_u*)(z + j) = p != zero ? g : zero;  // NaN stays NaN
       }
       for (int64_t j = full; j < n; j++) {
-        float u = z[j] * inv_tau - lz;
+        float u = (z[j] - sh) * inv_tau - lz;
         u = u > 0.0f ? 0.0f : u;
         const float p = sexp(u);
         z[j] = p != 0.0f ? -p * (c + ch * (u + h)) : 0.0f;

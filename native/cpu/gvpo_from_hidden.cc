@@ -44,29 +44,33 @@ double fma_probe_cpu(int64_t iterations, int threads) {
   return sum;
 }
 
+// One call: logZ goes from the forward to the backward in its two parts (LogZSplit), as precise as
+// the logits op's; the two phases hand it over in float32.
 LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch& in, int threads) {
-  gvpo_from_hidden_forward_cpu(out, in, threads);
+  LogZSplit split;
+  gvpo_from_hidden_forward_cpu(out, in, threads, &split);
   LossAndTerms t = gvpo_loss_cpu(out.grad_seq, out.residuals, out.seq, out.ref_seq, in.rewards, in.offsets, in.groups,
                                  in.beta, in.mean_reduction);
-  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, out.logZ, out.grad_seq, in, out.accumulate, threads);
+  gvpo_from_hidden_backward_cpu(out.grad_hidden, out.grad_weight, out.logZ, out.grad_seq, in, out.accumulate, threads,
+                                &split);
   return t;
 }
 
-void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads) {
+void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads, LogZSplit* split) {
   out.nonfinite_rows =
-      token_logprobs_from_hidden_forward_cpu(out.token_logprobs, out.logZ, nullptr, in.head(), threads);
+      token_logprobs_from_hidden_forward_cpu(out.token_logprobs, out.logZ, nullptr, in.head(), threads, split);
   gvpo_sequence_sums_cpu(out, in);
 }
 
 void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ, const double* grad_seq,
-                                   const GvpoHiddenBatch& in, bool accumulate, int threads) {
+                                   const GvpoHiddenBatch& in, bool accumulate, int threads, const LogZSplit* split) {
   // A dL/dS beyond float32's range (beta near 1e20) reaches the head as gl * 2^-e.
   const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
   const int e = range_exponent(w.data(), (int64_t)w.size(), 1.0, 100);
   std::vector<float> gl(w.size());
   for (size_t i = 0; i < w.size(); i++) gl[i] = (float)std::ldexp(w[i], -e);
   token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr,
-                                          accumulate, threads, e);
+                                          accumulate, threads, e, split);
 }
 
 }  // namespace gvpo

@@ -134,11 +134,11 @@ int team_size(int64_t macs, int64_t items, int threads) {
   return (int)std::max<int64_t>(1, std::min({(int64_t)resolve_threads(threads), macs >> 20, items}));
 }
 
-// logZ, x_target = z[y]/tau and (ent not null) H for the rows rows[0..m). A thread packs the
+// logZ (in double), z_target = z[y] and (ent not null) H for the rows rows[0..m). A thread packs the
 // weight of its vocab chunk (all of H: B(h, v) = W[v, h], H x VC floats, 512 KiB at H = 512, in
 // L2) once and runs every row of the block past it, MS rows at a time (a Z tile of MS x VC stays
 // in L2 for the log-sum-exp); the hidden rows are packed once per block.
-void forward_block(const HeadTiles& h, float* logZ, float* x_target, double* ent, const int32_t* rows,
+void forward_block(const HeadTiles& h, double* logZ, float* z_target, double* ent, const int32_t* rows,
                    const int32_t* targets, int64_t m, int threads) {
   const GemmKernels& k = h.k;
   const int64_t mpad = round_up(m, k.mr), H = h.H, nc = chunks(h.V), ms = round_up(96, k.mr);
@@ -166,7 +166,7 @@ void forward_block(const HeadTiles& h, float* logZ, float* x_target, double* ent
         k.tile_logsumexp(lse.data() + c * m + s, ent ? hc.data() + c * m + s : nullptr, z, VC, n, vc, h.inv_tau);
         for (int64_t r = 0; r < n; r++) {
           const int64_t y = targets[rows[s + r]] - v0;
-          if (y >= 0 && y < vc) x_target[s + r] = z[r * VC + y] * h.inv_tau;
+          if (y >= 0 && y < vc) z_target[s + r] = z[r * VC + y];
         }
       }
     }
@@ -181,7 +181,7 @@ void forward_block(const HeadTiles& h, float* logZ, float* x_target, double* ent
     double s = 0;
     for (int64_t c = 0; c < nc; c++) s += std::exp(lse[c * m + i] - mx);
     const double lz = nan ? NAN : mx > -INFINITY ? mx + std::log(s) : mx;
-    logZ[i] = (float)lz;
+    logZ[i] = lz;
     if (!ent) continue;
     double e = 0;  // entropy across the chunks plus the chunks' own, weighted by their mass
     for (int64_t c = 0; c < nc; c++) {
@@ -210,8 +210,9 @@ void forward_block(const HeadTiles& h, float* logZ, float* x_target, double* ent
 // chunk c+1 may start while another thread finishes step 3 of chunk c.
 // Memory: the packed hidden rows twice (A of the recompute, B of dW), two chunks' dZ and dZ^T
 // and the block's dH: about m * (3H + 4 VC) floats, which backward_rows bounds.
-void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* rows, const float* logZ, const float* coef,
-                    const float* coef_h, const float* ent, const int32_t* targets, int64_t m, bool first, int threads) {
+void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* rows, const float* shift,
+                    const float* logZ, const float* coef, const float* coef_h, const float* ent, const int32_t* targets,
+                    int64_t m, bool first, int threads) {
   const GemmKernels& k = h.k;
   const int64_t mr = k.mr, nr = k.nr, H = h.H, V = h.V, nc = chunks(V);
   const int64_t mpad = round_up(m, mr), hpad = round_up(H, nr), vrows = round_up(VC, mr);
@@ -260,7 +261,7 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
         const int64_t r0 = s * sb, n = std::min(sb, m - r0);
         h.logits(z, Ah.data(), mpad, wt, vcols, r0, n, vc);
         for (int64_t r = r0; r < r0 + n; r++) y[r] = (int32_t)(targets[rows[r]] - v0);
-        k.tile_softmax_grad(z, VC, n, vc, h.inv_tau, logZ + r0, coef + r0, coef_h ? coef_h + r0 : nullptr,
+        k.tile_softmax_grad(z, VC, n, vc, h.inv_tau, shift + r0, logZ + r0, coef + r0, coef_h ? coef_h + r0 : nullptr,
                             ent ? ent + r0 : nullptr, y.data() + r0);
         k.pack_a(dz + r0 * vc, Mat{z, DType::f32, VC, 1, nullptr}, n, 0, vc);
         k.pack_a(dzt + vrows * r0, Mat{z, DType::f32, 1, VC, nullptr}, vc, 0, n);
@@ -285,15 +286,15 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
   });
 }
 
-// The forward over the rows idx (in blocks): logZ, x_target (NaN for a target outside [0, V))
+// The forward over the rows idx (in blocks): logZ, z_target (NaN for a target outside [0, V))
 // and, with ent, H, each indexed like idx.
-void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const int32_t* targets, float* lz, float* xt,
+void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const int32_t* targets, double* lz, float* zt,
                      double* ent, int threads) {
   const int64_t live = (int64_t)idx.size();
   const int64_t rb = forward_rows(live, h.H, h.V, h.k.mr, ent != nullptr);
-  std::fill(xt, xt + live, NAN);
+  std::fill(zt, zt + live, NAN);
   for (int64_t b = 0; b < live; b += rb)
-    forward_block(h, lz + b, xt + b, ent ? ent + b : nullptr, idx.data() + b, targets, std::min(rb, live - b), threads);
+    forward_block(h, lz + b, zt + b, ent ? ent + b : nullptr, idx.data() + b, targets, std::min(rb, live - b), threads);
 }
 
 // H as stored: in [0, log V] whatever the rounding, 0 when V = 1, NaN where logZ is not finite.
@@ -331,7 +332,7 @@ bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, f
 }
 
 HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy, const float* grad_logprobs,
-                            const float* grad_entropy) {
+                            const float* grad_entropy, const LogZSplit* split) {
   HeadRows h;
   for (int64_t r = 0; r < in.rows && in.vocab > 1; r++) {
     if (in.mask && in.mask[r] == 0.0f) continue;
@@ -342,35 +343,56 @@ HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float
     h.idx.push_back((int32_t)r);
     h.grad_logprob.push_back(gl);
     h.grad_entropy.push_back(gh);
-    h.logZ.push_back(bad_target ? NAN : logZ[r]);
+    h.logZ.push_back(bad_target ? NAN : split ? split->rel[r] : logZ[r]);
+    h.shift.push_back(split ? split->shift[r] : 0.0f);
     h.entropy.push_back(gh == 0.0f ? 0.0f : entropy ? entropy[r] : NAN);
   }
   return h;
 }
 
+// The parts of logZ (double) for a LogZSplit: shift = logZ * tau rounded to float32 (0 where that
+// is not finite), rel = logZ - shift / tau, with shift / tau = shift * inv_tau exact in double.
+static void split_of(double lz, float inv_tau, float& shift, float& rel) {
+  shift = (float)(lz / inv_tau);
+  if (!std::isfinite(shift)) shift = 0.0f;
+  rel = (float)(lz - (double)shift * inv_tau);
+}
+
 int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, float* entropy, const HeadInputs& in,
-                                               int threads) {
+                                               int threads, LogZSplit* split) {
   for (int64_t r = 0; r < in.rows; r++) {  // masked rows
     logprobs[r] = logZ[r] = 0.0f;
     if (entropy) entropy[r] = 0.0f;
   }
+  if (split) {
+    split->shift.assign((size_t)in.rows, 0.0f);
+    split->rel.assign((size_t)in.rows, 0.0f);
+  }
   const std::vector<int32_t> idx = head_forward_rows(in);
   const size_t live = idx.size();
-  std::vector<float> lz(live), xt(live);
+  std::vector<double> lz(live);
+  std::vector<float> zt(live);
   std::vector<double> ent(entropy ? live : 0);
-  forward_rows_of(HeadTiles(in), idx, in.targets, lz.data(), xt.data(), entropy ? ent.data() : nullptr, threads);
+  const HeadTiles h(in);
+  forward_rows_of(h, idx, in.targets, lz.data(), zt.data(), entropy ? ent.data() : nullptr, threads);
   int64_t bad = 0;
-  for (size_t i = 0; i < live; i++)
-    bad += head_store_row(logprobs, logZ, entropy, idx[i], xt[i] - lz[i], lz[i], entropy ? ent[i] : 0.0, in.vocab);
+  for (size_t i = 0; i < live; i++) {
+    // l = z_y / tau - logZ in double (z_y * inv_tau is exact there): float32 would lose
+    // |z_y / tau| * 6e-8 of it
+    const float l = (float)((double)zt[i] * h.inv_tau - lz[i]);
+    bad += head_store_row(logprobs, logZ, entropy, idx[i], l, (float)lz[i], entropy ? ent[i] : 0.0, in.vocab);
+    if (split) split_of(lz[i], h.inv_tau, split->shift[idx[i]], split->rel[idx[i]]);
+  }
   return bad;
 }
 
 // Over the rows head_backward_rows picks, in blocks of rb rows.
 void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const HeadInputs& in,
                                              const float* logZ, const float* entropy, const float* grad_logprobs,
-                                             const float* grad_entropy, bool accumulate, int threads, int grad_exp) {
+                                             const float* grad_entropy, bool accumulate, int threads, int grad_exp,
+                                             const LogZSplit* split) {
   const int64_t H = in.hidden_size, V = in.vocab;
-  HeadRows rows = head_backward_rows(in, logZ, entropy, grad_logprobs, grad_entropy);
+  HeadRows rows = head_backward_rows(in, logZ, entropy, grad_logprobs, grad_entropy, split);
   const std::vector<int32_t>& idx = rows.idx;
   const int64_t live = (int64_t)idx.size();
   // Zeros where no block writes: the rows of dH that are not live, all of dW when none is.
@@ -388,10 +410,11 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   if (!rows.needs_entropy.empty()) {  // H of the rows with gH != 0, from one more forward pass
     std::vector<int32_t> sub;
     for (int32_t i : rows.needs_entropy) sub.push_back(idx[i]);
-    std::vector<float> lz(sub.size()), xt(sub.size());
-    std::vector<double> ent(sub.size());
-    forward_rows_of(h, sub, in.targets, lz.data(), xt.data(), ent.data(), threads);
-    for (size_t j = 0; j < sub.size(); j++) rows.entropy[rows.needs_entropy[j]] = entropy_value(ent[j], lz[j], V);
+    std::vector<double> lz(sub.size()), ent(sub.size());
+    std::vector<float> zt(sub.size());
+    forward_rows_of(h, sub, in.targets, lz.data(), zt.data(), ent.data(), threads);
+    for (size_t j = 0; j < sub.size(); j++)
+      rows.entropy[rows.needs_entropy[j]] = entropy_value(ent[j], (float)lz[j], V);
   }
   bool any_h = false;
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
@@ -413,7 +436,7 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
     const bool consecutive = idx[b + m - 1] - idx[b] == m - 1;
     if (!consecutive && dH.empty()) dH.resize((size_t)(n * H));
     float* out = consecutive ? grad_hidden + (size_t)idx[b] * H : dH.data();
-    backward_block(h, grad_weight, out, idx.data() + b, rows.logZ.data() + b, coef.data(),
+    backward_block(h, grad_weight, out, idx.data() + b, rows.shift.data() + b, rows.logZ.data() + b, coef.data(),
                    any_h ? coef_h.data() : nullptr, rows.entropy.data() + b, in.targets, m, b == 0 && !accumulate,
                    threads);
     for (int64_t i = 0; i < m && !consecutive; i++)
