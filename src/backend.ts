@@ -2,7 +2,7 @@
 // source build in build/, then the prebuilt binary the npm package ships for this platform and
 // architecture) and every failure is kept; GVPO_BACKEND=cuda|cpu|js forces one, and a forced
 // backend that cannot load throws one error listing every attempt and what to do.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,12 +44,49 @@ interface Loaded {
 
 let loaded: Loaded | undefined;
 
+/**
+ * Why a 64-bit little-endian ELF file cannot be whole (its headers or loaded segments reach past
+ * its end), or undefined. dlopen maps such a file and the process dies of SIGBUS on the first
+ * page past the end (a download or copy cut short), where require() would otherwise throw.
+ */
+export function truncatedElf(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(64);
+    if (readSync(fd, head, 0, 64, 0) < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2 || head[5] !== 1)
+      return undefined; // not ELF64 LE: left to require()
+    const phoff = Number(head.readBigUInt64LE(0x20)),
+      shoff = Number(head.readBigUInt64LE(0x28));
+    const phsize = head.readUInt16LE(0x36),
+      phnum = head.readUInt16LE(0x38);
+    let need = Math.max(phoff + phsize * phnum, shoff + head.readUInt16LE(0x3a) * head.readUInt16LE(0x3c));
+    if (need <= size && phsize >= 40) {
+      const ph = Buffer.alloc(phsize * phnum);
+      readSync(fd, ph, 0, ph.length, phoff);
+      for (let i = 0; i < phnum; i++) {
+        const at = i * phsize; // PT_LOAD: p_offset + p_filesz bytes of the file are mapped
+        if (ph.readUInt32LE(at) === 1)
+          need = Math.max(need, Number(ph.readBigUInt64LE(at + 8)) + Number(ph.readBigUInt64LE(at + 32)));
+      }
+    }
+    return need > size ? `truncated: ${size} bytes, its ELF headers need ${need}` : undefined;
+  } catch {
+    return undefined; // unreadable: require() says why
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 function loadAddon(): Loaded {
   if (loaded) return loaded;
   const require = createRequire(import.meta.url);
   const errors: string[] = [];
   for (const path of candidates()) {
     try {
+      const cut = truncatedElf(path);
+      if (cut) throw new Error(cut);
       const addon = require(path) as NativeAddon;
       loaded = { addon, errors };
       return loaded;

@@ -1,5 +1,7 @@
 // Backend choice and backendInfo(): what runs, what was compiled in, and every load error.
 import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -47,6 +49,22 @@ describe('backendInfo', () => {
     expect(info.active).toBe('js');
     expect(info.loadErrors.join('\n')).toContain('/nonexistent/gvpo.node');
   });
+
+  it.runIf(existsSync(join(root, 'build', 'Release', 'gvpo.node')))(
+    'a binary cut short falls back to js with the reason, where dlopen would die of SIGBUS',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gvpo-cut-'));
+      const whole = readFileSync(join(root, 'build', 'Release', 'gvpo.node'));
+      for (const size of [1024, 100_000, whole.length - 1]) {
+        const cut = join(dir, `gvpo-${size}.node`);
+        writeFileSync(cut, whole.subarray(0, size));
+        const info = JSON.parse(probe({ GVPO_ADDON_PATH: cut }));
+        expect(info.active, `${size} bytes`).toBe('js');
+        expect(info.loadErrors.join('\n')).toContain(`${cut}: truncated: ${size} bytes, its ELF headers need`);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  );
 
   it('a forced backend that cannot load throws with every load error', () => {
     let msg = '';

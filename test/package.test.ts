@@ -83,12 +83,22 @@ describe('npm pack contents', () => {
   it('leaves out tests, benchmarks, build output, CI, runs, sources of dist and source maps', () => {
     const bad = files.filter(
       (f) =>
-        /^(test|bench|build|build-[^/]*|\.ci|runs|src|node_modules|native\/tests|out)\//.test(f) ||
+        (/^(test|bench|build|build-[^/]*|\.ci|runs|src|node_modules|native\/tests|out)\//.test(f) &&
+          !/^bench\/[A-Z]+\.md$/.test(f)) || // the benchmarks' results and notes are documents
         /\.(tgz|log|map)$/.test(f) ||
         f.startsWith('.'),
     );
     expect(bad).toEqual([]);
     expect(unpackedSize).toBeLessThan(5e6);
+  });
+
+  it("every relative link of README.md leads to a shipped file (npm's page of the package shows it)", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const links = [...readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)]
+      .map((m) => m[1])
+      .filter((l) => !/^[a-z]+:/.test(l));
+    expect(links.length).toBeGreaterThan(5);
+    for (const l of new Set(links)) expect(files, l).toContain(l.replace(/^\.\//, ''));
   });
 
   it('every file in dist/ comes from a source file that exists (no leftovers of old builds)', () => {
