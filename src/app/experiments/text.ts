@@ -134,7 +134,7 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
     '',
     staleKl,
     '',
-    '![the same at 16 updates per sampled batch](experiments/text/curves-stale.svg)',
+    `![the same at ${sweep[sweep.length - 1][0] * sweep[sweep.length - 1][1]} updates per sampled batch](experiments/text/curves-stale.svg)`,
     '',
     "**GVPO against REINFORCE, numerically.** With a frozen reference, per sequence, GVPO's gradient is dL/dS = beta/((k-1)G) (beta (p - q) - a) and " +
       "REINFORCE's with the exact KL at coefficient beta in the reward (computed at the sampling policy, verl's use_kl_in_reward) is -1/((k-1)G) (a - beta (p_old - q)), " +
@@ -186,6 +186,7 @@ async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
   const paired = names
     .map((n, i) => `${n}:\n\n${pairedGainTable(Object.fromEntries(methods.map((m) => [m, of(m, i)])))}`)
     .join('\n\n');
+  const shown = Math.min(2, names.length - 1); // the chart's source: replay 4:4 in a full run
   const markdown = [
     `Command: \`${commandOf('off-policy', ctx)}\``,
     '',
@@ -203,9 +204,8 @@ async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
     '',
     paired,
     '',
-    '![held-out accuracy, training reward and KL over steps, replay 4:4](experiments/off-policy/curves.svg)',
+    `![held-out accuracy, training reward and KL over steps, ${names[shown]}](experiments/off-policy/curves.svg)`,
   ].join('\n');
-  const shown = Math.min(2, names.length - 1);
   return {
     markdown,
     charts: { 'curves.svg': svgChart(standardPanels(methods.map((m) => [METHODS[m].label, of(m, shown)]))) },

@@ -206,6 +206,6 @@ export function settingsLine(o: RunOptions, seeds: number[]): string {
     `Settings: task \`${o.task}\` from \`checkpoints/addition-warmup.json\`, ${o.steps} steps of ${o.promptsPerStep} prompts x k = ${o.groupSize} responses, ` +
     `${o.miniBatches} mini-batches of whole groups per step, ${o.epochs} epoch(s), reference \`${o.reference}\`, KL strength ${TEXT_COEF} (GVPO's beta; the baselines' KL coefficient where they have one), ` +
     `sampled at temperature ${o.temperature}, Adam; held-out greedy accuracy and reward at temperature 1 on ${o.evalPrompts} prompts never trained on` +
-    `${o.evalEvery ? `, every ${o.evalEvery} steps` : ''}; seeds ${seeds.join(', ')}; TensorFlow.js \`${o.tf}\`. Cells: mean ± 95% interval (t-distribution) over n seeds.`
+    `${o.evalEvery ? `, every ${o.evalEvery} steps` : ''}; seeds ${seeds.join(', ')}; TensorFlow.js \`${o.tf}\`. Cells: mean ± 95% interval (t-distribution) over the n = ${seeds.length} seeds (a cell with diverged runs says how many).`
   );
 }
