@@ -664,6 +664,13 @@ describe("GVPOTrainer's measures and lifecycle", () => {
       );
     }
     expect(policy.getWeights()).toEqual(before);
+    // a policy whose sample() breaks its contract the same way
+    const long = Object.assign(Object.create(policy), {
+      sample: (ps: number[][]) => ps.map(() => [2, 2]),
+    });
+    await expect(new GVPOTrainer({ tf, policy: long, task }).step()).rejects.toThrow(
+      /policy\.sample returned a response of 2 tokens, more than policy\.maxTokens = 1/,
+    );
   });
 
   it('a last update that leaves the weights non-finite is reported at that step, naming the optimizer', async () => {
@@ -695,6 +702,22 @@ describe("GVPOTrainer's measures and lifecycle", () => {
       expect(tf.memory().numTensors).toBe(before);
       await expect(t.step()).rejects.toThrow(/step\(\) after dispose\(\)/);
     }
+    // dispose while a step is under way and another queued: the first finishes, the second is
+    // refused with the trainer's message (it once ran on the freed copies), then all is freed
+    const slow = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      rewards: [{ fn: async (p, r) => (await new Promise((ok) => setTimeout(ok, 1)), task.reward(p, r)) }],
+    });
+    const a = slow.step();
+    await new Promise((ok) => setImmediate(ok)); // a is under way, awaiting its rewards
+    const b = slow.step();
+    slow.dispose();
+    const [ra, rb] = await Promise.allSettled([a, b]);
+    expect(ra.status).toBe('fulfilled');
+    expect(rb.status === 'rejected' && String(rb.reason)).toMatch(/step\(\) after dispose\(\)/);
+    expect(tf.memory().numTensors).toBe(before);
     expect(ref.getWeights()[0].length).toBe(24); // the caller's reference is still usable
     policy.dispose();
     ref.dispose();

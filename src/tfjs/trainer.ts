@@ -83,6 +83,8 @@ export class GVPOTrainer {
   private stepCount = 0;
   /** The last step called: each step() starts when the previous one has settled. */
   private running: Promise<unknown> = Promise.resolve();
+  /** A step is under way (dispose then leaves the freeing to it). */
+  private busy = false;
   private disposed = false;
 
   constructor(o: TrainerOptions) {
@@ -108,11 +110,16 @@ export class GVPOTrainer {
   /**
    * Frees what the trainer made: its copies of the initial policy and of the frozen reference
    * (not a referencePolicy the caller passed), its optimizer's state (not a caller's optimizer)
-   * and the replay buffer. The policy stays the caller's. The trainer is unusable after.
+   * and the replay buffer. The policy stays the caller's. A step under way finishes first (and
+   * the freeing waits for it); steps queued behind it, and later ones, are refused.
    */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    if (!this.busy) this.free();
+  }
+
+  private free(): void {
     this.initial.dispose?.();
     if (this.ownFrozen) this.frozen?.dispose?.();
     if (this.ownOptimizer) this.optimizer.dispose();
@@ -137,18 +144,24 @@ export class GVPOTrainer {
    * updates); one that fails does not stop the next.
    */
   step(): Promise<StepMetrics> {
-    if (this.disposed) return Promise.reject(new Error('GVPOTrainer: step() after dispose()'));
     const next = this.running.then(() => this.runStep());
     this.running = next.catch(() => undefined);
     return next;
   }
 
   private async runStep(): Promise<StepMetrics> {
-    const t0 = performance.now();
-    const groups = await this.sampleGroups();
-    const batch = this.prepare(groups);
-    const totals = this.update(batch);
-    return this.measure(batch, totals, t0);
+    if (this.disposed) throw new Error('GVPOTrainer: step() after dispose()');
+    this.busy = true;
+    try {
+      const t0 = performance.now();
+      const groups = await this.sampleGroups();
+      const batch = this.prepare(groups);
+      const totals = this.update(batch);
+      return this.measure(batch, totals, t0);
+    } finally {
+      this.busy = false;
+      if (this.disposed) this.free();
+    }
   }
 
   /** Fresh groups from the policy or the external sampler, then replayed ones (not rescored). */
@@ -171,6 +184,13 @@ export class GVPOTrainer {
       this.temperature,
       this.rand,
     );
+    const T = this.policy.maxTokens;
+    const long = sampled.findIndex((r) => r.length > T);
+    if (long >= 0)
+      // it would be scored whole and trained on its prefix
+      throw new RangeError(
+        `GVPOTrainer: policy.sample returned a response of ${sampled[long].length} tokens, more than policy.maxTokens = ${T}`,
+      );
     for (let i = 0; i < own.length; i++) {
       const responses = sampled.slice(i * this.k, (i + 1) * this.k);
       groups.push({
