@@ -164,6 +164,13 @@ describe.runIf(enabled)('the packed package, installed without scripts or a comp
     const train = run(join(app, 'node_modules', '.bin', 'gvpo'), ['train', '--steps', '1']);
     expect(train.status).toBe(1);
     expect(train.out).toContain('`npm install @tensorflow/tfjs`');
+    for (const args of [[], ['help']]) {
+      const h = run(join(app, 'node_modules', '.bin', 'gvpo'), args);
+      expect(h.status).toBe(0);
+      expect(h.out).toContain(
+        '@tensorflow/tfjs is not installed; train, compare, experiment, warmup need it: `npm install @tensorflow/tfjs`.',
+      );
+    }
   });
 
   it('with @tensorflow/tfjs added (and no wasm backend), the command trains: it says so and runs on cpu', () => {

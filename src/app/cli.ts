@@ -3,6 +3,7 @@
 // errors (an unknown flag, a missing or out-of-range value) are found before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { makeDirs } from './dirs.js';
 import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
@@ -201,9 +202,21 @@ async function info(p: Parsed): Promise<void> {
   console.log(JSON.stringify({ ...backendInfo(), tfjs: t.backend, ...(t.note ? { tfjsNote: t.note } : {}) }, null, 2));
 }
 
+/** The command list, and what to install first where TensorFlow.js is missing (an install of the
+ *  kernels alone): every command but info (and help) needs it. */
+function help(): string {
+  try {
+    createRequire(import.meta.url).resolve('@tensorflow/tfjs');
+    return generalHelp();
+  } catch {
+    const need = Object.keys(COMMANDS).filter((c) => c !== 'info' && c !== 'help');
+    return `${generalHelp()}\n\n@tensorflow/tfjs is not installed; ${need.join(', ')} need it: \`npm install @tensorflow/tfjs\`.`;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '-h' || cmd === '--help') return void console.log(generalHelp());
+  if (!cmd || cmd === '-h' || cmd === '--help') return void console.log(help());
   if (cmd === '--version' || cmd === '-v') return void console.log(version());
   if (!COMMANDS[cmd]) {
     const near = closest(cmd, Object.keys(COMMANDS));
@@ -213,7 +226,7 @@ async function main(argv: string[]): Promise<void> {
     const topic = rest[0];
     if (topic && !COMMANDS[topic])
       throw new UsageError(`no help for '${topic}': commands are ${Object.keys(COMMANDS).join(', ')}`);
-    return void console.log(topic ? commandHelp(topic) : generalHelp());
+    return void console.log(topic ? commandHelp(topic) : help());
   }
   // --help wins wherever it stands, before any other flag is judged
   if (rest.includes('--help') || rest.includes('-h')) return void console.log(commandHelp(cmd));
