@@ -36,10 +36,12 @@ inline size_t dtype_bytes(DType d) { return d == DType::f32 ? 4 : 2; }
 // outside [0, V) (callers refuse that first; this is the last line), gets l = NaN; returns the
 // number of such rows. row_max / row_lse (each R, or null) receive the row's max logit and
 // log sum exp((z - max)/tau): the backward's exponent at full precision (logZ = max/tau + lse).
+// logprobs64 (R, or null) receives l before its rounding to float32 (what S sums: at a temperature
+// near 1e-38 an l of -4e38 is finite in double and -inf in float32).
 int64_t token_logprobs_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, float* row_max /*R|null*/,
                                    float* row_lse /*R|null*/, const void* logits /*R*V*/, DType dtype,
                                    const int32_t* targets /*R*/, const float* mask /*R|null*/, int64_t rows,
-                                   int64_t vocab, float temperature, int threads);
+                                   int64_t vocab, float temperature, int threads, double* logprobs64 = nullptr);
 
 // Gradient of sum_r w[r] * l[r] with respect to the logits (w: per-token weights dL/dl):
 //   grad[r, v] = w[r] / tau * ([v == y[r]] - exp((z[r, v] - m[r])/tau - lse[r]))
@@ -115,7 +117,8 @@ struct LogZSplit {
 // l, logZ and (entropy not null) H of every row; returns the number of live rows whose l is NaN.
 // With split, also each row's LogZSplit.
 int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs /*R*/, float* logZ /*R*/, float* entropy /*R|null*/,
-                                               const HeadInputs& in, int threads, LogZSplit* split = nullptr);
+                                               const HeadInputs& in, int threads, LogZSplit* split = nullptr,
+                                               double* logprobs64 = nullptr);
 // dL/dhidden (overwritten) and dL/dweight (overwritten, or added to with accumulate) from the
 // forward's logZ, the upstream gl (null: 0) and gH (null: 0). H is the forward's entropy; when it
 // is null and grad_entropy is not, the rows that need it get it from one more forward pass.
@@ -175,8 +178,9 @@ struct GvpoOut {
 // mask, or the given per-sequence values, or, with neither, S itself (seq; when seq is null that
 // case writes nothing and returns false).
 bool gvpo_reference_cpu(double* ref_seq /*N*/, const double* seq /*N|null*/, const GvpoBatch& in);
-// Phase 1's tail of both ops: S = sum_t m l from out.token_logprobs, then Sref.
-void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in);
+// Phase 1's tail of both ops: S = sum_t m l from logprobs64 (the forward's l in double) or, when it
+// is null, from out.token_logprobs; then Sref.
+void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in, const double* logprobs64 = nullptr);
 
 // The fused op on logits (gvpo_from_logits.cc): token log-probs, S, Sref, the group loss and
 // dL/dz, the logits read twice and the gradient written once.

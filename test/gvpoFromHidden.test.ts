@@ -308,6 +308,36 @@ describe('gvpoFromHidden', () => {
     scaleClose(got.gradWeight, dW, 1e-5, 'dL/dweight via the logits op');
   });
 
+  it('at temperature 1e-38 S keeps a token log-prob past float32 (-4e38), as the js backend does', () => {
+    const N = 4,
+      T = 3,
+      V = 5;
+    const weight = Float32Array.from({ length: V }, (_, i) => Math.sin(i * 1.7) * 2);
+    const hidden = Float32Array.from({ length: N * T }, (_, i) => [1, 0.5, -0.5, 1][i % 4]);
+    const a = {
+      hidden,
+      weight,
+      hiddenSize: 1,
+      targets: Int32Array.from({ length: N * T }, (_, i) => (i * 3) % V),
+      mask: new Float32Array(N * T).fill(1),
+      sequences: N,
+      tokens: T,
+      vocab: V,
+      rewards: [1, 0, 0.5, 1],
+      groups: { size: 2 },
+      beta: 0.1,
+      temperature: 1e-38,
+    };
+    const r = gvpoFromHidden(a);
+    // S of -5.8e38 and -6.0e38: sums of token log-probs some of which are -inf in float32
+    expect(Array.from(r.policyLogprobs, (x) => Number(x.toPrecision(4)))).toEqual([
+      -5.818e38, -4.481e38, -9.951e37, -6.008e38,
+    ]);
+    expect(r.loss).toBeCloseTo(0.15625, 12);
+    expect(r.nonFiniteRows).toBe(0);
+    expect(r.gradHidden.every(Number.isFinite)).toBe(true);
+  });
+
   it('the two phases reproduce the fused call; the async twin matches the sync call', async () => {
     const a = args(5, 6, 3, 40, 90, [0, 3, 6], 'bfloat16', { tau: 1.2, ref: 'sequence' });
     const fused = gvpoFromHidden(a);

@@ -154,6 +154,43 @@ describe('gvpoFromLogits', () => {
     }
     expect(compared).toBeGreaterThan(50);
   });
+  it('at temperature 1e-38 S keeps a token log-prob past float32 (-4e38), as the reference does', () => {
+    // l = z_y/tau - logZ is finite in double and -inf in float32: tokenLogprobs shows -inf, but S
+    // sums l in double (it summed the float32 -inf: S -inf, the loss NaN, no row counted)
+    const N = 4,
+      T = 3,
+      V = 5;
+    const logits = Float32Array.from({ length: N * T * V }, (_, i) => Math.sin(i * 1.7) * 2);
+    const a = {
+      logits,
+      targets: Int32Array.from({ length: N * T }, (_, i) => (i * 3) % V),
+      mask: new Float32Array(N * T).fill(1),
+      sequences: N,
+      tokens: T,
+      vocab: V,
+      rewards: [1, 0, 0.5, 1],
+      groups: { size: 2 },
+      beta: 0.1,
+      temperature: 1e-38,
+    };
+    const r = gvpoFromLogits(a);
+    const ref = gvpoFromLogitsRef({
+      ...a,
+      dtype: 'float32',
+      rewards: Float64Array.from(a.rewards),
+      offsets: Int32Array.from([0, 2, 4]),
+      reduction: 'mean',
+      inPlace: false,
+    } as FromLogitsOpts);
+    expect(r.policyLogprobs.every(Number.isFinite)).toBe(true);
+    expect(r.tokenLogprobs.some((l) => l === -Infinity)).toBe(true);
+    allclose(r.policyLogprobs, ref.policyLogprobs, { atol: 0, rtol: 1e-6 }, 'S');
+    expect(r.loss).toBeCloseTo(ref.loss, 12);
+    expect(r.gradLogits.every(Number.isFinite)).toBe(true);
+    const f = gvpoForward(a);
+    expect(Array.from(f.policyLogprobs)).toEqual(Array.from(r.policyLogprobs));
+  });
+
   it('a non-finite row is NaN in its own sequence only and is counted', () => {
     const a = args(11, 4, 2, 20, 'float32', Int32Array.from([0, 2, 4]));
     const z = Float32Array.from(a.logits as Float32Array);

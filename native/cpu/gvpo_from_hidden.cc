@@ -57,9 +57,10 @@ LossAndTerms gvpo_from_hidden_cpu(GvpoFromHiddenOut& out, const GvpoHiddenBatch&
 }
 
 void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int threads, LogZSplit* split) {
-  out.nonfinite_rows =
-      token_logprobs_from_hidden_forward_cpu(out.token_logprobs, out.logZ, nullptr, in.head(), threads, split);
-  gvpo_sequence_sums_cpu(out, in);
+  std::vector<double> l64((size_t)(in.sequences * in.tokens));  // S sums l before its float32 rounding
+  out.nonfinite_rows = token_logprobs_from_hidden_forward_cpu(out.token_logprobs, out.logZ, nullptr, in.head(), threads,
+                                                              split, l64.data());
+  gvpo_sequence_sums_cpu(out, in, l64.data());
 }
 
 void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ, const double* grad_seq,

@@ -8,7 +8,7 @@
 //
 // The fused call keeps each row's (max, lse) between the phases, so the backward's exponent
 // (z - max)/tau - lse stays exact however large |z/tau| is; the two-phase API passes logZ only.
-// Scratch: 3 floats per row; nothing of size N*T*V besides the gradient.
+// Scratch: 2 floats and 1 double per row; nothing of size N*T*V besides the gradient.
 #include <vector>
 
 #include "../kernels.h"
@@ -17,11 +17,14 @@ namespace gvpo {
 
 namespace {
 
+// S sums the token log-probs in double, before their rounding to float32.
 void forward(GvpoFromLogitsOut& out, float* row_max, float* row_lse, const GvpoLogitsBatch& in, int threads) {
   const int64_t rows = in.sequences * in.tokens;
-  out.nonfinite_rows = token_logprobs_forward_cpu(out.token_logprobs, out.logZ, row_max, row_lse, in.logits, in.dtype,
-                                                  in.targets, in.mask, rows, in.vocab, in.temperature, threads);
-  gvpo_sequence_sums_cpu(out, in);
+  std::vector<double> l64((size_t)rows);
+  out.nonfinite_rows =
+      token_logprobs_forward_cpu(out.token_logprobs, out.logZ, row_max, row_lse, in.logits, in.dtype, in.targets,
+                                 in.mask, rows, in.vocab, in.temperature, threads, l64.data());
+  gvpo_sequence_sums_cpu(out, in, l64.data());
 }
 
 void backward(float* grad, const float* row_max, const float* row_lse, const double* grad_seq,

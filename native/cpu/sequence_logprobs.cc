@@ -42,8 +42,11 @@ bool gvpo_reference_cpu(double* ref_seq, const double* seq, const GvpoBatch& in)
   return true;
 }
 
-void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in) {
-  sequence_logprobs_cpu(out.seq, out.token_logprobs, in.mask, in.sequences, in.tokens);
+void gvpo_sequence_sums_cpu(GvpoOut& out, const GvpoBatch& in, const double* logprobs64) {
+  if (logprobs64)
+    sequence_logprobs_f64_cpu(out.seq, logprobs64, in.mask, in.sequences, in.tokens);
+  else
+    sequence_logprobs_cpu(out.seq, out.token_logprobs, in.mask, in.sequences, in.tokens);
   gvpo_reference_cpu(out.ref_seq, out.seq, in);
 }
 

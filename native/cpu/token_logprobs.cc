@@ -71,7 +71,7 @@ int resolve_threads(int requested) { return requested > 0 ? requested : cpu_defa
 
 int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max, float* row_lse, const void* logits,
                                    DType dtype, const int32_t* targets, const float* mask, int64_t rows, int64_t vocab,
-                                   float temperature, int threads) {
+                                   float temperature, int threads, double* logprobs64) {
   const RowKernels& k = row_kernels();
   const float inv_tau = 1.0f / temperature;
   const size_t row_bytes = (size_t)vocab * dtype_bytes(dtype);
@@ -80,6 +80,7 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
     int64_t nonfinite = 0;
     for (int64_t r = begin; r < end; r++) {
       float m = 0.0f, lse = 0.0f, lz = 0.0f, l = 0.0f;
+      double l64 = 0.0;
       if (live(mask, r)) {
         const void* row = (const char*)logits + (size_t)r * row_bytes;
         const int32_t y = targets[r];
@@ -93,9 +94,12 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
         } else if (vocab > 1) {  // one token: l = 0 exactly
           double x = k.target(row, dtype, y, s.m, inv_tau) - s.lse;
           l = x < 0.0 ? (float)x : 0.0f;  // <= 0 by construction; the clamp guards the float cast
+          l64 = x < 0.0 ? x : 0.0;
         }
+        if (std::isnan(l)) l64 = NAN;
       }
       logprobs[r] = l;
+      if (logprobs64) logprobs64[r] = l64;
       logZ[r] = lz;
       if (row_max) row_max[r] = m;
       if (row_lse) row_lse[r] = lse;

@@ -359,10 +359,11 @@ static void split_of(double lz, float inv_tau, float& shift, float& rel) {
 }
 
 int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, float* entropy, const HeadInputs& in,
-                                               int threads, LogZSplit* split) {
+                                               int threads, LogZSplit* split, double* logprobs64) {
   for (int64_t r = 0; r < in.rows; r++) {  // masked rows
     logprobs[r] = logZ[r] = 0.0f;
     if (entropy) entropy[r] = 0.0f;
+    if (logprobs64) logprobs64[r] = 0.0;
   }
   if (split) {
     split->shift.assign((size_t)in.rows, 0.0f);
@@ -379,8 +380,10 @@ int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, flo
   for (size_t i = 0; i < live; i++) {
     // l = z_y / tau - logZ in double (z_y * inv_tau is exact there): float32 would lose
     // |z_y / tau| * 6e-8 of it
-    const float l = (float)((double)zt[i] * h.inv_tau - lz[i]);
-    bad += head_store_row(logprobs, logZ, entropy, idx[i], l, (float)lz[i], entropy ? ent[i] : 0.0, in.vocab);
+    const double ld = (double)zt[i] * h.inv_tau - lz[i];
+    bad += head_store_row(logprobs, logZ, entropy, idx[i], (float)ld, (float)lz[i], entropy ? ent[i] : 0.0, in.vocab);
+    if (logprobs64)  // the stored l's rules (NaN, 0 for V = 1, never positive) before its rounding
+      logprobs64[idx[i]] = std::isnan(logprobs[idx[i]]) ? NAN : in.vocab == 1 ? 0.0 : std::min(ld, 0.0);
     if (split) split_of(lz[i], h.inv_tau, split->shift[idx[i]], split->rel[idx[i]]);
   }
   return bad;
