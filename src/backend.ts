@@ -49,7 +49,7 @@ let loaded: Loaded | undefined;
  * its end), or undefined. dlopen maps such a file and the process dies of SIGBUS on the first
  * page past the end (a download or copy cut short), where require() would otherwise throw.
  */
-export function truncatedElf(path: string): string | undefined {
+function truncatedElf(path: string): string | undefined {
   let fd: number | undefined;
   try {
     fd = openSync(path, 'r');
