@@ -281,19 +281,23 @@ static inline bool any_gt(vf a, float b) {
 //   (Only the sweep's sum takes this form: near t = 0 from below p is evaluated near 1, with
 //   the polynomial's 1.5e-7 relative error, where vexp2 keeps about half an ulp; the backward's
 //   probabilities near 1 keep vexp2.)
-//   AVX2: d clamped below at dmin, whose exponent rounds to -127 (a term of exactly 0), then
-//   vexp2's steps on t = d c, which GCC contracts: k = d c + 1.5*2^23 + 127 and
-//   f = d c - (k - 1.5*2^23 - 127) are FMAs, each rounded once; 11 operations with the clamp,
-//   the final multiply fused into the accumulation.
+//   AVX2: eighths of the exponent. d clamped below at dmin (a term of exactly 0), then
+//   J = round(8 d c) by one FMA that adds 1.5*2^23 + 8*127 (J lands in the sum's low bits),
+//   f = 8 d c - J in [-0.5, 0.5] by a second, 2^(f/8) by a degree-3 polynomial (relative error
+//   8.5e-8 in float32 Horner), and 2^(J/8) = 2^n 2^(j/8) (J = 8 n + j) from the low bits: a
+//   shift for the exponent, an 8-entry table (vpermd) for 2^(j/8), one integer add. 11
+//   operations with the clamp and the final multiply, 5 of them FMAs where the degree-5 form
+//   of vexp2 needs 7; the FMA pipes are what bound the AVX2 sweep (bench/NOTES.md, round 4).
 //   Elsewhere (no FMA): vexp2(d * c).
 // A NaN stays NaN. Terms of d > 0 are only right up to 2^JUMP (the sweep sums a block again when
-// its max passed m by more). c must be at least MIN_C: below it -inf * c would not reach the
-// clamp (rows with tau above about 1e30 take the two-pass path).
-constexpr float MIN_C = 1e-30f;
+// its max passed m by more). c must lie in [MIN_C, MAX_C]: below it -inf * c would not reach the
+// clamp, above it 8 c is not finite (rows with tau above about 1e30 or below 4e-38 take the
+// two-pass path).
+constexpr float MIN_C = 1e-30f, MAX_C = 4e37f;
 struct Terms {
   vf m, c;
-  vf dmin;  // AVX2's clamp
-  Terms(float m_, float c_) : m(splat(m_)), c(splat(c_)), dmin(splat(-127.25f / c_)) {}
+  vf c8, dmin;  // AVX2's 8 c, and its clamp: 8 d c then rounds to -1016 or above
+  Terms(float m_, float c_) : m(splat(m_)), c(splat(c_)), c8(splat(8.0f * c_)), dmin(splat(-127.0f / c_)) {}
 };
 // 2^f on [0, 1), p(0) = 1: relative error under 1.5e-7 in float32 Horner (bench/NOTES.md).
 static inline vf exp2_01(vf f) {
@@ -306,7 +310,17 @@ static inline vf term(vf d, const Terms& r) {
   return (vf)_mm512_scalef_ps((__m512)exp2_01(f), (__m512)t);
 #elif GVPO_VW == 8
   d = (vf)_mm256_max_ps((__m256)r.dmin, (__m256)d);  // NaN kept (vmaxps returns its second operand)
-  return exp2_shifted(d * r.c);
+  const vf S = splat(12582912.0f + 1016.0f);         // 1.5 * 2^23 + 8 * 127
+  const vf k = mla(d, r.c8, S);                      // S + J, J = round(8 d c) >= -1016, in k's low bits
+  const vf f = mla(d, r.c8, S - k);                  // 8 d c - J in [-0.5, 0.5]
+  vf p = mla(splat(1.0839106108e-04f), f, splat(3.7540255580e-03f));
+  p = mla(p, f, splat(8.6643405259e-02f));
+  p = mla(p, f, splat(1.0f));  // 2^(f/8)
+  // J = 8 n + j: k's low 12 bits shifted up by 20 give the biased exponent n + 127 and j << 20;
+  // the table entry j (vpermd reads the low 3 bits) is 2^(j/8) with those two taken out again.
+  const __m256i tab = _mm256_setr_epi32(0, -289342, -509968, -655657, -719629, -694486, -572163, -343865);
+  const __m256i ki = (__m256i)k;
+  return p * (vf)_mm256_add_epi32(_mm256_slli_epi32(ki, 20), _mm256_permutevar8x32_epi32(tab, ki));
 #else
   return vexp2(d * r.c);
 #endif
@@ -355,7 +369,7 @@ static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, const Term
 }
 
 // The row's statistics by a max pass and a sum pass in natural units, for rows whose
-// log2(e)/tau is not finite (tau below about 4e-39) or below MIN_C (tau above about 1.4e30).
+// log2(e)/tau is above MAX_C (tau below about 3.6e-38) or below MIN_C (tau above about 1.4e30).
 static RowStats lse_two_pass(const void* row, DType d, int64_t V, float inv_tau) {
   float m = -INFINITY;
   bool nan = false;
@@ -445,7 +459,7 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
 // lse = NaN.
 RowStats row_logsumexp(const void* row, DType d, int64_t V, float inv_tau) {
   const float c = inv_tau * LOG2E;
-  if (!std::isfinite(c) || !(c >= MIN_C)) return lse_two_pass(row, d, V, inv_tau);
+  if (!(c >= MIN_C && c <= MAX_C)) return lse_two_pass(row, d, V, inv_tau);
   if (d == DType::f32) return lse_one_pass<0>(row, V, inv_tau);
   if (d == DType::bf16) return lse_one_pass<1>(row, V, inv_tau);
   return lse_one_pass<2>(row, V, inv_tau);

@@ -245,6 +245,12 @@ static void check_sign() {
       {{1.0f, -INFINITY, 1.0f, -INFINITY}, 0, 1e29f, -std::log(2.0)},
       {{1.0f, -INFINITY, 1.0f, -INFINITY}, 2, 1e31f, -std::log(2.0)},
       {{1.0f, -INFINITY, 1.0f, -INFINITY}, 2, 1e38f, -std::log(2.0)},
+      // Temperatures so small that log2(e)/tau is near float32's top: the sweep just below
+      // MAX_C (AVX2's 8 log2(e)/tau still finite) and the two-pass path above it.
+      {{1.0f, -INFINITY, 1.0f, -INFINITY}, 0, 4e-38f, -std::log(2.0)},
+      {{1.0f, -INFINITY, 1.0f, -INFINITY}, 2, 2e-38f, -std::log(2.0)},
+      {{1.0f, 2.0f, 3.0f}, 1, 4e-38f, -2.5e37},
+      {{1.0f, 2.0f, 3.0f}, 1, 2e-38f, -5e37},
   };
   for (const Case& c : cases) {
     const int64_t V = (int64_t)c.z.size();
