@@ -118,8 +118,9 @@ static inline vf exp2_shifted(vf t) {
 }
 #endif
 
-// 2^t, the exp of the backward, the GEMM tiles and the fallbacks (the forward sweep has its own,
-// term, below): t = n + f with n = round(t) and 2^f a degree-5 minimax polynomial on
+// 2^t, the exp of the backward (AVX2's takes exp2_eighths, below), the GEMM tiles and the
+// fallbacks (the forward sweep has its own, term, below): t = n + f with n = round(t) and 2^f a degree-5 minimax
+// polynomial on
 // [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in float32 arithmetic
 // and about half an ulp near 1, where 1 - p (a dominant target's gradient) cancels (bench/NOTES.md
 // gives the error budget: what it puts into l, logZ and the gradient). NaN stays NaN, t = -inf
@@ -273,6 +274,29 @@ static inline bool any_gt(vf a, float b) {
 #endif
 }
 
+#if GVPO_VW == 8
+// 2^(d c8 / 8) for d c8 >= -1016.4 (or NaN), the AVX2 exp of the forward's term and the backward:
+// J = round(d c8) by one FMA that adds 1.5*2^23 + 8*127 (J lands in the sum's low bits),
+// f = d c8 - J in [-0.5, 0.5] by a second, 2^(f/8) by a degree-3 polynomial (relative error
+// 8.5e-8 in float32 Horner), and 2^(J/8) = 2^n 2^(j/8) (J = 8 n + j) from the low bits: a shift
+// for the exponent, an 8-entry table (vpermd) for 2^(j/8), one integer add. 10 operations, 5 of
+// them FMAs where vexp2's degree-5 form needs 7: the FMA pipes are what bound the AVX2 sweeps
+// (bench/NOTES.md, round 4). J = -1016 gives exactly 0; J up to 1023 is right.
+static inline vf exp2_eighths(vf d, vf c8) {
+  const vf S = splat(12582912.0f + 1016.0f);  // 1.5 * 2^23 + 8 * 127
+  const vf k = mla(d, c8, S);                 // S + J
+  const vf f = mla(d, c8, S - k);             // d c8 - J
+  vf p = mla(splat(1.0839106108e-04f), f, splat(3.7540255580e-03f));
+  p = mla(p, f, splat(8.6643405259e-02f));
+  p = mla(p, f, splat(1.0f));  // 2^(f/8)
+  // k's low 12 bits shifted up by 20 give the biased exponent n + 127 and j << 20; the table
+  // entry j (vpermd reads the low 3 bits) is 2^(j/8) with those two taken out again.
+  const __m256i tab = _mm256_setr_epi32(0, -289342, -509968, -655657, -719629, -694486, -572163, -343865);
+  const __m256i ki = (__m256i)k;
+  return p * (vf)_mm256_add_epi32(_mm256_slli_epi32(ki, 20), _mm256_permutevar8x32_epi32(tab, ki));
+}
+#endif
+
 // The forward sweep's term 2^(d c) of d = x - m <= 0 (x a logit, m the reference, c =
 // log2(e)/tau); d = 0 (the max) gives exactly 1.
 //   AVX-512: t = d c, f = t - floor(t) (vreduceps), a degree-5 polynomial for 2^f on [0, 1)
@@ -281,13 +305,8 @@ static inline bool any_gt(vf a, float b) {
 //   (Only the sweep's sum takes this form: near t = 0 from below p is evaluated near 1, with
 //   the polynomial's 1.5e-7 relative error, where vexp2 keeps about half an ulp; the backward's
 //   probabilities near 1 keep vexp2.)
-//   AVX2: eighths of the exponent. d clamped below at dmin (a term of exactly 0), then
-//   J = round(8 d c) by one FMA that adds 1.5*2^23 + 8*127 (J lands in the sum's low bits),
-//   f = 8 d c - J in [-0.5, 0.5] by a second, 2^(f/8) by a degree-3 polynomial (relative error
-//   8.5e-8 in float32 Horner), and 2^(J/8) = 2^n 2^(j/8) (J = 8 n + j) from the low bits: a
-//   shift for the exponent, an 8-entry table (vpermd) for 2^(j/8), one integer add. 11
-//   operations with the clamp and the final multiply, 5 of them FMAs where the degree-5 form
-//   of vexp2 needs 7; the FMA pipes are what bound the AVX2 sweep (bench/NOTES.md, round 4).
+//   AVX2: d clamped below at dmin (a term of exactly 0), then exp2_eighths with 8 c: 11
+//   operations, the final multiply fused into the accumulation.
 //   Elsewhere (no FMA): vexp2(d * c).
 // A NaN stays NaN. Terms of d > 0 are only right up to 2^JUMP (the sweep sums a block again when
 // its max passed m by more). c must lie in [MIN_C, MAX_C]: below it -inf * c would not reach the
@@ -309,18 +328,7 @@ static inline vf term(vf d, const Terms& r) {
   const vf f = (vf)_mm512_reduce_ps((__m512)t, 0x09);  // t - floor(t), precision exception suppressed
   return (vf)_mm512_scalef_ps((__m512)exp2_01(f), (__m512)t);
 #elif GVPO_VW == 8
-  d = (vf)_mm256_max_ps((__m256)r.dmin, (__m256)d);  // NaN kept (vmaxps returns its second operand)
-  const vf S = splat(12582912.0f + 1016.0f);         // 1.5 * 2^23 + 8 * 127
-  const vf k = mla(d, r.c8, S);                      // S + J, J = round(8 d c) >= -1016, in k's low bits
-  const vf f = mla(d, r.c8, S - k);                  // 8 d c - J in [-0.5, 0.5]
-  vf p = mla(splat(1.0839106108e-04f), f, splat(3.7540255580e-03f));
-  p = mla(p, f, splat(8.6643405259e-02f));
-  p = mla(p, f, splat(1.0f));  // 2^(f/8)
-  // J = 8 n + j: k's low 12 bits shifted up by 20 give the biased exponent n + 127 and j << 20;
-  // the table entry j (vpermd reads the low 3 bits) is 2^(j/8) with those two taken out again.
-  const __m256i tab = _mm256_setr_epi32(0, -289342, -509968, -655657, -719629, -694486, -572163, -343865);
-  const __m256i ki = (__m256i)k;
-  return p * (vf)_mm256_add_epi32(_mm256_slli_epi32(ki, 20), _mm256_permutevar8x32_epi32(tab, ki));
+  return exp2_eighths((vf)_mm256_max_ps((__m256)r.dmin, (__m256)d), r.c8);  // NaN kept (vmaxps: its second operand)
 #else
   return vexp2(d * r.c);
 #endif
@@ -486,11 +494,17 @@ static inline void store_grad(float* p, vf v) {
 // (f32). With m = 0 and lse = logZ this is exp(z/tau - logZ); with the row's own (m, lse) the
 // exponent keeps full precision however large |z/tau| is. The exponent is one FMA in natural
 // units, so that it is rounded once where it is near 0 (a dominant token's p, whose 1 - p
-// cancels), and only then turned to base 2 for vexp2.
+// cancels), and only then turned to base 2 (vexp2; exp2_eighths under AVX2).
 void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_tau, float m, float lse, int32_t y,
                   float coef) {
   const vf s = splat(inv_tau), vm = splat(m), nl = splat(-lse), nc = splat(-coef);
+#if GVPO_VW == 8
+  // AVX2: exp2_eighths, x clamped at -88 (where 8 x log2(e) rounds to -1016: p = 0).
+  const vf c8 = splat(8.0f * LOG2E);
+  auto p_of = [&](vf z) { return exp2_eighths(max_keep_nan(min_keep_nan(mla(z - vm, s, nl), 0.0f), -88.0f), c8); };
+#else
   auto p_of = [&](vf z) { return vexp_p(mla(z - vm, s, nl)); };
+#endif
   auto one = [&](int64_t i) { return -coef * p_of(splat(load1(row, d, i)))[0]; };
   const float zy = load1(row, d, y);  // read before grad (which may alias the row) is written
   int64_t i = 0;
