@@ -1,8 +1,7 @@
 // The addition task's held-out split and the warm-up's demonstrations: training never draws a
 // held-out pair (in either order), evaluation draws only those, the split is a fixed function of
 // the pair; the demonstrations drop the units carry at the asked rate and only where it carries.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdditionTask } from '../src/tasks/addition.js';
@@ -10,6 +9,7 @@ import { seeded } from '../src/tasks/task.js';
 import { loadPolicy } from '../src/tfjs/loadPolicy.js';
 import { loadTf } from '../src/tfjs/tf.js';
 import { demonstration, warmup } from '../src/tfjs/warmup.js';
+import { scratchDir } from './helpers/scratch.js';
 
 // The number of ordered two-digit pairs the shipped split holds out (counted once, by the loop below).
 const HELD_OUT_PAIRS = 1933;
@@ -83,7 +83,7 @@ describe('AdditionTask', () => {
 
   it('the warm-up is re-made exactly from its seed, and another seed makes another policy', async () => {
     const { tf } = await loadTf('cpu');
-    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-warmup-'));
+    const dir = scratchDir('gvpo-warmup-');
     const run = (name: string, seed: number) =>
       warmup({ tf, out: join(dir, name), steps: 4, seed, width: 8, batch: 16, evalPrompts: 10 });
     const a = await run('a.json', 1);

@@ -3,10 +3,10 @@
 // help and version; progress on a pipe as plain lines; warmup never overwrites without --force;
 // a run writes its report with every option.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { scratchDir } from './helpers/scratch.js';
 
 // each case spawns node; on 2 loaded cores a spawn can take a second or more
 vi.setConfig({ testTimeout: 90_000 });
@@ -126,7 +126,7 @@ describe('gvpo usage errors', () => {
     expect(compare).not.toMatch(/--algo /);
   });
   it('a bad --init file is named with what is wrong, before TensorFlow.js loads', () => {
-    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const dir = scratchDir('gvpo-cli-');
     const file = (name: string, text: string) => {
       writeFileSync(join(dir, name), text);
       return join(dir, name);
@@ -213,7 +213,7 @@ describe('gvpo usage errors', () => {
     expect(r.err).not.toMatch(/\n\s+at /);
   });
   it('an output folder that cannot be written is refused before the run starts', () => {
-    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const dir = scratchDir('gvpo-cli-');
     writeFileSync(join(dir, 'file'), '');
     const under = join(dir, 'file', 'run');
     expectUsageError(
@@ -238,7 +238,7 @@ describe('gvpo usage errors', () => {
     }
   });
   it('warmup refuses to overwrite a checkpoint without --force', () => {
-    const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-cli-')), 'w.json');
+    const path = join(scratchDir('gvpo-cli-'), 'w.json');
     writeFileSync(path, 'keep');
     expectUsageError(gvpo('warmup', '--out', path, '--steps', '1'), /exists; pass --force/);
     expect(readFileSync(path, 'utf8')).toBe('keep');
@@ -251,7 +251,7 @@ describe('gvpo usage errors', () => {
 
 describe('gvpo train and experiment', () => {
   it('on a pipe: plain progress lines, no tfjs banner, a report with every option and the chart', () => {
-    const out = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const out = scratchDir('gvpo-cli-');
     const r = gvpo('train', '--task', 'bandit', '--steps', '4', '--eval-every', '2', '--out', out);
     expect(r.code).toBe(0);
     expect(r.err).not.toMatch(/\r/);
@@ -273,7 +273,7 @@ describe('gvpo train and experiment', () => {
   });
 
   it('without @tensorflow/tfjs-backend-wasm the default falls back to cpu and says so; --tf wasm names --tf cpu', () => {
-    const out = mkdtempSync(join(os.tmpdir(), 'gvpo-cli-'));
+    const out = scratchDir('gvpo-cli-');
     const r = gvpoWith({ node: WITHOUT_WASM }, 'train', '--task', 'bandit', '--steps', '2', '--out', out);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(
@@ -300,7 +300,7 @@ describe('gvpo train and experiment', () => {
   // The fast loop (`npm test`) runs one experiment (the cheapest, 6 s of CPU); the full run all five.
   const quick = process.env.GVPO_TEST_QUICK === '1';
   it(`${quick ? 'an experiment' : 'every experiment'} at --quick size writes its section and charts, under runs/ by default, never the EXPERIMENTS.md of the folder it runs in`, () => {
-    const cwd = mkdtempSync(join(os.tmpdir(), 'gvpo-exp-'));
+    const cwd = scratchDir('gvpo-exp-');
     writeFileSync(join(cwd, 'EXPERIMENTS.md'), "the app's own file\n");
     const out = join(cwd, 'runs');
     mkdirSync(out);

@@ -3,8 +3,6 @@
 // formulation (matMul, logSoftmax, one-hot gather, the entropy, the GVPO loss in tfjs ops) on the
 // cpu backend; the policy's fused loss has the same variable gradients as its materialized logits
 // through gvpoFromLogitsTf; a trainer step runs through it.
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +20,7 @@ import {
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { gradClose } from './helpers/allclose.js';
 import { normal, randomRewards, rng } from './helpers/data.js';
+import { scratchDir } from './helpers/scratch.js';
 
 describe('gvpoFromHiddenTf on the cpu backend', async () => {
   const { tf } = await loadTf('cpu');
@@ -270,7 +269,7 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     expect(Number.isFinite(m.loss)).toBe(true);
     expect(m.zeroVarianceGroups).toBe(0);
     expect(p.getWeights()[3].some((x, i) => x !== before[3][i])).toBe(true); // the head moved
-    const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-')), 'fused.json');
+    const path = join(scratchDir('gvpo-'), 'fused.json');
     p.save(path);
     const q = loadPolicy(tf, path);
     expect(q.kind).toBe('fused-head');

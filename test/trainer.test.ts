@@ -1,9 +1,8 @@
 // GVPOTrainer beyond the theorems: every algorithm raises the bandit's reward; replay mixing and
 // externally supplied responses feed the same loop; async and weighted rewards; metrics carry
 // every field; a policy survives save/load.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import os from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -20,6 +19,7 @@ import {
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const { tf } = await loadTf('cpu');
 
@@ -121,7 +121,7 @@ describe('GVPOTrainer', () => {
       { vocab: task.vocab, window: 8, hidden: 16, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
       3,
     );
-    const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-')), 'p.json');
+    const path = join(scratchDir('gvpo-'), 'p.json');
     p.save(path);
     const q = loadPolicy(tf, path);
     const prompts = task.samplePrompts(3, seeded(1));
@@ -498,7 +498,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
   });
 
   it('loadPolicy refuses a file whose weights do not fit its config, naming the file', () => {
-    const dir = mkdtempSync(join(os.tmpdir(), 'gvpo-'));
+    const dir = scratchDir('gvpo-');
     const path = join(dir, 'tab.json');
     const write = (o: object) => writeFileSync(path, JSON.stringify(o));
     const data = (xs: number[]) => Buffer.from(Float32Array.from(xs).buffer).toString('base64');

@@ -3,8 +3,7 @@
 // gvpo in that path), also at per-sequence temperatures; logits are causal and independent of the
 // batch a sequence is in; sampling stops at EOS or maxTokens; save/load keeps every weight; a
 // trainer step runs through the fused head.
-import { mkdtempSync, statSync } from 'node:fs';
-import os from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import {
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
 import { gradClose } from './helpers/allclose.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const task = new AdditionTask();
 const config: TransformerPolicyConfig = {
@@ -233,7 +233,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
     it('save and loadPolicy keep every weight and the logits', () => {
       const p = new TransformerPolicy(tf, config, 7);
-      const path = join(mkdtempSync(join(os.tmpdir(), 'gvpo-')), 'transformer.json');
+      const path = join(scratchDir('gvpo-'), 'transformer.json');
       p.save(path);
       const q = loadPolicy(tf, path);
       expect(q.kind).toBe('transformer');
