@@ -278,10 +278,11 @@ static inline bool any_gt(vf a, float b) {
 // 2^(d c8 / 8) for d c8 >= -1016.4 (or NaN), the AVX2 exp of the forward's term and the backward:
 // J = round(d c8) by one FMA that adds 1.5*2^23 + 8*127 (J lands in the sum's low bits),
 // f = d c8 - J in [-0.5, 0.5] by a second, 2^(f/8) by a degree-3 polynomial (relative error
-// 8.5e-8 in float32 Horner; the whole exp 1.6e-7, vexp2 1.7e-7), and 2^(J/8) = 2^n 2^(j/8) (J = 8 n + j) from the low bits: a shift
-// for the exponent, an 8-entry table (vpermd) for 2^(j/8), one integer add. 10 operations, 5 of
-// them FMAs where vexp2's degree-5 form needs 7: the FMA pipes are what bound the AVX2 sweeps
-// (bench/NOTES.md, round 4). J = -1016 gives exactly 0; J up to 1023 is right.
+// 8.5e-8 in float32 Horner; the whole exp 1.6e-7, vexp2 1.7e-7), and 2^(J/8) = 2^n 2^(j/8)
+// (J = 8 n + j) from the low bits: a shift for the exponent, an 8-entry table (vpermd) for
+// 2^(j/8), one integer add. 10 operations, 5 of them FMAs where vexp2's degree-5 form needs 7:
+// the FMA pipes are what bound the AVX2 sweeps (bench/NOTES.md, round 4). J = -1016 gives
+// exactly 0; J up to 1023 is right.
 static inline vf exp2_eighths(vf d, vf c8) {
   const vf S = splat(12582912.0f + 1016.0f);  // 1.5 * 2^23 + 8 * 127
   const vf k = mla(d, c8, S);                 // S + J
