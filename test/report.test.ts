@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { replaceSection } from '../src/app/experiments/index.js';
 import { fmtCi, meanCi, pairedDiffCi, tQuantile975 } from '../src/app/stats.js';
-import { svgChart, ticks, trailingMean } from '../src/app/report.js';
+import { jsonLine, svgChart, ticks, trailingMean } from '../src/app/report.js';
 
 describe('report helpers', () => {
   it('meanCi gives the t-distribution 95% interval', () => {
@@ -96,5 +96,12 @@ describe('report helpers', () => {
     expect(again).not.toContain('first');
     expect(again).toContain('**Conclusion.** by hand');
     expect(again.match(/## 2\. Text/g)).toHaveLength(1);
+  });
+
+  it('jsonLine keeps what JSON cannot hold: Infinity, -Infinity and NaN as strings, not null', () => {
+    const line = jsonLine({ step: 3, klInitial: Infinity, loss: NaN, terms: { a: -Infinity, b: 0.5 }, note: null });
+    expect(line).toBe('{"step":3,"klInitial":"Infinity","loss":"NaN","terms":{"a":"-Infinity","b":0.5},"note":null}\n');
+    const back = JSON.parse(line);
+    expect([Number(back.klInitial), Number(back.loss), Number(back.terms.a)]).toEqual([Infinity, NaN, -Infinity]);
   });
 });

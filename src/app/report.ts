@@ -180,3 +180,13 @@ export function markdownTable(head: string[], rows: Array<Array<string | number>
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
 }
+
+/**
+ * One line of metrics.jsonl. JSON has no Infinity or NaN (`JSON.stringify` writes them as null,
+ * which reads as "missing"), so a value that is not finite (a KL of a policy that put probability
+ * 0 on a token, a loss that diverged) is written as the string "Infinity", "-Infinity" or "NaN",
+ * which `Number()` reads back.
+ */
+export function jsonLine(record: object): string {
+  return `${JSON.stringify(record, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))}\n`;
+}

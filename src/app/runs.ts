@@ -4,7 +4,7 @@
 import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { makeDirs } from './dirs.js';
-import { markdownTable, progressLine } from './report.js';
+import { jsonLine, markdownTable, progressLine } from './report.js';
 import { AdditionTask } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
 import { seeded, type Task } from '../tasks/task.js';
@@ -143,7 +143,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     onMetrics: (m) => {
       metrics.push(m);
       // as the run goes: a run stopped early keeps its steps
-      if (o.out) appendFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify(m)}\n`);
+      if (o.out) appendFileSync(join(o.out, 'metrics.jsonl'), jsonLine(m));
     },
   });
   const accuracyBefore = trainer.evaluate(o.evalPrompts);
