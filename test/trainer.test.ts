@@ -722,5 +722,9 @@ describe("GVPOTrainer's measures and lifecycle", () => {
     policy.dispose();
     ref.dispose();
     expect(tf.memory().numTensors).toBe(before - 2);
+    // a disposed policy names the call that came after, not TensorFlow.js's "Tensor is disposed"
+    expect(() => policy.logits([[0]])).toThrow('TabularPolicy.logits() after dispose()');
+    expect(() => policy.sample([[0]], 1, Math.random)).toThrow('TabularPolicy.sample() after dispose()');
+    expect(() => new GVPOTrainer({ tf, policy, task })).toThrow('TabularPolicy.getWeights() after dispose()');
   });
 });

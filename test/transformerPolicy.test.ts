@@ -243,6 +243,10 @@ for (const backend of ['cpu', 'wasm'] as const) {
         Array.from(p.logits(prompts, targets).dataSync()),
       );
       expect(statSync(path).size).toBeLessThan(40_000);
+      p.dispose();
+      expect(() => p.logits(prompts, targets)).toThrow('TransformerPolicy.logits() after dispose()');
+      expect(() => p.hiddenStates(prompts, targets)).toThrow('TransformerPolicy.hiddenStates() after dispose()');
+      expect(() => p.clone()).toThrow('TransformerPolicy.getWeights() after dispose()');
     });
 
     it('a GVPO trainer step goes through the fused head and moves every block', async () => {

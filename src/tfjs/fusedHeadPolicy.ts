@@ -138,14 +138,17 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    this.live('logits');
     return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(prompts, responses), this.head, false, true));
   }
 
   hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    this.live('hiddenStates');
     return this.hiddenOf(this.contexts(prompts, responses));
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    this.live('sample');
     const out = prompts.map(() => [] as number[]);
     const live = prompts.map((_, i) => i);
     const V = this.vocab;
@@ -168,6 +171,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     return new FusedHeadPolicy(this.tf, this.config, 1, this.getWeights());
   }
   setWeights(w: Float32Array[]): void {
+    this.live('setWeights');
     this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
   }
   save(path: string): void {

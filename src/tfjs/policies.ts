@@ -35,6 +35,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
     });
   }
   logits(prompts: number[][]): TF.Tensor2D {
+    this.live('logits');
     // a one-hot [N, P] times theta [P, V] rather than tf.gather, whose gradient (a segment sum)
     // the wasm backend lacks
     const onehot = new Float32Array(prompts.length * this.prompts);
@@ -45,6 +46,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
   }
   /** pi(.|prompt) as probabilities, from the current logits. */
   probs(): Float64Array[] {
+    this.live('probs');
     const t = this.theta.dataSync();
     return Array.from({ length: this.prompts }, (_, p) => {
       const row = Float64Array.from(t.subarray(p * this.vocab, (p + 1) * this.vocab));
@@ -55,6 +57,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
     });
   }
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    this.live('sample');
     const t = this.theta.dataSync() as Float32Array;
     return this.rows(prompts).map((p) => [drawToken(t, p * this.vocab, this.vocab, temperature, rand)]);
   }
@@ -136,6 +139,7 @@ export class CharPolicy extends PolicyBase implements Policy {
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    this.live('logits');
     const T = this.maxTokens;
     const contexts: number[][] = [];
     prompts.forEach((p, n) => {
@@ -145,6 +149,7 @@ export class CharPolicy extends PolicyBase implements Policy {
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    this.live('sample');
     const out = prompts.map(() => [] as number[]);
     const live = prompts.map((_, i) => i);
     for (let t = 0; t < this.maxTokens && live.length; t++) {

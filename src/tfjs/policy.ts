@@ -132,12 +132,20 @@ export function variableOf(tf: Tf, init: () => TF.Tensor): TF.Variable {
 export abstract class PolicyBase {
   abstract readonly variables: TF.Variable[];
   constructor(protected readonly tf: Tf) {}
+  private disposed = false;
   getWeights(): Float32Array[] {
+    this.live('getWeights');
     return this.variables.map((v) => Float32Array.from(v.dataSync() as Float32Array));
   }
-  /** Frees the policy's variables (a sweep of many policies in one process); unusable after. */
+  /** Frees the policy's variables (a sweep of many policies in one process); unusable after:
+   *  every method then throws, naming itself. */
   dispose(): void {
+    this.disposed = true;
     for (const v of this.variables) if (!v.isDisposed) v.dispose();
+  }
+  /** Throws for a call after dispose(), instead of TensorFlow.js's "Tensor is disposed". */
+  protected live(method: string): void {
+    if (this.disposed) throw new Error(`${this.constructor.name}.${method}() after dispose()`);
   }
   protected dump(kind: string, config: object): string {
     const weights = this.getWeights().map((w, i) => ({

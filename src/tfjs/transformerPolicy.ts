@@ -237,6 +237,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
 
   /** Hidden states [N*T, D] at the positions that predict response tokens 0..T-1. */
   hiddenStates(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    this.live('hiddenStates');
     const { promptTokens: P, maxTokens: T, width: D } = this.config;
     const N = prompts.length;
     if (responses.length !== N * T)
@@ -256,6 +257,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
   }
 
   logits(prompts: number[][], responses: Int32Array): TF.Tensor2D {
+    this.live('logits');
     return this.tf.tidy(() => this.tf.matMul(this.hiddenStates(prompts, responses), this.head, false, true));
   }
 
@@ -264,6 +266,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
    * is one forward pass over the sequences still running (no cache: the sequences are short).
    */
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
+    this.live('sample');
     const tf = this.tf;
     const { promptTokens: P, width: D, eos } = this.config;
     const V = this.vocab;
@@ -296,6 +299,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     return new TransformerPolicy(this.tf, this.config, 1, this.getWeights());
   }
   setWeights(w: Float32Array[]): void {
+    this.live('setWeights');
     this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
   }
   /** Parameters in all. */
