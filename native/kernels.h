@@ -133,10 +133,11 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden /*R*H*/, float* 
 // Shared by the CPU and CUDA twins of the head, so both work on the same rows with the same rules.
 // The forward works on the rows with mask != 0, in order; head_store_row writes one of them (l
 // NaN for a target outside [0, V) or a non-finite logZ, -inf for a target on a -inf logit, 0 when
-// V = 1, never positive; H in [0, log V], NaN when logZ is not finite) and returns whether l is NaN.
+// V = 1, never positive; H in [0, log V], NaN when logZ is not finite) and returns whether l is NaN;
+// logprobs64 (not null) gets the same l before its rounding to float32.
 std::vector<int32_t> head_forward_rows(const HeadInputs& in);
-bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, float l, float lz, double h,
-                    int64_t vocab);
+bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, double l, float lz, double h,
+                    int64_t vocab, double* logprobs64 = nullptr);
 // The backward works on the live rows with gl != 0 or gH != 0 (NaN counts as non-zero; none
 // when V = 1), each with gl, gH, its logZ (NaN for a target outside [0, V): a NaN row) and H (0
 // where gH is 0, so that a NaN entropy there stays out). needs_entropy lists the positions in idx

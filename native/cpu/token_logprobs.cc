@@ -79,8 +79,8 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
   parallel_rows(rows, vocab, threads, [&](int64_t begin, int64_t end) {
     int64_t nonfinite = 0;
     for (int64_t r = begin; r < end; r++) {
-      float m = 0.0f, lse = 0.0f, lz = 0.0f, l = 0.0f;
-      double l64 = 0.0;
+      float m = 0.0f, lse = 0.0f, lz = 0.0f;
+      double l64 = 0.0;  // l before its float32 rounding (what S sums)
       if (live(mask, r)) {
         const void* row = (const char*)logits + (size_t)r * row_bytes;
         const int32_t y = targets[r];
@@ -89,16 +89,14 @@ int64_t token_logprobs_forward_cpu(float* logprobs, float* logZ, float* row_max,
         lse = (float)s.lse;
         lz = (float)((double)s.m * inv_tau + s.lse);
         if (y < 0 || y >= vocab || !std::isfinite(lz)) {
-          l = NAN;
+          l64 = NAN;
           nonfinite++;
         } else if (vocab > 1) {  // one token: l = 0 exactly
-          double x = k.target(row, dtype, y, s.m, inv_tau) - s.lse;
-          l = x < 0.0 ? (float)x : 0.0f;  // <= 0 by construction; the clamp guards the float cast
-          l64 = x < 0.0 ? x : 0.0;
+          const double x = k.target(row, dtype, y, s.m, inv_tau) - s.lse;
+          l64 = x < 0.0 ? x : 0.0;  // <= 0 by construction; the clamp guards the float cast
         }
-        if (std::isnan(l)) l64 = NAN;
       }
-      logprobs[r] = l;
+      logprobs[r] = (float)l64;
       if (logprobs64) logprobs64[r] = l64;
       logZ[r] = lz;
       if (row_max) row_max[r] = m;

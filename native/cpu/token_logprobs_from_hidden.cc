@@ -317,18 +317,17 @@ std::vector<int32_t> head_forward_rows(const HeadInputs& in) {
   return idx;
 }
 
-bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, float l, float lz, double h,
-                    int64_t vocab) {
+bool head_store_row(float* logprobs, float* logZ, float* entropy, int32_t row, double l, float lz, double h,
+                    int64_t vocab, double* logprobs64) {
   logZ[row] = lz;
   if (entropy) entropy[row] = entropy_value(h, lz, vocab);
-  if (std::isnan(l) || !std::isfinite(lz)) {  // a bad target (x_target NaN) or a non-finite logZ
-    logprobs[row] = NAN;
-    return true;
-  }
+  const bool bad = std::isnan(l) || !std::isfinite(lz);  // a bad target (z_target NaN) or a non-finite logZ
   // l = -inf where the target sits on a -inf logit (as tokenLogprobs gives); never positive,
   // whatever the rounding
-  logprobs[row] = vocab == 1 || l > 0.0f ? 0.0f : l;
-  return false;
+  const double stored = bad ? NAN : vocab == 1 || l > 0.0 ? 0.0 : l;
+  logprobs[row] = (float)stored;
+  if (logprobs64) logprobs64[row] = stored;
+  return bad;
 }
 
 HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float* entropy, const float* grad_logprobs,
@@ -381,9 +380,8 @@ int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, flo
     // l = z_y / tau - logZ in double (z_y * inv_tau is exact there): float32 would lose
     // |z_y / tau| * 6e-8 of it
     const double ld = (double)zt[i] * h.inv_tau - lz[i];
-    bad += head_store_row(logprobs, logZ, entropy, idx[i], (float)ld, (float)lz[i], entropy ? ent[i] : 0.0, in.vocab);
-    if (logprobs64)  // the stored l's rules (NaN, 0 for V = 1, never positive) before its rounding
-      logprobs64[idx[i]] = std::isnan(logprobs[idx[i]]) ? NAN : in.vocab == 1 ? 0.0 : std::min(ld, 0.0);
+    bad +=
+        head_store_row(logprobs, logZ, entropy, idx[i], ld, (float)lz[i], entropy ? ent[i] : 0.0, in.vocab, logprobs64);
     if (split) split_of(lz[i], h.inv_tau, split->shift[idx[i]], split->rel[idx[i]]);
   }
   return bad;
