@@ -114,22 +114,29 @@ describe.runIf(native)('leaks: resident memory stays flat', () => {
   // Resident memory is sampled after each eighth of the calls (after a full GC). The allocator
   // and V8's external-memory heuristics move it by tens of MiB either way, so the test compares
   // the mean of the last four samples with the mean of the first four: a leak of 5 KiB per call
-  // would move it by 25 MiB (the gradient-returning ops allocate 256 KiB per call).
+  // would move it by 25 MiB (the gradient-returning ops allocate 256 KiB per call). A one-off
+  // step (the allocator taking a new arena for a thread of the pool: 28 MiB once in a CI run,
+  // flat before and after) is told from a leak by a second round of the same calls: a leak
+  // drifts in both, so the test fails only where both rounds drift past the bound.
   const BOUND_MIB = 24;
+  const round = async (sync: () => unknown, asyncFn: () => Promise<unknown>) => {
+    const rss: number[] = [];
+    for (let q = 0; q < 8; q++) {
+      for (let i = 0; i < LEAK_CALLS / 8; i++) sync();
+      for (let i = 0; i < LEAK_CALLS / 8; i += 50) await Promise.all(Array.from({ length: 50 }, asyncFn));
+      rss.push(rssMiB());
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    return { drift: mean(rss.slice(4)) - mean(rss.slice(0, 4)), rss };
+  };
   for (const [name, sync, asyncFn] of ops) {
     it(`${name}: ${LEAK_CALLS} sync and ${LEAK_CALLS} async calls, resident memory flat within ${BOUND_MIB} MiB`, async () => {
       for (let i = 0; i < 500; i++) sync();
       for (let i = 0; i < 500; i++) await asyncFn();
-      const rss: number[] = [];
-      for (let q = 0; q < 8; q++) {
-        for (let i = 0; i < LEAK_CALLS / 8; i++) sync();
-        for (let i = 0; i < LEAK_CALLS / 8; i += 50) await Promise.all(Array.from({ length: 50 }, asyncFn));
-        rss.push(rssMiB());
-      }
-      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-      const drift = mean(rss.slice(4)) - mean(rss.slice(0, 4));
-      expect(drift, `resident MiB by eighth: ${rss.map((r) => r.toFixed(1)).join(', ')}`).toBeLessThan(BOUND_MIB);
-    }, 120_000);
+      let r = await round(sync, asyncFn);
+      if (r.drift >= BOUND_MIB) r = await round(sync, asyncFn);
+      expect(r.drift, `resident MiB by eighth: ${r.rss.map((x) => x.toFixed(1)).join(', ')}`).toBeLessThan(BOUND_MIB);
+    }, 240_000);
   }
 
   it('large gradients are freed: 300 calls of 8 MiB each', () => {
