@@ -252,17 +252,34 @@ const char* cpu_simd_level();  // "avx512bf16" | "avx512" | "avx2" | "sse2" | "g
 // CUDA kernels (native/cuda), compiled when GVPO_WITH_CUDA is defined. Device pointers; every
 // function returns a cudaError_t as int (0 = success) and runs on `stream`.
 #ifdef GVPO_WITH_CUDA
-int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
-                                const float* mask, int64_t rows, int64_t vocab, float temperature, void* stream);
+// The forward, with the CPU's rules (token_logprobs_forward_cpu): each row's max m of z (unscaled)
+// and lse = log sum_v exp((z - m)/tau) in double, logZ = m/tau + lse, l = (z_y - m)/tau - lse in
+// double, never positive; 0 on masked rows, NaN for a non-finite logZ or a target outside [0, V).
+// logprobs64 (l before its float32 rounding), row_max and row_lse (the split the backward takes)
+// may be null.
+int token_logprobs_forward_cuda(float* logprobs, float* logZ, double* logprobs64, float* row_max, float* row_lse,
+                                const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                                int64_t rows, int64_t vocab, float temperature, void* stream);
+// grad[r, v] = g[r]/tau ([v == y] - exp((z - m)/tau - lse)) from the forward's (row_max, row_lse),
+// or from logZ alone (row_max null, row_lse = logZ); 0 on masked rows and where g = 0 or V = 1, a
+// NaN row for a bad target, a non-finite split or g. g/tau is taken in double and, past float32's
+// range, applied as c 2^-e and scaled back per element. grad may be the float32 logits (in place).
 int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* logZ, const float* token_weights, int64_t rows,
-                                 int64_t vocab, float temperature, void* stream);
-// Per-sequence sums, group centring, residuals and dL/dS in one small kernel (one block per
-// group). token_weights[r] = m[r] * dL/dS[n(r)] is written for the backward pass.
-int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights,
-                   double* terms /*5: loss, advantage, trustRegion, variance, constant*/, const float* token_logprobs,
-                   const float* mask, const double* ref_seq, const double* rewards, const int32_t* offsets,
-                   int64_t groups, int64_t sequences, int64_t tokens, double beta, bool mean_reduction, void* stream);
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const float* token_weights, int64_t rows, int64_t vocab, float temperature,
+                                 void* stream);
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const double* token_weights, int64_t rows, int64_t vocab, float temperature,
+                                 void* stream);
+// Per-sequence sums S = sum_t m l of the forward's l in double (in t order, as the CPU), then the
+// group loss (group_loss.h, the CPU's code) in one small kernel (one block per group), and the
+// backward's weights token_weights[r] = m[r] dL/dS[n(r)] in double (0 on masked rows).
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, double* token_weights,
+                   double* terms /*5: loss, advantage, trustRegion, variance, constant*/,
+                   const double* token_logprobs64, const float* mask, const double* ref_seq, const double* rewards,
+                   const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
+                   bool mean_reduction, void* stream);
 // Device count and the name of device 0 (or the error's text); returns a CUDA error code.
 int cuda_device_info(int* count, char* name, int name_len);
 
@@ -302,10 +319,11 @@ int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, 
 // or of -inf only, 0 when V = 1.
 int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t vocab, float temperature, void* stream);
 // In place: z[r, v] becomes (gl[r] ([v == y[r]] - p) - gH[r] p (log p + H[r])) / tau with
-// p = exp(min(0, z/tau - logZ)); a row with a non-finite logZ, or a target outside [0, V), is NaN.
-int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy,
-                           const float* grad_logprobs, const float* grad_entropy, int64_t rows, int64_t vocab,
-                           float temperature, void* stream);
+// p = exp(min(0, (z - shift)/tau - logZ)) (shift null: 0); a row with a non-finite logZ or shift,
+// or a target outside [0, V), is NaN.
+int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* shift, const float* logZ,
+                           const float* entropy, const float* grad_logprobs, const float* grad_entropy, int64_t rows,
+                           int64_t vocab, float temperature, void* stream);
 // dst[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :] over rows of `width` elements (row_copy.cu).
 int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width,
                      void* stream);

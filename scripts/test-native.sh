@@ -2,7 +2,7 @@
 # The C++ harness (native/tests, no Node) built plainly and with AddressSanitizer +
 # UndefinedBehaviorSanitizer, run once per instruction set this machine has (GVPO_SIMD).
 #   --quick   the fast loop (`npm test`): the plain build of the CPU kernels' and the fused
-#             heads' tests, once per instruction set; no sanitizers, no CUDA host code on the CPU
+#             heads' tests, once per instruction set; no sanitizers, no CUDA code on the CPU
 #             (the full run, `npm run test:full`, and CI run those)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +13,13 @@ for variant in $variants; do
   dir=build-tests-$variant
   flag=OFF; [ "$variant" = asan ] && flag=ON
   targets="gvpo_test_cpu gvpo_test_hidden gvpo_test_token_logprobs_from_hidden"
-  [ $quick = 0 ] && targets="$targets gvpo_test_gemm_tile gvpo_test_cuda_host"
+  [ $quick = 0 ] && targets="$targets gvpo_test_gemm_tile gvpo_test_row_sweep gvpo_test_cuda_host"
   cmake -S . -B "$dir" -DGVPO_SANITIZE=$flag -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$dir" -j 2 --target $targets >/dev/null
   if [ $quick = 0 ]; then
-    echo "== $variant CUDA code on the CPU: the GEMM tile, the fused head's host code"
+    echo "== $variant CUDA code on the CPU: the GEMM tile, the logits kernels' rows, the host code"
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_gemm_tile"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_row_sweep"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "./$dir/gvpo_test_cuda_host"
   fi
   # avx512bf16 (the fused head's bfloat16 products; avx512 where the CPU lacks them) shares the

@@ -1,14 +1,18 @@
 // gvpo_from_hidden on CUDA over host arrays: the twin of native/cpu/gvpo_from_hidden.cc, composed
 // from the CUDA head (head.h, token_logprobs_from_hidden.cu) with hidden and weight copied to the
 // device once per call:
-//   phase 1  the head's forward (live rows: mask != 0) -> l, logZ; S and Sref on the host
+//   phase 1  the head's forward (live rows: mask != 0) -> l, logZ; S (of l in double) and Sref on
+//            the host
 //   loss     on the host (N values; gvpo_loss_cpu)
-//   phase 2  gl[r] = m[r] * dL/dS[n(r)] -> the head's backward -> dL/dhidden, dL/dweight
+//   phase 2  gl[r] = m[r] * dL/dS[n(r)] (times 2^-e where that passes float32's range) -> the
+//            head's backward (with the forward's split of logZ in the one call) -> dL/dhidden,
+//            dL/dweight
 // Host code only, so that native/tests/test_cuda_host.cc can also run it on the CPU.
 #include <cuda_runtime.h>
 
 #include <vector>
 
+#include "../cpu/pow2.h"
 #include "../kernels.h"
 #include "head.h"
 #include "workspace.h"
@@ -29,10 +33,13 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
   DeviceHead h(head, w);
   CudaTimings t{0, 0, 0};
   if (int e = head_upload(h, t, err, err_len)) return e;
+  LogZSplit split;
   if (out) {
-    if (int e = head_forward(h, out->token_logprobs, out->logZ, nullptr, &out->nonfinite_rows, t, err, err_len))
+    std::vector<double> l64((size_t)head.rows);
+    if (int e = head_forward(h, out->token_logprobs, out->logZ, nullptr, &out->nonfinite_rows, t, err, err_len,
+                             l64.data(), &split))
       return e;
-    gvpo_sequence_sums_cpu(*out, in);
+    gvpo_sequence_sums_cpu(*out, in, l64.data());
     if (terms) {
       *terms = gvpo_loss_cpu(out->grad_seq, out->residuals, out->seq, out->ref_seq, in.rewards, in.offsets, in.groups,
                              in.beta, in.mean_reduction);
@@ -41,9 +48,12 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
     }
   }
   if (grad_hidden) {
-    const std::vector<float> gl = gvpo_token_weights(in, grad_seq);
-    if (int e =
-            head_backward(h, grad_hidden, grad_weight, logZ, nullptr, gl.data(), nullptr, accumulate, t, err, err_len))
+    const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
+    const int ge = range_exponent(w.data(), (int64_t)w.size(), 1.0, 100);
+    std::vector<float> gl(w.size());
+    for (size_t i = 0; i < w.size(); i++) gl[i] = (float)std::ldexp(w[i], -ge);
+    if (int e = head_backward(h, grad_hidden, grad_weight, logZ, nullptr, gl.data(), nullptr, accumulate, t, err,
+                              err_len, ge, out && terms ? &split : nullptr))
       return e;
   }
   if (timings) *timings = t;

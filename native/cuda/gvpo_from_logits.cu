@@ -1,7 +1,8 @@
 // gvpo_from_logits on CUDA over host arrays: the twin of native/cpu/gvpo_from_logits.cc.
-// Copy in, then on one stream: token log-probs (read 1), the group loss (gvpo_loss.cu, one block
-// per group, writing per-token weights), the gradient (read 2, write 1), then copy out. Sref is
-// composed on the host first (from reference token log-probs, given, or S itself on the device).
+// Copy in, then on one stream: token log-probs (read 1; l in double for S, and each row's (max,
+// lse) for the backward), the group loss (gvpo_loss.cu, one block per group, writing per-token
+// weights in double), the gradient (read 2, write 1), then copy out. Sref is composed on the host
+// first (from reference token log-probs, given, or S itself on the device).
 #include <cuda_runtime.h>
 
 #include "../kernels.h"
@@ -27,7 +28,10 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, Cuda
   GVPO_CUDA_TRY(w.mask.reserve(R * 4));
   GVPO_CUDA_TRY(w.lp.reserve(R * 4));
   GVPO_CUDA_TRY(w.lz.reserve(R * 4));
-  GVPO_CUDA_TRY(w.g.reserve(R * 4));
+  GVPO_CUDA_TRY(w.lp64.reserve(R * 8));
+  GVPO_CUDA_TRY(w.rmax.reserve(R * 4));
+  GVPO_CUDA_TRY(w.rlse.reserve(R * 4));
+  GVPO_CUDA_TRY(w.g.reserve(R * 8));
   GVPO_CUDA_TRY(w.seq.reserve(N * 8));
   GVPO_CUDA_TRY(w.gseq.reserve(N * 8));
   GVPO_CUDA_TRY(w.resid.reserve(N * 8));
@@ -48,16 +52,16 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, Cuda
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.rewards.ptr, in.rewards, N * 8, cudaMemcpyHostToDevice, s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.offsets.ptr, in.offsets, (G + 1) * 4, cudaMemcpyHostToDevice, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], s));
-  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, w.logits.ptr, in.dtype,
-                                            (const int32_t*)w.targets.ptr, (const float*)w.mask.ptr, R, V,
-                                            in.temperature, s));
-  GVPO_CUDA_TRY(gvpo_loss_cuda((double*)w.seq.ptr, (double*)w.gseq.ptr, (double*)w.resid.ptr, (float*)w.g.ptr,
-                               (double*)w.terms.ptr, (const float*)w.lp.ptr, (const float*)w.mask.ptr,
+  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, (double*)w.lp64.ptr, (float*)w.rmax.ptr,
+                                            (float*)w.rlse.ptr, w.logits.ptr, in.dtype, (const int32_t*)w.targets.ptr,
+                                            (const float*)w.mask.ptr, R, V, in.temperature, s));
+  GVPO_CUDA_TRY(gvpo_loss_cuda((double*)w.seq.ptr, (double*)w.gseq.ptr, (double*)w.resid.ptr, (double*)w.g.ptr,
+                               (double*)w.terms.ptr, (const double*)w.lp64.ptr, (const float*)w.mask.ptr,
                                ref_seq ? (const double*)w.ref.ptr : nullptr, (const double*)w.rewards.ptr,
                                (const int32_t*)w.offsets.ptr, G, N, T, in.beta, in.mean_reduction, s));
-  GVPO_CUDA_TRY(token_logprobs_backward_cuda(dgrad, w.logits.ptr, in.dtype, (const int32_t*)w.targets.ptr,
-                                             (const float*)w.mask.ptr, (const float*)w.lz.ptr, (const float*)w.g.ptr, R,
-                                             V, in.temperature, s));
+  GVPO_CUDA_TRY(token_logprobs_backward_cuda(
+      dgrad, w.logits.ptr, in.dtype, (const int32_t*)w.targets.ptr, (const float*)w.mask.ptr, (const float*)w.rmax.ptr,
+      (const float*)w.rlse.ptr, (const double*)w.g.ptr, R, V, in.temperature, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], s));
   double t5[5];
   GVPO_CUDA_TRY(cudaMemcpyAsync(out.grad, dgrad, gb, cudaMemcpyDeviceToHost, s));

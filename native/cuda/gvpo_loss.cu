@@ -1,8 +1,9 @@
-// gvpo_loss on CUDA: per-sequence sums S[n] = sum_t m[n,t] l[n,t], then the group's loss
-// (native/group_loss.h, the same code as the CPU loop) and the per-token gradient weights
-// w[n,t] = m[n,t] dL/dS[n], in one small kernel over groups (ragged groups included), then one
-// block that adds the groups' terms in a fixed order (deterministic).
-// ref_seq may be null: Sref = S. O(N*T + N) work: one block per group, one warp per sequence for the token sums.
+// gvpo_loss on CUDA: per-sequence sums S[n] = sum_t m[n,t] l[n,t] of the forward's l in double,
+// then the group's loss (native/group_loss.h, the same code as the CPU loop) and the per-token
+// gradient weights w[n,t] = m[n,t] dL/dS[n] in double, in one small kernel over groups (ragged
+// groups included), then one block that adds the groups' terms in a fixed order (deterministic).
+// ref_seq may be null: Sref = S. O(N*T + N) work: one block per group, one thread per sequence for
+// the token sums, in t order with masked tokens skipped (the CPU's sequence_logprobs, bit for bit).
 #include <cuda_runtime.h>
 
 #include "../group_loss.h"
@@ -13,21 +14,19 @@ namespace gvpo {
 constexpr int kLossThreads = 256;
 
 __global__ void __launch_bounds__(kLossThreads)
-    gvpo_group_kernel(double* seq, double* grad_seq, double* residuals, float* token_weights, double* group_terms,
-                      const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+    gvpo_group_kernel(double* seq, double* grad_seq, double* residuals, double* token_weights, double* group_terms,
+                      const double* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
                       const int32_t* offsets, int64_t groups, int64_t T, double beta, bool mean_reduction) {
   const int g = blockIdx.x;
   const double* Q = ref_seq ? ref_seq : seq;  // no reference: pi_theta' is the current policy
   const int b = offsets[g], e = offsets[g + 1];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  for (int n = b + warp; n < e; n += warps) {
+  for (int n = b + threadIdx.x; n < e; n += blockDim.x) {
     double s = 0.0;
-    for (int64_t t = lane; t < T; t += 32) {
-      float m = mask[n * T + t];
-      if (m != 0.0f) s += (double)m * (double)token_logprobs[n * T + t];
+    for (int64_t t = 0; t < T; t++) {
+      const float m = mask[n * T + t];
+      if (m != 0.0f) s += (double)m * token_logprobs[n * T + t];
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-    if (lane == 0) seq[n] = s;
+    seq[n] = s;
   }
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -37,7 +36,7 @@ __global__ void __launch_bounds__(kLossThreads)
   }
   __syncthreads();
   for (int64_t r = (int64_t)b * T + threadIdx.x; r < (int64_t)e * T; r += blockDim.x)
-    token_weights[r] = (float)(mask[r] * grad_seq[r / T]);
+    token_weights[r] = mask[r] == 0.0f ? 0.0 : mask[r] * grad_seq[r / T];  // 0 even where dL/dS is NaN
 }
 
 // terms[i] = sum_g group_terms[5g + i], in a fixed order (thread j adds groups j, j+256, ...,
@@ -59,8 +58,8 @@ __global__ void __launch_bounds__(kLossThreads)
   }
 }
 
-int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights, double* terms,
-                   const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, double* token_weights, double* terms,
+                   const double* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
                    const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
                    bool mean_reduction, void* stream) {
   (void)sequences;

@@ -26,13 +26,16 @@ struct DeviceHead {
 // hidden and weight to the device (once per call).
 int head_upload(DeviceHead& h, CudaTimings& t, char* err, int err_len);
 // The forward over the rows with mask != 0: l, logZ and (entropy not null) H of every row (0 on
-// masked rows), *nonfinite the live rows whose l is NaN: as token_logprobs_from_hidden_forward_cpu.
+// masked rows), *nonfinite the live rows whose l is NaN: as token_logprobs_from_hidden_forward_cpu,
+// with l before its float32 rounding (logprobs64) and each row's split of logZ (its max logit and
+// the rest) where those are not null.
 int head_forward(DeviceHead& h, float* logprobs, float* logZ, float* entropy, int64_t* nonfinite, CudaTimings& t,
-                 char* err, int err_len);
-// The backward: as token_logprobs_from_hidden_backward_cpu.
+                 char* err, int err_len, double* logprobs64 = nullptr, LogZSplit* split = nullptr);
+// The backward: as token_logprobs_from_hidden_backward_cpu (gl and gH given times 2^-grad_exp;
+// with split, the forward's, logZ is read from it).
 int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const float* logZ, const float* entropy,
                   const float* grad_logprobs, const float* grad_entropy, bool accumulate, CudaTimings& t, char* err,
-                  int err_len);
+                  int err_len, int grad_exp = 0, const LogZSplit* split = nullptr);
 
 }  // namespace cuda_host
 }  // namespace gvpo

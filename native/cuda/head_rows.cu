@@ -3,7 +3,7 @@
 //
 //   head_entropy_cuda        H[r] = log a - t/a, a = sum_v e^u, t = sum_v e^u u, u = (z - max z)/tau
 //   head_softmax_grad_cuda   z[r, v] <- (gl ([v == y] - p) - gH p (u + H)) / tau, in place,
-//                            u = z/tau - logZ, p = e^u
+//                            u = (z - shift)/tau - logZ, p = e^u
 //
 // One block per row, a grid-stride walk along the row, a block reduction (warp shuffles, then
 // shared memory). Exponents u are clamped at 0 (p <= 1 whatever the rounding of logZ), a p of 0
@@ -21,20 +21,20 @@ namespace {
 
 constexpr int kRowThreads = 256;
 
-__device__ float block_sum(float v) {
-  __shared__ float part[kRowThreads / 32];
+__device__ double block_sum(double v) {
+  __shared__ double part[kRowThreads / 32];
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) part[warp] = v;
   __syncthreads();
-  v = lane < (int)(blockDim.x / 32) ? part[lane] : 0.0f;
+  v = lane < (int)(blockDim.x / 32) ? part[lane] : 0.0;
   if (warp == 0)
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
   return v;  // valid in thread 0
 }
 
-__device__ __forceinline__ float exponent(float z, float inv_tau, float lz) {
-  const float u = z * inv_tau - lz;
+__device__ __forceinline__ float exponent(float z, float shift, float inv_tau, float lz) {
+  const float u = fmaf(z - shift, inv_tau, -lz);
   return u > 0.0f ? 0.0f : u;  // NaN stays NaN
 }
 
@@ -56,7 +56,8 @@ __device__ float block_max(float v) {
 
 // As the CPU's tile_logsumexp: exponents u = (z - max)/tau, the maximum's exactly 0, so that H =
 // log sum e^u - sum e^u u / sum e^u keeps its relative precision however peaked the row is (an
-// exponent taken against a float32 logZ would carry an error of ulp(logZ)).
+// exponent taken against a float32 logZ would carry an error of ulp(logZ)); the sums in double,
+// since for a peaked row sum e^u is 1 plus far less than float32's ulp of 1.
 __global__ void __launch_bounds__(kRowThreads)
     head_entropy_kernel(float* entropy, const float* z, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
@@ -64,36 +65,36 @@ __global__ void __launch_bounds__(kRowThreads)
   float m = -INFINITY;
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, row[v]);  // NaN is skipped here...
   m = block_max(m);
-  float a = 0.0f, t = 0.0f;
+  double a = 0.0, t = 0.0;
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
     const float u = (row[v] - m) * inv_tau, e = __expf(u);  // ...and poisons a here (as does a row of -inf)
     a += e;
-    t += e != 0.0f ? e * u : 0.0f;
+    t += e != 0.0f ? (double)e * u : 0.0;
   }
   a = block_sum(a);
   __syncthreads();  // block_sum's shared memory is reused
   t = block_sum(t);
   if (threadIdx.x == 0) {
-    const float h = logf(a) - t / a;
+    const float h = (float)(log(a) - t / a);
     entropy[r] = h != h ? h : V == 1 ? 0.0f : fminf(fmaxf(h, 0.0f), logf((float)V));
   }
 }
 
 __global__ void __launch_bounds__(kRowThreads)
-    head_softmax_grad_kernel(float* z, const int32_t* targets, const float* logZ, const float* ent, const float* gl,
-                             const float* gh, int64_t V, float inv_tau) {
+    head_softmax_grad_kernel(float* z, const int32_t* targets, const float* shift, const float* logZ, const float* ent,
+                             const float* gl, const float* gh, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   float* row = z + r * V;
-  const float lz = logZ[r], cl = gl[r] * inv_tau, ch = gh ? gh[r] * inv_tau : 0.0f;
+  const float lz = logZ[r], sh = shift ? shift[r] : 0.0f, cl = gl[r] * inv_tau, ch = gh ? gh[r] * inv_tau : 0.0f;
   const float h = ch != 0.0f ? ent[r] : 0.0f;
   const int32_t y = targets[r];
-  const bool bad = !isfinite(lz) || y < 0 || y >= V;  // callers refuse bad targets first
+  const bool bad = !isfinite(lz) || !isfinite(sh) || y < 0 || y >= V;  // callers refuse bad targets first
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
     if (bad) {
       row[v] = NAN;
       continue;
     }
-    const float u = exponent(row[v], inv_tau, lz), p = __expf(u);
+    const float u = exponent(row[v], sh, inv_tau, lz), p = __expf(u);
     row[v] = p != 0.0f ? -p * (cl + ch * (u + h)) : 0.0f;
   }
   __syncthreads();  // the target element is written last, by one thread
@@ -108,12 +109,12 @@ int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t voca
   return (int)cudaGetLastError();
 }
 
-int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy,
-                           const float* grad_logprobs, const float* grad_entropy, int64_t rows, int64_t vocab,
-                           float temperature, void* stream) {
+int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* shift, const float* logZ,
+                           const float* entropy, const float* grad_logprobs, const float* grad_entropy, int64_t rows,
+                           int64_t vocab, float temperature, void* stream) {
   if (rows == 0) return 0;
   head_softmax_grad_kernel<<<(unsigned)rows, kRowThreads, 0, (cudaStream_t)stream>>>(
-      z, targets, logZ, entropy, grad_logprobs, grad_entropy, vocab, 1.0f / temperature);
+      z, targets, shift, logZ, entropy, grad_logprobs, grad_entropy, vocab, 1.0f / temperature);
   return (int)cudaGetLastError();
 }
 

@@ -1,13 +1,16 @@
-// token_logprobs on CUDA: fused log-softmax + gather, and the gradient pass.
+// token_logprobs on CUDA: fused log-softmax + gather, and the gradient pass, with the CPU's rules
+// (row_sweep.h, whose per-thread code these kernels run):
 //
-//   forward   logZ[r] = logsumexp_v z[r,v]/tau, l[r] = z[r,y[r]]/tau - logZ[r] <= 0   z: R x V
-//   backward  grad[r,v] = g[r]/tau * ([v == y[r]] - exp(z[r,v]/tau - logZ[r])), 0 on masked rows
+//   forward   m = max_v z[r,v], lse = log sum_v exp((z - m)/tau) (double), logZ = m/tau + lse,
+//             l = (z_y - m)/tau - lse <= 0 (double)
+//   backward  grad[r,v] = g[r]/tau ([v == y] - exp((z - m)/tau - lse)), 0 on masked rows
 //
 // One block per row (R = N*T is thousands; V is 32k-152k, so a row is 64-600 KB: enough work per
 // block, and no cross-block reduction). Each thread walks the row with 16-byte loads (4 float32
-// or 8 bf16/fp16 values), keeping an online (max, sum) pair; pairs merge by warp shuffles, then
-// across warps in shared memory. Rows whose start is not 16-byte aligned (V*esz % 16 != 0) take a
-// scalar path. Bytes: forward reads R*V*esz once; backward reads them again and writes R*V*4.
+// or 8 bf16/fp16 values), kUnroll in flight, keeping an online (max, sum) pair; pairs merge by
+// warp shuffles, then across warps in shared memory. Rows whose start is not 16-byte aligned take
+// a scalar path. Bytes: forward reads R*V*esz once (streaming loads); backward reads them again and
+// writes R*V*4 (streaming stores).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -17,52 +20,27 @@
 
 #include "../kernels.h"
 #include "dtype.cuh"
+#include "row_sweep.h"
 #include "workspace.h"
 
 namespace gvpo {
 
-constexpr int kThreads = 512;
+using namespace row_sweep;
 
-// Online log-sum-exp state: running max m and sum s of exp(x - m).
-struct Lse {
-  float m, s;
-};
-
-__device__ __forceinline__ void lse_add(Lse& a, float x) {
-  if (x > a.m) {
-    a.s = a.s * __expf(a.m - x) + 1.0f;
-    a.m = x;
-  } else if (x > -INFINITY || x != x) {
-    a.s += __expf(x - a.m);  // -inf adds nothing (and -inf - -inf must not become NaN); NaN poisons s
-  }
-}
-
-__device__ __forceinline__ Lse lse_merge(Lse a, Lse b) {
-  if (b.m > a.m) {
-    Lse t = a;
-    a = b;
-    b = t;
-  }
-  // nothing finite in b (also avoids -inf - -inf); but a lane that saw only NaN holds {-inf, NaN}
-  // and its NaN must still poison the row, as the CPU's sum does
-  if (b.m == -INFINITY) return {a.m, b.s != b.s ? b.s : a.s};
-  return {a.m, a.s + b.s * __expf(b.m - a.m)};
-}
-
-__device__ Lse block_lse(Lse v) {
+__device__ Lse block_lse(Lse v, const Scale& k) {
   __shared__ Lse part[kThreads / 32];
   for (int o = 16; o > 0; o >>= 1) {
     Lse w{__shfl_xor_sync(0xffffffff, v.m, o), __shfl_xor_sync(0xffffffff, v.s, o)};
-    v = lse_merge(v, w);
+    v = lse_merge(v, w, k);
   }
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) part[warp] = v;
   __syncthreads();
-  v = lane < (int)(blockDim.x / 32) ? part[lane] : Lse{-INFINITY, 0.0f};
+  v = lane < (int)(blockDim.x / 32) ? part[lane] : Lse{-INFINITY, 0.0};
   if (warp == 0)
     for (int o = 16; o > 0; o >>= 1) {
       Lse w{__shfl_xor_sync(0xffffffff, v.m, o), __shfl_xor_sync(0xffffffff, v.s, o)};
-      v = lse_merge(v, w);
+      v = lse_merge(v, w, k);
     }
   return v;  // valid in warp 0
 }
@@ -74,8 +52,7 @@ struct Vec {
 };
 
 template <typename T>
-__device__ __forceinline__ void load16(const T* p, float* out) {
-  uint4 raw = *reinterpret_cast<const uint4*>(p);
+__device__ __forceinline__ void unpack16(uint4 raw, float* out) {
   const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
   for (int i = 0; i < Vec<T>::E; i++) out[i] = to_f32(e[i]);
@@ -83,131 +60,132 @@ __device__ __forceinline__ void load16(const T* p, float* out) {
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    token_logprobs_forward_kernel(float* logprobs, float* logZ, const T* logits, const int32_t* targets,
-                                  const float* mask, int64_t V, float inv_tau) {
+    token_logprobs_forward_kernel(float* logprobs, float* logZ, double* logprobs64, float* row_max, float* row_lse,
+                                  const T* logits, const int32_t* targets, const float* mask, int64_t V,
+                                  float inv_tau) {
   const int64_t r = blockIdx.x;
   if (mask && mask[r] == 0.0f) {  // uniform per block: no thread reads the row
-    if (threadIdx.x == 0) logprobs[r] = logZ[r] = 0.0f;
+    if (threadIdx.x == 0) {
+      logprobs[r] = logZ[r] = 0.0f;
+      if (logprobs64) logprobs64[r] = 0.0;
+      if (row_max) row_max[r] = 0.0f;
+      if (row_lse) row_lse[r] = 0.0f;
+    }
     return;
   }
   const T* row = logits + r * V;
-  Lse acc{-INFINITY, 0.0f};
-  constexpr int E = Vec<T>::E;
-  const bool aligned = ((uintptr_t)row % 16) == 0;
-  int64_t v0 = 0;
-  if (aligned) {
-    const int64_t nvec = V / E;
-    for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) {
-      float x[E];
-      load16(row + i * E, x);
-#pragma unroll
-      for (int j = 0; j < E; j++) lse_add(acc, x[j] * inv_tau);
-    }
-    v0 = nvec * E;
-  }
-  for (int64_t v = v0 + threadIdx.x; v < V; v += blockDim.x) lse_add(acc, to_f32(row[v]) * inv_tau);
-  Lse tot = block_lse(acc);
+  const uint4* vrow = reinterpret_cast<const uint4*>(row);
+  const Scale k = scale_of(inv_tau);
+  auto vec = [&](int64_t i, float* x) { unpack16<T>(__ldcs(vrow + i), x); };  // read once: streamed past L2
+  auto one = [&](int64_t v) { return to_f32(row[v]); };
+  const Lse part = sweep_lse<Vec<T>::E>(V, ((uintptr_t)row % 16) == 0, (int)threadIdx.x, (int)blockDim.x, k, vec, one);
+  const Lse tot = block_lse(part, k);
   if (threadIdx.x == 0) {
-    float lz = tot.m + logf(tot.s);
-    if (tot.m == -INFINITY) lz = -INFINITY;
-    logZ[r] = lz;
-    const int32_t y = targets[r];  // checked by the callers; out of range here gives NaN, not a read
-    const bool ok = isfinite(lz) && y >= 0 && y < V;
-    // one token: l = 0 exactly; otherwise never positive, whatever the rounding of lz
-    logprobs[r] = !ok ? NAN : V == 1 ? 0.0f : fminf(to_f32(row[y]) * inv_tau - lz, 0.0f);
+    const RowStats st = finish_row(tot, targets[r], V, inv_tau, one);  // a target out of range: NaN, not a read
+    logprobs[r] = st.l;
+    logZ[r] = st.lz;
+    if (logprobs64) logprobs64[r] = st.l64;
+    if (row_max) row_max[r] = st.m;
+    if (row_lse) row_lse[r] = st.lse;
   }
 }
 
-// A probability exp(x), x = z/tau - logZ <= 0 in exact arithmetic: where rounding of a large
-// |z/tau| (or a caller's logZ) makes x positive, x is taken as 0, so p <= 1, never inf; NaN
-// stays NaN (fminf would turn it into 0).
-__device__ __forceinline__ float exp_p(float x) { return __expf(x > 0.0f ? 0.0f : x); }
-
-template <typename T>
+template <typename T, typename G>
 __global__ void __launch_bounds__(kThreads)
     token_logprobs_backward_kernel(float* grad, const T* logits, const int32_t* targets, const float* mask,
-                                   const float* logZ, const float* g, int64_t V, float inv_tau) {
+                                   const float* row_max, const float* row_lse, const G* g, int64_t V, float inv_tau) {
   const int64_t r = blockIdx.x;
   float* out = grad + r * V;
   const T* row = logits + r * V;
-  const float gr = g[r], lz = logZ[r];
-  const float coef = gr * inv_tau;
   const int32_t y = targets[r];
-  // A masked row, a zero weight or a one-token vocabulary: l is constant, its gradient 0. A
-  // target out of range (the callers refuse it first) or a non-finite logZ: a NaN row.
-  const bool zero = gr == 0.0f || (mask && mask[r] == 0.0f) || V == 1;
-  const bool bad = !zero && (!isfinite(lz) || !isfinite(gr) || y < 0 || y >= V);
-  constexpr int E = Vec<T>::E;
-  // 16-byte loads need the logits row aligned; 16-byte stores need the float row aligned (E floats
-  // of output per load when T is float; 2 float4 stores per 8 half values otherwise).
-  const bool aligned = ((uintptr_t)row % 16) == 0 && ((uintptr_t)out % 16) == 0;
-  int64_t v0 = 0;
-  if (aligned) {
-    const int64_t nvec = V / E;
-    for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) {
-      float x[E];
-      if (!zero && !bad) load16(row + i * E, x);
-#pragma unroll
-      for (int j = 0; j < E; j += 4) {
-        float4 o;
-        float* op = &o.x;
-#pragma unroll
-        for (int q = 0; q < 4; q++) op[q] = zero ? 0.0f : bad ? NAN : -coef * exp_p(x[j + q] * inv_tau - lz);
-        *reinterpret_cast<float4*>(out + i * E + j) = o;
-      }
-    }
-    v0 = nvec * E;
+  const BackRow b =
+      back_row((double)g[r], !mask || mask[r] != 0.0f, V, row_max ? row_max[r] : 0.0f, row_lse[r], y, inv_tau);
+  float4* out4 = reinterpret_cast<float4*>(out);
+  auto st4 = [&](int64_t q, float a, float c, float d, float e) { __stcs(out4 + q, make_float4(a, c, d, e)); };
+  auto st1 = [&](int64_t v, float a) { out[v] = a; };
+  const int tid = (int)threadIdx.x, T_ = (int)blockDim.x;
+  if (b.zero || b.bad) {  // uniform per block
+    sweep_fill(b.zero ? 0.0f : NAN, V, ((uintptr_t)out % 16) == 0, tid, T_, st4, st1);
+    return;
   }
-  for (int64_t v = v0 + threadIdx.x; v < V; v += blockDim.x)
-    out[v] = zero ? 0.0f : bad ? NAN : -coef * exp_p(to_f32(row[v]) * inv_tau - lz);
+  const float zy = to_f32(row[y]);  // every thread reads it before any writes (grad may alias the row)
+  __syncthreads();
+  const uint4* vrow = reinterpret_cast<const uint4*>(row);
+  auto vec = [&](int64_t i, float* x) { unpack16<T>(vrow[i], x); };
+  auto one = [&](int64_t v) { return to_f32(row[v]); };
+  sweep_backward<Vec<T>::E>(b, V, ((uintptr_t)row % 16) == 0 && ((uintptr_t)out % 16) == 0, tid, T_, vec, one, st4,
+                            st1);
   __syncthreads();  // the target element is written last, by one thread
-  if (threadIdx.x == 0 && !zero && !bad) out[y] += coef;
+  if (tid == 0) out[y] = back_target(b, zy);
 }
 
 template <typename T>
-static int launch_forward(float* lp, float* lz, const void* z, const int32_t* y, const float* m, int64_t R, int64_t V,
-                          float inv_tau, cudaStream_t s) {
-  token_logprobs_forward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(lp, lz, (const T*)z, y, m, V, inv_tau);
+static int launch_forward(float* lp, float* lz, double* lp64, float* rm, float* rl, const void* z, const int32_t* y,
+                          const float* m, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
+  if (R == 0) return 0;
+  token_logprobs_forward_kernel<T>
+      <<<(unsigned)R, kThreads, 0, s>>>(lp, lz, lp64, rm, rl, (const T*)z, y, m, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
-template <typename T>
-static int launch_backward(float* grad, const void* z, const int32_t* y, const float* m, const float* lz,
-                           const float* g, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
-  token_logprobs_backward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, m, lz, g, V, inv_tau);
+template <typename T, typename G>
+static int launch_backward(float* grad, const void* z, const int32_t* y, const float* m, const float* rm,
+                           const float* rl, const G* g, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
+  if (R == 0) return 0;
+  token_logprobs_backward_kernel<T, G><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, m, rm, rl, g, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
-int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
-                                const float* mask, int64_t rows, int64_t vocab, float temperature, void* stream) {
+int token_logprobs_forward_cuda(float* logprobs, float* logZ, double* logprobs64, float* row_max, float* row_lse,
+                                const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                                int64_t rows, int64_t vocab, float temperature, void* stream) {
   cudaStream_t s = (cudaStream_t)stream;
   const float inv = 1.0f / temperature;
   switch (dtype) {
     case DType::f32:
-      return launch_forward<float>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
+      return launch_forward<float>(logprobs, logZ, logprobs64, row_max, row_lse, logits, targets, mask, rows, vocab,
+                                   inv, s);
     case DType::bf16:
-      return launch_forward<__nv_bfloat16>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
+      return launch_forward<__nv_bfloat16>(logprobs, logZ, logprobs64, row_max, row_lse, logits, targets, mask, rows,
+                                           vocab, inv, s);
     case DType::f16:
-      return launch_forward<__half>(logprobs, logZ, logits, targets, mask, rows, vocab, inv, s);
+      return launch_forward<__half>(logprobs, logZ, logprobs64, row_max, row_lse, logits, targets, mask, rows, vocab,
+                                    inv, s);
+  }
+  return (int)cudaErrorInvalidValue;
+}
+
+template <typename G>
+static int backward(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                    const float* row_max, const float* row_lse, const G* g, int64_t rows, int64_t vocab,
+                    float temperature, void* stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  const float inv = 1.0f / temperature;
+  switch (dtype) {
+    case DType::f32:
+      return launch_backward<float>(grad, logits, targets, mask, row_max, row_lse, g, rows, vocab, inv, s);
+    case DType::bf16:
+      return launch_backward<__nv_bfloat16>(grad, logits, targets, mask, row_max, row_lse, g, rows, vocab, inv, s);
+    case DType::f16:
+      return launch_backward<__half>(grad, logits, targets, mask, row_max, row_lse, g, rows, vocab, inv, s);
   }
   return (int)cudaErrorInvalidValue;
 }
 
 int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* logZ, const float* grad_token_logprobs, int64_t rows,
-                                 int64_t vocab, float temperature, void* stream) {
-  cudaStream_t s = (cudaStream_t)stream;
-  const float inv = 1.0f / temperature;
-  switch (dtype) {
-    case DType::f32:
-      return launch_backward<float>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
-    case DType::bf16:
-      return launch_backward<__nv_bfloat16>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv,
-                                            s);
-    case DType::f16:
-      return launch_backward<__half>(grad, logits, targets, mask, logZ, grad_token_logprobs, rows, vocab, inv, s);
-  }
-  return (int)cudaErrorInvalidValue;
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const float* token_weights, int64_t rows, int64_t vocab, float temperature,
+                                 void* stream) {
+  return backward(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature,
+                  stream);
+}
+
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const double* token_weights, int64_t rows, int64_t vocab, float temperature,
+                                 void* stream) {
+  return backward(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature,
+                  stream);
 }
 
 int cuda_device_info(int* count, char* name, int name_len) {
@@ -248,9 +226,9 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.targets.ptr, targets, R * 4, cudaMemcpyHostToDevice, s));
   if (mask) GVPO_CUDA_TRY(cudaMemcpyAsync(w.mask.ptr, mask, R * 4, cudaMemcpyHostToDevice, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], s));
-  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, w.logits.ptr, dtype,
-                                            (const int32_t*)w.targets.ptr, mask ? (const float*)w.mask.ptr : nullptr, R,
-                                            V, tau, s));
+  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, nullptr, nullptr, nullptr, w.logits.ptr,
+                                            dtype, (const int32_t*)w.targets.ptr,
+                                            mask ? (const float*)w.mask.ptr : nullptr, R, V, tau, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(logprobs, w.lp.ptr, R * 4, cudaMemcpyDeviceToHost, s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(logZ, w.lz.ptr, R * 4, cudaMemcpyDeviceToHost, s));

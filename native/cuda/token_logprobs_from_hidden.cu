@@ -5,8 +5,8 @@
 // part (the CPU twin's rows: head_forward_rows, head_backward_rows) are processed in chunks of c
 // rows, gathered into a dense c x H buffer (row_copy.cu; a masked row's values, NaN included,
 // never reach a product):
-//   forward   Z = Hc W^T (gemm.cu, float32, c x V) -> token_logprobs_forward_cuda -> l, logZ;
-//             head_entropy_cuda -> H (on request)
+//   forward   Z = Hc W^T (gemm.cu, float32, c x V) -> token_logprobs_forward_cuda -> l (in double
+//             too), logZ and its split (the row's max, the rest); head_entropy_cuda -> H (on request)
 //   backward  Z = Hc W^T again -> dZ in place (token_logprobs_backward_cuda, or head_softmax_grad_cuda
 //             when an entropy gradient is given) -> dHc = dZ W (scattered to the chunk's rows of
 //             dH), dW += dZ^T Hc
@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "../cpu/pow2.h"
 #include "../kernels.h"
 #include "head.h"
 #include "workspace.h"
@@ -78,22 +79,35 @@ int reserve_chunks(DeviceHead& h, int64_t c, bool backward, char* err, int err_l
   return 0;
 }
 
-// The forward over the rows idx: l, logZ and (ent not null) H, each indexed like idx.
-int forward_rows_of(DeviceHead& h, const std::vector<int32_t>& idx, std::vector<float>& lp, std::vector<float>& lz,
-                    std::vector<float>* ent, CudaTimings& t, char* err, int err_len) {
+// What the forward gives for the rows it ran on, each indexed like them: l in double, logZ, the
+// split of logZ (row max, rest) and H (when asked for).
+struct RowsOut {
+  std::vector<double> l;
+  std::vector<float> lz, shift, rel, ent;
+};
+
+// The forward over the rows idx (ent: with H).
+int forward_rows_of(DeviceHead& h, const std::vector<int32_t>& idx, RowsOut& o, bool ent, CudaTimings& t, char* err,
+                    int err_len) {
   Workspace& w = h.w;
   const int64_t live = (int64_t)idx.size(), c = chunk_rows(h.R, live, h.V);
   const std::vector<float> none;
-  if (int e = upload_rows(h, idx, {{&w.lp, &none}, {&w.lz, &none}, {&w.ent, &none}}, err, err_len)) return e;
+  if (int e = upload_rows(h, idx, {{&w.lp, &none}, {&w.lz, &none}, {&w.ent, &none}, {&w.rmax, &none}, {&w.rlse, &none}},
+                          err, err_len))
+    return e;
+  GVPO_CUDA_TRY(w.lp64.reserve((size_t)live * 8 + 8));
   if (int e = reserve_chunks(h, c, false, err, err_len)) return e;
-  lp.resize((size_t)live);
-  lz.resize((size_t)live);
-  if (ent) ent->resize((size_t)live);
+  o.l.resize((size_t)live);
+  o.lz.resize((size_t)live);
+  o.shift.resize((size_t)live);
+  o.rel.resize((size_t)live);
+  if (ent) o.ent.resize((size_t)live);
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], w.stream));
   for (int64_t b = 0; b < live; b += c) {
     const int64_t m = std::min(c, live - b);
     if (int e = chunk_logits(h, (const int32_t*)w.offsets.ptr + b, m, err, err_len)) return e;
-    GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr + b, (float*)w.lz.ptr + b, w.logits.ptr, DType::f32,
+    GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr + b, (float*)w.lz.ptr + b, (double*)w.lp64.ptr + b,
+                                              (float*)w.rmax.ptr + b, (float*)w.rlse.ptr + b, w.logits.ptr, DType::f32,
                                               (const int32_t*)w.targets.ptr + b, nullptr, m, h.V, h.in.temperature,
                                               w.stream));
     if (ent)
@@ -102,9 +116,11 @@ int forward_rows_of(DeviceHead& h, const std::vector<int32_t>& idx, std::vector<
   }
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], w.stream));
   if (live) {
-    GVPO_CUDA_TRY(cudaMemcpyAsync(lp.data(), w.lp.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
-    GVPO_CUDA_TRY(cudaMemcpyAsync(lz.data(), w.lz.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
-    if (ent) GVPO_CUDA_TRY(cudaMemcpyAsync(ent->data(), w.ent.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
+    GVPO_CUDA_TRY(cudaMemcpyAsync(o.l.data(), w.lp64.ptr, live * 8, cudaMemcpyDeviceToHost, w.stream));
+    GVPO_CUDA_TRY(cudaMemcpyAsync(o.lz.data(), w.lz.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
+    GVPO_CUDA_TRY(cudaMemcpyAsync(o.shift.data(), w.rmax.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
+    GVPO_CUDA_TRY(cudaMemcpyAsync(o.rel.data(), w.rlse.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
+    if (ent) GVPO_CUDA_TRY(cudaMemcpyAsync(o.ent.data(), w.ent.ptr, live * 4, cudaMemcpyDeviceToHost, w.stream));
   }
   GVPO_CUDA_TRY(cudaStreamSynchronize(w.stream));
   t.kernel_ms += elapsed(w.ev[1], w.ev[2]);
@@ -130,27 +146,34 @@ int head_upload(DeviceHead& h, CudaTimings& t, char* err, int err_len) {
 }
 
 int head_forward(DeviceHead& h, float* logprobs, float* logZ, float* entropy, int64_t* nonfinite, CudaTimings& t,
-                 char* err, int err_len) {
+                 char* err, int err_len, double* logprobs64, LogZSplit* split) {
   const std::vector<int32_t> idx = head_forward_rows(h.in);
-  std::vector<float> lp, lz, ent;
-  if (int e = forward_rows_of(h, idx, lp, lz, entropy ? &ent : nullptr, t, err, err_len)) return e;
+  RowsOut o;
+  if (int e = forward_rows_of(h, idx, o, entropy != nullptr, t, err, err_len)) return e;
   for (int64_t r = 0; r < h.R; r++) {  // masked rows
     logprobs[r] = logZ[r] = 0.0f;
     if (entropy) entropy[r] = 0.0f;
+    if (logprobs64) logprobs64[r] = 0.0;
+  }
+  if (split) {
+    split->shift.assign((size_t)h.R, 0.0f);
+    split->rel.assign((size_t)h.R, 0.0f);
   }
   int64_t bad = 0;
-  for (size_t i = 0; i < idx.size(); i++)
-    bad += head_store_row(logprobs, logZ, entropy, idx[i], lp[i], lz[i], entropy ? ent[i] : 0.0, h.V);
+  for (size_t i = 0; i < idx.size(); i++) {
+    bad += head_store_row(logprobs, logZ, entropy, idx[i], o.l[i], o.lz[i], entropy ? o.ent[i] : 0.0, h.V, logprobs64);
+    if (split) split->shift[idx[i]] = o.shift[i], split->rel[idx[i]] = o.rel[i];
+  }
   *nonfinite = bad;
   return 0;
 }
 
 int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const float* logZ, const float* entropy,
                   const float* grad_logprobs, const float* grad_entropy, bool accumulate, CudaTimings& t, char* err,
-                  int err_len) {
+                  int err_len, int grad_exp, const LogZSplit* split) {
   Workspace& w = h.w;
   const size_t dhb = (size_t)(h.R * h.H) * 4, dwb = (size_t)(h.V * h.H) * 4;
-  HeadRows rows = head_backward_rows(h.in, logZ, entropy, grad_logprobs, grad_entropy);
+  HeadRows rows = head_backward_rows(h.in, logZ, entropy, grad_logprobs, grad_entropy, split);
   const std::vector<int32_t>& idx = rows.idx;
   const int64_t live = (int64_t)idx.size(), c = chunk_rows(h.R, live, h.V);
   if (live == 0) {
@@ -161,20 +184,31 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   if (!rows.needs_entropy.empty()) {  // H of the rows with gH != 0, from one more forward pass
     std::vector<int32_t> sub;
     for (int32_t i : rows.needs_entropy) sub.push_back(idx[i]);
-    std::vector<float> lp, lz, ent;
-    if (int e = forward_rows_of(h, sub, lp, lz, &ent, t, err, err_len)) return e;
+    RowsOut o;
+    if (int e = forward_rows_of(h, sub, o, true, t, err, err_len)) return e;
     for (size_t j = 0; j < sub.size(); j++) {
       float l = 0.0f, z = 0.0f, hj = 0.0f;  // head_store_row's clamps, on one value
-      head_store_row(&l, &z, &hj, 0, lp[j], lz[j], ent[j], h.V);
+      head_store_row(&l, &z, &hj, 0, o.l[j], o.lz[j], o.ent[j], h.V);
       rows.entropy[rows.needs_entropy[j]] = hj;
     }
   }
   bool any_h = false;
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
+  // Coefficients g/tau past 2^100 run scaled by 2^-local (pow2.h), one exponent for the batch
+  // since dW sums over rows; dH and dW are scaled back by 2^(grad_exp + local) at the end.
+  const float inv_tau = 1.0f / h.in.temperature;
+  const int local = std::max(range_exponent(rows.grad_logprob.data(), live, inv_tau, 100),
+                             range_exponent(rows.grad_entropy.data(), live, inv_tau, 100));
+  for (int64_t i = 0; i < live && local; i++) {
+    rows.grad_logprob[i] = (float)std::ldexp((double)rows.grad_logprob[i], -local);
+    rows.grad_entropy[i] = (float)std::ldexp((double)rows.grad_entropy[i], -local);
+  }
+  const int e2 = grad_exp + local;
   const std::vector<float> none;
   if (int e = upload_rows(h, idx,
                           {{&w.lp, &rows.grad_logprob},
                            {&w.lz, &rows.logZ},
+                           {&w.rmax, &rows.shift},
                            {&w.g, any_h ? &rows.grad_entropy : &none},
                            {&w.ent, any_h ? &rows.entropy : &none}},
                           err, err_len))
@@ -186,9 +220,10 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   Drain drain{w.stream};  // before the pins end, even on an error return
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], w.stream));
   GVPO_CUDA_TRY(cudaMemsetAsync(w.dhidden.ptr, 0, dhb, w.stream));
-  if (accumulate)
+  if (accumulate) {
+    if (e2) scale_pow2(grad_weight, h.V * h.H, -e2);  // scaled back with the sum below
     GVPO_CUDA_TRY(cudaMemcpyAsync(w.dweight.ptr, grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
-  else
+  } else
     GVPO_CUDA_TRY(cudaMemsetAsync(w.dweight.ptr, 0, dwb, w.stream));
   float* Z = (float*)w.logits.ptr;
   for (int64_t b = 0; b < live; b += c) {
@@ -197,12 +232,13 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
     const int32_t* d_y = (const int32_t*)w.targets.ptr + b;
     if (int e = chunk_logits(h, d_idx, m, err, err_len)) return e;
     if (any_h)
-      GVPO_CUDA_TRY(head_softmax_grad_cuda(Z, d_y, (const float*)w.lz.ptr + b, (const float*)w.ent.ptr + b,
-                                           (const float*)w.lp.ptr + b, (const float*)w.g.ptr + b, m, h.V,
-                                           h.in.temperature, w.stream));
+      GVPO_CUDA_TRY(head_softmax_grad_cuda(Z, d_y, (const float*)w.rmax.ptr + b, (const float*)w.lz.ptr + b,
+                                           (const float*)w.ent.ptr + b, (const float*)w.lp.ptr + b,
+                                           (const float*)w.g.ptr + b, m, h.V, h.in.temperature, w.stream));
     else
-      GVPO_CUDA_TRY(token_logprobs_backward_cuda(Z, Z, DType::f32, d_y, nullptr, (const float*)w.lz.ptr + b,
-                                                 (const float*)w.lp.ptr + b, m, h.V, h.in.temperature, w.stream));
+      GVPO_CUDA_TRY(token_logprobs_backward_cuda(Z, Z, DType::f32, d_y, nullptr, (const float*)w.rmax.ptr + b,
+                                                 (const float*)w.lz.ptr + b, (const float*)w.lp.ptr + b, m, h.V,
+                                                 h.in.temperature, w.stream));
     // dHc (m x H) = dZ W: A(r, v) = Z[r*V + v], B(v, h) = W[v*H + h]
     GVPO_CUDA_TRY(gemm_cuda((float*)w.grad.ptr, h.H, Z, DType::f32, h.V, 1, h.weight(), h.in.dtype, h.H, 1, m, h.H, h.V,
                             false, w.stream));
@@ -218,6 +254,10 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   GVPO_CUDA_TRY(cudaStreamSynchronize(w.stream));
   t.kernel_ms += elapsed(w.ev[1], w.ev[2]);
   t.d2h_ms += elapsed(w.ev[2], w.ev[3]);
+  if (e2) {
+    scale_pow2(grad_hidden, h.R * h.H, e2);
+    scale_pow2(grad_weight, h.V * h.H, e2);
+  }
   return 0;
 }
 

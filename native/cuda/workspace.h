@@ -32,7 +32,7 @@ struct Workspace {
   std::mutex lock;
   cudaStream_t stream = nullptr;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr};
-  Buffer logits, targets, mask, lp, lz, seq, gseq, resid, g, ref, rewards, offsets, terms, grad;
+  Buffer logits, targets, mask, lp, lz, lp64, rmax, rlse, seq, gseq, resid, g, ref, rewards, offsets, terms, grad;
   Buffer hidden, weight, hchunk, dhidden, dweight, ent;  // the fused LM head (head.h)
 };
 
@@ -45,6 +45,7 @@ inline Workspace& ws() {
 struct Pin {
   void* p = nullptr;
   Pin(const void* ptr, size_t bytes) {
+    if (bytes == 0) return;  // nothing to copy (the runtime refuses an empty range)
     if (cudaHostRegister(const_cast<void*>(ptr), bytes, cudaHostRegisterDefault) == cudaSuccess)
       p = const_cast<void*>(ptr);
     else

@@ -1,14 +1,15 @@
 // GPU figures (no Node): the fused forward + loss + gradient at N*T = 16384, V = 151936,
 // bfloat16 logits, against three passes at the device-to-device copy bandwidth measured in the
 // same run (bench/NOTES.md); then the fused LM head (bench_head). Napkin math: the fused step reads the bf16 logits
-// twice and writes a float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints a markdown table (RESULTS-gpu.md).
-//   gvpo_bench_cuda [N T V]
+// twice and writes a float32 gradient once: 2*R*V*2 + R*V*4 bytes. Prints markdown tables (RESULTS-gpu.md).
+//   gvpo_bench_cuda [logits|head] [N T V]   (both tables when neither is named)
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "../kernels.h"
@@ -23,6 +24,13 @@ using namespace gvpo;
       return 1;                                                                                       \
     }                                                                                                 \
   } while (0)
+
+__global__ void fill_f32(float* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const uint32_t h = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i >> 11) ^ seed;
+    x[i] = ((h & 0xffff) / 65536.0f - 0.5f) * 0.1f;
+  }
+}
 
 __global__ void fill_kernel(__nv_bfloat16* z, int32_t* y, float* m, int64_t n, int64_t R, int64_t V, int64_t T) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
@@ -89,8 +97,9 @@ static int bench_head(const char* name) {
   CUDA_OK(cudaMalloc(&da, (size_t)(R * H) * 4));
   CUDA_OK(cudaMalloc(&db, (size_t)(V * H) * 4));
   CUDA_OK(cudaMalloc(&dc, (size_t)(R * V) * 4));
-  CUDA_OK(cudaMemset(da, 0, (size_t)(R * H) * 4));
-  CUDA_OK(cudaMemset(db, 0, (size_t)(V * H) * 4));
+  fill_f32<<<4096, 256>>>(da, R * H, 1u);  // not zeros: they can run faster than real data
+  fill_f32<<<4096, 256>>>(db, V * H, 7u);
+  CUDA_OK(cudaGetLastError());
   cudaEvent_t a, b;
   CUDA_OK(cudaEventCreate(&a));
   CUDA_OK(cudaEventCreate(&b));
@@ -120,29 +129,23 @@ static int bench_head(const char* name) {
   return 0;
 }
 
-int main(int argc, char** argv) {
-  const int64_t N = argc > 3 ? atoll(argv[1]) : 64, T = argc > 3 ? atoll(argv[2]) : 256,
-                V = argc > 3 ? atoll(argv[3]) : 151936;
+static int bench_logits(const char* name, int64_t N, int64_t T, int64_t V) {
   const int64_t R = N * T, k = 8, G = N / k, n = R * V;
-  int count = 0;
-  char name[256];
-  int err = cuda_device_info(&count, name, sizeof(name));
-  if (err || count == 0) {
-    std::printf("no CUDA device (%s): nothing measured\n", err ? name : "none found");
-    return 0;
-  }
   const size_t zb = (size_t)n * 2, gb = (size_t)n * 4;
   __nv_bfloat16* z;
-  float *grad, *mask, *lp, *lz, *g;
+  float *grad, *mask, *lp, *lz, *rm, *rl;
   int32_t *y, *off;
-  double *seq, *gs, *res, *ref, *rew, *terms;
+  double *lp64, *g, *seq, *gs, *res, *ref, *rew, *terms;
   CUDA_OK(cudaMalloc(&z, zb));
   CUDA_OK(cudaMalloc(&grad, gb));
   CUDA_OK(cudaMalloc(&y, R * 4));
   CUDA_OK(cudaMalloc(&mask, R * 4));
   CUDA_OK(cudaMalloc(&lp, R * 4));
   CUDA_OK(cudaMalloc(&lz, R * 4));
-  CUDA_OK(cudaMalloc(&g, R * 4));
+  CUDA_OK(cudaMalloc(&rm, R * 4));
+  CUDA_OK(cudaMalloc(&rl, R * 4));
+  CUDA_OK(cudaMalloc(&lp64, R * 8));
+  CUDA_OK(cudaMalloc(&g, R * 8));
   CUDA_OK(cudaMalloc(&seq, N * 8));
   CUDA_OK(cudaMalloc(&gs, N * 8));
   CUDA_OK(cudaMalloc(&res, N * 8));
@@ -180,15 +183,18 @@ int main(int argc, char** argv) {
   // roofline: device-to-device copy of the gradient-sized buffer into itself's twin, bytes read + written
   float copy_ms = time_it([&] { cudaMemcpyAsync(grad, z, zb, cudaMemcpyDeviceToDevice); }, 20);
   double copy_bw = 2.0 * zb / (copy_ms * 1e-3);
-  float fwd_ms =
-      time_it([&] { token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr); }, 20);
+  float fwd_ms = time_it(
+      [&] { token_logprobs_forward_cuda(lp, lz, lp64, rm, rl, z, DType::bf16, y, mask, R, V, 1.0f, nullptr); }, 20);
   float step_ms = time_it(
       [&] {
-        token_logprobs_forward_cuda(lp, lz, z, DType::bf16, y, mask, R, V, 1.0f, nullptr);
-        gvpo_loss_cuda(seq, gs, res, g, terms, lp, mask, ref, rew, off, G, N, T, 0.1, true, nullptr);
-        token_logprobs_backward_cuda(grad, z, DType::bf16, y, mask, lz, g, R, V, 1.0f, nullptr);
+        token_logprobs_forward_cuda(lp, lz, lp64, rm, rl, z, DType::bf16, y, mask, R, V, 1.0f, nullptr);
+        gvpo_loss_cuda(seq, gs, res, g, terms, lp64, mask, ref, rew, off, G, N, T, 0.1, true, nullptr);
+        token_logprobs_backward_cuda(grad, z, DType::bf16, y, mask, rm, rl, g, R, V, 1.0f, nullptr);
       },
       20);
+  // the backward alone, from the forward's split and weights
+  float bwd_ms =
+      time_it([&] { token_logprobs_backward_cuda(grad, z, DType::bf16, y, mask, rm, rl, g, R, V, 1.0f, nullptr); }, 20);
   CUDA_OK(cudaGetLastError());
   CUDA_OK(cudaDeviceSynchronize());
   const double step_bytes = 2.0 * zb + gb, floor_ms = step_bytes / copy_bw * 1e3;
@@ -199,12 +205,43 @@ int main(int argc, char** argv) {
       "Medians of 20 timed runs (CUDA events) after a warm-up; one run of `gvpo_bench_cuda`.\n\n",
       name, (long long)R, (long long)N, (long long)T, (long long)k, (long long)V, zb / 1e9);
   std::printf("Device-to-device copy bandwidth, same run (bytes read + written): %.0f GB/s\n\n", copy_bw / 1e9);
+  // The table's floor counts every row; the masked ones (a quarter of each sequence) are never read,
+  // so the kernels' own traffic is lower: the live rows read twice, every row's gradient written.
+  const int64_t live = N * (T - T / 4);
+  const double own_bytes = 2.0 * live * V * 2 + gb, own_floor_ms = own_bytes / copy_bw * 1e3;
+  std::printf(
+      "The kernels skip the masked rows (%lld of %lld live): %.2f GB moved, floor %.3f ms, the step at %.0f%% of "
+      "it.\n\n",
+      (long long)live, (long long)R, own_bytes / 1e9, own_floor_ms, 100 * own_floor_ms / step_ms);
   std::printf(
       "| kernel | median ms | bytes moved (GB) | achieved GB/s | floor ms | of floor |\n| --- | --- | --- | --- | --- "
       "| --- |\n");
   std::printf("| tokenLogprobs forward | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", fwd_ms, zb / 1e9,
               zb / (fwd_ms * 1e-3) / 1e9, fwd_floor_ms, 100 * fwd_floor_ms / fwd_ms);
+  std::printf("| tokenLogprobs backward (read + write) | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", bwd_ms,
+              (zb + gb) / 1e9, (zb + gb) / (bwd_ms * 1e-3) / 1e9, (zb + gb) / copy_bw * 1e3,
+              100 * (zb + gb) / copy_bw * 1e3 / bwd_ms);
   std::printf("| gvpoFromLogits forward + loss + gradient | %.3f | %.2f | %.0f | %.3f | %.0f%% |\n", step_ms,
               step_bytes / 1e9, step_bytes / (step_ms * 1e-3) / 1e9, floor_ms, 100 * floor_ms / step_ms);
-  return bench_head(name);
+  for (void* p : {(void*)z, (void*)grad, (void*)y, (void*)mask, (void*)lp, (void*)lz, (void*)rm, (void*)rl, (void*)lp64,
+                  (void*)g, (void*)seq, (void*)gs, (void*)res, (void*)ref, (void*)rew, (void*)terms, (void*)off})
+    cudaFree(p);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const bool named = argc > 1 && (!std::strcmp(argv[1], "logits") || !std::strcmp(argv[1], "head"));
+  const bool logits = !named || !std::strcmp(argv[1], "logits"), head = !named || !std::strcmp(argv[1], "head");
+  const int first = named ? 2 : 1;
+  const int64_t N = argc > first + 2 ? atoll(argv[first]) : 64, T = argc > first + 2 ? atoll(argv[first + 1]) : 256,
+                V = argc > first + 2 ? atoll(argv[first + 2]) : 151936;
+  int count = 0;
+  char name[256];
+  int err = cuda_device_info(&count, name, sizeof(name));
+  if (err || count == 0) {
+    std::printf("no CUDA device (%s): nothing measured\n", err ? name : "none found");
+    return 0;
+  }
+  if (logits && bench_logits(name, N, T, V)) return 1;
+  return head ? bench_head(name) : 0;
 }

@@ -30,29 +30,42 @@ float element(const void* p, DType d, int64_t i) {
 }  // namespace
 
 // The device kernels' CPU equivalents, with the signatures of kernels.h.
-int token_logprobs_forward_cuda(float* logprobs, float* logZ, const void* logits, DType dtype, const int32_t* targets,
-                                const float* mask, int64_t rows, int64_t vocab, float temperature, void*) {
-  token_logprobs_forward_cpu(logprobs, logZ, nullptr, nullptr, logits, dtype, targets, mask, rows, vocab, temperature,
-                             1);
+int token_logprobs_forward_cuda(float* logprobs, float* logZ, double* logprobs64, float* row_max, float* row_lse,
+                                const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                                int64_t rows, int64_t vocab, float temperature, void*) {
+  token_logprobs_forward_cpu(logprobs, logZ, row_max, row_lse, logits, dtype, targets, mask, rows, vocab, temperature,
+                             1, logprobs64);
   return 0;
 }
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* logZ, const float* token_weights, int64_t rows,
-                                 int64_t vocab, float temperature, void*) {
-  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, nullptr, logZ, token_weights, rows, vocab,
+template <class G>
+static int backward_twin(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
+                         const float* row_max, const float* row_lse, const G* token_weights, int64_t rows,
+                         int64_t vocab, float temperature) {
+  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab,
                               temperature, 1);
   return 0;
 }
-int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, float* token_weights, double* terms,
-                   const float* token_logprobs, const float* mask, const double* ref_seq, const double* rewards,
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const float* token_weights, int64_t rows, int64_t vocab, float temperature, void*) {
+  return backward_twin(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature);
+}
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const double* token_weights, int64_t rows, int64_t vocab, float temperature, void*) {
+  return backward_twin(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature);
+}
+int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, double* token_weights, double* terms,
+                   const double* token_logprobs64, const float* mask, const double* ref_seq, const double* rewards,
                    const int32_t* offsets, int64_t groups, int64_t sequences, int64_t tokens, double beta,
                    bool mean_reduction, void*) {
-  sequence_logprobs_cpu(seq, token_logprobs, mask, sequences, tokens);
+  sequence_logprobs_f64_cpu(seq, token_logprobs64, mask, sequences, tokens);
   const LossAndTerms t =
       gvpo_loss_cpu(grad_seq, residuals, seq, ref_seq ? ref_seq : seq, rewards, offsets, groups, beta, mean_reduction);
   const double t5[5] = {t.loss, t.advantage, t.trust_region, t.variance, t.constant};
   std::memcpy(terms, t5, sizeof(t5));
-  for (int64_t r = 0; r < sequences * tokens; r++) token_weights[r] = (float)(mask[r] * grad_seq[r / tokens]);
+  for (int64_t r = 0; r < sequences * tokens; r++)
+    token_weights[r] = mask[r] == 0.0f ? 0.0 : mask[r] * grad_seq[r / tokens];
   return 0;
 }
 int gemm_cuda(float* c, int64_t ldc, const void* a, DType ta, int64_t a_m, int64_t a_k, const void* b, DType tb,
@@ -82,13 +95,15 @@ int head_entropy_cuda(float* entropy, const float* z, int64_t rows, int64_t voca
   }
   return 0;
 }
-int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* logZ, const float* entropy, const float* gl,
-                           const float* gh, int64_t rows, int64_t vocab, float tau, void*) {
+int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* shift, const float* logZ,
+                           const float* entropy, const float* gl, const float* gh, int64_t rows, int64_t vocab,
+                           float tau, void*) {
   for (int64_t r = 0; r < rows; r++) {
     const double ch = gh ? gh[r] / tau : 0.0, cl = gl[r] / tau, h = ch != 0.0 ? entropy[r] : 0.0;
-    const bool bad = !std::isfinite(logZ[r]) || targets[r] < 0 || targets[r] >= vocab;
+    const double sh = shift ? shift[r] : 0.0;
+    const bool bad = !std::isfinite(logZ[r]) || !std::isfinite(sh) || targets[r] < 0 || targets[r] >= vocab;
     for (int64_t v = 0; v < vocab; v++) {
-      const double u = std::fmin(0.0, (double)z[r * vocab + v] / tau - logZ[r]), p = std::exp(u);
+      const double u = std::fmin(0.0, ((double)z[r * vocab + v] - sh) / tau - logZ[r]), p = std::exp(u);
       z[r * vocab + v] = bad ? NAN : p == 0.0 ? 0.0f : (float)(-p * (cl + ch * (u + h)) + (v == targets[r] ? cl : 0.0));
     }
   }

@@ -138,7 +138,8 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
     if (mask[r] == 0.0f)
       for (int64_t h = 0; h < H; h++)
         CHECK(gpu.gh[r * H + h] == 0.0f, "masked row %lld has dL/dhidden %g", (long long)r, gpu.gh[r * H + h]);
-  // The phases: forward alone, then backward from the whole op's own logZ and dL/dS (bit-equal).
+  // The phases: forward alone (bit-equal), then backward from the whole op's own logZ and dL/dS
+  // (close: the one call hands its backward the split of logZ, the phases logZ alone).
   Outs f(R, N, H, V);
   e = gvpo_from_hidden_forward_cuda_host(f.o, &tm, in, err, sizeof(err));
   CHECK(e == 0 && std::memcmp(f.lp.data(), gpu.lp.data(), R * 4) == 0, "forward phase differs from the whole op (%s)",
@@ -146,9 +147,11 @@ inline void check_hidden(std::mt19937& rng, int64_t N, int64_t T, int64_t H, int
   std::vector<float> gh(R * H, 5.0f), gw(V * H, 5.0f);
   e = gvpo_from_hidden_backward_cuda_host(gh.data(), gw.data(), &tm, gpu.lz.data(), gpu.gs.data(), in, false, err,
                                           sizeof(err));
-  CHECK(e == 0 && (bad_target || (std::memcmp(gh.data(), gpu.gh.data(), gh.size() * 4) == 0 &&
-                                  std::memcmp(gw.data(), gpu.gw.data(), gw.size() * 4) == 0)),
-        "backward phase differs from the whole op (%s)", err);
+  bool nan_gh, nan_gw;
+  const double pgh = rel_err(gh.data(), gpu.gh.data(), gh.size(), &nan_gh),
+               pgw = rel_err(gw.data(), gpu.gw.data(), gw.size(), &nan_gw);
+  CHECK(e == 0 && (bad_target || (pgh <= 1e-5 && pgw <= 1e-5 && nan_gh && nan_gw)),
+        "backward phase differs from the whole op: %.3g, %.3g (%s)", pgh, pgw, err);
 }
 
 // The CUDA head (token_logprobs_from_hidden_*_cuda_host) against the CPU one (tested against
