@@ -27,7 +27,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backendInfo } from '../src/index.js';
+import { backendConfigs } from './helpers/backends.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EPS = 2 ** -24;
@@ -276,17 +276,6 @@ function compare(out: { cases: any[] }): Judge {
   return j;
 }
 
-function configs(): Array<Record<string, string>> {
-  const info = backendInfo();
-  if (info.active === 'js') return [{ GVPO_BACKEND: 'js' }];
-  if (process.env.GVPO_SIMD) return [{ GVPO_SIMD: process.env.GVPO_SIMD }, { GVPO_BACKEND: 'js' }];
-  const isas = ['avx512', 'avx2', 'sse2'];
-  return [
-    ...isas.slice(Math.max(0, isas.indexOf(info.simd ?? 'sse2'))).map((s) => ({ GVPO_SIMD: s })),
-    { GVPO_BACKEND: 'js' },
-  ];
-}
-
 /** The reference itself in the workers' output form, to show the judge sees the bugs it must. */
 function referenceAsOutput() {
   const b64 = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
@@ -360,7 +349,7 @@ describe('the comparison is not blind', () => {
 
 const lines: string[] = [];
 describe(`PyTorch float64 fixtures (${fixtures.cases.length} cases)`, () => {
-  for (const env of configs()) {
+  for (const env of backendConfigs()) {
     const label = Object.entries(env)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');

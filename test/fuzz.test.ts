@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backendInfo } from '../src/index.js';
+import { backendConfigs } from './helpers/backends.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const WORKER = 'test/helpers/fuzz-worker.mjs';
@@ -23,17 +24,6 @@ interface Outcome {
   cases: number;
   hostile: number;
   failures: string[];
-}
-
-/** The configurations: each instruction set from the best this machine has down to SSE2, and the
- *  TypeScript backend; a forced GVPO_BACKEND=js or GVPO_SIMD in the environment narrows to it. */
-function configs(): Array<Record<string, string>> {
-  const info = backendInfo();
-  if (info.active === 'js') return [{ GVPO_BACKEND: 'js' }];
-  if (process.env.GVPO_SIMD) return [{ GVPO_SIMD: process.env.GVPO_SIMD }, { GVPO_BACKEND: 'js' }];
-  const isas = ['avx512', 'avx2', 'sse2'];
-  const best = Math.max(0, isas.indexOf(info.simd ?? 'sse2'));
-  return [...isas.slice(best).map((s) => ({ GVPO_SIMD: s })), { GVPO_BACKEND: 'js' }];
 }
 
 interface Child {
@@ -117,7 +107,7 @@ async function fuzz(env: Record<string, string>): Promise<Outcome> {
   return o;
 }
 
-const all = configs();
+const all = backendConfigs();
 const totals: Outcome = { cases: 0, hostile: 0, failures: [] };
 // Two children at a time (CI has 2 cores).
 const results = new Map<string, Promise<Outcome>>();

@@ -399,7 +399,9 @@ describe('gvpoFromHidden', () => {
       groups: a.groups,
       beta: a.beta,
     });
-    expect(loss.loss).toBeCloseTo(fresh.loss, 12);
+    // CUDA's phases and its one call may round l differently in float32 (the CPU's are bit-equal)
+    if (backendInfo().active === 'cuda') expect(Math.abs(loss.loss - fresh.loss)).toBeLessThan(1e-6 * fresh.loss);
+    else expect(loss.loss).toBeCloseTo(fresh.loss, 12);
     shards.forEach((s, i) =>
       gvpoFromHiddenBackward({ ...s, logZ: f[i].logZ, gradLogprobs: loss.gradLogprobs.slice(3 * i, 3 * i + 3) }),
     );

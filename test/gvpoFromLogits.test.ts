@@ -3,6 +3,7 @@
 // the fused call, in place, the async twin, and no reference (Sref = S).
 import { describe, expect, it } from 'vitest';
 import {
+  backendInfo,
   gvpoBackward,
   gvpoForward,
   gvpoFromLogits,
@@ -96,7 +97,11 @@ describe('gvpoFromLogits', () => {
       beta: a.beta,
     });
     const g = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
-    expect(l.loss).toBe(fused.loss);
+    // on the CPU bit-identical; where CUDA is active the fused call runs there and the phases
+    // (which have no CUDA twin) on the CPU: equal to float32's rounding of the token log-probs
+    if (backendInfo().active === 'cuda')
+      expect(Math.abs(l.loss - fused.loss)).toBeLessThan(1e-6 * Math.abs(fused.loss));
+    else expect(l.loss).toBe(fused.loss);
     // native: bit-identical; the reference rounds the handed-over logZ to float32
     gradClose(g, fused.gradLogits, 1e-6);
   });

@@ -222,31 +222,21 @@ describe('concurrency', () => {
       // H = 256, V = 32768, 4 GEMM passes), so that the other core serves the event loop and
       // the call is long against a busy machine's scheduling noise. (A logits call is now
       // ~20 ms: a 10 ms bound on the loop's lag beside it measured the machine, not the binding.)
-      const N = 8,
-        T = 256,
-        H = 256,
-        V = 32768;
-      const r = rng(1),
-        rand = () => r() - 0.5;
-      const a: gvpo.GvpoFromHiddenArgs = {
-        hidden: Float32Array.from({ length: N * T * H }, rand),
-        weight: Float32Array.from({ length: V * H }, () => rand() / 16),
-        targets: Int32Array.from({ length: N * T }, (_, i) => (i * 7919) % V),
-        mask: new Float32Array(N * T).fill(1),
-        sequences: N,
-        tokens: T,
-        hiddenSize: H,
-        vocab: V,
-        rewards: Float64Array.from({ length: N }, (_, n) => n % 2),
-        groups: { size: 4 },
-        beta: 0.1,
-        threads: 1,
-        gradWeight: new Float32Array(V * H),
-      };
+      // Where it takes under 100 ms (a GPU), the batch is doubled until it does not.
+      let N = 8;
+      let a = head(N);
       gvpo.gvpoFromHidden(a); // warm the pages
-      const t0 = performance.now();
+      let t0 = performance.now();
       gvpo.gvpoFromHidden(a);
-      const callMs = performance.now() - t0;
+      let callMs = performance.now() - t0;
+      while (callMs < 150 && N < 512) {
+        N *= 2;
+        a = head(N);
+        gvpo.gvpoFromHidden(a);
+        t0 = performance.now();
+        gvpo.gvpoFromHidden(a);
+        callMs = performance.now() - t0;
+      }
       let maxLag = 0;
       let last = performance.now();
       const timer = setInterval(() => {
@@ -263,6 +253,29 @@ describe('concurrency', () => {
     60_000,
   );
 });
+
+function head(N: number): gvpo.GvpoFromHiddenArgs {
+  const T = 256,
+    H = 256,
+    V = 32768;
+  const r = rng(1),
+    rand = () => r() - 0.5;
+  return {
+    hidden: Float32Array.from({ length: N * T * H }, rand),
+    weight: Float32Array.from({ length: V * H }, () => rand() / 16),
+    targets: Int32Array.from({ length: N * T }, (_, i) => (i * 7919) % V),
+    mask: new Float32Array(N * T).fill(1),
+    sequences: N,
+    tokens: T,
+    hiddenSize: H,
+    vocab: V,
+    rewards: Float64Array.from({ length: N }, (_, n) => n % 2),
+    groups: { size: 4 },
+    beta: 0.1,
+    threads: 1,
+    gradWeight: new Float32Array(V * H),
+  };
+}
 
 describe('hostile input', () => {
   const N = 4,

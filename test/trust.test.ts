@@ -291,6 +291,7 @@ describe('the awkward cases on every backend and instruction set', () => {
   const cases = awkwardCases();
   const info = gvpo.backendInfo();
   const runs: Array<Record<string, string>> = [{ GVPO_BACKEND: 'js' }];
+  if (info.active === 'cuda') runs.push({ GVPO_BACKEND: 'cuda' });
   if (info.compiled.includes('cpu')) {
     const sets = info.simd?.startsWith('avx512')
       ? ['avx512', 'avx2', 'sse2']
