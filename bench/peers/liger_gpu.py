@@ -40,19 +40,7 @@ def logits_loss():
 
     # In place, the backward overwrites the logits with their gradient: each timed call starts
     # from a fresh copy of them, made outside the timed region.
-    times = []
-    step()
-    torch.cuda.reset_peak_memory_stats()
-    for _ in range(10):
-        logits.data.copy_(pristine)
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        step()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    ms = times[len(times) // 2]
+    ms = median_ms(step, 10, before=lambda: logits.data.copy_(pristine))
     peak = torch.cuda.max_memory_allocated() / 1e9
     print(f"| Liger-Kernel Triton `grpo_loss` (in place, forward + backward; same GPU, N*T = {N * T}, V = {V}) "
           f"| {ms:.3f} | | | | peak {peak:.1f} GB |")

@@ -99,13 +99,12 @@ GVPO_ROW Lse lse_merge(Lse a, Lse b, const Scale& k) {
   return {a.m, a.s + b.s * (double)exp2f(arg2(b.m, a.m, k))};
 }
 
-// Thread tid's part of a row of V logits, with T threads on the row: when the row is 16-byte
+// The walk both kernels make along a row of V logits, as thread tid of T: when the row is 16-byte
 // aligned its vectors i = tid, tid + T, ... (E logits each; vec(i, x) loads one, kUnroll of them
-// before the first is used), then from the last whole vector (from 0 when not aligned) its
-// elements v = tid, tid + T, ... (one(v) loads one).
-template <int E, class Vec, class One>
-GVPO_ROW Lse sweep_lse(int64_t V, bool aligned, int tid, int T, const Scale& k, Vec vec, One one) {
-  Lse acc{-INFINITY, 0.0};
+// before the first is used; each(i, x) takes it), then from the last whole vector (from 0 when not
+// aligned) its elements v = tid, tid + T, ... (single(v)).
+template <int E, class Vec, class Each, class Single>
+GVPO_ROW void walk(int64_t V, bool aligned, int tid, int T, Vec vec, Each each, Single single) {
   int64_t v0 = 0;
   if (aligned) {
     const int64_t nvec = V / E;
@@ -115,19 +114,28 @@ GVPO_ROW Lse sweep_lse(int64_t V, bool aligned, int tid, int T, const Scale& k, 
 #pragma unroll
       for (int u = 0; u < kUnroll; u++) vec(i + (int64_t)u * T, x[u]);
 #pragma unroll
-      for (int u = 0; u < kUnroll; u++) lse_add<E>(acc, x[u], k);
+      for (int u = 0; u < kUnroll; u++) each(i + (int64_t)u * T, x[u]);
     }
     for (; i < nvec; i += T) {
       float x[E];
       vec(i, x);
-      lse_add<E>(acc, x, k);
+      each(i, x);
     }
     v0 = nvec * E;
   }
-  for (int64_t v = v0 + tid; v < V; v += T) {
-    const float x = one(v);
-    lse_add<1>(acc, &x, k);
-  }
+  for (int64_t v = v0 + tid; v < V; v += T) single(v);
+}
+
+// Thread tid's part of a row's (max, sum); one(v) loads element v.
+template <int E, class Vec, class One>
+GVPO_ROW Lse sweep_lse(int64_t V, bool aligned, int tid, int T, const Scale& k, Vec vec, One one) {
+  Lse acc{-INFINITY, 0.0};
+  walk<E>(
+      V, aligned, tid, T, vec, [&](int64_t, const float* x) { lse_add<E>(acc, x, k); },
+      [&](int64_t v) {
+        const float x = one(v);
+        lse_add<1>(acc, &x, k);
+      });
   return acc;
 }
 
@@ -198,37 +206,20 @@ GVPO_ROW float back_target(const BackRow& b, float zy) {
 }
 
 // Thread tid's part of a row's gradient, written through st4(q, a, b, c, d) (floats 4q .. 4q + 3)
-// and st1(v, a); the row walked as sweep_lse walks it (out must be 16-byte aligned with the row).
-// The target's element is written here too, and afterwards by back_target.
+// and st1(v, a) along walk's path (out must be 16-byte aligned with the row). The target's element
+// is written here too, and afterwards by back_target.
 template <int E, class Vec, class One, class St4, class St1>
 GVPO_ROW void sweep_backward(const BackRow& b, int64_t V, bool aligned, int tid, int T, Vec vec, One one, St4 st4,
                              St1 st1) {
-  int64_t v0 = 0;
-  if (aligned) {
-    const int64_t nvec = V / E;
-    int64_t i = tid;
-    for (; i + (int64_t)(kUnroll - 1) * T < nvec; i += (int64_t)kUnroll * T) {
-      float x[kUnroll][E];
-#pragma unroll
-      for (int u = 0; u < kUnroll; u++) vec(i + (int64_t)u * T, x[u]);
-#pragma unroll
-      for (int u = 0; u < kUnroll; u++)
+  walk<E>(
+      V, aligned, tid, T, vec,
+      [&](int64_t i, const float* x) {
 #pragma unroll
         for (int j = 0; j < E; j += 4)
-          st4(((i + (int64_t)u * T) * E + j) / 4, back_value(b, x[u][j]), back_value(b, x[u][j + 1]),
-              back_value(b, x[u][j + 2]), back_value(b, x[u][j + 3]));
-    }
-    for (; i < nvec; i += T) {
-      float x[E];
-      vec(i, x);
-#pragma unroll
-      for (int j = 0; j < E; j += 4)
-        st4((i * E + j) / 4, back_value(b, x[j]), back_value(b, x[j + 1]), back_value(b, x[j + 2]),
-            back_value(b, x[j + 3]));
-    }
-    v0 = nvec * E;
-  }
-  for (int64_t v = v0 + tid; v < V; v += T) st1(v, back_value(b, one(v)));
+          st4((i * E + j) / 4, back_value(b, x[j]), back_value(b, x[j + 1]), back_value(b, x[j + 2]),
+              back_value(b, x[j + 3]));
+      },
+      [&](int64_t v) { st1(v, back_value(b, one(v))); });
 }
 
 // A row of one value f (0 or NaN) by thread tid.

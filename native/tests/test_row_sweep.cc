@@ -149,7 +149,8 @@ void check_case(std::mt19937& rng, const Case& c) {
     if (std::isfinite(lz[r]))
       CHECK(s.m == rm[r] && std::fabs(s.lse - rl[r]) <= 1e-6 * (1.0 + std::fabs(rl[r])),
             "%s row %lld: split (%.9g, %.9g), cpu (%.9g, %.9g)", c.name, (long long)r, s.m, s.lse, rm[r], rl[r]);
-    if (V == 1 && std::isfinite(lz[r])) CHECK(s.l64 == 0.0, "%s row %lld: V = 1 gives l %g", c.name, (long long)r, s.l64);
+    if (V == 1 && std::isfinite(lz[r]))
+      CHECK(s.l64 == 0.0, "%s row %lld: V = 1 gives l %g", c.name, (long long)r, s.l64);
   }
   // The backward from the CPU's split, against the CPU's backward from it (in place for float32).
   std::vector<float> want((size_t)n), got((size_t)n, -7.0f);
