@@ -24,7 +24,8 @@ __global__ void __launch_bounds__(kLossThreads)
     double s = 0.0;
     for (int64_t t = 0; t < T; t++) {
       const float m = mask[n * T + t];
-      if (m != 0.0f) s += (double)m * token_logprobs[n * T + t];
+      // rounded twice, never contracted into an FMA (the CPU's product and sum, bit for bit)
+      if (m != 0.0f) s = __dadd_rn(s, __dmul_rn((double)m, token_logprobs[n * T + t]));
     }
     seq[n] = s;
   }

@@ -35,8 +35,8 @@ constexpr float kLog2e = 1.44269504088896341f;
 
 GVPO_ROW bool finite(double x) { return x - x == 0.0; }  // false for inf and NaN
 
-// e^x: the GPU's fast exponential on the device (2 ulp near 0, where p matters), the C library's
-// on the host.
+// e^x: the GPU's fast exponential on the device (2 ulp near 0, where p matters; it flushes results
+// below 2^-126 to 0), the C library's on the host.
 GVPO_ROW float exp_fast(float x) {
 #ifdef __CUDA_ARCH__
   return __expf(x);
@@ -189,12 +189,15 @@ GVPO_ROW BackRow back_row(double g, bool live, int64_t V, float m, float lse, in
   return b;
 }
 
-// Element v's gradient, v != y (the target's is back_target's).
+// Element v's gradient, v != y (the target's is back_target's). Scaled: the row runs on c 2^-e
+// (b.e != 0), a separate instantiation so that the common one carries none of its code; it keeps
+// p's subnormal range (its elements c p can be far from 0 there) with the full-precision exp.
+template <bool Scaled>
 GVPO_ROW float back_value(const BackRow& b, float z) {
   const float x = b.wide ? (float)(((double)z - b.m) * b.inv_tau - b.lse) : fmaf(z - b.m, b.inv_tau, -b.lse);
-  const float p = exp_fast(x > 0.0f ? 0.0f : x);  // p <= 1 whatever the rounding; NaN stays NaN
-  const float t = -b.coef * p;
-  return b.e ? (float)ldexp((double)t, b.e) : t;
+  const float u = x > 0.0f ? 0.0f : x;  // p <= 1 whatever the rounding; NaN stays NaN
+  if (!Scaled) return -b.coef * exp_fast(u);
+  return (float)ldexp(-(double)b.coef * expf(u), b.e);
 }
 
 // The target's c (1 - p), from expm1 in double: for a dominant target p is near 1, and 1 - p taken
@@ -208,18 +211,26 @@ GVPO_ROW float back_target(const BackRow& b, float zy) {
 // Thread tid's part of a row's gradient, written through st4(q, a, b, c, d) (floats 4q .. 4q + 3)
 // and st1(v, a) along walk's path (out must be 16-byte aligned with the row). The target's element
 // is written here too, and afterwards by back_target.
-template <int E, class Vec, class One, class St4, class St1>
-GVPO_ROW void sweep_backward(const BackRow& b, int64_t V, bool aligned, int tid, int T, Vec vec, One one, St4 st4,
-                             St1 st1) {
+template <int E, bool Scaled, class Vec, class One, class St4, class St1>
+GVPO_ROW void sweep_backward_as(const BackRow& b, int64_t V, bool aligned, int tid, int T, Vec vec, One one, St4 st4,
+                                St1 st1) {
   walk<E>(
       V, aligned, tid, T, vec,
       [&](int64_t i, const float* x) {
 #pragma unroll
         for (int j = 0; j < E; j += 4)
-          st4((i * E + j) / 4, back_value(b, x[j]), back_value(b, x[j + 1]), back_value(b, x[j + 2]),
-              back_value(b, x[j + 3]));
+          st4((i * E + j) / 4, back_value<Scaled>(b, x[j]), back_value<Scaled>(b, x[j + 1]),
+              back_value<Scaled>(b, x[j + 2]), back_value<Scaled>(b, x[j + 3]));
       },
-      [&](int64_t v) { st1(v, back_value(b, one(v))); });
+      [&](int64_t v) { st1(v, back_value<Scaled>(b, one(v))); });
+}
+template <int E, class Vec, class One, class St4, class St1>
+GVPO_ROW void sweep_backward(const BackRow& b, int64_t V, bool aligned, int tid, int T, Vec vec, One one, St4 st4,
+                             St1 st1) {
+  if (b.e)
+    sweep_backward_as<E, true>(b, V, aligned, tid, T, vec, one, st4, st1);
+  else
+    sweep_backward_as<E, false>(b, V, aligned, tid, T, vec, one, st4, st1);
 }
 
 // A row of one value f (0 or NaN) by thread tid.

@@ -199,11 +199,25 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   const float inv_tau = 1.0f / h.in.temperature;
   const int local = std::max(range_exponent(rows.grad_logprob.data(), live, inv_tau, 100),
                              range_exponent(rows.grad_entropy.data(), live, inv_tau, 100));
-  for (int64_t i = 0; i < live && local; i++) {
-    rows.grad_logprob[i] = (float)std::ldexp((double)rows.grad_logprob[i], -local);
-    rows.grad_entropy[i] = (float)std::ldexp((double)rows.grad_entropy[i], -local);
+  // gl 2^-local in double for the tokenLogprobs backward kernel (g/tau then rounded once, as the
+  // CPU's scaled_coef: a float32 gl 2^-local could be subnormal, or 0); in float32 for the entropy
+  // path's kernel
+  std::vector<double> gl64((size_t)live);
+  for (int64_t i = 0; i < live; i++) {
+    gl64[i] = std::ldexp((double)rows.grad_logprob[i], -local);
+    if (local) {
+      rows.grad_logprob[i] = (float)gl64[i];
+      rows.grad_entropy[i] = (float)std::ldexp((double)rows.grad_entropy[i], -local);
+    }
   }
   const int e2 = grad_exp + local;
+  // Under accumulate the caller's dW joins the sum at the same scale (a copy: the caller's array
+  // is left as it was should the call fail).
+  std::vector<float> acc0;
+  if (accumulate && e2) {
+    acc0.assign(grad_weight, grad_weight + h.V * h.H);
+    scale_pow2(acc0.data(), h.V * h.H, -e2);
+  }
   const std::vector<float> none;
   if (int e = upload_rows(h, idx,
                           {{&w.lp, &rows.grad_logprob},
@@ -214,15 +228,17 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
                           err, err_len))
     return e;
   if (int e = reserve_chunks(h, c, true, err, err_len)) return e;
+  GVPO_CUDA_TRY(w.lp64.reserve((size_t)live * 8));
   GVPO_CUDA_TRY(w.dhidden.reserve(dhb));
   GVPO_CUDA_TRY(w.dweight.reserve(dwb));
   Pin ph(grad_hidden, dhb), pw(grad_weight, dwb);
-  Drain drain{w.stream};  // before the pins end, even on an error return
+  Drain drain{w.stream};  // before the pins and host arrays end, even on an error return
+  GVPO_CUDA_TRY(cudaMemcpyAsync(w.lp64.ptr, gl64.data(), (size_t)live * 8, cudaMemcpyHostToDevice, w.stream));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], w.stream));
   GVPO_CUDA_TRY(cudaMemsetAsync(w.dhidden.ptr, 0, dhb, w.stream));
   if (accumulate) {
-    if (e2) scale_pow2(grad_weight, h.V * h.H, -e2);  // scaled back with the sum below
-    GVPO_CUDA_TRY(cudaMemcpyAsync(w.dweight.ptr, grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
+    GVPO_CUDA_TRY(
+        cudaMemcpyAsync(w.dweight.ptr, e2 ? acc0.data() : grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
   } else
     GVPO_CUDA_TRY(cudaMemsetAsync(w.dweight.ptr, 0, dwb, w.stream));
   float* Z = (float*)w.logits.ptr;
@@ -237,7 +253,7 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
                                            (const float*)w.g.ptr + b, m, h.V, h.in.temperature, w.stream));
     else
       GVPO_CUDA_TRY(token_logprobs_backward_cuda(Z, Z, DType::f32, d_y, nullptr, (const float*)w.rmax.ptr + b,
-                                                 (const float*)w.lz.ptr + b, (const float*)w.lp.ptr + b, m, h.V,
+                                                 (const float*)w.lz.ptr + b, (const double*)w.lp64.ptr + b, m, h.V,
                                                  h.in.temperature, w.stream));
     // dHc (m x H) = dZ W: A(r, v) = Z[r*V + v], B(v, h) = W[v*H + h]
     GVPO_CUDA_TRY(gemm_cuda((float*)w.grad.ptr, h.H, Z, DType::f32, h.V, 1, h.weight(), h.in.dtype, h.H, 1, m, h.H, h.V,

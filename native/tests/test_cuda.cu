@@ -249,7 +249,7 @@ static void check_loss(std::mt19937& rng) {
             S[n]);
       CHECK(near(cgs[n], gs[n], 1e-12, 1e-9), "dL/dS n=%lld", (long long)n);
       for (int64_t t2 = 0; t2 < T; t2++)
-        CHECK(cg[n * T + t2] == (mask[n * T + t2] == 0.0f ? 0.0 : mask[n * T + t2] * gs[n]), "g n=%lld", (long long)n);
+        CHECK(cg[n * T + t2] == (mask[n * T + t2] == 0.0f ? 0.0 : mask[n * T + t2] * cgs[n]), "g n=%lld", (long long)n);
     }
     for (void* p : {(void*)dlp, (void*)dm, (void*)dQ, (void*)dR, (void*)doff, (void*)dS, (void*)dgs, (void*)dc,
                     (void*)dterms, (void*)dg})
