@@ -262,12 +262,9 @@ int token_logprobs_forward_cuda(float* logprobs, float* logZ, double* logprobs64
                                 int64_t rows, int64_t vocab, float temperature, void* stream);
 // grad[r, v] = g[r]/tau ([v == y] - exp((z - m)/tau - lse)) from the forward's (row_max, row_lse),
 // or from logZ alone (row_max null, row_lse = logZ); 0 on masked rows and where g = 0 or V = 1, a
-// NaN row for a bad target, a non-finite split or g. g/tau is taken in double and, past float32's
-// range, applied as c 2^-e and scaled back per element. grad may be the float32 logits (in place).
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* row_max, const float* row_lse,
-                                 const float* token_weights, int64_t rows, int64_t vocab, float temperature,
-                                 void* stream);
+// NaN row for a bad target, a non-finite split or g. g (the fused op's dL/dS per token, the head's
+// upstream) is in double, g/tau too; past float32's range it is applied as c 2^-e and scaled back
+// per element. grad may be the float32 logits (in place).
 int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
                                  const float* mask, const float* row_max, const float* row_lse,
                                  const double* token_weights, int64_t rows, int64_t vocab, float temperature,

@@ -119,10 +119,9 @@ static inline vf exp2_shifted(vf t) {
 #endif
 
 // 2^t, the exp of the backward (AVX2's takes exp2_eighths, below), the GEMM tiles and the
-// fallbacks (the forward sweep has its own, term, below): t = n + f with n = round(t) and 2^f a degree-5 minimax
-// polynomial on
-// [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in float32 arithmetic
-// and about half an ulp near 1, where 1 - p (a dominant target's gradient) cancels (bench/NOTES.md
+// fallbacks (the forward sweep has its own, term, below): t = n + f with n = round(t) and 2^f a
+// degree-5 minimax polynomial on [-0.5, 0.5] with p(0) = 1, relative error under 1.6e-7 in
+// float32 arithmetic and about half an ulp near 1, where 1 - p (a dominant target's gradient) cancels (bench/NOTES.md
 // gives the error budget: what it puts into l, logZ and the gradient). NaN stays NaN, t = -inf
 // gives 0, and t may be positive up to 127 (the forward lets terms reach 2^JUMP).
 //   AVX-512: f = t - round(t) (vreduceps), n = t - f, then p(f) * 2^n (vscalefps): 8

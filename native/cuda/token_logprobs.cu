@@ -90,16 +90,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T, typename G>
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
     token_logprobs_backward_kernel(float* grad, const T* logits, const int32_t* targets, const float* mask,
-                                   const float* row_max, const float* row_lse, const G* g, int64_t V, float inv_tau) {
+                                   const float* row_max, const float* row_lse, const double* g, int64_t V,
+                                   float inv_tau) {
   const int64_t r = blockIdx.x;
   float* out = grad + r * V;
   const T* row = logits + r * V;
   const int32_t y = targets[r];
-  const BackRow b =
-      back_row((double)g[r], !mask || mask[r] != 0.0f, V, row_max ? row_max[r] : 0.0f, row_lse[r], y, inv_tau);
+  const BackRow b = back_row(g[r], !mask || mask[r] != 0.0f, V, row_max ? row_max[r] : 0.0f, row_lse[r], y, inv_tau);
   float4* out4 = reinterpret_cast<float4*>(out);
   auto st4 = [&](int64_t q, float a, float c, float d, float e) { __stcs(out4 + q, make_float4(a, c, d, e)); };
   auto st1 = [&](int64_t v, float a) { out[v] = a; };
@@ -128,11 +128,11 @@ static int launch_forward(float* lp, float* lz, double* lp64, float* rm, float* 
   return (int)cudaGetLastError();
 }
 
-template <typename T, typename G>
+template <typename T>
 static int launch_backward(float* grad, const void* z, const int32_t* y, const float* m, const float* rm,
-                           const float* rl, const G* g, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
+                           const float* rl, const double* g, int64_t R, int64_t V, float inv_tau, cudaStream_t s) {
   if (R == 0) return 0;
-  token_logprobs_backward_kernel<T, G><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, m, rm, rl, g, V, inv_tau);
+  token_logprobs_backward_kernel<T><<<(unsigned)R, kThreads, 0, s>>>(grad, (const T*)z, y, m, rm, rl, g, V, inv_tau);
   return (int)cudaGetLastError();
 }
 
@@ -155,12 +155,13 @@ int token_logprobs_forward_cuda(float* logprobs, float* logZ, double* logprobs64
   return (int)cudaErrorInvalidValue;
 }
 
-template <typename G>
-static int backward(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
-                    const float* row_max, const float* row_lse, const G* g, int64_t rows, int64_t vocab,
-                    float temperature, void* stream) {
+int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
+                                 const float* mask, const float* row_max, const float* row_lse,
+                                 const double* token_weights, int64_t rows, int64_t vocab, float temperature,
+                                 void* stream) {
   cudaStream_t s = (cudaStream_t)stream;
   const float inv = 1.0f / temperature;
+  const double* g = token_weights;
   switch (dtype) {
     case DType::f32:
       return launch_backward<float>(grad, logits, targets, mask, row_max, row_lse, g, rows, vocab, inv, s);
@@ -170,22 +171,6 @@ static int backward(float* grad, const void* logits, DType dtype, const int32_t*
       return launch_backward<__half>(grad, logits, targets, mask, row_max, row_lse, g, rows, vocab, inv, s);
   }
   return (int)cudaErrorInvalidValue;
-}
-
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* row_max, const float* row_lse,
-                                 const float* token_weights, int64_t rows, int64_t vocab, float temperature,
-                                 void* stream) {
-  return backward(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature,
-                  stream);
-}
-
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* row_max, const float* row_lse,
-                                 const double* token_weights, int64_t rows, int64_t vocab, float temperature,
-                                 void* stream) {
-  return backward(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature,
-                  stream);
 }
 
 int cuda_device_info(int* count, char* name, int name_len) {

@@ -45,11 +45,12 @@ static std::vector<T> to_host(const T* d, size_t n) {
 static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType d, float tau) {
   Logits L = random_logits(rng, R, V, d, 3.0f);
   std::vector<int32_t> y(R);
-  std::vector<float> mask(R), g(R);
+  std::vector<float> mask(R);
+  std::vector<double> g(R);
   for (int64_t r = 0; r < R; r++) {
     y[r] = (int32_t)(rng() % V);
     mask[r] = (rng() % 4) ? 1.0f : 0.0f;
-    g[r] = mask[r] * ((float)(rng() % 1000) / 500.0f - 1.0f);
+    g[r] = mask[r] * ((double)(rng() % 1000) / 500.0 - 1.0);
   }
   const size_t n = (size_t)(R * V);
   std::vector<float> lp(R), lz(R), rm(R), rl(R), grad(n), grad_split(n);
@@ -64,7 +65,7 @@ static void check_token_logprobs(std::mt19937& rng, int64_t R, int64_t V, DType 
   void* dz = d == DType::f32 ? (void*)to_device(L.f32.data(), n) : (void*)to_device(L.h16.data(), n);
   int32_t* dy = to_device(y.data(), R);
   float* dm = to_device(mask.data(), R);
-  float* dg = to_device(g.data(), R);
+  double* dg = to_device(g.data(), R);
   float *dlp, *dlz, *drm, *drl, *dgrad;
   double* dlp64;
   CUDA_OK(cudaMalloc(&dlp, R * 4));

@@ -37,23 +37,12 @@ int token_logprobs_forward_cuda(float* logprobs, float* logZ, double* logprobs64
                              1, logprobs64);
   return 0;
 }
-template <class G>
-static int backward_twin(float* grad, const void* logits, DType dtype, const int32_t* targets, const float* mask,
-                         const float* row_max, const float* row_lse, const G* token_weights, int64_t rows,
-                         int64_t vocab, float temperature) {
-  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab,
-                              temperature, 1);
-  return 0;
-}
-int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
-                                 const float* mask, const float* row_max, const float* row_lse,
-                                 const float* token_weights, int64_t rows, int64_t vocab, float temperature, void*) {
-  return backward_twin(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature);
-}
 int token_logprobs_backward_cuda(float* grad, const void* logits, DType dtype, const int32_t* targets,
                                  const float* mask, const float* row_max, const float* row_lse,
                                  const double* token_weights, int64_t rows, int64_t vocab, float temperature, void*) {
-  return backward_twin(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab, temperature);
+  token_logprobs_backward_cpu(grad, logits, dtype, targets, mask, row_max, row_lse, token_weights, rows, vocab,
+                              temperature, 1);
+  return 0;
 }
 int gvpo_loss_cuda(double* seq, double* grad_seq, double* residuals, double* token_weights, double* terms,
                    const double* token_logprobs64, const float* mask, const double* ref_seq, const double* rewards,
