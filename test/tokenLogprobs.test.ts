@@ -1,7 +1,8 @@
 // tokenLogprobs and its gradient: the active backend against the float64 reference over a grid
 // of shapes (awkward sizes included) and all dtypes; -inf / NaN rows; thread independence.
 import { describe, expect, it } from 'vitest';
-import { tokenLogprobs, tokenLogprobsAsync, tokenLogprobsBackward } from '../src/index.js';
+import { gvpoFromLogits, tokenLogprobs, tokenLogprobsAsync, tokenLogprobsBackward } from '../src/index.js';
+import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../src/reference/tokenLogprobs.js';
 import type { DType } from '../src/types.js';
 import { allclose, gradClose, TOL } from './helpers/allclose.js';
@@ -162,5 +163,61 @@ describe('tokenLogprobsBackward', () => {
     const inPlace = tokenLogprobsBackward({ ...a, logits: z, logZ: lz, gradTokenLogprobs: g, inPlace: true });
     expect(inPlace).toBe(z);
     expect(Array.from(z)).toEqual(Array.from(fresh));
+  });
+});
+
+describe('a huge max/tau', () => {
+  // logZ = max/tau + lse is held as its two parts: next to a max/tau of 5e30 (or 3.4e38) in
+  // double, log 2 would keep no bits, and l = z_y/tau - logZ of two tied maxima would read 0.
+  const cases: Array<[string, number[], number]> = [
+    ['ties at tau 1e-30', [5, 5, 3], 1e-30],
+    ['ties at tau 1e-12', [5, 5, 3], 1e-12],
+    ['ties near 3.4e38', [3.4e38, 3.4e38, 0], 1],
+  ];
+  for (const [name, z, tau] of cases) {
+    it(`${name}: l = -log 2 from the reference and from the active backend, and p = 1/2 in the fused gradient`, () => {
+      const a = { logits: Float32Array.from(z), targets: Int32Array.from([0]), rows: 1, vocab: 3, temperature: tau };
+      expect(tokenLogprobsF64({ ...a, dtype: 'float32' }).logprobs[0]).toBeCloseTo(-Math.LN2, 12);
+      expect(tokenLogprobs(a).logprobs[0]).toBeCloseTo(-Math.LN2, 6);
+      const b = {
+        logits: Float32Array.from([...z, ...z]),
+        targets: Int32Array.from([0, 1]),
+        mask: Float32Array.from([1, 1]),
+        sequences: 2,
+        tokens: 1,
+        vocab: 3,
+        temperature: tau,
+        rewards: [1, 0],
+        groups: { size: 2 },
+        beta: 1,
+        referenceLogprobs: [0, 0],
+      };
+      const ref = { ...b, dtype: 'float32', rows: 2, offsets: Int32Array.from([0, 2]), reduction: 'mean' };
+      for (const r of [gvpoFromLogits(b), gvpoFromLogitsRef(ref as never)]) {
+        expect(r.policyLogprobs[0]).toBeCloseTo(-Math.LN2, 6);
+        const g = r.gradLogits;
+        // row 0: c (1 - 1/2) at its target, -c/2 at the other tied maximum, 0 at the third
+        expect(Math.abs(g[0])).toBeGreaterThan(0);
+        expect(g[0] + g[1]).toBe(0);
+        expect(g[2]).toBe(0);
+      }
+    });
+  }
+});
+
+describe('signed zeros', () => {
+  it('a gradient that underflows to 0 has the same bits wherever the output buffer starts', () => {
+    const V = 64;
+    const logits = Float32Array.from({ length: 2 * V }, (_, i) => Math.sin(i));
+    const a = { logits, targets: Int32Array.from([0, 1]), rows: 2, vocab: V, temperature: 1e30 };
+    const logZ = tokenLogprobs(a).logZ;
+    const bits = (off: number) => {
+      const out = new Float32Array(new ArrayBuffer(4 * (2 * V + 16)), off, 2 * V);
+      tokenLogprobsBackward({ ...a, logZ, gradTokenLogprobs: Float32Array.from([-1e-20, 1e-20]), out });
+      return Array.from(out, (x) => (Object.is(x, -0) ? '-0' : String(x)));
+    };
+    const at0 = bits(0);
+    expect(at0.slice(V + 2)).toEqual(Array(V - 2).fill('-0')); // -(1e-50 underflowed to +0) * p
+    for (const off of [4, 8, 16, 36]) expect(bits(off)).toEqual(at0);
   });
 });

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   backendInfo,
+  gvpoFromHidden,
   tokenLogprobs,
   tokenLogprobsBackward,
   tokenLogprobsFromHidden,
@@ -528,4 +529,40 @@ describe('tokenLogprobsFromHidden', () => {
   it('runs on the backend it reports', () => {
     expect(['cuda', 'cpu', 'js']).toContain(backendInfo().active);
   });
+});
+
+describe('the head beside a huge max/tau', () => {
+  // two vocabulary rows alike (tied logits, exact in float32): l = -log 2 however close to 0
+  // the temperature; logZ's parts are kept apart, as in tokenLogprobs
+  const w0 = [1, 0.5, 1.5, -0.25];
+  const hidden = Float32Array.from([0.5, -1.25, 2, 0.75]);
+  const weight = Float32Array.from([...w0, ...w0, 0, 0, 0, 0]); // z = [2.6875, 2.6875, 0]
+  for (const tau of [1e-12, 1e-30]) {
+    it(`tau ${tau}: l = -log 2 and H = log 2, from the reference and the active backend, and S in gvpoFromHidden`, () => {
+      const a = { hidden, weight, targets: Int32Array.from([0]), rows: 1, hiddenSize: 4, vocab: 3, temperature: tau };
+      const ref = tokenLogprobsFromHiddenF64({ ...a, dtype: 'float32' }, true);
+      expect(ref.logprobs[0]).toBeCloseTo(-Math.LN2, 12);
+      expect(ref.entropy![0]).toBeCloseTo(Math.LN2, 12);
+      const got = tokenLogprobsFromHidden({ ...a, entropy: true });
+      expect(got.logprobs[0]).toBeCloseTo(-Math.LN2, 6);
+      expect(got.entropy![0]).toBeCloseTo(Math.LN2, 6);
+      const h = gvpoFromHidden({
+        hidden: Float32Array.from([...hidden, ...hidden]),
+        weight,
+        targets: Int32Array.from([0, 1]),
+        mask: Float32Array.from([1, 1]),
+        sequences: 2,
+        tokens: 1,
+        hiddenSize: 4,
+        vocab: 3,
+        temperature: tau,
+        rewards: [1, 0],
+        groups: { size: 2 },
+        beta: 1,
+        referenceLogprobs: [0, 0],
+      });
+      expect(h.policyLogprobs[0]).toBeCloseTo(-Math.LN2, 6);
+      expect(h.policyLogprobs[1]).toBeCloseTo(-Math.LN2, 6);
+    });
+  }
 });

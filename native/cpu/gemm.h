@@ -33,10 +33,13 @@ struct GemmKernels {
   // C[M x N] (=|+=) Ap * Bp over one k block; C row-major with leading dimension ldc.
   void (*gemm)(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_t M, int64_t N, int64_t kc,
                bool accumulate);
-  // Per row i < m of the tile Z (m x n, leading dimension ldz), with x = Z * inv_tau:
-  // lse[i] = logsumexp_j x[i, j] and, when ent is not null, ent[i] = -sum_j q log q with
-  // q = softmax(x[i, 0..n)), the entropy within the tile (>= 0; 0 for a row of -inf).
-  void (*tile_logsumexp)(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau);
+  // Per row i < m of the tile Z (m x n, leading dimension ldz): mx[i] = max_j Z[i, j] and
+  // lse[i] = log sum_j exp((Z[i, j] - mx[i]) * inv_tau) >= 0, so that the tile's logsumexp of
+  // Z * inv_tau is mx * inv_tau + lse (a row of -inf: mx = -inf, lse = 0; a NaN: both NaN); when
+  // ent is not null, ent[i] = -sum_j q log q with q = softmax(Z[i, 0..n) * inv_tau), the entropy
+  // within the tile (>= 0; 0 for a row of -inf).
+  void (*tile_logsumexp)(float* mx, double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n,
+                         float inv_tau);
   // In place, with p = exp(min(0, (Z[i,j] - shift[i])*inv_tau - logZ[i])) (log p the exponent):
   //   Z[i,j] = coef[i] ([j == y[i]] - p) - coef_h[i] p (log p + ent[i])
   // coef_h null (or coef_h[i] == 0): no entropy term, ent not read. y[i] may lie outside [0, n)

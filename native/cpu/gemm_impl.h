@@ -374,24 +374,28 @@ static void gemm(float* C, int64_t ldc, const float* Ap, const float* Bp, int64_
 }
 
 // As rows.h's row_logsumexp: exponents u = (z - max) * inv_tau, never positive, the maximum's
-// exactly 0. With ent: also t = sum e^u u, and the tile's entropy log(sum) - t/sum, which is
+// exactly 0; the tile's max and log sum e^u are kept apart (a huge max/tau would swallow the
+// latter). With ent: also t = sum e^u u, and the tile's entropy log(sum) - t/sum, which is
 // >= 0 by construction (sum >= 1, t <= 0).
-static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n, float inv_tau) {
+static void tile_logsumexp(float* mxo, double* lse, double* ent, const float* Z, int64_t ldz, int64_t m, int64_t n,
+                           float inv_tau) {
   const int64_t full = n / W * W;
   for (int64_t i = 0; i < m; i++) {
     const float* z = Z + i * ldz;
     const float mx = max_f32(z, n);
-    if (!(mx > -INFINITY)) {  // all -inf: -inf; only NaN and -inf: NaN (else the sum below turns NaN)
+    if (!(mx > -INFINITY)) {  // all -inf: no mass; only NaN and -inf: NaN (else the sum below turns NaN)
       bool nan = false;
       for (int64_t j = 0; j < n; j++) nan = nan || z[j] != z[j];
-      lse[i] = nan ? (double)NAN : (double)mx;
+      mxo[i] = nan ? NAN : mx;
+      lse[i] = nan ? (double)NAN : 0.0;
       if (ent) ent[i] = nan ? (double)NAN : 0.0;
       continue;
     }
+    mxo[i] = mx;
     if (!ent) {
       double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);
       for (int64_t j = full; j < n; j++) sum += sexp((z[j] - mx) * inv_tau);
-      lse[i] = (double)mx * inv_tau + std::log(sum);
+      lse[i] = std::log(sum);
       continue;
     }
     // The sum in sum_exp's order (two accumulators, alternate vectors), so that lse, and l, are
@@ -410,7 +414,7 @@ static void tile_logsumexp(double* lse, double* ent, const float* Z, int64_t ldz
       t += e > 0.0f ? (double)e * u : 0.0;
     }
     const double ls = std::log(sum);
-    lse[i] = (double)mx * inv_tau + ls;
+    lse[i] = ls;
     ent[i] = ls - t / sum;
   }
 }

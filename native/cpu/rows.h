@@ -40,7 +40,8 @@ typedef uint32_t vu_u __attribute__((vector_size(GVPO_VW * 4), aligned(2)));
 constexpr int W = GVPO_VW;
 constexpr float LOG2E = 1.44269504088896341f;
 
-static inline vf splat(float a) { return vf{} + a; }
+// a in every lane; a - 0 (not 0 + a) keeps the sign of a zero: -0 stays -0.
+static inline vf splat(float a) { return a - vf{}; }
 
 // a * b + c, fused where the instruction set has FMA, written out rather than left to the
 // compiler's -ffp-contract setting, so that every build rounds the same way.

@@ -134,11 +134,20 @@ int team_size(int64_t macs, int64_t items, int threads) {
   return (int)std::max<int64_t>(1, std::min({(int64_t)resolve_threads(threads), macs >> 20, items}));
 }
 
-// logZ (in double), z_target = z[y] and (ent not null) H for the rows rows[0..m). A thread packs the
+// A row's log-normalizer as the forward keeps it, for rows i of a block: logZ = max / tau + lse
+// (both parts in double), max the row's largest logit (-inf for a row of -inf, NaN with a NaN)
+// and lse = log sum_v exp((z_v - max) / tau) (-inf for a row of -inf, NaN with a NaN).
+struct RowSplit {
+  double* logZ;
+  float* max;
+  double* lse;
+};
+
+// The split, z_target = z[y] and (ent not null) H for the rows rows[0..m). A thread packs the
 // weight of its vocab chunk (all of H: B(h, v) = W[v, h], H x VC floats, 512 KiB at H = 512, in
 // L2) once and runs every row of the block past it, MS rows at a time (a Z tile of MS x VC stays
 // in L2 for the log-sum-exp); the hidden rows are packed once per block.
-void forward_block(const HeadTiles& h, double* logZ, float* z_target, double* ent, const int32_t* rows,
+void forward_block(const HeadTiles& h, RowSplit out, float* z_target, double* ent, const int32_t* rows,
                    const int32_t* targets, int64_t m, int threads) {
   const GemmKernels& k = h.k;
   const int64_t mpad = round_up(m, k.mr), H = h.H, nc = chunks(h.V), ms = round_up(96, k.mr);
@@ -146,6 +155,7 @@ void forward_block(const HeadTiles& h, double* logZ, float* z_target, double* en
   const int t = team_size(m * h.V * H, std::min(nc, panels), threads);
   Floats Ah((size_t)(mpad * H));  // A: k block k0 at offset mpad * k0
   std::vector<double> lse((size_t)(nc * m)), hc(ent ? lse.size() : 0);
+  std::vector<float> cmax(lse.size());                               // each chunk's max and lse, c * m + i
   std::vector<std::unique_ptr<Floats>> Bw((size_t)t), Z((size_t)t);  // each thread's W^T, tile
   for (int i = 0; i < t; i++) {
     Bw[(size_t)i] = std::make_unique<Floats>((size_t)(H * vcols));
@@ -163,7 +173,8 @@ void forward_block(const HeadTiles& h, double* logZ, float* z_target, double* en
       for (int64_t s = 0; s < m; s += ms) {  // rows s .. s+n
         const int64_t n = std::min(ms, m - s);
         h.logits(z, Ah.data(), mpad, wt, vcols, s, n, vc);
-        k.tile_logsumexp(lse.data() + c * m + s, ent ? hc.data() + c * m + s : nullptr, z, VC, n, vc, h.inv_tau);
+        k.tile_logsumexp(cmax.data() + c * m + s, lse.data() + c * m + s, ent ? hc.data() + c * m + s : nullptr, z, VC,
+                         n, vc, h.inv_tau);
         for (int64_t r = 0; r < n; r++) {
           const int64_t y = targets[rows[s + r]] - v0;
           if (y >= 0 && y < vc) z_target[s + r] = z[r * VC + y];
@@ -172,23 +183,26 @@ void forward_block(const HeadTiles& h, double* logZ, float* z_target, double* en
     }
   });
   for (int64_t i = 0; i < m; i++) {  // chunk order: the same whatever the thread count
-    double mx = -INFINITY;
+    float mx = -INFINITY;
     bool nan = false;  // a NaN logit: logZ is NaN, as in the logits ops (max() alone would skip it)
     for (int64_t c = 0; c < nc; c++) {
-      mx = lse[c * m + i] > mx ? lse[c * m + i] : mx;
+      mx = cmax[c * m + i] > mx ? cmax[c * m + i] : mx;
       nan = nan || std::isnan(lse[c * m + i]);
     }
+    // a[c]: chunk c's log-mass against the row's max, ((max_c - max) * inv_tau + lse_c <= lse_c)
+    const auto a = [&](int64_t c) { return ((double)cmax[c * m + i] - mx) * h.inv_tau + lse[c * m + i]; };
     double s = 0;
-    for (int64_t c = 0; c < nc; c++) s += std::exp(lse[c * m + i] - mx);
-    const double lz = nan ? NAN : mx > -INFINITY ? mx + std::log(s) : mx;
-    logZ[i] = lz;
+    for (int64_t c = 0; c < nc && mx > -INFINITY; c++)
+      if (cmax[c * m + i] > -INFINITY) s += std::exp(a(c));
+    const double ls = nan ? NAN : mx > -INFINITY ? std::log(s) : (double)mx;  // a row of -inf: -inf
+    out.max[i] = nan ? NAN : mx;
+    out.lse[i] = ls;
+    out.logZ[i] = nan || !(mx > -INFINITY) ? ls : (double)mx * h.inv_tau + ls;
     if (!ent) continue;
     double e = 0;  // entropy across the chunks plus the chunks' own, weighted by their mass
-    for (int64_t c = 0; c < nc; c++) {
-      const double l = lse[c * m + i];
-      if (l > -INFINITY) e += std::exp(l - lz) * (lz - l + hc[c * m + i]);
-    }
-    ent[i] = std::isfinite(lz) ? e : NAN;
+    for (int64_t c = 0; c < nc && mx > -INFINITY; c++)
+      if (cmax[c * m + i] > -INFINITY) e += std::exp(a(c) - ls) * (ls - a(c) + hc[c * m + i]);
+    ent[i] = std::isfinite(out.logZ[i]) ? e : NAN;
   }
 }
 
@@ -286,15 +300,16 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
   });
 }
 
-// The forward over the rows idx (in blocks): logZ, z_target (NaN for a target outside [0, V))
-// and, with ent, H, each indexed like idx.
-void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const int32_t* targets, double* lz, float* zt,
-                     double* ent, int threads) {
+// The forward over the rows idx (in blocks): each row's split, z_target (NaN for a target outside
+// [0, V)) and, with ent, H, each indexed like idx.
+void forward_rows_of(const HeadTiles& h, const std::vector<int32_t>& idx, const int32_t* targets, RowSplit out,
+                     float* zt, double* ent, int threads) {
   const int64_t live = (int64_t)idx.size();
   const int64_t rb = forward_rows(live, h.H, h.V, h.k.mr, ent != nullptr);
   std::fill(zt, zt + live, NAN);
   for (int64_t b = 0; b < live; b += rb)
-    forward_block(h, lz + b, zt + b, ent ? ent + b : nullptr, idx.data() + b, targets, std::min(rb, live - b), threads);
+    forward_block(h, {out.logZ + b, out.max + b, out.lse + b}, zt + b, ent ? ent + b : nullptr, idx.data() + b, targets,
+                  std::min(rb, live - b), threads);
 }
 
 // H as stored: in [0, log V] whatever the rounding, 0 when V = 1, NaN where logZ is not finite.
@@ -349,14 +364,6 @@ HeadRows head_backward_rows(const HeadInputs& in, const float* logZ, const float
   return h;
 }
 
-// The parts of logZ (double) for a LogZSplit: shift = logZ * tau rounded to float32 (0 where that
-// is not finite), rel = logZ - shift / tau, with shift / tau = shift * inv_tau exact in double.
-static void split_of(double lz, float inv_tau, float& shift, float& rel) {
-  shift = (float)(lz / inv_tau);
-  if (!std::isfinite(shift)) shift = 0.0f;
-  rel = (float)(lz - (double)shift * inv_tau);
-}
-
 int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, float* entropy, const HeadInputs& in,
                                                int threads, LogZSplit* split, double* logprobs64) {
   for (int64_t r = 0; r < in.rows; r++) {  // masked rows
@@ -370,19 +377,22 @@ int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, flo
   }
   const std::vector<int32_t> idx = head_forward_rows(in);
   const size_t live = idx.size();
-  std::vector<double> lz(live);
-  std::vector<float> zt(live);
+  std::vector<double> lz(live), ls(live);
+  std::vector<float> mx(live), zt(live);
   std::vector<double> ent(entropy ? live : 0);
   const HeadTiles h(in);
-  forward_rows_of(h, idx, in.targets, lz.data(), zt.data(), entropy ? ent.data() : nullptr, threads);
+  forward_rows_of(h, idx, in.targets, {lz.data(), mx.data(), ls.data()}, zt.data(), entropy ? ent.data() : nullptr,
+                  threads);
   int64_t bad = 0;
   for (size_t i = 0; i < live; i++) {
-    // l = z_y / tau - logZ in double (z_y * inv_tau is exact there): float32 would lose
-    // |z_y / tau| * 6e-8 of it
-    const double ld = (double)zt[i] * h.inv_tau - lz[i];
+    // l = (z_y - max) / tau - lse in double: z_y / tau - logZ would lose lse next to a huge
+    // max / tau, and float32 |z_y / tau| * 6e-8 of it
+    const double ld = ((double)zt[i] - mx[i]) * h.inv_tau - ls[i];
     bad +=
         head_store_row(logprobs, logZ, entropy, idx[i], ld, (float)lz[i], entropy ? ent[i] : 0.0, in.vocab, logprobs64);
-    if (split) split_of(lz[i], h.inv_tau, split->shift[idx[i]], split->rel[idx[i]]);
+    // the backward's exponent (z - shift) / tau - rel: the row's max and lse where they are finite
+    if (split && std::isfinite(lz[i])) split->shift[idx[i]] = mx[i], split->rel[idx[i]] = (float)ls[i];
+    if (split && !std::isfinite(lz[i])) split->shift[idx[i]] = 0.0f, split->rel[idx[i]] = (float)lz[i];
   }
   return bad;
 }
@@ -411,9 +421,9 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   if (!rows.needs_entropy.empty()) {  // H of the rows with gH != 0, from one more forward pass
     std::vector<int32_t> sub;
     for (int32_t i : rows.needs_entropy) sub.push_back(idx[i]);
-    std::vector<double> lz(sub.size()), ent(sub.size());
-    std::vector<float> zt(sub.size());
-    forward_rows_of(h, sub, in.targets, lz.data(), zt.data(), ent.data(), threads);
+    std::vector<double> lz(sub.size()), ls(sub.size()), ent(sub.size());
+    std::vector<float> mx(sub.size()), zt(sub.size());
+    forward_rows_of(h, sub, in.targets, {lz.data(), mx.data(), ls.data()}, zt.data(), ent.data(), threads);
     for (size_t j = 0; j < sub.size(); j++)
       rows.entropy[rows.needs_entropy[j]] = entropy_value(ent[j], (float)lz[j], V);
   }

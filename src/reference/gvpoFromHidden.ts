@@ -7,17 +7,21 @@ import type { FromHiddenOpts, HeadGradDest, HiddenBackwardOpts, HiddenBatchOpts 
 import type { GvpoFromHiddenForwardResult, GvpoFromHiddenGrads, GvpoFromHiddenResult } from '../types.js';
 import { gvpoLossRef } from './gvpoLoss.js';
 import { sequenceLogprobsRef } from './sequenceLogprobs.js';
-import { tokenLogprobsFromHiddenBackwardInto, tokenLogprobsFromHiddenF64 } from './tokenLogprobsFromHidden.js';
+import {
+  type HeadUpstream,
+  tokenLogprobsFromHiddenBackwardInto,
+  tokenLogprobsFromHiddenF64,
+} from './tokenLogprobsFromHidden.js';
 
 export function gvpoFromHiddenForwardF64(o: HiddenBatchOpts) {
-  const { logprobs, logZ, nonFiniteRows } = tokenLogprobsFromHiddenF64(o, false);
+  const { logprobs, logZ, rowMax, lse, nonFiniteRows } = tokenLogprobsFromHiddenF64(o, false);
   const S = sequenceLogprobsRef(logprobs, o.mask, o.sequences, o.tokens);
   const Sref = o.referenceTokenLogprobs
     ? sequenceLogprobsRef(o.referenceTokenLogprobs, o.mask, o.sequences, o.tokens)
     : o.referenceLogprobs
       ? Float64Array.from(o.referenceLogprobs)
       : Float64Array.from(S); // no reference given: pi_theta' is the current policy
-  return { logprobs, logZ, nonFiniteRows, S, Sref };
+  return { logprobs, logZ, split: { rowMax, lse }, nonFiniteRows, S, Sref };
 }
 
 export function gvpoFromHiddenForwardRef(o: HiddenBatchOpts): GvpoFromHiddenForwardResult {
@@ -33,10 +37,15 @@ export function gvpoFromHiddenForwardRef(o: HiddenBatchOpts): GvpoFromHiddenForw
 
 /** dL/dhidden into o.gradHidden and dL/dweight into o.gradWeight (overwritten, or added to with
  *  o.accumulate), from dL/dS and logZ. */
-function backwardInto(o: HiddenBatchOpts & HeadGradDest, logZ: ArrayLike<number>, gradSeq: ArrayLike<number>) {
+function backwardInto(
+  o: HiddenBatchOpts & HeadGradDest,
+  logZ: ArrayLike<number>,
+  gradSeq: ArrayLike<number>,
+  split?: HeadUpstream['split'],
+) {
   const gl = new Float64Array(o.rows);
   for (let r = 0; r < o.rows; r++) gl[r] = o.mask[r] === 0 ? 0 : o.mask[r] * gradSeq[Math.floor(r / o.tokens)];
-  return tokenLogprobsFromHiddenBackwardInto(o, { logZ, gradLogprobs: gl }, o, o.accumulate);
+  return tokenLogprobsFromHiddenBackwardInto(o, { logZ, gradLogprobs: gl, split }, o, o.accumulate);
 }
 
 export function gvpoFromHiddenBackwardRef(o: HiddenBackwardOpts): GvpoFromHiddenGrads {
@@ -47,7 +56,7 @@ export function gvpoFromHiddenBackwardRef(o: HiddenBackwardOpts): GvpoFromHidden
 export function gvpoFromHiddenRef(o: FromHiddenOpts): GvpoFromHiddenResult {
   const f = gvpoFromHiddenForwardF64(o);
   const loss = gvpoLossRef(f.S, f.Sref, o.rewards, o.offsets, o.beta, o.reduction);
-  const g = backwardInto(o, f.logZ, loss.gradLogprobs);
+  const g = backwardInto(o, f.logZ, loss.gradLogprobs, f.split);
   return {
     ...loss,
     gradHidden: g.gradHidden,

@@ -56,7 +56,7 @@ export function gvpoFromLogitsRef(o: FromLogitsOpts): GvpoFromLogitsResult {
   const { tok, S, Sref } = gvpoForwardF64(o);
   const loss = gvpoLossRef(S, Sref, o.rewards, o.offsets, o.beta, o.reduction);
   const out = gradDestination(o, o);
-  tokenLogprobsBackwardInto(out, rows(o), tok.logZ, perToken(o, loss.gradLogprobs));
+  tokenLogprobsBackwardInto(out, rows(o), tok.logZ, perToken(o, loss.gradLogprobs), tok);
   return {
     ...loss,
     gradLogits: out,

@@ -1,7 +1,9 @@
 // Reference fused LM head, float64 throughout: the fallback and the oracle of the native engine
-// (and the head gvpoFromHidden's reference runs through). With x = hidden * weight^T / tau one
-// row at a time (never rows*V) and p = softmax(x[r,:]):
+// (and the head gvpoFromHidden's reference runs through). With z = hidden * weight^T one row at
+// a time (never rows*V), x = z / tau and p = softmax(x[r,:]):
 //   l[r] = x[r,y] - logZ[r] <= 0        H[r] = -sum_v p log p  in [0, log V]
+// logZ is held as the row's max z and lse = log sum_v exp((z_v - max) / tau) (tokenLogprobs'
+// reference says why), and every exponent is taken as (z - max) / tau - lse.
 //   dz[r,v] = (gl[r] ([v == y] - p) - gH[r] p (log p + H[r])) / tau
 //   dL/dhidden[r,:] = sum_v dz[r,v] weight[v,:]      dL/dweight[v,:] (=|+=) sum_r dz[r,v] hidden[r,:]
 // Masked rows (mask == 0) are never read: l = logZ = H = 0, no gradient. V = 1: l = H = 0, no
@@ -17,7 +19,7 @@ export type HeadOpts = Pick<
   'hidden' | 'weight' | 'dtype' | 'targets' | 'mask' | 'rows' | 'hiddenSize' | 'vocab' | 'temperature'
 >;
 
-/** The head as float64 matrices, and x = z/tau of row r into x (length V). */
+/** The head as float64 matrices, and the logits z of row r into z (length V). */
 function head(o: HeadOpts) {
   const H = o.hiddenSize,
     V = o.vocab;
@@ -27,70 +29,97 @@ function head(o: HeadOpts) {
     weight = new Float64Array(V * H);
   for (let i = 0; i < hidden.length; i++) hidden[i] = hid(i);
   for (let i = 0; i < weight.length; i++) weight[i] = wr(i);
-  const invTau = 1 / o.temperature;
-  const logits = (r: number, x: Float64Array) => {
+  const logits = (r: number, z: Float64Array) => {
     for (let v = 0; v < V; v++) {
       let s = 0;
       for (let h = 0; h < H; h++) s += hidden[r * H + h] * weight[v * H + h];
-      x[v] = s * invTau;
+      z[v] = s;
     }
   };
   return { hidden, weight, logits };
 }
 
-function logsumexp(x: Float64Array): number {
-  let m = -Infinity;
-  for (const v of x) {
-    if (Number.isNaN(v)) return NaN;
-    if (v > m) m = v;
-  }
-  if (m === Infinity) return NaN; // as the kernels: a +inf logit gives a NaN row
-  if (m === -Infinity) return m;
-  let s = 0;
-  for (const v of x) s += Math.exp(v - m);
-  return m + Math.log(s);
+/** A row's log-normalizer in parts: logZ = max / tau + lse; the exponent of p_v is u(z_v). */
+interface RowLogZ {
+  logZ: number;
+  max: number;
+  lse: number;
+  u: (z: number) => number;
 }
 
-/** -sum p log p of softmax(x), clamped to [0, log V] (rounding), NaN when logZ is not finite. */
-function entropyOf(x: Float64Array, lz: number): number {
-  if (!finite32(lz)) return NaN;
+// d / tau where d = 0 gives 0 even when 1/tau overflowed.
+const scaled = (d: number, invTau: number) => (d === 0 ? 0 : d * invTau);
+
+function rowLogZ(z: Float64Array, invTau: number): RowLogZ {
+  let m = -Infinity,
+    nan = false;
+  for (const v of z) {
+    if (Number.isNaN(v)) nan = true;
+    else if (v > m) m = v;
+  }
+  const u = (v: number) => scaled(v - m, invTau) - lse;
+  let lse: number;
+  if (nan || m === Infinity)
+    lse = NaN; // as the kernels: a +inf logit gives a NaN row
+  else if (m === -Infinity) lse = m;
+  else {
+    let s = 0;
+    for (const v of z) s += Math.exp(scaled(v - m, invTau));
+    lse = Math.log(s);
+  }
+  const logZ = m === -Infinity || Number.isNaN(lse) ? lse : scaled(m, invTau) + lse;
+  return { logZ, max: m, lse, u };
+}
+
+/** -sum p log p of softmax(z / tau), clamped to [0, log V] (rounding), NaN when logZ is not finite. */
+function entropyOf(z: Float64Array, st: RowLogZ): number {
+  if (!finite32(st.logZ)) return NaN;
   let h = 0;
-  for (const v of x) {
-    const u = v - lz;
+  for (const v of z) {
+    const u = st.u(v);
     if (u > -Infinity) h -= Math.exp(u) * u;
   }
-  return Math.min(Math.max(h, 0), Math.log(x.length));
+  return Math.min(Math.max(h, 0), Math.log(z.length));
 }
 
 export interface HeadF64 {
   logprobs: Float64Array;
   logZ: Float64Array;
+  /** Each live row's split (logZ's parts), for the fused op's backward. */
+  rowMax: Float64Array;
+  lse: Float64Array;
   entropy?: Float64Array;
   nonFiniteRows: number;
 }
 
 export function tokenLogprobsFromHiddenF64(o: HeadOpts, withEntropy: boolean): HeadF64 {
   const { logits } = head(o);
-  const V = o.vocab;
+  const V = o.vocab,
+    invTau = 1 / o.temperature;
   const x = new Float64Array(V);
   const logprobs = new Float64Array(o.rows),
-    logZ = new Float64Array(o.rows);
+    logZ = new Float64Array(o.rows),
+    rowMax = new Float64Array(o.rows),
+    lse = new Float64Array(o.rows);
   const entropy = withEntropy ? new Float64Array(o.rows) : undefined;
   let nonFiniteRows = 0;
   for (let r = 0; r < o.rows; r++) {
     if (o.mask && o.mask[r] === 0) continue;
     logits(r, x);
-    const lz = logsumexp(x);
+    const st = rowLogZ(x, invTau);
+    const lz = st.logZ;
     logZ[r] = lz;
-    if (entropy) entropy[r] = V === 1 && finite32(lz) ? 0 : entropyOf(x, lz);
+    rowMax[r] = st.max;
+    lse[r] = st.lse;
+    if (entropy) entropy[r] = V === 1 && finite32(lz) ? 0 : entropyOf(x, st);
     const y = o.targets[r];
-    if (finite32(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(x[y] - lz, 0);
+    if (finite32(lz) && y >= 0 && y < V) logprobs[r] = V === 1 ? 0 : Math.min(st.u(x[y]), 0);
     else {
       logprobs[r] = NaN;
       nonFiniteRows++;
     }
   }
-  return { logprobs, logZ, entropy, nonFiniteRows };
+  return { logprobs, logZ, rowMax, lse, entropy, nonFiniteRows };
 }
 
 export function tokenLogprobsFromHiddenRef(o: HiddenRowsOpts): TokenLogprobsFromHiddenResult {
@@ -108,9 +137,11 @@ export function tokenLogprobsFromHiddenRef(o: HiddenRowsOpts): TokenLogprobsFrom
 }
 
 /** The upstream gradients and the forward's statistics the backward reads (gl, gh, entropy may be
- *  absent: 0, 0, recomputed where gh is non-zero). */
+ *  absent: 0, 0, recomputed where gh is non-zero; split, the forward's own parts of logZ, absent
+ *  when only a caller's logZ is known). */
 export interface HeadUpstream {
   logZ: ArrayLike<number>;
+  split?: { rowMax: ArrayLike<number>; lse: ArrayLike<number> };
   entropy?: ArrayLike<number>;
   gradLogprobs?: ArrayLike<number>;
   gradEntropy?: ArrayLike<number>;
@@ -141,9 +172,11 @@ export function tokenLogprobsFromHiddenBackwardInto(
     const bad = !Number.isFinite(lz) || y < 0 || y >= V;
     logits(r, x);
     // H from the forward, or from these logits (against their own logZ, as a forward pass would)
-    const ent = gh === 0 ? 0 : up.entropy ? up.entropy[r] : entropyOf(x, logsumexp(x));
+    const ent = gh === 0 ? 0 : up.entropy ? up.entropy[r] : entropyOf(x, rowLogZ(x, invTau));
+    const m = up.split ? up.split.rowMax[r] : 0,
+      ls = up.split ? up.split.lse[r] : lz;
     for (let v = 0; v < V; v++) {
-      const u = Math.min(0, x[v] - lz),
+      const u = Math.min(0, scaled(x[v] - m, invTau) - ls),
         p = Math.exp(u); // p <= 1 whatever the rounding of lz
       const entTerm = gh === 0 || p === 0 ? 0 : gh * p * (u + ent);
       const dz = bad ? NaN : (gl * ((v === y ? 1 : 0) - p) - entTerm) * invTau;

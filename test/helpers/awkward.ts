@@ -3,7 +3,7 @@
 // vocabularies, logits near exp's limits and near 1e4, -inf entries and a row that is -inf across
 // its whole first 2048-element tile, the maximum in the last element, constant rows, extreme
 // temperatures and betas, 16-bit logits near their limits, ragged groups with groups of size 1,
-// mask weights that are not 0/1.
+// mask weights that are not 0/1, tied maxima at temperatures near 0 and near float32's max.
 import { encodeHalf } from '../../src/reference/dtype.js';
 import type { DType } from '../../src/types.js';
 import { normal, rng, type Batch } from './data.js';
@@ -27,6 +27,10 @@ const FILLS: Record<string, Fill> = {
   firstTileInf: (r, v) => (v < 2048 ? -Infinity : normal(r)),
   maxLast: (r, v, V) => (v === V - 1 ? 50 : normal(r)),
   constant: () => 1.25,
+  // three tied maxima per row (at a temperature near 0 every other token's p underflows)
+  ties: (r, v) => (v % 4 === 1 ? 5 : 5 - 1 - Math.abs(normal(r))),
+  // ties near float32's max: max/tau is past any precision that would keep log 3 beside it
+  tiesNearMax: (r, v) => (v % 4 === 1 ? 3.4e38 : 3.3e38 - Math.abs(normal(r)) * 1e36),
 };
 
 function build(
@@ -95,5 +99,9 @@ export function awkwardCases(): AwkwardCase[] {
   out.push(build('fp16 subnormal', seed++, 17, 1, FILLS.normal, 'float16', 1e-6, 0.1, 1e-6));
   out.push(build('bf16 V=4099 first tile -inf', seed++, 4099, 1, FILLS.firstTileInf, 'bfloat16', 0.7, 0.1));
   out.push(build('fp16 minusInf tau 2.7', seed++, 17, 2, FILLS.minusInf, 'float16', 2.7, 0.1));
+  // beta ~ tau keeps dL/dz = beta c / tau within float32 (S is about -1e30 off the ties)
+  out.push(build('ties, tau 1e-30', seed++, 11, 2, FILLS.ties, 'float32', 1e-30, 1e-30));
+  out.push(build('ties, tau 1e-12', seed++, 11, 2, FILLS.ties, 'float32', 1e-12, 1e-12));
+  out.push(build('ties near 3.4e38', seed++, 11, 2, FILLS.tiesNearMax, 'float32', 1, 0.1));
   return out;
 }
