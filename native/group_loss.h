@@ -23,6 +23,19 @@ namespace gvpo {
 // Terms in a fixed order: loss, advantage, trustRegion, variance, constant.
 enum { kLoss = 0, kAdvantage, kTrustRegion, kVariance, kConstant, kTerms };
 
+// The mean of v[b, e) (e > b). Where the plain sum overflows though every value is finite (values
+// near 1e308), the sum is taken again scaled by 2^-32, exactly (the mean of finite values is
+// finite); a sum made non-finite by an inf or NaN value stays so.
+GVPO_HD inline double group_mean(const double* v, int32_t b, int32_t e) {
+  double s = 0;
+  for (int32_t n = b; n < e; n++) s += v[n];
+  const double k = (double)(e - b);
+  if (s - s == 0.0) return s / k;  // finite
+  double t = 0;
+  for (int32_t n = b; n < e; n++) t += v[n] * 0x1p-32;
+  return t - t == 0.0 ? t / k * 0x1p32 : s / k;
+}
+
 // Sequences [b, e) of one group: writes residuals and grad_seq there, adds the group's terms
 // (already scaled) to terms[kTerms].
 GVPO_HD inline void group_loss(double* grad_seq, double* residuals, double* terms, const double* seq,
@@ -33,15 +46,7 @@ GVPO_HD inline void group_loss(double* grad_seq, double* residuals, double* term
     for (int32_t n = b; n < e; n++) grad_seq[n] = residuals[n] = 0.0;
     return;
   }
-  double mR = 0, mS = 0, mQ = 0;
-  for (int32_t n = b; n < e; n++) {
-    mR += rewards[n];
-    mS += seq[n];
-    mQ += ref_seq[n];
-  }
-  mR /= k;
-  mS /= k;
-  mQ /= k;
+  const double mR = group_mean(rewards, b, e), mS = group_mean(seq, b, e), mQ = group_mean(ref_seq, b, e);
   const double inv = 1.0 / (double)(k - 1);
   double sc2 = 0, sap = 0, spq = 0, spp = 0, sc0 = 0;
   for (int32_t n = b; n < e; n++) {

@@ -2,6 +2,7 @@
 // differences of the loss in float64, and the four-term identity.
 import { describe, expect, it } from 'vitest';
 import { groupCenter, gvpoLoss, gvpoLossAsync, sequenceLogprobs } from '../src/index.js';
+import { groupCenterRef } from '../src/reference/groupCenter.js';
 import { allclose } from './helpers/allclose.js';
 import { normal, rng } from './helpers/data.js';
 
@@ -117,5 +118,24 @@ describe('groupCenter and sequenceLogprobs', () => {
     const lp = Float32Array.from([-1, -2, NaN, -4, -0.5, -0.25]);
     const mask = Float32Array.from([1, 0.5, 0, 1, 1, 0]);
     allclose(sequenceLogprobs({ tokenLogprobs: lp, mask, sequences: 2, tokens: 3 }), [-2, -4.5], TIGHT);
+  });
+});
+
+describe('group means of values near float64 max', () => {
+  it('centre [1e308, 1e308] to 0 (the sum overflows, the mean does not), here and in the loss', () => {
+    const c = groupCenter({ values: [1e308, 1e308, -1e308, 1e308], groups: { size: 2 } });
+    expect(Array.from(c.means)).toEqual([1e308, 0]);
+    expect(Array.from(c.centered)).toEqual([0, 0, -1e308, 1e308]);
+    expect(groupCenterRef(Float64Array.from([1e308, 1e308]), Int32Array.from([0, 2])).means[0]).toBe(1e308);
+    const r = gvpoLoss({
+      policyLogprobs: [-1, -2],
+      referenceLogprobs: [-1, -2],
+      rewards: [1e308, 1e308],
+      groups: { size: 2 },
+      beta: 0.1,
+    });
+    expect(r.loss).toBe(0);
+    expect(Array.from(r.gradLogprobs)).toEqual([0, 0]);
+    expect(r.terms.advantage).toBe(0);
   });
 });
