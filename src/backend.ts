@@ -104,7 +104,7 @@ type Active = BackendInfo['active'];
 // force the narrower paths with it); 'generic' is the portable build's.
 const SIMD_LEVELS = ['avx512bf16', 'avx512', 'avx2', 'sse2', 'generic'];
 
-let chosen: { active: Active; addon?: NativeAddon; info: BackendInfo } | undefined;
+let chosen: { active: Active; addon?: NativeAddon; loaded?: NativeAddon; info: BackendInfo } | undefined;
 
 function choose() {
   if (chosen) return chosen;
@@ -155,7 +155,7 @@ function choose() {
     ...(ni?.simd ? { simd: ni.simd } : {}),
     ...(ni?.device ? { device: ni.device } : {}),
   };
-  chosen = { active, addon: active === 'js' ? undefined : addon, info };
+  chosen = { active, addon: active === 'js' ? undefined : addon, loaded: addon, info };
   return chosen;
 }
 
@@ -168,6 +168,11 @@ export function backendInfo(): BackendInfo {
 /** The active backend, without copying backendInfo(). */
 export function activeBackend(): Active {
   return choose().active;
+}
+
+/** The addon when one loaded, whichever backend is active (for its helpers, not its ops). */
+export function loadedAddon(): NativeAddon | undefined {
+  return choose().loaded;
 }
 
 /** The native addon when a native backend is active, else undefined (use the reference). */

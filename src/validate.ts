@@ -57,7 +57,7 @@ export function checkOptions(
   if (typeof opts !== 'object' || opts === null || types.isProxy(opts) || Array.isArray(opts)) {
     throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
   }
-  for (const key of Object.keys(opts)) {
+  for (const key of optionKeys(opts)) {
     if (!known.includes(key)) {
       const near = Object.hasOwn(aliases, key) ? aliases[key] : closest(key, known);
       throw new TypeError(`${fn}: options has no field '${key}' (did you mean '${near}'?)`);
@@ -65,16 +65,47 @@ export function checkOptions(
   }
 }
 
+// The last object of a prototype chain (Object.prototype, of this realm or another) holds no
+// options: a name put there (prototype pollution, `Object.prototype.inPlace = true`) would
+// otherwise reach every call.
+function isChainRoot(o: object): boolean {
+  return Object.getPrototypeOf(o) === null;
+}
+
+/** The option names an object gives: its own (enumerable or not) and the enumerable ones it
+ *  inherits, short of the chain's root (a class's prototype contributes its fields, not its
+ *  non-enumerable methods and accessors). */
+function optionKeys(opts: object): string[] {
+  const keys = new Set(Object.getOwnPropertyNames(opts));
+  for (
+    let p = Object.getPrototypeOf(opts) as object | null;
+    p !== null && !isChainRoot(p);
+    p = Object.getPrototypeOf(p)
+  ) {
+    for (const key of Object.keys(p)) keys.add(key);
+  }
+  return [...keys];
+}
+
+/** Whether `key` is the caller's (own, or from a prototype short of the chain's root). */
+function givenOption(opts: object, key: string): boolean {
+  for (let p: object | null = opts; p !== null; p = Object.getPrototypeOf(p)) {
+    if (Object.prototype.hasOwnProperty.call(p, key)) return p === opts || !isChainRoot(p);
+  }
+  return false;
+}
+
 /**
  * The options checked (checkOptions) and read once each: a plain object holding every known
- * option the caller gave (own or inherited, enumerable or not), so that every later rule sees the
- * same values the kernels get (a getter returning a different array on its second read cannot
- * slip past a check). `groups` is read once the same way.
+ * option the caller gave (own or inherited short of Object.prototype, enumerable or not), so that
+ * every later rule sees the same values the kernels get (a getter returning a different array on
+ * its second read cannot slip past a check). `groups` is read once the same way.
  */
 export function snapshot(fn: string, opts: unknown, known: readonly string[]): Record<string, unknown> {
   checkOptions(fn, opts, known);
-  const s: Record<string, unknown> = {};
+  const s: Record<string, unknown> = Object.create(null) as Record<string, unknown>; // inherits nothing
   for (const key of known) {
+    if (!givenOption(opts, key)) continue;
     const v = opts[key];
     if (v !== undefined) s[key] = key === 'groups' ? groupsSnapshot(v) : v;
   }
@@ -83,10 +114,10 @@ export function snapshot(fn: string, opts: unknown, known: readonly string[]): R
 
 function groupsSnapshot(g: unknown): unknown {
   if (typeof g !== 'object' || g === null || types.isProxy(g) || Array.isArray(g)) return g;
-  const s: Record<string, unknown> = {};
+  const s: Record<string, unknown> = Object.create(null) as Record<string, unknown>; // inherits nothing
   for (const key of Object.keys(g)) s[key] = (g as Record<string, unknown>)[key];
   for (const key of ['size', 'offsets']) {
-    if (!(key in s)) {
+    if (!(key in s) && givenOption(g, key)) {
       const v = (g as Record<string, unknown>)[key];
       if (v !== undefined) s[key] = v;
     }
@@ -151,27 +182,45 @@ const VIEW_GETTERS = (['length', 'buffer', 'byteOffset', 'byteLength'] as const)
 
 const OWN_VIEW = 'a typed array whose length, buffer and offsets are its own (not shadowed by a property)';
 
-/** Whether v (a typed array) reports its size and memory as its internal slots hold them: an own
- *  property or a subclass's getter may not stand in for them (every check reads them by name). */
-function trueView(v: ArrayBufferView): boolean {
-  return VIEW_GETTERS.every(
-    ([key, get]) => !Object.prototype.hasOwnProperty.call(v, key) && (v as never)[key] === get.call(v),
+// Whether `get` is a typed array's own accessor for `key` (of this realm or another): this realm's,
+// or a built-in function of that name (a bound or user-written function prints otherwise).
+function intrinsicGetter(get: unknown, key: string, ours: () => unknown): boolean {
+  if (get === ours) return true;
+  return (
+    typeof get === 'function' &&
+    get.name === `get ${key}` &&
+    /^function get \w+\(\) \{\s*\[native code\]\s*\}$/.test(Function.prototype.toString.call(get))
   );
+}
+
+/** Whether v (a typed array) reports its size and memory as its internal slots hold them: an own
+ *  property or a subclass's getter may not stand in for them (every check reads them by name, and
+ *  a getter could answer truly once and lie after). The first holder of each name up v's
+ *  prototype chain must hold the built-in accessor. */
+function trueView(v: ArrayBufferView): boolean {
+  return VIEW_GETTERS.every(([key, get]) => {
+    let p: object | null = v;
+    while (p !== null && !Object.prototype.hasOwnProperty.call(p, key)) p = Object.getPrototypeOf(p);
+    const d = p === null || p === v ? undefined : Object.getOwnPropertyDescriptor(p, key);
+    return d !== undefined && intrinsicGetter(d.get, key, get) && (v as never)[key] === get.call(v);
+  });
+}
+
+/** A view the kernels may read: not detached, its own size and memory (trueView), and not over a
+ *  resizable ArrayBuffer (which could shrink while a native kernel reads it; the addon refuses it
+ *  too). */
+export function liveView(fn: string, name: string, v: ArrayBufferView): void {
+  if (isDetached(v)) typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
+  if (!trueView(v)) typeError(fn, name, OWN_VIEW, v);
+  const buf = v.buffer as ArrayBuffer & { resizable?: boolean };
+  if (buf.resizable === true && !types.isSharedArrayBuffer(buf)) {
+    typeError(fn, name, 'a typed array over a fixed-length ArrayBuffer (not resizable)', v);
+  }
 }
 
 export function typed<C extends TypedCtor>(fn: string, name: string, v: unknown, ctor: C, hint = ''): InstanceType<C> {
   if (!isKind(v, ctor)) typeError(fn, name, `${article(ctor.name)}${hint}`, v);
-  if (isDetached(v as ArrayBufferView)) {
-    typeError(fn, name, 'a typed array over a live (not detached) buffer', v);
-  }
-  if (!trueView(v as ArrayBufferView)) {
-    typeError(fn, name, OWN_VIEW, v);
-  }
-  // A resizable ArrayBuffer may be shrunk while a native kernel reads it (the addon refuses it too).
-  const buf = (v as ArrayBufferView).buffer as ArrayBuffer & { resizable?: boolean };
-  if (buf.resizable === true && !types.isSharedArrayBuffer(buf)) {
-    typeError(fn, name, 'a typed array over a fixed-length ArrayBuffer (not resizable)', v);
-  }
+  liveView(fn, name, v as ArrayBufferView);
   return v as InstanceType<C>;
 }
 
@@ -298,6 +347,7 @@ export function maskOf(fn: string, v: unknown, optional: boolean): Float32Array 
   if (!MASK_KINDS.some((k) => isKind(v, k))) {
     typeError(fn, 'mask', 'a Float32Array, Float64Array, Uint8Array or Int32Array', v);
   }
+  liveView(fn, 'mask', v as ArrayBufferView);
   // Always a copy, read once: the kernels get float32 weights no caller can change mid-call, over
   // memory of their own (whatever buffer the caller's mask lives on).
   const m = v as MaskLike;
@@ -316,9 +366,7 @@ export function numbersOf(fn: string, name: string, v: unknown, length?: number,
   if (!(isKind(v, Float64Array) || isKind(v, Float32Array) || (!types.isProxy(v) && Array.isArray(v)))) {
     typeError(fn, name, 'a Float64Array, Float32Array or number[]', v);
   }
-  if (ArrayBuffer.isView(v) && !trueView(v)) {
-    typeError(fn, name, OWN_VIEW, v);
-  }
+  if (ArrayBuffer.isView(v)) liveView(fn, name, v);
   const src = v as NumbersLike;
   if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');
   const out = new Float64Array(src.length);

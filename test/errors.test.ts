@@ -4,6 +4,8 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import {
+  backendInfo,
+  fromHalf,
   gvpoBackward,
   gvpoFromHidden,
   gvpoFromLogits,
@@ -14,6 +16,7 @@ import {
   tokenLogprobsFromHidden,
   tokenLogprobsFromHiddenBackward,
   tokenLogprobsFromHiddenBackwardAsync,
+  toHalf,
 } from '../src/index.js';
 import { batch } from './helpers/data.js';
 
@@ -793,5 +796,128 @@ describe("a typed array's length, buffer and offsets are read from the array its
         beta: 0.1,
       }),
     ).toThrow(new TypeError('gvpoLoss: policyLogprobs must be a Float64Array, Float32Array or number[], got a Proxy'));
+  });
+});
+
+describe('options and arrays that change or hide what they are', () => {
+  it('a subclass getter that answers truly once and lies after is refused; a plain subclass is not', () => {
+    class Liar extends Float32Array {
+      n = 0;
+      override get length() {
+        return ++this.n <= 1 ? super.length : 100000;
+      }
+    }
+    expect(() => tokenLogprobs({ logits: new Liar(5), targets: new Int32Array([4]), rows: 1, vocab: 5 })).toThrow(
+      /tokenLogprobs: logits must be a typed array whose length, buffer and offsets are its own/,
+    );
+    class LiesAboutOffset extends Float32Array {
+      n = 0;
+      override get byteOffset() {
+        return ++this.n <= 1 ? super.byteOffset : 1e9;
+      }
+    }
+    const a = good();
+    const out = new LiesAboutOffset((a.logits as Float32Array).buffer as ArrayBuffer);
+    expect(() => gvpoFromLogits({ ...a, out })).toThrow(/gvpoFromLogits: out must be a typed array whose length/);
+    expect(() =>
+      fromHalf(
+        new (class extends Uint16Array {
+          override get length() {
+            return 1e6;
+          }
+        })(2),
+        'float16',
+      ),
+    ).toThrow(/fromHalf: bits must be a typed array whose length/);
+    class Plain extends Float32Array {}
+    const r = tokenLogprobs({ logits: Plain.from([1, 2, 3]), targets: new Int32Array([1]), rows: 1, vocab: 3 });
+    expect(r.logprobs[0]).toBeLessThan(0);
+  });
+  it('an out over the same shared memory as the logits, through a second SharedArrayBuffer object', () => {
+    const a = good();
+    const sab = new SharedArrayBuffer((a.logits as Float32Array).byteLength);
+    const logits = new Float32Array(sab);
+    logits.set(a.logits as Float32Array);
+    const alias = new Float32Array(structuredClone(sab)); // another object over the same memory
+    alias[0] = 123;
+    const same = logits[0] === 123; // true where structuredClone shares the memory (it does in Node 20)
+    logits[0] = (a.logits as Float32Array)[0];
+    const before = Float32Array.from(logits);
+    if (same && backendInfo().compiled.includes('cpu')) {
+      expect(() => gvpoFromLogits({ ...a, logits, out: alias })).toThrow(
+        /gvpoFromLogits: out must be a buffer that does not overlap the inputs .*got a view overlapping logits/,
+      );
+      expect(Array.from(logits)).toEqual(Array.from(before));
+    }
+    // a second object over other memory is fine
+    expect(() =>
+      gvpoFromLogits({ ...a, logits, out: new Float32Array(new SharedArrayBuffer(sab.byteLength)) }),
+    ).not.toThrow();
+  });
+  it('a targets array changed by a getter of another argument: the call computes on what was checked', () => {
+    const a = good();
+    const targets = Int32Array.from(a.targets);
+    const rewards = [1, 0, 0.5, 1];
+    Object.defineProperty(rewards, 0, {
+      get() {
+        targets[0] = 2 ** 31 - 1;
+        return 1;
+      },
+    });
+    const got = gvpoFromLogits({ ...a, targets, rewards });
+    const want = gvpoFromLogits({ ...a, targets: Int32Array.from(a.targets), rewards: [1, 0, 0.5, 1] });
+    expect(got.loss).toBe(want.loss);
+    expect(Array.from(got.gradLogits)).toEqual(Array.from(want.gradLogits));
+  });
+  it('option names: inherited and non-enumerable typos are refused; Object.prototype is never read', () => {
+    const b = batch(1, 1, 1, 3);
+    const base = { logits: b.logits, targets: b.targets, rows: 1, vocab: 3 };
+    const inherited = Object.assign(Object.create({ temprature: 1e-30 }) as object, base);
+    expect(() => tokenLogprobs(inherited as never)).toThrow(
+      new TypeError("tokenLogprobs: options has no field 'temprature' (did you mean 'temperature'?)"),
+    );
+    const hidden = Object.defineProperty({ ...base }, 'temprature', { value: 1e-30 });
+    expect(() => tokenLogprobs(hidden)).toThrow(/options has no field 'temprature'/);
+    const proto = Object.prototype as Record<string, unknown>;
+    try {
+      proto.inPlace = true;
+      proto.temprature = 2;
+      const a = good();
+      const logits = Float32Array.from(a.logits as Float32Array);
+      const r = gvpoFromLogits({ ...a, logits });
+      expect(r.gradLogits).not.toBe(logits);
+      expect(Array.from(logits)).toEqual(Array.from(a.logits as Float32Array));
+    } finally {
+      delete proto.inPlace;
+      delete proto.temprature;
+    }
+    // a class's accessors are options (its methods and constructor are not names it gives)
+    class Opts {
+      logits = b.logits;
+      targets = b.targets;
+      rows = 1;
+      get vocab() {
+        return 3;
+      }
+    }
+    expect(tokenLogprobs(new Opts() as never).logprobs[0]).toBeLessThanOrEqual(0);
+  });
+  it('a detached mask is a TypeError saying so; toHalf names itself for a revoked Proxy and a huge sparse array', () => {
+    const a = good();
+    const mask = Float32Array.from(a.mask);
+    structuredClone(mask.buffer, { transfer: [mask.buffer] });
+    expect(() => gvpoFromLogits({ ...a, mask })).toThrow(
+      new TypeError('gvpoFromLogits: mask must be a typed array over a live (not detached) buffer, got Float32Array'),
+    );
+    const { proxy, revoke } = Proxy.revocable([1], {});
+    revoke();
+    expect(() => toHalf(proxy, 'float16')).toThrow(
+      new TypeError('toHalf: values must be a Float32Array, Float64Array or number[], got a Proxy'),
+    );
+    const sparse = [1, 2];
+    sparse.length = 2 ** 32 - 1;
+    expect(() => toHalf(sparse, 'float16')).toThrow(
+      new RangeError('toHalf: values must be at most 2147483647 numbers, got length 4294967295'),
+    );
   });
 });

@@ -29,8 +29,29 @@ static Napi::Value native_info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The address of a typed array's first byte, as a Number (x64 and arm64 user addresses fit in
+// 53 bits): the TypeScript checks compare two views over SharedArrayBuffer objects that may hold
+// the same memory, which JavaScript cannot tell.
+static Napi::Value view_address(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray()) {
+    Napi::TypeError::New(env, "viewAddress: a typed array expected").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (napi_get_typedarray_info(env, info[0], &type, &length, &data, &buffer, &offset) != napi_ok) {
+    Napi::TypeError::New(env, "viewAddress: a typed array expected").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, (double)(uintptr_t)data);
+}
+
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("nativeInfo", Napi::Function::New(env, native_info, "nativeInfo"));
+  exports.Set("viewAddress", Napi::Function::New(env, view_address, "viewAddress"));
   register_cpu_ops(env, exports);
   register_hidden_ops(env, exports);
 #ifdef GVPO_WITH_CUDA

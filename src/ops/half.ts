@@ -17,13 +17,16 @@ function halfDtype(fn: string, v: unknown): HalfDType {
 export function toHalf(values: Float32Array | Float64Array | number[], dtype: HalfDType): Uint16Array {
   const fn = 'toHalf';
   const d = halfDtype(fn, dtype);
-  const ok = isKind(values, Float32Array) || isKind(values, Float64Array) || Array.isArray(values);
+  // isProxy first: Array.isArray throws on a revoked Proxy
+  const ok =
+    isKind(values, Float32Array) || isKind(values, Float64Array) || (!types.isProxy(values) && Array.isArray(values));
   if (!ok) typeError(fn, 'values', 'a Float32Array, Float64Array or number[]', values);
   if (!Array.isArray(values)) {
     typed(fn, 'values', values, isKind(values, Float32Array) ? Float32Array : Float64Array); // not detached
     return encodeHalf(values, d);
   }
-  if (types.isProxy(values)) typeError(fn, 'values', 'a Float32Array, Float64Array or number[]', values);
+  // A sparse array may claim up to 2^32 - 1 elements: no typed array that long is made.
+  if (values.length > 2147483647) rangeError(fn, 'values', 'at most 2147483647 numbers', `length ${values.length}`);
   // Each element read once (a getter cannot change it between the check and the encoding); a hole
   // reads as undefined and is refused like any other non-number.
   const copy = new Float64Array(values.length);

@@ -3,6 +3,8 @@
 // tokenLogprobsFromHidden), and a batch of sequences x tokens (every fused GVPO op), each with
 // logits that come either as an array or as hidden states times a head's weight. The fused ops
 // and their two phases share the option names of their shape, so one options object serves all three calls.
+import { types } from 'node:util';
+import { loadedAddon } from '../backend.js';
 import type {
   BackwardOpts,
   ForwardOpts,
@@ -30,6 +32,7 @@ import {
   expectLength,
   floatsOf,
   isKind,
+  liveView,
   maskOf,
   numbersOf,
   offsetsOf,
@@ -129,13 +132,21 @@ function hiddenSource(fn: string, a: Options, rows: number, what: string) {
   return { dtype, vocab, hidden, weight, hiddenSize };
 }
 
+/** The targets as a copy the call owns, checked against the vocabulary later: the caller's array
+ *  could change after the check (code run by a getter of another argument, or an async call's
+ *  caller), and the kernels index the logits by them. */
+function targetsOf(fn: string, v: unknown, rows: number, what: string): Int32Array {
+  const targets = typed(fn, 'targets', v, Int32Array);
+  expectLength(fn, 'targets', targets.length, rows, what);
+  return new Int32Array(targets);
+}
+
 /** Rows, one token each: their number, the source of their logits (read by `source`, which also
  *  gives the vocabulary) and the per-row arrays; the mask is optional (absent: all rows live). */
 function rowsBatch<S extends { vocab: number }>(fn: string, a: Options, source: (a: Options, rows: number) => S) {
   const rows = dim(fn, 'rows', a.rows);
   const s = source(a, rows);
-  const targets = typed(fn, 'targets', a.targets, Int32Array);
-  expectLength(fn, 'targets', targets.length, rows, 'rows');
+  const targets = targetsOf(fn, a.targets, rows, 'rows');
   const mask = maskOf(fn, a.mask, true);
   if (mask) expectLength(fn, 'mask', mask.length, rows, 'rows');
   const temperature = temperatureOf(fn, a.temperature);
@@ -192,8 +203,7 @@ function sequenceBatch<S extends { vocab: number }>(
   const tokens = dim(fn, 'tokens', a.tokens);
   const rows = product(fn, 'sequences*tokens', [sequences, tokens]);
   const s = source(a, rows);
-  const targets = typed(fn, 'targets', a.targets, Int32Array);
-  expectLength(fn, 'targets', targets.length, rows, 'sequences*tokens');
+  const targets = targetsOf(fn, a.targets, rows, 'sequences*tokens');
   const mask = maskOf(fn, a.mask, false) as Float32Array;
   expectLength(fn, 'mask', mask.length, rows, 'sequences*tokens');
   const temperature = temperatureOf(fn, a.temperature);
@@ -227,6 +237,7 @@ function normalizeReference(
     if (!isKind(r, Float32Array) && !isKind(r, Float64Array)) {
       typeError(fn, 'referenceTokenLogprobs', 'a Float32Array or Float64Array', r);
     }
+    liveView(fn, 'referenceTokenLogprobs', r as ArrayBufferView);
     const src = r as Float32Array | Float64Array;
     expectLength(fn, 'referenceTokenLogprobs', src.length, b.rows, 'sequences*tokens');
     const ref = new Float64Array(b.rows);
@@ -304,10 +315,18 @@ function refuseOverlap(fn: string, dest: string, a: Options, expected: string): 
   }
 }
 
+// Two SharedArrayBuffer objects may hold the same memory (structuredClone of one, or one posted
+// to a worker and back): for those the addon compares the views' addresses. Without the addon
+// (the TypeScript backend with no addon loaded) such an alias cannot be seen from JavaScript.
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return (
-    a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
-  );
+  if (a.buffer === b.buffer) {
+    return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+  }
+  const address = loadedAddon()?.viewAddress as ((v: ArrayBufferView) => number) | undefined;
+  if (!types.isSharedArrayBuffer(a.buffer) || !types.isSharedArrayBuffer(b.buffer) || !address) return false;
+  const pa = address(a),
+    pb = address(b);
+  return a.byteLength > 0 && b.byteLength > 0 && pa < pb + b.byteLength && pb < pa + a.byteLength;
 }
 
 /** A gradient buffer, allocated here so that a size the machine cannot hold is a RangeError
