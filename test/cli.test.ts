@@ -60,7 +60,7 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('train', '--tf', 'node-gpu', '--beta', '0'), /--beta must be a number > 0, got '0'/);
     expectUsageError(
       gvpo('train', '--tf', 'node-gpu', '--group-size', '1'),
-      /--group-size must be an integer >= 2, got '1'/,
+      /--group-size must be an integer in \[2, 4096\], got '1'/,
     );
     expectUsageError(gvpo('train', '--replay-ratio', '1'), /--replay-ratio must be a number in \[0, 1\)/);
     expectUsageError(gvpo('train', '--algo', 'ppo'), /--algo must be one of gvpo, grpo, drgrpo, reinforce, got 'ppo'/);

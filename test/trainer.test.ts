@@ -1,7 +1,7 @@
 // GVPOTrainer beyond the theorems: every algorithm raises the bandit's reward; replay mixing and
 // externally supplied responses feed the same loop; async and weighted rewards; metrics carry
 // every field; a policy survives save/load.
-import { writeFileSync } from 'node:fs';
+import { existsSync, truncateSync, writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -382,7 +382,20 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     );
     await expect(
       run(withLogprobs((r, i) => r.map((_, t) => (i === 0 && t === 1 ? Number.NaN : -0.5)))),
-    ).rejects.toThrow(/tokenLogprobs\[0\]\[1\] must be a finite log-prob, got NaN/);
+    ).rejects.toThrow(/tokenLogprobs\[0\]\[1\] must be a finite log-prob <= 0 \(up to 0.00001 of rounding\), got NaN/);
+    // a probability above 1 is no probability, for every algorithm (GVPO reads none, but the
+    // sampler that gave it is broken)
+    for (const algo of ['gvpo', 'grpo', 'drgrpo', 'reinforce'] as const)
+      await expect(
+        new GVPOTrainer({
+          tf,
+          policy,
+          task,
+          ...GRPO,
+          algo,
+          externalResponses: withLogprobs((r, i) => r.map((_, t) => (i === 2 && t === 0 ? 5 : -0.5))) as never,
+        }).step(),
+      ).rejects.toThrow(/tokenLogprobs\[2\]\[0\] must be a finite log-prob <= 0 \(up to 0.00001 of rounding\), got 5/);
     await expect(
       run((p, k) => ({ responses: Array.from({ length: k }, () => answer(p)), tokenLogprobs: [null] })),
     ).rejects.toThrow(/tokenLogprobs must hold one entry \(or null\) per response, 4, got 1/);
@@ -428,7 +441,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(make({ onMetrics: 'x' })).toThrow(/onMetrics must be a function, got 'x'/);
     expect(make({ externalResponses: 5 })).toThrow(/externalResponses must be a function, got 5/);
     expect(make({ optimizer: {} })).toThrow(/optimizer must be a tf.Optimizer \(with minimize\(\)\), got object/);
-    expect(make({ groupSize: '4' })).toThrow("GVPOTrainer: groupSize must be an integer >= 2, got '4'");
+    expect(make({ groupSize: '4' })).toThrow("GVPOTrainer: groupSize must be an integer in [2, 4096], got '4'");
     expect(make({ beta: '0.1' })).toThrow("GVPOTrainer: beta must be a finite number > 0, got '0.1'");
     expect(make({ seed: 2 ** 32 })).toThrow('GVPOTrainer: seed must be an integer in [0, 2^32), got 4294967296');
     expect(make({ temperature: 1e-300 })).toThrow(
@@ -454,6 +467,32 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     );
   });
 
+  it('refuses sizes that would exhaust memory or never end, at construction, naming the bound', () => {
+    const { task, policy } = bandit();
+    const make = (o: object) => () => new GVPOTrainer({ tf, policy, task, ...o });
+    // a step holds its prompts x groupSize sequences at once: 1e9 of them aborted the process
+    expect(make({ groupSize: 1e9 })).toThrow(
+      new RangeError('GVPOTrainer: groupSize must be an integer in [2, 4096], got 1000000000'),
+    );
+    expect(make({ promptsPerStep: 1e9 })).toThrow(
+      'GVPOTrainer: promptsPerStep must be an integer in [1, 65536], got 1000000000',
+    );
+    expect(make({ promptsPerStep: 65536, groupSize: 4096 })).toThrow(
+      'GVPOTrainer: promptsPerStep x groupSize must be at most 2^20 = 1048576 sequences per step, got 65536 x 4096 = 268435456',
+    );
+    expect(make({ promptsPerStep: 256, groupSize: 4096 })).not.toThrow(); // 2^20 exactly
+    expect(make({ epochs: 1e9 })).toThrow('GVPOTrainer: epochs must be an integer in [1, 1024], got 1000000000');
+    expect(make({ miniBatches: 2 ** 31 })).toThrow(/miniBatches must be an integer in \[1, 65536\], got 2147483648/);
+    expect(make({ evalPrompts: 1e9 })).toThrow(/evalPrompts must be an integer in \[1, 65536\], got 1000000000/);
+    // the policy's table: 10^10 floats were a bare 'Invalid typed array length'
+    expect(() => new TabularPolicy(tf, 1e5, 1e5)).toThrow(
+      new RangeError(
+        'TabularPolicy: prompts x vocab must be at most 2^26 = 67108864 parameters, got 100000 x 100000 = 10000000000',
+      ),
+    );
+    expect(() => new TabularPolicy(tf, 2 ** 13, 2 ** 13 + 1)).toThrow(/got 8192 x 8193 = 67117056/);
+  });
+
   it('checks the temperature set between steps and the evaluation arguments', () => {
     const { task, policy } = bandit();
     const t = new GVPOTrainer({ tf, policy, task });
@@ -465,7 +504,12 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       }).toThrow(/temperature must be a finite number > 0/);
     }
     expect(t.temperature).toBe(0.5);
-    expect(() => t.evaluate(0)).toThrow(/evaluation needs an integer n >= 1 prompts, got 0/);
+    expect(() => t.evaluate(0)).toThrow(/evaluation needs an integer n in \[1, 65536\] prompts, got 0/);
+    // all n prompts are sampled at once
+    expect(() => t.evaluate(1e9)).toThrow(
+      'GVPOTrainer: evaluation needs an integer n in [1, 65536] prompts, got 1000000000',
+    );
+    expect(() => t.evaluateReward(2 ** 31)).toThrow(/got 2147483648/);
     expect(() => t.evaluateReward(4, 0)).toThrow(/evaluateReward: temperature must be/);
     expect(() => t.evaluateReward(Number.NaN)).toThrow(/got NaN/);
     expect(() => t.evaluate(4, -1)).toThrow(/evaluate: seed must be an integer in \[0, 2\^32\)/);
@@ -522,6 +566,23 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(() => loadPolicy(tf, path)).toThrow(/its kind 'lstm' is none of tabular, char-mlp, fused-head, transformer/);
     write({ kind: 'tabular', config: { prompts: 1, vocab: 2 }, weights: [{ shape: [1, 2], data: data([0.5, -0.5]) }] });
     expect(Array.from(loadPolicy(tf, path).getWeights()[0])).toEqual([0.5, -0.5]);
+  });
+
+  it('loadPolicy reads only a regular file of at most 512 MiB, and says so before reading', () => {
+    const dir = scratchDir('gvpo-');
+    // a device or a directory would be read without end (or fail obscurely)
+    if (existsSync('/dev/zero'))
+      expect(() => loadPolicy(tf, '/dev/zero')).toThrow(
+        'loadPolicy: cannot read /dev/zero: it is not a regular file (a device, pipe or socket)',
+      );
+    expect(() => loadPolicy(tf, dir)).toThrow(`loadPolicy: cannot read ${dir}: it is not a regular file (a directory)`);
+    // a sparse file: its size is known without writing (or reading) its bytes
+    const big = join(dir, 'big.json');
+    writeFileSync(big, '');
+    truncateSync(big, 2 ** 29 + 1);
+    expect(() => loadPolicy(tf, big)).toThrow(
+      `loadPolicy: cannot read ${big}: it holds 536870913 bytes, more than the 536870912 (512 MiB) a policy file may hold`,
+    );
   });
 });
 

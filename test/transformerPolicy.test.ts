@@ -16,6 +16,7 @@ import {
   TransformerPolicy,
   type TransformerPolicyConfig,
 } from '../src/tfjs/index.js';
+import { transformerParameters } from '../src/tfjs/transformerPolicy.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
 import { gradClose } from './helpers/allclose.js';
@@ -229,6 +230,15 @@ for (const backend of ['cpu', 'wasm'] as const) {
       );
       expect(() => new TransformerPolicy(tf, { ...config, width: 15 })).toThrow(RangeError);
       expect(() => new TransformerPolicy(tf, { ...config, eos: config.vocab })).toThrow(RangeError);
+    });
+
+    it('refuses a config of more than 2^26 parameters before building a weight, counting them as size does', () => {
+      expect(new TransformerPolicy(tf, config, 6).size).toBe(transformerParameters(config));
+      // a width of 2^20 would ask TensorFlow.js for 8.8e12 floats; a million layers for 1.3e8 arrays
+      expect(() => new TransformerPolicy(tf, { ...config, width: 2 ** 20 })).toThrow(
+        /TransformerPolicy: the config \(width 1048576, layers 2, mlp 24, vocab 14\) has \d+ parameters, more than 2\^26 = 67108864/,
+      );
+      expect(() => new TransformerPolicy(tf, { ...config, layers: 1e6 })).toThrow(/more than 2\^26/);
     });
 
     it('save and loadPolicy keep every weight and the logits', () => {

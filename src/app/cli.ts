@@ -11,7 +11,7 @@ import { CLI_DEFAULTS, WARMUP_OUT } from './defaults.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import type { RunOptions } from './runOptions.js';
 import type { TfChoice } from '../tfjs/tf.js';
-import type { Algo } from '../tfjs/trainerOptions.js';
+import { type Algo, TRAINER_LIMITS } from '../tfjs/trainerOptions.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -113,6 +113,11 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const { heldOut, resolveRunOptions } = await import('./runOptions.js');
   const { summaryTable } = await import('./runs.js');
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
+  // a step holds all its sequences at once (the trainer refuses more, after TensorFlow.js has loaded)
+  if (o.promptsPerStep * o.groupSize > TRAINER_LIMITS.sequencesPerStep)
+    throw new UsageError(
+      `--prompts x --group-size must be at most 2^20 = ${TRAINER_LIMITS.sequencesPerStep} sequences per step, got ${o.promptsPerStep} x ${o.groupSize} = ${o.promptsPerStep * o.groupSize}`,
+    );
   if (o.miniBatches > o.promptsPerStep)
     throw new UsageError(
       `--mini-batches (${o.miniBatches}) must not exceed the groups per step, --prompts (${o.promptsPerStep})`,
@@ -214,18 +219,26 @@ function help(): string {
   }
 }
 
+/** Whether `name` is a command: an own key of COMMANDS, never one of Object.prototype's (`__proto__`,
+ *  `toString`) that a plain lookup would find. */
+const isCommand = (name: string) => Object.hasOwn(COMMANDS, name);
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help') return void console.log(help());
-  if (cmd === '--version' || cmd === '-v') return void console.log(version());
-  if (!COMMANDS[cmd]) {
+  if (cmd === '--version' || cmd === '-v') {
+    if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}' for \`gvpo ${cmd}\``);
+    return void console.log(version());
+  }
+  if (!isCommand(cmd)) {
     const near = closest(cmd, Object.keys(COMMANDS));
     throw new UsageError(`unknown command '${cmd}'${near ? `; did you mean '${near}'?` : ''}\n${generalHelp()}`);
   }
   if (cmd === 'help') {
     const topic = rest[0];
-    if (topic && !COMMANDS[topic])
+    if (topic !== undefined && !isCommand(topic))
       throw new UsageError(`no help for '${topic}': commands are ${Object.keys(COMMANDS).join(', ')}`);
+    if (rest.length > 1) throw new UsageError(`unexpected argument '${rest[1]}' for \`gvpo help\``);
     return void console.log(topic ? commandHelp(topic) : help());
   }
   // --help wins wherever it stands, before any other flag is judged

@@ -1,8 +1,8 @@
 // The `gvpo` command's flags: one table (name, value kind, rule, help), a parser that refuses
 // unknown flags (naming the closest), missing values and out-of-range values with exit code 2,
 // all before TensorFlow.js loads.
-import { existsSync } from 'node:fs';
-import { ALGOS as TRAINER_ALGOS, TRAINER_DEFAULTS } from '../tfjs/trainerOptions.js';
+import { existsSync, statSync } from 'node:fs';
+import { ALGOS as TRAINER_ALGOS, TRAINER_DEFAULTS, TRAINER_LIMITS } from '../tfjs/trainerOptions.js';
 import { reciprocalFits32 } from '../validate.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_OUT } from './defaults.js';
@@ -22,18 +22,32 @@ interface Flag {
   shown?: string;
 }
 
+// Numbers are read strictly: Number() would also take ' 2', '+2', '0x10' (16), '1e1' for an
+// integer and '-0' for a count, none of which a user means as written. An integer flag takes
+// decimal digits (a minus sign only where negatives are allowed), a real one a decimal or
+// scientific number.
+const INTEGER = /^\d+$/;
+const SIGNED_INTEGER = /^-?\d+$/;
+const DECIMAL = /^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 const int =
-  (min: number, max = Infinity): Rule =>
+  (min: number, max = Number.MAX_SAFE_INTEGER): Rule =>
   (v) => {
     const x = Number(v);
-    return Number.isInteger(x) && x >= min && x <= max && v.trim() !== ''
-      ? undefined
-      : `an integer ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`;
+    const digits = (min < 0 ? SIGNED_INTEGER : INTEGER).test(v);
+    if (digits && x >= min && x <= max) return undefined;
+    // an unbounded count (--steps) may be large, but no larger than a double counts exactly
+    const range =
+      max !== Number.MAX_SAFE_INTEGER ? `in [${min}, ${max}]` : x > max ? `in [${min}, 2^53 - 1]` : `>= ${min}`;
+    return `an integer ${range}${digits ? '' : ', written in decimal digits'}`;
   };
 const real =
   (test: (x: number) => boolean, what: string): Rule =>
   (v) =>
-    v.trim() !== '' && Number.isFinite(Number(v)) && test(Number(v)) ? undefined : what;
+    !DECIMAL.test(v)
+      ? `${what}, written in decimal or scientific notation (such as 0.001 or 1e-3)`
+      : Number.isFinite(Number(v)) && test(Number(v))
+        ? undefined
+        : what;
 const oneOf = (...allowed: string[]): Rule =>
   Object.assign((v: string) => (allowed.includes(v) ? undefined : `one of ${allowed.join(', ')}`), {
     values: allowed.join('|'),
@@ -46,9 +60,16 @@ const listOf = (...allowed: string[]): Rule =>
         : `a comma-separated list of distinct names from ${allowed.join(', ')}`,
     { values: `${allowed.join(',')}` },
   );
-const file: Rule = (v) => (existsSync(v) ? undefined : 'an existing file');
+// a device (/dev/zero) or a pipe would be read without end
+const file: Rule = (v) =>
+  !existsSync(v) ? 'an existing file' : statSync(v).isFile() ? undefined : 'a regular file (not a directory or device)';
 
 const d = TRAINER_DEFAULTS;
+const L = TRAINER_LIMITS;
+/** Seeds a comparison or an experiment runs: each is a whole run. */
+const MAX_SEEDS = 1000;
+/** The warm-up transformer's widest: 2 blocks of width 1024 hold about 25 million parameters. */
+const MAX_WIDTH = 1024;
 const byTask = (k: keyof (typeof TASK_DEFAULTS)['addition']) =>
   `addition ${TASK_DEFAULTS.addition[k]}, bandit ${TASK_DEFAULTS.bandit[k]}`;
 const ALGOS = [...TRAINER_ALGOS];
@@ -67,21 +88,31 @@ export const RUN_FLAGS: Record<string, Flag> = {
     help: 'the loss: gvpo; grpo (std-normalized advantages, clipped ratio); drgrpo (mean-centered, clipped ratio); reinforce (group-mean baseline)',
   },
   steps: { kind: 'value', rule: int(1), shown: byTask('steps'), help: 'sampled steps' },
-  'group-size': { kind: 'value', rule: int(2), shown: byTask('groupSize'), help: 'k, responses per prompt' },
+  'group-size': {
+    kind: 'value',
+    rule: int(2, L.groupSize),
+    shown: byTask('groupSize'),
+    help: `k, responses per prompt (prompts x group size at most ${L.sequencesPerStep})`,
+  },
   beta: {
     kind: 'value',
     rule: real((x) => x > 0, 'a number > 0'),
     shown: String(d.beta),
     help: "GVPO's KL coefficient",
   },
-  prompts: { kind: 'value', rule: int(1), shown: byTask('promptsPerStep'), help: 'prompts (groups) per step' },
+  prompts: {
+    kind: 'value',
+    rule: int(1, L.promptsPerStep),
+    shown: byTask('promptsPerStep'),
+    help: 'prompts (groups) per step',
+  },
   'mini-batches': {
     kind: 'value',
-    rule: int(1),
+    rule: int(1, L.miniBatches),
     shown: String(d.miniBatches),
     help: 'optimizer updates per pass over a step (whole groups each)',
   },
-  epochs: { kind: 'value', rule: int(1), shown: String(d.epochs), help: "passes over each step's groups" },
+  epochs: { kind: 'value', rule: int(1, L.epochs), shown: String(d.epochs), help: "passes over each step's groups" },
   lr: {
     kind: 'value',
     rule: real((x) => x > 0, 'a number > 0'),
@@ -159,7 +190,7 @@ export const RUN_FLAGS: Record<string, Flag> = {
   },
   'eval-prompts': {
     kind: 'value',
-    rule: int(1),
+    rule: int(1, L.evalPrompts),
     shown: byTask('evalPrompts'),
     help: 'prompts in the evaluation set (held-out for addition)',
   },
@@ -196,7 +227,12 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
     flags: {
       ...withoutAlgo,
       algos: { kind: 'value', rule: listOf(...ALGOS), shown: CLI_DEFAULTS.algos, help: 'algorithms to compare' },
-      seeds: { kind: 'value', rule: int(1), shown: String(CLI_DEFAULTS.seeds), help: 'seeds 1..N per algorithm' },
+      seeds: {
+        kind: 'value',
+        rule: int(1, MAX_SEEDS),
+        shown: String(CLI_DEFAULTS.seeds),
+        help: 'seeds 1..N per algorithm',
+      },
       out: {
         kind: 'value',
         shown: 'runs/<task>-compare',
@@ -209,7 +245,7 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
     usage: 'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick]',
     flags: {
       quick: { kind: 'bool', help: 'a small size (a smoke test, numbers not meaningful)' },
-      seeds: { kind: 'value', rule: int(2), shown: '5', help: 'seeds per configuration' },
+      seeds: { kind: 'value', rule: int(2, MAX_SEEDS), shown: '5', help: 'seeds per configuration' },
       out: {
         kind: 'value',
         shown: CLI_DEFAULTS.experimentsOut,
@@ -229,7 +265,7 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
       hidden: {
         kind: 'value',
         rule: (v) =>
-          int(WARMUP_DEFAULTS.heads)(v) ??
+          int(WARMUP_DEFAULTS.heads, MAX_WIDTH)(v) ??
           (Number(v) % WARMUP_DEFAULTS.heads ? `a multiple of ${WARMUP_DEFAULTS.heads}` : undefined),
         shown: String(WARMUP_DEFAULTS.width),
         help: `width of the transformer (a multiple of its ${WARMUP_DEFAULTS.heads} heads)`,
@@ -297,7 +333,8 @@ export function parseFlags(cmd: string, args: string[], flags: Record<string, Fl
     }
     const eq = a.indexOf('=');
     const name = a.slice(2, eq < 0 ? undefined : eq);
-    const flag = flags[name];
+    // an own property only: `--__proto__` or `--toString` must not find Object.prototype's
+    const flag = Object.hasOwn(flags, name) ? flags[name] : undefined;
     if (!flag) {
       const near = closest(name, Object.keys(flags));
       throw new UsageError(`unknown option --${name} for \`gvpo ${cmd}\`${near ? `; did you mean --${near}?` : ''}`);

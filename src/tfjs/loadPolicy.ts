@@ -2,7 +2,7 @@
 // A file that is not one (another JSON file, a truncated download, a config edited by hand) is
 // refused with its path and what is wrong, before any weight is built: the config's sizes are
 // checked, the number of weight arrays and each one's shape and values against them.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, type FusedHeadPolicyConfig, fusedHeadShapes } from './fusedHeadPolicy.js';
 import { CharPolicy, type CharPolicyConfig, charShapes, TabularPolicy } from './policies.js';
@@ -31,6 +31,10 @@ export interface CheckedPolicyFile {
 
 const WRITTEN_BY = "a policy file is what a policy's save() or `gvpo warmup` writes";
 
+/** The largest policy file read: 512 MiB, above the base64 of the largest policy built
+ *  (2^26 float32 parameters, about 342 MiB) and about as long as a string V8 can hold. */
+export const MAX_POLICY_FILE_BYTES = 2 ** 29;
+
 /** Each kind's weight shapes for a config, checked first; `count` is the number of arrays in the
  *  file (a transformer's depth is compared with it before its shapes are listed). */
 const SHAPES: Record<CheckedPolicyFile['kind'], (config: Record<string, number>, count: number) => number[][]> = {
@@ -56,6 +60,15 @@ const SHAPES: Record<CheckedPolicyFile['kind'], (config: Record<string, number>,
 export function readPolicyFile(path: string): CheckedPolicyFile {
   let text: string;
   try {
+    // a device (/dev/zero), a pipe or a directory would be read without end, or block: only a
+    // regular file of a bounded size is read, and its size is known before reading
+    const st = statSync(path);
+    if (!st.isFile())
+      throw new Error(`it is not a regular file (${st.isDirectory() ? 'a directory' : 'a device, pipe or socket'})`);
+    if (st.size > MAX_POLICY_FILE_BYTES)
+      throw new Error(
+        `it holds ${st.size} bytes, more than the ${MAX_POLICY_FILE_BYTES} (512 MiB) a policy file may hold`,
+      );
     text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new Error(`loadPolicy: cannot read ${path}: ${(e as Error).message}`);

@@ -4,7 +4,16 @@
 //                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
-import { checkConfig, checkTokenIds, checkWeights, drawToken, type Policy, PolicyBase, variableOf } from './policy.js';
+import {
+  checkConfig,
+  checkTokenIds,
+  checkWeights,
+  drawToken,
+  MAX_PARAMETERS,
+  type Policy,
+  PolicyBase,
+  variableOf,
+} from './policy.js';
 
 type Tf = typeof TF;
 
@@ -23,6 +32,10 @@ export class TabularPolicy extends PolicyBase implements Policy {
   ) {
     super(tf);
     checkConfig('TabularPolicy', { prompts, vocab }, ['prompts', 'vocab']);
+    if (prompts * vocab > MAX_PARAMETERS)
+      throw new RangeError(
+        `TabularPolicy: prompts x vocab must be at most 2^26 = ${MAX_PARAMETERS} parameters, got ${prompts} x ${vocab} = ${prompts * vocab}`,
+      );
     if (init) checkWeights('TabularPolicy', [[prompts, vocab]], [init]);
     this.theta = variableOf(tf, () => (init ? tf.tensor2d(init, [prompts, vocab]) : tf.zeros([prompts, vocab])));
   }

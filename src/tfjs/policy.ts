@@ -65,6 +65,14 @@ export function checkTokenIds(
 }
 
 /**
+ * The most parameters a built-in policy is built with: 2^26 (256 MiB of float32, and as much again
+ * for each of Adam's moments and every copy the trainer keeps), far above what trains on a CPU. A
+ * larger config is refused before anything is allocated, rather than failing inside TensorFlow.js
+ * or V8 with an allocation error that names neither the policy nor its sizes.
+ */
+export const MAX_PARAMETERS = 2 ** 26;
+
+/**
  * Refuses a config whose sizes (`sizes`: integers in [1, 2^31)) or token ids (`tokens`: integers in
  * [0, config.vocab)) are not, before any weight is built; `name` prefixes the message.
  */

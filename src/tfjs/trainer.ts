@@ -37,14 +37,20 @@ import {
   checkParts,
   checkTemperature,
   seedOf,
+  TRAINER_LIMITS,
 } from './trainerOptions.js';
+
+// How far above 0 an external sampler's token log-prob may lie (its float32 rounding).
+const LOGPROB_ROUNDING = 1e-5;
 
 type Tf = typeof TF;
 
-/** How many evaluation prompts: an integer >= 1. */
+/** How many evaluation prompts: an integer in [1, TRAINER_LIMITS.evalPrompts] (they are sampled
+ *  all at once). */
 function evalCount(n: number): number {
-  if (!Number.isInteger(n) || n < 1)
-    throw new RangeError(`GVPOTrainer: evaluation needs an integer n >= 1 prompts, got ${describe(n)}`);
+  const max = TRAINER_LIMITS.evalPrompts;
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new RangeError(`GVPOTrainer: evaluation needs an integer n in [1, ${max}] prompts, got ${describe(n)}`);
   return n;
 }
 export type { Algo, RewardSpec, StepMetrics, TermsAblation, TrainerOptions } from './trainerOptions.js';
@@ -258,10 +264,13 @@ export class GVPOTrainer {
         throw new RangeError(
           `GVPOTrainer: ${where}: tokenLogprobs[${i}] must hold a log-prob for each of the response's ${n} tokens, got ${typeof lp === 'object' ? `${lp.length} values` : describe(lp)}`,
         );
+      // a probability is at most 1: a positive log-prob would make every importance ratio
+      // against this sampler too small (and is refused for every algorithm, as NaN is); a
+      // sampler's float32 rounding may leave one a hair above 0, which is let through
       for (let t = 0; t < n; t++)
-        if (typeof lp[t] !== 'number' || !Number.isFinite(lp[t]))
+        if (typeof lp[t] !== 'number' || !Number.isFinite(lp[t]) || lp[t] > LOGPROB_ROUNDING)
           throw new RangeError(
-            `GVPOTrainer: ${where}: tokenLogprobs[${i}][${t}] must be a finite log-prob, got ${describe(lp[t])}`,
+            `GVPOTrainer: ${where}: tokenLogprobs[${i}][${t}] must be a finite log-prob <= 0 (up to ${LOGPROB_ROUNDING} of rounding), got ${describe(lp[t])}`,
           );
     }
     const group: Group = {

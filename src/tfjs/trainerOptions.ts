@@ -186,14 +186,31 @@ export interface TrainerConfig {
   onMetrics?: (m: StepMetrics) => void;
 }
 
+/**
+ * Upper bounds on the sizes a step works on. They are far above what a run on a CPU uses, and keep
+ * a typo (1e9 for 1e3) from becoming a process that allocates until V8 aborts or that never ends:
+ * a step holds every one of its sequences (prompts x group size) in memory at once, and an
+ * evaluation all of its prompts.
+ */
+export const TRAINER_LIMITS = {
+  groupSize: 4096,
+  promptsPerStep: 65536,
+  /** promptsPerStep x groupSize. */
+  sequencesPerStep: 2 ** 20,
+  miniBatches: 65536,
+  epochs: 1024,
+  evalPrompts: 65536,
+};
+
 export const ALGOS: readonly Algo[] = ['gvpo', 'grpo', 'drgrpo', 'reinforce'];
 const ABLATIONS: readonly TermsAblation[] = ['all', 'no-variance', 'no-trust-region'];
 
 function fail(name: string, expected: string, got: unknown): never {
   throw new RangeError(`GVPOTrainer: ${name} must be ${expected}, got ${describe(got)}`);
 }
-function integer(name: string, v: number, min: number): number {
-  if (!Number.isInteger(v) || v < min) fail(name, `an integer >= ${min}`, v);
+function integer(name: string, v: number, min: number, max = Infinity): number {
+  if (!Number.isInteger(v) || v < min || v > max)
+    fail(name, max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`, v);
   return v;
 }
 /** A seed: the generator (mulberry32) keeps 32 bits, so a larger one would repeat a smaller one's run. */
@@ -369,13 +386,20 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
   const reference = o.reference ?? d.reference;
   if (reference !== 'previous' && reference !== 'frozen') fail('reference', "'previous' | 'frozen'", reference);
   checkCallbacks(o);
+  const L = TRAINER_LIMITS;
+  const groupSize = integer('groupSize', o.groupSize ?? d.groupSize, 2, L.groupSize);
+  const promptsPerStep = integer('promptsPerStep', o.promptsPerStep ?? d.promptsPerStep, 1, L.promptsPerStep);
+  if (groupSize * promptsPerStep > L.sequencesPerStep)
+    throw new RangeError(
+      `GVPOTrainer: promptsPerStep x groupSize must be at most 2^20 = ${L.sequencesPerStep} sequences per step, got ${promptsPerStep} x ${groupSize} = ${promptsPerStep * groupSize}`,
+    );
   return {
     algo,
     beta: inRange('beta', o.beta ?? d.beta, finitePositive, 'a finite number > 0'),
-    groupSize: integer('groupSize', o.groupSize ?? d.groupSize, 2),
-    promptsPerStep: integer('promptsPerStep', o.promptsPerStep ?? d.promptsPerStep, 1),
-    miniBatches: integer('miniBatches', o.miniBatches ?? d.miniBatches, 1),
-    epochs: integer('epochs', o.epochs ?? d.epochs, 1),
+    groupSize,
+    promptsPerStep,
+    miniBatches: integer('miniBatches', o.miniBatches ?? d.miniBatches, 1, L.miniBatches),
+    epochs: integer('epochs', o.epochs ?? d.epochs, 1, L.epochs),
     learningRate: inRange('learningRate', o.learningRate ?? d.learningRate, finitePositive, 'a finite number > 0'),
     temperature: checkTemperature('temperature', o.temperature ?? d.temperature),
     reference,
@@ -405,7 +429,7 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
     terms,
     seed: seedOf('seed', o.seed ?? d.seed),
     evalEvery: integer('evalEvery', o.evalEvery ?? d.evalEvery, 0),
-    evalPrompts: integer('evalPrompts', o.evalPrompts ?? d.evalPrompts, 1),
+    evalPrompts: integer('evalPrompts', o.evalPrompts ?? d.evalPrompts, 1, L.evalPrompts),
     rewards: o.rewards,
     onMetrics: o.onMetrics,
   };

@@ -19,6 +19,7 @@ import {
   checkTokenIds,
   checkWeights,
   drawToken,
+  MAX_PARAMETERS,
   type FusedHead,
   type Policy,
   PolicyBase,
@@ -90,6 +91,14 @@ export function transformerShapes(c: TransformerPolicyConfig): Array<[string, nu
   return out;
 }
 
+/** The number of parameters of a config, counted without listing its shapes (a config may ask
+ *  for millions of layers). */
+export function transformerParameters(c: TransformerPolicyConfig): number {
+  const { vocab: V, width: D, mlp: M } = c;
+  const layer = 4 * D * D + 2 * D * M + 9 * D + M;
+  return 2 * V * D + (c.promptTokens + c.maxTokens - 1) * D + 2 * D + c.layers * layer;
+}
+
 /** The config's sizes and token ids, and width a multiple of heads. */
 export function checkTransformerConfig(c: TransformerPolicyConfig): void {
   checkConfig(
@@ -136,6 +145,11 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
   ) {
     super(tf);
     checkTransformerConfig(config);
+    const parameters = transformerParameters(config);
+    if (parameters > MAX_PARAMETERS)
+      throw new RangeError(
+        `TransformerPolicy: the config (width ${config.width}, layers ${config.layers}, mlp ${config.mlp}, vocab ${config.vocab}) has ${parameters} parameters, more than 2^26 = ${MAX_PARAMETERS}`,
+      );
     if (weights && weights.length !== transformerWeightCount(config.layers)) {
       throw new RangeError(
         `TransformerPolicy: expected ${transformerWeightCount(config.layers)} weight arrays for this config, got ${weights.length}`,
