@@ -65,24 +65,26 @@ export function checkOptions(
   }
 }
 
-// The last object of a prototype chain (Object.prototype, of this realm or another) holds no
-// options: a name put there (prototype pollution, `Object.prototype.inPlace = true`) would
-// otherwise reach every call.
+// Object.prototype (of this realm or another) holds no options: a name put there (prototype
+// pollution, `Object.prototype.inPlace = true`) would otherwise reach every call. It is the end
+// of a chain that has the `__proto__` accessor of its own (a null-prototype object of the
+// caller's does not, and its options count).
 function isChainRoot(o: object): boolean {
-  return Object.getPrototypeOf(o) === null;
+  return Object.getPrototypeOf(o) === null && Object.getOwnPropertyDescriptor(o, '__proto__')?.get !== undefined;
 }
 
-/** The option names an object gives: its own (enumerable or not) and the enumerable ones it
- *  inherits, short of the chain's root (a class's prototype contributes its fields, not its
- *  non-enumerable methods and accessors). */
-function optionKeys(opts: object): string[] {
+/** The option names an object gives: its own (enumerable or not), and those it inherits short of
+ *  Object.prototype, enumerable or accessors (a class's getters; not its methods or constructor). */
+export function optionKeys(opts: object): string[] {
   const keys = new Set(Object.getOwnPropertyNames(opts));
   for (
     let p = Object.getPrototypeOf(opts) as object | null;
     p !== null && !isChainRoot(p);
     p = Object.getPrototypeOf(p)
   ) {
-    for (const key of Object.keys(p)) keys.add(key);
+    for (const [key, d] of Object.entries(Object.getOwnPropertyDescriptors(p))) {
+      if (d.enumerable || d.get !== undefined || d.set !== undefined) keys.add(key);
+    }
   }
   return [...keys];
 }
@@ -93,6 +95,14 @@ function givenOption(opts: object, key: string): boolean {
     if (Object.prototype.hasOwnProperty.call(p, key)) return p === opts || !isChainRoot(p);
   }
   return false;
+}
+
+/** The known options an object gives (own, or its class's; never Object.prototype's), each read
+ *  once, into an object that inherits nothing. */
+export function readOptions(opts: object, known: readonly string[]): Record<string, unknown> {
+  const s: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const key of known) if (givenOption(opts, key)) s[key] = (opts as Record<string, unknown>)[key];
+  return s;
 }
 
 /**
@@ -116,6 +126,7 @@ function groupsSnapshot(g: unknown): unknown {
   if (typeof g !== 'object' || g === null || types.isProxy(g) || Array.isArray(g)) return g;
   const s: Record<string, unknown> = Object.create(null) as Record<string, unknown>; // inherits nothing
   for (const key of Object.keys(g)) s[key] = (g as Record<string, unknown>)[key];
+  for (const key of optionKeys(g)) if (!(key in s) && key !== 'size' && key !== 'offsets') s[key] = undefined; // named, refused later
   for (const key of ['size', 'offsets']) {
     if (!(key in s) && givenOption(g, key)) {
       const v = (g as Record<string, unknown>)[key];
@@ -250,18 +261,26 @@ export function positive(fn: string, name: string, v: unknown, fallback?: number
   return v;
 }
 
-/** Whether a temperature's float32 reciprocal is finite, as the kernels need it (1/tau scales the
- *  logits in float32; below about 2.9e-39 it is infinite): the one rule every layer checks. */
+/** Whether a temperature and its float32 reciprocal are finite and nonzero in float32, as the
+ *  kernels need them (1/tau scales the logits in float32; below about 2.9e-39 it is infinite,
+ *  above float32's max tau is): the one rule every layer checks. */
 export function reciprocalFits32(t: number): boolean {
-  return Number.isFinite(Math.fround(1 / Math.fround(t)));
+  const r = Math.fround(1 / Math.fround(t));
+  return Number.isFinite(r) && r > 0;
 }
 
-/** The temperature (default 1): positive, finite, and with a reciprocal that fits in float32,
- * since the kernels scale the logits by 1/tau in float32 (below about 2.9e-39 it is infinite). */
+/** The temperature (default 1): positive, and both it and its reciprocal finite and nonzero in
+ * float32, since the kernels scale the logits by 1/tau in float32 (below about 2.9e-39 that is
+ * infinite; above float32's max, about 3.4e38, tau itself is infinite and 1/tau 0). */
 export function temperatureOf(fn: string, v: unknown): number {
   const t = positive(fn, 'temperature', v, 1);
   if (!reciprocalFits32(t)) {
-    rangeError(fn, 'temperature', 'a number whose float32 reciprocal is finite (about 2.9e-39 or more)', String(t));
+    rangeError(
+      fn,
+      'temperature',
+      "a number whose float32 value and reciprocal are finite (about 2.9e-39 to float32's max, 3.4e38)",
+      String(t),
+    );
   }
   return t;
 }
@@ -370,8 +389,10 @@ export function numbersOf(fn: string, name: string, v: unknown, length?: number,
   const src = v as NumbersLike;
   if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');
   const out = new Float64Array(src.length);
+  const own = Array.isArray(src);
   for (let i = 0; i < src.length; i++) {
-    const x = src[i];
+    // a hole is a hole, not whatever Array.prototype or Object.prototype holds at that index
+    const x = own && !Object.prototype.hasOwnProperty.call(src, i) ? undefined : src[i];
     if (typeof x !== 'number') typeError(fn, `${name}[${i}]`, 'a number', x);
     if (!Number.isFinite(x)) rangeError(fn, name, 'finite numbers', `${x} at index ${i}`);
     out[i] = x;
@@ -409,7 +430,7 @@ export function offsetsOf(fn: string, groups: unknown, n: number): Int32Array {
   if (typeof groups !== 'object' || groups === null) typeError(fn, 'groups', '{ size } or { offsets }', groups);
   let keys: string[] = [];
   try {
-    keys = Object.keys(groups);
+    keys = optionKeys(groups);
   } catch {
     typeError(fn, 'groups', '{ size } or { offsets }', groups); // a revoked Proxy
   }

@@ -82,7 +82,7 @@ describe('gvpo usage errors', () => {
     );
     expectUsageError(
       gvpo('train', '--temperature', '1e-300'),
-      /--temperature must be a number > 0 whose float32 reciprocal is finite .*, got '1e-300'/,
+      /--temperature must be a number > 0 whose float32 value and reciprocal are finite .*, got '1e-300'/,
     );
     // an algorithm listed twice would run twice into one folder (a flag given twice: the last wins,
     // so that `npm start -- --task bandit` overrides the script's own --task)

@@ -921,3 +921,88 @@ describe('options and arrays that change or hide what they are', () => {
     );
   });
 });
+
+describe('what the second outside run found', () => {
+  it("a temperature above float32's max is refused (its float32 value is inf, 1/tau 0)", () => {
+    const b = batch(1, 1, 1, 3);
+    for (const t of [1e300, 3.5e38, Number.MAX_VALUE]) {
+      expect(() => tokenLogprobs({ logits: b.logits, targets: b.targets, rows: 1, vocab: 3, temperature: t })).toThrow(
+        new RangeError(
+          `tokenLogprobs: temperature must be a number whose float32 value and reciprocal are finite (about 2.9e-39 to float32's max, 3.4e38), got ${t}`,
+        ),
+      );
+    }
+    expect(
+      tokenLogprobs({ logits: b.logits, targets: b.targets, rows: 1, vocab: 3, temperature: 3e38 }).nonFiniteRows,
+    ).toBe(0);
+  });
+  it('an array that passed its checks and was changed by a later getter is caught before the kernels', () => {
+    const lie = (
+      f: (logits: Float32Array) => void,
+      refusal = /logits must be a typed array whose length, buffer and offsets are its own/,
+    ) => {
+      const a = good();
+      const logits = Float32Array.from(a.logits as Float32Array);
+      const before = Float32Array.from(logits);
+      const rewards = [1, 0, 1, 0];
+      Object.defineProperty(rewards, 0, {
+        get() {
+          f(logits);
+          return 1;
+        },
+      });
+      expect(() => gvpoFromLogits({ ...a, logits, rewards, out: new Float32Array(logits.buffer) })).toThrow(refusal);
+      expect(Array.from(logits)).toEqual(Array.from(before));
+    };
+    lie((l) => Object.defineProperty(l, 'byteOffset', { value: 1e9 }));
+    lie((l) => Object.defineProperty(l, 'length', { value: 1e7 }), /gvpoFromLogits: (logits|out) must be/);
+    lie((l) =>
+      Object.setPrototypeOf(
+        l,
+        class extends Float32Array {
+          override get byteOffset() {
+            return 1e9;
+          }
+        }.prototype,
+      ),
+    );
+  });
+  it("names from a class's accessors and inside groups are checked; holes are not filled from Array.prototype", () => {
+    const b = batch(1, 1, 1, 3);
+    class Opts {
+      logits = b.logits;
+      targets = b.targets;
+      rows = 1;
+      vocab = 3;
+      get temprature() {
+        return 2;
+      }
+    }
+    expect(() => tokenLogprobs(new Opts() as never)).toThrow(/options has no field 'temprature'/);
+    const a = good();
+    expect(() =>
+      gvpoFromLogits({ ...a, groups: Object.assign(Object.create({ sise: 2 }) as object, { size: 2 }) }),
+    ).toThrow(/groups must be \{ size \} or \{ offsets \} \(no field 'sise'\)/);
+    expect(() => gvpoFromLogits({ ...a, groups: Object.defineProperty({ size: 2 }, 'offset', { value: 1 }) })).toThrow(
+      /no field 'offset'/,
+    );
+    const proto = Array.prototype as unknown as Record<number, unknown>;
+    try {
+      proto[1] = 99;
+      // eslint-disable-next-line no-sparse-arrays
+      expect(() => gvpoFromLogits({ ...a, rewards: [1, , 1, 0] as number[] })).toThrow(
+        new TypeError('gvpoFromLogits: rewards[1] must be a number, got undefined'),
+      );
+    } finally {
+      delete proto[1];
+    }
+    // options on a null-prototype parent are the caller's
+    const base = Object.assign(Object.create(null) as object, {
+      logits: b.logits,
+      targets: b.targets,
+      rows: 1,
+      vocab: 3,
+    });
+    expect(tokenLogprobs(Object.create(base) as never).logprobs[0]).toBeLessThanOrEqual(0);
+  });
+});

@@ -461,7 +461,7 @@ describe('gvpoFromHidden', () => {
     // that is infinite once narrowed to float32
     const small = args(23, 2, 3, 5, 20, [0, 2], 'float32');
     expect(() => gvpoFromHidden({ ...small, temperature: 1e-39 })).toThrow(
-      /temperature must be a number whose float32 reciprocal is finite/,
+      /temperature must be a number whose float32 value and reciprocal are finite/,
     );
     expect(() =>
       gvpoFromHidden({

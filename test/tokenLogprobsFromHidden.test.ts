@@ -566,3 +566,34 @@ describe('the head beside a huge max/tau', () => {
     });
   }
 });
+
+describe('accumulate at a huge coefficient', () => {
+  it("keeps the caller's small dL/dweight entries (they were scaled down by 2^-e and flushed)", () => {
+    const H = 2,
+      V = 3;
+    const a = {
+      hidden: Float32Array.from([1, 0]),
+      weight: Float32Array.from([1, 0, 0.5, 0, 0, 0]),
+      targets: Int32Array.from([0]),
+      rows: 1,
+      hiddenSize: H,
+      vocab: V,
+      temperature: 1e-30,
+    };
+    const f = tokenLogprobsFromHidden(a);
+    for (const g of [1e30, 1e10]) {
+      const acc = new Float32Array(6).fill(1e-36);
+      acc[1] = 3e-30;
+      acc[3] = 1e-20;
+      const out = tokenLogprobsFromHiddenBackward({
+        ...a,
+        logZ: f.logZ,
+        gradTokenLogprobs: Float32Array.from([g]),
+        gradWeight: acc,
+        accumulate: true,
+      }).gradWeight;
+      // hidden's column 1 is 0: those entries get nothing added
+      expect([out[1], out[3], out[5]]).toEqual([Math.fround(3e-30), Math.fround(1e-20), Math.fround(1e-36)]);
+    }
+  });
+});

@@ -15,6 +15,7 @@ import {
   meanKl,
   TabularPolicy,
   tiltedOptimum,
+  TRAINER_DEFAULTS,
   type StepMetrics,
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
@@ -445,7 +446,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(make({ beta: '0.1' })).toThrow("GVPOTrainer: beta must be a finite number > 0, got '0.1'");
     expect(make({ seed: 2 ** 32 })).toThrow('GVPOTrainer: seed must be an integer in [0, 2^32), got 4294967296');
     expect(make({ temperature: 1e-300 })).toThrow(
-      /temperature must be a finite number > 0 whose float32 reciprocal is finite/,
+      /temperature must be a finite number > 0 whose float32 value and reciprocal are finite/,
     );
     expect(make({ lr: 0.1 })).toThrow("GVPOTrainer: options has no field 'lr' (did you mean 'learningRate'?)");
     expect(make({ k: 4 })).toThrow("(did you mean 'groupSize'?)");
@@ -491,6 +492,27 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       ),
     );
     expect(() => new TabularPolicy(tf, 2 ** 13, 2 ** 13 + 1)).toThrow(/got 8192 x 8193 = 67117056/);
+    expect(make({ replay: { ratio: 0.25, capacity: 2 ** 53 } })).toThrow(/replay.capacity must be an integer in \[1, /);
+  });
+
+  it('never reads an option from Object.prototype (pollution), and reads a reward spec once', () => {
+    const { task, policy } = bandit();
+    const proto = Object.prototype as Record<string, unknown>;
+    const names = ['groupSize', 'beta', 'algo', 'optimizer', 'onMetrics', 'fn'];
+    try {
+      for (const k of names)
+        Object.defineProperty(proto, k, { value: k === 'groupSize' ? 4096 : 'x', configurable: true });
+      const t = new GVPOTrainer({ tf, policy, task });
+      expect(t.config.groupSize).toBe(TRAINER_DEFAULTS.groupSize);
+      expect(t.config.algo).toBe('gvpo');
+      // a reward spec without its own fn is refused, even where Object.prototype has one
+      expect(() => new GVPOTrainer({ tf, policy, task, rewards: [{ weight: 1 } as never] })).toThrow(
+        /rewards\[0\].fn must be a function, got undefined/,
+      );
+      t.dispose();
+    } finally {
+      for (const k of names) delete proto[k];
+    }
   });
 
   it('checks the temperature set between steps and the evaluation arguments', () => {
@@ -579,9 +601,9 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     // a sparse file: its size is known without writing (or reading) its bytes
     const big = join(dir, 'big.json');
     writeFileSync(big, '');
-    truncateSync(big, 2 ** 29 + 1);
+    truncateSync(big, 2 ** 29 - 23);
     expect(() => loadPolicy(tf, big)).toThrow(
-      `loadPolicy: cannot read ${big}: it holds 536870913 bytes, more than the 536870912 (512 MiB) a policy file may hold`,
+      `loadPolicy: cannot read ${big}: it holds 536870889 bytes, more than the 536870888 (just under 512 MiB) a policy file may hold`,
     );
   });
 });

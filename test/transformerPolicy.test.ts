@@ -285,3 +285,17 @@ for (const backend of ['cpu', 'wasm'] as const) {
     });
   });
 }
+
+describe('TransformerPolicy config read once', () => {
+  it('a getter that passes the checks with one value cannot size the model with another', async () => {
+    const { tf } = await loadTf();
+    let reads = 0;
+    const lying = {
+      ...config,
+      get mlp() {
+        return ++reads <= 1 ? 32 : 2 ** 30;
+      },
+    };
+    expect(() => new TransformerPolicy(tf, lying, 1)).toThrow(/has \d+ parameters, more than 2\^26|mlp must be/);
+  });
+});

@@ -435,7 +435,14 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
                              range_exponent(rows.grad_entropy.data(), live, h.inv_tau, 100));
   const auto coef_of = [&](float g) { return local ? scaled_coef(g, h.inv_tau, local) : g * h.inv_tau; };
   const int e = grad_exp + local;
-  if (e != 0 && accumulate) scale_pow2(grad_weight, V * H, -e);
+  // Accumulating at a scale 2^-e: the caller's dW is set aside and added back once the batch's
+  // own dW is scaled to its true size (scaling the caller's values down by 2^-e and back would
+  // flush those below 2^(e - 149) to 0).
+  std::vector<float> prior;
+  if (e != 0 && accumulate) {
+    prior.assign(grad_weight, grad_weight + V * H);
+    accumulate = false;
+  }
   const int64_t rb = backward_rows(live, H, V, h.k.mr);
   const int64_t n = std::min(live, rb);
   std::vector<float> coef((size_t)n), coef_h(any_h ? (size_t)n : 0), dH;
@@ -457,6 +464,7 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
     scale_pow2(grad_hidden, in.rows * H, e);
     scale_pow2(grad_weight, V * H, e);
   }
+  for (size_t i = 0; i < prior.size(); i++) grad_weight[i] += prior[i];
 }
 
 }  // namespace gvpo

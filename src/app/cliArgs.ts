@@ -123,7 +123,7 @@ export const RUN_FLAGS: Record<string, Flag> = {
     kind: 'value',
     rule: real(
       (x) => x > 0 && reciprocalFits32(x),
-      'a number > 0 whose float32 reciprocal is finite (about 2.9e-39 or more)',
+      "a number > 0 whose float32 value and reciprocal are finite (about 2.9e-39 to float32's max, 3.4e38)",
     ),
     shown: byTask('temperature'),
     help: 'sampling temperature',

@@ -157,14 +157,18 @@ function rowsBatch<S extends { vocab: number }>(fn: string, a: Options, source: 
 
 /** Rows of logits from options already read by `snapshot`. */
 export function normalizeRows(fn: string, o: Options): RowsOpts {
-  return rowsBatch(fn, o, (o, rows) => logitsSource(fn, o, rows, 'rows'));
+  const r = rowsBatch(fn, o, (o, rows) => logitsSource(fn, o, rows, 'rows'));
+  settle(fn, o);
+  return r;
 }
 
 export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
   const fn = 'tokenLogprobsFromHidden';
   const o = snapshot(fn, a, KEYS.tokenLogprobsFromHidden);
   const b = rowsBatch(fn, o, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
-  return { ...b, entropy: boolean(fn, 'entropy', o.entropy) };
+  const r = { ...b, entropy: boolean(fn, 'entropy', o.entropy) };
+  settle(fn, o);
+  return r;
 }
 
 /** The head's backward: the forward's logZ (and entropy values, when given), the upstream
@@ -185,7 +189,9 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
     typeError(fn, 'entropy', "a Float32Array (the forward's entropy) or a boolean", o.entropy);
   }
   const entropy = typeof o.entropy === 'boolean' || o.entropy === undefined ? undefined : perRow('entropy', o.entropy);
-  return { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, ...headGrads(fn, o, b) };
+  const r = { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, ...headGrads(fn, o, b) };
+  settle(fn, o);
+  return r;
 }
 
 /**
@@ -284,12 +290,7 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
     rangeError(fn, 'inPlace', 'false for 16-bit logits (the gradient is float32)', 'true');
   }
   if (inPlace) {
-    refuseOverlap(
-      fn,
-      'logits',
-      a,
-      'an array that no other input overlaps when inPlace is true (the gradient is written over it)',
-    );
+    refuseOverlap(fn, 'logits', a, IN_PLACE);
     return { inPlace };
   }
   if (a.out === undefined) return { inPlace, out: allocate(fn, 'gradLogits', b.logits.length) };
@@ -298,6 +299,25 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
   refuseOverlap(fn, 'out', a, 'a buffer that does not overlap the inputs (use inPlace to write over the logits)');
   return { inPlace, out };
 }
+
+/**
+ * The last check of a call's options, once every argument has been read (a plain array's element
+ * getter runs code while it is read, and could have given an array that passed its check an own
+ * `byteOffset`, or another prototype, since): every view is its own again (liveView) and no
+ * destination overlaps an input. After this no caller code runs before the kernels.
+ */
+export function settle(fn: string, a: Options): void {
+  const g = a.groups as { offsets?: unknown } | undefined;
+  const offsets = typeof g === 'object' && g !== null ? g.offsets : undefined;
+  for (const [name, v] of [...Object.entries(a), ['groups.offsets', offsets]] as Array<[string, unknown]>) {
+    if (ArrayBuffer.isView(v)) liveView(fn, name, v);
+  }
+  if (a.inPlace === true) refuseOverlap(fn, 'logits', a, IN_PLACE);
+  for (const dest of ['out', 'gradWeight']) if (ArrayBuffer.isView(a[dest])) refuseOverlap(fn, dest, a, NO_OVERLAP);
+}
+
+const IN_PLACE = 'an array that no other input overlaps when inPlace is true (the gradient is written over it)';
+const NO_OVERLAP = 'a buffer that does not overlap the inputs';
 
 /** A destination (the option `dest` of `a`, a snapshot) may not share memory with any other array
  *  of the call, groups.offsets included: the kernels read the inputs while they write it. */
@@ -353,7 +373,7 @@ function headGrads(fn: string, o: Options, b: { rows: number; vocab: number; hid
   } else {
     gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
     expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
-    refuseOverlap(fn, 'gradWeight', o, 'a buffer that does not overlap the inputs');
+    refuseOverlap(fn, 'gradWeight', o, NO_OVERLAP);
   }
   const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
   return { gradHidden, gradWeight, accumulate };
@@ -363,34 +383,49 @@ export function normalizeFromLogits(a: unknown): FromLogitsOpts {
   const fn = 'gvpoFromLogits';
   const o = snapshot(fn, a, KEYS.gvpoFromLogits);
   const f = logitsBatch(fn, o, true);
-  return { ...f, ...normalizeLoss(fn, o, f.sequences), ...normalizeDest(fn, o, f) };
+  const r = { ...f, ...normalizeLoss(fn, o, f.sequences), ...normalizeDest(fn, o, f) };
+  settle(fn, o);
+  return r;
 }
 
 export function normalizeForward(a: unknown): ForwardOpts {
-  return logitsBatch('gvpoForward', snapshot('gvpoForward', a, KEYS.gvpoForward), true);
+  const o = snapshot('gvpoForward', a, KEYS.gvpoForward);
+  const r = logitsBatch('gvpoForward', o, true);
+  settle('gvpoForward', o);
+  return r;
 }
 
 export function normalizeBackward(a: unknown): BackwardOpts {
   const fn = 'gvpoBackward';
   const o = snapshot(fn, a, KEYS.gvpoBackward);
   const b = logitsBatch(fn, o, false) as LogitsBatchOpts & { rows: number };
-  return { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
+  const r = { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
+  settle(fn, o);
+  return r;
 }
 
 export function normalizeFromHidden(a: unknown): FromHiddenOpts {
   const fn = 'gvpoFromHidden';
   const o = snapshot(fn, a, KEYS.gvpoFromHidden);
   const b = hiddenBatch(fn, o, true);
-  return { ...b, ...normalizeLoss(fn, o, b.sequences), ...headGrads(fn, o, b) };
+  const r = { ...b, ...normalizeLoss(fn, o, b.sequences), ...headGrads(fn, o, b) };
+  settle(fn, o);
+  return r;
 }
 
 export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
-  return hiddenBatch('gvpoFromHiddenForward', snapshot('gvpoFromHiddenForward', a, KEYS.gvpoFromHiddenForward), true);
+  const fn = 'gvpoFromHiddenForward';
+  const o = snapshot(fn, a, KEYS.gvpoFromHiddenForward);
+  const r = hiddenBatch(fn, o, true);
+  settle(fn, o);
+  return r;
 }
 
 export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
   const fn = 'gvpoFromHiddenBackward';
   const o = snapshot(fn, a, KEYS.gvpoFromHiddenBackward);
   const b = hiddenBatch(fn, o, true);
-  return { ...b, ...phaseTwo(fn, o, b), ...headGrads(fn, o, b) };
+  const r = { ...b, ...phaseTwo(fn, o, b), ...headGrads(fn, o, b) };
+  settle(fn, o);
+  return r;
 }

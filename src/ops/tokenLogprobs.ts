@@ -3,7 +3,7 @@ import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../reference/tokenL
 import type { RowsOpts } from '../checked.js';
 import type { TokenLogprobsArgs, TokenLogprobsBackwardArgs, TokenLogprobsResult } from '../types.js';
 import { expectLength, snapshot, typed } from '../validate.js';
-import { KEYS, normalizeDest, normalizeRows } from './normalize.js';
+import { KEYS, normalizeDest, normalizeRows, settle } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'tokenLogprobs';
@@ -34,6 +34,7 @@ function normalizeBackward(args: TokenLogprobsBackwardArgs) {
   const gradTokenLogprobs = typed(BFN, 'gradTokenLogprobs', a.gradTokenLogprobs, Float32Array);
   expectLength(BFN, 'gradTokenLogprobs', gradTokenLogprobs.length, o.rows, 'rows');
   const dest = normalizeDest(BFN, a, o);
+  settle(BFN, a);
   return { ...o, ...dest, logZ, gradTokenLogprobs };
 }
 

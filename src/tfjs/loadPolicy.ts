@@ -31,9 +31,10 @@ export interface CheckedPolicyFile {
 
 const WRITTEN_BY = "a policy file is what a policy's save() or `gvpo warmup` writes";
 
-/** The largest policy file read: 512 MiB, above the base64 of the largest policy built
- *  (2^26 float32 parameters, about 342 MiB) and about as long as a string V8 can hold. */
-export const MAX_POLICY_FILE_BYTES = 2 ** 29;
+/** The largest policy file read: the longest string V8 holds (2^29 - 24 characters, just under
+ *  512 MiB), above the base64 of the largest policy built (2^26 float32 parameters, about
+ *  342 MiB). */
+export const MAX_POLICY_FILE_BYTES = 2 ** 29 - 24;
 
 /** Each kind's weight shapes for a config, checked first; `count` is the number of arrays in the
  *  file (a transformer's depth is compared with it before its shapes are listed). */
@@ -67,7 +68,7 @@ export function readPolicyFile(path: string): CheckedPolicyFile {
       throw new Error(`it is not a regular file (${st.isDirectory() ? 'a directory' : 'a device, pipe or socket'})`);
     if (st.size > MAX_POLICY_FILE_BYTES)
       throw new Error(
-        `it holds ${st.size} bytes, more than the ${MAX_POLICY_FILE_BYTES} (512 MiB) a policy file may hold`,
+        `it holds ${st.size} bytes, more than the ${MAX_POLICY_FILE_BYTES} (just under 512 MiB) a policy file may hold`,
       );
     text = readFileSync(path, 'utf8');
   } catch (e) {

@@ -6,7 +6,7 @@
 // as reference, rewards centered by the group mean only.
 import type * as TF from '@tensorflow/tfjs';
 import type { Task } from '../tasks/task.js';
-import { checkOptions, describe, reciprocalFits32 } from '../validate.js';
+import { checkOptions, describe, readOptions, reciprocalFits32 } from '../validate.js';
 import type { Policy } from './policy.js';
 
 type Tf = typeof TF;
@@ -226,7 +226,12 @@ const finitePositive = (x: number) => Number.isFinite(x) && x > 0;
 /** A sampling temperature: the kernels scale by its float32 reciprocal, which must be finite. */
 export function checkTemperature(name: string, v: unknown): number {
   const ok = typeof v === 'number' && finitePositive(v) && reciprocalFits32(v);
-  if (!ok) fail(name, 'a finite number > 0 whose float32 reciprocal is finite (about 2.9e-39 or more)', v);
+  if (!ok)
+    fail(
+      name,
+      "a finite number > 0 whose float32 value and reciprocal are finite (about 2.9e-39 to float32's max, 3.4e38)",
+      v,
+    );
   return v as number;
 }
 function isFunction(name: string, v: unknown): void {
@@ -254,14 +259,16 @@ export interface TrainerParts {
 /** The things the trainer works on: tf, the policy (and a frozen reference) and the task, which
  *  must fit each other (the policy reads and writes every token of the task's vocabulary). */
 export function checkParts(options: TrainerOptions, reference: 'previous' | 'frozen'): TrainerParts {
-  // each read once: a getter cannot show the checks one object and the trainer another
-  const o: TrainerParts = {
-    tf: options.tf,
-    policy: options.policy,
-    task: options.task,
-    referencePolicy: options.referencePolicy,
-    optimizer: options.optimizer,
-  };
+  // each read once (a getter cannot show the checks one object and the trainer another), and
+  // only the caller's: an optimizer on Object.prototype is not one
+  const r = readOptions(options, ['tf', 'policy', 'task', 'referencePolicy', 'optimizer']) as Partial<TrainerParts>;
+  const o = {
+    tf: r.tf,
+    policy: r.policy,
+    task: r.task,
+    referencePolicy: r.referencePolicy,
+    optimizer: r.optimizer,
+  } as TrainerParts;
   hasMethods('tf', o.tf, ['tidy', 'variable'], 'the @tensorflow/tfjs module (see loadTf())');
   if (typeof (o.tf as { train?: { adam?: unknown } }).train?.adam !== 'function')
     throw new TypeError('GVPOTrainer: tf must be the @tensorflow/tfjs module (see loadTf()), it has no train.adam()');
@@ -310,13 +317,16 @@ function checkCallbacks(o: TrainerOptions): void {
       throw new TypeError(
         `GVPOTrainer: rewards must be a non-empty array of { fn, weight? }, got ${describe(o.rewards)}`,
       );
-    o.rewards.forEach((r: Partial<RewardSpec> | null, i) => {
-      if (typeof r !== 'object' || r === null)
-        throw new TypeError(`GVPOTrainer: rewards[${i}] must be { fn, weight? }, got ${describe(r)}`);
+    // each spec's fn and weight read once, and only its own (or its class's)
+    o.rewards = o.rewards.map((spec: Partial<RewardSpec> | null, i) => {
+      if (typeof spec !== 'object' || spec === null)
+        throw new TypeError(`GVPOTrainer: rewards[${i}] must be { fn, weight? }, got ${describe(spec)}`);
+      const r = readOptions(spec, ['fn', 'weight']) as Partial<RewardSpec>;
       if (typeof r.fn !== 'function')
         throw new TypeError(`GVPOTrainer: rewards[${i}].fn must be a function, got ${describe(r.fn)}`);
       if (r.weight !== undefined && !(typeof r.weight === 'number' && Number.isFinite(r.weight)))
         fail(`rewards[${i}].weight`, 'a finite number', r.weight);
+      return { ...spec, fn: r.fn, weight: r.weight } as RewardSpec;
     });
   }
 }
@@ -368,13 +378,16 @@ const TRAINER_ALIASES: Readonly<Record<string, string>> = {
 };
 
 /** Each option checked once and given its default once. */
-export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
-  checkOptions('GVPOTrainer', o, TRAINER_KEYS, TRAINER_ALIASES);
+export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
+  checkOptions('GVPOTrainer', given, TRAINER_KEYS, TRAINER_ALIASES);
+  // each option read once, and only the caller's (a name on Object.prototype is not an option)
+  const o = readOptions(given, TRAINER_KEYS) as unknown as TrainerOptions;
   if (o.replay !== undefined) {
     if (typeof o.replay !== 'object' || o.replay === null) {
       throw new TypeError(`GVPOTrainer: replay must be { ratio, capacity? }, got ${describe(o.replay)}`);
     }
     checkOptions('GVPOTrainer: replay', o.replay, ['ratio', 'capacity']);
+    o.replay = readOptions(o.replay, ['ratio', 'capacity']) as unknown as TrainerOptions['replay'];
   }
   const d = TRAINER_DEFAULTS;
   const algo = o.algo ?? d.algo;
@@ -409,7 +422,7 @@ export function resolveTrainerOptions(o: TrainerOptions): TrainerConfig {
       (x) => x >= 0 && x < 1,
       'a number in [0, 1)',
     ),
-    replayCapacity: integer('replay.capacity', o.replay?.capacity ?? d.replayCapacity, 1),
+    replayCapacity: integer('replay.capacity', o.replay?.capacity ?? d.replayCapacity, 1, Number.MAX_SAFE_INTEGER),
     externalResponses: o.externalResponses,
     externalRatio: inRange(
       'externalRatio',

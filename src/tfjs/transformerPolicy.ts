@@ -13,6 +13,7 @@
 // token embedding's gradient is a scatter-add in JS (wasm has no UnsortedSegmentSum).
 import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
+import { readOptions } from '../validate.js';
 import { embed } from './fusedHeadPolicy.js';
 import {
   checkConfig,
@@ -100,6 +101,8 @@ export function transformerParameters(c: TransformerPolicyConfig): number {
 }
 
 /** The config's sizes and token ids, and width a multiple of heads. */
+const CONFIG_KEYS = ['vocab', 'maxTokens', 'eos', 'pad', 'promptTokens', 'width', 'heads', 'layers', 'mlp'];
+
 export function checkTransformerConfig(c: TransformerPolicyConfig): void {
   checkConfig(
     'TransformerPolicy',
@@ -137,13 +140,17 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     this.masks.clear();
   }
 
-  constructor(
-    tf: Tf,
-    readonly config: TransformerPolicyConfig,
-    seed = 1,
-    weights?: Float32Array[],
-  ) {
+  /** The config as read at construction (each field once: a getter cannot pass the checks with
+   *  one value and build the model with another). */
+  readonly config: TransformerPolicyConfig;
+
+  constructor(tf: Tf, config: TransformerPolicyConfig, seed = 1, weights?: Float32Array[]) {
     super(tf);
+    // the names and values as given, then the values again on a copy read once (what the model is
+    // built from: a getter cannot pass the checks with one value and size the model with another)
+    checkTransformerConfig(config);
+    config = { ...readOptions(config, CONFIG_KEYS) } as unknown as TransformerPolicyConfig;
+    this.config = config;
     checkTransformerConfig(config);
     const parameters = transformerParameters(config);
     if (parameters > MAX_PARAMETERS)
