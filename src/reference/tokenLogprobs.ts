@@ -22,7 +22,7 @@ export interface TokenLogprobsF64 {
 }
 
 // d / tau where d = 0 gives 0 even when 1/tau overflowed (tau below 5.6e-309).
-function scaled(d: number, invTau: number): number {
+export function scaled(d: number, invTau: number): number {
   return d === 0 ? 0 : d * invTau;
 }
 

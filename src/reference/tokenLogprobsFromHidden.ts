@@ -12,6 +12,7 @@
 import type { HiddenRowsBackwardOpts, HiddenRowsOpts } from '../checked.js';
 import type { TokenLogprobsFromHiddenGrads, TokenLogprobsFromHiddenResult } from '../types.js';
 import { finite32, float32Below, reader } from './dtype.js';
+import { scaled } from './tokenLogprobs.js';
 
 /** What the head reads, whichever op calls it (gvpoFromHidden's batches hold these fields too). */
 export type HeadOpts = Pick<
@@ -46,9 +47,6 @@ interface RowLogZ {
   lse: number;
   u: (z: number) => number;
 }
-
-// d / tau where d = 0 gives 0 even when 1/tau overflowed.
-const scaled = (d: number, invTau: number) => (d === 0 ? 0 : d * invTau);
 
 function rowLogZ(z: Float64Array, invTau: number): RowLogZ {
   let m = -Infinity,
