@@ -3,7 +3,7 @@
 // measured in this run; peers (PyTorch CPU eager, TensorFlow.js cpu and wasm) on the same inputs
 // and threads; peak memory per path in child processes. --write regenerates bench/RESULTS.md.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,11 +73,24 @@ function machine(): string {
     /* peer skipped below with the reason */
   }
   return [
-    `- CPU: ${os.cpus()[0].model}, ${os.cpus().length} cores visible, SIMD level used: ${info.simd ?? 'n/a'}`,
+    `- CPU: ${os.cpus()[0].model}${cpuFamily()}, ${os.cpus().length} cores visible, SIMD level used: ${info.simd ?? 'n/a'}`,
     `- memory: ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; OS: ${os.type()} ${os.release()}`,
     `- Node ${process.version}; gvpo backend ${info.active} (compiled: ${info.compiled.join(', ')}); threads for every path: ${THREADS}`,
     `- PyTorch (${PY}): ${torch}; TensorFlow.js: ${tfjsVersion()}`,
   ].join('\n');
+}
+
+// " (family 25, model 1)" from /proc/cpuinfo: a virtual machine's model name ("AMD EPYC") does not
+// tell one generation from the next.
+function cpuFamily(): string {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const family = /^cpu family\s*:\s*(\d+)/m.exec(info)?.[1];
+    const model = /^model\s*:\s*(\d+)/m.exec(info)?.[1];
+    return family !== undefined && model !== undefined ? ` (family ${family}, model ${model})` : '';
+  } catch {
+    return '';
+  }
 }
 
 function tfjsVersion(): string {

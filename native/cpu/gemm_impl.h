@@ -455,10 +455,13 @@ static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float
   }
 }
 
-// The FMA peak probe: 24 independent chains (at least latency x ports on every target), all
-// in registers, no memory traffic. Returns the flops performed.
+// The FMA peak probe: independent chains, at least latency x ports on every target (8 on these
+// cores: 4 cycles x 2 pipes), all in registers, no memory traffic: 24 with AVX-512's 32 vector
+// registers, 12 with 16 (with 24 there, GCC kept 11 chains on the stack, and each iteration waited
+// on their store-to-load round trips: the probe read half the peak on a Zen 3, below what the
+// GEMM itself ran at). Returns the flops performed.
 static double fma_probe(int64_t iterations, float seed) {
-  constexpr int CHAINS = 24;
+  constexpr int CHAINS = W == 16 ? 24 : 12;
   vf c[CHAINS];
   const vf a = bcast(1.0f - seed * 1e-7f), b = bcast(seed * 1e-7f);
 #pragma GCC unroll 24
