@@ -47,6 +47,44 @@ describe('AdditionTask', () => {
     expect(n).toBe(HELD_OUT_PAIRS);
   });
 
+  it('splits the held-out pairs once more: validation (tuning) and test (reported) prompts never meet', () => {
+    const test = task.heldOutPrompts(2000, seeded(4)).map((p) => AdditionTask.operands(p));
+    const validation = task.validationPrompts(2000, seeded(4)).map((p) => AdditionTask.operands(p));
+    expect(test.every(([a, b]) => task.isHeldOut(a, b) && !task.isValidation(a, b) && !task.isValidation(b, a))).toBe(
+      true,
+    );
+    expect(
+      validation.every(([a, b]) => task.isHeldOut(a, b) && task.isValidation(a, b) && task.isValidation(b, a)),
+    ).toBe(true);
+    const key = ([a, b]: [number, number]) => `${Math.min(a, b)}+${Math.max(a, b)}`;
+    const testKeys = new Set(test.map(key));
+    expect(validation.some((p) => testKeys.has(key(p)))).toBe(false);
+    // about half the held-out pairs each, and no training pair is a validation one
+    let v = 0;
+    for (let a = 0; a <= 99; a++)
+      for (let b = 0; b <= 99; b++) {
+        if (task.isValidation(a, b)) v++;
+        if (task.isValidation(a, b)) expect(task.isHeldOut(a, b)).toBe(true);
+      }
+    expect(v / HELD_OUT_PAIRS).toBeGreaterThan(0.4);
+    expect(v / HELD_OUT_PAIRS).toBeLessThan(0.6);
+  });
+
+  it('refuses a split with no pair instead of drawing for ever', () => {
+    // one-digit operands: 100 ordered pairs; a held-out share this small holds out {0, 0} only
+    // (the hash of 0 is 0), which is in one of the held-out halves, so the other is empty; one
+    // this large leaves the training split empty
+    const one = new AdditionTask({ digits: 1, heldOut: 1e-9 });
+    const [full, empty] = one.isValidation(0, 0) ? ['validation', 'test'] : ['test', 'validation'];
+    const draw = (split: string) => () =>
+      split === 'test' ? one.heldOutPrompts(2, seeded(1)) : one.validationPrompts(2, seeded(1));
+    expect(draw(full)()).toEqual([AdditionTask.prompt(0, 0), AdditionTask.prompt(0, 0)]);
+    expect(draw(empty)).toThrow(new RegExp(`the ${empty} split holds no operand pair`));
+    expect(one.samplePrompts(3, seeded(1))).toHaveLength(3);
+    const all = new AdditionTask({ digits: 1, heldOut: 0.999999999 });
+    expect(() => all.samplePrompts(1, seeded(1))).toThrow(/train split holds no operand pair/);
+  });
+
   it('prompts, answers and rewards', () => {
     expect(task.decode(AdditionTask.prompt(37, 45))).toBe('37+45=');
     expect(AdditionTask.operands(AdditionTask.prompt(7, 99))).toEqual([7, 99]);

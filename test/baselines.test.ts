@@ -113,6 +113,42 @@ describe('GRPO and Dr.GRPO with the KL', () => {
   });
 });
 
+describe("GRPO's clip fraction", () => {
+  it('counts exactly the live tokens whose gradient the clip zeroes, not every ratio outside the band', () => {
+    // ratios e^0.5 (above 1 + clip) and e^-0.5 (below 1 - clip) on tokens with positive and
+    // negative advantages: the clip binds only above with A > 0 and below with A < 0
+    const behavior = Float32Array.from(lpValues, (x, i) => x + [0.5, -0.5, 0, 0.5][i % 4]);
+    for (const algo of ['grpo', 'drgrpo'] as const) {
+      let frac = NaN;
+      const g = grad((lp) =>
+        policyGradientLoss(tf, lp, batch, {
+          ...base,
+          algo,
+          behaviorTokens: behavior,
+          onClipFraction: (f) => {
+            frac = f;
+          },
+        }),
+      );
+      let live = 0,
+        zeroed = 0,
+        outside = 0;
+      for (let i = 0; i < N * T; i++) {
+        if (!mask[i]) continue;
+        live++;
+        const a =
+          rewards[Math.floor(i / T)] -
+          rewards.slice(Math.floor(i / T / k) * k, Math.floor(i / T / k) * k + k).reduce((x, y) => x + y) / k;
+        if (a !== 0 && g[i] === 0) zeroed++;
+        if (Math.abs(Math.exp(lpValues[i] - behavior[i]) - 1) > 0.2) outside++;
+      }
+      expect(zeroed).toBeGreaterThan(0);
+      expect(outside).toBeGreaterThan(zeroed); // the old count (every ratio outside) was larger
+      expect(frac).toBeCloseTo(zeroed / live, 12);
+    }
+  });
+});
+
 describe('trainer options for the baselines', () => {
   const bandit = (seed: number) => {
     const task = new BanditTask(4, 6, 7);

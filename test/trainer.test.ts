@@ -170,6 +170,32 @@ describe('GVPOTrainer', () => {
     expect((await flat.step()).zeroVarianceGroups).toBe(1);
   });
 
+  it("evaluates on the task's held-out test prompts, or with evalSplit 'validation' on its validation prompts", () => {
+    const task = new AdditionTask();
+    const policy = new CharPolicy(
+      tf,
+      { vocab: task.vocab, window: 8, hidden: 8, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
+      2,
+    );
+    const seen: number[][][] = [];
+    const sample = policy.sample.bind(policy);
+    policy.sample = (prompts, temperature, rand) => {
+      seen.push(prompts);
+      return sample(prompts, temperature, rand);
+    };
+    for (const evalSplit of ['test', 'validation'] as const) {
+      const t = new GVPOTrainer({ tf, policy, task, evalSplit, seed: 1 });
+      t.evaluate(50);
+      t.evaluateReward(50);
+      t.dispose();
+    }
+    expect(seen).toHaveLength(4);
+    const pairs = seen.map((ps) => ps.map((p) => AdditionTask.operands(p)));
+    for (const [a, b] of [...pairs[0], ...pairs[1]])
+      expect(task.isHeldOut(a, b) && !task.isValidation(a, b)).toBe(true);
+    for (const [a, b] of [...pairs[2], ...pairs[3]]) expect(task.isValidation(a, b)).toBe(true);
+  });
+
   it('refuses a group size below 2', () => {
     const { task, policy } = bandit();
     expect(() => new GVPOTrainer({ tf, policy, task, groupSize: 1 })).toThrow(RangeError);
@@ -449,6 +475,9 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       /temperature must be a finite number > 0 whose float32 value and reciprocal are finite/,
     );
     expect(make({ lr: 0.1 })).toThrow("GVPOTrainer: options has no field 'lr' (did you mean 'learningRate'?)");
+    expect(make({ evalSplit: 'train' })).toThrow("GVPOTrainer: evalSplit must be 'test' | 'validation', got 'train'");
+    // the bandit has no validation prompts to evaluate on
+    expect(make({ evalSplit: 'validation' })).toThrow(/evalSplit 'validation' needs a task with validationPrompts\(\)/);
     expect(make({ k: 4 })).toThrow("(did you mean 'groupSize'?)");
     expect(make({ referencePolicy: policy.clone() })).toThrow(
       /referencePolicy is the frozen reference: it needs reference: 'frozen'/,

@@ -242,7 +242,8 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
   },
   experiment: {
     summary: 'one of the experiments: writes its EXPERIMENTS.md section and charts',
-    usage: 'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick]',
+    usage:
+      'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick] [--seeds N] [--out DIR] [--tf ...]',
     flags: {
       quick: { kind: 'bool', help: 'a small size (a smoke test, numbers not meaningful)' },
       seeds: { kind: 'value', rule: int(2, MAX_SEEDS), shown: '5', help: 'seeds per configuration' },

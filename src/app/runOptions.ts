@@ -36,6 +36,7 @@ type TrainerKnobs = Pick<
   | 'seed'
   | 'evalEvery'
   | 'evalPrompts'
+  | 'evalSplit'
 >;
 
 /** Every option of a run, all resolved (resolveRunOptions fills what was not given). */
@@ -83,6 +84,7 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
     terms: pick('terms', d.terms),
     evalEvery: pick('evalEvery', t.evalEvery),
     evalPrompts: pick('evalPrompts', t.evalPrompts),
+    evalSplit: pick('evalSplit', d.evalSplit),
     init: o.init,
     out: o.out,
     tf: pick('tf', CLI_DEFAULTS.tf),
@@ -93,7 +95,8 @@ export function resolveRunOptions(o: Partial<RunOptions> & { task?: TaskName }):
 export interface RunSummary {
   algo: Algo;
   seed: number;
-  /** Greedy exact-match accuracy on the evaluation prompts (held-out for addition), before and after. */
+  /** Greedy exact-match accuracy on the evaluation prompts (held-out for addition; its validation
+   *  prompts in a tuning run), before and after. */
   accuracyBefore: number;
   accuracyAfter: number;
   /** Reward sampled at temperature 1 on the same prompts, before and after. */

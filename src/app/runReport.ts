@@ -18,7 +18,8 @@ const reading = (task: RunOptions['task']) =>
   [
     '**Held-out** figures are measured on a fixed set of evaluation prompts that training never',
     'draws (for addition, a fixed hash of the operand pair puts 20% of the pairs out of training and',
-    'out of the warm-up). **Greedy accuracy** is the share of them whose argmax answer is exactly',
+    'out of the warm-up, and a second one keeps half of those apart as validation prompts for tuning;',
+    'the figures are on the other half). **Greedy accuracy** is the share of them whose argmax answer is exactly',
     `right (here: ${RIGHT[task]}): what the policy would answer if deployed. **Held-out reward at T = 1** is the mean reward`,
     "of one response sampled at temperature 1 for each: the policy's own distribution, scored.",
     '**Training reward** is the mean reward of the responses the trainer sampled at each step (at the',

@@ -140,6 +140,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     terms: o.terms,
     evalEvery: o.evalEvery,
     evalPrompts: o.evalPrompts,
+    evalSplit: o.evalSplit,
     onMetrics: (m) => {
       metrics.push(m);
       // as the run goes: a run stopped early keeps its steps

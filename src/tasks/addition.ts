@@ -5,7 +5,9 @@
 // Operands have up to `digits` digits. The pairs are split once and for all by a fixed hash of the
 // unordered pair {a, b}: a `heldOut` share of them is never drawn by samplePrompts (training, the
 // supervised warm-up included) and only by heldOutPrompts (evaluation), so held-out figures are
-// on prompts the policy has never been trained on, in either order.
+// on prompts the policy has never been trained on, in either order. A second fixed hash splits the
+// held-out pairs in halves: validationPrompts draws one (for tuning), heldOutPrompts the other (the
+// figures reported), so that no reported figure is on the prompts a setting was chosen on.
 import type { Task } from './task.js';
 
 export const PLUS = 10; // tokens 0-9 are the digits
@@ -30,6 +32,10 @@ function mix(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
+type Split = 'train' | 'test' | 'validation';
+/** Consecutive draws with no pair of the wanted split before giving up (more digits than are counted). */
+const MAX_MISSES = 1e8;
+
 export class AdditionTask implements Task {
   readonly name = 'addition';
   readonly vocab = ADDITION_VOCAB;
@@ -40,6 +46,7 @@ export class AdditionTask implements Task {
   readonly maxTokens: number;
   /** The longest prompt: two operands, '+' and '='. */
   readonly promptTokens: number;
+  private splitSizes?: Record<Split, number>;
 
   constructor(o: AdditionOptions = {}) {
     this.digits = o.digits ?? 2;
@@ -68,24 +75,61 @@ export class AdditionTask implements Task {
     return mix(lo * 1_000_003 + hi) / 2 ** 32 < this.heldOut;
   }
 
-  private draw(n: number, rand: () => number, heldOut: boolean): number[][] {
+  /** Whether a held-out pair {a, b} belongs to the validation half (false for training pairs). */
+  isValidation(a: number, b: number): boolean {
+    const [lo, hi] = a < b ? [a, b] : [b, a];
+    return this.isHeldOut(a, b) && mix((lo * 1_000_003 + hi) ^ 0x5bd1e995) / 2 ** 32 < 0.5;
+  }
+
+  private splitOf(a: number, b: number): Split {
+    return !this.isHeldOut(a, b) ? 'train' : this.isValidation(a, b) ? 'validation' : 'test';
+  }
+  private draw(n: number, rand: () => number, split: Split): number[][] {
+    this.checkNonEmpty(split);
     const out: number[][] = [];
+    let misses = 0;
     while (out.length < n) {
       const a = Math.floor(rand() * (this.maxOperand + 1));
       const b = Math.floor(rand() * (this.maxOperand + 1));
-      if (this.isHeldOut(a, b) === heldOut) out.push(AdditionTask.prompt(a, b));
+      if (this.splitOf(a, b) === split) {
+        out.push(AdditionTask.prompt(a, b));
+        misses = 0;
+      } else if (++misses > MAX_MISSES) {
+        throw new RangeError(`AdditionTask: no ${split} pair in ${MAX_MISSES} draws (heldOut = ${this.heldOut})`);
+      }
     }
     return out;
   }
+  /** Up to 3 digits the pairs are counted once: a split with none (a heldOut near 0 or 1 on few
+   *  pairs) is refused at once instead of drawn for ever. */
+  private checkNonEmpty(split: Split): void {
+    if (this.maxOperand > 999) return;
+    if (!this.splitSizes) {
+      const c = { train: 0, test: 0, validation: 0 };
+      for (let a = 0; a <= this.maxOperand; a++) for (let b = 0; b <= this.maxOperand; b++) c[this.splitOf(a, b)]++;
+      this.splitSizes = c;
+    }
+    if (this.splitSizes[split] === 0)
+      throw new RangeError(
+        `AdditionTask: the ${split} split holds no operand pair at digits = ${this.digits}, heldOut = ${this.heldOut}`,
+      );
+  }
+  private checkHeldOut(name: string): void {
+    if (!(this.heldOut > 0)) throw new RangeError(`AdditionTask.${name}: this task holds no prompts out (heldOut = 0)`);
+  }
   /** Training prompts: uniform operand pairs outside the held-out split. */
   samplePrompts(n: number, rand: () => number): number[][] {
-    return this.draw(n, rand, false);
+    return this.draw(n, rand, 'train');
   }
-  /** Evaluation prompts: uniform operand pairs of the held-out split only. */
+  /** Evaluation prompts: uniform operand pairs of the held-out split's test half. */
   heldOutPrompts(n: number, rand: () => number): number[][] {
-    if (!(this.heldOut > 0))
-      throw new RangeError('AdditionTask.heldOutPrompts: this task holds no prompts out (heldOut = 0)');
-    return this.draw(n, rand, true);
+    this.checkHeldOut('heldOutPrompts');
+    return this.draw(n, rand, 'test');
+  }
+  /** Validation prompts (for tuning): uniform operand pairs of the held-out split's other half. */
+  validationPrompts(n: number, rand: () => number): number[][] {
+    this.checkHeldOut('validationPrompts');
+    return this.draw(n, rand, 'validation');
   }
   /** The digits of `value` then EOS. */
   static response(value: number): number[] {

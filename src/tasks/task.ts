@@ -7,6 +7,9 @@ export interface Task {
   samplePrompts(n: number, rand: () => number): number[][];
   /** Prompts samplePrompts never draws, for held-out evaluation (where the task has a split). */
   heldOutPrompts?(n: number, rand: () => number): number[][];
+  /** Prompts neither samplePrompts nor heldOutPrompts draws: a validation split for choosing
+   *  hyper-parameters apart from the held-out prompts whose figures are reported. */
+  validationPrompts?(n: number, rand: () => number): number[][];
   reward(prompt: number[], response: number[]): number;
   /** The correct response, for demonstrations and exact-match accuracy. */
   answer?(prompt: number[]): number[];

@@ -175,16 +175,26 @@ export function logprobsOf(
   return { token, seq, entropy: live ? entropy / live : 0 };
 }
 
-/** `n` evaluation prompts from `seed`: held-out ones where the task has a split. */
-export function evaluationPrompts(task: Task, n: number, seed: number): number[][] {
+/** Which prompts an evaluation draws: the task's held-out test prompts (the figures reported), or
+ *  its validation prompts (for tuning, apart from them). */
+export type EvalSplit = 'test' | 'validation';
+
+/** `n` evaluation prompts from `seed`: held-out ones where the task has a split (its validation
+ *  ones for `split` 'validation', which the task must have). */
+export function evaluationPrompts(task: Task, n: number, seed: number, split: EvalSplit = 'test'): number[][] {
   const rand = seeded(seed);
+  if (split === 'validation') {
+    if (!task.validationPrompts)
+      throw new RangeError(`evaluation: the task '${task.name}' has no validation prompts (evalSplit 'validation')`);
+    return task.validationPrompts(n, rand);
+  }
   return task.heldOutPrompts ? task.heldOutPrompts(n, rand) : task.samplePrompts(n, rand);
 }
 
-/** Exact-match accuracy of greedy (argmax at every token) answers on `n` evaluation prompts from `seed`. */
-export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: number): number {
+/** Exact-match accuracy of greedy (argmax at every token) answers on `n` evaluation prompts from `seed` (of `split`). */
+export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: number, split: EvalSplit = 'test'): number {
   if (!task.answer) return NaN;
-  const prompts = evaluationPrompts(task, n, seed);
+  const prompts = evaluationPrompts(task, n, seed, split);
   // a temperature of 1e-4 makes every draw the argmax unless two logits tie to 1e-4, and then
   // breaks the tie at random, from a stream apart from the prompts' (the same stream would tie
   // each token's draw to its prompt's)
@@ -197,7 +207,7 @@ export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: numb
   return ok / n;
 }
 
-/** Mean reward of `samples` responses per evaluation prompt (`n` from `seed`), sampled at `temperature`. */
+/** Mean reward of `samples` responses per evaluation prompt (`n` from `seed`, of `split`), sampled at `temperature`. */
 export function evaluateSampled(
   policy: Policy,
   task: Task,
@@ -205,8 +215,9 @@ export function evaluateSampled(
   seed: number,
   temperature = 1,
   samples = 1,
+  split: EvalSplit = 'test',
 ): number {
-  const prompts = evaluationPrompts(task, n, seed).flatMap((p) => Array.from({ length: samples }, () => p));
+  const prompts = evaluationPrompts(task, n, seed, split).flatMap((p) => Array.from({ length: samples }, () => p));
   const out = policy.sample(prompts, temperature, seeded(seed + 1));
   return prompts.reduce((a, p, i) => a + task.reward(p, out[i]), 0) / prompts.length;
 }

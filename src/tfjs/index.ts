@@ -17,6 +17,7 @@ export type {
 } from './trainerOptions.js';
 export { hasFusedHead } from './policy.js';
 export type { FusedHead, Policy } from './policy.js';
+export type { EvalSplit } from './batch.js';
 export { CharPolicy, TabularPolicy } from './policies.js';
 export type { CharPolicyConfig } from './policies.js';
 export { FusedHeadPolicy } from './fusedHeadPolicy.js';

@@ -177,8 +177,9 @@ export interface PolicyGradientOptions {
   klIn: KlPlacement;
   /** REINFORCE: importance weights min(pi/pi_b, cap) per sequence, not differentiated; 0: none. */
   importanceCap: number;
-  /** Receives the share of response tokens (GRPO, Dr.GRPO) or sequences (REINFORCE) whose ratio
-   *  was clipped or truncated. */
+  /** Receives the share of response tokens (GRPO, Dr.GRPO) whose clip binds (the ratio past
+   *  1 + clip with a positive advantage, or below 1 - clip with a negative one: the token's
+   *  gradient is zero), or of sequences (REINFORCE) whose importance weight was truncated. */
   onClipFraction?: (f: number) => void;
 }
 
@@ -242,16 +243,20 @@ export function policyGradientLoss(tf: Tf, lpTokens: TF.Tensor, mb: GroupBatch, 
     if (klTerm) loss = loss.add(klTerm.mul(mask).sum(1).div(mask.sum(1).maximum(1)).mean());
     return loss as TF.Scalar;
   }
-  const A = tf.tensor2d(perToken(advantages(rewards, k, o.algo === 'grpo'), T), [N, T]);
+  const adv = perToken(advantages(rewards, k, o.algo === 'grpo'), T);
+  const A = tf.tensor2d(adv, [N, T]);
   const ratio = tf.exp(lp.sub(tf.tensor2d(o.behaviorTokens, [N, T])));
   if (o.onClipFraction) {
+    // A token counts where the clip binds, i.e. where min() takes the clipped term and its
+    // gradient is zero: ratio above 1 + clip with a positive advantage, or below 1 - clip with a
+    // negative one. (A ratio outside the band on the other side still gets its gradient.)
     const r = ratio.dataSync();
     let clipped = 0;
     let count = 0;
     for (let i = 0; i < r.length; i++) {
       if (!mb.mask[i]) continue;
       count++;
-      if (Math.abs(r[i] - 1) > o.clip) clipped++;
+      if ((adv[i] > 0 && r[i] > 1 + o.clip) || (adv[i] < 0 && r[i] < 1 - o.clip)) clipped++;
     }
     o.onClipFraction(count ? clipped / count : 0);
   }

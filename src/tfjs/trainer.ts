@@ -96,6 +96,10 @@ export class GVPOTrainer {
   constructor(o: TrainerOptions) {
     const c = resolveTrainerOptions(o);
     const p = checkParts(o, c.reference);
+    if (c.evalSplit === 'validation' && typeof p.task.validationPrompts !== 'function')
+      throw new TypeError(
+        `GVPOTrainer: evalSplit 'validation' needs a task with validationPrompts(); '${String(p.task.name)}' has none`,
+      );
     this.config = c;
     this.tf = p.tf;
     this.policy = p.policy;
@@ -598,9 +602,9 @@ export class GVPOTrainer {
   }
 
   /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has
-   *  a split), fixed by `seed`. */
+   *  a split; its validation prompts with evalSplit 'validation'), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
-    return evaluateGreedy(this.policy, this.task, evalCount(n), seedOf('evaluate: seed', seed));
+    return evaluateGreedy(this.policy, this.task, evalCount(n), seedOf('evaluate: seed', seed), this.config.evalSplit);
   }
 
   /** Mean reward of one response sampled at `temperature` for each of the same `n` evaluation prompts. */
@@ -611,6 +615,8 @@ export class GVPOTrainer {
       evalCount(n),
       seedOf('evaluateReward: seed', seed),
       checkTemperature('evaluateReward: temperature', temperature),
+      1,
+      this.config.evalSplit,
     );
   }
 }

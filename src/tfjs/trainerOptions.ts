@@ -8,6 +8,7 @@ import type * as TF from '@tensorflow/tfjs';
 import type { Task } from '../tasks/task.js';
 import { checkOptions, describe, readOptions, reciprocalFits32 } from '../validate.js';
 import type { Policy } from './policy.js';
+import type { EvalSplit } from './batch.js';
 
 type Tf = typeof TF;
 
@@ -92,6 +93,12 @@ export interface TrainerOptions {
    */
   evalEvery?: number;
   evalPrompts?: number;
+  /**
+   * Which prompts evaluate() and evaluateReward() draw: 'test' (default), the task's held-out
+   * prompts; 'validation', the task's validation prompts (a split apart from both the training and
+   * the held-out ones, for tuning; the task must have validationPrompts).
+   */
+  evalSplit?: EvalSplit;
   onMetrics?: (m: StepMetrics) => void;
 }
 
@@ -120,8 +127,9 @@ export interface StepMetrics {
   klPrevious: number;
   klInitial: number;
   entropy: number;
-  /** GRPO / Dr.GRPO: share of response tokens whose ratio left [1 - clip, 1 + clip]; REINFORCE:
-   *  share of sequences whose importance weight was truncated. */
+  /** GRPO / Dr.GRPO: share of response tokens whose clip binds (ratio above 1 + clip with a
+   *  positive advantage, or below 1 - clip with a negative one: no gradient); REINFORCE: share of
+   *  sequences whose importance weight was truncated. */
   clipFraction: number;
   /** Share of the step's groups whose rewards are all equal: no learning signal in them. */
   zeroVarianceGroups: number;
@@ -156,6 +164,7 @@ export const TRAINER_DEFAULTS = {
   /** Greedy accuracy every N steps (0: never). */
   evalEvery: 0,
   evalPrompts: 200,
+  evalSplit: 'test' as EvalSplit,
 };
 
 /** Every option resolved: what the trainer reads, never the caller's object. */
@@ -182,6 +191,7 @@ export interface TrainerConfig {
   seed: number;
   evalEvery: number;
   evalPrompts: number;
+  evalSplit: EvalSplit;
   rewards?: RewardSpec[];
   onMetrics?: (m: StepMetrics) => void;
 }
@@ -360,6 +370,7 @@ const TRAINER_KEYS: readonly string[] = [
   'seed',
   'evalEvery',
   'evalPrompts',
+  'evalSplit',
   'onMetrics',
 ];
 
@@ -398,6 +409,8 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
   if (klIn !== 'loss' && klIn !== 'reward') fail('klIn', "'loss' | 'reward'", klIn);
   const reference = o.reference ?? d.reference;
   if (reference !== 'previous' && reference !== 'frozen') fail('reference', "'previous' | 'frozen'", reference);
+  const evalSplit = o.evalSplit ?? d.evalSplit;
+  if (evalSplit !== 'test' && evalSplit !== 'validation') fail('evalSplit', "'test' | 'validation'", evalSplit);
   checkCallbacks(o);
   const L = TRAINER_LIMITS;
   const groupSize = integer('groupSize', o.groupSize ?? d.groupSize, 2, L.groupSize);
@@ -443,6 +456,7 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
     seed: seedOf('seed', o.seed ?? d.seed),
     evalEvery: integer('evalEvery', o.evalEvery ?? d.evalEvery, 0),
     evalPrompts: integer('evalPrompts', o.evalPrompts ?? d.evalPrompts, 1, L.evalPrompts),
+    evalSplit,
     rewards: o.rewards,
     onMetrics: o.onMetrics,
   };

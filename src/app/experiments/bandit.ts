@@ -25,6 +25,8 @@ export interface BanditSpec {
   seed: number;
   steps: number;
   terms?: TermsAblation;
+  /** Adam at `lr` (default), or plain SGD at `lr`. */
+  optimizer?: 'adam' | 'sgd';
 }
 
 export interface BanditResult {
@@ -97,7 +99,7 @@ export async function banditRun(tfChoice: TfChoice, s: BanditSpec): Promise<Band
     groupSize: BANDIT.groupSize,
     promptsPerStep: BANDIT.promptsPerStep,
     miniBatches: BANDIT.miniBatches,
-    learningRate: s.lr,
+    ...(s.optimizer === 'sgd' ? { optimizer: tf.train.sgd(s.lr) } : { learningRate: s.lr }),
     reference: 'frozen',
     seed: s.seed,
     terms: s.terms,

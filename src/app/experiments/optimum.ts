@@ -37,6 +37,12 @@ const FRONTIER_METHODS: MethodId[] = [
   'reinforce-kl-reward',
 ];
 export const BANDIT_GRID = [0.003, 0.01, 0.03, 0.1, 0.3];
+/** The long runs: GVPO and its closest competitor, past the tables' steps, under Adam and SGD. */
+const LONG_METHODS: MethodId[] = ['gvpo', 'reinforce-kl-reward'];
+const LONG_SAMPLERS: Sampler[] = ['on-policy', 'uniform'];
+/** SGD's rate for GVPO; REINFORCE's is COEF times it, so that on fresh groups both take the same
+ *  step (GVPO's gradient is beta times REINFORCE's with the exact KL in the reward). */
+const SGD_LR = 1;
 
 const job = (spec: BanditSpec) => ({ kind: 'bandit' as const, spec });
 /** Tuning score: closeness to pi*, the geometric mean of KL(pi* || pi) over the tuning seeds. */
@@ -83,7 +89,66 @@ async function run(ctx: ExperimentContext, log: (l: string) => void) {
         ),
       ),
   ];
-  const results = await ctx.pool.run<BanditResult>(specs.map(job));
+  // the long runs: 4x the steps, Adam at the tuned rates and plain SGD
+  const longSteps = 4 * steps;
+  const optimizers = ['adam', 'sgd'] as const;
+  const longSpecs: BanditSpec[] = optimizers.flatMap((optimizer) =>
+    LONG_SAMPLERS.flatMap((sampler) =>
+      LONG_METHODS.flatMap((method) =>
+        seeds.map((seed) => ({
+          method,
+          sampler,
+          coef: COEF,
+          lr: optimizer === 'adam' ? tuned.lr[method] : method === 'gvpo' ? SGD_LR : COEF * SGD_LR,
+          seed,
+          steps: longSteps,
+          optimizer,
+        })),
+      ),
+    ),
+  );
+  const all = await ctx.pool.run<BanditResult>([...specs, ...longSpecs].map(job));
+  const results = all.slice(0, specs.length);
+  const longOf = (optimizer: string, sampler: Sampler, method: MethodId) =>
+    seeds.map(
+      (seed) =>
+        all[
+          specs.length +
+            longSpecs.findIndex(
+              (s) => s.optimizer === optimizer && s.sampler === sampler && s.method === method && s.seed === seed,
+            )
+        ],
+    );
+  const at = (r: BanditResult, step: number) => r.toOptimum.find(([s]) => s === step)![1];
+  const worstAfter = (r: BanditResult, step: number) =>
+    Math.max(...r.toOptimum.filter(([s]) => s > step).map(([, kl]) => kl));
+  const range = (xs: number[]) => `${fmtKl(Math.min(...xs))} to ${fmtKl(Math.max(...xs))}`;
+  const longTable = markdownTable(
+    [
+      'optimizer (rate)',
+      'sampler',
+      'method',
+      `KL(pi* ‖ pi) at step ${steps}`,
+      `worst over steps ${steps + 5}-${longSteps} (every 5)`,
+      `at step ${longSteps}`,
+    ],
+    optimizers.flatMap((o) =>
+      LONG_SAMPLERS.flatMap((sampler) =>
+        LONG_METHODS.map((m) => {
+          const rs = longOf(o, sampler, m);
+          const lr = rs.length ? longSpecs.find((s) => s.optimizer === o && s.method === m)!.lr : NaN;
+          return [
+            `${o === 'adam' ? 'Adam' : 'SGD'} (${lr})`,
+            sampler,
+            METHODS[m].label,
+            range(rs.map((r) => at(r, steps))),
+            range(rs.map((r) => worstAfter(r, steps))),
+            range(rs.map((r) => r.final)),
+          ];
+        }),
+      ),
+    ),
+  );
   const of = (method: MethodId, sampler: Sampler, coef: number) =>
     seeds.map(
       (seed) =>
@@ -215,9 +280,16 @@ async function run(ctx: ExperimentContext, log: (l: string) => void) {
     sweepTable,
     '',
     '![reward against KL to the reference; the exact frontier and where each method lands](experiments/optimum/frontier.svg)',
+    '',
+    `**Past ${steps} steps: ${longSteps} steps at c = ${COEF}**, GVPO and REINFORCE (group baseline, KL in reward) from two samplers, under Adam at the tuned rates and under plain SGD ` +
+      `(GVPO at ${SGD_LR}, REINFORCE at ${COEF * SGD_LR}: the same step on fresh groups, its gradient being GVPO's divided by beta). Each cell: the range of KL(pi* ‖ pi) over the ${seeds.length} seeds:`,
+    '',
+    longTable,
   ].join('\n');
   return { markdown, charts: { 'kl.svg': svgChart(klPanels), 'frontier.svg': svgChart([frontierPanel]) } };
 }
+
+const fmtKl = (x: number) => (x === 0 ? '0' : x.toExponential(0));
 
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;

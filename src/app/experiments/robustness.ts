@@ -1,6 +1,7 @@
 // Experiments on the terms and the knobs of GVPO:
 //   "robustness"  the group size k in {2, 4, 8, 16} at a fixed number of sequences per step (GVPO
-//                 and GRPO), and GVPO's beta over two decades (0.01, 0.1, 1), on the text task;
+//                 and GRPO), and GVPO's beta over two decades (0.01, 0.1, 1) with the previous
+//                 step's policy as reference and with a frozen one, on the text task;
 //   "terms"       the paper's ablations (no variance term, no trust-region term) beside the full
 //                 loss, and the three terms over a run, on the bandit and on text.
 import { markdownTable, type Panel, svgChart } from '../report.js';
@@ -27,6 +28,7 @@ async function robustness(ctx: ExperimentContext, log: (l: string) => void) {
   const seeds = seedsOf(ctx);
   const methods: MethodId[] = ['gvpo', 'grpo-k3'];
   const tuned = await tuneText(ctx, methods, log);
+  const frozenLr = (await tuneText(ctx, ['gvpo'], log, 'frozen')).lr.gvpo;
   const base = (m: MethodId) => ({ ...textRun(ctx, m), learningRate: tuned.lr[m] });
   const sequences = base('gvpo').promptsPerStep * base('gvpo').groupSize;
   const ks = ctx.quick ? [2, 4] : [2, 4, 8, 16];
@@ -36,8 +38,20 @@ async function robustness(ctx: ExperimentContext, log: (l: string) => void) {
     return { ...base(m), groupSize: k, promptsPerStep: prompts, miniBatches: Math.min(base(m).miniBatches, prompts) };
   };
   const kConfigs = methods.flatMap((m) => ks.map((k) => atK(m, k)));
+  // beta with the previous step's policy as reference (the official structure: at each first
+  // update the gradient is beta times a policy gradient, a scale Adam removes) and with a frozen
+  // one (beta is then the KL strength to a fixed pi_ref, where it sets the optimum)
   const bConfigs = betas.map((beta) => ({ ...base('gvpo'), beta }));
-  const [kRuns, bRuns] = await Promise.all([overSeeds(ctx, kConfigs, seeds), overSeeds(ctx, bConfigs, seeds)]);
+  const fConfigs = betas.map((beta) => ({
+    ...textRun(ctx, 'gvpo', { reference: 'frozen' }),
+    learningRate: frozenLr,
+    beta,
+  }));
+  const [kRuns, bRuns, fRuns] = await Promise.all([
+    overSeeds(ctx, kConfigs, seeds),
+    overSeeds(ctx, bConfigs, seeds),
+    overSeeds(ctx, fConfigs, seeds),
+  ]);
   const kOf = (m: MethodId, i: number) => kRuns[methods.indexOf(m) * ks.length + i];
   const kTable = markdownTable(
     [
@@ -53,8 +67,11 @@ async function robustness(ctx: ExperimentContext, log: (l: string) => void) {
     ]),
   );
   const bTable = markdownTable(
-    ['GVPO beta', ...TEXT_HEAD],
-    betas.map((b, i) => [String(b), ...textCells(bRuns[i])]),
+    ['GVPO beta', 'reference', ...TEXT_HEAD],
+    [
+      ...betas.map((b, i) => [String(b), "previous step's policy", ...textCells(bRuns[i])]),
+      ...betas.map((b, i) => [String(b), `frozen at the checkpoint (rate ${frozenLr})`, ...textCells(fRuns[i])]),
+    ],
   );
   const markdown = [
     `Command: \`${commandOf('robustness', ctx)}\``,
@@ -62,8 +79,9 @@ async function robustness(ctx: ExperimentContext, log: (l: string) => void) {
     settingsLine(base('gvpo'), seeds),
     '',
     `Group size varies at a fixed ${sequences} sequences per step (fewer prompts for larger k; mini-batches capped by the number of groups), for GVPO and for GRPO ` +
-      `(whose std-normalized advantages are the most sensitive to k); beta varies for GVPO at k = ${base('gvpo').groupSize}. Learning rates from the text experiment's tuning: ` +
-      `${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}; n = ${seeds.length} seeds per cell.`,
+      `(whose std-normalized advantages are the most sensitive to k); beta varies for GVPO at k = ${base('gvpo').groupSize}, with the previous step's policy as reference and ` +
+      `with the reference frozen at the checkpoint. Learning rates from the text experiments' tuning (at k = 8 and beta ${base('gvpo').beta}): ` +
+      `${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}; GVPO with the frozen reference ${frozenLr}; n = ${seeds.length} seeds per cell.`,
     '',
     '**Group size:**',
     '',
@@ -81,7 +99,12 @@ async function robustness(ctx: ExperimentContext, log: (l: string) => void) {
     markdown,
     charts: {
       'group-size.svg': svgChart(standardPanels(ks.map((k, i) => [`GVPO, k ${k}`, kOf('gvpo', i)])).slice(0, 2)),
-      'beta.svg': svgChart(standardPanels(betas.map((b, i) => [`beta ${b}`, bRuns[i]])).slice(0, 3)),
+      'beta.svg': svgChart(
+        standardPanels([
+          ...betas.map((b, i): [string, RunSummary[]] => [`beta ${b}, previous`, bRuns[i]]),
+          ...betas.map((b, i): [string, RunSummary[]] => [`beta ${b}, frozen`, fRuns[i]]),
+        ]).slice(0, 3),
+      ),
     },
   };
 }

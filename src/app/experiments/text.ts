@@ -1,11 +1,12 @@
 // Experiments on the text task (textSetup.ts):
 //   "text"        GVPO and the baselines at the official recipe's structure (4 mini-batches of
 //                 whole groups per step, previous-step reference), then the staleness sweep: 1, 4,
-//                 8 and 16 updates per sampled batch at one shared learning rate;
+//                 8 and 16 updates per sampled batch, each method at its tuned rate;
 //   "off-policy"  a frozen reference and groups the policy did not sample: replayed from earlier
 //                 policies (history:current 0:8, 2:6, 4:4), drawn by a fixed sampler (the warm-up
 //                 checkpoint), or demonstrations from the task's solver; GVPO without importance
-//                 weights against GRPO with the correct ratio and REINFORCE with truncated weights.
+//                 weights against GRPO with the correct ratio and REINFORCE with truncated weights
+//                 and with none.
 import { markdownTable, svgChart } from '../report.js';
 import type { RunOptions, RunSummary } from '../runOptions.js';
 import { meanCi } from '../stats.js';
@@ -25,7 +26,7 @@ import {
   tuneText,
 } from './textSetup.js';
 
-/** The baselines at the official structure: each as its authors run it, with the shared pi_theta'. */
+/** The baselines at the official structure, with the shared pi_theta' as every method's reference. */
 export const TEXT_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'drgrpo', 'reinforce'];
 /** Updates per sampled batch: [mini-batches, epochs]. */
 const STALENESS: Array<[number, number]> = [
@@ -49,14 +50,20 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
   const methods = TEXT_METHODS;
   const tuned = await tuneText(ctx, methods, log);
   const configs = methods.map((m) => ({ ...textRun(ctx, m), learningRate: tuned.lr[m] }));
-  // the staleness sweep at one rate for all: the median of the tuned rates
-  const rates = methods.map((m) => tuned.lr[m]).sort((a, b) => a - b);
-  const shared = rates[Math.floor(rates.length / 2)];
+  // the staleness sweep, each method at its own tuned rate (tuned at the official structure's 4
+  // updates, whose row is the main table's runs)
   const sweep = ctx.quick ? STALENESS.slice(0, 2) : STALENESS;
-  const staleConfigs = sweep.flatMap(([miniBatches, epochs]) =>
-    methods.map((m) => ({ ...textRun(ctx, m), learningRate: shared, miniBatches, epochs })),
-  );
-  const [main, stale] = await Promise.all([overSeeds(ctx, configs, seeds), overSeeds(ctx, staleConfigs, seeds)]);
+  const official = sweep.findIndex(([mb, ep]) => mb === configs[0].miniBatches && ep === configs[0].epochs);
+  const staleConfigs = sweep
+    .filter((_, i) => i !== official)
+    .flatMap(([miniBatches, epochs]) =>
+      methods.map((m) => ({ ...textRun(ctx, m), learningRate: tuned.lr[m], miniBatches, epochs })),
+    );
+  const [main, others] = await Promise.all([overSeeds(ctx, configs, seeds), overSeeds(ctx, staleConfigs, seeds)]);
+  const stale =
+    official < 0
+      ? others
+      : [...others.slice(0, official * methods.length), ...main, ...others.slice(official * methods.length)];
   const runs = Object.fromEntries(methods.map((m, i) => [m, main[i]])) as Record<MethodId, RunSummary[]>;
   for (const m of methods)
     log(`${m}: held-out gain ${meanCi(runs[m].map((r) => r.accuracyAfter - r.accuracyBefore)).mean.toFixed(3)}`);
@@ -101,12 +108,12 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
     settingsLine(base, seeds),
     '',
     `Methods: GVPO (beta ${TEXT_COEF}, the previous step's policy as pi_theta', as the official recipe runs it); GRPO (advantages divided by the group's std, ratio clipped at 1 ± 0.2 ` +
-      `against the sampling policy, per-sequence token mean, the k3 KL term to the same pi_theta' at coefficient ${TEXT_COEF}); Dr.GRPO (mean-centered advantages, the same clipped ratio, ` +
+      `against the sampling policy, per-sequence token mean, the k3 KL term at coefficient ${TEXT_COEF} to the same pi_theta': the shared structure, not DeepSeekMath's k3 term to a frozen reference at 0.04, which experiment 3 runs at ${TEXT_COEF}); Dr.GRPO (mean-centered advantages, the same clipped ratio, ` +
       `a constant normalizer, no KL, as its authors run it); REINFORCE with the group-mean baseline (RLOO's scaling, no KL). With pi_theta' the previous step's policy, an exact KL penalty ` +
       `in the reward is 0 at sampling time, so the KL-in-reward variants coincide with the no-KL ones here (the bandit experiment separates them). ` +
       `Every log-prob is taken at the sampling temperature.`,
     '',
-    `Learning rates, tuned per method on a log grid at the tuning seeds (score: held-out greedy accuracy gain + held-out reward at T = 1, on prompts never trained on):`,
+    `Learning rates, tuned per method on a log grid at the tuning seeds (score: greedy accuracy gain + reward at T = 1 at the end, on the task's validation prompts: a half of the held-out operand pairs, apart from the half every table reports):`,
     '',
     '<details><summary>tuning runs</summary>',
     '',
@@ -124,7 +131,7 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
     '',
     '![held-out accuracy, training reward and KL over steps](experiments/text/curves.svg)',
     '',
-    `**Staleness**: updates per sampled batch at one shared learning rate (${shared}, the median of the tuned rates): held-out greedy accuracy gain, and KL to the starting policy.`,
+    `**Staleness**: updates per sampled batch, each method at its tuned rate (tuned at ${base.miniBatches} updates; that row is the table above): held-out greedy accuracy gain, and KL to the starting policy.`,
     '',
     staleTable,
     '',
@@ -168,7 +175,9 @@ function sources(base: (m: MethodId) => RunOptions, m: MethodId, quick: boolean)
   return quick ? all.slice(0, 2) : all;
 }
 
-const OFF_POLICY_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'reinforce-is'];
+// REINFORCE twice: with truncated importance weights, and with none (as GVPO), the KL in the
+// reward both times
+const OFF_POLICY_METHODS: MethodId[] = ['gvpo', 'grpo-k3', 'reinforce-is', 'reinforce-kl-reward'];
 
 async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
   const seeds = seedsOf(ctx);
@@ -196,7 +205,7 @@ async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
       `of the ${4 * base('gvpo').promptsPerStep} latest groups generated by earlier policies; the fixed sampler is the warm-up checkpoint itself at temperature 1; ` +
       `a demonstration group holds the solver's answer as one of its k responses, the others sampled by the policy. Every sampler's probabilities are known and handed to the ` +
       `trainer: GRPO's clipped ratio and REINFORCE's weights (truncated at 5) are against the distribution that drew each response (the solver gives its answer with probability 1); ` +
-      `GVPO uses no importance weight anywhere. Learning rates tuned on-policy with the frozen reference: ${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}.`,
+      `GVPO uses no importance weight anywhere, nor does the second REINFORCE (both REINFORCEs take the KL in the reward as the log-ratio of the policy at the start of the step to the reference, on each response). Learning rates tuned on-policy with the frozen reference: ${methods.map((m) => `${METHODS[m].label} ${tuned.lr[m]}`).join(', ')}.`,
     '',
     table,
     '',
