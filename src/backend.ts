@@ -131,6 +131,12 @@ function choose() {
   if (simd !== undefined && simd !== '' && !SIMD_LEVELS.includes(simd)) {
     throw new RangeError(`GVPO_SIMD must be ${SIMD_LEVELS.map((l) => `'${l}'`).join(' | ')}, got '${simd}'`);
   }
+  // The kernels read GVPO_NUM_THREADS themselves (C's atoi, which would take '8abc' as 8 and
+  // ignore 'abc'): what they may not take is refused here, as GVPO_SIMD is.
+  const threads = process.env.GVPO_NUM_THREADS;
+  if (threads !== undefined && threads !== '' && !/^[1-9][0-9]{0,8}$/.test(threads)) {
+    throw new RangeError(`GVPO_NUM_THREADS must be a positive whole number (1 to 1024 are used), got '${threads}'`);
+  }
   let active: Active;
   if (forced !== undefined && forced !== '') {
     if (forced !== 'cuda' && forced !== 'cpu' && forced !== 'js') {

@@ -94,6 +94,37 @@ describe('a worker thread ended with a native call in flight', () => {
     expect(r.status, r.err).toBe(0);
     expect(r.out.trim()).toBe('-0.5,0.5,-0.5,0.5');
   });
+
+  // A synchronous call that a termination interrupts cannot throw into the worker's JavaScript any
+  // more: node-addon-api must let that go (NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS) rather than
+  // abort the whole process from an uncaught C++ exception.
+  it.runIf(native)('terminated in a loop of synchronous calls, every op: the process lives', () => {
+    const r = child(`
+      import { Worker } from 'node:worker_threads';
+      const url = new URL('./dist/index.js', 'file://' + process.cwd() + '/').href;
+      const calls = {
+        groupCenter: "g.groupCenter({ values: [1, 2], groups: { size: 2 } })",
+        gvpoLoss: "g.gvpoLoss({ policyLogprobs: new Float64Array(4), referenceLogprobs: new Float64Array(4), rewards: Float64Array.from([0, 1, 0, 1]), groups: { size: 2 }, beta: 0.1 })",
+        tokenLogprobs: "g.tokenLogprobs({ logits: new Float32Array(4 * 64), targets: new Int32Array(4), rows: 4, vocab: 64 })",
+        sequenceLogprobs: "g.sequenceLogprobs({ tokenLogprobs: new Float32Array(8), mask: new Uint8Array(8).fill(1), sequences: 2, tokens: 4 })",
+      };
+      let n = 0;
+      for (const [op, call] of Object.entries(calls)) {
+        for (let i = 0; i < 3; i++) {
+          const w = new Worker("import('" + url + "').then(async (g) => { (await import('node:worker_threads')).parentPort.postMessage('ready'); for (;;) " + call + "; })", { eval: true });
+          const first = await new Promise((res) => { w.once('message', res); w.once('error', (e) => res(op + ': ' + e.message)); });
+          if (first !== 'ready') throw new Error(String(first));
+          await new Promise((res) => setTimeout(res, 20));
+          await w.terminate();
+          n++;
+        }
+      }
+      console.log('terminated ' + n);
+    `);
+    expect(r.signal, r.err).toBeNull();
+    expect(r.status, r.err).toBe(0);
+    expect(r.out.trim()).toBe('terminated 12');
+  });
 });
 
 describe('threads that cannot be started', () => {
@@ -232,6 +263,19 @@ describe('helpers and environment', () => {
     const r = child("import('./dist/index.js').then((g) => g.backendInfo())", { GVPO_SIMD: 'avx9000' });
     expect(r.status).not.toBe(0);
     expect(r.err).toContain("GVPO_SIMD must be 'avx512bf16' | 'avx512' | 'avx2' | 'sse2' | 'generic', got 'avx9000'");
+  });
+
+  it('GVPO_NUM_THREADS that is not a positive whole number is refused, not half read', () => {
+    for (const bad of ['abc', '-3', '1.5', '8abc', '0', ' 2']) {
+      const r = child("import('./dist/index.js').then((g) => g.backendInfo())", { GVPO_NUM_THREADS: bad });
+      expect(r.status, bad).not.toBe(0);
+      expect(r.err).toContain(`GVPO_NUM_THREADS must be a positive whole number (1 to 1024 are used), got '${bad}'`);
+    }
+    const ok = child("import('./dist/index.js').then((g) => console.log(g.backendInfo().threads))", {
+      GVPO_NUM_THREADS: '3',
+    });
+    expect(ok.status, ok.err).toBe(0);
+    expect(ok.out.trim()).toBe(native ? '3' : String(gvpo.backendInfo().threads));
   });
 });
 

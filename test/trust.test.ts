@@ -12,6 +12,7 @@ import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import { tokenLogprobsF64 } from '../src/reference/tokenLogprobs.js';
 import { awkwardCases } from './helpers/awkward.js';
 import { batch } from './helpers/data.js';
+import { dominantCases } from './helpers/dominant-worker.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -287,8 +288,8 @@ describe('masked rows contribute nothing', () => {
   });
 });
 
-describe('the awkward cases on every backend and instruction set', () => {
-  const cases = awkwardCases();
+/** The environments that pick every backend and every instruction set this machine can run. */
+function everyBackend(): Array<Record<string, string>> {
   const info = gvpo.backendInfo();
   const runs: Array<Record<string, string>> = [{ GVPO_BACKEND: 'js' }];
   if (info.active === 'cuda') runs.push({ GVPO_BACKEND: 'cuda' });
@@ -300,6 +301,12 @@ describe('the awkward cases on every backend and instruction set', () => {
         : [info.simd ?? 'sse2']; // avx512bf16: the same row kernels as avx512
     for (const s of sets) runs.push({ GVPO_BACKEND: 'cpu', GVPO_SIMD: s });
   }
+  return runs;
+}
+
+describe('the awkward cases on every backend and instruction set', () => {
+  const cases = awkwardCases();
+  const runs = everyBackend();
   // The float64 reference, once.
   const refs = cases.map((c) => {
     const rows = c.sequences * c.tokens;
@@ -378,4 +385,54 @@ describe('the awkward cases on every backend and instruction set', () => {
     console.log(`awkward cases (${cases.length}):\n  ${worst.join('\n  ')}`);
     expect(worst.length).toBe(runs.length);
   });
+});
+
+// One logit s above the rest: 1 - p is the sum of the other terms, far below float32's ulp of 1,
+// and l, dL/dz at the target and the entropy are all of its size. They must keep their relative
+// precision (the sweeps sum the max's own term, 1, apart from the rest: in the same float32 lane
+// it swallowed up to 63 of the small terms, errors of 1e-3 to 20 % of l).
+describe('a dominant token: l, 1 - p and the entropy keep their relative precision', () => {
+  const cases = dominantCases();
+  // float64 from the logits the kernels saw: u = (z - z_y)/tau, S = sum over v != y of e^u
+  const exact = cases.map((c) => {
+    let S = 0;
+    const u = c.z.map((z) => (z - c.z[c.target]) / c.temperature);
+    u.forEach((x, v) => (S += v === c.target ? 0 : Math.exp(x)));
+    const l = -Math.log1p(S);
+    let pu = 0;
+    u.forEach((x, v) => (pu += v === c.target ? 0 : (Math.exp(x) / (1 + S)) * x));
+    return { l, oneMinusP: -Math.expm1(l), H: -l - pu };
+  });
+  for (const env of everyBackend()) {
+    const label = env.GVPO_SIMD ?? env.GVPO_BACKEND;
+    it(`${label}: within 2e-6 (l, dL/dz[y]) and 5e-6 (H) of float64, relative`, () => {
+      const r = child('test/helpers/dominant-worker.ts', env);
+      expect(r.signal).toBeNull();
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as {
+        simd: string;
+        results: Array<{
+          name: string;
+          l: number;
+          gradTarget: number;
+          dLdS: number;
+          headL: number | null;
+          headH: number | null;
+        }>;
+      };
+      if (env.GVPO_SIMD) expect(out.simd).toBe(env.GVPO_SIMD);
+      const rel = (got: number, want: number) => Math.abs(got / want - 1);
+      out.results.forEach((res, i) => {
+        const c = cases[i],
+          e = exact[i];
+        expect(res.name).toBe(c.name);
+        expect(rel(res.l, e.l), `${c.name}: l ${res.l} vs ${e.l}`).toBeLessThanOrEqual(2e-6);
+        const g = (res.dLdS * e.oneMinusP) / c.temperature;
+        expect(rel(res.gradTarget, g), `${c.name}: dL/dz[y] ${res.gradTarget} vs ${g}`).toBeLessThanOrEqual(2e-6);
+        if (res.headL === null || res.headH === null) return;
+        expect(rel(res.headL, e.l), `${c.name}: head l ${res.headL} vs ${e.l}`).toBeLessThanOrEqual(2e-6);
+        expect(rel(res.headH, e.H), `${c.name}: head H ${res.headH} vs ${e.H}`).toBeLessThanOrEqual(5e-6);
+      });
+    }, 120_000);
+  }
 });

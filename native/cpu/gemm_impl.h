@@ -392,30 +392,40 @@ static void tile_logsumexp(float* mxo, double* lse, double* ent, const float* Z,
       continue;
     }
     mxo[i] = mx;
+    if (mx == INFINITY) {  // +inf - +inf: NaN, as the terms would give (the max's are counted apart below)
+      lse[i] = NAN;
+      if (ent) ent[i] = NAN;
+      continue;
+    }
+    // lse = log(ones + rest) = log1p(rest + ones - 1): the max's terms (ones >= 1 of them) apart
+    // from the rest, whose relative precision a dominant token's l and 1 - p need (sum_exp).
+    double ones;
     if (!ent) {
-      double sum = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau);
-      for (int64_t j = full; j < n; j++) sum += sexp((z[j] - mx) * inv_tau);
-      lse[i] = std::log(sum);
+      double rest = sum_exp([&](int64_t j) { return load(z + j); }, full, mx, inv_tau, ones);
+      for (int64_t j = full; j < n; j++) z[j] == mx ? (void)(ones += 1.0) : (void)(rest += sexp((z[j] - mx) * inv_tau));
+      lse[i] = std::log1p(rest + (ones - 1.0));
       continue;
     }
     // The sum in sum_exp's order (two accumulators, alternate vectors), so that lse, and l, are
     // the same bits with or without the entropy.
     const vf vm = splat(mx), s = splat(inv_tau), zero = splat(0.0f);
-    vf a[2] = {zero, zero}, b = zero;
+    vf a[2] = {zero, zero}, b = zero, o = zero;
     for (int64_t j = 0; j < full; j += W) {
-      const vf u = (load(z + j) - vm) * s, e = vexp(u);
-      a[(j / W) & 1] += e;
+      const vf x = load(z + j), u = (x - vm) * s, e = vexp(u), oj = ones_at(x, vm);
+      a[(j / W) & 1] += e - oj;
+      o += oj;
       b += e > zero ? e * u : zero;  // a -inf logit adds nothing (0 * -inf would be NaN)
     }
-    double sum = hsum(a[0] + a[1]), t = hsum(b);
+    double rest = hsum(a[0] + a[1]), t = hsum(b);
+    ones = hsum(o);
     for (int64_t j = full; j < n; j++) {
       const float u = (z[j] - mx) * inv_tau, e = sexp(u);
-      sum += e;
+      z[j] == mx ? (void)(ones += 1.0) : (void)(rest += e);
       t += e > 0.0f ? (double)e * u : 0.0;
     }
-    const double ls = std::log(sum);
+    const double ls = std::log1p(rest + (ones - 1.0));
     lse[i] = ls;
-    ent[i] = ls - t / sum;
+    ent[i] = ls - t / (ones + rest);
   }
 }
 

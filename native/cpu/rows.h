@@ -206,19 +206,32 @@ static inline float max_f32(const float* z, int64_t n) {
   return m;
 }
 
-// Adds sum exp((z[i] - m) * inv_tau) over n elements (n a multiple of W), two accumulators deep
-// (alternate vectors), reduced in double; load(i) gives z[i .. i+W). (The GEMM tiles'
-// log-sum-exp, which other tile code repeats in this order and form to get the same bits.)
+// The terms of the elements equal to m, exactly 1, as float32 1.0 where x == m and 0 elsewhere:
+// the sums take them out of their float32 lanes and count them apart, so that no lane holds a 1
+// that would swallow the small terms added to it (a dominant token's 1 - p is their sum).
+static inline vf ones_at(vf x, vf m) { return (vf)((vi)(x == m) & (vi)splat(1.0f)); }
+
+// Sum exp((z[i] - m) * inv_tau) over n elements (n a multiple of W) but for the elements equal to
+// m, whose number goes to `ones`; two accumulators deep (alternate vectors), reduced in double;
+// load(i) gives z[i .. i+W). (The GEMM tiles' log-sum-exp, which other tile code repeats in this
+// order and form to get the same bits.)
 template <typename Load>
-static inline double sum_exp(Load load, int64_t n, float m, float inv_tau) {
+static inline double sum_exp(Load load, int64_t n, float m, float inv_tau, double& ones) {
   const vf vm = splat(m), s = splat(inv_tau);
-  vf a0 = splat(0.0f), a1 = splat(0.0f);
+  vf a0 = splat(0.0f), a1 = a0, o = a0;
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
-    a0 += vexp((load(i) - vm) * s);
-    a1 += vexp((load(i + W) - vm) * s);
+    const vf x0 = load(i), x1 = load(i + W), o0 = ones_at(x0, vm), o1 = ones_at(x1, vm);
+    a0 += vexp((x0 - vm) * s) - o0;
+    a1 += vexp((x1 - vm) * s) - o1;
+    o += o0 + o1;
   }
-  if (i < n) a0 += vexp((load(i) - vm) * s);
+  if (i < n) {
+    const vf x0 = load(i), o0 = ones_at(x0, vm);
+    a0 += vexp((x0 - vm) * s) - o0;
+    o += o0;
+  }
+  ones = hsum(o);
   return hsum(a0 + a1);
 }
 
@@ -281,8 +294,9 @@ static inline bool any_gt(vf a, float b) {
 // 8.5e-8 in float32 Horner; the whole exp 1.6e-7, vexp2 1.7e-7), and 2^(J/8) = 2^n 2^(j/8)
 // (J = 8 n + j) from the low bits: a shift for the exponent, an 8-entry table (vpermd) for
 // 2^(j/8), one integer add. 10 operations, 5 of them FMAs where vexp2's degree-5 form needs 7:
-// the FMA pipes are what bound the AVX2 sweeps (bench/NOTES.md, round 4). J = -1016 gives
-// exactly 0; J up to 1023 is right.
+// the FMA pipes are what bound the AVX2 sweeps (bench/NOTES.md, round 4). On Zen 3 the vpermd
+// takes two FMA slots, and nothing tried in its place was faster (bench/NOTES.md, "Where the
+// AVX2 sweep's time goes on Zen 3"). J = -1016 gives exactly 0; J up to 1023 is right.
 static inline vf exp2_eighths(vf d, vf c8) {
   const vf S = splat(12582912.0f + 1016.0f);  // 1.5 * 2^23 + 8 * 127
   const vf k = mla(d, c8, S);                 // S + J
@@ -377,6 +391,21 @@ static inline vf block_sum(const Src<D>& src, int64_t s0, int64_t s1, const Term
   return a0 + a1;
 }
 
+// The terms of steps [s0, s1) against r.m (the row's max) with the max's own terms, exactly 1,
+// taken out and counted in `ones` instead: what is left has no 1 in any lane to swallow it.
+template <int D>
+static inline vf rest_of(const Src<D>& src, int64_t s0, int64_t s1, const Terms& r, vf& ones) {
+  vf a0 = splat(0.0f), a1 = a0, x0, x1;
+  for (int64_t s = s0; s < s1; s++) {
+    src.load2(s * STEP, x0, x1);
+    const vf o0 = ones_at(x0, r.m), o1 = ones_at(x1, r.m);
+    a0 += term(x0 - r.m, r) - o0;
+    a1 += term(x1 - r.m, r) - o1;
+    ones += o0 + o1;
+  }
+  return a0 + a1;
+}
+
 // The row's statistics by a max pass and a sum pass in natural units, for rows whose
 // log2(e)/tau is above MAX_C (tau below about 3.6e-38) or below MIN_C (tau above about 1.4e30).
 static RowStats lse_two_pass(const void* row, DType d, int64_t V, float inv_tau) {
@@ -435,7 +464,12 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
         return {m, NAN};
   }
   if (m == -INFINITY) return {m, -INFINITY};
-  vd acc = vd{} + 0.0;
+  // The block that holds m (the reference block) is kept out of acc: in float32 its max's term,
+  // 1, would swallow the small terms summed into the same lane, and with them the relative
+  // precision of lse = log1p(sum of the other terms) that a dominant token's 1 - p needs. At the
+  // end it is summed again against the final m with the max's terms taken out (rest_of).
+  vd acc = vd{} + 0.0, pend = acc;  // pend: the reference block's sum, as acc would hold it
+  int64_t ref = s0;
   Terms r(m, c);
   for (; s0 < steps; s0 += bs) {
     const int64_t s1 = s0 + bs < steps ? s0 + bs : steps;
@@ -445,22 +479,38 @@ static RowStats lse_one_pass(const void* row, int64_t V, float inv_tau) {
       const float bm = hmax(bmx);
       if (bm == INFINITY) return {bm, NAN};
       const Terms rb(bm, c);
+      const double scale = std::exp2(((double)m - bm) * c);
+      acc = (acc + pend) * scale;
       if ((double)(bm - m) * c > JUMP) {  // terms above 2^JUMP: sum the block again against bm
         vf unused = bmx;
-        sum = block_of(s0, s1, rb, unused);
+        pend = __builtin_convertvector(block_of(s0, s1, rb, unused), vd);
       } else {
-        acc += __builtin_convertvector(sum, vd);
-        sum = splat(0.0f);
+        pend = __builtin_convertvector(sum, vd) * scale;
       }
-      acc *= std::exp2(((double)m - bm) * c);
+      ref = s0;
       m = bm;
       r = rb;
+    } else if (s0 == ref) {
+      pend = __builtin_convertvector(sum, vd);
+    } else {
+      acc += __builtin_convertvector(sum, vd);
     }
-    acc += __builtin_convertvector(sum, vd);
   }
+  // Where the other terms sum to 8 or more, no second look: the max's lane rounded at most 32 adds
+  // at half an ulp of 1 + its share of them (in units of the final max's term), which relative to
+  // their sum is no more than float32 summation costs any lane (2e-6 at worst, 2e-7 typically).
+  double sf = 0.0;
+  for (int i = 0; i < W; i++) sf += acc[i] + pend[i];
+  if (sf >= 9.0) return {m, std::log(sf)};
+  vf ones = splat(0.0f);
+  const int64_t r1 = ref + bs < steps ? ref + bs : steps;
+  vf rest = rest_of(src, ref, r1 < full ? r1 : full, r, ones);
+  if (r1 > full) rest += rest_of(tail, 0, 1, r, ones);
+  acc += __builtin_convertvector(rest, vd);
   double s = 0.0;
   for (int i = 0; i < W; i++) s += acc[i];
-  return {m, s < 1.0 ? 0.0 : std::log(s)};  // the max's term is 1: s >= 1 but for rounding (NaN kept)
+  // s: the terms below 1; hsum(ones) >= 1: the elements equal to m (NaN kept)
+  return {m, std::log1p(s + (hsum(ones) - 1.0))};
 }
 
 // The row's statistics: m = its max logit and lse = log sum_v exp((z[v] - m) / tau) >= 0, so

@@ -191,10 +191,17 @@ void forward_block(const HeadTiles& h, RowSplit out, float* z_target, double* en
     }
     // a[c]: chunk c's log-mass against the row's max, ((max_c - max) * inv_tau + lse_c <= lse_c)
     const auto a = [&](int64_t c) { return ((double)cmax[c * m + i] - mx) * h.inv_tau + lse[c * m + i]; };
+    // ls = log(sum_c exp(a[c])) as log1p(expm1(a[c*]) + the others), c* the first chunk that holds
+    // the max (a[c*] = lse_c* >= 0): the mass outside the max keeps its relative precision.
     double s = 0;
-    for (int64_t c = 0; c < nc && mx > -INFINITY; c++)
-      if (cmax[c * m + i] > -INFINITY) s += std::exp(a(c));
-    const double ls = nan ? NAN : mx > -INFINITY ? std::log(s) : (double)mx;  // a row of -inf: -inf
+    int64_t cm = -1;
+    for (int64_t c = 0; c < nc && mx > -INFINITY; c++) {
+      if (cm < 0 && cmax[c * m + i] == mx)
+        cm = c, s += std::expm1(a(c));
+      else if (cmax[c * m + i] > -INFINITY)
+        s += std::exp(a(c));
+    }
+    const double ls = nan ? NAN : mx > -INFINITY ? std::log1p(s) : (double)mx;  // a row of -inf: -inf
     out.max[i] = nan ? NAN : mx;
     out.lse[i] = ls;
     out.logZ[i] = nan || !(mx > -INFINITY) ? ls : (double)mx * h.inv_tau + ls;

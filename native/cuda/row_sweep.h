@@ -59,21 +59,25 @@ GVPO_ROW float arg2(float z, float m, const Scale& k) {
   return k.wide ? (float)(((double)z - (double)m) * (double)k.inv_tau * 1.4426950408889634) : (z - m) * k.c;
 }
 
-// Online log-sum-exp state: running max m of the logits and sum s of exp((z - m)/tau).
+// Online log-sum-exp state: running max m of the logits, the number n of logits equal to it
+// (terms of exactly 1) and the sum s of the other terms exp((z - m)/tau). n apart from s keeps the
+// relative precision of s, a dominant token's 1 - p, which 1 + s in double would lose below 1e-16.
 struct Lse {
   float m;
-  double s;
+  double s, n;
 };
 
-// Adds n logits: the max first (a NaN is skipped there and poisons the sum), the sum rescaled
-// when the max rises, then the n terms in float32 against it, added to the double sum.
+// Adds n logits: the max first (a NaN is skipped there and poisons the sum), the state rescaled
+// when the max rises, then the terms in float32 against it, added to the double sum (the max's
+// own apart, counted in n: in the same float32 part a 1 would swallow the rest).
 template <int n>
 GVPO_ROW void lse_add(Lse& a, const float* x, const Scale& k) {
   float vm = x[0];
 #pragma unroll
   for (int j = 1; j < n; j++) vm = fmaxf(vm, x[j]);
   if (vm > a.m) {
-    a.s *= (double)exp2f(arg2(a.m, vm, k));  // 0 while the state held only -inf (NaN stays NaN)
+    a.s = (a.s + a.n) * (double)exp2f(arg2(a.m, vm, k));  // 0 while the state held only -inf (NaN stays NaN)
+    a.n = 0.0;
     a.m = vm;
   }
   float part = 0.0f;
@@ -81,8 +85,11 @@ GVPO_ROW void lse_add(Lse& a, const float* x, const Scale& k) {
 #pragma unroll
     for (int j = 0; j < n; j++) part += x[j] == -INFINITY ? 0.0f : x[j];
   } else {
+    int ones = 0;
 #pragma unroll
-    for (int j = 0; j < n; j++) part += exp2f(arg2(x[j], a.m, k));
+    for (int j = 0; j < n; j++)  // (a max of +inf is no term: +inf - +inf poisons the sum)
+      x[j] == a.m&& a.m < INFINITY ? (void)ones++ : (void)(part += exp2f(arg2(x[j], a.m, k)));
+    a.n += (double)ones;
   }
   a.s += (double)part;
 }
@@ -95,8 +102,9 @@ GVPO_ROW Lse lse_merge(Lse a, Lse b, const Scale& k) {
   }
   // nothing finite in b (also avoids -inf - -inf); but a lane that saw only NaN holds {-inf, NaN}
   // and its NaN must still poison the row, as the CPU's sum does
-  if (b.m == -INFINITY) return {a.m, b.s != b.s ? b.s : a.s};
-  return {a.m, a.s + b.s * (double)exp2f(arg2(b.m, a.m, k))};
+  if (b.m == -INFINITY) return {a.m, b.s != b.s ? b.s : a.s, a.n};
+  if (b.m == a.m) return {a.m, a.s + b.s, a.n + b.n};
+  return {a.m, a.s + (b.s + b.n) * (double)exp2f(arg2(b.m, a.m, k)), a.n};
 }
 
 // The walk both kernels make along a row of V logits, as thread tid of T: when the row is 16-byte
@@ -129,7 +137,7 @@ GVPO_ROW void walk(int64_t V, bool aligned, int tid, int T, Vec vec, Each each, 
 // Thread tid's part of a row's (max, sum); one(v) loads element v.
 template <int E, class Vec, class One>
 GVPO_ROW Lse sweep_lse(int64_t V, bool aligned, int tid, int T, const Scale& k, Vec vec, One one) {
-  Lse acc{-INFINITY, 0.0};
+  Lse acc{-INFINITY, 0.0, 0.0};
   walk<E>(
       V, aligned, tid, T, vec, [&](int64_t, const float* x) { lse_add<E>(acc, x, k); },
       [&](int64_t v) {
@@ -149,7 +157,10 @@ template <class One>
 GVPO_ROW RowStats finish_row(Lse tot, int32_t y, int64_t V, float inv_tau, One one) {
   const float m = tot.m;
   // a row of -inf: lse = -inf; a NaN or a +inf (+inf - +inf): NaN
-  const double lse = m == -INFINITY && tot.s == tot.s ? -INFINITY : log(tot.s);
+  // log(n + s) = log1p(s + n - 1), n >= 1 for a finite max
+  const double lse = m == -INFINITY && tot.s == tot.s ? -INFINITY
+                     : m == -INFINITY                 ? log(tot.s)
+                                                      : log1p(tot.s + (tot.n - 1.0));
   const float lz = (float)((double)m * inv_tau + lse);
   double l = 0.0;  // one token: l = 0 exactly
   if (!finite(lz) || y < 0 || y >= V) {

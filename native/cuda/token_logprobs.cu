@@ -30,16 +30,18 @@ using namespace row_sweep;
 __device__ Lse block_lse(Lse v, const Scale& k) {
   __shared__ Lse part[kThreads / 32];
   for (int o = 16; o > 0; o >>= 1) {
-    Lse w{__shfl_xor_sync(0xffffffff, v.m, o), __shfl_xor_sync(0xffffffff, v.s, o)};
+    Lse w{__shfl_xor_sync(0xffffffff, v.m, o), __shfl_xor_sync(0xffffffff, v.s, o),
+          __shfl_xor_sync(0xffffffff, v.n, o)};
     v = lse_merge(v, w, k);
   }
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) part[warp] = v;
   __syncthreads();
-  v = lane < (int)(blockDim.x / 32) ? part[lane] : Lse{-INFINITY, 0.0};
+  v = lane < (int)(blockDim.x / 32) ? part[lane] : Lse{-INFINITY, 0.0, 0.0};
   if (warp == 0)
     for (int o = 16; o > 0; o >>= 1) {
-      Lse w{__shfl_xor_sync(0xffffffff, v.m, o), __shfl_xor_sync(0xffffffff, v.s, o)};
+      Lse w{__shfl_xor_sync(0xffffffff, v.m, o), __shfl_xor_sync(0xffffffff, v.s, o),
+            __shfl_xor_sync(0xffffffff, v.n, o)};
       v = lse_merge(v, w, k);
     }
   return v;  // valid in warp 0

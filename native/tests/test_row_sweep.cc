@@ -57,7 +57,7 @@ RowStats forward_row(const void* row, DType d, int64_t V, float inv_tau, int32_t
                      : sweep_lse<8>(V, aligned16(row), t, kThreads, k, vec, one);
   for (int w = 0; w < kThreads / 32; w++) butterfly(&lane[32 * w], k);
   Lse part[32];  // lane 0 of each warp to shared memory, then warp 0
-  for (int l = 0; l < 32; l++) part[l] = l < kThreads / 32 ? lane[32 * l] : Lse{-INFINITY, 0.0};
+  for (int l = 0; l < 32; l++) part[l] = l < kThreads / 32 ? lane[32 * l] : Lse{-INFINITY, 0.0, 0.0};
   butterfly(part, k);
   return finish_row(part[0], y, V, inv_tau, one);
 }
@@ -184,9 +184,26 @@ void check_case(std::mt19937& rng, const Case& c) {
     CHECK(std::memcmp(inplace.data(), got.data(), (size_t)n * 4) == 0, "%s: in place differs", c.name);
 }
 
+// A dominant token: every logit 0 but the target's, s above them, so that 1 - p = (V - 1) e^-s
+// lies far below float32's (and at s = 28 double's) ulp of 1. l must keep its relative precision:
+// the threads count the max's terms apart from the rest (Lse::n).
+void check_dominant() {
+  for (int64_t V : {2, 9, 33, 1000, 4099, 32768})
+    for (float s : {16.625f, 20.0f, 28.0f})
+      for (int64_t at : {(int64_t)0, V / 2, V - 1}) {
+        std::vector<float> z((size_t)V, 0.0f);
+        z[(size_t)at] = s;
+        const RowStats st = forward_row(z.data(), DType::f32, V, 1.0f, (int32_t)at);
+        const double want = -std::log1p((double)(V - 1) * std::exp(-(double)s));
+        CHECK(std::fabs(st.l64 / want - 1.0) <= 2e-6, "dominant V=%lld s=%g at %lld: l %.9g want %.9g", (long long)V, s,
+              (long long)at, st.l64, want);
+      }
+}
+
 }  // namespace
 
 int main() {
+  check_dominant();
   std::mt19937 rng(97);
   // V: 1, 2, odd (no vector walk past the first row), below one vector per thread, around the
   // unrolled walk's reach (kUnroll * kThreads vectors) and a real vocabulary

@@ -50,9 +50,16 @@ export function tokenLogprobsF64(o: RowsOpts): TokenLogprobsF64 {
     else if (m === -Infinity)
       ls = m; // all -inf
     else {
-      let s = 0;
-      for (let v = 0; v < V; v++) s += Math.exp(scaled(z(base + v) - m, invTau));
-      ls = Math.log(s);
+      // log(n + rest) with n >= 1 the elements equal to m (terms of exactly 1) kept apart: for a
+      // dominant token rest is far below double's ulp of 1, and 1 - p = rest / (n + rest)
+      let rest = 0,
+        n = 0;
+      for (let v = 0; v < V; v++) {
+        const x = z(base + v);
+        if (x === m) n++;
+        else rest += Math.exp(scaled(x - m, invTau));
+      }
+      ls = Math.log1p(rest + (n - 1));
     }
     const lz = m === -Infinity ? ls : scaled(m, invTau) + ls;
     rowMax[r] = m;

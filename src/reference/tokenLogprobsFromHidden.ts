@@ -61,9 +61,13 @@ function rowLogZ(z: Float64Array, invTau: number): RowLogZ {
     lse = NaN; // as the kernels: a +inf logit gives a NaN row
   else if (m === -Infinity) lse = m;
   else {
-    let s = 0;
-    for (const v of z) s += Math.exp(scaled(v - m, invTau));
-    lse = Math.log(s);
+    let rest = 0,
+      n = 0; // as tokenLogprobs' reference: the max's terms apart from the rest
+    for (const v of z) {
+      if (v === m) n++;
+      else rest += Math.exp(scaled(v - m, invTau));
+    }
+    lse = Math.log1p(rest + (n - 1));
   }
   const logZ = m === -Infinity || Number.isNaN(lse) ? lse : scaled(m, invTau) + lse;
   return { logZ, max: m, lse, u };
