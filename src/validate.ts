@@ -285,6 +285,35 @@ export function temperatureOf(fn: string, v: unknown): number {
   return t;
 }
 
+/**
+ * The lowest temperature the trainer, the command and the policies' sample() take (the kernels
+ * take down to about 2.9e-39, where 1/tau stops being finite). Every log-prob the trainer uses is
+ * the logits divided by the temperature in float32, and its losses square the differences of
+ * those (GVPO's variance term; Adam squares gradients, which carry 1/tau once more): logits of up
+ * to 1e4 in magnitude divided by 1e-6 stay within 1e10, squares within 1e20, far inside float32's
+ * 3.4e38. A GVPO step on the addition checkpoint with demonstrations diverged at 1e-30 (and ran
+ * at 1e-20); at 1e-38 the log-probs themselves were NaN. 1e-6 samples the argmax as greedy
+ * decoding does, so nothing below it is needed.
+ */
+export const MIN_SAMPLING_TEMPERATURE = 1e-6;
+
+/** What a sampling temperature must be, as every message says it. */
+export const SAMPLING_TEMPERATURE =
+  "a number from 1e-6 to float32's max, about 3.4e38 (logits divided by a smaller one overflow the float32 losses)";
+
+/** Whether `t` is a sampling temperature: the rule the trainer, the command and sample() share. */
+export function isSamplingTemperature(t: number): boolean {
+  return Number.isFinite(t) && t >= MIN_SAMPLING_TEMPERATURE && reciprocalFits32(t);
+}
+
+/** A sampling temperature (isSamplingTemperature), else a TypeError (not a number) or a
+ *  RangeError naming `fn` and `name`. */
+export function samplingTemperatureOf(fn: string, name: string, v: unknown): number {
+  if (typeof v !== 'number') typeError(fn, name, SAMPLING_TEMPERATURE, v);
+  if (!isSamplingTemperature(v)) rangeError(fn, name, SAMPLING_TEMPERATURE, String(v));
+  return v;
+}
+
 export function threads(fn: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number') typeError(fn, 'threads', 'an integer >= 0', v);

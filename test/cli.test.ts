@@ -82,7 +82,13 @@ describe('gvpo usage errors', () => {
     );
     expectUsageError(
       gvpo('train', '--temperature', '1e-300'),
-      /--temperature must be a number > 0 whose float32 value and reciprocal are finite .*, got '1e-300'/,
+      /--temperature must be a number from 1e-6 to float32's max, about 3\.4e38 .*, got '1e-300'/,
+    );
+    // the trainer's bound, before TensorFlow.js loads: 1e-38 ran, then failed in the first step
+    // on an internal "referenceLogprobs must be finite numbers, got NaN" (exit 1)
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--steps', '2', '--temperature', '1e-38'),
+      /^gvpo: --temperature must be a number from 1e-6 to float32's max, about 3\.4e38 \(logits divided by a smaller one overflow the float32 losses\), got '1e-38'\n$/,
     );
     // an algorithm listed twice would run twice into one folder (a flag given twice: the last wins,
     // so that `npm start -- --task bandit` overrides the script's own --task)
@@ -220,10 +226,16 @@ describe('gvpo usage errors', () => {
       gvpo('train', '--tf', 'node-gpu', '--task', 'bandit', '--out', under),
       new RegExp(`--out ${under}: cannot write there \\(ENOTDIR`),
     );
-    expectUsageError(
-      gvpo('experiment', 'optimum', '--tf', 'node-gpu', '--out', join(dir, 'file')),
-      /cannot write there \(EEXIST/,
-    );
+    // an --out folder that is a file: said so, not EEXIST
+    for (const cmd of [
+      ['experiment', 'optimum'],
+      ['train', '--task', 'bandit'],
+      ['compare', '--task', 'bandit'],
+    ])
+      expectUsageError(
+        gvpo(...cmd, '--tf', 'node-gpu', '--out', join(dir, 'file')),
+        new RegExp(`--out ${join(dir, 'file')}: cannot write there \\(it is a file; --out names a folder\\)`),
+      );
     expectUsageError(
       gvpo('warmup', '--tf', 'node-gpu', '--out', join(under, 'w.json')),
       /the folder of --out .*: cannot write there/,
@@ -236,6 +248,24 @@ describe('gvpo usage errors', () => {
       ])
         expectUsageError(gvpoWith({ timeout: 20_000 }, ...args), /cannot write there \(ENOENT/);
     }
+  });
+  it('warmup refuses a directory (or what is not a regular file) as --out, --force or not, before it trains', () => {
+    // it said "pass --force to overwrite it", and with --force trained ~40 s before EISDIR (exit 1)
+    const dir = scratchDir('gvpo-cli-');
+    for (const force of [[], ['--force']]) {
+      const r = gvpo('warmup', '--tf', 'node-gpu', '--steps', '1', '--out', dir, ...force);
+      expectUsageError(
+        r,
+        new RegExp(
+          `^gvpo: --out ${dir} is a directory; warmup's --out is the checkpoint file to write \\(such as ${join(dir, 'warmup.json')}\\)\\n$`,
+        ),
+      );
+    }
+    if (existsSync('/dev/null'))
+      expectUsageError(
+        gvpo('warmup', '--tf', 'node-gpu', '--out', '/dev/null', '--force'),
+        /--out \/dev\/null is not a regular file/,
+      );
   });
   it('warmup refuses to overwrite a checkpoint without --force', () => {
     const path = join(scratchDir('gvpo-cli-'), 'w.json');

@@ -87,6 +87,14 @@ describe('report helpers', () => {
     expect((svg.match(/stroke="#e4e4e4"/g) ?? []).length).toBeGreaterThan(4);
   });
 
+  it("svgChart takes a long run's points (one per step) without overflowing the call stack", () => {
+    // Math.min(...points) threw "Maximum call stack size exceeded" at the end of a 200,000-step run
+    const points = Array.from({ length: 200_000 }, (_, i) => [i + 1, Math.sin(i / 1000)] as [number, number]);
+    const svg = svgChart([{ title: 'reward', series: [{ name: 'gvpo', points }] }]);
+    expect(svg).toContain('>reward<');
+    expect(svg).toContain('>2e+5<'); // the x axis reaches the last step
+  });
+
   it('replaceSection replaces only the text between its markers', () => {
     const doc = replaceSection('# E\n\nintro\n', 'text', '2. Text', 'first');
     expect(doc).toContain('## 2. Text\n\n<!-- begin experiment text -->\nfirst\n<!-- end experiment text -->');

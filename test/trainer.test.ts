@@ -9,6 +9,7 @@ import {
   AdditionTask,
   BanditTask,
   CharPolicy,
+  FusedHeadPolicy,
   GVPOTrainer,
   loadPolicy,
   loadTf,
@@ -20,6 +21,7 @@ import {
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
+import { SAMPLING_TEMPERATURE } from '../src/validate.js';
 import { scratchDir } from './helpers/scratch.js';
 
 const { tf } = await loadTf('cpu');
@@ -366,6 +368,63 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     await expect(huge.step()).rejects.toThrow(/the weighted reward of response 0 of prompt \[\d\] is Infinity/);
   });
 
+  for (const [algo, terms] of [
+    ['gvpo', 'all'],
+    ['gvpo', 'no-variance'],
+    ['grpo', 'all'],
+    ['drgrpo', 'all'],
+    ['reinforce', 'all'],
+  ] as const) {
+    it(`${algo} (${terms}): a reward past what the float32 losses square (1e39) is refused before the policy moves`, async () => {
+      // finite in float64, so the finiteness checks passed it; centred in float32 it was Infinity
+      // and every weight turned NaN, the error then blaming the learning rate
+      const { task, policy } = bandit();
+      const before = weightsOf(policy);
+      const t = new GVPOTrainer({
+        tf,
+        policy,
+        task,
+        algo,
+        terms,
+        groupSize: 4,
+        promptsPerStep: 4,
+        rewards: [{ fn: (p, r) => 1e39 * (1 + task.reward(p, r)) }],
+      });
+      const tensors = tf.memory().numTensors;
+      await expect(t.step()).rejects.toThrow(
+        /GVPOTrainer: the weighted reward of response 0 \[\d\] of prompt \[\d\] is [\d.]+e\+39; the losses take rewards of magnitude at most 1e15/,
+      );
+      expect(weightsOf(policy)).toEqual(before);
+      expect(tf.memory().numTensors).toBe(tensors);
+      // as a weight: 1e100 from a reward of 1, and the bound itself still passes
+      const weighted = new GVPOTrainer({ tf, policy, task, algo, terms, rewards: [{ fn: () => 1, weight: 1e100 }] });
+      await expect(weighted.step()).rejects.toThrow(/is 1e\+100; the losses take rewards of magnitude at most 1e15/);
+      expect(weightsOf(policy)).toEqual(before);
+      t.dispose();
+      weighted.dispose();
+    });
+  }
+
+  it('large but representable rewards (1e6) train GRPO to finite weights, as rewards near 1 do', async () => {
+    const { task, policy } = bandit();
+    const before = expectedReward(task, policy);
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      algo: 'grpo',
+      learningRate: 0.05,
+      groupSize: 8,
+      promptsPerStep: 8,
+      seed: 4,
+      rewards: [{ fn: (p, r) => 1e6 * task.reward(p, r) }],
+    });
+    for (let s = 0; s < 30; s++) expect(Number.isFinite((await t.step()).loss)).toBe(true);
+    expect(policy.getWeights()[0].every(Number.isFinite)).toBe(true);
+    expect(expectedReward(task, policy)).toBeGreaterThan(before + 0.05);
+    t.dispose();
+  });
+
   it('an external sampler is held to its contract: k responses of token ids, finite log-probs for each token', async () => {
     const task = new AdditionTask();
     const policy = new CharPolicy(
@@ -472,7 +531,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(make({ beta: '0.1' })).toThrow("GVPOTrainer: beta must be a finite number > 0, got '0.1'");
     expect(make({ seed: 2 ** 32 })).toThrow('GVPOTrainer: seed must be an integer in [0, 2^32), got 4294967296');
     expect(make({ temperature: 1e-300 })).toThrow(
-      /temperature must be a finite number > 0 whose float32 value and reciprocal are finite/,
+      new RangeError(`GVPOTrainer: temperature must be ${SAMPLING_TEMPERATURE}, got 1e-300`),
     );
     expect(make({ lr: 0.1 })).toThrow("GVPOTrainer: options has no field 'lr' (did you mean 'learningRate'?)");
     expect(make({ evalSplit: 'train' })).toThrow("GVPOTrainer: evalSplit must be 'test' | 'validation', got 'train'");
@@ -552,7 +611,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 1e-300]) {
       expect(() => {
         t.temperature = bad;
-      }).toThrow(/temperature must be a finite number > 0/);
+      }).toThrow(/temperature must be a number from 1e-6 to float32's max/);
     }
     expect(t.temperature).toBe(0.5);
     expect(() => t.evaluate(0)).toThrow(/evaluation needs an integer n in \[1, 65536\] prompts, got 0/);
@@ -564,6 +623,118 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(() => t.evaluateReward(4, 0)).toThrow(/evaluateReward: temperature must be/);
     expect(() => t.evaluateReward(Number.NaN)).toThrow(/got NaN/);
     expect(() => t.evaluate(4, -1)).toThrow(/evaluate: seed must be an integer in \[0, 2\^32\)/);
+  });
+
+  it('refuses a temperature below 1e-6 at construction, before a step overflows the float32 losses with it', async () => {
+    // 1e-38 was taken (its float32 reciprocal is finite, as the kernels need) and step() then
+    // failed on "gvpoFromHidden: referenceLogprobs must be finite numbers, got NaN"
+    const addition = loadPolicy(tf, join(import.meta.dirname, '..', 'checkpoints', 'addition-warmup.json'));
+    const { task, policy } = bandit();
+    for (const [p, k] of [
+      [addition, new AdditionTask()],
+      [policy, task],
+    ] as const) {
+      for (const temperature of [1e-38, 9.9e-7])
+        expect(() => new GVPOTrainer({ tf, policy: p, task: k, temperature, promptsPerStep: 4, groupSize: 4 })).toThrow(
+          new RangeError(
+            `GVPOTrainer: temperature must be a number from 1e-6 to float32's max, about 3.4e38 (logits divided by a smaller one overflow the float32 losses), got ${temperature}`,
+          ),
+        );
+    }
+    addition.dispose?.();
+    const t = new GVPOTrainer({ tf, policy, task, temperature: 1e-6 });
+    expect(Number.isFinite((await t.step()).loss)).toBe(true);
+    expect(() => {
+      t.temperature = 1e-38;
+    }).toThrow(RangeError);
+    expect(t.temperature).toBe(1e-6);
+    t.dispose();
+  });
+
+  it('an option given as null or as the wrong kind is a TypeError naming it (only undefined means the default)', () => {
+    const { task, policy } = bandit();
+    const make = (o: object) => () => new GVPOTrainer({ tf, policy, task, ...o } as never);
+    const cases: Array<[string, object, string]> = [
+      ['beta', { beta: null }, 'a finite number > 0, got null'],
+      ['groupSize', { groupSize: '4' }, "an integer in [2, 4096], got '4'"],
+      ['promptsPerStep', { promptsPerStep: null }, 'an integer in [1, 65536], got null'],
+      ['learningRate', { learningRate: null }, 'a finite number > 0, got null'],
+      ['temperature', { temperature: null }, "a number from 1e-6 to float32's max"],
+      ['seed', { seed: '1' }, "an integer in [0, 2^32), got '1'"],
+      ['algo', { algo: null }, "'gvpo' | 'grpo' | 'drgrpo' | 'reinforce', got null"],
+      ['terms', { terms: 1 }, "'all' | 'no-variance' | 'no-trust-region', got 1"],
+      ['klIn', { klIn: null }, "'loss' | 'reward', got null"],
+      ['reference', { reference: null }, "'previous' | 'frozen', got null"],
+      ['evalSplit', { evalSplit: null }, "'test' | 'validation', got null"],
+      ['clip', { clip: null }, 'a number in (0, 1), got null'],
+      ['klCoef', { klCoef: '0' }, "a finite number >= 0, got '0'"],
+      ['evalEvery', { evalEvery: null }, 'an integer >= 0, got null'],
+      ['replay.ratio', { replay: { ratio: null } }, 'a number in [0, 1), got null'],
+    ];
+    for (const [name, o, expected] of cases) {
+      expect(make(o)).toThrow(TypeError);
+      expect(make(o)).toThrow(`GVPOTrainer: ${name} must be ${expected}`);
+    }
+    // a value of the right kind out of range stays a RangeError; undefined is the default
+    expect(make({ beta: 0 })).toThrow(RangeError);
+    expect(make({ algo: 'ppo' })).toThrow(RangeError);
+    const t = new GVPOTrainer({ tf, policy, task, beta: undefined, groupSize: undefined });
+    expect([t.beta, t.k]).toEqual([TRAINER_DEFAULTS.beta, TRAINER_DEFAULTS.groupSize]);
+    t.dispose();
+  });
+
+  it('policies and loadPolicy refuse a tf that is not the tfjs module, naming tf, before building anything', () => {
+    const checkpoint = join(import.meta.dirname, '..', 'checkpoints', 'addition-warmup.json');
+    const expected = (fn: string, got: string) =>
+      new TypeError(`${fn}: tf must be the @tensorflow/tfjs module (see loadTf()), got ${got}`);
+    for (const [bad, got] of [
+      [null, 'null'],
+      [undefined, 'undefined'],
+      [{}, 'object'],
+    ] as const) {
+      expect(() => new TabularPolicy(bad as never, 4, 6)).toThrow(expected('TabularPolicy', got));
+      expect(
+        () => new CharPolicy(bad as never, { vocab: 6, window: 2, hidden: 4, maxTokens: 2, eos: 5, pad: 0 }),
+      ).toThrow(expected('CharPolicy', got));
+      expect(
+        () =>
+          new FusedHeadPolicy(bad as never, { vocab: 6, window: 2, embed: 3, hidden: 4, maxTokens: 2, eos: 5, pad: 0 }),
+      ).toThrow(expected('FusedHeadPolicy', got));
+      expect(() => loadPolicy(bad as never, checkpoint)).toThrow(expected('loadPolicy', got));
+    }
+  });
+
+  it('sample() refuses a temperature the trainer refuses and a random draw outside [0, 1), naming the policy', () => {
+    const policies = [
+      new TabularPolicy(tf, 4, 6),
+      new CharPolicy(tf, { vocab: 6, window: 2, hidden: 4, maxTokens: 2, eos: 5, pad: 0 }),
+      new FusedHeadPolicy(tf, { vocab: 6, window: 2, embed: 3, hidden: 4, maxTokens: 2, eos: 5, pad: 0 }),
+    ];
+    const RULE =
+      "a number from 1e-6 to float32's max, about 3.4e38 (logits divided by a smaller one overflow the float32 losses)";
+    for (const p of policies) {
+      const fn = `${p.constructor.name}.sample`;
+      // these returned the last id (or token 0) for every draw
+      for (const bad of [0, -1, Number.NaN, 1e-38, Number.POSITIVE_INFINITY])
+        expect(() => p.sample([[0]], bad, Math.random)).toThrow(
+          new RangeError(`${fn}: temperature must be ${RULE}, got ${bad}`),
+        );
+      expect(() => p.sample([[0]], undefined as never, Math.random)).toThrow(
+        new TypeError(`${fn}: temperature must be ${RULE}, got undefined`),
+      );
+      for (const draw of [Number.NaN, 1, -0.25, Number.POSITIVE_INFINITY])
+        expect(() => p.sample([[0]], 1, () => draw)).toThrow(
+          new RangeError(`${fn}: rand must be a random source returning numbers in [0, 1), got a draw of ${draw}`),
+        );
+      expect(() => p.sample([[0]], 1, () => '0.5' as never)).toThrow(TypeError);
+      expect(() => p.sample([[0]], 1, undefined as never)).toThrow(
+        new TypeError(`${fn}: rand must be a random source returning numbers in [0, 1), got undefined`),
+      );
+      // the bounds themselves: the trainer's lowest temperature, a draw just under 1
+      const out = p.sample([[0], [1]], 1e-6, () => 1 - 2 ** -53);
+      expect(out.every((r) => r.length >= 1 && r.every((t) => Number.isInteger(t) && t >= 0 && t < 6))).toBe(true);
+      p.dispose();
+    }
   });
 
   it("a policy refuses prompts and responses outside its vocabulary (or a tabular policy's prompts)", () => {
@@ -803,6 +974,30 @@ describe("GVPOTrainer's measures and lifecycle", () => {
     );
   });
 
+  it('a step called just before dispose() runs to completion, and the freeing waits for it', async () => {
+    // step() defers its work a microtask: dispose() came first and the step was refused
+    const { task, policy } = bandit();
+    const before = tf.memory().numTensors;
+    const t = new GVPOTrainer({ tf, policy, task });
+    const w = policy.getWeights()[0];
+    const p = t.step();
+    t.dispose();
+    const m = await p;
+    expect(m.step).toBe(1);
+    expect(Number.isFinite(m.loss)).toBe(true);
+    expect(policy.getWeights()[0]).not.toEqual(w); // it updated the policy
+    expect(tf.memory().numTensors).toBe(before); // and then all was freed
+    await expect(t.step()).rejects.toThrow('GVPOTrainer: step() after dispose()');
+    // a step queued behind the one under way is refused, as the doc says
+    const u = new GVPOTrainer({ tf, policy, task });
+    const [a, b] = [u.step(), u.step()];
+    u.dispose();
+    const [ra, rb] = await Promise.allSettled([a, b]);
+    expect(ra.status).toBe('fulfilled');
+    expect(rb.status === 'rejected' && String(rb.reason)).toMatch(/step\(\) after dispose\(\)/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('dispose frees what the trainer made, and nothing of the caller', async () => {
     const { task, policy } = bandit();
     const ref = policy.clone();
@@ -838,5 +1033,51 @@ describe("GVPOTrainer's measures and lifecycle", () => {
     expect(() => policy.logits([[0]])).toThrow('TabularPolicy.logits() after dispose()');
     expect(() => policy.sample([[0]], 1, Math.random)).toThrow('TabularPolicy.sample() after dispose()');
     expect(() => new GVPOTrainer({ tf, policy, task })).toThrow('TabularPolicy.getWeights() after dispose()');
+  });
+});
+
+describe('the bandit helpers refuse what has no answer', () => {
+  it('tiltedOptimum takes a row of 200,000 entries and refuses extra reward columns and an all-zero ref', () => {
+    // Math.max(...row) overflowed the call stack
+    const V = 200_000;
+    const ref = [Float64Array.from({ length: V }, () => 1 / V)];
+    const rewards = [Array.from({ length: V }, (_, k) => (k === 7 ? 1 : 0))];
+    const [pi] = tiltedOptimum(ref, rewards, 0.1);
+    expect(pi[7] / pi[0]).toBeCloseTo(Math.exp(10), 6);
+    expect(pi.reduce((a, x) => a + x, 0)).toBeCloseTo(1, 9);
+    // an extra reward column was ignored; a row of zeros gave NaN
+    expect(() => tiltedOptimum([[0.5, 0.5]], [[0, 1, 5]], 1)).toThrow(
+      new RangeError('tiltedOptimum: rewards[0] must hold one reward per entry of ref[0] (2), got 3'),
+    );
+    expect(() => tiltedOptimum([[0.5, 0.5]], [[0]], 1)).toThrow(/rewards\[0\] must hold one reward per entry/);
+    expect(() => tiltedOptimum([[0, 0]], [[0, 1]], 1)).toThrow(
+      new RangeError('tiltedOptimum: ref[0] must be a distribution with some weight > 0, got none'),
+    );
+    expect(() => tiltedOptimum([[0.5, -0.5]], [[0, 1]], 1)).toThrow(
+      'tiltedOptimum: ref[0] must be a distribution (finite weights >= 0), got -0.5 at index 1',
+    );
+    expect(() => tiltedOptimum([[0.5, 0.5]], [[0, 1e308]], 1e-10)).toThrow(
+      /tiltedOptimum: scale \* rewards\[0\]\[1\] \/ beta must be finite/,
+    );
+    // an unnormalized ref is a distribution up to its sum; a zero entry stays zero
+    expect(Array.from(tiltedOptimum([[2, 2, 0]], [[0, 0, 1]], 1)[0])).toEqual([0.5, 0.5, 0]);
+  });
+
+  it('meanKl of no distributions is refused, not NaN', () => {
+    expect(() => meanKl([], [])).toThrow(
+      new RangeError('meanKl: p and q must hold at least one distribution each, got none'),
+    );
+    expect(meanKl([[1, 0]], [[0.5, 0.5]])).toBeCloseTo(Math.log(2), 12);
+  });
+
+  it('BanditTask.answer and TabularPolicy.probs take a row of 200,000 responses', () => {
+    const task = new BanditTask(1, 200_000, 3);
+    const row = task.rewards[0];
+    const best = task.answer([0])[0];
+    expect(row.every((r) => r <= row[best])).toBe(true);
+    expect(row.indexOf(row[best])).toBe(best);
+    const p = new TabularPolicy(tf, 1, 200_000);
+    expect(p.probs()[0][0]).toBeCloseTo(1 / 200_000, 15);
+    p.dispose();
   });
 });

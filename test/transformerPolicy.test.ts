@@ -21,6 +21,7 @@ import { EOS, PAD } from '../src/tasks/addition.js';
 import { seeded } from '../src/tasks/task.js';
 import { gradClose } from './helpers/allclose.js';
 import { scratchDir } from './helpers/scratch.js';
+import { tfOn } from './helpers/tfBackend.js';
 
 const task = new AdditionTask();
 const config: TransformerPolicyConfig = {
@@ -88,7 +89,7 @@ function data(N: number, seed: number) {
 
 for (const backend of ['cpu', 'wasm'] as const) {
   describe(`TransformerPolicy on the ${backend} backend`, async () => {
-    const { tf } = await loadTf(backend);
+    const tf = await tfOn(backend);
 
     for (const tau of [
       [1, 1, 1, 1, 1, 1],
@@ -297,5 +298,52 @@ describe('TransformerPolicy config read once', () => {
       },
     };
     expect(() => new TransformerPolicy(tf, lying, 1)).toThrow(/has \d+ parameters, more than 2\^26|mlp must be/);
+  });
+});
+
+describe('TransformerPolicy.sample refuses what would draw the pad token or the last id', () => {
+  const RULE =
+    "a number from 1e-6 to float32's max, about 3.4e38 (logits divided by a smaller one overflow the float32 losses)";
+  const prompt = AdditionTask.prompt(12, 34);
+
+  it('a temperature the trainer refuses, the same rule and error class, naming TransformerPolicy.sample', async () => {
+    const { tf } = await loadTf('cpu');
+    const p = new TransformerPolicy(tf, config, 1);
+    // 0, NaN and a negative temperature returned the pad token (or the last id) for every draw
+    for (const bad of [0, -1, Number.NaN, 1e-38, Number.POSITIVE_INFINITY])
+      expect(() => p.sample([prompt], bad, Math.random)).toThrow(
+        new RangeError(`TransformerPolicy.sample: temperature must be ${RULE}, got ${bad}`),
+      );
+    expect(() => p.sample([prompt], undefined as never, Math.random)).toThrow(
+      new TypeError(`TransformerPolicy.sample: temperature must be ${RULE}, got undefined`),
+    );
+    const out = p.sample([prompt, prompt], 1e-6, Math.random); // the lowest the trainer takes
+    expect(out.every((r) => r.length >= 1 && r.every((t) => t >= 0 && t < config.vocab))).toBe(true);
+    p.dispose();
+  });
+
+  it('a random source whose draw is not in [0, 1), naming it', async () => {
+    const { tf } = await loadTf('cpu');
+    const p = new TransformerPolicy(tf, config, 1);
+    for (const draw of [Number.NaN, 1, 2, -0.5])
+      expect(() => p.sample([prompt], 1, () => draw)).toThrow(
+        new RangeError(
+          `TransformerPolicy.sample: rand must be a random source returning numbers in [0, 1), got a draw of ${draw}`,
+        ),
+      );
+    expect(() => p.sample([prompt], 1, null as never)).toThrow(
+      new TypeError('TransformerPolicy.sample: rand must be a random source returning numbers in [0, 1), got null'),
+    );
+    p.dispose();
+  });
+
+  it('a tf that is not the tfjs module is refused naming tf, not "Cannot read properties of null"', () => {
+    for (const [bad, got] of [
+      [null, 'null'],
+      [{ tidy: () => 0 }, 'object'],
+    ] as const)
+      expect(() => new TransformerPolicy(bad as never, config, 1)).toThrow(
+        new TypeError(`TransformerPolicy: tf must be the @tensorflow/tfjs module (see loadTf()), got ${got}`),
+      );
   });
 });

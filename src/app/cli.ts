@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `gvpo` command: `gvpo help` lists its commands, `gvpo help <command>` their options. Usage
 // errors (an unknown flag, a missing or out-of-range value) are found before TensorFlow.js loads and end with a one-line message and exit code 2, never a stack trace.
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +77,9 @@ async function startTf(p: Parsed, quiet: boolean): Promise<{ tf: TfChoice; backe
 /** Fails at once, before a long run, when the folder `dir` cannot be made or written to; `what`
  *  names it in the message. */
 function checkWritable(dir: string, what: string): void {
+  // a file where the folder should be: makeDirs would say EEXIST, which does not say that
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new UsageError(`${what}: cannot write there (it is a file; --out names a folder)`);
   try {
     makeDirs(dir);
     const probe = join(dir, `.gvpo-write-check-${process.pid}`);
@@ -154,12 +157,27 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
 
 async function warmupCommand(p: Parsed): Promise<void> {
   const out = resolve(p.values.out ?? WARMUP_OUT);
+  // warmup's --out is the checkpoint file: a folder (or a device, a pipe) there could not be
+  // written after the whole warm-up, --force or not
+  const kind = existsSync(out) ? statSync(out) : undefined;
+  if (kind && !kind.isFile())
+    throw new UsageError(
+      `--out ${out} is ${kind.isDirectory() ? 'a directory' : 'not a regular file (a device, pipe or socket)'}; warmup's --out is the checkpoint file to write (such as ${join(out, 'warmup.json')})`,
+    );
   if (existsSync(out) && !p.bools.has('force')) {
     throw new UsageError(
       `${out} exists; pass --force to overwrite it${out === resolve(ROOT, 'checkpoints', 'addition-warmup.json') ? ' (it is the shipped checkpoint)' : ''}, or choose another --out`,
     );
   }
   checkWritable(dirname(out), `the folder of --out ${out}`);
+  if (kind) {
+    // --force over a file that cannot be written would fail only after the warm-up
+    try {
+      accessSync(out, constants.W_OK);
+    } catch (e) {
+      throw new UsageError(`--out ${out}: cannot write there (${(e as Error).message})`);
+    }
+  }
   const { warmup } = await import('./runs.js');
   const { tf } = await startTf(p, false);
   const r = await warmup(

@@ -3,7 +3,7 @@
 // all before TensorFlow.js loads.
 import { existsSync, statSync } from 'node:fs';
 import { ALGOS as TRAINER_ALGOS, TRAINER_DEFAULTS, TRAINER_LIMITS } from '../tfjs/trainerOptions.js';
-import { reciprocalFits32 } from '../validate.js';
+import { isSamplingTemperature, SAMPLING_TEMPERATURE } from '../validate.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import { CLI_DEFAULTS, RUN_DEFAULTS, TASK_DEFAULTS, WARMUP_OUT } from './defaults.js';
 
@@ -121,10 +121,8 @@ export const RUN_FLAGS: Record<string, Flag> = {
   },
   temperature: {
     kind: 'value',
-    rule: real(
-      (x) => x > 0 && reciprocalFits32(x),
-      "a number > 0 whose float32 value and reciprocal are finite (about 2.9e-39 to float32's max, 3.4e38)",
-    ),
+    // the trainer's rule (validate.ts), so that the command refuses before TensorFlow.js loads
+    rule: real(isSamplingTemperature, SAMPLING_TEMPERATURE),
     shown: byTask('temperature'),
     help: 'sampling temperature',
   },

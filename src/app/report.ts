@@ -73,10 +73,11 @@ function panel(p: Panel, x0: number): string {
     .filter(([, y]) => ok(y));
   if (!pts.length)
     return `<text x="${x0 + W / 2}" y="${H / 2}" text-anchor="middle" font-size="12">${esc(p.title)}: no data</text>`;
-  const xmin = Math.min(...pts.map((q) => q[0]));
-  const xmax = Math.max(xmin + 1, ...pts.map((q) => q[0]));
-  let ymin = Math.min(...pts.map((q) => ty(q[1])));
-  let ymax = Math.max(...pts.map((q) => ty(q[1])));
+  // loops, not Math.min(...xs): a spread of a long run's points (one per step) overflows the stack
+  const xmin = pts.reduce((a, q) => Math.min(a, q[0]), Infinity);
+  const xmax = pts.reduce((a, q) => Math.max(a, q[0]), xmin + 1);
+  let ymin = pts.reduce((a, q) => Math.min(a, ty(q[1])), Infinity);
+  let ymax = pts.reduce((a, q) => Math.max(a, ty(q[1])), -Infinity);
   if (ymax - ymin < 1e-12) [ymin, ymax] = [ymin - 0.5, ymax + 0.5];
   const pad = (ymax - ymin) * 0.05;
   [ymin, ymax] = [ymin - pad, ymax + pad];

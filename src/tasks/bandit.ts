@@ -30,26 +30,56 @@ export class BanditTask implements Task {
     return this.rewards[prompt[0]][response[0]];
   }
   answer(prompt: number[]): number[] {
+    // the first best response; a loop, not Math.max(...row), which overflows the stack on a long row
     const row = this.rewards[prompt[0]];
-    return [row.indexOf(Math.max(...row))];
+    let best = 0;
+    for (let k = 1; k < row.length; k++) if (row[k] > row[best]) best = k;
+    return [best];
   }
 }
 
-/** pi*(.|p) proportional to ref(.|p) * exp(scale * R[p][.] / beta), per prompt. */
+/**
+ * pi*(.|p) proportional to ref(.|p) * exp(scale * R[p][.] / beta), per prompt. `ref` holds one
+ * distribution per prompt (finite weights >= 0, not all 0; they need not sum to 1) and `rewards`
+ * one finite reward per entry of it; anything else is refused (it had no optimum to give: NaN).
+ */
 export function tiltedOptimum(ref: ArrayLike<number>[], rewards: number[][], beta: number, scale = 1): Float64Array[] {
   if (!(Number.isFinite(beta) && beta > 0))
     throw new RangeError(`tiltedOptimum: beta must be a finite number > 0, got ${beta}`);
+  if (!Number.isFinite(scale)) throw new RangeError(`tiltedOptimum: scale must be a finite number, got ${scale}`);
   if (ref.length !== rewards.length) {
     throw new RangeError(
       `tiltedOptimum: rewards must have one row per row of ref (${ref.length}), got ${rewards.length}`,
     );
   }
   return ref.map((row, p) => {
-    const logits = Array.from(row, (q, k) => Math.log(q) + (scale * rewards[p][k]) / beta);
-    const m = Math.max(...logits);
-    const e = logits.map((l) => Math.exp(l - m));
-    const s = e.reduce((a, b) => a + b);
-    return Float64Array.from(e, (x) => x / s);
+    const R = rewards[p];
+    if (R?.length !== row.length)
+      throw new RangeError(
+        `tiltedOptimum: rewards[${p}] must hold one reward per entry of ref[${p}] (${row.length}), got ${R?.length ?? String(R)}`,
+      );
+    // a loop, not Math.max(...): a spread of a long row (2e5 entries) overflows the call stack
+    const logits = new Float64Array(row.length);
+    let m = -Infinity;
+    for (let k = 0; k < row.length; k++) {
+      const q = row[k];
+      if (!(Number.isFinite(q) && q >= 0))
+        throw new RangeError(
+          `tiltedOptimum: ref[${p}] must be a distribution (finite weights >= 0), got ${q} at index ${k}`,
+        );
+      const tilt = (scale * R[k]) / beta;
+      if (!Number.isFinite(tilt))
+        throw new RangeError(
+          `tiltedOptimum: scale * rewards[${p}][${k}] / beta must be finite, got ${scale} * ${R[k]} / ${beta}`,
+        );
+      logits[k] = Math.log(q) + tilt;
+      if (logits[k] > m) m = logits[k];
+    }
+    if (m === -Infinity)
+      throw new RangeError(`tiltedOptimum: ref[${p}] must be a distribution with some weight > 0, got none`);
+    let s = 0;
+    for (let k = 0; k < row.length; k++) s += logits[k] = Math.exp(logits[k] - m);
+    return logits.map((x) => x / s);
   });
 }
 
@@ -63,6 +93,8 @@ export function meanKl(p: ArrayLike<number>[], q: ArrayLike<number>[]): number {
   ) {
     throw new RangeError('meanKl: p and q must be arrays of distributions of the same shapes');
   }
+  // the mean over no prompts is 0/0
+  if (p.length === 0) throw new RangeError('meanKl: p and q must hold at least one distribution each, got none');
   let kl = 0;
   p.forEach((row, i) => {
     for (let k = 0; k < row.length; k++) if (row[k] > 0) kl += row[k] * Math.log(row[k] / q[i][k]);

@@ -148,7 +148,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
-    this.live('sample');
+    const fn = this.checkSample(temperature, rand);
     const out = prompts.map(() => [] as number[]);
     const live = prompts.map((_, i) => i);
     const V = this.vocab;
@@ -159,7 +159,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
       const z = logits.dataSync() as Float32Array;
       logits.dispose();
       for (let j = live.length - 1; j >= 0; j--) {
-        const tok = drawToken(z, j * V, V, temperature, rand);
+        const tok = drawToken(z, j * V, V, temperature, rand, fn);
         out[live[j]].push(tok);
         if (tok === this.config.eos) live.splice(j, 1);
       }

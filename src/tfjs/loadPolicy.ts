@@ -6,7 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, type FusedHeadPolicyConfig, fusedHeadShapes } from './fusedHeadPolicy.js';
 import { CharPolicy, type CharPolicyConfig, charShapes, TabularPolicy } from './policies.js';
-import { checkConfig, checkWeights, type Policy } from './policy.js';
+import { checkConfig, checkTf, checkWeights, type Policy } from './policy.js';
 import {
   checkTransformerConfig,
   TransformerPolicy,
@@ -125,6 +125,7 @@ export function readPolicyFile(path: string): CheckedPolicyFile {
 
 /** Load a policy written by save(). */
 export function loadPolicy(tf: typeof TF, path: string): Policy {
+  checkTf('loadPolicy', tf); // before the file is read, which may take a while
   const { kind, config, weights: w } = readPolicyFile(path);
   if (kind === 'tabular') return new TabularPolicy(tf, config.prompts, config.vocab, w[0]);
   if (kind === 'char-mlp') return new CharPolicy(tf, config as unknown as CharPolicyConfig, 1, w);

@@ -63,16 +63,16 @@ export class TabularPolicy extends PolicyBase implements Policy {
     const t = this.theta.dataSync();
     return Array.from({ length: this.prompts }, (_, p) => {
       const row = Float64Array.from(t.subarray(p * this.vocab, (p + 1) * this.vocab));
-      const m = Math.max(...row);
+      const m = row.reduce((a, x) => Math.max(a, x), -Infinity); // a spread of a long row overflows the stack
       let s = 0;
       for (let v = 0; v < row.length; v++) s += row[v] = Math.exp(row[v] - m);
       return row.map((x) => x / s);
     });
   }
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
-    this.live('sample');
+    const fn = this.checkSample(temperature, rand);
     const t = this.theta.dataSync() as Float32Array;
-    return this.rows(prompts).map((p) => [drawToken(t, p * this.vocab, this.vocab, temperature, rand)]);
+    return this.rows(prompts).map((p) => [drawToken(t, p * this.vocab, this.vocab, temperature, rand, fn)]);
   }
   clone(): TabularPolicy {
     return new TabularPolicy(this.tf, this.prompts, this.vocab, this.getWeights()[0]);
@@ -162,7 +162,7 @@ export class CharPolicy extends PolicyBase implements Policy {
   }
 
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
-    this.live('sample');
+    const fn = this.checkSample(temperature, rand);
     const out = prompts.map(() => [] as number[]);
     const live = prompts.map((_, i) => i);
     for (let t = 0; t < this.maxTokens && live.length; t++) {
@@ -170,7 +170,7 @@ export class CharPolicy extends PolicyBase implements Policy {
       const data = logits.dataSync() as Float32Array;
       logits.dispose();
       for (let j = live.length - 1; j >= 0; j--) {
-        const tok = drawToken(data, j * this.vocab, this.vocab, temperature, rand);
+        const tok = drawToken(data, j * this.vocab, this.vocab, temperature, rand, fn);
         out[live[j]].push(tok);
         if (tok === this.config.eos) live.splice(j, 1);
       }

@@ -3,6 +3,7 @@
 // through the fused kernels offers besides (FusedHead). The shared pieces of the implementations
 // (weights as arrays, the saved JSON, drawing a token) live here too.
 import type * as TF from '@tensorflow/tfjs';
+import { describe, rangeError, samplingTemperatureOf, typeError } from '../validate.js';
 
 type Tf = typeof TF;
 
@@ -112,20 +113,29 @@ export function checkWeights(name: string, shapes: readonly number[][], weights:
   });
 }
 
-/** A token drawn from softmax(logits[offset .. offset+V) / temperature). */
+/**
+ * A token drawn from softmax(logits[offset .. offset+V) / temperature), `fn` naming the caller.
+ * A draw from `rand` outside [0, 1) (NaN, 1, a negative) is refused: it would fall through every
+ * token's share and silently return the last id.
+ */
 export function drawToken(
   logits: ArrayLike<number>,
   offset: number,
   V: number,
   temperature: number,
   rand: () => number,
+  fn = 'drawToken',
 ): number {
   let m = -Infinity;
   for (let v = 0; v < V; v++) m = Math.max(m, logits[offset + v] / temperature);
   let s = 0;
   const p = new Float64Array(V);
   for (let v = 0; v < V; v++) s += p[v] = Math.exp(logits[offset + v] / temperature - m);
-  let u = rand() * s;
+  const r: unknown = rand();
+  if (typeof r !== 'number') typeError(fn, 'rand', 'a random source returning numbers in [0, 1)', r);
+  if (!(r >= 0 && r < 1))
+    rangeError(fn, 'rand', 'a random source returning numbers in [0, 1)', `a draw of ${describe(r)}`);
+  let u = r * s;
   for (let v = 0; v < V; v++) if ((u -= p[v]) <= 0) return v;
   return V - 1;
 }
@@ -136,10 +146,20 @@ export function variableOf(tf: Tf, init: () => TF.Tensor): TF.Variable {
   return tf.tidy(() => tf.variable(init()));
 }
 
+/** Refuses a `tf` that is not the TensorFlow.js module, before any weight is built: a null one
+ *  would fail inside the first tf call with a message that names neither `fn` nor `tf`. */
+export function checkTf(fn: string, tf: unknown): void {
+  const t = tf as Partial<Tf> | null | undefined;
+  if (typeof t?.tidy !== 'function' || typeof t.variable !== 'function' || typeof t.tensor !== 'function')
+    typeError(fn, 'tf', 'the @tensorflow/tfjs module (see loadTf())', tf);
+}
+
 /** Weights as arrays and the JSON that save() writes and loadPolicy() reads. */
 export abstract class PolicyBase {
   abstract readonly variables: TF.Variable[];
-  constructor(protected readonly tf: Tf) {}
+  constructor(protected readonly tf: Tf) {
+    checkTf(new.target.name, tf);
+  }
   private disposed = false;
   getWeights(): Float32Array[] {
     this.live('getWeights');
@@ -154,6 +174,19 @@ export abstract class PolicyBase {
   /** Throws for a call after dispose(), instead of TensorFlow.js's "Tensor is disposed". */
   protected live(method: string): void {
     if (this.disposed) throw new Error(`${this.constructor.name}.${method}() after dispose()`);
+  }
+  /**
+   * What sample() checks before drawing: the policy is live, the temperature is one the trainer
+   * takes (samplingTemperatureOf: 0, NaN or a negative one would otherwise give the last id or
+   * the pad token for every draw) and `rand` is a function. Returns the name drawToken's messages
+   * carry.
+   */
+  protected checkSample(temperature: unknown, rand: unknown): string {
+    this.live('sample');
+    const fn = `${this.constructor.name}.sample`;
+    samplingTemperatureOf(fn, 'temperature', temperature);
+    if (typeof rand !== 'function') typeError(fn, 'rand', 'a random source returning numbers in [0, 1)', rand);
+    return fn;
   }
   protected dump(kind: string, config: object): string {
     const weights = this.getWeights().map((w, i) => ({

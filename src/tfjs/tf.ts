@@ -18,7 +18,6 @@ export interface LoadedTf {
 }
 
 let cached: Promise<LoadedTf> | undefined;
-let cachedChoice: TfChoice | undefined;
 
 async function tryImport(name: string): Promise<typeof TF | undefined> {
   try {
@@ -97,16 +96,25 @@ async function load(choice: TfChoice): Promise<LoadedTf> {
   return { tf, backend: `@tensorflow/tfjs (${backend})` };
 }
 
-/** Load TensorFlow.js once per process (the first choice wins). */
+/**
+ * Load TensorFlow.js once per process (the first choice wins). TensorFlow.js has one backend per
+ * process, shared by every tensor: a later call with another choice returns the first call's
+ * LoadedTf unchanged (switching would move the first caller's tensors onto a backend it did not
+ * ask for); `backend` says what runs. A first load that fails (a peer not installed) is not kept,
+ * so that a later call may choose again.
+ */
 export function loadTf(choice: TfChoice = 'auto'): Promise<LoadedTf> {
   if (!TF_CHOICES.includes(choice)) {
     return Promise.reject(
       new RangeError(`loadTf: choice must be ${TF_CHOICES.map((c) => `'${c}'`).join(' | ')}, got ${String(choice)}`),
     );
   }
-  if (!cached || cachedChoice !== choice) {
-    cachedChoice = choice;
-    cached = load(choice);
+  if (!cached) {
+    const loading = load(choice);
+    cached = loading;
+    loading.catch(() => {
+      if (cached === loading) cached = undefined;
+    });
   }
   return cached;
 }

@@ -43,6 +43,16 @@ import {
 // How far above 0 an external sampler's token log-prob may lie (its float32 rounding).
 const LOGPROB_ROUNDING = 1e-5;
 
+// The largest reward magnitude (after weighting) a step takes. The losses hold the group-centred
+// rewards in float32 (|R - mean R| <= 2e15) and square them there: GVPO's terms loss adds
+// sum (a + beta q)^2 / 2 over a mini-batch of up to 2^20 sequences to a float32 scalar (at most
+// 2^20 x 4e30 / 2, about 2e36, under float32's 3.4e38), the fused GVPO kernels hand back the loss
+// (half the square of c, which holds the centred reward) and the gradient (beta c / (k-1) times
+// the softmax's) in float32, and Adam squares gradients that scale with the rewards. GRPO's std
+// is taken in float64, but its centred rewards are float32 too. A reward of 1e39 was Infinity
+// there and turned every weight NaN; 1e6 trains as 1 does.
+const MAX_REWARD = 1e15;
+
 type Tf = typeof TF;
 
 /** How many evaluation prompts: an integer in [1, TRAINER_LIMITS.evalPrompts] (they are sampled
@@ -89,9 +99,10 @@ export class GVPOTrainer {
   private stepCount = 0;
   /** The last step called: each step() starts when the previous one has settled. */
   private running: Promise<unknown> = Promise.resolve();
-  /** A step is under way (dispose then leaves the freeing to it). */
-  private busy = false;
+  /** Steps called and not yet settled: while any is, dispose() leaves the freeing to the last. */
+  private pending = 0;
   private disposed = false;
+  private freed = false;
 
   constructor(o: TrainerOptions) {
     const c = resolveTrainerOptions(o);
@@ -121,15 +132,18 @@ export class GVPOTrainer {
    * Frees what the trainer made: its copies of the initial policy and of the frozen reference
    * (not a referencePolicy the caller passed), its optimizer's state (not a caller's optimizer)
    * and the replay buffer. The policy stays the caller's. A step under way finishes first (and
-   * the freeing waits for it); steps queued behind it, and later ones, are refused.
+   * the freeing waits for it), also one whose step() came just before dispose() and has not begun
+   * its work; steps queued behind it, and later ones, are refused.
    */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    if (!this.busy) this.free();
+    if (this.pending === 0) this.free();
   }
 
   private free(): void {
+    if (this.freed) return;
+    this.freed = true;
     this.initial.dispose?.();
     if (this.ownFrozen) this.frozen?.dispose?.();
     if (this.ownOptimizer) this.optimizer.dispose();
@@ -154,23 +168,27 @@ export class GVPOTrainer {
    * updates); one that fails does not stop the next.
    */
   step(): Promise<StepMetrics> {
-    const next = this.running.then(() => this.runStep());
+    // a step with none ahead of it is under way from this call, though its work starts a
+    // microtask later: a dispose() meanwhile waits for it rather than refusing it
+    const underWay = this.pending === 0 && !this.disposed;
+    this.pending++;
+    const next = this.running.then(() => this.runStep(underWay));
     this.running = next.catch(() => undefined);
     return next;
   }
 
-  private async runStep(): Promise<StepMetrics> {
-    if (this.disposed) throw new Error('GVPOTrainer: step() after dispose()');
-    this.busy = true;
+  /** `underWay`: the step had none ahead of it when step() was called before any dispose(). */
+  private async runStep(underWay: boolean): Promise<StepMetrics> {
     try {
+      if (this.disposed && !underWay) throw new Error('GVPOTrainer: step() after dispose()');
       const t0 = performance.now();
       const groups = await this.sampleGroups();
       const batch = this.prepare(groups);
       const totals = this.update(batch);
       return this.measure(batch, totals, t0);
     } finally {
-      this.busy = false;
-      if (this.disposed) this.free();
+      // the last step to settle after dispose() frees what the trainer made
+      if (--this.pending === 0 && this.disposed) this.free();
     }
   }
 
@@ -297,7 +315,8 @@ export class GVPOTrainer {
   }
 
   /** Each response's reward (the weighted sum of the reward functions), checked to be a finite
-   *  number before any update uses it: a bad one is refused with the prompt and response it came from. */
+   *  number of magnitude at most MAX_REWARD before any update uses it: a bad one is refused with
+   *  the prompt and response it came from. */
   private async score(prompt: number[], responses: number[][]): Promise<number[]> {
     const own = this.config.rewards === undefined;
     const specs = this.config.rewards ?? [{ fn: (p: number[], r: number[]) => this.task.reward(p, r), weight: 1 }];
@@ -316,6 +335,10 @@ export class GVPOTrainer {
         if (!Number.isFinite(total))
           throw new RangeError(
             `GVPOTrainer: the weighted reward of response ${i} of prompt [${prompt.join(', ')}] is ${total}; rewards and weights must keep it finite`,
+          );
+        if (Math.abs(total) > MAX_REWARD)
+          throw new RangeError(
+            `GVPOTrainer: the weighted reward of response ${i} [${r.join(', ')}] of prompt [${prompt.join(', ')}] is ${total}; the losses take rewards of magnitude at most 1e15 (they square them in float32)`,
           );
         return total;
       }),

@@ -6,7 +6,7 @@
 // as reference, rewards centered by the group mean only.
 import type * as TF from '@tensorflow/tfjs';
 import type { Task } from '../tasks/task.js';
-import { checkOptions, describe, readOptions, reciprocalFits32 } from '../validate.js';
+import { checkOptions, describe, readOptions, samplingTemperatureOf } from '../validate.js';
 import type { Policy } from './policy.js';
 import type { EvalSplit } from './batch.js';
 
@@ -218,31 +218,40 @@ const ABLATIONS: readonly TermsAblation[] = ['all', 'no-variance', 'no-trust-reg
 function fail(name: string, expected: string, got: unknown): never {
   throw new RangeError(`GVPOTrainer: ${name} must be ${expected}, got ${describe(got)}`);
 }
-function integer(name: string, v: number, min: number, max = Infinity): number {
-  if (!Number.isInteger(v) || v < min || v > max)
-    fail(name, max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`, v);
+/** A value of the wrong kind (null, a string for a number) is a TypeError, one out of range a
+ *  RangeError: null is no default (the kernels refuse it too), only undefined is. */
+function wrongKind(name: string, expected: string, got: unknown): never {
+  throw new TypeError(`GVPOTrainer: ${name} must be ${expected}, got ${describe(got)}`);
+}
+function integer(name: string, v: unknown, min: number, max = Infinity): number {
+  const expected = max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`;
+  if (typeof v !== 'number') wrongKind(name, expected, v);
+  if (!Number.isInteger(v) || v < min || v > max) fail(name, expected, v);
   return v;
 }
 /** A seed: the generator (mulberry32) keeps 32 bits, so a larger one would repeat a smaller one's run. */
-export function seedOf(name: string, v: number): number {
+export function seedOf(name: string, v: unknown): number {
+  if (typeof v !== 'number') wrongKind(name, 'an integer in [0, 2^32)', v);
   if (!Number.isInteger(v) || v < 0 || v >= 2 ** 32) fail(name, 'an integer in [0, 2^32)', v);
   return v;
 }
-function inRange(name: string, v: number, ok: (x: number) => boolean, expected: string): number {
-  if (typeof v !== 'number' || !ok(v)) fail(name, expected, v);
+function inRange(name: string, v: unknown, ok: (x: number) => boolean, expected: string): number {
+  if (typeof v !== 'number') wrongKind(name, expected, v);
+  if (!ok(v)) fail(name, expected, v);
   return v;
 }
+/** One of `allowed` (a string), else a TypeError for another kind or a RangeError for another name. */
+function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
+  const expected = allowed.map((a) => `'${a}'`).join(' | ');
+  if (typeof v !== 'string') wrongKind(name, expected, v);
+  if (!(allowed as readonly string[]).includes(v)) fail(name, expected, v);
+  return v as T;
+}
 const finitePositive = (x: number) => Number.isFinite(x) && x > 0;
-/** A sampling temperature: the kernels scale by its float32 reciprocal, which must be finite. */
+/** A sampling temperature: the rule of validate.ts's samplingTemperatureOf, which the command and
+ *  the policies' sample() share. */
 export function checkTemperature(name: string, v: unknown): number {
-  const ok = typeof v === 'number' && finitePositive(v) && reciprocalFits32(v);
-  if (!ok)
-    fail(
-      name,
-      "a finite number > 0 whose float32 value and reciprocal are finite (about 2.9e-39 to float32's max, 3.4e38)",
-      v,
-    );
-  return v as number;
+  return samplingTemperatureOf('GVPOTrainer', name, v);
 }
 function isFunction(name: string, v: unknown): void {
   if (v !== undefined && typeof v !== 'function')
@@ -388,6 +397,9 @@ const TRAINER_ALIASES: Readonly<Record<string, string>> = {
   num_mini_batches: 'miniBatches',
 };
 
+/** An option's value, or its default where it is undefined (only there: null is a value, refused). */
+const or = <T>(v: T | undefined, fallback: T): unknown => (v === undefined ? fallback : v);
+
 /** Each option checked once and given its default once. */
 export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
   checkOptions('GVPOTrainer', given, TRAINER_KEYS, TRAINER_ALIASES);
@@ -401,61 +413,56 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
     o.replay = readOptions(o.replay, ['ratio', 'capacity']) as unknown as TrainerOptions['replay'];
   }
   const d = TRAINER_DEFAULTS;
-  const algo = o.algo ?? d.algo;
-  if (!ALGOS.includes(algo)) fail('algo', ALGOS.join(' | '), algo);
-  const terms = o.terms ?? d.terms;
-  if (!ABLATIONS.includes(terms)) fail('terms', ABLATIONS.join(' | '), terms);
-  const klIn = o.klIn ?? d.klIn;
-  if (klIn !== 'loss' && klIn !== 'reward') fail('klIn', "'loss' | 'reward'", klIn);
-  const reference = o.reference ?? d.reference;
-  if (reference !== 'previous' && reference !== 'frozen') fail('reference', "'previous' | 'frozen'", reference);
-  const evalSplit = o.evalSplit ?? d.evalSplit;
-  if (evalSplit !== 'test' && evalSplit !== 'validation') fail('evalSplit', "'test' | 'validation'", evalSplit);
+  const algo = oneOf('algo', or(o.algo, d.algo), ALGOS);
+  const terms = oneOf('terms', or(o.terms, d.terms), ABLATIONS);
+  const klIn = oneOf('klIn', or(o.klIn, d.klIn), ['loss', 'reward'] as const);
+  const reference = oneOf('reference', or(o.reference, d.reference), ['previous', 'frozen'] as const);
+  const evalSplit = oneOf('evalSplit', or(o.evalSplit, d.evalSplit), ['test', 'validation'] as const);
   checkCallbacks(o);
   const L = TRAINER_LIMITS;
-  const groupSize = integer('groupSize', o.groupSize ?? d.groupSize, 2, L.groupSize);
-  const promptsPerStep = integer('promptsPerStep', o.promptsPerStep ?? d.promptsPerStep, 1, L.promptsPerStep);
+  const groupSize = integer('groupSize', or(o.groupSize, d.groupSize), 2, L.groupSize);
+  const promptsPerStep = integer('promptsPerStep', or(o.promptsPerStep, d.promptsPerStep), 1, L.promptsPerStep);
   if (groupSize * promptsPerStep > L.sequencesPerStep)
     throw new RangeError(
       `GVPOTrainer: promptsPerStep x groupSize must be at most 2^20 = ${L.sequencesPerStep} sequences per step, got ${promptsPerStep} x ${groupSize} = ${promptsPerStep * groupSize}`,
     );
   return {
     algo,
-    beta: inRange('beta', o.beta ?? d.beta, finitePositive, 'a finite number > 0'),
+    beta: inRange('beta', or(o.beta, d.beta), finitePositive, 'a finite number > 0'),
     groupSize,
     promptsPerStep,
-    miniBatches: integer('miniBatches', o.miniBatches ?? d.miniBatches, 1, L.miniBatches),
-    epochs: integer('epochs', o.epochs ?? d.epochs, 1, L.epochs),
-    learningRate: inRange('learningRate', o.learningRate ?? d.learningRate, finitePositive, 'a finite number > 0'),
-    temperature: checkTemperature('temperature', o.temperature ?? d.temperature),
+    miniBatches: integer('miniBatches', or(o.miniBatches, d.miniBatches), 1, L.miniBatches),
+    epochs: integer('epochs', or(o.epochs, d.epochs), 1, L.epochs),
+    learningRate: inRange('learningRate', or(o.learningRate, d.learningRate), finitePositive, 'a finite number > 0'),
+    temperature: checkTemperature('temperature', or(o.temperature, d.temperature)),
     reference,
     replayRatio: inRange(
       'replay.ratio',
-      o.replay?.ratio ?? d.replayRatio,
+      or(o.replay?.ratio, d.replayRatio),
       (x) => x >= 0 && x < 1,
       'a number in [0, 1)',
     ),
-    replayCapacity: integer('replay.capacity', o.replay?.capacity ?? d.replayCapacity, 1, Number.MAX_SAFE_INTEGER),
+    replayCapacity: integer('replay.capacity', or(o.replay?.capacity, d.replayCapacity), 1, Number.MAX_SAFE_INTEGER),
     externalResponses: o.externalResponses,
     externalRatio: inRange(
       'externalRatio',
-      o.externalRatio ?? d.externalRatio,
+      or(o.externalRatio, d.externalRatio),
       (x) => x >= 0 && x <= 1,
       'a number in [0, 1]',
     ),
-    clip: inRange('clip', o.clip ?? d.clip, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
-    klCoef: inRange('klCoef', o.klCoef ?? d.klCoef, (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0'),
+    clip: inRange('clip', or(o.clip, d.clip), (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    klCoef: inRange('klCoef', or(o.klCoef, d.klCoef), (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0'),
     klIn,
     importanceCap: inRange(
       'importanceCap',
-      o.importanceCap ?? d.importanceCap,
+      or(o.importanceCap, d.importanceCap),
       (x) => x === 0 || (Number.isFinite(x) && x >= 1),
       '0 or a finite number >= 1',
     ),
     terms,
-    seed: seedOf('seed', o.seed ?? d.seed),
-    evalEvery: integer('evalEvery', o.evalEvery ?? d.evalEvery, 0),
-    evalPrompts: integer('evalPrompts', o.evalPrompts ?? d.evalPrompts, 1, L.evalPrompts),
+    seed: seedOf('seed', or(o.seed, d.seed)),
+    evalEvery: integer('evalEvery', or(o.evalEvery, d.evalEvery), 0),
+    evalPrompts: integer('evalPrompts', or(o.evalPrompts, d.evalPrompts), 1, L.evalPrompts),
     evalSplit,
     rewards: o.rewards,
     onMetrics: o.onMetrics,

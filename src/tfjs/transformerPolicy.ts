@@ -287,7 +287,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
    * is one forward pass over the sequences still running (no cache: the sequences are short).
    */
   sample(prompts: number[][], temperature: number, rand: () => number): number[][] {
-    this.live('sample');
+    const fn = this.checkSample(temperature, rand);
     const tf = this.tf;
     const { promptTokens: P, width: D, eos } = this.config;
     const V = this.vocab;
@@ -310,7 +310,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
       });
       const z = logits.dataSync() as Float32Array;
       logits.dispose();
-      live.forEach((i, j) => out[i].push(drawToken(z, j * V, V, temperature, rand)));
+      live.forEach((i, j) => out[i].push(drawToken(z, j * V, V, temperature, rand, fn)));
       live = live.filter((i) => out[i][t] !== eos);
     }
     return out;
