@@ -237,6 +237,29 @@ describe('tfjs ops and the trainer refuse what they do not take', () => {
     expect(() => tokenLogprobsTf(tf, null as never, new Int32Array(1))).toThrow(
       /tokenLogprobsTf: logits must be a tf\.Tensor/,
     );
+    // sizes named as the tfjs ops name them, not as the kernels behind them do
+    expect(() => tokenLogprobsTf(tf, tf.zeros([0, 5]) as TF.Tensor2D, new Int32Array(0))).toThrow(
+      'tokenLogprobsTf: logits must be a non-empty [rows, vocab] tensor, got shape [0, 5]',
+    );
+    expect(() => tokenLogprobsTf(tf, tf.zeros([2, 5]) as TF.Tensor2D, new Int32Array(3))).toThrow(
+      "tokenLogprobsTf: targets must be of length rows = 2 (logits' 1st dimension), got length 3",
+    );
+    expect(() => tokenLogprobsTf(tf, tf.zeros([2, 5]) as TF.Tensor2D, [0, 1] as never)).toThrow(
+      /tokenLogprobsTf: targets must be an Int32Array of rows = 2 token ids/,
+    );
+    const S7 = tf.zeros([7]) as TF.Tensor1D;
+    const lossArgs = {
+      referenceLogprobs: new Float64Array(8),
+      rewards: new Float64Array(7),
+      groups: { size: 7 },
+      beta: 1,
+    };
+    expect(() => gvpoLossTf(tf, S7, lossArgs)).toThrow(
+      "gvpoLossTf: referenceLogprobs must be of length S's size = 7, got length 8",
+    );
+    expect(() => gvpoLossTf(tf, S7, { ...lossArgs, referenceLogprobs: new Float64Array(7), rewards: [1] })).toThrow(
+      "gvpoLossTf: rewards must be of length S's size = 7, got length 1",
+    );
     await expect(loadTf('bogus' as never)).rejects.toThrow(/loadTf: choice must be 'auto'/);
     z.dispose();
   });

@@ -109,6 +109,13 @@ export function gvpoLossTf(
   tfArg('gvpoLossTf', tf);
   tensorArg('gvpoLossTf', 'S', S, 1, ' [sequences]');
   const o = snapshot('gvpoLossTf', args, LOSS_TF_KEYS) as typeof args;
+  // the lengths against S, named as this op names them (the kernel would say policyLogprobs)
+  for (const name of ['referenceLogprobs', 'rewards'] as const) {
+    const v = o[name] as unknown;
+    const n = (v as { length?: unknown } | null)?.length;
+    if (typeof n === 'number' && n !== S.shape[0])
+      rangeError('gvpoLossTf', name, `of length S's size = ${S.shape[0]}`, `length ${n}`);
+  }
   let result: GvpoLossResult | undefined;
   const op = customGrad1(tf, (s) => {
     const r = gvpoLoss({ ...o, policyLogprobs: values(s) });
@@ -179,6 +186,17 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
   tfArg('tokenLogprobsTf', tf);
   tensorArg('tokenLogprobsTf', 'logits', logits, 2, ' [rows, vocab]');
   const [rows, vocab] = logits.shape;
+  if (rows === 0 || vocab === 0)
+    rangeError('tokenLogprobsTf', 'logits', 'a non-empty [rows, vocab] tensor', `shape [${rows}, ${vocab}]`);
+  if (!(targets instanceof Int32Array))
+    typeError('tokenLogprobsTf', 'targets', `an Int32Array of rows = ${rows} token ids`, targets);
+  if (targets.length !== rows)
+    rangeError(
+      'tokenLogprobsTf',
+      'targets',
+      `of length rows = ${rows} (logits' 1st dimension)`,
+      `length ${targets.length}`,
+    );
   const op = customGrad1(tf, (z) => {
     const zv = values(z);
     const r = tokenLogprobs({ logits: zv, targets, rows, vocab, temperature });
