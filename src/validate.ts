@@ -417,16 +417,25 @@ export function numbersOf(fn: string, name: string, v: unknown, length?: number,
   if (ArrayBuffer.isView(v)) liveView(fn, name, v);
   const src = v as NumbersLike;
   if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');
-  const out = new Float64Array(src.length);
-  const own = Array.isArray(src);
+  if (!Array.isArray(src)) {
+    const out = new Float64Array(src.length);
+    for (let i = 0; i < src.length; i++) {
+      if (!Number.isFinite(src[i])) rangeError(fn, name, 'finite numbers', `${src[i]} at index ${i}`);
+      out[i] = src[i];
+    }
+    return out;
+  }
+  // A sparse array may claim up to 2^32 - 1 elements: its numbers are read (each once, so a getter
+  // cannot change one between the check and the copy) before anything of that length is allocated.
+  const read: number[] = [];
   for (let i = 0; i < src.length; i++) {
     // a hole is a hole, not whatever Array.prototype or Object.prototype holds at that index
-    const x = own && !Object.prototype.hasOwnProperty.call(src, i) ? undefined : src[i];
+    const x: unknown = Object.prototype.hasOwnProperty.call(src, i) ? src[i] : undefined;
     if (typeof x !== 'number') typeError(fn, `${name}[${i}]`, 'a number', x);
     if (!Number.isFinite(x)) rangeError(fn, name, 'finite numbers', `${x} at index ${i}`);
-    out[i] = x;
+    read.push(x);
   }
-  return out;
+  return Float64Array.from(read);
 }
 
 export function checkTargets(fn: string, y: Int32Array, mask: Float32Array | undefined, vocab: number): void {

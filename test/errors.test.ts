@@ -919,6 +919,14 @@ describe('options and arrays that change or hide what they are', () => {
     expect(() => toHalf(sparse, 'float16')).toThrow(
       new RangeError('toHalf: values must be at most 2147483647 numbers, got length 4294967295'),
     );
+    // number[] inputs whose length no other argument bounds: the first hole is named before
+    // anything of the claimed length is allocated (it was a bare "Array buffer allocation failed")
+    expect(() => groupCenter({ values: sparse, groups: { size: 1 } })).toThrow(
+      new TypeError('groupCenter: values[2] must be a number, got undefined'),
+    );
+    expect(() =>
+      gvpoLoss({ policyLogprobs: sparse, referenceLogprobs: [0, 0], rewards: [0, 0], groups: { size: 2 }, beta: 1 }),
+    ).toThrow(new TypeError('gvpoLoss: policyLogprobs[2] must be a number, got undefined'));
   });
 });
 

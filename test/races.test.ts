@@ -283,8 +283,38 @@ describe('helpers and environment', () => {
 describe('the task helpers refuse what they cannot compute', () => {
   it('seeded, BanditTask, tiltedOptimum, meanKl and hasFusedHead name the bad argument', async () => {
     const { BanditTask, tiltedOptimum, meanKl, seeded, hasFusedHead } = await import('../src/tfjs/index.js');
-    expect(() => seeded('x' as never)).toThrow('seeded: seed must be an integer, got x');
-    expect(() => new BanditTask(4, 0)).toThrow('BanditTask: vocab must be an integer >= 1, got 0');
+    // the class and the whole message: a string is a TypeError quoted as it came, not a
+    // RangeError that reads like the number
+    const refuses = (f: () => unknown, Class: typeof TypeError | typeof RangeError, message: string) => {
+      let caught: unknown;
+      try {
+        f();
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toBeInstanceOf(Class);
+      expect((caught as Error).message).toBe(message);
+    };
+    refuses(() => seeded('x' as never), TypeError, "seeded: seed must be an integer, got 'x'");
+    refuses(() => new BanditTask(4, 0), RangeError, 'BanditTask: vocab must be an integer >= 1, got 0');
+    refuses(() => new BanditTask('4' as never), TypeError, "BanditTask: prompts must be an integer >= 1, got '4'");
+    refuses(() => new BanditTask(4, 6, 1.5), RangeError, 'BanditTask: seed must be an integer, got 1.5');
+    const { AdditionTask } = await import('../src/tasks/addition.js');
+    refuses(
+      () => new AdditionTask({ digits: '2' as never }),
+      TypeError,
+      "AdditionTask: digits must be an integer in [1, 6], got '2'",
+    );
+    refuses(
+      () => new AdditionTask({ heldOut: 1 }),
+      RangeError,
+      'AdditionTask: heldOut must be a number in [0, 1), got 1',
+    );
+    refuses(
+      () => tiltedOptimum([[1]], [[0]], 1, null as never),
+      TypeError,
+      'tiltedOptimum: scale must be a finite number, got null',
+    );
     expect(() => tiltedOptimum([[0.5, 0.5]], [[0, 1]], -1)).toThrow(
       'tiltedOptimum: beta must be a finite number > 0, got -1',
     );

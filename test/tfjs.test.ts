@@ -261,6 +261,51 @@ describe('tfjs ops and the trainer refuse what they do not take', () => {
       "gvpoLossTf: rewards must be of length S's size = 7, got length 1",
     );
     await expect(loadTf('bogus' as never)).rejects.toThrow(/loadTf: choice must be 'auto'/);
+    // an option value the kernel behind the op refuses is named as the op the caller called, in
+    // the kernel's class and words
+    const refusal = (f: () => unknown): Error => {
+      try {
+        f();
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('not refused');
+    };
+    const cases: [() => unknown, typeof RangeError, string][] = [
+      [
+        () => gvpoFromLogitsTf(tf, z, { ...opts, beta: -1 }),
+        RangeError,
+        'gvpoFromLogitsTf: beta must be a finite number > 0, got -1',
+      ],
+      [
+        () => gvpoFromLogitsTf(tf, z, { ...opts, groups: { size: 3 } }),
+        RangeError,
+        'gvpoFromLogitsTf: groups.size must be a divisor of the number of sequences 4, got 3',
+      ],
+      [
+        () => tokenLogprobsTf(tf, tf.zeros([2, 5]) as TF.Tensor2D, new Int32Array(2), 0),
+        RangeError,
+        'tokenLogprobsTf: temperature must be a finite number > 0, got 0',
+      ],
+      [
+        () => gvpoLossTf(tf, S7, { ...lossArgs, referenceLogprobs: new Float64Array(7), beta: '1' as never }),
+        TypeError,
+        "gvpoLossTf: beta must be a finite number > 0, got '1'",
+      ],
+      [
+        () =>
+          tokenLogprobsFromHiddenTf(tf, tf.zeros([2, 3]), tf.zeros([4, 3]) as TF.Tensor2D, {
+            targets: Int32Array.from([0, 4]),
+          }),
+        RangeError,
+        'tokenLogprobsFromHiddenTf: targets must be token ids in [0, 4) where the mask is non-zero, got 4 at index 1',
+      ],
+    ];
+    for (const [f, Class, message] of cases) {
+      const e = refusal(f);
+      expect(e).toBeInstanceOf(Class);
+      expect(e.message).toBe(message);
+    }
     z.dispose();
   });
 

@@ -8,7 +8,7 @@
 // on prompts the policy has never been trained on, in either order. A second fixed hash splits the
 // held-out pairs in halves: validationPrompts draws one (for tuning), heldOutPrompts the other (the
 // figures reported), so that no reported figure is on the prompts a setting was chosen on.
-import type { Task } from './task.js';
+import { taskNumber, type Task } from './task.js';
 
 export const PLUS = 10; // tokens 0-9 are the digits
 export const EQUALS = 11;
@@ -51,10 +51,14 @@ export class AdditionTask implements Task {
   constructor(o: AdditionOptions = {}) {
     this.digits = o.digits ?? 2;
     this.heldOut = o.heldOut ?? 0.2;
-    if (!Number.isInteger(this.digits) || this.digits < 1 || this.digits > 6)
-      throw new RangeError(`AdditionTask: digits must be an integer in [1, 6], got ${this.digits}`);
-    if (!(this.heldOut >= 0 && this.heldOut < 1))
-      throw new RangeError(`AdditionTask: heldOut must lie in [0, 1), got ${this.heldOut}`);
+    taskNumber(
+      'AdditionTask',
+      'digits',
+      this.digits,
+      'an integer in [1, 6]',
+      (x) => Number.isInteger(x) && x >= 1 && x <= 6,
+    );
+    taskNumber('AdditionTask', 'heldOut', this.heldOut, 'a number in [0, 1)', (x) => x >= 0 && x < 1);
     this.maxOperand = 10 ** this.digits - 1;
     this.maxTokens = this.digits + 2;
     this.promptTokens = 2 * this.digits + 2;

@@ -1,7 +1,7 @@
 // A contextual bandit whose optimum is known in closed form: P prompts, K responses each (one
 // token), fixed rewards R[p][k]. Under the KL-constrained objective with reference pi_ref the
 // optimum is pi*(k|p) = pi_ref(k|p) exp(R[p][k]/beta) / Z(p) (GVPO's Theorem 1).
-import { seeded, type Task } from './task.js';
+import { seeded, taskNumber, type Task } from './task.js';
 
 export class BanditTask implements Task {
   readonly name = 'bandit';
@@ -12,13 +12,10 @@ export class BanditTask implements Task {
     readonly vocab = 6,
     seed = 7,
   ) {
-    for (const [name, v] of [
-      ['prompts', prompts],
-      ['vocab', vocab],
-    ] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new RangeError(`BanditTask: ${name} must be an integer >= 1, got ${v}`);
-    }
-    const r = seeded(seed);
+    const count = (x: number) => Number.isInteger(x) && x >= 1;
+    taskNumber('BanditTask', 'prompts', prompts, 'an integer >= 1', count);
+    taskNumber('BanditTask', 'vocab', vocab, 'an integer >= 1', count);
+    const r = seeded(seed, 'BanditTask');
     this.rewards = Array.from({ length: prompts }, () =>
       Array.from({ length: vocab }, () => Math.round(r() * 10) / 10),
     );
@@ -44,9 +41,8 @@ export class BanditTask implements Task {
  * one finite reward per entry of it; anything else is refused (it had no optimum to give: NaN).
  */
 export function tiltedOptimum(ref: ArrayLike<number>[], rewards: number[][], beta: number, scale = 1): Float64Array[] {
-  if (!(Number.isFinite(beta) && beta > 0))
-    throw new RangeError(`tiltedOptimum: beta must be a finite number > 0, got ${beta}`);
-  if (!Number.isFinite(scale)) throw new RangeError(`tiltedOptimum: scale must be a finite number, got ${scale}`);
+  taskNumber('tiltedOptimum', 'beta', beta, 'a finite number > 0', (x) => Number.isFinite(x) && x > 0);
+  taskNumber('tiltedOptimum', 'scale', scale, 'a finite number', Number.isFinite);
   if (ref.length !== rewards.length) {
     throw new RangeError(
       `tiltedOptimum: rewards must have one row per row of ref (${ref.length}), got ${rewards.length}`,

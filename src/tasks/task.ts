@@ -1,4 +1,6 @@
 // A task: prompts to draw, a reward for a response, and (where one exists) the right answer.
+import { rangeError, typeError } from '../validate.js';
+
 export interface Task {
   readonly name: string;
   readonly vocab: number;
@@ -16,9 +18,17 @@ export interface Task {
   decode?(tokens: number[]): string;
 }
 
+/** A task's numeric argument: a TypeError when it is not a number (named and quoted as it came),
+ *  a RangeError when `ok` refuses it. */
+export function taskNumber(fn: string, name: string, v: unknown, expected: string, ok: (x: number) => boolean): number {
+  if (typeof v !== 'number') typeError(fn, name, expected, v);
+  if (!ok(v)) rangeError(fn, name, expected, String(v));
+  return v;
+}
+
 /** mulberry32: the trainer's and tasks' seeded generator. */
-export function seeded(seed: number): () => number {
-  if (!Number.isInteger(seed)) throw new RangeError(`seeded: seed must be an integer, got ${String(seed)}`);
+export function seeded(seed: number, fn = 'seeded'): () => number {
+  taskNumber(fn, 'seed', seed, 'an integer', Number.isInteger);
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

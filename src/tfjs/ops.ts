@@ -92,6 +92,24 @@ function headSizes(fn: string, hidden: unknown, weight: unknown): { vocab: numbe
   return { vocab, hiddenSize, rows: size / hiddenSize };
 }
 
+/**
+ * Runs the kernel behind a tfjs op with the kernel's refusals (a bad option value: beta, groups,
+ * temperature, a length) named as the op the caller called: `gvpoFromLogitsTf: beta ...`, not
+ * `gvpoFromLogits: beta ...`. The message and the error's class are otherwise the kernel's own.
+ */
+function asOp<T>(fn: string, kernel: string, run: () => T): T {
+  try {
+    return run();
+  } catch (e) {
+    const prefix = `${kernel}: `;
+    if ((e instanceof TypeError || e instanceof RangeError) && e.message.startsWith(prefix)) {
+      const Refusal = e instanceof TypeError ? TypeError : RangeError;
+      throw new Refusal(`${fn}: ${e.message.slice(prefix.length)}`);
+    }
+    throw e;
+  }
+}
+
 /** Float32 values of a tensor (copied only where the backend must). */
 function values(t: TF.Tensor): Float32Array {
   return t.dataSync() as Float32Array;
@@ -118,7 +136,7 @@ export function gvpoLossTf(
   }
   let result: GvpoLossResult | undefined;
   const op = customGrad1(tf, (s) => {
-    const r = gvpoLoss({ ...o, policyLogprobs: values(s) });
+    const r = asOp('gvpoLossTf', 'gvpoLoss', () => gvpoLoss({ ...o, policyLogprobs: values(s) }));
     result = r;
     return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor1d(Float32Array.from(r.gradLogprobs)).mul(dy) };
   });
@@ -143,7 +161,7 @@ export function gvpoFromLogitsTf(
   const o = snapshot('gvpoFromLogitsTf', args, FROM_LOGITS_TF_KEYS) as typeof args;
   let result: GvpoFromLogitsResult | undefined;
   const op = customGrad1(tf, (z) => {
-    const r = gvpoFromLogits({ ...o, logits: values(z) });
+    const r = asOp('gvpoFromLogitsTf', 'gvpoFromLogits', () => gvpoFromLogits({ ...o, logits: values(z) }));
     result = r;
     return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor(r.gradLogits, z.shape).mul(dy) };
   });
@@ -170,7 +188,9 @@ export function gvpoFromHiddenTf(
   const o = snapshot('gvpoFromHiddenTf', args, FROM_HIDDEN_TF_KEYS) as typeof args;
   let result: GvpoFromHiddenResult | undefined;
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
-    const r = gvpoFromHidden({ ...o, hidden: values(h), weight: values(w), hiddenSize, vocab });
+    const r = asOp('gvpoFromHiddenTf', 'gvpoFromHidden', () =>
+      gvpoFromHidden({ ...o, hidden: values(h), weight: values(w), hiddenSize, vocab }),
+    );
     result = r;
     return {
       value: tf.scalar(r.loss),
@@ -199,7 +219,9 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
     );
   const op = customGrad1(tf, (z) => {
     const zv = values(z);
-    const r = tokenLogprobs({ logits: zv, targets, rows, vocab, temperature });
+    const r = asOp('tokenLogprobsTf', 'tokenLogprobs', () =>
+      tokenLogprobs({ logits: zv, targets, rows, vocab, temperature }),
+    );
     return {
       value: tf.tensor1d(r.logprobs),
       gradFunc: (dy) => {
@@ -248,7 +270,9 @@ export function tokenLogprobsFromHiddenTf(
   // One output tensor (customGrad takes one): l, or [l, H] per row; dy splits the same way.
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
     const head = { ...o, hidden: values(h), weight: values(w), rows, hiddenSize, vocab };
-    const f = tokenLogprobsFromHidden({ ...head, entropy: withEntropy });
+    const f = asOp('tokenLogprobsFromHiddenTf', 'tokenLogprobsFromHidden', () =>
+      tokenLogprobsFromHidden({ ...head, entropy: withEntropy }),
+    );
     const value = withEntropy
       ? tf.stack([tf.tensor1d(f.logprobs), tf.tensor1d(f.entropy!)], 1)
       : tf.tensor1d(f.logprobs);
