@@ -111,7 +111,8 @@ for (let i = 0; i < gradLogits.length; i++) {
 }
 console.log(`loss: sharded ${l.loss.toPrecision(10)}, one call ${one.loss.toPrecision(10)}`);
 console.log(`dL/dlogits: largest difference ${diff.toExponential(2)} (largest value ${scale.toExponential(2)})`);
-// phase 2 gets logZ in float32 (the one call keeps its own row statistics): equal to float32 rounding
+// phase 2 is given phase 1's own logZ array, so it takes the row statistics phase 1 kept beside it,
+// as the one call does: equal up to float32 rounding (the same bits on the CPU)
 if (Math.abs(l.loss - one.loss) > 1e-9 * Math.max(1, Math.abs(one.loss)) || diff > 1e-5 * scale) {
   throw new Error('the sharded result differs from the one-call result');
 }

@@ -196,9 +196,13 @@ LossAndTerms gvpo_from_logits_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch&
 // Its two phases, for batches whose groups span shards: phase 1 (rewards, offsets, beta unused)
 // fills token_logprobs, logZ, seq, ref_seq and nonfinite_rows; phase 2 turns dL/dS into dL/dz
 // from the logits and the logZ of phase 1.
-void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int threads);
+// row_max / row_lse (each N*T, or null): the forward's split of logZ, written by the forward and,
+// given to the backward, read instead of logZ (as the fused call does between its phases).
+void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int threads, float* row_max = nullptr,
+                      float* row_lse = nullptr);
 void gvpo_backward_cpu(float* grad /*N*T*V*/, const float* logZ /*N*T*/, const double* grad_seq /*N*/,
-                       const GvpoLogitsBatch& in, int threads);
+                       const GvpoLogitsBatch& in, int threads, const float* row_max = nullptr,
+                       const float* row_lse = nullptr);
 
 // The fused op on the LM head (gvpo_from_hidden.cc): the head above (its forward, then its
 // backward with gl[r] = m[r] * dL/dS[n(r)] and no entropy) with the group loss between them.

@@ -10,7 +10,9 @@ import {
   gvpoFromHidden,
   gvpoFromHiddenAsync,
   gvpoFromHiddenBackward,
+  gvpoFromHiddenBackwardAsync,
   gvpoFromHiddenForward,
+  gvpoFromHiddenForwardAsync,
   gvpoFromLogits,
   gvpoLoss,
   tokenLogprobsBackward,
@@ -356,6 +358,49 @@ describe('gvpoFromHidden', () => {
     const b = await gvpoFromHiddenAsync(a);
     expect(b.loss).toBe(fused.loss);
     expect(Buffer.from(b.gradWeight.buffer).equals(Buffer.from(fused.gradWeight.buffer))).toBe(true);
+  });
+
+  it("far from 0 the two phases equal the fused call: phase 2 takes phase 1's exact parts of logZ", async () => {
+    // logits near 3e3 / 0.7 (logZ's float32 rounding alone moves p by 2e-4) and a dominant row:
+    // phase 2 from logZ alone gave dL/dweight where it is 0 (a gradient of 0.75 for a row of p = 1)
+    const H = 2,
+      V = 3,
+      N = 2,
+      T = 2;
+    const a = {
+      hidden: Float32Array.from([3000.1, 2000.3, 2999.7, 2000.1, 1, 0.5, 0.2, -0.3]),
+      weight: Float32Array.from([1.1, 0.9, -1, 0.5, 1.0995, 0.9]),
+      targets: Int32Array.from([0, 2, 1, 0]),
+      mask: new Float32Array(N * T).fill(1),
+      sequences: N,
+      tokens: T,
+      hiddenSize: H,
+      vocab: V,
+      temperature: 0.7,
+      rewards: [1, 0],
+      groups: { size: 2 },
+      beta: 0.5,
+    };
+    const fused = gvpoFromHidden(a);
+    const f = gvpoFromHiddenForward(a);
+    const loss = gvpoLoss({
+      policyLogprobs: f.policyLogprobs,
+      referenceLogprobs: f.referenceLogprobs,
+      rewards: a.rewards,
+      groups: a.groups,
+      beta: a.beta,
+    });
+    const g = gvpoFromHiddenBackward({ ...a, logZ: f.logZ, gradLogprobs: loss.gradLogprobs });
+    const fa = await gvpoFromHiddenForwardAsync(a);
+    const ga = await gvpoFromHiddenBackwardAsync({ ...a, logZ: fa.logZ, gradLogprobs: loss.gradLogprobs });
+    if (backendInfo().active === 'cuda') {
+      scaleClose(g.gradWeight, fused.gradWeight, 1e-6, 'phase 2 dL/dweight');
+    } else {
+      expect(Array.from(g.gradWeight)).toEqual(Array.from(fused.gradWeight));
+      expect(Array.from(g.gradHidden)).toEqual(Array.from(fused.gradHidden));
+    }
+    expect(Array.from(ga.gradWeight)).toEqual(Array.from(g.gradWeight));
+    expect(Object.keys(f)).not.toContain('rowMax');
   });
 
   it("gradWeight: the caller's buffer overwritten, or added to with accumulate; shards of a batch add into one", async () => {

@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import {
   backendInfo,
   gvpoBackward,
+  gvpoBackwardAsync,
   gvpoForward,
+  gvpoForwardAsync,
   gvpoFromLogits,
   gvpoFromLogitsAsync,
   gvpoLoss,
@@ -104,6 +106,55 @@ describe('gvpoFromLogits', () => {
     else expect(l.loss).toBe(fused.loss);
     // native: bit-identical; the reference rounds the handed-over logZ to float32
     gradClose(g, fused.gradLogits, 1e-6);
+  });
+
+  it("the two phases are the fused call's equal far from 0: phase 2 takes phase 1's exact parts of logZ", async () => {
+    // |z/tau| near 1e4 (logZ's float32 rounding alone moves p by 1e-3) and dominant rows (1 - p
+    // below float32's ulp of logZ): phase 2 from logZ alone gave a target gradient of c 1.2e-4
+    // where it is 0, and rows that no longer summed to 0
+    const N = 4,
+      T = 2,
+      V = 50,
+      r = rng(41);
+    const logits = new Float32Array(N * T * V);
+    for (let row = 0; row < N * T; row++)
+      for (let v = 0; v < V; v++)
+        logits[row * V + v] = row % 2 === 0 ? 1000 + 3 * normal(r) : v === row % V ? 30 : normal(r);
+    const a = {
+      logits,
+      targets: Int32Array.from({ length: N * T }, (_, row) => row % V),
+      mask: new Float32Array(N * T).fill(1),
+      sequences: N,
+      tokens: T,
+      vocab: V,
+      temperature: 0.1,
+      rewards: [1, 0, 0.5, 2],
+      groups: { size: 2 },
+      beta: 0.1,
+    };
+    const fused = gvpoFromLogits(a);
+    const f = gvpoForward(a);
+    const l = gvpoLoss({
+      policyLogprobs: f.policyLogprobs,
+      referenceLogprobs: f.referenceLogprobs,
+      rewards: a.rewards,
+      groups: a.groups,
+      beta: a.beta,
+    });
+    const sync = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
+    const fa = await gvpoForwardAsync(a);
+    const async = await gvpoBackwardAsync({ ...a, logZ: fa.logZ, gradLogprobs: l.gradLogprobs });
+    if (backendInfo().active === 'cuda') gradClose(sync, fused.gradLogits, 1e-6);
+    else expect(Array.from(sync)).toEqual(Array.from(fused.gradLogits));
+    expect(Array.from(async)).toEqual(Array.from(sync));
+    // the result keeps its public fields only; a logZ edited after phase 1 is phase 2's to use
+    expect(Object.keys(f).sort()).toEqual(
+      ['logZ', 'nonFiniteRows', 'policyLogprobs', 'referenceLogprobs', 'tokenLogprobs'].sort(),
+    );
+    f.logZ[0] = NaN;
+    const edited = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
+    expect(edited.subarray(0, V).every(Number.isNaN)).toBe(true);
+    expect(Array.from(edited.subarray(V))).toEqual(Array.from(sync.subarray(V)));
   });
 
   it('in place overwrites the float32 logits with the same gradient, and is refused for 16-bit logits', () => {

@@ -405,7 +405,7 @@ describe('a dominant token: l, 1 - p and the entropy keep their relative precisi
   });
   for (const env of everyBackend()) {
     const label = env.GVPO_SIMD ?? env.GVPO_BACKEND;
-    it(`${label}: within 2e-6 (l, dL/dz[y]) and 5e-6 (H) of float64, relative`, () => {
+    it(`${label}: within 2e-6 (l, dL/dz[y] fused and two-phase) and 5e-6 (H) of float64, relative`, () => {
       const r = child('test/helpers/dominant-worker.ts', env);
       expect(r.signal).toBeNull();
       expect(r.status, r.stderr).toBe(0);
@@ -415,9 +415,12 @@ describe('a dominant token: l, 1 - p and the entropy keep their relative precisi
           name: string;
           l: number;
           gradTarget: number;
+          phaseGradTarget: number;
+          tokenGradTarget: number;
           dLdS: number;
           headL: number | null;
           headH: number | null;
+          headGradTarget: number | null;
         }>;
       };
       if (env.GVPO_SIMD) expect(out.simd).toBe(env.GVPO_SIMD);
@@ -429,7 +432,22 @@ describe('a dominant token: l, 1 - p and the entropy keep their relative precisi
         expect(rel(res.l, e.l), `${c.name}: l ${res.l} vs ${e.l}`).toBeLessThanOrEqual(2e-6);
         const g = (res.dLdS * e.oneMinusP) / c.temperature;
         expect(rel(res.gradTarget, g), `${c.name}: dL/dz[y] ${res.gradTarget} vs ${g}`).toBeLessThanOrEqual(2e-6);
-        if (res.headL === null || res.headH === null) return;
+        // the two-phase backwards, each from its forward's logZ (whose float32 rounding alone is
+        // |logZ| 2^-24, above 1 - p here): as exact as the fused op
+        const g1 = e.oneMinusP / c.temperature;
+        expect(
+          rel(res.phaseGradTarget, g),
+          `${c.name}: gvpoBackward ${res.phaseGradTarget} vs ${g}`,
+        ).toBeLessThanOrEqual(2e-6);
+        expect(
+          rel(res.tokenGradTarget, g1),
+          `${c.name}: tokenLogprobsBackward ${res.tokenGradTarget} vs ${g1}`,
+        ).toBeLessThanOrEqual(2e-6);
+        if (res.headL === null || res.headH === null || res.headGradTarget === null) return;
+        expect(
+          rel(res.headGradTarget, g1),
+          `${c.name}: head backward ${res.headGradTarget} vs ${g1}`,
+        ).toBeLessThanOrEqual(2e-6);
         expect(rel(res.headL, e.l), `${c.name}: head l ${res.headL} vs ${e.l}`).toBeLessThanOrEqual(2e-6);
         expect(rel(res.headH, e.H), `${c.name}: head H ${res.headH} vs ${e.H}`).toBeLessThanOrEqual(5e-6);
       });

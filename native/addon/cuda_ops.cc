@@ -91,7 +91,7 @@ std::unique_ptr<Baton> with_cuda_work(Call& c, const char* op, std::shared_ptr<C
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::full);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::full, false);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(c, "gvpoFromHidden", t, [out = c.out, terms = c.terms, x = c.x, t](char* err, int n) {
     return gvpo_from_hidden_cuda_host(*out, terms.get(), t.get(), x.batch, err, n);
@@ -99,7 +99,7 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden(const Napi::CallbackInfo& i
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_forward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::forward);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::forward, false);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(c, "gvpoFromHiddenForward", t, [out = c.out, x = c.x, t](char* err, int n) {
     return gvpo_from_hidden_forward_cuda_host(*out, t.get(), x.batch, err, n);
@@ -107,7 +107,7 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_forward(const Napi::Callbac
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::backward, false);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(c, "gvpoFromHiddenBackward", t,
                         [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq,
@@ -117,7 +117,7 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::Callba
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, false);
+  HeadCall c = prepare_head(info, false, false);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(
       c, "tokenLogprobsFromHidden", t,
@@ -127,7 +127,7 @@ std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden(const Napi::Callb
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, true);
+  HeadCall c = prepare_head(info, true, false);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(c, "tokenLogprobsFromHiddenBackward", t,
                         [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,

@@ -73,7 +73,7 @@ GvpoFromHiddenOut allocate_hidden(const Args& a, const HiddenIn& x, Napi::Object
 
 }  // namespace
 
-HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
+HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase, bool with_split) {
   static const char* const names[] = {"gvpoFromHidden", "gvpoFromHiddenForward", "gvpoFromHiddenBackward"};
   Args a(info, names[(int)phase]);
   HiddenCall c;
@@ -89,11 +89,13 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
     c.grad_hidden = grad_out(a, r, "gradHidden", (size_t)c.x.rows * c.x.batch.hidden_size);
     c.grad_weight = grad_out(a, r, "gradWeight", (size_t)c.x.batch.vocab * c.x.batch.hidden_size);
     c.accumulate = a.boolean("accumulate", false);
+    if (with_split) c.split = split_inputs(a, (size_t)c.x.rows);
     c.baton = make_baton(a, r);
     return c;
   }
   const bool loss = phase == HiddenPhase::full;
   c.out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, c.x, r, loss));
+  if (with_split && phase == HiddenPhase::forward) c.split = split_outputs(a, r, (size_t)c.x.rows);
   c.terms = std::make_shared<LossAndTerms>();
   c.baton = make_baton(a, r);
   c.baton->finish = [out = c.out, terms = c.terms, loss](Napi::Object r) {
@@ -103,7 +105,7 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
   return c;
 }
 
-HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_split) {
   Args a(info, backward ? "tokenLogprobsFromHiddenBackward" : "tokenLogprobsFromHidden");
   HeadCall c;
   HeadInputs& in = c.in;
@@ -131,6 +133,7 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
     c.logprobs = new_f32(r, "logprobs", rows).Data();
     c.logZ = new_f32(r, "logZ", rows).Data();
     if (a.boolean("entropy", false)) c.entropy = new_f32(r, "entropy", rows).Data();
+    if (with_split) c.split = split_outputs(a, r, rows);
     c.nonfinite = std::make_shared<int64_t>(0);
     c.baton = make_baton(a, r);
     c.baton->finish = [bad = c.nonfinite](Napi::Object r) { set_nonfinite(r, *bad); };
@@ -147,6 +150,7 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
   // entropy: the forward's values, or its boolean flag (one options object for both calls)
   if (a.object().Get("entropy").IsTypedArray()) c.fwd_entropy = per_row("entropy", false);
   c.accumulate = a.boolean("accumulate", false);
+  if (with_split) c.split = split_inputs(a, rows);
   c.grad_hidden = grad_out(a, r, "gradHidden", rows * (size_t)in.hidden_size);
   c.grad_weight = grad_out(a, r, "gradWeight", (size_t)in.vocab * (size_t)in.hidden_size);
   c.baton = make_baton(a, r);
@@ -156,37 +160,48 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
 namespace {
 
 std::unique_ptr<Baton> prepare_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, false);
-  c.baton->work = [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t = c.threads] {
-    *bad = token_logprobs_from_hidden_forward_cpu(lp, lz, ent, in, t);
+  HeadCall c = prepare_head(info, false, true);
+  c.baton->work = [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t = c.threads,
+                   io = c.split] {
+    LogZSplit split;
+    *bad = token_logprobs_from_hidden_forward_cpu(lp, lz, ent, in, t, io.row_max ? &split : nullptr);
+    if (io.row_max) copy_split(split, io, (size_t)in.rows);
   };
   return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, true);
+  HeadCall c = prepare_head(info, true, true);
   c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
-                   gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate,
-                   t = c.threads] { token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t); };
+                   gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t = c.threads, io = c.split] {
+    const LogZSplit split = io.in_max ? split_of(io, (size_t)in.rows) : LogZSplit{};
+    token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t, 0, io.in_max ? &split : nullptr);
+  };
   return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::full);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::full, true);
   c.baton->work = [out = c.out, terms = c.terms, x = c.x] { *terms = gvpo_from_hidden_cpu(*out, x.batch, x.threads); };
   return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::forward);
-  c.baton->work = [out = c.out, x = c.x] { gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads); };
+  HiddenCall c = prepare_hidden(info, HiddenPhase::forward, true);
+  c.baton->work = [out = c.out, x = c.x, io = c.split] {
+    LogZSplit split;
+    gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads, io.row_max ? &split : nullptr);
+    if (io.row_max) copy_split(split, io, (size_t)x.rows);
+  };
   return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
-  c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq, x = c.x] {
-    gvpo_from_hidden_backward_cpu(gh, gw, lz, gs, x.batch, acc, x.threads);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::backward, true);
+  c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq, x = c.x,
+                   io = c.split] {
+    const LogZSplit split = io.in_max ? split_of(io, (size_t)x.rows) : LogZSplit{};
+    gvpo_from_hidden_backward_cpu(gh, gw, lz, gs, x.batch, acc, x.threads, io.in_max ? &split : nullptr);
   };
   return std::move(c.baton);
 }

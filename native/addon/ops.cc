@@ -19,11 +19,12 @@ std::unique_ptr<Baton> prepare_token_logprobs(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(a.env());
   float* lp = new_f32(r, "logprobs", in.rows).Data();
   float* lz = new_f32(r, "logZ", in.rows).Data();
+  const SplitIo split = split_outputs(a, r, (size_t)in.rows);
   auto t = make_baton(a, r);
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
-    *bad = token_logprobs_forward_cpu(lp, lz, nullptr, nullptr, in.logits.data, in.dtype, in.targets.data, in.mask.data,
-                                      in.rows, in.V, in.tau, in.threads);
+    *bad = token_logprobs_forward_cpu(lp, lz, split.row_max, split.row_lse, in.logits.data, in.dtype, in.targets.data,
+                                      in.mask.data, in.rows, in.V, in.tau, in.threads);
   };
   t->finish = [bad](Napi::Object r) { set_nonfinite(r, *bad); };
   return t;
@@ -35,12 +36,13 @@ std::unique_ptr<Baton> prepare_token_logprobs_backward(const Napi::CallbackInfo&
   View<float> lz = a.f32("logZ"), w = a.f32("gradTokenLogprobs");
   a.expect_length("logZ", lz.length, (size_t)in.rows);
   a.expect_length("gradTokenLogprobs", w.length, (size_t)in.rows);
+  const SplitIo split = split_inputs(a, (size_t)in.rows);
   Napi::Object r = Napi::Object::New(a.env());
   float* grad = grad_destination(a, in, r);
   auto t = make_baton(a, r);
   t->work = [=] {
-    token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, in.mask.data, nullptr, lz.data, w.data,
-                                in.rows, in.V, in.tau, in.threads);
+    token_logprobs_backward_cpu(grad, in.logits.data, in.dtype, in.targets.data, in.mask.data, split.in_max,
+                                split.in_max ? split.in_lse : lz.data, w.data, in.rows, in.V, in.tau, in.threads);
   };
   return t;
 }
@@ -109,8 +111,9 @@ std::unique_ptr<Baton> prepare_gvpo_forward(const Napi::CallbackInfo& info) {
   BatchIn x = parse_batch(a, false);
   Napi::Object r = Napi::Object::New(a.env());
   auto out = std::make_shared<GvpoFromLogitsOut>(allocate_outputs(a, x.in, r, false));
+  const SplitIo split = split_outputs(a, r, (size_t)x.in.rows);
   auto t = make_baton(a, r);
-  t->work = [out, x] { gvpo_forward_cpu(*out, x.batch, x.in.threads); };
+  t->work = [out, x, split] { gvpo_forward_cpu(*out, x.batch, x.in.threads, split.row_max, split.row_lse); };
   t->finish = [out](Napi::Object r) { set_nonfinite(r, out->nonfinite_rows); };
   return t;
 }
@@ -122,10 +125,11 @@ std::unique_ptr<Baton> prepare_gvpo_backward(const Napi::CallbackInfo& info) {
   a.expect_length("logZ", lz.length, (size_t)x.in.rows);
   View<double> gs = a.f64("gradLogprobs");
   a.expect_length("gradLogprobs", gs.length, (size_t)x.in.N);
+  const SplitIo split = split_inputs(a, (size_t)x.in.rows);
   Napi::Object r = Napi::Object::New(a.env());
   float* grad = grad_destination(a, x.in, r);
   auto t = make_baton(a, r);
-  t->work = [=] { gvpo_backward_cpu(grad, lz.data, gs.data, x.batch, x.in.threads); };
+  t->work = [=] { gvpo_backward_cpu(grad, lz.data, gs.data, x.batch, x.in.threads, split.in_max, split.in_lse); };
   return t;
 }
 

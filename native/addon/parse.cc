@@ -2,6 +2,8 @@
 // wrong before the addon is called.
 #include "parse.h"
 
+#include <algorithm>
+
 namespace gvpo {
 
 LogitsIn parse_logits(const Args& a, bool sequences, bool mask_required) {
@@ -140,5 +142,38 @@ void set_terms(Napi::Object r, const LossAndTerms& t) {
 }
 
 void set_nonfinite(Napi::Object r, int64_t rows) { r.Set("nonFiniteRows", Napi::Number::New(r.Env(), (double)rows)); }
+
+SplitIo split_outputs(const Args& a, Napi::Object result, size_t rows) {
+  SplitIo io;
+  if (!a.boolean("split", false)) return io;
+  io.row_max = new_f32(result, "rowMax", rows).Data();
+  io.row_lse = new_f32(result, "rowLse", rows).Data();
+  return io;
+}
+
+SplitIo split_inputs(const Args& a, size_t rows) {
+  SplitIo io;
+  View<float> m = a.f32("rowMax", true);
+  if (!m.data) return io;
+  View<float> l = a.f32("rowLse");
+  a.expect_length("rowMax", m.length, rows);
+  a.expect_length("rowLse", l.length, rows);
+  io.in_max = m.data;
+  io.in_lse = l.data;
+  return io;
+}
+
+void copy_split(const LogZSplit& from, const SplitIo& to, size_t rows) {
+  if (!to.row_max) return;
+  std::copy(from.shift.begin(), from.shift.begin() + (std::ptrdiff_t)rows, to.row_max);
+  std::copy(from.rel.begin(), from.rel.begin() + (std::ptrdiff_t)rows, to.row_lse);
+}
+
+LogZSplit split_of(const SplitIo& io, size_t rows) {
+  LogZSplit s;
+  s.shift.assign(io.in_max, io.in_max + rows);
+  s.rel.assign(io.in_lse, io.in_lse + rows);
+  return s;
+}
 
 }  // namespace gvpo

@@ -66,6 +66,23 @@ struct HiddenIn {
   int64_t rows;
   int threads;
 };
+// Each row's exact parts of logZ = max/tau + lse, from a CPU forward to its backward: the forward
+// writes them on its result as rowMax and rowLse when asked (`split: true`), the backward reads
+// them when given and takes its exponent (z - max)/tau - lse from them instead of z/tau - logZ,
+// whose float32 logZ keeps only |logZ| 2^-24 of lse (src/ops/split.ts keeps them beside the logZ
+// the forward returned). The CUDA twins neither write nor read them.
+struct SplitIo {
+  float* row_max = nullptr;  // the forward's outputs (null: not asked for)
+  float* row_lse = nullptr;
+  const float* in_max = nullptr;  // the backward's inputs (null: not given; logZ alone)
+  const float* in_lse = nullptr;
+};
+SplitIo split_outputs(const Args& a, Napi::Object result, size_t rows);
+SplitIo split_inputs(const Args& a, size_t rows);
+// The head's form of the same parts (LogZSplit), both ways.
+void copy_split(const LogZSplit& from, const SplitIo& to, size_t rows);
+LogZSplit split_of(const SplitIo& io, size_t rows);
+
 enum class HiddenPhase { full = 0, forward = 1, backward = 2 };
 struct HiddenCall {
   HiddenIn x;
@@ -76,9 +93,10 @@ struct HiddenCall {
   bool accumulate = false;      // dL/dweight added to the caller's gradWeight
   const float* logZ = nullptr;  // backward's inputs
   const double* grad_seq = nullptr;
+  SplitIo split;  // CPU only (with_split)
   std::unique_ptr<Baton> baton;
 };
-HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase);
+HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase, bool with_split);
 
 // The fused head's rows (tokenLogprobsFromHidden and its backward), for either backend: the inputs
 // read and checked, the outputs allocated on the result (the gradients into the caller's
@@ -98,9 +116,10 @@ struct HeadCall {
   float* grad_hidden = nullptr;  // backward's outputs
   float* grad_weight = nullptr;
   bool accumulate = false;
+  SplitIo split;  // CPU only (with_split)
   std::unique_ptr<Baton> baton;
 };
-HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward);
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_split);
 
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);

@@ -441,6 +441,8 @@ static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float
       for (int64_t j = 0; j < n; j++) z[j] = NAN;
       continue;
     }
+    const bool has_target = y[i] >= 0 && y[i] < n;
+    const float zt = has_target ? z[y[i]] : 0.0f;  // read before the row is overwritten
     const vf vlz = splat(lz), nc = splat(-c), vsh = splat(sh);
     if (ch == 0.0f) {
       for (int64_t j = 0; j < full; j += W) *(vf_u*)(z + j) = nc * vexp_p((load(z + j) - vsh) * s - vlz);
@@ -461,7 +463,14 @@ static void tile_softmax_grad(float* Z, int64_t ldz, int64_t m, int64_t n, float
         z[j] = p != 0.0f ? -p * (c + ch * (u + h)) : 0.0f;
       }
     }
-    if (y[i] >= 0 && y[i] < n) z[y[i]] += c;
+    if (has_target) {
+      // c (1 - p) - ch p (log p + H) in double, 1 - p from expm1: c - c p in float32 cancels to 0
+      // for a dominant target (1 - p below 2^-24) and keeps 2^-24 / (1 - p) of it above
+      double u = ((double)zt - (double)sh) * (double)inv_tau - (double)lz;
+      u = u > 0.0 ? 0.0 : u;  // NaN stays NaN
+      const double p = std::exp(u), e = ch == 0.0f || p == 0.0 ? 0.0 : (double)ch * p * (u + (double)ent[i]);
+      z[y[i]] = (float)(-(double)c * std::expm1(u) - e);
+    }
   }
 }
 

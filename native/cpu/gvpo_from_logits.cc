@@ -7,7 +7,8 @@
 //   phase 2  w[r] = m[r] * dL/dS[n(r)];  dL/dz = token_logprobs backward (read 2, write 1)
 //
 // The fused call keeps each row's (max, lse) between the phases, so the backward's exponent
-// (z - max)/tau - lse stays exact however large |z/tau| is; the two-phase API passes logZ only.
+// (z - max)/tau - lse stays exact however large |z/tau| is; the two phases pass them through the
+// addon (rowMax, rowLse) when the TypeScript layer has them, else logZ alone.
 // Scratch: 2 floats and 1 double per row; nothing of size N*T*V besides the gradient.
 #include <vector>
 
@@ -46,12 +47,16 @@ LossAndTerms gvpo_from_logits_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch&
   return t;
 }
 
-void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int threads) {
-  forward(out, nullptr, nullptr, in, threads);
+void gvpo_forward_cpu(GvpoFromLogitsOut& out, const GvpoLogitsBatch& in, int threads, float* row_max, float* row_lse) {
+  forward(out, row_max, row_lse, in, threads);
 }
 
-void gvpo_backward_cpu(float* grad, const float* logZ, const double* grad_seq, const GvpoLogitsBatch& in, int threads) {
-  backward(grad, nullptr, logZ, grad_seq, in, threads);
+void gvpo_backward_cpu(float* grad, const float* logZ, const double* grad_seq, const GvpoLogitsBatch& in, int threads,
+                       const float* row_max, const float* row_lse) {
+  if (row_max)
+    backward(grad, row_max, row_lse, grad_seq, in, threads);
+  else
+    backward(grad, nullptr, logZ, grad_seq, in, threads);
 }
 
 }  // namespace gvpo

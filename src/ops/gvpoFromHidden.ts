@@ -11,6 +11,7 @@ import type {
   GvpoFromHiddenGrads,
   GvpoFromHiddenResult,
 } from '../types.js';
+import { keepParts, partsOf, withParts } from './logZParts.js';
 import { normalizeFromHidden, normalizeHiddenBackward, normalizeHiddenForward } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
@@ -25,26 +26,29 @@ export async function gvpoFromHiddenAsync(args: GvpoFromHiddenArgs): Promise<Gvp
   return runAsync('gvpoFromHidden', o, () => gvpoFromHiddenRef(o));
 }
 
-/** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2. */
+/** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2 (which is exact when
+ *  given this very logZ array: logZParts.ts). */
 export function gvpoFromHiddenForward(args: GvpoFromHiddenForwardArgs): GvpoFromHiddenForwardResult {
   const o = normalizeHiddenForward(args);
-  return runSync('gvpoFromHiddenForward', o, () => gvpoFromHiddenForwardRef(o));
+  return keepParts(runSync('gvpoFromHiddenForward', { ...o, split: true }, () => gvpoFromHiddenForwardRef(o)));
 }
 
 export async function gvpoFromHiddenForwardAsync(
   args: GvpoFromHiddenForwardArgs,
 ): Promise<GvpoFromHiddenForwardResult> {
   const o = normalizeHiddenForward(args);
-  return runAsync('gvpoFromHiddenForward', o, () => gvpoFromHiddenForwardRef(o));
+  return keepParts(await runAsync('gvpoFromHiddenForward', { ...o, split: true }, () => gvpoFromHiddenForwardRef(o)));
 }
 
 /** Phase 2: dL/dS (from gvpoLoss, possibly over combined shards) to dL/dhidden and dL/dweight. */
 export function gvpoFromHiddenBackward(args: GvpoFromHiddenBackwardArgs): GvpoFromHiddenGrads {
   const o = normalizeHiddenBackward(args);
-  return runSync('gvpoFromHiddenBackward', o, () => gvpoFromHiddenBackwardRef(o));
+  const parts = partsOf(o.logZ);
+  return runSync('gvpoFromHiddenBackward', withParts(o, parts), () => gvpoFromHiddenBackwardRef(o, parts));
 }
 
 export async function gvpoFromHiddenBackwardAsync(args: GvpoFromHiddenBackwardArgs): Promise<GvpoFromHiddenGrads> {
   const o = normalizeHiddenBackward(args);
-  return runAsync('gvpoFromHiddenBackward', o, () => gvpoFromHiddenBackwardRef(o));
+  const parts = partsOf(o.logZ);
+  return runAsync('gvpoFromHiddenBackward', withParts(o, parts), () => gvpoFromHiddenBackwardRef(o, parts));
 }

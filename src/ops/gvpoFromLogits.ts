@@ -8,6 +8,7 @@ import type {
   GvpoFromLogitsArgs,
   GvpoFromLogitsResult,
 } from '../types.js';
+import { keepParts, partsOf, withParts } from './logZParts.js';
 import { normalizeBackward, normalizeForward, normalizeFromLogits } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
@@ -22,24 +23,28 @@ export async function gvpoFromLogitsAsync(args: GvpoFromLogitsArgs): Promise<Gvp
   return runAsync('gvpoFromLogits', o, () => gvpoFromLogitsRef(o));
 }
 
-/** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2. */
+/** Phase 1: S (and Sref) per sequence, token log-probs and logZ for phase 2 (which is exact when
+ *  given this very logZ array: logZParts.ts). */
 export function gvpoForward(args: GvpoForwardArgs): GvpoForwardResult {
   const o = normalizeForward(args);
-  return runSync('gvpoForward', o, () => gvpoForwardRef(o));
+  return keepParts(runSync('gvpoForward', { ...o, split: true }, () => gvpoForwardRef(o)));
 }
 
 export async function gvpoForwardAsync(args: GvpoForwardArgs): Promise<GvpoForwardResult> {
   const o = normalizeForward(args);
-  return runAsync('gvpoForward', o, () => gvpoForwardRef(o));
+  return keepParts(await runAsync('gvpoForward', { ...o, split: true }, () => gvpoForwardRef(o)));
 }
 
 /** Phase 2: dL/dS (from gvpoLoss, possibly over combined shards) to dL/dz. */
 export function gvpoBackward(args: GvpoBackwardArgs): Float32Array {
   const o = normalizeBackward(args);
-  return runSync('gvpoBackward', o, () => ({ gradLogits: gvpoBackwardRef(o) })).gradLogits;
+  const parts = partsOf(o.logZ);
+  return runSync('gvpoBackward', withParts(o, parts), () => ({ gradLogits: gvpoBackwardRef(o, parts) })).gradLogits;
 }
 
 export async function gvpoBackwardAsync(args: GvpoBackwardArgs): Promise<Float32Array> {
   const o = normalizeBackward(args);
-  return (await runAsync('gvpoBackward', o, () => ({ gradLogits: gvpoBackwardRef(o) }))).gradLogits;
+  const parts = partsOf(o.logZ);
+  const r = await runAsync('gvpoBackward', withParts(o, parts), () => ({ gradLogits: gvpoBackwardRef(o, parts) }));
+  return r.gradLogits;
 }

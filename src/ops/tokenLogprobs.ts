@@ -3,25 +3,33 @@ import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../reference/tokenL
 import type { RowsOpts } from '../checked.js';
 import type { TokenLogprobsArgs, TokenLogprobsBackwardArgs, TokenLogprobsResult } from '../types.js';
 import { expectLength, snapshot, typed } from '../validate.js';
+import { keepParts, type LogZParts, partsOf, withParts } from './logZParts.js';
 import { KEYS, normalizeDest, normalizeRows, settle } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'tokenLogprobs';
 
-function reference(o: RowsOpts): TokenLogprobsResult {
+/** The result with each row's parts of logZ (logZParts.ts), which keepParts sets aside. */
+function reference(o: RowsOpts): TokenLogprobsResult & LogZParts {
   const r = tokenLogprobsF64(o);
-  return { logprobs: Float32Array.from(r.logprobs), logZ: Float32Array.from(r.logZ), nonFiniteRows: r.nonFiniteRows };
+  return {
+    logprobs: Float32Array.from(r.logprobs),
+    logZ: Float32Array.from(r.logZ),
+    nonFiniteRows: r.nonFiniteRows,
+    rowMax: r.rowMax,
+    rowLse: r.lse,
+  };
 }
 
 /** l[r] = z[r,y]/tau - logsumexp(z[r,:]/tau) <= 0 for R rows of V logits; masked rows give 0. */
 export function tokenLogprobs(args: TokenLogprobsArgs): TokenLogprobsResult {
   const o = normalizeRows(FN, snapshot(FN, args, KEYS.tokenLogprobs));
-  return runSync(FN, o, () => reference(o));
+  return keepParts(runSync(FN, { ...o, split: true }, () => reference(o)));
 }
 
 export async function tokenLogprobsAsync(args: TokenLogprobsArgs): Promise<TokenLogprobsResult> {
   const o = normalizeRows(FN, snapshot(FN, args, KEYS.tokenLogprobs));
-  return runAsync(FN, o, () => reference(o));
+  return keepParts(await runAsync(FN, { ...o, split: true }, () => reference(o)));
 }
 
 const BFN = 'tokenLogprobsBackward';
@@ -38,20 +46,26 @@ function normalizeBackward(args: TokenLogprobsBackwardArgs) {
   return { ...o, ...dest, logZ, gradTokenLogprobs };
 }
 
-function backwardReference(o: ReturnType<typeof normalizeBackward>): { gradLogits: Float32Array } {
+function backwardReference(
+  o: ReturnType<typeof normalizeBackward>,
+  parts: LogZParts | undefined,
+): { gradLogits: Float32Array } {
   const out = o.inPlace ? (o.logits as Float32Array) : (o.out as Float32Array);
-  tokenLogprobsBackwardInto(out, o, o.logZ, o.gradTokenLogprobs);
+  const split = parts && { rowMax: parts.rowMax, lse: parts.rowLse };
+  tokenLogprobsBackwardInto(out, o, o.logZ, o.gradTokenLogprobs, split);
   return { gradLogits: out };
 }
 
 /** grad[r,v] = w[r]/tau * ([v == y[r]] - softmax(z[r,:]/tau)[v]): the logits' gradient of sum w*l
- *  (0 on masked rows and when V = 1). */
+ *  (0 on masked rows and when V = 1). Exact from the forward's own logZ array (logZParts.ts). */
 export function tokenLogprobsBackward(args: TokenLogprobsBackwardArgs): Float32Array {
   const o = normalizeBackward(args);
-  return runSync(BFN, o, () => backwardReference(o)).gradLogits;
+  const parts = partsOf(o.logZ);
+  return runSync(BFN, withParts(o, parts), () => backwardReference(o, parts)).gradLogits;
 }
 
 export async function tokenLogprobsBackwardAsync(args: TokenLogprobsBackwardArgs): Promise<Float32Array> {
   const o = normalizeBackward(args);
-  return (await runAsync(BFN, o, () => backwardReference(o))).gradLogits;
+  const parts = partsOf(o.logZ);
+  return (await runAsync(BFN, withParts(o, parts), () => backwardReference(o, parts))).gradLogits;
 }

@@ -12,6 +12,7 @@ import type {
   TokenLogprobsFromHiddenGrads,
   TokenLogprobsFromHiddenResult,
 } from '../types.js';
+import { keepParts, partsOf, withParts } from './logZParts.js';
 import { normalizeHiddenRows, normalizeHiddenRowsBackward } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
@@ -21,28 +22,31 @@ const BFN = 'tokenLogprobsFromHiddenBackward';
 /** l = z[y]/tau - logZ <= 0 per row (and H >= 0 with `entropy: true`), z = hidden * weight^T. */
 export function tokenLogprobsFromHidden(args: TokenLogprobsFromHiddenArgs): TokenLogprobsFromHiddenResult {
   const o = normalizeHiddenRows(args);
-  return runSync(FN, o, () => tokenLogprobsFromHiddenRef(o));
+  return keepParts(runSync(FN, { ...o, split: true }, () => tokenLogprobsFromHiddenRef(o)));
 }
 
 export async function tokenLogprobsFromHiddenAsync(
   args: TokenLogprobsFromHiddenArgs,
 ): Promise<TokenLogprobsFromHiddenResult> {
   const o = normalizeHiddenRows(args);
-  return runAsync(FN, o, () => tokenLogprobsFromHiddenRef(o));
+  return keepParts(await runAsync(FN, { ...o, split: true }, () => tokenLogprobsFromHiddenRef(o)));
 }
 
 /** dL/dhidden and dL/dweight of any loss with upstream dL/dl (gradTokenLogprobs) and dL/dH
- *  (gradEntropy): dL/dz = (gl ([v = y] - p) - gH p (log p + H)) / tau. */
+ *  (gradEntropy): dL/dz = (gl ([v = y] - p) - gH p (log p + H)) / tau. Exact from the forward's
+ *  own logZ array (logZParts.ts). */
 export function tokenLogprobsFromHiddenBackward(
   args: TokenLogprobsFromHiddenBackwardArgs,
 ): TokenLogprobsFromHiddenGrads {
   const o = normalizeHiddenRowsBackward(args);
-  return runSync(BFN, o, () => tokenLogprobsFromHiddenBackwardRef(o));
+  const parts = partsOf(o.logZ);
+  return runSync(BFN, withParts(o, parts), () => tokenLogprobsFromHiddenBackwardRef(o, parts));
 }
 
 export async function tokenLogprobsFromHiddenBackwardAsync(
   args: TokenLogprobsFromHiddenBackwardArgs,
 ): Promise<TokenLogprobsFromHiddenGrads> {
   const o = normalizeHiddenRowsBackward(args);
-  return runAsync(BFN, o, () => tokenLogprobsFromHiddenBackwardRef(o));
+  const parts = partsOf(o.logZ);
+  return runAsync(BFN, withParts(o, parts), () => tokenLogprobsFromHiddenBackwardRef(o, parts));
 }

@@ -24,7 +24,10 @@ export function gvpoFromHiddenForwardF64(o: HiddenBatchOpts) {
   return { logprobs, logZ, split: { rowMax, lse }, nonFiniteRows, S, Sref };
 }
 
-export function gvpoFromHiddenForwardRef(o: HiddenBatchOpts): GvpoFromHiddenForwardResult {
+/** Phase 1's result, with each row's parts of logZ (rowMax, rowLse) for phase 2. */
+export function gvpoFromHiddenForwardRef(
+  o: HiddenBatchOpts,
+): GvpoFromHiddenForwardResult & { rowMax: Float64Array; rowLse: Float64Array } {
   const f = gvpoFromHiddenForwardF64(o);
   return {
     policyLogprobs: f.S,
@@ -32,6 +35,8 @@ export function gvpoFromHiddenForwardRef(o: HiddenBatchOpts): GvpoFromHiddenForw
     tokenLogprobs: Float32Array.from(f.logprobs),
     logZ: Float32Array.from(f.logZ),
     nonFiniteRows: f.nonFiniteRows,
+    rowMax: f.split.rowMax,
+    rowLse: f.split.lse,
   };
 }
 
@@ -48,8 +53,12 @@ function backwardInto(
   return tokenLogprobsFromHiddenBackwardInto(o, { logZ, gradLogprobs: gl, split }, o, o.accumulate);
 }
 
-export function gvpoFromHiddenBackwardRef(o: HiddenBackwardOpts): GvpoFromHiddenGrads {
-  const g = backwardInto(o, o.logZ, o.gradLogprobs);
+/** Phase 2, from logZ or, given them, from phase 1's parts of it. */
+export function gvpoFromHiddenBackwardRef(
+  o: HiddenBackwardOpts,
+  parts?: { rowMax: ArrayLike<number>; rowLse: ArrayLike<number> },
+): GvpoFromHiddenGrads {
+  const g = backwardInto(o, o.logZ, o.gradLogprobs, parts && { rowMax: parts.rowMax, lse: parts.rowLse });
   return { gradHidden: g.gradHidden, gradWeight: g.gradWeight };
 }
 

@@ -24,7 +24,8 @@ export function gvpoForwardF64(o: ForwardOpts) {
   return { tok, S, Sref };
 }
 
-export function gvpoForwardRef(o: ForwardOpts): GvpoForwardResult {
+/** Phase 1's result, with each row's parts of logZ (rowMax, rowLse) for phase 2. */
+export function gvpoForwardRef(o: ForwardOpts): GvpoForwardResult & { rowMax: Float64Array; rowLse: Float64Array } {
   const { tok, S, Sref } = gvpoForwardF64(o);
   return {
     policyLogprobs: S,
@@ -32,6 +33,8 @@ export function gvpoForwardRef(o: ForwardOpts): GvpoForwardResult {
     tokenLogprobs: Float32Array.from(tok.logprobs),
     logZ: Float32Array.from(tok.logZ),
     nonFiniteRows: tok.nonFiniteRows,
+    rowMax: tok.rowMax,
+    rowLse: tok.lse,
   };
 }
 
@@ -46,9 +49,14 @@ function perToken(o: { mask: Float32Array; tokens: number }, gradSeq: ArrayLike<
   return g;
 }
 
-export function gvpoBackwardRef(o: BackwardOpts): Float32Array {
+/** Phase 2, from logZ or, given them, from phase 1's parts of it. */
+export function gvpoBackwardRef(
+  o: BackwardOpts,
+  parts?: { rowMax: ArrayLike<number>; rowLse: ArrayLike<number> },
+): Float32Array {
   const out = gradDestination(o, o);
-  tokenLogprobsBackwardInto(out, rows(o), o.logZ, perToken(o, o.gradLogprobs));
+  const split = parts && { rowMax: parts.rowMax, lse: parts.rowLse };
+  tokenLogprobsBackwardInto(out, rows(o), o.logZ, perToken(o, o.gradLogprobs), split);
   return out;
 }
 

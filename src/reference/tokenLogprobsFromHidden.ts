@@ -124,12 +124,17 @@ export function tokenLogprobsFromHiddenF64(o: HeadOpts, withEntropy: boolean): H
   return { logprobs, logZ, rowMax, lse, entropy, nonFiniteRows };
 }
 
-export function tokenLogprobsFromHiddenRef(o: HiddenRowsOpts): TokenLogprobsFromHiddenResult {
+/** The result, with each row's parts of logZ (rowMax, rowLse) for the backward. */
+export function tokenLogprobsFromHiddenRef(
+  o: HiddenRowsOpts,
+): TokenLogprobsFromHiddenResult & { rowMax: Float64Array; rowLse: Float64Array } {
   const f = tokenLogprobsFromHiddenF64(o, o.entropy);
-  const r: TokenLogprobsFromHiddenResult = {
+  const r: TokenLogprobsFromHiddenResult & { rowMax: Float64Array; rowLse: Float64Array } = {
     logprobs: Float32Array.from(f.logprobs),
     logZ: Float32Array.from(f.logZ),
     nonFiniteRows: f.nonFiniteRows,
+    rowMax: f.rowMax,
+    rowLse: f.lse,
   };
   if (f.entropy) {
     const most = float32Below(Math.log(o.vocab)); // H <= log V in float32 too
@@ -181,7 +186,8 @@ export function tokenLogprobsFromHiddenBackwardInto(
       const u = Math.min(0, scaled(x[v] - m, invTau) - ls),
         p = Math.exp(u); // p <= 1 whatever the rounding of lz
       const entTerm = gh === 0 || p === 0 ? 0 : gh * p * (u + ent);
-      const dz = bad ? NaN : (gl * ((v === y ? 1 : 0) - p) - entTerm) * invTau;
+      // the target's 1 - p from expm1: 1 - p cancels where p is near 1 (a dominant target)
+      const dz = bad ? NaN : (gl * (v === y ? -Math.expm1(u) : -p) - entTerm) * invTau;
       for (let h = 0; h < H; h++) {
         dH[r * H + h] += dz * weight[v * H + h];
         dW[v * H + h] += dz * hidden[r * H + h];
@@ -193,11 +199,16 @@ export function tokenLogprobsFromHiddenBackwardInto(
   return grads;
 }
 
-export function tokenLogprobsFromHiddenBackwardRef(o: HiddenRowsBackwardOpts): TokenLogprobsFromHiddenGrads {
+/** The backward from logZ or, given them, from the forward's parts of it. */
+export function tokenLogprobsFromHiddenBackwardRef(
+  o: HiddenRowsBackwardOpts,
+  parts?: { rowMax: ArrayLike<number>; rowLse: ArrayLike<number> },
+): TokenLogprobsFromHiddenGrads {
   return tokenLogprobsFromHiddenBackwardInto(
     o,
     {
       logZ: o.logZ,
+      split: parts && { rowMax: parts.rowMax, lse: parts.rowLse },
       entropy: o.entropy,
       gradLogprobs: o.gradTokenLogprobs,
       gradEntropy: o.gradEntropy,

@@ -1,15 +1,21 @@
 // Rows with a dominant token (one logit s above all the others, so that 1 - p is tiny) on
 // whatever backend and instruction set this process was started with: prints one JSON line with
 // l from tokenLogprobs and from the fused head (H = 1: the logits are the weight), dL/dz at the
-// target from gvpoFromLogits, and the head's entropy, for test/trust.test.ts to compare with
-// float64 in relative terms (an absolute tolerance would pass a 1 - p that lost all its digits).
+// target from gvpoFromLogits and from the two-phase backwards (tokenLogprobsBackward,
+// gvpoBackward, the head's tokenLogprobsFromHiddenBackward, each given its forward's logZ), and
+// the head's entropy, for test/trust.test.ts to compare with float64 in relative terms (an
+// absolute tolerance would pass a 1 - p that lost all its digits).
 import {
   backendInfo,
   fromHalf,
+  gvpoBackward,
+  gvpoForward,
   gvpoFromLogits,
   toHalf,
   tokenLogprobs,
+  tokenLogprobsBackward,
   tokenLogprobsFromHidden,
+  tokenLogprobsFromHiddenBackward,
 } from '../../src/index.js';
 import type { DType } from '../../src/index.js';
 
@@ -66,7 +72,10 @@ if (process.argv[1]?.endsWith('dominant-worker.ts')) {
     const logits = c.dtype === 'float32' ? Float32Array.from(c.z) : toHalf(c.z, c.dtype);
     const targets = Int32Array.of(c.target);
     const base = { logits, dtype: c.dtype, targets, vocab: c.vocab, temperature: c.temperature };
-    const l = tokenLogprobs({ ...base, rows: 1 }).logprobs[0];
+    const t = tokenLogprobs({ ...base, rows: 1 });
+    const l = t.logprobs[0];
+    // dl/dz[y] = (1 - p) / tau, from the forward's logZ
+    const tokenGrad = tokenLogprobsBackward({ ...base, rows: 1, logZ: t.logZ, gradTokenLogprobs: Float32Array.of(1) });
     // Two sequences of one token, the same row twice: dL/dS = [-0.5, 0.5] with rewards [1, 0], beta 1.
     const two = c.dtype === 'float32' ? Float32Array.from([...c.z, ...c.z]) : toHalf([...c.z, ...c.z], c.dtype);
     const f = gvpoFromLogits({
@@ -80,26 +89,40 @@ if (process.argv[1]?.endsWith('dominant-worker.ts')) {
       groups: { size: 2 },
       beta: 1,
     });
-    const head =
-      c.dtype === 'float32'
-        ? tokenLogprobsFromHidden({
-            hidden: Float32Array.of(1),
-            weight: Float32Array.from(c.z),
-            targets,
-            rows: 1,
-            hiddenSize: 1,
-            vocab: c.vocab,
-            temperature: c.temperature,
-            entropy: true,
-          })
-        : undefined;
+    const phases = {
+      ...base,
+      logits: two,
+      targets: Int32Array.of(c.target, c.target),
+      mask: Float32Array.of(1, 1),
+      sequences: 2,
+      tokens: 1,
+    };
+    const p1 = gvpoForward(phases);
+    const phaseGrad = gvpoBackward({ ...phases, logZ: p1.logZ, gradLogprobs: f.gradLogprobs });
+    const headArgs = {
+      hidden: Float32Array.of(1),
+      weight: Float32Array.from(c.z),
+      targets,
+      rows: 1,
+      hiddenSize: 1,
+      vocab: c.vocab,
+      temperature: c.temperature,
+    };
+    const head = c.dtype === 'float32' ? tokenLogprobsFromHidden({ ...headArgs, entropy: true }) : undefined;
+    // hidden = [1]: dL/dweight[v] is dL/dz[v]
+    const headGrad = head
+      ? tokenLogprobsFromHiddenBackward({ ...headArgs, logZ: head.logZ, gradTokenLogprobs: Float32Array.of(1) })
+      : undefined;
     return {
       name: c.name,
       l,
       gradTarget: f.gradLogits[c.target],
+      phaseGradTarget: phaseGrad[c.target],
+      tokenGradTarget: tokenGrad[c.target],
       dLdS: f.gradLogprobs[0],
       headL: head?.logprobs[0] ?? null,
       headH: head?.entropy?.[0] ?? null,
+      headGradTarget: headGrad?.gradWeight[c.target] ?? null,
     };
   });
   process.stdout.write(JSON.stringify({ simd: backendInfo().simd ?? 'js', results }) + '\n');

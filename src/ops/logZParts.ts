@@ -1,0 +1,57 @@
+// Each row's exact parts of its log-normalizer, logZ = max/tau + lse, carried from a two-phase
+// op's forward to its backward. logZ is returned in float32, which holds it to |logZ| 2^-24 only:
+// where z/tau runs into the thousands, or a target's 1 - p is below that, a backward that takes
+// p = exp(z/tau - logZ) is off by as much, and the target's gradient c (1 - p) most of all (a row
+// of logits [1234.5, 0] gave c 1.2e-4 where it is c 1e-536). The fused ops keep the parts between
+// their phases; the two-phase ops keep them here, beside the logZ array the forward returned (a
+// WeakMap: nothing for the caller to hold or free), with a copy of that logZ. A backward given the
+// same array takes its exponent (z - max)/tau - lse from the parts, on every row whose value is
+// unchanged; an edited row, and any other logZ (a copy, one from another process), gives it
+// z/tau - logZ.
+import { activeBackend } from '../backend.js';
+
+export interface LogZParts {
+  /** Each row's largest logit, in the logits' own units (0 on masked rows). */
+  rowMax: Float32Array | Float64Array;
+  /** Each row's log sum_v exp((z - max)/tau) (logZ itself where logZ is not finite). */
+  rowLse: Float32Array | Float64Array;
+}
+
+interface Kept extends LogZParts {
+  logZ: Uint32Array; // the bits the forward returned
+  backend: string; // the parts' kind is the backend's (float32 native, float64 TypeScript)
+}
+
+const kept = new WeakMap<Float32Array, Kept>();
+
+/** A forward's result without its parts, which are kept beside its logZ (when it gave them: the
+ *  CUDA twins do not). */
+export function keepParts<R extends { logZ: Float32Array }>(result: R): R {
+  const { rowMax, rowLse, ...rest } = result as R & Partial<LogZParts>;
+  if (rowMax && rowLse) {
+    const bits = new Uint32Array(result.logZ.buffer, result.logZ.byteOffset, result.logZ.length);
+    kept.set(result.logZ, { rowMax, rowLse, logZ: bits.slice(), backend: activeBackend() });
+  }
+  return rest as unknown as R;
+}
+
+/** The parts kept for `logZ`, when a forward of this backend returned this very array; a row
+ *  whose value has changed since gets parts that say logZ alone (max 0, lse = logZ). */
+export function partsOf(logZ: Float32Array): LogZParts | undefined {
+  const k = kept.get(logZ);
+  if (!k || k.backend !== activeBackend() || k.logZ.length !== logZ.length) return undefined;
+  const bits = new Uint32Array(logZ.buffer, logZ.byteOffset, logZ.length);
+  let parts: LogZParts = k;
+  for (let r = 0; r < bits.length; r++) {
+    if (bits[r] === k.logZ[r]) continue;
+    if (parts === k) parts = { rowMax: k.rowMax.slice(), rowLse: k.rowLse.slice() };
+    parts.rowMax[r] = 0;
+    parts.rowLse[r] = logZ[r];
+  }
+  return parts;
+}
+
+/** The backward's options to the addon: with the parts (rowMax, rowLse) when there are. */
+export function withParts<O extends object>(o: O, parts: LogZParts | undefined): O {
+  return parts ? { ...o, rowMax: parts.rowMax, rowLse: parts.rowLse } : o;
+}
