@@ -913,6 +913,48 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(Array.from(loadPolicy(tf, path).getWeights()[0])).toEqual([0.5, -0.5]);
   });
 
+  it('loadPolicy takes only a path and the fields save() writes; save() names itself and the path', () => {
+    const dir = scratchDir('gvpo-');
+    const path = join(dir, 'tab.json');
+    expect(() => loadPolicy(tf, 42 as never)).toThrow(
+      new TypeError('loadPolicy: path must be a string (the path of a policy file), got 42'),
+    );
+    const write = (o: object) => writeFileSync(path, JSON.stringify(o));
+    const data = Buffer.from(Float32Array.of(0.5, -0.5).buffer).toString('base64');
+    const file = { kind: 'tabular', config: { prompts: 1, vocab: 2 }, weights: [{ shape: [1, 2], data }] };
+    const not = `loadPolicy: ${path} is not a policy file:`;
+    write({ ...file, version: 2 });
+    expect(() => loadPolicy(tf, path)).toThrow(`${not} it has no field 'version' (did you mean 'kind'?)`);
+    write({ ...file, config: { ...file.config, dropout: 0.1 } });
+    expect(() => loadPolicy(tf, path)).toThrow(
+      `${not} its tabular config has no field 'dropout' (did you mean 'prompts'?)`,
+    );
+    write({ ...file, weights: [{ ...file.weights[0], dtype: 'float16' }] });
+    expect(() => loadPolicy(tf, path)).toThrow(`${not} weights[0] has no field 'dtype' (did you mean 'shape'?)`);
+    // a config that held more than the policy reads is saved without the rest, and loads
+    const cfg = { vocab: 3, window: 2, hidden: 2, maxTokens: 1, eos: 0, pad: 1 };
+    const char = new CharPolicy(tf, { ...cfg, note: 'mine' } as never);
+    const charPath = join(dir, 'char.json');
+    char.save(charPath);
+    expect(
+      loadPolicy(tf, charPath)
+        .getWeights()
+        .map((w) => Array.from(w)),
+    ).toEqual(char.getWeights().map((w) => Array.from(w)));
+    const missing = join(dir, 'no', 'such', 'dir', 'x.json');
+    let err: Error | undefined;
+    try {
+      char.save(missing);
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).toMatch(new RegExp(`^CharPolicy\\.save: cannot write ${missing}: ENOENT`));
+    expect((err?.cause as NodeJS.ErrnoException).code).toBe('ENOENT');
+    expect(() => char.save(3 as never)).toThrow(
+      new TypeError('CharPolicy.save: path must be a string (the path of the file to write), got 3'),
+    );
+  });
+
   it('loadPolicy reads only a regular file of at most 512 MiB, and says so before reading', () => {
     const dir = scratchDir('gvpo-');
     // a device or a directory would be read without end (or fail obscurely)
