@@ -100,12 +100,24 @@ export interface LogitsBatchArgs {
   threads?: number;
 }
 
-/** Phase 1's inputs: the batch and, optionally, the reference policy's log-probs. */
-export interface GvpoForwardArgs extends LogitsBatchArgs {
+/** The loss options of the one-shot ops, which their phases accept (so that one options object
+ *  serves the op and both phases) and check by the op's rules, without using them. */
+export interface PhaseLossArgs {
+  rewards?: NumbersLike;
+  groups?: Groups;
+  beta?: number;
+  reduction?: Reduction;
+}
+
+/** Phase 1's inputs: the batch and, optionally, the reference policy's log-probs. It also takes
+ *  gvpoFromLogits' other options (checked, unused). */
+export interface GvpoForwardArgs extends LogitsBatchArgs, PhaseLossArgs {
   /** Per-token log-probs under pi_theta' (N*T); summed under the mask into Sref. */
   referenceTokenLogprobs?: Float32Array | Float64Array;
   /** Or Sref per sequence (N). With neither, Sref = S: pi_theta' is the current policy. */
   referenceLogprobs?: NumbersLike;
+  inPlace?: boolean;
+  out?: Float32Array;
 }
 /** Phase 1's results: S and Sref per sequence (float64), token log-probs and logZ per token (float32). */
 export interface GvpoForwardResult {
@@ -116,8 +128,11 @@ export interface GvpoForwardResult {
   nonFiniteRows: number;
 }
 
-/** Phase 2's inputs: the batch, phase 1's logZ and dL/dS per sequence. */
-export interface GvpoBackwardArgs extends LogitsBatchArgs {
+/** Phase 2's inputs: the batch, phase 1's logZ and dL/dS per sequence. It also takes
+ *  gvpoFromLogits' other options (checked, unused). */
+export interface GvpoBackwardArgs extends LogitsBatchArgs, PhaseLossArgs {
+  referenceTokenLogprobs?: Float32Array | Float64Array;
+  referenceLogprobs?: NumbersLike;
   logZ: Float32Array;
   /** dL/dS per sequence (N). */
   gradLogprobs: NumbersLike;
@@ -163,8 +178,9 @@ export interface HiddenBatchArgs {
   referenceTokenLogprobs?: Float32Array | Float64Array;
   referenceLogprobs?: NumbersLike;
 }
-/** The fused head's phase 1 takes the batch of hidden states and the head's weight. */
-export type GvpoFromHiddenForwardArgs = HiddenBatchArgs;
+/** The fused head's phase 1 takes the batch of hidden states and the head's weight, and
+ *  gvpoFromHidden's other options (checked, unused). */
+export type GvpoFromHiddenForwardArgs = HiddenBatchArgs & PhaseLossArgs & GradWeightDest;
 /** The fused head's phase 1 gives what gvpoForward gives. */
 export type GvpoFromHiddenForwardResult = GvpoForwardResult;
 /** Where a fused head's dL/dweight goes: a buffer of the caller's (reused across steps, or
@@ -174,8 +190,9 @@ export interface GradWeightDest {
   gradWeight?: Float32Array;
   accumulate?: boolean;
 }
-/** The fused head's phase 2: the batch, phase 1's logZ and dL/dS per sequence. */
-export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs, GradWeightDest {
+/** The fused head's phase 2: the batch, phase 1's logZ and dL/dS per sequence, and
+ *  gvpoFromHidden's loss options (checked, unused). */
+export interface GvpoFromHiddenBackwardArgs extends HiddenBatchArgs, GradWeightDest, PhaseLossArgs {
   logZ: Float32Array;
   /** dL/dS per sequence (N). */
   gradLogprobs: NumbersLike;

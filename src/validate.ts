@@ -21,6 +21,12 @@ const TYPED_NAMES = new Set([
   'BigUint64Array',
 ]);
 
+// %TypedArray%.prototype[Symbol.toStringTag]: the kind name of any typed array (of any realm).
+const TYPED_ARRAY_TAG = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Uint8Array.prototype) as object,
+  Symbol.toStringTag,
+)!.get!;
+
 export function describe(v: unknown): string {
   if (types.isProxy(v)) return 'a Proxy';
   if (v === undefined) return 'undefined';
@@ -30,8 +36,12 @@ export function describe(v: unknown): string {
   if (typeof v === 'boolean') return String(v);
   if (typeof v === 'symbol') return v.toString();
   if (ArrayBuffer.isView(v)) {
-    const name = v.constructor?.name;
-    return name && TYPED_NAMES.has(name) ? name : 'TypedArray';
+    if (types.isDataView(v)) return 'DataView';
+    // the kind its internal slots say (of any realm), and the class when it is another (a Buffer)
+    const kind = TYPED_ARRAY_TAG.call(v) as string;
+    const name: unknown = v.constructor?.name;
+    if (typeof name !== 'string' || name === '' || name === kind || TYPED_NAMES.has(name)) return kind;
+    return `${name} (${article(kind)})`;
   }
   if (Array.isArray(v)) return 'Array';
   if (typeof v === 'function') return 'function';

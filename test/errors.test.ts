@@ -7,7 +7,11 @@ import {
   backendInfo,
   fromHalf,
   gvpoBackward,
+  gvpoForward,
+  gvpoForwardAsync,
   gvpoFromHidden,
+  gvpoFromHiddenBackward,
+  gvpoFromHiddenForward,
   gvpoFromLogits,
   gvpoLoss,
   groupCenter,
@@ -316,6 +320,153 @@ describe('bad input (public API)', () => {
     const a = good();
     await expect(gvpoFromLogitsAsync({ ...a, beta: -1 })).rejects.toThrow(
       new RangeError(`${FN}: beta must be a finite number > 0, got -1`),
+    );
+  });
+});
+
+// The two phases take every option of the one-shot op (one options object serves all three
+// calls) and check each by its rules, those they do not use included: the table's refusals are
+// theirs too, under their own names. Only the loss options' presence is not required of them.
+describe('bad input (the two phases)', () => {
+  const PHASE_ROWS: Row[] = [
+    ...TABLE.filter(([what]) => what !== 'beta missing'),
+    [
+      'rewards a string',
+      (a) => ({ ...a, rewards: 'x' }),
+      TypeError,
+      `${FN}: rewards must be a Float64Array, Float32Array or number[], got 'x'`,
+    ],
+    [
+      'reduction not a string',
+      (a) => ({ ...a, reduction: 1 }),
+      TypeError,
+      `${FN}: reduction must be 'mean' | 'sum', got 1`,
+    ],
+    [
+      'inPlace not a boolean',
+      (a) => ({ ...a, inPlace: 'yes' }),
+      TypeError,
+      `${FN}: inPlace must be a boolean, got 'yes'`,
+    ],
+    [
+      'out of the wrong kind',
+      (a) => ({ ...a, out: new Float64Array(1) }),
+      TypeError,
+      `${FN}: out must be a Float32Array, got Float64Array`,
+    ],
+    [
+      'out of the wrong length',
+      (a) => ({ ...a, out: new Float32Array(1) }),
+      RangeError,
+      `${FN}: out must be of length the logits' length = ${N * T * V}, got length 1`,
+    ],
+    [
+      'inPlace and out',
+      (a) => ({ ...a, inPlace: true, out: new Float32Array(N * T * V) }),
+      RangeError,
+      `${FN}: out must be absent when inPlace is true, got an out buffer as well`,
+    ],
+    [
+      'reference token log-probs of the wrong length',
+      (a) => ({ ...a, referenceTokenLogprobs: new Float32Array(1) }),
+      RangeError,
+      `${FN}: referenceTokenLogprobs must be of length sequences*tokens = ${N * T}, got length 1`,
+    ],
+  ];
+  const phase2 = { logZ: new Float32Array(N * T), gradLogprobs: [0.1, -0.1, 0.2, -0.2] };
+  const phases: Array<[string, (args: unknown) => unknown]> = [
+    ['gvpoForward', (args) => gvpoForward(args as never)],
+    ['gvpoBackward', (args) => gvpoBackward({ ...(args as object), ...phase2 } as never)],
+  ];
+  for (const [what, broken, cls, message] of PHASE_ROWS) {
+    for (const [fn, call] of phases) {
+      if (what === 'options not an object' && fn === 'gvpoBackward') continue; // phase 2's extras make it one
+      it(`${fn}, ${what}: ${cls.name}`, () => {
+        const a = good();
+        const snapshot = Float32Array.from(a.logits as Float32Array);
+        let err: unknown;
+        try {
+          call(broken(a));
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(cls);
+        expect((err as Error).message).toBe(message.replace(FN, fn));
+        expect(Array.from(a.logits as Float32Array)).toEqual(Array.from(snapshot));
+      });
+    }
+  }
+
+  it("the fused head's phases check the loss options and gradWeight alike", () => {
+    const H = 2;
+    const b = good();
+    const head = {
+      hidden: Float32Array.from({ length: N * T * H }, (_, i) => Math.sin(i)),
+      weight: Float32Array.from({ length: V * H }, (_, i) => Math.cos(i)),
+      targets: b.targets,
+      mask: b.mask,
+      sequences: N,
+      tokens: T,
+      hiddenSize: H,
+      vocab: V,
+      rewards: b.rewards,
+      groups: b.groups,
+      beta: 0.1,
+    };
+    const f = gvpoFromHiddenForward(head);
+    const back = { ...head, logZ: f.logZ, gradLogprobs: [0.1, -0.1, 0.2, -0.2] };
+    expect(gvpoFromHiddenBackward(back).gradHidden.length).toBe(N * T * H);
+    for (const [fn, call] of [
+      ['gvpoFromHiddenForward', (o: object) => gvpoFromHiddenForward(o as never)],
+      ['gvpoFromHiddenBackward', (o: object) => gvpoFromHiddenBackward({ ...back, ...o } as never)],
+    ] as const) {
+      const base = fn === 'gvpoFromHiddenForward' ? head : back;
+      expect(() => call({ ...base, beta: -1 })).toThrow(
+        new RangeError(`${fn}: beta must be a finite number > 0, got -1`),
+      );
+      expect(() => call({ ...base, rewards: 'x' })).toThrow(
+        new TypeError(`${fn}: rewards must be a Float64Array, Float32Array or number[], got 'x'`),
+      );
+      expect(() => call({ ...base, groups: { size: 3 } })).toThrow(
+        new RangeError(`${fn}: groups.size must be a divisor of the number of sequences ${N}, got 3`),
+      );
+      expect(() => call({ ...base, reduction: 'avg' })).toThrow(
+        new RangeError(`${fn}: reduction must be 'mean' | 'sum', got 'avg'`),
+      );
+      expect(() => call({ ...base, referenceLogprobs: [NaN, 0, 0, 0] })).toThrow(
+        new RangeError(`${fn}: referenceLogprobs must be finite numbers, got NaN at index 0`),
+      );
+      expect(() => call({ ...base, gradWeight: new Float64Array(2) })).toThrow(
+        new TypeError(`${fn}: gradWeight must be a Float32Array, got Float64Array`),
+      );
+      expect(() => call({ ...base, accumulate: 'no' })).toThrow(
+        new TypeError(`${fn}: accumulate must be a boolean, got 'no'`),
+      );
+      expect(() => call({ ...base, accumulate: true })).toThrow(
+        new RangeError(`${fn}: gradWeight must be a Float32Array to add to when accumulate is true, got undefined`),
+      );
+    }
+  });
+
+  it('one valid options object serves the one-shot op and both phases', async () => {
+    const a = {
+      ...good(),
+      referenceLogprobs: [-1, -2, -3, -4],
+      reduction: 'sum' as const,
+      out: new Float32Array(N * T * V),
+    };
+    const whole = gvpoFromLogits(a);
+    const f = gvpoForward(a);
+    expect(Array.from(f.policyLogprobs)).toEqual(Array.from(whole.policyLogprobs));
+    const grad = gvpoBackward({
+      ...a,
+      out: new Float32Array(N * T * V),
+      logZ: f.logZ,
+      gradLogprobs: whole.gradLogprobs,
+    });
+    expect(Math.max(...grad.map((x, i) => Math.abs(x - whole.gradLogits[i])))).toBeLessThan(1e-6);
+    await expect(gvpoForwardAsync({ ...a, beta: -1 })).rejects.toThrow(
+      new RangeError('gvpoForward: beta must be a finite number > 0, got -1'),
     );
   });
 });

@@ -349,6 +349,67 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     }
   }
 
+  it('a reward of the wrong kind is a TypeError quoting it, a non-finite number a RangeError', async () => {
+    const { task, policy } = bandit();
+    const run = (v: unknown) =>
+      new GVPOTrainer({ tf, policy, task, ...GRPO, rewards: [{ fn: () => v as number }] }).step();
+    await expect(run('1')).rejects.toThrow(TypeError);
+    await expect(run('1')).rejects.toThrow(/rewards\[0\]\.fn must return a finite number, got '1' for response 0/);
+    await expect(run(Number.NaN)).rejects.toThrow(RangeError);
+  });
+
+  it('callbacks get copies of the prompt and response: what they write changes nothing the trainer holds', async () => {
+    const { task, policy } = bandit();
+    const seen: string[] = [];
+    const sampled: string[] = [];
+    const sample = policy.sample.bind(policy);
+    policy.sample = (prompts, temperature, rand) => {
+      const out = sample(prompts, temperature, rand);
+      out.forEach((r, i) => sampled.push(`${prompts[i].join()}:${r.join()}`));
+      return out;
+    };
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      ...GRPO,
+      rewards: [
+        {
+          fn: (p, r) => {
+            const v = task.reward(p, r);
+            p[0] = 99; // a prompt id past the policy's table: the step failed on it
+            r[0] = 5; // another response: silently trained on
+            return v;
+          },
+        },
+        {
+          fn: (p, r) => {
+            seen.push(`${p.join()}:${r.join()}`);
+            return 0;
+          },
+        },
+      ],
+    });
+    const m = await t.step();
+    expect(m.updates).toBeGreaterThan(0);
+    expect(seen.sort()).toEqual(sampled.sort()); // the second function scored what was sampled
+    // an external sampler's prompt is a copy too
+    const ext = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      ...GRPO,
+      externalResponses: (p, k) => {
+        const r = Array.from({ length: k }, () => task.answer(p));
+        p[0] = 99;
+        return r;
+      },
+    });
+    expect((await ext.step()).updates).toBeGreaterThan(0);
+    t.dispose();
+    ext.dispose();
+  });
+
   it("a task's own reward that is not finite is refused too, as is a weighted sum that overflows", async () => {
     const { task, policy } = bandit();
     const broken = Object.assign(Object.create(task), { reward: () => Number.NaN });
@@ -464,7 +525,19 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       return { responses, tokenLogprobs: responses.map((r, i) => lp(r, i)) };
     };
     await expect(run(withLogprobs((r, i) => (i === 3 ? [-1] : r.map(() => -0.5))))).rejects.toThrow(
-      /tokenLogprobs\[3\] must hold a log-prob for each of the response's \d tokens, got 1 values/,
+      /tokenLogprobs\[3\] must hold one log-prob for each of the response's \d tokens, got 1 values/,
+    );
+    // more log-probs than tokens: the extras belong to no token of this response
+    await expect(
+      run(withLogprobs((r, i) => (i === 1 ? [...r.map(() => -0.5), -0.5] : r.map(() => -0.5)))),
+    ).rejects.toThrow(
+      /tokenLogprobs\[1\] must hold one log-prob for each of the response's (\d) tokens, got \d values/,
+    );
+    // a misspelled field would read as no log-probs given
+    await expect(
+      run((p, k) => ({ responses: Array.from({ length: k }, () => answer(p)), logprobs: [] })),
+    ).rejects.toThrow(
+      /^GVPOTrainer: externalResponses\(\[[\d, ]+\]\)'s group has no field 'logprobs' \(did you mean 'tokenLogprobs'\?\)$/,
     );
     await expect(
       run(withLogprobs((r, i) => r.map((_, t) => (i === 0 && t === 1 ? Number.NaN : -0.5)))),
@@ -523,7 +596,21 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       /rewards\[0\]\.weight must be a finite number, got NaN/,
     );
     expect(make({ rewards: [null] })).toThrow(/rewards\[0\] must be \{ fn, weight\? \}, got null/);
-    expect(make({ rewards: [{ fn: () => 1, name: 'format' }] })).not.toThrow(); // a spec may carry its own fields
+    expect(make({ rewards: [{ fn: () => 1, name: 'format' }] })).not.toThrow(); // a spec may carry a name
+    expect(make({ rewards: [{ fn: () => 1, wieght: 5 }] })).toThrow(
+      new TypeError("GVPOTrainer: rewards[0] has no field 'wieght' (did you mean 'weight'?)"),
+    );
+    expect(make({ rewards: [{ fn: () => 1, weight: '1' }] })).toThrow(
+      new TypeError("GVPOTrainer: rewards[0].weight must be a finite number, got '1'"),
+    );
+    expect(make({ rewards: [{ fn: () => 1, name: 7 }] })).toThrow(
+      new TypeError('GVPOTrainer: rewards[0].name must be a string, got 7'),
+    );
+    expect(make({ externalRatio: 0.5 })).toThrow(
+      new TypeError(
+        'GVPOTrainer: externalRatio is the share of fresh groups taken from externalResponses: it needs externalResponses, got externalRatio 0.5 and no sampler',
+      ),
+    );
     expect(make({ onMetrics: 'x' })).toThrow(/onMetrics must be a function, got 'x'/);
     expect(make({ externalResponses: 5 })).toThrow(/externalResponses must be a function, got 5/);
     expect(make({ optimizer: {} })).toThrow(/optimizer must be a tf.Optimizer \(with minimize\(\)\), got object/);
@@ -544,6 +631,39 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(make({ reference: 'frozen', referencePolicy: new TabularPolicy(tf, 4, 7) })).toThrow(
       /referencePolicy must have the policy's vocab and maxTokens \(6, 1\), got \(7, 1\)/,
     );
+    // a table of 2 prompts cannot score the task's 4 (the first step failed on prompt id 2)
+    expect(make({ reference: 'frozen', referencePolicy: new TabularPolicy(tf, 2, 6) })).toThrow(
+      new RangeError(
+        "GVPOTrainer: referencePolicy.prompts must be the policy's, 4, got 2 (the reference scores the policy's prompts and responses)",
+      ),
+    );
+    const char = (eos: number) =>
+      new CharPolicy(tf, { vocab: 14, window: 4, hidden: 8, maxTokens: 5, eos, pad: PAD }, 3);
+    expect(
+      () =>
+        new GVPOTrainer({
+          tf,
+          policy: char(EOS),
+          task: new AdditionTask(),
+          reference: 'frozen',
+          referencePolicy: char(3),
+        }),
+    ).toThrow(/referencePolicy\.config\.eos must be the policy's, \d+, got 3/);
+    // another size of the same architecture scores the same tokens: taken
+    expect(
+      () =>
+        new GVPOTrainer({
+          tf,
+          policy: char(EOS),
+          task: new AdditionTask(),
+          reference: 'frozen',
+          referencePolicy: new CharPolicy(
+            tf,
+            { vocab: 14, window: 4, hidden: 16, maxTokens: 5, eos: EOS, pad: PAD },
+            4,
+          ),
+        }),
+    ).not.toThrow();
     expect(() => new GVPOTrainer({ policy, task } as never)).toThrow(/tf must be the @tensorflow\/tfjs module/);
     expect(() => new GVPOTrainer({ tf, task } as never)).toThrow(
       /policy must be a Policy \(with logits\(\)\), got undefined/,
@@ -615,6 +735,9 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     }
     expect(t.temperature).toBe(0.5);
     expect(() => t.evaluate(0)).toThrow(/evaluation needs an integer n in \[1, 65536\] prompts, got 0/);
+    expect(() => t.evaluate('5' as never)).toThrow(
+      new TypeError("GVPOTrainer: evaluation needs an integer n in [1, 65536] prompts, got '5'"),
+    );
     // all n prompts are sampled at once
     expect(() => t.evaluate(1e9)).toThrow(
       'GVPOTrainer: evaluation needs an integer n in [1, 65536] prompts, got 1000000000',
@@ -788,6 +911,48 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     expect(() => loadPolicy(tf, path)).toThrow(/its kind 'lstm' is none of tabular, char-mlp, fused-head, transformer/);
     write({ kind: 'tabular', config: { prompts: 1, vocab: 2 }, weights: [{ shape: [1, 2], data: data([0.5, -0.5]) }] });
     expect(Array.from(loadPolicy(tf, path).getWeights()[0])).toEqual([0.5, -0.5]);
+  });
+
+  it('loadPolicy takes only a path and the fields save() writes; save() names itself and the path', () => {
+    const dir = scratchDir('gvpo-');
+    const path = join(dir, 'tab.json');
+    expect(() => loadPolicy(tf, 42 as never)).toThrow(
+      new TypeError('loadPolicy: path must be a string (the path of a policy file), got 42'),
+    );
+    const write = (o: object) => writeFileSync(path, JSON.stringify(o));
+    const data = Buffer.from(Float32Array.of(0.5, -0.5).buffer).toString('base64');
+    const file = { kind: 'tabular', config: { prompts: 1, vocab: 2 }, weights: [{ shape: [1, 2], data }] };
+    const not = `loadPolicy: ${path} is not a policy file:`;
+    write({ ...file, version: 2 });
+    expect(() => loadPolicy(tf, path)).toThrow(`${not} it has no field 'version' (did you mean 'kind'?)`);
+    write({ ...file, config: { ...file.config, dropout: 0.1 } });
+    expect(() => loadPolicy(tf, path)).toThrow(
+      `${not} its tabular config has no field 'dropout' (did you mean 'prompts'?)`,
+    );
+    write({ ...file, weights: [{ ...file.weights[0], dtype: 'float16' }] });
+    expect(() => loadPolicy(tf, path)).toThrow(`${not} weights[0] has no field 'dtype' (did you mean 'shape'?)`);
+    // a config that held more than the policy reads is saved without the rest, and loads
+    const cfg = { vocab: 3, window: 2, hidden: 2, maxTokens: 1, eos: 0, pad: 1 };
+    const char = new CharPolicy(tf, { ...cfg, note: 'mine' } as never);
+    const charPath = join(dir, 'char.json');
+    char.save(charPath);
+    expect(
+      loadPolicy(tf, charPath)
+        .getWeights()
+        .map((w) => Array.from(w)),
+    ).toEqual(char.getWeights().map((w) => Array.from(w)));
+    const missing = join(dir, 'no', 'such', 'dir', 'x.json');
+    let err: Error | undefined;
+    try {
+      char.save(missing);
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err?.message).toMatch(new RegExp(`^CharPolicy\\.save: cannot write ${missing}: ENOENT`));
+    expect((err?.cause as NodeJS.ErrnoException).code).toBe('ENOENT');
+    expect(() => char.save(3 as never)).toThrow(
+      new TypeError('CharPolicy.save: path must be a string (the path of the file to write), got 3'),
+    );
   });
 
   it('loadPolicy reads only a regular file of at most 512 MiB, and says so before reading', () => {

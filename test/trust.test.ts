@@ -135,6 +135,17 @@ describe('options are checked like arrays', () => {
     expect(() => gvpo.fromHalf(new Uint16Array(1), 7 as never)).toThrow(
       new TypeError("fromHalf: dtype must be 'bfloat16' | 'float16', got 7"),
     );
+    // a DataView, a Buffer or a subclass is named as what it is, not as "TypedArray"
+    expect(() => gvpo.toHalf(new DataView(new ArrayBuffer(8)) as never, 'float16')).toThrow(
+      new TypeError('toHalf: values must be a Float32Array, Float64Array or number[], got DataView'),
+    );
+    expect(() => gvpo.fromHalf(Buffer.from([0, 60]) as never, 'bfloat16')).toThrow(
+      new TypeError('fromHalf: bits must be a Uint16Array, got Buffer (a Uint8Array)'),
+    );
+    class Halves extends Int16Array {}
+    expect(() => gvpo.fromHalf(new Halves(2) as never, 'float16')).toThrow(
+      new TypeError('fromHalf: bits must be a Uint16Array, got Halves (an Int16Array)'),
+    );
     expect(Array.from(gvpo.fromHalf(gvpo.toHalf([1.5, -2, 65504], 'float16'), 'float16'))).toEqual([1.5, -2, 65504]);
   });
 });

@@ -2,7 +2,8 @@
 // types of src/checked.ts. One normalizer per batch shape: rows (tokenLogprobs,
 // tokenLogprobsFromHidden), and a batch of sequences x tokens (every fused GVPO op), each with
 // logits that come either as an array or as hidden states times a head's weight. The fused ops
-// and their two phases share the option names of their shape, so one options object serves all three calls.
+// and their two phases share the option names of their shape, so one options object serves all three calls:
+// a phase checks every option of its one-shot op by the one-shot op's rules, those it does not use included.
 import { types } from 'node:util';
 import { loadedAddon } from '../backend.js';
 import type {
@@ -70,7 +71,7 @@ const DEST_KEYS = ['inPlace', 'out'];
 const PHASE_TWO_KEYS = ['logZ', 'gradLogprobs'];
 const FROM_LOGITS_KEYS = ['logits', 'dtype', ...SEQUENCE_KEYS, ...REFERENCE_KEYS, ...LOSS_KEYS, ...DEST_KEYS];
 const HEAD_GRAD_KEYS = ['gradWeight', 'accumulate'];
-// (phase 1 accepts gradWeight and accumulate, unused, as phase 2 accepts the loss options)
+// (phase 1 accepts gradWeight and accumulate, unused and checked, as both phases accept the loss options)
 const FROM_HIDDEN_KEYS = [
   'hidden',
   'weight',
@@ -196,8 +197,8 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
 
 /**
  * A batch of sequences x tokens: its sizes, the source of its logits (read by `source`, which
- * also gives the vocabulary), the per-token arrays, and the reference when `reference` is set
- * (phase 2 accepts the reference options but does not use them).
+ * also gives the vocabulary), the per-token arrays, and the reference, always checked and given
+ * when `reference` is set (gvpoBackward accepts the reference options but does not use them).
  */
 function sequenceBatch<S extends { vocab: number }>(
   fn: string,
@@ -216,7 +217,8 @@ function sequenceBatch<S extends { vocab: number }>(
   const th = threads(fn, a.threads);
   checkTargets(fn, targets, mask, s.vocab);
   const b = { ...s, targets, mask, rows, sequences, tokens, temperature, threads: th };
-  return reference ? { ...b, ...normalizeReference(fn, a, b) } : b;
+  const ref = normalizeReference(fn, a, b);
+  return reference ? { ...b, ...ref } : b;
 }
 
 function logitsBatch(fn: string, a: Options, reference: boolean): LogitsBatchOpts & ReferenceOpts {
@@ -273,6 +275,15 @@ export function normalizeLoss(fn: string, a: Options, sequences: number): LossOp
   return { rewards, offsets, beta, reduction };
 }
 
+/** The loss options a phase accepts and does not use (so that the one-shot op's options object
+ *  serves it too): each one given checked by normalizeLoss's rules. */
+function checkLoss(fn: string, a: Options, sequences: number): void {
+  if (a.rewards !== undefined) numbersOf(fn, 'rewards', a.rewards, sequences, 'sequences');
+  if (a.groups !== undefined) offsetsOf(fn, a.groups, sequences);
+  if (a.beta !== undefined) positive(fn, 'beta', a.beta);
+  reductionOf(fn, a.reduction);
+}
+
 /** Phase 2's inputs: logZ per token and dL/dS per sequence. */
 function phaseTwo(fn: string, a: Options, b: { rows: number; sequences: number }): PhaseTwoOpts {
   const logZ = typed(fn, 'logZ', a.logZ, Float32Array);
@@ -284,6 +295,13 @@ function phaseTwo(fn: string, a: Options, b: { rows: number; sequences: number }
 /** The gradient's destination. `out` must not overlap any input array (the kernels read the
  *  logits while they write the gradient); `inPlace` and `out` contradict each other. */
 export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; dtype: DType }): GradDest {
+  const d = checkDest(fn, a, b);
+  return d.inPlace || d.out !== undefined ? d : { inPlace: false, out: allocate(fn, 'gradLogits', b.logits.length) };
+}
+
+/** normalizeDest's checks, with nothing allocated: `out` only when the caller gave one (phase 1
+ *  checks the destination options it accepts this way). */
+function checkDest(fn: string, a: Options, b: { logits: FloatArray; dtype: DType }): GradDest {
   const inPlace = boolean(fn, 'inPlace', a.inPlace);
   if (inPlace && a.out !== undefined) rangeError(fn, 'out', 'absent when inPlace is true', 'an out buffer as well');
   if (inPlace && b.dtype !== 'float32') {
@@ -293,7 +311,7 @@ export function normalizeDest(fn: string, a: Options, b: { logits: FloatArray; d
     refuseOverlap(fn, 'logits', a, IN_PLACE);
     return { inPlace };
   }
-  if (a.out === undefined) return { inPlace, out: allocate(fn, 'gradLogits', b.logits.length) };
+  if (a.out === undefined) return { inPlace };
   const out = typed(fn, 'out', a.out, Float32Array);
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
   refuseOverlap(fn, 'out', a, 'a buffer that does not overlap the inputs (use inPlace to write over the logits)');
@@ -364,19 +382,28 @@ export function allocate(fn: string, name: string, n: number): Float32Array {
  *  (the kernel reads them while it writes it); accumulate without a gradWeight to add to is a
  *  contradiction. */
 function headGrads(fn: string, o: Options, b: { rows: number; vocab: number; hiddenSize: number }): HeadGradDest {
-  const accumulate = boolean(fn, 'accumulate', o.accumulate);
-  const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
-  let gradWeight: Float32Array;
-  if (o.gradWeight === undefined) {
-    if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
-    gradWeight = allocate(fn, 'gradWeight', size);
-  } else {
-    gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
-    expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
-    refuseOverlap(fn, 'gradWeight', o, NO_OVERLAP);
-  }
+  const { accumulate, gradWeight: given } = checkHeadGrads(fn, o, b);
+  const gradWeight = given ?? allocate(fn, 'gradWeight', product(fn, 'gradWeight', [b.vocab, b.hiddenSize]));
   const gradHidden = allocate(fn, 'gradHidden', product(fn, 'gradHidden', [b.rows, b.hiddenSize]));
   return { gradHidden, gradWeight, accumulate };
+}
+
+/** headGrads' checks, with nothing allocated (phase 1 checks the options it accepts this way). */
+function checkHeadGrads(
+  fn: string,
+  o: Options,
+  b: { vocab: number; hiddenSize: number },
+): { accumulate: boolean; gradWeight?: Float32Array } {
+  const accumulate = boolean(fn, 'accumulate', o.accumulate);
+  const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
+  if (o.gradWeight === undefined) {
+    if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
+    return { accumulate };
+  }
+  const gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
+  expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
+  refuseOverlap(fn, 'gradWeight', o, NO_OVERLAP);
+  return { accumulate, gradWeight };
 }
 
 export function normalizeFromLogits(a: unknown): FromLogitsOpts {
@@ -389,9 +416,12 @@ export function normalizeFromLogits(a: unknown): FromLogitsOpts {
 }
 
 export function normalizeForward(a: unknown): ForwardOpts {
-  const o = snapshot('gvpoForward', a, KEYS.gvpoForward);
-  const r = logitsBatch('gvpoForward', o, true);
-  settle('gvpoForward', o);
+  const fn = 'gvpoForward';
+  const o = snapshot(fn, a, KEYS.gvpoForward);
+  const r = logitsBatch(fn, o, true);
+  checkLoss(fn, o, r.sequences);
+  checkDest(fn, o, r);
+  settle(fn, o);
   return r;
 }
 
@@ -399,6 +429,7 @@ export function normalizeBackward(a: unknown): BackwardOpts {
   const fn = 'gvpoBackward';
   const o = snapshot(fn, a, KEYS.gvpoBackward);
   const b = logitsBatch(fn, o, false) as LogitsBatchOpts & { rows: number };
+  checkLoss(fn, o, b.sequences);
   const r = { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
   settle(fn, o);
   return r;
@@ -417,6 +448,8 @@ export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
   const fn = 'gvpoFromHiddenForward';
   const o = snapshot(fn, a, KEYS.gvpoFromHiddenForward);
   const r = hiddenBatch(fn, o, true);
+  checkLoss(fn, o, r.sequences);
+  checkHeadGrads(fn, o, r);
   settle(fn, o);
   return r;
 }
@@ -425,6 +458,7 @@ export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
   const fn = 'gvpoFromHiddenBackward';
   const o = snapshot(fn, a, KEYS.gvpoFromHiddenBackward);
   const b = hiddenBatch(fn, o, true);
+  checkLoss(fn, o, b.sequences);
   const r = { ...b, ...phaseTwo(fn, o, b), ...headGrads(fn, o, b) };
   settle(fn, o);
   return r;

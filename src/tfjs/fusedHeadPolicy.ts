@@ -3,7 +3,6 @@
 // weight [V, H] (vocab-major, as LLM checkpoints store it). The trainer hands hiddenStates() and
 // the head to the fused kernels, so the [N*T, V] logits and their gradient never exist as
 // tensors; logits() still gives them, for sampling.
-import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import {
   checkConfig,
@@ -175,6 +174,6 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     this.variables.forEach((v, i) => v.assign(this.tf.tensor(w[i], v.shape)));
   }
   save(path: string): void {
-    writeFileSync(path, this.dump(this.kind, this.config));
+    this.write(path, this.kind, this.config);
   }
 }

@@ -6,7 +6,8 @@ import { readFileSync, statSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { FusedHeadPolicy, type FusedHeadPolicyConfig, fusedHeadShapes } from './fusedHeadPolicy.js';
 import { CharPolicy, type CharPolicyConfig, charShapes, TabularPolicy } from './policies.js';
-import { checkConfig, checkTf, checkWeights, type Policy } from './policy.js';
+import { closest, typeError } from '../validate.js';
+import { CONFIG_KEYS, checkConfig, checkTf, checkWeights, type Policy } from './policy.js';
 import {
   checkTransformerConfig,
   TransformerPolicy,
@@ -28,6 +29,10 @@ export interface CheckedPolicyFile {
   config: Record<string, number>;
   weights: Float32Array[];
 }
+
+/** The fields of a policy file and of each of its weights, as save() writes them (every version). */
+const FILE_KEYS = ['kind', 'config', 'weights'];
+const WEIGHT_KEYS = ['shape', 'data'];
 
 const WRITTEN_BY = "a policy file is what a policy's save() or `gvpo warmup` writes";
 
@@ -59,6 +64,8 @@ const SHAPES: Record<CheckedPolicyFile['kind'], (config: Record<string, number>,
 /** Reads `path` and checks that it holds a policy file that fits its config; the message names the
  *  file and what is wrong. */
 export function readPolicyFile(path: string): CheckedPolicyFile {
+  // a number would be read as a file descriptor
+  if (typeof path !== 'string') typeError('loadPolicy', 'path', 'a string (the path of a policy file)', path);
   let text: string;
   try {
     // a device (/dev/zero), a pipe or a directory would be read without end, or block: only a
@@ -84,6 +91,12 @@ export function readPolicyFile(path: string): CheckedPolicyFile {
   if (typeof j !== 'object' || j === null || Array.isArray(j))
     throw bad(`it holds ${Array.isArray(j) ? 'an array' : j === null ? 'null' : `a ${typeof j}`}, not an object`);
   const o = j as Record<string, unknown>;
+  // what save() writes and nothing else: a field of another meaning would be silently dropped
+  const unknown = (fields: string[], known: readonly string[], where: string) => {
+    const key = fields.find((k) => !known.includes(k));
+    if (key !== undefined) throw bad(`${where} has no field '${key}' (did you mean '${closest(key, known)}'?)`);
+  };
+  unknown(Object.keys(o), FILE_KEYS, 'it');
   if (typeof o.kind !== 'string') throw bad("it has no 'kind' (a string)");
   if (!Object.hasOwn(SHAPES, o.kind)) throw bad(`its kind '${o.kind}' is none of ${Object.keys(SHAPES).join(', ')}`);
   if (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config))
@@ -91,6 +104,7 @@ export function readPolicyFile(path: string): CheckedPolicyFile {
   if (!Array.isArray(o.weights)) throw bad("it has no 'weights' (an array)");
   const kind = o.kind as CheckedPolicyFile['kind'];
   const config = o.config as Record<string, number>;
+  unknown(Object.keys(config), CONFIG_KEYS[kind], `its ${kind} config`);
   let shapes: number[][];
   try {
     shapes = SHAPES[kind](config, o.weights.length);
@@ -102,6 +116,7 @@ export function readPolicyFile(path: string): CheckedPolicyFile {
   const weights = o.weights.map((w: unknown, i) => {
     const x = w as { shape?: unknown; data?: unknown } | null;
     if (typeof x?.data !== 'string') throw bad(`weights[${i}] has no 'data' (base64 float32 values)`);
+    unknown(Object.keys(x), WEIGHT_KEYS, `weights[${i}]`);
     const shape = x.shape;
     if (shape !== undefined && !(Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d >= 0)))
       throw bad(`weights[${i}].shape is not a list of sizes`);

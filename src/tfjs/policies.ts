@@ -2,7 +2,6 @@
 //   TabularPolicy: one logit per response per prompt (a response is one token); pi = softmax.
 //   CharPolicy:    a small autoregressive character model: an MLP over a window of the last
 //                  `window` tokens (prompt then response so far), one-hot, to next-token logits.
-import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import {
   checkConfig,
@@ -78,7 +77,7 @@ export class TabularPolicy extends PolicyBase implements Policy {
     return new TabularPolicy(this.tf, this.prompts, this.vocab, this.getWeights()[0]);
   }
   save(path: string): void {
-    writeFileSync(path, this.dump(this.kind, { prompts: this.prompts, vocab: this.vocab }));
+    this.write(path, this.kind, { prompts: this.prompts, vocab: this.vocab });
   }
 }
 
@@ -182,6 +181,6 @@ export class CharPolicy extends PolicyBase implements Policy {
     return new CharPolicy(this.tf, this.config, 1, this.getWeights());
   }
   save(path: string): void {
-    writeFileSync(path, this.dump(this.kind, this.config));
+    this.write(path, this.kind, this.config);
   }
 }

@@ -2,6 +2,7 @@
 // losses need), sampling, variables, cloning and save/load; and what a policy whose LM head goes
 // through the fused kernels offers besides (FusedHead). The shared pieces of the implementations
 // (weights as arrays, the saved JSON, drawing a token) live here too.
+import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { describe, rangeError, samplingTemperatureOf, typeError } from '../validate.js';
 
@@ -154,6 +155,15 @@ export function checkTf(fn: string, tf: unknown): void {
     typeError(fn, 'tf', 'the @tensorflow/tfjs module (see loadTf())', tf);
 }
 
+/** The config fields of each kind's policy file: save() writes these (not whatever else the
+ *  config object given to the constructor held), loadPolicy() refuses any other. */
+export const CONFIG_KEYS = {
+  tabular: ['prompts', 'vocab'],
+  'char-mlp': ['vocab', 'window', 'hidden', 'maxTokens', 'eos', 'pad'],
+  'fused-head': ['vocab', 'window', 'embed', 'hidden', 'maxTokens', 'eos', 'pad'],
+  transformer: ['vocab', 'maxTokens', 'eos', 'pad', 'promptTokens', 'width', 'heads', 'layers', 'mlp'],
+} as const satisfies Record<string, readonly string[]>;
+
 /** Weights as arrays and the JSON that save() writes and loadPolicy() reads. */
 export abstract class PolicyBase {
   abstract readonly variables: TF.Variable[];
@@ -187,6 +197,23 @@ export abstract class PolicyBase {
     samplingTemperatureOf(fn, 'temperature', temperature);
     if (typeof rand !== 'function') typeError(fn, 'rand', 'a random source returning numbers in [0, 1)', rand);
     return fn;
+  }
+  /**
+   * What save() does: the policy file (dump) written to `path`. A path that is not a string is a
+   * TypeError (a number would be taken for a file descriptor); a file that cannot be written is an
+   * Error naming the method and the path, with the system's error as its cause.
+   */
+  protected write(path: unknown, kind: keyof typeof CONFIG_KEYS, config: object): void {
+    this.live('save');
+    const fn = `${this.constructor.name}.save`;
+    if (typeof path !== 'string') typeError(fn, 'path', 'a string (the path of the file to write)', path);
+    const c = config as Record<string, unknown>;
+    const text = this.dump(kind, Object.fromEntries(CONFIG_KEYS[kind].map((k) => [k, c[k]])));
+    try {
+      writeFileSync(path, text);
+    } catch (e) {
+      throw new Error(`${fn}: cannot write ${path}: ${(e as Error).message}`, { cause: e });
+    }
   }
   protected dump(kind: string, config: object): string {
     const weights = this.getWeights().map((w, i) => ({

@@ -34,8 +34,10 @@ import {
   type StepMetrics,
   type TrainerConfig,
   type TrainerOptions,
+  checkFields,
   checkParts,
   checkTemperature,
+  EXTERNAL_GROUP_KEYS,
   seedOf,
   TRAINER_LIMITS,
 } from './trainerOptions.js';
@@ -57,8 +59,10 @@ type Tf = typeof TF;
 
 /** How many evaluation prompts: an integer in [1, TRAINER_LIMITS.evalPrompts] (they are sampled
  *  all at once). */
-function evalCount(n: number): number {
+function evalCount(n: unknown): number {
   const max = TRAINER_LIMITS.evalPrompts;
+  if (typeof n !== 'number')
+    throw new TypeError(`GVPOTrainer: evaluation needs an integer n in [1, ${max}] prompts, got ${describe(n)}`);
   if (!Number.isInteger(n) || n < 1 || n > max)
     throw new RangeError(`GVPOTrainer: evaluation needs an integer n in [1, ${max}] prompts, got ${describe(n)}`);
   return n;
@@ -242,13 +246,17 @@ export class GVPOTrainer {
   /** One external group: its responses and, where the sampler says, their token log-probs. */
   private async external(prompt: number[]): Promise<Group> {
     const T = this.policy.maxTokens;
-    // a sampler may be async (a model served elsewhere); its answer is held to ExternalGroup's contract
-    const got: unknown = await this.config.externalResponses!(prompt, this.k, this.rand);
+    // a sampler may be async (a model served elsewhere); its answer is held to ExternalGroup's
+    // contract. It gets a copy of the prompt: what it does to it changes nothing here.
+    const got: unknown = await this.config.externalResponses!([...prompt], this.k, this.rand);
+    const where = `externalResponses([${prompt.join(', ')}])`;
+    // a misspelled field (logprobs for tokenLogprobs) would otherwise read as none given
+    if (typeof got === 'object' && got !== null && !Array.isArray(got) && !ArrayBuffer.isView(got))
+      checkFields(`${where}'s group`, got, EXTERNAL_GROUP_KEYS);
     const given = (Array.isArray(got) ? { responses: got } : (got ?? {})) as {
       responses?: unknown;
       tokenLogprobs?: unknown;
     };
-    const where = `externalResponses([${prompt.join(', ')}])`;
     const list = given.responses;
     if (!Array.isArray(list) || list.length !== this.k)
       throw new RangeError(
@@ -281,10 +289,11 @@ export class GVPOTrainer {
     for (let i = 0; i < this.k && tokenLogprobs; i++) {
       const lp = tokenLogprobs[i] as ArrayLike<number> | null | undefined;
       if (lp === null || lp === undefined) continue;
-      const n = Math.min(responses[i].length, T);
-      if (typeof lp !== 'object' || typeof lp.length !== 'number' || lp.length < n)
+      const n = responses[i].length; // at most T (checked above)
+      // one per token: more would be a log-prob of some other response, silently cut
+      if (typeof lp !== 'object' || typeof lp.length !== 'number' || lp.length !== n)
         throw new RangeError(
-          `GVPOTrainer: ${where}: tokenLogprobs[${i}] must hold a log-prob for each of the response's ${n} tokens, got ${typeof lp === 'object' ? `${lp.length} values` : describe(lp)}`,
+          `GVPOTrainer: ${where}: tokenLogprobs[${i}] must hold one log-prob for each of the response's ${n} tokens, got ${typeof lp === 'object' ? `${lp.length} values` : describe(lp)}`,
         );
       // a probability is at most 1: a positive log-prob would make every importance ratio
       // against this sampler too small (and is refused for every algorithm, as NaN is); a
@@ -324,12 +333,16 @@ export class GVPOTrainer {
       responses.map(async (r, i) => {
         let total = 0;
         for (const [j, s] of specs.entries()) {
-          const got: unknown = await s.fn(prompt, r);
+          // copies: a function that writes to its arguments changes neither what is trained nor
+          // what the next function scores
+          const got: unknown = await s.fn([...prompt], [...r]);
           const v = typeof got === 'boolean' ? Number(got) : got; // a pass/fail check counts 1 or 0
-          if (typeof v !== 'number' || !Number.isFinite(v))
-            throw new RangeError(
+          if (typeof v !== 'number' || !Number.isFinite(v)) {
+            const E = typeof v === 'number' ? RangeError : TypeError;
+            throw new E(
               `GVPOTrainer: ${own ? 'task.reward' : `rewards[${j}].fn`} must return a finite number, got ${describe(v)} for response ${i} [${r.join(', ')}] of prompt [${prompt.join(', ')}]`,
             );
+          }
           total += (s.weight ?? 1) * v;
         }
         if (!Number.isFinite(total))

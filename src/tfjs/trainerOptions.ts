@@ -6,7 +6,7 @@
 // as reference, rewards centered by the group mean only.
 import type * as TF from '@tensorflow/tfjs';
 import type { Task } from '../tasks/task.js';
-import { checkOptions, describe, readOptions, samplingTemperatureOf } from '../validate.js';
+import { checkOptions, closest, describe, optionKeys, readOptions, samplingTemperatureOf } from '../validate.js';
 import type { Policy } from './policy.js';
 import type { EvalSplit } from './batch.js';
 
@@ -25,8 +25,8 @@ export type KlPlacement = 'loss' | 'reward';
 
 /**
  * Responses from outside the policy for one prompt (demonstrations, a fixed distribution), with,
- * where the sampler's probabilities are known, its token log-probs per response (at the tokens of
- * that response, at the temperature it sampled at). A response whose log-probs are not given is
+ * where the sampler's probabilities are known, its token log-probs per response (one for each
+ * token of that response, at the temperature it sampled at); no other field. A response whose log-probs are not given is
  * treated as if the current policy had sampled it (its ratio is 1 at the first update).
  */
 export interface ExternalGroup {
@@ -42,9 +42,12 @@ export type ExternalSampler = (
 /** Which of GVPO's terms the loss keeps: all (the GVPO loss), or one of the paper's ablations. */
 export type TermsAblation = 'all' | 'no-variance' | 'no-trust-region';
 
+/** A reward function, its weight in the sum (default 1), and a name of the caller's (a label the
+ *  trainer keeps and does not read). Any other field is refused as a typo. */
 export interface RewardSpec {
   fn: (prompt: number[], response: number[]) => number | Promise<number>;
   weight?: number;
+  name?: string;
 }
 
 /** What the caller passes: everything but tf, policy and task may be left out. */
@@ -266,6 +269,32 @@ function hasMethods(name: string, v: unknown, methods: readonly string[], what: 
 }
 const POLICY_METHODS = ['logits', 'sample', 'clone'] as const;
 
+// What a policy reads besides its vocabulary and maxTokens: the prompt ids of a TabularPolicy
+// (`prompts`), and the token conventions of the others' configs (end of sequence, the pad that
+// fills a prompt, the longest prompt read). The sizes of the layers may differ.
+const READS = ['prompts'] as const;
+const READS_CONFIG = ['eos', 'pad', 'promptTokens'] as const;
+
+/** A frozen reference scores the policy's prompts and responses: where both policies say what they
+ *  read (READS, READS_CONFIG), the reference must read the same, else the first step would fail
+ *  (a prompt id past the reference's table) or score the responses under other conventions. */
+function checkReferenceFits(policy: Policy, r: Policy): void {
+  const field = (p: unknown, key: string): unknown =>
+    typeof p === 'object' && p !== null ? (p as Record<string, unknown>)[key] : undefined;
+  const pairs = [
+    ...READS.map((k) => [k, field(policy, k), field(r, k)] as const),
+    ...READS_CONFIG.map(
+      (k) => [`config.${k}`, field(field(policy, 'config'), k), field(field(r, 'config'), k)] as const,
+    ),
+  ];
+  for (const [name, mine, theirs] of pairs) {
+    if (typeof mine === 'number' && theirs !== undefined && theirs !== mine)
+      throw new RangeError(
+        `GVPOTrainer: referencePolicy.${name} must be the policy's, ${mine}, got ${describe(theirs)} (the reference scores the policy's prompts and responses)`,
+      );
+  }
+}
+
 /** What the trainer works on, each read once from the caller's options. */
 export interface TrainerParts {
   tf: Tf;
@@ -310,6 +339,7 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
       throw new RangeError(
         `GVPOTrainer: referencePolicy must have the policy's vocab and maxTokens (${policy.vocab}, ${policy.maxTokens}), got (${r.vocab}, ${r.maxTokens})`,
       );
+    checkReferenceFits(policy, r);
     // the policy itself would move with every update: a frozen reference must be another object
     if (r === policy)
       throw new TypeError(
@@ -326,8 +356,23 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
   return o;
 }
 
-/** The functions the trainer calls back, checked by kind; a reward spec may carry fields of its
- *  own (a name), but its fn and weight must be what they say. */
+/** The fields a reward spec may have: anything else is a typo (`wieght`), refused. */
+const REWARD_SPEC_KEYS = ['fn', 'weight', 'name'] as const;
+
+/** The fields an external sampler's group may have: anything else is a typo (`logprobs`), refused. */
+export const EXTERNAL_GROUP_KEYS = ['responses', 'tokenLogprobs'] as const;
+
+/** Refuses a field of `o` that is not one of `known`, naming the closest known one: `what` says
+ *  which object of the caller's it is (a reward spec, an external sampler's group). */
+export function checkFields(what: string, o: object, known: readonly string[]): void {
+  for (const key of optionKeys(o)) {
+    if (!known.includes(key))
+      throw new TypeError(`GVPOTrainer: ${what} has no field '${key}' (did you mean '${closest(key, known)}'?)`);
+  }
+}
+
+/** The functions the trainer calls back, checked by kind; a reward spec's fields are fn, weight
+ *  and a name of the caller's, and its fn and weight must be what they say. */
 function checkCallbacks(o: TrainerOptions): void {
   isFunction('externalResponses', o.externalResponses);
   isFunction('onMetrics', o.onMetrics);
@@ -340,12 +385,13 @@ function checkCallbacks(o: TrainerOptions): void {
     o.rewards = o.rewards.map((spec: Partial<RewardSpec> | null, i) => {
       if (typeof spec !== 'object' || spec === null)
         throw new TypeError(`GVPOTrainer: rewards[${i}] must be { fn, weight? }, got ${describe(spec)}`);
-      const r = readOptions(spec, ['fn', 'weight']) as Partial<RewardSpec>;
+      checkFields(`rewards[${i}]`, spec, REWARD_SPEC_KEYS);
+      const r = readOptions(spec, REWARD_SPEC_KEYS) as Partial<RewardSpec>;
       if (typeof r.fn !== 'function')
         throw new TypeError(`GVPOTrainer: rewards[${i}].fn must be a function, got ${describe(r.fn)}`);
-      if (r.weight !== undefined && !(typeof r.weight === 'number' && Number.isFinite(r.weight)))
-        fail(`rewards[${i}].weight`, 'a finite number', r.weight);
-      return { ...spec, fn: r.fn, weight: r.weight } as RewardSpec;
+      if (r.weight !== undefined) inRange(`rewards[${i}].weight`, r.weight, Number.isFinite, 'a finite number');
+      if (r.name !== undefined && typeof r.name !== 'string') wrongKind(`rewards[${i}].name`, 'a string', r.name);
+      return { fn: r.fn, weight: r.weight, name: r.name };
     });
   }
 }
@@ -419,6 +465,11 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
   const reference = oneOf('reference', or(o.reference, d.reference), ['previous', 'frozen'] as const);
   const evalSplit = oneOf('evalSplit', or(o.evalSplit, d.evalSplit), ['test', 'validation'] as const);
   checkCallbacks(o);
+  // without a sampler there is nothing to take that share from: a ratio alone is a mistake
+  if (o.externalRatio !== undefined && o.externalResponses === undefined)
+    throw new TypeError(
+      `GVPOTrainer: externalRatio is the share of fresh groups taken from externalResponses: it needs externalResponses, got externalRatio ${describe(o.externalRatio)} and no sampler`,
+    );
   const L = TRAINER_LIMITS;
   const groupSize = integer('groupSize', or(o.groupSize, d.groupSize), 2, L.groupSize);
   const promptsPerStep = integer('promptsPerStep', or(o.promptsPerStep, d.promptsPerStep), 1, L.promptsPerStep);

@@ -11,7 +11,6 @@
 // predicted from position promptTokens - 1 + t. Every op used (BatchMatMul, Softmax, Transpose,
 // Slice, Mean, Rsqrt, Relu, SplitV, ...) has kernels and gradients on tfjs 'cpu' and 'wasm'; the
 // token embedding's gradient is a scatter-add in JS (wasm has no UnsortedSegmentSum).
-import { writeFileSync } from 'node:fs';
 import type * as TF from '@tensorflow/tfjs';
 import { readOptions } from '../validate.js';
 import { embed } from './fusedHeadPolicy.js';
@@ -328,6 +327,6 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
     return this.variables.reduce((a, v) => a + v.size, 0);
   }
   save(path: string): void {
-    writeFileSync(path, this.dump(this.kind, this.config));
+    this.write(path, this.kind, this.config);
   }
 }
