@@ -96,8 +96,9 @@ export function readPolicyFile(path: string): CheckedPolicyFile {
     const key = fields.find((k) => !known.includes(k));
     if (key !== undefined) throw bad(`${where} has no field '${key}' (did you mean '${closest(key, known)}'?)`);
   };
-  unknown(Object.keys(o), FILE_KEYS, 'it');
+  // a file with no kind (a package.json) is no policy file at all, whatever else it holds
   if (typeof o.kind !== 'string') throw bad("it has no 'kind' (a string)");
+  unknown(Object.keys(o), FILE_KEYS, 'it');
   if (!Object.hasOwn(SHAPES, o.kind)) throw bad(`its kind '${o.kind}' is none of ${Object.keys(SHAPES).join(', ')}`);
   if (typeof o.config !== 'object' || o.config === null || Array.isArray(o.config))
     throw bad("it has no 'config' (an object)");
