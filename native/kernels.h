@@ -289,9 +289,10 @@ int cuda_device_info(int* count, char* name, int name_len);
 struct CudaTimings {
   double h2d_ms, kernel_ms, d2h_ms;
 };
+// row_max / row_lse (each R, or null): each row's split of logZ, as token_logprobs_forward_cpu's.
 int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits, DType dtype,
                              const int32_t* targets, const float* mask, int64_t rows, int64_t vocab, float temperature,
-                             char* err, int err_len);
+                             char* err, int err_len, float* row_max = nullptr, float* row_lse = nullptr);
 // The fused op over host arrays (gvpo_from_logits.cu), the CUDA twin of gvpo_from_logits_cpu.
 int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoLogitsBatch& in,
                                char* err, int err_len);
@@ -299,21 +300,24 @@ int gvpo_from_logits_cuda_host(GvpoFromLogitsOut& out, LossAndTerms* terms, Cuda
 // token_logprobs_from_hidden_*_cpu: the logits exist one chunk of rows at a time in device memory
 // (at most 1/8 of the batch's float32 logits, >= 4 MiB, <= 256 MiB), nothing of size R*V.
 // nonfinite_rows receives the forward's count of live rows whose l is NaN.
+// With split, the forward also gives each row's LogZSplit and the backward reads logZ from it.
 int token_logprobs_from_hidden_forward_cuda_host(float* logprobs /*R*/, float* logZ /*R*/, float* entropy /*R|null*/,
                                                  int64_t* nonfinite_rows, CudaTimings* t, const HeadInputs& in,
-                                                 char* err, int err_len);
+                                                 char* err, int err_len, LogZSplit* split = nullptr);
 int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
                                                   CudaTimings* t, const HeadInputs& in, const float* logZ,
                                                   const float* entropy, const float* grad_logprobs,
-                                                  const float* grad_entropy, bool accumulate, char* err, int err_len);
+                                                  const float* grad_entropy, bool accumulate, char* err, int err_len,
+                                                  const LogZSplit* split = nullptr);
 // gvpo_from_hidden over host arrays (gvpo_from_hidden.cu), the twin of gvpo_from_hidden_cpu and
 // its phases: the head above, hidden and weight copied to the device once per call.
 int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, CudaTimings* t, const GvpoHiddenBatch& in,
                                char* err, int err_len);
-int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err, int err_len);
+int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err, int err_len,
+                                       LogZSplit* split = nullptr);
 int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t, const float* logZ,
                                         const double* grad_seq, const GvpoHiddenBatch& in, bool accumulate, char* err,
-                                        int err_len);
+                                        int err_len, const LogZSplit* split = nullptr);
 // The head's row kernels over a chunk of float32 logits z (rows x V), the twins of the CPU head's
 // tile functions (head_rows.cu); per-row arrays are the chunk's, dense.
 // entropy[r] = -sum_v p log p, p = softmax(z[r, :]/tau): in [0, log V], NaN for a row with a NaN

@@ -43,13 +43,14 @@ std::unique_ptr<Baton> prepare_cuda_token_logprobs(const Napi::CallbackInfo& inf
   Napi::Object r = Napi::Object::New(a.env());
   float* lp = new_f32(r, "logprobs", in.rows).Data();
   float* lz = new_f32(r, "logZ", in.rows).Data();
+  const SplitIo split = split_outputs(a, r, (size_t)in.rows);
   auto t = make_baton(a, r);
   auto timings = std::make_shared<CudaTimings>();
   auto bad = std::make_shared<int64_t>(0);
   t->work = [=] {
     char err[512] = {0};
     if (token_logprobs_cuda_host(lp, lz, timings.get(), in.logits.data, in.dtype, in.targets.data, in.mask.data,
-                                 in.rows, in.V, in.tau, err, sizeof(err)))
+                                 in.rows, in.V, in.tau, err, sizeof(err), split.row_max, split.row_lse))
       throw CudaError(std::string("tokenLogprobs (cuda): ") + err);
     *bad = count_nonfinite(lp, in.mask.data, in.rows);
   };
@@ -91,7 +92,7 @@ std::unique_ptr<Baton> with_cuda_work(Call& c, const char* op, std::shared_ptr<C
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::full, false);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::full);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(c, "gvpoFromHidden", t, [out = c.out, terms = c.terms, x = c.x, t](char* err, int n) {
     return gvpo_from_hidden_cuda_host(*out, terms.get(), t.get(), x.batch, err, n);
@@ -99,42 +100,53 @@ std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden(const Napi::CallbackInfo& i
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_forward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::forward, false);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::forward);
   auto t = std::make_shared<CudaTimings>();
-  return with_cuda_work(c, "gvpoFromHiddenForward", t, [out = c.out, x = c.x, t](char* err, int n) {
-    return gvpo_from_hidden_forward_cuda_host(*out, t.get(), x.batch, err, n);
+  return with_cuda_work(c, "gvpoFromHiddenForward", t, [out = c.out, x = c.x, t, io = c.split](char* err, int n) {
+    LogZSplit split;
+    const int e = gvpo_from_hidden_forward_cuda_host(*out, t.get(), x.batch, err, n, io.row_max ? &split : nullptr);
+    if (e == 0 && io.row_max) copy_split(split, io, (size_t)x.rows);
+    return e;
   });
 }
 
 std::unique_ptr<Baton> prepare_cuda_gvpo_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::backward, false);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(c, "gvpoFromHiddenBackward", t,
                         [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq,
-                         x = c.x, t](char* err, int n) {
-                          return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, acc, err, n);
+                         x = c.x, t, io = c.split](char* err, int n) {
+                          const LogZSplit split = io.in_max ? split_of(io, (size_t)x.rows) : LogZSplit{};
+                          return gvpo_from_hidden_backward_cuda_host(gh, gw, t.get(), lz, gs, x.batch, acc, err, n,
+                                                                     io.in_max ? &split : nullptr);
                         });
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, false, false);
+  HeadCall c = prepare_head(info, false);
   auto t = std::make_shared<CudaTimings>();
   return with_cuda_work(
       c, "tokenLogprobsFromHidden", t,
-      [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t](char* err, int n) {
-        return token_logprobs_from_hidden_forward_cuda_host(lp, lz, ent, bad.get(), t.get(), in, err, n);
+      [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t, io = c.split](char* err, int n) {
+        LogZSplit split;
+        const int e = token_logprobs_from_hidden_forward_cuda_host(lp, lz, ent, bad.get(), t.get(), in, err, n,
+                                                                   io.row_max ? &split : nullptr);
+        if (e == 0 && io.row_max) copy_split(split, io, (size_t)in.rows);
+        return e;
       });
 }
 
 std::unique_ptr<Baton> prepare_cuda_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, true, false);
+  HeadCall c = prepare_head(info, true);
   auto t = std::make_shared<CudaTimings>();
-  return with_cuda_work(c, "tokenLogprobsFromHiddenBackward", t,
-                        [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
-                         gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t](char* err, int n) {
-                          return token_logprobs_from_hidden_backward_cuda_host(gh, gw, t.get(), in, lz, ent, gl, ge,
-                                                                               acc, err, n);
-                        });
+  return with_cuda_work(
+      c, "tokenLogprobsFromHiddenBackward", t,
+      [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy, gl = c.grad_logprobs,
+       ge = c.grad_entropy, acc = c.accumulate, t, io = c.split](char* err, int n) {
+        const LogZSplit split = io.in_max ? split_of(io, (size_t)in.rows) : LogZSplit{};
+        return token_logprobs_from_hidden_backward_cuda_host(gh, gw, t.get(), in, lz, ent, gl, ge, acc, err, n,
+                                                             io.in_max ? &split : nullptr);
+      });
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ GvpoFromHiddenOut allocate_hidden(const Args& a, const HiddenIn& x, Napi::Object
 
 }  // namespace
 
-HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase, bool with_split) {
+HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase) {
   static const char* const names[] = {"gvpoFromHidden", "gvpoFromHiddenForward", "gvpoFromHiddenBackward"};
   Args a(info, names[(int)phase]);
   HiddenCall c;
@@ -89,13 +89,13 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase, boo
     c.grad_hidden = grad_out(a, r, "gradHidden", (size_t)c.x.rows * c.x.batch.hidden_size);
     c.grad_weight = grad_out(a, r, "gradWeight", (size_t)c.x.batch.vocab * c.x.batch.hidden_size);
     c.accumulate = a.boolean("accumulate", false);
-    if (with_split) c.split = split_inputs(a, (size_t)c.x.rows);
+    c.split = split_inputs(a, (size_t)c.x.rows);
     c.baton = make_baton(a, r);
     return c;
   }
   const bool loss = phase == HiddenPhase::full;
   c.out = std::make_shared<GvpoFromHiddenOut>(allocate_hidden(a, c.x, r, loss));
-  if (with_split && phase == HiddenPhase::forward) c.split = split_outputs(a, r, (size_t)c.x.rows);
+  if (phase == HiddenPhase::forward) c.split = split_outputs(a, r, (size_t)c.x.rows);
   c.terms = std::make_shared<LossAndTerms>();
   c.baton = make_baton(a, r);
   c.baton->finish = [out = c.out, terms = c.terms, loss](Napi::Object r) {
@@ -105,7 +105,7 @@ HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase, boo
   return c;
 }
 
-HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_split) {
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
   Args a(info, backward ? "tokenLogprobsFromHiddenBackward" : "tokenLogprobsFromHidden");
   HeadCall c;
   HeadInputs& in = c.in;
@@ -133,7 +133,7 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_s
     c.logprobs = new_f32(r, "logprobs", rows).Data();
     c.logZ = new_f32(r, "logZ", rows).Data();
     if (a.boolean("entropy", false)) c.entropy = new_f32(r, "entropy", rows).Data();
-    if (with_split) c.split = split_outputs(a, r, rows);
+    c.split = split_outputs(a, r, rows);
     c.nonfinite = std::make_shared<int64_t>(0);
     c.baton = make_baton(a, r);
     c.baton->finish = [bad = c.nonfinite](Napi::Object r) { set_nonfinite(r, *bad); };
@@ -150,7 +150,7 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_s
   // entropy: the forward's values, or its boolean flag (one options object for both calls)
   if (a.object().Get("entropy").IsTypedArray()) c.fwd_entropy = per_row("entropy", false);
   c.accumulate = a.boolean("accumulate", false);
-  if (with_split) c.split = split_inputs(a, rows);
+  c.split = split_inputs(a, rows);
   c.grad_hidden = grad_out(a, r, "gradHidden", rows * (size_t)in.hidden_size);
   c.grad_weight = grad_out(a, r, "gradWeight", (size_t)in.vocab * (size_t)in.hidden_size);
   c.baton = make_baton(a, r);
@@ -160,7 +160,7 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_s
 namespace {
 
 std::unique_ptr<Baton> prepare_token_logprobs_from_hidden(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, false, true);
+  HeadCall c = prepare_head(info, false);
   c.baton->work = [lp = c.logprobs, lz = c.logZ, ent = c.entropy, bad = c.nonfinite, in = c.in, t = c.threads,
                    io = c.split] {
     LogZSplit split;
@@ -171,7 +171,7 @@ std::unique_ptr<Baton> prepare_token_logprobs_from_hidden(const Napi::CallbackIn
 }
 
 std::unique_ptr<Baton> prepare_token_logprobs_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HeadCall c = prepare_head(info, true, true);
+  HeadCall c = prepare_head(info, true);
   c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
                    gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t = c.threads, io = c.split] {
     const LogZSplit split = io.in_max ? split_of(io, (size_t)in.rows) : LogZSplit{};
@@ -181,13 +181,13 @@ std::unique_ptr<Baton> prepare_token_logprobs_from_hidden_backward(const Napi::C
 }
 
 std::unique_ptr<Baton> prepare_from_hidden(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::full, true);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::full);
   c.baton->work = [out = c.out, terms = c.terms, x = c.x] { *terms = gvpo_from_hidden_cpu(*out, x.batch, x.threads); };
   return std::move(c.baton);
 }
 
 std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::forward, true);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::forward);
   c.baton->work = [out = c.out, x = c.x, io = c.split] {
     LogZSplit split;
     gvpo_from_hidden_forward_cpu(*out, x.batch, x.threads, io.row_max ? &split : nullptr);
@@ -197,7 +197,7 @@ std::unique_ptr<Baton> prepare_from_hidden_forward(const Napi::CallbackInfo& inf
 }
 
 std::unique_ptr<Baton> prepare_from_hidden_backward(const Napi::CallbackInfo& info) {
-  HiddenCall c = prepare_hidden(info, HiddenPhase::backward, true);
+  HiddenCall c = prepare_hidden(info, HiddenPhase::backward);
   c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, acc = c.accumulate, lz = c.logZ, gs = c.grad_seq, x = c.x,
                    io = c.split] {
     const LogZSplit split = io.in_max ? split_of(io, (size_t)x.rows) : LogZSplit{};

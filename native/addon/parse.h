@@ -70,7 +70,7 @@ struct HiddenIn {
 // writes them on its result as rowMax and rowLse when asked (`split: true`), the backward reads
 // them when given and takes its exponent (z - max)/tau - lse from them instead of z/tau - logZ,
 // whose float32 logZ keeps only |logZ| 2^-24 of lse (src/ops/split.ts keeps them beside the logZ
-// the forward returned). The CUDA twins neither write nor read them.
+// the forward returned). The CUDA twins of the forwards give the same parts from the device.
 struct SplitIo {
   float* row_max = nullptr;  // the forward's outputs (null: not asked for)
   float* row_lse = nullptr;
@@ -93,10 +93,10 @@ struct HiddenCall {
   bool accumulate = false;      // dL/dweight added to the caller's gradWeight
   const float* logZ = nullptr;  // backward's inputs
   const double* grad_seq = nullptr;
-  SplitIo split;  // CPU only (with_split)
+  SplitIo split;  // the two phases' parts of logZ (parse.h, SplitIo)
   std::unique_ptr<Baton> baton;
 };
-HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase, bool with_split);
+HiddenCall prepare_hidden(const Napi::CallbackInfo& info, HiddenPhase phase);
 
 // The fused head's rows (tokenLogprobsFromHidden and its backward), for either backend: the inputs
 // read and checked, the outputs allocated on the result (the gradients into the caller's
@@ -116,10 +116,10 @@ struct HeadCall {
   float* grad_hidden = nullptr;  // backward's outputs
   float* grad_weight = nullptr;
   bool accumulate = false;
-  SplitIo split;  // CPU only (with_split)
+  SplitIo split;  // the two phases' parts of logZ (parse.h, SplitIo)
   std::unique_ptr<Baton> baton;
 };
-HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward, bool with_split);
+HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward);
 
 Napi::Float32Array new_f32(Napi::Object result, const char* name, size_t n);
 Napi::Float64Array new_f64(Napi::Object result, const char* name, size_t n);

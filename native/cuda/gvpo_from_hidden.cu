@@ -22,9 +22,11 @@ namespace gvpo {
 namespace {
 
 // Runs phase 1, the group loss and/or phase 2 on one upload, under the workspace's lock.
+// given (the two phases): the split phase 1 hands over (null: logZ alone); kept (phase 1, not null):
+// where phase 1 writes it.
 int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* grad_weight, bool accumulate,
                   const float* logZ, const double* grad_seq, CudaTimings* timings, const GvpoHiddenBatch& in, char* err,
-                  int err_len) {
+                  int err_len, const LogZSplit* given = nullptr, LogZSplit* kept = nullptr) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -39,6 +41,7 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
     if (int e = head_forward(h, out->token_logprobs, out->logZ, nullptr, &out->nonfinite_rows, t, err, err_len,
                              l64.data(), &split))
       return e;
+    if (kept) *kept = split;
     gvpo_sequence_sums_cpu(*out, in, l64.data());
     if (terms) {
       *terms = gvpo_loss_cpu(out->grad_seq, out->residuals, out->seq, out->ref_seq, in.rewards, in.offsets, in.groups,
@@ -53,7 +56,7 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
     std::vector<float> gl(w.size());
     for (size_t i = 0; i < w.size(); i++) gl[i] = (float)std::ldexp(w[i], -ge);
     if (int e = head_backward(h, grad_hidden, grad_weight, logZ, nullptr, gl.data(), nullptr, accumulate, t, err,
-                              err_len, ge, out && terms ? &split : nullptr))
+                              err_len, ge, out && terms ? &split : given))
       return e;
   }
   if (timings) *timings = t;
@@ -68,15 +71,16 @@ int gvpo_from_hidden_cuda_host(GvpoFromHiddenOut& out, LossAndTerms* terms, Cuda
                        err_len);
 }
 
-int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err,
-                                       int err_len) {
-  return run_gvpo_head(&out, nullptr, nullptr, nullptr, false, nullptr, nullptr, t, in, err, err_len);
+int gvpo_from_hidden_forward_cuda_host(GvpoOut& out, CudaTimings* t, const GvpoHiddenBatch& in, char* err, int err_len,
+                                       LogZSplit* split) {
+  return run_gvpo_head(&out, nullptr, nullptr, nullptr, false, nullptr, nullptr, t, in, err, err_len, nullptr, split);
 }
 
 int gvpo_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* t, const float* logZ,
                                         const double* grad_seq, const GvpoHiddenBatch& in, bool accumulate, char* err,
-                                        int err_len) {
-  return run_gvpo_head(nullptr, nullptr, grad_hidden, grad_weight, accumulate, logZ, grad_seq, t, in, err, err_len);
+                                        int err_len, const LogZSplit* split) {
+  return run_gvpo_head(nullptr, nullptr, grad_hidden, grad_weight, accumulate, logZ, grad_seq, t, in, err, err_len,
+                       split);
 }
 
 }  // namespace gvpo

@@ -194,7 +194,7 @@ int cuda_device_info(int* count, char* name, int name_len) {
 // Host arrays in, log-probs and logZ out (workspace.h).
 int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const void* logits, DType dtype,
                              const int32_t* targets, const float* mask, int64_t R, int64_t V, float tau, char* err,
-                             int err_len) {
+                             int err_len, float* row_max, float* row_lse) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -205,6 +205,11 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
   GVPO_CUDA_TRY(w.mask.reserve(R * 4));
   GVPO_CUDA_TRY(w.lp.reserve(R * 4));
   GVPO_CUDA_TRY(w.lz.reserve(R * 4));
+  const bool split = row_max && row_lse;
+  if (split) {
+    GVPO_CUDA_TRY(w.rmax.reserve(R * 4));
+    GVPO_CUDA_TRY(w.rlse.reserve(R * 4));
+  }
   Pin pin(logits, zb);
   Drain drain{w.stream};  // before the pin ends, even on an error return
   cudaStream_t s = w.stream;
@@ -213,12 +218,17 @@ int token_logprobs_cuda_host(float* logprobs, float* logZ, CudaTimings* t, const
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.targets.ptr, targets, R * 4, cudaMemcpyHostToDevice, s));
   if (mask) GVPO_CUDA_TRY(cudaMemcpyAsync(w.mask.ptr, mask, R * 4, cudaMemcpyHostToDevice, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], s));
-  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, nullptr, nullptr, nullptr, w.logits.ptr,
-                                            dtype, (const int32_t*)w.targets.ptr,
+  GVPO_CUDA_TRY(token_logprobs_forward_cuda((float*)w.lp.ptr, (float*)w.lz.ptr, nullptr,
+                                            split ? (float*)w.rmax.ptr : nullptr, split ? (float*)w.rlse.ptr : nullptr,
+                                            w.logits.ptr, dtype, (const int32_t*)w.targets.ptr,
                                             mask ? (const float*)w.mask.ptr : nullptr, R, V, tau, s));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[2], s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(logprobs, w.lp.ptr, R * 4, cudaMemcpyDeviceToHost, s));
   GVPO_CUDA_TRY(cudaMemcpyAsync(logZ, w.lz.ptr, R * 4, cudaMemcpyDeviceToHost, s));
+  if (split) {
+    GVPO_CUDA_TRY(cudaMemcpyAsync(row_max, w.rmax.ptr, R * 4, cudaMemcpyDeviceToHost, s));
+    GVPO_CUDA_TRY(cudaMemcpyAsync(row_lse, w.rlse.ptr, R * 4, cudaMemcpyDeviceToHost, s));
+  }
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[3], s));
   GVPO_CUDA_TRY(cudaStreamSynchronize(s));
   if (t) *t = {elapsed(w.ev[0], w.ev[1]), elapsed(w.ev[1], w.ev[2]), elapsed(w.ev[2], w.ev[3])};

@@ -280,7 +280,8 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
 }  // namespace cuda_host
 
 int token_logprobs_from_hidden_forward_cuda_host(float* logprobs, float* logZ, float* entropy, int64_t* nonfinite_rows,
-                                                 CudaTimings* timings, const HeadInputs& in, char* err, int err_len) {
+                                                 CudaTimings* timings, const HeadInputs& in, char* err, int err_len,
+                                                 LogZSplit* split) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -288,7 +289,7 @@ int token_logprobs_from_hidden_forward_cuda_host(float* logprobs, float* logZ, f
   DeviceHead h(in, w);
   CudaTimings t{0, 0, 0};
   if (int e = head_upload(h, t, err, err_len)) return e;
-  if (int e = head_forward(h, logprobs, logZ, entropy, nonfinite_rows, t, err, err_len)) return e;
+  if (int e = head_forward(h, logprobs, logZ, entropy, nonfinite_rows, t, err, err_len, nullptr, split)) return e;
   if (timings) *timings = t;
   return 0;
 }
@@ -296,7 +297,7 @@ int token_logprobs_from_hidden_forward_cuda_host(float* logprobs, float* logZ, f
 int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden, float* grad_weight, CudaTimings* timings,
                                                   const HeadInputs& in, const float* logZ, const float* entropy,
                                                   const float* grad_logprobs, const float* grad_entropy,
-                                                  bool accumulate, char* err, int err_len) {
+                                                  bool accumulate, char* err, int err_len, const LogZSplit* split) {
   using namespace cuda_host;
   Workspace& w = ws();
   std::lock_guard<std::mutex> guard(w.lock);
@@ -305,7 +306,7 @@ int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden, float* gra
   CudaTimings t{0, 0, 0};
   if (int e = head_upload(h, t, err, err_len)) return e;
   if (int e = head_backward(h, grad_hidden, grad_weight, logZ, entropy, grad_logprobs, grad_entropy, accumulate, t, err,
-                            err_len))
+                            err_len, 0, split))
     return e;
   if (timings) *timings = t;
   return 0;

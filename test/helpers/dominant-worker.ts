@@ -50,6 +50,7 @@ export function dominantCases(): DominantCase[] {
         [16.625, 0, 1],
         [12, 2, 0.7],
         [28, 4, 1],
+        [40, 0, 1], // 1 - p near 4e-18 (V = 2): below double's ulp of 1, where only a count apart keeps H
       ]) {
         if (dtype === 'float16' && V > 4099) continue;
         const z64 = Array.from({ length: V }, (_, v) => (v === at ? s : -spread * (((v * 7919) % 101) / 100)));
