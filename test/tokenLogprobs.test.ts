@@ -1,7 +1,14 @@
 // tokenLogprobs and its gradient: the active backend against the float64 reference over a grid
 // of shapes (awkward sizes included) and all dtypes; -inf / NaN rows; thread independence.
 import { describe, expect, it } from 'vitest';
-import { gvpoFromLogits, tokenLogprobs, tokenLogprobsAsync, tokenLogprobsBackward } from '../src/index.js';
+import {
+  gvpoFromLogits,
+  tokenLogprobs,
+  tokenLogprobsAsync,
+  tokenLogprobsBackward,
+  tokenLogprobsFromHidden,
+  tokenLogprobsFromHiddenBackward,
+} from '../src/index.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../src/reference/tokenLogprobs.js';
 import type { DType } from '../src/types.js';
@@ -71,6 +78,32 @@ describe('tokenLogprobs', () => {
     expect(Math.abs(grad[5])).toBe(0);
     expect(Number.isNaN(grad[V]) && Number.isNaN(grad[2 * V])).toBe(true);
     expect(grad.subarray(3 * V).every(Number.isFinite)).toBe(true);
+  });
+
+  it('a row whose logZ overflows float32 (finite max and lse) is NaN in the backwards given its logZ, as l is', () => {
+    // 3e38 / 0.05 is past float32: l is NaN and counted; the row's max and lse are finite, and a
+    // backward that took them gave [-20, 20, 0, 0] (the head: dL/dweight [-inf, inf, 0])
+    const a = { logits: Float32Array.from([3e38, -3e38, 0, 1, 0, 1, 2, 3]), targets: Int32Array.from([1, 2]) };
+    const rows = { ...a, rows: 2, vocab: 4, temperature: 0.05 };
+    const f = tokenLogprobs(rows);
+    expect(f.nonFiniteRows).toBe(1);
+    const g = tokenLogprobsBackward({ ...rows, logZ: f.logZ, gradTokenLogprobs: Float32Array.of(1, 1) });
+    expect(g.subarray(0, 4).every(Number.isNaN)).toBe(true);
+    expect(g.subarray(4).every(Number.isFinite)).toBe(true);
+    const head = {
+      hidden: Float32Array.of(1e38, 1),
+      weight: Float32Array.of(3, -3, 0),
+      targets: Int32Array.of(1, 2),
+      rows: 2,
+      hiddenSize: 1,
+      vocab: 3,
+      temperature: 0.05,
+    };
+    const h = tokenLogprobsFromHidden(head);
+    expect(h.nonFiniteRows).toBe(1);
+    const hb = tokenLogprobsFromHiddenBackward({ ...head, logZ: h.logZ, gradTokenLogprobs: Float32Array.of(1, 0) });
+    expect(Number.isNaN(hb.gradHidden[0])).toBe(true);
+    expect(Array.from(hb.gradWeight).every(Number.isNaN)).toBe(true);
   });
 
   it('logits near -3e38 and +3e38: l as the float64 reference gives it, -inf only below float32 range', () => {

@@ -24,13 +24,20 @@ interface Kept extends LogZParts {
 
 const kept = new WeakMap<Float32Array, Kept>();
 
-/** A forward's result without its parts, which are kept beside its logZ (when it gave them: the
- *  CUDA twins do not). */
+/** A forward's result without its parts, which are kept beside its logZ. A row whose float32 logZ
+ *  is not finite keeps logZ itself as its parts (max 0, lse = logZ), so that its backward is NaN
+ *  as the forward's l is: its max and lse can be finite where max/tau + lse overflowed. */
 export function keepParts<R extends { logZ: Float32Array }>(result: R): R {
   const { rowMax, rowLse, ...rest } = result as R & Partial<LogZParts>;
   if (rowMax && rowLse) {
-    const bits = new Uint32Array(result.logZ.buffer, result.logZ.byteOffset, result.logZ.length);
-    kept.set(result.logZ, { rowMax, rowLse, logZ: bits.slice(), backend: activeBackend() });
+    const logZ = result.logZ;
+    for (let r = 0; r < logZ.length; r++) {
+      if (Number.isFinite(logZ[r])) continue;
+      rowMax[r] = 0;
+      rowLse[r] = logZ[r];
+    }
+    const bits = new Uint32Array(logZ.buffer, logZ.byteOffset, logZ.length);
+    kept.set(logZ, { rowMax, rowLse, logZ: bits.slice(), backend: activeBackend() });
   }
   return rest as unknown as R;
 }
