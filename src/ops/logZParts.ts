@@ -2,12 +2,12 @@
 // op's forward to its backward. logZ is returned in float32, which holds it to |logZ| 2^-24 only:
 // where z/tau runs into the thousands, or a target's 1 - p is below that, a backward that takes
 // p = exp(z/tau - logZ) is off by as much, and the target's gradient c (1 - p) most of all (a row
-// of logits [1234.5, 0] gave c 1.2e-4 where it is c 1e-536). The fused ops keep the parts between
-// their phases; the two-phase ops keep them here, beside the logZ array the forward returned (a
-// WeakMap: nothing for the caller to hold or free), with a copy of that logZ. A backward given the
-// same array takes its exponent (z - max)/tau - lse from the parts, on every row whose value is
-// unchanged; an edited row, and any other logZ (a copy, one from another process), gives it
-// z/tau - logZ.
+// of logits [1234.5, 0] at tau 0.1 gave c 3e-5 where it is c 1e-536). The fused ops keep the
+// parts between their phases; the two-phase ops keep them here, beside the logZ array the forward
+// returned (a WeakMap: nothing for the caller to hold or free), with a copy of that logZ. A
+// backward given the same array takes its exponent (z - max)/tau - lse from the parts, on every
+// row whose value is unchanged; an edited row, and any other logZ (a copy, one from another
+// process), gives it z/tau - logZ.
 import { activeBackend } from '../backend.js';
 
 export interface LogZParts {
