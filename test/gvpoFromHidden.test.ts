@@ -21,6 +21,7 @@ import type { FromHiddenOpts } from '../src/checked.js';
 import { encodeHalf } from '../src/reference/dtype.js';
 import { gvpoFromHiddenRef } from '../src/reference/gvpoFromHidden.js';
 import type { DType, GvpoFromHiddenArgs } from '../src/types.js';
+import { lossBetweenPhases } from './helpers/phases.js';
 import { allclose } from './helpers/allclose.js';
 import { bf16Products, type HeadCase, productClose, productSums } from './helpers/bf16Products.js';
 import { normal, rng } from './helpers/data.js';
@@ -345,13 +346,7 @@ describe('gvpoFromHidden', () => {
     const fused = gvpoFromHidden(a);
     const f = gvpoFromHiddenForward({ ...a });
     allclose(f.policyLogprobs, fused.policyLogprobs, { atol: 0, rtol: 0 }, 'S');
-    const loss = gvpoLoss({
-      policyLogprobs: f.policyLogprobs,
-      referenceLogprobs: f.referenceLogprobs,
-      rewards: a.rewards,
-      groups: a.groups,
-      beta: a.beta,
-    });
+    const loss = lossBetweenPhases(f, a);
     const g = gvpoFromHiddenBackward({ ...a, logZ: f.logZ, gradLogprobs: loss.gradLogprobs });
     scaleClose(g.gradHidden, fused.gradHidden, 1e-6, 'phase 2 dL/dhidden');
     scaleClose(g.gradWeight, fused.gradWeight, 1e-6, 'phase 2 dL/dweight');
@@ -383,13 +378,7 @@ describe('gvpoFromHidden', () => {
     };
     const fused = gvpoFromHidden(a);
     const f = gvpoFromHiddenForward(a);
-    const loss = gvpoLoss({
-      policyLogprobs: f.policyLogprobs,
-      referenceLogprobs: f.referenceLogprobs,
-      rewards: a.rewards,
-      groups: a.groups,
-      beta: a.beta,
-    });
+    const loss = lossBetweenPhases(f, a);
     const g = gvpoFromHiddenBackward({ ...a, logZ: f.logZ, gradLogprobs: loss.gradLogprobs });
     const fa = await gvpoFromHiddenForwardAsync(a);
     const ga = await gvpoFromHiddenBackwardAsync({ ...a, logZ: fa.logZ, gradLogprobs: loss.gradLogprobs });

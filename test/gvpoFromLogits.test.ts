@@ -10,12 +10,12 @@ import {
   gvpoForwardAsync,
   gvpoFromLogits,
   gvpoFromLogitsAsync,
-  gvpoLoss,
   tokenLogprobs,
 } from '../src/index.js';
 import { gvpoFromLogitsRef } from '../src/reference/gvpoFromLogits.js';
 import type { FromLogitsOpts } from '../src/checked.js';
 import type { DType } from '../src/types.js';
+import { lossBetweenPhases } from './helpers/phases.js';
 import { allclose, gradClose } from './helpers/allclose.js';
 import { batch, normal, randomRewards, rng } from './helpers/data.js';
 
@@ -91,13 +91,7 @@ describe('gvpoFromLogits', () => {
     const a = args(5, 6, 4, 300, 'bfloat16', Int32Array.from([0, 3, 6]));
     const fused = gvpoFromLogits(a);
     const f = gvpoForward(a);
-    const l = gvpoLoss({
-      policyLogprobs: f.policyLogprobs,
-      referenceLogprobs: f.referenceLogprobs,
-      rewards: a.rewards,
-      groups: a.groups,
-      beta: a.beta,
-    });
+    const l = lossBetweenPhases(f, a);
     const g = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
     // on the CPU bit-identical; where CUDA is active the fused call runs there and the phases
     // (which have no CUDA twin) on the CPU: equal to float32's rounding of the token log-probs
@@ -134,13 +128,7 @@ describe('gvpoFromLogits', () => {
     };
     const fused = gvpoFromLogits(a);
     const f = gvpoForward(a);
-    const l = gvpoLoss({
-      policyLogprobs: f.policyLogprobs,
-      referenceLogprobs: f.referenceLogprobs,
-      rewards: a.rewards,
-      groups: a.groups,
-      beta: a.beta,
-    });
+    const l = lossBetweenPhases(f, a);
     const sync = gvpoBackward({ ...a, logZ: f.logZ, gradLogprobs: l.gradLogprobs });
     const fa = await gvpoForwardAsync(a);
     const async = await gvpoBackwardAsync({ ...a, logZ: fa.logZ, gradLogprobs: l.gradLogprobs });

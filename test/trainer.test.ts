@@ -17,6 +17,7 @@ import {
   TabularPolicy,
   tiltedOptimum,
   TRAINER_DEFAULTS,
+  type Policy,
   type StepMetrics,
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
@@ -639,30 +640,12 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     );
     const char = (eos: number) =>
       new CharPolicy(tf, { vocab: 14, window: 4, hidden: 8, maxTokens: 5, eos, pad: PAD }, 3);
-    expect(
-      () =>
-        new GVPOTrainer({
-          tf,
-          policy: char(EOS),
-          task: new AdditionTask(),
-          reference: 'frozen',
-          referencePolicy: char(3),
-        }),
-    ).toThrow(/referencePolicy\.config\.eos must be the policy's, \d+, got 3/);
+    const withReference = (referencePolicy: Policy) => () =>
+      new GVPOTrainer({ tf, policy: char(EOS), task: new AdditionTask(), reference: 'frozen', referencePolicy });
+    expect(withReference(char(3))).toThrow(/referencePolicy\.config\.eos must be the policy's, \d+, got 3/);
     // another size of the same architecture scores the same tokens: taken
     expect(
-      () =>
-        new GVPOTrainer({
-          tf,
-          policy: char(EOS),
-          task: new AdditionTask(),
-          reference: 'frozen',
-          referencePolicy: new CharPolicy(
-            tf,
-            { vocab: 14, window: 4, hidden: 16, maxTokens: 5, eos: EOS, pad: PAD },
-            4,
-          ),
-        }),
+      withReference(new CharPolicy(tf, { vocab: 14, window: 4, hidden: 16, maxTokens: 5, eos: EOS, pad: PAD }, 4)),
     ).not.toThrow();
     expect(() => new GVPOTrainer({ policy, task } as never)).toThrow(/tf must be the @tensorflow\/tfjs module/);
     expect(() => new GVPOTrainer({ tf, task } as never)).toThrow(

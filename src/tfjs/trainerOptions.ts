@@ -357,7 +357,7 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
 }
 
 /** The fields a reward spec may have: anything else is a typo (`wieght`), refused. */
-const REWARD_SPEC_KEYS = ['fn', 'weight', 'name'] as const;
+const REWARD_FIELDS = ['fn', 'weight', 'name'] as const;
 
 /** The fields an external sampler's group may have: anything else is a typo (`logprobs`), refused. */
 export const EXTERNAL_GROUP_KEYS = ['responses', 'tokenLogprobs'] as const;
@@ -385,8 +385,8 @@ function checkCallbacks(o: TrainerOptions): void {
     o.rewards = o.rewards.map((spec: Partial<RewardSpec> | null, i) => {
       if (typeof spec !== 'object' || spec === null)
         throw new TypeError(`GVPOTrainer: rewards[${i}] must be { fn, weight? }, got ${describe(spec)}`);
-      checkFields(`rewards[${i}]`, spec, REWARD_SPEC_KEYS);
-      const r = readOptions(spec, REWARD_SPEC_KEYS) as Partial<RewardSpec>;
+      checkFields(`rewards[${i}]`, spec, REWARD_FIELDS);
+      const r = readOptions(spec, REWARD_FIELDS) as Partial<RewardSpec>;
       if (typeof r.fn !== 'function')
         throw new TypeError(`GVPOTrainer: rewards[${i}].fn must be a function, got ${describe(r.fn)}`);
       if (r.weight !== undefined) inRange(`rewards[${i}].weight`, r.weight, Number.isFinite, 'a finite number');

@@ -79,17 +79,6 @@ if (process.argv[1]?.endsWith('dominant-worker.ts')) {
     const tokenGrad = tokenLogprobsBackward({ ...base, rows: 1, logZ: t.logZ, gradTokenLogprobs: Float32Array.of(1) });
     // Two sequences of one token, the same row twice: dL/dS = [-0.5, 0.5] with rewards [1, 0], beta 1.
     const two = c.dtype === 'float32' ? Float32Array.from([...c.z, ...c.z]) : toHalf([...c.z, ...c.z], c.dtype);
-    const f = gvpoFromLogits({
-      ...base,
-      logits: two,
-      targets: Int32Array.of(c.target, c.target),
-      mask: Float32Array.of(1, 1),
-      sequences: 2,
-      tokens: 1,
-      rewards: [1, 0],
-      groups: { size: 2 },
-      beta: 1,
-    });
     const phases = {
       ...base,
       logits: two,
@@ -98,6 +87,7 @@ if (process.argv[1]?.endsWith('dominant-worker.ts')) {
       sequences: 2,
       tokens: 1,
     };
+    const f = gvpoFromLogits({ ...phases, rewards: [1, 0], groups: { size: 2 }, beta: 1 });
     const p1 = gvpoForward(phases);
     const phaseGrad = gvpoBackward({ ...phases, logZ: p1.logZ, gradLogprobs: f.gradLogprobs });
     const headArgs = {
