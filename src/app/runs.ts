@@ -77,7 +77,7 @@ function fixedSampler(tf: TfModule, policy: Policy, temperature: number): Extern
       T,
     );
     const lp = logprobsOf(tf, policy, packed).token;
-    return { responses, tokenLogprobs: responses.map((_, i) => lp.subarray(i * T, (i + 1) * T)) };
+    return { responses, tokenLogprobs: responses.map((r, i) => lp.subarray(i * T, i * T + r.length)) };
   };
 }
 
