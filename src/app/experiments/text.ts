@@ -162,17 +162,17 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
   };
 }
 
-/** Off-policy sources of a step's groups: [name, run options]. */
-function sources(base: (m: MethodId) => RunOptions, m: MethodId, quick: boolean): Array<[string, RunOptions]> {
+/** Off-policy sources of a step's groups: [name, run options]; every one at --quick too (each
+ *  has its own code: a quick run once left out the fixed sampler, which had stopped working). */
+function sources(base: (m: MethodId) => RunOptions, m: MethodId): Array<[string, RunOptions]> {
   const o = base(m);
-  const all: Array<[string, RunOptions]> = [
+  return [
     ['on-policy (0:8)', o],
     ['replay 2:6', { ...o, replayRatio: 0.25, replayCapacity: 4 * o.promptsPerStep }],
     ['replay 4:4', { ...o, replayRatio: 0.5, replayCapacity: 4 * o.promptsPerStep }],
     ['fixed sampler (the warm-up checkpoint), half the groups', { ...o, fixedSampler: 0.5 }],
     ['demonstrations in half the groups', { ...o, demonstrations: 0.5 }],
   ];
-  return quick ? all.slice(0, 2) : all;
 }
 
 // REINFORCE twice: with truncated importance weights, and with none (as GVPO), the KL in the
@@ -184,8 +184,8 @@ async function offPolicy(ctx: ExperimentContext, log: (l: string) => void) {
   const methods = OFF_POLICY_METHODS;
   const tuned = await tuneText(ctx, methods, log, 'frozen');
   const base = (m: MethodId) => ({ ...textRun(ctx, m, { reference: 'frozen' }), learningRate: tuned.lr[m] });
-  const names = sources(base, 'gvpo', ctx.quick).map(([n]) => n);
-  const configs = methods.flatMap((m) => sources(base, m, ctx.quick).map(([, o]) => o));
+  const names = sources(base, 'gvpo').map(([n]) => n);
+  const configs = methods.flatMap((m) => sources(base, m).map(([, o]) => o));
   const results = await overSeeds(ctx, configs, seeds);
   const of = (m: MethodId, i: number) => results[methods.indexOf(m) * names.length + i];
   const table = markdownTable(
