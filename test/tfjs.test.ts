@@ -187,6 +187,14 @@ describe('optional peers', () => {
       const b = await loadTf('cpu');
       console.log(a === b, a.tf.getBackend(), a.backend, b.backend);`);
     expect(r.stdout.trim()).toBe('true wasm @tensorflow/tfjs (wasm) @tensorflow/tfjs (wasm)');
+    // once per process: the CommonJS build, loaded beside the ES one, gets the same LoadedTf
+    const both = node(`import { createRequire } from 'node:module';
+      import { loadTf } from './dist/tfjs/index.js';
+      const cjs = createRequire(import.meta.url)('./dist/cjs/tfjs/index.js');
+      const a = await loadTf('wasm');
+      const b = await cjs.loadTf('cpu');
+      console.log(a === b, b.backend);`);
+    expect(both.stdout.trim()).toBe('true @tensorflow/tfjs (wasm)');
     // a first choice that failed to load is not kept: the next may choose again (the command's
     // fallback from wasm to cpu)
     const retry = node(

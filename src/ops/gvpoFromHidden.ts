@@ -30,25 +30,31 @@ export async function gvpoFromHiddenAsync(args: GvpoFromHiddenArgs): Promise<Gvp
  *  given this very logZ array: logZParts.ts). */
 export function gvpoFromHiddenForward(args: GvpoFromHiddenForwardArgs): GvpoFromHiddenForwardResult {
   const o = normalizeHiddenForward(args);
-  return keepParts(runSync('gvpoFromHiddenForward', { ...o, split: true }, () => gvpoFromHiddenForwardRef(o)));
+  return keepParts(
+    runSync('gvpoFromHiddenForward', { ...o, split: true }, () => gvpoFromHiddenForwardRef(o)),
+    o.temperature,
+  );
 }
 
 export async function gvpoFromHiddenForwardAsync(
   args: GvpoFromHiddenForwardArgs,
 ): Promise<GvpoFromHiddenForwardResult> {
   const o = normalizeHiddenForward(args);
-  return keepParts(await runAsync('gvpoFromHiddenForward', { ...o, split: true }, () => gvpoFromHiddenForwardRef(o)));
+  return keepParts(
+    await runAsync('gvpoFromHiddenForward', { ...o, split: true }, () => gvpoFromHiddenForwardRef(o)),
+    o.temperature,
+  );
 }
 
 /** Phase 2: dL/dS (from gvpoLoss, possibly over combined shards) to dL/dhidden and dL/dweight. */
 export function gvpoFromHiddenBackward(args: GvpoFromHiddenBackwardArgs): GvpoFromHiddenGrads {
   const o = normalizeHiddenBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return runSync('gvpoFromHiddenBackward', withParts(o, parts), () => gvpoFromHiddenBackwardRef(o, parts));
 }
 
 export async function gvpoFromHiddenBackwardAsync(args: GvpoFromHiddenBackwardArgs): Promise<GvpoFromHiddenGrads> {
   const o = normalizeHiddenBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return runAsync('gvpoFromHiddenBackward', withParts(o, parts), () => gvpoFromHiddenBackwardRef(o, parts));
 }

@@ -27,24 +27,27 @@ export async function gvpoFromLogitsAsync(args: GvpoFromLogitsArgs): Promise<Gvp
  *  given this very logZ array: logZParts.ts). */
 export function gvpoForward(args: GvpoForwardArgs): GvpoForwardResult {
   const o = normalizeForward(args);
-  return keepParts(runSync('gvpoForward', { ...o, split: true }, () => gvpoForwardRef(o)));
+  return keepParts(
+    runSync('gvpoForward', { ...o, split: true }, () => gvpoForwardRef(o)),
+    o.temperature,
+  );
 }
 
 export async function gvpoForwardAsync(args: GvpoForwardArgs): Promise<GvpoForwardResult> {
   const o = normalizeForward(args);
-  return keepParts(await runAsync('gvpoForward', { ...o, split: true }, () => gvpoForwardRef(o)));
+  return keepParts(await runAsync('gvpoForward', { ...o, split: true }, () => gvpoForwardRef(o)), o.temperature);
 }
 
 /** Phase 2: dL/dS (from gvpoLoss, possibly over combined shards) to dL/dz. */
 export function gvpoBackward(args: GvpoBackwardArgs): Float32Array {
   const o = normalizeBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return runSync('gvpoBackward', withParts(o, parts), () => ({ gradLogits: gvpoBackwardRef(o, parts) })).gradLogits;
 }
 
 export async function gvpoBackwardAsync(args: GvpoBackwardArgs): Promise<Float32Array> {
   const o = normalizeBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   const r = await runAsync('gvpoBackward', withParts(o, parts), () => ({ gradLogits: gvpoBackwardRef(o, parts) }));
   return r.gradLogits;
 }

@@ -4,10 +4,12 @@
 // p = exp(z/tau - logZ) is off by as much, and the target's gradient c (1 - p) most of all (a row
 // of logits [1234.5, 0] at tau 0.1 gave c 3e-5 where it is c 1e-536). The fused ops keep the
 // parts between their phases; the two-phase ops keep them here, beside the logZ array the forward
-// returned (a WeakMap: nothing for the caller to hold or free), with a copy of that logZ. A
-// backward given the same array takes its exponent (z - max)/tau - lse from the parts, on every
-// row whose value is unchanged; an edited row, and any other logZ (a copy, one from another
-// process), gives it z/tau - logZ.
+// returned (a WeakMap: nothing for the caller to hold or free), with a copy of that logZ and the
+// temperature. A backward given the same array at the same temperature takes its exponent
+// (z - max)/tau - lse from the parts, on every row whose value is unchanged; an edited row, another
+// temperature, and any other logZ (a copy, one from another process), give it z/tau - logZ. The map
+// is one per process, not per copy of this module: a forward imported from the ES build and a
+// backward required from the CommonJS one see the same parts.
 import { activeBackend } from '../backend.js';
 
 export interface LogZParts {
@@ -20,14 +22,17 @@ export interface LogZParts {
 interface Kept extends LogZParts {
   logZ: Uint32Array; // the bits the forward returned
   backend: string; // the parts' kind is the backend's (float32 native, float64 TypeScript)
+  temperature: number; // max and lse are of z/tau at the forward's tau only
 }
 
-const kept = new WeakMap<Float32Array, Kept>();
+const KEY = Symbol.for('gvpo.logZParts');
+const shared = globalThis as { [KEY]?: WeakMap<Float32Array, Kept> };
+const kept = (shared[KEY] ??= new WeakMap<Float32Array, Kept>());
 
 /** A forward's result without its parts, which are kept beside its logZ. A row whose float32 logZ
  *  is not finite keeps logZ itself as its parts (max 0, lse = logZ), so that its backward is NaN
  *  as the forward's l is: its max and lse can be finite where max/tau + lse overflowed. */
-export function keepParts<R extends { logZ: Float32Array }>(result: R): R {
+export function keepParts<R extends { logZ: Float32Array }>(result: R, temperature: number): R {
   const { rowMax, rowLse, ...rest } = result as R & Partial<LogZParts>;
   if (rowMax && rowLse) {
     const logZ = result.logZ;
@@ -37,16 +42,18 @@ export function keepParts<R extends { logZ: Float32Array }>(result: R): R {
       rowLse[r] = logZ[r];
     }
     const bits = new Uint32Array(logZ.buffer, logZ.byteOffset, logZ.length);
-    kept.set(logZ, { rowMax, rowLse, logZ: bits.slice(), backend: activeBackend() });
+    kept.set(logZ, { rowMax, rowLse, logZ: bits.slice(), backend: activeBackend(), temperature });
   }
   return rest as unknown as R;
 }
 
-/** The parts kept for `logZ`, when a forward of this backend returned this very array; a row
- *  whose value has changed since gets parts that say logZ alone (max 0, lse = logZ). */
-export function partsOf(logZ: Float32Array): LogZParts | undefined {
+/** The parts kept for `logZ`, when a forward of this backend at this temperature returned this
+ *  very array; a row whose value has changed since gets parts that say logZ alone (max 0,
+ *  lse = logZ). */
+export function partsOf(logZ: Float32Array, temperature: number): LogZParts | undefined {
   const k = kept.get(logZ);
-  if (!k || k.backend !== activeBackend() || k.logZ.length !== logZ.length) return undefined;
+  if (!k || k.backend !== activeBackend() || k.temperature !== temperature) return undefined;
+  if (k.logZ.length !== logZ.length) return undefined;
   const bits = new Uint32Array(logZ.buffer, logZ.byteOffset, logZ.length);
   let parts: LogZParts = k;
   for (let r = 0; r < bits.length; r++) {

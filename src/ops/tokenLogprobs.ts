@@ -24,12 +24,15 @@ function reference(o: RowsOpts): TokenLogprobsResult & LogZParts {
 /** l[r] = z[r,y]/tau - logsumexp(z[r,:]/tau) <= 0 for R rows of V logits; masked rows give 0. */
 export function tokenLogprobs(args: TokenLogprobsArgs): TokenLogprobsResult {
   const o = normalizeRows(FN, snapshot(FN, args, KEYS.tokenLogprobs));
-  return keepParts(runSync(FN, { ...o, split: true }, () => reference(o)));
+  return keepParts(
+    runSync(FN, { ...o, split: true }, () => reference(o)),
+    o.temperature,
+  );
 }
 
 export async function tokenLogprobsAsync(args: TokenLogprobsArgs): Promise<TokenLogprobsResult> {
   const o = normalizeRows(FN, snapshot(FN, args, KEYS.tokenLogprobs));
-  return keepParts(await runAsync(FN, { ...o, split: true }, () => reference(o)));
+  return keepParts(await runAsync(FN, { ...o, split: true }, () => reference(o)), o.temperature);
 }
 
 const BFN = 'tokenLogprobsBackward';
@@ -60,12 +63,12 @@ function backwardReference(
  *  (0 on masked rows and when V = 1). Exact from the forward's own logZ array (logZParts.ts). */
 export function tokenLogprobsBackward(args: TokenLogprobsBackwardArgs): Float32Array {
   const o = normalizeBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return runSync(BFN, withParts(o, parts), () => backwardReference(o, parts)).gradLogits;
 }
 
 export async function tokenLogprobsBackwardAsync(args: TokenLogprobsBackwardArgs): Promise<Float32Array> {
   const o = normalizeBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return (await runAsync(BFN, withParts(o, parts), () => backwardReference(o, parts))).gradLogits;
 }

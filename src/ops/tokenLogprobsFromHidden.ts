@@ -22,14 +22,17 @@ const BFN = 'tokenLogprobsFromHiddenBackward';
 /** l = z[y]/tau - logZ <= 0 per row (and H >= 0 with `entropy: true`), z = hidden * weight^T. */
 export function tokenLogprobsFromHidden(args: TokenLogprobsFromHiddenArgs): TokenLogprobsFromHiddenResult {
   const o = normalizeHiddenRows(args);
-  return keepParts(runSync(FN, { ...o, split: true }, () => tokenLogprobsFromHiddenRef(o)));
+  return keepParts(
+    runSync(FN, { ...o, split: true }, () => tokenLogprobsFromHiddenRef(o)),
+    o.temperature,
+  );
 }
 
 export async function tokenLogprobsFromHiddenAsync(
   args: TokenLogprobsFromHiddenArgs,
 ): Promise<TokenLogprobsFromHiddenResult> {
   const o = normalizeHiddenRows(args);
-  return keepParts(await runAsync(FN, { ...o, split: true }, () => tokenLogprobsFromHiddenRef(o)));
+  return keepParts(await runAsync(FN, { ...o, split: true }, () => tokenLogprobsFromHiddenRef(o)), o.temperature);
 }
 
 /** dL/dhidden and dL/dweight of any loss with upstream dL/dl (gradTokenLogprobs) and dL/dH
@@ -39,7 +42,7 @@ export function tokenLogprobsFromHiddenBackward(
   args: TokenLogprobsFromHiddenBackwardArgs,
 ): TokenLogprobsFromHiddenGrads {
   const o = normalizeHiddenRowsBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return runSync(BFN, withParts(o, parts), () => tokenLogprobsFromHiddenBackwardRef(o, parts));
 }
 
@@ -47,6 +50,6 @@ export async function tokenLogprobsFromHiddenBackwardAsync(
   args: TokenLogprobsFromHiddenBackwardArgs,
 ): Promise<TokenLogprobsFromHiddenGrads> {
   const o = normalizeHiddenRowsBackward(args);
-  const parts = partsOf(o.logZ);
+  const parts = partsOf(o.logZ, o.temperature);
   return runAsync(BFN, withParts(o, parts), () => tokenLogprobsFromHiddenBackwardRef(o, parts));
 }

@@ -17,7 +17,10 @@ export interface LoadedTf {
   backend: string;
 }
 
-let cached: Promise<LoadedTf> | undefined;
+// One load per process, not per copy of this module: the ES and CommonJS builds of gvpo/tfjs, both
+// loaded in one process, share it (as they share TensorFlow.js itself).
+const KEY = Symbol.for('gvpo.loadTf');
+const shared = globalThis as { [KEY]?: Promise<LoadedTf> };
 
 async function tryImport(name: string): Promise<typeof TF | undefined> {
   try {
@@ -109,12 +112,13 @@ export function loadTf(choice: TfChoice = 'auto'): Promise<LoadedTf> {
       new RangeError(`loadTf: choice must be ${TF_CHOICES.map((c) => `'${c}'`).join(' | ')}, got ${String(choice)}`),
     );
   }
-  if (!cached) {
-    const loading = load(choice);
-    cached = loading;
-    loading.catch(() => {
-      if (cached === loading) cached = undefined;
+  let loading = shared[KEY];
+  if (!loading) {
+    const mine = load(choice);
+    shared[KEY] = loading = mine;
+    mine.catch(() => {
+      if (shared[KEY] === mine) delete shared[KEY];
     });
   }
-  return cached;
+  return loading;
 }
