@@ -84,6 +84,13 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     expect(ours.value.dataSync()[0]).toBeCloseTo(theirs.value.dataSync()[0], 5);
     gradClose(ours.grads[0].dataSync(), theirs.grads[0].dataSync(), 1e-4, 1e-7);
     gradClose(ours.grads[1].dataSync(), theirs.grads[1].dataSync(), 1e-4, 1e-7);
+    // the weight's gradient is the op's to return as a tensor: a destination for it is no option
+    // (nor in GvpoFromHiddenTfArgs, which leaves gradWeight and accumulate out)
+    const opts = { targets, mask, sequences: N, tokens: T, rewards: R, groups: { size: k }, beta };
+    for (const extra of [{ gradWeight: new Float32Array(V * H) }, { accumulate: true }])
+      expect(() => gvpoFromHiddenTf(tf, h, w, { ...opts, ...extra } as never)).toThrow(
+        `gvpoFromHiddenTf: options has no field '${Object.keys(extra)[0]}'`,
+      );
   });
 
   it('tokenLogprobsFromHiddenTf: l and H, and the gradients of any loss on them, equal tfjs autodiff of the materialized head', () => {

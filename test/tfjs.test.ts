@@ -3,6 +3,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   gvpoFromHiddenTf,
@@ -254,6 +255,13 @@ describe('tfjs ops and the trainer refuse what they do not take', () => {
     );
     expect(() => tokenLogprobsTf(tf, tf.zeros([2, 5]) as TF.Tensor2D, [0, 1] as never)).toThrow(
       /tokenLogprobsTf: targets must be an Int32Array of rows = 2 token ids/,
+    );
+    // an Int32Array of another realm (a vm context, a worker's structured clone) is one
+    const foreign = runInNewContext('new Int32Array([1, 0])') as Int32Array;
+    expect(foreign instanceof Int32Array).toBe(false);
+    const z2 = tf.tensor2d([2, 0, 1, 0, 3, -1], [2, 3]);
+    expect(Array.from(tokenLogprobsTf(tf, z2, foreign).dataSync())).toEqual(
+      Array.from(tokenLogprobsTf(tf, z2, Int32Array.from([1, 0])).dataSync()),
     );
     const S7 = tf.zeros([7]) as TF.Tensor1D;
     const lossArgs = {

@@ -359,6 +359,42 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     await expect(run(Number.NaN)).rejects.toThrow(RangeError);
   });
 
+  it("evaluation scores with task.reward, not the trainer's rewards; an async task.reward is refused, not NaN", async () => {
+    const { task, policy } = bandit();
+    const plain = new GVPOTrainer({ tf, policy, task, ...GRPO });
+    const shaped = new GVPOTrainer({ tf, policy, task, ...GRPO, rewards: [{ fn: async () => 100 }] });
+    const want = plain.evaluateReward(50);
+    expect(Number.isFinite(want)).toBe(true);
+    expect(shaped.evaluateReward(50)).toBe(want);
+    const asyncTask = Object.assign(Object.create(Object.getPrototypeOf(task)), task, {
+      reward: async (p: number[], r: number[]) => task.reward(p, r),
+    });
+    const t = new GVPOTrainer({ tf, policy, task: asyncTask, ...GRPO });
+    expect(() => t.evaluateReward(5)).toThrow(TypeError);
+    expect(() => t.evaluateReward(5)).toThrow(
+      /evaluation: task\.reward must return a finite number, got .* of prompt \[\d\]: evaluation calls task\.reward synchronously; an async reward goes in the trainer's `rewards`/,
+    );
+    const nan = Object.assign(Object.create(Object.getPrototypeOf(task)), task, { reward: () => NaN });
+    expect(() => new GVPOTrainer({ tf, policy, task: nan, ...GRPO }).evaluateReward(5)).toThrow(RangeError);
+    plain.dispose();
+    shaped.dispose();
+    t.dispose();
+  });
+
+  it('evalEvery on a task that cannot give its evaluation prompts is refused at construction, not after an update', () => {
+    const task = new AdditionTask({ digits: 1, heldOut: 0 });
+    const policy = new CharPolicy(
+      tf,
+      { vocab: task.vocab, window: 8, hidden: 16, maxTokens: task.maxTokens, eos: EOS, pad: PAD },
+      3,
+    );
+    expect(() => new GVPOTrainer({ tf, policy, task, evalEvery: 1 })).toThrow(
+      /GVPOTrainer: evalEvery 1 evaluates on the task's held-out prompts, which it cannot give \(AdditionTask\.heldOutPrompts: this task holds no prompts out \(heldOut = 0\)\); set evalEvery 0/,
+    );
+    new GVPOTrainer({ tf, policy, task, evalEvery: 0 }).dispose(); // training alone needs none
+    policy.dispose?.();
+  });
+
   it('callbacks get copies of the prompt and response: what they write changes nothing the trainer holds', async () => {
     const { task, policy } = bandit();
     const seen: string[] = [];

@@ -5,6 +5,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { tokenLogprobs } from '../ops/tokenLogprobs.js';
 import { tokenLogprobsFromHidden } from '../ops/tokenLogprobsFromHidden.js';
 import { seeded, type Task } from '../tasks/task.js';
+import { describe } from '../validate.js';
 import { hasFusedHead, type Policy } from './policy.js';
 
 type Tf = typeof TF;
@@ -207,7 +208,9 @@ export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: numb
   return ok / n;
 }
 
-/** Mean reward of `samples` responses per evaluation prompt (`n` from `seed`, of `split`), sampled at `temperature`. */
+/** Mean task reward (task.reward, called synchronously) of `samples` responses per evaluation
+ *  prompt (`n` from `seed`, of `split`), sampled at `temperature`. A reward that is not a finite
+ *  number (a Promise: an async reward) is refused with the prompt and response it came from. */
 export function evaluateSampled(
   policy: Policy,
   task: Task,
@@ -219,5 +222,21 @@ export function evaluateSampled(
 ): number {
   const prompts = evaluationPrompts(task, n, seed, split).flatMap((p) => Array.from({ length: samples }, () => p));
   const out = policy.sample(prompts, temperature, seeded(seed + 1));
-  return prompts.reduce((a, p, i) => a + task.reward(p, out[i]), 0) / prompts.length;
+  let sum = 0;
+  prompts.forEach((p, i) => {
+    const got: unknown = task.reward([...p], [...out[i]]);
+    const v = typeof got === 'boolean' ? Number(got) : got;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      const E = typeof v === 'number' ? RangeError : TypeError;
+      const why =
+        got instanceof Promise
+          ? ": evaluation calls task.reward synchronously; an async reward goes in the trainer's `rewards`"
+          : '';
+      throw new E(
+        `evaluation: task.reward must return a finite number, got ${describe(got)} for [${out[i].join(', ')}] of prompt [${p.join(', ')}]${why}`,
+      );
+    }
+    sum += v;
+  });
+  return sum / prompts.length;
 }

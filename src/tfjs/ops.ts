@@ -8,7 +8,7 @@ import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
 import { tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../ops/tokenLogprobsFromHidden.js';
 import { KEYS } from '../ops/normalize.js';
-import { rangeError, snapshot, typeError } from '../validate.js';
+import { rangeError, snapshot, typed, typeError } from '../validate.js';
 import type {
   GvpoFromHiddenArgs,
   GvpoFromHiddenResult,
@@ -169,8 +169,12 @@ export function gvpoFromLogitsTf(
   return { loss, result: () => result! };
 }
 
-/** gvpoFromHidden's options except what the tensors give: hidden, weight, dtype, hiddenSize, vocab. */
-export type GvpoFromHiddenTfArgs = Omit<GvpoFromHiddenArgs, 'hidden' | 'weight' | 'dtype' | 'hiddenSize' | 'vocab'>;
+/** gvpoFromHidden's options except what the tensors give (hidden, weight, dtype, hiddenSize, vocab)
+ *  and the weight gradient's destination (the op returns it as a tensor). */
+export type GvpoFromHiddenTfArgs = Omit<
+  GvpoFromHiddenArgs,
+  'hidden' | 'weight' | 'dtype' | 'hiddenSize' | 'vocab' | 'gradWeight' | 'accumulate'
+>;
 
 /**
  * The fused LM head: the GVPO loss of the logits hidden * weight^T (hidden: N*T*H float32, any
@@ -208,8 +212,7 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
   const [rows, vocab] = logits.shape;
   if (rows === 0 || vocab === 0)
     rangeError('tokenLogprobsTf', 'logits', 'a non-empty [rows, vocab] tensor', `shape [${rows}, ${vocab}]`);
-  if (!(targets instanceof Int32Array))
-    typeError('tokenLogprobsTf', 'targets', `an Int32Array of rows = ${rows} token ids`, targets);
+  typed('tokenLogprobsTf', 'targets', targets, Int32Array, ` of rows = ${rows} token ids`); // of any realm
   if (targets.length !== rows)
     rangeError(
       'tokenLogprobsTf',

@@ -19,6 +19,7 @@ import {
   type Batch,
   evaluateGreedy,
   evaluateSampled,
+  evaluationPrompts,
   type Group,
   logprobsOf,
   type Packed,
@@ -115,6 +116,17 @@ export class GVPOTrainer {
       throw new TypeError(
         `GVPOTrainer: evalSplit 'validation' needs a task with validationPrompts(); '${String(p.task.name)}' has none`,
       );
+    // evaluation steps come after their step's update: a task that cannot give its evaluation
+    // prompts (an AdditionTask holding none out) is refused here, before any update
+    if (c.evalEvery > 0) {
+      try {
+        evaluationPrompts(p.task, 1, 12345, c.evalSplit);
+      } catch (e) {
+        throw new RangeError(
+          `GVPOTrainer: evalEvery ${c.evalEvery} evaluates on the task's ${c.evalSplit === 'validation' ? 'validation' : 'held-out'} prompts, which it cannot give (${(e as Error).message}); set evalEvery 0 or give the task such prompts`,
+        );
+      }
+    }
     this.config = c;
     this.tf = p.tf;
     this.policy = p.policy;
@@ -643,7 +655,9 @@ export class GVPOTrainer {
     return evaluateGreedy(this.policy, this.task, evalCount(n), seedOf('evaluate: seed', seed), this.config.evalSplit);
   }
 
-  /** Mean reward of one response sampled at `temperature` for each of the same `n` evaluation prompts. */
+  /** Mean task reward (task.reward, not the trainer's `rewards`, which shape training only: the
+   *  figure stays comparable whatever rewards train) of one response sampled at `temperature` for
+   *  each of the same `n` evaluation prompts. task.reward is called synchronously here. */
   evaluateReward(n: number, temperature = 1, seed = 12345): number {
     return evaluateSampled(
       this.policy,

@@ -72,6 +72,8 @@ export interface TrainerOptions {
   reference?: 'previous' | 'frozen';
   /** The frozen reference (default: a copy of the policy at construction). */
   referencePolicy?: Policy;
+  /** Reward functions whose weighted sum scores the sampled responses in place of task.reward
+   *  (each may be async). Evaluation (evaluateReward, a step's evalReward) keeps task.reward. */
   rewards?: RewardSpec[];
   /** Share of each step's groups drawn from a buffer of earlier policies' groups. */
   replay?: { ratio: number; capacity?: number };
@@ -137,7 +139,8 @@ export interface StepMetrics {
   /** Share of the step's groups whose rewards are all equal: no learning signal in them. */
   zeroVarianceGroups: number;
   updates: number;
-  /** On evaluation steps: greedy exact-match accuracy and the reward sampled at temperature 1. */
+  /** On evaluation steps: greedy exact-match accuracy and the task's reward (task.reward, not
+   *  `rewards`) sampled at temperature 1. */
   accuracy?: number;
   evalReward?: number;
   tokensPerSecond: number;
