@@ -393,6 +393,14 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     );
     new GVPOTrainer({ tf, policy, task, evalEvery: 0 }).dispose(); // training alone needs none
     policy.dispose?.();
+    // a task without a split of its own is not drawn from: its samplePrompts may be a cursor
+    const b = bandit();
+    let draws = 0;
+    const cursor = Object.assign(Object.create(Object.getPrototypeOf(b.task)), b.task, {
+      samplePrompts: (n: number, rand: () => number) => (draws++, b.task.samplePrompts(n, rand)),
+    });
+    new GVPOTrainer({ tf, policy: b.policy, task: cursor, evalEvery: 1 }).dispose();
+    expect(draws).toBe(0);
   });
 
   it('callbacks get copies of the prompt and response: what they write changes nothing the trainer holds', async () => {

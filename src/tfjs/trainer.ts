@@ -117,8 +117,11 @@ export class GVPOTrainer {
         `GVPOTrainer: evalSplit 'validation' needs a task with validationPrompts(); '${String(p.task.name)}' has none`,
       );
     // evaluation steps come after their step's update: a task that cannot give its evaluation
-    // prompts (an AdditionTask holding none out) is refused here, before any update
-    if (c.evalEvery > 0) {
+    // prompts (an AdditionTask holding none out) is refused here, before any update. Only a split
+    // of the task's own is drawn: samplePrompts, which evaluation falls back to, may be a cursor
+    // over a dataset that one draw here would move.
+    const split = c.evalSplit === 'validation' || typeof p.task.heldOutPrompts === 'function';
+    if (c.evalEvery > 0 && split) {
       try {
         evaluationPrompts(p.task, 1, 12345, c.evalSplit);
       } catch (e) {
