@@ -208,6 +208,20 @@ export function evaluateGreedy(policy: Policy, task: Task, n: number, seed: numb
   return ok / n;
 }
 
+/** A reward function's value as a number (a boolean, a pass/fail check, counts 1 or 0), or a
+ *  TypeError (not a number: a Promise says where an async reward goes) or RangeError (not finite)
+ *  naming `who` and the response it scored (`where`). */
+export function finiteReward(got: unknown, who: string, where: string): number {
+  const v = typeof got === 'boolean' ? Number(got) : got;
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  const E = typeof v === 'number' ? RangeError : TypeError;
+  const why =
+    got instanceof Promise
+      ? ": evaluation calls task.reward synchronously; an async reward goes in the trainer's `rewards`"
+      : '';
+  throw new E(`${who} must return a finite number, got ${describe(v)} for ${where}${why}`);
+}
+
 /** Mean task reward (task.reward, called synchronously) of `samples` responses per evaluation
  *  prompt (`n` from `seed`, of `split`), sampled at `temperature`. A reward that is not a finite
  *  number (a Promise: an async reward) is refused with the prompt and response it came from. */
@@ -224,19 +238,8 @@ export function evaluateSampled(
   const out = policy.sample(prompts, temperature, seeded(seed + 1));
   let sum = 0;
   prompts.forEach((p, i) => {
-    const got: unknown = task.reward([...p], [...out[i]]);
-    const v = typeof got === 'boolean' ? Number(got) : got;
-    if (typeof v !== 'number' || !Number.isFinite(v)) {
-      const E = typeof v === 'number' ? RangeError : TypeError;
-      const why =
-        got instanceof Promise
-          ? ": evaluation calls task.reward synchronously; an async reward goes in the trainer's `rewards`"
-          : '';
-      throw new E(
-        `evaluation: task.reward must return a finite number, got ${describe(got)} for [${out[i].join(', ')}] of prompt [${p.join(', ')}]${why}`,
-      );
-    }
-    sum += v;
+    const where = `[${out[i].join(', ')}] of prompt [${p.join(', ')}]`;
+    sum += finiteReward(task.reward([...p], [...out[i]]), 'evaluation: task.reward', where);
   });
   return sum / prompts.length;
 }

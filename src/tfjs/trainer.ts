@@ -20,6 +20,7 @@ import {
   evaluateGreedy,
   evaluateSampled,
   evaluationPrompts,
+  finiteReward,
   type Group,
   logprobsOf,
   type Packed,
@@ -350,15 +351,9 @@ export class GVPOTrainer {
         for (const [j, s] of specs.entries()) {
           // copies: a function that writes to its arguments changes neither what is trained nor
           // what the next function scores
-          const got: unknown = await s.fn([...prompt], [...r]);
-          const v = typeof got === 'boolean' ? Number(got) : got; // a pass/fail check counts 1 or 0
-          if (typeof v !== 'number' || !Number.isFinite(v)) {
-            const E = typeof v === 'number' ? RangeError : TypeError;
-            throw new E(
-              `GVPOTrainer: ${own ? 'task.reward' : `rewards[${j}].fn`} must return a finite number, got ${describe(v)} for response ${i} [${r.join(', ')}] of prompt [${prompt.join(', ')}]`,
-            );
-          }
-          total += (s.weight ?? 1) * v;
+          const who = `GVPOTrainer: ${own ? 'task.reward' : `rewards[${j}].fn`}`;
+          const where = `response ${i} [${r.join(', ')}] of prompt [${prompt.join(', ')}]`;
+          total += (s.weight ?? 1) * finiteReward(await s.fn([...prompt], [...r]), who, where);
         }
         if (!Number.isFinite(total))
           throw new RangeError(
