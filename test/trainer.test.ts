@@ -59,7 +59,7 @@ describe('GVPOTrainer', () => {
         groupSize: 8,
         promptsPerStep: 8,
         seed: 4,
-        klCoef: algo === 'grpo' ? 0.01 : 0,
+        ...(algo === 'grpo' ? { klCoef: 0.01 } : {}),
       });
       for (let s = 0; s < 60; s++) await t.step();
       expect(expectedReward(task, policy)).toBeGreaterThan(before + 0.1);
@@ -372,8 +372,36 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
     const t = new GVPOTrainer({ tf, policy, task: asyncTask, ...GRPO });
     expect(() => t.evaluateReward(5)).toThrow(TypeError);
     expect(() => t.evaluateReward(5)).toThrow(
-      /evaluation: task\.reward must return a finite number, got .* of prompt \[\d\]: evaluation calls task\.reward synchronously; an async reward goes in the trainer's `rewards`/,
+      /evaluation: task\.reward must return a finite number, got .* of prompt \[\d\]: this evaluation calls task\.reward synchronously \(a trainer step's evaluation, evalEvery, awaits an async one/,
     );
+    // a step's evaluation awaits it: the same figure as the synchronous task's (it failed after
+    // the step's update before)
+    const sync = new GVPOTrainer({ tf, policy: policy.clone(), task, ...GRPO, evalEvery: 1, evalPrompts: 20 });
+    const async = new GVPOTrainer({
+      tf,
+      policy: policy.clone(),
+      task: asyncTask,
+      ...GRPO,
+      evalEvery: 1,
+      evalPrompts: 20,
+    });
+    const [a, b] = [await sync.step(), await async.step()];
+    expect(b.evalReward).toBe(a.evalReward);
+    expect(b.accuracy).toBe(a.accuracy);
+    expect(Number.isFinite(b.evalReward)).toBe(true);
+    // a task with no answer() has no accuracy to give: a step leaves it out, evaluate() says why
+    const { answer: _, ...rest } = task;
+    const unanswered = Object.assign(Object.create(null), rest, {
+      reward: task.reward.bind(task),
+      samplePrompts: task.samplePrompts.bind(task),
+      name: 'no-answer',
+    });
+    const u = new GVPOTrainer({ tf, policy: policy.clone(), task: unanswered, ...GRPO, evalEvery: 1, evalPrompts: 20 });
+    const m = await u.step();
+    expect('accuracy' in m).toBe(false);
+    expect(Number.isFinite(m.evalReward)).toBe(true);
+    expect(() => u.evaluate(5)).toThrow(/'no-answer' does not have/);
+    for (const x of [sync, async, u]) x.dispose();
     const nan = Object.assign(Object.create(Object.getPrototypeOf(task)), task, { reward: () => NaN });
     expect(() => new GVPOTrainer({ tf, policy, task: nan, ...GRPO }).evaluateReward(5)).toThrow(RangeError);
     plain.dispose();
@@ -477,11 +505,11 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
   for (const [algo, terms] of [
     ['gvpo', 'all'],
     ['gvpo', 'no-variance'],
-    ['grpo', 'all'],
-    ['drgrpo', 'all'],
-    ['reinforce', 'all'],
+    ['grpo', undefined],
+    ['drgrpo', undefined],
+    ['reinforce', undefined],
   ] as const) {
-    it(`${algo} (${terms}): a reward past what the float32 losses square (1e39) is refused before the policy moves`, async () => {
+    it(`${algo}${terms ? ` (${terms})` : ''}: a reward past what the float32 losses square (1e39) is refused before the policy moves`, async () => {
       // finite in float64, so the finiteness checks passed it; centred in float32 it was Infinity
       // and every weight turned NaN, the error then blaming the learning rate
       const { task, policy } = bandit();
@@ -1144,8 +1172,57 @@ describe("GVPOTrainer's measures and lifecycle", () => {
       sample: (ps: number[][]) => ps.map(() => [2, 2]),
     });
     await expect(new GVPOTrainer({ tf, policy: long, task }).step()).rejects.toThrow(
-      /policy\.sample returned a response of 2 tokens, more than policy\.maxTokens = 1/,
+      /policy\.sample: response 0 has 2 tokens; a response needs 1 to policy\.maxTokens = 1/,
     );
+    // and every other way: a token that is no integer id (1.5 would train as token 1), one past
+    // the vocabulary (it was blamed on task.reward), none, too few responses, not an array
+    const breaking: Array<[(ps: number[][]) => unknown, RegExp]> = [
+      [
+        (ps) => ps.map((_, i) => (i === 3 ? [1.5] : [1])),
+        /response 3 holds 1\.5 at position 0, not a token id in \[0, 6\)/,
+      ],
+      [(ps) => ps.map(() => ['1']), /response 0 holds '1' at position 0/],
+      [(ps) => ps.map(() => [6]), /response 0 holds 6 at position 0, not a token id in \[0, 6\)/],
+      [(ps) => ps.map(() => []), /response 0 has 0 tokens/],
+      [
+        (ps) => ps.slice(1).map(() => [1]),
+        /policy\.sample must return one response per prompt it was given \(8 prompts x groupSize 4\).*got 31/,
+      ],
+      [(ps) => [...ps.map(() => [1]), [1]], /got 33/],
+      [() => 'x', /policy\.sample must return .*got 'x'/],
+    ];
+    for (const [sample, message] of breaking) {
+      const broken = Object.assign(Object.create(policy), { sample });
+      const t = new GVPOTrainer({ tf, policy: broken, task, rewards: [{ fn: () => 1 }] });
+      await expect(t.step()).rejects.toThrow(message);
+      t.dispose();
+    }
+    expect(policy.getWeights()).toEqual(before);
+  });
+
+  it("a policy that cannot write the task's longest answer is refused; the bandit names a response past its arms", async () => {
+    const addition = new AdditionTask();
+    const short = new CharPolicy(tf, {
+      vocab: addition.vocab,
+      window: 8,
+      hidden: 8,
+      maxTokens: addition.maxTokens - 1,
+      eos: EOS,
+      pad: PAD,
+    });
+    expect(() => new GVPOTrainer({ tf, policy: short, task: addition })).toThrow(
+      /policy\.maxTokens must be at least the task's maxTokens \(\d+\), the longest response it expects, got \d+/,
+    );
+    short.dispose();
+    // a policy of 8 tokens on a bandit of 6 arms draws arms with no reward: named, not undefined
+    const task = new BanditTask();
+    const wide = new TabularPolicy(tf, 4, 8);
+    const t = new GVPOTrainer({ tf, policy: wide, task, promptsPerStep: 16 });
+    await expect(t.step()).rejects.toThrow(/BanditTask\.reward: response \[[67]\] is not one of the 6 arms/);
+    expect(() => task.reward([4], [0])).toThrow(/prompt \[4\] is not one of the 4 prompts/);
+    expect(() => task.reward([0], [0.5])).toThrow(/response \[0\.5\] is not one of the 6 arms/);
+    t.dispose();
+    wide.dispose();
   });
 
   it('a last update that leaves the weights non-finite is reported at that step, naming the optimizer', async () => {
@@ -1271,5 +1348,141 @@ describe('the bandit helpers refuse what has no answer', () => {
     const p = new TabularPolicy(tf, 1, 200_000);
     expect(p.probs()[0][0]).toBeCloseTo(1 / 200_000, 15);
     p.dispose();
+  });
+});
+
+describe('GVPOTrainer: options that do nothing, ratios far off, replay shares, a throwing onMetrics', () => {
+  const weightsOf = (p: { getWeights(): Float32Array[] }) => p.getWeights().map((w) => Array.from(w));
+  it('an option the algorithm does not read is refused, as are klIn without klCoef and replay without its ratio', () => {
+    const { task, policy } = bandit();
+    const make = (o: object) => () => new GVPOTrainer({ tf, policy, task, ...o } as never).dispose();
+    const refused: Array<[object, RegExp]> = [
+      [
+        { klCoef: 0.5 },
+        /klCoef is read by grpo, drgrpo, reinforce only: with algo 'gvpo' it would do nothing \(GVPO's KL strength is beta\)/,
+      ],
+      [{ algo: 'gvpo', klIn: 'reward' }, /klIn is read by grpo, drgrpo, reinforce only/],
+      [{ clip: 0.5 }, /clip is read by grpo, drgrpo only: with algo 'gvpo'/],
+      [{ importanceCap: 3 }, /importanceCap is read by reinforce only: with algo 'gvpo' .*no importance weights/],
+      [{ algo: 'grpo', terms: 'no-variance' }, /terms is read by gvpo only: with algo 'grpo'/],
+      [{ algo: 'grpo', terms: 'all' }, /terms is read by gvpo only/],
+      [{ algo: 'reinforce', clip: 0.01 }, /clip is read by grpo, drgrpo only: with algo 'reinforce'/],
+      [{ algo: 'drgrpo', importanceCap: 1 }, /importanceCap is read by reinforce only: with algo 'drgrpo'/],
+      [{ algo: 'grpo', klIn: 'reward' }, /klIn places the KL term whose coefficient is klCoef: it needs klCoef/],
+      [{ replay: { capacity: 3 } }, /replay needs its ratio/],
+    ];
+    for (const [o, message] of refused) {
+      expect(make(o)).toThrow(TypeError);
+      expect(make(o)).toThrow(message);
+    }
+    // each where it is read
+    for (const o of [
+      { terms: 'no-variance' },
+      { algo: 'grpo', clip: 0.3, klCoef: 0.1, klIn: 'reward' },
+      { algo: 'drgrpo', clip: 0.3, klCoef: 0 },
+      { algo: 'reinforce', importanceCap: 5, klCoef: 0.1, klIn: 'loss' },
+      { replay: { ratio: 0.5, capacity: 3 } },
+    ])
+      expect(make(o)).not.toThrow();
+  });
+
+  for (const algo of ['grpo', 'drgrpo'] as const) {
+    it(`${algo}: a sampler's token log-probs far below the policy's leave the weights finite (the log-ratio is clamped)`, async () => {
+      // log pi - log pi_b near 200: exp() of it was Infinity in float32 and the update left NaN
+      // weights, the error then blaming the learning rate
+      for (const lp of [-50, -90, -200]) {
+        const { task, policy } = bandit();
+        const t = new GVPOTrainer({
+          tf,
+          policy,
+          task,
+          algo,
+          learningRate: 0.01,
+          externalResponses: (_p, k) => ({
+            responses: Array.from({ length: k }, (_, i) => [i % 6]),
+            tokenLogprobs: Array.from({ length: k }, () => [lp]),
+          }),
+        });
+        const m = await t.step();
+        expect(Number.isFinite(m.loss)).toBe(true);
+        expect(policy.getWeights()[0].every(Number.isFinite)).toBe(true);
+        // every token's ratio is past the clip: all bind or are clamped, none is trained
+        expect(m.clipFraction).toBeGreaterThan(0);
+        t.dispose();
+        policy.dispose();
+      }
+    });
+  }
+
+  it('replay takes ratio x promptsPerStep groups in expectation: a share that rounds to all of them still samples fresh groups', async () => {
+    // Math.round(0.95 x 8) = 8 replayed every step once the buffer held them: nothing was ever
+    // sampled again after the first step
+    // [P, ratio, the chance that a step has a fresh group]: 0.5 x 1 replays the one group half the
+    // time; 0.95 x 8 = 7.6 replays 7 groups, or all 8 with probability 0.6
+    for (const [P, ratio, pFresh] of [
+      [1, 0.5, 0.5],
+      [8, 0.95, 0.4],
+      [8, 0.9, 0.8],
+    ] as const) {
+      const { task, policy } = bandit();
+      const t = new GVPOTrainer({ tf, policy, task, promptsPerStep: P, replay: { ratio }, learningRate: 0.05 });
+      let fresh = 0;
+      const steps = 40;
+      for (let s = 0; s < steps; s++) {
+        const m = await t.step();
+        if (!Number.isNaN(m.rewardPolicy)) fresh++;
+      }
+      expect(fresh).toBeGreaterThan(steps * pFresh * 0.5);
+      expect(fresh).toBeLessThan(Math.min(steps, steps * pFresh * 1.5 + 1));
+      t.dispose();
+      policy.dispose();
+    }
+    // a whole share is taken exactly, with no draw: 0.5 x 8 = 4 replayed, 4 fresh, every step
+    const { task, policy } = bandit();
+    const sizes: number[] = [];
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      promptsPerStep: 8,
+      replay: { ratio: 0.5 },
+      rewards: [
+        {
+          fn: (p, r) => {
+            sizes.push(1);
+            return task.reward(p, r);
+          },
+        },
+      ],
+    });
+    for (let s = 0; s < 3; s++) {
+      sizes.length = 0;
+      await t.step();
+      expect(sizes.length).toBe((s === 0 ? 8 : 4) * 4); // fresh groups only are scored
+    }
+    t.dispose();
+  });
+
+  it('an onMetrics that throws rejects the step with an error that says the update was made and holds the metrics', async () => {
+    const { task, policy } = bandit();
+    const before = weightsOf(policy);
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      learningRate: 0.1,
+      onMetrics: () => {
+        throw new Error('logger down');
+      },
+    });
+    const e = (await t.step().catch((x: unknown) => x)) as Error & { metrics?: StepMetrics; cause?: unknown };
+    expect(e.message).toMatch(/onMetrics threw at step 1, after the step's updates .*: logger down/);
+    expect(e.metrics?.step).toBe(1);
+    expect(Number.isFinite(e.metrics?.loss)).toBe(true);
+    expect((e.cause as Error).message).toBe('logger down');
+    expect(weightsOf(policy)).not.toEqual(before);
+    // the next step goes on
+    await expect(t.step()).rejects.toThrow(/at step 2/);
+    t.dispose();
   });
 });

@@ -24,7 +24,19 @@ export class BanditTask implements Task {
     return Array.from({ length: n }, () => [Math.floor(rand() * this.prompts)]);
   }
   reward(prompt: number[], response: number[]): number {
-    return this.rewards[prompt[0]][response[0]];
+    const [p] = prompt;
+    const [arm] = response;
+    if (prompt.length !== 1 || !Number.isInteger(p) || p < 0 || p >= this.prompts)
+      throw new RangeError(
+        `BanditTask.reward: prompt [${prompt.join(', ')}] is not one of the ${this.prompts} prompts ([p], p in [0, ${this.prompts}))`,
+      );
+    // a policy with more tokens than the bandit has arms (a TabularPolicy of vocab 8 on 6 arms)
+    // draws responses that have no reward: refused by name rather than scored undefined
+    if (response.length !== 1 || !Number.isInteger(arm) || arm < 0 || arm >= this.vocab)
+      throw new RangeError(
+        `BanditTask.reward: response [${response.join(', ')}] is not one of the ${this.vocab} arms ([a], a in [0, ${this.vocab})); a policy for this bandit needs vocab ${this.vocab}`,
+      );
+    return this.rewards[p][arm];
   }
   answer(prompt: number[]): number[] {
     // the first best response; a loop, not Math.max(...row), which overflows the stack on a long row

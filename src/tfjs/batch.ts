@@ -217,9 +217,28 @@ export function finiteReward(got: unknown, who: string, where: string): number {
   const E = typeof v === 'number' ? RangeError : TypeError;
   const why =
     got instanceof Promise
-      ? ": evaluation calls task.reward synchronously; an async reward goes in the trainer's `rewards`"
+      ? ": this evaluation calls task.reward synchronously (a trainer step's evaluation, evalEvery, awaits an async one; in training an async reward may also go in the trainer's `rewards`)"
       : '';
   throw new E(`${who} must return a finite number, got ${describe(v)} for ${where}${why}`);
+}
+
+/** What a sampled evaluation scores: `samples` responses per evaluation prompt (`n` from `seed`,
+ *  of `split`), sampled at `temperature`, and the task.reward call of each. */
+function sampledForEvaluation(
+  policy: Policy,
+  task: Task,
+  n: number,
+  seed: number,
+  temperature: number,
+  samples: number,
+  split: EvalSplit,
+): Array<{ score: () => unknown; where: string }> {
+  const prompts = evaluationPrompts(task, n, seed, split).flatMap((p) => Array.from({ length: samples }, () => p));
+  const out = policy.sample(prompts, temperature, seeded(seed + 1));
+  return prompts.map((p, i) => ({
+    score: () => task.reward([...p], [...out[i]]),
+    where: `[${out[i].join(', ')}] of prompt [${p.join(', ')}]`,
+  }));
 }
 
 /** Mean task reward (task.reward, called synchronously) of `samples` responses per evaluation
@@ -234,12 +253,26 @@ export function evaluateSampled(
   samples = 1,
   split: EvalSplit = 'test',
 ): number {
-  const prompts = evaluationPrompts(task, n, seed, split).flatMap((p) => Array.from({ length: samples }, () => p));
-  const out = policy.sample(prompts, temperature, seeded(seed + 1));
+  const scored = sampledForEvaluation(policy, task, n, seed, temperature, samples, split);
   let sum = 0;
-  prompts.forEach((p, i) => {
-    const where = `[${out[i].join(', ')}] of prompt [${p.join(', ')}]`;
-    sum += finiteReward(task.reward([...p], [...out[i]]), 'evaluation: task.reward', where);
-  });
-  return sum / prompts.length;
+  for (const { score, where } of scored) sum += finiteReward(score(), 'evaluation: task.reward', where);
+  return sum / scored.length;
+}
+
+/** evaluateSampled with task.reward awaited: a task whose reward is async (a judge served
+ *  elsewhere) is evaluated too. The same prompts and responses, their rewards awaited together. */
+export async function evaluateSampledAsync(
+  policy: Policy,
+  task: Task,
+  n: number,
+  seed: number,
+  temperature = 1,
+  samples = 1,
+  split: EvalSplit = 'test',
+): Promise<number> {
+  const scored = sampledForEvaluation(policy, task, n, seed, temperature, samples, split);
+  const got = await Promise.all(scored.map(({ score }) => score()));
+  let sum = 0;
+  scored.forEach(({ where }, i) => (sum += finiteReward(got[i], 'evaluation: task.reward', where)));
+  return sum / scored.length;
 }

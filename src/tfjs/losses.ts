@@ -183,6 +183,10 @@ export interface PolicyGradientOptions {
   onClipFraction?: (f: number) => void;
 }
 
+/** The largest token log-ratio log pi - log pi_b that GRPO's and Dr.GRPO's ratio takes (verl's
+ *  clamp): e^20 is 5e8, far past any clip, and float32's exp() overflows from about 88. */
+export const MAX_LOG_RATIO = 20;
+
 /** Advantages per sequence: R - mean R, divided by the group's std for GRPO. */
 function advantages(rewards: Float64Array, k: number, normalize: boolean): Float32Array {
   const a = centered(rewards, k);
@@ -245,7 +249,12 @@ export function policyGradientLoss(tf: Tf, lpTokens: TF.Tensor, mb: GroupBatch, 
   }
   const adv = perToken(advantages(rewards, k, o.algo === 'grpo'), T);
   const A = tf.tensor2d(adv, [N, T]);
-  const ratio = tf.exp(lp.sub(tf.tensor2d(o.behaviorTokens, [N, T])));
+  // the log-ratio clamped to +-MAX_LOG_RATIO before exp(), as verl clamps it: a sampler whose
+  // log-probs lie far below the policy's (an external one) would otherwise overflow float32 and
+  // leave NaN weights. A clamped token gets no gradient, which its clip would give it anyway with
+  // a positive advantage.
+  const logRatio = lp.sub(tf.tensor2d(o.behaviorTokens, [N, T]));
+  const ratio = tf.exp(tf.clipByValue(logRatio, -MAX_LOG_RATIO, MAX_LOG_RATIO));
   if (o.onClipFraction) {
     // A token counts where the clip binds, i.e. where min() takes the clipped term and its
     // gradient is zero: ratio above 1 + clip with a positive advantage, or below 1 - clip with a

@@ -19,6 +19,7 @@ import {
   type Batch,
   evaluateGreedy,
   evaluateSampled,
+  evaluateSampledAsync,
   evaluationPrompts,
   finiteReward,
   type Group,
@@ -58,6 +59,45 @@ const LOGPROB_ROUNDING = 1e-5;
 const MAX_REWARD = 1e15;
 
 type Tf = typeof TF;
+
+/**
+ * `got` as `count` responses of token ids, each of 1 to `maxTokens` ids in [0, vocab): what the
+ * policy's sample() and an external sampler hand the trainer (`expected` says what they should), checked before anything is scored
+ * (a response of 1.5 would train as token 1; an empty one has nothing to train; a longer one would
+ * be scored whole and trained on its prefix). `who` names where they came from.
+ */
+function checkResponses(
+  got: unknown,
+  count: number,
+  vocab: number,
+  maxTokens: number,
+  who: string,
+  expected: string,
+  shown: unknown = got,
+): number[][] {
+  if (!Array.isArray(got) || got.length !== count)
+    throw new RangeError(
+      `GVPOTrainer: ${who} must return ${expected}, got ${Array.isArray(got) ? `${got.length}` : describe(shown)}`,
+    );
+  const out: number[][] = [];
+  for (let i = 0; i < count; i++) {
+    const r: unknown = got[i]; // an index loop: a hole in a sparse array is a missing response
+    if (!Array.isArray(r) && !(ArrayBuffer.isView(r) && !(r instanceof DataView)))
+      throw new TypeError(`GVPOTrainer: ${who}: response ${i} must be an array of token ids, got ${describe(r)}`);
+    const ids = Array.from(r as ArrayLike<unknown>);
+    const at = ids.findIndex((t) => typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (at >= 0)
+      throw new RangeError(
+        `GVPOTrainer: ${who}: response ${i} holds ${describe(ids[at])} at position ${at}, not a token id in [0, ${vocab})`,
+      );
+    if (ids.length < 1 || ids.length > maxTokens)
+      throw new RangeError(
+        `GVPOTrainer: ${who}: response ${i} has ${ids.length} tokens; a response needs 1 to policy.maxTokens = ${maxTokens}`,
+      );
+    out.push(ids as number[]);
+  }
+  return out;
+}
 
 /** How many evaluation prompts: an integer in [1, TRAINER_LIMITS.evalPrompts] (they are sampled
  *  all at once). */
@@ -205,7 +245,9 @@ export class GVPOTrainer {
       const groups = await this.sampleGroups();
       const batch = this.prepare(groups);
       const totals = this.update(batch);
-      return this.measure(batch, totals, t0);
+      const m = await this.measure(batch, totals, t0);
+      this.report(m);
+      return m;
     } finally {
       // the last step to settle after dispose() frees what the trainer made
       if (--this.pending === 0 && this.disposed) this.free();
@@ -216,7 +258,12 @@ export class GVPOTrainer {
   private async sampleGroups(): Promise<Group[]> {
     const c = this.config;
     const P = c.promptsPerStep;
-    const nReplay = Math.min(this.buffer.length, Math.round(c.replayRatio * P));
+    // ratio x P groups replayed in expectation: its whole part, and one more with the probability
+    // of its fraction (rounding would replay every group of a step, and so sample none ever
+    // again, wherever ratio x P rounds up to P)
+    let nReplay = Math.floor(c.replayRatio * P);
+    if (this.buffer.length > 0 && nReplay < c.replayRatio * P && this.rand() < c.replayRatio * P - nReplay) nReplay++;
+    nReplay = Math.min(this.buffer.length, nReplay);
     const fresh = P - nReplay;
     const prompts = this.task.samplePrompts(fresh, this.rand);
     if (!Array.isArray(prompts) || prompts.length !== fresh)
@@ -227,18 +274,18 @@ export class GVPOTrainer {
     const groups: Group[] = [];
     for (let i = 0; i < nExternal; i++) groups.push(await this.external(prompts[i]));
     const own = prompts.slice(nExternal);
-    const sampled = this.policy.sample(
-      own.flatMap((p) => Array.from({ length: this.k }, () => p)),
-      this.temperature,
-      this.rand,
+    const sampled = checkResponses(
+      this.policy.sample(
+        own.flatMap((p) => Array.from({ length: this.k }, () => p)),
+        this.temperature,
+        this.rand,
+      ),
+      own.length * this.k,
+      this.policy.vocab,
+      this.policy.maxTokens,
+      'policy.sample',
+      `one response per prompt it was given (${own.length} prompts x groupSize ${this.k}), each an array of token ids`,
     );
-    const T = this.policy.maxTokens;
-    const long = sampled.findIndex((r) => r.length > T);
-    if (long >= 0)
-      // it would be scored whole and trained on its prefix
-      throw new RangeError(
-        `GVPOTrainer: policy.sample returned a response of ${sampled[long].length} tokens, more than policy.maxTokens = ${T}`,
-      );
     for (let i = 0; i < own.length; i++) {
       const responses = sampled.slice(i * this.k, (i + 1) * this.k);
       groups.push({
@@ -273,30 +320,15 @@ export class GVPOTrainer {
       responses?: unknown;
       tokenLogprobs?: unknown;
     };
-    const list = given.responses;
-    if (!Array.isArray(list) || list.length !== this.k)
-      throw new RangeError(
-        `GVPOTrainer: ${where} must return groupSize = ${this.k} responses (an array, or { responses, tokenLogprobs? }), got ${Array.isArray(list) ? `${list.length}` : describe(got)}`,
-      );
-    const responses: number[][] = [];
-    for (let i = 0; i < this.k; i++) {
-      const r: unknown = list[i]; // an index loop: a hole in a sparse array is a missing response
-      if (!Array.isArray(r) && !(ArrayBuffer.isView(r) && !(r instanceof DataView)))
-        throw new TypeError(`GVPOTrainer: ${where}: response ${i} must be an array of token ids, got ${describe(r)}`);
-      const ids = Array.from(r as ArrayLike<number>);
-      const at = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= this.policy.vocab);
-      if (at >= 0)
-        throw new RangeError(
-          `GVPOTrainer: ${where}: response ${i} holds ${describe(ids[at])} at position ${at}, not a token id in [0, ${this.policy.vocab})`,
-        );
-      // the policy holds maxTokens positions: a longer response would be scored whole but trained
-      // on its prefix, an empty one has no token to train
-      if (ids.length < 1 || ids.length > T)
-        throw new RangeError(
-          `GVPOTrainer: ${where}: response ${i} has ${ids.length} tokens; a response needs 1 to policy.maxTokens = ${T}`,
-        );
-      responses.push(ids);
-    }
+    const responses = checkResponses(
+      given.responses,
+      this.k,
+      this.policy.vocab,
+      T,
+      where,
+      `groupSize = ${this.k} responses (an array, or { responses, tokenLogprobs? })`,
+      got,
+    );
     const tokenLogprobs = given.tokenLogprobs ?? undefined; // null: not given
     if (tokenLogprobs !== undefined && !(Array.isArray(tokenLogprobs) && tokenLogprobs.length === this.k))
       throw new RangeError(
@@ -601,7 +633,23 @@ export class GVPOTrainer {
     return { previous: previous / after.length, initial: initial / after.length };
   }
 
-  private measure(b: Batch, t: UpdateTotals, t0: number): StepMetrics {
+  /** Hands a step's metrics to onMetrics. The step's updates are made by then: an onMetrics that
+   *  throws rejects the step with an error that says so and carries the metrics (`metrics`). */
+  private report(m: StepMetrics): void {
+    try {
+      this.config.onMetrics?.(m);
+    } catch (e) {
+      throw Object.assign(
+        new Error(
+          `GVPOTrainer: onMetrics threw at step ${m.step}, after the step's updates (its metrics are on this error's \`metrics\`): ${(e as Error)?.message ?? String(e)}`,
+          { cause: e },
+        ),
+        { metrics: m },
+      );
+    }
+  }
+
+  private async measure(b: Batch, t: UpdateTotals, t0: number): Promise<StepMetrics> {
     const kl = this.klEstimates(b);
     const N = b.rewards.length;
     const mean = b.rewards.reduce((a, x) => a + x, 0) / N;
@@ -640,16 +688,28 @@ export class GVPOTrainer {
       seconds,
     };
     if (every > 0 && step % every === 0) {
-      m.accuracy = this.evaluate(this.config.evalPrompts);
-      m.evalReward = this.evaluateReward(this.config.evalPrompts);
+      // accuracy needs the task's answers; the reward is awaited (task.reward may be async)
+      if (this.task.answer) m.accuracy = this.evaluate(this.config.evalPrompts);
+      m.evalReward = await evaluateSampledAsync(
+        this.policy,
+        this.task,
+        this.config.evalPrompts,
+        12345,
+        1,
+        1,
+        this.config.evalSplit,
+      );
     }
-    this.config.onMetrics?.(m);
     return m;
   }
 
   /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has
    *  a split; its validation prompts with evalSplit 'validation'), fixed by `seed`. */
   evaluate(n: number, seed = 12345): number {
+    if (typeof this.task.answer !== 'function')
+      throw new TypeError(
+        `GVPOTrainer: evaluate() measures exact-match accuracy against the task's answer(), which '${String(this.task.name)}' does not have; evaluateReward() scores with task.reward`,
+      );
     return evaluateGreedy(this.policy, this.task, evalCount(n), seedOf('evaluate: seed', seed), this.config.evalSplit);
   }
 

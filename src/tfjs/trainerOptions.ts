@@ -75,7 +75,9 @@ export interface TrainerOptions {
   /** Reward functions whose weighted sum scores the sampled responses in place of task.reward
    *  (each may be async). Evaluation (evaluateReward, a step's evalReward) keeps task.reward. */
   rewards?: RewardSpec[];
-  /** Share of each step's groups drawn from a buffer of earlier policies' groups. */
+  /** Share of each step's groups drawn from a buffer of earlier policies' groups: ratio x
+   *  promptsPerStep of them in expectation (its whole part, and one more with the probability of
+   *  its fraction), once the buffer holds them; capacity: the latest groups it keeps (256). */
   replay?: { ratio: number; capacity?: number };
   /** Externally supplied responses (demonstrations, a fixed distribution): k per prompt. */
   externalResponses?: ExternalSampler;
@@ -123,12 +125,15 @@ export interface StepMetrics {
   /** Mean reward of the groups the current policy sampled this step (NaN when none). */
   rewardPolicy: number;
   /** How far the policy after the step's updates (pi) moved from pi_theta' and from the initial
-   *  policy: k3-form estimates on sequences pi_theta' sampled, the mean of r - 1 - log r with
-   *  r = pi_theta'(y)/pi(y) (resp. pi_init(y)/pi(y)). Never negative, and the KL in either
-   *  direction to second order; with these samples it is chi^2 - KL, above the KL where the
-   *  policies differ much. The sequences are the step's groups that the policy sampled (external
-   *  and replayed ones are not samples of it); a step with none of those draws k responses per
-   *  prompt from pi_theta' for this measure alone, from a random stream that training never reads. */
+   *  policy: k3 estimates of KL(pi || pi_theta') and KL(pi || pi_init) on sequences pi_theta'
+   *  sampled (taken as samples of pi, which one step moves little), the mean of r - 1 - log r
+   *  with r = pi_theta'(y)/pi(y) (resp. pi_init(y)/pi(y)). Never negative, and unbiased for the KL
+   *  on samples of pi, but one step's value is noisy: where pi has grown peaked, the rare
+   *  responses it gives low probability carry large r, so most steps read below the KL and a few
+   *  far above it. Average over steps for a trend. The sequences are the step's groups that the
+   *  policy sampled (external and replayed ones are not samples of it); a step with none of those
+   *  draws k responses per prompt from pi_theta' for this measure alone, from a random stream
+   *  that training never reads. */
   klPrevious: number;
   klInitial: number;
   entropy: number;
@@ -139,8 +144,9 @@ export interface StepMetrics {
   /** Share of the step's groups whose rewards are all equal: no learning signal in them. */
   zeroVarianceGroups: number;
   updates: number;
-  /** On evaluation steps: greedy exact-match accuracy and the task's reward (task.reward, not
-   *  `rewards`) sampled at temperature 1. */
+  /** On evaluation steps: greedy exact-match accuracy (where the task has answer()) and the
+   *  task's reward (task.reward, not `rewards`, awaited where it is async) sampled at
+   *  temperature 1. */
   accuracy?: number;
   evalReward?: number;
   tokensPerSecond: number;
@@ -219,6 +225,28 @@ export const TRAINER_LIMITS = {
 };
 
 export const ALGOS: readonly Algo[] = ['gvpo', 'grpo', 'drgrpo', 'reinforce'];
+
+/** The options only some algorithms read, and which: given with another algorithm, one would be
+ *  accepted and do nothing, so it is refused (a run that meant to set it would not). */
+export const ALGO_OPTIONS: Readonly<Record<'clip' | 'klCoef' | 'klIn' | 'importanceCap' | 'terms', readonly Algo[]>> = {
+  clip: ['grpo', 'drgrpo'],
+  klCoef: ['grpo', 'drgrpo', 'reinforce'],
+  klIn: ['grpo', 'drgrpo', 'reinforce'],
+  importanceCap: ['reinforce'],
+  terms: ['gvpo'],
+};
+
+/** Why an option `key` set to be read by `algos` does nothing with `algo` (GVPO's own names for
+ *  what the baselines' options set). */
+export function notReadBy(key: keyof typeof ALGO_OPTIONS, algo: Algo): string {
+  const why =
+    algo === 'gvpo' && (key === 'klCoef' || key === 'klIn')
+      ? " (GVPO's KL strength is beta)"
+      : algo === 'gvpo' && key === 'importanceCap'
+        ? ' (GVPO takes responses from any sampler with no importance weights)'
+        : '';
+  return `${key} is read by ${ALGO_OPTIONS[key].join(', ')} only: with algo '${algo}' it would do nothing${why}`;
+}
 const ABLATIONS: readonly TermsAblation[] = ['all', 'no-variance', 'no-trust-region'];
 
 function fail(name: string, expected: string, got: unknown): never {
@@ -331,6 +359,14 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
     fail('policy.vocab', `an integer >= the task's vocabulary (${task.vocab}) so that every token fits`, policy.vocab);
   if (!Number.isInteger(policy.maxTokens) || policy.maxTokens < 1)
     fail('policy.maxTokens', 'an integer >= 1', policy.maxTokens);
+  // a policy that cannot write as many tokens as the task's answers take would train, and never
+  // be right
+  if (Number.isInteger(task.maxTokens) && policy.maxTokens < task.maxTokens)
+    fail(
+      'policy.maxTokens',
+      `at least the task's maxTokens (${task.maxTokens}), the longest response it expects`,
+      policy.maxTokens,
+    );
   if (o.referencePolicy !== undefined) {
     if (reference !== 'frozen')
       throw new TypeError(
@@ -480,7 +516,7 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
     throw new RangeError(
       `GVPOTrainer: promptsPerStep x groupSize must be at most 2^20 = ${L.sequencesPerStep} sequences per step, got ${promptsPerStep} x ${groupSize} = ${promptsPerStep * groupSize}`,
     );
-  return {
+  const config: TrainerConfig = {
     algo,
     beta: inRange('beta', or(o.beta, d.beta), finitePositive, 'a finite number > 0'),
     groupSize,
@@ -521,4 +557,22 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
     rewards: o.rewards,
     onMetrics: o.onMetrics,
   };
+  checkApplies(o, algo);
+  return config;
+}
+
+/** Each option given is one the algorithm reads (its value is checked first, by the caller). */
+function checkApplies(o: TrainerOptions, algo: Algo): void {
+  for (const key of Object.keys(ALGO_OPTIONS) as Array<keyof typeof ALGO_OPTIONS>) {
+    if (o[key] !== undefined && !ALGO_OPTIONS[key].includes(algo))
+      throw new TypeError(`GVPOTrainer: ${notReadBy(key, algo)}; leave it out`);
+  }
+  if (o.klIn !== undefined && o.klCoef === undefined)
+    throw new TypeError(
+      `GVPOTrainer: klIn places the KL term whose coefficient is klCoef: it needs klCoef, got klIn ${describe(o.klIn)} and no klCoef`,
+    );
+  if (o.replay !== undefined && o.replay.ratio === undefined)
+    throw new TypeError(
+      "GVPOTrainer: replay needs its ratio (the share of each step's groups replayed); replay.capacity alone replays nothing",
+    );
 }

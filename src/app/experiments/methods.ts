@@ -36,17 +36,19 @@ export const METHODS: Record<MethodId, Method> = {
   'reinforce-is': { label: 'REINFORCE, KL in reward, truncated IS', algo: 'reinforce', kl: 'reward', importanceCap: 5 },
 };
 
-/** The trainer options of `id` at KL strength `coef` (GVPO's beta; the baselines' KL coefficient). */
+/** The trainer options of `id` at KL strength `coef` (GVPO's beta; the baselines' KL coefficient):
+ *  only those its algorithm reads (the trainer refuses the others). */
 export function methodOptions(
   id: MethodId,
   coef: number,
-): Required<Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap'>> {
+): Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap'> {
   const m = METHODS[id];
+  if (m.algo === 'gvpo') return { algo: m.algo, beta: coef };
   return {
     algo: m.algo,
     beta: coef,
     klCoef: m.kl ? coef : 0,
     klIn: m.kl ?? 'loss',
-    importanceCap: m.importanceCap ?? 0,
+    ...(m.algo === 'reinforce' ? { importanceCap: m.importanceCap ?? 0 } : {}),
   };
 }
