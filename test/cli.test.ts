@@ -50,6 +50,24 @@ describe('gvpo usage errors', () => {
     expectUsageError(gvpo('trian'), /unknown command 'trian'; did you mean 'train'\?/);
     expectUsageError(gvpo('experiment', 'optimun'), /unknown experiment 'optimun'; did you mean 'optimum'\?/);
   });
+  it("a flag that none of the run's algorithms reads is refused before TensorFlow.js loads", () => {
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--clip', '0.3'),
+      /--clip is read by grpo, drgrpo only: with --algo gvpo it would do nothing/,
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--algo', 'grpo', '--terms', 'no-variance'),
+      /--terms is read by gvpo only: with --algo grpo/,
+    );
+    expectUsageError(
+      gvpo('compare', '--tf', 'node-gpu', '--algos', 'gvpo,drgrpo', '--importance-cap', '5'),
+      /--importance-cap is read by reinforce only: with --algos gvpo,drgrpo it would do nothing/,
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--replay-capacity', '8'),
+      /--replay-capacity sizes the replay buffer: it needs --replay-ratio above 0/,
+    );
+  });
   it('a missing value', () => {
     expectUsageError(gvpo('train', '--steps'), /--steps needs a value/);
     expectUsageError(gvpo('train', '--beta', '--steps', '3'), /--beta needs a value/);
@@ -288,18 +306,51 @@ describe('gvpo train and experiment', () => {
     expect(r.err).toMatch(/step 4\/4/);
     expect(r.err).not.toMatch(/Hi, looks like|tfjs-node/);
     const report = readFileSync(join(out, 'report.md'), 'utf8');
-    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'clip', 'terms', 'learningRate', 'init'])
+    for (const option of ['miniBatches', 'epochs', 'reference', 'replayRatio', 'terms', 'learningRate', 'init'])
       expect(report).toMatch(new RegExp(`\\| ${option} \\|`));
+    // what GVPO does not read was not given to it: not listed as an option of the run
+    for (const option of ['clip', 'klCoef', 'klIn', 'importanceCap', 'replayCapacity'])
+      expect(report).not.toMatch(new RegExp(`\\| ${option} \\|`));
+    // a run of a second or two said "in 0 s"
+    expect(r.out).toMatch(/, in \d+\.\d s\n/);
     expect(report).toMatch(/\| init \| `a random tabular policy/);
     expect(report).toMatch(/exactly\s+right \(here: the response with the highest reward for its prompt/);
     expect(report).toMatch(/!\[.*\]\(chart\.svg\)/);
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toMatch(/greedy exact-match accuracy/);
     // the bandit evaluates on the prompts it trains on: nothing is called held-out
-    expect(report + r.out).not.toMatch(/held-out/);
+    expect(report + r.out).not.toMatch(/held-out|training never\s+draws/i);
+    expect(report).toMatch(/the same prompts\s+training draws/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
     const quiet = gvpo('train', '--task', 'bandit', '--steps', '2', '--quiet', '--out', out);
     expect(quiet.code).toBe(0);
     expect(quiet.err).toBe('');
+  });
+
+  it("a comparison's report lists its algorithms and seeds, not one run's algo and seed, and the options they read", () => {
+    const out = scratchDir('gvpo-cli-');
+    const r = gvpo(
+      'compare',
+      '--task',
+      'bandit',
+      '--steps',
+      '2',
+      '--seeds',
+      '2',
+      '--algos',
+      'gvpo,reinforce',
+      '--quiet',
+      '--out',
+      out,
+    );
+    expect(r.code, r.err).toBe(0);
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    const options = report.slice(report.indexOf('## Every option'));
+    expect(options).toMatch(/\| algos \| `gvpo,reinforce` \|/);
+    expect(options).toMatch(/\| seeds \| `1,2` \|/);
+    expect(options).not.toMatch(/\| (algo|seed) \|/);
+    // read by one of them (REINFORCE's KL and weights; GVPO's terms), and not by either (GRPO's clip)
+    for (const option of ['klCoef', 'importanceCap', 'terms']) expect(options).toMatch(new RegExp(`\\| ${option} \\|`));
+    expect(options).not.toMatch(/\| clip \|/);
   });
 
   it('without @tensorflow/tfjs-backend-wasm the default falls back to cpu and says so; --tf wasm names --tf cpu', () => {

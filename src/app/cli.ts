@@ -6,12 +6,13 @@ import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { makeDirs } from './dirs.js';
+import { secondsText } from './report.js';
 import { closest, commandHelp, COMMANDS, generalHelp, parseFlags, type Parsed, UsageError } from './cliArgs.js';
 import { CLI_DEFAULTS, WARMUP_OUT } from './defaults.js';
 import { WARMUP_DEFAULTS } from '../tfjs/warmup.js';
 import type { RunOptions } from './runOptions.js';
 import type { TfChoice } from '../tfjs/tf.js';
-import { type Algo, TRAINER_LIMITS } from '../tfjs/trainerOptions.js';
+import { ALGO_OPTIONS, type Algo, TRAINER_LIMITS } from '../tfjs/trainerOptions.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -112,10 +113,34 @@ function progressMode(p: Parsed): RunOptions['progress'] {
   return process.stderr.isTTY ? 'bar' : 'lines';
 }
 
+// The flags of the options only some algorithms read (the trainer's ALGO_OPTIONS).
+const ALGO_FLAGS = {
+  clip: 'clip',
+  klCoef: 'kl-coef',
+  klIn: 'kl-in',
+  importanceCap: 'importance-cap',
+  terms: 'terms',
+} as const satisfies Record<keyof typeof ALGO_OPTIONS, string>;
+
+/** A flag that none of the run's algorithms reads, or --replay-capacity with no replay, would be
+ *  accepted and do nothing: refused. */
+function checkFlagsApply(p: Parsed, o: RunOptions, algos: Algo[]): void {
+  for (const [key, flag] of Object.entries(ALGO_FLAGS) as Array<[keyof typeof ALGO_OPTIONS, string]>) {
+    if (p.values[flag] !== undefined && !algos.some((a) => ALGO_OPTIONS[key].includes(a)))
+      throw new UsageError(
+        `--${flag} is read by ${ALGO_OPTIONS[key].join(', ')} only: ${algos.length === 1 ? `with --algo ${algos[0]}` : `with --algos ${algos.join(',')}`} it would do nothing`,
+      );
+  }
+  if (p.values['replay-capacity'] !== undefined && !(o.replayRatio > 0))
+    throw new UsageError('--replay-capacity sizes the replay buffer: it needs --replay-ratio above 0');
+}
+
 async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const { heldOut, resolveRunOptions } = await import('./runOptions.js');
   const { summaryTable } = await import('./runs.js');
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
+  const algos = cmd === 'train' ? [o.algo] : ((p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[]);
+  checkFlagsApply(p, o, algos);
   // a step holds all its sequences at once (the trainer refuses more, after TensorFlow.js has loaded)
   if (o.promptsPerStep * o.groupSize > TRAINER_LIMITS.sequencesPerStep)
     throw new UsageError(
@@ -144,12 +169,11 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
     const held = heldOut(o.task);
     console.log(
       `\n${held}greedy accuracy ${r.accuracyBefore.toFixed(3)} -> ${r.accuracyAfter.toFixed(3)} (${r.accuracyAfter >= r.accuracyBefore ? '+' : ''}${(100 * (r.accuracyAfter - r.accuracyBefore)).toFixed(1)} points), ` +
-        `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${r.seconds.toFixed(0)} s`,
+        `${held}reward at temperature 1 ${r.evalRewardBefore.toFixed(3)} -> ${r.evalRewardAfter.toFixed(3)}, in ${secondsText(r.seconds)} s`,
     );
     console.log(`report: ${o.out}/report.md  chart: ${o.out}/chart.svg  metrics: ${o.out}/metrics.jsonl`);
     return;
   }
-  const algos = (p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[];
   const seeds = Array.from({ length: Number(p.values.seeds ?? CLI_DEFAULTS.seeds) }, (_, i) => i + 1);
   await compareRuns(o, algos, seeds);
   console.log(`report: ${o.out}/report.md  chart: ${o.out}/chart.svg`);
@@ -188,7 +212,7 @@ async function warmupCommand(p: Parsed): Promise<void> {
     Number(p.values.hidden ?? WARMUP_DEFAULTS.width),
   );
   console.log(
-    `wrote ${out} (${r.parameters} parameters, ${r.seconds.toFixed(0)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`,
+    `wrote ${out} (${r.parameters} parameters, ${secondsText(r.seconds)} s); on 500 held-out prompts: greedy exact-match accuracy ${r.accuracy.toFixed(3)}, reward sampled at temperature 1 ${r.sampledReward.toFixed(3)}`,
   );
 }
 

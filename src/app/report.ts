@@ -174,6 +174,12 @@ export function progressLine(step: number, total: number, elapsed: number, field
   return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] step ${step}/${total}  ${f}  ETA ${Math.floor(eta / 60)}m${String(Math.round(eta % 60)).padStart(2, '0')}s`;
 }
 
+/** A duration in seconds as the summaries print it: to 0.1 s under 10 s (a short run said
+ *  "0 s"), to the second above. */
+export function secondsText(s: number): string {
+  return s < 10 ? s.toFixed(1) : s.toFixed(0);
+}
+
 export function markdownTable(head: string[], rows: Array<Array<string | number>>): string {
   return [
     `| ${head.join(' | ')} |`,

@@ -5,7 +5,7 @@ import { backendInfo } from '../backend.js';
 import { curveCi, fmtCi, meanCi } from './stats.js';
 import { markdownTable, type Panel, type Series, svgChart, trailingMean } from './report.js';
 import { heldOut, type RunOptions, type RunSummary } from './runOptions.js';
-import type { Algo, StepMetrics } from '../tfjs/trainerOptions.js';
+import { ALGO_OPTIONS, type Algo, type StepMetrics } from '../tfjs/trainerOptions.js';
 import { ADDITION_MEASURED } from './defaults.js';
 
 // What "exactly right" means per task, for the reading below.
@@ -14,13 +14,27 @@ const RIGHT: Record<RunOptions['task'], string> = {
   bandit: "the response with the highest reward for its prompt, the bandit's best arm",
 };
 
+// Where the evaluation prompts come from, per task: addition holds some out; the bandit has only
+// the prompts it trains on.
+const EVALUATED_ON: Record<RunOptions['task'], string[]> = {
+  addition: [
+    '**Held-out** figures are measured on a fixed set of evaluation prompts that training never',
+    'draws (a fixed hash of the operand pair puts 20% of the pairs out of training and',
+    'out of the warm-up, and a second one keeps half of those apart as validation prompts for tuning;',
+    'the figures are on the other half).',
+  ],
+  bandit: [
+    "The evaluation figures are measured on a fixed draw of the bandit's prompts, the same prompts",
+    'training draws (a bandit keeps none apart: they measure how well the policy answers the prompts',
+    'it was trained on).',
+  ],
+};
+
 const reading = (task: RunOptions['task']) =>
   [
-    '**Held-out** figures are measured on a fixed set of evaluation prompts that training never',
-    'draws (for addition, a fixed hash of the operand pair puts 20% of the pairs out of training and',
-    'out of the warm-up, and a second one keeps half of those apart as validation prompts for tuning;',
-    'the figures are on the other half). **Greedy accuracy** is the share of them whose argmax answer is exactly',
-    `right (here: ${RIGHT[task]}): what the policy would answer if deployed. **Held-out reward at T = 1** is the mean reward`,
+    ...EVALUATED_ON[task],
+    `**Greedy accuracy** is the share of them whose argmax answer is exactly right (here: ${RIGHT[task]}):`,
+    `what the policy would answer if deployed. **${task === 'addition' ? 'Held-out reward' : 'Reward'} at T = 1** is the mean reward`,
     "of one response sampled at temperature 1 for each: the policy's own distribution, scored.",
     '**Training reward** is the mean reward of the responses the trainer sampled at each step (at the',
     'sampling temperature, and including replayed or demonstration groups when those are on): it is',
@@ -66,9 +80,17 @@ function initOf(o: RunOptions): string {
     : 'a random tabular policy, drawn from the seed';
 }
 
-export function optionsTable(o: RunOptions, extra: Record<string, string> = {}): string {
+/** The options of a run, or of a comparison's runs (`algos`, with their list and seeds in
+ *  `extra`, which stand for the one algo and seed): those no algorithm of it reads are left out,
+ *  as the trainer was not given them, and so is the replay buffer's size with no replay. */
+export function optionsTable(o: RunOptions, extra: Record<string, string> = {}, algos: Algo[] = [o.algo]): string {
+  const shown = (k: string) => {
+    if (k in ALGO_OPTIONS) return algos.some((a) => ALGO_OPTIONS[k as keyof typeof ALGO_OPTIONS].includes(a));
+    if (k === 'replayCapacity') return o.replayRatio > 0;
+    return !(k === 'algo' && 'algos' in extra) && !(k === 'seed' && 'seeds' in extra);
+  };
   const rows = Object.entries({ ...o, init: initOf(o), ...extra })
-    .filter(([k, v]) => v !== undefined && k !== 'progress')
+    .filter(([k, v]) => v !== undefined && k !== 'progress' && shown(k))
     .map(([k, v]) => [k, `\`${String(v)}\``]);
   return markdownTable(['option', 'value'], rows);
 }
@@ -273,7 +295,7 @@ export function compareReport(
     '',
     '## Every option of these runs (defaults included)',
     '',
-    optionsTable(o, { algos: algos.join(','), seeds: seeds.join(',') }),
+    optionsTable(o, { algos: algos.join(','), seeds: seeds.join(',') }, algos),
     '',
   ].join('\n');
   return { svg: svgChart(panels), markdown };

@@ -4,7 +4,7 @@
 import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { makeDirs } from './dirs.js';
-import { jsonLine, markdownTable, progressLine } from './report.js';
+import { jsonLine, markdownTable, progressLine, secondsText } from './report.js';
 import { AdditionTask } from '../tasks/addition.js';
 import { BanditTask } from '../tasks/bandit.js';
 import { seeded, type Task } from '../tasks/task.js';
@@ -18,7 +18,13 @@ import { compareReport, runReport, summaryCells, summaryHeader } from './runRepo
 import { loadTf, type TfChoice } from '../tfjs/tf.js';
 import type * as TF from '@tensorflow/tfjs';
 import { GVPOTrainer } from '../tfjs/trainer.js';
-import type { Algo, ExternalSampler, StepMetrics } from '../tfjs/trainerOptions.js';
+import {
+  ALGO_OPTIONS,
+  type Algo,
+  type ExternalSampler,
+  type StepMetrics,
+  type TrainerOptions,
+} from '../tfjs/trainerOptions.js';
 import { warmup as runWarmup, WARMUP_DEFAULTS, type WarmupResult } from '../tfjs/warmup.js';
 
 type TfModule = typeof TF;
@@ -97,6 +103,15 @@ function externalSampler(
   return {};
 }
 
+/** The options of a run that its algorithm reads: the trainer refuses one that it would not
+ *  (a comparison's runs share one set of options, each algorithm taking its own). */
+function algoOptions(o: RunOptions): Partial<TrainerOptions> {
+  const all = { clip: o.clip, klCoef: o.klCoef, klIn: o.klIn, importanceCap: o.importanceCap, terms: o.terms };
+  return Object.fromEntries(
+    Object.entries(all).filter(([key]) => ALGO_OPTIONS[key as keyof typeof ALGO_OPTIONS].includes(o.algo)),
+  );
+}
+
 /** The progress bar or line of a step; `accuracy` is the last evaluation's, shown until the next. */
 function showProgress(o: RunOptions, m: StepMetrics, t0: number, accuracy: number | undefined): void {
   const fields = {
@@ -133,11 +148,7 @@ export async function trainRun(o: RunOptions): Promise<RunSummary> {
     reference: o.reference,
     replay: o.replayRatio > 0 ? { ratio: o.replayRatio, capacity: o.replayCapacity } : undefined,
     ...externalSampler(tf, o, task, policy),
-    clip: o.clip,
-    klCoef: o.klCoef,
-    klIn: o.klIn,
-    importanceCap: o.importanceCap,
-    terms: o.terms,
+    ...algoOptions(o),
     evalEvery: o.evalEvery,
     evalPrompts: o.evalPrompts,
     evalSplit: o.evalSplit,
@@ -213,7 +224,7 @@ export async function compareRuns(base: RunOptions, algos: Algo[], seeds: number
 export function summaryTable(task: RunOptions['task'], runs: RunSummary[]): string {
   return markdownTable(
     ['algo', 'seed', ...summaryHeader(task), 'seconds'],
-    runs.map((r) => [r.algo, r.seed, ...summaryCells(r), r.seconds.toFixed(0)]),
+    runs.map((r) => [r.algo, r.seed, ...summaryCells(r), secondsText(r.seconds)]),
   );
 }
 
