@@ -14,8 +14,10 @@ import {
   gvpoFromHiddenTf,
   gvpoFromLogitsTf,
   loadPolicy,
+  gvpoLossTf,
   loadTf,
   tokenLogprobsFromHiddenTf,
+  tokenLogprobsTf,
 } from '../src/tfjs/index.js';
 import { EOS, PAD } from '../src/tasks/addition.js';
 import { gradClose } from './helpers/allclose.js';
@@ -280,5 +282,111 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
     const q = loadPolicy(tf, path);
     expect(q.kind).toBe('fused-head');
     expect(q.getWeights()[3]).toEqual(p.getWeights()[3]);
+  });
+});
+
+describe("the tfjs ops refuse by their own names; what a backward reads is the forward's", async () => {
+  const { tf } = await loadTf('cpu');
+  const task = new AdditionTask();
+  const config = { vocab: task.vocab, window: 4, embed: 6, hidden: 12, maxTokens: task.maxTokens, eos: EOS, pad: PAD };
+
+  it('fusedHeadLoss checks per-sequence temperatures, its policy and its args, and names itself', () => {
+    const p = new FusedHeadPolicy(tf, config, 2);
+    const N = 4;
+    const T = p.maxTokens;
+    const prompts = Array.from({ length: N }, () => [2, 3, 4]);
+    const responses = new Int32Array(N * T).fill(3);
+    const base = {
+      targets: responses,
+      mask: new Float32Array(N * T).fill(1),
+      sequences: N,
+      referenceLogprobs: new Float64Array(N).fill(-9),
+      rewards: [1, 0, 0, 1],
+      groups: { size: 2 },
+      beta: 0.3,
+    };
+    const run = (o: object) => () => fusedHeadLoss(tf, p, prompts, responses, { ...base, ...o } as never);
+    // mixed values divided the hidden states: 0 gave NaN, -1 a loss with its sign flipped
+    for (const [temperatures, message] of [
+      [
+        [1, 1, 1, 0],
+        /fusedHeadLoss: temperatures\[3\] must be a finite number > 0 whose float32 reciprocal is finite, got 0/,
+      ],
+      [[1, 1, -1, -1], /temperatures\[2\] must be .*, got -1/],
+      [[1, 1, NaN, 1], /temperatures\[2\] must be .*, got NaN/],
+      [[0, 0, 0, 0], /temperatures\[0\] must be/],
+      [[1, 2], /fusedHeadLoss: temperatures must be one per sequence, 4, got length 2/],
+      [[1, 2, 1, 2, 1], /got length 5/],
+    ] as const) {
+      expect(run({ temperatures: Float64Array.from(temperatures) })).toThrow(RangeError);
+      expect(run({ temperatures: Float64Array.from(temperatures) })).toThrow(message);
+    }
+    expect(run({ temperatures: 'hot' })).toThrow(TypeError);
+    expect(run({ temperatures: [1, '1', 1, 1] })).toThrow(/temperatures\[1\] must be a finite number > 0, got '1'/);
+    expect(() => fusedHeadLoss(tf, null as never, prompts, responses, base)).toThrow(
+      /fusedHeadLoss: policy must be a fused-head policy/,
+    );
+    expect(() => fusedHeadLoss(tf, p, prompts, responses, null as never)).toThrow(/fusedHeadLoss: args must be/);
+    // the op's own refusals, named as the function called
+    expect(run({ beta: 0 })).toThrow(/^fusedHeadLoss: beta must be/);
+    // valid mixed temperatures still train
+    expect(Number.isFinite(run({ temperatures: Float64Array.from([1, 1, 1, 2]) })().dataSync()[0])).toBe(true);
+    p.dispose();
+  });
+
+  it('gvpoLossTf calls S by its name; an empty head weight is the weight; a look-alike tensor is refused by name', () => {
+    const args = { referenceLogprobs: [-1, -2, -3, -4], rewards: [1, 0, 1, 0], groups: { size: 2 }, beta: 0.1 };
+    expect(() => gvpoLossTf(tf, tf.tensor1d([NaN, 0, 0, 0]), args)).toThrow(/^gvpoLossTf: S must be finite numbers/);
+    const head = { targets: new Int32Array(3), mask: new Float32Array([1, 1, 1]), sequences: 3, tokens: 1 };
+    const loss = { ...head, rewards: [1, 0, 0], groups: { size: 3 }, beta: 0.1 };
+    expect(() => gvpoFromHiddenTf(tf, tf.zeros([3, 4]), tf.zeros([0, 4]) as TF.Tensor2D, loss)).toThrow(
+      /gvpoFromHiddenTf: weight must be a non-empty \[vocab, hiddenSize\] tensor, got shape \[0, 4\]/,
+    );
+    expect(() =>
+      tokenLogprobsFromHiddenTf(tf, tf.zeros([3, 4]), tf.zeros([0, 4]) as TF.Tensor2D, { targets: new Int32Array(3) }),
+    ).toThrow(/tokenLogprobsFromHiddenTf: weight must be a non-empty/);
+    // it passed the check and failed inside tf.customGrad with a plain Error
+    const fake = { shape: [3, 5], rank: 2, dataSync: () => new Float32Array(15), dtype: 'float32', isDisposed: false };
+    for (const f of [
+      () => gvpoFromLogitsTf(tf, fake as never, { ...loss, vocab: 5 }),
+      () => tokenLogprobsTf(tf, fake as never, new Int32Array(3)),
+      () => gvpoLossTf(tf, fake as never, args),
+      () => gvpoFromHiddenTf(tf, fake as never, tf.zeros([5, 5]) as TF.Tensor2D, loss),
+    ]) {
+      expect(f).toThrow(TypeError);
+      expect(f).toThrow(/must be a tf\.Tensor.* of the tf module passed, got an object that is not one/);
+    }
+  });
+
+  it('tokenLogprobsTf and tokenLogprobsFromHiddenTf differentiate the targets of the forward, whatever is written to them after', () => {
+    const logits = tf.tensor2d([1, 2, 0.5, -1, 0, 3], [2, 3]);
+    const grad = (mutate: boolean) => {
+      const targets = new Int32Array([0, 1]);
+      return tf
+        .grad((z: TF.Tensor) => {
+          const l = tokenLogprobsTf(tf, z as TF.Tensor2D, targets);
+          if (mutate) targets.set([2, 7]); // between the forward and the gradient
+          return l.sum();
+        })(logits)
+        .arraySync();
+    };
+    expect(grad(true)).toEqual(grad(false));
+    const hidden = tf.tensor2d([0.3, -0.2, 0.5, 0.1], [2, 2]);
+    const weight = tf.tensor2d([1, 0, 0, 1, 1, 1], [3, 2]);
+    const headGrad = (mutate: boolean) => {
+      const targets = new Int32Array([0, 2]);
+      const mask = new Float32Array([1, 1]);
+      return tf
+        .grads((h: TF.Tensor, w: TF.Tensor) => {
+          const l = tokenLogprobsFromHiddenTf(tf, h, w as TF.Tensor2D, { targets, mask }).logprobs;
+          if (mutate) {
+            targets.set([1, 1]);
+            mask.set([0, 0]);
+          }
+          return l.sum();
+        })([hidden, weight])
+        .map((g) => g.arraySync());
+    };
+    expect(headGrad(true)).toEqual(headGrad(false));
   });
 });

@@ -11,7 +11,8 @@
 //                       penalty in the reward (verl's use_kl_in_reward).
 // Shapes: N = G*k sequences in whole groups of k, padded to T tokens.
 import type * as TF from '@tensorflow/tfjs';
-import { gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
+import { asOp, gvpoFromHiddenTf, type GvpoFromHiddenTfArgs } from './ops.js';
+import { rangeError, reciprocalFits32, typeError } from '../validate.js';
 import type { FusedHead } from './policy.js';
 import type { KlPlacement, TermsAblation } from './trainerOptions.js';
 
@@ -59,16 +60,45 @@ export function fusedHeadLoss(
   responses: Int32Array,
   args: Omit<GvpoFromHiddenTfArgs, 'tokens'> & { temperatures?: Float64Array },
 ): TF.Scalar {
+  const fn = 'fusedHeadLoss';
+  const p = policy as Partial<FusedHead> | null;
+  if (typeof p !== 'object' || p === null || typeof p.hiddenStates !== 'function' || typeof p.head !== 'object')
+    typeError(fn, 'policy', 'a fused-head policy (with hiddenStates() and head)', policy);
+  if (typeof args !== 'object' || args === null)
+    typeError(fn, 'args', "an object of gvpoFromHiddenTf's options (less tokens) and temperatures", args);
   const { temperatures, ...rest } = args;
-  const hidden = policy.hiddenStates(prompts, responses);
-  const t = temperatures
-    ? atTemperatures(tf, hidden, temperatures, policy.maxTokens)
-    : { x: hidden, temperature: args.temperature };
-  return gvpoFromHiddenTf(tf, t.x, policy.head as TF.Tensor2D, {
-    ...rest,
-    temperature: t.temperature,
-    tokens: policy.maxTokens,
-  }).loss;
+  const per = temperatures === undefined ? undefined : temperaturesOf(fn, temperatures, rest.sequences);
+  // the op's refusals (beta, groups, a length) named as this function, which the caller called
+  return asOp(fn, 'gvpoFromHiddenTf', () => {
+    const hidden = policy.hiddenStates(prompts, responses);
+    const t = per ? atTemperatures(tf, hidden, per, policy.maxTokens) : { x: hidden, temperature: args.temperature };
+    return gvpoFromHiddenTf(tf, t.x, policy.head as TF.Tensor2D, {
+      ...rest,
+      temperature: t.temperature,
+      tokens: policy.maxTokens,
+    }).loss;
+  });
+}
+
+/** Per-sequence temperatures: one for each of `sequences`, each as the kernels take a temperature
+ *  (positive, it and its reciprocal finite in float32). Mixed ones divide each sequence's hidden
+ *  states by its own, where 0 gave NaN and -1 a loss with its sign flipped. */
+function temperaturesOf(fn: string, v: unknown, sequences: unknown): Float64Array {
+  const list = v as ArrayLike<unknown>;
+  if (typeof v !== 'object' || v === null || typeof list.length !== 'number')
+    typeError(fn, 'temperatures', 'an array of one temperature per sequence', v);
+  if (list.length !== sequences)
+    rangeError(fn, 'temperatures', `one per sequence, ${String(sequences)}`, `length ${list.length}`);
+  const out = new Float64Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const t = list[i];
+    const name = `temperatures[${i}]`;
+    if (typeof t !== 'number') typeError(fn, name, 'a finite number > 0', t);
+    if (!(t > 0) || !Number.isFinite(t) || !reciprocalFits32(t))
+      rangeError(fn, name, 'a finite number > 0 whose float32 reciprocal is finite', String(t));
+    out[i] = t;
+  }
+  return out;
 }
 
 /** S[n] = sum_t m[n,t] l[n,t] as a differentiable [N] tensor, from token log-probs [N*T]. */

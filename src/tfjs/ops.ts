@@ -53,17 +53,18 @@ function tfArg(fn: string, tf: unknown): void {
     typeError(fn, 'tf', 'the @tensorflow/tfjs module (see loadTf())', tf);
 }
 
-/** A live float32 tfjs tensor (of the given rank, when one is given), or an error naming the argument. */
-function tensorArg(fn: string, name: string, t: unknown, rank?: number, shape = ''): void {
+/** A live float32 tfjs tensor (of the given rank, when one is given) of the module `tf`, or an
+ *  error naming the argument. tf.customGrad takes only tensors of its own module: an object that
+ *  looks like one, or a tensor of another copy of @tensorflow/tfjs, is refused here by name. */
+function tensorArg(tf: Tf, fn: string, name: string, t: unknown, rank?: number, shape = ''): void {
   const x = t as TF.Tensor;
-  const ok =
-    typeof t === 'object' &&
-    t !== null &&
-    Array.isArray(x.shape) &&
-    typeof x.dataSync === 'function' &&
-    typeof x.dtype === 'string' &&
-    typeof x.isDisposed === 'boolean';
-  if (!ok) typeError(fn, name, `a tf.Tensor${shape}`, t);
+  if (!(t instanceof tf.Tensor)) {
+    const looksLike = typeof t === 'object' && t !== null && Array.isArray(x.shape) && typeof x.dataSync === 'function';
+    if (!looksLike) typeError(fn, name, `a tf.Tensor${shape}`, t);
+    throw new TypeError(
+      `${fn}: ${name} must be a tf.Tensor${shape} of the tf module passed, got an object that is not one (a tensor of another copy of @tensorflow/tfjs, or a look-alike)`,
+    );
+  }
   const refuse = (expected: string, got: string): never => {
     throw new TypeError(`${fn}: ${name} must be ${expected}, got ${got}`);
   };
@@ -76,10 +77,18 @@ function tensorArg(fn: string, name: string, t: unknown, rank?: number, shape = 
 }
 
 /** The fused head's sizes from its tensors: weight [V, H] and hidden of any shape ending in H. */
-function headSizes(fn: string, hidden: unknown, weight: unknown): { vocab: number; hiddenSize: number; rows: number } {
-  tensorArg(fn, 'hidden', hidden, undefined, ' [..., hiddenSize]');
-  tensorArg(fn, 'weight', weight, 2, ' [vocab, hiddenSize]');
+function headSizes(
+  tf: Tf,
+  fn: string,
+  hidden: unknown,
+  weight: unknown,
+): { vocab: number; hiddenSize: number; rows: number } {
+  tensorArg(tf, fn, 'hidden', hidden, undefined, ' [..., hiddenSize]');
+  tensorArg(tf, fn, 'weight', weight, 2, ' [vocab, hiddenSize]');
   const [vocab, hiddenSize] = (weight as TF.Tensor2D).shape;
+  // the op has no vocab of its own: an empty weight is named as what it is
+  if (vocab === 0 || hiddenSize === 0)
+    rangeError(fn, 'weight', 'a non-empty [vocab, hiddenSize] tensor', `shape [${vocab}, ${hiddenSize}]`);
   const { shape, size } = hidden as TF.Tensor;
   if (shape.length === 0 || shape[shape.length - 1] !== hiddenSize || size === 0) {
     rangeError(
@@ -95,16 +104,21 @@ function headSizes(fn: string, hidden: unknown, weight: unknown): { vocab: numbe
 /**
  * Runs the kernel behind a tfjs op with the kernel's refusals (a bad option value: beta, groups,
  * temperature, a length) named as the op the caller called: `gvpoFromLogitsTf: beta ...`, not
- * `gvpoFromLogits: beta ...`. The message and the error's class are otherwise the kernel's own.
+ * `gvpoFromLogits: beta ...`, and an argument the op names otherwise by its name (`renames`). The
+ * message and the error's class are otherwise the kernel's own.
  */
-function asOp<T>(fn: string, kernel: string, run: () => T): T {
+export function asOp<T>(fn: string, kernel: string, run: () => T, renames: Record<string, string> = {}): T {
   try {
     return run();
   } catch (e) {
     const prefix = `${kernel}: `;
     if ((e instanceof TypeError || e instanceof RangeError) && e.message.startsWith(prefix)) {
       const Refusal = e instanceof TypeError ? TypeError : RangeError;
-      throw new Refusal(`${fn}: ${e.message.slice(prefix.length)}`);
+      // an argument the op calls by another name (gvpoLossTf's S is the kernel's policyLogprobs)
+      let rest = e.message.slice(prefix.length);
+      for (const [from, to] of Object.entries(renames))
+        if (rest.startsWith(`${from} `)) rest = `${to}${rest.slice(from.length)}`;
+      throw new Refusal(`${fn}: ${rest}`);
     }
     throw e;
   }
@@ -125,7 +139,7 @@ export function gvpoLossTf(
   args: Omit<GvpoLossArgs, 'policyLogprobs'>,
 ): { loss: TF.Scalar; result: () => GvpoLossResult } {
   tfArg('gvpoLossTf', tf);
-  tensorArg('gvpoLossTf', 'S', S, 1, ' [sequences]');
+  tensorArg(tf, 'gvpoLossTf', 'S', S, 1, ' [sequences]');
   const o = snapshot('gvpoLossTf', args, LOSS_TF_KEYS) as typeof args;
   // the lengths against S, named as this op names them (the kernel would say policyLogprobs)
   for (const name of ['referenceLogprobs', 'rewards'] as const) {
@@ -136,7 +150,9 @@ export function gvpoLossTf(
   }
   let result: GvpoLossResult | undefined;
   const op = customGrad1(tf, (s) => {
-    const r = asOp('gvpoLossTf', 'gvpoLoss', () => gvpoLoss({ ...o, policyLogprobs: values(s) }));
+    const r = asOp('gvpoLossTf', 'gvpoLoss', () => gvpoLoss({ ...o, policyLogprobs: values(s) }), {
+      policyLogprobs: 'S',
+    });
     result = r;
     return { value: tf.scalar(r.loss), gradFunc: (dy) => tf.tensor1d(Float32Array.from(r.gradLogprobs)).mul(dy) };
   });
@@ -157,7 +173,7 @@ export function gvpoFromLogitsTf(
   args: GvpoFromLogitsTfArgs,
 ): { loss: TF.Scalar; result: () => GvpoFromLogitsResult } {
   tfArg('gvpoFromLogitsTf', tf);
-  tensorArg('gvpoFromLogitsTf', 'logits', logits, undefined, ' of sequences*tokens*vocab float32 logits');
+  tensorArg(tf, 'gvpoFromLogitsTf', 'logits', logits, undefined, ' of sequences*tokens*vocab float32 logits');
   const o = snapshot('gvpoFromLogitsTf', args, FROM_LOGITS_TF_KEYS) as typeof args;
   let result: GvpoFromLogitsResult | undefined;
   const op = customGrad1(tf, (z) => {
@@ -188,7 +204,7 @@ export function gvpoFromHiddenTf(
   args: GvpoFromHiddenTfArgs,
 ): { loss: TF.Scalar; result: () => GvpoFromHiddenResult } {
   tfArg('gvpoFromHiddenTf', tf);
-  const { vocab, hiddenSize } = headSizes('gvpoFromHiddenTf', hidden, weight);
+  const { vocab, hiddenSize } = headSizes(tf, 'gvpoFromHiddenTf', hidden, weight);
   const o = snapshot('gvpoFromHiddenTf', args, FROM_HIDDEN_TF_KEYS) as typeof args;
   let result: GvpoFromHiddenResult | undefined;
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
@@ -208,7 +224,7 @@ export function gvpoFromHiddenTf(
 /** Token log-probs l[r] of float32 logits [R, V] (a tensor), differentiable. */
 export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array, temperature = 1): TF.Tensor1D {
   tfArg('tokenLogprobsTf', tf);
-  tensorArg('tokenLogprobsTf', 'logits', logits, 2, ' [rows, vocab]');
+  tensorArg(tf, 'tokenLogprobsTf', 'logits', logits, 2, ' [rows, vocab]');
   const [rows, vocab] = logits.shape;
   if (rows === 0 || vocab === 0)
     rangeError('tokenLogprobsTf', 'logits', 'a non-empty [rows, vocab] tensor', `shape [${rows}, ${vocab}]`);
@@ -220,23 +236,27 @@ export function tokenLogprobsTf(tf: Tf, logits: TF.Tensor2D, targets: Int32Array
       `of length rows = ${rows} (logits' 1st dimension)`,
       `length ${targets.length}`,
     );
+  // a copy: the gradient is the forward's, whatever the caller writes to its array in between
+  const ids = Int32Array.from(targets);
   const op = customGrad1(tf, (z) => {
     const zv = values(z);
     const r = asOp('tokenLogprobsTf', 'tokenLogprobs', () =>
-      tokenLogprobs({ logits: zv, targets, rows, vocab, temperature }),
+      tokenLogprobs({ logits: zv, targets: ids, rows, vocab, temperature }),
     );
     return {
       value: tf.tensor1d(r.logprobs),
       gradFunc: (dy) => {
-        const g = tokenLogprobsBackward({
-          logits: zv,
-          targets,
-          rows,
-          vocab,
-          temperature,
-          logZ: r.logZ,
-          gradTokenLogprobs: values(dy),
-        });
+        const g = asOp('tokenLogprobsTf', 'tokenLogprobsBackward', () =>
+          tokenLogprobsBackward({
+            logits: zv,
+            targets: ids,
+            rows,
+            vocab,
+            temperature,
+            logZ: r.logZ,
+            gradTokenLogprobs: values(dy),
+          }),
+        );
         return tf.tensor2d(g, [rows, vocab]);
       },
     };
@@ -264,12 +284,18 @@ export function tokenLogprobsFromHiddenTf(
   args: TokenLogprobsFromHiddenTfArgs,
 ): { logprobs: TF.Tensor1D; entropy?: TF.Tensor1D } {
   tfArg('tokenLogprobsFromHiddenTf', tf);
-  const { vocab, hiddenSize, rows } = headSizes('tokenLogprobsFromHiddenTf', hidden, weight);
+  const { vocab, hiddenSize, rows } = headSizes(tf, 'tokenLogprobsFromHiddenTf', hidden, weight);
   const o = snapshot('tokenLogprobsFromHiddenTf', args, HEAD_TF_KEYS) as typeof args;
   if (o.entropy !== undefined && typeof o.entropy !== 'boolean') {
     typeError('tokenLogprobsFromHiddenTf', 'entropy', 'a boolean', o.entropy);
   }
   const withEntropy = o.entropy === true;
+  // copies of the index arrays: the backward is the forward's, whatever the caller writes to its
+  // arrays in between (a wrong kind is left for the kernel to refuse by name)
+  for (const key of ['targets', 'mask'] as const) {
+    const v = o[key] as unknown;
+    if (v instanceof Int32Array || v instanceof Float32Array) (o as Record<string, unknown>)[key] = v.slice();
+  }
   // One output tensor (customGrad takes one): l, or [l, H] per row; dy splits the same way.
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {
     const head = { ...o, hidden: values(h), weight: values(w), rows, hiddenSize, vocab };
