@@ -122,13 +122,14 @@ int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs /*R*/, float* log
 // dL/dhidden (overwritten) and dL/dweight (overwritten, or added to with accumulate) from the
 // forward's logZ, the upstream gl (null: 0) and gH (null: 0). H is the forward's entropy; when it
 // is null and grad_entropy is not, the rows that need it get it from one more forward pass.
-// gl and gH are the upstream times 2^-grad_exp (an upstream beyond float32's range, as GVPO's
-// dL/dS can be). With split (the forward's), logZ is read from it instead.
+// Row r's gl and gH are its upstream times 2^-grad_exp[r] (null: 0; an upstream beyond float32's
+// range, as GVPO's dL/dS can be). With split (the forward's), logZ is read from it instead.
 void token_logprobs_from_hidden_backward_cpu(float* grad_hidden /*R*H*/, float* grad_weight /*V*H*/,
                                              const HeadInputs& in, const float* logZ /*R*/,
                                              const float* entropy /*R|null*/, const float* grad_logprobs /*R|null*/,
                                              const float* grad_entropy /*R|null*/, bool accumulate, int threads,
-                                             int grad_exp = 0, const LogZSplit* split = nullptr);
+                                             const int* grad_exp /*R|null*/ = nullptr,
+                                             const LogZSplit* split = nullptr);
 
 // Shared by the CPU and CUDA twins of the head, so both work on the same rows with the same rules.
 // The forward works on the rows with mask != 0, in order; head_store_row writes one of them (l

@@ -175,7 +175,7 @@ std::unique_ptr<Baton> prepare_token_logprobs_from_hidden_backward(const Napi::C
   c.baton->work = [gh = c.grad_hidden, gw = c.grad_weight, in = c.in, lz = c.fwd_logZ, ent = c.fwd_entropy,
                    gl = c.grad_logprobs, ge = c.grad_entropy, acc = c.accumulate, t = c.threads, io = c.split] {
     const LogZSplit split = io.in_max ? split_of(io, (size_t)in.rows) : LogZSplit{};
-    token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t, 0, io.in_max ? &split : nullptr);
+    token_logprobs_from_hidden_backward_cpu(gh, gw, in, lz, ent, gl, ge, acc, t, nullptr, io.in_max ? &split : nullptr);
   };
   return std::move(c.baton);
 }

@@ -65,13 +65,19 @@ void gvpo_from_hidden_forward_cpu(GvpoOut& out, const GvpoHiddenBatch& in, int t
 
 void gvpo_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const float* logZ, const double* grad_seq,
                                    const GvpoHiddenBatch& in, bool accumulate, int threads, const LogZSplit* split) {
-  // A dL/dS beyond float32's range (beta near 1e20) reaches the head as gl * 2^-e.
+  // A dL/dS beyond float32's range (beta near 1e20) reaches the head as gl * 2^-e, each row at an
+  // e of its own: one sequence's huge dL/dS leaves the others' gl as they are.
   const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
-  const int e = range_exponent(w.data(), (int64_t)w.size(), 1.0, 100);
+  std::vector<int> e(w.size());
   std::vector<float> gl(w.size());
-  for (size_t i = 0; i < w.size(); i++) gl[i] = (float)std::ldexp(w[i], -e);
+  bool scaled = false;
+  for (size_t i = 0; i < w.size(); i++) {
+    e[i] = range_exponent(&w[i], 1, 1.0, 100);
+    gl[i] = (float)std::ldexp(w[i], -e[i]);
+    scaled = scaled || e[i] != 0;
+  }
   token_logprobs_from_hidden_backward_cpu(grad_hidden, grad_weight, in.head(), logZ, nullptr, gl.data(), nullptr,
-                                          accumulate, threads, e, split);
+                                          accumulate, threads, scaled ? e.data() : nullptr, split);
 }
 
 }  // namespace gvpo

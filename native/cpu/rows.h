@@ -582,9 +582,10 @@ void row_backward(float* grad, const void* row, DType d, int64_t V, float inv_ta
   _mm_sfence();  // streaming stores are ordered before the ordinary one below (and the caller's reads)
 #endif
   // The target's coef * (1 - p) from expm1 in double: for a dominant target p is near 1, and
-  // 1 - p taken from a float32 p would keep only its last bits.
+  // 1 - p taken from a float32 p would keep only its last bits. A NaN target logit stays NaN
+  // (the clamp's comparison is false for it).
   const double xy = ((double)zy - m) * inv_tau - lse;
-  grad[y] = (float)(-(double)coef * std::expm1(xy < 0.0 ? xy : 0.0));
+  grad[y] = (float)(-(double)coef * std::expm1(xy > 0.0 ? 0.0 : xy));
 }
 
 // The exp-throughput probe: the forward sweep's own term on register-resident arguments (CH

@@ -231,9 +231,11 @@ void forward_block(const HeadTiles& h, RowSplit out, float* z_target, double* en
 // chunk c+1 may start while another thread finishes step 3 of chunk c.
 // Memory: the packed hidden rows twice (A of the recompute, B of dW), two chunks' dZ and dZ^T
 // and the block's dH: about m * (3H + 4 VC) floats, which backward_rows bounds.
+// dw_shift (null: none): rows whose coefficients run at a smaller scale than the block's dW
+// (their own, so that their dH keeps its precision) enter dW's product scaled by 2^-dw_shift[r].
 void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* rows, const float* shift,
                     const float* logZ, const float* coef, const float* coef_h, const float* ent, const int32_t* targets,
-                    int64_t m, bool first, int threads) {
+                    int64_t m, bool first, int threads, const int* dw_shift) {
   const GemmKernels& k = h.k;
   const int64_t mr = k.mr, nr = k.nr, H = h.H, V = h.V, nc = chunks(V);
   const int64_t mpad = round_up(m, mr), hpad = round_up(H, nr), vrows = round_up(VC, mr);
@@ -285,6 +287,9 @@ void backward_block(const HeadTiles& h, float* dW, float* dH, const int32_t* row
         k.tile_softmax_grad(z, VC, n, vc, h.inv_tau, shift + r0, logZ + r0, coef + r0, coef_h ? coef_h + r0 : nullptr,
                             ent ? ent + r0 : nullptr, y.data() + r0);
         k.pack_a(dz + r0 * vc, Mat{z, DType::f32, VC, 1, nullptr}, n, 0, vc);
+        for (int64_t r = r0; dw_shift && r < r0 + n; r++)
+          if (dw_shift[r])
+            for (int64_t v = 0; v < vc; v++) z[(r - r0) * VC + v] = std::ldexp(z[(r - r0) * VC + v], -dw_shift[r]);
         k.pack_a(dzt + vrows * r0, Mat{z, DType::f32, 1, VC, nullptr}, vc, 0, n);
       }
       barrier.wait();
@@ -407,8 +412,8 @@ int64_t token_logprobs_from_hidden_forward_cpu(float* logprobs, float* logZ, flo
 // Over the rows head_backward_rows picks, in blocks of rb rows.
 void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_weight, const HeadInputs& in,
                                              const float* logZ, const float* entropy, const float* grad_logprobs,
-                                             const float* grad_entropy, bool accumulate, int threads, int grad_exp,
-                                             const LogZSplit* split) {
+                                             const float* grad_entropy, bool accumulate, int threads,
+                                             const int* grad_exp, const LogZSplit* split) {
   const int64_t H = in.hidden_size, V = in.vocab;
   HeadRows rows = head_backward_rows(in, logZ, entropy, grad_logprobs, grad_entropy, split);
   const std::vector<int32_t>& idx = rows.idx;
@@ -436,12 +441,24 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   }
   bool any_h = false;
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
-  // Coefficients g/tau past 2^100 run scaled by 2^-local (pow2.h), one exponent for the batch
-  // since dW sums over rows; dH and dW are scaled back by 2^(grad_exp + local) at the end.
-  const int local = std::max(range_exponent(rows.grad_logprob.data(), live, h.inv_tau, 100),
-                             range_exponent(rows.grad_entropy.data(), live, h.inv_tau, 100));
-  const auto coef_of = [&](float g) { return local ? scaled_coef(g, h.inv_tau, local) : g * h.inv_tau; };
-  const int e = grad_exp + local;
+  // Coefficients g/tau past 2^100 run scaled by 2^-local[i] (pow2.h), an exponent per row, so
+  // that one row's huge upstream leaves the others' dH exact; row i's dH is scaled back by
+  // 2^(grad_exp + local[i]) = 2^re[i] at the end. dW sums over rows: they enter it at the largest,
+  // e (row i's dZ times 2^-(e - re[i])), and dW is scaled back by 2^e.
+  std::vector<int> local((size_t)live), re((size_t)live);
+  int e = 0;
+  for (int64_t i = 0; i < live; i++) {
+    local[i] = std::max(range_exponent(&rows.grad_logprob[i], 1, h.inv_tau, 100),
+                        range_exponent(&rows.grad_entropy[i], 1, h.inv_tau, 100));
+    re[i] = (grad_exp ? grad_exp[idx[i]] : 0) + local[i];
+    e = std::max(e, re[i]);
+  }
+  std::vector<int> dw_shift;  // only where the rows' exponents differ
+  if (std::any_of(re.begin(), re.end(), [e](int x) { return x != e; }))
+    for (int x : re) dw_shift.push_back(e - x);
+  const auto coef_of = [&](float g, int64_t i) {
+    return local[i] ? scaled_coef(g, h.inv_tau, local[i]) : g * h.inv_tau;
+  };
   // Accumulating at a scale 2^-e: the caller's dW is set aside and added back once the batch's
   // own dW is scaled to its true size (scaling the caller's values down by 2^-e and back would
   // flush those below 2^(e - 149) to 0).
@@ -455,22 +472,21 @@ void token_logprobs_from_hidden_backward_cpu(float* grad_hidden, float* grad_wei
   std::vector<float> coef((size_t)n), coef_h(any_h ? (size_t)n : 0), dH;
   for (int64_t b = 0; b < live; b += rb) {
     const int64_t m = std::min(rb, live - b);
-    for (int64_t i = 0; i < m; i++) coef[i] = coef_of(rows.grad_logprob[b + i]);
-    for (int64_t i = 0; i < m && any_h; i++) coef_h[i] = coef_of(rows.grad_entropy[b + i]);
+    for (int64_t i = 0; i < m; i++) coef[i] = coef_of(rows.grad_logprob[b + i], b + i);
+    for (int64_t i = 0; i < m && any_h; i++) coef_h[i] = coef_of(rows.grad_entropy[b + i], b + i);
     // A block of consecutive rows writes its dH in place; another goes through a buffer.
     const bool consecutive = idx[b + m - 1] - idx[b] == m - 1;
     if (!consecutive && dH.empty()) dH.resize((size_t)(n * H));
     float* out = consecutive ? grad_hidden + (size_t)idx[b] * H : dH.data();
     backward_block(h, grad_weight, out, idx.data() + b, rows.shift.data() + b, rows.logZ.data() + b, coef.data(),
                    any_h ? coef_h.data() : nullptr, rows.entropy.data() + b, in.targets, m, b == 0 && !accumulate,
-                   threads);
+                   threads, dw_shift.empty() ? nullptr : dw_shift.data() + b);
     for (int64_t i = 0; i < m && !consecutive; i++)
       std::memcpy(grad_hidden + (size_t)idx[b + i] * H, dH.data() + i * H, (size_t)H * sizeof(float));
   }
-  if (e != 0) {
-    scale_pow2(grad_hidden, in.rows * H, e);
-    scale_pow2(grad_weight, V * H, e);
-  }
+  for (int64_t i = 0; i < live; i++)
+    if (re[i] != 0) scale_pow2(grad_hidden + (size_t)idx[i] * H, H, re[i]);
+  if (e != 0) scale_pow2(grad_weight, V * H, e);
   for (size_t i = 0; i < prior.size(); i++) grad_weight[i] += prior[i];
 }
 

@@ -215,7 +215,7 @@ GVPO_ROW float back_value(const BackRow& b, float z) {
 // from a float32 p would keep only its last bits.
 GVPO_ROW float back_target(const BackRow& b, float zy) {
   const double x = ((double)zy - b.m) * b.inv_tau - b.lse;
-  const double t = -(double)b.coef * expm1(x < 0.0 ? x : 0.0);
+  const double t = -(double)b.coef * expm1(x > 0.0 ? 0.0 : x);  // NaN stays NaN
   return (float)(b.e ? ldexp(t, b.e) : t);
 }
 
