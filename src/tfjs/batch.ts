@@ -229,9 +229,9 @@ function sampledForEvaluation(
   task: Task,
   n: number,
   seed: number,
-  temperature: number,
-  samples: number,
-  split: EvalSplit,
+  temperature = 1,
+  samples = 1,
+  split: EvalSplit = 'test',
 ): Array<{ score: () => unknown; where: string }> {
   const prompts = evaluationPrompts(task, n, seed, split).flatMap((p) => Array.from({ length: samples }, () => p));
   const out = policy.sample(prompts, temperature, seeded(seed + 1));
@@ -241,19 +241,13 @@ function sampledForEvaluation(
   }));
 }
 
-/** Mean task reward (task.reward, called synchronously) of `samples` responses per evaluation
- *  prompt (`n` from `seed`, of `split`), sampled at `temperature`. A reward that is not a finite
- *  number (a Promise: an async reward) is refused with the prompt and response it came from. */
-export function evaluateSampled(
-  policy: Policy,
-  task: Task,
-  n: number,
-  seed: number,
-  temperature = 1,
-  samples = 1,
-  split: EvalSplit = 'test',
-): number {
-  const scored = sampledForEvaluation(policy, task, n, seed, temperature, samples, split);
+type EvaluationDraw = Parameters<typeof sampledForEvaluation>;
+
+/** Mean task reward (task.reward, called synchronously) of the draw's responses
+ *  (sampledForEvaluation). A reward that is not a finite number (a Promise: an async reward) is
+ *  refused with the prompt and response it came from. */
+export function evaluateSampled(...draw: EvaluationDraw): number {
+  const scored = sampledForEvaluation(...draw);
   let sum = 0;
   for (const { score, where } of scored) sum += finiteReward(score(), 'evaluation: task.reward', where);
   return sum / scored.length;
@@ -261,16 +255,8 @@ export function evaluateSampled(
 
 /** evaluateSampled with task.reward awaited: a task whose reward is async (a judge served
  *  elsewhere) is evaluated too. The same prompts and responses, their rewards awaited together. */
-export async function evaluateSampledAsync(
-  policy: Policy,
-  task: Task,
-  n: number,
-  seed: number,
-  temperature = 1,
-  samples = 1,
-  split: EvalSplit = 'test',
-): Promise<number> {
-  const scored = sampledForEvaluation(policy, task, n, seed, temperature, samples, split);
+export async function evaluateSampledAsync(...draw: EvaluationDraw): Promise<number> {
+  const scored = sampledForEvaluation(...draw);
   const got = await Promise.all(scored.map(({ score }) => score()));
   let sum = 0;
   scored.forEach(({ where }, i) => (sum += finiteReward(got[i], 'evaluation: task.reward', where)));
