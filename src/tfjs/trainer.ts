@@ -60,11 +60,16 @@ const MAX_REWARD = 1e15;
 
 type Tf = typeof TF;
 
+/** The seed of the evaluation prompts (and of their draws) unless the caller gives one: every
+ *  evaluation of a run is on the same prompts. */
+const EVAL_SEED = 12345;
+
 /**
  * `got` as `count` responses of token ids, each of 1 to `maxTokens` ids in [0, vocab): what the
- * policy's sample() and an external sampler hand the trainer (`expected` says what they should), checked before anything is scored
+ * policy's sample() and an external sampler hand the trainer, checked before anything is scored
  * (a response of 1.5 would train as token 1; an empty one has nothing to train; a longer one would
- * be scored whole and trained on its prefix). `who` names where they came from.
+ * be scored whole and trained on its prefix). `who` names where they came from, `expected` what
+ * they should be, `shown` what a wrong kind is shown as.
  */
 function checkResponses(
   got: unknown,
@@ -164,7 +169,7 @@ export class GVPOTrainer {
     const split = c.evalSplit === 'validation' || typeof p.task.heldOutPrompts === 'function';
     if (c.evalEvery > 0 && split) {
       try {
-        evaluationPrompts(p.task, 1, 12345, c.evalSplit);
+        evaluationPrompts(p.task, 1, EVAL_SEED, c.evalSplit);
       } catch (e) {
         throw new RangeError(
           `GVPOTrainer: evalEvery ${c.evalEvery} evaluates on the task's ${c.evalSplit === 'validation' ? 'validation' : 'held-out'} prompts, which it cannot give (${(e as Error).message}); set evalEvery 0 or give the task such prompts`,
@@ -694,8 +699,8 @@ export class GVPOTrainer {
         this.policy,
         this.task,
         this.config.evalPrompts,
-        12345,
-        1,
+        EVAL_SEED,
+        1, // evaluateReward's temperature, one response per prompt
         1,
         this.config.evalSplit,
       );
@@ -705,7 +710,7 @@ export class GVPOTrainer {
 
   /** Exact-match accuracy of greedy answers on `n` evaluation prompts (held-out where the task has
    *  a split; its validation prompts with evalSplit 'validation'), fixed by `seed`. */
-  evaluate(n: number, seed = 12345): number {
+  evaluate(n: number, seed = EVAL_SEED): number {
     if (typeof this.task.answer !== 'function')
       throw new TypeError(
         `GVPOTrainer: evaluate() measures exact-match accuracy against the task's answer(), which '${String(this.task.name)}' does not have; evaluateReward() scores with task.reward`,
@@ -716,7 +721,7 @@ export class GVPOTrainer {
   /** Mean task reward (task.reward, not the trainer's `rewards`, which shape training only: the
    *  figure stays comparable whatever rewards train) of one response sampled at `temperature` for
    *  each of the same `n` evaluation prompts. task.reward is called synchronously here. */
-  evaluateReward(n: number, temperature = 1, seed = 12345): number {
+  evaluateReward(n: number, temperature = 1, seed = EVAL_SEED): number {
     return evaluateSampled(
       this.policy,
       this.task,
