@@ -334,6 +334,9 @@ int head_softmax_grad_cuda(float* z, const int32_t* targets, const float* shift,
 int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx, int64_t rows, int64_t width,
                      void* stream);
 int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t rows, int64_t width, void* stream);
+// In place: x[i, :] *= 2^-shift[i] over rows of `width` floats, each element rounded once (row_copy.cu);
+// a row whose shift is 0 is left as it is.
+int scale_rows_pow2_cuda(float* x, const int32_t* shift, int64_t rows, int64_t width, void* stream);
 // C[m, n] (row-major, leading dimension ldc) = sum_k A(m, k) B(k, n), or C += it (accumulate),
 // in float32, with A(m, k) = a[m*a_m + k*a_k] and B(k, n) = b[k*b_k + n*b_n] in their dtypes
 // (gemm.cu). Device pointers.

@@ -4,7 +4,7 @@
 //   phase 1  the head's forward (live rows: mask != 0) -> l, logZ; S (of l in double) and Sref on
 //            the host
 //   loss     on the host (N values; gvpo_loss_cpu)
-//   phase 2  gl[r] = m[r] * dL/dS[n(r)] (times 2^-e where that passes float32's range) -> the
+//   phase 2  gl[r] = m[r] * dL/dS[n(r)] (times 2^-e[r] where that passes float32's range) -> the
 //            head's backward (with the forward's split of logZ in the one call) -> dL/dhidden,
 //            dL/dweight
 // Host code only, so that native/tests/test_cuda_host.cc can also run it on the CPU.
@@ -51,12 +51,19 @@ int run_gvpo_head(GvpoOut* out, LossAndTerms* terms, float* grad_hidden, float* 
     }
   }
   if (grad_hidden) {
+    // each row at an exponent of its own, as the CPU twin: one sequence's huge dL/dS leaves the
+    // others' gl as they are
     const std::vector<double> w = gvpo_token_weights_f64(in, grad_seq);
-    const int ge = range_exponent(w.data(), (int64_t)w.size(), 1.0, 100);
+    std::vector<int> ge(w.size());
     std::vector<float> gl(w.size());
-    for (size_t i = 0; i < w.size(); i++) gl[i] = (float)std::ldexp(w[i], -ge);
+    bool scaled = false;
+    for (size_t i = 0; i < w.size(); i++) {
+      ge[i] = range_exponent(&w[i], 1, 1.0, 100);
+      gl[i] = (float)std::ldexp(w[i], -ge[i]);
+      scaled = scaled || ge[i] != 0;
+    }
     if (int e = head_backward(h, grad_hidden, grad_weight, logZ, nullptr, gl.data(), nullptr, accumulate, t, err,
-                              err_len, ge, out && terms ? &split : given))
+                              err_len, scaled ? ge.data() : nullptr, out && terms ? &split : given))
       return e;
   }
   if (timings) *timings = t;

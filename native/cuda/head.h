@@ -31,11 +31,11 @@ int head_upload(DeviceHead& h, CudaTimings& t, char* err, int err_len);
 // the rest) where those are not null.
 int head_forward(DeviceHead& h, float* logprobs, float* logZ, float* entropy, int64_t* nonfinite, CudaTimings& t,
                  char* err, int err_len, double* logprobs64 = nullptr, LogZSplit* split = nullptr);
-// The backward: as token_logprobs_from_hidden_backward_cpu (gl and gH given times 2^-grad_exp;
-// with split, the forward's, logZ is read from it).
+// The backward: as token_logprobs_from_hidden_backward_cpu (row r's gl and gH given times
+// 2^-grad_exp[r], null: 0; with split, the forward's, logZ is read from it).
 int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const float* logZ, const float* entropy,
                   const float* grad_logprobs, const float* grad_entropy, bool accumulate, CudaTimings& t, char* err,
-                  int err_len, int grad_exp = 0, const LogZSplit* split = nullptr);
+                  int err_len, const int* grad_exp = nullptr, const LogZSplit* split = nullptr);
 
 }  // namespace cuda_host
 }  // namespace gvpo

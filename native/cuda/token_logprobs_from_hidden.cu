@@ -170,7 +170,7 @@ int head_forward(DeviceHead& h, float* logprobs, float* logZ, float* entropy, in
 
 int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const float* logZ, const float* entropy,
                   const float* grad_logprobs, const float* grad_entropy, bool accumulate, CudaTimings& t, char* err,
-                  int err_len, int grad_exp, const LogZSplit* split) {
+                  int err_len, const int* grad_exp, const LogZSplit* split) {
   Workspace& w = h.w;
   const size_t dhb = (size_t)(h.R * h.H) * 4, dwb = (size_t)(h.V * h.H) * 4;
   HeadRows rows = head_backward_rows(h.in, logZ, entropy, grad_logprobs, grad_entropy, split);
@@ -194,23 +194,34 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   }
   bool any_h = false;
   for (float g : rows.grad_entropy) any_h = any_h || g != 0.0f;
-  // Coefficients g/tau past 2^100 run scaled by 2^-local (pow2.h), one exponent for the batch
-  // since dW sums over rows; dH and dW are scaled back by 2^(grad_exp + local) at the end.
+  // Coefficients g/tau past 2^100 run scaled by 2^-local[i] (pow2.h), an exponent per row as in
+  // the CPU twin, so that one row's huge upstream leaves the others' dH exact; row i's dH is scaled
+  // back by 2^(grad_exp + local[i]) = 2^re[i] at the end. dW sums over rows: they enter it at the
+  // largest, e (row i's dZ times 2^-(e - re[i]), scale_rows_pow2_cuda between the two products),
+  // and dW is scaled back by 2^e.
   const float inv_tau = 1.0f / h.in.temperature;
-  const int local = std::max(range_exponent(rows.grad_logprob.data(), live, inv_tau, 100),
-                             range_exponent(rows.grad_entropy.data(), live, inv_tau, 100));
+  std::vector<int> local((size_t)live), re((size_t)live);
+  int e2 = 0;
+  for (int64_t i = 0; i < live; i++) {
+    local[i] = std::max(range_exponent(&rows.grad_logprob[i], 1, inv_tau, 100),
+                        range_exponent(&rows.grad_entropy[i], 1, inv_tau, 100));
+    re[i] = (grad_exp ? grad_exp[idx[i]] : 0) + local[i];
+    e2 = std::max(e2, re[i]);
+  }
+  std::vector<int32_t> dw_shift;  // only where the rows' exponents differ
+  if (std::any_of(re.begin(), re.end(), [e2](int x) { return x != e2; }))
+    for (int x : re) dw_shift.push_back(e2 - x);
   // gl 2^-local in double for the tokenLogprobs backward kernel (g/tau then rounded once, as the
   // CPU's scaled_coef: a float32 gl 2^-local could be subnormal, or 0); in float32 for the entropy
   // path's kernel
   std::vector<double> gl64((size_t)live);
   for (int64_t i = 0; i < live; i++) {
-    gl64[i] = std::ldexp((double)rows.grad_logprob[i], -local);
-    if (local) {
+    gl64[i] = std::ldexp((double)rows.grad_logprob[i], -local[i]);
+    if (local[i]) {
       rows.grad_logprob[i] = (float)gl64[i];
-      rows.grad_entropy[i] = (float)std::ldexp((double)rows.grad_entropy[i], -local);
+      rows.grad_entropy[i] = (float)std::ldexp((double)rows.grad_entropy[i], -local[i]);
     }
   }
-  const int e2 = grad_exp + local;
   // Under accumulate the caller's dW joins the sum at the same scale (a copy: the caller's array
   // is left as it was should the call fail).
   std::vector<float> acc0;
@@ -229,11 +240,14 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
     return e;
   if (int e = reserve_chunks(h, c, true, err, err_len)) return e;
   GVPO_CUDA_TRY(w.lp64.reserve((size_t)live * 8));
+  if (!dw_shift.empty()) GVPO_CUDA_TRY(w.dwshift.reserve((size_t)live * 4));
   GVPO_CUDA_TRY(w.dhidden.reserve(dhb));
   GVPO_CUDA_TRY(w.dweight.reserve(dwb));
   Pin ph(grad_hidden, dhb), pw(grad_weight, dwb);
   Drain drain{w.stream};  // before the pins and host arrays end, even on an error return
   GVPO_CUDA_TRY(cudaMemcpyAsync(w.lp64.ptr, gl64.data(), (size_t)live * 8, cudaMemcpyHostToDevice, w.stream));
+  if (!dw_shift.empty())
+    GVPO_CUDA_TRY(cudaMemcpyAsync(w.dwshift.ptr, dw_shift.data(), (size_t)live * 4, cudaMemcpyHostToDevice, w.stream));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], w.stream));
   GVPO_CUDA_TRY(cudaMemsetAsync(w.dhidden.ptr, 0, dhb, w.stream));
   if (accumulate) {
@@ -259,6 +273,8 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
     GVPO_CUDA_TRY(gemm_cuda((float*)w.grad.ptr, h.H, Z, DType::f32, h.V, 1, h.weight(), h.in.dtype, h.H, 1, m, h.H, h.V,
                             false, w.stream));
     GVPO_CUDA_TRY(scatter_rows_cuda((float*)w.dhidden.ptr, (const float*)w.grad.ptr, d_idx, m, h.H, w.stream));
+    // the rows of smaller exponents brought to dW's (the batch's largest), in place: dZ is not read again
+    if (!dw_shift.empty()) GVPO_CUDA_TRY(scale_rows_pow2_cuda(Z, (const int32_t*)w.dwshift.ptr + b, m, h.V, w.stream));
     // dW (V x H) += dZ^T Hc: A(v, r) = Z[r*V + v], B(r, h) = Hc[r*H + h]
     GVPO_CUDA_TRY(gemm_cuda((float*)w.dweight.ptr, h.H, Z, DType::f32, 1, h.V, w.hchunk.ptr, h.in.dtype, h.H, 1, h.V,
                             h.H, m, true, w.stream));
@@ -270,10 +286,9 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   GVPO_CUDA_TRY(cudaStreamSynchronize(w.stream));
   t.kernel_ms += elapsed(w.ev[1], w.ev[2]);
   t.d2h_ms += elapsed(w.ev[2], w.ev[3]);
-  if (e2) {
-    scale_pow2(grad_hidden, h.R * h.H, e2);
-    scale_pow2(grad_weight, h.V * h.H, e2);
-  }
+  for (int64_t i = 0; i < live; i++)
+    if (re[i] != 0) scale_pow2(grad_hidden + (size_t)idx[i] * h.H, h.H, re[i]);
+  if (e2) scale_pow2(grad_weight, h.V * h.H, e2);
   return 0;
 }
 
@@ -306,7 +321,7 @@ int token_logprobs_from_hidden_backward_cuda_host(float* grad_hidden, float* gra
   CudaTimings t{0, 0, 0};
   if (int e = head_upload(h, t, err, err_len)) return e;
   if (int e = head_backward(h, grad_hidden, grad_weight, logZ, entropy, grad_logprobs, grad_entropy, accumulate, t, err,
-                            err_len, 0, split))
+                            err_len, nullptr, split))
     return e;
   if (timings) *timings = t;
   return 0;

@@ -33,7 +33,7 @@ struct Workspace {
   cudaStream_t stream = nullptr;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr};
   Buffer logits, targets, mask, lp, lz, lp64, rmax, rlse, seq, gseq, resid, g, ref, rewards, offsets, terms, grad;
-  Buffer hidden, weight, hchunk, dhidden, dweight, ent;  // the fused LM head (head.h)
+  Buffer hidden, weight, hchunk, dhidden, dweight, ent, dwshift;  // the fused LM head (head.h)
 };
 
 inline Workspace& ws() {

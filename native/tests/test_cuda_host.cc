@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "../cpu/pow2.h"
 #include "../kernels.h"
 #include "check.h"
 #include "twins.h"
@@ -116,6 +117,11 @@ int gather_rows_cuda(void* dst, const void* src, DType dtype, const int32_t* idx
 }
 int scatter_rows_cuda(float* dst, const float* src, const int32_t* idx, int64_t rows, int64_t width, void*) {
   for (int64_t i = 0; i < rows; i++) std::memcpy(dst + (int64_t)idx[i] * width, src + i * width, width * 4);
+  return 0;
+}
+int scale_rows_pow2_cuda(float* x, const int32_t* shift, int64_t rows, int64_t width, void*) {
+  for (int64_t i = 0; i < rows; i++)
+    if (shift[i]) scale_pow2(x + i * width, width, -shift[i]);
   return 0;
 }
 
@@ -228,6 +234,7 @@ int main() {
   check_phase_split();
   for (int d = 0; d < 3; d++) gvpo::check_host_entry(rng, (gvpo::DType)d);
   gvpo::check_hidden_twins(rng);
+  gvpo::check_head_row_scales(rng);
   std::printf("cuda host code on the CPU: %d checks, %d failures\n%d passed, %d failed\n", checks, failures,
               checks - failures, failures);
   return failures ? 1 : 0;

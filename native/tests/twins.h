@@ -3,7 +3,9 @@
 // float64 in test_cpu.cc and test_hidden.cc), shared by test_cuda.cu (on a GPU) and
 // test_cuda_host.cc (the same host code over a stand-in runtime on the CPU).
 #pragma once
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -223,6 +225,145 @@ inline void check_head(std::mt19937& rng, int64_t R, int64_t H, int64_t V, DType
                                                     gh.data(), true, err, sizeof(err));
   CHECK(e == 0 && rel_err(acc.data(), want.data(), acc.size(), &nan_ok) <= 1e-5 && nan_ok, "%s accumulate (%s)", at,
         err);
+}
+
+// Two float32 results of the same sum agree: within tol * scale where both are finite; where either
+// is not, the other is the same value, or a finite one past 2^127 of the same sign (a sum at the
+// edge of float32's range, which either side's rounding may take past it).
+inline bool agree(float got, float want, double tol, double scale) {
+  if (std::isnan(got) || std::isnan(want)) return std::isnan(got) && std::isnan(want);
+  if (std::isfinite(got) && std::isfinite(want)) return std::fabs((double)got - want) <= tol * scale;
+  return got == want ||
+         (std::signbit(got) == std::signbit(want) && std::fmax(std::fabs(got), std::fabs(want)) >= 0x1p127);
+}
+
+// The head's backward with a few rows' upstream past float32's range (rows `big`), CUDA against the
+// CPU twin: every other row's dL/dhidden is what it is when the big rows' upstream is 0 (the CUDA
+// head once scaled every row by one exponent for the batch: an upstream of 1e80 flushed the other
+// rows to 0); dL/dweight takes each row at the batch's largest exponent, so its columns where the
+// big rows' hidden states are 0 hold the other rows' sum alone, at moderate exponents (2^66 at
+// most) the same as when the big rows' upstream is 0. 40 rows with V = 32768: two chunks of the
+// CUDA head, a big row in each. run(upstream, dH, dW, cuda) runs one backward.
+template <class Run>
+void check_row_scales(const char* what, int64_t R, int64_t H, int64_t V, const std::vector<int64_t>& big,
+                      int64_t zero_cols, bool moderate, Run run) {
+  std::vector<float> dH[2][2], dW[2][2];  // [cuda][baseline]
+  for (int cuda = 0; cuda < 2; cuda++)
+    for (int base = 0; base < 2; base++) {
+      dH[cuda][base].assign(R * H, -1.0f), dW[cuda][base].assign(V * H, -1.0f);
+      run(base == 1, dH[cuda][base].data(), dW[cuda][base].data(), cuda == 1);
+    }
+  const auto is_big = [&](int64_t r) { return std::find(big.begin(), big.end(), r) != big.end(); };
+  for (int cuda = 0; cuda < 2; cuda++) {
+    const char* who = cuda ? "cuda" : "cpu";
+    const std::vector<float>&got = dH[cuda][0], &base = dH[cuda][1], &cpu = dH[0][0];
+    // against its own run at an upstream of 0, row by row; against the CPU's (another order of
+    // the sums) on the scale of the other rows' largest element, as check_head's norms
+    double others = 1e-30;
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t h = 0; h < H && !is_big(r); h++) others = std::fmax(others, std::fabs(cpu[r * H + h]));
+    for (int64_t r = 0; r < R; r++) {
+      double row = 1e-30;
+      for (int64_t h = 0; h < H; h++)
+        row = std::fmax(row, std::isfinite(cpu[r * H + h]) ? std::fabs(cpu[r * H + h]) : 0.0);
+      for (int64_t h = 0; h < H; h++) {
+        const float x = got[r * H + h];
+        if (!is_big(r))
+          CHECK(std::isfinite(x) && agree(x, base[r * H + h], 1e-6, row),
+                "%s %s: row %lld dH[%lld] %g, %g at an upstream of 0", what, who, (long long)r, (long long)h, x,
+                base[r * H + h]);
+        CHECK(agree(x, cpu[r * H + h], 1e-4, is_big(r) ? row : others), "%s %s: row %lld dH[%lld] %g, the CPU's %g",
+              what, who, (long long)r, (long long)h, x, cpu[r * H + h]);
+      }
+    }
+    // dW's columns h < zero_cols: the other rows' sum alone; the rest at the big rows' scale
+    double scale = 1e-30, scale_big = 1e-30;
+    for (int64_t v = 0; v < V; v++)
+      for (int64_t h = 0; h < H; h++) {
+        const double c = std::fabs(h < zero_cols ? dW[1][1][v * H + h] : dW[0][0][v * H + h]);
+        if (std::isfinite(c)) (h < zero_cols ? scale : scale_big) = std::fmax(h < zero_cols ? scale : scale_big, c);
+      }
+    int bad = 0;
+    for (int64_t v = 0; v < V; v++)
+      for (int64_t h = 0; h < H; h++) {
+        const float x = dW[cuda][0][v * H + h], c = dW[0][0][v * H + h], b = dW[cuda][1][v * H + h];
+        const bool ok = h < zero_cols
+                            ? std::isfinite(x) && agree(x, c, 1e-4, scale) && (!moderate || agree(x, b, 1e-5, scale))
+                            : agree(x, c, 1e-4, scale_big);
+        if (!ok && bad++ < 3)
+          CHECK(false, "%s %s: dW[%lld, %lld] %g, the CPU's %g, %g at an upstream of 0", what, who, (long long)v,
+                (long long)h, x, c, b);
+      }
+    CHECK(bad == 0, "%s %s: %d elements of dW off", what, who, bad);
+  }
+}
+
+inline void check_head_row_scales(std::mt19937& rng) {
+  const int64_t R = 40, H = 8, V = 32768, zero_cols = 3;
+  const std::vector<int64_t> big = {0, 35};
+  std::vector<int32_t> y(R), off = {0, 20, 40};
+  for (auto& t : y) t = (int32_t)(rng() % V);
+  std::vector<float> mask(R, 1.0f);
+  CudaTimings tm{};
+  char err[512] = {0};
+  // GVPO's dL/dS, given in double: the rows' exponents come from gvpo_from_hidden
+  {
+    Logits hid = random_logits(rng, R, H, DType::f32, 1.0f), W = random_logits(rng, V, H, DType::f32, 0.5f);
+    for (int64_t r : big)
+      for (int64_t h = 0; h < zero_cols; h++) hid.f32[r * H + h] = 0.0f;
+    std::vector<double> Rw(R, 0.0), gs(R);
+    for (auto& g : gs) g = (double)(rng() % 200) / 100.0 - 1.0;
+    GvpoHiddenBatch in{
+        {DType::f32, y.data(), mask.data(), nullptr, nullptr, Rw.data(), off.data(), 2, R, 1, V, 1.0f, 0.1, true},
+        hid.data(),
+        W.data(),
+        H};
+    std::vector<float> lp(R), lz(R);
+    token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), nullptr, in.head(), 0);
+    const double sizes[][2] = {{1e80, -1e300}, {1e40, -1e50}};
+    for (auto& sz : sizes) {
+      char what[96];
+      std::snprintf(what, sizeof what, "gvpo head, dL/dS %g and %g", sz[0], sz[1]);
+      check_row_scales(what, R, H, V, big, zero_cols, sz[0] < 1e45, [&](bool base, float* dh, float* dw, bool cuda) {
+        std::vector<double> g = gs;
+        g[big[0]] = base ? 0.0 : sz[0], g[big[1]] = base ? 0.0 : sz[1];
+        if (!cuda) return gvpo_from_hidden_backward_cpu(dh, dw, lz.data(), g.data(), in, false, 0);
+        CHECK(gvpo_from_hidden_backward_cuda_host(dh, dw, &tm, lz.data(), g.data(), in, false, err, sizeof(err)) == 0,
+              "%s: cuda failed: %s", what, err);
+      });
+    }
+  }
+  // The per-token head at tau 1e-3: g / tau past 2^100 for row 0's gl and row 35's gH (the entropy
+  // path's kernel), with accumulate too
+  {
+    const float tau = 1e-3f;
+    Logits hid = random_logits(rng, R, H, DType::f32, 1.0f), W = random_logits(rng, V, H, DType::f32, 0.5f * 10 * tau);
+    for (int64_t r : big)
+      for (int64_t h = 0; h < zero_cols; h++) hid.f32[r * H + h] = 0.0f;
+    std::vector<float> gl(R), gh(R, 0.0f), acc0(V * H);
+    for (auto& g : gl) g = (float)(rng() % 200) / 100.0f - 1.0f;
+    for (int64_t r = 1; r < R; r += 3) gh[r] = (float)(rng() % 200) / 100.0f - 1.0f;
+    for (size_t i = 0; i < acc0.size(); i++) acc0[i] = (float)(i % 7) - 3.0f;
+    const HeadInputs in{hid.data(), W.data(), DType::f32, y.data(), mask.data(), R, H, V, tau};
+    std::vector<float> lp(R), lz(R), ent(R);
+    token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), ent.data(), in, 0);
+    for (int accumulate = 0; accumulate < 2; accumulate++) {
+      char what[96];
+      std::snprintf(what, sizeof what, "token head at tau %g, gl 3e38 and gH -1e37%s", tau,
+                    accumulate ? ", accumulate" : "");
+      check_row_scales(what, R, H, V, big, zero_cols, true, [&](bool base, float* dh, float* dw, bool cuda) {
+        std::vector<float> l = gl, e = gh;
+        l[big[0]] = base ? 0.0f : 3e38f, e[big[1]] = base ? 0.0f : -1e37f;
+        if (accumulate) std::copy(acc0.begin(), acc0.end(), dw);
+        if (!cuda)
+          return token_logprobs_from_hidden_backward_cpu(dh, dw, in, lz.data(), ent.data(), l.data(), e.data(),
+                                                         accumulate == 1, 0);
+        CHECK(token_logprobs_from_hidden_backward_cuda_host(dh, dw, &tm, in, lz.data(), ent.data(), l.data(), e.data(),
+                                                            accumulate == 1, err, sizeof(err)) == 0,
+              "%s: cuda failed: %s", what, err);
+      });
+    }
+  }
 }
 
 // {N, T, H, V}: T = 1, V = 1, 2, H and V off every tile edge; V = 32768 with 96 rows: several chunks.
