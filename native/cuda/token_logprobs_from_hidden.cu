@@ -222,13 +222,12 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
       rows.grad_entropy[i] = (float)std::ldexp((double)rows.grad_entropy[i], -local[i]);
     }
   }
-  // Under accumulate the caller's dW joins the sum at the same scale (a copy: the caller's array
-  // is left as it was should the call fail).
-  std::vector<float> acc0;
-  if (accumulate && e2) {
-    acc0.assign(grad_weight, grad_weight + h.V * h.H);
-    scale_pow2(acc0.data(), h.V * h.H, -e2);
-  }
+  // Under accumulate at a scale 2^-e2, the caller's dW is set aside and added back once the
+  // batch's own dW is scaled to its true size, as the CPU twin does (scaling the caller's values
+  // down by 2^-e2 and back would flush those below about 2^(e2 - 149) to 0); at e2 = 0 it joins
+  // the sum on the device.
+  std::vector<float> prior;
+  if (accumulate && e2) prior.assign(grad_weight, grad_weight + h.V * h.H);
   const std::vector<float> none;
   if (int e = upload_rows(h, idx,
                           {{&w.lp, &rows.grad_logprob},
@@ -250,9 +249,8 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
     GVPO_CUDA_TRY(cudaMemcpyAsync(w.dwshift.ptr, dw_shift.data(), (size_t)live * 4, cudaMemcpyHostToDevice, w.stream));
   GVPO_CUDA_TRY(cudaEventRecord(w.ev[1], w.stream));
   GVPO_CUDA_TRY(cudaMemsetAsync(w.dhidden.ptr, 0, dhb, w.stream));
-  if (accumulate) {
-    GVPO_CUDA_TRY(
-        cudaMemcpyAsync(w.dweight.ptr, e2 ? acc0.data() : grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
+  if (accumulate && !e2) {
+    GVPO_CUDA_TRY(cudaMemcpyAsync(w.dweight.ptr, grad_weight, dwb, cudaMemcpyHostToDevice, w.stream));
   } else
     GVPO_CUDA_TRY(cudaMemsetAsync(w.dweight.ptr, 0, dwb, w.stream));
   float* Z = (float*)w.logits.ptr;
@@ -289,6 +287,7 @@ int head_backward(DeviceHead& h, float* grad_hidden, float* grad_weight, const f
   for (int64_t i = 0; i < live; i++)
     if (re[i] != 0) scale_pow2(grad_hidden + (size_t)idx[i] * h.H, h.H, re[i]);
   if (e2) scale_pow2(grad_weight, h.V * h.H, e2);
+  for (size_t i = 0; i < prior.size(); i++) grad_weight[i] += prior[i];
   return 0;
 }
 

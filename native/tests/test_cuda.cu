@@ -393,6 +393,7 @@ int main() {
     for (float tau : {1.0f, 0.001f, 30.0f}) check_head_rows(rng, k[0], k[1], tau);
   check_hidden_twins(rng);
   check_head_row_scales(rng);
+  check_head_accumulate_scale(rng);
   std::printf("%d checks, %d failures\n%d passed, %d failed\n", checks, failures, checks - failures, failures);
   return failures ? 1 : 0;
 }

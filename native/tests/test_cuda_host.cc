@@ -235,6 +235,7 @@ int main() {
   for (int d = 0; d < 3; d++) gvpo::check_host_entry(rng, (gvpo::DType)d);
   gvpo::check_hidden_twins(rng);
   gvpo::check_head_row_scales(rng);
+  gvpo::check_head_accumulate_scale(rng);
   std::printf("cuda host code on the CPU: %d checks, %d failures\n%d passed, %d failed\n", checks, failures,
               checks - failures, failures);
   return failures ? 1 : 0;

@@ -366,6 +366,36 @@ inline void check_head_row_scales(std::mt19937& rng) {
   }
 }
 
+// accumulate at a huge scale: gl near float32's max at tau 1e-30 puts the batch's exponent near
+// 2^126, and a caller's dW entry of 1e-30 scaled down by it and back came out 0. Where the batch
+// adds nothing to dW (the huge row's zero hidden column, every other row's gl 0) the caller's
+// entries must come back as they were, on the CPU and on CUDA.
+inline void check_head_accumulate_scale(std::mt19937& rng) {
+  const int64_t R = 3, H = 4, V = 50;
+  Logits hid = random_logits(rng, R, H, DType::f32, 1.0f), W = random_logits(rng, V, H, DType::f32, 0.5f);
+  hid.f32[0] = 0.0f;  // row 0's column 0: dW[:, 0] gets nothing from it
+  std::vector<int32_t> y = {1, 7, 20};
+  std::vector<float> mask(R, 1.0f), gl = {3e38f, 0.0f, 0.0f};
+  const HeadInputs in{hid.data(), W.data(), DType::f32, y.data(), mask.data(), R, H, V, 1e-30f};
+  std::vector<float> lp(R), lz(R);
+  token_logprobs_from_hidden_forward_cpu(lp.data(), lz.data(), nullptr, in, 0);
+  CudaTimings tm{};
+  char err[512] = {0};
+  for (int cuda = 0; cuda < 2; cuda++) {
+    std::vector<float> dH(R * H), dW(V * H, 1e-30f);
+    if (cuda)
+      CHECK(token_logprobs_from_hidden_backward_cuda_host(dH.data(), dW.data(), &tm, in, lz.data(), nullptr, gl.data(),
+                                                          nullptr, true, err, sizeof(err)) == 0,
+            "accumulate at 2^126: cuda failed: %s", err);
+    else
+      token_logprobs_from_hidden_backward_cpu(dH.data(), dW.data(), in, lz.data(), nullptr, gl.data(), nullptr, true,
+                                              0);
+    for (int64_t v = 0; v < V; v++)
+      CHECK(dW[v * H] == 1e-30f, "accumulate at 2^126 (%s): dW[%lld, 0] = %g, the caller's 1e-30",
+            cuda ? "cuda" : "cpu", (long long)v, dW[v * H]);
+  }
+}
+
 // {N, T, H, V}: T = 1, V = 1, 2, H and V off every tile edge; V = 32768 with 96 rows: several chunks.
 inline void check_hidden_twins(std::mt19937& rng) {
   const int64_t heads[][4] = {{4, 3, 5, 7},  {6, 1, 17, 130},    {3, 5, 129, 1},
