@@ -65,7 +65,16 @@ describe('gvpo usage errors', () => {
     );
     expectUsageError(
       gvpo('train', '--tf', 'node-gpu', '--replay-capacity', '8'),
-      /--replay-capacity sizes the replay buffer: it needs --replay-ratio above 0/,
+      /--replay-capacity sizes the replay buffer: it needs --replay-ratio/,
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--algo', 'grpo', '--kl-in', 'reward'),
+      /--kl-in places the KL term whose coefficient is --kl-coef: it needs --kl-coef/,
+    );
+    // compare takes --algos, and says so
+    expectUsageError(
+      gvpo('compare', '--tf', 'node-gpu', '--algos', 'gvpo', '--clip', '0.3'),
+      /--clip is read by grpo, drgrpo only: with --algos gvpo it would do nothing/,
     );
   });
   it('a missing value', () => {

@@ -358,7 +358,7 @@ describe("the tfjs ops refuse by their own names; what a backward reads is the f
     }
   });
 
-  it('tokenLogprobsTf and tokenLogprobsFromHiddenTf differentiate the targets of the forward, whatever is written to them after', () => {
+  it('tokenLogprobsTf and tokenLogprobsFromHiddenTf differentiate the targets of the forward, whatever is written to them after', async () => {
     const logits = tf.tensor2d([1, 2, 0.5, -1, 0, 3], [2, 3]);
     const grad = (mutate: boolean) => {
       const targets = new Int32Array([0, 1]);
@@ -388,5 +388,18 @@ describe("the tfjs ops refuse by their own names; what a backward reads is the f
         .map((g) => g.arraySync());
     };
     expect(headGrad(true)).toEqual(headGrad(false));
+    // targets of another realm are copied too
+    const { runInNewContext } = await import('node:vm');
+    const foreign = (mutate: boolean) => {
+      const targets = runInNewContext('new Int32Array([0, 2])') as Int32Array;
+      return tf
+        .grads((h: TF.Tensor, w: TF.Tensor) => {
+          const l = tokenLogprobsFromHiddenTf(tf, h, w as TF.Tensor2D, { targets }).logprobs;
+          if (mutate) targets.set([1, 1]);
+          return l.sum();
+        })([hidden, weight])
+        .map((g) => g.arraySync());
+    };
+    expect(foreign(true)).toEqual(foreign(false));
   });
 });

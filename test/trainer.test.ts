@@ -1484,5 +1484,36 @@ describe('GVPOTrainer: options that do nothing, ratios far off, replay shares, a
     // the next step goes on
     await expect(t.step()).rejects.toThrow(/at step 2/);
     t.dispose();
+    // an async one is awaited: its rejection rejects the step (it went unhandled and ended the process)
+    const a = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      onMetrics: async () => {
+        throw new Error('sink closed');
+      },
+    });
+    await expect(a.step()).rejects.toThrow(/onMetrics threw at step 1, after the step's updates .*: sink closed/);
+    a.dispose();
+    // an evaluation that fails after the updates says so, with the step's metrics
+    const judged = Object.assign(Object.create(Object.getPrototypeOf(task)), task, {
+      reward: async () => {
+        throw new Error('judge unavailable');
+      },
+    });
+    const ev = new GVPOTrainer({
+      tf,
+      policy,
+      task: judged,
+      evalEvery: 1,
+      evalPrompts: 5,
+      rewards: [{ fn: (p: number[], r: number[]) => task.reward(p, r) }],
+    });
+    const err = (await ev.step().catch((x: unknown) => x)) as Error & { metrics?: StepMetrics };
+    expect(err.message).toMatch(
+      /the step's evaluation failed at step 1, after the step's updates .*: judge unavailable/,
+    );
+    expect(err.metrics?.step).toBe(1);
+    ev.dispose();
   });
 });

@@ -124,15 +124,18 @@ const ALGO_FLAGS = {
 
 /** A flag that none of the run's algorithms reads, or --replay-capacity with no replay, would be
  *  accepted and do nothing: refused. */
-function checkFlagsApply(p: Parsed, o: RunOptions, algos: Algo[]): void {
+function checkFlagsApply(p: Parsed, cmd: 'train' | 'compare', algos: Algo[]): void {
   for (const [key, flag] of Object.entries(ALGO_FLAGS) as Array<[keyof typeof ALGO_OPTIONS, string]>) {
     if (p.values[flag] !== undefined && !algos.some((a) => ALGO_OPTIONS[key].includes(a)))
       throw new UsageError(
-        `--${flag} is read by ${ALGO_OPTIONS[key].join(', ')} only: ${algos.length === 1 ? `with --algo ${algos[0]}` : `with --algos ${algos.join(',')}`} it would do nothing`,
+        `--${flag} is read by ${ALGO_OPTIONS[key].join(', ')} only: ${cmd === 'train' ? `with --algo ${algos[0]}` : `with --algos ${algos.join(',')}`} it would do nothing`,
       );
   }
-  if (p.values['replay-capacity'] !== undefined && !(o.replayRatio > 0))
-    throw new UsageError('--replay-capacity sizes the replay buffer: it needs --replay-ratio above 0');
+  // as the trainer: klIn places the KL whose coefficient is klCoef; a buffer's size needs a ratio
+  if (p.values['kl-in'] !== undefined && p.values['kl-coef'] === undefined)
+    throw new UsageError('--kl-in places the KL term whose coefficient is --kl-coef: it needs --kl-coef');
+  if (p.values['replay-capacity'] !== undefined && p.values['replay-ratio'] === undefined)
+    throw new UsageError('--replay-capacity sizes the replay buffer: it needs --replay-ratio');
 }
 
 async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
@@ -140,7 +143,7 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const { summaryTable } = await import('./runs.js');
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
   const algos = cmd === 'train' ? [o.algo] : ((p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[]);
-  checkFlagsApply(p, o, algos);
+  checkFlagsApply(p, cmd, algos);
   // a step holds all its sequences at once (the trainer refuses more, after TensorFlow.js has loaded)
   if (o.promptsPerStep * o.groupSize > TRAINER_LIMITS.sequencesPerStep)
     throw new UsageError(

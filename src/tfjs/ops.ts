@@ -8,7 +8,7 @@ import { gvpoLoss } from '../ops/gvpoLoss.js';
 import { tokenLogprobs, tokenLogprobsBackward } from '../ops/tokenLogprobs.js';
 import { tokenLogprobsFromHidden, tokenLogprobsFromHiddenBackward } from '../ops/tokenLogprobsFromHidden.js';
 import { KEYS } from '../ops/normalize.js';
-import { rangeError, snapshot, typed, typeError } from '../validate.js';
+import { isKind, rangeError, snapshot, typed, typeError } from '../validate.js';
 import type {
   GvpoFromHiddenArgs,
   GvpoFromHiddenResult,
@@ -49,20 +49,22 @@ const LOSS_TF_KEYS = ['referenceLogprobs', 'rewards', 'groups', 'beta', 'reducti
 /** The tfjs module the op builds its tensors with, or a TypeError. */
 function tfArg(fn: string, tf: unknown): void {
   const t = tf as Partial<Tf> | null | undefined;
-  if (typeof t?.customGrad !== 'function' || typeof t.tensor !== 'function')
+  if (typeof t?.customGrad !== 'function' || typeof t.tensor !== 'function' || typeof t.Tensor !== 'function')
     typeError(fn, 'tf', 'the @tensorflow/tfjs module (see loadTf())', tf);
 }
 
 /** A live float32 tfjs tensor (of the given rank, when one is given) of the module `tf`, or an
- *  error naming the argument. tf.customGrad takes only tensors of its own module: an object that
- *  looks like one, or a tensor of another copy of @tensorflow/tfjs, is refused here by name. */
+ *  error naming the argument. tf.customGrad takes only what its `instanceof tf.Tensor` passes, so
+ *  this check is that one: an object without a tensor's methods is refused here by name. (tfjs's
+ *  instanceof is itself a test of methods: an object with data(), dataSync() and
+ *  throwIfDisposed() passes it, and tfjs then reads it as a tensor.) */
 function tensorArg(tf: Tf, fn: string, name: string, t: unknown, rank?: number, shape = ''): void {
   const x = t as TF.Tensor;
   if (!(t instanceof tf.Tensor)) {
     const looksLike = typeof t === 'object' && t !== null && Array.isArray(x.shape) && typeof x.dataSync === 'function';
     if (!looksLike) typeError(fn, name, `a tf.Tensor${shape}`, t);
     throw new TypeError(
-      `${fn}: ${name} must be a tf.Tensor${shape} of the tf module passed, got an object that is not one (a tensor of another copy of @tensorflow/tfjs, or a look-alike)`,
+      `${fn}: ${name} must be a tf.Tensor${shape} of the tf module passed, got an object that is not one (a look-alike, or an object of another tfjs)`,
     );
   }
   const refuse = (expected: string, got: string): never => {
@@ -294,7 +296,8 @@ export function tokenLogprobsFromHiddenTf(
   // arrays in between (a wrong kind is left for the kernel to refuse by name)
   for (const key of ['targets', 'mask'] as const) {
     const v = o[key] as unknown;
-    if (v instanceof Int32Array || v instanceof Float32Array) (o as Record<string, unknown>)[key] = v.slice();
+    if (isKind(v, Int32Array)) (o as Record<string, unknown>)[key] = Int32Array.from(v as Int32Array);
+    else if (isKind(v, Float32Array)) (o as Record<string, unknown>)[key] = Float32Array.from(v as Float32Array);
   }
   // One output tensor (customGrad takes one): l, or [l, H] per row; dy splits the same way.
   const op = tf.customGrad(((h: TF.Tensor, w: TF.Tensor) => {

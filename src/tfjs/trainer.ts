@@ -104,6 +104,19 @@ function checkResponses(
   return out;
 }
 
+/** What failed after a step's updates (its evaluation, onMetrics): an Error saying that the
+ *  updates were made, with the step's metrics (`metrics`) and the error (`cause`). */
+function afterUpdate(what: string, m: StepMetrics, e: unknown): Error {
+  const why = e instanceof Error ? e.message : String(e);
+  return Object.assign(
+    new Error(
+      `GVPOTrainer: ${what} at step ${m.step}, after the step's updates (its metrics are on this error's \`metrics\`): ${why}`,
+      { cause: e },
+    ),
+    { metrics: m },
+  );
+}
+
 /** How many evaluation prompts: an integer in [1, TRAINER_LIMITS.evalPrompts] (they are sampled
  *  all at once). */
 function evalCount(n: unknown): number {
@@ -251,7 +264,7 @@ export class GVPOTrainer {
       const batch = this.prepare(groups);
       const totals = this.update(batch);
       const m = await this.measure(batch, totals, t0);
-      this.report(m);
+      await this.report(m);
       return m;
     } finally {
       // the last step to settle after dispose() frees what the trainer made
@@ -638,19 +651,14 @@ export class GVPOTrainer {
     return { previous: previous / after.length, initial: initial / after.length };
   }
 
-  /** Hands a step's metrics to onMetrics. The step's updates are made by then: an onMetrics that
-   *  throws rejects the step with an error that says so and carries the metrics (`metrics`). */
-  private report(m: StepMetrics): void {
+  /** Hands a step's metrics to onMetrics, awaiting it where it is async. The step's updates are
+   *  made by then: an onMetrics that throws or rejects rejects the step with an error that says
+   *  so and carries the metrics (`metrics`). */
+  private async report(m: StepMetrics): Promise<void> {
     try {
-      this.config.onMetrics?.(m);
+      await this.config.onMetrics?.(m);
     } catch (e) {
-      throw Object.assign(
-        new Error(
-          `GVPOTrainer: onMetrics threw at step ${m.step}, after the step's updates (its metrics are on this error's \`metrics\`): ${(e as Error)?.message ?? String(e)}`,
-          { cause: e },
-        ),
-        { metrics: m },
-      );
+      throw afterUpdate('onMetrics threw', m, e);
     }
   }
 
@@ -693,17 +701,21 @@ export class GVPOTrainer {
       seconds,
     };
     if (every > 0 && step % every === 0) {
-      // accuracy needs the task's answers; the reward is awaited (task.reward may be async)
-      if (this.task.answer) m.accuracy = this.evaluate(this.config.evalPrompts);
-      m.evalReward = await evaluateSampledAsync(
-        this.policy,
-        this.task,
-        this.config.evalPrompts,
-        EVAL_SEED,
-        1, // evaluateReward's temperature, one response per prompt
-        1,
-        this.config.evalSplit,
-      );
+      try {
+        // accuracy needs the task's answers; the reward is awaited (task.reward may be async)
+        if (this.task.answer) m.accuracy = this.evaluate(this.config.evalPrompts);
+        m.evalReward = await evaluateSampledAsync(
+          this.policy,
+          this.task,
+          this.config.evalPrompts,
+          EVAL_SEED,
+          1, // evaluateReward's temperature, one response per prompt
+          1,
+          this.config.evalSplit,
+        );
+      } catch (e) {
+        throw afterUpdate("the step's evaluation failed", m, e);
+      }
     }
     return m;
   }

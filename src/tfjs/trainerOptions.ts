@@ -106,7 +106,8 @@ export interface TrainerOptions {
    * the held-out ones, for tuning; the task must have validationPrompts).
    */
   evalSplit?: EvalSplit;
-  onMetrics?: (m: StepMetrics) => void;
+  /** Called with each step's metrics after its updates; an async one is awaited. */
+  onMetrics?: (m: StepMetrics) => unknown;
 }
 
 export interface StepMetrics {
@@ -205,7 +206,7 @@ export interface TrainerConfig {
   evalPrompts: number;
   evalSplit: EvalSplit;
   rewards?: RewardSpec[];
-  onMetrics?: (m: StepMetrics) => void;
+  onMetrics?: (m: StepMetrics) => unknown;
 }
 
 /**
