@@ -149,6 +149,55 @@ describe("GRPO's clip fraction", () => {
   });
 });
 
+describe("GRPO's and Dr.GRPO's clip: Infinity", () => {
+  it('gives the unclipped surrogate: -A ratio per live token over the normalizer, none counted as clipped', () => {
+    // ratios e^+-0.5 and e^+-1.5, far outside 1 +- 0.2: with the clip most of these tokens get no gradient
+    const behavior = Float32Array.from(lpValues, (x, i) => x + [0.5, -0.5, 1.5, -1.5][i % 4]);
+    for (const algo of ['grpo', 'drgrpo'] as const) {
+      let frac = NaN;
+      const opts = { ...base, algo, behaviorTokens: behavior };
+      const g = grad((lp) =>
+        policyGradientLoss(tf, lp, batch, {
+          ...opts,
+          clip: Infinity,
+          onClipFraction: (f) => {
+            frac = f;
+          },
+        }),
+      );
+      const clipped = grad((lp) => policyGradientLoss(tf, lp, batch, opts));
+      expect(frac).toBe(0);
+      let differs = 0;
+      for (let n = 0; n < N; n++) {
+        const grp = rewards.slice(Math.floor(n / k) * k, Math.floor(n / k) * k + k);
+        const mean = grp.reduce((x, y) => x + y) / k;
+        const sd = Math.sqrt(grp.reduce((x, y) => x + (y - mean) ** 2, 0) / (k - 1));
+        const a = algo === 'grpo' ? (rewards[n] - mean) / (sd + 1e-6) : rewards[n] - mean;
+        const live = mask[n * T] + mask[n * T + 1];
+        for (let t = 0; t < T; t++) {
+          const i = n * T + t;
+          const ratio = Math.exp(lpValues[i] - behavior[i]);
+          // d/dlp of -(1/N) sum_n (1/|n|) sum_t m A ratio (GRPO), or -(1/(N T)) sum m A ratio (Dr.GRPO)
+          const want = (-mask[i] * a * ratio) / (algo === 'grpo' ? N * live : N * T);
+          expect(g[i]).toBeCloseTo(want, 6);
+          if (Math.abs(g[i] - clipped[i]) > 1e-6) differs++;
+        }
+      }
+      expect(differs).toBeGreaterThan(0); // the clip did bind on these tokens
+    }
+  });
+
+  it('is an option the trainer takes: clip in (0, 1), or Infinity', () => {
+    const task = new BanditTask(4, 6, 7);
+    const policy = new TabularPolicy(tf, 4, 6);
+    expect(() => new GVPOTrainer({ tf, policy, task, algo: 'grpo', clip: Infinity })).not.toThrow();
+    for (const clip of [1, 2, -Infinity, Number.NaN])
+      expect(() => new GVPOTrainer({ tf, policy, task, algo: 'drgrpo', clip })).toThrow(
+        /clip must be a number in \(0, 1\), or Infinity/,
+      );
+  });
+});
+
 describe('trainer options for the baselines', () => {
   const bandit = (seed: number) => {
     const task = new BanditTask(4, 6, 7);

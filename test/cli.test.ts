@@ -71,6 +71,16 @@ describe('gvpo usage errors', () => {
       gvpo('train', '--tf', 'node-gpu', '--algo', 'grpo', '--kl-in', 'reward'),
       /--kl-in places the KL term whose coefficient is --kl-coef: it needs --kl-coef/,
     );
+    // the KL in the reward against the policy that sampled: always 0
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--algo', 'grpo', '--kl-coef', '0.1', '--kl-in', 'reward'),
+      /--kl-in reward with --reference previous would do nothing: .* add --reference frozen, or take --kl-in loss/,
+    );
+    // compare runs seeds 1 to --seeds: --seed was accepted and ignored
+    expectUsageError(
+      gvpo('compare', '--tf', 'node-gpu', '--seed', '3'),
+      /unknown option --seed for `gvpo compare`; did you mean --seeds\?/,
+    );
     // compare takes --algos, and says so
     expectUsageError(
       gvpo('compare', '--tf', 'node-gpu', '--algos', 'gvpo', '--clip', '0.3'),
@@ -90,6 +100,11 @@ describe('gvpo usage errors', () => {
       /--group-size must be an integer in \[2, 4096\], got '1'/,
     );
     expectUsageError(gvpo('train', '--replay-ratio', '1'), /--replay-ratio must be a number in \[0, 1\)/);
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--algo', 'grpo', '--clip', '1'),
+      /--clip must be a number in \(0, 1\), or none, got '1'/,
+    );
+    expectUsageError(gvpo('train', '--tf', 'node-gpu', '--algo', 'grpo', '--clip', 'Infinity'), /--clip must be/);
     expectUsageError(gvpo('train', '--algo', 'ppo'), /--algo must be one of gvpo, grpo, drgrpo, reinforce, got 'ppo'/);
     expectUsageError(gvpo('train', '--kl-in', 'advantage'), /--kl-in must be one of loss, reward, got 'advantage'/);
     expectUsageError(
@@ -236,6 +251,23 @@ describe('gvpo usage errors', () => {
       gvpo('train', '--tf', 'node-gpu', '--init', tabular),
       new RegExp(`--init ${tabular} holds a tabular \\(bandit\\) policy; --task addition needs a sequence policy`),
     );
+    // a sequence policy of another vocabulary: exit 1 after TensorFlow.js loaded, --init unnamed
+    const shapes = [[8 * 5, 4], [4], [4, 4], [4], [4, 5], [5]];
+    const other = file(
+      'vocab5.json',
+      JSON.stringify({
+        kind: 'char-mlp',
+        config: { vocab: 5, window: 8, hidden: 4, maxTokens: 4, eos: 0, pad: 1 },
+        weights: shapes.map((shape) => ({
+          shape,
+          data: Buffer.from(new Float32Array(shape.reduce((a, b) => a * b, 1)).buffer).toString('base64'),
+        })),
+      }),
+    );
+    expectUsageError(
+      gvpo('train', '--tf', 'node-gpu', '--init', other),
+      new RegExp(`--init ${other} holds a policy of vocab 5 and maxTokens 4; --task addition needs vocab 14`),
+    );
   });
   it('a run whose weights diverge says so and what to lower, without a stack trace', () => {
     const r = gvpo('train', '--tf', 'cpu', '--lr', '1e6', '--steps', '3', '--eval-every', '0', '--quiet');
@@ -333,6 +365,13 @@ describe('gvpo train and experiment', () => {
     const quiet = gvpo('train', '--task', 'bandit', '--steps', '2', '--quiet', '--out', out);
     expect(quiet.code).toBe(0);
     expect(quiet.err).toBe('');
+  });
+
+  it('--clip none trains GRPO without the clip, and its report says so', () => {
+    const out = scratchDir('gvpo-cli-');
+    const r = gvpo('train', '--task', 'bandit', '--algo', 'grpo', '--clip', 'none', '--steps', '2', '--out', out);
+    expect(r.code).toBe(0);
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| clip \| `Infinity` \|/);
   });
 
   it("a comparison's report lists its algorithms and seeds, not one run's algo and seed, and the options they read", () => {

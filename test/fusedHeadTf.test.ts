@@ -246,7 +246,7 @@ describe('gvpoFromHiddenTf on the cpu backend', async () => {
         learningRate: 0.02,
         seed: 9,
         temperature: 0.7,
-        ...(algo === 'gvpo' ? {} : { klCoef: 0.1, klIn: 'reward' as const }),
+        ...(algo === 'gvpo' ? {} : { klCoef: 0.1, klIn: 'loss' as const }),
         rewards: [{ fn: (_q: number[], r: number[]) => (r[0] + (r[1] ?? 0)) / 20 }],
       };
       const a = await new GVPOTrainer({ ...opts, policy: fused }).step();

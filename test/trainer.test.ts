@@ -17,6 +17,7 @@ import {
   TabularPolicy,
   tiltedOptimum,
   TRAINER_DEFAULTS,
+  TransformerPolicy,
   type Policy,
   type StepMetrics,
 } from '../src/tfjs/index.js';
@@ -844,7 +845,7 @@ describe('GVPOTrainer refuses bad rewards, samplers, options and policies before
       ['klIn', { klIn: null }, "'loss' | 'reward', got null"],
       ['reference', { reference: null }, "'previous' | 'frozen', got null"],
       ['evalSplit', { evalSplit: null }, "'test' | 'validation', got null"],
-      ['clip', { clip: null }, 'a number in (0, 1), got null'],
+      ['clip', { clip: null }, 'a number in (0, 1), or Infinity, got null'],
       ['klCoef', { klCoef: '0' }, "a finite number >= 0, got '0'"],
       ['evalEvery', { evalEvery: null }, 'an integer >= 0, got null'],
       ['replay.ratio', { replay: { ratio: null } }, 'a number in [0, 1), got null'],
@@ -1378,7 +1379,7 @@ describe('GVPOTrainer: options that do nothing, ratios far off, replay shares, a
     // each where it is read
     for (const o of [
       { terms: 'no-variance' },
-      { algo: 'grpo', clip: 0.3, klCoef: 0.1, klIn: 'reward' },
+      { algo: 'grpo', clip: 0.3, klCoef: 0.1, klIn: 'reward', reference: 'frozen' },
       { algo: 'drgrpo', clip: 0.3, klCoef: 0 },
       { algo: 'reinforce', importanceCap: 5, klCoef: 0.1, klIn: 'loss' },
       { replay: { ratio: 0.5, capacity: 3 } },
@@ -1515,5 +1516,187 @@ describe('GVPOTrainer: options that do nothing, ratios far off, replay shares, a
     );
     expect(err.metrics?.step).toBe(1);
     ev.dispose();
+  });
+});
+
+describe('GVPOTrainer: what an outside look at the trainer found', () => {
+  it("klIn 'reward' with reference 'previous' is refused: its penalty is log(pi_old / pi_ref) with pi_ref = pi_old", () => {
+    const { task, policy } = bandit();
+    const make = (o: object) => () => new GVPOTrainer({ tf, policy, task, ...o } as never).dispose();
+    for (const algo of ['grpo', 'drgrpo', 'reinforce'] as const) {
+      expect(make({ algo, klCoef: 0.5, klIn: 'reward' })).toThrow(TypeError);
+      expect(make({ algo, klCoef: 0.5, klIn: 'reward' })).toThrow(
+        /klIn 'reward' with reference 'previous' would do nothing/,
+      );
+      expect(make({ algo, klCoef: 0.5, klIn: 'reward', reference: 'frozen' })).not.toThrow();
+      expect(make({ algo, klCoef: 0.5, klIn: 'loss' })).not.toThrow();
+      expect(make({ algo, klCoef: 0, klIn: 'reward' })).not.toThrow(); // a sweep's zero
+    }
+  });
+
+  it("an external sampler's share is taken in expectation: 0.1 of 4 fresh groups is 0.4 a step, not 0", async () => {
+    for (const [P, ratio] of [
+      [4, 0.1],
+      [1, 0.3],
+      [8, 0.3],
+    ] as const) {
+      const { task, policy } = bandit();
+      let drawn = 0;
+      const t = new GVPOTrainer({
+        tf,
+        policy,
+        task,
+        promptsPerStep: P,
+        learningRate: 0.01,
+        externalResponses: (_p, k) => {
+          drawn++;
+          return Array.from({ length: k }, (_, i) => [i % 6]);
+        },
+        externalRatio: ratio,
+      });
+      const steps = 50;
+      for (let s = 0; s < steps; s++) await t.step();
+      // Math.round gave 0, 0 and 2 a step (ratio x P = 0.4, 0.3, 2.4)
+      const expected = steps * ratio * P;
+      expect(drawn).toBeGreaterThan(expected * 0.6);
+      expect(drawn).toBeLessThan(expected * 1.4);
+      t.dispose();
+      policy.dispose();
+    }
+    // a whole share takes no draw: 0.5 x 8, every step
+    const { task, policy } = bandit();
+    let drawn = 0;
+    const t = new GVPOTrainer({
+      tf,
+      policy,
+      task,
+      promptsPerStep: 8,
+      externalResponses: (_p, k) => {
+        drawn++;
+        return Array.from({ length: k }, (_, i) => [i % 6]);
+      },
+      externalRatio: 0.5,
+    });
+    for (let s = 0; s < 5; s++) await t.step();
+    expect(drawn).toBe(20);
+    t.dispose();
+  });
+
+  it('a task that gives another number of evaluation prompts than asked is named, not counted over n', async () => {
+    const { task: bandit4, policy } = bandit();
+    const base = {
+      name: 'odd',
+      vocab: 6,
+      maxTokens: 1,
+      samplePrompts: (n: number, rand: () => number) => bandit4.samplePrompts(n, rand),
+      reward: (p: number[], r: number[]) => bandit4.reward(p, r),
+      answer: (p: number[]) => [bandit4.rewards[p[0]].indexOf(Math.max(...bandit4.rewards[p[0]]))],
+    };
+    const cases: Array<[object, ErrorConstructor, RegExp]> = [
+      [{ heldOutPrompts: () => [[0], [1]] }, RangeError, /task\.heldOutPrompts\(10\) must return 10 prompts, got 2/],
+      [
+        { heldOutPrompts: (n: number) => Array.from({ length: n + 5 }, () => [0]) },
+        RangeError,
+        /task\.heldOutPrompts\(10\) must return 10 prompts, got 15/,
+      ],
+      [
+        { heldOutPrompts: () => 'x' },
+        TypeError,
+        /task\.heldOutPrompts\(10\) must return an array of 10 prompts, got 'x'/,
+      ],
+    ];
+    for (const [extra, E, message] of cases) {
+      const t = new GVPOTrainer({ tf, policy, task: { ...base, ...extra } as never });
+      expect(() => t.evaluate(10)).toThrow(E);
+      expect(() => t.evaluate(10)).toThrow(message);
+      t.dispose();
+      // with evalEvery, at construction
+      expect(() => new GVPOTrainer({ tf, policy, task: { ...base, ...extra } as never, evalEvery: 1 })).toThrow(
+        /evalEvery 1 evaluates on the task's held-out prompts, which it cannot give/,
+      );
+    }
+    // sampled for a step: named the same way
+    const t = new GVPOTrainer({ tf, policy, task: { ...base, samplePrompts: () => [[0]] } as never });
+    await expect(t.step()).rejects.toThrow(/task\.samplePrompts\(8\) must return 8 prompts, got 1/);
+    t.dispose();
+  });
+
+  it("the trainer's config cannot be written (it was read half-way by each step, unchecked)", () => {
+    const { task, policy } = bandit();
+    const t = new GVPOTrainer({ tf, policy, task });
+    expect(Object.isFrozen(t.config)).toBe(true);
+    expect(() => {
+      (t.config as { miniBatches: number }).miniBatches = 0;
+    }).toThrow(TypeError);
+    expect(t.config.miniBatches).toBe(TRAINER_DEFAULTS.miniBatches);
+    t.dispose();
+  });
+
+  it("a task's maxTokens must be an integer >= 1", () => {
+    const { task, policy } = bandit();
+    for (const maxTokens of [0, Number.NaN, 1.5, undefined]) {
+      const odd = {
+        name: 'odd',
+        vocab: 6,
+        maxTokens,
+        samplePrompts: task.samplePrompts.bind(task),
+        reward: task.reward.bind(task),
+      };
+      expect(() => new GVPOTrainer({ tf, policy, task: odd as never })).toThrow(
+        /GVPOTrainer: task\.maxTokens must be an integer >= 1/,
+      );
+    }
+  });
+});
+
+describe('policies and tasks: seeds, names and sizes', () => {
+  const task = new AdditionTask();
+  const char = { vocab: task.vocab, window: 8, hidden: 16, maxTokens: task.maxTokens, eos: EOS, pad: PAD };
+  const fused = { vocab: task.vocab, window: 4, embed: 8, hidden: 16, maxTokens: task.maxTokens, eos: EOS, pad: PAD };
+  const transformer = {
+    vocab: task.vocab,
+    maxTokens: task.maxTokens,
+    promptTokens: task.promptTokens,
+    width: 8,
+    heads: 2,
+    layers: 1,
+    mlp: 16,
+    eos: EOS,
+    pad: PAD,
+  };
+  const makers: Array<[string, (seed: unknown) => Policy]> = [
+    ['CharPolicy', (seed) => new CharPolicy(tf, char, seed as number)],
+    ['FusedHeadPolicy', (seed) => new FusedHeadPolicy(tf, fused, seed as number)],
+    ['TransformerPolicy', (seed) => new TransformerPolicy(tf, transformer, seed as number)],
+  ];
+
+  it('a policy refuses a seed that no run reproduces (NaN, 1.5, -1, 2^32, a string)', () => {
+    for (const [name, make] of makers) {
+      for (const seed of [Number.NaN, 1.5, -1, 2 ** 32, Infinity])
+        expect(() => make(seed)).toThrow(new RangeError(`${name}: seed must be an integer in [0, 2^32), got ${seed}`));
+      for (const seed of ['1', null])
+        expect(() => make(seed)).toThrow(new RegExp(`^${name}: seed must be an integer in \\[0, 2\\^32\\)`));
+      expect(() => make(null)).toThrow(TypeError);
+      // the largest seed builds, and a seed gives the same weights each time
+      const [a, b] = [make(2 ** 32 - 1), make(2 ** 32 - 1)];
+      expect(a.getWeights().map((w) => Array.from(w))).toEqual(b.getWeights().map((w) => Array.from(w)));
+      a.dispose?.();
+      b.dispose?.();
+    }
+  });
+
+  it('AdditionTask refuses an option it does not take, and null; BanditTask a table past 2^26 rewards', () => {
+    expect(() => new AdditionTask({ heldout: 0.5 } as never)).toThrow(
+      new TypeError("AdditionTask: options has no field 'heldout' (did you mean 'heldOut'?)"),
+    );
+    expect(() => new AdditionTask(null as never)).toThrow(
+      new TypeError('AdditionTask: options must be an object, got null'),
+    );
+    expect(() => new BanditTask(1e5, 1e5)).toThrow(
+      new RangeError(
+        'BanditTask: prompts x vocab must be at most 2^26 = 67108864 rewards, got 100000 x 100000 = 10000000000',
+      ),
+    );
+    expect(new BanditTask(2 ** 13, 2 ** 13).rewards.length).toBe(2 ** 13);
   });
 });

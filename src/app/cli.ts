@@ -39,7 +39,7 @@ function runOptions(p: Parsed): Partial<RunOptions> {
     replayRatio: n('replay-ratio'),
     replayCapacity: n('replay-capacity'),
     demonstrations: n('demonstrations'),
-    clip: n('clip'),
+    clip: v.clip === 'none' ? Infinity : n('clip'),
     klCoef: n('kl-coef'),
     klIn: v['kl-in'] as RunOptions['klIn'],
     importanceCap: n('importance-cap'),
@@ -96,8 +96,9 @@ async function checkInit(path: string | undefined): Promise<void> {
   if (!path) return;
   const { readPolicyFile } = await import('../tfjs/loadPolicy.js');
   let kind: string;
+  let config: Record<string, number>;
   try {
-    kind = readPolicyFile(path).kind;
+    ({ kind, config } = readPolicyFile(path));
   } catch (e) {
     throw new UsageError(`--init ${(e as Error).message.replace(/^loadPolicy: /, '')}`);
   }
@@ -106,6 +107,12 @@ async function checkInit(path: string | undefined): Promise<void> {
       `--init ${path} holds a tabular (bandit) policy; --task addition needs a sequence policy such as \`gvpo warmup\` writes`,
     );
   }
+  const { ADDITION_VOCAB, AdditionTask } = await import('../tasks/addition.js');
+  const { maxTokens } = new AdditionTask();
+  if (config.vocab !== ADDITION_VOCAB || config.maxTokens < maxTokens)
+    throw new UsageError(
+      `--init ${path} holds a policy of vocab ${config.vocab} and maxTokens ${config.maxTokens}; --task addition needs vocab ${ADDITION_VOCAB} and maxTokens >= ${maxTokens} (as \`gvpo warmup\` writes)`,
+    );
 }
 
 function progressMode(p: Parsed): RunOptions['progress'] {
@@ -144,6 +151,10 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   const o = resolveRunOptions({ ...runOptions(p), progress: progressMode(p) });
   const algos = cmd === 'train' ? [o.algo] : ((p.values.algos ?? CLI_DEFAULTS.algos).split(',') as Algo[]);
   checkFlagsApply(p, cmd, algos);
+  if (o.klIn === 'reward' && o.klCoef > 0 && o.reference === 'previous')
+    throw new UsageError(
+      "--kl-in reward with --reference previous would do nothing: the penalty is log(pi_old / pi_ref) at the step's start, where pi_ref is pi_old; add --reference frozen, or take --kl-in loss",
+    );
   // a step holds all its sequences at once (the trainer refuses more, after TensorFlow.js has loaded)
   if (o.promptsPerStep * o.groupSize > TRAINER_LIMITS.sequencesPerStep)
     throw new UsageError(

@@ -152,9 +152,9 @@ export const RUN_FLAGS: Record<string, Flag> = {
   },
   clip: {
     kind: 'value',
-    rule: real((x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    rule: (v) => (v === 'none' ? undefined : real((x) => x > 0 && x < 1, 'a number in (0, 1), or none')(v)),
     shown: String(d.clip),
-    help: 'GRPO / Dr.GRPO ratio clip range',
+    help: 'GRPO / Dr.GRPO ratio clip range; none: no clip (the plain importance-weighted surrogate)',
   },
   'kl-coef': {
     kind: 'value',
@@ -210,8 +210,8 @@ export const RUN_FLAGS: Record<string, Flag> = {
   help: { kind: 'bool', help: 'this help' },
 };
 
-// compare runs each of --algos: --algo has no meaning there
-const { algo: _algo, ...withoutAlgo } = RUN_FLAGS;
+// compare runs each of --algos at seeds 1 to --seeds: --algo and --seed have no meaning there
+const { algo: _algo, seed: _seed, ...withoutAlgo } = RUN_FLAGS;
 
 export const COMMANDS: Record<string, { summary: string; usage: string; flags: Record<string, Flag> }> = {
   train: {
@@ -244,7 +244,7 @@ export const COMMANDS: Record<string, { summary: string; usage: string; flags: R
       'gvpo experiment <optimum|text|off-policy|robustness|terms|all> [--quick] [--seeds N] [--out DIR] [--tf ...]',
     flags: {
       quick: { kind: 'bool', help: 'a small size (a smoke test, numbers not meaningful)' },
-      seeds: { kind: 'value', rule: int(2, MAX_SEEDS), shown: '5', help: 'seeds per configuration' },
+      seeds: { kind: 'value', rule: int(2, MAX_SEEDS), shown: '5; 2 with --quick', help: 'seeds per configuration' },
       out: {
         kind: 'value',
         shown: CLI_DEFAULTS.experimentsOut,

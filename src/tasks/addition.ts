@@ -8,6 +8,7 @@
 // on prompts the policy has never been trained on, in either order. A second fixed hash splits the
 // held-out pairs in halves: validationPrompts draws one (for tuning), heldOutPrompts the other (the
 // figures reported), so that no reported figure is on the prompts a setting was chosen on.
+import { checkOptions } from '../validate.js';
 import { taskNumber, type Task } from './task.js';
 
 export const PLUS = 10; // tokens 0-9 are the digits
@@ -49,6 +50,7 @@ export class AdditionTask implements Task {
   private splitSizes?: Record<Split, number>;
 
   constructor(o: AdditionOptions = {}) {
+    checkOptions('AdditionTask', o as unknown, ['digits', 'heldOut']); // a misspelt option would be ignored
     this.digits = o.digits ?? 2;
     this.heldOut = o.heldOut ?? 0.2;
     taskNumber(

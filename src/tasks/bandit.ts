@@ -3,6 +3,8 @@
 // optimum is pi*(k|p) = pi_ref(k|p) exp(R[p][k]/beta) / Z(p) (GVPO's Theorem 1).
 import { seeded, taskNumber, type Task } from './task.js';
 
+const MAX_ARMS = 2 ** 26;
+
 export class BanditTask implements Task {
   readonly name = 'bandit';
   readonly maxTokens = 1;
@@ -15,6 +17,11 @@ export class BanditTask implements Task {
     const count = (x: number) => Number.isInteger(x) && x >= 1;
     taskNumber('BanditTask', 'prompts', prompts, 'an integer >= 1', count);
     taskNumber('BanditTask', 'vocab', vocab, 'an integer >= 1', count);
+    // the table of rewards, held as arrays of numbers: as large as a TabularPolicy may be
+    if (prompts * vocab > MAX_ARMS)
+      throw new RangeError(
+        `BanditTask: prompts x vocab must be at most 2^26 = ${MAX_ARMS} rewards, got ${prompts} x ${vocab} = ${prompts * vocab}`,
+      );
     const r = seeded(seed, 'BanditTask');
     this.rewards = Array.from({ length: prompts }, () =>
       Array.from({ length: vocab }, () => Math.round(r() * 10) / 10),

@@ -180,6 +180,15 @@ export function logprobsOf(
  *  its validation prompts (for tuning, apart from them). */
 export type EvalSplit = 'test' | 'validation';
 
+/** What a task's `who`(n) returned, held to n prompts: a task that gives fewer or more would
+ *  turn an accuracy (counted over n) into another number, a step into other groups. */
+export function checkPrompts(got: unknown, n: number, who: string): number[][] {
+  if (!Array.isArray(got))
+    throw new TypeError(`GVPOTrainer: ${who}(${n}) must return an array of ${n} prompts, got ${describe(got)}`);
+  if (got.length !== n) throw new RangeError(`GVPOTrainer: ${who}(${n}) must return ${n} prompts, got ${got.length}`);
+  return got as number[][];
+}
+
 /** `n` evaluation prompts from `seed`: held-out ones where the task has a split (its validation
  *  ones for `split` 'validation', which the task must have). */
 export function evaluationPrompts(task: Task, n: number, seed: number, split: EvalSplit = 'test'): number[][] {
@@ -187,9 +196,11 @@ export function evaluationPrompts(task: Task, n: number, seed: number, split: Ev
   if (split === 'validation') {
     if (!task.validationPrompts)
       throw new RangeError(`evaluation: the task '${task.name}' has no validation prompts (evalSplit 'validation')`);
-    return task.validationPrompts(n, rand);
+    return checkPrompts(task.validationPrompts(n, rand), n, 'task.validationPrompts');
   }
-  return task.heldOutPrompts ? task.heldOutPrompts(n, rand) : task.samplePrompts(n, rand);
+  return task.heldOutPrompts
+    ? checkPrompts(task.heldOutPrompts(n, rand), n, 'task.heldOutPrompts')
+    : checkPrompts(task.samplePrompts(n, rand), n, 'task.samplePrompts');
 }
 
 /** Exact-match accuracy of greedy (argmax at every token) answers on `n` evaluation prompts from `seed` (of `split`). */

@@ -6,6 +6,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import {
   checkConfig,
+  checkSeed,
   checkTokenIds,
   checkWeights,
   drawToken,
@@ -93,6 +94,7 @@ export class FusedHeadPolicy extends PolicyBase implements Policy, FusedHead {
     weights?: Float32Array[],
   ) {
     super(tf);
+    checkSeed('FusedHeadPolicy', seed);
     const shapes = fusedHeadShapes(config);
     if (weights) checkWeights('FusedHeadPolicy', shapes, weights);
     const { window: W, embed: E, hidden: H } = config;

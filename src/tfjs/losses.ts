@@ -200,6 +200,7 @@ export interface PolicyGradientOptions {
   oldTokens: Float32Array;
   /** Token log-probs [N*T] under the reference (pi_theta' or a frozen model), for the KL. */
   referenceTokens: Float32Array;
+  /** The ratio's clip range: 1 +- clip; Infinity: none. */
   clip: number;
   /** The KL coefficient; 0: no KL. */
   klCoef: number;
@@ -299,7 +300,11 @@ export function policyGradientLoss(tf: Tf, lpTokens: TF.Tensor, mb: GroupBatch, 
     }
     o.onClipFraction(count ? clipped / count : 0);
   }
-  let perTok = tf.minimum(ratio.mul(A), tf.clipByValue(ratio, 1 - o.clip, 1 + o.clip).mul(A)).neg();
+  // clip Infinity: the plain importance-weighted surrogate ratio * A (the clip's ablation)
+  const surrogate = ratio.mul(A);
+  let perTok = (
+    o.clip === Infinity ? surrogate : tf.minimum(surrogate, tf.clipByValue(ratio, 1 - o.clip, 1 + o.clip).mul(A))
+  ).neg();
   if (klTerm) perTok = perTok.add(klTerm);
   const masked = perTok.mul(mask);
   if (o.algo === 'grpo') return masked.sum(1).div(mask.sum(1).maximum(1)).mean() as TF.Scalar;

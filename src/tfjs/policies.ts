@@ -5,6 +5,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import {
   checkConfig,
+  checkSeed,
   checkTokenIds,
   checkWeights,
   drawToken,
@@ -119,6 +120,7 @@ export class CharPolicy extends PolicyBase implements Policy {
     weights?: Float32Array[],
   ) {
     super(tf);
+    checkSeed('CharPolicy', seed);
     const shapes = charShapes(config);
     if (weights) checkWeights('CharPolicy', shapes, weights);
     this.variables = shapes.map((shape, i) => {

@@ -98,6 +98,15 @@ export function checkConfig(
   }
 }
 
+/** A policy's seed for its initial weights: an integer in [0, 2^32), as the trainer's (NaN or 1.5
+ *  would give weights that no seed reproduces). */
+export function checkSeed(name: string, seed: unknown): number {
+  if (typeof seed !== 'number') typeError(name, 'seed', 'an integer in [0, 2^32)', seed);
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32)
+    rangeError(name, 'seed', 'an integer in [0, 2^32)', String(seed));
+  return seed;
+}
+
 /** Refuses weights that do not fit `shapes`: another count, another size, a non-finite value. */
 export function checkWeights(name: string, shapes: readonly number[][], weights: readonly ArrayLike<number>[]): void {
   if (weights.length !== shapes.length)

@@ -20,6 +20,7 @@ import {
   evaluateGreedy,
   evaluateSampled,
   evaluateSampledAsync,
+  checkPrompts,
   evaluationPrompts,
   finiteReward,
   type Group,
@@ -147,7 +148,7 @@ export class GVPOTrainer {
   readonly beta: number;
   readonly k: number;
   /** Every option, checked and resolved once. */
-  readonly config: TrainerConfig;
+  readonly config: Readonly<TrainerConfig>;
   private temp: number;
   private readonly optimizer: TF.Optimizer;
   /** Whether the optimizer is the trainer's own Adam (else the caller's, with a rate of its own). */
@@ -189,7 +190,7 @@ export class GVPOTrainer {
         );
       }
     }
-    this.config = c;
+    this.config = Object.freeze(c); // read by every step: a write would take effect half-way, unchecked
     this.tf = p.tf;
     this.policy = p.policy;
     this.task = p.task;
@@ -272,6 +273,15 @@ export class GVPOTrainer {
     }
   }
 
+  /** A count of `x` in expectation: its whole part, and one more with the probability of its
+   *  fraction, drawn only where there is one (a whole share, 0.3 x 10 = 3.0000000000000004
+   *  included, leaves the random stream as it was). */
+  private share(x: number): number {
+    if (Math.abs(x - Math.round(x)) < 1e-9) return Math.round(x);
+    const n = Math.floor(x);
+    return this.rand() < x - n ? n + 1 : n;
+  }
+
   /** Fresh groups from the policy or the external sampler, then replayed ones (not rescored). */
   private async sampleGroups(): Promise<Group[]> {
     const c = this.config;
@@ -279,16 +289,11 @@ export class GVPOTrainer {
     // ratio x P groups replayed in expectation: its whole part, and one more with the probability
     // of its fraction (rounding would replay every group of a step, and so sample none ever
     // again, wherever ratio x P rounds up to P)
-    let nReplay = Math.floor(c.replayRatio * P);
-    if (this.buffer.length > 0 && nReplay < c.replayRatio * P && this.rand() < c.replayRatio * P - nReplay) nReplay++;
-    nReplay = Math.min(this.buffer.length, nReplay);
+    const nReplay = Math.min(this.buffer.length, this.buffer.length > 0 ? this.share(c.replayRatio * P) : 0);
     const fresh = P - nReplay;
-    const prompts = this.task.samplePrompts(fresh, this.rand);
-    if (!Array.isArray(prompts) || prompts.length !== fresh)
-      throw new RangeError(
-        `GVPOTrainer: task.samplePrompts(${fresh}) must return ${fresh} prompts, got ${Array.isArray(prompts) ? prompts.length : describe(prompts)}`,
-      );
-    const nExternal = c.externalResponses ? Math.round(c.externalRatio * fresh) : 0;
+    const prompts = checkPrompts(this.task.samplePrompts(fresh, this.rand), fresh, 'task.samplePrompts');
+    // the external sampler's share likewise (rounding gave 0.1 of 4 fresh groups none, ever)
+    const nExternal = c.externalResponses ? this.share(c.externalRatio * fresh) : 0;
     const groups: Group[] = [];
     for (let i = 0; i < nExternal; i++) groups.push(await this.external(prompts[i]));
     const own = prompts.slice(nExternal);
@@ -591,9 +596,12 @@ export class GVPOTrainer {
   }
 
   private diverged(what: string): Error {
-    const rate = this.ownOptimizer ? `learningRate ${this.config.learningRate}` : "the caller's optimizer";
+    const c = this.config;
+    const rate = this.ownOptimizer ? `learningRate ${c.learningRate}` : "the caller's optimizer";
+    // the KL strength the algorithm's loss reads: GVPO's beta, a baseline's klCoef where it has one
+    const kl = this.algo === 'gvpo' ? ['beta', this.beta] : c.klCoef > 0 ? ['klCoef', c.klCoef] : undefined;
     return new Error(
-      `GVPOTrainer: ${what}: its weights diverged (${rate}, beta ${this.beta}); lower the learning rate (or beta)`,
+      `GVPOTrainer: ${what}: its weights diverged (${rate}${kl ? `, ${kl[0]} ${kl[1]}` : ''}); lower the learning rate${kl ? ` (or ${kl[0]})` : ''}`,
     );
   }
 
@@ -656,7 +664,7 @@ export class GVPOTrainer {
    *  so and carries the metrics (`metrics`). */
   private async report(m: StepMetrics): Promise<void> {
     try {
-      await this.config.onMetrics?.(m);
+      await this.config.onMetrics?.({ ...m }); // a copy: what step() resolves to stays as measured
     } catch (e) {
       throw afterUpdate('onMetrics threw', m, e);
     }

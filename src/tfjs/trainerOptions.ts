@@ -83,7 +83,8 @@ export interface TrainerOptions {
   externalResponses?: ExternalSampler;
   /** Share of the non-replayed groups taken from externalResponses (1: all). */
   externalRatio?: number;
-  /** GRPO / Dr.GRPO: clip range of the ratio. */
+  /** GRPO / Dr.GRPO: clip range of the ratio, which is clipped to [1 - clip, 1 + clip] (0.2);
+   *  Infinity: no clip, the plain importance-weighted surrogate (the clip's ablation). */
   clip?: number;
   /** GRPO / Dr.GRPO / REINFORCE: the KL coefficient to the reference (pi_theta', or the frozen
    *  policy), and where it goes (the k3 term of the loss, or a penalty in the reward). */
@@ -362,7 +363,9 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
     fail('policy.maxTokens', 'an integer >= 1', policy.maxTokens);
   // a policy that cannot write as many tokens as the task's answers take would train, and never
   // be right
-  if (Number.isInteger(task.maxTokens) && policy.maxTokens < task.maxTokens)
+  if (!Number.isInteger(task.maxTokens) || task.maxTokens < 1)
+    fail('task.maxTokens', 'an integer >= 1', task.maxTokens);
+  if (policy.maxTokens < task.maxTokens)
     fail(
       'policy.maxTokens',
       `at least the task's maxTokens (${task.maxTokens}), the longest response it expects`,
@@ -495,7 +498,7 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
     if (typeof o.replay !== 'object' || o.replay === null) {
       throw new TypeError(`GVPOTrainer: replay must be { ratio, capacity? }, got ${describe(o.replay)}`);
     }
-    checkOptions('GVPOTrainer: replay', o.replay, ['ratio', 'capacity']);
+    checkOptions('GVPOTrainer: replay', o.replay, ['ratio', 'capacity'], { cap: 'capacity', size: 'capacity' });
     o.replay = readOptions(o.replay, ['ratio', 'capacity']) as unknown as TrainerOptions['replay'];
   }
   const d = TRAINER_DEFAULTS;
@@ -541,7 +544,12 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
       (x) => x >= 0 && x <= 1,
       'a number in [0, 1]',
     ),
-    clip: inRange('clip', or(o.clip, d.clip), (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    clip: inRange(
+      'clip',
+      or(o.clip, d.clip),
+      (x) => (x > 0 && x < 1) || x === Infinity,
+      'a number in (0, 1), or Infinity',
+    ),
     klCoef: inRange('klCoef', or(o.klCoef, d.klCoef), (x) => Number.isFinite(x) && x >= 0, 'a finite number >= 0'),
     klIn,
     importanceCap: inRange(
@@ -559,6 +567,10 @@ export function resolveTrainerOptions(given: TrainerOptions): TrainerConfig {
     onMetrics: o.onMetrics,
   };
   checkApplies(o, algo);
+  if (config.klIn === 'reward' && config.klCoef > 0 && config.reference === 'previous')
+    throw new TypeError(
+      "GVPOTrainer: klIn 'reward' with reference 'previous' would do nothing: the penalty is klCoef x log(pi_old / pi_ref) at the step's start, where pi_ref is pi_old; use reference 'frozen', or klIn 'loss'",
+    );
   return config;
 }
 

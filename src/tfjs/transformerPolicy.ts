@@ -16,11 +16,12 @@ import { readOptions } from '../validate.js';
 import { embed } from './fusedHeadPolicy.js';
 import {
   checkConfig,
+  checkSeed,
   checkTokenIds,
   checkWeights,
   drawToken,
-  MAX_PARAMETERS,
   type FusedHead,
+  MAX_PARAMETERS,
   type Policy,
   PolicyBase,
   variableOf,
@@ -145,6 +146,7 @@ export class TransformerPolicy extends PolicyBase implements Policy, FusedHead {
 
   constructor(tf: Tf, config: TransformerPolicyConfig, seed = 1, weights?: Float32Array[]) {
     super(tf);
+    checkSeed('TransformerPolicy', seed);
     // the names and values as given, then the values again on a copy read once (what the model is
     // built from: a getter cannot pass the checks with one value and size the model with another)
     checkTransformerConfig(config);
