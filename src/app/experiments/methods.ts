@@ -8,7 +8,9 @@ export type MethodId =
   | 'gvpo'
   | 'grpo-k3'
   | 'grpo-kl-reward'
+  | 'grpo-k3-noclip'
   | 'drgrpo'
+  | 'drgrpo-noclip'
   | 'drgrpo-k3'
   | 'drgrpo-kl-reward'
   | 'reinforce'
@@ -22,13 +24,17 @@ export interface Method {
   kl?: KlPlacement;
   /** Truncation of REINFORCE's importance weights (used where the sampler's probabilities are known). */
   importanceCap?: number;
+  /** GRPO / Dr.GRPO: the ratio's clip range where it is not the trainer's 0.2 (Infinity: none). */
+  clip?: number;
 }
 
 export const METHODS: Record<MethodId, Method> = {
   gvpo: { label: 'GVPO', algo: 'gvpo' },
   'grpo-k3': { label: 'GRPO, KL as k3 loss', algo: 'grpo', kl: 'loss' },
   'grpo-kl-reward': { label: 'GRPO, KL in reward', algo: 'grpo', kl: 'reward' },
+  'grpo-k3-noclip': { label: 'GRPO, KL as k3 loss, no clip', algo: 'grpo', kl: 'loss', clip: Infinity },
   drgrpo: { label: 'Dr.GRPO, no KL', algo: 'drgrpo' },
+  'drgrpo-noclip': { label: 'Dr.GRPO, no KL, no clip', algo: 'drgrpo', clip: Infinity },
   'drgrpo-k3': { label: 'Dr.GRPO, KL as k3 loss', algo: 'drgrpo', kl: 'loss' },
   'drgrpo-kl-reward': { label: 'Dr.GRPO, KL in reward', algo: 'drgrpo', kl: 'reward' },
   reinforce: { label: 'REINFORCE, group baseline, no KL', algo: 'reinforce' },
@@ -41,7 +47,7 @@ export const METHODS: Record<MethodId, Method> = {
 export function methodOptions(
   id: MethodId,
   coef: number,
-): Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap'> {
+): Pick<TrainerOptions, 'algo' | 'beta' | 'klCoef' | 'klIn' | 'importanceCap' | 'clip'> {
   const m = METHODS[id];
   if (m.algo === 'gvpo') return { algo: m.algo, beta: coef };
   return {
@@ -50,5 +56,6 @@ export function methodOptions(
     klCoef: m.kl ? coef : 0,
     klIn: m.kl ?? 'loss',
     ...(m.algo === 'reinforce' ? { importanceCap: m.importanceCap ?? 0 } : {}),
+    ...(m.clip === undefined ? {} : { clip: m.clip }),
   };
 }

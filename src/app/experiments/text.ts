@@ -1,7 +1,8 @@
 // Experiments on the text task (textSetup.ts):
 //   "text"        GVPO and the baselines at the official recipe's structure (4 mini-batches of
 //                 whole groups per step, previous-step reference), then the staleness sweep: 1, 4,
-//                 8 and 16 updates per sampled batch, each method at its tuned rate;
+//                 8 and 16 updates per sampled batch, each method at its tuned rate, and at 8 and
+//                 16 GRPO and Dr.GRPO again without their clip;
 //   "off-policy"  a frozen reference and groups the policy did not sample: replayed from earlier
 //                 policies (history:current 0:8, 2:6, 4:4), drawn by a fixed sampler (the warm-up
 //                 checkpoint), or demonstrations from the task's solver; GVPO without importance
@@ -36,6 +37,17 @@ const STALENESS: Array<[number, number]> = [
   [4, 4],
 ];
 
+/** The clip's ablation: each clipped method and itself without the clip, at its tuned rate, at
+ *  the staleness where the clipped methods kept more of their gain than GVPO. */
+const NO_CLIP: Array<[MethodId, MethodId]> = [
+  ['grpo-k3', 'grpo-k3-noclip'],
+  ['drgrpo', 'drgrpo-noclip'],
+];
+const NO_CLIP_AT: Array<[number, number]> = [
+  [4, 2],
+  [4, 4],
+];
+
 function clipCell(rs: RunSummary[], m: MethodId): string {
   return METHODS[m].algo === 'gvpo'
     ? 'n/a'
@@ -59,7 +71,15 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
     .flatMap(([miniBatches, epochs]) =>
       methods.map((m) => ({ ...textRun(ctx, m), learningRate: tuned.lr[m], miniBatches, epochs })),
     );
-  const [main, others] = await Promise.all([overSeeds(ctx, configs, seeds), overSeeds(ctx, staleConfigs, seeds)]);
+  const noClipAt = ctx.quick ? sweep.slice(-1) : NO_CLIP_AT;
+  const noClipConfigs = noClipAt.flatMap(([miniBatches, epochs]) =>
+    NO_CLIP.map(([m, off]) => ({ ...textRun(ctx, off), learningRate: tuned.lr[m], miniBatches, epochs })),
+  );
+  const [main, others, noClip] = await Promise.all([
+    overSeeds(ctx, configs, seeds),
+    overSeeds(ctx, staleConfigs, seeds),
+    overSeeds(ctx, noClipConfigs, seeds),
+  ]);
   const stale =
     official < 0
       ? others
@@ -99,6 +119,37 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
         .slice(1)
         .map((_, j) => pairedCell(stale[i * methods.length + j + 1].map(gain), stale[i * methods.length].map(gain))),
     ]),
+  );
+  const clipTable = markdownTable(
+    [
+      'updates per sampled batch',
+      'method',
+      'held-out gain with the clip',
+      'without it',
+      'without minus with (paired)',
+      'GVPO minus without (paired)',
+      'KL to the start without',
+    ],
+    noClipAt.flatMap(([mb, ep], i) => {
+      const at = sweep.findIndex(([b, e]) => b === mb && e === ep);
+      return NO_CLIP.map(([m], j) => {
+        const off = noClip[i * NO_CLIP.length + j];
+        const on = stale[at * methods.length + methods.indexOf(m)];
+        const gvpo = stale[at * methods.length + methods.indexOf('gvpo')];
+        return [
+          `${mb * ep}`,
+          METHODS[m].label,
+          cell(on.map(gain)),
+          cell(off.map(gain)),
+          pairedCell(on.map(gain), off.map(gain)),
+          pairedCell(off.map(gain), gvpo.map(gain)),
+          cell(
+            off.map((r) => r.klInitial),
+            4,
+          ),
+        ];
+      });
+    }),
   );
   const base: RunOptions = configs[0];
   const identity = await gradientIdentity(ctx.tf, TEXT_COEF, tuned.lr.gvpo);
@@ -142,6 +193,10 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
     staleKl,
     '',
     `![the same at ${sweep[sweep.length - 1][0] * sweep[sweep.length - 1][1]} updates per sampled batch](experiments/text/curves-stale.svg)`,
+    '',
+    "**The clip's share under reuse**: GRPO and Dr.GRPO again with the ratio unclipped (the plain importance-weighted surrogate, `clip: Infinity`), each at its clipped version's tuned rate, on the same seeds:",
+    '',
+    clipTable,
     '',
     "**GVPO against REINFORCE, numerically.** With a frozen reference, per sequence, GVPO's gradient is dL/dS = beta/((k-1)G) (beta (p - q) - a) and " +
       "REINFORCE's with the exact KL at coefficient beta in the reward (computed at the sampling policy, verl's use_kl_in_reward) is -1/((k-1)G) (a - beta (p_old - q)), " +

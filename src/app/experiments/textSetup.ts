@@ -101,7 +101,11 @@ export async function tuneText(
   return {
     lr,
     grid: Object.fromEntries(methods.map((m) => [m, stored.grid[key(m)]])),
-    table: Object.values(stored.tables).join('\n\n'),
+    // the tuning runs of this reference (another experiment's, stored beside them, are its own)
+    table: Object.entries(stored.tables)
+      .filter(([k]) => k.startsWith(`${reference}: `))
+      .map(([, t]) => t)
+      .join('\n\n'),
   };
 }
 
