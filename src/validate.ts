@@ -115,6 +115,13 @@ export function readOptions(opts: object, known: readonly string[]): Record<stri
   return s;
 }
 
+/** A normalized options object with no prototype: the backends read an option that
+ *  normalization left out (an optional array) as absent, never as a name put on Object.prototype
+ *  (prototype pollution). */
+export function plain<T extends object>(o: T): T {
+  return Object.assign(Object.create(null) as T, o);
+}
+
 /**
  * The options checked (checkOptions) and read once each: a plain object holding every known
  * option the caller gave (own or inherited short of Object.prototype, enumerable or not), so that
@@ -427,9 +434,12 @@ export function numbersOf(fn: string, name: string, v: unknown, length?: number,
   if (ArrayBuffer.isView(v)) liveView(fn, name, v);
   const src = v as NumbersLike;
   if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');
+  // read up to the length checked: a getter of an element may change it (shrink or append), and a
+  // view over a growable SharedArrayBuffer may grow
+  const n = src.length;
   if (!Array.isArray(src)) {
-    const out = new Float64Array(src.length);
-    for (let i = 0; i < src.length; i++) {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
       if (!Number.isFinite(src[i])) rangeError(fn, name, 'finite numbers', `${src[i]} at index ${i}`);
       out[i] = src[i];
     }
@@ -438,7 +448,7 @@ export function numbersOf(fn: string, name: string, v: unknown, length?: number,
   // A sparse array may claim up to 2^32 - 1 elements: its numbers are read (each once, so a getter
   // cannot change one between the check and the copy) before anything of that length is allocated.
   const read: number[] = [];
-  for (let i = 0; i < src.length; i++) {
+  for (let i = 0; i < n; i++) {
     // a hole is a hole, not whatever Array.prototype or Object.prototype holds at that index
     const x: unknown = Object.prototype.hasOwnProperty.call(src, i) ? src[i] : undefined;
     if (typeof x !== 'number') typeError(fn, `${name}[${i}]`, 'a number', x);

@@ -54,7 +54,7 @@ static void* present(void* data) {
 // SharedArrayBuffers and at any aligned byte offset work; detached buffers are refused.
 template <typename T>
 static View<T> typed(const Args& a, const char* name, napi_typedarray_type want, bool optional) {
-  Napi::Value v = a.object().Get(name);
+  Napi::Value v = a.get(name);
   if (optional && (v.IsUndefined() || v.IsNull())) return {};
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
     a.type_error(name, std::string("a ") + typed_array_name(want), v);
@@ -124,7 +124,7 @@ View<int32_t> Args::i32(const char* name, bool optional) const {
 }
 
 DType Args::dtype(const char* name) const {
-  Napi::Value v = opts_.Get(name);
+  Napi::Value v = get(name);
   if (v.IsUndefined()) return DType::f32;
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
   if (s == "float32") return DType::f32;
@@ -143,7 +143,7 @@ View<void> Args::logits(const char* name, DType d) const {
 }
 
 int64_t Args::dim(const char* name) const {
-  Napi::Value v = opts_.Get(name);
+  Napi::Value v = get(name);
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
   if (!(d >= 1) || d != std::floor(d) || d > 2147483647.0)
     range_error(name, "an integer in [1, 2147483647]", describe(v));
@@ -151,21 +151,21 @@ int64_t Args::dim(const char* name) const {
 }
 
 double Args::number(const char* name, double fallback) const {
-  Napi::Value v = opts_.Get(name);
+  Napi::Value v = get(name);
   if (v.IsUndefined()) return fallback;
   if (!v.IsNumber()) type_error(name, "a number", v);
   return v.As<Napi::Number>().DoubleValue();
 }
 
 bool Args::boolean(const char* name, bool fallback) const {
-  Napi::Value v = opts_.Get(name);
+  Napi::Value v = get(name);
   if (v.IsUndefined()) return fallback;
   if (!v.IsBoolean()) type_error(name, "a boolean", v);
   return v.As<Napi::Boolean>().Value();
 }
 
 int Args::threads() const {
-  Napi::Value v = opts_.Get("threads");
+  Napi::Value v = get("threads");
   if (v.IsUndefined()) return 0;
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
   if (!(d >= 0) || d != std::floor(d) || d > 1024) range_error("threads", "an integer in [0, 1024]", describe(v));
@@ -173,7 +173,7 @@ int Args::threads() const {
 }
 
 bool Args::mean_reduction() const {
-  Napi::Value v = opts_.Get("reduction");
+  Napi::Value v = get("reduction");
   return !(v.IsString() && v.As<Napi::String>().Utf8Value() == "sum");
 }
 

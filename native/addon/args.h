@@ -40,7 +40,11 @@ class Args {
   Args(const Napi::CallbackInfo& info, const char* fn);
 
   Napi::Env env() const { return env_; }
-  Napi::Object object() const { return opts_; }
+  // An option's value: an own property of the options object, or undefined. A name put on
+  // Object.prototype (prototype pollution) is no option of any call.
+  Napi::Value get(const char* name) const {
+    return opts_.HasOwnProperty(name) ? opts_.Get(name) : Napi::Value(env_.Undefined());
+  }
 
   [[noreturn]] void type_error(const char* name, const std::string& expected, Napi::Value got) const;
   [[noreturn]] void range_error(const char* name, const std::string& expected, const std::string& got) const;

@@ -148,7 +148,7 @@ HeadCall prepare_head(const Napi::CallbackInfo& info, bool backward) {
   c.grad_logprobs = per_row("gradTokenLogprobs", false);
   c.grad_entropy = per_row("gradEntropy", true);
   // entropy: the forward's values, or its boolean flag (one options object for both calls)
-  if (a.object().Get("entropy").IsTypedArray()) c.fwd_entropy = per_row("entropy", false);
+  if (a.get("entropy").IsTypedArray()) c.fwd_entropy = per_row("entropy", false);
   c.accumulate = a.boolean("accumulate", false);
   c.split = split_inputs(a, rows);
   c.grad_hidden = grad_out(a, r, "gradHidden", rows * (size_t)in.hidden_size);

@@ -53,7 +53,7 @@ std::unique_ptr<Baton> prepare_sequence_logprobs(const Napi::CallbackInfo& info)
   size_t rows = a.product({N, T}, "sequences*tokens");
   View<float> mask = a.f32("mask");
   a.expect_length("mask", mask.length, rows);
-  Napi::Value lpv = a.object().Get("tokenLogprobs");
+  Napi::Value lpv = a.get("tokenLogprobs");
   bool f64 = lpv.IsTypedArray() && lpv.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
   View<float> lp32;
   View<double> lp64;

@@ -1,7 +1,7 @@
 // groupCenter: values minus their group's mean, for equal ({ size }) or ragged ({ offsets }) groups.
 import { groupCenterRef } from '../reference/groupCenter.js';
 import type { GroupCenterArgs, GroupCenterResult } from '../types.js';
-import { numbersOf, offsetsOf, rangeError, snapshot } from '../validate.js';
+import { numbersOf, offsetsOf, plain, rangeError, snapshot } from '../validate.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'groupCenter';
@@ -11,7 +11,7 @@ function normalize(args: unknown) {
   const values = numbersOf(FN, 'values', a.values);
   if (values.length === 0) rangeError(FN, 'values', 'a non-empty array', 'length 0');
   const offsets = offsetsOf(FN, a.groups, values.length);
-  return { values, offsets };
+  return plain({ values, offsets });
 }
 
 /** Values minus their group's mean (how GVPO centers rewards: never divided by the std). */

@@ -1,7 +1,7 @@
 // gvpoLoss: the GVPO loss over sequence log-probs, dL/dS, residuals and the diagnostic terms.
 import { gvpoLossRef } from '../reference/gvpoLoss.js';
 import type { GvpoLossArgs, GvpoLossResult } from '../types.js';
-import { numbersOf, rangeError, snapshot } from '../validate.js';
+import { numbersOf, plain, rangeError, snapshot } from '../validate.js';
 import { normalizeLoss } from './normalize.js';
 import { runAsync, runSync } from './run.js';
 
@@ -13,7 +13,7 @@ function normalize(args: unknown) {
   const N = policyLogprobs.length;
   if (N === 0) rangeError(FN, 'policyLogprobs', 'a non-empty array', 'length 0');
   const referenceLogprobs = numbersOf(FN, 'referenceLogprobs', a.referenceLogprobs, N, 'policyLogprobs.length');
-  return { policyLogprobs, referenceLogprobs, ...normalizeLoss(FN, a, N) };
+  return plain({ policyLogprobs, referenceLogprobs, ...normalizeLoss(FN, a, N) });
 }
 
 type Norm = ReturnType<typeof normalize>;

@@ -28,10 +28,11 @@ export function toHalf(values: Float32Array | Float64Array | number[], dtype: Ha
   // A sparse array may claim up to 2^32 - 1 elements: no typed array that long is made.
   if (values.length > 2147483647) rangeError(fn, 'values', 'at most 2147483647 numbers', `length ${values.length}`);
   // Each element read once (a getter cannot change it between the check and the encoding); a hole
-  // reads as undefined and is refused like any other non-number.
+  // reads as undefined, not as what Array.prototype holds at its index, and is refused like any
+  // other non-number.
   const copy = new Float64Array(values.length);
   for (let i = 0; i < copy.length; i++) {
-    const x: unknown = values[i];
+    const x: unknown = Object.prototype.hasOwnProperty.call(values, i) ? values[i] : undefined;
     if (typeof x !== 'number') typeError(fn, `values[${i}]`, 'a number', x);
     copy[i] = x;
   }

@@ -37,6 +37,7 @@ import {
   maskOf,
   numbersOf,
   offsetsOf,
+  plain,
   positive,
   product,
   rangeError,
@@ -160,7 +161,7 @@ function rowsBatch<S extends { vocab: number }>(fn: string, a: Options, source: 
 export function normalizeRows(fn: string, o: Options): RowsOpts {
   const r = rowsBatch(fn, o, (o, rows) => logitsSource(fn, o, rows, 'rows'));
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
@@ -169,7 +170,7 @@ export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
   const b = rowsBatch(fn, o, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
   const r = { ...b, entropy: boolean(fn, 'entropy', o.entropy) };
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 /** The head's backward: the forward's logZ (and entropy values, when given), the upstream
@@ -192,7 +193,7 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
   const entropy = typeof o.entropy === 'boolean' || o.entropy === undefined ? undefined : perRow('entropy', o.entropy);
   const r = { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, ...headGrads(fn, o, b) };
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 /**
@@ -309,13 +310,40 @@ function checkDest(fn: string, a: Options, b: { logits: FloatArray; dtype: DType
   }
   if (inPlace) {
     refuseOverlap(fn, 'logits', a, IN_PLACE);
-    return { inPlace };
+    return { inPlace, out: undefined };
   }
-  if (a.out === undefined) return { inPlace };
+  // out: undefined, not left out: a later read must not find Object.prototype's
+  if (a.out === undefined) return { inPlace, out: undefined };
   const out = typed(fn, 'out', a.out, Float32Array);
   expectLength(fn, 'out', out.length, b.logits.length, "the logits' length");
   refuseOverlap(fn, 'out', a, 'a buffer that does not overlap the inputs (use inPlace to write over the logits)');
   return { inPlace, out };
+}
+
+/**
+ * The inputs' lengths as their checks found them, once every option has been read: a view that
+ * tracks the length of a growable SharedArrayBuffer, grown by a getter read after its check,
+ * would hand the backends more than rows x vocab logits (the addon checks again; the TypeScript
+ * reference sized its gradient from them).
+ */
+function sizesHold<R extends { rows?: number; sequences?: number; tokens?: number; vocab: number }>(
+  fn: string,
+  r: R,
+): R {
+  const rows = r.rows ?? (r.sequences ?? NaN) * (r.tokens ?? NaN);
+  const H = (r as { hiddenSize?: number }).hiddenSize ?? NaN;
+  const sizes: Array<[string, number, string]> = [
+    ['logits', rows * r.vocab, 'rows*vocab'],
+    ['hidden', rows * H, 'rows*hiddenSize'],
+    ['weight', r.vocab * H, 'vocab*hiddenSize'],
+    ['targets', rows, 'rows'],
+    ['mask', rows, 'rows'],
+  ];
+  for (const [name, want, what] of sizes) {
+    const v = (r as Record<string, unknown>)[name];
+    if (ArrayBuffer.isView(v) && Number.isInteger(want)) expectLength(fn, name, (v as Float32Array).length, want, what);
+  }
+  return r;
 }
 
 /**
@@ -398,7 +426,7 @@ function checkHeadGrads(
   const size = product(fn, 'gradWeight', [b.vocab, b.hiddenSize]);
   if (o.gradWeight === undefined) {
     if (accumulate) rangeError(fn, 'gradWeight', 'a Float32Array to add to when accumulate is true', 'undefined');
-    return { accumulate };
+    return { accumulate, gradWeight: undefined };
   }
   const gradWeight = typed(fn, 'gradWeight', o.gradWeight, Float32Array);
   expectLength(fn, 'gradWeight', gradWeight.length, size, 'vocab*hiddenSize');
@@ -412,7 +440,7 @@ export function normalizeFromLogits(a: unknown): FromLogitsOpts {
   const f = logitsBatch(fn, o, true);
   const r = { ...f, ...normalizeLoss(fn, o, f.sequences), ...normalizeDest(fn, o, f) };
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 export function normalizeForward(a: unknown): ForwardOpts {
@@ -422,7 +450,7 @@ export function normalizeForward(a: unknown): ForwardOpts {
   checkLoss(fn, o, r.sequences);
   checkDest(fn, o, r);
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 export function normalizeBackward(a: unknown): BackwardOpts {
@@ -432,7 +460,7 @@ export function normalizeBackward(a: unknown): BackwardOpts {
   checkLoss(fn, o, b.sequences);
   const r = { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 export function normalizeFromHidden(a: unknown): FromHiddenOpts {
@@ -441,7 +469,7 @@ export function normalizeFromHidden(a: unknown): FromHiddenOpts {
   const b = hiddenBatch(fn, o, true);
   const r = { ...b, ...normalizeLoss(fn, o, b.sequences), ...headGrads(fn, o, b) };
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
@@ -451,7 +479,7 @@ export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
   checkLoss(fn, o, r.sequences);
   checkHeadGrads(fn, o, r);
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }
 
 export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
@@ -461,5 +489,5 @@ export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
   checkLoss(fn, o, b.sequences);
   const r = { ...b, ...phaseTwo(fn, o, b), ...headGrads(fn, o, b) };
   settle(fn, o);
-  return r;
+  return plain(sizesHold(fn, r));
 }

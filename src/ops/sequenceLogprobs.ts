@@ -1,7 +1,7 @@
 // sequenceLogprobs: S[n] = sum_t m[n,t] * l[n,t] (float64).
 import { sequenceLogprobsRef } from '../reference/sequenceLogprobs.js';
 import type { SequenceLogprobsArgs } from '../types.js';
-import { dim, expectLength, isKind, maskOf, product, snapshot, typed, typeError } from '../validate.js';
+import { dim, expectLength, isKind, maskOf, plain, product, snapshot, typed, typeError } from '../validate.js';
 import { runAsync, runSync } from './run.js';
 
 const FN = 'sequenceLogprobs';
@@ -19,7 +19,7 @@ function normalize(args: unknown) {
   }
   const lp = typed(FN, 'tokenLogprobs', v, isKind(v, Float32Array) ? Float32Array : Float64Array); // live, fixed-length
   expectLength(FN, 'tokenLogprobs', (lp as Float32Array).length, rows, 'sequences*tokens');
-  return { tokenLogprobs: lp as Float32Array | Float64Array, mask, sequences, tokens };
+  return plain({ tokenLogprobs: lp as Float32Array | Float64Array, mask, sequences, tokens });
 }
 
 type Norm = ReturnType<typeof normalize>;

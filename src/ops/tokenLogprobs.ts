@@ -2,7 +2,7 @@
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from '../reference/tokenLogprobs.js';
 import type { RowsOpts } from '../checked.js';
 import type { TokenLogprobsArgs, TokenLogprobsBackwardArgs, TokenLogprobsResult } from '../types.js';
-import { expectLength, snapshot, typed } from '../validate.js';
+import { expectLength, plain, snapshot, typed } from '../validate.js';
 import { keepParts, type LogZParts, partsOf, withParts } from './logZParts.js';
 import { KEYS, normalizeDest, normalizeRows, settle } from './normalize.js';
 import { runAsync, runSync } from './run.js';
@@ -46,7 +46,7 @@ function normalizeBackward(args: TokenLogprobsBackwardArgs) {
   expectLength(BFN, 'gradTokenLogprobs', gradTokenLogprobs.length, o.rows, 'rows');
   const dest = normalizeDest(BFN, a, o);
   settle(BFN, a);
-  return { ...o, ...dest, logZ, gradTokenLogprobs };
+  return plain({ ...o, ...dest, logZ, gradTokenLogprobs });
 }
 
 function backwardReference(

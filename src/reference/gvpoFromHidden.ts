@@ -50,7 +50,9 @@ function backwardInto(
 ) {
   const gl = new Float64Array(o.rows);
   for (let r = 0; r < o.rows; r++) gl[r] = o.mask[r] === 0 ? 0 : o.mask[r] * gradSeq[Math.floor(r / o.tokens)];
-  return tokenLogprobsFromHiddenBackwardInto(o, { logZ, gradLogprobs: gl, split }, o, o.accumulate);
+  // every field of the upstream given (undefined where absent): none read through a prototype
+  const up = { logZ, gradLogprobs: gl, split, entropy: undefined, gradEntropy: undefined };
+  return tokenLogprobsFromHiddenBackwardInto(o, up, o, o.accumulate);
 }
 
 /** Phase 2, from logZ or, given them, from phase 1's parts of it. */
