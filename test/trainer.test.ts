@@ -1615,10 +1615,20 @@ describe('GVPOTrainer: what an outside look at the trainer found', () => {
         /evalEvery 1 evaluates on the task's held-out prompts, which it cannot give/,
       );
     }
-    // sampled for a step: named the same way
+    // sampled for a step: named the same way, a hole or a non-array prompt too (it was blamed on
+    // policy.sample)
     const t = new GVPOTrainer({ tf, policy, task: { ...base, samplePrompts: () => [[0]] } as never });
     await expect(t.step()).rejects.toThrow(/task\.samplePrompts\(8\) must return 8 prompts, got 1/);
     t.dispose();
+    const holes = new GVPOTrainer({
+      tf,
+      policy,
+      task: { ...base, samplePrompts: (n: number) => Object.assign(new Array(n), { 0: [0] }) } as never,
+    });
+    await expect(holes.step()).rejects.toThrow(
+      new TypeError('GVPOTrainer: task.samplePrompts(8)[1] must be a prompt (an array of token ids), got undefined'),
+    );
+    holes.dispose();
   });
 
   it("the trainer's config cannot be written (it was read half-way by each step, unchecked)", () => {
@@ -1632,9 +1642,16 @@ describe('GVPOTrainer: what an outside look at the trainer found', () => {
     t.dispose();
   });
 
-  it("a task's maxTokens must be an integer >= 1", () => {
+  it("a task's maxTokens, where it has one, must be an integer >= 1", () => {
     const { task, policy } = bandit();
-    for (const maxTokens of [0, Number.NaN, 1.5, undefined]) {
+    const loose = {
+      name: 'loose',
+      vocab: 6,
+      samplePrompts: task.samplePrompts.bind(task),
+      reward: task.reward.bind(task),
+    };
+    new GVPOTrainer({ tf, policy, task: loose as never }).dispose();
+    for (const maxTokens of [0, Number.NaN, 1.5, null]) {
       const odd = {
         name: 'odd',
         vocab: 6,
@@ -1643,7 +1660,7 @@ describe('GVPOTrainer: what an outside look at the trainer found', () => {
         reward: task.reward.bind(task),
       };
       expect(() => new GVPOTrainer({ tf, policy, task: odd as never })).toThrow(
-        /GVPOTrainer: task\.maxTokens must be an integer >= 1/,
+        /GVPOTrainer: task\.maxTokens must be an integer >= 1 \(or left out\)/,
       );
     }
   });

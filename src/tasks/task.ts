@@ -4,6 +4,7 @@ import { rangeError, typeError } from '../validate.js';
 export interface Task {
   readonly name: string;
   readonly vocab: number;
+  /** The longest response the task expects: the trainer refuses a policy that cannot write it. */
   readonly maxTokens: number;
   /** Training prompts. */
   samplePrompts(n: number, rand: () => number): number[][];

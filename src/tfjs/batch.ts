@@ -186,6 +186,12 @@ export function checkPrompts(got: unknown, n: number, who: string): number[][] {
   if (!Array.isArray(got))
     throw new TypeError(`GVPOTrainer: ${who}(${n}) must return an array of ${n} prompts, got ${describe(got)}`);
   if (got.length !== n) throw new RangeError(`GVPOTrainer: ${who}(${n}) must return ${n} prompts, got ${got.length}`);
+  // a hole or a non-array would be blamed on the policy that samples from it
+  for (let i = 0; i < n; i++)
+    if (!Object.prototype.hasOwnProperty.call(got, i) || !Array.isArray(got[i]))
+      throw new TypeError(
+        `GVPOTrainer: ${who}(${n})[${i}] must be a prompt (an array of token ids), got ${describe(got[i])}`,
+      );
   return got as number[][];
 }
 

@@ -17,10 +17,10 @@ import { describe } from '../validate.js';
 import { seeded, type Task } from '../tasks/task.js';
 import {
   type Batch,
+  checkPrompts,
   evaluateGreedy,
   evaluateSampled,
   evaluateSampledAsync,
-  checkPrompts,
   evaluationPrompts,
   finiteReward,
   type Group,

@@ -81,7 +81,8 @@ export interface TrainerOptions {
   replay?: { ratio: number; capacity?: number };
   /** Externally supplied responses (demonstrations, a fixed distribution): k per prompt. */
   externalResponses?: ExternalSampler;
-  /** Share of the non-replayed groups taken from externalResponses (1: all). */
+  /** Share of the non-replayed groups taken from externalResponses (1: all), in expectation: its
+   *  fraction of a group is drawn at random each step, as replay's. */
   externalRatio?: number;
   /** GRPO / Dr.GRPO: clip range of the ratio, which is clipped to [1 - clip, 1 + clip] (0.2);
    *  Infinity: no clip, the plain importance-weighted surrogate (the clip's ablation). */
@@ -363,9 +364,10 @@ export function checkParts(options: TrainerOptions, reference: 'previous' | 'fro
     fail('policy.maxTokens', 'an integer >= 1', policy.maxTokens);
   // a policy that cannot write as many tokens as the task's answers take would train, and never
   // be right
-  if (!Number.isInteger(task.maxTokens) || task.maxTokens < 1)
-    fail('task.maxTokens', 'an integer >= 1', task.maxTokens);
-  if (policy.maxTokens < task.maxTokens)
+  // (a task of plain JavaScript may leave maxTokens out: the policy's then bounds the responses)
+  if (task.maxTokens !== undefined && (!Number.isInteger(task.maxTokens) || task.maxTokens < 1))
+    fail('task.maxTokens', 'an integer >= 1 (or left out)', task.maxTokens);
+  if (task.maxTokens !== undefined && policy.maxTokens < task.maxTokens)
     fail(
       'policy.maxTokens',
       `at least the task's maxTokens (${task.maxTokens}), the longest response it expects`,
