@@ -22,12 +22,11 @@
 //   exponent, so its gradient cannot be exact there; the bound adds 4 |logZ| eps to the relative
 //   tolerance and rows where that passes 1 are not judged (they are counted and printed). The fused
 //   gvpoFromLogits keeps each row's max and lse and is held to the tight bound everywhere.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backendConfigs } from './helpers/backends.js';
+import { backendConfigs, workerAnswers } from './helpers/backends.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EPS = 2 ** -24;
@@ -179,21 +178,8 @@ class Judge {
   }
 }
 
-function runConfig(env: Record<string, string>) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/fixtures-worker.mjs'], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    timeout: 120_000,
-    maxBuffer: 1 << 28,
-  });
-  expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(-2000) }).toEqual({
-    status: 0,
-    signal: null,
-    stderr: '',
-  });
-  return JSON.parse(r.stdout) as { backend: string; simd: string; cases: any[] };
-}
+const runConfig = (env: Record<string, string>) =>
+  workerAnswers<{ backend: string; simd: string; cases: any[] }>('test/helpers/fixtures-worker.mjs', env);
 
 function compare(out: { cases: any[] }): Judge {
   const j = new Judge();

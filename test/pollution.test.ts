@@ -8,13 +8,9 @@
 // - logits over a growable SharedArrayBuffer grown after their check gave the TypeScript backend a
 //   gradient of the grown length;
 // - toHalf read a hole through Array.prototype.
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { backendConfigs } from './helpers/backends.js';
+import { backendConfigs, workerAnswers } from './helpers/backends.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 interface Answers {
   backend: string;
   polluted: Record<string, string[]>;
@@ -23,20 +19,7 @@ interface Answers {
   hole: string;
 }
 
-function answersOf(env: Record<string, string>): Answers {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/pollution-worker.mjs'], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(-2000) }).toEqual({
-    status: 0,
-    signal: null,
-    stderr: '',
-  });
-  return JSON.parse(r.stdout) as Answers;
-}
+const answersOf = (env: Record<string, string>) => workerAnswers<Answers>('test/helpers/pollution-worker.mjs', env);
 
 describe('a hostile realm', () => {
   for (const env of backendConfigs()) {

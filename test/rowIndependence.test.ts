@@ -3,13 +3,9 @@
 // a huge beta) once made the fused head's scaling flush every other row's dL/dhidden to 0, and a
 // NaN target logit between the forward and the backward gave a gradient of -0 where the
 // TypeScript backend gave NaN.
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { backendConfigs } from './helpers/backends.js';
+import { backendConfigs, workerAnswers } from './helpers/backends.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 type Value = number | string;
 interface Answers {
   backend: string;
@@ -17,20 +13,7 @@ interface Answers {
   cases: Array<{ name: string; values: Value[] }>;
 }
 
-function answers(env: Record<string, string>): Answers {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/helpers/rows-worker.mjs'], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(-2000) }).toEqual({
-    status: 0,
-    signal: null,
-    stderr: '',
-  });
-  return JSON.parse(r.stdout) as Answers;
-}
+const answers = (env: Record<string, string>) => workerAnswers<Answers>('test/helpers/rows-worker.mjs', env);
 
 const H = 4;
 const num = (v: Value) => (typeof v === 'string' ? Number(v) : v);
