@@ -128,7 +128,9 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
       'without it',
       'without minus with (paired)',
       'GVPO minus without (paired)',
-      'KL to the start without',
+      'KL to the start with the clip',
+      'without it',
+      'clip fraction with the clip',
     ],
     noClipAt.flatMap(([mb, ep], i) => {
       const at = sweep.findIndex(([b, e]) => b === mb && e === ep);
@@ -144,9 +146,14 @@ async function compare(ctx: ExperimentContext, log: (l: string) => void) {
           pairedCell(on.map(gain), off.map(gain)),
           pairedCell(off.map(gain), gvpo.map(gain)),
           cell(
+            on.map((r) => r.klInitial),
+            4,
+          ),
+          cell(
             off.map((r) => r.klInitial),
             4,
           ),
+          clipCell(on, m),
         ];
       });
     }),
