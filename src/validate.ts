@@ -436,12 +436,13 @@ export function numbersOf(fn: string, name: string, v: unknown, length?: number,
   if (length !== undefined) expectLength(fn, name, src.length, length, what ?? 'N');
   // read up to the length checked: a getter of an element may change it (shrink or append), and a
   // view over a growable SharedArrayBuffer may grow
-  const n = src.length;
+  const n = length ?? src.length;
   if (!Array.isArray(src)) {
     const out = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      if (!Number.isFinite(src[i])) rangeError(fn, name, 'finite numbers', `${src[i]} at index ${i}`);
-      out[i] = src[i];
+      const x = src[i]; // read once: another thread may write a shared buffer meanwhile
+      if (!Number.isFinite(x)) rangeError(fn, name, 'finite numbers', `${x} at index ${i}`);
+      out[i] = x;
     }
     return out;
   }

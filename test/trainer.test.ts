@@ -1535,10 +1535,11 @@ describe('GVPOTrainer: what an outside look at the trainer found', () => {
   });
 
   it("an external sampler's share is taken in expectation: 0.1 of 4 fresh groups is 0.4 a step, not 0", async () => {
+    // each rounds to 0 a step (Math.round gave none, ever)
     for (const [P, ratio] of [
       [4, 0.1],
       [1, 0.3],
-      [8, 0.3],
+      [8, 0.05],
     ] as const) {
       const { task, policy } = bandit();
       let drawn = 0;
@@ -1556,7 +1557,6 @@ describe('GVPOTrainer: what an outside look at the trainer found', () => {
       });
       const steps = 50;
       for (let s = 0; s < steps; s++) await t.step();
-      // Math.round gave 0, 0 and 2 a step (ratio x P = 0.4, 0.3, 2.4)
       const expected = steps * ratio * P;
       expect(drawn).toBeGreaterThan(expected * 0.6);
       expect(drawn).toBeLessThan(expected * 1.4);
@@ -1579,6 +1579,19 @@ describe('GVPOTrainer: what an outside look at the trainer found', () => {
     });
     for (let s = 0; s < 5; s++) await t.step();
     expect(drawn).toBe(20);
+    // and the share itself: a whole count, float rounding of one included, takes no random draw
+    // (the runs of whole shares, every experiment's, are as before); a fraction takes one
+    const share = (t as unknown as { share(x: number): number }).share.bind(t);
+    const own = t as unknown as { rand: () => number };
+    const rand = own.rand;
+    let draws = 0;
+    own.rand = () => (draws++, rand());
+    expect([share(4), share(0.57 * 100), share(0), draws]).toEqual([4, 57, 0, 0]);
+    const n = Array.from({ length: 400 }, () => share(2.25));
+    expect(draws).toBe(400);
+    expect(new Set(n)).toEqual(new Set([2, 3]));
+    expect(n.filter((x) => x === 3).length).toBeGreaterThan(60);
+    expect(n.filter((x) => x === 3).length).toBeLessThan(140);
     t.dispose();
   });
 
@@ -1714,6 +1727,7 @@ describe('policies and tasks: seeds, names and sizes', () => {
         'BanditTask: prompts x vocab must be at most 2^26 = 67108864 rewards, got 100000 x 100000 = 10000000000',
       ),
     );
-    expect(new BanditTask(2 ** 13, 2 ** 13).rewards.length).toBe(2 ** 13);
+    expect(() => new BanditTask(2 ** 13, 2 ** 13 + 1)).toThrow(/at most 2\^26 = 67108864 rewards, got 8192 x 8193/);
+    expect(new BanditTask(2 ** 10, 2 ** 10).rewards.length).toBe(2 ** 10);
   });
 });

@@ -153,7 +153,7 @@ async function train(p: Parsed, cmd: 'train' | 'compare'): Promise<void> {
   checkFlagsApply(p, cmd, algos);
   if (o.klIn === 'reward' && o.klCoef > 0 && o.reference === 'previous')
     throw new UsageError(
-      "--kl-in reward with --reference previous would do nothing: the penalty is log(pi_old / pi_ref) at the step's start, where pi_ref is pi_old; add --reference frozen, or take --kl-in loss",
+      `--kl-in reward with --reference previous${p.values.reference === undefined ? ' (the default)' : ''} would do nothing: the penalty is log(pi_old / pi_ref) at the step's start, where pi_ref is pi_old; add --reference frozen, or take --kl-in loss`,
     );
   // a step holds all its sequences at once (the trainer refuses more, after TensorFlow.js has loaded)
   if (o.promptsPerStep * o.groupSize > TRAINER_LIMITS.sequencesPerStep)

@@ -161,7 +161,7 @@ function rowsBatch<S extends { vocab: number }>(fn: string, a: Options, source: 
 export function normalizeRows(fn: string, o: Options): RowsOpts {
   const r = rowsBatch(fn, o, (o, rows) => logitsSource(fn, o, rows, 'rows'));
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
@@ -170,7 +170,7 @@ export function normalizeHiddenRows(a: unknown): HiddenRowsOpts {
   const b = rowsBatch(fn, o, (o, rows) => hiddenSource(fn, o, rows, 'rows'));
   const r = { ...b, entropy: boolean(fn, 'entropy', o.entropy) };
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 /** The head's backward: the forward's logZ (and entropy values, when given), the upstream
@@ -193,7 +193,7 @@ export function normalizeHiddenRowsBackward(a: unknown): HiddenRowsBackwardOpts 
   const entropy = typeof o.entropy === 'boolean' || o.entropy === undefined ? undefined : perRow('entropy', o.entropy);
   const r = { ...b, logZ, entropy, gradTokenLogprobs, gradEntropy, ...headGrads(fn, o, b) };
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 /**
@@ -237,7 +237,7 @@ function normalizeReference(
   o: Options,
   b: { mask: Float32Array; rows: number; sequences: number },
 ): ReferenceOpts {
-  const out: ReferenceOpts = {};
+  const out: ReferenceOpts = { referenceTokenLogprobs: undefined, referenceLogprobs: undefined };
   const hasTok = o.referenceTokenLogprobs !== undefined && o.referenceTokenLogprobs !== null;
   const hasSeq = o.referenceLogprobs !== undefined && o.referenceLogprobs !== null;
   if (hasTok && hasSeq) rangeError(fn, 'referenceLogprobs', 'absent when referenceTokenLogprobs is given', 'both');
@@ -330,14 +330,17 @@ function sizesHold<R extends { rows?: number; sequences?: number; tokens?: numbe
   fn: string,
   r: R,
 ): R {
-  const rows = r.rows ?? (r.sequences ?? NaN) * (r.tokens ?? NaN);
+  // (r has no prototype: a name left out is not read from Object.prototype)
+  const batch = r.sequences !== undefined;
+  const rows = batch ? (r.sequences ?? NaN) * (r.tokens ?? NaN) : (r.rows ?? NaN);
+  const what = batch ? 'sequences*tokens' : 'rows';
   const H = (r as { hiddenSize?: number }).hiddenSize ?? NaN;
   const sizes: Array<[string, number, string]> = [
-    ['logits', rows * r.vocab, 'rows*vocab'],
-    ['hidden', rows * H, 'rows*hiddenSize'],
+    ['logits', rows * r.vocab, `${what}*vocab`],
+    ['hidden', rows * H, `${what}*hiddenSize`],
     ['weight', r.vocab * H, 'vocab*hiddenSize'],
-    ['targets', rows, 'rows'],
-    ['mask', rows, 'rows'],
+    ['targets', rows, what],
+    ['mask', rows, what],
   ];
   for (const [name, want, what] of sizes) {
     const v = (r as Record<string, unknown>)[name];
@@ -440,7 +443,7 @@ export function normalizeFromLogits(a: unknown): FromLogitsOpts {
   const f = logitsBatch(fn, o, true);
   const r = { ...f, ...normalizeLoss(fn, o, f.sequences), ...normalizeDest(fn, o, f) };
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 export function normalizeForward(a: unknown): ForwardOpts {
@@ -450,7 +453,7 @@ export function normalizeForward(a: unknown): ForwardOpts {
   checkLoss(fn, o, r.sequences);
   checkDest(fn, o, r);
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 export function normalizeBackward(a: unknown): BackwardOpts {
@@ -460,7 +463,7 @@ export function normalizeBackward(a: unknown): BackwardOpts {
   checkLoss(fn, o, b.sequences);
   const r = { ...b, ...phaseTwo(fn, o, b), ...normalizeDest(fn, o, b) };
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 export function normalizeFromHidden(a: unknown): FromHiddenOpts {
@@ -469,7 +472,7 @@ export function normalizeFromHidden(a: unknown): FromHiddenOpts {
   const b = hiddenBatch(fn, o, true);
   const r = { ...b, ...normalizeLoss(fn, o, b.sequences), ...headGrads(fn, o, b) };
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
@@ -479,7 +482,7 @@ export function normalizeHiddenForward(a: unknown): HiddenBatchOpts {
   checkLoss(fn, o, r.sequences);
   checkHeadGrads(fn, o, r);
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }
 
 export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
@@ -489,5 +492,5 @@ export function normalizeHiddenBackward(a: unknown): HiddenBackwardOpts {
   checkLoss(fn, o, b.sequences);
   const r = { ...b, ...phaseTwo(fn, o, b), ...headGrads(fn, o, b) };
   settle(fn, o);
-  return plain(sizesHold(fn, r));
+  return sizesHold(fn, plain(r));
 }

@@ -8,9 +8,10 @@ import { gvpoLossRef } from './gvpoLoss.js';
 import { sequenceLogprobsRef } from './sequenceLogprobs.js';
 import { tokenLogprobsBackwardInto, tokenLogprobsF64 } from './tokenLogprobs.js';
 
-// Rows are sequences x tokens (callers that build the options by hand may leave `rows` out).
+// Rows are sequences x tokens (callers that build the options by hand may leave `rows` out); no
+// prototype, as the normalized options have none (a field left out reads as absent).
 function rows<O extends ForwardOpts | BackwardOpts>(o: O): O & { rows: number } {
-  return { ...o, rows: o.sequences * o.tokens };
+  return Object.assign(Object.create(null) as O, o, { rows: o.sequences * o.tokens });
 }
 
 export function gvpoForwardF64(o: ForwardOpts) {

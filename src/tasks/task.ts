@@ -4,7 +4,8 @@ import { rangeError, typeError } from '../validate.js';
 export interface Task {
   readonly name: string;
   readonly vocab: number;
-  /** The longest response the task expects: the trainer refuses a policy that cannot write it. */
+  /** The longest response the task expects: the trainer refuses a policy that cannot write it (a
+   *  task of plain JavaScript may leave it out; the policy's maxTokens then bounds the responses). */
   readonly maxTokens: number;
   /** Training prompts. */
   samplePrompts(n: number, rand: () => number): number[][];

@@ -177,13 +177,14 @@ export class GVPOTrainer {
         `GVPOTrainer: evalSplit 'validation' needs a task with validationPrompts(); '${String(p.task.name)}' has none`,
       );
     // evaluation steps come after their step's update: a task that cannot give its evaluation
-    // prompts (an AdditionTask holding none out) is refused here, before any update. Only a split
-    // of the task's own is drawn: samplePrompts, which evaluation falls back to, may be a cursor
-    // over a dataset that one draw here would move.
+    // prompts (an AdditionTask holding none out, or fewer than evalPrompts) is refused here,
+    // before any update, by the draw every evaluation makes. Only a split of the task's own is
+    // drawn: samplePrompts, which evaluation falls back to, may be a cursor over a dataset that a
+    // draw here would move.
     const split = c.evalSplit === 'validation' || typeof p.task.heldOutPrompts === 'function';
     if (c.evalEvery > 0 && split) {
       try {
-        evaluationPrompts(p.task, 1, EVAL_SEED, c.evalSplit);
+        evaluationPrompts(p.task, c.evalPrompts, EVAL_SEED, c.evalSplit);
       } catch (e) {
         throw new RangeError(
           `GVPOTrainer: evalEvery ${c.evalEvery} evaluates on the task's ${c.evalSplit === 'validation' ? 'validation' : 'held-out'} prompts, which it cannot give (${(e as Error).message}); set evalEvery 0 or give the task such prompts`,
@@ -274,7 +275,7 @@ export class GVPOTrainer {
   }
 
   /** A count of `x` in expectation: its whole part, and one more with the probability of its
-   *  fraction, drawn only where there is one (a whole share, 0.3 x 10 = 3.0000000000000004
+   *  fraction, drawn only where there is one (a whole share, 0.57 x 100 = 56.99999999999999
    *  included, leaves the random stream as it was). */
   private share(x: number): number {
     if (Math.abs(x - Math.round(x)) < 1e-9) return Math.round(x);

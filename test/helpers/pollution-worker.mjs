@@ -86,10 +86,26 @@ const pollution = {
   beta: 7,
   offsets: Int32Array.of(0, 4),
   logZ: new Float32Array(R).fill(3),
+  hidden: new Float32Array(7),
+  weight: new Float32Array(7),
+  hiddenSize: 3,
+  rows: 3,
+  sequences: 2,
+  tokens: 3,
+  vocab: 2,
+  size: 3,
+  rewards: [9, 9, 9, 9],
 };
-for (const [name, v] of Object.entries(pollution)) {
-  const before = digest(v);
-  Object.prototype[name] = v;
+// and names that only act together (a size and the array it sizes)
+const together = {
+  'hidden + hiddenSize': { hidden: new Float32Array(7), hiddenSize: 3 },
+  'weight + hiddenSize': { weight: new Float32Array(7), hiddenSize: 3 },
+  'sequences + tokens': { sequences: 2, tokens: 3 },
+};
+const cases = [...Object.entries(pollution).map(([name, v]) => [name, { [name]: v }]), ...Object.entries(together)];
+for (const [name, names] of cases) {
+  const before = digest(names);
+  Object.assign(Object.prototype, names);
   const changed = [];
   try {
     for (const [op, f] of Object.entries(calls)) {
@@ -97,10 +113,10 @@ for (const [name, v] of Object.entries(pollution)) {
       if (got !== clean[op]) changed.push(`${op}: ${got.slice(0, 160)}`);
     }
   } finally {
-    delete Object.prototype[name];
+    for (const k of Object.keys(names)) delete Object.prototype[k];
   }
   // nor is it written to (a destination found there was once filled)
-  if (digest(v) !== before) changed.push('the value on Object.prototype was written');
+  if (digest(names) !== before) changed.push('the value on Object.prototype was written');
   answers.polluted[name] = changed;
 }
 
