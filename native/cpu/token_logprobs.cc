@@ -58,13 +58,18 @@ const RowKernels& row_kernels() {
 
 const char* cpu_simd_level() { return row_kernels().name; }
 
+// Found once per process, at the first call that takes the default: hardware_concurrency() reads
+// /sys on every call (glibc's get_nprocs), about 15 us, which a small call paid in each kernel.
 int cpu_default_threads() {
-  if (const char* env = std::getenv("GVPO_NUM_THREADS")) {
-    int t = std::atoi(env);
-    if (t > 0) return t < 1024 ? t : 1024;  // the threads option's bound
-  }
-  unsigned hc = std::thread::hardware_concurrency();
-  return hc ? (int)hc : 1;
+  static const int threads = [] {
+    if (const char* env = std::getenv("GVPO_NUM_THREADS")) {
+      int t = std::atoi(env);
+      if (t > 0) return t < 1024 ? t : 1024;  // the threads option's bound
+    }
+    unsigned hc = std::thread::hardware_concurrency();
+    return hc ? (int)hc : 1;
+  }();
+  return threads;
 }
 
 int resolve_threads(int requested) { return requested > 0 ? requested : cpu_default_threads(); }
